@@ -1,0 +1,342 @@
+//! Endpoint settings as types that cannot hold an invalid value.
+
+use std::fmt;
+
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use serde::{Deserialize, Serialize};
+
+use crate::{FieldError, event_type::EventType, ids::EndpointId};
+
+/// A value that must never reach a log line or API output in full.
+/// `Debug` masks it; there is no `Display`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub const MASK: &'static str = "********";
+
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::MASK)
+    }
+}
+
+/// Where webhooks go: an absolute http(s) URL with a host and no userinfo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EndpointUrl(String);
+
+impl EndpointUrl {
+    pub const MAX_LEN: usize = 2048;
+
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        let bad = |rule: &str| Err(FieldError::new("", rule));
+        if s.is_empty() {
+            return bad("is required");
+        }
+        if s.len() > Self::MAX_LEN {
+            return bad("must be at most 2048 characters");
+        }
+        if s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii()) {
+            return bad("must not contain spaces, control or non-ASCII characters (percent-encode them)");
+        }
+        let lower = s.to_ascii_lowercase();
+        let rest = if let Some(r) = lower.strip_prefix("https://") {
+            r
+        } else if let Some(r) = lower.strip_prefix("http://") {
+            r
+        } else {
+            return bad("must use the http or https scheme");
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return bad("must not contain a user name or password (use the auth header instead)");
+        }
+        let host = if authority.starts_with('[') {
+            authority.split(']').next().map(|h| h.trim_start_matches('[')).unwrap_or_default()
+        } else {
+            authority.split(':').next().unwrap_or_default()
+        };
+        if host.is_empty() {
+            return bad("must name a host");
+        }
+        if let Some(port) = authority.strip_prefix('[').and_then(|a| a.split("]:").nth(1)).or_else(|| {
+            (!authority.starts_with('[')).then(|| authority.split(':').nth(1)).flatten()
+        }) {
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return bad("must have a port between 1 and 65535");
+            }
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EndpointUrl {
+    type Error = FieldError;
+    fn try_from(s: String) -> Result<Self, FieldError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<EndpointUrl> for String {
+    fn from(u: EndpointUrl) -> String {
+        u.0
+    }
+}
+
+/// The one extra header an endpoint may carry, e.g. `Authorization`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthHeader {
+    name: String,
+    value: Secret,
+}
+
+impl AuthHeader {
+    const RESERVED: [&'static str; 6] =
+        ["host", "content-length", "content-type", "transfer-encoding", "connection", "user-agent"];
+
+    pub fn parse(name: &str, value: &str) -> Result<Self, FieldError> {
+        let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() {
+            return Err(FieldError::new("auth_header.name", "is required"));
+        }
+        if name.len() > 256 || !name.bytes().all(is_tchar) {
+            return Err(FieldError::new(
+                "auth_header.name",
+                "must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~, at most 256)",
+            ));
+        }
+        let lower = name.to_ascii_lowercase();
+        if Self::RESERVED.contains(&lower.as_str()) || lower.starts_with("webhook-") {
+            return Err(FieldError::new(
+                "auth_header.name",
+                format!("`{name}` is set by Hookline and cannot be overridden"),
+            ));
+        }
+        if value.is_empty() {
+            return Err(FieldError::new("auth_header.value", "is required"));
+        }
+        if value.len() > 4096 || !value.bytes().all(|b| b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b)) {
+            return Err(FieldError::new(
+                "auth_header.value",
+                "must be at most 4096 visible ASCII characters (no line breaks)",
+            ));
+        }
+        Ok(Self { name: name.to_owned(), value: Secret(value.to_owned()) })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn value(&self) -> &Secret {
+        &self.value
+    }
+}
+
+/// A tenant's subscription plan; it caps the number of endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Plan {
+    Basic,
+    Professional,
+    Business,
+    Enterprise,
+}
+
+impl Plan {
+    pub fn endpoint_limit(self) -> usize {
+        match self {
+            Plan::Basic => 1,
+            Plan::Professional => 3,
+            Plan::Business => 5,
+            Plan::Enterprise => 10,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Basic => "basic",
+            Plan::Professional => "professional",
+            Plan::Business => "business",
+            Plan::Enterprise => "enterprise",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        match s.to_ascii_lowercase().as_str() {
+            "basic" => Ok(Plan::Basic),
+            "professional" => Ok(Plan::Professional),
+            "business" => Ok(Plan::Business),
+            "enterprise" => Ok(Plan::Enterprise),
+            _ => Err(FieldError::new("plan", format!("must be basic, professional, business or enterprise, got `{s}`"))),
+        }
+    }
+}
+
+/// The JSON shape of delivered bodies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `{"type", "timestamp", "data": {...}}`.
+    #[default]
+    Envelope,
+    /// Nested fields flattened to top-level keys joined with `_`.
+    Flat,
+}
+
+/// A Standard Webhooks signing secret: `whsec_` + base64 of 24 to 64 bytes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SigningSecret {
+    text: Secret,
+    key: Vec<u8>,
+}
+
+impl SigningSecret {
+    pub fn generate() -> Self {
+        let key: [u8; 32] = rand::random();
+        Self { text: Secret(format!("whsec_{}", B64.encode(key))), key: key.to_vec() }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        let rule = "must be `whsec_` followed by base64 of 24 to 64 bytes";
+        let key = s
+            .strip_prefix("whsec_")
+            .and_then(|b| B64.decode(b).ok())
+            .filter(|k| (24..=64).contains(&k.len()))
+            .ok_or_else(|| FieldError::new("secret", rule))?;
+        Ok(Self { text: Secret(s.to_owned()), key })
+    }
+
+    pub fn expose(&self) -> &str {
+        self.text.expose()
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+impl fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("whsec_********")
+    }
+}
+
+impl TryFrom<String> for SigningSecret {
+    type Error = FieldError;
+    fn try_from(s: String) -> Result<Self, FieldError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<SigningSecret> for String {
+    fn from(s: SigningSecret) -> String {
+        s.text.0
+    }
+}
+
+/// An endpoint as the config stream records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointConfig {
+    pub id: EndpointId,
+    pub url: EndpointUrl,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_header: Option<AuthHeader>,
+    /// Subscribed types; empty means all.
+    #[serde(default)]
+    pub event_types: Vec<EventType>,
+    #[serde(default)]
+    pub layout: Layout,
+    pub enabled: bool,
+    #[serde(default)]
+    pub description: String,
+    pub secret: SigningSecret,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+}
+
+impl EndpointConfig {
+    pub fn wants(&self, event_type: EventType) -> bool {
+        self.enabled && (self.event_types.is_empty() || self.event_types.contains(&event_type))
+    }
+}
+
+/// Parse a list of event type names; empty means all.
+pub fn parse_event_types(names: &[String]) -> Result<Vec<EventType>, FieldError> {
+    let mut types = Vec::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        let t = EventType::parse(n).map_err(|e| e.under(&format!("event_types[{i}]")))?;
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    types.sort();
+    Ok(types)
+}
+
+/// Description: at most 1024 characters.
+pub fn parse_description(s: &str) -> Result<String, FieldError> {
+    if s.chars().count() > 1024 {
+        return Err(FieldError::new("description", "must be at most 1024 characters"));
+    }
+    Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        for ok in ["https://erp.example.com/hooks", "http://127.0.0.1:8080/x?y=1", "https://[::1]:443/"] {
+            EndpointUrl::parse(ok).unwrap();
+        }
+        for (bad, rule) in [
+            ("ftp://x.example", "scheme"),
+            ("https://user:pw@x.example/", "password"),
+            ("https:///path", "host"),
+            ("https://x.example:99999/", "port"),
+            ("https://x .example/", "spaces"),
+        ] {
+            let e = EndpointUrl::parse(bad).unwrap_err();
+            assert!(e.rule.contains(rule), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn auth_headers() {
+        AuthHeader::parse("Ocp-Apim-Subscription-Key", "abc").unwrap();
+        for bad in ["Host", "content-type", "Webhook-Signature", "Bad Name", ""] {
+            assert!(AuthHeader::parse(bad, "v").is_err(), "{bad}");
+        }
+        assert!(AuthHeader::parse("X-Key", "a\r\nb").is_err());
+        let h = AuthHeader::parse("Authorization", "Bearer sekrit").unwrap();
+        assert!(!format!("{h:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn secrets_round_trip() {
+        let s = SigningSecret::generate();
+        assert_eq!(SigningSecret::parse(s.expose()).unwrap().key(), s.key());
+        assert!(SigningSecret::parse("whsec_AAAA").is_err());
+        assert!(!format!("{s:?}").contains(&s.expose()[6..]));
+    }
+}

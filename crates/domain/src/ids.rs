@@ -1,0 +1,163 @@
+//! Identifiers. Generated ids are a prefix plus 26 characters of Crockford
+//! base32 over 48 bits of milliseconds and 80 random bits, so they sort by
+//! creation time and double as pagination cursors.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::FieldError;
+
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+fn sortable_suffix() -> String {
+    let millis = chrono::Utc::now().timestamp_millis().max(0) as u128;
+    let random: [u8; 10] = rand::random();
+    let mut n = millis << 80;
+    for (i, b) in random.iter().enumerate() {
+        n |= (*b as u128) << (8 * (9 - i));
+    }
+    (0..26).rev().map(|i| CROCKFORD[((n >> (i * 5)) & 31) as usize] as char).collect()
+}
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, sortable_suffix()))
+            }
+
+            pub fn parse(s: &str) -> Result<Self, FieldError> {
+                let rest = s.strip_prefix($prefix).ok_or_else(|| {
+                    FieldError::new("", format!("must start with `{}`", $prefix))
+                })?;
+                if rest.len() != 26 || !rest.bytes().all(|b| CROCKFORD.contains(&b)) {
+                    return Err(FieldError::new(
+                        "",
+                        format!("must be `{}` followed by 26 base32 characters", $prefix),
+                    ));
+                }
+                Ok(Self(s.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = FieldError;
+            fn try_from(s: String) -> Result<Self, FieldError> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = FieldError;
+            fn from_str(s: &str) -> Result<Self, FieldError> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// An event, `evt_…`; receivers see it as `webhook-id`.
+    EventId,
+    "evt_"
+);
+prefixed_id!(
+    /// An endpoint, `ep_…`.
+    EndpointId,
+    "ep_"
+);
+
+/// A tenant, chosen by the booking platform. Also a NATS subject token, so
+/// it may not hold `.`, `*`, `>` or white space.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub const RULE: &'static str =
+        "must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter or digit";
+
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.as_bytes()[0].is_ascii_alphanumeric()
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else if s.is_empty() {
+            Err(FieldError::new("", "is required"))
+        } else {
+            Err(FieldError::new("", Self::RULE))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = FieldError;
+    fn try_from(s: String) -> Result<Self, FieldError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(id: TenantId) -> String {
+        id.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_and_sort_by_time() {
+        let a = EventId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = EventId::generate();
+        assert!(a < b);
+        assert_eq!(EventId::parse(a.as_str()).unwrap(), a);
+        assert!(EndpointId::parse(a.as_str()).is_err());
+    }
+
+    #[test]
+    fn tenant_ids_are_subject_safe() {
+        assert!(TenantId::parse("acme-dental_01").is_ok());
+        for bad in ["", "Acme", "a.b", "a*", "a>", "a b", "-x", &"x".repeat(65)] {
+            assert!(TenantId::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Hookline's domain: the types every service shares, with no I/O.
+//!
+//! # Layout
+//! * [`ids`]: prefixed, time-sortable ids (`evt_…`, `ep_…`) and [`ids::TenantId`].
+//! * [`event_type`]: the twelve event types.
+//! * [`events`]: typed payloads, parsing of producer JSON, the stored event.
+//! * [`endpoint`]: endpoint settings that cannot hold an invalid value.
+//! * [`config`]: the tenant aggregate: config events, `decide` and `evolve`.
+//! * [`signing`]: Standard Webhooks signatures.
+//! * [`layout`]: the `envelope` and `flat` bodies.
+//!
+//! Parse, don't validate: wire input becomes these types once, at the edge,
+//! and every error names the field and the rule it broke.
+
+pub mod config;
+pub mod endpoint;
+pub mod event_type;
+pub mod events;
+pub mod ids;
+pub mod layout;
+pub mod signing;
+
+use std::fmt;
+
+/// A field that broke a rule. `field` is a path like `data.customer.email`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule}")]
+pub struct FieldError {
+    pub field: String,
+    pub rule: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, rule: impl fmt::Display) -> Self {
+        Self { field: field.into(), rule: rule.to_string() }
+    }
+
+    /// Prefix the field path, e.g. `customer.email` under `data`.
+    pub fn under(mut self, prefix: &str) -> Self {
+        self.field = if self.field.is_empty() {
+            prefix.to_owned()
+        } else if self.field.starts_with('[') {
+            format!("{prefix}{}", self.field)
+        } else {
+            format!("{prefix}.{}", self.field)
+        };
+        self
+    }
+}
