@@ -1,1 +1,184 @@
+//! JetStream wiring shared by every Hookline service: the names of streams,
+//! subjects, headers and durable consumers (a contract with operators and
+//! NATS publishers), and idempotent set-up of all of them.
+//!
+//! **Invariant:** only this crate spells a stream or subject name.
 
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self, Context,
+    consumer::{self, pull},
+    stream::{self, RetentionPolicy, StorageType},
+};
+
+/// Producer events waiting for ingest (work queue). `hookline.intake.<tenant>`.
+pub const INTAKE_STREAM: &str = "HOOKLINE_INTAKE";
+/// Accepted events, the source of truth. `hookline.events.<tenant>.<type>`.
+pub const EVENTS_STREAM: &str = "HOOKLINE_EVENTS";
+/// Intake events ingest refused, with the reason. `hookline.rejected.<tenant>`.
+pub const REJECTED_STREAM: &str = "HOOKLINE_REJECTED";
+/// Tenant aggregates. `hookline.config.<tenant>`.
+pub const CONFIG_STREAM: &str = "HOOKLINE_CONFIG";
+/// One task per (event, endpoint) (work queue). `hookline.dispatch.<tenant>.<endpoint>`.
+pub const DISPATCH_STREAM: &str = "HOOKLINE_DISPATCH";
+/// One record per delivery attempt. `hookline.outcomes.<tenant>.<endpoint>`.
+pub const OUTCOMES_STREAM: &str = "HOOKLINE_OUTCOMES";
+
+/// Durable consumer of ingest on the intake stream.
+pub const INGEST_CONSUMER: &str = "ingest";
+/// Durable consumer of delivery's fan-out on the events stream.
+pub const FANOUT_CONSUMER: &str = "fanout";
+/// Durable consumer of delivery's workers on the dispatch stream.
+pub const WORKERS_CONSUMER: &str = "workers";
+
+/// JetStream's de-duplication header.
+pub const MSG_ID: &str = "Nats-Msg-Id";
+pub const EVENT_ID_HEADER: &str = "Hookline-Event-Id";
+pub const EVENT_TYPE_HEADER: &str = "Hookline-Event-Type";
+/// Set to `off` on events published while the tenant had webhooks off.
+pub const WEBHOOKS_HEADER: &str = "Hookline-Webhooks";
+
+/// How long an idempotency key de-duplicates, and JetStream's window for it.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+pub fn intake_subject(tenant: &str) -> String {
+    format!("hookline.intake.{tenant}")
+}
+pub fn events_subject(tenant: &str, event_type: &str) -> String {
+    format!("hookline.events.{tenant}.{event_type}")
+}
+pub fn rejected_subject(tenant: &str) -> String {
+    format!("hookline.rejected.{tenant}")
+}
+pub fn config_subject(tenant: &str) -> String {
+    format!("hookline.config.{tenant}")
+}
+pub fn dispatch_subject(tenant: &str, endpoint: &str) -> String {
+    format!("hookline.dispatch.{tenant}.{endpoint}")
+}
+pub fn outcomes_subject(tenant: &str, endpoint: &str) -> String {
+    format!("hookline.outcomes.{tenant}.{endpoint}")
+}
+
+/// The tenant token of `hookline.<kind>.<tenant>[...]`.
+pub fn tenant_of(subject: &str) -> Option<&str> {
+    subject.split('.').nth(2)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect { url: String, source: async_nats::ConnectError },
+    #[error("cannot set up stream {stream}: {message}")]
+    Stream { stream: &'static str, message: String },
+    #[error("cannot set up consumer {consumer} on {stream}: {message}")]
+    Consumer { stream: &'static str, consumer: &'static str, message: String },
+}
+
+/// Connect to NATS; the client reconnects by itself afterwards.
+pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|source| BusError::Connect { url: url.to_owned(), source })
+}
+
+/// Retention settings an operator may tune.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// How long accepted events and outcomes stay in their streams.
+    pub events_max_age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { events_max_age: Duration::from_secs(60 * 24 * 3600) }
+    }
+}
+
+fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
+    let base = stream::Config {
+        name: name.to_owned(),
+        storage: StorageType::File,
+        ..Default::default()
+    };
+    let day = Duration::from_secs(24 * 3600);
+    match name {
+        INTAKE_STREAM => stream::Config {
+            subjects: vec!["hookline.intake.>".into()],
+            retention: RetentionPolicy::WorkQueue,
+            max_age: 7 * day,
+            duplicate_window: Duration::from_secs(120),
+            ..base
+        },
+        EVENTS_STREAM => stream::Config {
+            subjects: vec!["hookline.events.>".into()],
+            max_age: retention.events_max_age,
+            duplicate_window: IDEMPOTENCY_WINDOW,
+            ..base
+        },
+        REJECTED_STREAM => stream::Config {
+            subjects: vec!["hookline.rejected.>".into()],
+            max_age: 30 * day,
+            ..base
+        },
+        CONFIG_STREAM => stream::Config {
+            subjects: vec!["hookline.config.>".into()],
+            duplicate_window: Duration::from_secs(120),
+            ..base
+        },
+        DISPATCH_STREAM => stream::Config {
+            subjects: vec!["hookline.dispatch.>".into()],
+            retention: RetentionPolicy::WorkQueue,
+            duplicate_window: Duration::from_secs(600),
+            ..base
+        },
+        OUTCOMES_STREAM => stream::Config {
+            subjects: vec!["hookline.outcomes.>".into()],
+            max_age: retention.events_max_age,
+            ..base
+        },
+        _ => unreachable!("unknown stream {name}"),
+    }
+}
+
+pub const ALL_STREAMS: [&str; 6] =
+    [INTAKE_STREAM, EVENTS_STREAM, REJECTED_STREAM, CONFIG_STREAM, DISPATCH_STREAM, OUTCOMES_STREAM];
+
+/// Create every stream that is missing (existing ones are left as they are,
+/// so an operator's replicas or limits survive restarts).
+pub async fn ensure_streams(js: &Context, retention: &Retention) -> Result<(), BusError> {
+    for name in ALL_STREAMS {
+        js.get_or_create_stream(stream_config(name, retention))
+            .await
+            .map_err(|e| BusError::Stream { stream: name, message: e.to_string() })?;
+    }
+    Ok(())
+}
+
+pub fn jetstream(client: async_nats::Client) -> Context {
+    jetstream::new(client)
+}
+
+/// Bind a durable pull consumer, creating or updating it to `config`.
+/// (nats-server 2.9 treats create and update alike, which is what we want.)
+pub async fn durable(
+    js: &Context,
+    stream: &'static str,
+    consumer: &'static str,
+    config: pull::Config,
+) -> Result<consumer::Consumer<pull::Config>, BusError> {
+    let err = |message: String| BusError::Consumer { stream, consumer, message };
+    let s = js.get_stream(stream).await.map_err(|e| err(e.to_string()))?;
+    let config = pull::Config { durable_name: Some(consumer.to_owned()), ..config };
+    s.create_consumer(config).await.map_err(|e| err(e.to_string()))
+}
+
+/// Header value as text.
+pub fn header<'a>(headers: Option<&'a async_nats::HeaderMap>, name: &str) -> Option<&'a str> {
+    headers.and_then(|h| h.get(name)).map(|v| v.as_str())
+}

@@ -6,6 +6,7 @@
 //! * [`events`]: typed payloads, parsing of producer JSON, the stored event.
 //! * [`endpoint`]: endpoint settings that cannot hold an invalid value.
 //! * [`config`]: the tenant aggregate: config events, `decide` and `evolve`.
+//! * [`delivery`]: dispatch tasks and attempt outcomes.
 //! * [`signing`]: Standard Webhooks signatures.
 //! * [`layout`]: the `envelope` and `flat` bodies.
 //!
@@ -13,6 +14,7 @@
 //! and every error names the field and the rule it broke.
 
 pub mod config;
+pub mod delivery;
 pub mod endpoint;
 pub mod event_type;
 pub mod events;

@@ -1,1 +1,86 @@
-fn main(){}
+//! `hookline`: the three services, alone or together, and the operator CLI.
+
+mod cli;
+mod serve;
+mod settings;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::{EnvFilter, fmt};
+
+#[derive(Debug, Parser)]
+#[command(name = "hookline", version, about = "Signed, retried, logged webhooks from booking events, on NATS JetStream.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run ingest, subscriptions and delivery in one process (gRPC on
+    /// HOOKLINE_GRPC_ADDR, health on HOOKLINE_HTTP_ADDR); creates the
+    /// database and streams if missing; allows deliveries to loopback.
+    Dev(settings::ServiceArgs),
+    /// Run the ingest service alone (gRPC IngestService + NATS intake).
+    Ingest(settings::ServiceArgs),
+    /// Run the subscriptions service alone (gRPC SubscriptionService + projections).
+    Subscriptions(settings::ServiceArgs),
+    /// Run the delivery service alone (fan-out + workers).
+    Delivery(settings::ServiceArgs),
+    /// Manage tenants.
+    Tenant {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: cli::TenantCmd,
+    },
+    /// Manage a tenant's endpoints.
+    Endpoint {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: cli::EndpointCmd,
+    },
+    /// Publish a JSON event (or a JSON array of events) from a file or `-` (stdin).
+    Publish {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        /// Tenant id.
+        tenant: String,
+        /// Path to the JSON event, or `-` for stdin.
+        file: String,
+    },
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("HOOKLINE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("HOOKLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    rustls::crypto::ring::default_provider().install_default().expect("one crypto provider");
+    let result = match cli.command {
+        Command::Dev(a) => serve::run(serve::Role::Dev, a, serve::shutdown_signal()).await,
+        Command::Ingest(a) => serve::run(serve::Role::Ingest, a, serve::shutdown_signal()).await,
+        Command::Subscriptions(a) => serve::run(serve::Role::Subscriptions, a, serve::shutdown_signal()).await,
+        Command::Delivery(a) => serve::run(serve::Role::Delivery, a, serve::shutdown_signal()).await,
+        Command::Tenant { client, cmd } => cli::tenant(&client, cmd).await,
+        Command::Endpoint { client, cmd } => cli::endpoint(&client, cmd).await,
+        Command::Publish { client, tenant, file } => cli::publish(&client, tenant, file).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,50 @@
+//! The ingest service: validates producer events and appends them to
+//! HOOKLINE_EVENTS, from gRPC (`IngestService`) and from the NATS intake
+//! stream (`hookline.intake.<tenant>`).
+//!
+//! # Layout
+//! * [`append`]: the one path every accepted event takes into the stream.
+//! * [`grpc`]: `Publish` / `PublishBatch`.
+//! * [`intake`]: the durable consumer on HOOKLINE_INTAKE.
+//!
+//! **Invariant:** an event is either appended whole or refused with the
+//! field and rule it broke; ingest never appends an event it did not parse.
 
+pub mod append;
+pub mod grpc;
+pub mod intake;
+
+pub use append::Appender;
+pub use grpc::IngestApi;
+
+use hookline_domain::FieldError;
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error("tenant_id: tenant `{0}` not found")]
+    UnknownTenant(String),
+    #[error("NATS JetStream unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<FieldError> for Error {
+    fn from(e: FieldError) -> Self {
+        Error::Invalid(e)
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        match e {
+            Error::Invalid(_) => Status::invalid_argument(e.to_string()),
+            Error::UnknownTenant(_) => Status::not_found(e.to_string()),
+            Error::Unavailable(_) => {
+                tracing::warn!(error = %e, "event store unavailable");
+                Status::unavailable(e.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Fan-out: one dispatch task per endpoint that `Resolve` names for an event.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{AckKind, Context, consumer::pull, message::{Message, PublishMessage}};
+use futures_util::StreamExt;
+use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, dispatch_subject, header};
+use hookline_domain::{delivery::DispatchTask, events::StoredEvent, ids::EndpointId};
+use hookline_proto::subscriptions::v1::{ResolveRequest, subscription_service_client::SubscriptionServiceClient};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::DeliverySettings;
+
+const CONCURRENCY: usize = 128;
+
+pub async fn run(js: Context, settings: DeliverySettings, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
+    let consumer = hookline_bus::durable(
+        &js,
+        EVENTS_STREAM,
+        FANOUT_CONSUMER,
+        pull::Config {
+            ack_wait: settings.ack_wait,
+            max_ack_pending: 4 * CONCURRENCY as i64,
+            filter_subject: "hookline.events.>".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let channel = Channel::from_shared(settings.subscriptions_url.clone())
+        .map_err(|e| hookline_bus::BusError::Stream { stream: EVENTS_STREAM, message: format!("HOOKLINE_SUBSCRIPTIONS_URL: {e}") })?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let resolver = SubscriptionServiceClient::new(channel);
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    while !shutdown.is_cancelled() {
+        let mut messages = match consumer.stream().heartbeat(Duration::from_secs(5)).expires(Duration::from_secs(30)).messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "fanout: cannot pull, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                n = messages.next() => n,
+            };
+            let msg = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "fanout: pull error");
+                    continue;
+                }
+                None => break,
+            };
+            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+            let (js, resolver) = (js.clone(), resolver.clone());
+            tokio::spawn(async move {
+                fan_out(&js, resolver, msg).await;
+                drop(permit);
+            });
+        }
+    }
+    let _ = permits.acquire_many(CONCURRENCY as u32).await;
+    Ok(())
+}
+
+async fn fan_out(js: &Context, mut resolver: SubscriptionServiceClient<Channel>, msg: Message) {
+    let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(subject = %msg.subject, error = %e, "fanout: unreadable event terminated");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("fanout", event_id = %event.id, tenant = %event.tenant_id, event_type = event.event_type.as_str());
+    let _enter = span.enter();
+    if header(msg.headers.as_ref(), WEBHOOKS_HEADER) == Some("off") {
+        tracing::info!("fanout: published while webhooks were off; not delivered");
+        let _ = msg.double_ack().await;
+        return;
+    }
+    let resolved = resolver
+        .resolve(ResolveRequest { tenant_id: event.tenant_id.to_string(), event_type: event.event_type.as_str().into() })
+        .await;
+    let endpoints = match resolved {
+        Ok(r) => r.into_inner().endpoints,
+        Err(s) if s.code() == tonic::Code::NotFound => Vec::new(),
+        Err(s) => {
+            tracing::warn!(code = ?s.code(), message = s.message(), "fanout: resolve failed; retrying in 1s");
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            return;
+        }
+    };
+    let mut acks = Vec::with_capacity(endpoints.len());
+    for ep in &endpoints {
+        let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else { continue };
+        let task = DispatchTask { endpoint_id, event: event.clone() };
+        let publish = PublishMessage::build()
+            .payload(serde_json::to_vec(&task).expect("tasks serialise").into())
+            .message_id(task.msg_id());
+        match js.send_publish(dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id), publish).await {
+            Ok(ack) => acks.push(ack),
+            Err(e) => {
+                tracing::warn!(error = %e, "fanout: dispatch publish failed; retrying in 1s");
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                return;
+            }
+        }
+    }
+    for ack in acks {
+        if let Err(e) = ack.await {
+            tracing::warn!(error = %e, "fanout: dispatch not stored; retrying in 1s");
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            return;
+        }
+    }
+    tracing::debug!(endpoints = endpoints.len(), "fanout: dispatched");
+    if let Err(e) = msg.double_ack().await {
+        tracing::warn!(error = %e, "fanout: ack failed; redelivery is de-duplicated");
+    }
+}

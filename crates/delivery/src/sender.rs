@@ -1,0 +1,134 @@
+//! One HTTP attempt: Standard Webhooks headers, the endpoint's auth header,
+//! no redirects, a timeout, and a classified result.
+
+use std::time::{Duration, Instant};
+
+use hookline_domain::{
+    delivery::ErrorKind,
+    endpoint::EndpointConfig,
+    signing,
+};
+
+pub const USER_AGENT: &str = concat!("Hookline/", env!("CARGO_PKG_VERSION"), " (webhook sender)");
+/// Bytes of the response body kept for the delivery log.
+pub const EXCERPT_BYTES: usize = 4096;
+
+/// Build the shared HTTP client: pooled per host, HTTP/1.1 keep-alive and
+/// HTTP/2 where offered, never following redirects, ignoring proxy settings.
+pub fn client(request_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(request_timeout)
+        .connect_timeout(Duration::from_secs(5).min(request_timeout))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .build()
+        .expect("HTTP client builds (is a rustls crypto provider installed?)")
+}
+
+#[derive(Debug)]
+pub struct AttemptResult {
+    pub status_code: Option<u16>,
+    pub error_kind: Option<ErrorKind>,
+    pub error: Option<String>,
+    pub duration: Duration,
+    pub response_excerpt: Option<String>,
+}
+
+impl AttemptResult {
+    pub fn succeeded(&self) -> bool {
+        self.error_kind.is_none()
+    }
+}
+
+/// POST `body` to the endpoint, signed for `msg_id`.
+pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &str, body: Vec<u8>) -> AttemptResult {
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = signing::signature_header([&endpoint.secret], msg_id, timestamp, &body);
+    let mut request = client
+        .post(endpoint.url.as_str())
+        .header("content-type", "application/json")
+        .header("webhook-id", msg_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature);
+    if let Some(h) = &endpoint.auth_header {
+        let mut value = reqwest::header::HeaderValue::from_str(h.value().expose()).expect("auth header value checked on input");
+        value.set_sensitive(true);
+        request = request.header(h.name(), value);
+    }
+    let started = Instant::now();
+    let outcome = request.body(body).send().await;
+    let mut result = match outcome {
+        Ok(mut response) => {
+            let status = response.status();
+            let mut excerpt = Vec::new();
+            let mut body_error = None;
+            while excerpt.len() < EXCERPT_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk[..chunk.len().min(EXCERPT_BYTES - excerpt.len())]),
+                    Ok(None) => break,
+                    Err(e) => {
+                        body_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            let (error_kind, error) = if status.is_success() {
+                (None, None)
+            } else if status.is_redirection() {
+                let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("-");
+                (Some(ErrorKind::Redirect), Some(format!("HTTP {status} to {location}; redirects are not followed")))
+            } else {
+                (Some(ErrorKind::HttpStatus), Some(format!("HTTP {status}")))
+            };
+            let (error_kind, error) = match (error_kind, body_error) {
+                (None, Some(e)) if e.is_timeout() => (Some(ErrorKind::Timeout), Some("timed out reading the response body".into())),
+                (k, _) => (k, error),
+            };
+            AttemptResult {
+                status_code: Some(status.as_u16()),
+                error_kind,
+                error,
+                duration: Duration::ZERO,
+                response_excerpt: (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned()),
+            }
+        }
+        Err(e) => {
+            let (kind, text) = classify(&e);
+            AttemptResult { status_code: None, error_kind: Some(kind), error: Some(text), duration: Duration::ZERO, response_excerpt: None }
+        }
+    };
+    result.duration = started.elapsed();
+    result
+}
+
+/// Name the failure from reqwest's error chain (the URL is left out: it may
+/// carry a token in its query).
+fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
+    let mut chain = String::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if !chain.is_empty() {
+            chain.push_str(": ");
+        }
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    let lower = chain.to_ascii_lowercase();
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if lower.contains("dns error") || lower.contains("failed to lookup") || lower.contains("resolve") {
+        ErrorKind::Dns
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        ErrorKind::Tls
+    } else if lower.contains("refused") {
+        ErrorKind::ConnectionRefused
+    } else {
+        ErrorKind::Connection
+    };
+    let text = if chain.is_empty() { kind.as_str().to_owned() } else { chain };
+    (kind, text)
+}

@@ -1,0 +1,101 @@
+//! Delivery settings.
+
+use std::{str::FromStr, time::Duration};
+
+/// Delays between attempts. The first entry is the delay before the first
+/// attempt (normally 0); attempt `n` failing schedules attempt `n + 1` after
+/// entry `n`. Its length is the number of attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySchedule(Vec<Duration>);
+
+impl RetrySchedule {
+    pub fn attempts(&self) -> u32 {
+        self.0.len() as u32
+    }
+
+    /// The delay after failed attempt `attempt` (1-based), if any remain.
+    pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
+        self.0.get(attempt as usize).copied()
+    }
+}
+
+impl Default for RetrySchedule {
+    /// Standard Webhooks' example schedule: about three days.
+    fn default() -> Self {
+        "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h".parse().expect("default schedule parses")
+    }
+}
+
+/// Parse `90`, `90s`, `500ms`, `5m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 500ms, 5s, 5m, 2h or 1d"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m, h or d")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` must be a non-negative duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl FromStr for RetrySchedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let delays = s.split(',').map(parse_duration).collect::<Result<Vec<_>, _>>()?;
+        if delays.is_empty() || delays.len() > 50 {
+            return Err("must list 1 to 50 delays, e.g. 0s,5s,5m,30m".into());
+        }
+        Ok(Self(delays))
+    }
+}
+
+/// What the delivery service needs to run.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub retry_schedule: RetrySchedule,
+    /// Whole-request timeout of one attempt.
+    pub request_timeout: Duration,
+    /// How long JetStream waits for a worker's ack before redelivering the
+    /// task to another worker; must exceed `request_timeout`.
+    pub ack_wait: Duration,
+    /// Attempts in flight per process.
+    pub concurrency: usize,
+    /// gRPC address of the subscriptions service, for `Resolve`.
+    pub subscriptions_url: String,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            retry_schedule: RetrySchedule::default(),
+            request_timeout: Duration::from_secs(15),
+            ack_wait: Duration::from_secs(60),
+            concurrency: 256,
+            subscriptions_url: "http://127.0.0.1:50051".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules() {
+        let s: RetrySchedule = "0s,1s,2s".parse().unwrap();
+        assert_eq!(s.attempts(), 3);
+        assert_eq!(s.delay_after(1), Some(Duration::from_secs(1)));
+        assert_eq!(s.delay_after(3), None);
+        assert_eq!(RetrySchedule::default().attempts(), 10);
+        assert!("1x".parse::<RetrySchedule>().is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,188 @@
+//! Running the services: alone (`hookline ingest|subscriptions|delivery`)
+//! or together (`hookline dev`).
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use anyhow::Context as _;
+use axum::{Router, http::StatusCode, routing::get};
+use hookline_bus::Retention;
+use hookline_delivery::DeliverySettings;
+use hookline_ingest::{Appender, IngestApi};
+use hookline_proto::{
+    ingest::v1::ingest_service_server::IngestServiceServer,
+    subscriptions::v1::subscription_service_server::SubscriptionServiceServer,
+};
+use hookline_subscriptions::{Commands, Directory, SubscriptionsApi};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::ServiceArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Dev,
+    Ingest,
+    Subscriptions,
+    Delivery,
+}
+
+impl Role {
+    fn has(self, other: Role) -> bool {
+        self == Role::Dev || self == other
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Dev => "dev",
+            Role::Ingest => "ingest",
+            Role::Subscriptions => "subscriptions",
+            Role::Delivery => "delivery",
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    if role == Role::Dev {
+        args.subscriptions_url = format!("http://{}", args.grpc_addr);
+    }
+    let delivery: Option<DeliverySettings> =
+        if role.has(Role::Delivery) { Some(args.delivery().map_err(anyhow::Error::msg)?) } else { None };
+    let shutdown = CancellationToken::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+
+    // The health port comes up first so orchestrators see "alive, not ready".
+    let http = tokio::net::TcpListener::bind(args.http_addr).await.with_context(|| format!("HOOKLINE_HTTP_ADDR: cannot listen on {}", args.http_addr))?;
+    let nats_client = hookline_bus::connect(&args.nats_url, &format!("hookline-{}", role.name())).await?;
+    tasks.spawn(health_server(http, ready.clone(), nats_client.clone(), shutdown.clone()));
+
+    let js = hookline_bus::jetstream(nats_client);
+    hookline_bus::ensure_streams(&js, &Retention { events_max_age: args.retention }).await?;
+    let directory = Directory::start(&js, shutdown.clone()).await?;
+
+    let mut grpc = tonic::service::Routes::default();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    if role.has(Role::Subscriptions) {
+        let pool = hookline_store::connect(&args.database_url).await.context("HOOKLINE_DATABASE_URL")?;
+        tasks.spawn({
+            let (js, shutdown) = (js.clone(), shutdown.clone());
+            async move {
+                hookline_store::projector::run_config_projector(js, pool, shutdown).await;
+                Ok(())
+            }
+        });
+        let api = SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone());
+        grpc = grpc.add_service(SubscriptionServiceServer::new(api));
+        health.set_serving::<SubscriptionServiceServer<SubscriptionsApi>>().await;
+    }
+    if role.has(Role::Ingest) {
+        let appender = Appender::new(js.clone(), directory.clone());
+        grpc = grpc.add_service(IngestServiceServer::new(IngestApi::new(appender.clone())));
+        health.set_serving::<IngestServiceServer<IngestApi>>().await;
+        tasks.spawn({
+            let (js, shutdown) = (js.clone(), shutdown.clone());
+            async move { Ok(hookline_ingest::intake::run(js, appender, shutdown).await?) }
+        });
+    }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(hookline_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    grpc = grpc
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("HOOKLINE_GRPC_ADDR: cannot listen on {}", args.grpc_addr))?;
+    tasks.spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            tonic::transport::Server::builder()
+                .add_routes(grpc)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(grpc_listener),
+                    shutdown.cancelled_owned(),
+                )
+                .await
+                .context("gRPC server")
+        }
+    });
+    if let Some(settings) = delivery {
+        tasks.spawn({
+            let (js, settings, shutdown) = (js.clone(), settings.clone(), shutdown.clone());
+            async move { Ok(hookline_delivery::fanout::run(js, settings, shutdown).await?) }
+        });
+        tasks.spawn({
+            let (js, directory, shutdown) = (js.clone(), directory.clone(), shutdown.clone());
+            async move { Ok(hookline_delivery::worker::run(js, directory, settings, shutdown).await?) }
+        });
+    }
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!(role = role.name(), grpc = %args.grpc_addr, http = %args.http_addr, "hookline ready");
+
+    tokio::pin!(signal);
+    let failure = tokio::select! {
+        _ = &mut signal => None,
+        Some(done) = tasks.join_next() => Some(match done {
+            Ok(Ok(())) => anyhow::anyhow!("a service task stopped unexpectedly"),
+            Ok(Err(e)) => e,
+            Err(e) => anyhow::anyhow!("a service task panicked: {e}"),
+        }),
+    };
+    tracing::info!("shutting down");
+    ready.store(false, Ordering::SeqCst);
+    shutdown.cancel();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "task ended with an error during shutdown");
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn health_server(
+    listener: tokio::net::TcpListener,
+    ready: Arc<AtomicBool>,
+    nats: async_nats::Client,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = Router::new().route("/healthz", get(|| async { "ok\n" })).route(
+        "/readyz",
+        get(move || {
+            let (ready, nats) = (ready.clone(), nats.clone());
+            async move {
+                let connected = nats.connection_state() == async_nats::connection::State::Connected;
+                match (ready.load(Ordering::SeqCst), connected) {
+                    (true, true) => (StatusCode::OK, "ready\n"),
+                    (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+                    (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "NATS disconnected\n"),
+                }
+            }
+        }),
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await.context("health server")
+}

@@ -1,0 +1,72 @@
+//! Service settings from `HOOKLINE_*` environment variables (or flags),
+//! validated at start-up with errors that name the key.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Args;
+use hookline_delivery::{DeliverySettings, RetrySchedule, settings::parse_duration};
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// NATS server with JetStream.
+    #[arg(long, env = "HOOKLINE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Postgres for projections; the database is created if missing.
+    #[arg(long, env = "HOOKLINE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/hookline")]
+    pub database_url: String,
+    /// gRPC listen address.
+    #[arg(long, env = "HOOKLINE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address for /healthz and /readyz.
+    #[arg(long, env = "HOOKLINE_HTTP_ADDR", default_value = "127.0.0.1:9464")]
+    pub http_addr: SocketAddr,
+    /// Subscriptions gRPC URL, used by delivery for `Resolve` (dev mode uses its own).
+    #[arg(long, env = "HOOKLINE_SUBSCRIPTIONS_URL", default_value = "http://127.0.0.1:50051")]
+    pub subscriptions_url: String,
+    /// Delays before each attempt, comma separated; its length is the number of attempts.
+    #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE", default_value = "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h")]
+    pub retry_schedule: String,
+    /// Timeout of one delivery attempt.
+    #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT", default_value = "15s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// How long JetStream waits for an ack before handing a task to another worker.
+    #[arg(long, env = "HOOKLINE_ACK_WAIT", default_value = "60s", value_parser = duration)]
+    pub ack_wait: Duration,
+    /// Delivery attempts in flight per process.
+    #[arg(long, env = "HOOKLINE_DELIVERY_CONCURRENCY", default_value_t = 256)]
+    pub delivery_concurrency: usize,
+    /// How long accepted events and outcomes stay in their streams.
+    #[arg(long, env = "HOOKLINE_RETENTION", default_value = "60d", value_parser = duration)]
+    pub retention: Duration,
+}
+
+impl ServiceArgs {
+    /// Cross-field checks clap cannot express.
+    pub fn delivery(&self) -> Result<DeliverySettings, String> {
+        let retry_schedule: RetrySchedule =
+            self.retry_schedule.parse().map_err(|e| format!("HOOKLINE_RETRY_SCHEDULE: {e}"))?;
+        if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(300) {
+            return Err("HOOKLINE_REQUEST_TIMEOUT: must be between 1ms and 300s".into());
+        }
+        if self.ack_wait <= self.request_timeout {
+            return Err(format!(
+                "HOOKLINE_ACK_WAIT: must be longer than HOOKLINE_REQUEST_TIMEOUT ({:?}), or attempts still running are handed out twice",
+                self.request_timeout
+            ));
+        }
+        if !(1..=10_000).contains(&self.delivery_concurrency) {
+            return Err("HOOKLINE_DELIVERY_CONCURRENCY: must be between 1 and 10000".into());
+        }
+        Ok(DeliverySettings {
+            retry_schedule,
+            request_timeout: self.request_timeout,
+            ack_wait: self.ack_wait,
+            concurrency: self.delivery_concurrency,
+            subscriptions_url: self.subscriptions_url.clone(),
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! Appending accepted events to HOOKLINE_EVENTS, with idempotency.
+
+use async_nats::{HeaderMap, jetstream::{Context, context::PublishAckFuture, message::PublishMessage}};
+use hookline_bus::{EVENT_ID_HEADER, EVENT_TYPE_HEADER, EVENTS_STREAM, WEBHOOKS_HEADER, events_subject, header};
+use hookline_domain::{events::{NewEvent, StoredEvent}, ids::TenantId};
+use hookline_subscriptions::Directory;
+
+use crate::Error;
+
+/// The result of appending one event.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub event_id: String,
+    pub event_type: &'static str,
+    pub duplicate: bool,
+    pub sequence: u64,
+}
+
+#[derive(Clone)]
+pub struct Appender {
+    js: Context,
+    directory: Directory,
+}
+
+/// An event checked against the tenant directory, ready to publish.
+pub struct Prepared {
+    event: StoredEvent,
+    msg_id: Option<String>,
+    webhooks_off: bool,
+}
+
+impl Appender {
+    pub fn new(js: Context, directory: Directory) -> Self {
+        Self { js, directory }
+    }
+
+    /// Check the tenant and give the event its id. `fallback_msg_id`
+    /// de-duplicates redeliveries of keyless intake messages.
+    pub fn prepare(&self, tenant: &str, event: NewEvent, fallback_msg_id: Option<String>) -> Result<Prepared, Error> {
+        let tenant = TenantId::parse(tenant).map_err(|e| e.under("tenant_id"))?;
+        let state = self.directory.tenant(&tenant).ok_or_else(|| Error::UnknownTenant(tenant.to_string()))?;
+        let msg_id = match &event.idempotency_key {
+            Some(key) => Some(format!("idem:{tenant}:{}", key.as_str())),
+            None => fallback_msg_id,
+        };
+        Ok(Prepared { event: StoredEvent::new(tenant, event), msg_id, webhooks_off: !state.webhooks_enabled })
+    }
+
+    /// Publish without waiting for the stream's ack (so batches pipeline).
+    pub async fn send(&self, p: &Prepared) -> Result<PublishAckFuture, Error> {
+        let e = &p.event;
+        let mut headers = HeaderMap::new();
+        headers.insert(EVENT_ID_HEADER, e.id.as_str());
+        headers.insert(EVENT_TYPE_HEADER, e.event_type.as_str());
+        if p.webhooks_off {
+            headers.insert(WEBHOOKS_HEADER, "off");
+        }
+        let payload = serde_json::to_vec(e).expect("stored events serialise");
+        let mut publish = PublishMessage::build().payload(payload.into()).headers(headers);
+        if let Some(id) = &p.msg_id {
+            publish = publish.message_id(id);
+        }
+        self.js
+            .send_publish(events_subject(e.tenant_id.as_str(), e.event_type.as_str()), publish)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
+    /// Await the stream's ack; for a duplicate, look up the first event's id.
+    pub async fn confirm(&self, p: &Prepared, ack: PublishAckFuture) -> Result<Accepted, Error> {
+        let ack = ack.await.map_err(|e| Error::Unavailable(e.to_string()))?;
+        let mut event_id = p.event.id.to_string();
+        if ack.duplicate {
+            let stream = self.js.get_stream(EVENTS_STREAM).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+            let original = stream.get_raw_message(ack.sequence).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+            if let Some(id) = header(Some(&original.headers), EVENT_ID_HEADER) {
+                event_id = id.to_owned();
+            }
+        }
+        tracing::info!(event_id = %event_id, tenant = %p.event.tenant_id, event_type = p.event.event_type.as_str(),
+            duplicate = ack.duplicate, seq = ack.sequence, webhooks_off = p.webhooks_off, "event accepted");
+        Ok(Accepted { event_id, event_type: p.event.event_type.as_str(), duplicate: ack.duplicate, sequence: ack.sequence })
+    }
+
+    pub async fn append(&self, p: &Prepared) -> Result<Accepted, Error> {
+        let ack = self.send(p).await?;
+        self.confirm(p, ack).await
+    }
+}

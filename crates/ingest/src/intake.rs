@@ -1,0 +1,119 @@
+//! The NATS intake: a durable consumer on HOOKLINE_INTAKE. Publishers'
+//! JetStream acks mean "durably accepted"; ingest validates later, appends
+//! valid events and records invalid ones on `hookline.rejected.<tenant>`.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
+use futures_util::StreamExt;
+use hookline_bus::{INGEST_CONSUMER, INTAKE_STREAM, rejected_subject, tenant_of};
+use hookline_domain::events::NewEvent;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Appender, Error};
+
+/// Intake messages processed at once.
+const CONCURRENCY: usize = 64;
+
+/// Consume intake until `shutdown`; in-flight messages finish first.
+pub async fn run(js: Context, appender: Appender, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
+    let consumer = hookline_bus::durable(
+        &js,
+        INTAKE_STREAM,
+        INGEST_CONSUMER,
+        pull::Config {
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 4 * CONCURRENCY as i64,
+            filter_subject: "hookline.intake.>".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    while !shutdown.is_cancelled() {
+        let mut messages = match consumer.stream().heartbeat(Duration::from_secs(5)).expires(Duration::from_secs(30)).messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "intake: cannot pull, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                n = messages.next() => n,
+            };
+            let msg = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "intake: pull error");
+                    continue;
+                }
+                None => break,
+            };
+            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+            let appender = appender.clone();
+            let js = js.clone();
+            tokio::spawn(async move {
+                handle(&js, &appender, msg).await;
+                drop(permit);
+            });
+        }
+    }
+    let _ = permits.acquire_many(CONCURRENCY as u32).await;
+    Ok(())
+}
+
+async fn handle(js: &Context, appender: &Appender, msg: Message) {
+    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+    let tenant = tenant_of(msg.subject.as_str()).unwrap_or_default().to_owned();
+    let outcome = NewEvent::from_json(&msg.payload)
+        .map_err(Error::from)
+        .and_then(|event| appender.prepare(&tenant, event, Some(format!("intake:{seq}"))));
+    let result = match outcome {
+        Ok(prepared) => appender.append(&prepared).await.map(|_| ()),
+        Err(Error::Unavailable(e)) => Err(Error::Unavailable(e)),
+        Err(refusal) => reject(js, &tenant, seq, &msg.payload, &refusal).await,
+    };
+    match result {
+        Ok(()) => {
+            if let Err(e) = msg.double_ack().await {
+                tracing::warn!(seq, error = %e, "intake: ack failed; the message will be redelivered (deduplicated)");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(seq, error = %e, "intake: will retry");
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        }
+    }
+}
+
+async fn reject(js: &Context, tenant: &str, seq: u64, payload: &[u8], refusal: &Error) -> Result<(), Error> {
+    let (field, rule) = match refusal {
+        Error::Invalid(f) => (f.field.clone(), f.rule.clone()),
+        Error::UnknownTenant(t) => ("tenant_id".to_owned(), format!("tenant `{t}` not found")),
+        Error::Unavailable(_) => unreachable!("unavailability is retried, not rejected"),
+    };
+    tracing::info!(tenant, seq, field = %field, rule = %rule, "intake event rejected");
+    let excerpt = String::from_utf8_lossy(&payload[..payload.len().min(4096)]).into_owned();
+    let record = json!({
+        "intake_sequence": seq,
+        "tenant_id": tenant,
+        "rejected_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "error": {"field": field, "rule": rule, "message": refusal.to_string()},
+        "payload_bytes": payload.len(),
+        "payload_excerpt": excerpt,
+    });
+    let publish = async_nats::jetstream::message::PublishMessage::build()
+        .payload(serde_json::to_vec(&record).expect("JSON serialises").into())
+        .message_id(format!("rejected:{seq}"));
+    js.send_publish(rejected_subject(tenant), publish)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Postgres projections. The JetStream streams are the truth; every table
+//! here is derived from them by a projector that stores its stream offset in
+//! the same transaction as the rows it writes, so a redelivered event
+//! changes nothing and a dropped table is rebuilt on the next start.
+
+pub mod projector;
+
+use std::time::Duration;
+
+use sqlx::{
+    Connection, PgPool,
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Tables that are projections; if one is missing its projector starts over.
+const PROJECTION_TABLES: [&str; 2] = ["tenants", "endpoints"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Postgres: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("HOOKLINE_DATABASE_URL: {0}")]
+    Url(String),
+}
+
+/// Connect, creating the database when it does not exist, and bring the
+/// schema up to date.
+pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
+    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Url(e.to_string()))?;
+    let db = options.get_database().unwrap_or("postgres").to_owned();
+    if let Err(e) = PgConnection::connect_with(&options).await {
+        let missing = matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000"));
+        if !missing {
+            return Err(e.into());
+        }
+        let mut admin = PgConnection::connect_with(&options.clone().database("postgres")).await?;
+        let quoted = format!("\"{}\"", db.replace('"', "\"\""));
+        let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"))).execute(&mut admin).await;
+        match created {
+            Ok(_) => tracing::info!(database = %db, "created database"),
+            // Another process won the race.
+            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?;
+    ensure_schema(&pool).await?;
+    Ok(pool)
+}
+
+/// Run migrations; re-apply them (they are idempotent) when a projection
+/// table was dropped, and reset the offsets so projectors rebuild it.
+pub async fn ensure_schema(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR.run(pool).await?;
+    let mut missing = false;
+    for table in PROJECTION_TABLES {
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text").bind(table).fetch_one(pool).await?;
+        missing |= exists.is_none();
+    }
+    if missing {
+        tracing::warn!("projection tables missing: re-creating them and rebuilding from the streams");
+        for migration in MIGRATOR.iter() {
+            sqlx::raw_sql(migration.sql.clone()).execute(pool).await?;
+        }
+        sqlx::query("DELETE FROM projector_offsets").execute(pool).await?;
+        for table in PROJECTION_TABLES {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("TRUNCATE {table}"))).execute(pool).await?;
+        }
+    }
+    Ok(())
+}

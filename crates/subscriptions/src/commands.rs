@@ -1,0 +1,99 @@
+//! Command handling: decide against the index, append with optimistic
+//! concurrency, retry on conflict after catching up.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_nats::jetstream::{Context, context::PublishErrorKind, message::PublishMessage};
+use hookline_bus::{CONFIG_STREAM, config_subject};
+use hookline_domain::{
+    config::{Command, ConfigEvent, TenantState, decide},
+    ids::TenantId,
+};
+
+use crate::{Directory, Error};
+
+const MAX_ATTEMPTS: usize = 10;
+const INDEX_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Commands {
+    js: Context,
+    directory: Directory,
+    /// Serialises commands per tenant inside this process, so conflicts only
+    /// come from other replicas.
+    locks: Arc<Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+enum AppendError {
+    Conflict,
+    Other(String),
+}
+
+impl Commands {
+    pub fn new(js: Context, directory: Directory) -> Self {
+        Self { js, directory, locks: Arc::default() }
+    }
+
+    /// Run a command; returns the tenant as it is after the command, once the
+    /// index reflects it (read-your-writes for the caller).
+    pub async fn execute(&self, tenant: &TenantId, cmd: Command) -> Result<Arc<TenantState>, Error> {
+        let lock = self.locks.lock().expect("locks").entry(tenant.clone()).or_default().clone();
+        let _guard = lock.lock().await;
+        for _ in 0..MAX_ATTEMPTS {
+            let state = self.directory.tenant(tenant);
+            let events = decide(tenant, state.as_deref(), cmd.clone())?;
+            let expected = state.as_ref().map_or(0, |s| s.version);
+            if events.is_empty() {
+                return state.ok_or_else(|| Error::Unavailable("tenant vanished".into()));
+            }
+            match self.append(tenant, &events, expected).await {
+                Ok(last) => {
+                    self.directory.wait_applied(last, INDEX_WAIT).await?;
+                    return self.directory.tenant(tenant).ok_or_else(|| Error::Unavailable("tenant vanished".into()));
+                }
+                Err(AppendError::Conflict) => self.catch_up(tenant).await?,
+                Err(AppendError::Other(e)) => return Err(Error::Unavailable(e)),
+            }
+        }
+        Err(Error::Contention(tenant.to_string()))
+    }
+
+    async fn append(&self, tenant: &TenantId, events: &[ConfigEvent], mut expected: u64) -> Result<u64, AppendError> {
+        let subject = config_subject(tenant.as_str());
+        for event in events {
+            let payload = serde_json::to_vec(event).expect("config events serialise");
+            let publish = PublishMessage::build()
+                .payload(payload.into())
+                .header("Hookline-Config-Event", event.kind())
+                .expected_last_subject_sequence(expected);
+            let ack = self
+                .js
+                .send_publish(subject.clone(), publish)
+                .await
+                .map_err(|e| AppendError::Other(e.to_string()))?
+                .await;
+            match ack {
+                Ok(ack) => {
+                    tracing::info!(tenant = %tenant, kind = event.kind(), seq = ack.sequence, "config event appended");
+                    expected = ack.sequence;
+                }
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => return Err(AppendError::Conflict),
+                Err(e) => return Err(AppendError::Other(e.to_string())),
+            }
+        }
+        Ok(expected)
+    }
+
+    /// After a conflict: wait until the index holds the tenant's latest event.
+    async fn catch_up(&self, tenant: &TenantId) -> Result<(), Error> {
+        let stream = self.js.get_stream(CONFIG_STREAM).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+        if let Ok(last) = stream.get_last_raw_message_by_subject(&config_subject(tenant.as_str())).await {
+            self.directory.wait_applied(last.sequence, INDEX_WAIT).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! An in-memory index of every tenant, kept current by an ordered consumer
+//! on HOOKLINE_CONFIG. Reads never touch the network.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use async_nats::jetstream::{
+    Context,
+    consumer::{DeliverPolicy, pull::OrderedConfig},
+};
+use futures_util::StreamExt;
+use hookline_bus::CONFIG_STREAM;
+use hookline_domain::{
+    config::{ConfigEvent, TenantState},
+    endpoint::EndpointConfig,
+    ids::{EndpointId, TenantId},
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+
+/// Shared, cheaply clonable handle to the index.
+#[derive(Clone)]
+pub struct Directory {
+    tenants: Arc<RwLock<HashMap<TenantId, Arc<TenantState>>>>,
+    /// Stream sequence of the last config message applied.
+    applied: watch::Receiver<u64>,
+}
+
+impl Directory {
+    /// Start following the config stream; returns once the index holds
+    /// everything the stream held at start.
+    pub async fn start(js: &Context, shutdown: CancellationToken) -> Result<Self, Error> {
+        let unavailable = |e: &dyn std::fmt::Display| Error::Unavailable(e.to_string());
+        let stream = js.get_stream(CONFIG_STREAM).await.map_err(|e| unavailable(&e))?;
+        let last = stream.get_info().await.map_err(|e| unavailable(&e))?.state.last_sequence;
+        let (tx, applied) = watch::channel(0u64);
+        let tenants: Arc<RwLock<HashMap<TenantId, Arc<TenantState>>>> = Arc::default();
+        let dir = Self { tenants: tenants.clone(), applied };
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: "hookline.config.>".into(),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    next = messages.next() => next,
+                };
+                let msg = match next {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "config follower: consumer error, continuing");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    None => break,
+                };
+                let Ok(seq) = msg.info().map(|i| i.stream_sequence) else { continue };
+                match serde_json::from_slice::<ConfigEvent>(&msg.payload) {
+                    Ok(event) => apply(&tenants, msg.subject.as_str(), &event, seq),
+                    Err(e) => tracing::error!(seq, error = %e, "config follower: unreadable config event skipped"),
+                }
+                tx.send_replace(seq);
+            }
+        });
+        dir.wait_applied(last, Duration::from_secs(60)).await?;
+        Ok(dir)
+    }
+
+    /// Wait until the index has applied stream sequence `seq`.
+    pub async fn wait_applied(&self, seq: u64, timeout: Duration) -> Result<(), Error> {
+        let mut rx = self.applied.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s >= seq))
+            .await
+            .map_err(|_| Error::Unavailable(format!("config index did not reach sequence {seq} within {timeout:?}")))?
+            .map_err(|_| Error::Unavailable("config follower stopped".into()))?;
+        Ok(())
+    }
+
+    pub fn applied_seq(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    pub fn tenant(&self, id: &TenantId) -> Option<Arc<TenantState>> {
+        self.tenants.read().expect("directory lock").get(id).cloned()
+    }
+
+    pub fn endpoint(&self, tenant: &TenantId, endpoint: &EndpointId) -> Option<EndpointConfig> {
+        self.tenant(tenant)?.endpoints.get(endpoint).cloned()
+    }
+
+    pub fn tenant_count(&self) -> usize {
+        self.tenants.read().expect("directory lock").len()
+    }
+}
+
+fn apply(tenants: &RwLock<HashMap<TenantId, Arc<TenantState>>>, subject: &str, event: &ConfigEvent, seq: u64) {
+    let Some(id) = hookline_bus::tenant_of(subject).and_then(|t| TenantId::parse(t).ok()) else {
+        tracing::error!(subject, "config follower: subject without a valid tenant skipped");
+        return;
+    };
+    let mut map = tenants.write().expect("directory lock");
+    let current = map.get(&id).map(|s| TenantState::clone(s));
+    match TenantState::evolve(current, event, seq) {
+        Some(next) => {
+            map.insert(id, Arc::new(next));
+        }
+        None => tracing::error!(subject, seq, kind = event.kind(), "config follower: event for a tenant that does not exist"),
+    }
+}
