@@ -15,7 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out.join("hookline_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
-        .type_attribute(".hookline.events.v1", "#[derive(serde::Serialize)]")
+        .type_attribute(
+            ".hookline.events.v1",
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
+        )
         .compile_fds(fds)?;
     Ok(())
 }

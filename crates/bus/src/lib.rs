@@ -69,11 +69,21 @@ pub fn tenant_of(subject: &str) -> Option<&str> {
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("cannot connect to NATS at {url}: {source}")]
-    Connect { url: String, source: async_nats::ConnectError },
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
     #[error("cannot set up stream {stream}: {message}")]
-    Stream { stream: &'static str, message: String },
+    Stream {
+        stream: &'static str,
+        message: String,
+    },
     #[error("cannot set up consumer {consumer} on {stream}: {message}")]
-    Consumer { stream: &'static str, consumer: &'static str, message: String },
+    Consumer {
+        stream: &'static str,
+        consumer: &'static str,
+        message: String,
+    },
 }
 
 /// Connect to NATS; the client reconnects by itself afterwards.
@@ -84,7 +94,10 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
         .await
-        .map_err(|source| BusError::Connect { url: url.to_owned(), source })
+        .map_err(|source| BusError::Connect {
+            url: url.to_owned(),
+            source,
+        })
 }
 
 /// Retention settings an operator may tune.
@@ -96,7 +109,9 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        Self { events_max_age: Duration::from_secs(60 * 24 * 3600) }
+        Self {
+            events_max_age: Duration::from_secs(60 * 24 * 3600),
+        }
     }
 }
 
@@ -146,8 +161,14 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
     }
 }
 
-pub const ALL_STREAMS: [&str; 6] =
-    [INTAKE_STREAM, EVENTS_STREAM, REJECTED_STREAM, CONFIG_STREAM, DISPATCH_STREAM, OUTCOMES_STREAM];
+pub const ALL_STREAMS: [&str; 6] = [
+    INTAKE_STREAM,
+    EVENTS_STREAM,
+    REJECTED_STREAM,
+    CONFIG_STREAM,
+    DISPATCH_STREAM,
+    OUTCOMES_STREAM,
+];
 
 /// Create every stream that is missing (existing ones are left as they are,
 /// so an operator's replicas or limits survive restarts).
@@ -155,7 +176,10 @@ pub async fn ensure_streams(js: &Context, retention: &Retention) -> Result<(), B
     for name in ALL_STREAMS {
         js.get_or_create_stream(stream_config(name, retention))
             .await
-            .map_err(|e| BusError::Stream { stream: name, message: e.to_string() })?;
+            .map_err(|e| BusError::Stream {
+                stream: name,
+                message: e.to_string(),
+            })?;
     }
     Ok(())
 }
@@ -172,10 +196,22 @@ pub async fn durable(
     consumer: &'static str,
     config: pull::Config,
 ) -> Result<consumer::Consumer<pull::Config>, BusError> {
-    let err = |message: String| BusError::Consumer { stream, consumer, message };
-    let s = js.get_stream(stream).await.map_err(|e| err(e.to_string()))?;
-    let config = pull::Config { durable_name: Some(consumer.to_owned()), ..config };
-    s.create_consumer(config).await.map_err(|e| err(e.to_string()))
+    let err = |message: String| BusError::Consumer {
+        stream,
+        consumer,
+        message,
+    };
+    let s = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let config = pull::Config {
+        durable_name: Some(consumer.to_owned()),
+        ..config
+    };
+    s.create_consumer(config)
+        .await
+        .map_err(|e| err(e.to_string()))
 }
 
 /// Header value as text.

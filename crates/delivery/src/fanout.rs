@@ -2,11 +2,17 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_nats::jetstream::{AckKind, Context, consumer::pull, message::{Message, PublishMessage}};
+use async_nats::jetstream::{
+    AckKind, Context,
+    consumer::pull,
+    message::{Message, PublishMessage},
+};
 use futures_util::StreamExt;
 use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, dispatch_subject, header};
 use hookline_domain::{delivery::DispatchTask, events::StoredEvent, ids::EndpointId};
-use hookline_proto::subscriptions::v1::{ResolveRequest, subscription_service_client::SubscriptionServiceClient};
+use hookline_proto::subscriptions::v1::{
+    ResolveRequest, subscription_service_client::SubscriptionServiceClient,
+};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -15,7 +21,11 @@ use crate::DeliverySettings;
 
 const CONCURRENCY: usize = 128;
 
-pub async fn run(js: Context, settings: DeliverySettings, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
+pub async fn run(
+    js: Context,
+    settings: DeliverySettings,
+    shutdown: CancellationToken,
+) -> Result<(), hookline_bus::BusError> {
     let consumer = hookline_bus::durable(
         &js,
         EVENTS_STREAM,
@@ -29,13 +39,22 @@ pub async fn run(js: Context, settings: DeliverySettings, shutdown: Cancellation
     )
     .await?;
     let channel = Channel::from_shared(settings.subscriptions_url.clone())
-        .map_err(|e| hookline_bus::BusError::Stream { stream: EVENTS_STREAM, message: format!("HOOKLINE_SUBSCRIPTIONS_URL: {e}") })?
+        .map_err(|e| hookline_bus::BusError::Stream {
+            stream: EVENTS_STREAM,
+            message: format!("HOOKLINE_SUBSCRIPTIONS_URL: {e}"),
+        })?
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy();
     let resolver = SubscriptionServiceClient::new(channel);
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     while !shutdown.is_cancelled() {
-        let mut messages = match consumer.stream().heartbeat(Duration::from_secs(5)).expires(Duration::from_secs(30)).messages().await {
+        let mut messages = match consumer
+            .stream()
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+        {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "fanout: cannot pull, retrying");
@@ -56,7 +75,11 @@ pub async fn run(js: Context, settings: DeliverySettings, shutdown: Cancellation
                 }
                 None => break,
             };
-            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
             let (js, resolver) = (js.clone(), resolver.clone());
             tokio::spawn(async move {
                 fan_out(&js, resolver, msg).await;
@@ -85,29 +108,47 @@ async fn fan_out(js: &Context, mut resolver: SubscriptionServiceClient<Channel>,
         return;
     }
     let resolved = resolver
-        .resolve(ResolveRequest { tenant_id: event.tenant_id.to_string(), event_type: event.event_type.as_str().into() })
+        .resolve(ResolveRequest {
+            tenant_id: event.tenant_id.to_string(),
+            event_type: event.event_type.as_str().into(),
+        })
         .await;
     let endpoints = match resolved {
         Ok(r) => r.into_inner().endpoints,
         Err(s) if s.code() == tonic::Code::NotFound => Vec::new(),
         Err(s) => {
             tracing::warn!(code = ?s.code(), message = s.message(), "fanout: resolve failed; retrying in 1s");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
             return;
         }
     };
     let mut acks = Vec::with_capacity(endpoints.len());
     for ep in &endpoints {
-        let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else { continue };
-        let task = DispatchTask { endpoint_id, event: event.clone() };
+        let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
+            continue;
+        };
+        let task = DispatchTask {
+            endpoint_id,
+            event: event.clone(),
+        };
         let publish = PublishMessage::build()
             .payload(serde_json::to_vec(&task).expect("tasks serialise").into())
             .message_id(task.msg_id());
-        match js.send_publish(dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id), publish).await {
+        match js
+            .send_publish(
+                dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id),
+                publish,
+            )
+            .await
+        {
             Ok(ack) => acks.push(ack),
             Err(e) => {
                 tracing::warn!(error = %e, "fanout: dispatch publish failed; retrying in 1s");
-                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
                 return;
             }
         }
@@ -115,7 +156,9 @@ async fn fan_out(js: &Context, mut resolver: SubscriptionServiceClient<Channel>,
     for ack in acks {
         if let Err(e) = ack.await {
             tracing::warn!(error = %e, "fanout: dispatch not stored; retrying in 1s");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
             return;
         }
     }

@@ -22,16 +22,22 @@ impl RetrySchedule {
 impl Default for RetrySchedule {
     /// Standard Webhooks' example schedule: about three days.
     fn default() -> Self {
-        "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h".parse().expect("default schedule parses")
+        "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h"
+            .parse()
+            .expect("default schedule parses")
     }
 }
 
 /// Parse `90`, `90s`, `500ms`, `5m`, `2h`, `1d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 500ms, 5s, 5m, 2h or 1d"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 500ms, 5s, 5m, 2h or 1d"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -49,7 +55,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl FromStr for RetrySchedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let delays = s.split(',').map(parse_duration).collect::<Result<Vec<_>, _>>()?;
+        let delays = s
+            .split(',')
+            .map(parse_duration)
+            .collect::<Result<Vec<_>, _>>()?;
         if delays.is_empty() || delays.len() > 50 {
             return Err("must list 1 to 50 delays, e.g. 0s,5s,5m,30m".into());
         }

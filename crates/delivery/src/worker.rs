@@ -3,7 +3,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_nats::jetstream::{AckKind, Context, consumer::pull, message::{Message, PublishMessage}};
+use async_nats::jetstream::{
+    AckKind, Context,
+    consumer::pull,
+    message::{Message, PublishMessage},
+};
 use futures_util::StreamExt;
 use hookline_bus::{DISPATCH_STREAM, WORKERS_CONSUMER, outcomes_subject};
 use hookline_domain::{
@@ -27,7 +31,12 @@ struct Worker {
     http: reqwest::Client,
 }
 
-pub async fn run(js: Context, directory: Directory, settings: DeliverySettings, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
+pub async fn run(
+    js: Context,
+    directory: Directory,
+    settings: DeliverySettings,
+    shutdown: CancellationToken,
+) -> Result<(), hookline_bus::BusError> {
     let consumer = hookline_bus::durable(
         &js,
         DISPATCH_STREAM,
@@ -40,7 +49,12 @@ pub async fn run(js: Context, directory: Directory, settings: DeliverySettings, 
     )
     .await?;
     let concurrency = settings.concurrency;
-    let worker = Arc::new(Worker { http: sender::client(settings.request_timeout), js, directory, settings });
+    let worker = Arc::new(Worker {
+        http: sender::client(settings.request_timeout),
+        js,
+        directory,
+        settings,
+    });
     let permits = Arc::new(Semaphore::new(concurrency));
     while !shutdown.is_cancelled() {
         let mut messages = match consumer
@@ -82,8 +96,13 @@ pub async fn run(js: Context, directory: Directory, settings: DeliverySettings, 
             });
         }
     }
-    if tokio::time::timeout(DRAIN, permits.acquire_many(concurrency as u32)).await.is_err() {
-        tracing::warn!("workers: attempts still in flight after {DRAIN:?}; JetStream will redeliver them");
+    if tokio::time::timeout(DRAIN, permits.acquire_many(concurrency as u32))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "workers: attempts still in flight after {DRAIN:?}; JetStream will redeliver them"
+        );
     }
     Ok(())
 }
@@ -155,7 +174,14 @@ impl Worker {
             }
             Some(_) | None => {
                 outcome.error_kind = Some(ErrorKind::EndpointUnavailable);
-                outcome.error = Some(if endpoint.is_some() { "endpoint is disabled" } else { "endpoint was deleted" }.into());
+                outcome.error = Some(
+                    if endpoint.is_some() {
+                        "endpoint is disabled"
+                    } else {
+                        "endpoint was deleted"
+                    }
+                    .into(),
+                );
                 AckKind::Term
             }
         };
@@ -165,7 +191,9 @@ impl Worker {
             // Without its outcome the attempt did not happen as far as the
             // log is concerned: let JetStream hand the task out again.
             tracing::warn!(error = %e, "workers: outcome not stored; task will be retried");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
             return;
         }
         if let Err(e) = msg.ack_with(ack).await {
@@ -175,10 +203,17 @@ impl Worker {
 
     async fn record(&self, outcome: &AttemptOutcome) -> Result<(), String> {
         let publish = PublishMessage::build()
-            .payload(serde_json::to_vec(outcome).expect("outcomes serialise").into())
+            .payload(
+                serde_json::to_vec(outcome)
+                    .expect("outcomes serialise")
+                    .into(),
+            )
             .message_id(outcome.msg_id());
         self.js
-            .send_publish(outcomes_subject(outcome.tenant_id.as_str(), outcome.endpoint_id.as_str()), publish)
+            .send_publish(
+                outcomes_subject(outcome.tenant_id.as_str(), outcome.endpoint_id.as_str()),
+                publish,
+            )
             .await
             .map_err(|e| e.to_string())?
             .await

@@ -17,7 +17,10 @@ fn sortable_suffix() -> String {
     for (i, b) in random.iter().enumerate() {
         n |= (*b as u128) << (8 * (9 - i));
     }
-    (0..26).rev().map(|i| CROCKFORD[((n >> (i * 5)) & 31) as usize] as char).collect()
+    (0..26)
+        .rev()
+        .map(|i| CROCKFORD[((n >> (i * 5)) & 31) as usize] as char)
+        .collect()
 }
 
 macro_rules! prefixed_id {
@@ -105,7 +108,8 @@ impl TenantId {
         let ok = !s.is_empty()
             && s.len() <= 64
             && s.as_bytes()[0].is_ascii_alphanumeric()
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(Self(s.to_owned()))
         } else if s.is_empty() {

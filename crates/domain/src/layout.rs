@@ -30,7 +30,11 @@ pub fn flatten_into(prefix: &str, value: &Value, out: &mut Map<String, Value>) {
     match value {
         Value::Object(obj) => {
             for (k, v) in obj {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}_{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}_{k}")
+                };
                 flatten_into(&key, v, out);
             }
         }
@@ -47,7 +51,14 @@ mod tests {
     #[test]
     fn flat_joins_nested_keys() {
         let mut out = Map::new();
-        flatten_into("", &json!({"customer": {"id": "c1", "email": "a@b.c"}, "channel": "widget", "changed_fields": ["x"]}), &mut out);
-        assert_eq!(Value::Object(out), json!({"customer_id": "c1", "customer_email": "a@b.c", "channel": "widget", "changed_fields": ["x"]}));
+        flatten_into(
+            "",
+            &json!({"customer": {"id": "c1", "email": "a@b.c"}, "channel": "widget", "changed_fields": ["x"]}),
+            &mut out,
+        );
+        assert_eq!(
+            Value::Object(out),
+            json!({"customer_id": "c1", "customer_email": "a@b.c", "channel": "widget", "changed_fields": ["x"]})
+        );
     }
 }

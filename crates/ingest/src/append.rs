@@ -1,8 +1,16 @@
 //! Appending accepted events to HOOKLINE_EVENTS, with idempotency.
 
-use async_nats::{HeaderMap, jetstream::{Context, context::PublishAckFuture, message::PublishMessage}};
-use hookline_bus::{EVENT_ID_HEADER, EVENT_TYPE_HEADER, EVENTS_STREAM, WEBHOOKS_HEADER, events_subject, header};
-use hookline_domain::{events::{NewEvent, StoredEvent}, ids::TenantId};
+use async_nats::{
+    HeaderMap,
+    jetstream::{Context, context::PublishAckFuture, message::PublishMessage},
+};
+use hookline_bus::{
+    EVENT_ID_HEADER, EVENT_TYPE_HEADER, EVENTS_STREAM, WEBHOOKS_HEADER, events_subject, header,
+};
+use hookline_domain::{
+    events::{NewEvent, StoredEvent},
+    ids::TenantId,
+};
 use hookline_subscriptions::Directory;
 
 use crate::Error;
@@ -36,14 +44,26 @@ impl Appender {
 
     /// Check the tenant and give the event its id. `fallback_msg_id`
     /// de-duplicates redeliveries of keyless intake messages.
-    pub fn prepare(&self, tenant: &str, event: NewEvent, fallback_msg_id: Option<String>) -> Result<Prepared, Error> {
+    pub fn prepare(
+        &self,
+        tenant: &str,
+        event: NewEvent,
+        fallback_msg_id: Option<String>,
+    ) -> Result<Prepared, Error> {
         let tenant = TenantId::parse(tenant).map_err(|e| e.under("tenant_id"))?;
-        let state = self.directory.tenant(&tenant).ok_or_else(|| Error::UnknownTenant(tenant.to_string()))?;
+        let state = self
+            .directory
+            .tenant(&tenant)
+            .ok_or_else(|| Error::UnknownTenant(tenant.to_string()))?;
         let msg_id = match &event.idempotency_key {
             Some(key) => Some(format!("idem:{tenant}:{}", key.as_str())),
             None => fallback_msg_id,
         };
-        Ok(Prepared { event: StoredEvent::new(tenant, event), msg_id, webhooks_off: !state.webhooks_enabled })
+        Ok(Prepared {
+            event: StoredEvent::new(tenant, event),
+            msg_id,
+            webhooks_off: !state.webhooks_enabled,
+        })
     }
 
     /// Publish without waiting for the stream's ack (so batches pipeline).
@@ -56,12 +76,17 @@ impl Appender {
             headers.insert(WEBHOOKS_HEADER, "off");
         }
         let payload = serde_json::to_vec(e).expect("stored events serialise");
-        let mut publish = PublishMessage::build().payload(payload.into()).headers(headers);
+        let mut publish = PublishMessage::build()
+            .payload(payload.into())
+            .headers(headers);
         if let Some(id) = &p.msg_id {
             publish = publish.message_id(id);
         }
         self.js
-            .send_publish(events_subject(e.tenant_id.as_str(), e.event_type.as_str()), publish)
+            .send_publish(
+                events_subject(e.tenant_id.as_str(), e.event_type.as_str()),
+                publish,
+            )
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))
     }
@@ -71,15 +96,27 @@ impl Appender {
         let ack = ack.await.map_err(|e| Error::Unavailable(e.to_string()))?;
         let mut event_id = p.event.id.to_string();
         if ack.duplicate {
-            let stream = self.js.get_stream(EVENTS_STREAM).await.map_err(|e| Error::Unavailable(e.to_string()))?;
-            let original = stream.get_raw_message(ack.sequence).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+            let stream = self
+                .js
+                .get_stream(EVENTS_STREAM)
+                .await
+                .map_err(|e| Error::Unavailable(e.to_string()))?;
+            let original = stream
+                .get_raw_message(ack.sequence)
+                .await
+                .map_err(|e| Error::Unavailable(e.to_string()))?;
             if let Some(id) = header(Some(&original.headers), EVENT_ID_HEADER) {
                 event_id = id.to_owned();
             }
         }
         tracing::info!(event_id = %event_id, tenant = %p.event.tenant_id, event_type = p.event.event_type.as_str(),
             duplicate = ack.duplicate, seq = ack.sequence, webhooks_off = p.webhooks_off, "event accepted");
-        Ok(Accepted { event_id, event_type: p.event.event_type.as_str(), duplicate: ack.duplicate, sequence: ack.sequence })
+        Ok(Accepted {
+            event_id,
+            event_type: p.event.event_type.as_str(),
+            duplicate: ack.duplicate,
+            sequence: ack.sequence,
+        })
     }
 
     pub async fn append(&self, p: &Prepared) -> Result<Accepted, Error> {

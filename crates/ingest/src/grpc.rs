@@ -34,7 +34,10 @@ fn strip_empty(v: Value) -> Option<Value> {
         Value::Number(n) if n.as_u64() == Some(0) => None,
         Value::Array(a) if a.is_empty() => None,
         Value::Object(o) => {
-            let m: Map<String, Value> = o.into_iter().filter_map(|(k, v)| strip_empty(v).map(|v| (k, v))).collect();
+            let m: Map<String, Value> = o
+                .into_iter()
+                .filter_map(|(k, v)| strip_empty(v).map(|v| (k, v)))
+                .collect();
             (!m.is_empty()).then_some(Value::Object(m))
         }
         other => Some(other),
@@ -45,14 +48,25 @@ fn typed(payload: &P) -> Option<(EventType, Value)> {
     use EventType as T;
     let to = |v: Result<Value, serde_json::Error>| v.expect("proto payloads serialise");
     Some(match payload {
-        P::AppointmentBookingCreated(m) => (T::AppointmentBookingCreated, to(serde_json::to_value(m))),
-        P::AppointmentBookingCancelled(m) => (T::AppointmentBookingCancelled, to(serde_json::to_value(m))),
+        P::AppointmentBookingCreated(m) => {
+            (T::AppointmentBookingCreated, to(serde_json::to_value(m)))
+        }
+        P::AppointmentBookingCancelled(m) => {
+            (T::AppointmentBookingCancelled, to(serde_json::to_value(m)))
+        }
         P::AppointmentUpdated(m) => (T::AppointmentUpdated, to(serde_json::to_value(m))),
-        P::AppointmentManualBookingCreated(m) => (T::AppointmentManualBookingCreated, to(serde_json::to_value(m))),
-        P::AppointmentBookingRebooked(m) => (T::AppointmentBookingRebooked, to(serde_json::to_value(m))),
+        P::AppointmentManualBookingCreated(m) => (
+            T::AppointmentManualBookingCreated,
+            to(serde_json::to_value(m)),
+        ),
+        P::AppointmentBookingRebooked(m) => {
+            (T::AppointmentBookingRebooked, to(serde_json::to_value(m)))
+        }
         P::EventBookingCreated(m) => (T::EventBookingCreated, to(serde_json::to_value(m))),
         P::EventBookingCancelled(m) => (T::EventBookingCancelled, to(serde_json::to_value(m))),
-        P::EventManualBookingCreated(m) => (T::EventManualBookingCreated, to(serde_json::to_value(m))),
+        P::EventManualBookingCreated(m) => {
+            (T::EventManualBookingCreated, to(serde_json::to_value(m)))
+        }
         P::EventBookingRebooked(m) => (T::EventBookingRebooked, to(serde_json::to_value(m))),
         P::CustomerCreated(m) => (T::CustomerCreated, to(serde_json::to_value(m))),
         P::CustomerUpdated(m) => (T::CustomerUpdated, to(serde_json::to_value(m))),
@@ -64,16 +78,23 @@ fn typed(payload: &P) -> Option<(EventType, Value)> {
 /// Parse one request into a validated event (no I/O).
 pub fn parse_request(r: &pb::PublishRequest) -> Result<NewEvent, FieldError> {
     let payload = r.payload.as_ref().ok_or_else(|| {
-        FieldError::new("payload", "is required: set one typed event message or `json`")
+        FieldError::new(
+            "payload",
+            "is required: set one typed event message or `json`",
+        )
     })?;
     if let P::Json(json) = payload {
         if !r.idempotency_key.is_empty() || !r.occurred_at.is_empty() {
-            return Err(FieldError::new("json", "carries idempotency_key and occurred_at itself; leave the request fields empty"));
+            return Err(FieldError::new(
+                "json",
+                "carries idempotency_key and occurred_at itself; leave the request fields empty",
+            ));
         }
         return NewEvent::from_json(json.as_bytes());
     }
     let (event_type, data) = typed(payload).expect("non-json payload");
-    let mut event = json!({"type": event_type.as_str(), "data": strip_empty(data).unwrap_or(json!({}))});
+    let mut event =
+        json!({"type": event_type.as_str(), "data": strip_empty(data).unwrap_or(json!({}))});
     if !r.idempotency_key.is_empty() {
         event["idempotency_key"] = r.idempotency_key.clone().into();
     }
@@ -84,33 +105,52 @@ pub fn parse_request(r: &pb::PublishRequest) -> Result<NewEvent, FieldError> {
 }
 
 fn response(a: Accepted) -> pb::PublishResponse {
-    pb::PublishResponse { event_id: a.event_id, duplicate: a.duplicate, stream_sequence: a.sequence, event_type: a.event_type.into() }
+    pb::PublishResponse {
+        event_id: a.event_id,
+        duplicate: a.duplicate,
+        stream_sequence: a.sequence,
+        event_type: a.event_type.into(),
+    }
 }
 
 #[tonic::async_trait]
 impl IngestService for IngestApi {
-    async fn publish(&self, req: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
+    async fn publish(
+        &self,
+        req: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
         let r = req.into_inner();
         let event = parse_request(&r).map_err(Error::from)?;
         let prepared = self.appender.prepare(&r.tenant_id, event, None)?;
-        Ok(Response::new(response(self.appender.append(&prepared).await?)))
+        Ok(Response::new(response(
+            self.appender.append(&prepared).await?,
+        )))
     }
 
-    async fn publish_batch(&self, req: Request<pb::PublishBatchRequest>) -> Result<Response<pb::PublishBatchResponse>, Status> {
+    async fn publish_batch(
+        &self,
+        req: Request<pb::PublishBatchRequest>,
+    ) -> Result<Response<pb::PublishBatchResponse>, Status> {
         let r = req.into_inner();
         if r.events.is_empty() || r.events.len() > MAX_BATCH {
-            let e = FieldError::new("events", format!("must hold 1 to {MAX_BATCH} events, got {}", r.events.len()));
+            let e = FieldError::new(
+                "events",
+                format!("must hold 1 to {MAX_BATCH} events, got {}", r.events.len()),
+            );
             return Err(Error::from(e).into());
         }
         let mut prepared = Vec::with_capacity(r.events.len());
         for (i, e) in r.events.iter().enumerate() {
             let at = format!("events[{i}]");
             let event = parse_request(e).map_err(|err| Error::from(err.under(&at)))?;
-            let p = self.appender.prepare(&e.tenant_id, event, None).map_err(|err| match err {
-                Error::Invalid(f) => Error::Invalid(f.under(&at)),
-                Error::UnknownTenant(t) => Error::UnknownTenant(t),
-                other => other,
-            })?;
+            let p = self
+                .appender
+                .prepare(&e.tenant_id, event, None)
+                .map_err(|err| match err {
+                    Error::Invalid(f) => Error::Invalid(f.under(&at)),
+                    Error::UnknownTenant(t) => Error::UnknownTenant(t),
+                    other => other,
+                })?;
             prepared.push(p);
         }
         let mut acks = Vec::with_capacity(prepared.len());

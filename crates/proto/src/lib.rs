@@ -1,7 +1,7 @@
 //! Hookline's gRPC API, generated from `proto/` at build time.
 //!
 //! The only crate that knows protobuf. Event payload messages derive
-//! `serde::Serialize` so ingest can validate them with the same rules as the
+//! serde traits so ingest validates them with the same rules as the
 //! JSON that NATS publishers send.
 
 pub mod events {

@@ -17,10 +17,11 @@ use crate::StoreError;
 pub const CONFIG_PROJECTOR: &str = "config";
 
 async fn offset(pool: &PgPool, projector: &str) -> Result<u64, StoreError> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM projector_offsets WHERE projector = $1")
-        .bind(projector)
-        .fetch_optional(pool)
-        .await?;
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT last_seq FROM projector_offsets WHERE projector = $1")
+            .bind(projector)
+            .fetch_optional(pool)
+            .await?;
     Ok(seq.unwrap_or(0) as u64)
 }
 
@@ -38,14 +39,20 @@ pub async fn run_config_projector(js: Context, pool: PgPool, shutdown: Cancellat
     }
 }
 
-async fn follow(js: &Context, pool: &PgPool, shutdown: &CancellationToken) -> Result<(), StoreError> {
+async fn follow(
+    js: &Context,
+    pool: &PgPool,
+    shutdown: &CancellationToken,
+) -> Result<(), StoreError> {
     let bus = |e: &dyn std::fmt::Display| StoreError::Url(format!("NATS: {e}"));
     let start = offset(pool, CONFIG_PROJECTOR).await? + 1;
     let stream = js.get_stream(CONFIG_STREAM).await.map_err(|e| bus(&e))?;
     let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: "hookline.config.>".into(),
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
             ..Default::default()
         })
         .await
@@ -60,7 +67,9 @@ async fn follow(js: &Context, pool: &PgPool, shutdown: &CancellationToken) -> Re
             },
         };
         let seq = msg.info().map_err(|e| bus(&e))?.stream_sequence;
-        let tenant = hookline_bus::tenant_of(msg.subject.as_str()).unwrap_or_default().to_owned();
+        let tenant = hookline_bus::tenant_of(msg.subject.as_str())
+            .unwrap_or_default()
+            .to_owned();
         match serde_json::from_slice::<ConfigEvent>(&msg.payload) {
             Ok(event) => apply(pool, &tenant, &event, seq).await?,
             Err(e) => {
@@ -74,7 +83,11 @@ async fn follow(js: &Context, pool: &PgPool, shutdown: &CancellationToken) -> Re
 }
 
 /// Move the offset forward; false when `seq` was already applied.
-async fn advance(tx: &mut Transaction<'_, Postgres>, projector: &str, seq: u64) -> Result<bool, StoreError> {
+async fn advance(
+    tx: &mut Transaction<'_, Postgres>,
+    projector: &str,
+    seq: u64,
+) -> Result<bool, StoreError> {
     let moved = sqlx::query(
         "INSERT INTO projector_offsets (projector, last_seq) VALUES ($1, $2)
          ON CONFLICT (projector) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()
@@ -88,8 +101,17 @@ async fn advance(tx: &mut Transaction<'_, Postgres>, projector: &str, seq: u64) 
     Ok(moved == 1)
 }
 
-async fn upsert_endpoint(tx: &mut Transaction<'_, Postgres>, tenant: &str, e: &EndpointConfig, seq: u64) -> Result<(), StoreError> {
-    let types: Vec<String> = e.event_types.iter().map(|t| t.as_str().to_owned()).collect();
+async fn upsert_endpoint(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &str,
+    e: &EndpointConfig,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let types: Vec<String> = e
+        .event_types
+        .iter()
+        .map(|t| t.as_str().to_owned())
+        .collect();
     let layout = serde_json::to_value(e.layout).expect("layout serialises");
     sqlx::query(
         "INSERT INTO endpoints (id, tenant_id, url, auth_header_name, event_types, layout, enabled, description,
@@ -117,7 +139,12 @@ async fn upsert_endpoint(tx: &mut Transaction<'_, Postgres>, tenant: &str, e: &E
     Ok(())
 }
 
-async fn apply(pool: &PgPool, tenant: &str, event: &ConfigEvent, seq: u64) -> Result<(), StoreError> {
+async fn apply(
+    pool: &PgPool,
+    tenant: &str,
+    event: &ConfigEvent,
+    seq: u64,
+) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     if !advance(&mut tx, CONFIG_PROJECTOR, seq).await? {
         return Ok(());

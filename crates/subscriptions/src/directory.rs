@@ -36,11 +36,22 @@ impl Directory {
     /// everything the stream held at start.
     pub async fn start(js: &Context, shutdown: CancellationToken) -> Result<Self, Error> {
         let unavailable = |e: &dyn std::fmt::Display| Error::Unavailable(e.to_string());
-        let stream = js.get_stream(CONFIG_STREAM).await.map_err(|e| unavailable(&e))?;
-        let last = stream.get_info().await.map_err(|e| unavailable(&e))?.state.last_sequence;
+        let stream = js
+            .get_stream(CONFIG_STREAM)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let last = stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable(&e))?
+            .state
+            .last_sequence;
         let (tx, applied) = watch::channel(0u64);
         let tenants: Arc<RwLock<HashMap<TenantId, Arc<TenantState>>>> = Arc::default();
-        let dir = Self { tenants: tenants.clone(), applied };
+        let dir = Self {
+            tenants: tenants.clone(),
+            applied,
+        };
         let consumer = stream
             .create_consumer(OrderedConfig {
                 filter_subject: "hookline.config.>".into(),
@@ -65,10 +76,14 @@ impl Directory {
                     }
                     None => break,
                 };
-                let Ok(seq) = msg.info().map(|i| i.stream_sequence) else { continue };
+                let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
+                    continue;
+                };
                 match serde_json::from_slice::<ConfigEvent>(&msg.payload) {
                     Ok(event) => apply(&tenants, msg.subject.as_str(), &event, seq),
-                    Err(e) => tracing::error!(seq, error = %e, "config follower: unreadable config event skipped"),
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "config follower: unreadable config event skipped")
+                    }
                 }
                 tx.send_replace(seq);
             }
@@ -82,7 +97,11 @@ impl Directory {
         let mut rx = self.applied.clone();
         tokio::time::timeout(timeout, rx.wait_for(|s| *s >= seq))
             .await
-            .map_err(|_| Error::Unavailable(format!("config index did not reach sequence {seq} within {timeout:?}")))?
+            .map_err(|_| {
+                Error::Unavailable(format!(
+                    "config index did not reach sequence {seq} within {timeout:?}"
+                ))
+            })?
             .map_err(|_| Error::Unavailable("config follower stopped".into()))?;
         Ok(())
     }
@@ -92,7 +111,11 @@ impl Directory {
     }
 
     pub fn tenant(&self, id: &TenantId) -> Option<Arc<TenantState>> {
-        self.tenants.read().expect("directory lock").get(id).cloned()
+        self.tenants
+            .read()
+            .expect("directory lock")
+            .get(id)
+            .cloned()
     }
 
     pub fn endpoint(&self, tenant: &TenantId, endpoint: &EndpointId) -> Option<EndpointConfig> {
@@ -104,9 +127,17 @@ impl Directory {
     }
 }
 
-fn apply(tenants: &RwLock<HashMap<TenantId, Arc<TenantState>>>, subject: &str, event: &ConfigEvent, seq: u64) {
+fn apply(
+    tenants: &RwLock<HashMap<TenantId, Arc<TenantState>>>,
+    subject: &str,
+    event: &ConfigEvent,
+    seq: u64,
+) {
     let Some(id) = hookline_bus::tenant_of(subject).and_then(|t| TenantId::parse(t).ok()) else {
-        tracing::error!(subject, "config follower: subject without a valid tenant skipped");
+        tracing::error!(
+            subject,
+            "config follower: subject without a valid tenant skipped"
+        );
         return;
     };
     let mut map = tenants.write().expect("directory lock");
@@ -115,6 +146,11 @@ fn apply(tenants: &RwLock<HashMap<TenantId, Arc<TenantState>>>, subject: &str, e
         Some(next) => {
             map.insert(id, Arc::new(next));
         }
-        None => tracing::error!(subject, seq, kind = event.kind(), "config follower: event for a tenant that does not exist"),
+        None => tracing::error!(
+            subject,
+            seq,
+            kind = event.kind(),
+            "config follower: event for a tenant that does not exist"
+        ),
     }
 }

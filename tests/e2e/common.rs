@@ -1,0 +1,200 @@
+//! Shared set-up: a stack of NATS + Postgres + hookline, and API helpers.
+
+use std::time::Duration;
+
+use hookline_e2e::{HooklineBuilder, HooklineProc, NatsServer, TestDb};
+use hookline_proto::{
+    events::v1 as ev,
+    ingest::v1::{PublishRequest, publish_request::Payload as P},
+    subscriptions::v1::{self as spb, subscription_service_client::SubscriptionServiceClient},
+};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+pub const TYPES: [&str; 12] = [
+    "appointment.booking.created",
+    "appointment.booking.cancelled",
+    "appointment.updated",
+    "appointment.manual.booking.created",
+    "appointment.booking.rebooked",
+    "event.booking.created",
+    "event.booking.cancelled",
+    "event.manual.booking.created",
+    "event.booking.rebooked",
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+];
+
+pub struct Stack {
+    pub nats: NatsServer,
+    pub db: TestDb,
+    pub hookline: HooklineProc,
+}
+
+/// Everything in one `hookline dev` process, with a fast retry schedule.
+pub async fn stack() -> Stack {
+    stack_with(&[]).await
+}
+
+pub async fn stack_with(env: &[(&str, &str)]) -> Stack {
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    let mut b = HooklineBuilder::new("dev")
+        .env("HOOKLINE_NATS_URL", &nats.url())
+        .env("HOOKLINE_DATABASE_URL", db.url())
+        .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s,2s")
+        .env("HOOKLINE_REQUEST_TIMEOUT", "3s")
+        .env("HOOKLINE_ACK_WAIT", "5s");
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    let hookline = b.spawn().await.unwrap();
+    Stack { nats, db, hookline }
+}
+
+pub fn example(event_type: &str) -> Value {
+    let path = format!(
+        "{}/examples/events/{event_type}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The example's `data` as the typed proto payload of its type.
+pub fn typed_payload(event_type: &str, data: &Value) -> P {
+    fn de<T: serde::de::DeserializeOwned>(v: &Value) -> T {
+        serde_json::from_value(v.clone()).unwrap()
+    }
+    match event_type {
+        "appointment.booking.created" => {
+            P::AppointmentBookingCreated(de::<ev::AppointmentBookingCreated>(data))
+        }
+        "appointment.booking.cancelled" => {
+            P::AppointmentBookingCancelled(de::<ev::AppointmentBookingCancelled>(data))
+        }
+        "appointment.updated" => P::AppointmentUpdated(de::<ev::AppointmentUpdated>(data)),
+        "appointment.manual.booking.created" => {
+            P::AppointmentManualBookingCreated(de::<ev::AppointmentManualBookingCreated>(data))
+        }
+        "appointment.booking.rebooked" => {
+            P::AppointmentBookingRebooked(de::<ev::AppointmentBookingRebooked>(data))
+        }
+        "event.booking.created" => P::EventBookingCreated(de::<ev::EventBookingCreated>(data)),
+        "event.booking.cancelled" => {
+            P::EventBookingCancelled(de::<ev::EventBookingCancelled>(data))
+        }
+        "event.manual.booking.created" => {
+            P::EventManualBookingCreated(de::<ev::EventManualBookingCreated>(data))
+        }
+        "event.booking.rebooked" => P::EventBookingRebooked(de::<ev::EventBookingRebooked>(data)),
+        "customer.created" => P::CustomerCreated(de::<ev::CustomerCreated>(data)),
+        "customer.updated" => P::CustomerUpdated(de::<ev::CustomerUpdated>(data)),
+        "customer.deleted" => P::CustomerDeleted(de::<ev::CustomerDeleted>(data)),
+        other => panic!("unknown type {other}"),
+    }
+}
+
+/// A gRPC publish of a producer JSON event.
+pub fn json_request(tenant: &str, event: &Value) -> PublishRequest {
+    PublishRequest {
+        tenant_id: tenant.into(),
+        payload: Some(P::Json(event.to_string())),
+        ..Default::default()
+    }
+}
+
+pub async fn tenant(
+    c: &mut SubscriptionServiceClient<Channel>,
+    id: &str,
+    plan: spb::Plan,
+    on: bool,
+) {
+    c.create_tenant(spb::CreateTenantRequest {
+        tenant_id: id.into(),
+        plan: plan.into(),
+        webhooks_enabled: on,
+    })
+    .await
+    .unwrap();
+}
+
+pub async fn endpoint(
+    c: &mut SubscriptionServiceClient<Channel>,
+    tenant: &str,
+    url: &str,
+    types: &[&str],
+    layout: spb::PayloadLayout,
+) -> (String, String) {
+    let e = c
+        .create_endpoint(spb::CreateEndpointRequest {
+            tenant_id: tenant.into(),
+            url: url.into(),
+            event_types: types.iter().map(|s| s.to_string()).collect(),
+            layout: layout.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let secret = c
+        .get_endpoint_secret(spb::GetEndpointSecretRequest {
+            tenant_id: tenant.into(),
+            endpoint_id: e.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    (e.id, secret)
+}
+
+pub async fn stream_messages(nats: &NatsServer, stream: &str) -> u64 {
+    let js = async_nats::jetstream::new(nats.client().await);
+    js.get_stream(stream)
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap()
+        .state
+        .messages
+}
+
+/// All messages on `subject` in `stream`, as JSON.
+pub async fn read_subject(nats: &NatsServer, stream: &str, subject: &str) -> Vec<Value> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+    use futures_util::StreamExt;
+    let js = async_nats::jetstream::new(nats.client().await);
+    let s = js.get_stream(stream).await.unwrap();
+    let consumer = s
+        .create_consumer(pull::Config {
+            filter_subject: subject.into(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(10_000)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(Ok(m)) = batch.next().await {
+        out.push(serde_json::from_slice(&m.payload).unwrap());
+        m.ack().await.unwrap();
+    }
+    out
+}
+
+pub async fn intake_publish(nats: &NatsServer, tenant: &str, body: &Value) {
+    let js = async_nats::jetstream::new(nats.client().await);
+    js.publish(format!("hookline.intake.{tenant}"), body.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}

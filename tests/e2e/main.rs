@@ -1,0 +1,9 @@
+//! End-to-end acceptance of the trio: real nats-server (one per test, on a
+//! free port with a temporary store), real Postgres (a database per test),
+//! the real `hookline` binary, and loopback HTTP receivers.
+
+mod common;
+mod delivery;
+mod ingest;
+mod secrets;
+mod subscriptions;
