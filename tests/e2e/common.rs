@@ -54,10 +54,7 @@ pub async fn stack_with(env: &[(&str, &str)]) -> Stack {
 }
 
 pub fn example(event_type: &str) -> Value {
-    let path = format!(
-        "{}/examples/events/{event_type}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/examples/events/{event_type}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -67,26 +64,16 @@ pub fn typed_payload(event_type: &str, data: &Value) -> P {
         serde_json::from_value(v.clone()).unwrap()
     }
     match event_type {
-        "appointment.booking.created" => {
-            P::AppointmentBookingCreated(de::<ev::AppointmentBookingCreated>(data))
-        }
-        "appointment.booking.cancelled" => {
-            P::AppointmentBookingCancelled(de::<ev::AppointmentBookingCancelled>(data))
-        }
+        "appointment.booking.created" => P::AppointmentBookingCreated(de::<ev::AppointmentBookingCreated>(data)),
+        "appointment.booking.cancelled" => P::AppointmentBookingCancelled(de::<ev::AppointmentBookingCancelled>(data)),
         "appointment.updated" => P::AppointmentUpdated(de::<ev::AppointmentUpdated>(data)),
         "appointment.manual.booking.created" => {
             P::AppointmentManualBookingCreated(de::<ev::AppointmentManualBookingCreated>(data))
         }
-        "appointment.booking.rebooked" => {
-            P::AppointmentBookingRebooked(de::<ev::AppointmentBookingRebooked>(data))
-        }
+        "appointment.booking.rebooked" => P::AppointmentBookingRebooked(de::<ev::AppointmentBookingRebooked>(data)),
         "event.booking.created" => P::EventBookingCreated(de::<ev::EventBookingCreated>(data)),
-        "event.booking.cancelled" => {
-            P::EventBookingCancelled(de::<ev::EventBookingCancelled>(data))
-        }
-        "event.manual.booking.created" => {
-            P::EventManualBookingCreated(de::<ev::EventManualBookingCreated>(data))
-        }
+        "event.booking.cancelled" => P::EventBookingCancelled(de::<ev::EventBookingCancelled>(data)),
+        "event.manual.booking.created" => P::EventManualBookingCreated(de::<ev::EventManualBookingCreated>(data)),
         "event.booking.rebooked" => P::EventBookingRebooked(de::<ev::EventBookingRebooked>(data)),
         "customer.created" => P::CustomerCreated(de::<ev::CustomerCreated>(data)),
         "customer.updated" => P::CustomerUpdated(de::<ev::CustomerUpdated>(data)),
@@ -97,26 +84,13 @@ pub fn typed_payload(event_type: &str, data: &Value) -> P {
 
 /// A gRPC publish of a producer JSON event.
 pub fn json_request(tenant: &str, event: &Value) -> PublishRequest {
-    PublishRequest {
-        tenant_id: tenant.into(),
-        payload: Some(P::Json(event.to_string())),
-        ..Default::default()
-    }
+    PublishRequest { tenant_id: tenant.into(), payload: Some(P::Json(event.to_string())), ..Default::default() }
 }
 
-pub async fn tenant(
-    c: &mut SubscriptionServiceClient<Channel>,
-    id: &str,
-    plan: spb::Plan,
-    on: bool,
-) {
-    c.create_tenant(spb::CreateTenantRequest {
-        tenant_id: id.into(),
-        plan: plan.into(),
-        webhooks_enabled: on,
-    })
-    .await
-    .unwrap();
+pub async fn tenant(c: &mut SubscriptionServiceClient<Channel>, id: &str, plan: spb::Plan, on: bool) {
+    c.create_tenant(spb::CreateTenantRequest { tenant_id: id.into(), plan: plan.into(), webhooks_enabled: on })
+        .await
+        .unwrap();
 }
 
 pub async fn endpoint(
@@ -138,10 +112,7 @@ pub async fn endpoint(
         .unwrap()
         .into_inner();
     let secret = c
-        .get_endpoint_secret(spb::GetEndpointSecretRequest {
-            tenant_id: tenant.into(),
-            endpoint_id: e.id.clone(),
-        })
+        .get_endpoint_secret(spb::GetEndpointSecretRequest { tenant_id: tenant.into(), endpoint_id: e.id.clone() })
         .await
         .unwrap()
         .into_inner()
@@ -151,14 +122,7 @@ pub async fn endpoint(
 
 pub async fn stream_messages(nats: &NatsServer, stream: &str) -> u64 {
     let js = async_nats::jetstream::new(nats.client().await);
-    js.get_stream(stream)
-        .await
-        .unwrap()
-        .get_info()
-        .await
-        .unwrap()
-        .state
-        .messages
+    js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages
 }
 
 /// All messages on `subject` in `stream`, as JSON.
@@ -176,13 +140,7 @@ pub async fn read_subject(nats: &NatsServer, stream: &str, subject: &str) -> Vec
         .await
         .unwrap();
     let mut out = Vec::new();
-    let mut batch = consumer
-        .fetch()
-        .max_messages(10_000)
-        .expires(Duration::from_millis(500))
-        .messages()
-        .await
-        .unwrap();
+    let mut batch = consumer.fetch().max_messages(10_000).expires(Duration::from_millis(500)).messages().await.unwrap();
     while let Some(Ok(m)) = batch.next().await {
         out.push(serde_json::from_slice(&m.payload).unwrap());
         m.ack().await.unwrap();
@@ -192,9 +150,5 @@ pub async fn read_subject(nats: &NatsServer, stream: &str, subject: &str) -> Vec
 
 pub async fn intake_publish(nats: &NatsServer, tenant: &str, body: &Value) {
     let js = async_nats::jetstream::new(nats.client().await);
-    js.publish(format!("hookline.intake.{tenant}"), body.to_string().into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    js.publish(format!("hookline.intake.{tenant}"), body.to_string().into()).await.unwrap().await.unwrap();
 }

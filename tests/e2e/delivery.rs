@@ -14,11 +14,7 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
-    r.headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no {name} header"))
+    r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("no {name} header"))
 }
 
 fn body(r: &Recorded) -> Value {
@@ -32,22 +28,9 @@ async fn all_twelve_types_reach_subscribers_signed_in_their_layout() {
     let mut ingest = s.hookline.ingest_client().await;
     let (everything, only_deleted) = (Receiver::start().await, Receiver::start().await);
     tenant(&mut subs, "acme", Plan::Enterprise, true).await;
-    let (_, secret_all) = endpoint(
-        &mut subs,
-        "acme",
-        &everything.url(),
-        &[],
-        PayloadLayout::Envelope,
-    )
-    .await;
-    let (_, secret_del) = endpoint(
-        &mut subs,
-        "acme",
-        &only_deleted.url(),
-        &["customer.deleted"],
-        PayloadLayout::Flat,
-    )
-    .await;
+    let (_, secret_all) = endpoint(&mut subs, "acme", &everything.url(), &[], PayloadLayout::Envelope).await;
+    let (_, secret_del) =
+        endpoint(&mut subs, "acme", &only_deleted.url(), &["customer.deleted"], PayloadLayout::Flat).await;
 
     let mut sent = std::collections::HashMap::new();
     for t in TYPES {
@@ -70,35 +53,17 @@ async fn all_twelve_types_reach_subscribers_signed_in_their_layout() {
         intake_publish(&s.nats, "acme", &over_nats).await;
     }
 
-    let got = everything
-        .wait_for(24, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let got = everything.wait_for(24, Duration::from_secs(60)).await.unwrap();
     let mut per_type = std::collections::HashMap::<String, usize>::new();
     for r in &got {
-        assert!(
-            r.verify(&secret_all),
-            "signature of {}",
-            header(r, "webhook-id")
-        );
-        assert!(
-            !r.verify(&secret_del),
-            "signed with another endpoint's secret"
-        );
+        assert!(r.verify(&secret_all), "signature of {}", header(r, "webhook-id"));
+        assert!(!r.verify(&secret_del), "signed with another endpoint's secret");
         assert_eq!(header(r, "content-type"), "application/json");
         assert!(header(r, "user-agent").starts_with("Hookline/"));
         let b = body(r);
         let t = b["type"].as_str().unwrap().to_owned();
-        assert_eq!(
-            b.as_object().unwrap().len(),
-            3,
-            "envelope has type, timestamp, data: {b}"
-        );
-        assert_eq!(
-            b["data"],
-            example(&t)["data"],
-            "{t} body differs from what was published"
-        );
+        assert_eq!(b.as_object().unwrap().len(), 3, "envelope has type, timestamp, data: {b}");
+        assert_eq!(b["data"], example(&t)["data"], "{t} body differs from what was published");
         assert_eq!(b["timestamp"], example(&t)["occurred_at"]);
         if let Some((sent_type, _)) = sent.get(header(r, "webhook-id")) {
             assert_eq!(*sent_type, t);
@@ -106,17 +71,10 @@ async fn all_twelve_types_reach_subscribers_signed_in_their_layout() {
         *per_type.entry(t).or_default() += 1;
     }
     for t in TYPES {
-        assert_eq!(
-            per_type.get(t),
-            Some(&2),
-            "{t}: once over gRPC, once over NATS"
-        );
+        assert_eq!(per_type.get(t), Some(&2), "{t}: once over gRPC, once over NATS");
     }
 
-    let flat = only_deleted
-        .wait_for(2, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let flat = only_deleted.wait_for(2, Duration::from_secs(30)).await.unwrap();
     for r in &flat {
         assert!(r.verify(&secret_del));
         assert_eq!(
@@ -135,31 +93,14 @@ async fn failures_retry_with_the_same_webhook_id_and_record_every_attempt() {
     let s = stack().await;
     let mut subs = s.hookline.subscriptions_client().await;
     let receiver = Receiver::with_script(vec![
-        Reply {
-            status: 500,
-            delay: Duration::ZERO,
-        },
-        Reply {
-            status: 500,
-            delay: Duration::ZERO,
-        },
+        Reply { status: 500, delay: Duration::ZERO },
+        Reply { status: 500, delay: Duration::ZERO },
     ])
     .await;
     tenant(&mut subs, "acme", Plan::Basic, true).await;
-    let (ep, secret) = endpoint(
-        &mut subs,
-        "acme",
-        &receiver.url(),
-        &[],
-        PayloadLayout::Envelope,
-    )
-    .await;
+    let (ep, secret) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
-    let r = ingest
-        .publish(json_request("acme", &example("customer.created")))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = ingest.publish(json_request("acme", &example("customer.created"))).await.unwrap().into_inner();
 
     let got = receiver.wait_for(3, Duration::from_secs(30)).await.unwrap();
     assert_eq!(got.len(), 3);
@@ -167,43 +108,25 @@ async fn failures_retry_with_the_same_webhook_id_and_record_every_attempt() {
         assert!(r.verify(&secret));
     }
     let ids: HashSet<&str> = got.iter().map(|r| header(r, "webhook-id")).collect();
-    assert_eq!(
-        ids,
-        HashSet::from([r.event_id.as_str()]),
-        "webhook-id is stable across retries"
-    );
+    assert_eq!(ids, HashSet::from([r.event_id.as_str()]), "webhook-id is stable across retries");
     assert_eq!(got[0].body, got[2].body, "retries send the same bytes");
 
     let subject = format!("hookline.outcomes.acme.{ep}");
-    let outcomes =
-        hookline_e2e::eventually(Duration::from_secs(10), "three outcome events", || {
-            let (nats, subject) = (&s.nats, subject.clone());
-            async move {
-                let o = read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await;
-                Ok::<_, anyhow::Error>((o.len() >= 3).then_some(o))
-            }
-        })
-        .await
-        .unwrap();
+    let outcomes = hookline_e2e::eventually(Duration::from_secs(10), "three outcome events", || {
+        let (nats, subject) = (&s.nats, subject.clone());
+        async move {
+            let o = read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await;
+            Ok::<_, anyhow::Error>((o.len() >= 3).then_some(o))
+        }
+    })
+    .await
+    .unwrap();
     assert_eq!(outcomes.len(), 3, "{outcomes:#?}");
     let summary: Vec<(u64, &str, u64)> = outcomes
         .iter()
-        .map(|o| {
-            (
-                o["attempt"].as_u64().unwrap(),
-                o["state"].as_str().unwrap(),
-                o["status_code"].as_u64().unwrap(),
-            )
-        })
+        .map(|o| (o["attempt"].as_u64().unwrap(), o["state"].as_str().unwrap(), o["status_code"].as_u64().unwrap()))
         .collect();
-    assert_eq!(
-        summary,
-        vec![
-            (1, "retrying", 500),
-            (2, "retrying", 500),
-            (3, "succeeded", 200)
-        ]
-    );
+    assert_eq!(summary, vec![(1, "retrying", 500), (2, "retrying", 500), (3, "succeeded", 200)]);
     for o in &outcomes {
         assert_eq!(o["event_id"], r.event_id.as_str());
         assert_eq!(o["endpoint_id"], ep.as_str());
@@ -226,11 +149,7 @@ async fn sigkill_of_delivery_with_1000_in_flight_loses_nothing() {
             .env("HOOKLINE_ACK_WAIT", "3s")
     };
     let subscriptions = common("subscriptions").spawn().await.unwrap();
-    let ingest = common("ingest")
-        .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
-        .spawn()
-        .await
-        .unwrap();
+    let ingest = common("ingest").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn().await.unwrap();
     let mut delivery = common("delivery")
         .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
         .env("HOOKLINE_DELIVERY_CONCURRENCY", "32")
@@ -241,14 +160,7 @@ async fn sigkill_of_delivery_with_1000_in_flight_loses_nothing() {
     receiver.set_delay(Duration::from_millis(20));
     let mut subs = subscriptions.subscriptions_client().await;
     tenant(&mut subs, "acme", Plan::Basic, true).await;
-    endpoint(
-        &mut subs,
-        "acme",
-        &receiver.url(),
-        &[],
-        PayloadLayout::Envelope,
-    )
-    .await;
+    endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
 
     let mut client = ingest.ingest_client().await;
     let mut published = HashSet::new();
@@ -260,35 +172,22 @@ async fn sigkill_of_delivery_with_1000_in_flight_loses_nothing() {
                 json_request("acme", &e)
             })
             .collect();
-        let r = client
-            .publish_batch(PublishBatchRequest { events })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = client.publish_batch(PublishBatchRequest { events }).await.unwrap().into_inner();
         published.extend(r.results.into_iter().map(|r| r.event_id));
     }
     assert_eq!(published.len(), 1000);
 
-    receiver
-        .wait_for(100, Duration::from_secs(30))
-        .await
-        .unwrap();
+    receiver.wait_for(100, Duration::from_secs(30)).await.unwrap();
     delivery.kill9();
     let at_kill = receiver.count();
-    assert!(
-        at_kill < 1000,
-        "the kill must land with work in flight ({at_kill} already delivered)"
-    );
+    assert!(at_kill < 1000, "the kill must land with work in flight ({at_kill} already delivered)");
     delivery.respawn().await.unwrap();
 
     let all = hookline_e2e::eventually(Duration::from_secs(120), "every event delivered", || {
         let (receiver, published) = (&receiver, &published);
         async move {
-            let seen: HashSet<String> = receiver
-                .requests()
-                .iter()
-                .map(|r| header(r, "webhook-id").to_owned())
-                .collect();
+            let seen: HashSet<String> =
+                receiver.requests().iter().map(|r| header(r, "webhook-id").to_owned()).collect();
             Ok::<_, anyhow::Error>(published.is_subset(&seen).then_some(seen))
         }
     })
@@ -296,14 +195,7 @@ async fn sigkill_of_delivery_with_1000_in_flight_loses_nothing() {
     .unwrap();
     assert_eq!(all.len(), 1000);
     let total = receiver.count();
-    eprintln!(
-        "delivered at kill: {at_kill}; requests in all: {total}; duplicates: {}",
-        total - 1000
-    );
+    eprintln!("delivered at kill: {at_kill}; requests in all: {total}; duplicates: {}", total - 1000);
     // Only attempts that were on the wire when the process died can repeat.
-    assert!(
-        total - 1000 <= 64,
-        "duplicates beyond the in-flight window: {}",
-        total - 1000
-    );
+    assert!(total - 1000 <= 64, "duplicates beyond the in-flight window: {}", total - 1000);
 }

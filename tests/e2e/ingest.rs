@@ -40,10 +40,7 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
             json_request(
                 "acme",
                 &with(|e| {
-                    e["data"]["customer"]
-                        .as_object_mut()
-                        .unwrap()
-                        .remove("last_name");
+                    e["data"]["customer"].as_object_mut().unwrap().remove("last_name");
                 }),
             ),
             Code::InvalidArgument,
@@ -51,37 +48,23 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
         ),
         (
             "mistyped field",
-            json_request(
-                "acme",
-                &with(|e| e["data"]["appointment"]["starts_at"] = json!(1700000000)),
-            ),
+            json_request("acme", &with(|e| e["data"]["appointment"]["starts_at"] = json!(1700000000))),
             Code::InvalidArgument,
             "data.appointment.starts_at: invalid type: integer",
         ),
         (
             "bad e-mail",
-            json_request(
-                "acme",
-                &with(|e| e["data"]["customer"]["email"] = json!("anna")),
-            ),
+            json_request("acme", &with(|e| e["data"]["customer"]["email"] = json!("anna"))),
             Code::InvalidArgument,
             "data.customer.email: must be an e-mail address",
         ),
         (
             "unknown field",
-            json_request(
-                "acme",
-                &with(|e| e["data"]["customer"]["nick"] = json!("x")),
-            ),
+            json_request("acme", &with(|e| e["data"]["customer"]["nick"] = json!("x"))),
             Code::InvalidArgument,
             "data.customer.nick: unknown field",
         ),
-        (
-            "unknown tenant",
-            json_request("nobody", &good),
-            Code::NotFound,
-            "tenant_id: tenant `nobody` not found",
-        ),
+        ("unknown tenant", json_request("nobody", &good), Code::NotFound, "tenant_id: tenant `nobody` not found"),
         (
             "malformed tenant",
             json_request("Acme.Corp", &good),
@@ -90,10 +73,7 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
         ),
         (
             "too large",
-            json_request(
-                "acme",
-                &with(|e| e["data"]["appointment"]["notes"] = json!("x".repeat(300 * 1024))),
-            ),
+            json_request("acme", &with(|e| e["data"]["appointment"]["notes"] = json!("x".repeat(300 * 1024)))),
             Code::InvalidArgument,
             "event: is ",
         ),
@@ -101,9 +81,7 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
             "typed, required field empty",
             PublishRequest {
                 tenant_id: "acme".into(),
-                payload: Some(P::CustomerDeleted(ev::CustomerDeleted {
-                    customer_id: String::new(),
-                })),
+                payload: Some(P::CustomerDeleted(ev::CustomerDeleted { customer_id: String::new() })),
                 ..Default::default()
             },
             Code::InvalidArgument,
@@ -111,10 +89,7 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
         ),
         (
             "no payload",
-            PublishRequest {
-                tenant_id: "acme".into(),
-                ..Default::default()
-            },
+            PublishRequest { tenant_id: "acme".into(), ..Default::default() },
             Code::InvalidArgument,
             "payload: is required",
         ),
@@ -122,67 +97,32 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
     for (what, req, code, message) in cases {
         let err = ingest.publish(req).await.expect_err(what);
         assert_eq!(err.code(), code, "{what}: {}", err.message());
-        assert!(
-            err.message().contains(message),
-            "{what}: `{}` lacks `{message}`",
-            err.message()
-        );
+        assert!(err.message().contains(message), "{what}: `{}` lacks `{message}`", err.message());
     }
     // A batch is all-or-nothing.
     let mut events: Vec<PublishRequest> = (0..5).map(|_| json_request("acme", &good)).collect();
     events[3] = json_request("acme", &with(|e| e["data"]["channel"] = json!("fax")));
-    let err = ingest
-        .publish_batch(PublishBatchRequest { events })
-        .await
-        .unwrap_err();
+    let err = ingest.publish_batch(PublishBatchRequest { events }).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(
-        err.message()
-            .starts_with("events[3].data.channel: unknown variant `fax`"),
-        "{}",
-        err.message()
-    );
-    let err = ingest
-        .publish_batch(PublishBatchRequest { events: vec![] })
-        .await
-        .unwrap_err();
-    assert!(
-        err.message().contains("events: must hold 1 to 500"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().starts_with("events[3].data.channel: unknown variant `fax`"), "{}", err.message());
+    let err = ingest.publish_batch(PublishBatchRequest { events: vec![] }).await.unwrap_err();
+    assert!(err.message().contains("events: must hold 1 to 500"), "{}", err.message());
 
     // Invalid NATS intake: recorded as rejected with the reason, never appended.
-    intake_publish(
-        &s.nats,
-        "acme",
-        &with(|e| e["data"]["customer"]["email"] = json!("nope")),
-    )
-    .await;
+    intake_publish(&s.nats, "acme", &with(|e| e["data"]["customer"]["email"] = json!("nope"))).await;
     intake_publish(&s.nats, "ghost", &good).await;
-    let rejected =
-        hookline_e2e::eventually(Duration::from_secs(10), "two rejection records", || {
-            let nats = &s.nats;
-            async move {
-                let r = read_subject(nats, "HOOKLINE_REJECTED", "hookline.rejected.>").await;
-                Ok::<_, anyhow::Error>((r.len() >= 2).then_some(r))
-            }
-        })
-        .await
-        .unwrap();
-    let fields: Vec<&str> = rejected
-        .iter()
-        .map(|r| r["error"]["field"].as_str().unwrap())
-        .collect();
-    assert!(
-        fields.contains(&"data.customer.email") && fields.contains(&"tenant_id"),
-        "{rejected:#?}"
-    );
-    assert_eq!(
-        stream_messages(&s.nats, "HOOKLINE_EVENTS").await,
-        before,
-        "nothing was appended"
-    );
+    let rejected = hookline_e2e::eventually(Duration::from_secs(10), "two rejection records", || {
+        let nats = &s.nats;
+        async move {
+            let r = read_subject(nats, "HOOKLINE_REJECTED", "hookline.rejected.>").await;
+            Ok::<_, anyhow::Error>((r.len() >= 2).then_some(r))
+        }
+    })
+    .await
+    .unwrap();
+    let fields: Vec<&str> = rejected.iter().map(|r| r["error"]["field"].as_str().unwrap()).collect();
+    assert!(fields.contains(&"data.customer.email") && fields.contains(&"tenant_id"), "{rejected:#?}");
+    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before, "nothing was appended");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,50 +131,27 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
     tenant(&mut subs, "acme", Plan::Basic, true).await;
-    endpoint(
-        &mut subs,
-        "acme",
-        &receiver.url(),
-        &[],
-        PayloadLayout::Envelope,
-    )
-    .await;
+    endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
     let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
 
     let mut e = example("customer.created");
     e["idempotency_key"] = json!("order-77");
-    let first = ingest
-        .publish(json_request("acme", &e))
-        .await
-        .unwrap()
-        .into_inner();
-    let again = ingest
-        .publish(json_request("acme", &e))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = ingest.publish(json_request("acme", &e)).await.unwrap().into_inner();
+    let again = ingest.publish(json_request("acme", &e)).await.unwrap().into_inner();
     assert!(!first.duplicate && again.duplicate);
     assert_eq!(first.event_id, again.event_id);
     // The same key over NATS intake is the same event too.
     intake_publish(&s.nats, "acme", &e).await;
     // Another tenant's identical key is a different event.
     tenant(&mut subs, "other", Plan::Basic, true).await;
-    let other = ingest
-        .publish(json_request("other", &e))
-        .await
-        .unwrap()
-        .into_inner();
+    let other = ingest.publish(json_request("other", &e)).await.unwrap().into_inner();
     assert!(!other.duplicate && other.event_id != first.event_id);
 
     receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.count(), 1, "one delivery per endpoint");
-    assert_eq!(
-        stream_messages(&s.nats, "HOOKLINE_EVENTS").await,
-        before + 2,
-        "one stored event per tenant"
-    );
+    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 2, "one stored event per tenant");
 
     // Webhooks off: events published meanwhile are never delivered, even after switching back on.
     subs.update_tenant(UpdateTenantRequest {
@@ -244,11 +161,7 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     })
     .await
     .unwrap();
-    let off = ingest
-        .publish(json_request("acme", &example("customer.updated")))
-        .await
-        .unwrap()
-        .into_inner();
+    let off = ingest.publish(json_request("acme", &example("customer.updated"))).await.unwrap().into_inner();
     intake_publish(&s.nats, "acme", &example("customer.deleted")).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     subs.update_tenant(UpdateTenantRequest {
@@ -258,24 +171,13 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     })
     .await
     .unwrap();
-    let on = ingest
-        .publish(json_request("acme", &example("appointment.updated")))
-        .await
-        .unwrap()
-        .into_inner();
+    let on = ingest.publish(json_request("acme", &example("appointment.updated"))).await.unwrap().into_inner();
     let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ids: Vec<String> = receiver
         .requests()
         .iter()
-        .map(|r| {
-            r.headers
-                .iter()
-                .find(|(k, _)| k == "webhook-id")
-                .unwrap()
-                .1
-                .clone()
-        })
+        .map(|r| r.headers.iter().find(|(k, _)| k == "webhook-id").unwrap().1.clone())
         .collect();
     assert_eq!(got.len(), 2);
     assert_eq!(

@@ -18,10 +18,7 @@ async fn auth_header_value_reaches_the_receiver_and_no_log_or_api_output() {
         .create_endpoint(spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
             url: receiver.url(),
-            auth_header: Some(spb::AuthHeader {
-                name: "Ocp-Apim-Subscription-Key".into(),
-                value: VALUE.into(),
-            }),
+            auth_header: Some(spb::AuthHeader { name: "Ocp-Apim-Subscription-Key".into(), value: VALUE.into() }),
             ..Default::default()
         })
         .await
@@ -31,22 +28,14 @@ async fn auth_header_value_reaches_the_receiver_and_no_log_or_api_output() {
     let mut outputs = vec![format!("{created:?}")];
     outputs.push(format!(
         "{:?}",
-        subs.get_endpoint(spb::GetEndpointRequest {
-            tenant_id: "acme".into(),
-            endpoint_id: ep.clone()
-        })
-        .await
-        .unwrap()
-        .into_inner()
+        subs.get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: ep.clone() })
+            .await
+            .unwrap()
+            .into_inner()
     ));
     outputs.push(format!(
         "{:?}",
-        subs.list_endpoints(spb::ListEndpointsRequest {
-            tenant_id: "acme".into()
-        })
-        .await
-        .unwrap()
-        .into_inner()
+        subs.list_endpoints(spb::ListEndpointsRequest { tenant_id: "acme".into() }).await.unwrap().into_inner()
     ));
     outputs.push(format!(
         "{:?}",
@@ -61,30 +50,14 @@ async fn auth_header_value_reaches_the_receiver_and_no_log_or_api_output() {
         .into_inner()
     ));
     for o in &outputs {
-        assert!(
-            !o.contains(VALUE) && !o.contains("never-log-me"),
-            "API output leaks the value: {o}"
-        );
-        assert!(
-            o.contains("Ocp-Apim-Subscription-Key") && o.contains("********"),
-            "{o}"
-        );
+        assert!(!o.contains(VALUE) && !o.contains("never-log-me"), "API output leaks the value: {o}");
+        assert!(o.contains("Ocp-Apim-Subscription-Key") && o.contains("********"), "{o}");
     }
 
     let mut ingest = s.hookline.ingest_client().await;
-    ingest
-        .publish(json_request(
-            "acme",
-            &example("appointment.booking.created"),
-        ))
-        .await
-        .unwrap();
+    ingest.publish(json_request("acme", &example("appointment.booking.created"))).await.unwrap();
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
-    let sent = got[0]
-        .headers
-        .iter()
-        .find(|(k, _)| k == "ocp-apim-subscription-key")
-        .map(|(_, v)| v.as_str());
+    let sent = got[0].headers.iter().find(|(k, _)| k == "ocp-apim-subscription-key").map(|(_, v)| v.as_str());
     assert_eq!(sent, Some(VALUE));
 
     // The CLI shows it masked too.
@@ -94,16 +67,10 @@ async fn auth_header_value_reaches_the_receiver_and_no_log_or_api_output() {
         .output()
         .unwrap();
     let cli = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && cli.contains("********") && !cli.contains("never-log-me"),
-        "{cli}"
-    );
+    assert!(out.status.success() && cli.contains("********") && !cli.contains("never-log-me"), "{cli}");
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let log = s.hookline.log_contents();
     assert!(log.contains("attempt finished"), "debug log was captured");
-    assert!(
-        !log.contains("never-log-me"),
-        "the value appears in the service log"
-    );
+    assert!(!log.contains("never-log-me"), "the value appears in the service log");
 }

@@ -32,10 +32,18 @@ pub const FANOUT_CONSUMER: &str = "fanout";
 /// Durable consumer of delivery's workers on the dispatch stream.
 pub const WORKERS_CONSUMER: &str = "workers";
 
+/// Every subject of a stream, for consumers that want all of it.
+pub const INTAKE_ALL: &str = "hookline.intake.>";
+pub const EVENTS_ALL: &str = "hookline.events.>";
+pub const CONFIG_ALL: &str = "hookline.config.>";
+pub const REJECTED_ALL: &str = "hookline.rejected.>";
+
 /// JetStream's de-duplication header.
 pub const MSG_ID: &str = "Nats-Msg-Id";
 pub const EVENT_ID_HEADER: &str = "Hookline-Event-Id";
 pub const EVENT_TYPE_HEADER: &str = "Hookline-Event-Type";
+/// Kind of a config event (`tenant.created`, ...), for tools reading the stream.
+pub const CONFIG_EVENT_HEADER: &str = "Hookline-Config-Event";
 /// Set to `off` on events published while the tenant had webhooks off.
 pub const WEBHOOKS_HEADER: &str = "Hookline-Webhooks";
 
@@ -69,21 +77,11 @@ pub fn tenant_of(subject: &str) -> Option<&str> {
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("cannot connect to NATS at {url}: {source}")]
-    Connect {
-        url: String,
-        source: async_nats::ConnectError,
-    },
+    Connect { url: String, source: async_nats::ConnectError },
     #[error("cannot set up stream {stream}: {message}")]
-    Stream {
-        stream: &'static str,
-        message: String,
-    },
+    Stream { stream: &'static str, message: String },
     #[error("cannot set up consumer {consumer} on {stream}: {message}")]
-    Consumer {
-        stream: &'static str,
-        consumer: &'static str,
-        message: String,
-    },
+    Consumer { stream: &'static str, consumer: &'static str, message: String },
 }
 
 /// Connect to NATS; the client reconnects by itself afterwards.
@@ -94,10 +92,7 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
         .await
-        .map_err(|source| BusError::Connect {
-            url: url.to_owned(),
-            source,
-        })
+        .map_err(|source| BusError::Connect { url: url.to_owned(), source })
 }
 
 /// Retention settings an operator may tune.
@@ -109,66 +104,46 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        Self {
-            events_max_age: Duration::from_secs(60 * 24 * 3600),
-        }
+        Self { events_max_age: Duration::from_secs(60 * 24 * 3600) }
     }
 }
 
 fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
-    let base = stream::Config {
-        name: name.to_owned(),
-        storage: StorageType::File,
-        ..Default::default()
-    };
+    let base = stream::Config { name: name.to_owned(), storage: StorageType::File, ..Default::default() };
     let day = Duration::from_secs(24 * 3600);
     match name {
         INTAKE_STREAM => stream::Config {
-            subjects: vec!["hookline.intake.>".into()],
+            subjects: vec![INTAKE_ALL.into()],
             retention: RetentionPolicy::WorkQueue,
             max_age: 7 * day,
             duplicate_window: Duration::from_secs(120),
             ..base
         },
         EVENTS_STREAM => stream::Config {
-            subjects: vec!["hookline.events.>".into()],
+            subjects: vec![EVENTS_ALL.into()],
             max_age: retention.events_max_age,
             duplicate_window: IDEMPOTENCY_WINDOW,
             ..base
         },
-        REJECTED_STREAM => stream::Config {
-            subjects: vec!["hookline.rejected.>".into()],
-            max_age: 30 * day,
-            ..base
-        },
-        CONFIG_STREAM => stream::Config {
-            subjects: vec!["hookline.config.>".into()],
-            duplicate_window: Duration::from_secs(120),
-            ..base
-        },
+        REJECTED_STREAM => stream::Config { subjects: vec![REJECTED_ALL.into()], max_age: 30 * day, ..base },
+        CONFIG_STREAM => {
+            stream::Config { subjects: vec![CONFIG_ALL.into()], duplicate_window: Duration::from_secs(120), ..base }
+        }
         DISPATCH_STREAM => stream::Config {
             subjects: vec!["hookline.dispatch.>".into()],
             retention: RetentionPolicy::WorkQueue,
             duplicate_window: Duration::from_secs(600),
             ..base
         },
-        OUTCOMES_STREAM => stream::Config {
-            subjects: vec!["hookline.outcomes.>".into()],
-            max_age: retention.events_max_age,
-            ..base
-        },
+        OUTCOMES_STREAM => {
+            stream::Config { subjects: vec!["hookline.outcomes.>".into()], max_age: retention.events_max_age, ..base }
+        }
         _ => unreachable!("unknown stream {name}"),
     }
 }
 
-pub const ALL_STREAMS: [&str; 6] = [
-    INTAKE_STREAM,
-    EVENTS_STREAM,
-    REJECTED_STREAM,
-    CONFIG_STREAM,
-    DISPATCH_STREAM,
-    OUTCOMES_STREAM,
-];
+pub const ALL_STREAMS: [&str; 6] =
+    [INTAKE_STREAM, EVENTS_STREAM, REJECTED_STREAM, CONFIG_STREAM, DISPATCH_STREAM, OUTCOMES_STREAM];
 
 /// Create every stream that is missing (existing ones are left as they are,
 /// so an operator's replicas or limits survive restarts).
@@ -176,10 +151,7 @@ pub async fn ensure_streams(js: &Context, retention: &Retention) -> Result<(), B
     for name in ALL_STREAMS {
         js.get_or_create_stream(stream_config(name, retention))
             .await
-            .map_err(|e| BusError::Stream {
-                stream: name,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| BusError::Stream { stream: name, message: e.to_string() })?;
     }
     Ok(())
 }
@@ -196,22 +168,10 @@ pub async fn durable(
     consumer: &'static str,
     config: pull::Config,
 ) -> Result<consumer::Consumer<pull::Config>, BusError> {
-    let err = |message: String| BusError::Consumer {
-        stream,
-        consumer,
-        message,
-    };
-    let s = js
-        .get_stream(stream)
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    let config = pull::Config {
-        durable_name: Some(consumer.to_owned()),
-        ..config
-    };
-    s.create_consumer(config)
-        .await
-        .map_err(|e| err(e.to_string()))
+    let err = |message: String| BusError::Consumer { stream, consumer, message };
+    let s = js.get_stream(stream).await.map_err(|e| err(e.to_string()))?;
+    let config = pull::Config { durable_name: Some(consumer.to_owned()), ..config };
+    s.create_consumer(config).await.map_err(|e| err(e.to_string()))
 }
 
 /// Header value as text.

@@ -10,12 +10,11 @@ use async_nats::jetstream::{
 use futures_util::StreamExt;
 use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, dispatch_subject, header};
 use hookline_domain::{delivery::DispatchTask, events::StoredEvent, ids::EndpointId};
-use hookline_proto::subscriptions::v1::{
-    ResolveRequest, subscription_service_client::SubscriptionServiceClient,
-};
+use hookline_proto::subscriptions::v1::{ResolveRequest, subscription_service_client::SubscriptionServiceClient};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use crate::DeliverySettings;
 
@@ -33,7 +32,7 @@ pub async fn run(
         pull::Config {
             ack_wait: settings.ack_wait,
             max_ack_pending: 4 * CONCURRENCY as i64,
-            filter_subject: "hookline.events.>".into(),
+            filter_subject: hookline_bus::EVENTS_ALL.into(),
             ..Default::default()
         },
     )
@@ -48,20 +47,16 @@ pub async fn run(
     let resolver = SubscriptionServiceClient::new(channel);
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     while !shutdown.is_cancelled() {
-        let mut messages = match consumer
-            .stream()
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "fanout: cannot pull, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+        let mut messages =
+            match consumer.stream().heartbeat(Duration::from_secs(5)).expires(Duration::from_secs(30)).messages().await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "fanout: cannot pull, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -75,11 +70,7 @@ pub async fn run(
                 }
                 None => break,
             };
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore open");
+            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
             let (js, resolver) = (js.clone(), resolver.clone());
             tokio::spawn(async move {
                 fan_out(&js, resolver, msg).await;
@@ -91,7 +82,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn fan_out(js: &Context, mut resolver: SubscriptionServiceClient<Channel>, msg: Message) {
+async fn fan_out(js: &Context, resolver: SubscriptionServiceClient<Channel>, msg: Message) {
     let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
         Ok(e) => e,
         Err(e) => {
@@ -101,7 +92,10 @@ async fn fan_out(js: &Context, mut resolver: SubscriptionServiceClient<Channel>,
         }
     };
     let span = tracing::info_span!("fanout", event_id = %event.id, tenant = %event.tenant_id, event_type = event.event_type.as_str());
-    let _enter = span.enter();
+    dispatch(js, resolver, msg, event).instrument(span).await
+}
+
+async fn dispatch(js: &Context, mut resolver: SubscriptionServiceClient<Channel>, msg: Message, event: StoredEvent) {
     if header(msg.headers.as_ref(), WEBHOOKS_HEADER) == Some("off") {
         tracing::info!("fanout: published while webhooks were off; not delivered");
         let _ = msg.double_ack().await;
@@ -118,9 +112,7 @@ async fn fan_out(js: &Context, mut resolver: SubscriptionServiceClient<Channel>,
         Err(s) if s.code() == tonic::Code::NotFound => Vec::new(),
         Err(s) => {
             tracing::warn!(code = ?s.code(), message = s.message(), "fanout: resolve failed; retrying in 1s");
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             return;
         }
     };
@@ -129,26 +121,15 @@ async fn fan_out(js: &Context, mut resolver: SubscriptionServiceClient<Channel>,
         let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
             continue;
         };
-        let task = DispatchTask {
-            endpoint_id,
-            event: event.clone(),
-        };
+        let task = DispatchTask { endpoint_id, event: event.clone() };
         let publish = PublishMessage::build()
             .payload(serde_json::to_vec(&task).expect("tasks serialise").into())
             .message_id(task.msg_id());
-        match js
-            .send_publish(
-                dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id),
-                publish,
-            )
-            .await
-        {
+        match js.send_publish(dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id), publish).await {
             Ok(ack) => acks.push(ack),
             Err(e) => {
                 tracing::warn!(error = %e, "fanout: dispatch publish failed; retrying in 1s");
-                let _ = msg
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
                 return;
             }
         }
@@ -156,9 +137,7 @@ async fn fan_out(js: &Context, mut resolver: SubscriptionServiceClient<Channel>,
     for ack in acks {
         if let Err(e) = ack.await {
             tracing::warn!(error = %e, "fanout: dispatch not stored; retrying in 1s");
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             return;
         }
     }

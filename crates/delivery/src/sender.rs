@@ -41,12 +41,7 @@ impl AttemptResult {
 }
 
 /// POST `body` to the endpoint, signed for `msg_id`.
-pub async fn send(
-    client: &reqwest::Client,
-    endpoint: &EndpointConfig,
-    msg_id: &str,
-    body: Vec<u8>,
-) -> AttemptResult {
+pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &str, body: Vec<u8>) -> AttemptResult {
     let timestamp = chrono::Utc::now().timestamp();
     let signature = signing::signature_header([&endpoint.secret], msg_id, timestamp, &body);
     let mut request = client
@@ -56,8 +51,8 @@ pub async fn send(
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature);
     if let Some(h) = &endpoint.auth_header {
-        let mut value = reqwest::header::HeaderValue::from_str(h.value().expose())
-            .expect("auth header value checked on input");
+        let mut value =
+            reqwest::header::HeaderValue::from_str(h.value().expose()).expect("auth header value checked on input");
         value.set_sensitive(true);
         request = request.header(h.name(), value);
     }
@@ -70,9 +65,9 @@ pub async fn send(
             let mut body_error = None;
             while excerpt.len() < EXCERPT_BYTES {
                 match response.chunk().await {
-                    Ok(Some(chunk)) => excerpt.extend_from_slice(
-                        &chunk[..chunk.len().min(EXCERPT_BYTES - excerpt.len())],
-                    ),
+                    Ok(Some(chunk)) => {
+                        excerpt.extend_from_slice(&chunk[..chunk.len().min(EXCERPT_BYTES - excerpt.len())])
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         body_error = Some(e);
@@ -83,25 +78,15 @@ pub async fn send(
             let (error_kind, error) = if status.is_success() {
                 (None, None)
             } else if status.is_redirection() {
-                let location = response
-                    .headers()
-                    .get("location")
-                    .and_then(|l| l.to_str().ok())
-                    .unwrap_or("-");
-                (
-                    Some(ErrorKind::Redirect),
-                    Some(format!(
-                        "HTTP {status} to {location}; redirects are not followed"
-                    )),
-                )
+                let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("-");
+                (Some(ErrorKind::Redirect), Some(format!("HTTP {status} to {location}; redirects are not followed")))
             } else {
                 (Some(ErrorKind::HttpStatus), Some(format!("HTTP {status}")))
             };
             let (error_kind, error) = match (error_kind, body_error) {
-                (None, Some(e)) if e.is_timeout() => (
-                    Some(ErrorKind::Timeout),
-                    Some("timed out reading the response body".into()),
-                ),
+                (None, Some(e)) if e.is_timeout() => {
+                    (Some(ErrorKind::Timeout), Some("timed out reading the response body".into()))
+                }
                 (k, _) => (k, error),
             };
             AttemptResult {
@@ -109,8 +94,7 @@ pub async fn send(
                 error_kind,
                 error,
                 duration: Duration::ZERO,
-                response_excerpt: (!excerpt.is_empty())
-                    .then(|| String::from_utf8_lossy(&excerpt).into_owned()),
+                response_excerpt: (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned()),
             }
         }
         Err(e) => {
@@ -143,23 +127,15 @@ fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
     let lower = chain.to_ascii_lowercase();
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
-    } else if lower.contains("dns error")
-        || lower.contains("failed to lookup")
-        || lower.contains("resolve")
-    {
+    } else if lower.contains("dns error") || lower.contains("failed to lookup") || lower.contains("resolve") {
         ErrorKind::Dns
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
         ErrorKind::Tls
     } else if lower.contains("refused") {
         ErrorKind::ConnectionRefused
     } else {
         ErrorKind::Connection
     };
-    let text = if chain.is_empty() {
-        kind.as_str().to_owned()
-    } else {
-        chain
-    };
+    let text = if chain.is_empty() { kind.as_str().to_owned() } else { chain };
     (kind, text)
 }

@@ -2,9 +2,10 @@
 
 use std::{str::FromStr, time::Duration};
 
-/// Delays between attempts. The first entry is the delay before the first
-/// attempt (normally 0); attempt `n` failing schedules attempt `n + 1` after
-/// entry `n`. Its length is the number of attempts.
+/// When each attempt happens, as in the Standard Webhooks schedule
+/// "immediately, 5s, 5m, ...": the first entry is the first attempt and must
+/// be 0; attempt `n` failing schedules attempt `n + 1` after entry `n`. Its
+/// length is the number of attempts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetrySchedule(Vec<Duration>);
 
@@ -22,22 +23,16 @@ impl RetrySchedule {
 impl Default for RetrySchedule {
     /// Standard Webhooks' example schedule: about three days.
     fn default() -> Self {
-        "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h"
-            .parse()
-            .expect("default schedule parses")
+        "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h".parse().expect("default schedule parses")
     }
 }
 
 /// Parse `90`, `90s`, `500ms`, `5m`, `2h`, `1d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 500ms, 5s, 5m, 2h or 1d"))?;
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 500ms, 5s, 5m, 2h or 1d"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -55,12 +50,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl FromStr for RetrySchedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let delays = s
-            .split(',')
-            .map(parse_duration)
-            .collect::<Result<Vec<_>, _>>()?;
+        let delays = s.split(',').map(parse_duration).collect::<Result<Vec<_>, _>>()?;
         if delays.is_empty() || delays.len() > 50 {
             return Err("must list 1 to 50 delays, e.g. 0s,5s,5m,30m".into());
+        }
+        if !delays[0].is_zero() {
+            return Err("the first entry is the first attempt, which is immediate: it must be 0s".into());
         }
         Ok(Self(delays))
     }
@@ -105,6 +100,7 @@ mod tests {
         assert_eq!(s.delay_after(3), None);
         assert_eq!(RetrySchedule::default().attempts(), 10);
         assert!("1x".parse::<RetrySchedule>().is_err());
+        assert!("5s,10s".parse::<RetrySchedule>().unwrap_err().contains("must be 0s"));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
     }
 }

@@ -18,6 +18,7 @@ use hookline_subscriptions::Directory;
 use rand::RngExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{DeliverySettings, sender};
 
@@ -43,18 +44,15 @@ pub async fn run(
         WORKERS_CONSUMER,
         pull::Config {
             ack_wait: settings.ack_wait,
-            max_ack_pending: 20_000,
+            // Tasks waiting for a delayed retry count as pending: keep the cap
+            // far above any realistic backlog of failing deliveries.
+            max_ack_pending: 1_000_000,
             ..Default::default()
         },
     )
     .await?;
     let concurrency = settings.concurrency;
-    let worker = Arc::new(Worker {
-        http: sender::client(settings.request_timeout),
-        js,
-        directory,
-        settings,
-    });
+    let worker = Arc::new(Worker { http: sender::client(settings.request_timeout), js, directory, settings });
     let permits = Arc::new(Semaphore::new(concurrency));
     while !shutdown.is_cancelled() {
         let mut messages = match consumer
@@ -96,13 +94,8 @@ pub async fn run(
             });
         }
     }
-    if tokio::time::timeout(DRAIN, permits.acquire_many(concurrency as u32))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "workers: attempts still in flight after {DRAIN:?}; JetStream will redeliver them"
-        );
+    if tokio::time::timeout(DRAIN, permits.acquire_many(concurrency as u32)).await.is_err() {
+        tracing::warn!("workers: attempts still in flight after {DRAIN:?}; JetStream will redeliver them");
     }
     Ok(())
 }
@@ -132,7 +125,11 @@ impl Worker {
         };
         let event = &task.event;
         let span = tracing::info_span!("attempt", event_id = %event.id, endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt);
-        let _enter = span.enter();
+        self.execute(msg, &task, attempt).instrument(span).await
+    }
+
+    async fn execute(&self, msg: Message, task: &DispatchTask, attempt: u32) {
+        let event = &task.event;
         let started_at = chrono::Utc::now();
         let mut outcome = AttemptOutcome {
             event_id: event.id.clone(),
@@ -149,7 +146,12 @@ impl Worker {
             next_attempt_at: None,
             response_excerpt: None,
         };
-        let endpoint = self.directory.endpoint(&event.tenant_id, &task.endpoint_id);
+        let mut endpoint = self.directory.endpoint(&event.tenant_id, &task.endpoint_id);
+        if endpoint.is_none() {
+            // Perhaps created a moment ago through another replica.
+            let _ = self.directory.catch_up().await;
+            endpoint = self.directory.endpoint(&event.tenant_id, &task.endpoint_id);
+        }
         let ack = match endpoint {
             Some(ep) if ep.enabled => {
                 let body = layout::render(event, ep.layout);
@@ -174,14 +176,8 @@ impl Worker {
             }
             Some(_) | None => {
                 outcome.error_kind = Some(ErrorKind::EndpointUnavailable);
-                outcome.error = Some(
-                    if endpoint.is_some() {
-                        "endpoint is disabled"
-                    } else {
-                        "endpoint was deleted"
-                    }
-                    .into(),
-                );
+                outcome.error =
+                    Some(if endpoint.is_some() { "endpoint is disabled" } else { "endpoint was deleted" }.into());
                 AckKind::Term
             }
         };
@@ -191,9 +187,7 @@ impl Worker {
             // Without its outcome the attempt did not happen as far as the
             // log is concerned: let JetStream hand the task out again.
             tracing::warn!(error = %e, "workers: outcome not stored; task will be retried");
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             return;
         }
         if let Err(e) = msg.ack_with(ack).await {
@@ -203,17 +197,10 @@ impl Worker {
 
     async fn record(&self, outcome: &AttemptOutcome) -> Result<(), String> {
         let publish = PublishMessage::build()
-            .payload(
-                serde_json::to_vec(outcome)
-                    .expect("outcomes serialise")
-                    .into(),
-            )
+            .payload(serde_json::to_vec(outcome).expect("outcomes serialise").into())
             .message_id(outcome.msg_id());
         self.js
-            .send_publish(
-                outcomes_subject(outcome.tenant_id.as_str(), outcome.endpoint_id.as_str()),
-                publish,
-            )
+            .send_publish(outcomes_subject(outcome.tenant_id.as_str(), outcome.endpoint_id.as_str()), publish)
             .await
             .map_err(|e| e.to_string())?
             .await

@@ -19,42 +19,23 @@ use crate::{
 #[serde(tag = "type")]
 pub enum ConfigEvent {
     #[serde(rename = "tenant.created")]
-    TenantCreated {
-        tenant_id: TenantId,
-        plan: Plan,
-        webhooks_enabled: bool,
-        at: String,
-    },
+    TenantCreated { tenant_id: TenantId, plan: Plan, webhooks_enabled: bool, at: String },
     #[serde(rename = "tenant.plan_changed")]
     PlanChanged { plan: Plan, at: String },
     #[serde(rename = "tenant.webhooks_toggled")]
     WebhooksToggled { enabled: bool, at: String },
     #[serde(rename = "endpoint.created")]
-    EndpointCreated {
-        endpoint: EndpointConfig,
-        at: String,
-    },
+    EndpointCreated { endpoint: EndpointConfig, at: String },
     /// Carries the whole endpoint as it is after the change.
     #[serde(rename = "endpoint.updated")]
-    EndpointUpdated {
-        endpoint: EndpointConfig,
-        at: String,
-    },
+    EndpointUpdated { endpoint: EndpointConfig, at: String },
     #[serde(rename = "endpoint.deleted")]
     EndpointDeleted { endpoint_id: EndpointId, at: String },
     #[serde(rename = "endpoint.secret_rotated")]
-    SecretRotated {
-        endpoint_id: EndpointId,
-        secret: SigningSecret,
-        at: String,
-    },
+    SecretRotated { endpoint_id: EndpointId, secret: SigningSecret, at: String },
     /// Hookline (not the tenant) disabled the endpoint, e.g. after `410 Gone`.
     #[serde(rename = "endpoint.disabled")]
-    EndpointDisabled {
-        endpoint_id: EndpointId,
-        reason: String,
-        at: String,
-    },
+    EndpointDisabled { endpoint_id: EndpointId, reason: String, at: String },
 }
 
 impl ConfigEvent {
@@ -90,15 +71,7 @@ impl TenantState {
     /// are ignored: the stream is the truth and was validated on write.
     pub fn evolve(state: Option<Self>, event: &ConfigEvent, seq: u64) -> Option<Self> {
         let mut s = match (state, event) {
-            (
-                None,
-                ConfigEvent::TenantCreated {
-                    tenant_id,
-                    plan,
-                    webhooks_enabled,
-                    at,
-                },
-            ) => TenantState {
+            (None, ConfigEvent::TenantCreated { tenant_id, plan, webhooks_enabled, at }) => TenantState {
                 id: tenant_id.clone(),
                 plan: *plan,
                 webhooks_enabled: *webhooks_enabled,
@@ -113,28 +86,19 @@ impl TenantState {
             ConfigEvent::TenantCreated { .. } => {}
             ConfigEvent::PlanChanged { plan, .. } => s.plan = *plan,
             ConfigEvent::WebhooksToggled { enabled, .. } => s.webhooks_enabled = *enabled,
-            ConfigEvent::EndpointCreated { endpoint, .. }
-            | ConfigEvent::EndpointUpdated { endpoint, .. } => {
+            ConfigEvent::EndpointCreated { endpoint, .. } | ConfigEvent::EndpointUpdated { endpoint, .. } => {
                 s.endpoints.insert(endpoint.id.clone(), endpoint.clone());
             }
             ConfigEvent::EndpointDeleted { endpoint_id, .. } => {
                 s.endpoints.remove(endpoint_id);
             }
-            ConfigEvent::SecretRotated {
-                endpoint_id,
-                secret,
-                at,
-            } => {
+            ConfigEvent::SecretRotated { endpoint_id, secret, at } => {
                 if let Some(ep) = s.endpoints.get_mut(endpoint_id) {
                     ep.secret = secret.clone();
                     ep.updated_at = at.clone();
                 }
             }
-            ConfigEvent::EndpointDisabled {
-                endpoint_id,
-                reason,
-                at,
-            } => {
+            ConfigEvent::EndpointDisabled { endpoint_id, reason, at } => {
                 if let Some(ep) = s.endpoints.get_mut(endpoint_id) {
                     ep.enabled = false;
                     ep.disabled_reason = Some(reason.clone());
@@ -152,9 +116,7 @@ impl TenantState {
 
     /// Enabled endpoints subscribed to `event_type`; none when webhooks are off.
     pub fn resolve(&self, event_type: EventType) -> impl Iterator<Item = &EndpointConfig> {
-        self.endpoints
-            .values()
-            .filter(move |e| self.webhooks_enabled && e.wants(event_type))
+        self.endpoints.values().filter(move |e| self.webhooks_enabled && e.wants(event_type))
     }
 }
 
@@ -176,11 +138,7 @@ pub enum ConfigError {
     #[error(
         "plan: cannot change to {plan}, which allows {limit} endpoint(s), while the tenant has {count}; delete endpoints first"
     )]
-    PlanBelowCount {
-        plan: &'static str,
-        limit: usize,
-        count: usize,
-    },
+    PlanBelowCount { plan: &'static str, limit: usize, count: usize },
 }
 
 /// Changes to an endpoint; `None` leaves a field as it is.
@@ -244,30 +202,17 @@ pub fn decide(
     let at = now();
     let Some(state) = state else {
         return match cmd {
-            Command::CreateTenant {
-                plan,
-                webhooks_enabled,
-            } => Ok(vec![ConfigEvent::TenantCreated {
-                tenant_id: tenant_id.clone(),
-                plan,
-                webhooks_enabled,
-                at,
-            }]),
+            Command::CreateTenant { plan, webhooks_enabled } => {
+                Ok(vec![ConfigEvent::TenantCreated { tenant_id: tenant_id.clone(), plan, webhooks_enabled, at }])
+            }
             _ => Err(ConfigError::TenantNotFound(tenant_id.to_string())),
         };
     };
-    let endpoint = |id: &EndpointId| {
-        state
-            .endpoints
-            .get(id)
-            .ok_or_else(|| ConfigError::EndpointNotFound(id.to_string()))
-    };
+    let endpoint =
+        |id: &EndpointId| state.endpoints.get(id).ok_or_else(|| ConfigError::EndpointNotFound(id.to_string()));
     match cmd {
         Command::CreateTenant { .. } => Err(ConfigError::TenantExists(tenant_id.to_string())),
-        Command::UpdateTenant {
-            plan,
-            webhooks_enabled,
-        } => {
+        Command::UpdateTenant { plan, webhooks_enabled } => {
             let mut events = Vec::new();
             if let Some(plan) = plan.filter(|p| *p != state.plan) {
                 let count = state.endpoints.len();
@@ -278,30 +223,17 @@ pub fn decide(
                         count,
                     });
                 }
-                events.push(ConfigEvent::PlanChanged {
-                    plan,
-                    at: at.clone(),
-                });
+                events.push(ConfigEvent::PlanChanged { plan, at: at.clone() });
             }
             if let Some(enabled) = webhooks_enabled.filter(|e| *e != state.webhooks_enabled) {
                 events.push(ConfigEvent::WebhooksToggled { enabled, at });
             }
             Ok(events)
         }
-        Command::CreateEndpoint {
-            url,
-            auth_header,
-            event_types,
-            layout,
-            enabled,
-            description,
-        } => {
+        Command::CreateEndpoint { url, auth_header, event_types, layout, enabled, description } => {
             let limit = state.endpoint_limit();
             if state.endpoints.len() >= limit {
-                return Err(ConfigError::PlanLimit {
-                    plan: state.plan.as_str(),
-                    limit,
-                });
+                return Err(ConfigError::PlanLimit { plan: state.plan.as_str(), limit });
             }
             let endpoint = EndpointConfig {
                 id: EndpointId::generate(),
@@ -352,31 +284,17 @@ pub fn decide(
             endpoint(&endpoint_id)?;
             Ok(vec![ConfigEvent::EndpointDeleted { endpoint_id, at }])
         }
-        Command::RotateSecret {
-            endpoint_id,
-            secret,
-        } => {
+        Command::RotateSecret { endpoint_id, secret } => {
             endpoint(&endpoint_id)?;
             let secret = secret.unwrap_or_else(SigningSecret::generate);
-            Ok(vec![ConfigEvent::SecretRotated {
-                endpoint_id,
-                secret,
-                at,
-            }])
+            Ok(vec![ConfigEvent::SecretRotated { endpoint_id, secret, at }])
         }
-        Command::DisableEndpoint {
-            endpoint_id,
-            reason,
-        } => {
+        Command::DisableEndpoint { endpoint_id, reason } => {
             let ep = endpoint(&endpoint_id)?;
             if !ep.enabled {
                 return Ok(vec![]);
             }
-            Ok(vec![ConfigEvent::EndpointDisabled {
-                endpoint_id,
-                reason,
-                at,
-            }])
+            Ok(vec![ConfigEvent::EndpointDisabled { endpoint_id, reason, at }])
         }
     }
 }
@@ -386,10 +304,7 @@ mod tests {
     use super::*;
 
     fn given(events: &[ConfigEvent]) -> Option<TenantState> {
-        events
-            .iter()
-            .enumerate()
-            .fold(None, |s, (i, e)| TenantState::evolve(s, e, i as u64 + 1))
+        events.iter().enumerate().fold(None, |s, (i, e)| TenantState::evolve(s, e, i as u64 + 1))
     }
 
     fn create_endpoint() -> Command {
@@ -406,87 +321,36 @@ mod tests {
     #[test]
     fn plan_limit_holds_and_downgrade_below_count_is_refused() {
         let t = TenantId::parse("acme").unwrap();
-        let mut events = decide(
-            &t,
-            None,
-            Command::CreateTenant {
-                plan: Plan::Basic,
-                webhooks_enabled: true,
-            },
-        )
-        .unwrap();
+        let mut events = decide(&t, None, Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true }).unwrap();
         let s = given(&events).unwrap();
         events.extend(decide(&t, Some(&s), create_endpoint()).unwrap());
         let s = given(&events).unwrap();
         assert_eq!(s.endpoints.len(), 1);
-        assert!(matches!(
-            decide(&t, Some(&s), create_endpoint()),
-            Err(ConfigError::PlanLimit { limit: 1, .. })
-        ));
+        assert!(matches!(decide(&t, Some(&s), create_endpoint()), Err(ConfigError::PlanLimit { limit: 1, .. })));
 
-        let mut events = decide(
-            &t,
-            None,
-            Command::CreateTenant {
-                plan: Plan::Business,
-                webhooks_enabled: true,
-            },
-        )
-        .unwrap();
+        let mut events =
+            decide(&t, None, Command::CreateTenant { plan: Plan::Business, webhooks_enabled: true }).unwrap();
         for _ in 0..2 {
             let s = given(&events).unwrap();
             events.extend(decide(&t, Some(&s), create_endpoint()).unwrap());
         }
         let s = given(&events).unwrap();
-        let err = decide(
-            &t,
-            Some(&s),
-            Command::UpdateTenant {
-                plan: Some(Plan::Basic),
-                webhooks_enabled: None,
-            },
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("allows 1 endpoint(s), while the tenant has 2"),
-            "{err}"
-        );
+        let err = decide(&t, Some(&s), Command::UpdateTenant { plan: Some(Plan::Basic), webhooks_enabled: None })
+            .unwrap_err();
+        assert!(err.to_string().contains("allows 1 endpoint(s), while the tenant has 2"), "{err}");
     }
 
     #[test]
     fn webhooks_off_resolves_nothing() {
         let t = TenantId::parse("acme").unwrap();
-        let mut events = decide(
-            &t,
-            None,
-            Command::CreateTenant {
-                plan: Plan::Basic,
-                webhooks_enabled: false,
-            },
-        )
-        .unwrap();
+        let mut events =
+            decide(&t, None, Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: false }).unwrap();
         let s = given(&events).unwrap();
         events.extend(decide(&t, Some(&s), create_endpoint()).unwrap());
         let s = given(&events).unwrap();
         assert_eq!(s.resolve(EventType::CustomerCreated).count(), 0);
-        events.extend(
-            decide(
-                &t,
-                Some(&s),
-                Command::UpdateTenant {
-                    plan: None,
-                    webhooks_enabled: Some(true),
-                },
-            )
-            .unwrap(),
-        );
-        assert_eq!(
-            given(&events)
-                .unwrap()
-                .resolve(EventType::CustomerCreated)
-                .count(),
-            1
-        );
+        events
+            .extend(decide(&t, Some(&s), Command::UpdateTenant { plan: None, webhooks_enabled: Some(true) }).unwrap());
+        assert_eq!(given(&events).unwrap().resolve(EventType::CustomerCreated).count(), 1);
     }
 }

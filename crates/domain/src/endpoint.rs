@@ -47,12 +47,8 @@ impl EndpointUrl {
         if s.len() > Self::MAX_LEN {
             return bad("must be at most 2048 characters");
         }
-        if s.bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii())
-        {
-            return bad(
-                "must not contain spaces, control or non-ASCII characters (percent-encode them)",
-            );
+        if s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii()) {
+            return bad("must not contain spaces, control or non-ASCII characters (percent-encode them)");
         }
         let lower = s.to_ascii_lowercase();
         let rest = if let Some(r) = lower.strip_prefix("https://") {
@@ -67,11 +63,7 @@ impl EndpointUrl {
             return bad("must not contain a user name or password (use the auth header instead)");
         }
         let host = if authority.starts_with('[') {
-            authority
-                .split(']')
-                .next()
-                .map(|h| h.trim_start_matches('['))
-                .unwrap_or_default()
+            authority.split(']').next().map(|h| h.trim_start_matches('[')).unwrap_or_default()
         } else {
             authority.split(':').next().unwrap_or_default()
         };
@@ -81,11 +73,7 @@ impl EndpointUrl {
         if let Some(port) = authority
             .strip_prefix('[')
             .and_then(|a| a.split("]:").nth(1))
-            .or_else(|| {
-                (!authority.starts_with('['))
-                    .then(|| authority.split(':').nth(1))
-                    .flatten()
-            })
+            .or_else(|| (!authority.starts_with('[')).then(|| authority.split(':').nth(1)).flatten())
         {
             if port.parse::<u16>().map_or(true, |p| p == 0) {
                 return bad("must have a port between 1 and 65535");
@@ -120,14 +108,8 @@ pub struct AuthHeader {
 }
 
 impl AuthHeader {
-    const RESERVED: [&'static str; 6] = [
-        "host",
-        "content-length",
-        "content-type",
-        "transfer-encoding",
-        "connection",
-        "user-agent",
-    ];
+    const RESERVED: [&'static str; 6] =
+        ["host", "content-length", "content-type", "transfer-encoding", "connection", "user-agent"];
 
     pub fn parse(name: &str, value: &str) -> Result<Self, FieldError> {
         let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
@@ -150,20 +132,13 @@ impl AuthHeader {
         if value.is_empty() {
             return Err(FieldError::new("auth_header.value", "is required"));
         }
-        if value.len() > 4096
-            || !value
-                .bytes()
-                .all(|b| b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b))
-        {
+        if value.len() > 4096 || !value.bytes().all(|b| b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b)) {
             return Err(FieldError::new(
                 "auth_header.value",
                 "must be at most 4096 visible ASCII characters (no line breaks)",
             ));
         }
-        Ok(Self {
-            name: name.to_owned(),
-            value: Secret(value.to_owned()),
-        })
+        Ok(Self { name: name.to_owned(), value: Secret(value.to_owned()) })
     }
 
     pub fn name(&self) -> &str {
@@ -210,10 +185,9 @@ impl Plan {
             "professional" => Ok(Plan::Professional),
             "business" => Ok(Plan::Business),
             "enterprise" => Ok(Plan::Enterprise),
-            _ => Err(FieldError::new(
-                "plan",
-                format!("must be basic, professional, business or enterprise, got `{s}`"),
-            )),
+            _ => {
+                Err(FieldError::new("plan", format!("must be basic, professional, business or enterprise, got `{s}`")))
+            }
         }
     }
 }
@@ -240,10 +214,7 @@ pub struct SigningSecret {
 impl SigningSecret {
     pub fn generate() -> Self {
         let key: [u8; 32] = rand::random();
-        Self {
-            text: Secret(format!("whsec_{}", B64.encode(key))),
-            key: key.to_vec(),
-        }
+        Self { text: Secret(format!("whsec_{}", B64.encode(key))), key: key.to_vec() }
     }
 
     pub fn parse(s: &str) -> Result<Self, FieldError> {
@@ -253,10 +224,7 @@ impl SigningSecret {
             .and_then(|b| B64.decode(b).ok())
             .filter(|k| (24..=64).contains(&k.len()))
             .ok_or_else(|| FieldError::new("secret", rule))?;
-        Ok(Self {
-            text: Secret(s.to_owned()),
-            key,
-        })
+        Ok(Self { text: Secret(s.to_owned()), key })
     }
 
     pub fn expose(&self) -> &str {
@@ -331,10 +299,7 @@ pub fn parse_event_types(names: &[String]) -> Result<Vec<EventType>, FieldError>
 /// Description: at most 1024 characters.
 pub fn parse_description(s: &str) -> Result<String, FieldError> {
     if s.chars().count() > 1024 {
-        return Err(FieldError::new(
-            "description",
-            "must be at most 1024 characters",
-        ));
+        return Err(FieldError::new("description", "must be at most 1024 characters"));
     }
     Ok(s.to_owned())
 }
@@ -345,11 +310,7 @@ mod tests {
 
     #[test]
     fn urls() {
-        for ok in [
-            "https://erp.example.com/hooks",
-            "http://127.0.0.1:8080/x?y=1",
-            "https://[::1]:443/",
-        ] {
+        for ok in ["https://erp.example.com/hooks", "http://127.0.0.1:8080/x?y=1", "https://[::1]:443/"] {
             EndpointUrl::parse(ok).unwrap();
         }
         for (bad, rule) in [

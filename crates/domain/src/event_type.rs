@@ -40,23 +40,12 @@ event_types! {
 
 impl EventType {
     pub fn parse(s: &str) -> Result<Self, FieldError> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| {
-                FieldError::new(
-                    "",
-                    format!(
-                        "unknown event type `{s}`; expected one of {}",
-                        Self::ALL.map(|t| t.as_str()).join(", ")
-                    ),
-                )
-            })
-    }
-
-    /// The NATS subject token form (`.` is a subject separator): `_` joined.
-    pub fn subject_token(self) -> String {
-        self.as_str().replace('.', "_")
+        Self::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            FieldError::new(
+                "",
+                format!("unknown event type `{s}`; expected one of {}", Self::ALL.map(|t| t.as_str()).join(", ")),
+            )
+        })
     }
 }
 

@@ -356,10 +356,7 @@ fn parse_as<T: serde::de::DeserializeOwned>(data: &serde_json::Value) -> Result<
 
 fn check_span(field: &str, starts: &Timestamp, ends: &Timestamp) -> Result<(), FieldError> {
     if ends.parsed() < starts.parsed() {
-        return Err(FieldError::new(
-            format!("{field}.ends_at"),
-            "must not be before starts_at",
-        ));
+        return Err(FieldError::new(format!("{field}.ends_at"), "must not be before starts_at"));
     }
     Ok(())
 }
@@ -376,9 +373,7 @@ impl Payload {
             T::AppointmentBookingCreated => Self::AppointmentBookingCreated(parse_as(data)?),
             T::AppointmentBookingCancelled => Self::AppointmentBookingCancelled(parse_as(data)?),
             T::AppointmentUpdated => Self::AppointmentUpdated(parse_as(data)?),
-            T::AppointmentManualBookingCreated => {
-                Self::AppointmentManualBookingCreated(parse_as(data)?)
-            }
+            T::AppointmentManualBookingCreated => Self::AppointmentManualBookingCreated(parse_as(data)?),
             T::AppointmentBookingRebooked => Self::AppointmentBookingRebooked(parse_as(data)?),
             T::EventBookingCreated => Self::EventBookingCreated(parse_as(data)?),
             T::EventBookingCancelled => Self::EventBookingCancelled(parse_as(data)?),
@@ -396,59 +391,29 @@ impl Payload {
     fn check_rules(&self) -> Result<(), FieldError> {
         match self {
             Self::AppointmentBookingCreated(p) | Self::AppointmentManualBookingCreated(p) => {
-                check_span(
-                    "appointment",
-                    &p.appointment.starts_at,
-                    &p.appointment.ends_at,
-                )?;
-                if matches!(self, Self::AppointmentManualBookingCreated(_))
-                    && p.channel != Channel::Manual
-                {
-                    return Err(FieldError::new(
-                        "channel",
-                        "must be `manual` for appointment.manual.booking.created",
-                    ));
+                check_span("appointment", &p.appointment.starts_at, &p.appointment.ends_at)?;
+                if matches!(self, Self::AppointmentManualBookingCreated(_)) && p.channel != Channel::Manual {
+                    return Err(FieldError::new("channel", "must be `manual` for appointment.manual.booking.created"));
                 }
             }
-            Self::AppointmentBookingCancelled(p) => check_span(
-                "appointment",
-                &p.appointment.starts_at,
-                &p.appointment.ends_at,
-            )?,
-            Self::AppointmentUpdated(p) => check_span(
-                "appointment",
-                &p.appointment.starts_at,
-                &p.appointment.ends_at,
-            )?,
+            Self::AppointmentBookingCancelled(p) => {
+                check_span("appointment", &p.appointment.starts_at, &p.appointment.ends_at)?
+            }
+            Self::AppointmentUpdated(p) => check_span("appointment", &p.appointment.starts_at, &p.appointment.ends_at)?,
             Self::AppointmentBookingRebooked(p) => {
-                check_span(
-                    "appointment",
-                    &p.appointment.starts_at,
-                    &p.appointment.ends_at,
-                )?;
+                check_span("appointment", &p.appointment.starts_at, &p.appointment.ends_at)?;
                 check_span("previous", &p.previous.starts_at, &p.previous.ends_at)?;
             }
             Self::EventBookingCreated(p) | Self::EventManualBookingCreated(p) => {
                 check_span("event", &p.event.starts_at, &p.event.ends_at)?;
-                if matches!(self, Self::EventManualBookingCreated(_))
-                    && p.channel != Channel::Manual
-                {
-                    return Err(FieldError::new(
-                        "channel",
-                        "must be `manual` for event.manual.booking.created",
-                    ));
+                if matches!(self, Self::EventManualBookingCreated(_)) && p.channel != Channel::Manual {
+                    return Err(FieldError::new("channel", "must be `manual` for event.manual.booking.created"));
                 }
             }
-            Self::EventBookingCancelled(p) => {
-                check_span("event", &p.event.starts_at, &p.event.ends_at)?
-            }
+            Self::EventBookingCancelled(p) => check_span("event", &p.event.starts_at, &p.event.ends_at)?,
             Self::EventBookingRebooked(p) => {
                 check_span("event", &p.event.starts_at, &p.event.ends_at)?;
-                check_span(
-                    "previous_event",
-                    &p.previous_event.starts_at,
-                    &p.previous_event.ends_at,
-                )?;
+                check_span("previous_event", &p.previous_event.starts_at, &p.previous_event.ends_at)?;
             }
             Self::CustomerCreated(_) | Self::CustomerUpdated(_) | Self::CustomerDeleted(_) => {}
         }
@@ -475,15 +440,11 @@ impl Payload {
 
     pub fn to_json(&self) -> serde_json::Value {
         let v = match self {
-            Self::AppointmentBookingCreated(p) | Self::AppointmentManualBookingCreated(p) => {
-                serde_json::to_value(p)
-            }
+            Self::AppointmentBookingCreated(p) | Self::AppointmentManualBookingCreated(p) => serde_json::to_value(p),
             Self::AppointmentBookingCancelled(p) => serde_json::to_value(p),
             Self::AppointmentUpdated(p) => serde_json::to_value(p),
             Self::AppointmentBookingRebooked(p) => serde_json::to_value(p),
-            Self::EventBookingCreated(p) | Self::EventManualBookingCreated(p) => {
-                serde_json::to_value(p)
-            }
+            Self::EventBookingCreated(p) | Self::EventManualBookingCreated(p) => serde_json::to_value(p),
             Self::EventBookingCancelled(p) => serde_json::to_value(p),
             Self::EventBookingRebooked(p) => serde_json::to_value(p),
             Self::CustomerCreated(p) | Self::CustomerUpdated(p) => serde_json::to_value(p),
@@ -503,9 +464,7 @@ impl Payload {
             T::AppointmentBookingCancelled => generator.subschema_for::<AppointmentCancelled>(),
             T::AppointmentUpdated => generator.subschema_for::<AppointmentUpdated>(),
             T::AppointmentBookingRebooked => generator.subschema_for::<AppointmentRebooked>(),
-            T::EventBookingCreated | T::EventManualBookingCreated => {
-                generator.subschema_for::<EventBooked>()
-            }
+            T::EventBookingCreated | T::EventManualBookingCreated => generator.subschema_for::<EventBooked>(),
             T::EventBookingCancelled => generator.subschema_for::<EventCancelled>(),
             T::EventBookingRebooked => generator.subschema_for::<EventRebooked>(),
             T::CustomerCreated | T::CustomerUpdated => generator.subschema_for::<CustomerChanged>(),
@@ -540,10 +499,7 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-            return Err(FieldError::new(
-                "",
-                "must be 1-255 printable ASCII characters without spaces",
-            ));
+            return Err(FieldError::new("", "must be 1-255 printable ASCII characters without spaces"));
         }
         Ok(Self(s.to_owned()))
     }
@@ -580,14 +536,11 @@ impl NewEvent {
         if bytes.len() > MAX_EVENT_BYTES {
             return Err(FieldError::new(
                 "event",
-                format!(
-                    "is {} bytes; the limit is {MAX_EVENT_BYTES} bytes (256 KiB)",
-                    bytes.len()
-                ),
+                format!("is {} bytes; the limit is {MAX_EVENT_BYTES} bytes (256 KiB)", bytes.len()),
             ));
         }
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| FieldError::new("event", format!("is not valid JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| FieldError::new("event", format!("is not valid JSON: {e}")))?;
         Self::from_value(value)
     }
 
@@ -595,21 +548,16 @@ impl NewEvent {
         let serde_json::Value::Object(mut obj) = value else {
             return Err(FieldError::new("event", "must be a JSON object"));
         };
-        if let Some(unknown) = obj.keys().find(|k| {
-            !matches!(
-                k.as_str(),
-                "type" | "idempotency_key" | "occurred_at" | "data"
-            )
-        }) {
+        if let Some(unknown) =
+            obj.keys().find(|k| !matches!(k.as_str(), "type" | "idempotency_key" | "occurred_at" | "data"))
+        {
             return Err(FieldError::new(
                 unknown.clone(),
                 "unknown field; expected type, idempotency_key, occurred_at, data",
             ));
         }
         let event_type = match obj.remove("type") {
-            Some(serde_json::Value::String(s)) => {
-                EventType::parse(&s).map_err(|e| e.under("type"))?
-            }
+            Some(serde_json::Value::String(s)) => EventType::parse(&s).map_err(|e| e.under("type"))?,
             Some(_) => return Err(FieldError::new("type", "must be a string")),
             None => return Err(FieldError::new("type", "is required")),
         };
@@ -627,15 +575,9 @@ impl NewEvent {
             }
             Some(_) => return Err(FieldError::new("occurred_at", "must be an RFC 3339 string")),
         };
-        let data = obj
-            .remove("data")
-            .ok_or_else(|| FieldError::new("data", "is required"))?;
+        let data = obj.remove("data").ok_or_else(|| FieldError::new("data", "is required"))?;
         let payload = Payload::parse(event_type, &data).map_err(|e| e.under("data"))?;
-        Ok(Self {
-            idempotency_key,
-            occurred_at,
-            payload,
-        })
+        Ok(Self { idempotency_key, occurred_at, payload })
     }
 }
 
@@ -695,46 +637,23 @@ mod tests {
     #[test]
     fn errors_name_the_field_and_rule() {
         let cases: Vec<(fn(&mut serde_json::Value), &str, &str)> = vec![
-            (
-                |v| v["type"] = "appointment.nope".into(),
-                "type",
-                "unknown event type",
-            ),
+            (|v| v["type"] = "appointment.nope".into(), "type", "unknown event type"),
             (
                 |v| {
-                    v["data"]["customer"]
-                        .as_object_mut()
-                        .unwrap()
-                        .remove("last_name");
+                    v["data"]["customer"].as_object_mut().unwrap().remove("last_name");
                 },
                 "data.customer",
                 "missing field `last_name`",
             ),
-            (
-                |v| v["data"]["customer"]["email"] = "nope".into(),
-                "data.customer.email",
-                "e-mail",
-            ),
-            (
-                |v| v["data"]["appointment"]["starts_at"] = 5.into(),
-                "data.appointment.starts_at",
-                "invalid type",
-            ),
+            (|v| v["data"]["customer"]["email"] = "nope".into(), "data.customer.email", "e-mail"),
+            (|v| v["data"]["appointment"]["starts_at"] = 5.into(), "data.appointment.starts_at", "invalid type"),
             (
                 |v| v["data"]["appointment"]["ends_at"] = "2026-03-02T08:00:00+01:00".into(),
                 "data.appointment.ends_at",
                 "before",
             ),
-            (
-                |v| v["data"]["channel"] = "fax".into(),
-                "data.channel",
-                "unknown variant",
-            ),
-            (
-                |v| v["data"]["customer"]["nickname"] = "x".into(),
-                "data.customer.nickname",
-                "unknown field `nickname`",
-            ),
+            (|v| v["data"]["channel"] = "fax".into(), "data.channel", "unknown variant"),
+            (|v| v["data"]["customer"]["nickname"] = "x".into(), "data.customer.nickname", "unknown field `nickname`"),
         ];
         for (mutate, field, rule) in cases {
             let mut v = booking();
@@ -748,11 +667,6 @@ mod tests {
     #[test]
     fn oversized_events_are_refused() {
         let big = vec![b' '; MAX_EVENT_BYTES + 1];
-        assert!(
-            NewEvent::from_json(&big)
-                .unwrap_err()
-                .rule
-                .contains("256 KiB")
-        );
+        assert!(NewEvent::from_json(&big).unwrap_err().rule.contains("256 KiB"));
     }
 }

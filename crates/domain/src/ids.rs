@@ -17,10 +17,7 @@ fn sortable_suffix() -> String {
     for (i, b) in random.iter().enumerate() {
         n |= (*b as u128) << (8 * (9 - i));
     }
-    (0..26)
-        .rev()
-        .map(|i| CROCKFORD[((n >> (i * 5)) & 31) as usize] as char)
-        .collect()
+    (0..26).rev().map(|i| CROCKFORD[((n >> (i * 5)) & 31) as usize] as char).collect()
 }
 
 macro_rules! prefixed_id {
@@ -101,15 +98,13 @@ prefixed_id!(
 pub struct TenantId(String);
 
 impl TenantId {
-    pub const RULE: &'static str =
-        "must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter or digit";
+    pub const RULE: &'static str = "must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter or digit";
 
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let ok = !s.is_empty()
             && s.len() <= 64
             && s.as_bytes()[0].is_ascii_alphanumeric()
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(Self(s.to_owned()))
         } else if s.is_empty() {

@@ -30,11 +30,7 @@ pub fn flatten_into(prefix: &str, value: &Value, out: &mut Map<String, Value>) {
     match value {
         Value::Object(obj) => {
             for (k, v) in obj {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}_{k}")
-                };
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}_{k}") };
                 flatten_into(&key, v, out);
             }
         }

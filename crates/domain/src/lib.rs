@@ -34,10 +34,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, rule: impl fmt::Display) -> Self {
-        Self {
-            field: field.into(),
-            rule: rule.to_string(),
-        }
+        Self { field: field.into(), rule: rule.to_string() }
     }
 
     /// Prefix the field path, e.g. `customer.email` under `data`.

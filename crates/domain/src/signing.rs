@@ -25,31 +25,18 @@ pub fn signature_header<'a>(
     timestamp: i64,
     body: &[u8],
 ) -> String {
-    secrets
-        .into_iter()
-        .map(|s| sign(s, msg_id, timestamp, body))
-        .collect::<Vec<_>>()
-        .join(" ")
+    secrets.into_iter().map(|s| sign(s, msg_id, timestamp, body)).collect::<Vec<_>>().join(" ")
 }
 
 /// Check a `webhook-signature` header against a secret (constant time per entry).
-pub fn verify(
-    secret: &SigningSecret,
-    msg_id: &str,
-    timestamp: i64,
-    body: &[u8],
-    header: &str,
-) -> bool {
+pub fn verify(secret: &SigningSecret, msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.key()).expect("HMAC takes any key length");
     mac.update(format!("{msg_id}.{timestamp}.").as_bytes());
     mac.update(body);
     header
         .split(' ')
         .filter_map(|e| e.strip_prefix("v1,"))
-        .any(|sig| {
-            B64.decode(sig)
-                .is_ok_and(|sig| mac.clone().verify_slice(&sig).is_ok())
-        })
+        .any(|sig| B64.decode(sig).is_ok_and(|sig| mac.clone().verify_slice(&sig).is_ok()))
 }
 
 #[cfg(test)]
@@ -63,27 +50,9 @@ mod tests {
         let body = br#"{"test": 2432232314}"#;
         let sig = sign(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-        assert!(verify(
-            &secret,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1614265330,
-            body,
-            &sig
-        ));
-        assert!(!verify(
-            &secret,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1614265331,
-            body,
-            &sig
-        ));
-        assert!(!verify(
-            &secret,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1614265330,
-            b"{}",
-            &sig
-        ));
+        assert!(verify(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, &sig));
+        assert!(!verify(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, body, &sig));
+        assert!(!verify(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b"{}", &sig));
     }
 
     #[test]

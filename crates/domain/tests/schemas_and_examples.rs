@@ -18,8 +18,7 @@ fn every_example_parses_as_its_type() {
     for t in EventType::ALL {
         let path = root().join(format!("examples/events/{}.json", t.as_str()));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let event =
-            NewEvent::from_json(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let event = NewEvent::from_json(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(event.payload.event_type(), t);
     }
 }
@@ -50,8 +49,5 @@ fn schemas_require_what_the_parser_requires() {
     let text = schema.to_string();
     assert!(text.contains("\"required\""), "{text}");
     assert!(text.contains("last_name"));
-    assert_eq!(
-        schema["properties"]["type"]["const"],
-        "appointment.booking.created"
-    );
+    assert_eq!(schema["properties"]["type"]["const"], "appointment.booking.created");
 }

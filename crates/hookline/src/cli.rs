@@ -18,20 +18,10 @@ pub struct ClientArgs {
     #[arg(long, global = true)]
     pub json: bool,
     /// gRPC URL of the subscriptions service.
-    #[arg(
-        long,
-        global = true,
-        env = "HOOKLINE_SUBSCRIPTIONS_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, global = true, env = "HOOKLINE_SUBSCRIPTIONS_URL", default_value = "http://127.0.0.1:50051")]
     pub subscriptions_url: String,
     /// gRPC URL of the ingest service.
-    #[arg(
-        long,
-        global = true,
-        env = "HOOKLINE_INGEST_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, global = true, env = "HOOKLINE_INGEST_URL", default_value = "http://127.0.0.1:50051")]
     pub ingest_url: String,
 }
 
@@ -160,14 +150,9 @@ pub enum EndpointCmd {
 }
 
 async fn subscriptions(args: &ClientArgs) -> anyhow::Result<SubscriptionServiceClient<Channel>> {
-    SubscriptionServiceClient::connect(args.subscriptions_url.clone())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the subscriptions service at {} (HOOKLINE_SUBSCRIPTIONS_URL)",
-                args.subscriptions_url
-            )
-        })
+    SubscriptionServiceClient::connect(args.subscriptions_url.clone()).await.with_context(|| {
+        format!("cannot reach the subscriptions service at {} (HOOKLINE_SUBSCRIPTIONS_URL)", args.subscriptions_url)
+    })
 }
 
 fn status(s: tonic::Status) -> anyhow::Error {
@@ -207,10 +192,7 @@ fn endpoint_json(e: &spb::Endpoint) -> Value {
 
 fn print(json_out: bool, value: Value, human: String) {
     if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).expect("JSON prints")
-        );
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON prints"));
     } else {
         println!("{human}");
     }
@@ -229,11 +211,7 @@ fn print_tenant(args: &ClientArgs, t: &spb::Tenant) {
 }
 
 fn endpoint_line(e: &spb::Endpoint) -> String {
-    let types = if e.event_types.is_empty() {
-        "all".to_owned()
-    } else {
-        e.event_types.join(",")
-    };
+    let types = if e.event_types.is_empty() { "all".to_owned() } else { e.event_types.join(",") };
     format!(
         "{}  {}  {}  layout={}  types={}{}",
         e.id,
@@ -241,56 +219,33 @@ fn endpoint_line(e: &spb::Endpoint) -> String {
         e.url,
         layout_name(e.layout),
         types,
-        e.auth_header
-            .as_ref()
-            .map(|h| format!("  {}: {}", h.name, h.value))
-            .unwrap_or_default()
+        e.auth_header.as_ref().map(|h| format!("  {}: {}", h.name, h.value)).unwrap_or_default()
     )
 }
 
 fn auth_header(s: &str) -> anyhow::Result<spb::AuthHeader> {
-    let (name, value) = s
-        .split_once(':')
-        .context("--auth-header: expected `Name: value`")?;
-    Ok(spb::AuthHeader {
-        name: name.trim().to_owned(),
-        value: value.trim().to_owned(),
-    })
+    let (name, value) = s.split_once(':').context("--auth-header: expected `Name: value`")?;
+    Ok(spb::AuthHeader { name: name.trim().to_owned(), value: value.trim().to_owned() })
 }
 
 fn event_types(v: &[String]) -> Vec<String> {
-    v.iter()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && s != "all")
-        .collect()
+    v.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty() && s != "all").collect()
 }
 
 pub async fn tenant(args: &ClientArgs, cmd: TenantCmd) -> anyhow::Result<()> {
     let mut c = subscriptions(args).await?;
     let t = match cmd {
-        TenantCmd::Create {
-            tenant,
-            plan,
-            webhooks,
-        } => c.create_tenant(spb::CreateTenantRequest {
+        TenantCmd::Create { tenant, plan, webhooks } => c.create_tenant(spb::CreateTenantRequest {
             tenant_id: tenant,
             plan: spb::Plan::from(plan).into(),
             webhooks_enabled: matches!(webhooks, OnOff::On),
         }),
         TenantCmd::Get { tenant } => {
-            let t = c
-                .get_tenant(spb::GetTenantRequest { tenant_id: tenant })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let t = c.get_tenant(spb::GetTenantRequest { tenant_id: tenant }).await.map_err(status)?.into_inner();
             print_tenant(args, &t);
             return Ok(());
         }
-        TenantCmd::Set {
-            tenant,
-            plan,
-            webhooks,
-        } => {
+        TenantCmd::Set { tenant, plan, webhooks } => {
             if plan.is_none() && webhooks.is_none() {
                 anyhow::bail!("nothing to change: give --plan and/or --webhooks");
             }
@@ -318,21 +273,14 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
     let mut c = subscriptions(args).await?;
     let show = |e: &spb::Endpoint| print(args.json, endpoint_json(e), endpoint_line(e));
     match cmd {
-        EndpointCmd::Create {
-            tenant,
-            fields,
-            disabled,
-        } => {
+        EndpointCmd::Create { tenant, fields, disabled } => {
             let e = c
                 .create_endpoint(spb::CreateEndpointRequest {
                     tenant_id: tenant,
                     url: fields.url.context("--url is required")?,
                     auth_header: fields.auth_header.as_deref().map(auth_header).transpose()?,
                     event_types: event_types(&fields.event_types),
-                    layout: fields
-                        .layout
-                        .map(|l| spb::PayloadLayout::from(l).into())
-                        .unwrap_or_default(),
+                    layout: fields.layout.map(|l| spb::PayloadLayout::from(l).into()).unwrap_or_default(),
                     disabled,
                     description: fields.description.unwrap_or_default(),
                 })
@@ -343,41 +291,24 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
         }
         EndpointCmd::Get { tenant, endpoint } => {
             let e = c
-                .get_endpoint(spb::GetEndpointRequest {
-                    tenant_id: tenant,
-                    endpoint_id: endpoint,
-                })
+                .get_endpoint(spb::GetEndpointRequest { tenant_id: tenant, endpoint_id: endpoint })
                 .await
                 .map_err(status)?
                 .into_inner();
             show(&e);
         }
         EndpointCmd::List { tenant } => {
-            let list = c
-                .list_endpoints(spb::ListEndpointsRequest { tenant_id: tenant })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let list =
+                c.list_endpoints(spb::ListEndpointsRequest { tenant_id: tenant }).await.map_err(status)?.into_inner();
             let value = Value::Array(list.endpoints.iter().map(endpoint_json).collect());
             let human = if list.endpoints.is_empty() {
                 "no endpoints".to_owned()
             } else {
-                list.endpoints
-                    .iter()
-                    .map(endpoint_line)
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                list.endpoints.iter().map(endpoint_line).collect::<Vec<_>>().join("\n")
             };
             print(args.json, value, human);
         }
-        EndpointCmd::Update {
-            tenant,
-            endpoint,
-            fields,
-            clear_auth_header,
-            enable,
-            disable,
-        } => {
+        EndpointCmd::Update { tenant, endpoint, fields, clear_auth_header, enable, disable } => {
             let e = c
                 .update_endpoint(spb::UpdateEndpointRequest {
                     tenant_id: tenant,
@@ -385,9 +316,8 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                     url: fields.url,
                     auth_header: fields.auth_header.as_deref().map(auth_header).transpose()?,
                     clear_auth_header,
-                    event_types: (!fields.event_types.is_empty()).then(|| spb::EventTypeList {
-                        event_types: event_types(&fields.event_types),
-                    }),
+                    event_types: (!fields.event_types.is_empty())
+                        .then(|| spb::EventTypeList { event_types: event_types(&fields.event_types) }),
                     layout: fields.layout.map(|l| spb::PayloadLayout::from(l).into()),
                     enabled: if enable {
                         Some(true)
@@ -404,38 +334,20 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
             show(&e);
         }
         EndpointCmd::Delete { tenant, endpoint } => {
-            c.delete_endpoint(spb::DeleteEndpointRequest {
-                tenant_id: tenant,
-                endpoint_id: endpoint.clone(),
-            })
-            .await
-            .map_err(status)?;
-            print(
-                args.json,
-                json!({"deleted": endpoint}),
-                format!("deleted {endpoint}"),
-            );
+            c.delete_endpoint(spb::DeleteEndpointRequest { tenant_id: tenant, endpoint_id: endpoint.clone() })
+                .await
+                .map_err(status)?;
+            print(args.json, json!({"deleted": endpoint}), format!("deleted {endpoint}"));
         }
         EndpointCmd::Secret { tenant, endpoint } => {
             let s = c
-                .get_endpoint_secret(spb::GetEndpointSecretRequest {
-                    tenant_id: tenant,
-                    endpoint_id: endpoint,
-                })
+                .get_endpoint_secret(spb::GetEndpointSecretRequest { tenant_id: tenant, endpoint_id: endpoint })
                 .await
                 .map_err(status)?
                 .into_inner();
-            print(
-                args.json,
-                json!({"endpoint_id": s.endpoint_id, "secret": s.secret}),
-                s.secret.clone(),
-            );
+            print(args.json, json!({"endpoint_id": s.endpoint_id, "secret": s.secret}), s.secret.clone());
         }
-        EndpointCmd::RotateSecret {
-            tenant,
-            endpoint,
-            secret,
-        } => {
+        EndpointCmd::RotateSecret { tenant, endpoint, secret } => {
             let s = c
                 .rotate_endpoint_secret(spb::RotateEndpointSecretRequest {
                     tenant_id: tenant,
@@ -445,11 +357,7 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                 .await
                 .map_err(status)?
                 .into_inner();
-            print(
-                args.json,
-                json!({"endpoint_id": s.endpoint_id, "secret": s.secret}),
-                s.secret.clone(),
-            );
+            print(args.json, json!({"endpoint_id": s.endpoint_id, "secret": s.secret}), s.secret.clone());
         }
     }
     Ok(())
@@ -460,9 +368,7 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
 pub async fn publish(args: &ClientArgs, tenant: String, file: String) -> anyhow::Result<()> {
     let text = if file == "-" {
         let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading stdin")?;
+        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
         s
     } else {
         std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
@@ -482,25 +388,11 @@ pub async fn publish(args: &ClientArgs, tenant: String, file: String) -> anyhow:
         .collect();
     let mut c = IngestServiceClient::connect(args.ingest_url.clone())
         .await
-        .with_context(|| {
-            format!(
-                "cannot reach the ingest service at {} (HOOKLINE_INGEST_URL)",
-                args.ingest_url
-            )
-        })?;
+        .with_context(|| format!("cannot reach the ingest service at {} (HOOKLINE_INGEST_URL)", args.ingest_url))?;
     let results = if requests.len() == 1 {
-        vec![
-            c.publish(requests.into_iter().next().expect("one"))
-                .await
-                .map_err(status)?
-                .into_inner(),
-        ]
+        vec![c.publish(requests.into_iter().next().expect("one")).await.map_err(status)?.into_inner()]
     } else {
-        c.publish_batch(ipb::PublishBatchRequest { events: requests })
-            .await
-            .map_err(status)?
-            .into_inner()
-            .results
+        c.publish_batch(ipb::PublishBatchRequest { events: requests }).await.map_err(status)?.into_inner().results
     };
     let value = Value::Array(
         results
@@ -515,11 +407,7 @@ pub async fn publish(args: &ClientArgs, tenant: String, file: String) -> anyhow:
                 "{}  {}{}",
                 r.event_id,
                 r.event_type,
-                if r.duplicate {
-                    "  (duplicate: already accepted)"
-                } else {
-                    ""
-                }
+                if r.duplicate { "  (duplicate: already accepted)" } else { "" }
             )
         })
         .collect::<Vec<_>>()

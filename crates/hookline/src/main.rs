@@ -60,11 +60,7 @@ fn init_tracing() {
     let json = std::env::var("HOOKLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init();
+        builder.json().flatten_event(true).with_current_span(true).init();
     } else {
         builder.init();
     }
@@ -74,25 +70,15 @@ fn init_tracing() {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .expect("one crypto provider");
+    rustls::crypto::ring::default_provider().install_default().expect("one crypto provider");
     let result = match cli.command {
         Command::Dev(a) => serve::run(serve::Role::Dev, a, serve::shutdown_signal()).await,
         Command::Ingest(a) => serve::run(serve::Role::Ingest, a, serve::shutdown_signal()).await,
-        Command::Subscriptions(a) => {
-            serve::run(serve::Role::Subscriptions, a, serve::shutdown_signal()).await
-        }
-        Command::Delivery(a) => {
-            serve::run(serve::Role::Delivery, a, serve::shutdown_signal()).await
-        }
+        Command::Subscriptions(a) => serve::run(serve::Role::Subscriptions, a, serve::shutdown_signal()).await,
+        Command::Delivery(a) => serve::run(serve::Role::Delivery, a, serve::shutdown_signal()).await,
         Command::Tenant { client, cmd } => cli::tenant(&client, cmd).await,
         Command::Endpoint { client, cmd } => cli::endpoint(&client, cmd).await,
-        Command::Publish {
-            client,
-            tenant,
-            file,
-        } => cli::publish(&client, tenant, file).await,
+        Command::Publish { client, tenant, file } => cli::publish(&client, tenant, file).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -50,27 +50,19 @@ impl Role {
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
     }
 }
 
-pub async fn run(
-    role: Role,
-    mut args: ServiceArgs,
-    signal: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
     if role == Role::Dev {
         args.subscriptions_url = format!("http://{}", args.grpc_addr);
     }
-    let delivery: Option<DeliverySettings> = if role.has(Role::Delivery) {
-        Some(args.delivery().map_err(anyhow::Error::msg)?)
-    } else {
-        None
-    };
+    let delivery: Option<DeliverySettings> =
+        if role.has(Role::Delivery) { Some(args.delivery().map_err(anyhow::Error::msg)?) } else { None };
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -79,31 +71,17 @@ pub async fn run(
     let http = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("HOOKLINE_HTTP_ADDR: cannot listen on {}", args.http_addr))?;
-    let nats_client =
-        hookline_bus::connect(&args.nats_url, &format!("hookline-{}", role.name())).await?;
-    tasks.spawn(health_server(
-        http,
-        ready.clone(),
-        nats_client.clone(),
-        shutdown.clone(),
-    ));
+    let nats_client = hookline_bus::connect(&args.nats_url, &format!("hookline-{}", role.name())).await?;
+    tasks.spawn(health_server(http, ready.clone(), nats_client.clone(), shutdown.clone()));
 
     let js = hookline_bus::jetstream(nats_client);
-    hookline_bus::ensure_streams(
-        &js,
-        &Retention {
-            events_max_age: args.retention,
-        },
-    )
-    .await?;
+    hookline_bus::ensure_streams(&js, &Retention { events_max_age: args.retention }).await?;
     let directory = Directory::start(&js, shutdown.clone()).await?;
 
     let mut grpc = tonic::service::Routes::default();
     let (health, health_service) = tonic_health::server::health_reporter();
     if role.has(Role::Subscriptions) {
-        let pool = hookline_store::connect(&args.database_url)
-            .await
-            .context("HOOKLINE_DATABASE_URL")?;
+        let pool = hookline_store::connect(&args.database_url).await.context("HOOKLINE_DATABASE_URL")?;
         tasks.spawn({
             let (js, shutdown) = (js.clone(), shutdown.clone());
             async move {
@@ -111,14 +89,9 @@ pub async fn run(
                 Ok(())
             }
         });
-        let api = SubscriptionsApi::new(
-            Commands::new(js.clone(), directory.clone()),
-            directory.clone(),
-        );
+        let api = SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone());
         grpc = grpc.add_service(SubscriptionServiceServer::new(api));
-        health
-            .set_serving::<SubscriptionServiceServer<SubscriptionsApi>>()
-            .await;
+        health.set_serving::<SubscriptionServiceServer<SubscriptionsApi>>().await;
     }
     if role.has(Role::Ingest) {
         let appender = Appender::new(js.clone(), directory.clone());
@@ -199,25 +172,19 @@ async fn health_server(
     nats: async_nats::Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let (ready, nats) = (ready.clone(), nats.clone());
-                async move {
-                    let connected =
-                        nats.connection_state() == async_nats::connection::State::Connected;
-                    match (ready.load(Ordering::SeqCst), connected) {
-                        (true, true) => (StatusCode::OK, "ready\n"),
-                        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
-                        (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "NATS disconnected\n"),
-                    }
+    let app = Router::new().route("/healthz", get(|| async { "ok\n" })).route(
+        "/readyz",
+        get(move || {
+            let (ready, nats) = (ready.clone(), nats.clone());
+            async move {
+                let connected = nats.connection_state() == async_nats::connection::State::Connected;
+                match (ready.load(Ordering::SeqCst), connected) {
+                    (true, true) => (StatusCode::OK, "ready\n"),
+                    (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+                    (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "NATS disconnected\n"),
                 }
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("health server")
+            }
+        }),
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await.context("health server")
 }

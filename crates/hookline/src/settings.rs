@@ -13,18 +13,10 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
     /// NATS server with JetStream.
-    #[arg(
-        long,
-        env = "HOOKLINE_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
+    #[arg(long, env = "HOOKLINE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// Postgres for projections; the database is created if missing.
-    #[arg(
-        long,
-        env = "HOOKLINE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/hookline"
-    )]
+    #[arg(long, env = "HOOKLINE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/hookline")]
     pub database_url: String,
     /// gRPC listen address.
     #[arg(long, env = "HOOKLINE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
@@ -33,18 +25,10 @@ pub struct ServiceArgs {
     #[arg(long, env = "HOOKLINE_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     pub http_addr: SocketAddr,
     /// Subscriptions gRPC URL, used by delivery for `Resolve` (dev mode uses its own).
-    #[arg(
-        long,
-        env = "HOOKLINE_SUBSCRIPTIONS_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, env = "HOOKLINE_SUBSCRIPTIONS_URL", default_value = "http://127.0.0.1:50051")]
     pub subscriptions_url: String,
     /// Delays before each attempt, comma separated; its length is the number of attempts.
-    #[arg(
-        long,
-        env = "HOOKLINE_RETRY_SCHEDULE",
-        default_value = "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h"
-    )]
+    #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE", default_value = "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h")]
     pub retry_schedule: String,
     /// Timeout of one delivery attempt.
     #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT", default_value = "15s", value_parser = duration)]
@@ -63,10 +47,8 @@ pub struct ServiceArgs {
 impl ServiceArgs {
     /// Cross-field checks clap cannot express.
     pub fn delivery(&self) -> Result<DeliverySettings, String> {
-        let retry_schedule: RetrySchedule = self
-            .retry_schedule
-            .parse()
-            .map_err(|e| format!("HOOKLINE_RETRY_SCHEDULE: {e}"))?;
+        let retry_schedule: RetrySchedule =
+            self.retry_schedule.parse().map_err(|e| format!("HOOKLINE_RETRY_SCHEDULE: {e}"))?;
         if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(300) {
             return Err("HOOKLINE_REQUEST_TIMEOUT: must be between 1ms and 300s".into());
         }

@@ -3,31 +3,15 @@
 use std::process::Command;
 
 fn help(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
-        .args(args)
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_hookline")).args(args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
 fn verbs_are_all_there() {
     let top = help(&[]);
-    for verb in [
-        "dev",
-        "ingest",
-        "subscriptions",
-        "delivery",
-        "tenant",
-        "endpoint",
-        "publish",
-    ] {
+    for verb in ["dev", "ingest", "subscriptions", "delivery", "tenant", "endpoint", "publish"] {
         assert!(top.contains(verb), "missing `{verb}` in:\n{top}");
     }
     let tenant = help(&["tenant"]);
@@ -35,15 +19,7 @@ fn verbs_are_all_there() {
         assert!(tenant.contains(verb), "tenant {verb}");
     }
     let endpoint = help(&["endpoint"]);
-    for verb in [
-        "create",
-        "get",
-        "list",
-        "update",
-        "delete",
-        "secret",
-        "rotate-secret",
-    ] {
+    for verb in ["create", "get", "list", "update", "delete", "secret", "rotate-secret"] {
         assert!(endpoint.contains(verb), "endpoint {verb}");
     }
     assert!(help(&["endpoint", "list"]).contains("--json"));

@@ -4,9 +4,7 @@ use async_nats::{
     HeaderMap,
     jetstream::{Context, context::PublishAckFuture, message::PublishMessage},
 };
-use hookline_bus::{
-    EVENT_ID_HEADER, EVENT_TYPE_HEADER, EVENTS_STREAM, WEBHOOKS_HEADER, events_subject, header,
-};
+use hookline_bus::{EVENT_ID_HEADER, EVENT_TYPE_HEADER, EVENTS_STREAM, WEBHOOKS_HEADER, events_subject, header};
 use hookline_domain::{
     events::{NewEvent, StoredEvent},
     ids::TenantId,
@@ -19,7 +17,8 @@ use crate::Error;
 #[derive(Debug, Clone)]
 pub struct Accepted {
     pub event_id: String,
-    pub event_type: &'static str,
+    /// The stored event's type (the first event's, for a duplicate).
+    pub event_type: String,
     pub duplicate: bool,
     pub sequence: u64,
 }
@@ -44,26 +43,26 @@ impl Appender {
 
     /// Check the tenant and give the event its id. `fallback_msg_id`
     /// de-duplicates redeliveries of keyless intake messages.
-    pub fn prepare(
+    pub async fn prepare(
         &self,
         tenant: &str,
         event: NewEvent,
         fallback_msg_id: Option<String>,
     ) -> Result<Prepared, Error> {
         let tenant = TenantId::parse(tenant).map_err(|e| e.under("tenant_id"))?;
-        let state = self
-            .directory
-            .tenant(&tenant)
-            .ok_or_else(|| Error::UnknownTenant(tenant.to_string()))?;
+        let state = match self.directory.tenant(&tenant) {
+            Some(s) => s,
+            None => {
+                // Perhaps created a moment ago through another replica.
+                self.directory.catch_up().await.map_err(|e| Error::Unavailable(e.to_string()))?;
+                self.directory.tenant(&tenant).ok_or_else(|| Error::UnknownTenant(tenant.to_string()))?
+            }
+        };
         let msg_id = match &event.idempotency_key {
             Some(key) => Some(format!("idem:{tenant}:{}", key.as_str())),
             None => fallback_msg_id,
         };
-        Ok(Prepared {
-            event: StoredEvent::new(tenant, event),
-            msg_id,
-            webhooks_off: !state.webhooks_enabled,
-        })
+        Ok(Prepared { event: StoredEvent::new(tenant, event), msg_id, webhooks_off: !state.webhooks_enabled })
     }
 
     /// Publish without waiting for the stream's ack (so batches pipeline).
@@ -76,17 +75,12 @@ impl Appender {
             headers.insert(WEBHOOKS_HEADER, "off");
         }
         let payload = serde_json::to_vec(e).expect("stored events serialise");
-        let mut publish = PublishMessage::build()
-            .payload(payload.into())
-            .headers(headers);
+        let mut publish = PublishMessage::build().payload(payload.into()).headers(headers);
         if let Some(id) = &p.msg_id {
             publish = publish.message_id(id);
         }
         self.js
-            .send_publish(
-                events_subject(e.tenant_id.as_str(), e.event_type.as_str()),
-                publish,
-            )
+            .send_publish(events_subject(e.tenant_id.as_str(), e.event_type.as_str()), publish)
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))
     }
@@ -95,28 +89,20 @@ impl Appender {
     pub async fn confirm(&self, p: &Prepared, ack: PublishAckFuture) -> Result<Accepted, Error> {
         let ack = ack.await.map_err(|e| Error::Unavailable(e.to_string()))?;
         let mut event_id = p.event.id.to_string();
+        let mut event_type = p.event.event_type.as_str().to_owned();
         if ack.duplicate {
-            let stream = self
-                .js
-                .get_stream(EVENTS_STREAM)
-                .await
-                .map_err(|e| Error::Unavailable(e.to_string()))?;
-            let original = stream
-                .get_raw_message(ack.sequence)
-                .await
-                .map_err(|e| Error::Unavailable(e.to_string()))?;
+            let stream = self.js.get_stream(EVENTS_STREAM).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+            let original = stream.get_raw_message(ack.sequence).await.map_err(|e| Error::Unavailable(e.to_string()))?;
             if let Some(id) = header(Some(&original.headers), EVENT_ID_HEADER) {
                 event_id = id.to_owned();
             }
+            if let Some(t) = header(Some(&original.headers), EVENT_TYPE_HEADER) {
+                event_type = t.to_owned();
+            }
         }
-        tracing::info!(event_id = %event_id, tenant = %p.event.tenant_id, event_type = p.event.event_type.as_str(),
+        tracing::info!(event_id = %event_id, tenant = %p.event.tenant_id, event_type = %event_type,
             duplicate = ack.duplicate, seq = ack.sequence, webhooks_off = p.webhooks_off, "event accepted");
-        Ok(Accepted {
-            event_id,
-            event_type: p.event.event_type.as_str(),
-            duplicate: ack.duplicate,
-            sequence: ack.sequence,
-        })
+        Ok(Accepted { event_id, event_type, duplicate: ack.duplicate, sequence: ack.sequence })
     }
 
     pub async fn append(&self, p: &Prepared) -> Result<Accepted, Error> {

@@ -3,9 +3,7 @@
 //! exactly the same rules.
 
 use hookline_domain::{FieldError, event_type::EventType, events::NewEvent};
-use hookline_proto::ingest::v1::{
-    self as pb, ingest_service_server::IngestService, publish_request::Payload as P,
-};
+use hookline_proto::ingest::v1::{self as pb, ingest_service_server::IngestService, publish_request::Payload as P};
 use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 
@@ -34,10 +32,7 @@ fn strip_empty(v: Value) -> Option<Value> {
         Value::Number(n) if n.as_u64() == Some(0) => None,
         Value::Array(a) if a.is_empty() => None,
         Value::Object(o) => {
-            let m: Map<String, Value> = o
-                .into_iter()
-                .filter_map(|(k, v)| strip_empty(v).map(|v| (k, v)))
-                .collect();
+            let m: Map<String, Value> = o.into_iter().filter_map(|(k, v)| strip_empty(v).map(|v| (k, v))).collect();
             (!m.is_empty()).then_some(Value::Object(m))
         }
         other => Some(other),
@@ -48,25 +43,14 @@ fn typed(payload: &P) -> Option<(EventType, Value)> {
     use EventType as T;
     let to = |v: Result<Value, serde_json::Error>| v.expect("proto payloads serialise");
     Some(match payload {
-        P::AppointmentBookingCreated(m) => {
-            (T::AppointmentBookingCreated, to(serde_json::to_value(m)))
-        }
-        P::AppointmentBookingCancelled(m) => {
-            (T::AppointmentBookingCancelled, to(serde_json::to_value(m)))
-        }
+        P::AppointmentBookingCreated(m) => (T::AppointmentBookingCreated, to(serde_json::to_value(m))),
+        P::AppointmentBookingCancelled(m) => (T::AppointmentBookingCancelled, to(serde_json::to_value(m))),
         P::AppointmentUpdated(m) => (T::AppointmentUpdated, to(serde_json::to_value(m))),
-        P::AppointmentManualBookingCreated(m) => (
-            T::AppointmentManualBookingCreated,
-            to(serde_json::to_value(m)),
-        ),
-        P::AppointmentBookingRebooked(m) => {
-            (T::AppointmentBookingRebooked, to(serde_json::to_value(m)))
-        }
+        P::AppointmentManualBookingCreated(m) => (T::AppointmentManualBookingCreated, to(serde_json::to_value(m))),
+        P::AppointmentBookingRebooked(m) => (T::AppointmentBookingRebooked, to(serde_json::to_value(m))),
         P::EventBookingCreated(m) => (T::EventBookingCreated, to(serde_json::to_value(m))),
         P::EventBookingCancelled(m) => (T::EventBookingCancelled, to(serde_json::to_value(m))),
-        P::EventManualBookingCreated(m) => {
-            (T::EventManualBookingCreated, to(serde_json::to_value(m)))
-        }
+        P::EventManualBookingCreated(m) => (T::EventManualBookingCreated, to(serde_json::to_value(m))),
         P::EventBookingRebooked(m) => (T::EventBookingRebooked, to(serde_json::to_value(m))),
         P::CustomerCreated(m) => (T::CustomerCreated, to(serde_json::to_value(m))),
         P::CustomerUpdated(m) => (T::CustomerUpdated, to(serde_json::to_value(m))),
@@ -77,12 +61,10 @@ fn typed(payload: &P) -> Option<(EventType, Value)> {
 
 /// Parse one request into a validated event (no I/O).
 pub fn parse_request(r: &pb::PublishRequest) -> Result<NewEvent, FieldError> {
-    let payload = r.payload.as_ref().ok_or_else(|| {
-        FieldError::new(
-            "payload",
-            "is required: set one typed event message or `json`",
-        )
-    })?;
+    let payload = r
+        .payload
+        .as_ref()
+        .ok_or_else(|| FieldError::new("payload", "is required: set one typed event message or `json`"))?;
     if let P::Json(json) = payload {
         if !r.idempotency_key.is_empty() || !r.occurred_at.is_empty() {
             return Err(FieldError::new(
@@ -93,8 +75,7 @@ pub fn parse_request(r: &pb::PublishRequest) -> Result<NewEvent, FieldError> {
         return NewEvent::from_json(json.as_bytes());
     }
     let (event_type, data) = typed(payload).expect("non-json payload");
-    let mut event =
-        json!({"type": event_type.as_str(), "data": strip_empty(data).unwrap_or(json!({}))});
+    let mut event = json!({"type": event_type.as_str(), "data": strip_empty(data).unwrap_or(json!({}))});
     if !r.idempotency_key.is_empty() {
         event["idempotency_key"] = r.idempotency_key.clone().into();
     }
@@ -109,22 +90,17 @@ fn response(a: Accepted) -> pb::PublishResponse {
         event_id: a.event_id,
         duplicate: a.duplicate,
         stream_sequence: a.sequence,
-        event_type: a.event_type.into(),
+        event_type: a.event_type,
     }
 }
 
 #[tonic::async_trait]
 impl IngestService for IngestApi {
-    async fn publish(
-        &self,
-        req: Request<pb::PublishRequest>,
-    ) -> Result<Response<pb::PublishResponse>, Status> {
+    async fn publish(&self, req: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
         let r = req.into_inner();
         let event = parse_request(&r).map_err(Error::from)?;
-        let prepared = self.appender.prepare(&r.tenant_id, event, None)?;
-        Ok(Response::new(response(
-            self.appender.append(&prepared).await?,
-        )))
+        let prepared = self.appender.prepare(&r.tenant_id, event, None).await?;
+        Ok(Response::new(response(self.appender.append(&prepared).await?)))
     }
 
     async fn publish_batch(
@@ -133,24 +109,18 @@ impl IngestService for IngestApi {
     ) -> Result<Response<pb::PublishBatchResponse>, Status> {
         let r = req.into_inner();
         if r.events.is_empty() || r.events.len() > MAX_BATCH {
-            let e = FieldError::new(
-                "events",
-                format!("must hold 1 to {MAX_BATCH} events, got {}", r.events.len()),
-            );
+            let e = FieldError::new("events", format!("must hold 1 to {MAX_BATCH} events, got {}", r.events.len()));
             return Err(Error::from(e).into());
         }
         let mut prepared = Vec::with_capacity(r.events.len());
         for (i, e) in r.events.iter().enumerate() {
             let at = format!("events[{i}]");
             let event = parse_request(e).map_err(|err| Error::from(err.under(&at)))?;
-            let p = self
-                .appender
-                .prepare(&e.tenant_id, event, None)
-                .map_err(|err| match err {
-                    Error::Invalid(f) => Error::Invalid(f.under(&at)),
-                    Error::UnknownTenant(t) => Error::UnknownTenant(t),
-                    other => other,
-                })?;
+            let p = self.appender.prepare(&e.tenant_id, event, None).await.map_err(|err| match err {
+                Error::Invalid(f) => Error::Invalid(f.under(&at)),
+                Error::UnknownTenant(t) => Error::UnknownTenant(t),
+                other => other,
+            })?;
             prepared.push(p);
         }
         let mut acks = Vec::with_capacity(prepared.len());

@@ -18,11 +18,7 @@ use crate::{Appender, Error};
 const CONCURRENCY: usize = 64;
 
 /// Consume intake until `shutdown`; in-flight messages finish first.
-pub async fn run(
-    js: Context,
-    appender: Appender,
-    shutdown: CancellationToken,
-) -> Result<(), hookline_bus::BusError> {
+pub async fn run(js: Context, appender: Appender, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
     let consumer = hookline_bus::durable(
         &js,
         INTAKE_STREAM,
@@ -30,27 +26,23 @@ pub async fn run(
         pull::Config {
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 4 * CONCURRENCY as i64,
-            filter_subject: "hookline.intake.>".into(),
+            filter_subject: hookline_bus::INTAKE_ALL.into(),
             ..Default::default()
         },
     )
     .await?;
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     while !shutdown.is_cancelled() {
-        let mut messages = match consumer
-            .stream()
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "intake: cannot pull, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+        let mut messages =
+            match consumer.stream().heartbeat(Duration::from_secs(5)).expires(Duration::from_secs(30)).messages().await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "intake: cannot pull, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -64,11 +56,7 @@ pub async fn run(
                 }
                 None => break,
             };
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore open");
+            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
             let appender = appender.clone();
             let js = js.clone();
             tokio::spawn(async move {
@@ -83,12 +71,11 @@ pub async fn run(
 
 async fn handle(js: &Context, appender: &Appender, msg: Message) {
     let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-    let tenant = tenant_of(msg.subject.as_str())
-        .unwrap_or_default()
-        .to_owned();
-    let outcome = NewEvent::from_json(&msg.payload)
-        .map_err(Error::from)
-        .and_then(|event| appender.prepare(&tenant, event, Some(format!("intake:{seq}"))));
+    let tenant = tenant_of(msg.subject.as_str()).unwrap_or_default().to_owned();
+    let outcome = match NewEvent::from_json(&msg.payload) {
+        Ok(event) => appender.prepare(&tenant, event, Some(format!("intake:{seq}"))).await,
+        Err(e) => Err(Error::from(e)),
+    };
     let result = match outcome {
         Ok(prepared) => appender.append(&prepared).await.map(|_| ()),
         Err(Error::Unavailable(e)) => Err(Error::Unavailable(e)),
@@ -102,20 +89,12 @@ async fn handle(js: &Context, appender: &Appender, msg: Message) {
         }
         Err(e) => {
             tracing::warn!(seq, error = %e, "intake: will retry");
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
         }
     }
 }
 
-async fn reject(
-    js: &Context,
-    tenant: &str,
-    seq: u64,
-    payload: &[u8],
-    refusal: &Error,
-) -> Result<(), Error> {
+async fn reject(js: &Context, tenant: &str, seq: u64, payload: &[u8], refusal: &Error) -> Result<(), Error> {
     let (field, rule) = match refusal {
         Error::Invalid(f) => (f.field.clone(), f.rule.clone()),
         Error::UnknownTenant(t) => ("tenant_id".to_owned(), format!("tenant `{t}` not found")),

@@ -21,5 +21,4 @@ pub mod subscriptions {
 }
 
 /// Encoded `FileDescriptorSet` of every Hookline proto, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/hookline_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hookline_descriptor.bin"));

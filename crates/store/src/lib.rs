@@ -25,26 +25,23 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("HOOKLINE_DATABASE_URL: {0}")]
     Url(String),
+    #[error("NATS: {0}")]
+    Bus(String),
 }
 
 /// Connect, creating the database when it does not exist, and bring the
 /// schema up to date.
 pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
-    let options: PgConnectOptions = url
-        .parse()
-        .map_err(|e: sqlx::Error| StoreError::Url(e.to_string()))?;
+    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Url(e.to_string()))?;
     let db = options.get_database().unwrap_or("postgres").to_owned();
     if let Err(e) = PgConnection::connect_with(&options).await {
-        let missing =
-            matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000"));
+        let missing = matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000"));
         if !missing {
             return Err(e.into());
         }
         let mut admin = PgConnection::connect_with(&options.clone().database("postgres")).await?;
         let quoted = format!("\"{}\"", db.replace('"', "\"\""));
-        let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
-            .execute(&mut admin)
-            .await;
+        let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"))).execute(&mut admin).await;
         match created {
             Ok(_) => tracing::info!(database = %db, "created database"),
             // Another process won the race.
@@ -52,11 +49,8 @@ pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
             Err(e) => return Err(e.into()),
         }
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await?;
+    let pool =
+        PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(10)).connect_with(options).await?;
     ensure_schema(&pool).await?;
     Ok(pool)
 }
@@ -67,26 +61,18 @@ pub async fn ensure_schema(pool: &PgPool) -> Result<(), StoreError> {
     MIGRATOR.run(pool).await?;
     let mut missing = false;
     for table in PROJECTION_TABLES {
-        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(table)
-            .fetch_one(pool)
-            .await?;
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass($1)::text").bind(table).fetch_one(pool).await?;
         missing |= exists.is_none();
     }
     if missing {
-        tracing::warn!(
-            "projection tables missing: re-creating them and rebuilding from the streams"
-        );
+        tracing::warn!("projection tables missing: re-creating them and rebuilding from the streams");
         for migration in MIGRATOR.iter() {
             sqlx::raw_sql(migration.sql.clone()).execute(pool).await?;
         }
-        sqlx::query("DELETE FROM projector_offsets")
-            .execute(pool)
-            .await?;
+        sqlx::query("DELETE FROM projector_offsets").execute(pool).await?;
         for table in PROJECTION_TABLES {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("TRUNCATE {table}")))
-                .execute(pool)
-                .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("TRUNCATE {table}"))).execute(pool).await?;
         }
     }
     Ok(())

@@ -17,11 +17,10 @@ use crate::StoreError;
 pub const CONFIG_PROJECTOR: &str = "config";
 
 async fn offset(pool: &PgPool, projector: &str) -> Result<u64, StoreError> {
-    let seq: Option<i64> =
-        sqlx::query_scalar("SELECT last_seq FROM projector_offsets WHERE projector = $1")
-            .bind(projector)
-            .fetch_optional(pool)
-            .await?;
+    let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM projector_offsets WHERE projector = $1")
+        .bind(projector)
+        .fetch_optional(pool)
+        .await?;
     Ok(seq.unwrap_or(0) as u64)
 }
 
@@ -39,20 +38,14 @@ pub async fn run_config_projector(js: Context, pool: PgPool, shutdown: Cancellat
     }
 }
 
-async fn follow(
-    js: &Context,
-    pool: &PgPool,
-    shutdown: &CancellationToken,
-) -> Result<(), StoreError> {
-    let bus = |e: &dyn std::fmt::Display| StoreError::Url(format!("NATS: {e}"));
+async fn follow(js: &Context, pool: &PgPool, shutdown: &CancellationToken) -> Result<(), StoreError> {
+    let bus = |e: &dyn std::fmt::Display| StoreError::Bus(e.to_string());
     let start = offset(pool, CONFIG_PROJECTOR).await? + 1;
     let stream = js.get_stream(CONFIG_STREAM).await.map_err(|e| bus(&e))?;
     let consumer = stream
         .create_consumer(OrderedConfig {
-            filter_subject: "hookline.config.>".into(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            },
+            filter_subject: hookline_bus::CONFIG_ALL.into(),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
             ..Default::default()
         })
         .await
@@ -67,9 +60,7 @@ async fn follow(
             },
         };
         let seq = msg.info().map_err(|e| bus(&e))?.stream_sequence;
-        let tenant = hookline_bus::tenant_of(msg.subject.as_str())
-            .unwrap_or_default()
-            .to_owned();
+        let tenant = hookline_bus::tenant_of(msg.subject.as_str()).unwrap_or_default().to_owned();
         match serde_json::from_slice::<ConfigEvent>(&msg.payload) {
             Ok(event) => apply(pool, &tenant, &event, seq).await?,
             Err(e) => {
@@ -83,11 +74,7 @@ async fn follow(
 }
 
 /// Move the offset forward; false when `seq` was already applied.
-async fn advance(
-    tx: &mut Transaction<'_, Postgres>,
-    projector: &str,
-    seq: u64,
-) -> Result<bool, StoreError> {
+async fn advance(tx: &mut Transaction<'_, Postgres>, projector: &str, seq: u64) -> Result<bool, StoreError> {
     let moved = sqlx::query(
         "INSERT INTO projector_offsets (projector, last_seq) VALUES ($1, $2)
          ON CONFLICT (projector) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()
@@ -107,11 +94,7 @@ async fn upsert_endpoint(
     e: &EndpointConfig,
     seq: u64,
 ) -> Result<(), StoreError> {
-    let types: Vec<String> = e
-        .event_types
-        .iter()
-        .map(|t| t.as_str().to_owned())
-        .collect();
+    let types: Vec<String> = e.event_types.iter().map(|t| t.as_str().to_owned()).collect();
     let layout = serde_json::to_value(e.layout).expect("layout serialises");
     sqlx::query(
         "INSERT INTO endpoints (id, tenant_id, url, auth_header_name, event_types, layout, enabled, description,
@@ -139,12 +122,7 @@ async fn upsert_endpoint(
     Ok(())
 }
 
-async fn apply(
-    pool: &PgPool,
-    tenant: &str,
-    event: &ConfigEvent,
-    seq: u64,
-) -> Result<(), StoreError> {
+async fn apply(pool: &PgPool, tenant: &str, event: &ConfigEvent, seq: u64) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     if !advance(&mut tx, CONFIG_PROJECTOR, seq).await? {
         return Ok(());

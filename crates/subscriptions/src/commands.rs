@@ -35,27 +35,13 @@ enum AppendError {
 
 impl Commands {
     pub fn new(js: Context, directory: Directory) -> Self {
-        Self {
-            js,
-            directory,
-            locks: Arc::default(),
-        }
+        Self { js, directory, locks: Arc::default() }
     }
 
     /// Run a command; returns the tenant as it is after the command, once the
     /// index reflects it (read-your-writes for the caller).
-    pub async fn execute(
-        &self,
-        tenant: &TenantId,
-        cmd: Command,
-    ) -> Result<Arc<TenantState>, Error> {
-        let lock = self
-            .locks
-            .lock()
-            .expect("locks")
-            .entry(tenant.clone())
-            .or_default()
-            .clone();
+    pub async fn execute(&self, tenant: &TenantId, cmd: Command) -> Result<Arc<TenantState>, Error> {
+        let lock = self.locks.lock().expect("locks").entry(tenant.clone()).or_default().clone();
         let _guard = lock.lock().await;
         for _ in 0..MAX_ATTEMPTS {
             let state = self.directory.tenant(tenant);
@@ -67,10 +53,7 @@ impl Commands {
             match self.append(tenant, &events, expected).await {
                 Ok(last) => {
                     self.directory.wait_applied(last, INDEX_WAIT).await?;
-                    return self
-                        .directory
-                        .tenant(tenant)
-                        .ok_or_else(|| Error::Unavailable("tenant vanished".into()));
+                    return self.directory.tenant(tenant).ok_or_else(|| Error::Unavailable("tenant vanished".into()));
                 }
                 Err(AppendError::Conflict) => self.catch_up(tenant).await?,
                 Err(AppendError::Other(e)) => return Err(Error::Unavailable(e)),
@@ -79,18 +62,13 @@ impl Commands {
         Err(Error::Contention(tenant.to_string()))
     }
 
-    async fn append(
-        &self,
-        tenant: &TenantId,
-        events: &[ConfigEvent],
-        mut expected: u64,
-    ) -> Result<u64, AppendError> {
+    async fn append(&self, tenant: &TenantId, events: &[ConfigEvent], mut expected: u64) -> Result<u64, AppendError> {
         let subject = config_subject(tenant.as_str());
         for event in events {
             let payload = serde_json::to_vec(event).expect("config events serialise");
             let publish = PublishMessage::build()
                 .payload(payload.into())
-                .header("Hookline-Config-Event", event.kind())
+                .header(hookline_bus::CONFIG_EVENT_HEADER, event.kind())
                 .expected_last_subject_sequence(expected);
             let ack = self
                 .js
@@ -114,18 +92,9 @@ impl Commands {
 
     /// After a conflict: wait until the index holds the tenant's latest event.
     async fn catch_up(&self, tenant: &TenantId) -> Result<(), Error> {
-        let stream = self
-            .js
-            .get_stream(CONFIG_STREAM)
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        if let Ok(last) = stream
-            .get_last_raw_message_by_subject(&config_subject(tenant.as_str()))
-            .await
-        {
-            self.directory
-                .wait_applied(last.sequence, INDEX_WAIT)
-                .await?;
+        let stream = self.js.get_stream(CONFIG_STREAM).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+        if let Ok(last) = stream.get_last_raw_message_by_subject(&config_subject(tenant.as_str())).await {
+            self.directory.wait_applied(last.sequence, INDEX_WAIT).await?;
         }
         Ok(())
     }

@@ -23,73 +23,40 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 
+type Tenants = Arc<RwLock<HashMap<TenantId, Arc<TenantState>>>>;
+
 /// Shared, cheaply clonable handle to the index.
 #[derive(Clone)]
 pub struct Directory {
-    tenants: Arc<RwLock<HashMap<TenantId, Arc<TenantState>>>>,
+    tenants: Tenants,
     /// Stream sequence of the last config message applied.
     applied: watch::Receiver<u64>,
+    js: Context,
 }
 
 impl Directory {
     /// Start following the config stream; returns once the index holds
     /// everything the stream held at start.
     pub async fn start(js: &Context, shutdown: CancellationToken) -> Result<Self, Error> {
-        let unavailable = |e: &dyn std::fmt::Display| Error::Unavailable(e.to_string());
-        let stream = js
-            .get_stream(CONFIG_STREAM)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let last = stream
-            .get_info()
-            .await
-            .map_err(|e| unavailable(&e))?
-            .state
-            .last_sequence;
         let (tx, applied) = watch::channel(0u64);
-        let tenants: Arc<RwLock<HashMap<TenantId, Arc<TenantState>>>> = Arc::default();
-        let dir = Self {
-            tenants: tenants.clone(),
-            applied,
-        };
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: "hookline.config.>".into(),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    next = messages.next() => next,
-                };
-                let msg = match next {
-                    Some(Ok(m)) => m,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "config follower: consumer error, continuing");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                    None => break,
-                };
-                let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
-                    continue;
-                };
-                match serde_json::from_slice::<ConfigEvent>(&msg.payload) {
-                    Ok(event) => apply(&tenants, msg.subject.as_str(), &event, seq),
-                    Err(e) => {
-                        tracing::error!(seq, error = %e, "config follower: unreadable config event skipped")
-                    }
-                }
-                tx.send_replace(seq);
-            }
-        });
+        let dir = Self { tenants: Arc::default(), applied, js: js.clone() };
+        let last = dir.stream_last_seq().await?;
+        tokio::spawn(follow(js.clone(), dir.tenants.clone(), tx, shutdown));
         dir.wait_applied(last, Duration::from_secs(60)).await?;
         Ok(dir)
+    }
+
+    async fn stream_last_seq(&self) -> Result<u64, Error> {
+        let unavailable = |e: &dyn std::fmt::Display| Error::Unavailable(e.to_string());
+        let stream = self.js.get_stream(CONFIG_STREAM).await.map_err(|e| unavailable(&e))?;
+        Ok(stream.get_info().await.map_err(|e| unavailable(&e))?.state.last_sequence)
+    }
+
+    /// Wait until the index holds everything the stream holds now. For
+    /// misses that may be a change made a moment ago through another replica.
+    pub async fn catch_up(&self) -> Result<(), Error> {
+        let last = self.stream_last_seq().await?;
+        self.wait_applied(last, Duration::from_secs(2)).await
     }
 
     /// Wait until the index has applied stream sequence `seq`.
@@ -97,11 +64,7 @@ impl Directory {
         let mut rx = self.applied.clone();
         tokio::time::timeout(timeout, rx.wait_for(|s| *s >= seq))
             .await
-            .map_err(|_| {
-                Error::Unavailable(format!(
-                    "config index did not reach sequence {seq} within {timeout:?}"
-                ))
-            })?
+            .map_err(|_| Error::Unavailable(format!("config index did not reach sequence {seq} within {timeout:?}")))?
             .map_err(|_| Error::Unavailable("config follower stopped".into()))?;
         Ok(())
     }
@@ -111,11 +74,7 @@ impl Directory {
     }
 
     pub fn tenant(&self, id: &TenantId) -> Option<Arc<TenantState>> {
-        self.tenants
-            .read()
-            .expect("directory lock")
-            .get(id)
-            .cloned()
+        self.tenants.read().expect("directory lock").get(id).cloned()
     }
 
     pub fn endpoint(&self, tenant: &TenantId, endpoint: &EndpointId) -> Option<EndpointConfig> {
@@ -127,17 +86,62 @@ impl Directory {
     }
 }
 
-fn apply(
-    tenants: &RwLock<HashMap<TenantId, Arc<TenantState>>>,
-    subject: &str,
-    event: &ConfigEvent,
-    seq: u64,
-) {
+/// Apply the stream to the index for as long as the process runs; if the
+/// consumer ends, a new one resumes after the last applied sequence.
+async fn follow(js: Context, tenants: Tenants, tx: watch::Sender<u64>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let start = *tx.borrow() + 1;
+        let consumer = match js.get_stream(CONFIG_STREAM).await {
+            Ok(stream) => stream
+                .create_consumer(OrderedConfig {
+                    filter_subject: hookline_bus::CONFIG_ALL.into(),
+                    deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let messages = match consumer {
+            Ok(c) => c.messages().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "config follower: cannot consume; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = messages.next() => next,
+            };
+            let msg = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "config follower: consumer error, continuing");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                None => break,
+            };
+            let Ok(seq) = msg.info().map(|i| i.stream_sequence) else { continue };
+            match serde_json::from_slice::<ConfigEvent>(&msg.payload) {
+                Ok(event) => apply(&tenants, msg.subject.as_str(), &event, seq),
+                Err(e) => tracing::error!(seq, error = %e, "config follower: unreadable config event skipped"),
+            }
+            tx.send_replace(seq);
+        }
+        tracing::warn!("config follower: consumer ended; resuming");
+    }
+}
+
+fn apply(tenants: &RwLock<HashMap<TenantId, Arc<TenantState>>>, subject: &str, event: &ConfigEvent, seq: u64) {
     let Some(id) = hookline_bus::tenant_of(subject).and_then(|t| TenantId::parse(t).ok()) else {
-        tracing::error!(
-            subject,
-            "config follower: subject without a valid tenant skipped"
-        );
+        tracing::error!(subject, "config follower: subject without a valid tenant skipped");
         return;
     };
     let mut map = tenants.write().expect("directory lock");

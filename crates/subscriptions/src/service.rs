@@ -3,15 +3,11 @@
 use hookline_domain::{
     FieldError,
     config::{Command, ConfigError, EndpointPatch, TenantState},
-    endpoint::{
-        self, AuthHeader, EndpointConfig, EndpointUrl, Layout, Plan, Secret, SigningSecret,
-    },
+    endpoint::{self, AuthHeader, EndpointConfig, EndpointUrl, Layout, Plan, Secret, SigningSecret},
     event_type::EventType,
     ids::{EndpointId, TenantId},
 };
-use hookline_proto::subscriptions::v1::{
-    self as pb, subscription_service_server::SubscriptionService,
-};
+use hookline_proto::subscriptions::v1::{self as pb, subscription_service_server::SubscriptionService};
 use tonic::{Request, Response, Status};
 
 use crate::{Commands, Directory, Error};
@@ -24,10 +20,7 @@ pub struct SubscriptionsApi {
 
 impl SubscriptionsApi {
     pub fn new(commands: Commands, directory: Directory) -> Self {
-        Self {
-            commands,
-            directory,
-        }
+        Self { commands, directory }
     }
 }
 
@@ -69,10 +62,7 @@ fn layout(l: i32) -> Result<Layout, Status> {
     match pb::PayloadLayout::try_from(l) {
         Ok(pb::PayloadLayout::Unspecified | pb::PayloadLayout::Envelope) => Ok(Layout::Envelope),
         Ok(pb::PayloadLayout::Flat) => Ok(Layout::Flat),
-        Err(_) => Err(invalid(FieldError::new(
-            "layout",
-            "must be PAYLOAD_LAYOUT_ENVELOPE or PAYLOAD_LAYOUT_FLAT",
-        ))),
+        Err(_) => Err(invalid(FieldError::new("layout", "must be PAYLOAD_LAYOUT_ENVELOPE or PAYLOAD_LAYOUT_FLAT"))),
     }
 }
 
@@ -117,15 +107,11 @@ pub fn endpoint_to_pb(tenant: &TenantId, e: &EndpointConfig) -> pb::Endpoint {
         id: e.id.to_string(),
         tenant_id: tenant.to_string(),
         url: e.url.as_str().to_owned(),
-        auth_header: e.auth_header.as_ref().map(|h| pb::AuthHeader {
-            name: h.name().to_owned(),
-            value: Secret::MASK.into(),
-        }),
-        event_types: e
-            .event_types
-            .iter()
-            .map(|t| t.as_str().to_owned())
-            .collect(),
+        auth_header: e
+            .auth_header
+            .as_ref()
+            .map(|h| pb::AuthHeader { name: h.name().to_owned(), value: Secret::MASK.into() }),
+        event_types: e.event_types.iter().map(|t| t.as_str().to_owned()).collect(),
         layout: layout_to_pb(e.layout).into(),
         enabled: e.enabled,
         description: e.description.clone(),
@@ -137,71 +123,44 @@ pub fn endpoint_to_pb(tenant: &TenantId, e: &EndpointConfig) -> pb::Endpoint {
 
 impl SubscriptionsApi {
     fn tenant(&self, id: &TenantId) -> Result<std::sync::Arc<TenantState>, Status> {
-        self.directory
-            .tenant(id)
-            .ok_or_else(|| Error::from(ConfigError::TenantNotFound(id.to_string())).into())
+        self.directory.tenant(id).ok_or_else(|| Error::from(ConfigError::TenantNotFound(id.to_string())).into())
     }
 
     fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<EndpointConfig, Status> {
         let t = self.tenant(tenant)?;
-        t.endpoints
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::from(ConfigError::EndpointNotFound(id.to_string())).into())
+        t.endpoints.get(id).cloned().ok_or_else(|| Error::from(ConfigError::EndpointNotFound(id.to_string())).into())
     }
 
-    async fn run(
-        &self,
-        tenant: &TenantId,
-        cmd: Command,
-    ) -> Result<std::sync::Arc<TenantState>, Status> {
+    async fn run(&self, tenant: &TenantId, cmd: Command) -> Result<std::sync::Arc<TenantState>, Status> {
         Ok(self.commands.execute(tenant, cmd).await?)
     }
 }
 
 #[tonic::async_trait]
 impl SubscriptionService for SubscriptionsApi {
-    async fn create_tenant(
-        &self,
-        req: Request<pb::CreateTenantRequest>,
-    ) -> Result<Response<pb::Tenant>, Status> {
+    async fn create_tenant(&self, req: Request<pb::CreateTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
         let r = req.into_inner();
         let id = tenant_id(&r.tenant_id)?;
-        let cmd = Command::CreateTenant {
-            plan: plan(r.plan)?,
-            webhooks_enabled: r.webhooks_enabled,
-        };
+        let cmd = Command::CreateTenant { plan: plan(r.plan)?, webhooks_enabled: r.webhooks_enabled };
         let t = self.run(&id, cmd).await?;
         Ok(Response::new(tenant_to_pb(&t)))
     }
 
-    async fn get_tenant(
-        &self,
-        req: Request<pb::GetTenantRequest>,
-    ) -> Result<Response<pb::Tenant>, Status> {
+    async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
         let id = tenant_id(&req.get_ref().tenant_id)?;
         let t = self.tenant(&id)?;
         Ok(Response::new(tenant_to_pb(&t)))
     }
 
-    async fn update_tenant(
-        &self,
-        req: Request<pb::UpdateTenantRequest>,
-    ) -> Result<Response<pb::Tenant>, Status> {
+    async fn update_tenant(&self, req: Request<pb::UpdateTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
         let r = req.into_inner();
         let id = tenant_id(&r.tenant_id)?;
-        let cmd = Command::UpdateTenant {
-            plan: r.plan.map(plan).transpose()?,
-            webhooks_enabled: r.webhooks_enabled,
-        };
+        let cmd = Command::UpdateTenant { plan: r.plan.map(plan).transpose()?, webhooks_enabled: r.webhooks_enabled };
         let t = self.run(&id, cmd).await?;
         Ok(Response::new(tenant_to_pb(&t)))
     }
 
-    async fn create_endpoint(
-        &self,
-        req: Request<pb::CreateEndpointRequest>,
-    ) -> Result<Response<pb::Endpoint>, Status> {
+    async fn create_endpoint(&self, req: Request<pb::CreateEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
         let r = req.into_inner();
         let id = tenant_id(&r.tenant_id)?;
         let cmd = Command::CreateEndpoint {
@@ -217,21 +176,14 @@ impl SubscriptionService for SubscriptionsApi {
         let created = t
             .endpoints
             .values()
-            .filter(|e| {
-                before
-                    .as_ref()
-                    .is_none_or(|b| !b.endpoints.contains_key(&e.id))
-            })
+            .filter(|e| before.as_ref().is_none_or(|b| !b.endpoints.contains_key(&e.id)))
             .max_by(|a, b| a.id.cmp(&b.id))
             .ok_or_else(|| Status::internal("created endpoint not found in index"))?;
         tracing::info!(tenant = %id, endpoint = %created.id, "endpoint created");
         Ok(Response::new(endpoint_to_pb(&id, created)))
     }
 
-    async fn get_endpoint(
-        &self,
-        req: Request<pb::GetEndpointRequest>,
-    ) -> Result<Response<pb::Endpoint>, Status> {
+    async fn get_endpoint(&self, req: Request<pb::GetEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
         let r = req.get_ref();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
         Ok(Response::new(endpoint_to_pb(&t, &self.endpoint(&t, &e)?)))
@@ -243,59 +195,30 @@ impl SubscriptionService for SubscriptionsApi {
     ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
         let t = tenant_id(&req.get_ref().tenant_id)?;
         let tenant = self.tenant(&t)?;
-        let endpoints = tenant
-            .endpoints
-            .values()
-            .map(|e| endpoint_to_pb(&t, e))
-            .collect();
+        let endpoints = tenant.endpoints.values().map(|e| endpoint_to_pb(&t, e)).collect();
         Ok(Response::new(pb::ListEndpointsResponse { endpoints }))
     }
 
-    async fn update_endpoint(
-        &self,
-        req: Request<pb::UpdateEndpointRequest>,
-    ) -> Result<Response<pb::Endpoint>, Status> {
+    async fn update_endpoint(&self, req: Request<pb::UpdateEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
         let r = req.into_inner();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
         if r.clear_auth_header && r.auth_header.is_some() {
-            return Err(invalid(FieldError::new(
-                "clear_auth_header",
-                "cannot be set together with auth_header",
-            )));
+            return Err(invalid(FieldError::new("clear_auth_header", "cannot be set together with auth_header")));
         }
         let patch = EndpointPatch {
             url: r.url.as_deref().map(url).transpose()?,
             auth_header: if r.clear_auth_header {
                 Some(None)
             } else {
-                r.auth_header
-                    .as_ref()
-                    .map(auth_header)
-                    .transpose()?
-                    .map(Some)
+                r.auth_header.as_ref().map(auth_header).transpose()?.map(Some)
             },
-            event_types: r
-                .event_types
-                .as_ref()
-                .map(|l| event_types(&l.event_types))
-                .transpose()?,
+            event_types: r.event_types.as_ref().map(|l| event_types(&l.event_types)).transpose()?,
             layout: r.layout.map(layout).transpose()?,
             enabled: r.enabled,
             description: r.description.as_deref().map(description).transpose()?,
         };
-        let tenant = self
-            .run(
-                &t,
-                Command::UpdateEndpoint {
-                    endpoint_id: e.clone(),
-                    patch,
-                },
-            )
-            .await?;
-        let ep = tenant
-            .endpoints
-            .get(&e)
-            .ok_or_else(|| Status::not_found(format!("endpoint `{e}` not found")))?;
+        let tenant = self.run(&t, Command::UpdateEndpoint { endpoint_id: e.clone(), patch }).await?;
+        let ep = tenant.endpoints.get(&e).ok_or_else(|| Status::not_found(format!("endpoint `{e}` not found")))?;
         Ok(Response::new(endpoint_to_pb(&t, ep)))
     }
 
@@ -305,8 +228,7 @@ impl SubscriptionService for SubscriptionsApi {
     ) -> Result<Response<pb::DeleteEndpointResponse>, Status> {
         let r = req.get_ref();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
-        self.run(&t, Command::DeleteEndpoint { endpoint_id: e })
-            .await?;
+        self.run(&t, Command::DeleteEndpoint { endpoint_id: e }).await?;
         Ok(Response::new(pb::DeleteEndpointResponse {}))
     }
 
@@ -317,10 +239,7 @@ impl SubscriptionService for SubscriptionsApi {
         let r = req.get_ref();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
         let ep = self.endpoint(&t, &e)?;
-        Ok(Response::new(pb::EndpointSecret {
-            endpoint_id: e.to_string(),
-            secret: ep.secret.expose().to_owned(),
-        }))
+        Ok(Response::new(pb::EndpointSecret { endpoint_id: e.to_string(), secret: ep.secret.expose().to_owned() }))
     }
 
     async fn rotate_endpoint_secret(
@@ -329,39 +248,17 @@ impl SubscriptionService for SubscriptionsApi {
     ) -> Result<Response<pb::EndpointSecret>, Status> {
         let r = req.into_inner();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
-        let secret = if r.secret.is_empty() {
-            None
-        } else {
-            Some(SigningSecret::parse(&r.secret).map_err(invalid)?)
-        };
-        let tenant = self
-            .run(
-                &t,
-                Command::RotateSecret {
-                    endpoint_id: e.clone(),
-                    secret,
-                },
-            )
-            .await?;
-        let ep = tenant
-            .endpoints
-            .get(&e)
-            .ok_or_else(|| Status::not_found(format!("endpoint `{e}` not found")))?;
+        let secret = if r.secret.is_empty() { None } else { Some(SigningSecret::parse(&r.secret).map_err(invalid)?) };
+        let tenant = self.run(&t, Command::RotateSecret { endpoint_id: e.clone(), secret }).await?;
+        let ep = tenant.endpoints.get(&e).ok_or_else(|| Status::not_found(format!("endpoint `{e}` not found")))?;
         tracing::info!(tenant = %t, endpoint = %e, "signing secret rotated");
-        Ok(Response::new(pb::EndpointSecret {
-            endpoint_id: e.to_string(),
-            secret: ep.secret.expose().to_owned(),
-        }))
+        Ok(Response::new(pb::EndpointSecret { endpoint_id: e.to_string(), secret: ep.secret.expose().to_owned() }))
     }
 
-    async fn resolve(
-        &self,
-        req: Request<pb::ResolveRequest>,
-    ) -> Result<Response<pb::ResolveResponse>, Status> {
+    async fn resolve(&self, req: Request<pb::ResolveRequest>) -> Result<Response<pb::ResolveResponse>, Status> {
         let r = req.get_ref();
         let t = tenant_id(&r.tenant_id)?;
-        let event_type =
-            EventType::parse(&r.event_type).map_err(|e| invalid(e.under("event_type")))?;
+        let event_type = EventType::parse(&r.event_type).map_err(|e| invalid(e.under("event_type")))?;
         let tenant = self.tenant(&t)?;
         let endpoints = tenant
             .resolve(event_type)
@@ -371,9 +268,6 @@ impl SubscriptionService for SubscriptionsApi {
                 layout: layout_to_pb(e.layout).into(),
             })
             .collect();
-        Ok(Response::new(pb::ResolveResponse {
-            webhooks_enabled: tenant.webhooks_enabled,
-            endpoints,
-        }))
+        Ok(Response::new(pb::ResolveResponse { webhooks_enabled: tenant.webhooks_enabled, endpoints }))
     }
 }
