@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "hookline/events/v1/events.proto",
         "hookline/ingest/v1/ingest.proto",
         "hookline/subscriptions/v1/subscriptions.proto",
+        "hookline/delivery/v1/delivery.proto",
     ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);

@@ -4,22 +4,35 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    endpoint::Layout,
     event_type::EventType,
     events::StoredEvent,
-    ids::{EndpointId, EventId, TenantId},
+    ids::{DeliveryId, EndpointId, EventId, TenantId},
 };
 
 /// One (event, endpoint) pair on HOOKLINE_DISPATCH.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DispatchTask {
+    pub delivery_id: DeliveryId,
+    /// When fan-out (or a replay) created the delivery, RFC 3339 UTC.
+    pub created_at: String,
     pub endpoint_id: EndpointId,
+    /// The event's sequence in HOOKLINE_EVENTS, where Raw and Replay read it.
+    pub event_seq: u64,
+    /// For a replay: the delivery it repeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<DeliveryId>,
     pub event: StoredEvent,
 }
 
 impl DispatchTask {
-    /// `Nats-Msg-Id` of the task: fan-out redeliveries de-duplicate on it.
+    /// `Nats-Msg-Id` of the task: fan-out redeliveries of an event
+    /// de-duplicate on (event, endpoint); each replay is its own delivery.
     pub fn msg_id(&self) -> String {
-        format!("{}.{}", self.event.id, self.endpoint_id)
+        match &self.replay_of {
+            None => format!("{}.{}", self.event.id, self.endpoint_id),
+            Some(_) => self.delivery_id.to_string(),
+        }
     }
 }
 
@@ -77,7 +90,12 @@ impl ErrorKind {
 /// One attempt, as recorded on `hookline.outcomes.<tenant>.<endpoint>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptOutcome {
+    pub delivery_id: DeliveryId,
+    pub delivery_created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<DeliveryId>,
     pub event_id: EventId,
+    pub event_seq: u64,
     pub tenant_id: TenantId,
     pub endpoint_id: EndpointId,
     pub event_type: EventType,
@@ -98,11 +116,27 @@ pub struct AttemptOutcome {
     /// The first 4 KiB of the response body, lossily decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_excerpt: Option<String>,
+    /// What went on the wire, for Raw: the body is the event rendered in
+    /// `layout` (checked against `body_sha256`); header values that are
+    /// secrets read `********`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<SentRequest>,
+}
+
+/// The request of an attempt, without its body (which is re-rendered from
+/// the event, so payloads live in one place and are archived with it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentRequest {
+    pub url: String,
+    pub layout: Layout,
+    pub headers: Vec<(String, String)>,
+    /// Lower-case hex SHA-256 of the body.
+    pub body_sha256: String,
 }
 
 impl AttemptOutcome {
     /// `Nats-Msg-Id`: a re-published outcome of the same attempt is dropped.
     pub fn msg_id(&self) -> String {
-        format!("{}.{}.{}", self.event_id, self.endpoint_id, self.attempt)
+        format!("{}.{}", self.delivery_id, self.attempt)
     }
 }

@@ -90,6 +90,16 @@ prefixed_id!(
     EndpointId,
     "ep_"
 );
+prefixed_id!(
+    /// One delivery of an event to an endpoint (a replay is a new one), `dlv_…`.
+    DeliveryId,
+    "dlv_"
+);
+prefixed_id!(
+    /// A background recover job, `job_…`.
+    JobId,
+    "job_"
+);
 
 /// A tenant, chosen by the booking platform. Also a NATS subject token, so
 /// it may not hold `.`, `*`, `>` or white space.

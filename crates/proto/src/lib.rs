@@ -14,6 +14,11 @@ pub mod ingest {
         tonic::include_proto!("hookline.ingest.v1");
     }
 }
+pub mod delivery {
+    pub mod v1 {
+        tonic::include_proto!("hookline.delivery.v1");
+    }
+}
 pub mod subscriptions {
     pub mod v1 {
         tonic::include_proto!("hookline.subscriptions.v1");

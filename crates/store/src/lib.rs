@@ -4,6 +4,7 @@
 //! changes nothing and a dropped table is rebuilt on the next start.
 
 pub mod projector;
+pub mod stats;
 
 use std::time::Duration;
 
