@@ -37,6 +37,8 @@ pub const INTAKE_ALL: &str = "hookline.intake.>";
 pub const EVENTS_ALL: &str = "hookline.events.>";
 pub const CONFIG_ALL: &str = "hookline.config.>";
 pub const REJECTED_ALL: &str = "hookline.rejected.>";
+pub const OUTCOMES_ALL: &str = "hookline.outcomes.>";
+pub const DISPATCH_ALL: &str = "hookline.dispatch.>";
 
 /// JetStream's de-duplication header.
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -98,7 +100,8 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
 /// Retention settings an operator may tune.
 #[derive(Debug, Clone)]
 pub struct Retention {
-    /// How long accepted events and outcomes stay in their streams.
+    /// How long accepted events (the payloads) stay in HOOKLINE_EVENTS:
+    /// the archive age (`HOOKLINE_ARCHIVE_AFTER`).
     pub events_max_age: Duration,
 }
 
@@ -107,6 +110,10 @@ impl Default for Retention {
         Self { events_max_age: Duration::from_secs(60 * 24 * 3600) }
     }
 }
+
+/// Outcomes carry no payloads, so the log can be rebuilt long after the
+/// payloads are archived.
+pub const OUTCOMES_MAX_AGE: Duration = Duration::from_secs(400 * 24 * 3600);
 
 fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
     let base = stream::Config { name: name.to_owned(), storage: StorageType::File, ..Default::default() };
@@ -122,7 +129,8 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
         EVENTS_STREAM => stream::Config {
             subjects: vec![EVENTS_ALL.into()],
             max_age: retention.events_max_age,
-            duplicate_window: IDEMPOTENCY_WINDOW,
+            // JetStream refuses a window longer than the stream's max age.
+            duplicate_window: IDEMPOTENCY_WINDOW.min(retention.events_max_age),
             ..base
         },
         REJECTED_STREAM => stream::Config { subjects: vec![REJECTED_ALL.into()], max_age: 30 * day, ..base },
@@ -130,14 +138,12 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
             stream::Config { subjects: vec![CONFIG_ALL.into()], duplicate_window: Duration::from_secs(120), ..base }
         }
         DISPATCH_STREAM => stream::Config {
-            subjects: vec!["hookline.dispatch.>".into()],
+            subjects: vec![DISPATCH_ALL.into()],
             retention: RetentionPolicy::WorkQueue,
             duplicate_window: Duration::from_secs(600),
             ..base
         },
-        OUTCOMES_STREAM => {
-            stream::Config { subjects: vec!["hookline.outcomes.>".into()], max_age: retention.events_max_age, ..base }
-        }
+        OUTCOMES_STREAM => stream::Config { subjects: vec![OUTCOMES_ALL.into()], max_age: OUTCOMES_MAX_AGE, ..base },
         _ => unreachable!("unknown stream {name}"),
     }
 }
@@ -145,13 +151,23 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
 pub const ALL_STREAMS: [&str; 6] =
     [INTAKE_STREAM, EVENTS_STREAM, REJECTED_STREAM, CONFIG_STREAM, DISPATCH_STREAM, OUTCOMES_STREAM];
 
-/// Create every stream that is missing (existing ones are left as they are,
-/// so an operator's replicas or limits survive restarts).
+/// Create every stream that is missing. Existing streams are left as they
+/// are (an operator's replicas or limits survive restarts), except that
+/// HOOKLINE_EVENTS follows the configured archive age.
 pub async fn ensure_streams(js: &Context, retention: &Retention) -> Result<(), BusError> {
     for name in ALL_STREAMS {
-        js.get_or_create_stream(stream_config(name, retention))
-            .await
-            .map_err(|e| BusError::Stream { stream: name, message: e.to_string() })?;
+        let config = stream_config(name, retention);
+        let err = |e: &dyn std::fmt::Display| BusError::Stream { stream: name, message: e.to_string() };
+        let mut stream = js.get_or_create_stream(config.clone()).await.map_err(|e| err(&e))?;
+        if name == EVENTS_STREAM {
+            let current = stream.info().await.map_err(|e| err(&e))?.config.clone();
+            if current.max_age != config.max_age {
+                tracing::info!(stream = name, max_age = ?config.max_age, "applying HOOKLINE_ARCHIVE_AFTER to the stream");
+                let updated =
+                    stream::Config { max_age: config.max_age, duplicate_window: config.duplicate_window, ..current };
+                js.update_stream(updated).await.map_err(|e| err(&e))?;
+            }
+        }
     }
     Ok(())
 }

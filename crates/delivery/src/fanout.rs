@@ -9,7 +9,11 @@ use async_nats::jetstream::{
 };
 use futures_util::StreamExt;
 use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, dispatch_subject, header};
-use hookline_domain::{delivery::DispatchTask, events::StoredEvent, ids::EndpointId};
+use hookline_domain::{
+    delivery::DispatchTask,
+    events::StoredEvent,
+    ids::{DeliveryId, EndpointId},
+};
 use hookline_proto::subscriptions::v1::{ResolveRequest, subscription_service_client::SubscriptionServiceClient};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -116,12 +120,21 @@ async fn dispatch(js: &Context, mut resolver: SubscriptionServiceClient<Channel>
             return;
         }
     };
+    let event_seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+    let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut acks = Vec::with_capacity(endpoints.len());
     for ep in &endpoints {
         let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
             continue;
         };
-        let task = DispatchTask { endpoint_id, event: event.clone() };
+        let task = DispatchTask {
+            delivery_id: DeliveryId::generate(),
+            created_at: created_at.clone(),
+            endpoint_id,
+            event_seq,
+            replay_of: None,
+            event: event.clone(),
+        };
         let publish = PublishMessage::build()
             .payload(serde_json::to_vec(&task).expect("tasks serialise").into())
             .message_id(task.msg_id());

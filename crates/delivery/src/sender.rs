@@ -3,7 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use hookline_domain::{delivery::ErrorKind, endpoint::EndpointConfig, signing};
+use hookline_domain::{
+    delivery::ErrorKind,
+    endpoint::{EndpointConfig, Secret},
+    signing,
+};
 
 pub const USER_AGENT: &str = concat!("Hookline/", env!("CARGO_PKG_VERSION"), " (webhook sender)");
 /// Bytes of the response body kept for the delivery log.
@@ -27,6 +31,8 @@ pub fn client(request_timeout: Duration) -> reqwest::Client {
 
 #[derive(Debug)]
 pub struct AttemptResult {
+    /// Request headers as sent, secret values masked.
+    pub request_headers: Vec<(String, String)>,
     pub status_code: Option<u16>,
     pub error_kind: Option<ErrorKind>,
     pub error: Option<String>,
@@ -50,12 +56,22 @@ pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &
         .header("webhook-id", msg_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature);
+    // What Raw shows: the headers as sent, secrets redacted.
+    let mut sent = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("webhook-id".to_owned(), msg_id.to_owned()),
+        ("webhook-timestamp".to_owned(), timestamp.to_string()),
+        ("webhook-signature".to_owned(), Secret::MASK.to_owned()),
+    ];
     if let Some(h) = &endpoint.auth_header {
         let mut value =
             reqwest::header::HeaderValue::from_str(h.value().expose()).expect("auth header value checked on input");
         value.set_sensitive(true);
         request = request.header(h.name(), value);
+        sent.push((h.name().to_owned(), Secret::MASK.to_owned()));
     }
+    sent.push(("user-agent".to_owned(), USER_AGENT.to_owned()));
+    sent.push(("content-length".to_owned(), body.len().to_string()));
     let started = Instant::now();
     let outcome = request.body(body).send().await;
     let mut result = match outcome {
@@ -90,6 +106,7 @@ pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &
                 (k, _) => (k, error),
             };
             AttemptResult {
+                request_headers: Vec::new(),
                 status_code: Some(status.as_u16()),
                 error_kind,
                 error,
@@ -100,6 +117,7 @@ pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &
         Err(e) => {
             let (kind, text) = classify(&e);
             AttemptResult {
+                request_headers: Vec::new(),
                 status_code: None,
                 error_kind: Some(kind),
                 error: Some(text),
@@ -109,6 +127,7 @@ pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &
         }
     };
     result.duration = started.elapsed();
+    result.request_headers = sent;
     result
 }
 

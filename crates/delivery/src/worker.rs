@@ -11,11 +11,12 @@ use async_nats::jetstream::{
 use futures_util::StreamExt;
 use hookline_bus::{DISPATCH_STREAM, WORKERS_CONSUMER, outcomes_subject};
 use hookline_domain::{
-    delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind},
+    delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest},
     layout,
 };
 use hookline_subscriptions::Directory;
 use rand::RngExt;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -124,7 +125,8 @@ impl Worker {
             }
         };
         let event = &task.event;
-        let span = tracing::info_span!("attempt", event_id = %event.id, endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt);
+        let span = tracing::info_span!("attempt", delivery_id = %task.delivery_id, event_id = %event.id,
+            endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt);
         self.execute(msg, &task, attempt).instrument(span).await
     }
 
@@ -132,6 +134,11 @@ impl Worker {
         let event = &task.event;
         let started_at = chrono::Utc::now();
         let mut outcome = AttemptOutcome {
+            delivery_id: task.delivery_id.clone(),
+            delivery_created_at: task.created_at.clone(),
+            replay_of: task.replay_of.clone(),
+            event_seq: task.event_seq,
+            request: None,
             event_id: event.id.clone(),
             tenant_id: event.tenant_id.clone(),
             endpoint_id: task.endpoint_id.clone(),
@@ -155,7 +162,14 @@ impl Worker {
         let ack = match endpoint {
             Some(ep) if ep.enabled => {
                 let body = layout::render(event, ep.layout);
+                let body_sha256 = format!("{:x}", Sha256::digest(&body));
                 let result = sender::send(&self.http, &ep, event.id.as_str(), body).await;
+                outcome.request = Some(SentRequest {
+                    url: ep.url.as_str().to_owned(),
+                    layout: ep.layout,
+                    headers: result.request_headers.clone(),
+                    body_sha256,
+                });
                 outcome.status_code = result.status_code;
                 outcome.error_kind = result.error_kind;
                 outcome.error = result.error.clone();

@@ -75,20 +75,35 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     tasks.spawn(health_server(http, ready.clone(), nats_client.clone(), shutdown.clone()));
 
     let js = hookline_bus::jetstream(nats_client);
-    hookline_bus::ensure_streams(&js, &Retention { events_max_age: args.retention }).await?;
+    hookline_bus::ensure_streams(&js, &Retention { events_max_age: args.archive_after }).await?;
     let directory = Directory::start(&js, shutdown.clone()).await?;
 
     let mut grpc = tonic::service::Routes::default();
     let (health, health_service) = tonic_health::server::health_reporter();
-    if role.has(Role::Subscriptions) {
+    // Delivery owns Postgres: the projector (config and outcomes, one
+    // writer), the archive janitor and, with them, the log's read API.
+    let pool = if role.has(Role::Delivery) {
         let pool = hookline_store::connect(&args.database_url).await.context("HOOKLINE_DATABASE_URL")?;
         tasks.spawn({
-            let (js, shutdown) = (js.clone(), shutdown.clone());
+            let (js, pool, shutdown) = (js.clone(), pool.clone(), shutdown.clone());
             async move {
-                hookline_store::projector::run_config_projector(js, pool, shutdown).await;
+                hookline_store::projector::run(js, pool, shutdown).await;
                 Ok(())
             }
         });
+        tasks.spawn({
+            let (pool, shutdown, after, every) =
+                (pool.clone(), shutdown.clone(), args.archive_after, args.archive_interval);
+            async move {
+                hookline_store::janitor::run(pool, after, every, shutdown).await;
+                Ok(())
+            }
+        });
+        Some(pool)
+    } else {
+        None
+    };
+    if role.has(Role::Subscriptions) {
         let api = SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone());
         grpc = grpc.add_service(SubscriptionServiceServer::new(api));
         health.set_serving::<SubscriptionServiceServer<SubscriptionsApi>>().await;

@@ -39,9 +39,13 @@ pub struct ServiceArgs {
     /// Delivery attempts in flight per process.
     #[arg(long, env = "HOOKLINE_DELIVERY_CONCURRENCY", default_value_t = 256)]
     pub delivery_concurrency: usize,
-    /// How long accepted events and outcomes stay in their streams.
-    #[arg(long, env = "HOOKLINE_RETENTION", default_value = "60d", value_parser = duration)]
-    pub retention: Duration,
+    /// Age after which deliveries are archived: payloads and raw requests are
+    /// deleted (events leave HOOKLINE_EVENTS at the same age), log rows stay.
+    #[arg(long, env = "HOOKLINE_ARCHIVE_AFTER", default_value = "60d", value_parser = duration)]
+    pub archive_after: Duration,
+    /// How often the archive janitor runs.
+    #[arg(long, env = "HOOKLINE_ARCHIVE_INTERVAL", default_value = "1h", value_parser = duration)]
+    pub archive_interval: Duration,
 }
 
 impl ServiceArgs {
@@ -57,6 +61,12 @@ impl ServiceArgs {
                 "HOOKLINE_ACK_WAIT: must be longer than HOOKLINE_REQUEST_TIMEOUT ({:?}), or attempts still running are handed out twice",
                 self.request_timeout
             ));
+        }
+        if self.archive_after < Duration::from_secs(1) {
+            return Err("HOOKLINE_ARCHIVE_AFTER: must be at least 1s".into());
+        }
+        if self.archive_interval < Duration::from_millis(100) {
+            return Err("HOOKLINE_ARCHIVE_INTERVAL: must be at least 100ms".into());
         }
         if !(1..=10_000).contains(&self.delivery_concurrency) {
             return Err("HOOKLINE_DELIVERY_CONCURRENCY: must be between 1 and 10000".into());

@@ -3,6 +3,9 @@
 //! the same transaction as the rows it writes, so a redelivered event
 //! changes nothing and a dropped table is rebuilt on the next start.
 
+mod config;
+pub mod janitor;
+mod outcomes;
 pub mod projector;
 pub mod stats;
 
@@ -16,7 +19,7 @@ use sqlx::{
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Tables that are projections; if one is missing its projector starts over.
-const PROJECTION_TABLES: [&str; 2] = ["tenants", "endpoints"];
+pub const PROJECTION_TABLES: [&str; 5] = ["tenants", "endpoints", "deliveries", "attempts", "endpoint_stats_hourly"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,10 +74,18 @@ pub async fn ensure_schema(pool: &PgPool) -> Result<(), StoreError> {
         for migration in MIGRATOR.iter() {
             sqlx::raw_sql(migration.sql.clone()).execute(pool).await?;
         }
-        sqlx::query("DELETE FROM projector_offsets").execute(pool).await?;
-        for table in PROJECTION_TABLES {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("TRUNCATE {table}"))).execute(pool).await?;
-        }
+        reset_projections(pool).await?;
     }
+    Ok(())
+}
+
+/// Empty every projection and its offset in one transaction. Running
+/// projectors notice the moved offset and rebuild from sequence 1.
+pub async fn reset_projections(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("TRUNCATE {}", PROJECTION_TABLES.join(", ")))).execute(&mut *tx).await?;
+    sqlx::query("UPDATE projector_offsets SET last_seq = 0, updated_at = now()").execute(&mut *tx).await?;
+    tx.commit().await?;
+    tracing::warn!("projections reset; rebuilding from the streams");
     Ok(())
 }

@@ -1,0 +1,98 @@
+//! HOOKLINE_CONFIG → `tenants`, `endpoints`. No secrets are projected.
+
+use hookline_domain::{config::ConfigEvent, endpoint::EndpointConfig};
+use sqlx::{Postgres, Transaction};
+
+use crate::StoreError;
+
+async fn upsert_endpoint(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &str,
+    e: &EndpointConfig,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let types: Vec<String> = e.event_types.iter().map(|t| t.as_str().to_owned()).collect();
+    let layout = serde_json::to_value(e.layout).expect("layout serialises");
+    sqlx::query(
+        "INSERT INTO endpoints (id, tenant_id, url, auth_header_name, event_types, layout, enabled, description,
+                                disabled_reason, created_at, updated_at, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz, $11::timestamptz, $12)
+         ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, auth_header_name = EXCLUDED.auth_header_name,
+             event_types = EXCLUDED.event_types, layout = EXCLUDED.layout, enabled = EXCLUDED.enabled,
+             description = EXCLUDED.description, disabled_reason = EXCLUDED.disabled_reason,
+             updated_at = EXCLUDED.updated_at, version = EXCLUDED.version",
+    )
+    .bind(e.id.as_str())
+    .bind(tenant)
+    .bind(e.url.as_str())
+    .bind(e.auth_header.as_ref().map(|h| h.name().to_owned()))
+    .bind(types)
+    .bind(layout.as_str().unwrap_or("envelope").to_owned())
+    .bind(e.enabled)
+    .bind(&e.description)
+    .bind(e.disabled_reason.as_deref())
+    .bind(&e.created_at)
+    .bind(&e.updated_at)
+    .bind(seq as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Apply one config event inside the projector's batch transaction.
+pub(crate) async fn apply(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &str,
+    event: &ConfigEvent,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let q = match event {
+        ConfigEvent::TenantCreated { plan, webhooks_enabled, at, .. } => sqlx::query(
+            "INSERT INTO tenants (id, plan, webhooks_enabled, created_at, updated_at, version)
+             VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(plan.as_str())
+        .bind(*webhooks_enabled)
+        .bind(at)
+        .bind(seq as i64),
+        ConfigEvent::PlanChanged { plan, at } => {
+            sqlx::query("UPDATE tenants SET plan = $2, updated_at = $3::timestamptz, version = $4 WHERE id = $1")
+                .bind(tenant)
+                .bind(plan.as_str())
+                .bind(at)
+                .bind(seq as i64)
+        }
+        ConfigEvent::WebhooksToggled { enabled, at } => sqlx::query(
+            "UPDATE tenants SET webhooks_enabled = $2, updated_at = $3::timestamptz, version = $4 WHERE id = $1",
+        )
+        .bind(tenant)
+        .bind(*enabled)
+        .bind(at)
+        .bind(seq as i64),
+        ConfigEvent::EndpointCreated { endpoint, .. } | ConfigEvent::EndpointUpdated { endpoint, .. } => {
+            return upsert_endpoint(tx, tenant, endpoint, seq).await;
+        }
+        ConfigEvent::EndpointDeleted { endpoint_id, at } => {
+            sqlx::query("UPDATE endpoints SET deleted_at = $2::timestamptz, updated_at = $2::timestamptz, version = $3 WHERE id = $1")
+                .bind(endpoint_id.as_str())
+                .bind(at)
+                .bind(seq as i64)
+        }
+        ConfigEvent::SecretRotated { endpoint_id, at, .. } => {
+            sqlx::query("UPDATE endpoints SET updated_at = $2::timestamptz, version = $3 WHERE id = $1")
+                .bind(endpoint_id.as_str())
+                .bind(at)
+                .bind(seq as i64)
+        }
+        ConfigEvent::EndpointDisabled { endpoint_id, reason, at } => sqlx::query(
+            "UPDATE endpoints SET enabled = false, disabled_reason = $2, updated_at = $3::timestamptz, version = $4 WHERE id = $1",
+        )
+        .bind(endpoint_id.as_str())
+        .bind(reason)
+        .bind(at)
+        .bind(seq as i64),
+    };
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
