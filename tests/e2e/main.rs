@@ -5,5 +5,6 @@
 mod common;
 mod delivery;
 mod ingest;
+mod log;
 mod secrets;
 mod subscriptions;

@@ -163,6 +163,7 @@ async fn endpoint_rules_and_resolve_freshness() {
             tenant_id: "acme".into(),
             endpoint_id: ep.clone(),
             secret: String::new(),
+            grace_period_seconds: Some(0),
         })
         .await
         .unwrap()

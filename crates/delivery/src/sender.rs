@@ -49,7 +49,7 @@ impl AttemptResult {
 /// POST `body` to the endpoint, signed for `msg_id`.
 pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &str, body: Vec<u8>) -> AttemptResult {
     let timestamp = chrono::Utc::now().timestamp();
-    let signature = signing::signature_header([&endpoint.secret], msg_id, timestamp, &body);
+    let signature = signing::signature_header(endpoint.signing_secrets(chrono::Utc::now()), msg_id, timestamp, &body);
     let mut request = client
         .post(endpoint.url.as_str())
         .header("content-type", "application/json")

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     FieldError,
-    endpoint::{AuthHeader, EndpointConfig, EndpointUrl, Layout, Plan, SigningSecret},
+    endpoint::{AuthHeader, EndpointConfig, EndpointUrl, ExpiringSecret, Layout, Plan, SigningSecret},
     event_type::EventType,
     ids::{EndpointId, TenantId},
 };
@@ -32,7 +32,14 @@ pub enum ConfigEvent {
     #[serde(rename = "endpoint.deleted")]
     EndpointDeleted { endpoint_id: EndpointId, at: String },
     #[serde(rename = "endpoint.secret_rotated")]
-    SecretRotated { endpoint_id: EndpointId, secret: SigningSecret, at: String },
+    SecretRotated {
+        endpoint_id: EndpointId,
+        secret: SigningSecret,
+        /// Until when the replaced secret keeps signing (absent: not at all).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_expires_at: Option<String>,
+        at: String,
+    },
     /// Hookline (not the tenant) disabled the endpoint, e.g. after `410 Gone`.
     #[serde(rename = "endpoint.disabled")]
     EndpointDisabled { endpoint_id: EndpointId, reason: String, at: String },
@@ -92,9 +99,16 @@ impl TenantState {
             ConfigEvent::EndpointDeleted { endpoint_id, .. } => {
                 s.endpoints.remove(endpoint_id);
             }
-            ConfigEvent::SecretRotated { endpoint_id, secret, at } => {
+            ConfigEvent::SecretRotated { endpoint_id, secret, previous_expires_at, at } => {
                 if let Some(ep) = s.endpoints.get_mut(endpoint_id) {
-                    ep.secret = secret.clone();
+                    // Expired former secrets are dropped here, so the list stays short.
+                    ep.previous_secrets.retain(|p| p.expires_at.as_str() > at.as_str());
+                    if let Some(expires_at) = previous_expires_at {
+                        let old = std::mem::replace(&mut ep.secret, secret.clone());
+                        ep.previous_secrets.push(ExpiringSecret { secret: old, expires_at: expires_at.clone() });
+                    } else {
+                        ep.secret = secret.clone();
+                    }
                     ep.updated_at = at.clone();
                 }
             }
@@ -179,9 +193,11 @@ pub enum Command {
     DeleteEndpoint {
         endpoint_id: EndpointId,
     },
+    /// The old secret keeps signing for `grace` (zero: it stops at once).
     RotateSecret {
         endpoint_id: EndpointId,
         secret: Option<SigningSecret>,
+        grace: std::time::Duration,
     },
     DisableEndpoint {
         endpoint_id: EndpointId,
@@ -244,6 +260,7 @@ pub fn decide(
                 enabled,
                 description,
                 secret: SigningSecret::generate(),
+                previous_secrets: Vec::new(),
                 created_at: at.clone(),
                 updated_at: at.clone(),
                 disabled_reason: None,
@@ -284,10 +301,14 @@ pub fn decide(
             endpoint(&endpoint_id)?;
             Ok(vec![ConfigEvent::EndpointDeleted { endpoint_id, at }])
         }
-        Command::RotateSecret { endpoint_id, secret } => {
+        Command::RotateSecret { endpoint_id, secret, grace } => {
             endpoint(&endpoint_id)?;
             let secret = secret.unwrap_or_else(SigningSecret::generate);
-            Ok(vec![ConfigEvent::SecretRotated { endpoint_id, secret, at }])
+            let previous_expires_at = (!grace.is_zero()).then(|| {
+                let until = chrono::Utc::now() + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::days(7));
+                until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            });
+            Ok(vec![ConfigEvent::SecretRotated { endpoint_id, secret, previous_expires_at, at }])
         }
         Command::DisableEndpoint { endpoint_id, reason } => {
             let ep = endpoint(&endpoint_id)?;

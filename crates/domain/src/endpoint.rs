@@ -271,13 +271,33 @@ pub struct EndpointConfig {
     #[serde(default)]
     pub description: String,
     pub secret: SigningSecret,
+    /// Secrets replaced by a rotation that still sign until they expire, so
+    /// receivers can switch without missing a webhook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_secrets: Vec<ExpiringSecret>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
 }
 
+/// A former signing secret and when it stops being used (RFC 3339 UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpiringSecret {
+    pub secret: SigningSecret,
+    pub expires_at: String,
+}
+
 impl EndpointConfig {
+    /// The secrets to sign with at `now`: the current one first, then every
+    /// former one still in its grace period.
+    pub fn signing_secrets(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&SigningSecret> {
+        let live = self.previous_secrets.iter().filter(|p| {
+            chrono::DateTime::parse_from_rfc3339(&p.expires_at).is_ok_and(|t| t.with_timezone(&chrono::Utc) > now)
+        });
+        std::iter::once(&self.secret).chain(live.map(|p| &p.secret)).collect()
+    }
+
     pub fn wants(&self, event_type: EventType) -> bool {
         self.enabled && (self.event_types.is_empty() || self.event_types.contains(&event_type))
     }

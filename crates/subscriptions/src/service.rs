@@ -249,7 +249,12 @@ impl SubscriptionService for SubscriptionsApi {
         let r = req.into_inner();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
         let secret = if r.secret.is_empty() { None } else { Some(SigningSecret::parse(&r.secret).map_err(invalid)?) };
-        let tenant = self.run(&t, Command::RotateSecret { endpoint_id: e.clone(), secret }).await?;
+        let grace = match r.grace_period_seconds {
+            None => std::time::Duration::from_secs(24 * 3600),
+            Some(s) if s <= 7 * 24 * 3600 => std::time::Duration::from_secs(s.into()),
+            Some(_) => return Err(invalid(FieldError::new("grace_period_seconds", "must be at most 604800 (7 days)"))),
+        };
+        let tenant = self.run(&t, Command::RotateSecret { endpoint_id: e.clone(), secret, grace }).await?;
         let ep = tenant.endpoints.get(&e).ok_or_else(|| Status::not_found(format!("endpoint `{e}` not found")))?;
         tracing::info!(tenant = %t, endpoint = %e, "signing secret rotated");
         Ok(Response::new(pb::EndpointSecret { endpoint_id: e.to_string(), secret: ep.secret.expose().to_owned() }))
