@@ -147,6 +147,8 @@ async fn sigkill_of_delivery_with_1000_in_flight_loses_nothing() {
             .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s,2s,4s")
             .env("HOOKLINE_REQUEST_TIMEOUT", "2s")
             .env("HOOKLINE_ACK_WAIT", "3s")
+            // Not dev mode: loopback receivers must be allowed explicitly.
+            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
     };
     let subscriptions = common("subscriptions").spawn().await.unwrap();
     let ingest = common("ingest").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn().await.unwrap();

@@ -133,6 +133,8 @@ async fn dispatch(js: &Context, mut resolver: SubscriptionServiceClient<Channel>
             endpoint_id,
             event_seq,
             replay_of: None,
+            attempt: 1,
+            not_before: None,
             event: event.clone(),
         };
         let publish = PublishMessage::build()

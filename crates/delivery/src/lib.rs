@@ -12,6 +12,7 @@
 //! process memory; a task is acked only after its outcome is stored.
 
 pub mod fanout;
+pub mod guard;
 pub mod sender;
 pub mod settings;
 pub mod worker;

@@ -1,21 +1,64 @@
 //! One HTTP attempt: Standard Webhooks headers, the endpoint's auth header,
 //! no redirects, a timeout, and a classified result.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use hookline_domain::{
-    delivery::ErrorKind,
+    delivery::{ErrorKind, parse_retry_after},
     endpoint::{EndpointConfig, Secret},
     signing,
+    ssrf::AddressPolicy,
 };
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 pub const USER_AGENT: &str = concat!("Hookline/", env!("CARGO_PKG_VERSION"), " (webhook sender)");
 /// Bytes of the response body kept for the delivery log.
 pub const EXCERPT_BYTES: usize = 4096;
 
+/// Resolves host names and keeps only addresses the policy allows; the
+/// connection then goes to exactly those addresses, so a DNS answer cannot
+/// change between the check and the connect (no rebinding).
+struct GuardedResolver {
+    policy: Arc<AddressPolicy>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refusal = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| match policy.check(a.ip()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refusal = Some(e);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let why = refusal.unwrap_or_else(|| format!("{host} has no addresses"));
+                return Err(format!("{FORBIDDEN}: {why}").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Marks a refusal by the address policy in the error chain.
+const FORBIDDEN: &str = "address refused";
+
 /// Build the shared HTTP client: pooled per host, HTTP/1.1 keep-alive and
-/// HTTP/2 where offered, never following redirects, ignoring proxy settings.
-pub fn client(request_timeout: Duration) -> reqwest::Client {
+/// HTTP/2 where offered, never following redirects, ignoring proxy settings,
+/// connecting only where `policy` allows.
+pub fn client(request_timeout: Duration, policy: Arc<AddressPolicy>) -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .timeout(request_timeout)
@@ -25,12 +68,22 @@ pub fn client(request_timeout: Duration) -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
+        .dns_resolver(Arc::new(GuardedResolver { policy }))
         .build()
         .expect("HTTP client builds (is a rustls crypto provider installed?)")
 }
 
+/// IP literals never reach the resolver: check them here.
+pub fn check_literal(url: &str, policy: &AddressPolicy) -> Result<(), String> {
+    let url = reqwest::Url::parse(url).map_err(|e| format!("unusable URL: {e}"))?;
+    let ip = url.host_str().and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok());
+    ip.map_or(Ok(()), |ip| policy.check(ip))
+}
+
 #[derive(Debug)]
 pub struct AttemptResult {
+    /// `Retry-After` of a 429 or 503 answer.
+    pub retry_after: Option<Duration>,
     /// Request headers as sent, secret values masked.
     pub request_headers: Vec<(String, String)>,
     pub status_code: Option<u16>,
@@ -43,6 +96,19 @@ pub struct AttemptResult {
 impl AttemptResult {
     pub fn succeeded(&self) -> bool {
         self.error_kind.is_none()
+    }
+
+    /// Not sent: the target address is refused by policy.
+    pub fn refused(why: String) -> Self {
+        Self {
+            retry_after: None,
+            request_headers: Vec::new(),
+            status_code: None,
+            error_kind: Some(ErrorKind::ForbiddenAddress),
+            error: Some(why),
+            duration: Duration::ZERO,
+            response_excerpt: None,
+        }
     }
 }
 
@@ -105,7 +171,12 @@ pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &
                 }
                 (k, _) => (k, error),
             };
+            let retry_after = matches!(status.as_u16(), 429 | 503)
+                .then(|| response.headers().get("retry-after")?.to_str().ok())
+                .flatten()
+                .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
             AttemptResult {
+                retry_after,
                 request_headers: Vec::new(),
                 status_code: Some(status.as_u16()),
                 error_kind,
@@ -117,6 +188,7 @@ pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &
         Err(e) => {
             let (kind, text) = classify(&e);
             AttemptResult {
+                retry_after: None,
                 request_headers: Vec::new(),
                 status_code: None,
                 error_kind: Some(kind),
@@ -144,7 +216,9 @@ fn classify(e: &reqwest::Error) -> (ErrorKind, String) {
         source = s.source();
     }
     let lower = chain.to_ascii_lowercase();
-    let kind = if e.is_timeout() {
+    let kind = if chain.contains(FORBIDDEN) {
+        ErrorKind::ForbiddenAddress
+    } else if e.is_timeout() {
         ErrorKind::Timeout
     } else if lower.contains("dns error") || lower.contains("failed to lookup") || lower.contains("resolve") {
         ErrorKind::Dns

@@ -2,6 +2,10 @@
 
 use std::{str::FromStr, time::Duration};
 
+use hookline_domain::ssrf::AddressPolicy;
+
+use crate::guard::GuardSettings;
+
 /// When each attempt happens, as in the Standard Webhooks schedule
 /// "immediately, 5s, 5m, ...": the first entry is the first attempt and must
 /// be 0; attempt `n` failing schedules attempt `n + 1` after entry `n`. Its
@@ -74,6 +78,10 @@ pub struct DeliverySettings {
     pub concurrency: usize,
     /// gRPC address of the subscriptions service, for `Resolve`.
     pub subscriptions_url: String,
+    /// Per-endpoint cap and circuit breaker.
+    pub guard: GuardSettings,
+    /// Which addresses deliveries may reach.
+    pub address_policy: AddressPolicy,
 }
 
 impl Default for DeliverySettings {
@@ -84,6 +92,8 @@ impl Default for DeliverySettings {
             ack_wait: Duration::from_secs(60),
             concurrency: 256,
             subscriptions_url: "http://127.0.0.1:50051".into(),
+            guard: GuardSettings { per_endpoint: 10, breaker_threshold: 5, breaker_cooldown: Duration::from_secs(30) },
+            address_policy: AddressPolicy::default(),
         }
     }
 }

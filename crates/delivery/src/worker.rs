@@ -1,5 +1,10 @@
-//! Workers: execute dispatch tasks, record outcomes, schedule retries as
-//! JetStream redeliveries.
+//! Workers: execute dispatch tasks, record outcomes, schedule retries.
+//!
+//! A retry is a new task for the next attempt, due at `not_before`, stored
+//! with the outcome before the current task is acked; until it is due it
+//! waits in JetStream (`Nak` with the remaining delay). Tasks for a busy
+//! endpoint or an open breaker are handed back the same way, so they never
+//! use up an attempt and never wait in memory.
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,19 +14,24 @@ use async_nats::jetstream::{
     message::{Message, PublishMessage},
 };
 use futures_util::StreamExt;
-use hookline_bus::{DISPATCH_STREAM, WORKERS_CONSUMER, outcomes_subject};
+use hookline_bus::{DISPATCH_STREAM, WORKERS_CONSUMER, dispatch_subject, outcomes_subject};
 use hookline_domain::{
+    config::Command,
     delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest},
     layout,
 };
-use hookline_subscriptions::Directory;
+use hookline_subscriptions::{Commands, Directory};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{DeliverySettings, sender};
+use crate::{
+    DeliverySettings,
+    guard::{Guard, Slot, Wait},
+    sender,
+};
 
 /// How long shutdown waits for attempts in flight.
 const DRAIN: Duration = Duration::from_secs(20);
@@ -29,8 +39,10 @@ const DRAIN: Duration = Duration::from_secs(20);
 struct Worker {
     js: Context,
     directory: Directory,
+    commands: Commands,
     settings: DeliverySettings,
     http: reqwest::Client,
+    guard: Guard,
 }
 
 pub async fn run(
@@ -45,17 +57,24 @@ pub async fn run(
         WORKERS_CONSUMER,
         pull::Config {
             ack_wait: settings.ack_wait,
-            // Tasks waiting for a delayed retry count as pending: keep the cap
-            // far above any realistic backlog of failing deliveries.
+            // Deferred tasks (busy endpoint, open breaker, retry delay) are
+            // pending while they wait: keep the cap far above any backlog.
             max_ack_pending: 1_000_000,
             ..Default::default()
         },
     )
     .await?;
     let concurrency = settings.concurrency;
-    let worker = Arc::new(Worker { http: sender::client(settings.request_timeout), js, directory, settings });
+    let worker = Arc::new(Worker {
+        http: sender::client(settings.request_timeout, Arc::new(settings.address_policy.clone())),
+        commands: Commands::new(js.clone(), directory.clone()),
+        guard: Guard::new(settings.guard.clone()),
+        js,
+        directory,
+        settings,
+    });
     let permits = Arc::new(Semaphore::new(concurrency));
-    while !shutdown.is_cancelled() {
+    'pull: while !shutdown.is_cancelled() {
         let mut messages = match consumer
             .stream()
             .max_messages_per_batch(concurrency.min(500))
@@ -90,9 +109,22 @@ pub async fn run(
             };
             let worker = worker.clone();
             tokio::spawn(async move {
-                worker.attempt(msg).await;
+                worker.handle(msg).await;
                 drop(permit);
             });
+        }
+        if shutdown.is_cancelled() {
+            // Hand back what was pulled but not started, so another worker
+            // can take it now rather than after the ack wait.
+            let mut handed_back = 0;
+            while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(50), messages.next()).await {
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                handed_back += 1;
+            }
+            if handed_back > 0 {
+                tracing::info!(handed_back, "workers: returned unstarted tasks to JetStream");
+            }
+            break 'pull;
         }
     }
     if tokio::time::timeout(DRAIN, permits.acquire_many(concurrency as u32)).await.is_err() {
@@ -114,8 +146,7 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 impl Worker {
-    async fn attempt(&self, msg: Message) {
-        let attempt = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+    async fn handle(&self, msg: Message) {
         let task: DispatchTask = match serde_json::from_slice(&msg.payload) {
             Ok(t) => t,
             Err(e) => {
@@ -124,14 +155,31 @@ impl Worker {
                 return;
             }
         };
+        // A retry that is not due yet waits in JetStream.
+        if let Some(due) = task.not_before.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+            if let Ok(wait) = (due.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std() {
+                if wait > Duration::from_millis(5) {
+                    let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
+                    return;
+                }
+            }
+        }
+        let slot = match self.guard.admit(&task.endpoint_id) {
+            Ok(slot) => slot,
+            Err(Wait::Busy(d) | Wait::Open(d)) => {
+                let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
+                return;
+            }
+        };
         let event = &task.event;
         let span = tracing::info_span!("attempt", delivery_id = %task.delivery_id, event_id = %event.id,
-            endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt);
-        self.execute(msg, &task, attempt).instrument(span).await
+            endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt = task.attempt);
+        self.execute(msg, &task, slot).instrument(span).await
     }
 
-    async fn execute(&self, msg: Message, task: &DispatchTask, attempt: u32) {
+    async fn execute(&self, msg: Message, task: &DispatchTask, slot: Slot) {
         let event = &task.event;
+        let attempt = task.attempt;
         let started_at = chrono::Utc::now();
         let mut outcome = AttemptOutcome {
             delivery_id: task.delivery_id.clone(),
@@ -159,11 +207,16 @@ impl Worker {
             let _ = self.directory.catch_up().await;
             endpoint = self.directory.endpoint(&event.tenant_id, &task.endpoint_id);
         }
-        let ack = match endpoint {
+        let mut retry = None;
+        match endpoint {
             Some(ep) if ep.enabled => {
                 let body = layout::render(event, ep.layout);
                 let body_sha256 = format!("{:x}", Sha256::digest(&body));
-                let result = sender::send(&self.http, &ep, event.id.as_str(), body).await;
+                let result = match sender::check_literal(ep.url.as_str(), &self.settings.address_policy) {
+                    Ok(()) => sender::send(&self.http, &ep, event.id.as_str(), body).await,
+                    Err(why) => sender::AttemptResult::refused(why),
+                };
+                slot.finish(result.succeeded());
                 outcome.request = Some(SentRequest {
                     url: ep.url.as_str().to_owned(),
                     layout: ep.layout,
@@ -177,48 +230,76 @@ impl Worker {
                 outcome.response_excerpt = result.response_excerpt.clone();
                 if result.succeeded() {
                     outcome.state = AttemptState::Succeeded;
-                    AckKind::Ack
+                } else if result.status_code == Some(410) {
+                    outcome.state = AttemptState::Failed;
+                    outcome.error = Some("410 Gone: the endpoint was disabled".into());
+                    self.disable(task, "the endpoint answered 410 Gone").await;
                 } else if let Some(delay) = self.settings.retry_schedule.delay_after(attempt) {
-                    let delay = jitter(delay);
+                    // Retry-After is honoured up to the scheduled retry's upper bound.
+                    let delay = match result.retry_after {
+                        Some(asked) => asked.min(delay.mul_f64(1.2)),
+                        None => jitter(delay),
+                    };
+                    let due = rfc3339(chrono::Utc::now() + delay);
                     outcome.state = AttemptState::Retrying;
-                    outcome.next_attempt_at = Some(rfc3339(chrono::Utc::now() + delay));
-                    AckKind::Nak(Some(delay))
+                    outcome.next_attempt_at = Some(due.clone());
+                    retry = Some(task.retry(due));
                 } else {
                     outcome.state = AttemptState::Failed;
-                    AckKind::Term
                 }
             }
             Some(_) | None => {
+                drop(slot);
                 outcome.error_kind = Some(ErrorKind::EndpointUnavailable);
                 outcome.error =
                     Some(if endpoint.is_some() { "endpoint is disabled" } else { "endpoint was deleted" }.into());
-                AckKind::Term
             }
-        };
+        }
         tracing::info!(state = ?outcome.state, status = outcome.status_code, error_kind = outcome.error_kind.map(|k| k.as_str()),
             duration_ms = outcome.duration_ms, "attempt finished");
-        if let Err(e) = self.record(&outcome).await {
-            // Without its outcome the attempt did not happen as far as the
-            // log is concerned: let JetStream hand the task out again.
+        // The outcome and the next attempt are stored before the task is
+        // acked; a crash in between repeats the attempt, never loses it.
+        if let Err(e) = self.record(&outcome, retry.as_ref()).await {
             tracing::warn!(error = %e, "workers: outcome not stored; task will be retried");
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             return;
         }
-        if let Err(e) = msg.ack_with(ack).await {
+        if let Err(e) = msg.double_ack().await {
             tracing::warn!(error = %e, "workers: ack failed; the task may be attempted again");
         }
     }
 
-    async fn record(&self, outcome: &AttemptOutcome) -> Result<(), String> {
+    async fn disable(&self, task: &DispatchTask, reason: &str) {
+        let cmd = Command::DisableEndpoint { endpoint_id: task.endpoint_id.clone(), reason: reason.to_owned() };
+        match self.commands.execute(&task.event.tenant_id, cmd).await {
+            Ok(_) => tracing::warn!(endpoint_id = %task.endpoint_id, reason, "endpoint disabled"),
+            Err(e) => tracing::error!(endpoint_id = %task.endpoint_id, error = %e, "could not disable endpoint"),
+        }
+    }
+
+    async fn record(&self, outcome: &AttemptOutcome, retry: Option<&DispatchTask>) -> Result<(), String> {
         let publish = PublishMessage::build()
             .payload(serde_json::to_vec(outcome).expect("outcomes serialise").into())
             .message_id(outcome.msg_id());
-        self.js
+        let stored = self
+            .js
             .send_publish(outcomes_subject(outcome.tenant_id.as_str(), outcome.endpoint_id.as_str()), publish)
             .await
-            .map_err(|e| e.to_string())?
-            .await
             .map_err(|e| e.to_string())?;
+        let next = match retry {
+            Some(task) => {
+                let publish = PublishMessage::build()
+                    .payload(serde_json::to_vec(task).expect("tasks serialise").into())
+                    .message_id(task.msg_id());
+                let subject = dispatch_subject(task.event.tenant_id.as_str(), task.endpoint_id.as_str());
+                Some(self.js.send_publish(subject, publish).await.map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
+        stored.await.map_err(|e| e.to_string())?;
+        if let Some(next) = next {
+            next.await.map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 }

@@ -22,17 +22,35 @@ pub struct DispatchTask {
     /// For a replay: the delivery it repeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<DeliveryId>,
+    /// Which attempt this task is (1-based). Kept in the task, not taken from
+    /// JetStream's delivery count, so deferrals (a busy endpoint, an open
+    /// breaker) never use up retries.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// Not to be attempted before this time (RFC 3339 UTC): the retry delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
     pub event: StoredEvent,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 impl DispatchTask {
     /// `Nats-Msg-Id` of the task: fan-out redeliveries of an event
     /// de-duplicate on (event, endpoint); each replay is its own delivery.
     pub fn msg_id(&self) -> String {
-        match &self.replay_of {
-            None => format!("{}.{}", self.event.id, self.endpoint_id),
-            Some(_) => self.delivery_id.to_string(),
+        match (&self.replay_of, self.attempt) {
+            (None, 1) => format!("{}.{}", self.event.id, self.endpoint_id),
+            (_, 1) => self.delivery_id.to_string(),
+            (_, n) => format!("{}.{n}", self.delivery_id),
         }
+    }
+
+    /// The task for the next attempt, due at `not_before`.
+    pub fn retry(&self, not_before: String) -> Self {
+        Self { attempt: self.attempt + 1, not_before: Some(not_before), ..self.clone() }
     }
 }
 
@@ -70,6 +88,9 @@ pub enum ErrorKind {
     Tls,
     /// The endpoint was deleted or disabled before the attempt.
     EndpointUnavailable,
+    /// The target resolves only to addresses deliveries may not reach
+    /// (loopback, private, link-local, metadata, ...).
+    ForbiddenAddress,
 }
 
 impl ErrorKind {
@@ -83,6 +104,7 @@ impl ErrorKind {
             Self::Dns => "dns",
             Self::Tls => "tls",
             Self::EndpointUnavailable => "endpoint_unavailable",
+            Self::ForbiddenAddress => "forbidden_address",
         }
     }
 }
@@ -138,5 +160,32 @@ impl AttemptOutcome {
     /// `Nats-Msg-Id`: a re-published outcome of the same attempt is dropped.
     pub fn msg_id(&self) -> String {
         format!("{}.{}", self.delivery_id, self.attempt)
+    }
+}
+
+/// Parse a `Retry-After` value: delay seconds or an HTTP date. `None` when
+/// malformed; a date in the past is zero.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<std::time::Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs.min(365 * 24 * 3600)));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - now).to_std().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("120", now), Some(std::time::Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 7 ", now), Some(std::time::Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Sun, 29 Nov 2026 10:01:30 GMT", now), Some(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_retry_after("Sun, 29 Nov 2026 09:00:00 GMT", now), Some(std::time::Duration::ZERO));
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

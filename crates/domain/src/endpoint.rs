@@ -85,6 +85,23 @@ impl EndpointUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The host (IPv6 literals without brackets) and the port, explicit or
+    /// the scheme's.
+    pub fn host_port(&self) -> (&str, u16) {
+        let https = self.0[..8].eq_ignore_ascii_case("https://");
+        let rest = &self.0[if https { 8 } else { 7 }..];
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let default = if https { 443 } else { 80 };
+        if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').unwrap_or((v6, ""));
+            return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default));
+        }
+        match authority.split_once(':') {
+            Some((host, port)) => (host, port.parse().unwrap_or(default)),
+            None => (authority, default),
+        }
+    }
 }
 
 impl TryFrom<String> for EndpointUrl {
@@ -333,6 +350,10 @@ mod tests {
         for ok in ["https://erp.example.com/hooks", "http://127.0.0.1:8080/x?y=1", "https://[::1]:443/"] {
             EndpointUrl::parse(ok).unwrap();
         }
+        assert_eq!(EndpointUrl::parse("https://erp.example.com/h").unwrap().host_port(), ("erp.example.com", 443));
+        assert_eq!(EndpointUrl::parse("http://127.0.0.1:8080/x").unwrap().host_port(), ("127.0.0.1", 8080));
+        assert_eq!(EndpointUrl::parse("https://[::1]:8443/").unwrap().host_port(), ("::1", 8443));
+        assert_eq!(EndpointUrl::parse("HTTP://[fe80::1]").unwrap().host_port(), ("fe80::1", 80));
         for (bad, rule) in [
             ("ftp://x.example", "scheme"),
             ("https://user:pw@x.example/", "password"),

@@ -9,6 +9,7 @@
 //! * [`delivery`]: dispatch tasks and attempt outcomes.
 //! * [`signing`]: Standard Webhooks signatures.
 //! * [`layout`]: the `envelope` and `flat` bodies.
+//! * [`ssrf`]: which addresses deliveries may reach.
 //!
 //! Parse, don't validate: wire input becomes these types once, at the edge,
 //! and every error names the field and the rule it broke.
@@ -21,6 +22,7 @@ pub mod events;
 pub mod ids;
 pub mod layout;
 pub mod signing;
+pub mod ssrf;
 
 use std::fmt;
 

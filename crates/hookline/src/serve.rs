@@ -61,8 +61,12 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     if role == Role::Dev {
         args.subscriptions_url = format!("http://{}", args.grpc_addr);
     }
-    let delivery: Option<DeliverySettings> =
-        if role.has(Role::Delivery) { Some(args.delivery().map_err(anyhow::Error::msg)?) } else { None };
+    let delivery: Option<DeliverySettings> = if role.has(Role::Delivery) {
+        Some(args.delivery(role == Role::Dev).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let address_policy = args.address_policy(role == Role::Dev).map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -104,7 +108,8 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         None
     };
     if role.has(Role::Subscriptions) {
-        let api = SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone());
+        let api =
+            SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone(), address_policy);
         grpc = grpc.add_service(SubscriptionServiceServer::new(api));
         health.set_serving::<SubscriptionServiceServer<SubscriptionsApi>>().await;
     }

@@ -4,7 +4,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Args;
-use hookline_delivery::{DeliverySettings, RetrySchedule, settings::parse_duration};
+use hookline_delivery::{DeliverySettings, RetrySchedule, guard::GuardSettings, settings::parse_duration};
+use hookline_domain::ssrf::AddressPolicy;
 
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
@@ -39,6 +40,20 @@ pub struct ServiceArgs {
     /// Delivery attempts in flight per process.
     #[arg(long, env = "HOOKLINE_DELIVERY_CONCURRENCY", default_value_t = 256)]
     pub delivery_concurrency: usize,
+    /// Delivery attempts in flight per endpoint and process; a slow endpoint
+    /// holds at most this many worker slots.
+    #[arg(long, env = "HOOKLINE_ENDPOINT_CONCURRENCY", default_value_t = 10)]
+    pub endpoint_concurrency: usize,
+    /// Consecutive failed attempts that open an endpoint's circuit breaker.
+    #[arg(long, env = "HOOKLINE_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub breaker_threshold: u32,
+    /// How long an open breaker waits before letting one probe through.
+    #[arg(long, env = "HOOKLINE_BREAKER_COOLDOWN", default_value = "30s", value_parser = duration)]
+    pub breaker_cooldown: Duration,
+    /// Non-public address ranges deliveries may reach anyway, comma separated
+    /// CIDRs (e.g. `10.20.0.0/16,fd00::/8`). `hookline dev` allows everything.
+    #[arg(long, env = "HOOKLINE_DELIVERY_ALLOW_CIDRS", default_value = "")]
+    pub delivery_allow_cidrs: String,
     /// Age after which deliveries are archived: payloads and raw requests are
     /// deleted (events leave HOOKLINE_EVENTS at the same age), log rows stay.
     #[arg(long, env = "HOOKLINE_ARCHIVE_AFTER", default_value = "60d", value_parser = duration)]
@@ -49,8 +64,16 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
+    /// Where deliveries may go: everywhere in dev mode, else public
+    /// addresses plus HOOKLINE_DELIVERY_ALLOW_CIDRS.
+    pub fn address_policy(&self, dev: bool) -> Result<AddressPolicy, String> {
+        let allow = AddressPolicy::parse_allow_list(&self.delivery_allow_cidrs)
+            .map_err(|e| format!("HOOKLINE_DELIVERY_ALLOW_CIDRS: {e}"))?;
+        Ok(AddressPolicy { allow_all: dev, allow })
+    }
+
     /// Cross-field checks clap cannot express.
-    pub fn delivery(&self) -> Result<DeliverySettings, String> {
+    pub fn delivery(&self, dev: bool) -> Result<DeliverySettings, String> {
         let retry_schedule: RetrySchedule =
             self.retry_schedule.parse().map_err(|e| format!("HOOKLINE_RETRY_SCHEDULE: {e}"))?;
         if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(300) {
@@ -71,12 +94,24 @@ impl ServiceArgs {
         if !(1..=10_000).contains(&self.delivery_concurrency) {
             return Err("HOOKLINE_DELIVERY_CONCURRENCY: must be between 1 and 10000".into());
         }
+        if !(1..=self.delivery_concurrency).contains(&self.endpoint_concurrency) {
+            return Err("HOOKLINE_ENDPOINT_CONCURRENCY: must be between 1 and HOOKLINE_DELIVERY_CONCURRENCY".into());
+        }
+        if self.breaker_threshold == 0 {
+            return Err("HOOKLINE_BREAKER_THRESHOLD: must be at least 1".into());
+        }
         Ok(DeliverySettings {
             retry_schedule,
             request_timeout: self.request_timeout,
             ack_wait: self.ack_wait,
             concurrency: self.delivery_concurrency,
             subscriptions_url: self.subscriptions_url.clone(),
+            guard: GuardSettings {
+                per_endpoint: self.endpoint_concurrency,
+                breaker_threshold: self.breaker_threshold,
+                breaker_cooldown: self.breaker_cooldown,
+            },
+            address_policy: self.address_policy(dev)?,
         })
     }
 }

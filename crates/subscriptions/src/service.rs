@@ -6,6 +6,7 @@ use hookline_domain::{
     endpoint::{self, AuthHeader, EndpointConfig, EndpointUrl, Layout, Plan, Secret, SigningSecret},
     event_type::EventType,
     ids::{EndpointId, TenantId},
+    ssrf::AddressPolicy,
 };
 use hookline_proto::subscriptions::v1::{self as pb, subscription_service_server::SubscriptionService};
 use tonic::{Request, Response, Status};
@@ -16,11 +17,35 @@ use crate::{Commands, Directory, Error};
 pub struct SubscriptionsApi {
     commands: Commands,
     directory: Directory,
+    /// Endpoint URLs must resolve to addresses deliveries may reach.
+    policy: std::sync::Arc<AddressPolicy>,
 }
 
 impl SubscriptionsApi {
-    pub fn new(commands: Commands, directory: Directory) -> Self {
-        Self { commands, directory }
+    pub fn new(commands: Commands, directory: Directory, policy: AddressPolicy) -> Self {
+        Self { commands, directory, policy: policy.into() }
+    }
+
+    /// Refuse URLs whose host is, or resolves to, a non-public address
+    /// (checked again at every send, against the address actually used).
+    async fn check_target(&self, url: &EndpointUrl) -> Result<(), Status> {
+        if self.policy.allow_all {
+            return Ok(());
+        }
+        let (host, port) = url.host_port();
+        let refuse = |why: String| invalid(FieldError::new("url", why));
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return self.policy.check(ip).map_err(refuse);
+        }
+        let resolved =
+            tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::lookup_host((host, port))).await;
+        // A name that does not resolve yet is accepted; sending checks again.
+        if let Ok(Ok(addrs)) = resolved {
+            for a in addrs {
+                self.policy.check(a.ip()).map_err(|e| refuse(format!("`{host}` resolves to {e}")))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -163,8 +188,10 @@ impl SubscriptionService for SubscriptionsApi {
     async fn create_endpoint(&self, req: Request<pb::CreateEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
         let r = req.into_inner();
         let id = tenant_id(&r.tenant_id)?;
+        let target = url(&r.url)?;
+        self.check_target(&target).await?;
         let cmd = Command::CreateEndpoint {
-            url: url(&r.url)?,
+            url: target,
             auth_header: r.auth_header.as_ref().map(auth_header).transpose()?,
             event_types: event_types(&r.event_types)?,
             layout: layout(r.layout)?,
@@ -206,7 +233,13 @@ impl SubscriptionService for SubscriptionsApi {
             return Err(invalid(FieldError::new("clear_auth_header", "cannot be set together with auth_header")));
         }
         let patch = EndpointPatch {
-            url: r.url.as_deref().map(url).transpose()?,
+            url: match r.url.as_deref().map(url).transpose()? {
+                Some(u) => {
+                    self.check_target(&u).await?;
+                    Some(u)
+                }
+                None => None,
+            },
             auth_header: if r.clear_auth_header {
                 Some(None)
             } else {
