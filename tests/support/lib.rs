@@ -4,12 +4,15 @@
 //! * [`TestDb`]: a fresh database on the local Postgres, dropped afterwards.
 //! * [`Receiver`]: a loopback HTTP server that records requests and answers from a script.
 //! * [`HooklineBuilder`] / [`HooklineProc`]: the real `hookline` binary as a child process.
-//! * [`verify_standard_webhook`]: an independent Standard Webhooks verifier.
+//! * [`verify_standard_webhook`]: a Standard Webhooks verifier written from the spec,
+//!   independent of the signer under test.
+//! * [`eventually`], [`free_port`], [`http_get`], [`http_post`]: small helpers.
 
 use std::{
     collections::VecDeque,
     future::Future,
-    net::TcpListener as StdListener,
+    io::{Read as _, Write as _},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
@@ -17,53 +20,173 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use axum::{Router, body::Bytes, extract::State, http::HeaderMap, http::StatusCode, routing::post};
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, Method, StatusCode, Uri},
+};
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
+pub use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use hookline_proto::{
     ingest::v1::ingest_service_client::IngestServiceClient,
     subscriptions::v1::subscription_service_client::SubscriptionServiceClient,
 };
 use sha2::Sha256;
-use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::oneshot,
+};
 use tonic::transport::Channel;
 
-/// A port nobody listens on right now.
+// ---------------------------------------------------------------- helpers
+
+/// A loopback port nobody listens on right now (bind :0, read, release), for
+/// processes that need their address before they start.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("binding 127.0.0.1:0").port()
 }
 
+/// A fresh, randomly named directory under the system temp dir.
 fn temp_dir(prefix: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("creating a temp dir");
     dir
 }
 
-fn kill(child: &mut Child) {
+/// The last `n` lines of a log file, for error messages.
+fn tail(path: &Path, n: usize) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// SIGKILL (what `Child::kill` sends on Unix) and reap.
+fn sigkill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
 
-/// Poll `f` every 50 ms until it yields `Some`, or fail after `timeout`
-/// saying what was awaited.
+/// What an [`eventually`] probe may return: `Option<T>` or `anyhow::Result<Option<T>>`
+/// (an `Err` aborts the wait at once).
+pub trait Probe<T> {
+    /// Normalise to `Result<Option<T>>`.
+    fn into_probe(self) -> anyhow::Result<Option<T>>;
+}
+
+impl<T> Probe<T> for Option<T> {
+    fn into_probe(self) -> anyhow::Result<Option<T>> {
+        Ok(self)
+    }
+}
+
+impl<T> Probe<T> for anyhow::Result<Option<T>> {
+    fn into_probe(self) -> anyhow::Result<Option<T>> {
+        self
+    }
+}
+
+/// Poll `f` every 50 ms until it yields `Some`, failing after `timeout` with
+/// `what` in the message: asynchronous systems settle, tests must not sleep-and-hope.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
+    Fut: Future,
+    Fut::Output: Probe<T>,
 {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = f().await? {
+        if let Some(v) = f().await.into_probe()? {
             return Ok(v);
         }
-        if Instant::now() > deadline {
+        if Instant::now() >= deadline {
             bail!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// A private nats-server with JetStream; killed and its store removed on drop.
+// ------------------------------------------------------------ raw HTTP client
+
+/// `GET url` (plain `http://` only) over a raw TCP stream: (status, body).
+/// No client library, so probes and health checks stay independent of hyper's pool.
+pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    http_request("GET", url, &[], b"").await
+}
+
+/// `POST url` with extra headers and a body over a raw TCP stream: (status, body).
+pub async fn http_post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> anyhow::Result<(u16, String)> {
+    http_request("POST", url, headers, body).await
+}
+
+/// One HTTP/1.1 request on a fresh `Connection: close` stream, 10 s overall.
+pub async fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    let rest = url.strip_prefix("http://").with_context(|| format!("not an http:// URL: {url}"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    let exchange = async {
+        let mut stream = TcpStream::connect(authority).await?;
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+        if method != "GET" || !body.is_empty() {
+            head += &format!("Content-Length: {}\r\n", body.len());
+        }
+        for (k, v) in headers {
+            head += &format!("{k}: {v}\r\n");
+        }
+        head += "\r\n";
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .with_context(|| format!("{method} {url}: no answer within 10 s"))?
+        .with_context(|| format!("{method} {url}"))?;
+    parse_response(&raw).with_context(|| format!("{method} {url}: unparsable response"))
+}
+
+fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, String)> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("no end of headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no status line")?;
+    let mut body = &raw[split + 4..];
+    let mut decoded = Vec::new();
+    if head.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked")) {
+        while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+            let size = std::str::from_utf8(&body[..eol])?.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size, 16)?;
+            let start = eol + 2;
+            if size == 0 || start + size > body.len() {
+                break;
+            }
+            decoded.extend_from_slice(&body[start..start + size]);
+            body = &body[(start + size + 2).min(body.len())..];
+        }
+        body = &decoded;
+    }
+    Ok((status, String::from_utf8_lossy(body).into_owned()))
+}
+
+// ------------------------------------------------------------------- NATS
+
+const NATS_BIN: &str = "/usr/sbin/nats-server";
+
+/// A private `nats-server -js` per test, so streams and consumers never leak
+/// between tests. Killed, and its store and log removed, on drop.
 pub struct NatsServer {
     port: u16,
     dir: PathBuf,
@@ -71,55 +194,81 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
+    /// Start on a free port with a fresh store; returns once JetStream answers.
+    /// Retries on another port if the chosen one was taken meanwhile.
     pub fn start() -> anyhow::Result<Self> {
         let mut s = Self { port: free_port(), dir: temp_dir("hookline-nats"), child: None };
-        s.spawn()?;
-        Ok(s)
+        let mut attempt = 1;
+        loop {
+            match s.spawn() {
+                Ok(()) => return Ok(s),
+                Err(e) if attempt == 3 => return Err(e),
+                Err(_) => (attempt, s.port) = (attempt + 1, free_port()),
+            }
+        }
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let bin = if Path::new("/usr/sbin/nats-server").exists() { "/usr/sbin/nats-server" } else { "nats-server" };
-        let child = Command::new(bin)
+        let bin = if Path::new(NATS_BIN).exists() { NATS_BIN } else { "nats-server" };
+        let log = append(&self.log_path())?;
+        let mut child = Command::new(bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(self.dir.join("store"))
-            .arg("-l")
-            .arg(self.dir.join("nats.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .spawn()
             .context("starting nats-server (apt-get install nats-server)")?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                bail!("nats-server on port {} exited with {status}:\n{}", self.port, tail(&self.log_path(), 20));
+            }
+            if jetstream_ready(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
             if Instant::now() > deadline {
-                bail!("nats-server did not listen on {} within 10 s", self.port);
+                sigkill(&mut child);
+                bail!("nats-server on port {} not ready within 15 s:\n{}", self.port, tail(&self.log_path(), 20));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(100));
-        Ok(())
     }
 
+    /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The client port (stable across [`restart`](Self::restart)).
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.unwrap()
+    /// The server's stdout/stderr log, kept in its temp dir across restarts.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("nats.log")
     }
 
-    /// SIGKILL, no flush.
+    /// A fresh client connection; panics if the server is down.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url()))
+    }
+
+    /// A JetStream context on a fresh client.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.client().await)
+    }
+
+    /// SIGKILL: no flush, no goodbye; simulates a crash.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            kill(&mut c);
+            sigkill(&mut c);
         }
     }
 
-    /// Start again on the same port with the same store.
+    /// Kill if running, then start again on the same port with the same store.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         self.spawn()
@@ -133,66 +282,126 @@ impl Drop for NatsServer {
     }
 }
 
-/// A fresh database on the local Postgres (127.0.0.1:5432, user postgres).
+/// True once the server answers a JetStream account-info request. Raw protocol
+/// over a blocking socket: usable from sync code inside or outside a runtime.
+fn jetstream_ready(port: u16) -> bool {
+    let probe = || -> std::io::Result<bool> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        s.write_all(b"CONNECT {\"verbose\":false}\r\nSUB _probe 1\r\nPUB $JS.API.INFO _probe 0\r\n\r\n")?;
+        let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+        loop {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if text.contains("account_info_response") && text.ends_with("}\r\n") {
+                return Ok(!text.contains("\"error\""));
+            }
+        }
+    };
+    probe().unwrap_or(false)
+}
+
+// --------------------------------------------------------------- Postgres
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A fresh database per test on the local Postgres (127.0.0.1:5432, user
+/// postgres), so migrations and data never collide; dropped (FORCE) on drop.
 pub struct TestDb {
     name: String,
     url: String,
 }
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 impl TestDb {
+    /// Create `hookline_test_<random hex>`.
     pub async fn create() -> anyhow::Result<Self> {
+        use sqlx::Connection as _;
         let name = format!("hookline_test_{:016x}", rand::random::<u64>());
-        let pool = sqlx::PgPool::connect(PG_ADMIN).await.context("connecting to Postgres on 127.0.0.1:5432")?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await?;
-        pool.close().await;
+        let mut admin =
+            sqlx::PgConnection::connect(PG_ADMIN).await.context("connecting to Postgres on 127.0.0.1:5432")?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+        admin.close().await?;
         Ok(Self { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), name })
     }
 
+    /// `postgres://postgres@127.0.0.1:5432/<name>`.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A new pool on this database; panics if Postgres is unreachable.
     pub async fn pool(&self) -> sqlx::PgPool {
-        sqlx::PgPool::connect(&self.url).await.unwrap()
+        sqlx::PgPool::connect(&self.url).await.unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url))
     }
 }
 
 impl Drop for TestDb {
+    /// Best effort through `psql`: no async runtime needed in a destructor.
     fn drop(&mut self) {
         let _ = Command::new("psql")
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
             .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .env("PGCONNECT_TIMEOUT", "5")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
     }
 }
 
-/// One scripted answer of a [`Receiver`].
-#[derive(Debug, Clone, Copy)]
+// --------------------------------------------------------------- Receiver
+
+/// One scripted answer of a [`Receiver`]: status after an optional delay
+/// (a delay beyond the sender's timeout simulates a hanging endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     pub delay: Duration,
 }
 
-/// One request a [`Receiver`] got.
+impl Reply {
+    /// `status` without delay.
+    pub const fn new(status: u16) -> Self {
+        Self { status, delay: Duration::ZERO }
+    }
+}
+
+/// One request a [`Receiver`] got, recorded on arrival (before any delay, so
+/// requests the sender gave up on are still counted).
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    pub method: String,
     pub path: String,
-    /// Lower-case names.
+    /// Names lower-case, in arrival order.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub received_at: Instant,
+    /// The status this request was (or is being) answered with.
+    pub status: u16,
 }
 
 impl Recorded {
+    /// The first value of header `name` (lower-case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    /// Check the Standard Webhooks signature with `secret`.
+    /// The body parsed as JSON.
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_slice(&self.body).context("request body is not JSON")
+    }
+
+    /// Check the Standard Webhooks signature (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`) against `secret` (`whsec_…`).
     pub fn verify(&self, secret: &str) -> bool {
         match (self.header("webhook-id"), self.header("webhook-timestamp"), self.header("webhook-signature")) {
             (Some(id), Some(ts), Some(sig)) => verify_standard_webhook(secret, id, ts, &self.body, sig),
@@ -201,44 +410,49 @@ impl Recorded {
     }
 }
 
-#[derive(Default)]
 struct ReceiverState {
     script: VecDeque<Reply>,
-    default: Option<Reply>,
+    default: Reply,
     requests: Vec<Recorded>,
 }
 
-/// A loopback HTTP receiver that records every request.
+/// A real loopback HTTP endpoint (any path, any method) that records every
+/// request and answers from a script, then with a default (200).
+/// Stops accepting and closes its connections on drop.
 pub struct Receiver {
-    port: u16,
+    addr: SocketAddr,
     state: Arc<Mutex<ReceiverState>>,
-    server: tokio::task::JoinHandle<()>,
+    shutdown: Option<oneshot::Sender<()>>,
 }
 
 async fn receive(
     State(state): State<Arc<Mutex<ReceiverState>>>,
-    uri: axum::http::Uri,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
     let reply = {
         let mut s = state.lock().unwrap();
-        s.script.pop_front().or(s.default).unwrap_or(Reply { status: 200, delay: Duration::ZERO })
+        let reply = s.script.pop_front().unwrap_or(s.default);
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        s.requests.push(Recorded {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            headers,
+            body,
+            received_at: Instant::now(),
+            status: reply.status,
+        });
+        reply
     };
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let headers = headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    state.lock().unwrap().requests.push(Recorded {
-        path: uri.path().to_owned(),
-        headers,
-        body,
-        received_at: Instant::now(),
-    });
-    StatusCode::from_u16(reply.status).unwrap()
+    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl Receiver {
@@ -247,132 +461,171 @@ impl Receiver {
         Self::with_script(Vec::new()).await
     }
 
-    /// Answers with `script` in order, then 200.
+    /// Answers with `script` in arrival order, then with the default (200).
     pub async fn with_script(script: Vec<Reply>) -> Self {
-        let state = Arc::new(Mutex::new(ReceiverState { script: script.into(), ..Default::default() }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let app = Router::new().route("/{*path}", post(receive)).with_state(state.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+        let state = Arc::new(Mutex::new(ReceiverState {
+            script: script.into(),
+            default: Reply::new(200),
+            requests: Vec::new(),
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding a receiver");
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(receive).layer(DefaultBodyLimit::disable()).with_state(state.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            let _ = axum::serve(listener, app).with_graceful_shutdown(stop).await;
         });
-        Self { port, state, server }
+        Self { addr, state, shutdown: Some(tx) }
     }
 
+    /// `http://127.0.0.1:<port>/hook`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
+        format!("http://{}/hook", self.addr)
     }
 
-    /// The answer once the script is used up.
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Append replies to the script.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().script.extend(replies);
+    }
+
+    /// The status once the script is used up (keeps the default delay).
     pub fn set_default(&self, status: u16) {
-        let mut s = self.state.lock().unwrap();
-        let delay = s.default.map_or(Duration::ZERO, |d| d.delay);
-        s.default = Some(Reply { status, delay });
+        self.state.lock().unwrap().default.status = status;
     }
 
-    /// Delay every answer after the script.
+    /// Delay every answer after the script (keeps the default status).
     pub fn set_delay(&self, delay: Duration) {
-        let mut s = self.state.lock().unwrap();
-        let status = s.default.map_or(200, |d| d.status);
-        s.default = Some(Reply { status, delay });
+        self.state.lock().unwrap().default.delay = delay;
     }
 
+    /// Everything received so far, in arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// How many requests arrived.
     pub fn count(&self) -> usize {
         self.state.lock().unwrap().requests.len()
     }
 
-    /// Wait until at least `n` requests arrived; returns them all.
+    /// Wait until at least `n` requests arrived; returns them all, or fails
+    /// saying how many did arrive.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> anyhow::Result<Vec<Recorded>> {
         let what = format!("{n} requests at {}", self.url());
-        let r = eventually(timeout, &what, || async { Ok((self.count() >= n).then(|| self.requests())) }).await;
-        r.with_context(|| format!("only {} arrived", self.count()))
+        let got = eventually(timeout, &what, || async { (self.count() >= n).then(|| self.requests()) }).await;
+        got.with_context(|| format!("only {} arrived", self.count()))
     }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 }
 
-/// Standard Webhooks verification, written from the specification: HMAC-SHA256
-/// over `id.timestamp.body` keyed with the base64 part of `whsec_…`,
-/// compared with each space-separated `v1,<base64>` entry.
-pub fn verify_standard_webhook(secret: &str, msg_id: &str, timestamp: &str, body: &[u8], signatures: &str) -> bool {
+// ------------------------------------------------------ Standard Webhooks
+
+/// Standard Webhooks verification, written from the specification rather than
+/// shared with the signer: HMAC-SHA256 keyed with base64-decode(`secret` after
+/// `whsec_`) over `{msg_id}.{timestamp}.{body}`, base64 (standard) encoded, and
+/// true if any space-separated `v1,<sig>` entry of `signature_header` matches.
+pub fn verify_standard_webhook(
+    secret: &str,
+    msg_id: &str,
+    timestamp: &str,
+    body: &[u8],
+    signature_header: &str,
+) -> bool {
     let Some(key) = secret.strip_prefix("whsec_").and_then(|k| B64.decode(k).ok()) else { return false };
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
     mac.update(format!("{msg_id}.{timestamp}.").as_bytes());
     mac.update(body);
     let expected = B64.encode(mac.finalize().into_bytes());
-    signatures.split(' ').filter_map(|s| s.strip_prefix("v1,")).any(|s| s == expected)
+    signature_header.split_whitespace().filter_map(|s| s.strip_prefix("v1,")).any(|s| s == expected)
 }
 
-/// Path of the `hookline` binary: `$HOOKLINE_BIN`, else next to the test binary.
-pub fn hookline_bin() -> PathBuf {
+// --------------------------------------------------------------- hookline
+
+/// Path of the `hookline` binary: `$HOOKLINE_BIN`, else `target/<profile>/hookline`
+/// next to the test binary's `deps/` directory.
+pub fn find_hookline_bin() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("HOOKLINE_BIN") {
-        return p.into();
+        return Ok(p.into());
     }
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("hookline")).unwrap();
-    assert!(bin.exists(), "{} is missing: build it first: cargo build --bin hookline", bin.display());
-    bin
+    let exe = std::env::current_exe()?;
+    let bin = exe.parent().and_then(Path::parent).context("test binary has no grandparent dir")?.join("hookline");
+    if !bin.exists() {
+        bail!("{} is missing: build it first: cargo build --bin hookline", bin.display());
+    }
+    Ok(bin)
 }
 
-/// Minimal HTTP GET over a raw TCP stream: (status, body).
-pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no HTTP status line")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Ok((status, body))
+/// [`find_hookline_bin`], panicking with its message (for `Command::new` in tests).
+pub fn hookline_bin() -> PathBuf {
+    find_hookline_bin().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// Builds a `hookline <role>` child process.
+/// Builds a `hookline <mode>` child process with a hermetic environment:
+/// inherited `HOOKLINE_*` variables are dropped, ports are picked free.
 pub struct HooklineBuilder {
-    role: String,
+    mode: String,
     env: Vec<(String, String)>,
 }
 
 impl HooklineBuilder {
-    /// `role` is the subcommand: dev, ingest, subscriptions or delivery.
-    pub fn new(role: &str) -> Self {
-        Self { role: role.into(), env: Vec::new() }
+    /// `mode` is the subcommand: `dev`, `ingest`, `subscriptions` or `delivery`.
+    pub fn new(mode: &str) -> Self {
+        Self { mode: mode.into(), env: Vec::new() }
     }
 
+    /// Set an environment variable (the last value for a key wins).
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.into(), value.into()));
         self
     }
 
+    /// Start and wait (up to 30 s) until `GET /readyz` answers 200. Picks free
+    /// `HOOKLINE_GRPC_ADDR`/`HOOKLINE_HTTP_ADDR` unless given (and retries with new
+    /// ones if they were taken meanwhile); `HOOKLINE_LOG` defaults to `info,hookline=debug`
+    /// and `NO_COLOR` to `1`.
     pub async fn spawn(self) -> anyhow::Result<HooklineProc> {
-        let mut env = self.env;
-        for (key, value) in [
-            ("HOOKLINE_GRPC_ADDR", format!("127.0.0.1:{}", free_port())),
-            ("HOOKLINE_HTTP_ADDR", format!("127.0.0.1:{}", free_port())),
-            ("HOOKLINE_LOG", "info,hookline=debug".to_owned()),
-        ] {
-            if !env.iter().any(|(k, _)| k == key) {
-                env.push((key.into(), value));
+        const PORTS: [&str; 2] = ["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR"];
+        let auto_ports: Vec<&str> = PORTS.into_iter().filter(|p| !self.env.iter().any(|(k, _)| k == p)).collect();
+        let dir = temp_dir("hookline-proc");
+        let mut p = HooklineProc { mode: self.mode, env: self.env, log: dir.join("hookline.log"), dir, child: None };
+        p.set_default("HOOKLINE_LOG", "info,hookline=debug");
+        p.set_default("NO_COLOR", "1"); // plain text in the log file, greppable by tests
+        for attempt in 1.. {
+            for key in &auto_ports {
+                p.set(key, &format!("127.0.0.1:{}", free_port()));
+            }
+            match p.respawn().await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 && !auto_ports.is_empty() && p.tail(5).contains("in use") => {
+                    eprintln!("hookline {}: port taken, retrying: {e:#}", p.mode);
+                }
+                Err(e) => return Err(e),
             }
         }
-        let dir = temp_dir("hookline-proc");
-        let mut p = HooklineProc { role: self.role, env, log: dir.join("hookline.log"), dir, child: None };
-        p.respawn().await?;
         Ok(p)
     }
 }
 
-/// A running `hookline` process; killed on drop.
+/// A running `hookline` process with its log in a temp dir; killed on drop
+/// (which prints the log's tail if the test is panicking).
 pub struct HooklineProc {
-    role: String,
+    mode: String,
     env: Vec<(String, String)>,
     dir: PathBuf,
     log: PathBuf,
@@ -381,92 +634,129 @@ pub struct HooklineProc {
 
 impl HooklineProc {
     fn var(&self, key: &str) -> &str {
-        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap()
+        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or_default()
     }
 
+    fn set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    fn set_default(&mut self, key: &str, value: &str) {
+        if !self.env.iter().any(|(k, _)| k == key) {
+            self.set(key, value);
+        }
+    }
+
+    /// `http://<HOOKLINE_GRPC_ADDR>`.
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.var("HOOKLINE_GRPC_ADDR"))
     }
 
+    /// `http://<HOOKLINE_HTTP_ADDR>` (health and metrics).
     pub fn http_url(&self) -> String {
         format!("http://{}", self.var("HOOKLINE_HTTP_ADDR"))
     }
 
+    /// `host:port` of the health/metrics listener.
     pub fn http_addr(&self) -> String {
         self.var("HOOKLINE_HTTP_ADDR").to_owned()
     }
 
+    /// The OS process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Everything the process (and its earlier incarnations) wrote to stdout/stderr.
     pub fn log_contents(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn tail(&self) -> String {
-        let log = self.log_contents();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+    fn tail(&self, n: usize) -> String {
+        tail(&self.log, n)
     }
 
-    /// Start (again) with the same settings and ports; waits for `/readyz`.
+    /// Start (again) with the same environment and ports, appending to the same
+    /// log; kills a still-running incarnation first. Waits for `/readyz`.
     pub async fn respawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(hookline_bin())
-            .arg(&self.role)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        self.kill9();
+        let bin = find_hookline_bin()?;
+        let mut log = append(&self.log)?;
+        writeln!(log, "===== hookline {} starting =====", self.mode)?;
+        let mut cmd = Command::new(&bin);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("HOOKLINE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .arg(&self.mode)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .spawn()?;
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
         self.child = Some(child);
+        let ready = format!("{}/readyz", self.http_url());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok((200, _)) = http_get(&self.http_addr(), "/readyz").await {
+            if let Ok((200, _)) = http_get(&ready).await {
                 return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
-                bail!("hookline {} exited with {status} before ready:\n{}", self.role, self.tail());
+                self.child = None;
+                bail!("hookline {} exited with {status} before ready:\n{}", self.mode, self.tail(40));
             }
             if Instant::now() > deadline {
-                bail!("hookline {} not ready within 30 s:\n{}", self.role, self.tail());
+                self.kill9();
+                bail!("hookline {} not ready within 30 s:\n{}", self.mode, self.tail(40));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill").args([sig, &c.id().to_string()]).status();
-        }
-    }
-
-    /// SIGKILL: no graceful anything.
+    /// SIGKILL: no graceful anything; simulates a crash.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
-            kill(&mut c);
+            sigkill(&mut c);
         }
     }
 
-    /// SIGTERM: a graceful stop.
+    /// SIGTERM: ask for a graceful stop (see [`wait_exit`](Self::wait_exit)).
     pub fn terminate(&mut self) {
-        self.signal("-TERM");
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        }
     }
 
+    /// Wait up to `timeout` for the process to exit; `None` if it is still
+    /// running (or was not running).
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.as_mut()?.try_wait().ok()? {
+        loop {
+            if let Some(status) = self.child.as_mut()?.try_wait().ok()? {
                 self.child = None;
-                return Some(s);
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        None
     }
 
+    /// An ingest gRPC client on [`grpc_url`](Self::grpc_url); panics if unreachable.
     pub async fn ingest_client(&self) -> IngestServiceClient<Channel> {
-        IngestServiceClient::connect(self.grpc_url()).await.unwrap()
+        let url = self.grpc_url();
+        IngestServiceClient::connect(url.clone()).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
     }
 
+    /// A subscriptions gRPC client on [`grpc_url`](Self::grpc_url); panics if unreachable.
     pub async fn subscriptions_client(&self) -> SubscriptionServiceClient<Channel> {
-        SubscriptionServiceClient::connect(self.grpc_url()).await.unwrap()
+        let url = self.grpc_url();
+        SubscriptionServiceClient::connect(url.clone()).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
     }
 }
 
@@ -474,7 +764,7 @@ impl Drop for HooklineProc {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            eprintln!("--- hookline {} log ({}) ---\n{}", self.role, self.log.display(), self.tail());
+            eprintln!("--- hookline {} log ({}) ---\n{}", self.mode, self.log.display(), self.tail(60));
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -483,21 +773,27 @@ impl Drop for HooklineProc {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
     #[test]
     fn standard_webhooks_spec_vector() {
-        assert!(super::verify_standard_webhook(
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            "1614265330",
-            br#"{"test": 2432232314}"#,
-            "v1,bad v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
-        ));
-        assert!(!super::verify_standard_webhook(
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            "1614265331",
-            br#"{"test": 2432232314}"#,
-            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
-        ));
+        assert!(verify_standard_webhook(SECRET, ID, "1614265330", BODY, SIG));
+        assert!(verify_standard_webhook(SECRET, ID, "1614265330", BODY, &format!("v1,bad {SIG}")));
+        assert!(!verify_standard_webhook(SECRET, ID, "1614265331", BODY, SIG));
+        assert!(!verify_standard_webhook(SECRET, ID, "1614265330", BODY, &SIG.replace("v1,", "v2,")));
+        assert!(!verify_standard_webhook("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", ID, "1614265330", BODY, SIG));
+    }
+
+    #[test]
+    fn parses_plain_and_chunked_responses() {
+        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        assert_eq!(parse_response(plain).unwrap(), (200, "ok".into()));
+        let chunked = b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nnot\r\n6\r\n ready\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked).unwrap(), (503, "not ready".into()));
     }
 }
