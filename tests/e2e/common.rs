@@ -58,6 +58,13 @@ pub fn example(event_type: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
+/// The example without its idempotency key, so each publish is a new event.
+pub fn fresh(event_type: &str) -> Value {
+    let mut e = example(event_type);
+    e.as_object_mut().unwrap().remove("idempotency_key");
+    e
+}
+
 /// The example's `data` as the typed proto payload of its type.
 pub fn typed_payload(event_type: &str, data: &Value) -> P {
     fn de<T: serde::de::DeserializeOwned>(v: &Value) -> T {

@@ -63,9 +63,7 @@ async fn publish_n(s: &Stack, tenant: &str, n: usize) -> Vec<String> {
     let mut ingest = s.hookline.ingest_client().await;
     let mut ids = Vec::new();
     for _ in 0..n {
-        ids.push(
-            ingest.publish(json_request(tenant, &example("customer.updated"))).await.unwrap().into_inner().event_id,
-        );
+        ids.push(ingest.publish(json_request(tenant, &fresh("customer.updated"))).await.unwrap().into_inner().event_id);
     }
     ids
 }
@@ -317,9 +315,9 @@ async fn stats_equal_the_hand_counted_mix() {
     let (ep2, _) = endpoint(&mut subs, "acme", &second.url(), &["customer.created"], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
     for _ in 0..3 {
-        ingest.publish(json_request("acme", &example("customer.updated"))).await.unwrap();
+        ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap();
     }
-    ingest.publish(json_request("acme", &example("customer.created"))).await.unwrap();
+    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
     let mut c = delivery_client(&s).await;
     settled(&mut c, "acme", &ep, 4).await;
     settled(&mut c, "acme", &ep2, 1).await;

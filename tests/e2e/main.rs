@@ -4,6 +4,7 @@
 
 mod common;
 mod delivery;
+mod engine;
 mod ingest;
 mod log;
 mod secrets;

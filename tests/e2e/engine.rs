@@ -1,0 +1,336 @@
+//! Issue 5: status semantics, isolation, SSRF guard, graceful shutdown and
+//! scale-out, against real receivers, NATS and Postgres.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hookline_e2e::{HooklineBuilder, NatsServer, Receiver, TestDb, eventually};
+use hookline_proto::subscriptions::v1::{self as spb, PayloadLayout, Plan};
+use serde_json::json;
+use tonic::Code;
+
+use crate::common::*;
+
+/// A receiver that accepts connections and never answers; counts how many
+/// connections are open at once.
+struct BlackHole {
+    port: u16,
+    open: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (open, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (o, p) = (open.clone(), peak.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let (o, p) = (o.clone(), p.clone());
+                tokio::spawn(async move {
+                    let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(now, Ordering::SeqCst);
+                    let mut buf = [0u8; 4096];
+                    // Read and ignore until the client gives up.
+                    while let Ok(n) = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self { port, open, peak, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Answers the first request `429 Retry-After: 1`, the rest 200; raw HTTP/1.1.
+struct RateLimited {
+    port: u16,
+    times: Arc<std::sync::Mutex<Vec<Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RateLimited {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let times: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+        let t = times.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let t = t.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        // One request per read cycle: headers, then content-length bytes.
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + 4 + len {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..end + 4 + len);
+                        let first = {
+                            let mut times = t.lock().unwrap();
+                            times.push(Instant::now());
+                            times.len() == 1
+                        };
+                        let reply: &[u8] = if first {
+                            b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+                        };
+                        if sock.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, times, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+}
+
+impl Drop for RateLimited {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_disables_the_endpoint_and_retry_after_is_honoured() {
+    let s = stack_with(&[("HOOKLINE_RETRY_SCHEDULE", "0s,10s,10s")]).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    let gone = Receiver::start().await;
+    gone.set_default(410);
+    let (gone_ep, _) = endpoint(&mut subs, "acme", &gone.url(), &["customer.created"], PayloadLayout::Envelope).await;
+    let mut ingest = s.hookline.ingest_client().await;
+    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    gone.wait_for(1, Duration::from_secs(10)).await.unwrap();
+    let ep = eventually(Duration::from_secs(10), "endpoint disabled", || {
+        let mut subs = subs.clone();
+        let id = gone_ep.clone();
+        async move {
+            let e = subs.get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: id }).await?;
+            let e = e.into_inner();
+            Ok((!e.enabled).then_some(e))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ep.disabled_reason.contains("410"), "{}", ep.disabled_reason);
+    let config = read_subject(&s.nats, "HOOKLINE_CONFIG", "hookline.config.acme").await;
+    assert!(config.iter().any(|e| e["type"] == "endpoint.disabled"), "an endpoint.disabled config event");
+    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(gone.count(), 1, "no more requests after 410, not even retries");
+
+    // 429 with Retry-After: 1 is retried after about a second, not the scheduled 10 s.
+    let limited = RateLimited::start().await;
+    endpoint(&mut subs, "acme", &limited.url(), &["customer.updated"], PayloadLayout::Envelope).await;
+    ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap();
+    let times = eventually(Duration::from_secs(8), "two requests", || async {
+        let t = limited.times.lock().unwrap().clone();
+        Ok((t.len() >= 2).then_some(t))
+    })
+    .await
+    .unwrap();
+    let gap = times[1] - times[0];
+    assert!(gap >= Duration::from_millis(900) && gap < Duration::from_secs(5), "retried after {gap:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() {
+    let s = stack_with(&[
+        ("HOOKLINE_REQUEST_TIMEOUT", "3s"),
+        ("HOOKLINE_ACK_WAIT", "10s"),
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+        ("HOOKLINE_DELIVERY_CONCURRENCY", "16"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "4"),
+        ("HOOKLINE_BREAKER_COOLDOWN", "60s"),
+    ])
+    .await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    let hole = BlackHole::start().await;
+    let healthy = Receiver::start().await;
+    endpoint(&mut subs, "acme", &hole.url(), &[], PayloadLayout::Envelope).await;
+    endpoint(&mut subs, "acme", &healthy.url(), &[], PayloadLayout::Envelope).await;
+    let mut ingest = s.hookline.ingest_client().await;
+    let started = Instant::now();
+    let events = (0..100).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
+    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    healthy.wait_for(100, Duration::from_secs(20)).await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "healthy deliveries took {took:?} beside a black hole");
+    assert!(hole.peak.load(Ordering::SeqCst) <= 4, "black hole held {} slots", hole.peak.load(Ordering::SeqCst));
+    // After 4 timeouts the breaker is open: no new connections for a while.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let log = s.hookline.log_contents();
+    assert!(log.contains("circuit breaker opened"), "breaker opened");
+    assert_eq!(hole.open.load(Ordering::SeqCst), 0, "no attempts while the breaker is open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_and_loopback_targets_are_refused_outside_dev_mode() {
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    let base = |role: &str| {
+        HooklineBuilder::new(role)
+            .env("HOOKLINE_NATS_URL", &nats.url())
+            .env("HOOKLINE_DATABASE_URL", db.url())
+            .env("HOOKLINE_RETRY_SCHEDULE", "0s")
+    };
+    let subscriptions = base("subscriptions").spawn().await.unwrap();
+    let mut subs = subscriptions.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    for url in [
+        "http://127.0.0.1:8080/h",
+        "http://localhost:8080/h",
+        "http://10.0.0.7/h",
+        "http://172.20.1.1/h",
+        "http://192.168.1.10/h",
+        "http://169.254.169.254/latest/meta-data",
+        "http://100.64.1.1/h",
+        "http://[::1]/h",
+        "http://[fd00::1]/h",
+        "http://[fe80::1]/h",
+        "http://[::ffff:127.0.0.1]/h",
+        "http://0.0.0.0/h",
+        "http://224.0.0.1/h",
+    ] {
+        let err = subs
+            .create_endpoint(spb::CreateEndpointRequest {
+                tenant_id: "acme".into(),
+                url: url.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{url}");
+        assert!(
+            err.message().starts_with("url: ") && err.message().contains("public addresses"),
+            "{url}: {}",
+            err.message()
+        );
+    }
+    // Subscriptions allows loopback here, delivery does not: the send-time check refuses it.
+    let open_subs = base("subscriptions").env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8").spawn().await.unwrap();
+    let ingest = base("ingest").spawn().await.unwrap();
+    let _delivery = base("delivery").env("HOOKLINE_SUBSCRIPTIONS_URL", &open_subs.grpc_url()).spawn().await.unwrap();
+    let receiver = Receiver::start().await;
+    let mut open = open_subs.subscriptions_client().await;
+    let (ep, _) = endpoint(&mut open, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    ingest.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let outcome = eventually(Duration::from_secs(15), "refused outcome", || {
+        let (nats, subject) = (&nats, format!("hookline.outcomes.acme.{ep}"));
+        async move { Ok(read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await.into_iter().next()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcome["error_kind"], "forbidden_address", "{outcome}");
+    assert!(outcome["error"].as_str().unwrap().contains("loopback"), "{outcome}");
+    assert_eq!(receiver.count(), 0, "nothing reached the loopback receiver");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_two_delivery_processes_share_the_work() {
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    let base = |role: &str| {
+        HooklineBuilder::new(role)
+            .env("HOOKLINE_NATS_URL", &nats.url())
+            .env("HOOKLINE_DATABASE_URL", db.url())
+            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
+            .env("HOOKLINE_ACK_WAIT", "20s")
+    };
+    let subscriptions = base("subscriptions").spawn().await.unwrap();
+    let ingest = base("ingest").spawn().await.unwrap();
+    let delivery = |_: u8| base("delivery").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn();
+    let mut first = delivery(1).await.unwrap();
+    let second = delivery(2).await.unwrap();
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_millis(30));
+    let mut subs = subscriptions.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    for _ in 0..2 {
+        endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    }
+    let mut client = ingest.ingest_client().await;
+    let mut published = HashSet::new();
+    for i in 0..2 {
+        let events = (0..250)
+            .map(|j| {
+                let mut e = example("customer.updated");
+                e["idempotency_key"] = json!(format!("so-{i}-{j}"));
+                json_request("acme", &e)
+            })
+            .collect();
+        let r = client.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+        published.extend(r.into_inner().results.into_iter().map(|r| r.event_id));
+    }
+    receiver.wait_for(100, Duration::from_secs(30)).await.unwrap();
+    // A graceful stop of one process mid-flight: exits 0 quickly, hands work back.
+    first.terminate();
+    let status = first.wait_exit(Duration::from_secs(25)).await.expect("exits within the drain deadline");
+    assert!(status.success(), "exit status {status:?}");
+    let got = receiver.wait_for(1000, Duration::from_secs(60)).await.unwrap();
+    let pairs: HashSet<(String, String)> = got
+        .iter()
+        .map(|r| (r.header("webhook-id").unwrap().to_owned(), r.header("webhook-signature").unwrap().to_owned()))
+        .collect();
+    let ids: HashSet<&str> = got.iter().map(|r| r.header("webhook-id").unwrap()).collect();
+    assert_eq!(ids.len(), 500, "every event");
+    assert!(published.iter().all(|id| ids.contains(id.as_str())));
+    let duplicates = got.len() - 1000;
+    eprintln!(
+        "requests {} for 1000 deliveries; duplicates {duplicates}; distinct (id, signature) {}",
+        got.len(),
+        pairs.len()
+    );
+    assert_eq!(duplicates, 0, "a graceful stop causes no duplicate deliveries");
+    let logs = [first.log_contents(), second.log_contents()];
+    assert!(logs.iter().all(|l| l.contains("attempt finished")), "both processes delivered");
+}
