@@ -334,3 +334,150 @@ async fn sigterm_drains_and_two_delivery_processes_share_the_work() {
     let logs = [first.log_contents(), second.log_contents()];
     assert!(logs.iter().all(|l| l.contains("attempt finished")), "both processes delivered");
 }
+
+/// A real SMTP server process (tests/peers/smtp_sink.py) writing each
+/// message it accepts as JSON into a directory.
+struct SmtpSink {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl SmtpSink {
+    fn start(reject: Option<u16>) -> Self {
+        let port = hookline_e2e::free_port();
+        let dir = std::env::temp_dir().join(format!("hookline-smtp-{port}-{}", rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = format!("{}/tests/peers/smtp_sink.py", env!("CARGO_MANIFEST_DIR"));
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(&script).arg(port.to_string()).arg(&dir).stdout(std::process::Stdio::null());
+        if let Some(code) = reject {
+            cmd.args(["--reject", &code.to_string()]);
+        }
+        let child = cmd.spawn().expect("python3");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "SMTP sink did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { port, dir, child }
+    }
+
+    fn messages(&self) -> Vec<serde_json::Value> {
+        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json") && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+            })
+            .collect();
+        files.sort();
+        files.iter().map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()).collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
+    let sink = SmtpSink::start(None);
+    let rejecting = SmtpSink::start(Some(550));
+    let s = stack_with(&[("HOOKLINE_SMTP_URL", &format!("smtp://127.0.0.1:{}", sink.port))]).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    let receiver = Receiver::start().await;
+    let created = subs
+        .create_endpoint(spb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            url: receiver.url(),
+            email: "erp-inbox@example.com".into(),
+            layout: PayloadLayout::Flat.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.email, "erp-inbox@example.com");
+    let secret = subs
+        .get_endpoint_secret(spb::GetEndpointSecretRequest {
+            tenant_id: "acme".into(),
+            endpoint_id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let mut ingest = s.hookline.ingest_client().await;
+    let event_id = ingest
+        .publish(json_request("acme", &fresh("appointment.booking.created")))
+        .await
+        .unwrap()
+        .into_inner()
+        .event_id;
+    let mail = eventually(Duration::from_secs(15), "an e-mail", || async { Ok(sink.messages().into_iter().next()) })
+        .await
+        .unwrap();
+    assert_eq!(mail["rcpt_to"], json!(["erp-inbox@example.com"]));
+    let subject = mail["headers"]["subject"].as_str().unwrap();
+    assert!(subject.contains("appointment.booking.created") && subject.contains("acme"), "{subject}");
+    let text = mail["text"].as_str().unwrap();
+    let body: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert_eq!(body["type"], "appointment.booking.created");
+    assert_eq!(body["customer_email"], "anna.muster@example.com", "flat layout as chosen");
+    let attachment = &mail["attachments"][0];
+    assert_eq!(attachment["filename"], format!("{event_id}.json"));
+    assert_eq!(attachment["content_type"], "application/json");
+    assert_eq!(attachment["content"].as_str().unwrap(), text, "attachment carries the same JSON");
+    // Signed like a webhook, so the ERP can verify the e-mail too.
+    let h = &mail["headers"];
+    assert!(hookline_e2e::verify_standard_webhook(
+        &secret,
+        h["webhook-id"].as_str().unwrap(),
+        h["webhook-timestamp"].as_str().unwrap(),
+        text.as_bytes(),
+        h["webhook-signature"].as_str().unwrap(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.count(), 0, "no HTTP request for an e-mail endpoint");
+    let outcome = read_subject(&s.nats, "HOOKLINE_OUTCOMES", &format!("hookline.outcomes.acme.{}", created.id)).await;
+    assert_eq!(outcome[0]["state"], "succeeded");
+    assert_eq!(outcome[0]["status_code"], 250);
+
+    // A relay that refuses: retried like HTTP failures, with the SMTP code recorded.
+    let s2 = stack_with(&[("HOOKLINE_SMTP_URL", &format!("smtp://127.0.0.1:{}", rejecting.port))]).await;
+    let mut subs2 = s2.hookline.subscriptions_client().await;
+    tenant(&mut subs2, "acme", Plan::Basic, true).await;
+    let ep = subs2
+        .create_endpoint(spb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            url: receiver.url(),
+            email: "erp@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    s2.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let outcomes = eventually(Duration::from_secs(20), "three refused attempts", || {
+        let (nats, subject) = (&s2.nats, format!("hookline.outcomes.acme.{ep}"));
+        async move {
+            let o = read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await;
+            Ok((o.len() >= 3).then_some(o))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(outcomes.iter().all(|o| o["error_kind"] == "smtp" && o["status_code"] == 550), "{outcomes:#?}");
+    assert_eq!(outcomes[2]["state"], "failed");
+}

@@ -100,15 +100,24 @@ impl AttemptResult {
 
     /// Not sent: the target address is refused by policy.
     pub fn refused(why: String) -> Self {
+        Self::failed(ErrorKind::ForbiddenAddress, why)
+    }
+
+    pub fn failed(kind: ErrorKind, why: String) -> Self {
         Self {
             retry_after: None,
             request_headers: Vec::new(),
             status_code: None,
-            error_kind: Some(ErrorKind::ForbiddenAddress),
+            error_kind: Some(kind),
             error: Some(why),
             duration: Duration::ZERO,
             response_excerpt: None,
         }
+    }
+
+    /// The same result, marked successful.
+    pub fn accepted(self) -> Self {
+        Self { error_kind: None, error: None, ..self }
     }
 }
 

@@ -66,7 +66,7 @@ impl FromStr for RetrySchedule {
 }
 
 /// What the delivery service needs to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeliverySettings {
     pub retry_schedule: RetrySchedule,
     /// Whole-request timeout of one attempt.
@@ -82,6 +82,8 @@ pub struct DeliverySettings {
     pub guard: GuardSettings,
     /// Which addresses deliveries may reach.
     pub address_policy: AddressPolicy,
+    /// SMTP relay for e-mail endpoints; `None` when HOOKLINE_SMTP_URL is unset.
+    pub mailer: Option<crate::mailer::Mailer>,
 }
 
 impl Default for DeliverySettings {
@@ -94,6 +96,7 @@ impl Default for DeliverySettings {
             subscriptions_url: "http://127.0.0.1:50051".into(),
             guard: GuardSettings { per_endpoint: 10, breaker_threshold: 5, breaker_cooldown: Duration::from_secs(30) },
             address_policy: AddressPolicy::default(),
+            mailer: None,
         }
     }
 }

@@ -212,13 +212,23 @@ impl Worker {
             Some(ep) if ep.enabled => {
                 let body = layout::render(event, ep.layout);
                 let body_sha256 = format!("{:x}", Sha256::digest(&body));
-                let result = match sender::check_literal(ep.url.as_str(), &self.settings.address_policy) {
-                    Ok(()) => sender::send(&self.http, &ep, event.id.as_str(), body).await,
-                    Err(why) => sender::AttemptResult::refused(why),
+                let result = match (&ep.email, &self.settings.mailer) {
+                    (Some(_), Some(mailer)) => mailer.send(&ep, event, body).await,
+                    (Some(_), None) => sender::AttemptResult::failed(
+                        ErrorKind::Smtp,
+                        "this endpoint delivers by e-mail but HOOKLINE_SMTP_URL is not set".into(),
+                    ),
+                    (None, _) => match sender::check_literal(ep.url.as_str(), &self.settings.address_policy) {
+                        Ok(()) => sender::send(&self.http, &ep, event.id.as_str(), body).await,
+                        Err(why) => sender::AttemptResult::refused(why),
+                    },
                 };
                 slot.finish(result.succeeded());
                 outcome.request = Some(SentRequest {
-                    url: ep.url.as_str().to_owned(),
+                    url: match &ep.email {
+                        Some(to) => format!("mailto:{}", to.as_str()),
+                        None => ep.url.as_str().to_owned(),
+                    },
                     layout: ep.layout,
                     headers: result.request_headers.clone(),
                     body_sha256,

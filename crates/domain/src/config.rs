@@ -11,6 +11,7 @@ use crate::{
     FieldError,
     endpoint::{AuthHeader, EndpointConfig, EndpointUrl, ExpiringSecret, Layout, Plan, SigningSecret},
     event_type::EventType,
+    events::Email,
     ids::{EndpointId, TenantId},
 };
 
@@ -159,6 +160,8 @@ pub enum ConfigError {
 #[derive(Debug, Default, Clone)]
 pub struct EndpointPatch {
     pub url: Option<EndpointUrl>,
+    /// `Some(None)` removes the e-mail target (back to HTTP).
+    pub email: Option<Option<Email>>,
     /// `Some(None)` removes the header.
     pub auth_header: Option<Option<AuthHeader>>,
     pub event_types: Option<Vec<EventType>>,
@@ -180,6 +183,7 @@ pub enum Command {
     },
     CreateEndpoint {
         url: EndpointUrl,
+        email: Option<Email>,
         auth_header: Option<AuthHeader>,
         event_types: Vec<EventType>,
         layout: Layout,
@@ -246,7 +250,7 @@ pub fn decide(
             }
             Ok(events)
         }
-        Command::CreateEndpoint { url, auth_header, event_types, layout, enabled, description } => {
+        Command::CreateEndpoint { url, email, auth_header, event_types, layout, enabled, description } => {
             let limit = state.endpoint_limit();
             if state.endpoints.len() >= limit {
                 return Err(ConfigError::PlanLimit { plan: state.plan.as_str(), limit });
@@ -254,6 +258,7 @@ pub fn decide(
             let endpoint = EndpointConfig {
                 id: EndpointId::generate(),
                 url,
+                email,
                 auth_header,
                 event_types,
                 layout,
@@ -272,6 +277,9 @@ pub fn decide(
             let before = ep.clone();
             if let Some(url) = patch.url {
                 ep.url = url;
+            }
+            if let Some(email) = patch.email {
+                ep.email = email;
             }
             if let Some(h) = patch.auth_header {
                 ep.auth_header = h;
@@ -331,6 +339,7 @@ mod tests {
     fn create_endpoint() -> Command {
         Command::CreateEndpoint {
             url: EndpointUrl::parse("https://erp.example.com/h").unwrap(),
+            email: None,
             auth_header: None,
             event_types: vec![],
             layout: Layout::Envelope,

@@ -91,6 +91,8 @@ pub enum ErrorKind {
     /// The target resolves only to addresses deliveries may not reach
     /// (loopback, private, link-local, metadata, ...).
     ForbiddenAddress,
+    /// The SMTP relay refused or failed the e-mail (`status_code` holds its reply code).
+    Smtp,
 }
 
 impl ErrorKind {
@@ -105,6 +107,7 @@ impl ErrorKind {
             Self::Tls => "tls",
             Self::EndpointUnavailable => "endpoint_unavailable",
             Self::ForbiddenAddress => "forbidden_address",
+            Self::Smtp => "smtp",
         }
     }
 }

@@ -277,6 +277,9 @@ impl From<SigningSecret> for String {
 pub struct EndpointConfig {
     pub id: EndpointId,
     pub url: EndpointUrl,
+    /// When set, deliveries go to this address by e-mail and no HTTP request is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<crate::events::Email>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_header: Option<AuthHeader>,
     /// Subscribed types; empty means all.

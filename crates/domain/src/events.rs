@@ -115,6 +115,12 @@ checked_string!(
     }
 );
 
+impl Email {
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        Self::try_from(s.to_owned()).map_err(|rule| FieldError::new("email", rule))
+    }
+}
+
 impl Timestamp {
     pub fn parsed(&self) -> chrono::DateTime<chrono::FixedOffset> {
         chrono::DateTime::parse_from_rfc3339(&self.0).expect("checked on construction")

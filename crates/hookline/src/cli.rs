@@ -1,11 +1,15 @@
 //! Operator commands. Each talks gRPC to a running Hookline and prints a
 //! short human summary, or the full result as JSON with `--json`.
 
-use std::io::Read;
+use std::{
+    io::{IsTerminal, Read, Write},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use hookline_proto::{
+    delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient},
     ingest::v1::{self as ipb, ingest_service_client::IngestServiceClient},
     subscriptions::v1::{self as spb, subscription_service_client::SubscriptionServiceClient},
 };
@@ -23,6 +27,9 @@ pub struct ClientArgs {
     /// gRPC URL of the ingest service.
     #[arg(long, global = true, env = "HOOKLINE_INGEST_URL", default_value = "http://127.0.0.1:50051")]
     pub ingest_url: String,
+    /// gRPC URL of the delivery service (delivery log, statistics, projections).
+    #[arg(long, global = true, env = "HOOKLINE_DELIVERY_URL", default_value = "http://127.0.0.1:50051")]
+    pub delivery_url: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -105,6 +112,9 @@ pub struct EndpointFields {
     /// Free text.
     #[arg(long)]
     description: Option<String>,
+    /// Deliver by e-mail to this address instead of POSTing (`""` on update: back to HTTP).
+    #[arg(long)]
+    email: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,12 +150,25 @@ pub enum EndpointCmd {
     Delete { tenant: String, endpoint: String },
     /// Print the endpoint's signing secret.
     Secret { tenant: String, endpoint: String },
-    /// Replace the signing secret (generated unless given).
+    /// Replace the signing secret (generated unless given); the old one keeps
+    /// signing beside it for the grace period.
     RotateSecret {
         tenant: String,
         endpoint: String,
         #[arg(long)]
         secret: Option<String>,
+        /// Seconds the old secret keeps signing (default 86400; 0 = stop at once).
+        #[arg(long)]
+        grace_period: Option<u32>,
+    },
+    /// Replay every failed delivery created since a time, as a background
+    /// job; shows its progress until it ends.
+    Recover {
+        tenant: String,
+        endpoint: String,
+        /// Failed deliveries created at or after this, RFC 3339.
+        #[arg(long)]
+        since: String,
     },
 }
 
@@ -270,6 +293,9 @@ pub async fn tenant(args: &ClientArgs, cmd: TenantCmd) -> anyhow::Result<()> {
 }
 
 pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()> {
+    if let EndpointCmd::Recover { tenant, endpoint, since } = cmd {
+        return recover(args, tenant, endpoint, since).await;
+    }
     let mut c = subscriptions(args).await?;
     let show = |e: &spb::Endpoint| print(args.json, endpoint_json(e), endpoint_line(e));
     match cmd {
@@ -283,6 +309,7 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                     layout: fields.layout.map(|l| spb::PayloadLayout::from(l).into()).unwrap_or_default(),
                     disabled,
                     description: fields.description.unwrap_or_default(),
+                    email: fields.email.unwrap_or_default(),
                 })
                 .await
                 .map_err(status)?
@@ -327,6 +354,7 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                         None
                     },
                     description: fields.description,
+                    email: fields.email,
                 })
                 .await
                 .map_err(status)?
@@ -347,18 +375,20 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                 .into_inner();
             print(args.json, json!({"endpoint_id": s.endpoint_id, "secret": s.secret}), s.secret.clone());
         }
-        EndpointCmd::RotateSecret { tenant, endpoint, secret } => {
+        EndpointCmd::RotateSecret { tenant, endpoint, secret, grace_period } => {
             let s = c
                 .rotate_endpoint_secret(spb::RotateEndpointSecretRequest {
                     tenant_id: tenant,
                     endpoint_id: endpoint,
                     secret: secret.unwrap_or_default(),
+                    grace_period_seconds: grace_period,
                 })
                 .await
                 .map_err(status)?
                 .into_inner();
             print(args.json, json!({"endpoint_id": s.endpoint_id, "secret": s.secret}), s.secret.clone());
         }
+        EndpointCmd::Recover { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -413,5 +443,459 @@ pub async fn publish(args: &ClientArgs, tenant: String, file: String) -> anyhow:
         .collect::<Vec<_>>()
         .join("\n");
     print(args.json, value, human);
+    Ok(())
+}
+
+// ------------------------------------------------------------ delivery log
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StateArg {
+    Succeeded,
+    Failing,
+    Failed,
+    Archived,
+}
+
+impl From<StateArg> for dpb::DeliveryState {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::Succeeded => dpb::DeliveryState::Succeeded,
+            StateArg::Failing => dpb::DeliveryState::Failing,
+            StateArg::Failed => dpb::DeliveryState::Failed,
+            StateArg::Archived => dpb::DeliveryState::Archived,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WindowArg {
+    #[value(name = "24h")]
+    Day,
+    #[value(name = "7d")]
+    Week,
+    #[value(name = "30d")]
+    Month,
+}
+
+impl From<WindowArg> for dpb::StatsWindow {
+    fn from(w: WindowArg) -> Self {
+        match w {
+            WindowArg::Day => dpb::StatsWindow::Last24h,
+            WindowArg::Week => dpb::StatsWindow::Last7d,
+            WindowArg::Month => dpb::StatsWindow::Last30d,
+        }
+    }
+}
+
+/// `hookline delivery <verb>`; without a verb, `hookline delivery` runs the
+/// delivery service, so each verb carries its own client options.
+#[derive(Debug, Subcommand)]
+pub enum DeliveryCmd {
+    /// List an endpoint's deliveries, newest first.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        endpoint: String,
+        /// Only deliveries in this state (repeat for several).
+        #[arg(long, value_enum)]
+        state: Vec<StateArg>,
+        /// Only this event type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Created at or after, RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+        /// Created before, RFC 3339.
+        #[arg(long)]
+        until: Option<String>,
+        /// `true`: only replays; `false`: only originals.
+        #[arg(long)]
+        replayed: Option<bool>,
+        /// Rows per page (1-200, default 50).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The next-page token a previous list printed.
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Show one delivery with every attempt.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        delivery: String,
+    },
+    /// Print the exact request of an attempt (secrets redacted), body included.
+    Raw {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        delivery: String,
+        /// Attempt number (default: the last).
+        #[arg(long)]
+        attempt: Option<u32>,
+    },
+    /// Write the delivered body, byte for byte, to a file.
+    Download {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        delivery: String,
+        /// Output file (default `<delivery>.json`).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Send the same event to the same endpoint again, as a new delivery.
+    Replay {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        delivery: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Drop every projection and rebuild it from the streams; shows progress until caught up.
+    RebuildProjections,
+    /// How far each projector is behind its stream.
+    Projections,
+}
+
+async fn deliveries(args: &ClientArgs) -> anyhow::Result<DeliveryServiceClient<Channel>> {
+    DeliveryServiceClient::connect(args.delivery_url.clone())
+        .await
+        .with_context(|| format!("cannot reach the delivery service at {} (HOOKLINE_DELIVERY_URL)", args.delivery_url))
+}
+
+fn state_label(s: i32) -> &'static str {
+    match dpb::DeliveryState::try_from(s) {
+        Ok(dpb::DeliveryState::Succeeded) => "succeeded",
+        Ok(dpb::DeliveryState::Failing) => "failing",
+        Ok(dpb::DeliveryState::Failed) => "failed",
+        Ok(dpb::DeliveryState::Archived) => "archived",
+        _ => "unspecified",
+    }
+}
+
+fn delivery_json(d: &dpb::Delivery) -> Value {
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    json!({"id": d.id, "event_id": d.event_id, "event_type": d.event_type, "endpoint_id": d.endpoint_id,
+        "created_at": d.created_at, "last_attempt_at": d.last_attempt_at, "attempt_count": d.attempt_count,
+        "last_status_code": (d.last_status_code != 0).then_some(d.last_status_code),
+        "last_error_kind": opt(&d.last_error_kind), "state": state_label(d.state), "replay_of": opt(&d.replay_of),
+        "replay_count": d.replay_count, "archived_at": opt(&d.archived_at)})
+}
+
+/// `id  created  state  attempts  last result  replay label`.
+fn delivery_line(d: &dpb::Delivery) -> String {
+    let last = match (d.last_status_code, d.last_error_kind.as_str()) {
+        (0, "") => "-".to_owned(),
+        (0, kind) => kind.to_owned(),
+        (code, _) => code.to_string(),
+    };
+    let mut labels = Vec::new();
+    if !d.replay_of.is_empty() {
+        labels.push(format!("replay of {}", d.replay_of));
+    }
+    if d.replay_count > 0 {
+        labels.push(format!("replayed {}×", d.replay_count));
+    }
+    format!(
+        "{}  {}  {:<9}  {:>2} attempt{}  {:<18}  {}",
+        d.id,
+        d.created_at,
+        state_label(d.state),
+        d.attempt_count,
+        if d.attempt_count == 1 { " " } else { "s" },
+        last,
+        labels.join(", ")
+    )
+    .trim_end()
+    .to_owned()
+}
+
+fn attempt_json(a: &dpb::Attempt) -> Value {
+    json!({"number": a.number, "started_at": a.started_at, "duration_ms": a.duration_ms,
+        "status_code": (a.status_code != 0).then_some(a.status_code), "error_kind": (!a.error_kind.is_empty()).then_some(&a.error_kind),
+        "error": (!a.error.is_empty()).then_some(&a.error), "outcome": a.outcome, "response_excerpt": a.response_excerpt})
+}
+
+fn attempt_line(a: &dpb::Attempt) -> String {
+    let result = if a.status_code != 0 { a.status_code.to_string() } else { a.error_kind.clone() };
+    let error = if a.error.is_empty() { String::new() } else { format!("  {}", a.error) };
+    format!("  #{:<2} {}  {:>6} ms  {:<18}  {}{error}", a.number, a.started_at, a.duration_ms, result, a.outcome)
+}
+
+fn raw_json(r: &dpb::RawRequest) -> Value {
+    json!({"attempt": r.attempt, "method": r.method, "url": r.url,
+        "headers": r.headers.iter().map(|h| json!({"name": h.name, "value": h.value})).collect::<Vec<_>>(),
+        "body": String::from_utf8_lossy(&r.body)})
+}
+
+pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
+    match cmd {
+        DeliveryCmd::List {
+            client,
+            tenant,
+            endpoint,
+            state,
+            event_type,
+            since,
+            until,
+            replayed,
+            limit,
+            page_token,
+        } => {
+            let page = deliveries(&client)
+                .await?
+                .list_deliveries(dpb::ListDeliveriesRequest {
+                    tenant_id: tenant,
+                    endpoint_id: endpoint,
+                    states: state.into_iter().map(|s| dpb::DeliveryState::from(s).into()).collect(),
+                    event_type: event_type.unwrap_or_default(),
+                    created_after: since.unwrap_or_default(),
+                    created_before: until.unwrap_or_default(),
+                    replayed,
+                    page_size: limit.unwrap_or_default(),
+                    page_token: page_token.unwrap_or_default(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let value = json!({"deliveries": page.deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
+                "next_page_token": (!page.next_page_token.is_empty()).then_some(&page.next_page_token)});
+            let mut lines: Vec<String> = page.deliveries.iter().map(delivery_line).collect();
+            if lines.is_empty() {
+                lines.push("no deliveries".into());
+            }
+            if !page.next_page_token.is_empty() {
+                lines.push(format!("more: --page-token {}", page.next_page_token));
+            }
+            print(client.json, value, lines.join("\n"));
+        }
+        DeliveryCmd::Get { client, tenant, delivery } => {
+            let d = deliveries(&client)
+                .await?
+                .get_delivery(dpb::GetDeliveryRequest { tenant_id: tenant, delivery_id: delivery })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let row = d.delivery.unwrap_or_default();
+            let value = json!({"delivery": delivery_json(&row), "attempts": d.attempts.iter().map(attempt_json).collect::<Vec<_>>()});
+            let human = std::iter::once(format!("{}  {}  {}", delivery_line(&row), row.event_id, row.event_type))
+                .chain(d.attempts.iter().map(attempt_line))
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(client.json, value, human);
+        }
+        DeliveryCmd::Raw { client, tenant, delivery, attempt } => {
+            let r = deliveries(&client)
+                .await?
+                .get_delivery_raw(dpb::GetDeliveryRawRequest {
+                    tenant_id: tenant,
+                    delivery_id: delivery,
+                    attempt: attempt.unwrap_or_default(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let headers: String = r.headers.iter().map(|h| format!("{}: {}\n", h.name, h.value)).collect();
+            let human = format!("{} {}\n{headers}\n{}", r.method, r.url, String::from_utf8_lossy(&r.body));
+            print(client.json, raw_json(&r), human);
+        }
+        DeliveryCmd::Download { client, tenant, delivery, output } => {
+            let path = output.unwrap_or_else(|| format!("{delivery}.json").into());
+            let r = deliveries(&client)
+                .await?
+                .get_delivery_raw(dpb::GetDeliveryRawRequest { tenant_id: tenant, delivery_id: delivery, attempt: 0 })
+                .await
+                .map_err(status)?
+                .into_inner();
+            std::fs::write(&path, &r.body).with_context(|| format!("writing {}", path.display()))?;
+            let shown = path.display().to_string();
+            print(client.json, json!({"path": shown, "bytes": r.body.len()}), shown.clone());
+        }
+        DeliveryCmd::Replay { client, tenant, delivery } => {
+            let r = deliveries(&client)
+                .await?
+                .replay_delivery(dpb::ReplayDeliveryRequest { tenant_id: tenant, delivery_id: delivery })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let human = format!("queued {} (replay of {})", r.delivery_id, r.replay_of);
+            print(client.json, json!({"delivery_id": r.delivery_id, "replay_of": r.replay_of}), human);
+        }
+    }
+    Ok(())
+}
+
+/// How often long-running commands poll.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Redraw `\r[#####.....] done/total` on stderr when it is a terminal.
+fn progress(done: u64, total: u64) {
+    let mut err = std::io::stderr();
+    if !err.is_terminal() {
+        return;
+    }
+    const WIDTH: u64 = 30;
+    let filled = if total == 0 { WIDTH } else { (done.min(total) * WIDTH) / total } as usize;
+    let _ = write!(err, "\r[{}{}] {done}/{total}", "#".repeat(filled), ".".repeat(WIDTH as usize - filled));
+    let _ = err.flush();
+}
+
+fn progress_end() {
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+}
+
+fn job_json(j: &dpb::RecoverJob) -> Value {
+    json!({"id": j.id, "endpoint_id": j.endpoint_id, "since": j.since, "total": j.total, "done": j.done,
+        "state": j.state, "error": (!j.error.is_empty()).then_some(&j.error)})
+}
+
+/// `hookline endpoint recover`: start the job, follow it to its end.
+async fn recover(args: &ClientArgs, tenant: String, endpoint: String, since: String) -> anyhow::Result<()> {
+    let mut c = deliveries(args).await?;
+    let mut job = c
+        .recover_endpoint(dpb::RecoverEndpointRequest { tenant_id: tenant.clone(), endpoint_id: endpoint, since })
+        .await
+        .map_err(status)?
+        .into_inner();
+    while job.state == "running" {
+        progress(job.done.into(), job.total.into());
+        tokio::time::sleep(POLL).await;
+        job = c
+            .get_recover_job(dpb::GetRecoverJobRequest { tenant_id: tenant.clone(), job_id: job.id.clone() })
+            .await
+            .map_err(status)?
+            .into_inner();
+    }
+    progress(job.done.into(), job.total.into());
+    progress_end();
+    let note = if job.error.is_empty() { String::new() } else { format!(" ({})", job.error) };
+    let human = format!("job {} {}: {}/{} replays queued{note}", job.id, job.state, job.done, job.total);
+    print(args.json, job_json(&job), human);
+    if job.state == "failed" {
+        anyhow::bail!("recover job {} failed: {}", job.id, job.error);
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ statistics
+
+fn stats_json(s: &dpb::Stats) -> Value {
+    json!({"endpoint_id": (!s.endpoint_id.is_empty()).then_some(&s.endpoint_id), "attempts": s.attempts,
+        "accepted": s.accepted, "not_accepted": s.not_accepted, "status_2xx": s.status_2xx, "status_3xx": s.status_3xx,
+        "status_4xx": s.status_4xx, "status_5xx": s.status_5xx,
+        "errors": s.errors.iter().map(|e| (e.kind.clone(), json!(e.count))).collect::<serde_json::Map<_, _>>(),
+        "success_rate": s.success_rate, "latency_p50_ms": s.latency_p50_ms, "latency_p95_ms": s.latency_p95_ms,
+        "latency_p99_ms": s.latency_p99_ms})
+}
+
+fn stats_line(name: &str, s: &dpb::Stats) -> String {
+    let errors: Vec<String> = s.errors.iter().map(|e| format!("{} {}", e.kind, e.count)).collect();
+    format!(
+        "{name}  {} attempts  {} accepted ({:.1}%)  2xx {} 3xx {} 4xx {} 5xx {}  p50 {} ms  p95 {} ms  p99 {} ms{}",
+        s.attempts,
+        s.accepted,
+        s.success_rate * 100.0,
+        s.status_2xx,
+        s.status_3xx,
+        s.status_4xx,
+        s.status_5xx,
+        s.latency_p50_ms,
+        s.latency_p95_ms,
+        s.latency_p99_ms,
+        if errors.is_empty() { String::new() } else { format!("  errors: {}", errors.join(", ")) }
+    )
+}
+
+/// `hookline stats --tenant <t> [<endpoint>]`: one endpoint, or the tenant
+/// total with a line per endpoint.
+pub async fn stats(
+    args: &ClientArgs,
+    tenant: String,
+    endpoint: Option<String>,
+    window: WindowArg,
+) -> anyhow::Result<()> {
+    let mut c = deliveries(args).await?;
+    let window = dpb::StatsWindow::from(window).into();
+    match endpoint {
+        Some(endpoint) => {
+            let s = c
+                .get_endpoint_stats(dpb::GetEndpointStatsRequest { tenant_id: tenant, endpoint_id: endpoint, window })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print(args.json, stats_json(&s), stats_line(&s.endpoint_id, &s));
+        }
+        None => {
+            let t = c
+                .get_tenant_stats(dpb::GetTenantStatsRequest { tenant_id: tenant, window })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let total = t.total.unwrap_or_default();
+            let value = json!({"total": stats_json(&total), "endpoints": t.endpoints.iter().map(stats_json).collect::<Vec<_>>()});
+            let human = std::iter::once(stats_line("total", &total))
+                .chain(t.endpoints.iter().map(|s| stats_line(&s.endpoint_id, s)))
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(args.json, value, human);
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ admin
+
+fn projections_json(p: &dpb::ProjectionStatus) -> Value {
+    Value::Array(
+        p.projectors
+            .iter()
+            .map(|s| {
+                json!({"projector": s.projector, "applied_sequence": s.applied_sequence,
+                "stream_sequence": s.stream_sequence, "lag": s.lag})
+            })
+            .collect(),
+    )
+}
+
+fn projections_human(p: &dpb::ProjectionStatus) -> String {
+    p.projectors
+        .iter()
+        .map(|s| format!("{:<9}  applied {}/{}  lag {}", s.projector, s.applied_sequence, s.stream_sequence, s.lag))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub async fn admin(args: &ClientArgs, cmd: AdminCmd) -> anyhow::Result<()> {
+    let mut c = deliveries(args).await?;
+    let mut st = match cmd {
+        AdminCmd::Projections => {
+            let st = c.get_projection_status(dpb::GetProjectionStatusRequest {}).await.map_err(status)?.into_inner();
+            print(args.json, projections_json(&st), projections_human(&st));
+            return Ok(());
+        }
+        AdminCmd::RebuildProjections => {
+            c.rebuild_projections(dpb::RebuildProjectionsRequest {}).await.map_err(status)?.into_inner()
+        }
+    };
+    loop {
+        let (applied, total) =
+            st.projectors.iter().fold((0, 0), |(a, t), p| (a + p.applied_sequence, t + p.stream_sequence));
+        progress(applied.min(total), total);
+        if st.projectors.iter().all(|p| p.lag == 0) {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+        st = c.get_projection_status(dpb::GetProjectionStatusRequest {}).await.map_err(status)?.into_inner();
+    }
+    progress_end();
+    print(args.json, projections_json(&st), format!("projections rebuilt\n{}", projections_human(&st)));
     Ok(())
 }

@@ -28,8 +28,14 @@ enum Command {
     Ingest(settings::ServiceArgs),
     /// Run the subscriptions service alone (gRPC SubscriptionService + projections).
     Subscriptions(settings::ServiceArgs),
-    /// Run the delivery service alone (fan-out + workers).
-    Delivery(settings::ServiceArgs),
+    /// Run the delivery service alone (fan-out, workers, projections and the
+    /// delivery log API); with a verb, read the delivery log.
+    Delivery {
+        #[command(flatten)]
+        service: settings::ServiceArgs,
+        #[command(subcommand)]
+        cmd: Option<cli::DeliveryCmd>,
+    },
     /// Manage tenants.
     Tenant {
         #[command(flatten)]
@@ -43,6 +49,26 @@ enum Command {
         client: cli::ClientArgs,
         #[command(subcommand)]
         cmd: cli::EndpointCmd,
+    },
+    /// Attempt statistics of an endpoint, or of a whole tenant.
+    Stats {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Endpoint id; without it, the tenant total and one line per endpoint.
+        endpoint: Option<String>,
+        /// Window ending now.
+        #[arg(long, value_enum, default_value = "24h")]
+        window: cli::WindowArg,
+    },
+    /// Projection maintenance.
+    Admin {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: cli::AdminCmd,
     },
     /// Publish a JSON event (or a JSON array of events) from a file or `-` (stdin).
     Publish {
@@ -75,10 +101,15 @@ async fn main() -> std::process::ExitCode {
         Command::Dev(a) => serve::run(serve::Role::Dev, a, serve::shutdown_signal()).await,
         Command::Ingest(a) => serve::run(serve::Role::Ingest, a, serve::shutdown_signal()).await,
         Command::Subscriptions(a) => serve::run(serve::Role::Subscriptions, a, serve::shutdown_signal()).await,
-        Command::Delivery(a) => serve::run(serve::Role::Delivery, a, serve::shutdown_signal()).await,
+        Command::Delivery { service, cmd: None } => {
+            serve::run(serve::Role::Delivery, service, serve::shutdown_signal()).await
+        }
+        Command::Delivery { cmd: Some(cmd), .. } => cli::delivery(cmd).await,
         Command::Tenant { client, cmd } => cli::tenant(&client, cmd).await,
         Command::Endpoint { client, cmd } => cli::endpoint(&client, cmd).await,
         Command::Publish { client, tenant, file } => cli::publish(&client, tenant, file).await,
+        Command::Stats { client, tenant, endpoint, window } => cli::stats(&client, tenant, endpoint, window).await,
+        Command::Admin { client, cmd } => cli::admin(&client, cmd).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

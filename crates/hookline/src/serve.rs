@@ -12,9 +12,10 @@ use std::{
 use anyhow::Context as _;
 use axum::{Router, http::StatusCode, routing::get};
 use hookline_bus::Retention;
-use hookline_delivery::DeliverySettings;
+use hookline_delivery::{DeliveryApi, DeliverySettings};
 use hookline_ingest::{Appender, IngestApi};
 use hookline_proto::{
+    delivery::v1::delivery_service_server::DeliveryServiceServer,
     ingest::v1::ingest_service_server::IngestServiceServer,
     subscriptions::v1::subscription_service_server::SubscriptionServiceServer,
 };
@@ -107,6 +108,11 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     } else {
         None
     };
+    if let Some(pool) = &pool {
+        let api = DeliveryApi::new(pool.clone(), js.clone(), args.archive_after);
+        grpc = grpc.add_service(DeliveryServiceServer::new(api));
+        health.set_serving::<DeliveryServiceServer<DeliveryApi>>().await;
+    }
     if role.has(Role::Subscriptions) {
         let api =
             SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone(), address_policy);

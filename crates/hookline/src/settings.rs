@@ -4,7 +4,9 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Args;
-use hookline_delivery::{DeliverySettings, RetrySchedule, guard::GuardSettings, settings::parse_duration};
+use hookline_delivery::{
+    DeliverySettings, RetrySchedule, guard::GuardSettings, mailer::Mailer, settings::parse_duration,
+};
 use hookline_domain::ssrf::AddressPolicy;
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -54,6 +56,13 @@ pub struct ServiceArgs {
     /// CIDRs (e.g. `10.20.0.0/16,fd00::/8`). `hookline dev` allows everything.
     #[arg(long, env = "HOOKLINE_DELIVERY_ALLOW_CIDRS", default_value = "")]
     pub delivery_allow_cidrs: String,
+    /// SMTP relay for e-mail endpoints: `smtp://[user:pass@]host:port` (add
+    /// `?tls=required` for STARTTLS) or `smtps://...` for implicit TLS.
+    #[arg(long, env = "HOOKLINE_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Sender of webhook e-mails.
+    #[arg(long, env = "HOOKLINE_SMTP_FROM", default_value = "Hookline <hookline@localhost>")]
+    pub smtp_from: String,
     /// Age after which deliveries are archived: payloads and raw requests are
     /// deleted (events leave HOOKLINE_EVENTS at the same age), log rows stay.
     #[arg(long, env = "HOOKLINE_ARCHIVE_AFTER", default_value = "60d", value_parser = duration)]
@@ -112,6 +121,11 @@ impl ServiceArgs {
                 breaker_cooldown: self.breaker_cooldown,
             },
             address_policy: self.address_policy(dev)?,
+            mailer: self
+                .smtp_url
+                .as_deref()
+                .map(|url| Mailer::new(url, &self.smtp_from, self.request_timeout))
+                .transpose()?,
         })
     }
 }

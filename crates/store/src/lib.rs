@@ -7,6 +7,7 @@ mod config;
 pub mod janitor;
 mod outcomes;
 pub mod projector;
+pub mod queries;
 pub mod stats;
 
 use std::time::Duration;

@@ -5,6 +5,7 @@ use hookline_domain::{
     config::{Command, ConfigError, EndpointPatch, TenantState},
     endpoint::{self, AuthHeader, EndpointConfig, EndpointUrl, Layout, Plan, Secret, SigningSecret},
     event_type::EventType,
+    events::Email,
     ids::{EndpointId, TenantId},
     ssrf::AddressPolicy,
 };
@@ -110,6 +111,10 @@ fn event_types(names: &[String]) -> Result<Vec<EventType>, Status> {
     endpoint::parse_event_types(names).map_err(invalid)
 }
 
+fn email(s: &str) -> Result<Option<Email>, Status> {
+    if s.is_empty() { Ok(None) } else { Email::parse(s).map(Some).map_err(invalid) }
+}
+
 fn description(s: &str) -> Result<String, Status> {
     endpoint::parse_description(s).map_err(invalid)
 }
@@ -143,6 +148,7 @@ pub fn endpoint_to_pb(tenant: &TenantId, e: &EndpointConfig) -> pb::Endpoint {
         created_at: e.created_at.clone(),
         updated_at: e.updated_at.clone(),
         disabled_reason: e.disabled_reason.clone().unwrap_or_default(),
+        email: e.email.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
     }
 }
 
@@ -191,6 +197,7 @@ impl SubscriptionService for SubscriptionsApi {
         let target = url(&r.url)?;
         self.check_target(&target).await?;
         let cmd = Command::CreateEndpoint {
+            email: email(&r.email)?,
             url: target,
             auth_header: r.auth_header.as_ref().map(auth_header).transpose()?,
             event_types: event_types(&r.event_types)?,
@@ -240,6 +247,7 @@ impl SubscriptionService for SubscriptionsApi {
                 }
                 None => None,
             },
+            email: r.email.as_deref().map(email).transpose()?,
             auth_header: if r.clear_auth_header {
                 Some(None)
             } else {
@@ -304,6 +312,7 @@ impl SubscriptionService for SubscriptionsApi {
                 endpoint_id: e.id.to_string(),
                 url: e.url.as_str().to_owned(),
                 layout: layout_to_pb(e.layout).into(),
+                email: e.email.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(pb::ResolveResponse { webhooks_enabled: tenant.webhooks_enabled, endpoints }))

@@ -1,0 +1,53 @@
+//! `hookline-bench`: Hookline's shipped benchmarks. Every figure is printed
+//! beside a raw baseline measured in the same run on the same machine.
+//!
+//! - `delivery`: end to end against a private `nats-server`, a fresh Postgres
+//!   database and the three `hookline` services as separate processes.
+//! - `log`: the delivery-log and statistics queries on a filled database.
+
+mod delivery;
+mod log;
+mod receiver;
+mod report;
+mod stack;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "Hookline benchmarks (see BENCHMARKS.md)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Also write the results as JSON to this file.
+    #[arg(long, global = true)]
+    json_out: Option<PathBuf>,
+    /// Postgres server to create the scratch database on.
+    #[arg(long, global = true, default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// End-to-end delivery throughput, latency, memory and isolation.
+    Delivery(delivery::Args),
+    /// Delivery-log page and 30-day statistics query latency.
+    Log(log::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let report = match cli.command {
+        Command::Delivery(args) => delivery::run(args, &cli.postgres).await?,
+        Command::Log(args) => log::run(args, &cli.postgres).await?,
+    };
+    report.print();
+    if let Some(path) = cli.json_out {
+        std::fs::write(&path, serde_json::to_string_pretty(&report.json())?)?;
+        println!("results written to {}", path.display());
+    }
+    Ok(())
+}

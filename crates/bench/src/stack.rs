@@ -1,0 +1,253 @@
+//! The system under test as real processes: a private `nats-server -js`, a
+//! fresh Postgres database, and `hookline subscriptions|ingest|delivery`.
+//! Everything is killed, and the database dropped, when the `Stack` drops,
+//! also on error. Logs are kept (and their place printed) after a failure.
+
+use std::{
+    fs::File,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use sqlx::Connection;
+
+const NATS_BIN: &str = "/usr/sbin/nats-server";
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The `hookline` binary: `$HOOKLINE_BIN`, or next to this executable.
+fn hookline_bin() -> anyhow::Result<PathBuf> {
+    let bin = match std::env::var_os("HOOKLINE_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()?.parent().context("executable has no directory")?.join("hookline"),
+    };
+    if !bin.exists() {
+        bail!("{} not found: build it with `cargo build --release -p hookline` or set HOOKLINE_BIN", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Peak resident set size (`VmHWM`) of a process, in MiB.
+pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
+    let kib: f64 = line.split_whitespace().nth(1).context("VmHWM value")?.parse()?;
+    Ok(kib / 1024.0)
+}
+
+/// Create a scratch database `<prefix>_<random>` on `server`; returns its name.
+pub async fn create_database(server: &str, prefix: &str) -> anyhow::Result<String> {
+    let name = format!("{prefix}_{:016x}", rand::random::<u64>());
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("connecting to Postgres at {server}"))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+    admin.close().await?;
+    Ok(name)
+}
+
+/// Drop a scratch database, disconnecting its sessions.
+pub async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await?;
+    admin.close().await?;
+    Ok(())
+}
+
+pub struct Service {
+    pub role: &'static str,
+    pub grpc_url: String,
+    http_url: String,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Service {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+pub struct Stack {
+    dir: PathBuf,
+    postgres: String,
+    db: Option<String>,
+    nats: Option<Child>,
+    pub nats_url: String,
+    pub services: Vec<Service>,
+    ok: bool,
+}
+
+impl Stack {
+    pub async fn start(postgres: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("hookline-bench-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir)?;
+        let mut s = Self {
+            dir,
+            postgres: postgres.into(),
+            db: None,
+            nats: None,
+            nats_url: String::new(),
+            services: Vec::new(),
+            ok: false,
+        };
+        s.db = Some(create_database(postgres, "hookline_bench").await?);
+        s.start_nats()?;
+        let subscriptions = s.spawn("subscriptions", None)?;
+        s.services.push(subscriptions);
+        s.wait_ready(0).await?;
+        let subs_url = s.services[0].grpc_url.clone();
+        for role in ["ingest", "delivery"] {
+            let svc = s.spawn(role, Some(&subs_url))?;
+            s.services.push(svc);
+        }
+        s.wait_ready(1).await?;
+        s.wait_ready(2).await?;
+        Ok(s)
+    }
+
+    fn start_nats(&mut self) -> anyhow::Result<()> {
+        let port = free_port()?;
+        let log = self.dir.join("nats.log");
+        let bin = if Path::new(NATS_BIN).exists() { NATS_BIN } else { "nats-server" };
+        let child = Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(self.dir.join("jetstream"))
+            .stdin(Stdio::null())
+            .stdout(File::create(&log)?)
+            .stderr(File::create(self.dir.join("nats.err"))?)
+            .spawn()
+            .context("starting nats-server")?;
+        self.nats = Some(child);
+        self.nats_url = format!("nats://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        // nats-server logs to stderr.
+        while !std::fs::read_to_string(self.dir.join("nats.err")).unwrap_or_default().contains("Server is ready") {
+            if let Some(status) = self.nats.as_mut().unwrap().try_wait()? {
+                bail!("nats-server exited with {status}:\n{}", tail(&self.dir.join("nats.err"), 20));
+            }
+            if Instant::now() > deadline {
+                bail!("nats-server not ready within 15 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    pub fn nats_pid(&self) -> Option<u32> {
+        self.nats.as_ref().map(Child::id)
+    }
+
+    fn spawn(&self, role: &'static str, subscriptions_url: Option<&str>) -> anyhow::Result<Service> {
+        let (grpc, http) = (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?));
+        let log = self.dir.join(format!("{role}.log"));
+        let db = self.db.as_deref().context("no database")?;
+        let mut cmd = Command::new(hookline_bin()?);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("HOOKLINE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg(role)
+            .env("HOOKLINE_NATS_URL", &self.nats_url)
+            .env("HOOKLINE_DATABASE_URL", format!("{}/{db}", self.postgres))
+            .env("HOOKLINE_GRPC_ADDR", &grpc)
+            .env("HOOKLINE_HTTP_ADDR", &http)
+            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
+            .env("HOOKLINE_LOG", "warn")
+            .env("NO_COLOR", "1");
+        if let Some(url) = subscriptions_url {
+            cmd.env("HOOKLINE_SUBSCRIPTIONS_URL", url);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(File::create(&log)?)
+            .stderr(File::options().append(true).open(&log)?)
+            .spawn()
+            .with_context(|| format!("spawning hookline {role}"))?;
+        Ok(Service { role, grpc_url: format!("http://{grpc}"), http_url: format!("http://{http}"), log, child })
+    }
+
+    async fn wait_ready(&mut self, i: usize) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let svc = &mut self.services[i];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = client.get(format!("{}/readyz", svc.http_url)).send().await;
+            if matches!(ready, Ok(r) if r.status() == 200) {
+                return Ok(());
+            }
+            if let Some(status) = svc.child.try_wait()? {
+                bail!("hookline {} exited with {status}:\n{}", svc.role, tail(&svc.log, 30));
+            }
+            if Instant::now() > deadline {
+                bail!("hookline {} not ready within 60 s:\n{}", svc.role, tail(&svc.log, 30));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Fail if a service died meanwhile.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        for svc in &mut self.services {
+            if let Some(status) = svc.child.try_wait()? {
+                bail!("hookline {} exited with {status}:\n{}", svc.role, tail(&svc.log, 30));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop everything and drop the database; logs are removed.
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        self.kill();
+        if let Some(db) = self.db.take() {
+            drop_database(&self.postgres, &db).await?;
+        }
+        self.ok = true;
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        for svc in &mut self.services {
+            let _ = svc.child.kill();
+            let _ = svc.child.wait();
+        }
+        if let Some(mut nats) = self.nats.take() {
+            let _ = nats.kill();
+            let _ = nats.wait();
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(db) = self.db.take() {
+            // No runtime in a destructor: best effort through psql.
+            let _ = Command::new("psql")
+                .args(["-d", &format!("{}/postgres", self.postgres), "-qc"])
+                .arg(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .env("PGCONNECT_TIMEOUT", "5")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if self.ok {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("hookline-bench: processes stopped; logs kept in {}", self.dir.display());
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! The gRPC `DeliveryService`: the delivery log, Raw, Replay, recover jobs,
+//! statistics and projection status. Reads come from the Postgres
+//! projections; payloads from HOOKLINE_EVENTS, their only home.
+
+use std::{collections::HashMap, time::Duration};
+
+use async_nats::jetstream::Context;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use hookline_domain::{
+    FieldError,
+    event_type::EventType,
+    ids::{DeliveryId, EndpointId, JobId, TenantId},
+    layout,
+};
+use hookline_proto::delivery::v1::{self as pb, delivery_service_server::DeliveryService};
+use hookline_store::{
+    projector::Projection,
+    queries::{self, AttemptRow, DeliveryFilter, DeliveryRow, JobRow, Stats},
+};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::{
+    Error,
+    replay::{self, nats},
+};
+
+/// Rows per page unless asked otherwise, and the most a page may hold.
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 200;
+
+#[derive(Clone)]
+pub struct DeliveryApi {
+    pool: PgPool,
+    js: Context,
+    /// HOOKLINE_ARCHIVE_AFTER: payloads older than this are refused even
+    /// before the janitor marks them.
+    archive_after: Duration,
+}
+
+impl DeliveryApi {
+    pub fn new(pool: PgPool, js: Context, archive_after: Duration) -> Self {
+        Self { pool, js, archive_after }
+    }
+
+    /// The tenant's delivery, or NOT_FOUND (also for another tenant's id).
+    async fn delivery(&self, tenant: &str, id: &str) -> Result<DeliveryRow, Error> {
+        queries::get_delivery(&self.pool, tenant, id).await?.ok_or_else(|| Error::DeliveryNotFound(id.to_owned()))
+    }
+
+    async fn list(&self, r: pb::ListDeliveriesRequest) -> Result<pb::ListDeliveriesResponse, Error> {
+        let tenant = tenant_id(&r.tenant_id)?;
+        let endpoint = endpoint_id(&r.endpoint_id)?;
+        let page_size = match r.page_size {
+            0 => DEFAULT_PAGE,
+            n if n > MAX_PAGE => return Err(FieldError::new("page_size", format!("must be 1-{MAX_PAGE}")).into()),
+            n => n,
+        };
+        let after = match r.page_token.as_str() {
+            "" => None,
+            t => Some(DeliveryId::parse(t).map_err(|_| FieldError::new("page_token", "is not a token of this list"))?),
+        };
+        let filter = DeliveryFilter {
+            states: r.states.iter().map(|&s| state_name(s)).collect::<Result<_, _>>()?,
+            event_type: match r.event_type.as_str() {
+                "" => None,
+                t => Some(EventType::parse(t).map_err(|e| e.under("event_type"))?.as_str().to_owned()),
+            },
+            created_after: optional_time(&r.created_after, "created_after")?,
+            created_before: optional_time(&r.created_before, "created_before")?,
+            replayed: r.replayed,
+        };
+        let page = queries::list_deliveries(
+            &self.pool,
+            tenant.as_str(),
+            endpoint.as_str(),
+            &filter,
+            page_size,
+            after.as_ref().map(|a| a.as_str()),
+        )
+        .await?;
+        Ok(pb::ListDeliveriesResponse {
+            deliveries: page.rows.into_iter().map(delivery_pb).collect(),
+            next_page_token: page.next_after.unwrap_or_default(),
+        })
+    }
+
+    async fn detail(&self, r: pb::GetDeliveryRequest) -> Result<pb::DeliveryDetail, Error> {
+        let (tenant, id) = (tenant_id(&r.tenant_id)?, delivery_id(&r.delivery_id)?);
+        let row = self.delivery(tenant.as_str(), id.as_str()).await?;
+        let attempts = queries::attempts(&self.pool, &row.id).await?;
+        Ok(pb::DeliveryDetail {
+            delivery: Some(delivery_pb(row)),
+            attempts: attempts.into_iter().map(attempt_pb).collect(),
+        })
+    }
+
+    /// The attempt's request as sent: recorded headers, body re-rendered from
+    /// the stored event and checked against the recorded hash.
+    async fn raw(&self, r: pb::GetDeliveryRawRequest) -> Result<pb::RawRequest, Error> {
+        let (tenant, id) = (tenant_id(&r.tenant_id)?, delivery_id(&r.delivery_id)?);
+        let row = self.delivery(tenant.as_str(), id.as_str()).await?;
+        replay::payload_kept(&row, self.archive_after)?;
+        let attempts = queries::attempts(&self.pool, &row.id).await?;
+        let attempt = match r.attempt {
+            0 => attempts.last(),
+            n => attempts.iter().find(|a| i64::from(a.attempt) == i64::from(n)),
+        }
+        .ok_or_else(|| Error::AttemptNotFound { delivery: row.id.clone(), attempt: r.attempt })?;
+        let number = attempt.attempt.max(0) as u32;
+        let Some(sent) = attempt.request.as_ref().map(|j| &j.0) else {
+            return Err(Error::NothingSent { delivery: row.id.clone(), attempt: number });
+        };
+        let event = replay::load_event(&self.js, &row).await?;
+        let body = layout::render(&event, sent.layout);
+        if format!("{:x}", Sha256::digest(&body)) != sent.body_sha256 {
+            return Err(Error::PayloadChanged(row.id.clone()));
+        }
+        Ok(pb::RawRequest {
+            attempt: number,
+            method: "POST".into(),
+            url: sent.url.clone(),
+            headers: sent
+                .headers
+                .iter()
+                .map(|(name, value)| pb::Header { name: name.clone(), value: value.clone() })
+                .collect(),
+            body,
+        })
+    }
+
+    async fn replay(&self, r: pb::ReplayDeliveryRequest) -> Result<pb::ReplayDeliveryResponse, Error> {
+        let (tenant, id) = (tenant_id(&r.tenant_id)?, delivery_id(&r.delivery_id)?);
+        let row = self.delivery(tenant.as_str(), id.as_str()).await?;
+        let new = replay::replay(&self.js, &tenant, &row, self.archive_after).await?;
+        tracing::info!(tenant = %tenant, delivery = %new, replay_of = %row.id, "replay queued");
+        Ok(pb::ReplayDeliveryResponse { delivery_id: new.to_string(), replay_of: row.id })
+    }
+
+    /// Record the job, start it in the background and answer at once.
+    async fn recover(&self, r: pb::RecoverEndpointRequest) -> Result<pb::RecoverJob, Error> {
+        let (tenant, endpoint) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
+        let since = optional_time(&r.since, "since")?.ok_or_else(|| FieldError::new("since", "is required"))?;
+        let id = JobId::generate();
+        let job = queries::create_job(&self.pool, id.as_str(), tenant.as_str(), endpoint.as_str(), since).await?;
+        let span = tracing::info_span!("recover", job = %id, tenant = %tenant, endpoint_id = %endpoint);
+        let run = replay::run_recover(
+            self.pool.clone(),
+            self.js.clone(),
+            self.archive_after,
+            tenant,
+            endpoint,
+            since,
+            id.to_string(),
+        );
+        tokio::spawn(run.instrument(span));
+        Ok(job_pb(job))
+    }
+
+    async fn job(&self, r: pb::GetRecoverJobRequest) -> Result<pb::RecoverJob, Error> {
+        let tenant = tenant_id(&r.tenant_id)?;
+        let id = JobId::parse(&r.job_id).map_err(|e| e.under("job_id"))?;
+        let job = queries::get_job(&self.pool, tenant.as_str(), id.as_str()).await?;
+        Ok(job_pb(job.ok_or_else(|| Error::JobNotFound(id.to_string()))?))
+    }
+
+    async fn endpoint_stats(&self, r: pb::GetEndpointStatsRequest) -> Result<pb::Stats, Error> {
+        let (tenant, endpoint) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
+        let since = Utc::now() - window(r.window)?;
+        Ok(stats_pb(&queries::endpoint_stats(&self.pool, tenant.as_str(), endpoint.as_str(), since).await?))
+    }
+
+    async fn tenant_stats(&self, r: pb::GetTenantStatsRequest) -> Result<pb::TenantStats, Error> {
+        let tenant = tenant_id(&r.tenant_id)?;
+        let since = Utc::now() - window(r.window)?;
+        let stats = queries::tenant_stats(&self.pool, tenant.as_str(), since).await?;
+        Ok(pb::TenantStats {
+            total: Some(stats_pb(&stats.total)),
+            endpoints: stats.endpoints.iter().filter(|s| s.attempts > 0).map(stats_pb).collect(),
+        })
+    }
+
+    /// Each projector's applied offset against its stream's last sequence.
+    async fn status(&self) -> Result<pb::ProjectionStatus, Error> {
+        let offsets: HashMap<String, i64> = queries::projector_offsets(&self.pool).await?.into_iter().collect();
+        let mut projectors = Vec::new();
+        for p in Projection::ALL {
+            let stream = self.js.get_stream(p.stream()).await.map_err(nats)?;
+            let last = stream.cached_info().state.last_sequence;
+            let applied = offsets.get(p.name()).copied().unwrap_or(0).max(0) as u64;
+            projectors.push(pb::ProjectorStatus {
+                projector: p.name().into(),
+                applied_sequence: applied,
+                stream_sequence: last,
+                lag: last.saturating_sub(applied),
+            });
+        }
+        Ok(pb::ProjectionStatus { projectors })
+    }
+
+    async fn rebuild(&self) -> Result<pb::ProjectionStatus, Error> {
+        hookline_store::reset_projections(&self.pool).await?;
+        tracing::warn!("projections reset on request; the projectors rebuild them from the streams");
+        self.status().await
+    }
+}
+
+#[tonic::async_trait]
+impl DeliveryService for DeliveryApi {
+    async fn list_deliveries(
+        &self,
+        req: Request<pb::ListDeliveriesRequest>,
+    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+        Ok(Response::new(self.list(req.into_inner()).await?))
+    }
+
+    async fn get_delivery(&self, req: Request<pb::GetDeliveryRequest>) -> Result<Response<pb::DeliveryDetail>, Status> {
+        Ok(Response::new(self.detail(req.into_inner()).await?))
+    }
+
+    async fn get_delivery_raw(
+        &self,
+        req: Request<pb::GetDeliveryRawRequest>,
+    ) -> Result<Response<pb::RawRequest>, Status> {
+        Ok(Response::new(self.raw(req.into_inner()).await?))
+    }
+
+    async fn replay_delivery(
+        &self,
+        req: Request<pb::ReplayDeliveryRequest>,
+    ) -> Result<Response<pb::ReplayDeliveryResponse>, Status> {
+        Ok(Response::new(self.replay(req.into_inner()).await?))
+    }
+
+    async fn recover_endpoint(
+        &self,
+        req: Request<pb::RecoverEndpointRequest>,
+    ) -> Result<Response<pb::RecoverJob>, Status> {
+        Ok(Response::new(self.recover(req.into_inner()).await?))
+    }
+
+    async fn get_recover_job(
+        &self,
+        req: Request<pb::GetRecoverJobRequest>,
+    ) -> Result<Response<pb::RecoverJob>, Status> {
+        Ok(Response::new(self.job(req.into_inner()).await?))
+    }
+
+    async fn get_endpoint_stats(
+        &self,
+        req: Request<pb::GetEndpointStatsRequest>,
+    ) -> Result<Response<pb::Stats>, Status> {
+        Ok(Response::new(self.endpoint_stats(req.into_inner()).await?))
+    }
+
+    async fn get_tenant_stats(
+        &self,
+        req: Request<pb::GetTenantStatsRequest>,
+    ) -> Result<Response<pb::TenantStats>, Status> {
+        Ok(Response::new(self.tenant_stats(req.into_inner()).await?))
+    }
+
+    async fn get_projection_status(
+        &self,
+        _: Request<pb::GetProjectionStatusRequest>,
+    ) -> Result<Response<pb::ProjectionStatus>, Status> {
+        Ok(Response::new(self.status().await?))
+    }
+
+    async fn rebuild_projections(
+        &self,
+        _: Request<pb::RebuildProjectionsRequest>,
+    ) -> Result<Response<pb::ProjectionStatus>, Status> {
+        Ok(Response::new(self.rebuild().await?))
+    }
+}
+
+// ------------------------------------------------------------ parsing
+
+fn tenant_id(s: &str) -> Result<TenantId, Error> {
+    Ok(TenantId::parse(s).map_err(|e| e.under("tenant_id"))?)
+}
+
+fn endpoint_id(s: &str) -> Result<EndpointId, Error> {
+    Ok(EndpointId::parse(s).map_err(|e| e.under("endpoint_id"))?)
+}
+
+fn delivery_id(s: &str) -> Result<DeliveryId, Error> {
+    Ok(DeliveryId::parse(s).map_err(|e| e.under("delivery_id"))?)
+}
+
+/// An optional RFC 3339 timestamp; empty means not given.
+fn optional_time(s: &str, field: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| FieldError::new(field, "must be an RFC 3339 timestamp such as 2026-11-29T10:00:00Z"))
+}
+
+/// The `deliveries.state` a requested state filter means.
+fn state_name(state: i32) -> Result<String, FieldError> {
+    match pb::DeliveryState::try_from(state) {
+        Ok(pb::DeliveryState::Succeeded) => Ok("succeeded".into()),
+        Ok(pb::DeliveryState::Failing) => Ok("failing".into()),
+        Ok(pb::DeliveryState::Failed) => Ok("failed".into()),
+        Ok(pb::DeliveryState::Archived) => Ok("archived".into()),
+        _ => Err(FieldError::new("states", "must be SUCCEEDED, FAILING, FAILED or ARCHIVED")),
+    }
+}
+
+fn window(w: i32) -> Result<TimeDelta, FieldError> {
+    match pb::StatsWindow::try_from(w) {
+        Ok(pb::StatsWindow::Unspecified | pb::StatsWindow::Last24h) => Ok(TimeDelta::hours(24)),
+        Ok(pb::StatsWindow::Last7d) => Ok(TimeDelta::days(7)),
+        Ok(pb::StatsWindow::Last30d) => Ok(TimeDelta::days(30)),
+        Err(_) => Err(FieldError::new("window", "must be LAST_24H, LAST_7D or LAST_30D")),
+    }
+}
+
+// ------------------------------------------------------------ output
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Counts are never negative; a column that somehow is reads as 0.
+fn count(n: impl TryInto<u64>) -> u64 {
+    n.try_into().unwrap_or(0)
+}
+
+fn delivery_pb(d: DeliveryRow) -> pb::Delivery {
+    let state = match d.state.as_str() {
+        "succeeded" => pb::DeliveryState::Succeeded,
+        "failing" => pb::DeliveryState::Failing,
+        "failed" => pb::DeliveryState::Failed,
+        "archived" => pb::DeliveryState::Archived,
+        _ => pb::DeliveryState::Unspecified,
+    };
+    pb::Delivery {
+        id: d.id,
+        event_id: d.event_id,
+        event_type: d.event_type,
+        endpoint_id: d.endpoint_id,
+        created_at: ts(d.created_at),
+        last_attempt_at: ts(d.last_attempt_at),
+        attempt_count: count(d.attempt_count) as u32,
+        last_status_code: count(d.last_status_code.unwrap_or(0)) as u32,
+        last_error_kind: d.last_error_kind.unwrap_or_default(),
+        state: state.into(),
+        replay_of: d.replay_of.unwrap_or_default(),
+        replay_count: count(d.replay_count) as u32,
+        archived_at: d.archived_at.map(ts).unwrap_or_default(),
+    }
+}
+
+fn attempt_pb(a: AttemptRow) -> pb::Attempt {
+    pb::Attempt {
+        number: count(a.attempt) as u32,
+        started_at: ts(a.started_at),
+        duration_ms: count(a.duration_ms),
+        status_code: count(a.status_code.unwrap_or(0)) as u32,
+        error_kind: a.error_kind.unwrap_or_default(),
+        error: a.error.unwrap_or_default(),
+        response_excerpt: a.response_excerpt.unwrap_or_default(),
+        outcome: a.outcome,
+    }
+}
+
+fn stats_pb(s: &Stats) -> pb::Stats {
+    pb::Stats {
+        endpoint_id: s.endpoint_id.clone(),
+        attempts: count(s.attempts),
+        accepted: count(s.accepted),
+        not_accepted: count(s.attempts - s.accepted),
+        status_2xx: count(s.status[0]),
+        status_3xx: count(s.status[1]),
+        status_4xx: count(s.status[2]),
+        status_5xx: count(s.status[3]),
+        errors: s
+            .errors_by_count()
+            .into_iter()
+            .map(|(kind, n)| pb::ErrorKindCount { kind: kind.to_owned(), count: count(n) })
+            .collect(),
+        success_rate: s.success_rate(),
+        latency_p50_ms: s.latency_ms(0.50),
+        latency_p95_ms: s.latency_ms(0.95),
+        latency_p99_ms: s.latency_ms(0.99),
+    }
+}
+
+fn job_pb(j: JobRow) -> pb::RecoverJob {
+    pb::RecoverJob {
+        id: j.id,
+        endpoint_id: j.endpoint_id,
+        since: ts(j.since),
+        total: count(j.total) as u32,
+        done: count(j.done) as u32,
+        state: j.state,
+        error: j.error.unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: impl Into<Error>) -> Status {
+        Status::from(e.into())
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let s = status(delivery_id("evt_01KB0000000000000000000000").unwrap_err());
+        assert_eq!((s.code(), s.message()), (tonic::Code::InvalidArgument, "delivery_id: must start with `dlv_`"));
+        let s = status(optional_time("yesterday", "created_after").unwrap_err());
+        assert!(s.message().starts_with("created_after: must be an RFC 3339"), "{}", s.message());
+        assert_eq!(optional_time("", "since").unwrap(), None);
+        assert!(optional_time("2026-11-29T10:00:00+01:00", "since").unwrap().is_some());
+        assert!(state_name(0).is_err() && state_name(99).is_err());
+        assert_eq!(state_name(pb::DeliveryState::Archived.into()).unwrap(), "archived");
+        assert_eq!(window(0).unwrap(), TimeDelta::hours(24));
+        assert_eq!(window(pb::StatsWindow::Last30d.into()).unwrap(), TimeDelta::days(30));
+        assert!(window(7).is_err());
+    }
+
+    #[test]
+    fn errors_map_to_codes() {
+        let s = status(Error::DeliveryNotFound("dlv_X".into()));
+        assert_eq!((s.code(), s.message()), (tonic::Code::NotFound, "delivery `dlv_X` not found"));
+        assert_eq!(status(Error::PayloadGone("dlv_X".into())).code(), tonic::Code::FailedPrecondition);
+        assert_eq!(status(Error::Unavailable("down".into())).code(), tonic::Code::Unavailable);
+    }
+
+    #[test]
+    fn rows_become_messages() {
+        let t = DateTime::parse_from_rfc3339("2026-11-29T10:00:00.5Z").unwrap().with_timezone(&Utc);
+        let d = delivery_pb(DeliveryRow {
+            id: "dlv_1".into(),
+            tenant_id: "acme".into(),
+            endpoint_id: "ep_1".into(),
+            event_id: "evt_1".into(),
+            event_type: "customer.updated".into(),
+            event_seq: 3,
+            created_at: t,
+            last_attempt_at: t,
+            attempt_count: 2,
+            last_status_code: None,
+            last_error_kind: Some("timeout".into()),
+            state: "archived".into(),
+            replay_of: None,
+            replay_count: 1,
+            archived_at: Some(t),
+        });
+        assert_eq!(d.state, pb::DeliveryState::Archived as i32);
+        assert_eq!(
+            (d.created_at.as_str(), d.archived_at.as_str()),
+            ("2026-11-29T10:00:00.500Z", "2026-11-29T10:00:00.500Z")
+        );
+        assert_eq!((d.last_status_code, d.last_error_kind.as_str(), d.replay_count), (0, "timeout", 1));
+        let mut s = Stats::new("ep_1");
+        s.attempts = 5;
+        s.accepted = 4;
+        s.errors.insert("http_status".into(), 1);
+        let p = stats_pb(&s);
+        assert_eq!((p.attempts, p.accepted, p.not_accepted, p.errors.len()), (5, 4, 1, 1));
+        assert!((p.success_rate - 0.8).abs() < 1e-9);
+    }
+}

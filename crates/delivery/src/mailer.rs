@@ -1,0 +1,108 @@
+//! E-mail endpoints: the event goes to an address through the SMTP relay in
+//! `HOOKLINE_SMTP_URL` (`smtp://` plain or STARTTLS with `?tls=required`,
+//! `smtps://` implicit TLS; `user:password@` for AUTH). The JSON, in the
+//! endpoint's layout, is the body and a `.json` attachment.
+
+use std::time::{Duration, Instant};
+
+use hookline_domain::{delivery::ErrorKind, endpoint::EndpointConfig, events::StoredEvent, signing};
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{
+        Attachment, Mailbox, MultiPart, SinglePart,
+        header::{ContentType, HeaderName, HeaderValue},
+    },
+};
+
+use crate::sender::AttemptResult;
+
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl Mailer {
+    /// `Err` names the setting and what is wrong with it.
+    pub fn new(url: &str, from: &str, timeout: Duration) -> Result<Self, String> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| format!("HOOKLINE_SMTP_URL: {e} (expected smtp://[user:pass@]host:port[?tls=required] or smtps://...)"))?
+            .timeout(Some(timeout))
+            .build();
+        let from = from.parse().map_err(|e| format!("HOOKLINE_SMTP_FROM: {e}"))?;
+        Ok(Self { transport, from })
+    }
+
+    /// Send one attempt; the result reads like an HTTP attempt's, with the
+    /// SMTP reply code in `status_code` (250 = accepted).
+    pub async fn send(&self, endpoint: &EndpointConfig, event: &StoredEvent, body: Vec<u8>) -> AttemptResult {
+        let to = endpoint.email.as_ref().expect("e-mail endpoint").as_str();
+        let timestamp = chrono::Utc::now().timestamp();
+        let msg_id = event.id.as_str();
+        let signature =
+            signing::signature_header(endpoint.signing_secrets(chrono::Utc::now()), msg_id, timestamp, &body);
+        let subject = format!("[Hookline] {} for tenant {}", event.event_type, event.tenant_id);
+        let raw = |name: &str, value: String| {
+            HeaderValue::new(HeaderName::new_from_ascii(name.to_owned()).expect("static header names"), value)
+        };
+        let headers = vec![
+            ("to".to_owned(), to.to_owned()),
+            ("subject".to_owned(), subject.clone()),
+            ("webhook-id".to_owned(), msg_id.to_owned()),
+            ("webhook-timestamp".to_owned(), timestamp.to_string()),
+            ("webhook-signature".to_owned(), hookline_domain::endpoint::Secret::MASK.to_owned()),
+        ];
+        let refused = |why: String| AttemptResult {
+            request_headers: headers.clone(),
+            ..AttemptResult::failed(ErrorKind::Smtp, why)
+        };
+        let Ok(to_box) = to.parse::<Mailbox>() else {
+            return refused(format!("`{to}` is not a deliverable address"));
+        };
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to_box)
+            .subject(subject)
+            .message_id(Some(format!("<{msg_id}.{timestamp}@hookline>")))
+            .raw_header(raw("Webhook-Id", msg_id.to_owned()))
+            .raw_header(raw("Webhook-Timestamp", timestamp.to_string()))
+            .raw_header(raw("Webhook-Signature", signature))
+            .multipart(
+                MultiPart::mixed()
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
+                    .singlepart(
+                        Attachment::new(format!("{msg_id}.json"))
+                            .body(body, ContentType::parse("application/json").expect("valid content type")),
+                    ),
+            );
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => return refused(format!("cannot build the e-mail: {e}")),
+        };
+        let started = Instant::now();
+        let sent = self.transport.send(message).await;
+        let mut result = match sent {
+            Ok(response) => AttemptResult {
+                status_code: Some(u16::from(response.code())),
+                ..AttemptResult::failed(ErrorKind::Smtp, String::new())
+            }
+            .accepted(),
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    ErrorKind::Timeout
+                } else if e.is_permanent() || e.is_transient() {
+                    ErrorKind::Smtp
+                } else if e.to_string().to_ascii_lowercase().contains("tls") {
+                    ErrorKind::Tls
+                } else {
+                    ErrorKind::Connection
+                };
+                AttemptResult { status_code: e.status().map(u16::from), ..AttemptResult::failed(kind, e.to_string()) }
+            }
+        };
+        result.duration = started.elapsed();
+        result.request_headers = headers;
+        result
+    }
+}

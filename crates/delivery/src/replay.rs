@@ -1,0 +1,193 @@
+//! Replays: the event is read back from HOOKLINE_EVENTS (payloads live only
+//! there) and queued as a new delivery marked `replay_of` the original. The
+//! worker does the rest: same `webhook-id` (the event id), fresh signature.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{Context, message::PublishMessage, stream::RawMessageErrorKind};
+use chrono::{DateTime, SecondsFormat, Utc};
+use hookline_bus::{EVENTS_STREAM, dispatch_subject};
+use hookline_domain::{
+    delivery::DispatchTask,
+    events::StoredEvent,
+    ids::{DeliveryId, EndpointId, TenantId},
+};
+use hookline_store::queries::{self, DeliveryRow, JobState};
+use sqlx::PgPool;
+
+use crate::Error;
+
+/// How often a recover job stores its progress at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// Refuse a delivery whose payload is archived: marked so by the janitor, or
+/// already past `archive_after` (the janitor runs only now and then; the
+/// events stream drops the payload at that age).
+pub fn payload_kept(row: &DeliveryRow, archive_after: Duration) -> Result<(), Error> {
+    let due = chrono::Duration::from_std(archive_after).ok().and_then(|d| row.created_at.checked_add_signed(d));
+    let on = match (row.archived_at, due) {
+        (Some(at), _) => at,
+        (None, Some(due)) if due <= Utc::now() => due,
+        _ => return Ok(()),
+    };
+    Err(Error::Archived { delivery: row.id.clone(), on: on.to_rfc3339_opts(SecondsFormat::Millis, true) })
+}
+
+/// The delivery's event, read from HOOKLINE_EVENTS at its sequence.
+pub async fn load_event(js: &Context, row: &DeliveryRow) -> Result<StoredEvent, Error> {
+    let seq = event_seq(row)?;
+    let stream = js.get_stream(EVENTS_STREAM).await.map_err(nats)?;
+    let msg = match stream.get_raw_message(seq).await {
+        Ok(msg) => msg,
+        Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => {
+            return Err(Error::PayloadGone(row.id.clone()));
+        }
+        Err(e) => return Err(nats(e)),
+    };
+    let event: StoredEvent = serde_json::from_slice(&msg.payload)
+        .map_err(|e| Error::Corrupt(format!("{EVENTS_STREAM} sequence {seq}: {e}")))?;
+    // A re-created stream reuses sequences: another event there means ours is gone.
+    if event.id.as_str() != row.event_id {
+        return Err(Error::PayloadGone(row.id.clone()));
+    }
+    Ok(event)
+}
+
+/// Queue a replay of `row` (a delivery of `tenant`); returns the new delivery id.
+pub async fn replay(
+    js: &Context,
+    tenant: &TenantId,
+    row: &DeliveryRow,
+    archive_after: Duration,
+) -> Result<DeliveryId, Error> {
+    payload_kept(row, archive_after)?;
+    let event = load_event(js, row).await?;
+    let corrupt = |e: hookline_domain::FieldError| Error::Corrupt(format!("delivery {}: {e}", row.id));
+    let task = DispatchTask {
+        delivery_id: DeliveryId::generate(),
+        created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        endpoint_id: EndpointId::parse(&row.endpoint_id).map_err(corrupt)?,
+        event_seq: event_seq(row)?,
+        replay_of: Some(DeliveryId::parse(&row.id).map_err(corrupt)?),
+        attempt: 1,
+        not_before: None,
+        event,
+    };
+    let payload = serde_json::to_vec(&task).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let publish = PublishMessage::build().payload(payload.into()).message_id(task.msg_id());
+    let subject = dispatch_subject(tenant.as_str(), task.endpoint_id.as_str());
+    js.send_publish(subject, publish).await.map_err(nats)?.await.map_err(nats)?;
+    Ok(task.delivery_id)
+}
+
+/// NATS trouble, for `map_err`.
+pub(crate) fn nats(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(e.to_string())
+}
+
+fn event_seq(row: &DeliveryRow) -> Result<u64, Error> {
+    u64::try_from(row.event_seq)
+        .map_err(|_| Error::Corrupt(format!("delivery {}: event_seq {}", row.id, row.event_seq)))
+}
+
+/// Run recover job `job` to its end: replay every failed original delivery
+/// of the endpoint created since `since`, storing progress as it goes and
+/// the result at the end. Deliveries whose payload is archived meanwhile are
+/// skipped (and named in the job's error); NATS or Postgres trouble fails it.
+pub async fn run_recover(
+    pool: PgPool,
+    js: Context,
+    archive_after: Duration,
+    tenant: TenantId,
+    endpoint: EndpointId,
+    since: DateTime<Utc>,
+    job: String,
+) {
+    let result = recover(&pool, &js, archive_after, &tenant, &endpoint, since, &job).await;
+    let (state, error) = match result {
+        Ok(0) => (JobState::Completed, None),
+        Ok(skipped) => (JobState::Completed, Some(format!("{skipped} skipped: payload archived"))),
+        Err(e) => (JobState::Failed, Some(e.to_string())),
+    };
+    tracing::info!(job = %job, state = state.as_str(), error = error.as_deref(), "recover job finished");
+    if let Err(e) = queries::finish_job(&pool, &job, state, error.as_deref()).await {
+        tracing::warn!(job = %job, error = %e, "recover job: result not stored");
+    }
+}
+
+/// Returns how many deliveries were skipped.
+async fn recover(
+    pool: &PgPool,
+    js: &Context,
+    archive_after: Duration,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
+    since: DateTime<Utc>,
+    job: &str,
+) -> Result<u32, Error> {
+    let rows = queries::failed_deliveries_since(pool, tenant.as_str(), endpoint.as_str(), since).await?;
+    let total = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+    queries::update_job_progress(pool, job, total, 0).await?;
+    let (mut done, mut skipped, mut saved) = (0, 0, Instant::now());
+    for row in &rows {
+        match replay(js, tenant, row, archive_after).await {
+            Ok(_) => done += 1,
+            Err(e @ (Error::Archived { .. } | Error::PayloadGone(_))) => {
+                tracing::warn!(job, error = %e, "recover job: delivery skipped");
+                skipped += 1;
+            }
+            Err(e) => {
+                let _ = queries::update_job_progress(pool, job, total, done).await;
+                return Err(e);
+            }
+        }
+        if saved.elapsed() >= PROGRESS_EVERY {
+            queries::update_job_progress(pool, job, total, done).await?;
+            saved = Instant::now();
+        }
+    }
+    queries::update_job_progress(pool, job, total, done).await?;
+    Ok(skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(created_ago: chrono::Duration, archived_at: Option<DateTime<Utc>>) -> DeliveryRow {
+        let now = Utc::now();
+        DeliveryRow {
+            id: "dlv_01KB0000000000000000000000".into(),
+            tenant_id: "acme".into(),
+            endpoint_id: "ep_01KB0000000000000000000000".into(),
+            event_id: "evt_01KB0000000000000000000000".into(),
+            event_type: "customer.updated".into(),
+            event_seq: 7,
+            created_at: now - created_ago,
+            last_attempt_at: now,
+            attempt_count: 1,
+            last_status_code: Some(500),
+            last_error_kind: Some("http_status".into()),
+            state: if archived_at.is_some() { "archived" } else { "failed" }.into(),
+            replay_of: None,
+            replay_count: 0,
+            archived_at,
+        }
+    }
+
+    #[test]
+    fn payloads_are_archived_by_the_janitor_or_by_age() {
+        let day = Duration::from_secs(24 * 3600);
+        assert!(payload_kept(&row(chrono::Duration::hours(1), None), day).is_ok());
+        let at = DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z").unwrap().with_timezone(&Utc);
+        let e = payload_kept(&row(chrono::Duration::hours(1), Some(at)), day).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "delivery dlv_01KB0000000000000000000000 was archived on 2026-11-29T10:00:00.000Z: \
+             its payload and raw requests are deleted"
+        );
+        assert!(matches!(payload_kept(&row(chrono::Duration::hours(25), None), day), Err(Error::Archived { .. })));
+        // An archive age too large to add never archives.
+        assert!(payload_kept(&row(chrono::Duration::hours(25), None), Duration::MAX).is_ok());
+    }
+}

@@ -1,0 +1,470 @@
+//! Reads of the delivery log, statistics, recover jobs and projector offsets.
+//!
+//! Every query about a tenant's data filters by tenant, so an id of another
+//! tenant reads as missing rather than leaking rows.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use hookline_domain::delivery::SentRequest;
+use sqlx::{PgPool, Postgres, QueryBuilder, types::Json};
+
+use crate::{StoreError, stats};
+
+/// One row of `deliveries`.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub event_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub last_attempt_at: DateTime<Utc>,
+    pub attempt_count: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error_kind: Option<String>,
+    /// `succeeded`, `failing`, `failed` or `archived`.
+    pub state: String,
+    pub replay_of: Option<String>,
+    pub replay_count: i32,
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+/// One row of `attempts`.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub delivery_id: String,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub status_code: Option<i32>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    /// `succeeded`, `retrying`, `failed` or `dropped`.
+    pub outcome: String,
+    /// `None` once archived.
+    pub response_excerpt: Option<String>,
+    /// `None` once archived, and for attempts that sent nothing (dropped).
+    pub request: Option<Json<SentRequest>>,
+}
+
+/// Optional narrowing of [`list_deliveries`]; the default lists everything.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Any of these states; empty means all.
+    pub states: Vec<String>,
+    pub event_type: Option<String>,
+    /// Created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created strictly before.
+    pub created_before: Option<DateTime<Utc>>,
+    /// `Some(true)`: only replays; `Some(false)`: only originals.
+    pub replayed: Option<bool>,
+}
+
+/// One page of deliveries, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryPage {
+    pub rows: Vec<DeliveryRow>,
+    /// The id to pass as `after_id` for the next page; `None` on the last.
+    pub next_after: Option<String>,
+}
+
+const DELIVERY_COLUMNS: &str = "id, tenant_id, endpoint_id, event_id, event_type, event_seq, created_at, \
+    last_attempt_at, attempt_count, last_status_code, last_error_kind, state, replay_of, replay_count, archived_at";
+
+/// An endpoint's deliveries, newest first. Keyset pagination on the
+/// time-sortable id keeps pages stable while new deliveries arrive; one row
+/// more than asked tells whether another page exists.
+pub async fn list_deliveries(
+    pool: &PgPool,
+    tenant: &str,
+    endpoint: &str,
+    filter: &DeliveryFilter,
+    page_size: u32,
+    after_id: Option<&str>,
+) -> Result<DeliveryPage, StoreError> {
+    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = "));
+    q.push_bind(tenant.to_owned()).push(" AND endpoint_id = ").push_bind(endpoint.to_owned());
+    if !filter.states.is_empty() {
+        q.push(" AND state = ANY(").push_bind(filter.states.clone()).push(")");
+    }
+    if let Some(t) = &filter.event_type {
+        q.push(" AND event_type = ").push_bind(t.clone());
+    }
+    if let Some(t) = filter.created_after {
+        q.push(" AND created_at >= ").push_bind(t);
+    }
+    if let Some(t) = filter.created_before {
+        q.push(" AND created_at < ").push_bind(t);
+    }
+    if let Some(replays) = filter.replayed {
+        q.push(if replays { " AND replay_of IS NOT NULL" } else { " AND replay_of IS NULL" });
+    }
+    if let Some(after) = after_id {
+        q.push(" AND id < ").push_bind(after.to_owned());
+    }
+    q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page_size) + 1);
+    let mut rows: Vec<DeliveryRow> = q.build_query_as().fetch_all(pool).await?;
+    let more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let next_after = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
+    Ok(DeliveryPage { rows, next_after })
+}
+
+/// One delivery of `tenant`; another tenant's id reads as `None`.
+pub async fn get_delivery(pool: &PgPool, tenant: &str, delivery_id: &str) -> Result<Option<DeliveryRow>, StoreError> {
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1 AND id = $2");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(delivery_id).fetch_optional(pool).await?)
+}
+
+/// Every attempt of a delivery, oldest first. Callers check the tenant with
+/// [`get_delivery`] first.
+pub async fn attempts(pool: &PgPool, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, outcome,
+                response_excerpt, request
+         FROM attempts WHERE delivery_id = $1 ORDER BY attempt",
+    )
+    .bind(delivery_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Failed original deliveries of an endpoint created at or after `since`,
+/// oldest first: what a recover job replays. Replays are left out, so a
+/// recover never replays a replay.
+pub async fn failed_deliveries_since(
+    pool: &PgPool,
+    tenant: &str,
+    endpoint: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1 AND endpoint_id = $2 AND state = 'failed'
+         AND replay_of IS NULL AND created_at >= $3 ORDER BY id"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(endpoint).bind(since).fetch_all(pool).await?)
+}
+
+// ------------------------------------------------------------------ stats
+
+/// Attempt statistics summed over hours (one endpoint, or several).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stats {
+    /// The endpoint; empty for a tenant total.
+    pub endpoint_id: String,
+    pub attempts: i64,
+    /// Attempts answered 2xx.
+    pub accepted: i64,
+    /// Attempts answered 2xx, 3xx, 4xx, 5xx.
+    pub status: [i64; 4],
+    /// Failed attempts by error kind.
+    pub errors: BTreeMap<String, i64>,
+    /// Counts per [`stats::BUCKETS_MS`] bucket.
+    pub latency: Vec<i64>,
+}
+
+impl Stats {
+    pub fn new(endpoint_id: impl Into<String>) -> Self {
+        Self {
+            endpoint_id: endpoint_id.into(),
+            attempts: 0,
+            accepted: 0,
+            status: [0; 4],
+            errors: BTreeMap::new(),
+            latency: vec![0; stats::BUCKETS],
+        }
+    }
+
+    /// Add another sum (or one hour) into this one: counters add, error maps
+    /// merge, histograms add element-wise.
+    pub fn add(&mut self, other: &Stats) {
+        self.attempts += other.attempts;
+        self.accepted += other.accepted;
+        for (a, b) in self.status.iter_mut().zip(other.status) {
+            *a += b;
+        }
+        for (kind, n) in &other.errors {
+            *self.errors.entry(kind.clone()).or_default() += n;
+        }
+        if self.latency.len() < other.latency.len() {
+            self.latency.resize(other.latency.len(), 0);
+        }
+        for (a, b) in self.latency.iter_mut().zip(&other.latency) {
+            *a += b;
+        }
+    }
+
+    /// accepted / attempts; 0 without attempts.
+    pub fn success_rate(&self) -> f64 {
+        if self.attempts == 0 { 0.0 } else { self.accepted as f64 / self.attempts as f64 }
+    }
+
+    /// Latency quantile in ms, see [`stats::percentile`].
+    pub fn latency_ms(&self, q: f64) -> u64 {
+        stats::percentile(&self.latency, q)
+    }
+
+    /// Error kinds, most frequent first.
+    pub fn errors_by_count(&self) -> Vec<(&str, i64)> {
+        let mut v: Vec<(&str, i64)> = self.errors.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v
+    }
+}
+
+/// A tenant's statistics: the total and one entry per endpoint (by id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantStats {
+    pub total: Stats,
+    pub endpoints: Vec<Stats>,
+}
+
+#[derive(sqlx::FromRow)]
+struct HourRow {
+    endpoint_id: String,
+    attempts: i64,
+    accepted: i64,
+    status_2xx: i64,
+    status_3xx: i64,
+    status_4xx: i64,
+    status_5xx: i64,
+    errors: serde_json::Value,
+    latency: Vec<i64>,
+}
+
+impl From<HourRow> for Stats {
+    fn from(r: HourRow) -> Self {
+        // Counts summed in SQL come back as JSON numbers that may not be integers.
+        let errors = r.errors.as_object().into_iter().flatten();
+        let errors = errors.map(|(k, v)| (k.clone(), v.as_i64().or(v.as_f64().map(|f| f as i64)).unwrap_or(0)));
+        Stats {
+            endpoint_id: r.endpoint_id,
+            attempts: r.attempts,
+            accepted: r.accepted,
+            status: [r.status_2xx, r.status_3xx, r.status_4xx, r.status_5xx],
+            errors: errors.collect(),
+            latency: r.latency,
+        }
+    }
+}
+
+/// The first hour row that counts for a window starting at `since`: rows are
+/// keyed by the start of their hour, so the hour holding `since` is included.
+pub fn window_start(since: DateTime<Utc>) -> DateTime<Utc> {
+    since.duration_trunc(TimeDelta::hours(1)).unwrap_or(since)
+}
+
+/// Sum hour rows per endpoint (sorted by id) and in total.
+pub fn sum_by_endpoint(rows: impl IntoIterator<Item = Stats>) -> TenantStats {
+    let mut total = Stats::new("");
+    let mut per: BTreeMap<String, Stats> = BTreeMap::new();
+    for row in rows {
+        total.add(&row);
+        per.entry(row.endpoint_id.clone()).or_insert_with(|| Stats::new(row.endpoint_id.clone())).add(&row);
+    }
+    TenantStats { total, endpoints: per.into_values().collect() }
+}
+
+const HOUR_COLUMNS: &str =
+    "endpoint_id, attempts, accepted, status_2xx, status_3xx, status_4xx, status_5xx, errors, latency";
+
+/// One endpoint's statistics since `since` (whole hours).
+pub async fn endpoint_stats(
+    pool: &PgPool,
+    tenant: &str,
+    endpoint: &str,
+    since: DateTime<Utc>,
+) -> Result<Stats, StoreError> {
+    let sql = format!(
+        "SELECT {HOUR_COLUMNS} FROM endpoint_stats_hourly WHERE tenant_id = $1 AND endpoint_id = $2 AND hour >= $3"
+    );
+    let rows: Vec<HourRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(endpoint)
+        .bind(window_start(since))
+        .fetch_all(pool)
+        .await?;
+    let mut sum = Stats::new(endpoint);
+    for row in rows {
+        sum.add(&row.into());
+    }
+    Ok(sum)
+}
+
+/// A tenant's statistics since `since` (whole hours), with one entry per
+/// endpoint that had attempts.
+pub async fn tenant_stats(pool: &PgPool, tenant: &str, since: DateTime<Utc>) -> Result<TenantStats, StoreError> {
+    let sql = format!("SELECT {HOUR_COLUMNS} FROM endpoint_stats_hourly WHERE tenant_id = $1 AND hour >= $2");
+    let rows: Vec<HourRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(window_start(since)).fetch_all(pool).await?;
+    Ok(sum_by_endpoint(rows.into_iter().map(Stats::from)))
+}
+
+// ----------------------------------------------------------- recover jobs
+
+/// Where a recover job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    Completed,
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+        }
+    }
+}
+
+/// One row of `recover_jobs`.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    pub since: DateTime<Utc>,
+    pub total: i32,
+    pub done: i32,
+    /// See [`JobState`].
+    pub state: String,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const JOB_COLUMNS: &str = "id, tenant_id, endpoint_id, since, total, done, state, error, created_at";
+
+/// Record a new running job.
+pub async fn create_job(
+    pool: &PgPool,
+    id: &str,
+    tenant: &str,
+    endpoint: &str,
+    since: DateTime<Utc>,
+) -> Result<JobRow, StoreError> {
+    let sql = format!(
+        "INSERT INTO recover_jobs (id, tenant_id, endpoint_id, since, state) VALUES ($1, $2, $3, $4, $5)
+         RETURNING {JOB_COLUMNS}"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant)
+        .bind(endpoint)
+        .bind(since)
+        .bind(JobState::Running.as_str())
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Store how many deliveries the job found and how many it has queued.
+pub async fn update_job_progress(pool: &PgPool, id: &str, total: i32, done: i32) -> Result<(), StoreError> {
+    sqlx::query("UPDATE recover_jobs SET total = $2, done = $3 WHERE id = $1")
+        .bind(id)
+        .bind(total)
+        .bind(done)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// End the job as completed or failed, with the reason.
+pub async fn finish_job(pool: &PgPool, id: &str, state: JobState, error: Option<&str>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE recover_jobs SET state = $2, error = $3 WHERE id = $1")
+        .bind(id)
+        .bind(state.as_str())
+        .bind(error)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// One job of `tenant`; another tenant's id reads as `None`.
+pub async fn get_job(pool: &PgPool, tenant: &str, id: &str) -> Result<Option<JobRow>, StoreError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM recover_jobs WHERE tenant_id = $1 AND id = $2");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(pool).await?)
+}
+
+// -------------------------------------------------------------- projectors
+
+/// `(projector, last applied stream sequence)` for every projector with an offset.
+pub async fn projector_offsets(pool: &PgPool) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(sqlx::query_as("SELECT projector, last_seq FROM projector_offsets ORDER BY projector").fetch_all(pool).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hour(endpoint: &str, attempts: i64, accepted: i64, errors: &[(&str, i64)], latency: &[(usize, i64)]) -> Stats {
+        let mut s = Stats::new(endpoint);
+        s.attempts = attempts;
+        s.accepted = accepted;
+        s.status = [accepted, 0, 0, attempts - accepted];
+        s.errors = errors.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+        for &(i, n) in latency {
+            s.latency[i] = n;
+        }
+        s
+    }
+
+    #[test]
+    fn sums_merge_counters_errors_and_histograms() {
+        let rows = vec![
+            hour("ep_b", 3, 2, &[("timeout", 1)], &[(0, 2), (19, 1)]),
+            hour("ep_a", 2, 1, &[("http_status", 1)], &[(stats::bucket(120), 2)]),
+            hour("ep_b", 5, 4, &[("timeout", 1)], &[(0, 5)]),
+        ];
+        let t = sum_by_endpoint(rows);
+        assert_eq!(t.endpoints.iter().map(|s| s.endpoint_id.as_str()).collect::<Vec<_>>(), ["ep_a", "ep_b"]);
+        let b = &t.endpoints[1];
+        assert_eq!((b.attempts, b.accepted, b.status), (8, 6, [6, 0, 0, 2]));
+        assert_eq!(b.errors_by_count(), vec![("timeout", 2)]);
+        assert_eq!((b.latency[0], b.latency[19]), (7, 1));
+        assert_eq!((t.total.endpoint_id.as_str(), t.total.attempts, t.total.accepted), ("", 10, 7));
+        assert_eq!(t.total.errors_by_count(), vec![("timeout", 2), ("http_status", 1)]);
+        assert!((t.total.success_rate() - 0.7).abs() < 1e-9);
+        assert_eq!(t.total.latency_ms(0.5), 5);
+        assert_eq!(t.total.latency_ms(0.9), 150);
+        assert_eq!(t.total.latency_ms(0.95), 30000);
+        assert_eq!(Stats::new("x").success_rate(), 0.0);
+    }
+
+    #[test]
+    fn short_histograms_are_padded() {
+        let mut s = Stats::new("ep");
+        s.latency.clear();
+        s.add(&hour("ep", 1, 1, &[], &[(3, 1)]));
+        assert_eq!(s.latency.len(), stats::BUCKETS);
+        assert_eq!(s.latency[3], 1);
+    }
+
+    #[test]
+    fn hour_rows_read_sql_summed_error_counts() {
+        let row = HourRow {
+            endpoint_id: "ep".into(),
+            attempts: 4,
+            accepted: 1,
+            status_2xx: 1,
+            status_3xx: 0,
+            status_4xx: 0,
+            status_5xx: 3,
+            errors: serde_json::json!({"http_status": 3, "timeout": 2.0}),
+            latency: vec![0; stats::BUCKETS],
+        };
+        let s = Stats::from(row);
+        assert_eq!(s.errors_by_count(), vec![("http_status", 3), ("timeout", 2)]);
+    }
+
+    #[test]
+    fn windows_start_on_the_hour() {
+        let t = DateTime::parse_from_rfc3339("2026-11-29T10:47:12.5Z").unwrap().with_timezone(&Utc);
+        assert_eq!(window_start(t).to_rfc3339(), "2026-11-29T10:00:00+00:00");
+    }
+}
