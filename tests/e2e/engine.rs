@@ -481,3 +481,86 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     assert!(outcomes.iter().all(|o| o["error_kind"] == "smtp" && o["status_code"] == 550), "{outcomes:#?}");
     assert_eq!(outcomes[2]["state"], "failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_failing_long_enough_are_disabled_and_missed_events_recovered() {
+    use hookline_proto::delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient};
+    let s = stack_with(&[
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
+        ("HOOKLINE_AUTO_DISABLE_AFTER", "3s"),
+        ("HOOKLINE_AUTO_DISABLE_INTERVAL", "300ms"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "100"),
+    ])
+    .await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    let receiver = Receiver::start().await;
+    receiver.set_default(500);
+    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let mut ingest = s.hookline.ingest_client().await;
+    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let disabled = eventually(Duration::from_secs(15), "auto-disabled", || {
+        let mut subs = subs.clone();
+        let id = ep.clone();
+        async move {
+            let e = subs.get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: id }).await?;
+            let e = e.into_inner();
+            Ok((!e.enabled).then_some(e))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(disabled.disabled_reason.contains("every attempt failed since"), "{}", disabled.disabled_reason);
+
+    // Events arriving while disabled are listed as such...
+    let since = chrono::Utc::now().to_rfc3339();
+    let mut missed = Vec::new();
+    for _ in 0..2 {
+        missed.push(
+            ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap().into_inner().event_id,
+        );
+    }
+    let mut log = DeliveryServiceClient::connect(s.hookline.grpc_url()).await.unwrap();
+    let listed = eventually(Duration::from_secs(15), "missed deliveries listed", || {
+        let mut log = log.clone();
+        let (ep, missed) = (ep.clone(), missed.clone());
+        async move {
+            let r = log
+                .list_deliveries(dpb::ListDeliveriesRequest {
+                    tenant_id: "acme".into(),
+                    endpoint_id: ep,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let rows: Vec<_> = r.deliveries.into_iter().filter(|d| missed.contains(&d.event_id)).collect();
+            Ok((rows.len() == 2).then_some(rows))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.last_error_kind == "endpoint_unavailable" && d.state == dpb::DeliveryState::Failed as i32)
+    );
+
+    // ...and recovered once the endpoint is enabled again.
+    receiver.set_default(200);
+    subs.update_endpoint(spb::UpdateEndpointRequest {
+        tenant_id: "acme".into(),
+        endpoint_id: ep.clone(),
+        enabled: Some(true),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let before = receiver.count();
+    log.recover_endpoint(dpb::RecoverEndpointRequest { tenant_id: "acme".into(), endpoint_id: ep.clone(), since })
+        .await
+        .unwrap();
+    let got = receiver.wait_for(before + 2, Duration::from_secs(15)).await.unwrap();
+    let ok: HashSet<String> =
+        got[before..].iter().filter(|_| true).map(|r| r.header("webhook-id").unwrap().to_owned()).collect();
+    assert_eq!(ok, missed.iter().cloned().collect::<HashSet<_>>());
+}

@@ -68,8 +68,9 @@ async fn publish_n(s: &Stack, tenant: &str, n: usize) -> Vec<String> {
     ids
 }
 
-fn log_stack() -> [(&'static str, &'static str); 2] {
-    [("HOOKLINE_REQUEST_TIMEOUT", "1s"), ("HOOKLINE_ACK_WAIT", "5s")]
+/// Fast timeouts; a breaker that stays closed, so scripted failures run their schedule.
+fn log_stack() -> [(&'static str, &'static str); 3] {
+    [("HOOKLINE_REQUEST_TIMEOUT", "1s"), ("HOOKLINE_ACK_WAIT", "5s"), ("HOOKLINE_BREAKER_THRESHOLD", "1000")]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

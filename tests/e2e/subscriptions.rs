@@ -116,7 +116,7 @@ async fn endpoint_rules_and_resolve_freshness() {
 
     let (ep, _) =
         endpoint(&mut subs, "acme", "https://erp.example.com/h", &["customer.created"], PayloadLayout::Flat).await;
-    let resolve = |t: &str| ResolveRequest { tenant_id: "acme".into(), event_type: t.into() };
+    let resolve = |t: &str| ResolveRequest { tenant_id: "acme".into(), event_type: t.into(), ..Default::default() };
     let r = subs.resolve(resolve("customer.created")).await.unwrap().into_inner();
     assert!(r.endpoints.iter().any(|e| e.endpoint_id == ep));
     let r = subs.resolve(resolve("customer.deleted")).await.unwrap().into_inner();

@@ -109,6 +109,9 @@ async fn dispatch(js: &Context, mut resolver: SubscriptionServiceClient<Channel>
         .resolve(ResolveRequest {
             tenant_id: event.tenant_id.to_string(),
             event_type: event.event_type.as_str().into(),
+            // Disabled subscribers get a delivery too, logged as not sent, so
+            // what they missed can be listed and recovered.
+            include_disabled: true,
         })
         .await;
     let endpoints = match resolved {

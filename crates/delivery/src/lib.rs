@@ -14,6 +14,7 @@
 //! process memory; a task is acked only after its outcome is stored.
 
 pub mod api;
+pub mod autodisable;
 pub mod fanout;
 pub mod guard;
 pub mod mailer;

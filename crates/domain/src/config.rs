@@ -131,7 +131,14 @@ impl TenantState {
 
     /// Enabled endpoints subscribed to `event_type`; none when webhooks are off.
     pub fn resolve(&self, event_type: EventType) -> impl Iterator<Item = &EndpointConfig> {
-        self.endpoints.values().filter(move |e| self.webhooks_enabled && e.wants(event_type))
+        self.resolve_all(event_type, false)
+    }
+
+    /// As [`Self::resolve`], with disabled subscribers too when `include_disabled`.
+    pub fn resolve_all(&self, event_type: EventType, include_disabled: bool) -> impl Iterator<Item = &EndpointConfig> {
+        self.endpoints.values().filter(move |e| {
+            self.webhooks_enabled && if include_disabled { e.subscribed(event_type) } else { e.wants(event_type) }
+        })
     }
 }
 

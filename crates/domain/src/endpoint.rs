@@ -319,7 +319,12 @@ impl EndpointConfig {
     }
 
     pub fn wants(&self, event_type: EventType) -> bool {
-        self.enabled && (self.event_types.is_empty() || self.event_types.contains(&event_type))
+        self.enabled && self.subscribed(event_type)
+    }
+
+    /// Subscribed to the type, whether enabled or not.
+    pub fn subscribed(&self, event_type: EventType) -> bool {
+        self.event_types.is_empty() || self.event_types.contains(&event_type)
     }
 }
 

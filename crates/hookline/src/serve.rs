@@ -104,6 +104,15 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
                 Ok(())
             }
         });
+        tasks.spawn({
+            let commands = Commands::new(js.clone(), directory.clone());
+            let (pool, shutdown, after, every) =
+                (pool.clone(), shutdown.clone(), args.auto_disable_after, args.auto_disable_interval);
+            async move {
+                hookline_delivery::autodisable::run(pool, commands, after, every, shutdown).await;
+                Ok(())
+            }
+        });
         Some(pool)
     } else {
         None

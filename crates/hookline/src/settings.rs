@@ -67,6 +67,13 @@ pub struct ServiceArgs {
     /// deleted (events leave HOOKLINE_EVENTS at the same age), log rows stay.
     #[arg(long, env = "HOOKLINE_ARCHIVE_AFTER", default_value = "60d", value_parser = duration)]
     pub archive_after: Duration,
+    /// Endpoints whose every attempt failed for this long are disabled (with
+    /// an `endpoint.disabled` event); re-enabling them resumes delivery.
+    #[arg(long, env = "HOOKLINE_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = duration)]
+    pub auto_disable_after: Duration,
+    /// How often endpoints are checked for that.
+    #[arg(long, env = "HOOKLINE_AUTO_DISABLE_INTERVAL", default_value = "10m", value_parser = duration)]
+    pub auto_disable_interval: Duration,
     /// How often the archive janitor runs.
     #[arg(long, env = "HOOKLINE_ARCHIVE_INTERVAL", default_value = "1h", value_parser = duration)]
     pub archive_interval: Duration,
@@ -96,6 +103,9 @@ impl ServiceArgs {
         }
         if self.archive_after < Duration::from_secs(1) {
             return Err("HOOKLINE_ARCHIVE_AFTER: must be at least 1s".into());
+        }
+        if self.auto_disable_after < Duration::from_secs(1) || self.auto_disable_interval < Duration::from_millis(100) {
+            return Err("HOOKLINE_AUTO_DISABLE_AFTER / HOOKLINE_AUTO_DISABLE_INTERVAL: must be at least 1s / 100ms".into());
         }
         if self.archive_interval < Duration::from_millis(100) {
             return Err("HOOKLINE_ARCHIVE_INTERVAL: must be at least 100ms".into());

@@ -4,6 +4,7 @@
 //! changes nothing and a dropped table is rebuilt on the next start.
 
 mod config;
+pub mod health;
 pub mod janitor;
 mod outcomes;
 pub mod projector;

@@ -22,6 +22,8 @@ use crate::StoreError;
 
 /// Messages applied per transaction at most.
 const BATCH: usize = 500;
+/// How often an idle projector checks whether its offset was reset.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
 /// How long a batch waits for more messages once it has one.
 const LINGER: Duration = Duration::from_millis(20);
 
@@ -141,6 +143,14 @@ async fn follow(js: &Context, pool: &PgPool, projection: Projection, shutdown: &
         let first = tokio::select! {
             _ = shutdown.cancelled() => return Stop::Shutdown,
             m = messages.next() => m,
+            // Idle: notice a reset (rebuild) even when no message arrives.
+            _ = tokio::time::sleep(IDLE_CHECK) => {
+                match stored_offset(pool, projection).await {
+                    Ok(stored) if stored != applied => return Stop::Resync,
+                    Ok(_) => continue,
+                    Err(e) => return Stop::Failed(e),
+                }
+            }
         };
         let mut batch = match first {
             Some(Ok(m)) => vec![m],

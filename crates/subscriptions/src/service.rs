@@ -307,8 +307,9 @@ impl SubscriptionService for SubscriptionsApi {
         let event_type = EventType::parse(&r.event_type).map_err(|e| invalid(e.under("event_type")))?;
         let tenant = self.tenant(&t)?;
         let endpoints = tenant
-            .resolve(event_type)
+            .resolve_all(event_type, r.include_disabled)
             .map(|e| pb::ResolvedEndpoint {
+                enabled: e.enabled,
                 endpoint_id: e.id.to_string(),
                 url: e.url.as_str().to_owned(),
                 layout: layout_to_pb(e.layout).into(),

@@ -1,0 +1,412 @@
+//! `hookline-bench delivery`: end to end against real processes, each figure
+//! beside a raw baseline measured in the same run.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use hookline_proto::{
+    ingest::v1::{PublishBatchRequest, PublishRequest, ingest_service_client::IngestServiceClient, publish_request},
+    subscriptions::v1::{
+        CreateEndpointRequest, CreateTenantRequest, Plan, subscription_service_client::SubscriptionServiceClient,
+    },
+};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tonic::{Code, transport::Channel};
+
+use crate::{
+    receiver::{Arrivals, Key, Receiver, black_hole},
+    report::{Report, Row, percentiles},
+    stack::{Stack, peak_rss_mib},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Events per throughput run (fan-out 1 and fan-out 10).
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Events per second in the latency run.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Length of the latency run.
+    #[arg(long, default_value_t = 30)]
+    latency_secs: u64,
+    /// Events per isolation run (with and without a black-holed endpoint).
+    #[arg(long, default_value_t = 5_000)]
+    isolation_events: usize,
+    /// Smoke run: at most 2,000 events, 5 s of latency, 1,000 isolation events.
+    #[arg(long)]
+    quick: bool,
+}
+
+const EXAMPLE: &str = include_str!("../../../examples/events/appointment.booking.created.json");
+/// Padding of `data.appointment.notes` that makes the envelope body ~1 KiB.
+const NOTES_LEN: usize = 260;
+const BATCH: usize = 500;
+const RAW_REQUESTS: usize = 20_000;
+const RAW_SECS: f64 = 5.0;
+const RAW_CONCURRENCY: usize = 64;
+
+/// The producer event: the example without its idempotency key (identical
+/// keys would be deduplicated), with padded notes.
+fn producer_event() -> String {
+    let mut v: Value = serde_json::from_str(EXAMPLE).expect("example event is JSON");
+    v.as_object_mut().expect("object").remove("idempotency_key");
+    let notes = "Bitte den Hintereingang benutzen. ".repeat(NOTES_LEN / 34 + 1);
+    v["data"]["appointment"]["notes"] = Value::String(notes[..NOTES_LEN].trim_end().to_owned());
+    v.to_string()
+}
+
+/// A throughput run: deliveries over the time from the first publish to the
+/// last arrival.
+struct Run {
+    deliveries: usize,
+    secs: f64,
+    publish_secs: f64,
+    events: usize,
+    duplicates: usize,
+    missing: usize,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.deliveries as f64 / self.secs
+    }
+}
+
+struct Bench {
+    stack: Stack,
+    rx: Receiver,
+    subs: SubscriptionServiceClient<Channel>,
+    ingest: IngestServiceClient<Channel>,
+    event: String,
+    notes: Vec<String>,
+}
+
+impl Bench {
+    async fn tenant(&mut self, tenant: &str, urls: &[String]) -> anyhow::Result<()> {
+        let req = CreateTenantRequest {
+            tenant_id: tenant.into(),
+            plan: Plan::Enterprise as i32,
+            webhooks_enabled: true,
+            ..Default::default()
+        };
+        self.subs.create_tenant(req).await.context("CreateTenant")?;
+        for url in urls {
+            let req = CreateEndpointRequest { tenant_id: tenant.into(), url: url.clone(), ..Default::default() };
+            self.subs.create_endpoint(req).await.with_context(|| format!("CreateEndpoint {url}"))?;
+        }
+        Ok(())
+    }
+
+    fn batch(&self, tenant: &str, n: usize) -> PublishBatchRequest {
+        let one = PublishRequest {
+            tenant_id: tenant.into(),
+            payload: Some(publish_request::Payload::Json(self.event.clone())),
+            ..Default::default()
+        };
+        PublishBatchRequest { events: vec![one; n] }
+    }
+
+    /// Publish `n` events in one PublishBatch; their event ids.
+    async fn publish(&self, tenant: &str, n: usize) -> anyhow::Result<Vec<String>> {
+        let res = self.ingest.clone().publish_batch(self.batch(tenant, n)).await.context("PublishBatch")?;
+        Ok(res.into_inner().results.into_iter().map(|r| r.event_id).collect())
+    }
+
+    /// Publish single events until one reaches every path: the services'
+    /// directories know the tenant and endpoints, and connections are warm.
+    async fn warm_up(&self, tenant: &str, paths: &[String]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let from = self.rx.len();
+            let ids = match self.publish(tenant, 1).await {
+                Ok(ids) => ids,
+                // Ingest's directory may lag a moment behind subscriptions.
+                Err(e) if e.downcast_ref::<tonic::Status>().is_some_and(|s| s.code() == Code::NotFound) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let expected = keys(paths, &ids);
+            if self.rx.wait_for(&expected, from, Duration::from_secs(1)).await.missing == 0 {
+                return Ok(());
+            }
+        }
+        bail!("warm-up event for {tenant} never reached {paths:?}")
+    }
+
+    /// Publish `n` events as fast as possible (4 batches in flight) and wait
+    /// until the receiver has every one on every path in `paths`.
+    async fn throughput(&mut self, tenant: &str, paths: &[String], n: usize) -> anyhow::Result<Run> {
+        let from = self.rx.len();
+        let start = Instant::now();
+        let sizes = (0..n).step_by(BATCH).map(|i| BATCH.min(n - i));
+        let this = &*self;
+        let ids: Vec<Vec<String>> = stream::iter(sizes).map(|k| this.publish(tenant, k)).buffered(4).try_collect().await?;
+        let publish_secs = start.elapsed().as_secs_f64();
+        let ids: Vec<String> = ids.into_iter().flatten().collect();
+        let expected = keys(paths, &ids);
+        let timeout = Duration::from_secs(60 + expected.len() as u64 / 100);
+        let arr = self.rx.wait_for(&expected, from, timeout).await;
+        self.incomplete(tenant, &arr, expected.len());
+        let secs = arr.last().map_or(f64::NAN, |t| (t - start).as_secs_f64());
+        let run = Run {
+            deliveries: arr.first.len(),
+            secs,
+            publish_secs,
+            events: n,
+            duplicates: arr.duplicates,
+            missing: arr.missing,
+        };
+        println!(
+            "  {tenant}: {} events, {} deliveries in {:.2} s ({:.0}/s; publishing took {:.2} s, {} duplicates)",
+            run.events,
+            run.deliveries,
+            run.secs,
+            run.rate(),
+            run.publish_secs,
+            run.duplicates
+        );
+        Ok(run)
+    }
+
+    fn incomplete(&mut self, what: &str, arr: &Arrivals, expected: usize) {
+        if arr.missing > 0 {
+            let note = format!("{what}: only {} of {expected} deliveries arrived before the timeout", arr.first.len());
+            println!("  {note}");
+            self.notes.push(note);
+        }
+    }
+
+    /// Publish `rate` events/s (a small batch every 10 ms) for `secs`; the
+    /// latency from each batch's send instant to each event's arrival, and
+    /// the PublishBatch round trips.
+    async fn latency(
+        &mut self,
+        tenant: &str,
+        path: &str,
+        rate: u32,
+        secs: u64,
+    ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+        let from = self.rx.len();
+        let mut tasks = JoinSet::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let (start, mut sent) = (Instant::now(), 0usize);
+        while start.elapsed() < Duration::from_secs(secs) {
+            tick.tick().await;
+            let due = ((start.elapsed().as_secs_f64() * f64::from(rate)) as usize).saturating_sub(sent).min(BATCH);
+            if due == 0 {
+                continue;
+            }
+            sent += due;
+            let (mut client, req) = (self.ingest.clone(), self.batch(tenant, due));
+            tasks.spawn(async move {
+                let t0 = Instant::now();
+                let res = client.publish_batch(req).await;
+                (t0, t0.elapsed(), res)
+            });
+        }
+        let (mut sent_at, mut acks) = (Vec::with_capacity(sent), Vec::new());
+        while let Some(done) = tasks.join_next().await {
+            let (t0, ack, res) = done?;
+            acks.push(ack);
+            sent_at.extend(res.context("PublishBatch")?.into_inner().results.into_iter().map(|r| (r.event_id, t0)));
+        }
+        let paths = [path.to_owned()];
+        let expected = keys(&paths, &sent_at.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
+        let arr = self.rx.wait_for(&expected, from, Duration::from_secs(120)).await;
+        self.incomplete(tenant, &arr, expected.len());
+        let lat = sent_at
+            .into_iter()
+            .filter_map(|(id, t0)| arr.first.get(&(path.to_owned(), id)).map(|at| at.saturating_duration_since(t0)))
+            .collect();
+        Ok((lat, acks))
+    }
+}
+
+fn keys(paths: &[String], ids: &[String]) -> HashSet<Key> {
+    paths.iter().flat_map(|p| ids.iter().map(move |id| (p.clone(), id.clone()))).collect()
+}
+
+fn paths(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("/{prefix}/{i}")).collect()
+}
+
+/// Raw loopback POST rate of the receiver: 64 concurrent requests of 1 KiB
+/// until 20,000 are done or 5 s have passed.
+async fn raw_rate(rx: &Receiver, client: &reqwest::Client, body: Bytes) -> anyhow::Result<f64> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut workers = JoinSet::new();
+    for _ in 0..RAW_CONCURRENCY {
+        let (client, url, body, next) = (client.clone(), rx.url("raw/rate"), body.clone(), next.clone());
+        workers.spawn(async move {
+            let mut done = 0usize;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= RAW_REQUESTS || start.elapsed().as_secs_f64() > RAW_SECS {
+                    return Ok::<_, anyhow::Error>(done);
+                }
+                let req = client.post(&url).header("webhook-id", format!("raw-{i}")).body(body.clone());
+                req.send().await?.error_for_status()?;
+                done += 1;
+            }
+        });
+    }
+    let mut done = 0;
+    while let Some(n) = workers.join_next().await {
+        done += n??;
+    }
+    Ok(done as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Raw POST latency at a fixed rate: send instant to the receiver's arrival
+/// instant, the same span the end-to-end latency measures.
+async fn raw_latency(rx: &Receiver, client: &reqwest::Client, body: Bytes, rate: u32, secs: u64) -> Vec<Duration> {
+    let from = rx.len();
+    let mut tasks = JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let (start, mut sent) = (Instant::now(), 0usize);
+    while start.elapsed() < Duration::from_secs(secs) {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * f64::from(rate)) as usize).saturating_sub(sent);
+        for i in sent..sent + due {
+            let req = client.post(rx.url("raw/lat")).header("webhook-id", format!("lat-{i}")).body(body.clone());
+            tasks.spawn(async move { (i, Instant::now(), req.send().await.map(|_| ())) });
+        }
+        sent += due;
+    }
+    let mut sent_at = Vec::with_capacity(sent);
+    while let Some(Ok((i, t0, Ok(())))) = tasks.join_next().await {
+        sent_at.push((format!("lat-{i}"), t0));
+    }
+    let ids: Vec<String> = sent_at.iter().map(|(id, _)| id.clone()).collect();
+    let arr = rx.wait_for(&keys(&["/raw/lat".to_owned()], &ids), from, Duration::from_secs(10)).await;
+    sent_at.into_iter().filter_map(|(id, t0)| arr.first.get(&("/raw/lat".to_owned(), id)).map(|at| *at - t0)).collect()
+}
+
+pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
+    if args.quick {
+        args.events = args.events.min(2_000);
+        args.latency_secs = args.latency_secs.min(5);
+        args.isolation_events = args.isolation_events.min(1_000);
+    }
+    let rx = Receiver::start().await?;
+    println!("starting nats-server, Postgres database and hookline subscriptions|ingest|delivery ...");
+    let stack = Stack::start(postgres).await?;
+    let subs = SubscriptionServiceClient::connect(stack.services[0].grpc_url.clone()).await?;
+    let ingest = IngestServiceClient::connect(stack.services[1].grpc_url.clone()).await?;
+    let mut b = Bench { stack, rx, subs, ingest, event: producer_event(), notes: Vec::new() };
+    let rx = b.rx.clone();
+    let mut report = Report::new(
+        "hookline-bench delivery",
+        json!({"events": args.events, "rate": args.rate, "latency_secs": args.latency_secs,
+               "isolation_events": args.isolation_events, "quick": args.quick}),
+    );
+
+    // (1) Raw baselines.
+    println!("(1) raw loopback POST baseline");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(RAW_CONCURRENCY).build()?;
+    let body = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 - 10)));
+    let raw = raw_rate(&rx, &client, body.clone()).await?;
+    let mut raw_lat = raw_latency(&rx, &client, body, args.rate, args.latency_secs.min(5)).await;
+    let raw_lat = percentiles(&mut raw_lat);
+    report.push(Row::new(format!("raw POST rate ({RAW_CONCURRENCY} concurrent, 1 KiB)"), raw, "/s"));
+
+    // (2) Throughput, fan-out 1 and 10.
+    println!("(2) end-to-end throughput");
+    let f1 = paths("fan1", 1);
+    b.tenant("bench-fan1", &[rx.url("fan1/0")]).await?;
+    b.warm_up("bench-fan1", &f1).await?;
+    let body_len = rx.body_len("/fan1/0").unwrap_or(0);
+    let fan1 = b.throughput("bench-fan1", &f1, args.events).await?;
+    report.push(
+        Row::new("e2e deliveries/s, fan-out 1", fan1.rate(), "/s")
+            .vs(raw)
+            .target(">= 0.15 x raw", fan1.rate() >= 0.15 * raw),
+    );
+    report.push(Row::new("  ingest PublishBatch events/s, fan-out 1 run", fan1.events as f64 / fan1.publish_secs, "/s"));
+    let f10 = paths("fan10", 10);
+    let urls: Vec<String> = (0..10).map(|i| rx.url(&format!("fan10/{i}"))).collect();
+    b.tenant("bench-fan10", &urls).await?;
+    b.warm_up("bench-fan10", &f10).await?;
+    let fan10 = b.throughput("bench-fan10", &f10, args.events).await?;
+    report.push(Row::new("e2e deliveries/s, fan-out 10", fan10.rate(), "/s").vs(raw));
+    report.push(Row::new("  e2e events/s, fan-out 10", fan10.events as f64 / fan10.secs, "/s"));
+    b.stack.check_alive()?;
+
+    // (3) Latency at a fixed rate.
+    println!("(3) end-to-end latency at {} events/s for {} s", args.rate, args.latency_secs);
+    b.tenant("bench-lat", &[rx.url("lat/0")]).await?;
+    b.warm_up("bench-lat", &paths("lat", 1)).await?;
+    let (mut lat, mut acks) = b.latency("bench-lat", "/lat/0", args.rate, args.latency_secs).await?;
+    let (n_lat, lat, acks) = (lat.len(), percentiles(&mut lat), percentiles(&mut acks));
+    println!("  {n_lat} events; max {:.1} ms", lat.max);
+    let at = format!("@ {}/s", args.rate);
+    report.push(Row::new(format!("e2e latency p50 {at}"), lat.p50, "ms").beside(raw_lat.p50));
+    report.push(Row::new(format!("e2e latency p95 {at}"), lat.p95, "ms").beside(raw_lat.p95));
+    report.push(Row::new(format!("e2e latency p99 {at}"), lat.p99, "ms").beside(raw_lat.p99).target("< 50 ms", lat.p99 < 50.0));
+    report.push(Row::new("  PublishBatch round trip p99 (10 ms batches)", acks.p99, "ms"));
+    b.stack.check_alive()?;
+
+    // (5) Isolation: a black-holed endpoint beside a healthy one.
+    println!("(5) isolation: {} events with and without a black-holed endpoint", args.isolation_events);
+    let (hole, hole_task) = black_hole().await?;
+    let n = args.isolation_events;
+    b.tenant("bench-iso-base", &[rx.url("iso-base/0")]).await?;
+    b.warm_up("bench-iso-base", &paths("iso-base", 1)).await?;
+    let base = b.throughput("bench-iso-base", &paths("iso-base", 1), n).await?;
+    b.tenant("bench-iso-two", &[rx.url("iso-two/0"), rx.url("iso-two/1")]).await?;
+    b.warm_up("bench-iso-two", &paths("iso-two", 2)).await?;
+    let two = b.throughput("bench-iso-two", &paths("iso-two", 1), n).await?;
+    b.tenant("bench-iso-hole", &[rx.url("iso-hole/0"), format!("http://{hole}/hole")]).await?;
+    b.warm_up("bench-iso-hole", &paths("iso-hole", 1)).await?;
+    let holed = b.throughput("bench-iso-hole", &paths("iso-hole", 1), n).await?;
+    let ratio = holed.rate() / base.rate();
+    report.push(Row::new("isolation: healthy deliveries/s beside a black hole", holed.rate(), "/s")
+        .vs(base.rate())
+        .target(">= 0.9 x without", ratio >= 0.9));
+    report.push(Row::new("  control: beside a second healthy endpoint", two.rate(), "/s").vs(base.rate()));
+    b.stack.check_alive()?;
+
+    // (4) Peak RSS of each process, at the end.
+    for svc in &b.stack.services {
+        let rss = peak_rss_mib(svc.pid())?;
+        let row = Row::new(format!("peak RSS hookline {}", svc.role), rss, "MiB");
+        report.push(if svc.role == "delivery" { row.target("< 150 MiB", rss < 150.0) } else { row });
+    }
+    if let Some(pid) = b.stack.nats_pid() {
+        report.push(Row::new("  peak RSS nats-server", peak_rss_mib(pid)?, "MiB"));
+    }
+
+    let dups = rx.total_duplicates();
+    report.push(Row::new("duplicate deliveries (whole run)", dups as f64, ""));
+    report.notes.extend(b.notes.drain(..));
+    report.notes.push(format!(
+        "delivered body {body_len} bytes (envelope); raw baseline body {} bytes; one machine runs everything",
+        1024
+    ));
+    report.notes.push(format!(
+        "latency = batch send instant -> receiver arrival; {n_lat} events; raw latency baseline over {} s",
+        args.latency_secs.min(5)
+    ));
+    for r in [&fan1, &fan10, &base, &two, &holed] {
+        if r.missing > 0 {
+            report.notes.push(format!("a run of {} events is INCOMPLETE: {} missing", r.events, r.missing));
+        }
+    }
+    hole_task.abort();
+    b.stack.finish().await?;
+    Ok(report)
+}

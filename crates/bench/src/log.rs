@@ -1,0 +1,173 @@
+//! `hookline-bench log`: delivery-log pages and 30-day statistics on a
+//! database filled with one endpoint's deliveries, beside `SELECT 1`.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use chrono::{TimeDelta, Utc};
+use hookline_domain::ids::EndpointId;
+use hookline_store::queries::{DeliveryFilter, endpoint_stats, list_deliveries};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::{
+    report::{Percentiles, Report, Row, percentiles},
+    stack::{create_database, drop_database},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Rows in `deliveries`, all for one endpoint, spread over 30 days.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+    /// Timed iterations per query.
+    #[arg(long, default_value_t = 200)]
+    iterations: usize,
+}
+
+const TENANT: &str = "bench";
+const CHUNK: usize = 50_000;
+const PAGE: u32 = 50;
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// `prefix` + 26 Crockford base32 characters over 48 bits of milliseconds and
+/// 80 random bits: the layout of `hookline_domain::ids`, at a chosen time.
+fn sortable_id(prefix: &str, millis: i64) -> String {
+    let random: [u8; 10] = rand::random();
+    let mut n = (millis.max(0) as u128) << 80;
+    for (i, b) in random.iter().enumerate() {
+        n |= (*b as u128) << (8 * (9 - i));
+    }
+    let suffix: String = (0..26).rev().map(|i| CROCKFORD[((n >> (i * 5)) & 31) as usize] as char).collect();
+    format!("{prefix}{suffix}")
+}
+
+const INSERT_DELIVERIES: &str = "
+INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, event_seq, created_at, last_attempt_at,
+                        attempt_count, last_status_code, last_error_kind, state)
+SELECT u.id, $1, $2, u.event_id, 'appointment.booking.created', u.seq, u.at, u.at + interval '120 ms',
+       CASE WHEN u.code = 200 THEN 1 ELSE 10 END, u.code,
+       CASE WHEN u.code = 200 THEN NULL ELSE 'http_status' END,
+       CASE WHEN u.code = 200 THEN 'succeeded' ELSE 'failed' END
+FROM UNNEST($3::text[], $4::text[], $5::int8[], $6::timestamptz[], $7::int4[]) AS u(id, event_id, seq, at, code)";
+
+const INSERT_STATS: &str = "
+INSERT INTO endpoint_stats_hourly (endpoint_id, tenant_id, hour, attempts, accepted, status_2xx, status_3xx,
+                                   status_4xx, status_5xx, errors, latency)
+SELECT $1, $2, date_trunc('hour', now()) - make_interval(hours => h), 1000, 990, 990, 0, 4, 6,
+       '{\"http_status\": 10, \"timeout\": 2}'::jsonb, array_fill(50::bigint, ARRAY[$3::int])
+FROM generate_series(0, 30 * 24 - 1) AS h";
+
+/// Fill `rows` deliveries evenly over the last 30 days (1 % failed), in
+/// chunks of 50,000, plus 30 x 24 hourly statistics rows.
+async fn fill(pool: &PgPool, endpoint: &str, rows: usize) -> anyhow::Result<()> {
+    let now = Utc::now().timestamp_millis();
+    let span = TimeDelta::days(30).num_milliseconds();
+    let start = now - span;
+    for chunk in (0..rows).step_by(CHUNK) {
+        let range = chunk..rows.min(chunk + CHUNK);
+        let millis: Vec<i64> = range.clone().map(|i| start + (i as i128 * span as i128 / rows as i128) as i64).collect();
+        let ids: Vec<String> = millis.iter().map(|&m| sortable_id("dlv_", m)).collect();
+        let events: Vec<String> = millis.iter().map(|&m| sortable_id("evt_", m)).collect();
+        let seqs: Vec<i64> = range.clone().map(|i| i as i64 + 1).collect();
+        let at: Vec<chrono::DateTime<Utc>> =
+            millis.iter().map(|&m| chrono::DateTime::from_timestamp_millis(m).expect("in range")).collect();
+        let codes: Vec<i32> = range.map(|i| if i % 100 == 99 { 500 } else { 200 }).collect();
+        sqlx::query(INSERT_DELIVERIES)
+            .bind(TENANT)
+            .bind(endpoint)
+            .bind(ids)
+            .bind(events)
+            .bind(seqs)
+            .bind(at)
+            .bind(codes)
+            .execute(pool)
+            .await?;
+    }
+    let buckets = hookline_store::stats::BUCKETS as i32;
+    sqlx::query(INSERT_STATS).bind(endpoint).bind(TENANT).bind(buckets).execute(pool).await?;
+    sqlx::query("ANALYZE deliveries, endpoint_stats_hourly").execute(pool).await?;
+    Ok(())
+}
+
+/// Time `iterations` calls after 10 untimed ones.
+async fn time<F, Fut, T>(iterations: usize, mut f: F) -> anyhow::Result<Percentiles>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    for _ in 0..10 {
+        f().await?;
+    }
+    let mut samples: Vec<Duration> = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t0 = Instant::now();
+        f().await?;
+        samples.push(t0.elapsed());
+    }
+    Ok(percentiles(&mut samples))
+}
+
+pub async fn run(args: Args, postgres: &str) -> anyhow::Result<Report> {
+    let db = create_database(postgres, "hookline_bench_log").await?;
+    let result = measure(&args, &format!("{postgres}/{db}")).await;
+    drop_database(postgres, &db).await?;
+    result
+}
+
+async fn measure(args: &Args, url: &str) -> anyhow::Result<Report> {
+    let pool = hookline_store::connect(url).await?;
+    let endpoint = EndpointId::generate().to_string();
+    println!("filling {} deliveries and {} hourly stats rows ...", args.rows, 30 * 24);
+    let t0 = Instant::now();
+    fill(&pool, &endpoint, args.rows).await?;
+    let fill_secs = t0.elapsed().as_secs_f64();
+    let size: String =
+        sqlx::query_scalar("SELECT pg_size_pretty(pg_total_relation_size('deliveries'))").fetch_one(&pool).await?;
+    println!("  filled in {fill_secs:.1} s; deliveries table with indexes: {size}");
+
+    let n = args.iterations;
+    let filter = DeliveryFilter::default();
+    let select1 = time(n, || async { Ok(sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool).await?) }).await?;
+    let first = time(n, || async { Ok(list_deliveries(&pool, TENANT, &endpoint, &filter, PAGE, None).await?) }).await?;
+    // The cursor of page 100: the id of the last row of page 99.
+    let cursor: String = sqlx::query_scalar("SELECT id FROM deliveries WHERE endpoint_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1")
+        .bind(&endpoint)
+        .bind(i64::from(PAGE) * 99 - 1)
+        .fetch_one(&pool)
+        .await?;
+    let page100 = time(n, || async {
+        let page = list_deliveries(&pool, TENANT, &endpoint, &filter, PAGE, Some(&cursor)).await?;
+        anyhow::ensure!(page.rows.len() == PAGE as usize, "page 100 has {} rows", page.rows.len());
+        Ok(page)
+    })
+    .await?;
+    let since = Utc::now() - TimeDelta::days(30);
+    let stats = time(n, || async {
+        let s = endpoint_stats(&pool, TENANT, &endpoint, since).await?;
+        anyhow::ensure!(s.attempts > 0, "no statistics");
+        Ok(s)
+    })
+    .await?;
+    pool.close().await;
+
+    let mut report = Report::new("hookline-bench log", json!({"rows": args.rows, "iterations": n, "page": PAGE}));
+    for (name, p, target) in [
+        ("first page (50 rows)", &first, 20.0),
+        ("page 100 (50 rows, keyset)", &page100, 20.0),
+        ("30-day endpoint stats (720 hours)", &stats, 50.0),
+    ] {
+        report.push(Row::new(format!("{name} p50"), p.p50, "ms").beside(select1.p50));
+        report.push(
+            Row::new(format!("{name} p99"), p.p99, "ms").beside(select1.p99).target(format!("< {target} ms"), p.p99 < target),
+        );
+    }
+    report.push(Row::new("  fill rate (INSERT ... UNNEST, 50,000 per chunk)", args.rows as f64 / fill_secs, "/s"));
+    report.notes.push(format!(
+        "baseline = SELECT 1 round trip on the same pool (p50 {:.2} ms, p99 {:.2} ms); deliveries table {size}",
+        select1.p50, select1.p99
+    ));
+    Ok(report)
+}

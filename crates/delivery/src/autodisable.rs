@@ -1,0 +1,42 @@
+//! Disables endpoints that have failed every attempt for
+//! `HOOKLINE_AUTO_DISABLE_AFTER` (default 5 days), with an
+//! `endpoint.disabled` config event saying why. Re-enabling the endpoint
+//! through the API resumes delivery and restarts the clock.
+
+use std::time::Duration;
+
+use hookline_domain::{
+    config::Command,
+    ids::{EndpointId, TenantId},
+};
+use hookline_subscriptions::Commands;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(pool: PgPool, commands: Commands, after: Duration, every: Duration, shutdown: CancellationToken) {
+    loop {
+        match hookline_store::health::failing_for(&pool, after).await {
+            Ok(failing) => {
+                for f in failing {
+                    let (Ok(tenant), Ok(endpoint_id)) = (TenantId::parse(&f.tenant_id), EndpointId::parse(&f.endpoint_id))
+                    else {
+                        continue;
+                    };
+                    let reason = format!(
+                        "every attempt failed since {} (longer than HOOKLINE_AUTO_DISABLE_AFTER)",
+                        f.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    );
+                    match commands.execute(&tenant, Command::DisableEndpoint { endpoint_id, reason }).await {
+                        Ok(_) => tracing::warn!(endpoint_id = %f.endpoint_id, since = %f.since, "endpoint auto-disabled"),
+                        Err(e) => tracing::warn!(endpoint_id = %f.endpoint_id, error = %e, "auto-disable failed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "auto-disable check failed; retrying next round"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
