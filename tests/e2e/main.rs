@@ -7,5 +7,6 @@ mod delivery;
 mod engine;
 mod ingest;
 mod log;
+mod ops;
 mod secrets;
 mod subscriptions;

@@ -50,7 +50,7 @@ pub struct Args {
 
 const EXAMPLE: &str = include_str!("../../../examples/events/appointment.booking.created.json");
 /// Padding of `data.appointment.notes` that makes the envelope body ~1 KiB.
-const NOTES_LEN: usize = 260;
+const NOTES_LEN: usize = 420;
 const BATCH: usize = 500;
 const RAW_REQUESTS: usize = 20_000;
 const RAW_SECS: f64 = 5.0;
@@ -153,7 +153,8 @@ impl Bench {
         let start = Instant::now();
         let sizes = (0..n).step_by(BATCH).map(|i| BATCH.min(n - i));
         let this = &*self;
-        let ids: Vec<Vec<String>> = stream::iter(sizes).map(|k| this.publish(tenant, k)).buffered(4).try_collect().await?;
+        let ids: Vec<Vec<String>> =
+            stream::iter(sizes).map(|k| this.publish(tenant, k)).buffered(4).try_collect().await?;
         let publish_secs = start.elapsed().as_secs_f64();
         let ids: Vec<String> = ids.into_iter().flatten().collect();
         let expected = keys(paths, &ids);
@@ -336,7 +337,11 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
             .vs(raw)
             .target(">= 0.15 x raw", fan1.rate() >= 0.15 * raw),
     );
-    report.push(Row::new("  ingest PublishBatch events/s, fan-out 1 run", fan1.events as f64 / fan1.publish_secs, "/s"));
+    report.push(Row::new(
+        "  ingest PublishBatch events/s, fan-out 1 run",
+        fan1.events as f64 / fan1.publish_secs,
+        "/s",
+    ));
     let f10 = paths("fan10", 10);
     let urls: Vec<String> = (0..10).map(|i| rx.url(&format!("fan10/{i}"))).collect();
     b.tenant("bench-fan10", &urls).await?;
@@ -356,7 +361,9 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let at = format!("@ {}/s", args.rate);
     report.push(Row::new(format!("e2e latency p50 {at}"), lat.p50, "ms").beside(raw_lat.p50));
     report.push(Row::new(format!("e2e latency p95 {at}"), lat.p95, "ms").beside(raw_lat.p95));
-    report.push(Row::new(format!("e2e latency p99 {at}"), lat.p99, "ms").beside(raw_lat.p99).target("< 50 ms", lat.p99 < 50.0));
+    report.push(
+        Row::new(format!("e2e latency p99 {at}"), lat.p99, "ms").beside(raw_lat.p99).target("< 50 ms", lat.p99 < 50.0),
+    );
     report.push(Row::new("  PublishBatch round trip p99 (10 ms batches)", acks.p99, "ms"));
     b.stack.check_alive()?;
 
@@ -374,9 +381,11 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     b.warm_up("bench-iso-hole", &paths("iso-hole", 1)).await?;
     let holed = b.throughput("bench-iso-hole", &paths("iso-hole", 1), n).await?;
     let ratio = holed.rate() / base.rate();
-    report.push(Row::new("isolation: healthy deliveries/s beside a black hole", holed.rate(), "/s")
-        .vs(base.rate())
-        .target(">= 0.9 x without", ratio >= 0.9));
+    report.push(
+        Row::new("isolation: healthy deliveries/s beside a black hole", holed.rate(), "/s")
+            .vs(base.rate())
+            .target(">= 0.9 x without", ratio >= 0.9),
+    );
     report.push(Row::new("  control: beside a second healthy endpoint", two.rate(), "/s").vs(base.rate()));
     b.stack.check_alive()?;
 

@@ -68,7 +68,8 @@ async fn fill(pool: &PgPool, endpoint: &str, rows: usize) -> anyhow::Result<()> 
     let start = now - span;
     for chunk in (0..rows).step_by(CHUNK) {
         let range = chunk..rows.min(chunk + CHUNK);
-        let millis: Vec<i64> = range.clone().map(|i| start + (i as i128 * span as i128 / rows as i128) as i64).collect();
+        let millis: Vec<i64> =
+            range.clone().map(|i| start + (i as i128 * span as i128 / rows as i128) as i64).collect();
         let ids: Vec<String> = millis.iter().map(|&m| sortable_id("dlv_", m)).collect();
         let events: Vec<String> = millis.iter().map(|&m| sortable_id("evt_", m)).collect();
         let seqs: Vec<i64> = range.clone().map(|i| i as i64 + 1).collect();
@@ -133,11 +134,12 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<Report> {
     let select1 = time(n, || async { Ok(sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool).await?) }).await?;
     let first = time(n, || async { Ok(list_deliveries(&pool, TENANT, &endpoint, &filter, PAGE, None).await?) }).await?;
     // The cursor of page 100: the id of the last row of page 99.
-    let cursor: String = sqlx::query_scalar("SELECT id FROM deliveries WHERE endpoint_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1")
-        .bind(&endpoint)
-        .bind(i64::from(PAGE) * 99 - 1)
-        .fetch_one(&pool)
-        .await?;
+    let cursor: String =
+        sqlx::query_scalar("SELECT id FROM deliveries WHERE endpoint_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1")
+            .bind(&endpoint)
+            .bind(i64::from(PAGE) * 99 - 1)
+            .fetch_one(&pool)
+            .await?;
     let page100 = time(n, || async {
         let page = list_deliveries(&pool, TENANT, &endpoint, &filter, PAGE, Some(&cursor)).await?;
         anyhow::ensure!(page.rows.len() == PAGE as usize, "page 100 has {} rows", page.rows.len());
@@ -161,7 +163,9 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<Report> {
     ] {
         report.push(Row::new(format!("{name} p50"), p.p50, "ms").beside(select1.p50));
         report.push(
-            Row::new(format!("{name} p99"), p.p99, "ms").beside(select1.p99).target(format!("< {target} ms"), p.p99 < target),
+            Row::new(format!("{name} p99"), p.p99, "ms")
+                .beside(select1.p99)
+                .target(format!("< {target} ms"), p.p99 < target),
         );
     }
     report.push(Row::new("  fill rate (INSERT ... UNNEST, 50,000 per chunk)", args.rows as f64 / fill_secs, "/s"));

@@ -60,7 +60,9 @@ pub async fn create_database(server: &str, prefix: &str) -> anyhow::Result<Strin
 /// Drop a scratch database, disconnecting its sessions.
 pub async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
     let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await?;
     admin.close().await?;
     Ok(())
 }

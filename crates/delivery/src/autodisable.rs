@@ -27,7 +27,11 @@ pub async fn run(pool: PgPool, commands: Commands, after: Duration, every: Durat
                         f.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     );
                     match commands.execute(&tenant, Command::DisableEndpoint { endpoint_id, reason }).await {
-                        Ok(_) => tracing::warn!(endpoint_id = %f.endpoint_id, since = %f.since, "endpoint auto-disabled"),
+                        Ok(_) => {
+                            let m = hookline_telemetry::metrics();
+                            m.endpoints_disabled.get_or_create(&hookline_telemetry::labels([("reason", "failing")])).inc();
+                            tracing::warn!(endpoint_id = %f.endpoint_id, since = %f.since, "endpoint auto-disabled")
+                        }
                         Err(e) => tracing::warn!(endpoint_id = %f.endpoint_id, error = %e, "auto-disable failed"),
                     }
                 }

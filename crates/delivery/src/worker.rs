@@ -25,6 +25,7 @@ use rand::RngExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use hookline_telemetry::{labels, metrics};
 use tracing::Instrument;
 
 use crate::{
@@ -166,7 +167,12 @@ impl Worker {
         }
         let slot = match self.guard.admit(&task.endpoint_id) {
             Ok(slot) => slot,
-            Err(Wait::Busy(d) | Wait::Open(d)) => {
+            Err(wait) => {
+                let (reason, d) = match wait {
+                    Wait::Busy(d) => ("endpoint_busy", d),
+                    Wait::Open(d) => ("breaker_open", d),
+                };
+                metrics().deferrals.get_or_create(&labels([("reason", reason)])).inc();
                 let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
                 return;
             }
@@ -178,6 +184,13 @@ impl Worker {
     }
 
     async fn execute(&self, msg: Message, task: &DispatchTask, slot: Slot) {
+        metrics().in_flight.inc();
+        self.attempt(msg, task, slot).await;
+        metrics().in_flight.dec();
+        metrics().breakers_open.set(self.guard.open_breakers() as i64);
+    }
+
+    async fn attempt(&self, msg: Message, task: &DispatchTask, slot: Slot) {
         let event = &task.event;
         let attempt = task.attempt;
         let started_at = chrono::Utc::now();
@@ -224,6 +237,11 @@ impl Worker {
                     },
                 };
                 slot.finish(result.succeeded());
+                let channel = if ep.email.is_some() { "email" } else { "http" };
+                metrics()
+                    .attempt_duration
+                    .get_or_create(&labels([("channel", channel)]))
+                    .observe(result.duration.as_secs_f64());
                 outcome.request = Some(SentRequest {
                     url: match &ep.email {
                         Some(to) => format!("mailto:{}", to.as_str()),
@@ -254,6 +272,7 @@ impl Worker {
                     outcome.state = AttemptState::Retrying;
                     outcome.next_attempt_at = Some(due.clone());
                     retry = Some(task.retry(due));
+                    metrics().retries_scheduled.inc();
                 } else {
                     outcome.state = AttemptState::Failed;
                 }
@@ -265,6 +284,14 @@ impl Worker {
                     Some(if endpoint.is_some() { "endpoint is disabled" } else { "endpoint was deleted" }.into());
             }
         }
+        let outcome_label = match outcome.state {
+            AttemptState::Succeeded => "succeeded",
+            AttemptState::Retrying => "retrying",
+            AttemptState::Failed => "failed",
+            AttemptState::Dropped => "dropped",
+        };
+        let kind = outcome.error_kind.map_or("none", |k| k.as_str());
+        metrics().attempts.get_or_create(&labels([("outcome", outcome_label), ("error_kind", kind)])).inc();
         tracing::info!(state = ?outcome.state, status = outcome.status_code, error_kind = outcome.error_kind.map(|k| k.as_str()),
             duration_ms = outcome.duration_ms, "attempt finished");
         // The outcome and the next attempt are stored before the task is
@@ -282,7 +309,10 @@ impl Worker {
     async fn disable(&self, task: &DispatchTask, reason: &str) {
         let cmd = Command::DisableEndpoint { endpoint_id: task.endpoint_id.clone(), reason: reason.to_owned() };
         match self.commands.execute(&task.event.tenant_id, cmd).await {
-            Ok(_) => tracing::warn!(endpoint_id = %task.endpoint_id, reason, "endpoint disabled"),
+            Ok(_) => {
+                metrics().endpoints_disabled.get_or_create(&labels([("reason", "gone")])).inc();
+                tracing::warn!(endpoint_id = %task.endpoint_id, reason, "endpoint disabled")
+            }
             Err(e) => tracing::error!(endpoint_id = %task.endpoint_id, error = %e, "could not disable endpoint"),
         }
     }

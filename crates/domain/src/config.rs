@@ -220,6 +220,21 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+impl Command {
+    /// Metric label of the command.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateTenant { .. } => "create_tenant",
+            Command::UpdateTenant { .. } => "update_tenant",
+            Command::CreateEndpoint { .. } => "create_endpoint",
+            Command::UpdateEndpoint { .. } => "update_endpoint",
+            Command::DeleteEndpoint { .. } => "delete_endpoint",
+            Command::RotateSecret { .. } => "rotate_secret",
+            Command::DisableEndpoint { .. } => "disable_endpoint",
+        }
+    }
+}
+
 /// Decide which events a command produces against the tenant's state.
 pub fn decide(
     tenant_id: &TenantId,

@@ -3,6 +3,7 @@
 mod cli;
 mod serve;
 mod settings;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::{EnvFilter, fmt};

@@ -153,6 +153,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         let shutdown = shutdown.clone();
         async move {
             tonic::transport::Server::builder()
+                .layer(crate::telemetry::GrpcMetricsLayer)
                 .add_routes(grpc)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(grpc_listener),
@@ -172,6 +173,21 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
             async move { Ok(hookline_delivery::worker::run(js, directory, settings, shutdown).await?) }
         });
     }
+    let mut consumers = Vec::new();
+    if role.has(Role::Ingest) {
+        consumers.push((hookline_bus::INTAKE_STREAM, hookline_bus::INGEST_CONSUMER));
+    }
+    if role.has(Role::Delivery) {
+        consumers.push((hookline_bus::EVENTS_STREAM, hookline_bus::FANOUT_CONSUMER));
+        consumers.push((hookline_bus::DISPATCH_STREAM, hookline_bus::WORKERS_CONSUMER));
+    }
+    tasks.spawn({
+        let (js, pool, shutdown) = (js.clone(), pool.clone(), shutdown.clone());
+        async move {
+            crate::telemetry::poll(js, consumers, pool, shutdown).await;
+            Ok(())
+        }
+    });
     ready.store(true, Ordering::SeqCst);
     tracing::info!(role = role.name(), grpc = %args.grpc_addr, http = %args.http_addr, "hookline ready");
 
@@ -207,7 +223,10 @@ async fn health_server(
     nats: async_nats::Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = Router::new().route("/healthz", get(|| async { "ok\n" })).route(
+    let metrics = get(|| async {
+        ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], hookline_telemetry::metrics().encode())
+    });
+    let app = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", metrics).route(
         "/readyz",
         get(move || {
             let (ready, nats) = (ready.clone(), nats.clone());

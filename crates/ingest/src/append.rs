@@ -31,6 +31,8 @@ pub struct Appender {
 
 /// An event checked against the tenant directory, ready to publish.
 pub struct Prepared {
+    /// `grpc` or `nats`, for metrics.
+    source: &'static str,
     event: StoredEvent,
     msg_id: Option<String>,
     webhooks_off: bool,
@@ -45,6 +47,7 @@ impl Appender {
     /// de-duplicates redeliveries of keyless intake messages.
     pub async fn prepare(
         &self,
+        source: &'static str,
         tenant: &str,
         event: NewEvent,
         fallback_msg_id: Option<String>,
@@ -62,7 +65,7 @@ impl Appender {
             Some(key) => Some(format!("idem:{tenant}:{}", key.as_str())),
             None => fallback_msg_id,
         };
-        Ok(Prepared { event: StoredEvent::new(tenant, event), msg_id, webhooks_off: !state.webhooks_enabled })
+        Ok(Prepared { source, event: StoredEvent::new(tenant, event), msg_id, webhooks_off: !state.webhooks_enabled })
     }
 
     /// Publish without waiting for the stream's ack (so batches pipeline).
@@ -102,6 +105,11 @@ impl Appender {
         }
         tracing::info!(event_id = %event_id, tenant = %p.event.tenant_id, event_type = %event_type,
             duplicate = ack.duplicate, seq = ack.sequence, webhooks_off = p.webhooks_off, "event accepted");
+        if !ack.duplicate {
+            let m = hookline_telemetry::metrics();
+            let labels = hookline_telemetry::labels([("event_type", &event_type), ("source", p.source)]);
+            m.events_accepted.get_or_create(&labels).inc();
+        }
         Ok(Accepted { event_id, event_type, duplicate: ack.duplicate, sequence: ack.sequence })
     }
 

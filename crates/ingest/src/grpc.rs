@@ -98,8 +98,8 @@ fn response(a: Accepted) -> pb::PublishResponse {
 impl IngestService for IngestApi {
     async fn publish(&self, req: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
         let r = req.into_inner();
-        let event = parse_request(&r).map_err(Error::from)?;
-        let prepared = self.appender.prepare(&r.tenant_id, event, None).await?;
+        let event = parse_request(&r).map_err(Error::from).inspect_err(|e| e.count("grpc"))?;
+        let prepared = self.appender.prepare("grpc", &r.tenant_id, event, None).await.inspect_err(|e| e.count("grpc"))?;
         Ok(Response::new(response(self.appender.append(&prepared).await?)))
     }
 
@@ -115,8 +115,8 @@ impl IngestService for IngestApi {
         let mut prepared = Vec::with_capacity(r.events.len());
         for (i, e) in r.events.iter().enumerate() {
             let at = format!("events[{i}]");
-            let event = parse_request(e).map_err(|err| Error::from(err.under(&at)))?;
-            let p = self.appender.prepare(&e.tenant_id, event, None).await.map_err(|err| match err {
+            let event = parse_request(e).map_err(|err| Error::from(err.under(&at))).inspect_err(|e| e.count("grpc"))?;
+            let p = self.appender.prepare("grpc", &e.tenant_id, event, None).await.map_err(|err| match err {
                 Error::Invalid(f) => Error::Invalid(f.under(&at)),
                 Error::UnknownTenant(t) => Error::UnknownTenant(t),
                 other => other,

@@ -73,13 +73,16 @@ async fn handle(js: &Context, appender: &Appender, msg: Message) {
     let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let tenant = tenant_of(msg.subject.as_str()).unwrap_or_default().to_owned();
     let outcome = match NewEvent::from_json(&msg.payload) {
-        Ok(event) => appender.prepare(&tenant, event, Some(format!("intake:{seq}"))).await,
+        Ok(event) => appender.prepare("nats", &tenant, event, Some(format!("intake:{seq}"))).await,
         Err(e) => Err(Error::from(e)),
     };
     let result = match outcome {
         Ok(prepared) => appender.append(&prepared).await.map(|_| ()),
         Err(Error::Unavailable(e)) => Err(Error::Unavailable(e)),
-        Err(refusal) => reject(js, &tenant, seq, &msg.payload, &refusal).await,
+        Err(refusal) => {
+            refusal.count("nats");
+            reject(js, &tenant, seq, &msg.payload, &refusal).await
+        }
     };
     match result {
         Ok(()) => {

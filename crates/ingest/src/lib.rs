@@ -36,6 +36,21 @@ impl From<FieldError> for Error {
     }
 }
 
+impl Error {
+    /// Count a refusal in `hookline_events_rejected_total`.
+    pub fn count(&self, source: &'static str) {
+        let reason = match self {
+            Error::Invalid(_) => "invalid",
+            Error::UnknownTenant(_) => "unknown_tenant",
+            Error::Unavailable(_) => return,
+        };
+        hookline_telemetry::metrics()
+            .events_rejected
+            .get_or_create(&hookline_telemetry::labels([("reason", reason), ("source", source)]))
+            .inc();
+    }
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         match e {

@@ -41,6 +41,19 @@ impl Commands {
     /// Run a command; returns the tenant as it is after the command, once the
     /// index reflects it (read-your-writes for the caller).
     pub async fn execute(&self, tenant: &TenantId, cmd: Command) -> Result<Arc<TenantState>, Error> {
+        let name = cmd.name();
+        let result = self.execute_inner(tenant, cmd).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Error::Config(_)) => "refused",
+            Err(_) => "error",
+        };
+        let labels = hookline_telemetry::labels([("command", name), ("result", outcome)]);
+        hookline_telemetry::metrics().config_commands.get_or_create(&labels).inc();
+        result
+    }
+
+    async fn execute_inner(&self, tenant: &TenantId, cmd: Command) -> Result<Arc<TenantState>, Error> {
         let lock = self.locks.lock().expect("locks").entry(tenant.clone()).or_default().clone();
         let _guard = lock.lock().await;
         for _ in 0..MAX_ATTEMPTS {
@@ -55,7 +68,10 @@ impl Commands {
                     self.directory.wait_applied(last, INDEX_WAIT).await?;
                     return self.directory.tenant(tenant).ok_or_else(|| Error::Unavailable("tenant vanished".into()));
                 }
-                Err(AppendError::Conflict) => self.catch_up(tenant).await?,
+                Err(AppendError::Conflict) => {
+                    hookline_telemetry::metrics().config_conflicts.inc();
+                    self.catch_up(tenant).await?
+                }
                 Err(AppendError::Other(e)) => return Err(Error::Unavailable(e)),
             }
         }

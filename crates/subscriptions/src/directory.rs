@@ -149,6 +149,9 @@ fn apply(tenants: &RwLock<HashMap<TenantId, Arc<TenantState>>>, subject: &str, e
     match TenantState::evolve(current, event, seq) {
         Some(next) => {
             map.insert(id, Arc::new(next));
+            let m = hookline_telemetry::metrics();
+            m.directory_tenants.set(map.len() as i64);
+            m.directory_endpoints.set(map.values().map(|t| t.endpoints.len() as i64).sum());
         }
         None => tracing::error!(
             subject,

@@ -302,6 +302,8 @@ impl SubscriptionService for SubscriptionsApi {
     }
 
     async fn resolve(&self, req: Request<pb::ResolveRequest>) -> Result<Response<pb::ResolveResponse>, Status> {
+        let started = std::time::Instant::now();
+        let _observe = Observe(started);
         let r = req.get_ref();
         let t = tenant_id(&r.tenant_id)?;
         let event_type = EventType::parse(&r.event_type).map_err(|e| invalid(e.under("event_type")))?;
@@ -317,5 +319,14 @@ impl SubscriptionService for SubscriptionsApi {
             })
             .collect();
         Ok(Response::new(pb::ResolveResponse { webhooks_enabled: tenant.webhooks_enabled, endpoints }))
+    }
+}
+
+/// Records `Resolve` latency when dropped, whatever the outcome.
+struct Observe(std::time::Instant);
+
+impl Drop for Observe {
+    fn drop(&mut self) {
+        hookline_telemetry::metrics().resolve_duration.observe(self.0.elapsed().as_secs_f64());
     }
 }

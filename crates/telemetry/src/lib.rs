@@ -1,0 +1,157 @@
+//! Telemetry shared by every Hookline service.
+//!
+//! * [`metrics()`]: the process's Prometheus metrics, served on `/metrics`.
+//!   Labels are bounded sets (event type, outcome, error kind, method, code,
+//!   stream, consumer, projector): tenant and endpoint ids are never labels,
+//!   since each would create a series per customer and blow up Prometheus.
+//! * [`trace`]: W3C `traceparent` values carried through every NATS hop.
+
+pub mod trace;
+
+use std::sync::LazyLock;
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::{Registry, Unit},
+};
+
+/// Label pairs; every use keeps the value sets small and fixed.
+pub type Labels = Vec<(&'static str, String)>;
+
+fn latency_buckets() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0])
+}
+
+fn fast_buckets() -> Histogram {
+    Histogram::new([0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0])
+}
+
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    /// ingest: events appended, by `event_type` and `source` (grpc, nats).
+    pub events_accepted: Family<Labels, Counter>,
+    /// ingest: events refused, by `reason` (invalid, unknown_tenant) and `source`.
+    pub events_rejected: Family<Labels, Counter>,
+    /// subscriptions: config commands by `command` and `result` (ok, refused, error).
+    pub config_commands: Family<Labels, Counter>,
+    /// subscriptions: optimistic-concurrency conflicts retried.
+    pub config_conflicts: Counter,
+    /// subscriptions: `Resolve` latency.
+    pub resolve_duration: Histogram,
+    /// Tenants and endpoints in this process's config index.
+    pub directory_tenants: Gauge,
+    pub directory_endpoints: Gauge,
+    /// delivery: attempts by `outcome` (succeeded, retrying, failed, dropped) and `error_kind`.
+    pub attempts: Family<Labels, Counter>,
+    /// delivery: attempt latency by `channel` (http, email).
+    pub attempt_duration: HistogramFamily,
+    /// delivery: retries scheduled.
+    pub retries_scheduled: Counter,
+    /// delivery: tasks handed back because the endpoint was busy or its breaker open, by `reason`.
+    pub deferrals: Family<Labels, Counter>,
+    /// delivery: endpoints whose circuit breaker is open now.
+    pub breakers_open: Gauge,
+    /// delivery: endpoints disabled by Hookline, by `reason` (gone, failing).
+    pub endpoints_disabled: Family<Labels, Counter>,
+    /// delivery: attempts in flight in this process.
+    pub in_flight: Gauge,
+    /// JetStream consumers: messages not yet delivered, by `stream` and `consumer`.
+    pub consumer_pending: Family<Labels, Gauge>,
+    /// JetStream consumers: delivered, not yet acked (includes scheduled retries).
+    pub consumer_ack_pending: Family<Labels, Gauge>,
+    /// JetStream consumers: messages redelivered at least once.
+    pub consumer_redelivered: Family<Labels, Gauge>,
+    /// Postgres projectors: stream messages not yet applied, by `projector`.
+    pub projector_lag: Family<Labels, Gauge>,
+    /// gRPC requests by `method` and `code`.
+    pub grpc_requests: Family<Labels, Counter>,
+    /// gRPC latency by `method`.
+    pub grpc_duration: HistogramFamily,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut r = Registry::with_prefix("hookline");
+        let m = Self {
+            events_accepted: Family::default(),
+            events_rejected: Family::default(),
+            config_commands: Family::default(),
+            config_conflicts: Counter::default(),
+            resolve_duration: fast_buckets(),
+            directory_tenants: Gauge::default(),
+            directory_endpoints: Gauge::default(),
+            attempts: Family::default(),
+            attempt_duration: Family::new_with_constructor(latency_buckets),
+            retries_scheduled: Counter::default(),
+            deferrals: Family::default(),
+            breakers_open: Gauge::default(),
+            endpoints_disabled: Family::default(),
+            in_flight: Gauge::default(),
+            consumer_pending: Family::default(),
+            consumer_ack_pending: Family::default(),
+            consumer_redelivered: Family::default(),
+            projector_lag: Family::default(),
+            grpc_requests: Family::default(),
+            grpc_duration: Family::new_with_constructor(latency_buckets),
+            registry: Registry::default(),
+        };
+        r.register("events_accepted", "Events appended to HOOKLINE_EVENTS", m.events_accepted.clone());
+        r.register("events_rejected", "Events refused by validation", m.events_rejected.clone());
+        r.register("config_commands", "Tenant and endpoint commands", m.config_commands.clone());
+        r.register("config_conflicts", "Optimistic-concurrency conflicts on config subjects", m.config_conflicts.clone());
+        r.register_with_unit("resolve_duration", "Resolve latency", Unit::Seconds, m.resolve_duration.clone());
+        r.register("directory_tenants", "Tenants in the in-memory config index", m.directory_tenants.clone());
+        r.register("directory_endpoints", "Endpoints in the in-memory config index", m.directory_endpoints.clone());
+        r.register("delivery_attempts", "Delivery attempts by outcome and error kind", m.attempts.clone());
+        r.register_with_unit("delivery_attempt_duration", "Delivery attempt latency", Unit::Seconds, m.attempt_duration.clone());
+        r.register("delivery_retries_scheduled", "Retries scheduled after failed attempts", m.retries_scheduled.clone());
+        r.register("delivery_deferrals", "Tasks handed back to JetStream (busy endpoint, open breaker)", m.deferrals.clone());
+        r.register("delivery_breakers_open", "Endpoints whose circuit breaker is open", m.breakers_open.clone());
+        r.register("endpoints_disabled", "Endpoints disabled by Hookline", m.endpoints_disabled.clone());
+        r.register("delivery_in_flight", "Delivery attempts in flight", m.in_flight.clone());
+        r.register("consumer_pending", "JetStream messages not yet delivered to the consumer", m.consumer_pending.clone());
+        r.register("consumer_ack_pending", "JetStream messages delivered and not yet acked", m.consumer_ack_pending.clone());
+        r.register("consumer_redelivered", "JetStream messages redelivered", m.consumer_redelivered.clone());
+        r.register("projector_lag", "Stream messages not yet applied to Postgres", m.projector_lag.clone());
+        r.register("grpc_requests", "gRPC requests by method and status code", m.grpc_requests.clone());
+        r.register_with_unit("grpc_request_duration", "gRPC request latency", Unit::Seconds, m.grpc_duration.clone());
+        Self { registry: r, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("encoding into a String cannot fail");
+        out
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Shorthand for a label set.
+pub fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
+    pairs.into_iter().map(|(k, v)| (k, v.to_owned())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let m = metrics();
+        m.events_accepted.get_or_create(&labels([("event_type", "customer.created"), ("source", "grpc")])).inc();
+        m.attempt_duration.get_or_create(&labels([("channel", "http")])).observe(0.02);
+        let text = m.encode();
+        assert!(text.contains("hookline_events_accepted_total{event_type=\"customer.created\",source=\"grpc\"} 1"), "{text}");
+        assert!(text.contains("hookline_delivery_attempt_duration_seconds_bucket"), "{text}");
+        assert!(text.contains("# TYPE hookline_delivery_in_flight gauge"), "{text}");
+    }
+}
