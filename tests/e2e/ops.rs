@@ -98,3 +98,55 @@ async fn metrics_families_exist_per_service_and_move_with_traffic() {
         assert!(!text.contains("acme") && !text.contains("ep_"), "ids must not be metric labels");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_id_follows_an_event_through_all_three_services() {
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    let base = |role: &str| {
+        HooklineBuilder::new(role)
+            .env("HOOKLINE_NATS_URL", &nats.url())
+            .env("HOOKLINE_DATABASE_URL", db.url())
+            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
+            .env("HOOKLINE_LOG_FORMAT", "json")
+    };
+    let subscriptions = base("subscriptions").spawn().await.unwrap();
+    let ingest = base("ingest").spawn().await.unwrap();
+    let delivery = base("delivery").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn().await.unwrap();
+    let receiver = Receiver::start().await;
+    let mut subs = subscriptions.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut req = tonic::Request::new(json_request("acme", &fresh("customer.created")));
+    req.metadata_mut().insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse().unwrap());
+    let event_id = ingest.ingest_client().await.publish(req).await.unwrap().into_inner().event_id;
+    let got = receiver.wait_for(1, Duration::from_secs(15)).await.unwrap();
+    let sent = got[0].header("traceparent").unwrap();
+    assert!(sent.starts_with(&format!("00-{trace_id}-")), "the webhook request continues the trace: {sent}");
+
+    let outcome = eventually(Duration::from_secs(10), "outcome", || {
+        let (nats, subject) = (&nats, format!("hookline.outcomes.acme.{ep}"));
+        async move { Ok(read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await.into_iter().next()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcome["trace_id"], trace_id, "the attempt record carries the trace id");
+
+    for (name, proc) in [("ingest", &ingest), ("subscriptions", &subscriptions), ("delivery", &delivery)] {
+        let log = proc.log_contents();
+        let lines: Vec<serde_json::Value> =
+            log.lines().filter(|l| l.contains(trace_id)).filter_map(|l| serde_json::from_str(l).ok()).collect();
+        assert!(!lines.is_empty(), "{name} logged nothing with trace id {trace_id}");
+        assert!(lines.iter().all(|l| l.is_object()), "{name}: JSON log lines");
+        if name != "subscriptions" {
+            assert!(
+                log.lines().any(|l| l.contains(trace_id) && l.contains(&event_id)),
+                "{name}: trace id beside event id"
+            );
+        }
+    }
+    let delivery_log = delivery.log_contents();
+    assert!(delivery_log.lines().any(|l| l.contains(trace_id) && l.contains(&ep) && l.contains("attempt finished")));
+}

@@ -18,6 +18,7 @@ use hookline_proto::subscriptions::v1::{ResolveRequest, subscription_service_cli
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 use tracing::Instrument;
 
 use crate::DeliverySettings;
@@ -95,25 +96,35 @@ async fn fan_out(js: &Context, resolver: SubscriptionServiceClient<Channel>, msg
             return;
         }
     };
-    let span = tracing::info_span!("fanout", event_id = %event.id, tenant = %event.tenant_id, event_type = event.event_type.as_str());
-    dispatch(js, resolver, msg, event).instrument(span).await
+    let trace = TraceParent::continue_or_start(header(msg.headers.as_ref(), TRACEPARENT));
+    let span = tracing::info_span!("fanout", trace_id = %trace.trace_id(), event_id = %event.id,
+        tenant = %event.tenant_id, event_type = event.event_type.as_str());
+    dispatch(js, resolver, msg, event, trace).instrument(span).await
 }
 
-async fn dispatch(js: &Context, mut resolver: SubscriptionServiceClient<Channel>, msg: Message, event: StoredEvent) {
+async fn dispatch(
+    js: &Context,
+    mut resolver: SubscriptionServiceClient<Channel>,
+    msg: Message,
+    event: StoredEvent,
+    trace: TraceParent,
+) {
     if header(msg.headers.as_ref(), WEBHOOKS_HEADER) == Some("off") {
         tracing::info!("fanout: published while webhooks were off; not delivered");
         let _ = msg.double_ack().await;
         return;
     }
-    let resolved = resolver
-        .resolve(ResolveRequest {
+    let mut resolve = tonic::Request::new(ResolveRequest {
             tenant_id: event.tenant_id.to_string(),
             event_type: event.event_type.as_str().into(),
             // Disabled subscribers get a delivery too, logged as not sent, so
             // what they missed can be listed and recovered.
             include_disabled: true,
-        })
-        .await;
+        });
+    if let Ok(tp) = trace.child().to_string().parse() {
+        resolve.metadata_mut().insert(TRACEPARENT, tp);
+    }
+    let resolved = resolver.resolve(resolve).await;
     let endpoints = match resolved {
         Ok(r) => r.into_inner().endpoints,
         Err(s) if s.code() == tonic::Code::NotFound => Vec::new(),
@@ -142,6 +153,7 @@ async fn dispatch(js: &Context, mut resolver: SubscriptionServiceClient<Channel>
         };
         let publish = PublishMessage::build()
             .payload(serde_json::to_vec(&task).expect("tasks serialise").into())
+            .header(TRACEPARENT, trace.child().to_string().as_str())
             .message_id(task.msg_id());
         match js.send_publish(dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id), publish).await {
             Ok(ack) => acks.push(ack),

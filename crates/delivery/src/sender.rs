@@ -122,7 +122,13 @@ impl AttemptResult {
 }
 
 /// POST `body` to the endpoint, signed for `msg_id`.
-pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &str, body: Vec<u8>) -> AttemptResult {
+pub async fn send(
+    client: &reqwest::Client,
+    endpoint: &EndpointConfig,
+    msg_id: &str,
+    body: Vec<u8>,
+    traceparent: &str,
+) -> AttemptResult {
     let timestamp = chrono::Utc::now().timestamp();
     let signature = signing::signature_header(endpoint.signing_secrets(chrono::Utc::now()), msg_id, timestamp, &body);
     let mut request = client
@@ -130,13 +136,15 @@ pub async fn send(client: &reqwest::Client, endpoint: &EndpointConfig, msg_id: &
         .header("content-type", "application/json")
         .header("webhook-id", msg_id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature);
+        .header("webhook-signature", signature)
+        .header("traceparent", traceparent);
     // What Raw shows: the headers as sent, secrets redacted.
     let mut sent = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         ("webhook-id".to_owned(), msg_id.to_owned()),
         ("webhook-timestamp".to_owned(), timestamp.to_string()),
         ("webhook-signature".to_owned(), Secret::MASK.to_owned()),
+        ("traceparent".to_owned(), traceparent.to_owned()),
     ];
     if let Some(h) = &endpoint.auth_header {
         let mut value =

@@ -25,7 +25,10 @@ use rand::RngExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use hookline_telemetry::{labels, metrics};
+use hookline_telemetry::{
+    labels, metrics,
+    trace::{TRACEPARENT, TraceParent},
+};
 use tracing::Instrument;
 
 use crate::{
@@ -178,19 +181,20 @@ impl Worker {
             }
         };
         let event = &task.event;
-        let span = tracing::info_span!("attempt", delivery_id = %task.delivery_id, event_id = %event.id,
-            endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt = task.attempt);
-        self.execute(msg, &task, slot).instrument(span).await
+        let trace = TraceParent::continue_or_start(hookline_bus::header(msg.headers.as_ref(), TRACEPARENT));
+        let span = tracing::info_span!("attempt", trace_id = %trace.trace_id(), delivery_id = %task.delivery_id,
+            event_id = %event.id, endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt = task.attempt);
+        self.execute(msg, &task, slot, trace).instrument(span).await
     }
 
-    async fn execute(&self, msg: Message, task: &DispatchTask, slot: Slot) {
+    async fn execute(&self, msg: Message, task: &DispatchTask, slot: Slot, trace: TraceParent) {
         metrics().in_flight.inc();
-        self.attempt(msg, task, slot).await;
+        self.attempt(msg, task, slot, trace).await;
         metrics().in_flight.dec();
         metrics().breakers_open.set(self.guard.open_breakers() as i64);
     }
 
-    async fn attempt(&self, msg: Message, task: &DispatchTask, slot: Slot) {
+    async fn attempt(&self, msg: Message, task: &DispatchTask, slot: Slot, trace: TraceParent) {
         let event = &task.event;
         let attempt = task.attempt;
         let started_at = chrono::Utc::now();
@@ -213,6 +217,7 @@ impl Worker {
             duration_ms: 0,
             next_attempt_at: None,
             response_excerpt: None,
+            trace_id: Some(trace.trace_id()),
         };
         let mut endpoint = self.directory.endpoint(&event.tenant_id, &task.endpoint_id);
         if endpoint.is_none() {
@@ -232,7 +237,7 @@ impl Worker {
                         "this endpoint delivers by e-mail but HOOKLINE_SMTP_URL is not set".into(),
                     ),
                     (None, _) => match sender::check_literal(ep.url.as_str(), &self.settings.address_policy) {
-                        Ok(()) => sender::send(&self.http, &ep, event.id.as_str(), body).await,
+                        Ok(()) => sender::send(&self.http, &ep, event.id.as_str(), body, &trace.to_string()).await,
                         Err(why) => sender::AttemptResult::refused(why),
                     },
                 };
@@ -296,7 +301,7 @@ impl Worker {
             duration_ms = outcome.duration_ms, "attempt finished");
         // The outcome and the next attempt are stored before the task is
         // acked; a crash in between repeats the attempt, never loses it.
-        if let Err(e) = self.record(&outcome, retry.as_ref()).await {
+        if let Err(e) = self.record(&outcome, retry.as_ref(), &trace).await {
             tracing::warn!(error = %e, "workers: outcome not stored; task will be retried");
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             return;
@@ -317,7 +322,7 @@ impl Worker {
         }
     }
 
-    async fn record(&self, outcome: &AttemptOutcome, retry: Option<&DispatchTask>) -> Result<(), String> {
+    async fn record(&self, outcome: &AttemptOutcome, retry: Option<&DispatchTask>, trace: &TraceParent) -> Result<(), String> {
         let publish = PublishMessage::build()
             .payload(serde_json::to_vec(outcome).expect("outcomes serialise").into())
             .message_id(outcome.msg_id());
@@ -330,6 +335,7 @@ impl Worker {
             Some(task) => {
                 let publish = PublishMessage::build()
                     .payload(serde_json::to_vec(task).expect("tasks serialise").into())
+                    .header(TRACEPARENT, trace.to_string().as_str())
                     .message_id(task.msg_id());
                 let subject = dispatch_subject(task.event.tenant_id.as_str(), task.endpoint_id.as_str());
                 Some(self.js.send_publish(subject, publish).await.map_err(|e| e.to_string())?)

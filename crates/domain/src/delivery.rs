@@ -146,6 +146,9 @@ pub struct AttemptOutcome {
     /// secrets read `********`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<SentRequest>,
+    /// W3C trace id shared with the ingest and fan-out logs of this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// The request of an attempt, without its body (which is re-rendered from

@@ -10,6 +10,7 @@ use hookline_domain::{
     ids::TenantId,
 };
 use hookline_subscriptions::Directory;
+use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 
 use crate::Error;
 
@@ -36,6 +37,16 @@ pub struct Prepared {
     event: StoredEvent,
     msg_id: Option<String>,
     webhooks_off: bool,
+    /// W3C trace context, continued from the producer when it sent one.
+    trace: TraceParent,
+}
+
+impl Prepared {
+    /// Continue the producer's trace (a `traceparent` header or metadata).
+    pub fn traced(mut self, traceparent: Option<&str>) -> Self {
+        self.trace = TraceParent::continue_or_start(traceparent);
+        self
+    }
 }
 
 impl Appender {
@@ -65,7 +76,13 @@ impl Appender {
             Some(key) => Some(format!("idem:{tenant}:{}", key.as_str())),
             None => fallback_msg_id,
         };
-        Ok(Prepared { source, event: StoredEvent::new(tenant, event), msg_id, webhooks_off: !state.webhooks_enabled })
+        Ok(Prepared {
+            source,
+            event: StoredEvent::new(tenant, event),
+            msg_id,
+            webhooks_off: !state.webhooks_enabled,
+            trace: TraceParent::new_root(),
+        })
     }
 
     /// Publish without waiting for the stream's ack (so batches pipeline).
@@ -74,6 +91,7 @@ impl Appender {
         let mut headers = HeaderMap::new();
         headers.insert(EVENT_ID_HEADER, e.id.as_str());
         headers.insert(EVENT_TYPE_HEADER, e.event_type.as_str());
+        headers.insert(TRACEPARENT, p.trace.to_string().as_str());
         if p.webhooks_off {
             headers.insert(WEBHOOKS_HEADER, "off");
         }
@@ -103,7 +121,7 @@ impl Appender {
                 event_type = t.to_owned();
             }
         }
-        tracing::info!(event_id = %event_id, tenant = %p.event.tenant_id, event_type = %event_type,
+        tracing::info!(trace_id = %p.trace.trace_id(), event_id = %event_id, tenant = %p.event.tenant_id, event_type = %event_type,
             duplicate = ack.duplicate, seq = ack.sequence, webhooks_off = p.webhooks_off, "event accepted");
         if !ack.duplicate {
             let m = hookline_telemetry::metrics();

@@ -85,6 +85,11 @@ pub fn parse_request(r: &pb::PublishRequest) -> Result<NewEvent, FieldError> {
     NewEvent::from_json(&serde_json::to_vec(&event).expect("JSON serialises"))
 }
 
+/// The caller's W3C `traceparent` metadata, if any.
+fn traceparent<T>(req: &Request<T>) -> Option<String> {
+    req.metadata().get(hookline_telemetry::trace::TRACEPARENT)?.to_str().ok().map(str::to_owned)
+}
+
 fn response(a: Accepted) -> pb::PublishResponse {
     pb::PublishResponse {
         event_id: a.event_id,
@@ -97,9 +102,15 @@ fn response(a: Accepted) -> pb::PublishResponse {
 #[tonic::async_trait]
 impl IngestService for IngestApi {
     async fn publish(&self, req: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
+        let traceparent = traceparent(&req);
         let r = req.into_inner();
         let event = parse_request(&r).map_err(Error::from).inspect_err(|e| e.count("grpc"))?;
-        let prepared = self.appender.prepare("grpc", &r.tenant_id, event, None).await.inspect_err(|e| e.count("grpc"))?;
+        let prepared = self
+            .appender
+            .prepare("grpc", &r.tenant_id, event, None)
+            .await
+            .inspect_err(|e| e.count("grpc"))?
+            .traced(traceparent.as_deref());
         Ok(Response::new(response(self.appender.append(&prepared).await?)))
     }
 
@@ -107,6 +118,7 @@ impl IngestService for IngestApi {
         &self,
         req: Request<pb::PublishBatchRequest>,
     ) -> Result<Response<pb::PublishBatchResponse>, Status> {
+        let traceparent = traceparent(&req);
         let r = req.into_inner();
         if r.events.is_empty() || r.events.len() > MAX_BATCH {
             let e = FieldError::new("events", format!("must hold 1 to {MAX_BATCH} events, got {}", r.events.len()));
@@ -121,7 +133,7 @@ impl IngestService for IngestApi {
                 Error::UnknownTenant(t) => Error::UnknownTenant(t),
                 other => other,
             })?;
-            prepared.push(p);
+            prepared.push(p.traced(traceparent.as_deref()));
         }
         let mut acks = Vec::with_capacity(prepared.len());
         for p in &prepared {

@@ -73,7 +73,10 @@ async fn handle(js: &Context, appender: &Appender, msg: Message) {
     let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let tenant = tenant_of(msg.subject.as_str()).unwrap_or_default().to_owned();
     let outcome = match NewEvent::from_json(&msg.payload) {
-        Ok(event) => appender.prepare("nats", &tenant, event, Some(format!("intake:{seq}"))).await,
+        Ok(event) => appender
+            .prepare("nats", &tenant, event, Some(format!("intake:{seq}")))
+            .await
+            .map(|p| p.traced(hookline_bus::header(msg.headers.as_ref(), hookline_telemetry::trace::TRACEPARENT))),
         Err(e) => Err(Error::from(e)),
     };
     let result = match outcome {

@@ -304,6 +304,11 @@ impl SubscriptionService for SubscriptionsApi {
     async fn resolve(&self, req: Request<pb::ResolveRequest>) -> Result<Response<pb::ResolveResponse>, Status> {
         let started = std::time::Instant::now();
         let _observe = Observe(started);
+        if let Some(tp) = req.metadata().get(hookline_telemetry::trace::TRACEPARENT).and_then(|v| v.to_str().ok()) {
+            let trace = hookline_telemetry::trace::TraceParent::continue_or_start(Some(tp));
+            let r = req.get_ref();
+            tracing::debug!(trace_id = %trace.trace_id(), tenant = %r.tenant_id, event_type = %r.event_type, "resolve");
+        }
         let r = req.get_ref();
         let t = tenant_id(&r.tenant_id)?;
         let event_type = EventType::parse(&r.event_type).map_err(|e| invalid(e.under("event_type")))?;
