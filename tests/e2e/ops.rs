@@ -150,3 +150,135 @@ async fn one_trace_id_follows_an_event_through_all_three_services() {
     let delivery_log = delivery.log_contents();
     assert!(delivery_log.lines().any(|l| l.contains(trace_id) && l.contains(&ep) && l.contains("attempt finished")));
 }
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn prom_query(base: &str, expr: &str) -> serde_json::Value {
+    let (status, body) = http_get(&format!("{base}/api/v1/query?query={}", percent_encode(expr))).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: {body}"));
+    assert_eq!(v["status"], "success", "query `{expr}` is invalid: {body}");
+    v
+}
+
+/// A real Prometheus (Debian's package) scrapes the services; every dashboard
+/// panel query returns series, every alert rule loads and evaluates, and the
+/// endpoint-disabled alert fires after a 410.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    let base = |role: &str| {
+        HooklineBuilder::new(role)
+            .env("HOOKLINE_NATS_URL", &nats.url())
+            .env("HOOKLINE_DATABASE_URL", db.url())
+            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
+            .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s")
+    };
+    let subscriptions = base("subscriptions").spawn().await.unwrap();
+    let ingest = base("ingest").spawn().await.unwrap();
+    let delivery = base("delivery").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn().await.unwrap();
+
+    let dir = std::env::temp_dir().join(format!("hookline-prom-{}", hookline_e2e::free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = hookline_e2e::free_port();
+    let targets: Vec<String> =
+        [&subscriptions, &ingest, &delivery].iter().map(|p| format!("\"{}\"", p.http_addr())).collect();
+    let config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [\"{root}/deploy/prometheus/alerts.yml\"]\nscrape_configs:\n  - job_name: hookline\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let mut prometheus = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .expect("prometheus is installed (.ci/run installs Debian's package)");
+    let prom = format!("http://127.0.0.1:{port}");
+    eventually(Duration::from_secs(30), "prometheus ready", || async {
+        Ok(matches!(http_get(&format!("{prom}/-/ready")).await, Ok((200, _))).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // Counters must be seen at zero before traffic, as in production.
+    eventually(Duration::from_secs(20), "all three services scraped", || async {
+        let v = prom_query(&prom, "count(up{job=\"hookline\"} == 1)").await;
+        Ok((v["data"]["result"][0]["value"][1] == "3").then_some(()))
+    })
+    .await
+    .unwrap();
+    // Traffic: successes, failures with retries, and a 410 that disables an endpoint.
+    let ok = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.set_default(500);
+    let gone = Receiver::start().await;
+    gone.set_default(410);
+    let mut subs = subscriptions.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    endpoint(&mut subs, "acme", &ok.url(), &[], PayloadLayout::Envelope).await;
+    endpoint(&mut subs, "acme", &failing.url(), &["customer.updated"], PayloadLayout::Envelope).await;
+    endpoint(&mut subs, "acme", &gone.url(), &["customer.deleted"], PayloadLayout::Envelope).await;
+    let mut client = ingest.ingest_client().await;
+    for t in ["customer.created", "customer.updated", "customer.deleted", "customer.updated"] {
+        client.publish(json_request("acme", &fresh(t))).await.unwrap();
+    }
+    let _ = client.publish(json_request("nobody", &fresh("customer.created"))).await;
+    ok.wait_for(4, Duration::from_secs(20)).await.unwrap();
+    gone.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/deploy/grafana/dashboards/hookline.json")).unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let v = eventually(Duration::from_secs(20), expr, || async {
+                let v = prom_query(&prom, expr).await;
+                Ok((!v["data"]["result"].as_array().unwrap().is_empty()).then_some(v))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("panel `{}` returns no series: {e}", panel["title"]));
+            assert!(v["data"]["result"].as_array().is_some());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "every panel checked");
+
+    // Every alert rule loaded, healthy, and its expression evaluates.
+    let (_, rules) = http_get(&format!("{prom}/api/v1/rules")).await.unwrap();
+    let rules: serde_json::Value = serde_json::from_str(&rules).unwrap();
+    let loaded = rules["data"]["groups"][0]["rules"].as_array().unwrap();
+    assert_eq!(loaded.len(), 6, "{rules}");
+    for rule in loaded {
+        prom_query(&prom, rule["query"].as_str().unwrap()).await;
+        assert_ne!(rule["health"], "err", "{rule}");
+    }
+    // The endpoint disabled by the 410 raises its alert.
+    eventually(Duration::from_secs(20), "HooklineEndpointDisabled firing", || async {
+        let (_, body) = http_get(&format!("{prom}/api/v1/alerts")).await?;
+        Ok(body.contains("\"alertname\":\"HooklineEndpointDisabled\"") && body.contains("\"state\":\"firing\""))
+            .map(|firing| firing.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        let del = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+        panic!("{e}\n{}\n{del}", delivery.log_contents().lines().filter(|l| l.contains("disabled")).collect::<Vec<_>>().join("\n"))
+    });
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -26,7 +26,7 @@ use tonic::{Code, transport::Channel};
 use crate::{
     receiver::{Arrivals, Key, Receiver, black_hole},
     report::{Report, Row, percentiles},
-    stack::{Stack, peak_rss_mib},
+    stack::{Stack, cpu_secs, machine_ticks, peak_rss_mib},
 };
 
 #[derive(clap::Args)]
@@ -236,6 +236,52 @@ impl Bench {
     }
 }
 
+/// CPU seconds of each process of interest, and machine-wide busy/total ticks.
+struct CpuSnapshot {
+    procs: Vec<(String, f64)>,
+    machine: (f64, f64),
+    at: Instant,
+}
+
+impl Bench {
+    fn cpu(&self) -> CpuSnapshot {
+        let mut procs: Vec<(String, f64)> =
+            self.stack.services.iter().map(|s| (s.role.to_owned(), cpu_secs(&s.pid().to_string()))).collect();
+        if let Some(pid) = self.stack.nats_pid() {
+            procs.push(("nats-server".into(), cpu_secs(&pid.to_string())));
+        }
+        procs.push(("bench (receiver, clients)".into(), cpu_secs("self")));
+        CpuSnapshot { procs, machine: machine_ticks(), at: Instant::now() }
+    }
+
+    /// Record where the CPU went between `before` and now.
+    fn cpu_note(&mut self, phase: &str, before: &CpuSnapshot) {
+        let after = self.cpu();
+        let wall = (after.at - before.at).as_secs_f64();
+        let busy = (after.machine.0 - before.machine.0) / (after.machine.1 - before.machine.1).max(1.0);
+        let per: Vec<String> = after
+            .procs
+            .iter()
+            .zip(&before.procs)
+            .map(|((name, a), (_, b))| format!("{name} {:.0} %", 100.0 * (a - b) / wall))
+            .collect();
+        let note = format!(
+            "{phase}: {wall:.1} s wall, machine {:.0} % busy of {} cores; per process (of one core): {}",
+            100.0 * busy,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            per.join(", ")
+        );
+        println!("  {note}");
+        self.notes.push(note);
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn keys(paths: &[String], ids: &[String]) -> HashSet<Key> {
     paths.iter().flat_map(|p| ids.iter().map(move |id| (p.clone(), id.clone()))).collect()
 }
@@ -303,6 +349,7 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
         args.latency_secs = args.latency_secs.min(5);
         args.isolation_events = args.isolation_events.min(1_000);
     }
+    let load_before = loadavg();
     let rx = Receiver::start().await?;
     println!("starting nats-server, Postgres database and hookline subscriptions|ingest|delivery ...");
     let stack = Stack::start(postgres).await?;
@@ -321,7 +368,7 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(RAW_CONCURRENCY).build()?;
     let body = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 - 10)));
     let raw = raw_rate(&rx, &client, body.clone()).await?;
-    let mut raw_lat = raw_latency(&rx, &client, body, args.rate, args.latency_secs.min(5)).await;
+    let mut raw_lat = raw_latency(&rx, &client, body.clone(), args.rate, args.latency_secs.min(5)).await;
     let raw_lat = percentiles(&mut raw_lat);
     report.push(Row::new(format!("raw POST rate ({RAW_CONCURRENCY} concurrent, 1 KiB)"), raw, "/s"));
 
@@ -331,7 +378,9 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     b.tenant("bench-fan1", &[rx.url("fan1/0")]).await?;
     b.warm_up("bench-fan1", &f1).await?;
     let body_len = rx.body_len("/fan1/0").unwrap_or(0);
+    let cpu = b.cpu();
     let fan1 = b.throughput("bench-fan1", &f1, args.events).await?;
+    b.cpu_note("fan-out 1 run", &cpu);
     report.push(
         Row::new("e2e deliveries/s, fan-out 1", fan1.rate(), "/s")
             .vs(raw)
@@ -346,7 +395,9 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let urls: Vec<String> = (0..10).map(|i| rx.url(&format!("fan10/{i}"))).collect();
     b.tenant("bench-fan10", &urls).await?;
     b.warm_up("bench-fan10", &f10).await?;
+    let cpu = b.cpu();
     let fan10 = b.throughput("bench-fan10", &f10, args.events).await?;
+    b.cpu_note("fan-out 10 run", &cpu);
     report.push(Row::new("e2e deliveries/s, fan-out 10", fan10.rate(), "/s").vs(raw));
     report.push(Row::new("  e2e events/s, fan-out 10", fan10.events as f64 / fan10.secs, "/s"));
     b.stack.check_alive()?;
@@ -355,7 +406,9 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     println!("(3) end-to-end latency at {} events/s for {} s", args.rate, args.latency_secs);
     b.tenant("bench-lat", &[rx.url("lat/0")]).await?;
     b.warm_up("bench-lat", &paths("lat", 1)).await?;
+    let cpu = b.cpu();
     let (mut lat, mut acks) = b.latency("bench-lat", "/lat/0", args.rate, args.latency_secs).await?;
+    b.cpu_note("latency run", &cpu);
     let (n_lat, lat, acks) = (lat.len(), percentiles(&mut lat), percentiles(&mut acks));
     println!("  {n_lat} events; max {:.1} ms", lat.max);
     let at = format!("@ {}/s", args.rate);
@@ -379,7 +432,9 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let two = b.throughput("bench-iso-two", &paths("iso-two", 1), n).await?;
     b.tenant("bench-iso-hole", &[rx.url("iso-hole/0"), format!("http://{hole}/hole")]).await?;
     b.warm_up("bench-iso-hole", &paths("iso-hole", 1)).await?;
+    let cpu = b.cpu();
     let holed = b.throughput("bench-iso-hole", &paths("iso-hole", 1), n).await?;
+    b.cpu_note("isolation run with black hole", &cpu);
     let ratio = holed.rate() / base.rate();
     report.push(
         Row::new("isolation: healthy deliveries/s beside a black hole", holed.rate(), "/s")
@@ -403,9 +458,10 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     report.push(Row::new("duplicate deliveries (whole run)", dups as f64, ""));
     report.notes.extend(b.notes.drain(..));
     report.notes.push(format!(
-        "delivered body {body_len} bytes (envelope); raw baseline body {} bytes; one machine runs everything",
-        1024
+        "delivered body {body_len} bytes (envelope layout), raw baseline body {} bytes; everything shares this machine",
+        body.len()
     ));
+    report.notes.push(format!("load average before: {load_before}; after: {}", loadavg()));
     report.notes.push(format!(
         "latency = batch send instant -> receiver arrival; {n_lat} events; raw latency baseline over {} s",
         args.latency_secs.min(5)

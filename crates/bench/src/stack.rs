@@ -46,6 +46,25 @@ pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// CPU time (user + system) of a process so far, in seconds (100 ticks/s).
+pub fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// Machine-wide (busy, total) CPU ticks from `/proc/stat`.
+pub fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> =
+        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let idle = f.get(3).copied().unwrap_or(0.0) + f.get(4).copied().unwrap_or(0.0);
+    let total: f64 = f.iter().take(8).sum();
+    (total - idle, total)
+}
+
 /// Create a scratch database `<prefix>_<random>` on `server`; returns its name.
 pub async fn create_database(server: &str, prefix: &str) -> anyhow::Result<String> {
     let name = format!("{prefix}_{:016x}", rand::random::<u64>());

@@ -619,7 +619,7 @@ fn delivery_line(d: &dpb::Delivery) -> String {
 fn attempt_json(a: &dpb::Attempt) -> Value {
     json!({"number": a.number, "started_at": a.started_at, "duration_ms": a.duration_ms,
         "status_code": (a.status_code != 0).then_some(a.status_code), "error_kind": (!a.error_kind.is_empty()).then_some(&a.error_kind),
-        "error": (!a.error.is_empty()).then_some(&a.error), "outcome": a.outcome, "response_excerpt": a.response_excerpt})
+        "error": (!a.error.is_empty()).then_some(&a.error), "outcome": a.outcome, "response_excerpt": (!a.response_excerpt.is_empty()).then_some(&a.response_excerpt)})
 }
 
 fn attempt_line(a: &dpb::Attempt) -> String {
@@ -741,7 +741,7 @@ fn progress(done: u64, total: u64) {
         return;
     }
     const WIDTH: u64 = 30;
-    let filled = if total == 0 { WIDTH } else { (done.min(total) * WIDTH) / total } as usize;
+    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(WIDTH) as usize;
     let _ = write!(err, "\r[{}{}] {done}/{total}", "#".repeat(filled), ".".repeat(WIDTH as usize - filled));
     let _ = err.flush();
 }

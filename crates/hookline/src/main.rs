@@ -35,7 +35,7 @@ enum Command {
         #[command(flatten)]
         service: settings::ServiceArgs,
         #[command(subcommand)]
-        cmd: Option<cli::DeliveryCmd>,
+        cmd: Option<Box<cli::DeliveryCmd>>,
     },
     /// Manage tenants.
     Tenant {
@@ -105,7 +105,7 @@ async fn main() -> std::process::ExitCode {
         Command::Delivery { service, cmd: None } => {
             serve::run(serve::Role::Delivery, service, serve::shutdown_signal()).await
         }
-        Command::Delivery { cmd: Some(cmd), .. } => cli::delivery(cmd).await,
+        Command::Delivery { cmd: Some(cmd), .. } => cli::delivery(*cmd).await,
         Command::Tenant { client, cmd } => cli::tenant(&client, cmd).await,
         Command::Endpoint { client, cmd } => cli::endpoint(&client, cmd).await,
         Command::Publish { client, tenant, file } => cli::publish(&client, tenant, file).await,

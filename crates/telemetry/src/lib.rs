@@ -118,6 +118,14 @@ impl Metrics {
         r.register("projector_lag", "Stream messages not yet applied to Postgres", m.projector_lag.clone());
         r.register("grpc_requests", "gRPC requests by method and status code", m.grpc_requests.clone());
         r.register_with_unit("grpc_request_duration", "gRPC request latency", Unit::Seconds, m.grpc_duration.clone());
+        // Known label values start at zero, so rates and alerts see a series
+        // before the first occurrence.
+        for reason in ["endpoint_busy", "breaker_open"] {
+            let _ = m.deferrals.get_or_create(&labels([("reason", reason)]));
+        }
+        for reason in ["gone", "failing"] {
+            let _ = m.endpoints_disabled.get_or_create(&labels([("reason", reason)]));
+        }
         Self { registry: r, ..m }
     }
 
