@@ -276,7 +276,10 @@ async fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus() {
     .await
     .unwrap_or_else(|e| {
         let del = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-        panic!("{e}\n{}\n{del}", delivery.log_contents().lines().filter(|l| l.contains("disabled")).collect::<Vec<_>>().join("\n"))
+        panic!(
+            "{e}\n{}\n{del}",
+            delivery.log_contents().lines().filter(|l| l.contains("disabled")).collect::<Vec<_>>().join("\n")
+        )
     });
     let _ = prometheus.kill();
     let _ = prometheus.wait();

@@ -241,22 +241,36 @@ struct CpuSnapshot {
     procs: Vec<(String, f64)>,
     machine: (f64, f64),
     at: Instant,
+    deferrals: Option<f64>,
 }
 
 impl Bench {
-    fn cpu(&self) -> CpuSnapshot {
+    async fn cpu(&self) -> CpuSnapshot {
         let mut procs: Vec<(String, f64)> =
             self.stack.services.iter().map(|s| (s.role.to_owned(), cpu_secs(&s.pid().to_string()))).collect();
         if let Some(pid) = self.stack.nats_pid() {
             procs.push(("nats-server".into(), cpu_secs(&pid.to_string())));
         }
         procs.push(("bench (receiver, clients)".into(), cpu_secs("self")));
-        CpuSnapshot { procs, machine: machine_ticks(), at: Instant::now() }
+        CpuSnapshot { procs, machine: machine_ticks(), at: Instant::now(), deferrals: self.deferrals().await }
+    }
+
+    /// Tasks the delivery service handed back to JetStream so far (busy
+    /// endpoint, open breaker), from its `/metrics`, if it exports them.
+    async fn deferrals(&self) -> Option<f64> {
+        let url = format!("{}/metrics", self.stack.services[2].http_url);
+        let text = reqwest::get(url).await.ok()?.error_for_status().ok()?.text().await.ok()?;
+        let values = text.lines().filter(|l| l.starts_with("hookline_delivery_deferrals"));
+        Some(values.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
     }
 
     /// Record where the CPU went between `before` and now.
-    fn cpu_note(&mut self, phase: &str, before: &CpuSnapshot) {
-        let after = self.cpu();
+    async fn cpu_note(&mut self, phase: &str, before: &CpuSnapshot) {
+        let after = self.cpu().await;
+        let deferrals = match (before.deferrals, self.deferrals().await) {
+            (Some(b), Some(a)) => format!("; delivery deferred {:.0} tasks to JetStream", a - b),
+            _ => String::new(),
+        };
         let wall = (after.at - before.at).as_secs_f64();
         let busy = (after.machine.0 - before.machine.0) / (after.machine.1 - before.machine.1).max(1.0);
         let per: Vec<String> = after
@@ -270,7 +284,7 @@ impl Bench {
             100.0 * busy,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             per.join(", ")
-        );
+        ) + &deferrals;
         println!("  {note}");
         self.notes.push(note);
     }
@@ -378,9 +392,9 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     b.tenant("bench-fan1", &[rx.url("fan1/0")]).await?;
     b.warm_up("bench-fan1", &f1).await?;
     let body_len = rx.body_len("/fan1/0").unwrap_or(0);
-    let cpu = b.cpu();
+    let cpu = b.cpu().await;
     let fan1 = b.throughput("bench-fan1", &f1, args.events).await?;
-    b.cpu_note("fan-out 1 run", &cpu);
+    b.cpu_note("fan-out 1 run", &cpu).await;
     report.push(
         Row::new("e2e deliveries/s, fan-out 1", fan1.rate(), "/s")
             .vs(raw)
@@ -395,9 +409,9 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let urls: Vec<String> = (0..10).map(|i| rx.url(&format!("fan10/{i}"))).collect();
     b.tenant("bench-fan10", &urls).await?;
     b.warm_up("bench-fan10", &f10).await?;
-    let cpu = b.cpu();
+    let cpu = b.cpu().await;
     let fan10 = b.throughput("bench-fan10", &f10, args.events).await?;
-    b.cpu_note("fan-out 10 run", &cpu);
+    b.cpu_note("fan-out 10 run", &cpu).await;
     report.push(Row::new("e2e deliveries/s, fan-out 10", fan10.rate(), "/s").vs(raw));
     report.push(Row::new("  e2e events/s, fan-out 10", fan10.events as f64 / fan10.secs, "/s"));
     b.stack.check_alive()?;
@@ -406,9 +420,9 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     println!("(3) end-to-end latency at {} events/s for {} s", args.rate, args.latency_secs);
     b.tenant("bench-lat", &[rx.url("lat/0")]).await?;
     b.warm_up("bench-lat", &paths("lat", 1)).await?;
-    let cpu = b.cpu();
+    let cpu = b.cpu().await;
     let (mut lat, mut acks) = b.latency("bench-lat", "/lat/0", args.rate, args.latency_secs).await?;
-    b.cpu_note("latency run", &cpu);
+    b.cpu_note("latency run", &cpu).await;
     let (n_lat, lat, acks) = (lat.len(), percentiles(&mut lat), percentiles(&mut acks));
     println!("  {n_lat} events; max {:.1} ms", lat.max);
     let at = format!("@ {}/s", args.rate);
@@ -432,9 +446,9 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let two = b.throughput("bench-iso-two", &paths("iso-two", 1), n).await?;
     b.tenant("bench-iso-hole", &[rx.url("iso-hole/0"), format!("http://{hole}/hole")]).await?;
     b.warm_up("bench-iso-hole", &paths("iso-hole", 1)).await?;
-    let cpu = b.cpu();
+    let cpu = b.cpu().await;
     let holed = b.throughput("bench-iso-hole", &paths("iso-hole", 1), n).await?;
-    b.cpu_note("isolation run with black hole", &cpu);
+    b.cpu_note("isolation run with black hole", &cpu).await;
     let ratio = holed.rate() / base.rate();
     report.push(
         Row::new("isolation: healthy deliveries/s beside a black hole", holed.rate(), "/s")

@@ -89,7 +89,7 @@ pub async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
 pub struct Service {
     pub role: &'static str,
     pub grpc_url: String,
-    http_url: String,
+    pub http_url: String,
     log: PathBuf,
     child: Child,
 }

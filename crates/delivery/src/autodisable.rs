@@ -18,7 +18,8 @@ pub async fn run(pool: PgPool, commands: Commands, after: Duration, every: Durat
         match hookline_store::health::failing_for(&pool, after).await {
             Ok(failing) => {
                 for f in failing {
-                    let (Ok(tenant), Ok(endpoint_id)) = (TenantId::parse(&f.tenant_id), EndpointId::parse(&f.endpoint_id))
+                    let (Ok(tenant), Ok(endpoint_id)) =
+                        (TenantId::parse(&f.tenant_id), EndpointId::parse(&f.endpoint_id))
                     else {
                         continue;
                     };
@@ -29,7 +30,9 @@ pub async fn run(pool: PgPool, commands: Commands, after: Duration, every: Durat
                     match commands.execute(&tenant, Command::DisableEndpoint { endpoint_id, reason }).await {
                         Ok(_) => {
                             let m = hookline_telemetry::metrics();
-                            m.endpoints_disabled.get_or_create(&hookline_telemetry::labels([("reason", "failing")])).inc();
+                            m.endpoints_disabled
+                                .get_or_create(&hookline_telemetry::labels([("reason", "failing")]))
+                                .inc();
                             tracing::warn!(endpoint_id = %f.endpoint_id, since = %f.since, "endpoint auto-disabled")
                         }
                         Err(e) => tracing::warn!(endpoint_id = %f.endpoint_id, error = %e, "auto-disable failed"),

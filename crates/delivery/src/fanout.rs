@@ -15,10 +15,10 @@ use hookline_domain::{
     ids::{DeliveryId, EndpointId},
 };
 use hookline_proto::subscriptions::v1::{ResolveRequest, subscription_service_client::SubscriptionServiceClient};
+use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 use tracing::Instrument;
 
 use crate::DeliverySettings;
@@ -115,12 +115,12 @@ async fn dispatch(
         return;
     }
     let mut resolve = tonic::Request::new(ResolveRequest {
-            tenant_id: event.tenant_id.to_string(),
-            event_type: event.event_type.as_str().into(),
-            // Disabled subscribers get a delivery too, logged as not sent, so
-            // what they missed can be listed and recovered.
-            include_disabled: true,
-        });
+        tenant_id: event.tenant_id.to_string(),
+        event_type: event.event_type.as_str().into(),
+        // Disabled subscribers get a delivery too, logged as not sent, so
+        // what they missed can be listed and recovered.
+        include_disabled: true,
+    });
     if let Ok(tp) = trace.child().to_string().parse() {
         resolve.metadata_mut().insert(TRACEPARENT, tp);
     }

@@ -26,7 +26,9 @@ impl Mailer {
     /// `Err` names the setting and what is wrong with it.
     pub fn new(url: &str, from: &str, timeout: Duration) -> Result<Self, String> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| format!("HOOKLINE_SMTP_URL: {e} (expected smtp://[user:pass@]host:port[?tls=required] or smtps://...)"))?
+            .map_err(|e| {
+                format!("HOOKLINE_SMTP_URL: {e} (expected smtp://[user:pass@]host:port[?tls=required] or smtps://...)")
+            })?
             .timeout(Some(timeout))
             .build();
         let from = from.parse().map_err(|e| format!("HOOKLINE_SMTP_FROM: {e}"))?;

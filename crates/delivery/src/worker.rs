@@ -21,14 +21,14 @@ use hookline_domain::{
     layout,
 };
 use hookline_subscriptions::{Commands, Directory};
-use rand::RngExt;
-use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use hookline_telemetry::{
     labels, metrics,
     trace::{TRACEPARENT, TraceParent},
 };
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
@@ -322,7 +322,12 @@ impl Worker {
         }
     }
 
-    async fn record(&self, outcome: &AttemptOutcome, retry: Option<&DispatchTask>, trace: &TraceParent) -> Result<(), String> {
+    async fn record(
+        &self,
+        outcome: &AttemptOutcome,
+        retry: Option<&DispatchTask>,
+        trace: &TraceParent,
+    ) -> Result<(), String> {
         let publish = PublishMessage::build()
             .payload(serde_json::to_vec(outcome).expect("outcomes serialise").into())
             .message_id(outcome.msg_id());

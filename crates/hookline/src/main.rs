@@ -1,11 +1,12 @@
 //! `hookline`: the three services, alone or together, and the operator CLI.
 
 mod cli;
+mod config;
 mod serve;
 mod settings;
 mod telemetry;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::{EnvFilter, fmt};
 
 #[derive(Debug, Parser)]
@@ -15,6 +16,10 @@ use tracing_subscriber::{EnvFilter, fmt};
     about = "Signed, retried, logged webhooks from booking events, on NATS JetStream."
 )]
 struct Cli {
+    /// TOML file with settings (keys: HOOKLINE_* names in lower case without
+    /// the prefix); the environment and flags override it.
+    #[arg(long, global = true, env = "HOOKLINE_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +76,12 @@ enum Command {
         #[command(subcommand)]
         cmd: cli::AdminCmd,
     },
+    /// Show the effective configuration (defaults, file, environment, flags),
+    /// secrets masked.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Publish a JSON event (or a JSON array of events) from a file or `-` (stdin).
     Publish {
         #[command(flatten)]
@@ -79,6 +90,18 @@ enum Command {
         tenant: String,
         /// Path to the JSON event, or `-` for stdin.
         file: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Print every service setting, where its value came from, secrets masked.
+    Show {
+        #[command(flatten)]
+        service: settings::ServiceArgs,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -93,9 +116,25 @@ fn init_tracing() {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    // The file layer becomes environment before any thread exists.
+    let from_file = match config::apply_file() {
+        Ok(keys) => keys,
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let matches = Cli::command().try_get_matches().map_err(config::explain).unwrap_or_else(|e| e.exit());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Config { cmd: ConfigCmd::Show { service, json } } = &cli.command {
+        let sub = matches.subcommand_matches("config").and_then(|m| m.subcommand_matches("show"));
+        return config::show(service, *json, sub, &from_file);
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> std::process::ExitCode {
     init_tracing();
     rustls::crypto::ring::default_provider().install_default().expect("one crypto provider");
     let result = match cli.command {
@@ -111,6 +150,7 @@ async fn main() -> std::process::ExitCode {
         Command::Publish { client, tenant, file } => cli::publish(&client, tenant, file).await,
         Command::Stats { client, tenant, endpoint, window } => cli::stats(&client, tenant, endpoint, window).await,
         Command::Admin { client, cmd } => cli::admin(&client, cmd).await,
+        Command::Config { .. } => unreachable!("handled before the runtime starts"),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

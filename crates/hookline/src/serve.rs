@@ -224,7 +224,10 @@ async fn health_server(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = get(|| async {
-        ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], hookline_telemetry::metrics().encode())
+        (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            hookline_telemetry::metrics().encode(),
+        )
     });
     let app = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", metrics).route(
         "/readyz",

@@ -105,7 +105,9 @@ impl ServiceArgs {
             return Err("HOOKLINE_ARCHIVE_AFTER: must be at least 1s".into());
         }
         if self.auto_disable_after < Duration::from_secs(1) || self.auto_disable_interval < Duration::from_millis(100) {
-            return Err("HOOKLINE_AUTO_DISABLE_AFTER / HOOKLINE_AUTO_DISABLE_INTERVAL: must be at least 1s / 100ms".into());
+            return Err(
+                "HOOKLINE_AUTO_DISABLE_AFTER / HOOKLINE_AUTO_DISABLE_INTERVAL: must be at least 1s / 100ms".into()
+            );
         }
         if self.archive_interval < Duration::from_millis(100) {
             return Err("HOOKLINE_ARCHIVE_INTERVAL: must be at least 100ms".into());

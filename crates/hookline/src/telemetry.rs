@@ -92,9 +92,14 @@ pub async fn poll(
         }
         if let Some(pool) = &pool {
             for p in Projection::ALL {
-                let last = async { js.get_stream(p.stream()).await.ok()?.get_info().await.ok().map(|i| i.state.last_sequence) };
+                let last = async {
+                    js.get_stream(p.stream()).await.ok()?.get_info().await.ok().map(|i| i.state.last_sequence)
+                };
                 if let (Some(last), Ok(applied)) = (last.await, stored_offset(pool, p).await) {
-                    metrics().projector_lag.get_or_create(&labels([("projector", p.name())])).set(last.saturating_sub(applied) as i64);
+                    metrics()
+                        .projector_lag
+                        .get_or_create(&labels([("projector", p.name())]))
+                        .set(last.saturating_sub(applied) as i64);
                 }
             }
         }

@@ -47,3 +47,49 @@ fn bad_settings_name_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("HOOKLINE_RETRY_SCHEDULE"), "{err}");
 }
+
+#[test]
+fn layered_configuration_file_then_env_then_flags() {
+    let dir = std::env::temp_dir().join(format!("hookline-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hookline.toml");
+    std::fs::write(&file, "nats_url = \"nats://10.9.9.9:4222\"\nack_wait = \"90s\"\nrequest_timeout = \"20s\"\ndatabase_url = \"postgres://app:s3cret@db/hookline\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["--config"])
+        .arg(&file)
+        .args(["config", "show", "--json", "--request-timeout", "30s"])
+        .env("HOOKLINE_ACK_WAIT", "75s")
+        .env_remove("HOOKLINE_NATS_URL")
+        .env_remove("HOOKLINE_REQUEST_TIMEOUT")
+        .env_remove("HOOKLINE_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["HOOKLINE_NATS_URL"]["value"], "nats://10.9.9.9:4222");
+    assert_eq!(shown["HOOKLINE_NATS_URL"]["source"], "file");
+    assert_eq!(shown["HOOKLINE_ACK_WAIT"]["value"], "75s");
+    assert_eq!(shown["HOOKLINE_ACK_WAIT"]["source"], "env");
+    assert_eq!(shown["HOOKLINE_REQUEST_TIMEOUT"]["source"], "flag");
+    assert_eq!(shown["HOOKLINE_GRPC_ADDR"]["source"], "default");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("s3cret") && text.contains("app:********@db"), "secrets masked: {text}");
+
+    std::fs::write(&file, "nats_ur = \"x\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookline")).args(["--config"]).arg(&file).arg("dev").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key `nats_ur`"));
+    std::fs::write(&file, "ack_wait = \"5s\"\nrequest_timeout = \"15s\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["--config"])
+        .arg(&file)
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("HOOKLINE_ACK_WAIT: must be longer than HOOKLINE_REQUEST_TIMEOUT")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

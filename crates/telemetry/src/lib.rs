@@ -101,19 +101,44 @@ impl Metrics {
         r.register("events_accepted", "Events appended to HOOKLINE_EVENTS", m.events_accepted.clone());
         r.register("events_rejected", "Events refused by validation", m.events_rejected.clone());
         r.register("config_commands", "Tenant and endpoint commands", m.config_commands.clone());
-        r.register("config_conflicts", "Optimistic-concurrency conflicts on config subjects", m.config_conflicts.clone());
+        r.register(
+            "config_conflicts",
+            "Optimistic-concurrency conflicts on config subjects",
+            m.config_conflicts.clone(),
+        );
         r.register_with_unit("resolve_duration", "Resolve latency", Unit::Seconds, m.resolve_duration.clone());
         r.register("directory_tenants", "Tenants in the in-memory config index", m.directory_tenants.clone());
         r.register("directory_endpoints", "Endpoints in the in-memory config index", m.directory_endpoints.clone());
         r.register("delivery_attempts", "Delivery attempts by outcome and error kind", m.attempts.clone());
-        r.register_with_unit("delivery_attempt_duration", "Delivery attempt latency", Unit::Seconds, m.attempt_duration.clone());
-        r.register("delivery_retries_scheduled", "Retries scheduled after failed attempts", m.retries_scheduled.clone());
-        r.register("delivery_deferrals", "Tasks handed back to JetStream (busy endpoint, open breaker)", m.deferrals.clone());
+        r.register_with_unit(
+            "delivery_attempt_duration",
+            "Delivery attempt latency",
+            Unit::Seconds,
+            m.attempt_duration.clone(),
+        );
+        r.register(
+            "delivery_retries_scheduled",
+            "Retries scheduled after failed attempts",
+            m.retries_scheduled.clone(),
+        );
+        r.register(
+            "delivery_deferrals",
+            "Tasks handed back to JetStream (busy endpoint, open breaker)",
+            m.deferrals.clone(),
+        );
         r.register("delivery_breakers_open", "Endpoints whose circuit breaker is open", m.breakers_open.clone());
         r.register("endpoints_disabled", "Endpoints disabled by Hookline", m.endpoints_disabled.clone());
         r.register("delivery_in_flight", "Delivery attempts in flight", m.in_flight.clone());
-        r.register("consumer_pending", "JetStream messages not yet delivered to the consumer", m.consumer_pending.clone());
-        r.register("consumer_ack_pending", "JetStream messages delivered and not yet acked", m.consumer_ack_pending.clone());
+        r.register(
+            "consumer_pending",
+            "JetStream messages not yet delivered to the consumer",
+            m.consumer_pending.clone(),
+        );
+        r.register(
+            "consumer_ack_pending",
+            "JetStream messages delivered and not yet acked",
+            m.consumer_ack_pending.clone(),
+        );
         r.register("consumer_redelivered", "JetStream messages redelivered", m.consumer_redelivered.clone());
         r.register("projector_lag", "Stream messages not yet applied to Postgres", m.projector_lag.clone());
         r.register("grpc_requests", "gRPC requests by method and status code", m.grpc_requests.clone());
@@ -158,7 +183,10 @@ mod tests {
         m.events_accepted.get_or_create(&labels([("event_type", "customer.created"), ("source", "grpc")])).inc();
         m.attempt_duration.get_or_create(&labels([("channel", "http")])).observe(0.02);
         let text = m.encode();
-        assert!(text.contains("hookline_events_accepted_total{event_type=\"customer.created\",source=\"grpc\"} 1"), "{text}");
+        assert!(
+            text.contains("hookline_events_accepted_total{event_type=\"customer.created\",source=\"grpc\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("hookline_delivery_attempt_duration_seconds_bucket"), "{text}");
         assert!(text.contains("# TYPE hookline_delivery_in_flight gauge"), "{text}");
     }

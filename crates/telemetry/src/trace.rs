@@ -81,8 +81,13 @@ mod tests {
         let c = p.child();
         assert_eq!(c.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(c.to_string(), p.to_string());
-        for bad in ["", "00-0000-0000-01", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"] {
+        for bad in [
+            "",
+            "00-0000-0000-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
             assert!(TraceParent::parse(bad).is_none(), "{bad}");
         }
         assert_eq!(TraceParent::continue_or_start(Some("junk")).to_string().len(), 55);
