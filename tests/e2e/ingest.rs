@@ -187,3 +187,47 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
         off.event_id
     );
 }
+
+/// A burst over the per-tenant rate is refused with RESOURCE_EXHAUSTED over
+/// gRPC and delayed, never dropped, over NATS intake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_over_the_tenant_rate_are_refused_or_delayed_never_dropped() {
+    let s = stack_with(&[("HOOKLINE_TENANT_RATE", "100"), ("HOOKLINE_TENANT_BURST", "150")]).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    tenant(&mut subs, "calm", Plan::Basic, true).await;
+    let mut ingest = s.hookline.ingest_client().await;
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..6 {
+        let events = (0..50).map(|_| json_request("acme", &fresh("customer.created"))).collect();
+        match ingest.publish_batch(PublishBatchRequest { events }).await {
+            Ok(r) => accepted += r.into_inner().results.len(),
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+                assert!(e.message().contains("tenant `acme` publishes faster than 100 events/s"), "{}", e.message());
+                refused += 50;
+            }
+        }
+    }
+    assert!(refused > 0 && accepted >= 150, "accepted {accepted}, refused {refused}");
+    // Another tenant is not affected.
+    ingest.publish(json_request("calm", &fresh("customer.created"))).await.unwrap();
+    assert_eq!(
+        stream_messages(&s.nats, "HOOKLINE_EVENTS").await,
+        accepted as u64 + 1,
+        "every accepted event stored, no more"
+    );
+
+    // NATS intake: 300 events at once all arrive, paced by the rate.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    for _ in 0..300 {
+        intake_publish(&s.nats, "acme", &fresh("customer.updated")).await;
+    }
+    hookline_e2e::eventually(Duration::from_secs(20), "all 300 intake events appended", || async {
+        Ok((stream_messages(&s.nats, "HOOKLINE_EVENTS").await >= before + 300).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 300);
+}

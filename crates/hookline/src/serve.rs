@@ -130,11 +130,12 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     }
     if role.has(Role::Ingest) {
         let appender = Appender::new(js.clone(), directory.clone());
-        grpc = grpc.add_service(IngestServiceServer::new(IngestApi::new(appender.clone())));
+        let limiter = hookline_ingest::limit::TenantLimiter::new(args.tenant_rate().map_err(anyhow::Error::msg)?);
+        grpc = grpc.add_service(IngestServiceServer::new(IngestApi::new(appender.clone(), limiter.clone())));
         health.set_serving::<IngestServiceServer<IngestApi>>().await;
         tasks.spawn({
             let (js, shutdown) = (js.clone(), shutdown.clone());
-            async move { Ok(hookline_ingest::intake::run(js, appender, shutdown).await?) }
+            async move { Ok(hookline_ingest::intake::run(js, appender, limiter, shutdown).await?) }
         });
     }
     let reflection = || {

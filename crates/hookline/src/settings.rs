@@ -74,12 +74,30 @@ pub struct ServiceArgs {
     /// How often endpoints are checked for that.
     #[arg(long, env = "HOOKLINE_AUTO_DISABLE_INTERVAL", default_value = "10m", value_parser = duration)]
     pub auto_disable_interval: Duration,
+    /// Events per second one tenant may publish (per ingest process); over
+    /// it, gRPC answers RESOURCE_EXHAUSTED and NATS intake events wait in
+    /// their stream. 0 turns the limit off.
+    #[arg(long, env = "HOOKLINE_TENANT_RATE", default_value_t = 1000.0)]
+    pub tenant_rate: f64,
+    /// Events a tenant may publish at once above the rate.
+    #[arg(long, env = "HOOKLINE_TENANT_BURST", default_value_t = 2000.0)]
+    pub tenant_burst: f64,
     /// How often the archive janitor runs.
     #[arg(long, env = "HOOKLINE_ARCHIVE_INTERVAL", default_value = "1h", value_parser = duration)]
     pub archive_interval: Duration,
 }
 
 impl ServiceArgs {
+    pub fn tenant_rate(&self) -> Result<hookline_ingest::limit::RateSettings, String> {
+        if !self.tenant_rate.is_finite() || self.tenant_rate < 0.0 {
+            return Err("HOOKLINE_TENANT_RATE: must be a non-negative number of events per second".into());
+        }
+        if self.tenant_rate > 0.0 && !(self.tenant_burst >= 1.0) {
+            return Err("HOOKLINE_TENANT_BURST: must be at least 1".into());
+        }
+        Ok(hookline_ingest::limit::RateSettings { per_second: self.tenant_rate, burst: self.tenant_burst })
+    }
+
     /// Where deliveries may go: everywhere in dev mode, else public
     /// addresses plus HOOKLINE_DELIVERY_ALLOW_CIDRS.
     pub fn address_policy(&self, dev: bool) -> Result<AddressPolicy, String> {

@@ -7,7 +7,7 @@ use hookline_proto::ingest::v1::{self as pb, ingest_service_server::IngestServic
 use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 
-use crate::{Appender, Error, append::Accepted};
+use crate::{Appender, Error, append::Accepted, limit::TenantLimiter};
 
 /// Most events one `PublishBatch` takes.
 pub const MAX_BATCH: usize = 500;
@@ -15,11 +15,20 @@ pub const MAX_BATCH: usize = 500;
 #[derive(Clone)]
 pub struct IngestApi {
     appender: Appender,
+    limiter: TenantLimiter,
 }
 
 impl IngestApi {
-    pub fn new(appender: Appender) -> Self {
-        Self { appender }
+    pub fn new(appender: Appender, limiter: TenantLimiter) -> Self {
+        Self { appender, limiter }
+    }
+
+    fn admit(&self, tenant: &str, n: usize) -> Result<(), Error> {
+        self.limiter.take(tenant, n).map_err(|wait| Error::RateLimited {
+            tenant: tenant.to_owned(),
+            per_second: self.limiter.per_second(),
+            retry_after_ms: wait.as_millis().max(1),
+        })
     }
 }
 
@@ -105,6 +114,7 @@ impl IngestService for IngestApi {
         let traceparent = traceparent(&req);
         let r = req.into_inner();
         let event = parse_request(&r).map_err(Error::from).inspect_err(|e| e.count("grpc"))?;
+        self.admit(&r.tenant_id, 1).inspect_err(|e| e.count("grpc"))?;
         let prepared = self
             .appender
             .prepare("grpc", &r.tenant_id, event, None)
@@ -134,6 +144,13 @@ impl IngestService for IngestApi {
                 other => other,
             })?;
             prepared.push(p.traced(traceparent.as_deref()));
+        }
+        let mut per_tenant = std::collections::BTreeMap::<&str, usize>::new();
+        for e in &r.events {
+            *per_tenant.entry(e.tenant_id.as_str()).or_default() += 1;
+        }
+        for (tenant, n) in per_tenant {
+            self.admit(tenant, n).inspect_err(|e| e.count("grpc"))?;
         }
         let mut acks = Vec::with_capacity(prepared.len());
         for p in &prepared {

@@ -12,13 +12,18 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Appender, Error};
+use crate::{Appender, Error, limit::TenantLimiter};
 
 /// Intake messages processed at once.
 const CONCURRENCY: usize = 64;
 
 /// Consume intake until `shutdown`; in-flight messages finish first.
-pub async fn run(js: Context, appender: Appender, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
+pub async fn run(
+    js: Context,
+    appender: Appender,
+    limiter: TenantLimiter,
+    shutdown: CancellationToken,
+) -> Result<(), hookline_bus::BusError> {
     let consumer = hookline_bus::durable(
         &js,
         INTAKE_STREAM,
@@ -59,8 +64,9 @@ pub async fn run(js: Context, appender: Appender, shutdown: CancellationToken) -
             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
             let appender = appender.clone();
             let js = js.clone();
+            let limiter = limiter.clone();
             tokio::spawn(async move {
-                handle(&js, &appender, msg).await;
+                handle(&js, &appender, &limiter, msg).await;
                 drop(permit);
             });
         }
@@ -69,9 +75,14 @@ pub async fn run(js: Context, appender: Appender, shutdown: CancellationToken) -
     Ok(())
 }
 
-async fn handle(js: &Context, appender: &Appender, msg: Message) {
+async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg: Message) {
     let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let tenant = tenant_of(msg.subject.as_str()).unwrap_or_default().to_owned();
+    // Over the tenant's rate: the event waits in the intake stream.
+    if let Err(wait) = limiter.take(&tenant, 1) {
+        let _ = msg.ack_with(AckKind::Nak(Some(wait.max(Duration::from_millis(10))))).await;
+        return;
+    }
     let outcome = match NewEvent::from_json(&msg.payload) {
         Ok(event) => appender
             .prepare("nats", &tenant, event, Some(format!("intake:{seq}")))
@@ -104,7 +115,7 @@ async fn reject(js: &Context, tenant: &str, seq: u64, payload: &[u8], refusal: &
     let (field, rule) = match refusal {
         Error::Invalid(f) => (f.field.clone(), f.rule.clone()),
         Error::UnknownTenant(t) => ("tenant_id".to_owned(), format!("tenant `{t}` not found")),
-        Error::Unavailable(_) => unreachable!("unavailability is retried, not rejected"),
+        Error::Unavailable(_) | Error::RateLimited { .. } => unreachable!("retried, not rejected"),
     };
     tracing::info!(tenant, seq, field = %field, rule = %rule, "intake event rejected");
     let excerpt = String::from_utf8_lossy(&payload[..payload.len().min(4096)]).into_owned();

@@ -13,6 +13,7 @@
 pub mod append;
 pub mod grpc;
 pub mod intake;
+pub mod limit;
 
 pub use append::Appender;
 pub use grpc::IngestApi;
@@ -28,6 +29,10 @@ pub enum Error {
     UnknownTenant(String),
     #[error("NATS JetStream unavailable: {0}")]
     Unavailable(String),
+    #[error(
+        "tenant `{tenant}` publishes faster than {per_second} events/s (HOOKLINE_TENANT_RATE); retry in {retry_after_ms} ms"
+    )]
+    RateLimited { tenant: String, per_second: f64, retry_after_ms: u128 },
 }
 
 impl From<FieldError> for Error {
@@ -42,6 +47,7 @@ impl Error {
         let reason = match self {
             Error::Invalid(_) => "invalid",
             Error::UnknownTenant(_) => "unknown_tenant",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable(_) => return,
         };
         hookline_telemetry::metrics()
@@ -56,6 +62,7 @@ impl From<Error> for Status {
         match e {
             Error::Invalid(_) => Status::invalid_argument(e.to_string()),
             Error::UnknownTenant(_) => Status::not_found(e.to_string()),
+            Error::RateLimited { .. } => Status::resource_exhausted(e.to_string()),
             Error::Unavailable(_) => {
                 tracing::warn!(error = %e, "event store unavailable");
                 Status::unavailable(e.to_string())
