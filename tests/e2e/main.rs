@@ -2,6 +2,7 @@
 //! free port with a temporary store), real Postgres (a database per test),
 //! the real `hookline` binary, and loopback HTTP receivers.
 
+mod auth;
 mod common;
 mod delivery;
 mod engine;

@@ -107,11 +107,13 @@ pub struct Stack {
     nats: Option<Child>,
     pub nats_url: String,
     pub services: Vec<Service>,
+    env: Vec<(String, String)>,
     ok: bool,
 }
 
 impl Stack {
-    pub async fn start(postgres: &str) -> anyhow::Result<Self> {
+    /// Start everything; `env` is extra environment for the services.
+    pub async fn start(postgres: &str, env: &[(String, String)]) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("hookline-bench-{:08x}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir)?;
         let mut s = Self {
@@ -121,6 +123,7 @@ impl Stack {
             nats: None,
             nats_url: String::new(),
             services: Vec::new(),
+            env: env.to_vec(),
             ok: false,
         };
         s.db = Some(create_database(postgres, "hookline_bench").await?);
@@ -191,6 +194,7 @@ impl Stack {
         if let Some(url) = subscriptions_url {
             cmd.env("HOOKLINE_SUBSCRIPTIONS_URL", url);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .stdin(Stdio::null())
             .stdout(File::create(&log)?)

@@ -50,9 +50,19 @@ impl DeliveryApi {
         queries::get_delivery(&self.pool, tenant, id).await?.ok_or_else(|| Error::DeliveryNotFound(id.to_owned()))
     }
 
+    /// Another tenant's endpoint id answers NOT_FOUND, like a missing one.
+    async fn own_endpoint(&self, tenant: &TenantId, endpoint: &EndpointId) -> Result<(), Error> {
+        if queries::endpoint_belongs(&self.pool, tenant.as_str(), endpoint.as_str()).await? {
+            Ok(())
+        } else {
+            Err(Error::EndpointNotFound(endpoint.to_string()))
+        }
+    }
+
     async fn list(&self, r: pb::ListDeliveriesRequest) -> Result<pb::ListDeliveriesResponse, Error> {
         let tenant = tenant_id(&r.tenant_id)?;
         let endpoint = endpoint_id(&r.endpoint_id)?;
+        self.own_endpoint(&tenant, &endpoint).await?;
         let page_size = match r.page_size {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => return Err(FieldError::new("page_size", format!("must be 1-{MAX_PAGE}")).into()),
@@ -142,6 +152,7 @@ impl DeliveryApi {
     /// Record the job, start it in the background and answer at once.
     async fn recover(&self, r: pb::RecoverEndpointRequest) -> Result<pb::RecoverJob, Error> {
         let (tenant, endpoint) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
+        self.own_endpoint(&tenant, &endpoint).await?;
         let since = optional_time(&r.since, "since")?.ok_or_else(|| FieldError::new("since", "is required"))?;
         let id = JobId::generate();
         let job = queries::create_job(&self.pool, id.as_str(), tenant.as_str(), endpoint.as_str(), since).await?;
@@ -168,6 +179,7 @@ impl DeliveryApi {
 
     async fn endpoint_stats(&self, r: pb::GetEndpointStatsRequest) -> Result<pb::Stats, Error> {
         let (tenant, endpoint) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
+        self.own_endpoint(&tenant, &endpoint).await?;
         let since = Utc::now() - window(r.window)?;
         Ok(stats_pb(&queries::endpoint_stats(&self.pool, tenant.as_str(), endpoint.as_str(), since).await?))
     }
@@ -207,16 +219,20 @@ impl DeliveryApi {
     }
 }
 
+use hookline_subscriptions::auth::{check_operator, check_tenant};
+
 #[tonic::async_trait]
 impl DeliveryService for DeliveryApi {
     async fn list_deliveries(
         &self,
         req: Request<pb::ListDeliveriesRequest>,
     ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
         Ok(Response::new(self.list(req.into_inner()).await?))
     }
 
     async fn get_delivery(&self, req: Request<pb::GetDeliveryRequest>) -> Result<Response<pb::DeliveryDetail>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
         Ok(Response::new(self.detail(req.into_inner()).await?))
     }
 
@@ -224,6 +240,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         req: Request<pb::GetDeliveryRawRequest>,
     ) -> Result<Response<pb::RawRequest>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
         Ok(Response::new(self.raw(req.into_inner()).await?))
     }
 
@@ -231,6 +248,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         req: Request<pb::ReplayDeliveryRequest>,
     ) -> Result<Response<pb::ReplayDeliveryResponse>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
         Ok(Response::new(self.replay(req.into_inner()).await?))
     }
 
@@ -238,6 +256,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         req: Request<pb::RecoverEndpointRequest>,
     ) -> Result<Response<pb::RecoverJob>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
         Ok(Response::new(self.recover(req.into_inner()).await?))
     }
 
@@ -245,6 +264,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         req: Request<pb::GetRecoverJobRequest>,
     ) -> Result<Response<pb::RecoverJob>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
         Ok(Response::new(self.job(req.into_inner()).await?))
     }
 
@@ -252,6 +272,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         req: Request<pb::GetEndpointStatsRequest>,
     ) -> Result<Response<pb::Stats>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
         Ok(Response::new(self.endpoint_stats(req.into_inner()).await?))
     }
 
@@ -259,20 +280,23 @@ impl DeliveryService for DeliveryApi {
         &self,
         req: Request<pb::GetTenantStatsRequest>,
     ) -> Result<Response<pb::TenantStats>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
         Ok(Response::new(self.tenant_stats(req.into_inner()).await?))
     }
 
     async fn get_projection_status(
         &self,
-        _: Request<pb::GetProjectionStatusRequest>,
+        req: Request<pb::GetProjectionStatusRequest>,
     ) -> Result<Response<pb::ProjectionStatus>, Status> {
+        check_operator(&req)?;
         Ok(Response::new(self.status().await?))
     }
 
     async fn rebuild_projections(
         &self,
-        _: Request<pb::RebuildProjectionsRequest>,
+        req: Request<pb::RebuildProjectionsRequest>,
     ) -> Result<Response<pb::ProjectionStatus>, Status> {
+        check_operator(&req)?;
         Ok(Response::new(self.rebuild().await?))
     }
 }

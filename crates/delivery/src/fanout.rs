@@ -51,6 +51,7 @@ pub async fn run(
         .connect_lazy();
     let resolver = SubscriptionServiceClient::new(channel);
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let token: Arc<Option<String>> = Arc::new(settings.operator_token.clone());
     while !shutdown.is_cancelled() {
         let mut messages =
             match consumer.stream().heartbeat(Duration::from_secs(5)).expires(Duration::from_secs(30)).messages().await
@@ -76,9 +77,9 @@ pub async fn run(
                 None => break,
             };
             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
-            let (js, resolver) = (js.clone(), resolver.clone());
+            let (js, resolver, token) = (js.clone(), resolver.clone(), token.clone());
             tokio::spawn(async move {
-                fan_out(&js, resolver, msg).await;
+                fan_out(&js, resolver, msg, token.as_deref()).await;
                 drop(permit);
             });
         }
@@ -87,7 +88,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn fan_out(js: &Context, resolver: SubscriptionServiceClient<Channel>, msg: Message) {
+async fn fan_out(js: &Context, resolver: SubscriptionServiceClient<Channel>, msg: Message, token: Option<&str>) {
     let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
         Ok(e) => e,
         Err(e) => {
@@ -99,7 +100,7 @@ async fn fan_out(js: &Context, resolver: SubscriptionServiceClient<Channel>, msg
     let trace = TraceParent::continue_or_start(header(msg.headers.as_ref(), TRACEPARENT));
     let span = tracing::info_span!("fanout", trace_id = %trace.trace_id(), event_id = %event.id,
         tenant = %event.tenant_id, event_type = event.event_type.as_str());
-    dispatch(js, resolver, msg, event, trace).instrument(span).await
+    dispatch(js, resolver, msg, event, trace, token).instrument(span).await
 }
 
 async fn dispatch(
@@ -108,6 +109,7 @@ async fn dispatch(
     msg: Message,
     event: StoredEvent,
     trace: TraceParent,
+    token: Option<&str>,
 ) {
     if header(msg.headers.as_ref(), WEBHOOKS_HEADER) == Some("off") {
         tracing::info!("fanout: published while webhooks were off; not delivered");
@@ -123,6 +125,9 @@ async fn dispatch(
     });
     if let Ok(tp) = trace.child().to_string().parse() {
         resolve.metadata_mut().insert(TRACEPARENT, tp);
+    }
+    if let Some(Ok(auth)) = token.map(|t| format!("Bearer {t}").parse()) {
+        resolve.metadata_mut().insert("authorization", auth);
     }
     let resolved = resolver.resolve(resolve).await;
     let endpoints = match resolved {

@@ -37,6 +37,8 @@ pub enum Error {
     Invalid(#[from] FieldError),
     #[error("delivery `{0}` not found")]
     DeliveryNotFound(String),
+    #[error("endpoint `{0}` not found")]
+    EndpointNotFound(String),
     #[error("attempt {attempt} of delivery `{delivery}` not found")]
     AttemptNotFound { delivery: String, attempt: u32 },
     #[error("recover job `{0}` not found")]
@@ -61,9 +63,10 @@ impl From<Error> for Status {
     fn from(e: Error) -> Status {
         match &e {
             Error::Invalid(_) => Status::invalid_argument(e.to_string()),
-            Error::DeliveryNotFound(_) | Error::AttemptNotFound { .. } | Error::JobNotFound(_) => {
-                Status::not_found(e.to_string())
-            }
+            Error::DeliveryNotFound(_)
+            | Error::EndpointNotFound(_)
+            | Error::AttemptNotFound { .. }
+            | Error::JobNotFound(_) => Status::not_found(e.to_string()),
             Error::Archived { .. } | Error::PayloadGone(_) | Error::PayloadChanged(_) | Error::NothingSent { .. } => {
                 Status::failed_precondition(e.to_string())
             }

@@ -78,6 +78,8 @@ pub struct DeliverySettings {
     pub concurrency: usize,
     /// gRPC address of the subscriptions service, for `Resolve`.
     pub subscriptions_url: String,
+    /// Sent as `authorization: Bearer` to the subscriptions service.
+    pub operator_token: Option<String>,
     /// Per-endpoint cap and circuit breaker.
     pub guard: GuardSettings,
     /// Which addresses deliveries may reach.
@@ -94,6 +96,7 @@ impl Default for DeliverySettings {
             ack_wait: Duration::from_secs(60),
             concurrency: 256,
             subscriptions_url: "http://127.0.0.1:50051".into(),
+            operator_token: None,
             guard: GuardSettings { per_endpoint: 10, breaker_threshold: 5, breaker_cooldown: Duration::from_secs(30) },
             address_policy: AddressPolicy::default(),
             mailer: None,

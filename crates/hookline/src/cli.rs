@@ -30,6 +30,38 @@ pub struct ClientArgs {
     /// gRPC URL of the delivery service (delivery log, statistics, projections).
     #[arg(long, global = true, env = "HOOKLINE_DELIVERY_URL", default_value = "http://127.0.0.1:50051")]
     pub delivery_url: String,
+    /// Operator token or tenant API key, sent as `authorization: Bearer`.
+    #[arg(long, global = true, env = "HOOKLINE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Authed = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+
+/// A channel to `url` whose calls carry the token, named after `setting` in errors.
+async fn connect(url: &str, setting: &str, token: Option<&str>) -> anyhow::Result<(Channel, Bearer)> {
+    let bearer = match token {
+        Some(t) => Some(format!("Bearer {t}").parse().context("--token / HOOKLINE_TOKEN: not a valid header value")?),
+        None => None,
+    };
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("{setting}: `{url}` is not a URL"))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {url} ({setting})"))?;
+    Ok((channel, Bearer(bearer)))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -172,10 +204,10 @@ pub enum EndpointCmd {
     },
 }
 
-async fn subscriptions(args: &ClientArgs) -> anyhow::Result<SubscriptionServiceClient<Channel>> {
-    SubscriptionServiceClient::connect(args.subscriptions_url.clone()).await.with_context(|| {
-        format!("cannot reach the subscriptions service at {} (HOOKLINE_SUBSCRIPTIONS_URL)", args.subscriptions_url)
-    })
+async fn subscriptions(args: &ClientArgs) -> anyhow::Result<SubscriptionServiceClient<Authed>> {
+    let (channel, bearer) =
+        connect(&args.subscriptions_url, "HOOKLINE_SUBSCRIPTIONS_URL", args.token.as_deref()).await?;
+    Ok(SubscriptionServiceClient::with_interceptor(channel, bearer))
 }
 
 fn status(s: tonic::Status) -> anyhow::Error {
@@ -416,9 +448,8 @@ pub async fn publish(args: &ClientArgs, tenant: String, file: String) -> anyhow:
             ..Default::default()
         })
         .collect();
-    let mut c = IngestServiceClient::connect(args.ingest_url.clone())
-        .await
-        .with_context(|| format!("cannot reach the ingest service at {} (HOOKLINE_INGEST_URL)", args.ingest_url))?;
+    let (channel, bearer) = connect(&args.ingest_url, "HOOKLINE_INGEST_URL", args.token.as_deref()).await?;
+    let mut c = IngestServiceClient::with_interceptor(channel, bearer);
     let results = if requests.len() == 1 {
         vec![c.publish(requests.into_iter().next().expect("one")).await.map_err(status)?.into_inner()]
     } else {
@@ -563,10 +594,9 @@ pub enum AdminCmd {
     Projections,
 }
 
-async fn deliveries(args: &ClientArgs) -> anyhow::Result<DeliveryServiceClient<Channel>> {
-    DeliveryServiceClient::connect(args.delivery_url.clone())
-        .await
-        .with_context(|| format!("cannot reach the delivery service at {} (HOOKLINE_DELIVERY_URL)", args.delivery_url))
+async fn deliveries(args: &ClientArgs) -> anyhow::Result<DeliveryServiceClient<Authed>> {
+    let (channel, bearer) = connect(&args.delivery_url, "HOOKLINE_DELIVERY_URL", args.token.as_deref()).await?;
+    Ok(DeliveryServiceClient::with_interceptor(channel, bearer))
 }
 
 fn state_label(s: i32) -> &'static str {
@@ -897,5 +927,56 @@ pub async fn admin(args: &ClientArgs, cmd: AdminCmd) -> anyhow::Result<()> {
     }
     progress_end();
     print(args.json, projections_json(&st), format!("projections rebuilt\n{}", projections_human(&st)));
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCmd {
+    /// Create an API key for a tenant; the key is printed once.
+    Create {
+        tenant: String,
+        /// A label for humans.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List a tenant's API keys (ids and labels, never the keys).
+    List { tenant: String },
+    /// Revoke an API key at once.
+    Revoke { tenant: String, key_id: String },
+}
+
+/// `hookline api-key ...` (operator token required when authentication is on).
+pub async fn api_key(args: &ClientArgs, cmd: ApiKeyCmd) -> anyhow::Result<()> {
+    let mut c = subscriptions(args).await?;
+    match cmd {
+        ApiKeyCmd::Create { tenant, name } => {
+            let k = c
+                .create_api_key(spb::CreateApiKeyRequest { tenant_id: tenant, name })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let value = json!({"key_id": k.key_id, "name": k.name, "key": k.key, "created_at": k.created_at});
+            print(args.json, value, format!("{}  {}\n(shown once: store it now)", k.key_id, k.key));
+        }
+        ApiKeyCmd::List { tenant } => {
+            let keys =
+                c.list_api_keys(spb::ListApiKeysRequest { tenant_id: tenant }).await.map_err(status)?.into_inner().keys;
+            let value = serde_json::Value::Array(
+                keys.iter().map(|k| json!({"key_id": k.key_id, "name": k.name, "created_at": k.created_at})).collect(),
+            );
+            let human = keys
+                .iter()
+                .map(|k| format!("{}  {}  {}", k.key_id, k.created_at, k.name))
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(args.json, value, if human.is_empty() { "no API keys".into() } else { human });
+        }
+        ApiKeyCmd::Revoke { tenant, key_id } => {
+            c.revoke_api_key(spb::RevokeApiKeyRequest { tenant_id: tenant, key_id: key_id.clone() })
+                .await
+                .map_err(status)?;
+            print(args.json, json!({"revoked": key_id}), format!("revoked {key_id}"));
+        }
+    }
     Ok(())
 }

@@ -56,6 +56,13 @@ enum Command {
         #[command(subcommand)]
         cmd: cli::EndpointCmd,
     },
+    /// Manage tenant API keys (operator only).
+    ApiKey {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: cli::ApiKeyCmd,
+    },
     /// Attempt statistics of an endpoint, or of a whole tenant.
     Stats {
         #[command(flatten)]
@@ -150,6 +157,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Publish { client, tenant, file } => cli::publish(&client, tenant, file).await,
         Command::Stats { client, tenant, endpoint, window } => cli::stats(&client, tenant, endpoint, window).await,
         Command::Admin { client, cmd } => cli::admin(&client, cmd).await,
+        Command::ApiKey { client, cmd } => cli::api_key(&client, cmd).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
     };
     match result {

@@ -83,6 +83,11 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     hookline_bus::ensure_streams(&js, &Retention { events_max_age: args.archive_after }).await?;
     let directory = Directory::start(&js, shutdown.clone()).await?;
 
+    let authenticator =
+        hookline_subscriptions::auth::Authenticator::new(args.operator_token.as_deref(), directory.clone());
+    if args.operator_token.is_none() {
+        tracing::warn!("HOOKLINE_OPERATOR_TOKEN is not set: gRPC calls are not authenticated");
+    }
     let mut grpc = tonic::service::Routes::default();
     let (health, health_service) = tonic_health::server::health_reporter();
     // Delivery owns Postgres: the projector (config and outcomes, one
@@ -119,19 +124,20 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     };
     if let Some(pool) = &pool {
         let api = DeliveryApi::new(pool.clone(), js.clone(), args.archive_after);
-        grpc = grpc.add_service(DeliveryServiceServer::new(api));
+        grpc = grpc.add_service(DeliveryServiceServer::with_interceptor(api, authenticator.clone()));
         health.set_serving::<DeliveryServiceServer<DeliveryApi>>().await;
     }
     if role.has(Role::Subscriptions) {
         let api =
             SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone(), address_policy);
-        grpc = grpc.add_service(SubscriptionServiceServer::new(api));
+        grpc = grpc.add_service(SubscriptionServiceServer::with_interceptor(api, authenticator.clone()));
         health.set_serving::<SubscriptionServiceServer<SubscriptionsApi>>().await;
     }
     if role.has(Role::Ingest) {
         let appender = Appender::new(js.clone(), directory.clone());
         let limiter = hookline_ingest::limit::TenantLimiter::new(args.tenant_rate().map_err(anyhow::Error::msg)?);
-        grpc = grpc.add_service(IngestServiceServer::new(IngestApi::new(appender.clone(), limiter.clone())));
+        let api = IngestApi::new(appender.clone(), limiter.clone());
+        grpc = grpc.add_service(IngestServiceServer::with_interceptor(api, authenticator.clone()));
         health.set_serving::<IngestServiceServer<IngestApi>>().await;
         tasks.spawn({
             let (js, shutdown) = (js.clone(), shutdown.clone());

@@ -74,6 +74,11 @@ pub struct ServiceArgs {
     /// How often endpoints are checked for that.
     #[arg(long, env = "HOOKLINE_AUTO_DISABLE_INTERVAL", default_value = "10m", value_parser = duration)]
     pub auto_disable_interval: Duration,
+    /// Turns on gRPC authentication: calls must carry `authorization: Bearer
+    /// <token>` with this operator token or a tenant API key. Services use it
+    /// to call each other. Unset: no authentication (development only).
+    #[arg(long, env = "HOOKLINE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
     /// Events per second one tenant may publish (per ingest process); over
     /// it, gRPC answers RESOURCE_EXHAUSTED and NATS intake events wait in
     /// their stream. 0 turns the limit off.
@@ -145,6 +150,7 @@ impl ServiceArgs {
             ack_wait: self.ack_wait,
             concurrency: self.delivery_concurrency,
             subscriptions_url: self.subscriptions_url.clone(),
+            operator_token: self.operator_token.clone(),
             guard: GuardSettings {
                 per_endpoint: self.endpoint_concurrency,
                 breaker_threshold: self.breaker_threshold,

@@ -7,6 +7,8 @@ use hookline_proto::ingest::v1::{self as pb, ingest_service_server::IngestServic
 use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 
+use hookline_subscriptions::auth::check_tenant;
+
 use crate::{Appender, Error, append::Accepted, limit::TenantLimiter};
 
 /// Most events one `PublishBatch` takes.
@@ -111,6 +113,7 @@ fn response(a: Accepted) -> pb::PublishResponse {
 #[tonic::async_trait]
 impl IngestService for IngestApi {
     async fn publish(&self, req: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
         let traceparent = traceparent(&req);
         let r = req.into_inner();
         let event = parse_request(&r).map_err(Error::from).inspect_err(|e| e.count("grpc"))?;
@@ -128,6 +131,9 @@ impl IngestService for IngestApi {
         &self,
         req: Request<pb::PublishBatchRequest>,
     ) -> Result<Response<pb::PublishBatchResponse>, Status> {
+        for e in &req.get_ref().events {
+            check_tenant(&req, &e.tenant_id)?;
+        }
         let traceparent = traceparent(&req);
         let r = req.into_inner();
         if r.events.is_empty() || r.events.len() > MAX_BATCH {

@@ -48,6 +48,8 @@ pub(crate) async fn apply(
     seq: u64,
 ) -> Result<(), StoreError> {
     let q = match event {
+        // API keys are not projected: Postgres holds no credentials.
+        ConfigEvent::ApiKeyCreated { .. } | ConfigEvent::ApiKeyRevoked { .. } => return Ok(()),
         ConfigEvent::TenantCreated { plan, webhooks_enabled, at, .. } => sqlx::query(
             "INSERT INTO tenants (id, plan, webhooks_enabled, created_at, updated_at, version)
              VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz, $5) ON CONFLICT (id) DO NOTHING",

@@ -468,3 +468,12 @@ mod tests {
         assert_eq!(window_start(t).to_rfc3339(), "2026-11-29T10:00:00+00:00");
     }
 }
+
+/// Whether `endpoint` is (or was) one of `tenant`'s endpoints.
+pub async fn endpoint_belongs(pool: &PgPool, tenant: &str, endpoint: &str) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND tenant_id = $2)")
+        .bind(endpoint)
+        .bind(tenant)
+        .fetch_one(pool)
+        .await?)
+}

@@ -81,6 +81,12 @@ impl Directory {
         self.tenant(tenant)?.endpoints.get(endpoint).cloned()
     }
 
+    /// The tenant owning the API key with this hash.
+    pub fn tenant_of_key(&self, hash: &str) -> Option<TenantId> {
+        let map = self.tenants.read().expect("directory lock");
+        map.values().find(|t| t.api_keys.values().any(|k| k.hash == hash)).map(|t| t.id.clone())
+    }
+
     pub fn tenant_count(&self) -> usize {
         self.tenants.read().expect("directory lock").len()
     }

@@ -9,6 +9,7 @@
 //!   with optimistic concurrency (`Nats-Expected-Last-Subject-Sequence`).
 //! * [`service`]: the gRPC `SubscriptionService`.
 
+pub mod auth;
 pub mod commands;
 pub mod directory;
 pub mod service;
@@ -36,7 +37,9 @@ impl From<Error> for Status {
         match &e {
             Error::Config(c) => match c {
                 ConfigError::Invalid(_) => Status::invalid_argument(e.to_string()),
-                ConfigError::TenantNotFound(_) | ConfigError::EndpointNotFound(_) => Status::not_found(e.to_string()),
+                ConfigError::TenantNotFound(_) | ConfigError::EndpointNotFound(_) | ConfigError::ApiKeyNotFound(_) => {
+                    Status::not_found(e.to_string())
+                }
                 ConfigError::TenantExists(_) => Status::already_exists(e.to_string()),
                 ConfigError::PlanLimit { .. } | ConfigError::PlanBelowCount { .. } => {
                     Status::failed_precondition(e.to_string())

@@ -12,7 +12,7 @@ use hookline_domain::{
 use hookline_proto::subscriptions::v1::{self as pb, subscription_service_server::SubscriptionService};
 use tonic::{Request, Response, Status};
 
-use crate::{Commands, Directory, Error};
+use crate::{Commands, Directory, Error, auth};
 
 #[derive(Clone)]
 pub struct SubscriptionsApi {
@@ -170,6 +170,7 @@ impl SubscriptionsApi {
 #[tonic::async_trait]
 impl SubscriptionService for SubscriptionsApi {
     async fn create_tenant(&self, req: Request<pb::CreateTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
+        auth::check_operator(&req)?;
         let r = req.into_inner();
         let id = tenant_id(&r.tenant_id)?;
         let cmd = Command::CreateTenant { plan: plan(r.plan)?, webhooks_enabled: r.webhooks_enabled };
@@ -178,12 +179,18 @@ impl SubscriptionService for SubscriptionsApi {
     }
 
     async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
+        auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let id = tenant_id(&req.get_ref().tenant_id)?;
         let t = self.tenant(&id)?;
         Ok(Response::new(tenant_to_pb(&t)))
     }
 
     async fn update_tenant(&self, req: Request<pb::UpdateTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
+        auth::check_tenant(&req, &req.get_ref().tenant_id)?;
+        if req.get_ref().plan.is_some() {
+            // Plans are billing: only the operator changes them.
+            auth::check_operator(&req)?;
+        }
         let r = req.into_inner();
         let id = tenant_id(&r.tenant_id)?;
         let cmd = Command::UpdateTenant { plan: r.plan.map(plan).transpose()?, webhooks_enabled: r.webhooks_enabled };
@@ -192,6 +199,7 @@ impl SubscriptionService for SubscriptionsApi {
     }
 
     async fn create_endpoint(&self, req: Request<pb::CreateEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
+        auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let r = req.into_inner();
         let id = tenant_id(&r.tenant_id)?;
         let target = url(&r.url)?;
@@ -218,6 +226,7 @@ impl SubscriptionService for SubscriptionsApi {
     }
 
     async fn get_endpoint(&self, req: Request<pb::GetEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
+        auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let r = req.get_ref();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
         Ok(Response::new(endpoint_to_pb(&t, &self.endpoint(&t, &e)?)))
@@ -227,6 +236,7 @@ impl SubscriptionService for SubscriptionsApi {
         &self,
         req: Request<pb::ListEndpointsRequest>,
     ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
+        auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let t = tenant_id(&req.get_ref().tenant_id)?;
         let tenant = self.tenant(&t)?;
         let endpoints = tenant.endpoints.values().map(|e| endpoint_to_pb(&t, e)).collect();
@@ -234,6 +244,7 @@ impl SubscriptionService for SubscriptionsApi {
     }
 
     async fn update_endpoint(&self, req: Request<pb::UpdateEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
+        auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let r = req.into_inner();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
         if r.clear_auth_header && r.auth_header.is_some() {
@@ -267,6 +278,7 @@ impl SubscriptionService for SubscriptionsApi {
         &self,
         req: Request<pb::DeleteEndpointRequest>,
     ) -> Result<Response<pb::DeleteEndpointResponse>, Status> {
+        auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let r = req.get_ref();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
         self.run(&t, Command::DeleteEndpoint { endpoint_id: e }).await?;
@@ -277,6 +289,7 @@ impl SubscriptionService for SubscriptionsApi {
         &self,
         req: Request<pb::GetEndpointSecretRequest>,
     ) -> Result<Response<pb::EndpointSecret>, Status> {
+        auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let r = req.get_ref();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
         let ep = self.endpoint(&t, &e)?;
@@ -287,6 +300,7 @@ impl SubscriptionService for SubscriptionsApi {
         &self,
         req: Request<pb::RotateEndpointSecretRequest>,
     ) -> Result<Response<pb::EndpointSecret>, Status> {
+        auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let r = req.into_inner();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
         let secret = if r.secret.is_empty() { None } else { Some(SigningSecret::parse(&r.secret).map_err(invalid)?) };
@@ -302,6 +316,7 @@ impl SubscriptionService for SubscriptionsApi {
     }
 
     async fn resolve(&self, req: Request<pb::ResolveRequest>) -> Result<Response<pb::ResolveResponse>, Status> {
+        auth::check_operator(&req)?;
         let started = std::time::Instant::now();
         let _observe = Observe(started);
         if let Some(tp) = req.metadata().get(hookline_telemetry::trace::TRACEPARENT).and_then(|v| v.to_str().ok()) {
@@ -324,6 +339,50 @@ impl SubscriptionService for SubscriptionsApi {
             })
             .collect();
         Ok(Response::new(pb::ResolveResponse { webhooks_enabled: tenant.webhooks_enabled, endpoints }))
+    }
+
+    async fn create_api_key(
+        &self,
+        req: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreatedApiKey>, Status> {
+        auth::check_operator(&req)?;
+        let r = req.into_inner();
+        let t = tenant_id(&r.tenant_id)?;
+        let (key, hash) = auth::generate_key();
+        let key_id = format!("key_{}", &auth::hash(&key)[..16]);
+        let cmd = Command::CreateApiKey { key_id: key_id.clone(), name: r.name.clone(), hash };
+        let tenant = self.run(&t, cmd).await?;
+        let created_at = tenant.api_keys.get(&key_id).map(|k| k.created_at.clone()).unwrap_or_default();
+        tracing::info!(tenant = %t, key_id, "API key created");
+        Ok(Response::new(pb::CreatedApiKey { key_id, name: r.name, key, created_at }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        req: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        auth::check_operator(&req)?;
+        let t = tenant_id(&req.get_ref().tenant_id)?;
+        let tenant = self.tenant(&t)?;
+        let mut keys: Vec<pb::ApiKey> = tenant
+            .api_keys
+            .iter()
+            .map(|(id, k)| pb::ApiKey { key_id: id.clone(), name: k.name.clone(), created_at: k.created_at.clone() })
+            .collect();
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(Response::new(pb::ListApiKeysResponse { keys }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        req: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+        auth::check_operator(&req)?;
+        let r = req.into_inner();
+        let t = tenant_id(&r.tenant_id)?;
+        self.run(&t, Command::RevokeApiKey { key_id: r.key_id.clone() }).await?;
+        tracing::info!(tenant = %t, key_id = r.key_id, "API key revoked");
+        Ok(Response::new(pb::RevokeApiKeyResponse {}))
     }
 }
 

@@ -1,0 +1,987 @@
+//! `docker-compose.yml` checked against the real `hookline` binary and the
+//! files it mounts, without a Docker engine: every Hookline container runs
+//! a real service role, sets only variables that role accepts (with values
+//! it accepts), publishes the ports it listens on, is health-checked on
+//! `/readyz`, and is scraped by Prometheus; Grafana's provisioning is where
+//! its mounts put it; the Dockerfile builds and enters `hookline`.
+//!
+//! This package has no YAML crate, so [`Yaml`] reads the subset of YAML the
+//! compose file and the files under `deploy/` use: block mappings and
+//! lists, flow lists of scalars (`["CMD", "curl"]`), `|`/`>` block scalars,
+//! comments, anchors (`&name`), aliases (`*name`) and merge keys
+//! (`<<: *name`). It reads line by line by indentation and stops with the
+//! file and line number on anything else (tabs, flow mappings, a key given
+//! twice, odd indentation), so a change it cannot read fails here instead
+//! of passing unchecked.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+// ------------------------------------------------------------------ YAML
+
+#[derive(Debug, Clone)]
+enum Yaml {
+    /// A scalar as written, quotes removed; flow lists stay text (see [`Yaml::strings`]).
+    Scalar(String),
+    Map(Vec<(String, Yaml)>),
+    List(Vec<Yaml>),
+}
+
+impl Yaml {
+    fn get(&self, key: &str) -> Option<&Yaml> {
+        match self {
+            Yaml::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn entries(&self) -> &[(String, Yaml)] {
+        match self {
+            Yaml::Map(entries) => entries,
+            _ => &[],
+        }
+    }
+
+    fn str(&self) -> Option<&str> {
+        match self {
+            Yaml::Scalar(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn items(&self) -> &[Yaml] {
+        match self {
+            Yaml::List(items) => items,
+            _ => &[],
+        }
+    }
+
+    /// A block list of scalars, or a flow list `[a, "b"]`, as strings.
+    fn strings(&self) -> Option<Vec<String>> {
+        match self {
+            Yaml::List(items) => items.iter().map(|i| i.str().map(str::to_owned)).collect(),
+            Yaml::Scalar(s) => {
+                let inner = s.trim().strip_prefix('[')?.strip_suffix(']')?;
+                Some(split_outside_quotes(inner, ',').into_iter().map(|p| unquote(p.trim())).collect())
+            }
+            Yaml::Map(_) => None,
+        }
+    }
+
+    /// Mapping keys, or the scalars of a list (`depends_on` in either form).
+    fn names(&self) -> Vec<String> {
+        match self {
+            Yaml::Map(entries) => entries.iter().map(|(k, _)| k.clone()).collect(),
+            other => other.strings().unwrap_or_default(),
+        }
+    }
+}
+
+fn unquote(s: &str) -> String {
+    let s = s.trim();
+    for q in ['"', '\''] {
+        if s.len() >= 2 && s.starts_with(q) && s.ends_with(q) {
+            return s[1..s.len() - 1].to_owned();
+        }
+    }
+    s.to_owned()
+}
+
+/// Split on `sep` where it is not inside quotes or brackets.
+fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
+    let (mut parts, mut start, mut quote, mut depth) = (Vec::new(), 0, None, 0i32);
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => depth -= 1,
+            (None, c) if c == sep && depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// The line without its comment: a `#` outside quotes, at the start or after a blank.
+fn strip_comment(line: &str) -> &str {
+    let mut quote = None;
+    let mut prev_blank = true;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') if prev_blank || i == 0 => quote = Some(c),
+            (None, '#') if prev_blank => return line[..i].trim_end(),
+            _ => {}
+        }
+        prev_blank = c == ' ';
+    }
+    line.trim_end()
+}
+
+/// `key: rest` or `key:` with the colon outside quotes; `None` for a plain scalar.
+fn split_key(text: &str) -> Option<(String, &str)> {
+    if text.starts_with('[') || text.starts_with('{') {
+        return None;
+    }
+    let mut quote = None;
+    for (i, c) in text.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') if i == 0 => quote = Some(c),
+            (None, ':') => {
+                let rest = &text[i + 1..];
+                if rest.is_empty() || rest.starts_with(' ') {
+                    return Some((unquote(&text[..i]), rest.trim()));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+struct Reader {
+    file: String,
+    lines: Vec<String>,
+    pos: usize,
+    anchors: HashMap<String, Yaml>,
+}
+
+impl Reader {
+    fn parse(file: &str, text: &str) -> Yaml {
+        let mut r = Reader {
+            file: file.to_owned(),
+            lines: text.lines().map(str::to_owned).collect(),
+            pos: 0,
+            anchors: HashMap::new(),
+        };
+        let Some((indent, _)) = r.peek() else { return Yaml::Map(Vec::new()) };
+        let doc = r.node(indent);
+        if let Some((_, text)) = r.peek() {
+            r.fail(&format!("unexpected `{text}` (indentation?)"));
+        }
+        doc
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        panic!("{}:{}: {what}; tests/compose.rs reads only a subset of YAML", self.file, self.pos + 1)
+    }
+
+    /// The next line with content: (indent, text without comment). Skips blanks.
+    fn peek(&mut self) -> Option<(usize, String)> {
+        while self.pos < self.lines.len() {
+            let line = &self.lines[self.pos];
+            let text = strip_comment(line);
+            if text.trim().is_empty() {
+                self.pos += 1;
+                continue;
+            }
+            let body = text.trim_start_matches(' ');
+            if body.starts_with('\t') {
+                self.fail("tab in indentation");
+            }
+            if text.trim() == "---" || text.trim() == "..." {
+                self.fail("multiple documents");
+            }
+            return Some((text.len() - body.len(), body.to_owned()));
+        }
+        None
+    }
+
+    fn node(&mut self, indent: usize) -> Yaml {
+        match self.peek() {
+            Some((_, text)) if text == "-" || text.starts_with("- ") => self.list(indent),
+            Some(_) => self.map(indent),
+            None => Yaml::Scalar(String::new()),
+        }
+    }
+
+    /// A value after `key:` or `- `: alias, block scalar, or plain/quoted/flow scalar.
+    fn inline(&mut self, rest: &str, indent: usize) -> Yaml {
+        if let Some(name) = rest.strip_prefix('*') {
+            return self
+                .anchors
+                .get(name.trim())
+                .cloned()
+                .unwrap_or_else(|| self.fail(&format!("unknown alias *{name}")));
+        }
+        if rest.starts_with('{') {
+            self.fail("flow mapping");
+        }
+        if rest.starts_with('|') || rest.starts_with('>') {
+            let mut text = Vec::new();
+            while self.pos < self.lines.len() {
+                let line = &self.lines[self.pos];
+                let blank = line.trim().is_empty();
+                if !blank && line.len() - line.trim_start_matches(' ').len() <= indent {
+                    break;
+                }
+                text.push(line.trim().to_owned());
+                self.pos += 1;
+            }
+            return Yaml::Scalar(text.join("\n"));
+        }
+        Yaml::Scalar(unquote(rest))
+    }
+
+    fn map(&mut self, indent: usize) -> Yaml {
+        let (mut entries, mut merged): (Vec<(String, Yaml)>, Vec<Yaml>) = (Vec::new(), Vec::new());
+        while let Some((at, text)) = self.peek() {
+            if at < indent || (at == indent && (text == "-" || text.starts_with("- "))) {
+                break;
+            }
+            if at > indent {
+                self.fail("unexpected indentation");
+            }
+            let Some((key, rest)) = split_key(&text) else {
+                self.fail(&format!("expected `key: value`, got `{text}`"))
+            };
+            let rest = rest.to_owned();
+            self.pos += 1;
+            let (anchor, rest) = match rest.strip_prefix('&') {
+                Some(a) => {
+                    let (name, after) = a.split_once(' ').unwrap_or((a, ""));
+                    (Some(name.to_owned()), after.trim().to_owned())
+                }
+                None => (None, rest),
+            };
+            let value = if rest.is_empty() {
+                match self.peek() {
+                    Some((next, t)) if next > indent || (next == indent && (t == "-" || t.starts_with("- "))) => {
+                        self.node(next)
+                    }
+                    _ => Yaml::Scalar(String::new()),
+                }
+            } else {
+                self.inline(&rest, indent)
+            };
+            if let Some(name) = anchor {
+                self.anchors.insert(name, value.clone());
+            }
+            if key == "<<" {
+                merged.push(value);
+            } else if entries.iter().any(|(k, _)| *k == key) {
+                self.fail(&format!("key `{key}` given twice"));
+            } else {
+                entries.push((key, value));
+            }
+        }
+        // Merge keys: explicit entries win over merged ones.
+        for m in merged {
+            let Yaml::Map(extra) = m else { self.fail("`<<` must merge a mapping") };
+            for (k, v) in extra {
+                if !entries.iter().any(|(e, _)| *e == k) {
+                    entries.push((k, v));
+                }
+            }
+        }
+        Yaml::Map(entries)
+    }
+
+    fn list(&mut self, indent: usize) -> Yaml {
+        let mut items = Vec::new();
+        while let Some((at, text)) = self.peek() {
+            if at != indent || !(text == "-" || text.starts_with("- ")) {
+                if at > indent {
+                    self.fail("unexpected indentation");
+                }
+                break;
+            }
+            let content = text[1..].trim_start();
+            if content.is_empty() {
+                self.pos += 1;
+                let item = match self.peek() {
+                    Some((next, _)) if next > indent => self.node(next),
+                    _ => Yaml::Scalar(String::new()),
+                };
+                items.push(item);
+            } else if split_key(content).is_some() && !content.starts_with('"') && !content.starts_with('\'') {
+                // `- key: value`: a mapping that starts on the dash's line.
+                let column = indent + (text.len() - content.len());
+                self.lines[self.pos] = format!("{}{}", " ".repeat(column), content);
+                items.push(self.map(column));
+            } else {
+                let content = content.to_owned();
+                self.pos += 1;
+                items.push(self.inline(&content, indent));
+            }
+        }
+        Yaml::List(items)
+    }
+}
+
+// ------------------------------------------------------------ the files
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+struct Compose {
+    text: String,
+    doc: Yaml,
+}
+
+impl Compose {
+    fn get() -> &'static Compose {
+        static C: OnceLock<Compose> = OnceLock::new();
+        C.get_or_init(|| {
+            let text = read("docker-compose.yml");
+            let doc = Reader::parse("docker-compose.yml", &text);
+            Compose { text, doc }
+        })
+    }
+
+    fn services(&self) -> &[(String, Yaml)] {
+        self.doc.get("services").expect("docker-compose.yml has `services`").entries()
+    }
+
+    fn service(&self, name: &str) -> Option<&Yaml> {
+        self.doc.get("services")?.get(name)
+    }
+
+    /// Services run from the image the Dockerfile builds: those with
+    /// `build`, and those naming the same image.
+    fn hookline(&self) -> Vec<(&str, Service<'_>)> {
+        let built: BTreeSet<&str> = self
+            .services()
+            .iter()
+            .filter(|(_, s)| s.get("build").is_some())
+            .filter_map(|(_, s)| s.get("image").and_then(Yaml::str))
+            .collect();
+        let list: Vec<_> = self
+            .services()
+            .iter()
+            .filter(|(_, s)| {
+                s.get("build").is_some() || s.get("image").and_then(Yaml::str).is_some_and(|i| built.contains(i))
+            })
+            .map(|(n, s)| (n.as_str(), Service { name: n, yaml: s }))
+            .collect();
+        assert!(!list.is_empty(), "docker-compose.yml: no service is built from the Dockerfile (`build:`)");
+        list
+    }
+
+    /// The first service whose image starts with `prefix`.
+    fn by_image(&self, prefix: &str) -> Service<'_> {
+        self.services()
+            .iter()
+            .find(|(_, s)| s.get("image").and_then(Yaml::str).is_some_and(|i| i.starts_with(prefix)))
+            .map(|(n, s)| Service { name: n, yaml: s })
+            .unwrap_or_else(|| panic!("docker-compose.yml: no service runs an image `{prefix}...`"))
+    }
+}
+
+struct Service<'a> {
+    name: &'a str,
+    yaml: &'a Yaml,
+}
+
+impl Service<'_> {
+    fn env(&self) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        match self.yaml.get("environment") {
+            Some(Yaml::Map(entries)) => {
+                for (k, v) in entries {
+                    let v =
+                        v.str().unwrap_or_else(|| panic!("service `{}`: environment `{k}` is not a scalar", self.name));
+                    env.insert(k.clone(), v.to_owned());
+                }
+            }
+            Some(list @ Yaml::List(_)) => {
+                for item in list.strings().unwrap_or_default() {
+                    let (k, v) = item.split_once('=').unwrap_or((&item, ""));
+                    env.insert(k.to_owned(), v.to_owned());
+                }
+            }
+            _ => {}
+        }
+        env
+    }
+
+    fn setting(&self, key: &str) -> String {
+        self.env().remove(key).unwrap_or_else(|| panic!("service `{}`: environment `{key}` is not set", self.name))
+    }
+
+    fn addr(&self, key: &str) -> SocketAddr {
+        let v = self.setting(key);
+        v.parse()
+            .unwrap_or_else(|_| panic!("service `{}`: environment `{key}`: `{v}` is not an address:port", self.name))
+    }
+
+    /// `ports` as (host port, container port), from `[ip:]host:container[/proto]` or `container`.
+    fn ports(&self) -> Vec<(Option<u16>, u16)> {
+        let list = self
+            .yaml
+            .get("ports")
+            .map(|p| p.strings().unwrap_or_else(|| panic!("service `{}`: `ports` is not a list", self.name)));
+        list.unwrap_or_default()
+            .iter()
+            .map(|p| {
+                let spec = p.split('/').next().unwrap_or(p);
+                let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+                let num = |s: &str| {
+                    s.parse::<u16>()
+                        .unwrap_or_else(|_| panic!("service `{}`: ports entry `{p}`: `{s}` is not a port", self.name))
+                };
+                (parts.get(1).map(|h| num(h)), num(parts[0]))
+            })
+            .collect()
+    }
+
+    /// Bind mounts as (host path relative to the compose file, container path).
+    fn mounts(&self) -> Vec<(String, String)> {
+        let list = self.yaml.get("volumes").and_then(Yaml::strings).unwrap_or_default();
+        list.iter()
+            .filter_map(|v| {
+                let mut parts = v.split(':');
+                let (host, container) = (parts.next()?, parts.next()?);
+                (host.starts_with('.') || host.starts_with('/')).then(|| (host.to_owned(), container.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The host file or directory behind `container_path`, through a bind mount of it or of a parent.
+    fn host_path(&self, container_path: &str) -> Option<PathBuf> {
+        self.mounts().into_iter().find_map(|(host, container)| {
+            let rest = container_path.strip_prefix(container.trim_end_matches('/'))?;
+            let base = root().join(&host);
+            match rest {
+                "" => Some(base),
+                r if r.starts_with('/') => Some(base.join(r.trim_start_matches('/'))),
+                _ => None,
+            }
+        })
+    }
+
+    fn depends_on(&self) -> Vec<String> {
+        self.yaml.get("depends_on").map(Yaml::names).unwrap_or_default()
+    }
+
+    fn role(&self) -> String {
+        let cmd = self.yaml.get("command").and_then(Yaml::strings);
+        let cmd =
+            cmd.unwrap_or_else(|| panic!("service `{}`: `command` must name the role, e.g. [\"delivery\"]", self.name));
+        cmd.first().cloned().unwrap_or_else(|| panic!("service `{}`: `command` is empty", self.name))
+    }
+
+    fn healthcheck_url(&self) -> (String, u16, String) {
+        let hc = self.yaml.get("healthcheck").unwrap_or_else(|| panic!("service `{}`: no `healthcheck`", self.name));
+        let test = hc.get("test").and_then(Yaml::strings);
+        let test = test.unwrap_or_else(|| panic!("service `{}`: `healthcheck.test` is not a list", self.name));
+        let url = test.iter().find(|a| a.contains("://"));
+        let url =
+            url.unwrap_or_else(|| panic!("service `{}`: `healthcheck.test` requests no URL: {test:?}", self.name));
+        let (host, port, path) =
+            split_url(url).unwrap_or_else(|| panic!("service `{}`: healthcheck URL `{url}` has no port", self.name));
+        (host, port, path)
+    }
+}
+
+/// `scheme://[user@]host:port/path` as (host, port, path).
+fn split_url(url: &str) -> Option<(String, u16, String)> {
+    let rest = url.split_once("://")?.1;
+    let (authority, path) = rest.split_once('/').map_or((rest, String::new()), |(a, p)| (a, format!("/{p}")));
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = authority.rsplit_once(':')?;
+    let path = path.split(['?', '#']).next().unwrap_or_default().to_owned();
+    Some((host.to_owned(), port.parse().ok()?, path))
+}
+
+// ------------------------------------------------------------ the binary
+
+/// `hookline <args>` with no inherited HOOKLINE_* variable (clap prints
+/// set values into help, and HOOKLINE_CONFIG would read a file), plus `env`.
+fn hookline(args: &[&str], env: &BTreeMap<String, String>) -> std::process::Output {
+    let mut cmd = Command::new(hookline_e2e::hookline_bin());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("HOOKLINE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args).envs(env).env("NO_COLOR", "1").output().expect("running hookline")
+}
+
+/// `hookline <args> --help` with whitespace collapsed (so wrapping cannot
+/// split `[env: NAME=]`), or `None` when it fails.
+fn help(args: &[&str]) -> Option<String> {
+    let mut all = args.to_vec();
+    all.push("--help");
+    let out = hookline(&all, &BTreeMap::new());
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Every `HOOKLINE_*` word in `text`.
+fn hookline_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("HOOKLINE_") && w.len() > "HOOKLINE_".len())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The variables the binary reads itself, outside clap (crates/hookline/src/config.rs).
+const READ_OUTSIDE_CLAP: [&str; 2] = ["HOOKLINE_LOG", "HOOKLINE_LOG_FORMAT"];
+
+/// The roles the compose file must run, each in its own container
+/// (crates/hookline/src/serve.rs), and the servers each role must be told
+/// about, since the binary's defaults (127.0.0.1) cannot work in a container.
+const ROLES: [(&str, &[&str]); 3] = [
+    ("subscriptions", &["HOOKLINE_NATS_URL"]),
+    ("ingest", &["HOOKLINE_NATS_URL"]),
+    ("delivery", &["HOOKLINE_NATS_URL", "HOOKLINE_DATABASE_URL", "HOOKLINE_SUBSCRIPTIONS_URL"]),
+];
+
+// ----------------------------------------------------------------- tests
+
+#[test]
+fn every_hookline_container_runs_a_real_service_role() {
+    let compose = Compose::get();
+    let mut roles = BTreeSet::new();
+    for (name, s) in compose.hookline() {
+        let role = s.role();
+        let help = help(&[&role]).unwrap_or_else(|| {
+            panic!("service `{name}`: command `{role}`: `hookline {role} --help` fails: not a subcommand")
+        });
+        assert!(
+            help.contains("[env: HOOKLINE_GRPC_ADDR="),
+            "service `{name}`: command `{role}` is a CLI verb, not a service role (it takes no HOOKLINE_GRPC_ADDR)"
+        );
+        roles.insert(role);
+    }
+    for (role, needs) in ROLES {
+        assert!(roles.contains(role), "docker-compose.yml: no container runs `hookline {role}`");
+        for (_, s) in compose.hookline().into_iter().filter(|(_, s)| s.role() == role) {
+            for key in needs {
+                // Panics naming the service and the key when it is not set.
+                s.setting(key);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_hookline_variable_is_accepted_by_its_role_with_its_value() {
+    let compose = Compose::get();
+    for (name, s) in compose.hookline() {
+        let role = s.role();
+        let help = help(&[&role]).unwrap_or_else(|| panic!("service `{name}`: `hookline {role} --help` fails"));
+        let env = s.env();
+        for key in env.keys().filter(|k| k.starts_with("HOOKLINE_")) {
+            if READ_OUTSIDE_CLAP.contains(&key.as_str()) {
+                continue;
+            }
+            assert!(
+                help.contains(&format!("[env: {key}=")),
+                "service `{name}`: environment `{key}` is not a setting of `hookline {role}` (see `hookline {role} --help`)"
+            );
+        }
+        // `config show` validates every value as start-up does (clap parsers
+        // and the cross-field checks) and exits non-zero naming the key.
+        let out = hookline(&["config", "show"], &env);
+        assert!(
+            out.status.success(),
+            "service `{name}`: its environment does not start `hookline {role}`: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    // Names in comments and usage lines must exist too: as settings, or at
+    // least in the binary's own help (e.g. a stream name it documents).
+    let known: BTreeSet<String> = [
+        vec![],
+        vec!["dev"],
+        vec!["ingest"],
+        vec!["subscriptions"],
+        vec!["delivery"],
+        vec!["delivery", "list"],
+        vec!["tenant"],
+        vec!["publish"],
+        vec!["stats"],
+        vec!["admin"],
+        vec!["config", "show"],
+    ]
+    .iter()
+    .flat_map(|args| {
+        let text = help(args).unwrap_or_else(|| panic!("`hookline {} --help` fails", args.join(" ")));
+        hookline_names(&text)
+    })
+    .collect();
+    for (no, line) in compose.text.lines().enumerate() {
+        for word in hookline_names(line) {
+            assert!(
+                known.contains(&word) || READ_OUTSIDE_CLAP.contains(&word.as_str()),
+                "docker-compose.yml:{}: `{word}` is neither a setting nor a name hookline knows",
+                no + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn hookline_containers_publish_the_ports_they_listen_on() {
+    let compose = Compose::get();
+    for (name, s) in compose.hookline() {
+        let (grpc, http) = (s.addr("HOOKLINE_GRPC_ADDR"), s.addr("HOOKLINE_HTTP_ADDR"));
+        for (key, addr) in [("HOOKLINE_GRPC_ADDR", grpc), ("HOOKLINE_HTTP_ADDR", http)] {
+            assert!(
+                addr.ip().is_unspecified(),
+                "service `{name}`: environment `{key}` listens on {} only: unreachable from other containers",
+                addr.ip()
+            );
+        }
+        for (_, container) in s.ports() {
+            assert!(
+                container == grpc.port() || container == http.port(),
+                "service `{name}`: `ports` publishes container port {container}, but it listens on {} (HOOKLINE_GRPC_ADDR) and {} (HOOKLINE_HTTP_ADDR)",
+                grpc.port(),
+                http.port()
+            );
+        }
+    }
+    let mut host_ports = BTreeMap::new();
+    for (name, s) in compose.services() {
+        for (host, _) in (Service { name, yaml: s }).ports() {
+            if let Some(p) = host {
+                if let Some(other) = host_ports.insert(p, name.clone()) {
+                    panic!("services `{other}` and `{name}`: both publish host port {p}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn hookline_health_checks_ask_readyz_on_the_http_port() {
+    let compose = Compose::get();
+    let dockerfile = read("Dockerfile");
+    for (name, s) in compose.hookline() {
+        let http = s.addr("HOOKLINE_HTTP_ADDR").port();
+        let (host, port, path) = s.healthcheck_url();
+        assert_eq!(path, "/readyz", "service `{name}`: `healthcheck.test` asks {path}, not /readyz");
+        assert_eq!(
+            port, http,
+            "service `{name}`: `healthcheck.test` asks port {port}, but HOOKLINE_HTTP_ADDR is port {http}"
+        );
+        assert!(
+            matches!(host.as_str(), "127.0.0.1" | "localhost"),
+            "service `{name}`: `healthcheck.test` asks {host}, not the container itself"
+        );
+        let test = s.yaml.get("healthcheck").and_then(|h| h.get("test")).and_then(Yaml::strings).unwrap_or_default();
+        if test.first().map(String::as_str) == Some("CMD") {
+            let tool = &test[1];
+            assert!(
+                dockerfile.lines().any(|l| l.contains("install") && l.split_whitespace().any(|w| w == tool)),
+                "service `{name}`: `healthcheck.test` runs `{tool}`, which the Dockerfile does not install"
+            );
+        }
+    }
+    // A dependency that must be healthy needs a health check.
+    for (name, s) in compose.services() {
+        for (dep, how) in s.get("depends_on").map(Yaml::entries).unwrap_or_default() {
+            let condition = how.get("condition").and_then(Yaml::str).unwrap_or("service_started");
+            let target = compose
+                .service(dep)
+                .unwrap_or_else(|| panic!("service `{name}`: `depends_on` names `{dep}`, no such service"));
+            if condition == "service_healthy" {
+                assert!(
+                    target.get("healthcheck").is_some(),
+                    "service `{name}`: `depends_on.{dep}` waits for healthy, but `{dep}` has no healthcheck"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn hookline_urls_name_services_they_depend_on() {
+    let compose = Compose::get();
+    let grpc_port = |svc: &str| {
+        compose.hookline().into_iter().find(|(n, _)| *n == svc).map(|(_, s)| s.addr("HOOKLINE_GRPC_ADDR").port())
+    };
+    for (name, s) in compose.hookline() {
+        let deps = s.depends_on();
+        for (key, value) in s.env().iter().filter(|(k, _)| k.ends_with("_URL")) {
+            let (host, port, _) = split_url(value)
+                .unwrap_or_else(|| panic!("service `{name}`: environment `{key}`: `{value}` has no host:port"));
+            assert!(
+                compose.service(&host).is_some(),
+                "service `{name}`: environment `{key}` points at `{host}`, no such service"
+            );
+            assert!(
+                deps.contains(&host),
+                "service `{name}`: environment `{key}` points at `{host}`, which is missing from its `depends_on`"
+            );
+            if let Some(p) = grpc_port(&host) {
+                assert_eq!(
+                    port, p,
+                    "service `{name}`: environment `{key}` uses port {port}, but `{host}` serves gRPC on {p}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn delivery_address_openings_are_exactly_the_compose_network() {
+    let compose = Compose::get();
+    let subnets: BTreeSet<String> = compose
+        .doc
+        .get("networks")
+        .map(Yaml::entries)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|(_, n)| n.get("ipam").and_then(|i| i.get("config")).map(Yaml::items).unwrap_or_default())
+        .filter_map(|c| c.get("subnet").and_then(Yaml::str).map(str::to_owned))
+        .collect();
+    let mut values = BTreeMap::new();
+    for (name, s) in compose.hookline() {
+        let Some(allow) = s.env().remove("HOOKLINE_DELIVERY_ALLOW_CIDRS") else { continue };
+        for cidr in allow.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            assert!(
+                subnets.contains(cidr),
+                "service `{name}`: environment `HOOKLINE_DELIVERY_ALLOW_CIDRS` opens {cidr}, which is not a subnet of the compose networks {subnets:?}"
+            );
+        }
+        values.insert(name, allow);
+    }
+    // Subscriptions checks endpoint URLs at creation with the policy that
+    // delivery applies at send: they must agree.
+    let distinct: BTreeSet<&String> = values.values().collect();
+    assert!(distinct.len() <= 1, "HOOKLINE_DELIVERY_ALLOW_CIDRS differs between services: {values:?}");
+}
+
+#[test]
+fn prometheus_scrapes_every_hookline_service_on_its_http_port() {
+    let compose = Compose::get();
+    let prom = compose.by_image("prom/prometheus");
+    let config = prom.host_path("/etc/prometheus/prometheus.yml").unwrap_or_else(|| {
+        panic!("service `{}`: `volumes` mounts nothing at /etc/prometheus/prometheus.yml", prom.name)
+    });
+    let rel = config.strip_prefix(root()).unwrap_or(&config).display().to_string();
+    let doc = Reader::parse(&rel, &std::fs::read_to_string(&config).unwrap_or_else(|e| panic!("{rel}: {e}")));
+    let mut scraped = BTreeSet::new();
+    for job in doc.get("scrape_configs").map(Yaml::items).unwrap_or_default() {
+        for sc in job.get("static_configs").map(Yaml::items).unwrap_or_default() {
+            for target in sc.get("targets").and_then(Yaml::strings).unwrap_or_default() {
+                let (host, port) =
+                    target.rsplit_once(':').unwrap_or_else(|| panic!("{rel}: target `{target}` has no port"));
+                let (_, s) = compose.hookline().into_iter().find(|(n, _)| *n == host).unwrap_or_else(|| {
+                    panic!("{rel}: target `{target}` is not a Hookline service of docker-compose.yml")
+                });
+                let http = s.addr("HOOKLINE_HTTP_ADDR").port();
+                assert_eq!(
+                    port,
+                    http.to_string(),
+                    "{rel}: target `{target}`: service `{host}` serves /metrics on HOOKLINE_HTTP_ADDR port {http}"
+                );
+                scraped.insert(host.to_owned());
+            }
+        }
+    }
+    for (name, _) in compose.hookline() {
+        assert!(scraped.contains(name), "{rel}: service `{name}` is not scraped");
+    }
+    for rule in doc.get("rule_files").and_then(Yaml::strings).unwrap_or_default() {
+        let host = prom
+            .host_path(&rule)
+            .unwrap_or_else(|| panic!("{rel}: rule file {rule} is not mounted into service `{}`", prom.name));
+        assert!(
+            host.is_file(),
+            "service `{}`: rule file {rule} is mounted from {}, which does not exist",
+            prom.name,
+            host.display()
+        );
+    }
+}
+
+#[test]
+fn grafana_provisioning_is_where_its_mounts_put_it() {
+    let compose = Compose::get();
+    let grafana = compose.by_image("grafana/grafana");
+    let g = grafana.name;
+    let provisioning = grafana
+        .host_path("/etc/grafana/provisioning")
+        .unwrap_or_else(|| panic!("service `{g}`: `volumes` mounts nothing at /etc/grafana/provisioning"));
+    let yml = |dir: &str| -> Vec<(String, Yaml)> {
+        let dir = provisioning.join(dir);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("service `{g}`: {}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "service `{g}`: no provisioning file in {}", dir.display());
+        files
+            .iter()
+            .map(|f| {
+                let rel = f.strip_prefix(root()).unwrap_or(f).display().to_string();
+                let doc = Reader::parse(&rel, &std::fs::read_to_string(f).unwrap());
+                (rel, doc)
+            })
+            .collect()
+    };
+    let mut uids = BTreeSet::new();
+    for (rel, doc) in yml("datasources") {
+        for ds in doc.get("datasources").map(Yaml::items).unwrap_or_default() {
+            uids.extend(ds.get("uid").and_then(Yaml::str).map(str::to_owned));
+            let url = ds.get("url").and_then(Yaml::str).unwrap_or_default();
+            let (host, port, _) =
+                split_url(url).unwrap_or_else(|| panic!("{rel}: data source url `{url}` has no host:port"));
+            let target =
+                compose.service(&host).unwrap_or_else(|| panic!("{rel}: data source url `{url}`: no service `{host}`"));
+            let ports: Vec<u16> = (Service { name: &host, yaml: target }).ports().iter().map(|(_, c)| *c).collect();
+            assert!(
+                ports.contains(&port),
+                "{rel}: data source url `{url}`: service `{host}` publishes {ports:?}, not {port}"
+            );
+            assert!(
+                grafana.depends_on().contains(&host),
+                "service `{g}`: its data source `{host}` is missing from `depends_on`"
+            );
+        }
+    }
+    let mut dashboards = 0;
+    for (rel, doc) in yml("dashboards") {
+        for provider in doc.get("providers").map(Yaml::items).unwrap_or_default() {
+            let path = provider.get("options").and_then(|o| o.get("path")).and_then(Yaml::str).unwrap_or_default();
+            let dir = grafana
+                .host_path(path)
+                .unwrap_or_else(|| panic!("{rel}: dashboards path `{path}` is not mounted into service `{g}`"));
+            for entry in std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{rel}: `{path}` is mounted from {}: {e}", dir.display()))
+            {
+                let file = entry.unwrap().path();
+                if file.extension().is_none_or(|x| x != "json") {
+                    continue;
+                }
+                let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                let panels = json["panels"].as_array().unwrap_or_else(|| panic!("{}: no panels", file.display()));
+                for p in panels {
+                    if let Some(uid) = p["datasource"]["uid"].as_str() {
+                        assert!(
+                            uids.contains(uid),
+                            "{}: panel `{}` uses data source `{uid}`, not provisioned ({uids:?})",
+                            file.display(),
+                            p["title"]
+                        );
+                    }
+                }
+                dashboards += 1;
+            }
+        }
+    }
+    assert!(dashboards > 0, "service `{g}`: no dashboard JSON is provisioned");
+    // Paths in Grafana settings (e.g. the home dashboard) resolve through the mounts.
+    for (key, value) in grafana.env().iter().filter(|(_, v)| v.starts_with('/')) {
+        let host = grafana
+            .host_path(value)
+            .unwrap_or_else(|| panic!("service `{g}`: environment `{key}`: {value} is not mounted"));
+        assert!(
+            host.exists(),
+            "service `{g}`: environment `{key}`: {value} is mounted from {}, which does not exist",
+            host.display()
+        );
+    }
+}
+
+#[test]
+fn bind_mounts_exist() {
+    let compose = Compose::get();
+    for (name, s) in compose.services() {
+        for (host, container) in (Service { name, yaml: s }).mounts() {
+            assert!(
+                root().join(&host).exists(),
+                "service `{name}`: `volumes` mounts {host} at {container}, but {host} does not exist"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_dockerfile_builds_and_enters_hookline() {
+    let compose = Compose::get();
+    let mut contexts = BTreeSet::new();
+    let mut images = BTreeSet::new();
+    for (name, s) in compose.hookline() {
+        let context = match s.yaml.get("build") {
+            Some(Yaml::Scalar(c)) => c.clone(),
+            Some(b) => b.get("context").and_then(Yaml::str).unwrap_or(".").to_owned(),
+            None => ".".to_owned(),
+        };
+        assert!(
+            root().join(&context).join("Dockerfile").is_file(),
+            "service `{name}`: `build` context `{context}` has no Dockerfile"
+        );
+        contexts.insert(context);
+        images.extend(s.yaml.get("image").and_then(Yaml::str).map(str::to_owned));
+    }
+    assert_eq!(contexts.len(), 1, "Hookline services build from different contexts: {contexts:?}");
+    assert!(images.len() <= 1, "Hookline services use different images: {images:?}");
+    let context = contexts.into_iter().next().unwrap();
+    let rel = format!("{context}/Dockerfile");
+    // Instructions with their continuation lines joined.
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in read(&rel).lines() {
+        let t = line.trim();
+        if t.starts_with('#') && current.is_empty() {
+            continue;
+        }
+        match t.strip_suffix('\\') {
+            Some(part) => current.push_str(part),
+            None => {
+                current.push_str(t);
+                if !current.trim().is_empty() {
+                    instructions.push(std::mem::take(&mut current));
+                }
+                current.clear();
+            }
+        }
+    }
+    assert!(
+        instructions.iter().any(|i| i.starts_with("RUN") && i.contains("cargo build") && i.contains("--bin hookline")),
+        "{rel}: no `RUN cargo build ... --bin hookline`"
+    );
+    let entrypoint = instructions.iter().rev().find_map(|i| i.strip_prefix("ENTRYPOINT"));
+    let entrypoint = entrypoint.unwrap_or_else(|| panic!("{rel}: no ENTRYPOINT")).trim();
+    let first = Yaml::Scalar(entrypoint.to_owned())
+        .strings()
+        .and_then(|v| v.into_iter().next())
+        .unwrap_or_else(|| entrypoint.split_whitespace().next().unwrap_or_default().to_owned());
+    assert!(first == "hookline" || first.ends_with("/hookline"), "{rel}: ENTRYPOINT is `{entrypoint}`, not hookline");
+}
+
+#[test]
+fn the_yaml_reader_reads_what_the_compose_file_uses() {
+    let doc = Reader::parse(
+        "sample",
+        "a: &base\n  x: 1 # comment\n  y: \"two: #2\"\nb:\n  <<: *base\n  y: three\nlist:\n- p\n- \"q:r\"\n- k: v\n  w: z\nflow: [\"CMD\", 'x', y]\nblock: |\n  line one\n  # not a comment\nafter: end\n",
+    );
+    let b = doc.get("b").unwrap();
+    assert_eq!(b.get("x").and_then(Yaml::str), Some("1"));
+    assert_eq!(b.get("y").and_then(Yaml::str), Some("three"), "explicit keys win over merged ones");
+    assert_eq!(doc.get("a").unwrap().get("y").and_then(Yaml::str), Some("two: #2"));
+    let list = doc.get("list").unwrap().items();
+    assert_eq!(list[1].str(), Some("q:r"));
+    assert_eq!(list[2].get("w").and_then(Yaml::str), Some("z"));
+    assert_eq!(doc.get("flow").unwrap().strings().unwrap(), ["CMD", "x", "y"]);
+    assert!(doc.get("block").unwrap().str().unwrap().contains("# not a comment"));
+    assert_eq!(doc.get("after").and_then(Yaml::str), Some("end"));
+    assert!(std::panic::catch_unwind(|| Reader::parse("dup", "a: 1\na: 2\n")).is_err(), "duplicate keys are refused");
+    assert!(std::panic::catch_unwind(|| Reader::parse("flow", "a: {b: 1}\n")).is_err(), "flow mappings are refused");
+}
