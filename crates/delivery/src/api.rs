@@ -38,11 +38,19 @@ pub struct DeliveryApi {
     /// HOOKLINE_ARCHIVE_AFTER: payloads older than this are refused even
     /// before the janitor marks them.
     archive_after: Duration,
+    /// Current endpoints, so a log request right after creation is not refused
+    /// while the projection catches up.
+    directory: hookline_subscriptions::Directory,
 }
 
 impl DeliveryApi {
-    pub fn new(pool: PgPool, js: Context, archive_after: Duration) -> Self {
-        Self { pool, js, archive_after }
+    pub fn new(
+        pool: PgPool,
+        js: Context,
+        archive_after: Duration,
+        directory: hookline_subscriptions::Directory,
+    ) -> Self {
+        Self { pool, js, archive_after, directory }
     }
 
     /// The tenant's delivery, or NOT_FOUND (also for another tenant's id).
@@ -52,7 +60,9 @@ impl DeliveryApi {
 
     /// Another tenant's endpoint id answers NOT_FOUND, like a missing one.
     async fn own_endpoint(&self, tenant: &TenantId, endpoint: &EndpointId) -> Result<(), Error> {
-        if queries::endpoint_belongs(&self.pool, tenant.as_str(), endpoint.as_str()).await? {
+        if self.directory.endpoint(tenant, endpoint).is_some()
+            || queries::endpoint_belongs(&self.pool, tenant.as_str(), endpoint.as_str()).await?
+        {
             Ok(())
         } else {
             Err(Error::EndpointNotFound(endpoint.to_string()))

@@ -123,7 +123,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         None
     };
     if let Some(pool) = &pool {
-        let api = DeliveryApi::new(pool.clone(), js.clone(), args.archive_after);
+        let api = DeliveryApi::new(pool.clone(), js.clone(), args.archive_after, directory.clone());
         grpc = grpc.add_service(DeliveryServiceServer::with_interceptor(api, authenticator.clone()));
         health.set_serving::<DeliveryServiceServer<DeliveryApi>>().await;
     }
