@@ -8,6 +8,7 @@ mod delivery;
 mod engine;
 mod ingest;
 mod log;
+mod nats_accounts;
 mod ops;
 mod secrets;
 mod subscriptions;

@@ -86,15 +86,27 @@ pub enum BusError {
     Consumer { stream: &'static str, consumer: &'static str, message: String },
 }
 
-/// Connect to NATS; the client reconnects by itself afterwards.
+/// Connect to NATS; the client reconnects by itself afterwards. A
+/// `user:password@` in the URL logs in as that NATS user (see
+/// deploy/nats/hookline.conf); the password never appears in errors.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    async_nats::ConnectOptions::new()
+    let (address, credentials) = split_credentials(url);
+    let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|source| BusError::Connect { url: url.to_owned(), source })
+        .connection_timeout(Duration::from_secs(5));
+    if let Some((user, password)) = credentials {
+        options = options.user_and_password(user, password);
+    }
+    options.connect(address.as_str()).await.map_err(|source| BusError::Connect { url: address.clone(), source })
+}
+
+/// `nats://user:pw@host:4222` → (`nats://host:4222`, Some((user, pw))).
+fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return (url.to_owned(), None) };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    (format!("{scheme}://{host}"), Some((user.to_owned(), password.to_owned())))
 }
 
 /// Retention settings an operator may tune.
