@@ -31,7 +31,7 @@ USER hookline
 # servers; see README.md#configuration for every variable.
 ENV HOOKLINE_GRPC_ADDR=0.0.0.0:50051 \
     HOOKLINE_HTTP_ADDR=0.0.0.0:9464
-# gRPC (services, health, reflection) and HTTP /healthz, /readyz.
+# gRPC (services, health, reflection) and HTTP /healthz, /readyz, /metrics.
 EXPOSE 50051 9464
 ENTRYPOINT ["hookline"]
 CMD ["dev"]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hookline_e2e::Receiver;
+use hookline_e2e::{HooklineBuilder, Receiver};
 use hookline_proto::subscriptions::v1::{self as spb, Plan};
 
 use crate::common::*;
@@ -115,4 +115,110 @@ async fn rotation_signs_with_old_and_new_during_the_grace_period() {
         .await
         .unwrap_err();
     assert!(err.message().starts_with("grace_period_seconds: must be at most"), "{}", err.message());
+}
+
+fn grep_dir(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            hits.extend(grep_dir(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                hits.push(path.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+/// Secrets are sealed at rest: neither the NATS store nor a Postgres dump
+/// holds a signing secret or auth header value in clear; rotation re-seals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_sealed_in_the_nats_store_and_absent_from_postgres() {
+    use base64::Engine;
+    const VALUE: &str = "Bearer sealed-header-value-5d2c";
+    let (k1, k2) = (
+        base64::engine::general_purpose::STANDARD.encode([1u8; 32]),
+        base64::engine::general_purpose::STANDARD.encode([2u8; 32]),
+    );
+    let mut s = stack_with(&[("HOOKLINE_MASTER_KEY", &k1)]).await;
+    let receiver = Receiver::start().await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    let ep = subs
+        .create_endpoint(spb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            url: receiver.url(),
+            auth_header: Some(spb::AuthHeader { name: "Authorization".into(), value: VALUE.into() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let secret = subs
+        .get_endpoint_secret(spb::GetEndpointSecretRequest { tenant_id: "acme".into(), endpoint_id: ep.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let mut ingest = s.hookline.ingest_client().await;
+    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    assert!(got[0].verify(&secret), "sealed secrets still sign");
+    assert_eq!(got[0].header("authorization"), Some(VALUE));
+
+    // At rest: nothing in clear in the JetStream store or in Postgres.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let store = s.nats.log_path().parent().unwrap().join("store");
+    let key_part = secret.trim_start_matches("whsec_");
+    for needle in [VALUE, "sealed-header-value", key_part] {
+        assert!(grep_dir(&store, needle.as_bytes()).is_empty(), "`{needle}` found in the NATS store");
+    }
+    let dump = std::process::Command::new("pg_dump")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", s.db.name()])
+        .output()
+        .expect("pg_dump");
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains(&ep), "the dump holds the endpoint projection");
+    assert!(!dump.contains(key_part) && !dump.contains("sealed-header-value"), "a secret in the Postgres dump");
+
+    // Rotation: restart with the new key (old one kept to open history), re-seal.
+    s.hookline.terminate();
+    s.hookline.wait_exit(Duration::from_secs(20)).await.expect("graceful exit");
+    let s2 = HooklineBuilder::new("dev")
+        .env("HOOKLINE_NATS_URL", &s.nats.url())
+        .env("HOOKLINE_DATABASE_URL", s.db.url())
+        .env("HOOKLINE_MASTER_KEY", &k2)
+        .env("HOOKLINE_MASTER_KEY_PREVIOUS", &k1)
+        .spawn()
+        .await
+        .unwrap();
+    let out = std::process::Command::new(hookline_e2e::hookline_bin())
+        .args(["admin", "reseal", "--json"])
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", s2.grpc_url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resealed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resealed["endpoints"], 1);
+    let config = read_subject_raw(&s.nats, "HOOKLINE_CONFIG", "hookline.config.acme").await;
+    let last = config.last().unwrap();
+    let k2_id = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest([2u8; 32]))[..8].to_owned()
+    };
+    assert!(
+        last.contains(&format!("sealed:v1:{k2_id}:")),
+        "the latest endpoint record is sealed with the new key: {last}"
+    );
+    s2.ingest_client().await.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap();
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
+    assert!(got[1].verify(&secret));
+}
+
+async fn read_subject_raw(nats: &hookline_e2e::NatsServer, stream: &str, subject: &str) -> Vec<String> {
+    read_subject(nats, stream, subject).await.into_iter().map(|v| v.to_string()).collect()
 }

@@ -8,10 +8,23 @@ use serde::{Deserialize, Serialize};
 use crate::{FieldError, event_type::EventType, ids::EndpointId};
 
 /// A value that must never reach a log line or API output in full.
-/// `Debug` masks it; there is no `Display`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+/// `Debug` masks it; there is no `Display`; serialised, it is sealed with
+/// the master key (see [`crate::seal`]).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::seal::seal(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let stored = String::deserialize(d)?;
+        crate::seal::open(&stored).map(Secret).map_err(serde::de::Error::custom)
+    }
+}
 
 impl Secret {
     pub const MASK: &'static str = "********";
@@ -221,11 +234,24 @@ pub enum Layout {
 }
 
 /// A Standard Webhooks signing secret: `whsec_` + base64 of 24 to 64 bytes.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningSecret {
     text: Secret,
     key: Vec<u8>,
+}
+
+/// Stored as its text, sealed like every [`Secret`].
+impl Serialize for SigningSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.text.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SigningSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = Secret::deserialize(d)?;
+        Self::parse(text.expose()).map_err(serde::de::Error::custom)
+    }
 }
 
 impl SigningSecret {

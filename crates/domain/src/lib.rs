@@ -21,6 +21,7 @@ pub mod event_type;
 pub mod events;
 pub mod ids;
 pub mod layout;
+pub mod seal;
 pub mod signing;
 pub mod ssrf;
 

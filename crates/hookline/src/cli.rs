@@ -592,6 +592,10 @@ pub enum AdminCmd {
     RebuildProjections,
     /// How far each projector is behind its stream.
     Projections,
+    /// After rotating HOOKLINE_MASTER_KEY: re-seal every endpoint's secrets
+    /// under the new key (the services must run with the new key first and
+    /// the old one in HOOKLINE_MASTER_KEY_PREVIOUS).
+    Reseal,
 }
 
 async fn deliveries(args: &ClientArgs) -> anyhow::Result<DeliveryServiceClient<Authed>> {
@@ -904,6 +908,13 @@ fn projections_human(p: &dpb::ProjectionStatus) -> String {
 }
 
 pub async fn admin(args: &ClientArgs, cmd: AdminCmd) -> anyhow::Result<()> {
+    if let AdminCmd::Reseal = cmd {
+        let r = subscriptions(args).await?.reseal_secrets(spb::ResealSecretsRequest {}).await.map_err(status)?;
+        let r = r.into_inner();
+        let value = json!({"tenants": r.tenants, "endpoints": r.endpoints});
+        print(args.json, value, format!("re-sealed {} endpoint(s) of {} tenant(s)", r.endpoints, r.tenants));
+        return Ok(());
+    }
     let mut c = deliveries(args).await?;
     let mut st = match cmd {
         AdminCmd::Projections => {
@@ -914,6 +925,7 @@ pub async fn admin(args: &ClientArgs, cmd: AdminCmd) -> anyhow::Result<()> {
         AdminCmd::RebuildProjections => {
             c.rebuild_projections(dpb::RebuildProjectionsRequest {}).await.map_err(status)?.into_inner()
         }
+        AdminCmd::Reseal => unreachable!("handled above"),
     };
     loop {
         let (applied, total) =

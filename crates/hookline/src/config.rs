@@ -119,7 +119,13 @@ pub fn show(
         let id = arg.get_id().as_str();
         let Some(env) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else { continue };
         let value = field(&debug, id).unwrap_or_default();
-        let value = if id.contains("url") { mask_url(&value) } else { value };
+        let value = if id.contains("url") {
+            mask_url(&value)
+        } else if (id.contains("token") || id.contains("key")) && value != "None" && !value.is_empty() {
+            "********".to_owned()
+        } else {
+            value
+        };
         let source = match matches.and_then(|m| m.value_source(id)) {
             Some(clap::parser::ValueSource::CommandLine) => "flag",
             Some(clap::parser::ValueSource::EnvVariable) if from_file.contains(&env) => "file",

@@ -68,6 +68,10 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         None
     };
     let address_policy = args.address_policy(role == Role::Dev).map_err(anyhow::Error::msg)?;
+    args.install_keyring().map_err(anyhow::Error::msg)?;
+    if !hookline_domain::seal::enabled() {
+        tracing::warn!("HOOKLINE_MASTER_KEY is not set: endpoint secrets are stored in clear");
+    }
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();

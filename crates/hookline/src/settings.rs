@@ -79,6 +79,15 @@ pub struct ServiceArgs {
     /// to call each other. Unset: no authentication (development only).
     #[arg(long, env = "HOOKLINE_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
+    /// Seals signing secrets and auth header values in the config stream:
+    /// base64 of 32 random bytes (`head -c32 /dev/urandom | base64`). Unset:
+    /// secrets are stored in clear (development only).
+    #[arg(long, env = "HOOKLINE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Former master keys, comma separated, to open secrets sealed before a
+    /// rotation (until `hookline admin reseal` has run).
+    #[arg(long, env = "HOOKLINE_MASTER_KEY_PREVIOUS", hide_env_values = true, default_value = "")]
+    pub master_key_previous: String,
     /// Events per second one tenant may publish (per ingest process); over
     /// it, gRPC answers RESOURCE_EXHAUSTED and NATS intake events wait in
     /// their stream. 0 turns the limit off.
@@ -93,6 +102,15 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
+    /// Install the sealing keyring, if a master key is set.
+    pub fn install_keyring(&self) -> Result<(), String> {
+        let Some(current) = self.master_key.as_deref() else { return Ok(()) };
+        let previous: Vec<&str> = self.master_key_previous.split(',').filter(|k| !k.trim().is_empty()).collect();
+        let ring = hookline_domain::seal::Keyring::parse(current, &previous, "HOOKLINE_MASTER_KEY")?;
+        hookline_domain::seal::install(ring);
+        Ok(())
+    }
+
     pub fn tenant_rate(&self) -> Result<hookline_ingest::limit::RateSettings, String> {
         if !self.tenant_rate.is_finite() || self.tenant_rate < 0.0 {
             return Err("HOOKLINE_TENANT_RATE: must be a non-negative number of events per second".into());

@@ -87,6 +87,10 @@ impl Directory {
         map.values().find(|t| t.api_keys.values().any(|k| k.hash == hash)).map(|t| t.id.clone())
     }
 
+    pub fn tenant_ids(&self) -> Vec<TenantId> {
+        self.tenants.read().expect("directory lock").keys().cloned().collect()
+    }
+
     pub fn tenant_count(&self) -> usize {
         self.tenants.read().expect("directory lock").len()
     }

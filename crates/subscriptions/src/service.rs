@@ -384,6 +384,21 @@ impl SubscriptionService for SubscriptionsApi {
         tracing::info!(tenant = %t, key_id = r.key_id, "API key revoked");
         Ok(Response::new(pb::RevokeApiKeyResponse {}))
     }
+
+    async fn reseal_secrets(
+        &self,
+        req: Request<pb::ResealSecretsRequest>,
+    ) -> Result<Response<pb::ResealSecretsResponse>, Status> {
+        auth::check_operator(&req)?;
+        let (mut tenants, mut endpoints) = (0, 0);
+        for id in self.directory.tenant_ids() {
+            let tenant = self.run(&id, Command::Reseal).await?;
+            tenants += 1;
+            endpoints += tenant.endpoints.len() as u32;
+        }
+        tracing::info!(tenants, endpoints, "secrets re-sealed under the current master key");
+        Ok(Response::new(pb::ResealSecretsResponse { tenants, endpoints }))
+    }
 }
 
 /// Records `Resolve` latency when dropped, whatever the outcome.
