@@ -6,6 +6,7 @@ mod auth;
 mod common;
 mod delivery;
 mod engine;
+mod faults;
 mod ingest;
 mod log;
 mod nats_accounts;

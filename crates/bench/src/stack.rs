@@ -189,6 +189,8 @@ impl Stack {
             .env("HOOKLINE_GRPC_ADDR", &grpc)
             .env("HOOKLINE_HTTP_ADDR", &http)
             .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
+            // The benchmark publishes as fast as it can: no per-tenant rate limit.
+            .env("HOOKLINE_TENANT_RATE", "0")
             .env("HOOKLINE_LOG", "warn")
             .env("NO_COLOR", "1");
         if let Some(url) = subscriptions_url {
