@@ -24,6 +24,8 @@ async fn misbehaving(kind: &'static str) -> (String, tokio::task::JoinHandle<()>
                 let _ = sock.read(&mut buf).await;
                 match kind {
                     "reset" => {
+                        // Zero linger: closing sends RST, a connection reset.
+                        #[allow(deprecated)]
                         let _ = sock.set_linger(Some(Duration::ZERO));
                         drop(sock);
                     }

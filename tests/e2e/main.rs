@@ -6,6 +6,7 @@ mod auth;
 mod common;
 mod delivery;
 mod engine;
+mod fault_suite;
 mod faults;
 mod ingest;
 mod log;
