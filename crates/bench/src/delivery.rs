@@ -25,7 +25,7 @@ use tonic::{Code, transport::Channel};
 
 use crate::{
     receiver::{Arrivals, Key, Receiver, black_hole},
-    report::{Report, Row, percentiles},
+    report::{Percentiles, Report, Row, percentiles},
     stack::{Stack, cpu_secs, machine_ticks, peak_rss_mib},
 };
 
@@ -44,6 +44,9 @@ pub struct Args {
     /// a black-holed endpoint); enough to outlast the 15 s request timeout.
     #[arg(long, default_value_t = 30_000)]
     isolation_events: usize,
+    /// Run only these phases (repeatable); the raw baseline always runs.
+    #[arg(long, value_enum)]
+    only: Vec<Phase>,
     /// Extra environment for the three services, e.g. `--env HOOKLINE_ENDPOINT_CONCURRENCY=64`
     /// (for experiments; the published figures use the defaults).
     #[arg(long = "env", value_name = "KEY=VALUE")]
@@ -361,25 +364,34 @@ async fn raw_latency(rx: &Receiver, client: &reqwest::Client, body: Bytes, rate:
     sent_at.into_iter().filter_map(|(id, t0)| arr.first.get(&("/raw/lat".to_owned(), id)).map(|at| *at - t0)).collect()
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    Throughput,
+    Latency,
+    Isolation,
+}
+
 pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     if args.quick {
         args.events = args.events.min(2_000);
         args.latency_secs = args.latency_secs.min(5);
         args.isolation_events = args.isolation_events.min(1_000);
     }
-    let load_before = loadavg();
-    let rx = Receiver::start().await?;
-    println!("starting nats-server, Postgres database and hookline subscriptions|ingest|delivery ...");
+    if args.only.is_empty() {
+        args.only = vec![Phase::Throughput, Phase::Latency, Phase::Isolation];
+    }
     let env: Vec<(String, String)> = args
         .env
         .iter()
         .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).context("--env wants KEY=VALUE"))
         .collect::<anyhow::Result<_>>()?;
+    let load_before = loadavg();
+    let rx = Receiver::start().await?;
+    println!("starting nats-server, Postgres database and hookline subscriptions|ingest|delivery ...");
     let stack = Stack::start(postgres, &env).await?;
     let subs = SubscriptionServiceClient::connect(stack.services[0].grpc_url.clone()).await?;
     let ingest = IngestServiceClient::connect(stack.services[1].grpc_url.clone()).await?;
-    let mut b = Bench { stack, rx, subs, ingest, event: producer_event(), notes: Vec::new() };
-    let rx = b.rx.clone();
+    let mut b = Bench { stack, rx: rx.clone(), subs, ingest, event: producer_event(), notes: Vec::new() };
     let mut report = Report::new(
         "hookline-bench delivery",
         json!({"events": args.events, "rate": args.rate, "latency_secs": args.latency_secs,
@@ -394,84 +406,20 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let mut raw_lat = raw_latency(&rx, &client, body.clone(), args.rate, args.latency_secs.min(5)).await;
     let raw_lat = percentiles(&mut raw_lat);
     report.push(Row::new(format!("raw POST rate ({RAW_CONCURRENCY} concurrent, 1 KiB)"), raw, "/s"));
-
     // Background CPU of the idle services.
     let cpu = b.cpu().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     b.cpu_note("idle, no traffic", &cpu).await;
 
-    // (2) Throughput, fan-out 1 and 10.
-    println!("(2) end-to-end throughput");
-    let f1 = paths("fan1", 1);
-    b.tenant("bench-fan1", &[rx.url("fan1/0")]).await?;
-    b.warm_up("bench-fan1", &f1).await?;
-    let body_len = rx.body_len("/fan1/0").unwrap_or(0);
-    let cpu = b.cpu().await;
-    let fan1 = b.throughput("bench-fan1", &f1, args.events).await?;
-    b.cpu_note("fan-out 1 run", &cpu).await;
-    report.push(
-        Row::new("e2e deliveries/s, fan-out 1", fan1.rate(), "/s")
-            .vs(raw)
-            .target(">= 0.15 x raw", fan1.rate() >= 0.15 * raw),
-    );
-    report.push(Row::new(
-        "  ingest PublishBatch events/s, fan-out 1 run",
-        fan1.events as f64 / fan1.publish_secs,
-        "/s",
-    ));
-    let f10 = paths("fan10", 10);
-    let urls: Vec<String> = (0..10).map(|i| rx.url(&format!("fan10/{i}"))).collect();
-    b.tenant("bench-fan10", &urls).await?;
-    b.warm_up("bench-fan10", &f10).await?;
-    let cpu = b.cpu().await;
-    let fan10 = b.throughput("bench-fan10", &f10, args.events).await?;
-    b.cpu_note("fan-out 10 run", &cpu).await;
-    report.push(Row::new("e2e deliveries/s, fan-out 10", fan10.rate(), "/s").vs(raw));
-    report.push(Row::new("  e2e events/s, fan-out 10", fan10.events as f64 / fan10.secs, "/s"));
-    b.stack.check_alive()?;
-
-    // (3) Latency at a fixed rate.
-    println!("(3) end-to-end latency at {} events/s for {} s", args.rate, args.latency_secs);
-    b.tenant("bench-lat", &[rx.url("lat/0")]).await?;
-    b.warm_up("bench-lat", &paths("lat", 1)).await?;
-    let cpu = b.cpu().await;
-    let (mut lat, mut acks) = b.latency("bench-lat", "/lat/0", args.rate, args.latency_secs).await?;
-    b.cpu_note("latency run", &cpu).await;
-    let (n_lat, lat, acks) = (lat.len(), percentiles(&mut lat), percentiles(&mut acks));
-    println!("  {n_lat} events; max {:.1} ms", lat.max);
-    let at = format!("@ {}/s", args.rate);
-    report.push(Row::new(format!("e2e latency p50 {at}"), lat.p50, "ms").beside(raw_lat.p50));
-    report.push(Row::new(format!("e2e latency p95 {at}"), lat.p95, "ms").beside(raw_lat.p95));
-    report.push(
-        Row::new(format!("e2e latency p99 {at}"), lat.p99, "ms").beside(raw_lat.p99).target("< 50 ms", lat.p99 < 50.0),
-    );
-    report.push(Row::new("  Publish round trip p50 (ingest ack)", acks.p50, "ms"));
-    report.push(Row::new("  Publish round trip p99 (ingest ack)", acks.p99, "ms"));
-    b.stack.check_alive()?;
-
-    // (5) Isolation: a black-holed endpoint beside a healthy one.
-    println!("(5) isolation: {} events with and without a black-holed endpoint", args.isolation_events);
-    let (hole, hole_task) = black_hole().await?;
-    let n = args.isolation_events;
-    b.tenant("bench-iso-base", &[rx.url("iso-base/0")]).await?;
-    b.warm_up("bench-iso-base", &paths("iso-base", 1)).await?;
-    let base = b.throughput("bench-iso-base", &paths("iso-base", 1), n).await?;
-    b.tenant("bench-iso-two", &[rx.url("iso-two/0"), rx.url("iso-two/1")]).await?;
-    b.warm_up("bench-iso-two", &paths("iso-two", 2)).await?;
-    let two = b.throughput("bench-iso-two", &paths("iso-two", 1), n).await?;
-    b.tenant("bench-iso-hole", &[rx.url("iso-hole/0"), format!("http://{hole}/hole")]).await?;
-    b.warm_up("bench-iso-hole", &paths("iso-hole", 1)).await?;
-    let cpu = b.cpu().await;
-    let holed = b.throughput("bench-iso-hole", &paths("iso-hole", 1), n).await?;
-    b.cpu_note("isolation run with black hole", &cpu).await;
-    let ratio = holed.rate() / base.rate();
-    report.push(
-        Row::new("isolation: healthy deliveries/s beside a black hole", holed.rate(), "/s")
-            .vs(base.rate())
-            .target(">= 0.9 x without", ratio >= 0.9),
-    );
-    report.push(Row::new("  control: beside a second healthy endpoint", two.rate(), "/s").vs(base.rate()));
-    b.stack.check_alive()?;
+    if args.only.contains(&Phase::Throughput) {
+        throughput_phase(&mut b, &mut report, &args, raw).await?;
+    }
+    if args.only.contains(&Phase::Latency) {
+        latency_phase(&mut b, &mut report, &args, &raw_lat).await?;
+    }
+    if args.only.contains(&Phase::Isolation) {
+        isolation_phase(&mut b, &mut report, &args).await?;
+    }
 
     // (4) Peak RSS of each process, at the end.
     for svc in &b.stack.services {
@@ -482,25 +430,89 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     if let Some(pid) = b.stack.nats_pid() {
         report.push(Row::new("  peak RSS nats-server", peak_rss_mib(pid)?, "MiB"));
     }
-
-    let dups = rx.total_duplicates();
-    report.push(Row::new("duplicate deliveries (whole run)", dups as f64, ""));
-    report.notes.extend(b.notes.drain(..));
+    report.push(Row::new("duplicate deliveries (whole run)", rx.total_duplicates() as f64, ""));
+    report.notes.append(&mut b.notes);
     report.notes.push(format!(
-        "delivered body {body_len} bytes (envelope layout), raw baseline body {} bytes; everything shares this machine",
+        "delivered body {} bytes (envelope layout), raw baseline body {} bytes; everything shares this machine",
+        rx.last_body_len(),
         body.len()
     ));
     report.notes.push(format!("load average before: {load_before}; after: {}", loadavg()));
-    report.notes.push(format!(
-        "latency = Publish send instant -> receiver arrival; {n_lat} events; raw latency baseline over {} s",
-        args.latency_secs.min(5)
-    ));
-    for r in [&fan1, &fan10, &base, &two, &holed] {
-        if r.missing > 0 {
-            report.notes.push(format!("a run of {} events is INCOMPLETE: {} missing", r.events, r.missing));
-        }
-    }
-    hole_task.abort();
     b.stack.finish().await?;
     Ok(report)
+}
+
+/// (2) Throughput, fan-out 1 and fan-out 10.
+async fn throughput_phase(b: &mut Bench, report: &mut Report, args: &Args, raw: f64) -> anyhow::Result<()> {
+    println!("(2) end-to-end throughput");
+    let f1 = paths("fan1", 1);
+    b.tenant("bench-fan1", &[b.rx.url("fan1/0")]).await?;
+    b.warm_up("bench-fan1", &f1).await?;
+    let cpu = b.cpu().await;
+    let fan1 = b.throughput("bench-fan1", &f1, args.events).await?;
+    b.cpu_note("fan-out 1 run", &cpu).await;
+    let row = Row::new("e2e deliveries/s, fan-out 1", fan1.rate(), "/s").vs(raw);
+    report.push(row.target(">= 0.15 x raw", fan1.rate() >= 0.15 * raw));
+    let publish_rate = fan1.events as f64 / fan1.publish_secs;
+    report.push(Row::new("  ingest PublishBatch events/s, fan-out 1 run", publish_rate, "/s"));
+    let f10 = paths("fan10", 10);
+    let urls: Vec<String> = (0..10).map(|i| b.rx.url(&format!("fan10/{i}"))).collect();
+    b.tenant("bench-fan10", &urls).await?;
+    b.warm_up("bench-fan10", &f10).await?;
+    let cpu = b.cpu().await;
+    let fan10 = b.throughput("bench-fan10", &f10, args.events).await?;
+    b.cpu_note("fan-out 10 run", &cpu).await;
+    report.push(Row::new("e2e deliveries/s, fan-out 10", fan10.rate(), "/s").vs(raw));
+    report.push(Row::new("  e2e events/s, fan-out 10", fan10.events as f64 / fan10.secs, "/s"));
+    b.stack.check_alive()
+}
+
+/// (3) Latency publish -> receiver at a fixed rate, beside raw POST latency.
+async fn latency_phase(b: &mut Bench, report: &mut Report, args: &Args, raw: &Percentiles) -> anyhow::Result<()> {
+    println!("(3) end-to-end latency at {} events/s for {} s", args.rate, args.latency_secs);
+    b.tenant("bench-lat", &[b.rx.url("lat/0")]).await?;
+    b.warm_up("bench-lat", &paths("lat", 1)).await?;
+    let cpu = b.cpu().await;
+    let (mut lat, mut acks) = b.latency("bench-lat", "/lat/0", args.rate, args.latency_secs).await?;
+    b.cpu_note("latency run", &cpu).await;
+    let (n, lat, acks) = (lat.len(), percentiles(&mut lat), percentiles(&mut acks));
+    println!("  {n} events; max {:.1} ms", lat.max);
+    let at = format!("@ {}/s", args.rate);
+    report.push(Row::new(format!("e2e latency p50 {at}"), lat.p50, "ms").beside(raw.p50));
+    report.push(Row::new(format!("e2e latency p95 {at}"), lat.p95, "ms").beside(raw.p95));
+    let p99 = Row::new(format!("e2e latency p99 {at}"), lat.p99, "ms").beside(raw.p99);
+    report.push(p99.target("< 50 ms", lat.p99 < 50.0));
+    report.push(Row::new("  Publish round trip p50 (ingest ack)", acks.p50, "ms"));
+    report.push(Row::new("  Publish round trip p99 (ingest ack)", acks.p99, "ms"));
+    report.notes.push(format!(
+        "latency = Publish send instant -> receiver arrival, {n} events (max {:.0} ms); raw baseline: POST send -> \
+         arrival at the same rate for {} s",
+        lat.max,
+        args.latency_secs.min(5)
+    ));
+    b.stack.check_alive()
+}
+
+/// (5) Isolation: healthy throughput beside a black-holed endpoint, against
+/// the same run alone and beside a second healthy endpoint.
+async fn isolation_phase(b: &mut Bench, report: &mut Report, args: &Args) -> anyhow::Result<()> {
+    println!("(5) isolation: {} events with and without a black-holed endpoint", args.isolation_events);
+    let (hole, hole_task) = black_hole().await?;
+    let n = args.isolation_events;
+    b.tenant("bench-iso-base", &[b.rx.url("iso-base/0")]).await?;
+    b.warm_up("bench-iso-base", &paths("iso-base", 1)).await?;
+    let base = b.throughput("bench-iso-base", &paths("iso-base", 1), n).await?;
+    b.tenant("bench-iso-two", &[b.rx.url("iso-two/0"), b.rx.url("iso-two/1")]).await?;
+    b.warm_up("bench-iso-two", &paths("iso-two", 2)).await?;
+    let two = b.throughput("bench-iso-two", &paths("iso-two", 1), n).await?;
+    b.tenant("bench-iso-hole", &[b.rx.url("iso-hole/0"), format!("http://{hole}/hole")]).await?;
+    b.warm_up("bench-iso-hole", &paths("iso-hole", 1)).await?;
+    let cpu = b.cpu().await;
+    let holed = b.throughput("bench-iso-hole", &paths("iso-hole", 1), n).await?;
+    b.cpu_note("isolation run with black hole", &cpu).await;
+    hole_task.abort();
+    let row = Row::new("isolation: healthy deliveries/s beside a black hole", holed.rate(), "/s").vs(base.rate());
+    report.push(row.target(">= 0.9 x without", holed.rate() / base.rate() >= 0.9));
+    report.push(Row::new("  control: beside a second healthy endpoint", two.rate(), "/s").vs(base.rate()));
+    b.stack.check_alive()
 }

@@ -76,9 +76,9 @@ impl Receiver {
         self.hits.lock().unwrap().len()
     }
 
-    /// Body size of the latest request to `path`.
-    pub fn body_len(&self, path: &str) -> Option<usize> {
-        self.hits.lock().unwrap().iter().rev().find(|h| h.path == path).map(|h| h.len)
+    /// Body size of the latest webhook (not a raw baseline request).
+    pub fn last_body_len(&self) -> usize {
+        self.hits.lock().unwrap().iter().rev().find(|h| !h.path.starts_with("/raw")).map_or(0, |h| h.len)
     }
 
     /// Wait until every expected key has arrived, looking only at hits

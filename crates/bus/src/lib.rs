@@ -164,14 +164,15 @@ pub const ALL_STREAMS: [&str; 6] =
     [INTAKE_STREAM, EVENTS_STREAM, REJECTED_STREAM, CONFIG_STREAM, DISPATCH_STREAM, OUTCOMES_STREAM];
 
 /// Create every stream that is missing. Existing streams are left as they
-/// are (an operator's replicas or limits survive restarts), except that
-/// HOOKLINE_EVENTS follows the configured archive age.
-pub async fn ensure_streams(js: &Context, retention: &Retention) -> Result<(), BusError> {
+/// are (an operator's replicas or limits survive restarts), except that with
+/// `apply_retention` (the delivery role, which owns archiving) HOOKLINE_EVENTS
+/// follows the configured archive age.
+pub async fn ensure_streams(js: &Context, retention: &Retention, apply_retention: bool) -> Result<(), BusError> {
     for name in ALL_STREAMS {
         let config = stream_config(name, retention);
         let err = |e: &dyn std::fmt::Display| BusError::Stream { stream: name, message: e.to_string() };
         let mut stream = js.get_or_create_stream(config.clone()).await.map_err(|e| err(&e))?;
-        if name == EVENTS_STREAM {
+        if name == EVENTS_STREAM && apply_retention {
             let current = stream.info().await.map_err(|e| err(&e))?.config.clone();
             if current.max_age != config.max_age {
                 tracing::info!(stream = name, max_age = ?config.max_age, "applying HOOKLINE_ARCHIVE_AFTER to the stream");

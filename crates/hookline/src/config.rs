@@ -121,7 +121,7 @@ pub fn show(
         let value = field(&debug, id).unwrap_or_default();
         let value = if id.contains("url") {
             mask_url(&value)
-        } else if (id.contains("token") || id.contains("key")) && value != "None" && !value.is_empty() {
+        } else if (id.contains("token") || id.contains("key")) && !value.is_empty() {
             "********".to_owned()
         } else {
             value
@@ -155,8 +155,14 @@ pub fn show(
 fn field(debug: &str, name: &str) -> Option<String> {
     let line = debug.lines().find(|l| l.trim_start().starts_with(&format!("{name}: ")))?;
     let raw = line.trim_start().trim_start_matches(&format!("{name}: ")).trim_end_matches(',');
+    // `{:#?}` prints `Some(` and its value on the next line.
+    if raw == "Some(" {
+        let mut lines = debug.lines().skip_while(|l| !l.trim_start().starts_with(&format!("{name}: ")));
+        let value = lines.nth(1)?.trim().trim_end_matches(',');
+        return Some(value.trim_matches('"').to_owned());
+    }
     let raw = raw.strip_prefix("Some(").and_then(|r| r.strip_suffix(')')).unwrap_or(raw);
-    Some(raw.trim_matches('"').to_owned())
+    Some(if raw == "None" { String::new() } else { raw.trim_matches('"').to_owned() })
 }
 
 /// Mask the password of a URL such as `postgres://user:secret@host/db`.

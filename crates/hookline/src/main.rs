@@ -32,7 +32,7 @@ enum Command {
     Dev(settings::ServiceArgs),
     /// Run the ingest service alone (gRPC IngestService + NATS intake).
     Ingest(settings::ServiceArgs),
-    /// Run the subscriptions service alone (gRPC SubscriptionService + projections).
+    /// Run the subscriptions service alone (gRPC SubscriptionService, API keys).
     Subscriptions(settings::ServiceArgs),
     /// Run the delivery service alone (fan-out, workers, projections and the
     /// delivery log API); with a verb, read the delivery log.

@@ -81,10 +81,13 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         .await
         .with_context(|| format!("HOOKLINE_HTTP_ADDR: cannot listen on {}", args.http_addr))?;
     let nats_client = hookline_bus::connect(&args.nats_url, &format!("hookline-{}", role.name())).await?;
-    tasks.spawn(health_server(http, ready.clone(), nats_client.clone(), shutdown.clone()));
+    let postgres: Arc<std::sync::OnceLock<sqlx::PgPool>> = Arc::default();
+    tasks.spawn(health_server(http, ready.clone(), nats_client.clone(), postgres.clone(), shutdown.clone()));
 
     let js = hookline_bus::jetstream(nats_client);
-    hookline_bus::ensure_streams(&js, &Retention { events_max_age: args.archive_after }).await?;
+    // Delivery owns archiving, so only it applies HOOKLINE_ARCHIVE_AFTER to an existing stream.
+    hookline_bus::ensure_streams(&js, &Retention { events_max_age: args.archive_after }, role.has(Role::Delivery))
+        .await?;
     let directory = Directory::start(&js, shutdown.clone()).await?;
 
     let authenticator =
@@ -122,6 +125,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
                 Ok(())
             }
         });
+        let _ = postgres.set(pool.clone());
         Some(pool)
     } else {
         None
@@ -232,6 +236,7 @@ async fn health_server(
     listener: tokio::net::TcpListener,
     ready: Arc<AtomicBool>,
     nats: async_nats::Client,
+    postgres: Arc<std::sync::OnceLock<sqlx::PgPool>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = get(|| async {
@@ -243,13 +248,22 @@ async fn health_server(
     let app = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", metrics).route(
         "/readyz",
         get(move || {
-            let (ready, nats) = (ready.clone(), nats.clone());
+            let (ready, nats, postgres) = (ready.clone(), nats.clone(), postgres.clone());
             async move {
                 let connected = nats.connection_state() == async_nats::connection::State::Connected;
-                match (ready.load(Ordering::SeqCst), connected) {
-                    (true, true) => (StatusCode::OK, "ready\n"),
-                    (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
-                    (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "NATS disconnected\n"),
+                // Roles that use Postgres are ready only while it answers.
+                let pg_ok = match postgres.get() {
+                    None => true,
+                    Some(pool) => {
+                        let ping = sqlx::query("SELECT 1").execute(pool);
+                        matches!(tokio::time::timeout(std::time::Duration::from_secs(1), ping).await, Ok(Ok(_)))
+                    }
+                };
+                match (ready.load(Ordering::SeqCst), connected, pg_ok) {
+                    (true, true, true) => (StatusCode::OK, "ready\n"),
+                    (false, _, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+                    (true, false, _) => (StatusCode::SERVICE_UNAVAILABLE, "NATS disconnected\n"),
+                    (true, true, false) => (StatusCode::SERVICE_UNAVAILABLE, "Postgres unreachable\n"),
                 }
             }
         }),

@@ -85,7 +85,9 @@ pub struct ServiceArgs {
     #[arg(long, env = "HOOKLINE_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
     /// Former master keys, comma separated, to open secrets sealed before a
-    /// rotation (until `hookline admin reseal` has run).
+    /// rotation. The config stream is never rewritten, so keep them as long
+    /// as it holds events sealed with them; `hookline admin reseal` puts the
+    /// current secrets under the new key.
     #[arg(long, env = "HOOKLINE_MASTER_KEY_PREVIOUS", hide_env_values = true, default_value = "")]
     pub master_key_previous: String,
     /// Events per second one tenant may publish (per ingest process); over
