@@ -495,6 +495,11 @@ async fn rebuild_restores_identical_log_and_stats_and_duplicates_change_nothing(
         subs.list_endpoints(spb::ListEndpointsRequest { tenant_id: "acme".into() }).await.unwrap().into_inner();
     assert_eq!(tenants.endpoints.len(), 1);
     let pool = s.db.pool().await;
-    let projected: i64 = sqlx::query_scalar("SELECT count(*) FROM endpoints").fetch_one(&pool).await.unwrap();
-    assert_eq!(projected, 1, "config projection rebuilt too");
+    // The config projector rebuilds on its own schedule: wait for it too.
+    eventually(Duration::from_secs(10), "config projection rebuilt too", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM endpoints").fetch_one(&pool).await?;
+        Ok((n == 1).then_some(()))
+    })
+    .await
+    .unwrap();
 }

@@ -82,7 +82,6 @@ struct Run {
     publish_secs: f64,
     events: usize,
     duplicates: usize,
-    missing: usize,
 }
 
 impl Run {
@@ -170,14 +169,7 @@ impl Bench {
         let arr = self.rx.wait_for(&expected, from, timeout).await;
         self.incomplete(tenant, &arr, expected.len());
         let secs = arr.last().map_or(f64::NAN, |t| (t - start).as_secs_f64());
-        let run = Run {
-            deliveries: arr.first.len(),
-            secs,
-            publish_secs,
-            events: n,
-            duplicates: arr.duplicates,
-            missing: arr.missing,
-        };
+        let run = Run { deliveries: arr.first.len(), secs, publish_secs, events: n, duplicates: arr.duplicates };
         println!(
             "  {tenant}: {} events, {} deliveries in {:.2} s ({:.0}/s; publishing took {:.2} s, {} duplicates)",
             run.events,
@@ -235,11 +227,29 @@ impl Bench {
         let expected = keys(&paths, &sent_at.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
         let arr = self.rx.wait_for(&expected, from, Duration::from_secs(120)).await;
         self.incomplete(tenant, &arr, expected.len());
-        let lat = sent_at
+        let timed: Vec<(Instant, Duration)> = sent_at
             .into_iter()
-            .filter_map(|(id, t0)| arr.first.get(&(path.to_owned(), id)).map(|at| at.saturating_duration_since(t0)))
+            .filter_map(|(id, t0)| {
+                arr.first.get(&(path.to_owned(), id)).map(|at| (t0, at.saturating_duration_since(t0)))
+            })
             .collect();
-        Ok((lat, acks))
+        // How latency evolved: one line per 5 s window of publishing.
+        for w in 0..secs.div_ceil(5) {
+            let window = (Duration::from_secs(5 * w), Duration::from_secs(5 * (w + 1)));
+            let mut in_window: Vec<Duration> =
+                timed.iter().filter(|(t0, _)| (window.0..window.1).contains(&(*t0 - start))).map(|x| x.1).collect();
+            let p = percentiles(&mut in_window);
+            println!(
+                "  {:>3}-{:<3} s: {:>5} events, p50 {:>8.2} ms, p99 {:>8.2} ms, max {:>8.2} ms",
+                window.0.as_secs(),
+                window.1.as_secs(),
+                in_window.len(),
+                p.p50,
+                p.p99,
+                p.max
+            );
+        }
+        Ok((timed.into_iter().map(|x| x.1).collect(), acks))
     }
 }
 

@@ -207,3 +207,92 @@ pub async fn durable(
 pub fn header<'a>(headers: Option<&'a async_nats::HeaderMap>, name: &str) -> Option<&'a str> {
     headers.and_then(|h| h.get(name)).map(|v| v.as_str())
 }
+
+/// How [`consume`] pulls.
+#[derive(Debug, Clone, Copy)]
+pub struct Pull {
+    /// Name for logs, e.g. `workers`.
+    pub name: &'static str,
+    /// Messages handled at once.
+    pub concurrency: usize,
+    /// Longest wait for work in flight after shutdown before giving up.
+    pub drain: Duration,
+}
+
+/// Pull messages from a durable consumer and run `handle` on each, at most
+/// `concurrency` at a time, until `shutdown`. A message is only taken from
+/// the stream when a slot is free, so waiting work stays in JetStream; on
+/// shutdown, messages pulled but not started are handed back at once (`Nak`)
+/// and work in flight gets up to `drain` to finish.
+pub async fn consume<F, Fut>(
+    consumer: &consumer::Consumer<pull::Config>,
+    pull: Pull,
+    shutdown: tokio_util::sync::CancellationToken,
+    handle: F,
+) where
+    F: Fn(jetstream::Message) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(pull.concurrency));
+    'pull: while !shutdown.is_cancelled() {
+        let stream = consumer
+            .stream()
+            .max_messages_per_batch(pull.concurrency.min(500))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let mut messages = match stream {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(consumer = pull.name, error = %e, "cannot pull; retrying in 1s");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
+            };
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                n = messages.next() => n,
+            };
+            let msg = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = pull.name, error = %e, "pull error");
+                    continue;
+                }
+                None => break,
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                handle(msg).await;
+                drop(permit);
+            });
+        }
+        if shutdown.is_cancelled() {
+            let mut handed_back = 0;
+            while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(50), messages.next()).await {
+                let _ = msg.ack_with(jetstream::AckKind::Nak(None)).await;
+                handed_back += 1;
+            }
+            if handed_back > 0 {
+                tracing::info!(consumer = pull.name, handed_back, "returned unstarted messages to JetStream");
+            }
+            break 'pull;
+        }
+    }
+    if tokio::time::timeout(pull.drain, permits.acquire_many(pull.concurrency as u32)).await.is_err() {
+        tracing::warn!(
+            consumer = pull.name,
+            "work still in flight after {:?}; JetStream will redeliver it",
+            pull.drain
+        );
+    }
+}

@@ -7,7 +7,6 @@ use async_nats::jetstream::{
     consumer::pull,
     message::{Message, PublishMessage},
 };
-use futures_util::StreamExt;
 use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, dispatch_subject, header};
 use hookline_domain::{
     delivery::DispatchTask,
@@ -16,7 +15,6 @@ use hookline_domain::{
 };
 use hookline_proto::subscriptions::v1::{ResolveRequest, subscription_service_client::SubscriptionServiceClient};
 use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tracing::Instrument;
@@ -50,41 +48,13 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy();
     let resolver = SubscriptionServiceClient::new(channel);
-    let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let token: Arc<Option<String>> = Arc::new(settings.operator_token.clone());
-    while !shutdown.is_cancelled() {
-        let mut messages =
-            match consumer.stream().heartbeat(Duration::from_secs(5)).expires(Duration::from_secs(30)).messages().await
-            {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "fanout: cannot pull, retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                n = messages.next() => n,
-            };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "fanout: pull error");
-                    continue;
-                }
-                None => break,
-            };
-            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
-            let (js, resolver, token) = (js.clone(), resolver.clone(), token.clone());
-            tokio::spawn(async move {
-                fan_out(&js, resolver, msg, token.as_deref()).await;
-                drop(permit);
-            });
-        }
-    }
-    let _ = permits.acquire_many(CONCURRENCY as u32).await;
+    let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency: CONCURRENCY, drain: Duration::from_secs(10) };
+    hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
+        let (js, resolver, token) = (js.clone(), resolver.clone(), token.clone());
+        async move { fan_out(&js, resolver, msg, token.as_deref()).await }
+    })
+    .await;
     Ok(())
 }
 

@@ -13,7 +13,6 @@ use async_nats::jetstream::{
     consumer::pull,
     message::{Message, PublishMessage},
 };
-use futures_util::StreamExt;
 use hookline_bus::{DISPATCH_STREAM, WORKERS_CONSUMER, dispatch_subject, outcomes_subject};
 use hookline_domain::{
     config::Command,
@@ -27,7 +26,6 @@ use hookline_telemetry::{
 };
 use rand::RngExt;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -77,63 +75,12 @@ pub async fn run(
         directory,
         settings,
     });
-    let permits = Arc::new(Semaphore::new(concurrency));
-    'pull: while !shutdown.is_cancelled() {
-        let mut messages = match consumer
-            .stream()
-            .max_messages_per_batch(concurrency.min(500))
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "workers: cannot pull, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
-            };
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                n = messages.next() => n,
-            };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "workers: pull error");
-                    continue;
-                }
-                None => break,
-            };
-            let worker = worker.clone();
-            tokio::spawn(async move {
-                worker.handle(msg).await;
-                drop(permit);
-            });
-        }
-        if shutdown.is_cancelled() {
-            // Hand back what was pulled but not started, so another worker
-            // can take it now rather than after the ack wait.
-            let mut handed_back = 0;
-            while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(50), messages.next()).await {
-                let _ = msg.ack_with(AckKind::Nak(None)).await;
-                handed_back += 1;
-            }
-            if handed_back > 0 {
-                tracing::info!(handed_back, "workers: returned unstarted tasks to JetStream");
-            }
-            break 'pull;
-        }
-    }
-    if tokio::time::timeout(DRAIN, permits.acquire_many(concurrency as u32)).await.is_err() {
-        tracing::warn!("workers: attempts still in flight after {DRAIN:?}; JetStream will redeliver them");
-    }
+    let pull = hookline_bus::Pull { name: WORKERS_CONSUMER, concurrency, drain: DRAIN };
+    hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
+        let worker = worker.clone();
+        async move { worker.handle(msg).await }
+    })
+    .await;
     Ok(())
 }
 

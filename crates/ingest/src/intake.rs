@@ -2,14 +2,12 @@
 //! JetStream acks mean "durably accepted"; ingest validates later, appends
 //! valid events and records invalid ones on `hookline.rejected.<tenant>`.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
-use futures_util::StreamExt;
 use hookline_bus::{INGEST_CONSUMER, INTAKE_STREAM, rejected_subject, tenant_of};
 use hookline_domain::events::NewEvent;
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Appender, Error, limit::TenantLimiter};
@@ -36,42 +34,12 @@ pub async fn run(
         },
     )
     .await?;
-    let permits = Arc::new(Semaphore::new(CONCURRENCY));
-    while !shutdown.is_cancelled() {
-        let mut messages =
-            match consumer.stream().heartbeat(Duration::from_secs(5)).expires(Duration::from_secs(30)).messages().await
-            {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "intake: cannot pull, retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                n = messages.next() => n,
-            };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "intake: pull error");
-                    continue;
-                }
-                None => break,
-            };
-            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
-            let appender = appender.clone();
-            let js = js.clone();
-            let limiter = limiter.clone();
-            tokio::spawn(async move {
-                handle(&js, &appender, &limiter, msg).await;
-                drop(permit);
-            });
-        }
-    }
-    let _ = permits.acquire_many(CONCURRENCY as u32).await;
+    let pull = hookline_bus::Pull { name: INGEST_CONSUMER, concurrency: CONCURRENCY, drain: Duration::from_secs(10) };
+    hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
+        let (js, appender, limiter) = (js.clone(), appender.clone(), limiter.clone());
+        async move { handle(&js, &appender, &limiter, msg).await }
+    })
+    .await;
     Ok(())
 }
 
