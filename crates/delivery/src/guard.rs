@@ -1,6 +1,11 @@
 //! Per-endpoint isolation inside one delivery process: an in-flight cap and
-//! a circuit breaker. A task that may not run now is handed back to
-//! JetStream with a delay, so waiting work costs no memory here.
+//! a circuit breaker.
+//!
+//! A task for a busy endpoint waits briefly for one of its slots (healthy,
+//! fast endpoints then run at their cap without churn); if none frees up in
+//! `max_wait`, or the breaker is open, the task goes back to JetStream with a
+//! delay, so a slow or failing endpoint holds no more than its cap of worker
+//! slots plus short waits, and waiting work costs no memory here.
 
 use std::{
     collections::HashMap,
@@ -9,6 +14,7 @@ use std::{
 };
 
 use hookline_domain::ids::EndpointId;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug, Clone)]
 pub struct GuardSettings {
@@ -20,30 +26,45 @@ pub struct GuardSettings {
     pub breaker_cooldown: Duration,
 }
 
+/// How long a task waits for a busy endpoint before going back to JetStream.
+const MAX_WAIT: Duration = Duration::from_millis(500);
+
 #[derive(Default)]
-struct EndpointState {
-    in_flight: usize,
+struct Breaker {
     consecutive_failures: u32,
     open_until: Option<Instant>,
     /// Half-open: one probe is out; the rest wait for its result.
     probing: bool,
 }
 
+struct Gate {
+    slots: Arc<Semaphore>,
+    breaker: Mutex<Breaker>,
+    /// When an attempt last finished: waiting for a slot only pays off while
+    /// the endpoint is making progress.
+    last_release: Mutex<Option<Instant>>,
+}
+
+/// An endpoint with no attempt finished for this long is stuck: tasks do
+/// not wait for it, and go back to JetStream for longer.
+const STUCK: Duration = Duration::from_millis(250);
+
 #[derive(Clone)]
 pub struct Guard {
     settings: GuardSettings,
-    endpoints: Arc<Mutex<HashMap<EndpointId, EndpointState>>>,
+    gates: Arc<Mutex<HashMap<EndpointId, Arc<Gate>>>>,
 }
 
 /// Permission to attempt; report the result with [`Slot::finish`].
 pub struct Slot {
     guard: Guard,
-    endpoint: EndpointId,
+    gate: Arc<Gate>,
     probe: bool,
     finished: bool,
+    _permit: OwnedSemaphorePermit,
 }
 
-/// Why a task must wait.
+/// Why a task must wait, and for how long it should stay in JetStream.
 #[derive(Debug, PartialEq)]
 pub enum Wait {
     /// The endpoint has its cap of attempts in flight.
@@ -54,59 +75,77 @@ pub enum Wait {
 
 impl Guard {
     pub fn new(settings: GuardSettings) -> Self {
-        Self { settings, endpoints: Arc::default() }
+        Self { settings, gates: Arc::default() }
     }
 
-    pub fn admit(&self, endpoint: &EndpointId) -> Result<Slot, Wait> {
-        let mut map = self.endpoints.lock().expect("guard lock");
-        let s = map.entry(endpoint.clone()).or_default();
-        let now = Instant::now();
-        let mut probe = false;
-        if let Some(until) = s.open_until {
-            if now < until {
-                return Err(Wait::Open(until - now));
+    fn gate(&self, endpoint: &EndpointId) -> Arc<Gate> {
+        let mut gates = self.gates.lock().expect("guard lock");
+        gates
+            .entry(endpoint.clone())
+            .or_insert_with(|| {
+                Arc::new(Gate {
+                    slots: Arc::new(Semaphore::new(self.settings.per_endpoint)),
+                    breaker: Mutex::default(),
+                    last_release: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+
+    pub async fn admit(&self, endpoint: &EndpointId) -> Result<Slot, Wait> {
+        let gate = self.gate(endpoint);
+        let probe = {
+            let mut b = gate.breaker.lock().expect("breaker lock");
+            match b.open_until {
+                Some(until) if Instant::now() < until => return Err(Wait::Open(until - Instant::now())),
+                Some(_) if b.probing => return Err(Wait::Open(Duration::from_secs(1))),
+                Some(_) => {
+                    b.probing = true;
+                    true
+                }
+                None => false,
             }
-            if s.probing {
-                return Err(Wait::Open(Duration::from_secs(1)));
+        };
+        let stuck = gate.slots.available_permits() == 0
+            && gate.last_release.lock().expect("release lock").is_none_or(|t| t.elapsed() > STUCK);
+        let wait = if stuck { Duration::ZERO } else { MAX_WAIT };
+        match tokio::time::timeout(wait, gate.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Slot { guard: self.clone(), gate, probe, finished: false, _permit: permit }),
+            _ => {
+                if probe {
+                    gate.breaker.lock().expect("breaker lock").probing = false;
+                }
+                let base = if stuck { 1000 } else { 200 };
+                Err(Wait::Busy(Duration::from_millis(base + rand::random::<u64>() % base)))
             }
-            s.probing = true;
-            probe = true;
         }
-        if s.in_flight >= self.settings.per_endpoint {
-            if probe {
-                s.probing = false;
-            }
-            return Err(Wait::Busy(Duration::from_millis(200 + rand::random::<u64>() % 300)));
-        }
-        s.in_flight += 1;
-        Ok(Slot { guard: self.clone(), endpoint: endpoint.clone(), probe, finished: false })
     }
 
     /// Endpoints whose breaker is open now.
     pub fn open_breakers(&self) -> usize {
         let now = Instant::now();
-        self.endpoints.lock().expect("guard lock").values().filter(|s| s.open_until.is_some_and(|u| u > now)).count()
+        let gates = self.gates.lock().expect("guard lock");
+        gates.values().filter(|g| g.breaker.lock().expect("breaker lock").open_until.is_some_and(|u| u > now)).count()
     }
 
-    fn release(&self, endpoint: &EndpointId, probe: bool, success: Option<bool>) {
-        let mut map = self.endpoints.lock().expect("guard lock");
-        let Some(s) = map.get_mut(endpoint) else { return };
-        s.in_flight = s.in_flight.saturating_sub(1);
+    fn release(&self, gate: &Gate, probe: bool, success: Option<bool>) {
+        *gate.last_release.lock().expect("release lock") = Some(Instant::now());
+        let mut b = gate.breaker.lock().expect("breaker lock");
         if probe {
-            s.probing = false;
+            b.probing = false;
         }
         match success {
             Some(true) => {
-                s.consecutive_failures = 0;
-                s.open_until = None;
+                b.consecutive_failures = 0;
+                b.open_until = None;
             }
             Some(false) => {
-                s.consecutive_failures += 1;
-                if probe || s.consecutive_failures >= self.settings.breaker_threshold {
-                    if s.open_until.is_none() {
-                        tracing::warn!(endpoint_id = %endpoint, failures = s.consecutive_failures, "circuit breaker opened");
+                b.consecutive_failures += 1;
+                if probe || b.consecutive_failures >= self.settings.breaker_threshold {
+                    if b.open_until.is_none() {
+                        tracing::warn!(failures = b.consecutive_failures, "circuit breaker opened");
                     }
-                    s.open_until = Some(Instant::now() + self.settings.breaker_cooldown);
+                    b.open_until = Some(Instant::now() + self.settings.breaker_cooldown);
                 }
             }
             None => {}
@@ -118,14 +157,14 @@ impl Slot {
     /// Record the attempt's result (true = 2xx).
     pub fn finish(mut self, success: bool) {
         self.finished = true;
-        self.guard.release(&self.endpoint, self.probe, Some(success));
+        self.guard.release(&self.gate, self.probe, Some(success));
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if !self.finished {
-            self.guard.release(&self.endpoint, self.probe, None);
+            self.guard.release(&self.gate, self.probe, None);
         }
     }
 }
@@ -138,35 +177,43 @@ mod tests {
         Guard::new(GuardSettings { per_endpoint: 2, breaker_threshold: 3, breaker_cooldown: Duration::from_millis(50) })
     }
 
-    #[test]
-    fn cap_limits_in_flight_per_endpoint() {
+    #[tokio::test]
+    async fn cap_limits_in_flight_per_endpoint() {
         let g = guard();
         let (a, b) = (EndpointId::generate(), EndpointId::generate());
-        let s1 = g.admit(&a).unwrap();
-        let _s2 = g.admit(&a).unwrap();
-        assert!(matches!(g.admit(&a), Err(Wait::Busy(_))));
-        assert!(g.admit(&b).is_ok(), "other endpoints are unaffected");
+        let s1 = g.admit(&a).await.unwrap();
+        let _s2 = g.admit(&a).await.unwrap();
+        assert!(matches!(g.admit(&a).await, Err(Wait::Busy(_))), "no progress yet: a third goes back at once");
+        assert!(g.admit(&b).await.is_ok(), "other endpoints are unaffected");
+        // Once attempts finish, a waiter gets the slot as soon as one frees up.
         drop(s1);
-        assert!(g.admit(&a).is_ok());
+        let s1 = g.admit(&a).await.unwrap();
+        let waiter = tokio::spawn({
+            let (g, a) = (g.clone(), a.clone());
+            async move { g.admit(&a).await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(s1);
+        assert!(waiter.await.unwrap());
     }
 
-    #[test]
-    fn breaker_opens_half_opens_with_one_probe_and_closes() {
+    #[tokio::test]
+    async fn breaker_opens_half_opens_with_one_probe_and_closes() {
         let g = guard();
         let a = EndpointId::generate();
         for _ in 0..3 {
-            g.admit(&a).unwrap().finish(false);
+            g.admit(&a).await.unwrap().finish(false);
         }
-        assert!(matches!(g.admit(&a), Err(Wait::Open(_))));
+        assert!(matches!(g.admit(&a).await, Err(Wait::Open(_))));
         assert_eq!(g.open_breakers(), 1);
-        std::thread::sleep(Duration::from_millis(60));
-        let probe = g.admit(&a).unwrap();
-        assert!(matches!(g.admit(&a), Err(Wait::Open(_))), "only one probe while half-open");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let probe = g.admit(&a).await.unwrap();
+        assert!(matches!(g.admit(&a).await, Err(Wait::Open(_))), "only one probe while half-open");
         probe.finish(false);
-        assert!(matches!(g.admit(&a), Err(Wait::Open(_))), "a failed probe re-opens");
-        std::thread::sleep(Duration::from_millis(60));
-        g.admit(&a).unwrap().finish(true);
-        assert!(g.admit(&a).is_ok(), "a successful probe closes");
+        assert!(matches!(g.admit(&a).await, Err(Wait::Open(_))), "a failed probe re-opens");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        g.admit(&a).await.unwrap().finish(true);
+        assert!(g.admit(&a).await.is_ok(), "a successful probe closes");
         assert_eq!(g.open_breakers(), 0);
     }
 }

@@ -115,7 +115,7 @@ impl Worker {
                 }
             }
         }
-        let slot = match self.guard.admit(&task.endpoint_id) {
+        let slot = match self.guard.admit(&task.endpoint_id).await {
             Ok(slot) => slot,
             Err(wait) => {
                 let (reason, d) = match wait {
