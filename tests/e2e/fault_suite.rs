@@ -217,14 +217,15 @@ async fn fault_suite_nothing_is_lost() {
     wait_for(total * 2 / 5).await;
     pg.stop();
     log.push(format!("Postgres stopped for {pg_down:?} at {}", delivered()));
-    tokio::time::sleep(pg_down).await;
-    pg.start();
-
-    wait_for(total / 2).await;
+    // The second SIGKILL of delivery lands while Postgres is down.
+    tokio::time::sleep(pg_down / 2).await;
     delivery.kill9();
-    log.push(format!("second SIGKILL of delivery at {}", delivered()));
+    log.push(format!("second SIGKILL of delivery (Postgres down) at {}", delivered()));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    delivery.respawn().await.unwrap();
+    delivery.respawn_unready().unwrap();
+    tokio::time::sleep(pg_down / 2).await;
+    pg.start();
+    log.push(format!("Postgres back at {}", delivered()));
 
     publisher.await.unwrap();
     assert!(done.load(Ordering::SeqCst));

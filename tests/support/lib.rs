@@ -680,6 +680,12 @@ impl HooklineProc {
     /// Start (again) with the same environment and ports, appending to the same
     /// log; kills a still-running incarnation first. Waits for `/readyz`.
     pub async fn respawn(&mut self) -> anyhow::Result<()> {
+        self.respawn_unready()?;
+        self.wait_ready().await
+    }
+
+    /// Start (again) without waiting for readiness, e.g. while a dependency is down.
+    pub fn respawn_unready(&mut self) -> anyhow::Result<()> {
         self.kill9();
         let bin = find_hookline_bin()?;
         let mut log = append(&self.log)?;
@@ -699,6 +705,11 @@ impl HooklineProc {
             .spawn()
             .with_context(|| format!("spawning {}", bin.display()))?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Wait up to 30 s for `/readyz` to answer 200.
+    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let ready = format!("{}/readyz", self.http_url());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

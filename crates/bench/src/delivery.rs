@@ -269,6 +269,7 @@ impl Bench {
             procs.push(("nats-server".into(), cpu_secs(&pid.to_string())));
         }
         procs.push(("bench (receiver, clients)".into(), cpu_secs("self")));
+        procs.push(("postgres (all)".into(), postgres_cpu_secs()));
         CpuSnapshot { procs, machine: machine_ticks(), at: Instant::now(), deferrals: self.deferrals().await }
     }
 
@@ -296,15 +297,28 @@ impl Bench {
             .zip(&before.procs)
             .map(|((name, a), (_, b))| format!("{name} {:.0} %", 100.0 * (a - b) / wall))
             .collect();
+        let ours: f64 = after.procs.iter().zip(&before.procs).map(|((_, a), (_, b))| a - b).sum::<f64>() / wall;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let note = format!(
-            "{phase}: {wall:.1} s wall, machine {:.0} % busy of {} cores; per process (of one core): {}",
+            "{phase}: {wall:.1} s wall, machine {:.0} % busy of {cores} cores, other processes ~{:.0} %; \
+             per process (of one core): {}",
             100.0 * busy,
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            (100.0 * (busy - ours / cores)).max(0.0),
             per.join(", ")
         ) + &deferrals;
         println!("  {note}");
         self.notes.push(note);
     }
+}
+
+/// CPU seconds of every `postgres` process (the server is shared; during a
+/// run it mostly works for this benchmark's database).
+fn postgres_cpu_secs() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(Result::ok)
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .map(|e| cpu_secs(&e.file_name().to_string_lossy()))
+        .sum()
 }
 
 /// The 1, 5 and 15 minute load averages.

@@ -100,19 +100,42 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     // Delivery owns Postgres: the projector (config and outcomes, one
     // writer), the archive janitor and, with them, the log's read API.
     let pool = if role.has(Role::Delivery) {
-        let pool = hookline_store::connect(&args.database_url).await.context("HOOKLINE_DATABASE_URL")?;
-        tasks.spawn({
-            let (js, pool, shutdown) = (js.clone(), pool.clone(), shutdown.clone());
+        let pool = hookline_store::lazy(&args.database_url).context("HOOKLINE_DATABASE_URL")?;
+        // Postgres may be down: webhooks still flow; the log catches up later.
+        let url = args.database_url.clone();
+        let schema_ready = {
+            let (pool, shutdown) = (pool.clone(), shutdown.clone());
             async move {
-                hookline_store::projector::run(js, pool, shutdown).await;
+                loop {
+                    match hookline_store::prepare(&pool, &url).await {
+                        Ok(()) => return true,
+                        Err(e) => tracing::warn!(error = %e, "Postgres not ready; delivery log waits, webhooks flow"),
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        };
+        let schema_ready = futures_util::future::FutureExt::shared(Box::pin(schema_ready));
+        tasks.spawn({
+            let (js, pool, shutdown, ready) = (js.clone(), pool.clone(), shutdown.clone(), schema_ready.clone());
+            async move {
+                if ready.await {
+                    hookline_store::projector::run(js, pool, shutdown).await;
+                }
                 Ok(())
             }
         });
         tasks.spawn({
             let (pool, shutdown, after, every) =
                 (pool.clone(), shutdown.clone(), args.archive_after, args.archive_interval);
+            let ready = schema_ready.clone();
             async move {
-                hookline_store::janitor::run(pool, after, every, shutdown).await;
+                if ready.await {
+                    hookline_store::janitor::run(pool, after, every, shutdown).await;
+                }
                 Ok(())
             }
         });
@@ -120,8 +143,11 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
             let commands = Commands::new(js.clone(), directory.clone());
             let (pool, shutdown, after, every) =
                 (pool.clone(), shutdown.clone(), args.auto_disable_after, args.auto_disable_interval);
+            let ready = schema_ready.clone();
             async move {
-                hookline_delivery::autodisable::run(pool, commands, after, every, shutdown).await;
+                if ready.await {
+                    hookline_delivery::autodisable::run(pool, commands, after, every, shutdown).await;
+                }
                 Ok(())
             }
         });

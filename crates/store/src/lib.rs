@@ -38,6 +38,20 @@ pub enum StoreError {
 /// Connect, creating the database when it does not exist, and bring the
 /// schema up to date.
 pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
+    let pool = lazy(url)?;
+    prepare(&pool, url).await?;
+    Ok(pool)
+}
+
+/// A pool that connects on first use, so a service can start (and deliver
+/// webhooks) while Postgres is down; pair it with [`prepare`].
+pub fn lazy(url: &str) -> Result<PgPool, StoreError> {
+    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Url(e.to_string()))?;
+    Ok(PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(options))
+}
+
+/// Create the database if missing and bring the schema up to date.
+pub async fn prepare(pool: &PgPool, url: &str) -> Result<(), StoreError> {
     let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Url(e.to_string()))?;
     let db = options.get_database().unwrap_or("postgres").to_owned();
     if let Err(e) = PgConnection::connect_with(&options).await {
@@ -55,10 +69,7 @@ pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
             Err(e) => return Err(e.into()),
         }
     }
-    let pool =
-        PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(10)).connect_with(options).await?;
-    ensure_schema(&pool).await?;
-    Ok(pool)
+    ensure_schema(pool).await
 }
 
 /// Run migrations; re-apply them (they are idempotent) when a projection
