@@ -253,7 +253,9 @@ impl Worker {
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             return;
         }
-        if let Err(e) = msg.double_ack().await {
+        // A plain ack: the outcome and the next attempt are already stored, so
+        // a lost ack costs at most one repeated attempt, not a server round trip each time.
+        if let Err(e) = msg.ack().await {
             tracing::warn!(error = %e, "workers: ack failed; the task may be attempted again");
         }
     }
