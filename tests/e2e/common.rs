@@ -26,6 +26,40 @@ pub const TYPES: [&str; 12] = [
     "customer.deleted",
 ];
 
+/// The three services as separate processes on their own nats-server and
+/// database, delivering to loopback (allowed explicitly: this is not dev mode).
+pub struct Split {
+    pub nats: NatsServer,
+    pub db: TestDb,
+    pub subscriptions: HooklineProc,
+    pub ingest: HooklineProc,
+    pub delivery: HooklineProc,
+}
+
+pub fn split_role(nats: &NatsServer, db: &TestDb, role: &str, env: &[(&str, &str)]) -> HooklineBuilder {
+    let mut b = HooklineBuilder::new(role)
+        .env("HOOKLINE_NATS_URL", &nats.url())
+        .env("HOOKLINE_DATABASE_URL", db.url())
+        .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8");
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    b
+}
+
+pub async fn split(env: &[(&str, &str)]) -> Split {
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    let subscriptions = split_role(&nats, &db, "subscriptions", env).spawn().await.unwrap();
+    let ingest = split_role(&nats, &db, "ingest", env).spawn().await.unwrap();
+    let delivery = split_role(&nats, &db, "delivery", env)
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
+        .spawn()
+        .await
+        .unwrap();
+    Split { nats, db, subscriptions, ingest, delivery }
+}
+
 pub struct Stack {
     pub nats: NatsServer,
     pub db: TestDb,

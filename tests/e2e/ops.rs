@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hookline_e2e::{HooklineBuilder, NatsServer, Receiver, TestDb, eventually, http_get};
+use hookline_e2e::{Receiver, eventually, http_get};
 use hookline_proto::subscriptions::v1::{PayloadLayout, Plan};
 
 use crate::common::*;
@@ -24,19 +24,8 @@ async fn scrape(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_families_exist_per_service_and_move_with_traffic() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let base = |role: &str| {
-        HooklineBuilder::new(role)
-            .env("HOOKLINE_NATS_URL", &nats.url())
-            .env("HOOKLINE_DATABASE_URL", db.url())
-            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
-            .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s")
-            .env("HOOKLINE_BREAKER_THRESHOLD", "100")
-    };
-    let subscriptions = base("subscriptions").spawn().await.unwrap();
-    let ingest = base("ingest").spawn().await.unwrap();
-    let delivery = base("delivery").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn().await.unwrap();
+    let Split { nats: _nats, db: _db, subscriptions, ingest, delivery } =
+        split(&[("HOOKLINE_RETRY_SCHEDULE", "0s,1s"), ("HOOKLINE_BREAKER_THRESHOLD", "100")]).await;
     let ok = Receiver::start().await;
     let failing = Receiver::start().await;
     failing.set_default(500);
@@ -101,18 +90,7 @@ async fn metrics_families_exist_per_service_and_move_with_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_id_follows_an_event_through_all_three_services() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let base = |role: &str| {
-        HooklineBuilder::new(role)
-            .env("HOOKLINE_NATS_URL", &nats.url())
-            .env("HOOKLINE_DATABASE_URL", db.url())
-            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
-            .env("HOOKLINE_LOG_FORMAT", "json")
-    };
-    let subscriptions = base("subscriptions").spawn().await.unwrap();
-    let ingest = base("ingest").spawn().await.unwrap();
-    let delivery = base("delivery").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn().await.unwrap();
+    let Split { nats, db: _db, subscriptions, ingest, delivery } = split(&[("HOOKLINE_LOG_FORMAT", "json")]).await;
     let receiver = Receiver::start().await;
     let mut subs = subscriptions.subscriptions_client().await;
     tenant(&mut subs, "acme", Plan::Basic, true).await;
@@ -173,18 +151,8 @@ async fn prom_query(base: &str, expr: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let base = |role: &str| {
-        HooklineBuilder::new(role)
-            .env("HOOKLINE_NATS_URL", &nats.url())
-            .env("HOOKLINE_DATABASE_URL", db.url())
-            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
-            .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s")
-    };
-    let subscriptions = base("subscriptions").spawn().await.unwrap();
-    let ingest = base("ingest").spawn().await.unwrap();
-    let delivery = base("delivery").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn().await.unwrap();
+    let Split { nats: _nats, db: _db, subscriptions, ingest, delivery } =
+        split(&[("HOOKLINE_RETRY_SCHEDULE", "0s,1s")]).await;
 
     let dir = std::env::temp_dir().join(format!("hookline-prom-{}", hookline_e2e::free_port()));
     std::fs::create_dir_all(&dir).unwrap();
