@@ -15,7 +15,7 @@ use clap::{Args, CommandFactory};
 use crate::{cli::ClientArgs, settings::ServiceArgs};
 
 /// Keys outside clap's arguments that the binary reads itself.
-const EXTRA_KEYS: [&str; 2] = ["HOOKLINE_LOG", "HOOKLINE_LOG_FORMAT"];
+const EXTRA_KEYS: [&str; 3] = ["HOOKLINE_LOG", "HOOKLINE_LOG_FORMAT", "HOOKLINE_OTLP_ENDPOINT"];
 
 /// Every `HOOKLINE_*` name a layer may set.
 pub fn known_env() -> BTreeSet<String> {

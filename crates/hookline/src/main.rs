@@ -112,15 +112,22 @@ enum ConfigCmd {
     },
 }
 
-fn init_tracing() {
+/// Logs to stderr (JSON with HOOKLINE_LOG_FORMAT=json), and spans to an
+/// OTLP collector when HOOKLINE_OTLP_ENDPOINT is set.
+fn init_tracing(service: &str) {
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_env("HOOKLINE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("HOOKLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().flatten_event(true).with_current_span(true).init();
+    let logs = if json {
+        fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr).boxed()
     } else {
-        builder.init();
-    }
+        fmt::layer().with_writer(std::io::stderr).boxed()
+    };
+    let otlp = std::env::var("HOOKLINE_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .map(|e| hookline_telemetry::otlp::OtlpLayer::new(&e, &format!("hookline-{service}")));
+    tracing_subscriber::registry().with(filter).with(logs).with(otlp).init();
 }
 
 fn main() -> std::process::ExitCode {
@@ -142,7 +149,14 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> std::process::ExitCode {
-    init_tracing();
+    let service = match &cli.command {
+        Command::Dev(_) => "dev",
+        Command::Ingest(_) => "ingest",
+        Command::Subscriptions(_) => "subscriptions",
+        Command::Delivery { cmd: None, .. } => "delivery",
+        _ => "cli",
+    };
+    init_tracing(service);
     rustls::crypto::ring::default_provider().install_default().expect("one crypto provider");
     let result = match cli.command {
         Command::Dev(a) => serve::run(serve::Role::Dev, a, serve::shutdown_signal()).await,

@@ -132,7 +132,8 @@ impl Appender {
     }
 
     pub async fn append(&self, p: &Prepared) -> Result<Accepted, Error> {
-        let ack = self.send(p).await?;
-        self.confirm(p, ack).await
+        let span = tracing::info_span!("ingest", trace_id = %p.trace.trace_id(), tenant = %p.event.tenant_id,
+            event_type = p.event.event_type.as_str());
+        tracing::Instrument::instrument(async { self.confirm(p, self.send(p).await?).await }, span).await
     }
 }

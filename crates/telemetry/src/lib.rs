@@ -6,6 +6,7 @@
 //!   since each would create a series per customer and blow up Prometheus.
 //! * [`trace`]: W3C `traceparent` values carried through every NATS hop.
 
+pub mod otlp;
 pub mod trace;
 
 use std::sync::LazyLock;
