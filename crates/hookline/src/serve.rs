@@ -82,7 +82,14 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         .with_context(|| format!("HOOKLINE_HTTP_ADDR: cannot listen on {}", args.http_addr))?;
     let nats_client = hookline_bus::connect(&args.nats_url, &format!("hookline-{}", role.name())).await?;
     let postgres: Arc<std::sync::OnceLock<sqlx::PgPool>> = Arc::default();
-    tasks.spawn(health_server(http, ready.clone(), nats_client.clone(), postgres.clone(), shutdown.clone()));
+    let needs_postgres = role.has(Role::Delivery);
+    tasks.spawn(health_server(
+        http,
+        ready.clone(),
+        nats_client.clone(),
+        needs_postgres.then(|| postgres.clone()),
+        shutdown.clone(),
+    ));
 
     let js = hookline_bus::jetstream(nats_client);
     // Delivery owns archiving, so only it applies HOOKLINE_ARCHIVE_AFTER to an existing stream.
@@ -104,11 +111,15 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         // Postgres may be down: webhooks still flow; the log catches up later.
         let url = args.database_url.clone();
         let schema_ready = {
-            let (pool, shutdown) = (pool.clone(), shutdown.clone());
+            let (pool, shutdown, postgres) = (pool.clone(), shutdown.clone(), postgres.clone());
             async move {
                 loop {
                     match hookline_store::prepare(&pool, &url).await {
-                        Ok(()) => return true,
+                        Ok(()) => {
+                            // Readiness now also depends on Postgres answering.
+                            let _ = postgres.set(pool);
+                            return true;
+                        }
                         Err(e) => tracing::warn!(error = %e, "Postgres not ready; delivery log waits, webhooks flow"),
                     }
                     tokio::select! {
@@ -151,7 +162,6 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
                 Ok(())
             }
         });
-        let _ = postgres.set(pool.clone());
         Some(pool)
     } else {
         None
@@ -262,7 +272,8 @@ async fn health_server(
     listener: tokio::net::TcpListener,
     ready: Arc<AtomicBool>,
     nats: async_nats::Client,
-    postgres: Arc<std::sync::OnceLock<sqlx::PgPool>>,
+    // Set once the schema is ready; `None` for roles without Postgres.
+    postgres: Option<Arc<std::sync::OnceLock<sqlx::PgPool>>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = get(|| async {
@@ -278,9 +289,10 @@ async fn health_server(
             async move {
                 let connected = nats.connection_state() == async_nats::connection::State::Connected;
                 // Roles that use Postgres are ready only while it answers.
-                let pg_ok = match postgres.get() {
+                let pg_ok = match postgres.as_ref().map(|p| p.get()) {
                     None => true,
-                    Some(pool) => {
+                    Some(None) => false,
+                    Some(Some(pool)) => {
                         let ping = sqlx::query("SELECT 1").execute(pool);
                         matches!(tokio::time::timeout(std::time::Duration::from_secs(1), ping).await, Ok(Ok(_)))
                     }
