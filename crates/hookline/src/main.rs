@@ -156,8 +156,9 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Delivery { cmd: None, .. } => "delivery",
         _ => "cli",
     };
-    init_tracing(service);
+    // Before anything builds an HTTP client (the OTLP exporter does, in init_tracing).
     rustls::crypto::ring::default_provider().install_default().expect("one crypto provider");
+    init_tracing(service);
     let result = match cli.command {
         Command::Dev(a) => serve::run(serve::Role::Dev, a, serve::shutdown_signal()).await,
         Command::Ingest(a) => serve::run(serve::Role::Ingest, a, serve::shutdown_signal()).await,
