@@ -111,6 +111,37 @@ async fn one_trace_id_follows_an_event_through_all_three_services() {
     .await
     .unwrap();
     assert_eq!(outcome["trace_id"], trace_id, "the attempt record carries the trace id");
+    // And the delivery log shows it.
+    let log =
+        hookline_proto::delivery::v1::delivery_service_client::DeliveryServiceClient::connect(delivery.grpc_url())
+            .await
+            .unwrap();
+    let attempt_trace = eventually(Duration::from_secs(10), "the log row", || {
+        let mut log = log.clone();
+        let ep = ep.clone();
+        async move {
+            let page = log
+                .list_deliveries(hookline_proto::delivery::v1::ListDeliveriesRequest {
+                    tenant_id: "acme".into(),
+                    endpoint_id: ep,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let Some(d) = page.deliveries.into_iter().next() else { return Ok(None) };
+            let detail = log
+                .get_delivery(hookline_proto::delivery::v1::GetDeliveryRequest {
+                    tenant_id: "acme".into(),
+                    delivery_id: d.id,
+                })
+                .await?
+                .into_inner();
+            Ok(detail.attempts.into_iter().next().map(|a| a.trace_id))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(attempt_trace, trace_id);
 
     for (name, proc) in [("ingest", &ingest), ("subscriptions", &subscriptions), ("delivery", &delivery)] {
         let log = proc.log_contents();

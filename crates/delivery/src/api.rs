@@ -401,6 +401,7 @@ fn attempt_pb(a: AttemptRow) -> pb::Attempt {
         error: a.error.unwrap_or_default(),
         response_excerpt: a.response_excerpt.unwrap_or_default(),
         outcome: a.outcome,
+        trace_id: a.trace_id.unwrap_or_default(),
     }
 }
 

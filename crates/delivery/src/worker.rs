@@ -253,9 +253,8 @@ impl Worker {
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             return;
         }
-        // A plain ack: the outcome and the next attempt are already stored, so
-        // a lost ack costs at most one repeated attempt, not a server round trip each time.
-        if let Err(e) = msg.ack().await {
+        // Confirmed by the server, so a graceful stop never repeats a delivery.
+        if let Err(e) = msg.double_ack().await {
             tracing::warn!(error = %e, "workers: ack failed; the task may be attempted again");
         }
     }

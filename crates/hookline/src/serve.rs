@@ -91,7 +91,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         shutdown.clone(),
     ));
 
-    let js = hookline_bus::jetstream(nats_client);
+    let js = hookline_bus::jetstream(nats_client.clone());
     // Delivery owns archiving, so only it applies HOOKLINE_ARCHIVE_AFTER to an existing stream.
     hookline_bus::ensure_streams(&js, &Retention { events_max_age: args.archive_after }, role.has(Role::Delivery))
         .await?;
@@ -258,6 +258,11 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         if let Ok(Err(e)) = done {
             tracing::warn!(error = %e, "task ended with an error during shutdown");
         }
+    }
+    // Push out whatever the client still buffers (intake and fan-out acks,
+    // hand-backs) before the process exits.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), nats_client.flush()).await.is_err() {
+        tracing::warn!("could not flush the last acks to NATS; some tasks may be delivered again");
     }
     match failure {
         Some(e) => Err(e),

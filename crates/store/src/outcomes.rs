@@ -50,8 +50,8 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
         let started = time(&o.started_at);
         let inserted = sqlx::query(
             "INSERT INTO attempts (delivery_id, attempt, endpoint_id, started_at, duration_ms, status_code, error_kind,
-                                   error, outcome, response_excerpt, request)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                   error, outcome, response_excerpt, request, trace_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (delivery_id, attempt) DO NOTHING",
         )
         .bind(o.delivery_id.as_str())
@@ -65,6 +65,7 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
         .bind(outcome_name(o.state))
         .bind(o.response_excerpt.as_deref())
         .bind(o.request.as_ref().map(|r| serde_json::to_value(r).expect("requests serialise")))
+        .bind(o.trace_id.as_deref())
         .execute(&mut **tx)
         .await?
         .rows_affected();

@@ -48,6 +48,8 @@ pub struct AttemptRow {
     pub response_excerpt: Option<String>,
     /// `None` once archived, and for attempts that sent nothing (dropped).
     pub request: Option<Json<SentRequest>>,
+    /// W3C trace id shared with the event's logs and spans.
+    pub trace_id: Option<String>,
 }
 
 /// Optional narrowing of [`list_deliveries`]; the default lists everything.
@@ -125,7 +127,7 @@ pub async fn get_delivery(pool: &PgPool, tenant: &str, delivery_id: &str) -> Res
 pub async fn attempts(pool: &PgPool, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, outcome,
-                response_excerpt, request
+                response_excerpt, request, trace_id
          FROM attempts WHERE delivery_id = $1 ORDER BY attempt",
     )
     .bind(delivery_id)
