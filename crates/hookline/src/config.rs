@@ -113,12 +113,16 @@ pub fn show(
     from_file: &[String],
 ) -> std::process::ExitCode {
     let cmd = ServiceArgs::augment_args(clap::Command::new("service"));
-    let debug = format!("{service:#?}");
     let mut rows = Vec::new();
     for arg in cmd.get_arguments() {
         let id = arg.get_id().as_str();
         let Some(env) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else { continue };
-        let value = field(&debug, id).unwrap_or_default();
+        // The value as given (flag, environment, file or default), not as parsed.
+        let value = matches
+            .and_then(|m| m.get_raw(id))
+            .and_then(|mut raw| raw.next())
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let value = if id.contains("url") {
             mask_url(&value)
         } else if (id.contains("token") || id.contains("key")) && !value.is_empty() {
@@ -148,21 +152,6 @@ pub fn show(
         return std::process::ExitCode::FAILURE;
     }
     std::process::ExitCode::SUCCESS
-}
-
-/// A field's value from `{:#?}` output: durations and addresses print as
-/// Rust debug forms, which `config show` turns into plain text.
-fn field(debug: &str, name: &str) -> Option<String> {
-    let line = debug.lines().find(|l| l.trim_start().starts_with(&format!("{name}: ")))?;
-    let raw = line.trim_start().trim_start_matches(&format!("{name}: ")).trim_end_matches(',');
-    // `{:#?}` prints `Some(` and its value on the next line.
-    if raw == "Some(" {
-        let mut lines = debug.lines().skip_while(|l| !l.trim_start().starts_with(&format!("{name}: ")));
-        let value = lines.nth(1)?.trim().trim_end_matches(',');
-        return Some(value.trim_matches('"').to_owned());
-    }
-    let raw = raw.strip_prefix("Some(").and_then(|r| r.strip_suffix(')')).unwrap_or(raw);
-    Some(if raw == "None" { String::new() } else { raw.trim_matches('"').to_owned() })
 }
 
 /// Mask the password of a URL such as `postgres://user:secret@host/db`.

@@ -23,7 +23,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 
-type Tenants = Arc<RwLock<HashMap<TenantId, Arc<TenantState>>>>;
+/// Tenants, and the derived lookups kept in step with them on every event.
+#[derive(Default)]
+struct Index {
+    tenants: HashMap<TenantId, Arc<TenantState>>,
+    /// API key hash → tenant, so authentication is one lookup, not a scan.
+    keys: HashMap<String, TenantId>,
+    endpoints: usize,
+}
+
+type Tenants = Arc<RwLock<Index>>;
 
 /// Shared, cheaply clonable handle to the index.
 #[derive(Clone)]
@@ -69,12 +78,8 @@ impl Directory {
         Ok(())
     }
 
-    pub fn applied_seq(&self) -> u64 {
-        *self.applied.borrow()
-    }
-
     pub fn tenant(&self, id: &TenantId) -> Option<Arc<TenantState>> {
-        self.tenants.read().expect("directory lock").get(id).cloned()
+        self.tenants.read().expect("directory lock").tenants.get(id).cloned()
     }
 
     pub fn endpoint(&self, tenant: &TenantId, endpoint: &EndpointId) -> Option<EndpointConfig> {
@@ -83,16 +88,11 @@ impl Directory {
 
     /// The tenant owning the API key with this hash.
     pub fn tenant_of_key(&self, hash: &str) -> Option<TenantId> {
-        let map = self.tenants.read().expect("directory lock");
-        map.values().find(|t| t.api_keys.values().any(|k| k.hash == hash)).map(|t| t.id.clone())
+        self.tenants.read().expect("directory lock").keys.get(hash).cloned()
     }
 
     pub fn tenant_ids(&self) -> Vec<TenantId> {
-        self.tenants.read().expect("directory lock").keys().cloned().collect()
-    }
-
-    pub fn tenant_count(&self) -> usize {
-        self.tenants.read().expect("directory lock").len()
+        self.tenants.read().expect("directory lock").tenants.keys().cloned().collect()
     }
 }
 
@@ -149,19 +149,29 @@ async fn follow(js: Context, tenants: Tenants, tx: watch::Sender<u64>, shutdown:
     }
 }
 
-fn apply(tenants: &RwLock<HashMap<TenantId, Arc<TenantState>>>, subject: &str, event: &ConfigEvent, seq: u64) {
+fn apply(index: &RwLock<Index>, subject: &str, event: &ConfigEvent, seq: u64) {
     let Some(id) = hookline_bus::tenant_of(subject).and_then(|t| TenantId::parse(t).ok()) else {
         tracing::error!(subject, "config follower: subject without a valid tenant skipped");
         return;
     };
-    let mut map = tenants.write().expect("directory lock");
-    let current = map.get(&id).map(|s| TenantState::clone(s));
-    match TenantState::evolve(current, event, seq) {
+    let mut index = index.write().expect("directory lock");
+    let current = index.tenants.get(&id).cloned();
+    match TenantState::evolve(current.as_deref().cloned(), event, seq) {
         Some(next) => {
-            map.insert(id, Arc::new(next));
+            if let Some(old) = &current {
+                index.endpoints -= old.endpoints.len();
+                for k in old.api_keys.values() {
+                    index.keys.remove(&k.hash);
+                }
+            }
+            index.endpoints += next.endpoints.len();
+            for k in next.api_keys.values() {
+                index.keys.insert(k.hash.clone(), id.clone());
+            }
+            index.tenants.insert(id, Arc::new(next));
             let m = hookline_telemetry::metrics();
-            m.directory_tenants.set(map.len() as i64);
-            m.directory_endpoints.set(map.values().map(|t| t.endpoints.len() as i64).sum());
+            m.directory_tenants.set(index.tenants.len() as i64);
+            m.directory_endpoints.set(index.endpoints as i64);
         }
         None => tracing::error!(
             subject,
