@@ -345,3 +345,56 @@ async fn tenant_keys_reach_only_their_tenant_and_unauthenticated_calls_are_refus
     assert_eq!(beta_keys.keys.len(), 1);
     assert!(!format!("{beta_keys:?}").contains(&keys[1].key), "keys are never listed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_and_metrics_want_credentials_while_health_stays_open() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    const METRICS: &str = "scrape-token-for-tests";
+    let s = stack_with(&[("HOOKLINE_OPERATOR_TOKEN", OPERATOR), ("HOOKLINE_METRICS_TOKEN", METRICS)]).await;
+
+    let list = |token: Option<&'static str>| {
+        let proc = &s.hookline;
+        async move {
+            let mut c = ServerReflectionClient::new(proc.channel().await);
+            let req = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut stream =
+                c.server_reflection_info(with(futures_util::stream::iter([req]), token)).await?.into_inner();
+            let reply = stream.message().await?.expect("one reply");
+            match reply.message_response {
+                Some(MessageResponse::ListServicesResponse(l)) => {
+                    Ok::<_, Status>(l.service.into_iter().map(|s| s.name).collect::<Vec<_>>())
+                }
+                other => panic!("unexpected reflection reply {other:?}"),
+            }
+        }
+    };
+    let err = list(None).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "reflection without a token: {}", err.message());
+    let services = list(Some(OPERATOR)).await.unwrap();
+    assert!(services.iter().any(|n| n == "hookline.subscriptions.v1.SubscriptionService"), "{services:?}");
+
+    // Health answers probes without credentials.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(s.hookline.channel().await);
+    let status = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
+    assert_eq!(status.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    let (code, _) = hookline_e2e::http_get(&format!("{}/readyz", s.hookline.http_url())).await.unwrap();
+    assert_eq!(code, 200);
+
+    // /metrics wants its bearer token.
+    let metrics = format!("{}/metrics", s.hookline.http_url());
+    let (code, _) = hookline_e2e::http_get(&metrics).await.unwrap();
+    assert_eq!(code, 401);
+    let (code, _) =
+        hookline_e2e::http_request("GET", &metrics, &[("Authorization", "Bearer wrong")], b"").await.unwrap();
+    assert_eq!(code, 401);
+    let bearer = format!("Bearer {METRICS}");
+    let (code, body) = hookline_e2e::http_request("GET", &metrics, &[("Authorization", &bearer)], b"").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("hookline_"));
+}

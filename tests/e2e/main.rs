@@ -14,3 +14,4 @@ mod nats_accounts;
 mod ops;
 mod secrets;
 mod subscriptions;
+mod tls;

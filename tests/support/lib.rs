@@ -131,13 +131,54 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
-    let rest = url.strip_prefix("http://").with_context(|| format!("not an http:// URL: {url}"))?;
+    http_request_tls(method, url, headers, body, None).await
+}
+
+/// `GET url` where `https://` URLs are verified against `ca_pem` only.
+pub async fn https_get(url: &str, ca_pem: &[u8]) -> anyhow::Result<(u16, String)> {
+    http_request_tls("GET", url, &[], b"", Some(ca_pem)).await
+}
+
+/// A TLS client that trusts only the CA certificates in `ca_pem`.
+pub fn tls_connector(ca_pem: &[u8]) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+async fn http_request_tls(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    ca_pem: Option<&[u8]>,
+) -> anyhow::Result<(u16, String)> {
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://"), ca_pem) {
+        (Some(rest), _, _) => (None, rest),
+        (_, Some(rest), Some(ca)) => (Some(tls_connector(ca)?), rest),
+        _ => bail!("not an http:// URL (or https:// without a CA): {url}"),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
     };
     let exchange = async {
-        let mut stream = TcpStream::connect(authority).await?;
+        let tcp = TcpStream::connect(authority).await?;
+        let mut stream: Box<dyn Io> = match tls {
+            None => Box::new(tcp),
+            Some(connector) => {
+                let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_owned();
+                let name = rustls_pki_types::ServerName::try_from(host)?;
+                Box::new(connector.connect(name, tcp).await?)
+            }
+        };
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
         if method != "GET" || !body.is_empty() {
             head += &format!("Content-Length: {}\r\n", body.len());
@@ -158,6 +199,9 @@ pub async fn http_request(
         .with_context(|| format!("{method} {url}"))?;
     parse_response(&raw).with_context(|| format!("{method} {url}: unparsable response"))
 }
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, String)> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("no end of headers")?;
@@ -648,14 +692,23 @@ impl HooklineProc {
         }
     }
 
-    /// `http://<HOOKLINE_GRPC_ADDR>`.
-    pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.var("HOOKLINE_GRPC_ADDR"))
+    fn scheme(&self) -> &'static str {
+        if self.var("HOOKLINE_TLS_CERT").is_empty() { "http" } else { "https" }
     }
 
-    /// `http://<HOOKLINE_HTTP_ADDR>` (health and metrics).
+    /// `http://<HOOKLINE_GRPC_ADDR>` (`https://` when HOOKLINE_TLS_CERT is set).
+    pub fn grpc_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.var("HOOKLINE_GRPC_ADDR"))
+    }
+
+    /// `http://<HOOKLINE_HTTP_ADDR>` (health and metrics; `https://` with TLS).
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.var("HOOKLINE_HTTP_ADDR"))
+        format!("{}://{}", self.scheme(), self.var("HOOKLINE_HTTP_ADDR"))
+    }
+
+    /// The process's `HOOKLINE_TLS_CA` file, read, if it has one.
+    fn ca_pem(&self) -> Option<Vec<u8>> {
+        Some(self.var("HOOKLINE_TLS_CA")).filter(|p| !p.is_empty()).map(|p| std::fs::read(p).expect("HOOKLINE_TLS_CA"))
     }
 
     /// `host:port` of the health/metrics listener.
@@ -711,9 +764,10 @@ impl HooklineProc {
     /// Wait up to 30 s for `/readyz` to answer 200.
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let ready = format!("{}/readyz", self.http_url());
+        let ca = self.ca_pem();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok((200, _)) = http_get(&ready).await {
+            if let Ok((200, _)) = http_request_tls("GET", &ready, &[], b"", ca.as_deref()).await {
                 return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
@@ -760,14 +814,20 @@ impl HooklineProc {
 
     /// An ingest gRPC client on [`grpc_url`](Self::grpc_url); panics if unreachable.
     pub async fn ingest_client(&self) -> IngestServiceClient<Channel> {
+        IngestServiceClient::new(self.channel().await)
+    }
+
+    /// A gRPC channel to this process, over TLS trusting its `HOOKLINE_TLS_CA` when it has one.
+    pub async fn channel(&self) -> Channel {
         let url = self.grpc_url();
-        IngestServiceClient::connect(url.clone()).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+        let ca = self.ca_pem();
+        let endpoint = hookline_proto::endpoint(&url, ca.as_deref()).expect("gRPC URL");
+        endpoint.connect().await.unwrap_or_else(|e| panic!("connecting to {url}: {e:?}"))
     }
 
     /// A subscriptions gRPC client on [`grpc_url`](Self::grpc_url); panics if unreachable.
     pub async fn subscriptions_client(&self) -> SubscriptionServiceClient<Channel> {
-        let url = self.grpc_url();
-        SubscriptionServiceClient::connect(url.clone()).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+        SubscriptionServiceClient::new(self.channel().await)
     }
 }
 

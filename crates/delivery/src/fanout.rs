@@ -40,7 +40,7 @@ pub async fn run(
         },
     )
     .await?;
-    let channel = Channel::from_shared(settings.subscriptions_url.clone())
+    let channel = hookline_proto::endpoint(&settings.subscriptions_url, settings.tls_ca.as_deref())
         .map_err(|e| hookline_bus::BusError::Stream {
             stream: EVENTS_STREAM,
             message: format!("HOOKLINE_SUBSCRIPTIONS_URL: {e}"),

@@ -80,6 +80,9 @@ pub struct DeliverySettings {
     pub subscriptions_url: String,
     /// Sent as `authorization: Bearer` to the subscriptions service.
     pub operator_token: Option<String>,
+    /// PEM certificates trusted, besides the public roots, when
+    /// `subscriptions_url` is `https://` (`HOOKLINE_TLS_CA`).
+    pub tls_ca: Option<Vec<u8>>,
     /// Per-endpoint cap and circuit breaker.
     pub guard: GuardSettings,
     /// Which addresses deliveries may reach.
@@ -97,6 +100,7 @@ impl Default for DeliverySettings {
             concurrency: 256,
             subscriptions_url: "http://127.0.0.1:50051".into(),
             operator_token: None,
+            tls_ca: None,
             guard: GuardSettings { per_endpoint: 10, breaker_threshold: 5, breaker_cooldown: Duration::from_secs(30) },
             address_policy: AddressPolicy::default(),
             mailer: None,

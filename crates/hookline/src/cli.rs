@@ -33,6 +33,20 @@ pub struct ClientArgs {
     /// Operator token or tenant API key, sent as `authorization: Bearer`.
     #[arg(long, global = true, env = "HOOKLINE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA certificates to trust, besides the public web roots, for
+    /// `https://` URLs (services behind a private CA).
+    #[arg(long, global = true, env = "HOOKLINE_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+}
+
+impl ClientArgs {
+    fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.tls_ca
+            .as_deref()
+            .map(|p| crate::tls::read_ca(p, "--tls-ca / HOOKLINE_TLS_CA"))
+            .transpose()
+            .map_err(anyhow::Error::msg)
+    }
 }
 
 /// Adds `authorization: Bearer <token>` to every call.
@@ -51,12 +65,17 @@ impl tonic::service::Interceptor for Bearer {
 type Authed = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
 
 /// A channel to `url` whose calls carry the token, named after `setting` in errors.
-async fn connect(url: &str, setting: &str, token: Option<&str>) -> anyhow::Result<(Channel, Bearer)> {
+async fn connect(
+    url: &str,
+    setting: &str,
+    token: Option<&str>,
+    ca: Option<&[u8]>,
+) -> anyhow::Result<(Channel, Bearer)> {
     let bearer = match token {
         Some(t) => Some(format!("Bearer {t}").parse().context("--token / HOOKLINE_TOKEN: not a valid header value")?),
         None => None,
     };
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+    let channel = hookline_proto::endpoint(url, ca)
         .with_context(|| format!("{setting}: `{url}` is not a URL"))?
         .connect()
         .await
@@ -205,8 +224,13 @@ pub enum EndpointCmd {
 }
 
 async fn subscriptions(args: &ClientArgs) -> anyhow::Result<SubscriptionServiceClient<Authed>> {
-    let (channel, bearer) =
-        connect(&args.subscriptions_url, "HOOKLINE_SUBSCRIPTIONS_URL", args.token.as_deref()).await?;
+    let (channel, bearer) = connect(
+        &args.subscriptions_url,
+        "HOOKLINE_SUBSCRIPTIONS_URL",
+        args.token.as_deref(),
+        args.ca_pem()?.as_deref(),
+    )
+    .await?;
     Ok(SubscriptionServiceClient::with_interceptor(channel, bearer))
 }
 
@@ -448,7 +472,8 @@ pub async fn publish(args: &ClientArgs, tenant: String, file: String) -> anyhow:
             ..Default::default()
         })
         .collect();
-    let (channel, bearer) = connect(&args.ingest_url, "HOOKLINE_INGEST_URL", args.token.as_deref()).await?;
+    let (channel, bearer) =
+        connect(&args.ingest_url, "HOOKLINE_INGEST_URL", args.token.as_deref(), args.ca_pem()?.as_deref()).await?;
     let mut c = IngestServiceClient::with_interceptor(channel, bearer);
     let results = if requests.len() == 1 {
         vec![c.publish(requests.into_iter().next().expect("one")).await.map_err(status)?.into_inner()]
@@ -599,7 +624,8 @@ pub enum AdminCmd {
 }
 
 async fn deliveries(args: &ClientArgs) -> anyhow::Result<DeliveryServiceClient<Authed>> {
-    let (channel, bearer) = connect(&args.delivery_url, "HOOKLINE_DELIVERY_URL", args.token.as_deref()).await?;
+    let (channel, bearer) =
+        connect(&args.delivery_url, "HOOKLINE_DELIVERY_URL", args.token.as_deref(), args.ca_pem()?.as_deref()).await?;
     Ok(DeliveryServiceClient::with_interceptor(channel, bearer))
 }
 

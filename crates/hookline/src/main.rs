@@ -5,6 +5,7 @@ mod config;
 mod serve;
 mod settings;
 mod telemetry;
+mod tls;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::{EnvFilter, fmt};

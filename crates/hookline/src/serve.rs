@@ -59,8 +59,16 @@ pub async fn shutdown_signal() {
 }
 
 pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let tls = args.tls_identity().map_err(anyhow::Error::msg)?;
     if role == Role::Dev {
-        args.subscriptions_url = format!("http://{}", args.grpc_addr);
+        // Dev mode calls its own gRPC port; over TLS the certificate must
+        // name the address (or HOOKLINE_TLS_CA must be set for a private CA).
+        let mut own = args.grpc_addr;
+        if own.ip().is_unspecified() {
+            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        args.subscriptions_url = format!("{scheme}://{own}");
     }
     let delivery: Option<DeliverySettings> = if role.has(Role::Delivery) {
         Some(args.delivery(role == Role::Dev).map_err(anyhow::Error::msg)?)
@@ -83,13 +91,21 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     let nats_client = hookline_bus::connect(&args.nats_url, &format!("hookline-{}", role.name())).await?;
     let postgres: Arc<std::sync::OnceLock<sqlx::PgPool>> = Arc::default();
     let needs_postgres = role.has(Role::Delivery);
-    tasks.spawn(health_server(
-        http,
-        ready.clone(),
-        nats_client.clone(),
-        needs_postgres.then(|| postgres.clone()),
-        shutdown.clone(),
-    ));
+    let probes = Probes {
+        ready: ready.clone(),
+        nats: nats_client.clone(),
+        postgres: needs_postgres.then(|| postgres.clone()),
+        metrics_token: args.metrics_token.as_deref().map(|t| Arc::new(hookline_subscriptions::auth::hash(t))),
+    };
+    match &tls {
+        Some(identity) => {
+            let listener = crate::tls::TlsListener::new(http, identity, shutdown.clone())?;
+            tasks.spawn(health_server(listener, probes, shutdown.clone()));
+        }
+        None => {
+            tasks.spawn(health_server(http, probes, shutdown.clone()));
+        }
+    }
 
     let js = hookline_bus::jetstream(nats_client.clone());
     // Delivery owns archiving, so only it applies HOOKLINE_ARCHIVE_AFTER to an existing stream.
@@ -193,17 +209,24 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
             .register_encoded_file_descriptor_set(hookline_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    // Health stays open for orchestrators' probes; reflection describes the
+    // API surface, so it asks for the same credentials as the API.
+    use tonic::service::interceptor::InterceptedService;
     grpc = grpc
         .add_service(health_service)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?);
+        .add_service(InterceptedService::new(reflection().build_v1()?, authenticator.clone()))
+        .add_service(InterceptedService::new(reflection().build_v1alpha()?, authenticator.clone()));
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("HOOKLINE_GRPC_ADDR: cannot listen on {}", args.grpc_addr))?;
+    let mut server = tonic::transport::Server::builder();
+    if let Some(identity) = &tls {
+        server = server.tls_config(identity.grpc()).context("HOOKLINE_TLS_CERT / HOOKLINE_TLS_KEY")?;
+    }
     tasks.spawn({
         let shutdown = shutdown.clone();
         async move {
-            tonic::transport::Server::builder()
+            server
                 .layer(crate::telemetry::GrpcMetricsLayer)
                 .add_routes(grpc)
                 .serve_with_incoming_shutdown(
@@ -240,7 +263,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         }
     });
     ready.store(true, Ordering::SeqCst);
-    tracing::info!(role = role.name(), grpc = %args.grpc_addr, http = %args.http_addr, "hookline ready");
+    tracing::info!(role = role.name(), grpc = %args.grpc_addr, http = %args.http_addr, tls = tls.is_some(), "hookline ready");
 
     tokio::pin!(signal);
     let failure = tokio::select! {
@@ -273,19 +296,39 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     }
 }
 
-async fn health_server(
-    listener: tokio::net::TcpListener,
+/// What the HTTP port answers from.
+struct Probes {
     ready: Arc<AtomicBool>,
     nats: async_nats::Client,
-    // Set once the schema is ready; `None` for roles without Postgres.
+    /// Set once the schema is ready; `None` for roles without Postgres.
     postgres: Option<Arc<std::sync::OnceLock<sqlx::PgPool>>>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let metrics = get(|| async {
-        (
-            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            hookline_telemetry::metrics().encode(),
-        )
+    /// SHA-256 of HOOKLINE_METRICS_TOKEN: `/metrics` then wants it as a bearer token.
+    metrics_token: Option<Arc<String>>,
+}
+
+async fn health_server<L>(listener: L, probes: Probes, shutdown: CancellationToken) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let Probes { ready, nats, postgres, metrics_token } = probes;
+    let metrics = get(move |headers: axum::http::HeaderMap| async move {
+        if let Some(expected) = &metrics_token {
+            let given = headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(hookline_subscriptions::auth::hash);
+            if given.as_deref() != Some(expected.as_str()) {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                    "/metrics needs HOOKLINE_METRICS_TOKEN as a bearer token\n".to_owned(),
+                );
+            }
+        }
+        let body = hookline_telemetry::metrics().encode();
+        (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
     });
     let app = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", metrics).route(
         "/readyz",

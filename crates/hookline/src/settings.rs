@@ -98,6 +98,22 @@ pub struct ServiceArgs {
     /// Events a tenant may publish at once above the rate.
     #[arg(long, env = "HOOKLINE_TENANT_BURST", default_value_t = 2000.0)]
     pub tenant_burst: f64,
+    /// PEM certificate chain: with HOOKLINE_TLS_KEY, the gRPC and HTTP
+    /// listeners serve TLS only (rustls; HTTP/2 by ALPN for gRPC).
+    #[arg(long, env = "HOOKLINE_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for HOOKLINE_TLS_CERT.
+    #[arg(long, env = "HOOKLINE_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// PEM CA certificates trusted, besides the public web roots, when a
+    /// service calls another over `https://` (delivery calling subscriptions).
+    #[arg(long, env = "HOOKLINE_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// When set, `GET /metrics` wants `Authorization: Bearer <token>`
+    /// (Prometheus: `authorization: {credentials: ...}`). `/healthz` and
+    /// `/readyz` stay open for orchestrators' probes.
+    #[arg(long, env = "HOOKLINE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// How often the archive janitor runs.
     #[arg(long, env = "HOOKLINE_ARCHIVE_INTERVAL", default_value = "1h", value_parser = duration)]
     pub archive_interval: Duration,
@@ -121,6 +137,20 @@ impl ServiceArgs {
             return Err("HOOKLINE_TENANT_BURST: must be at least 1".into());
         }
         Ok(hookline_ingest::limit::RateSettings { per_second: self.tenant_rate, burst: self.tenant_burst })
+    }
+
+    /// The listeners' certificate and key, when both are set.
+    pub fn tls_identity(&self) -> Result<Option<crate::tls::Identity>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => crate::tls::Identity::load(cert, key).map(Some),
+            (Some(_), None) => Err("HOOKLINE_TLS_KEY: must be set together with HOOKLINE_TLS_CERT".into()),
+            (None, Some(_)) => Err("HOOKLINE_TLS_CERT: must be set together with HOOKLINE_TLS_KEY".into()),
+        }
+    }
+
+    pub fn tls_ca_pem(&self) -> Result<Option<Vec<u8>>, String> {
+        self.tls_ca.as_deref().map(|p| crate::tls::read_ca(p, "HOOKLINE_TLS_CA")).transpose()
     }
 
     /// Where deliveries may go: everywhere in dev mode, else public
@@ -171,6 +201,7 @@ impl ServiceArgs {
             concurrency: self.delivery_concurrency,
             subscriptions_url: self.subscriptions_url.clone(),
             operator_token: self.operator_token.clone(),
+            tls_ca: self.tls_ca_pem()?,
             guard: GuardSettings {
                 per_endpoint: self.endpoint_concurrency,
                 breaker_threshold: self.breaker_threshold,

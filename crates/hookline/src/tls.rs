@@ -1,0 +1,129 @@
+//! TLS for the listeners (rustls). One certificate serves the gRPC port and
+//! the HTTP port (health, readiness, metrics); with TLS on, neither accepts
+//! plain connections.
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
+use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
+use tokio_util::sync::CancellationToken;
+
+/// A certificate chain and its key, checked to belong together at start-up.
+#[derive(Clone)]
+pub struct Identity {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    http: Arc<rustls::ServerConfig>,
+}
+
+impl Identity {
+    /// # Errors
+    /// A message naming `HOOKLINE_TLS_CERT` or `HOOKLINE_TLS_KEY` and the rule.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, String> {
+        let cert_pem = read(cert, "HOOKLINE_TLS_CERT")?;
+        let key_pem = read(key, "HOOKLINE_TLS_KEY")?;
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(&cert_pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("HOOKLINE_TLS_CERT: {}: not PEM certificates: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("HOOKLINE_TLS_CERT: {}: holds no CERTIFICATE block", cert.display()));
+        }
+        let private = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| format!("HOOKLINE_TLS_KEY: {}: no PEM private key: {e}", key.display()))?;
+        let mut http = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, private)
+            .map_err(|e| format!("HOOKLINE_TLS_KEY: {}: does not fit HOOKLINE_TLS_CERT: {e}", key.display()))?;
+        http.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self { cert_pem, key_pem, http: Arc::new(http) })
+    }
+
+    pub fn grpc(&self) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
+}
+
+fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))
+}
+
+/// CA certificates for `HOOKLINE_TLS_CA`, checked to be PEM.
+pub fn read_ca(path: &Path, key: &str) -> Result<Vec<u8>, String> {
+    let pem = read(path, key)?;
+    let n = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{key}: {}: not PEM certificates: {e}", path.display()))?
+        .len();
+    if n == 0 {
+        return Err(format!("{key}: {}: holds no CERTIFICATE block", path.display()));
+    }
+    Ok(pem)
+}
+
+/// An axum listener that hands out connections once their TLS handshake is
+/// done. Handshakes run in their own tasks with a deadline, so a client that
+/// stalls mid-handshake holds up nobody else.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    pub fn new(tcp: TcpListener, identity: &Identity, shutdown: CancellationToken) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
+        let acceptor = TlsAcceptor::from(identity.http.clone());
+        let (tx, ready) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    accepted = tcp.accept() => match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            tracing::warn!(error = %e, "HTTP accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Self::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept loop stopped at shutdown; axum stops calling us then.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}

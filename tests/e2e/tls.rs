@@ -1,0 +1,112 @@
+//! Issue 7: optional TLS on every gRPC and HTTP listener. The three services
+//! run as separate processes with a certificate from a private CA; delivery
+//! reaches subscriptions over TLS, clients that do not trust the CA or speak
+//! plain text get nothing, and the CLI works with `--tls-ca`.
+
+use std::{path::PathBuf, time::Duration};
+
+use hookline_e2e::{NatsServer, Receiver, TestDb, hookline_bin, http_get, https_get};
+use hookline_proto::{ingest::v1::ingest_service_client::IngestServiceClient, subscriptions::v1 as spb};
+
+use crate::common::*;
+
+fn fixture(name: &str) -> String {
+    let p: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "tls", name].iter().collect();
+    p.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listener_serves_tls_and_services_call_each_other_over_it() {
+    let (cert, key, ca) = (fixture("server.pem"), fixture("server.key"), fixture("ca.pem"));
+    let tls =
+        [("HOOKLINE_TLS_CERT", cert.as_str()), ("HOOKLINE_TLS_KEY", key.as_str()), ("HOOKLINE_TLS_CA", ca.as_str())];
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    let subscriptions = split_role(&nats, &db, "subscriptions", &tls).spawn().await.unwrap();
+    let ingest = split_role(&nats, &db, "ingest", &tls).spawn().await.unwrap();
+    let delivery = split_role(&nats, &db, "delivery", &tls)
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
+        .spawn()
+        .await
+        .unwrap();
+    assert!(subscriptions.grpc_url().starts_with("https://"));
+    let ca_pem = std::fs::read(&ca).unwrap();
+
+    // A webhook end to end: every gRPC hop (client → subscriptions, client →
+    // ingest, delivery → subscriptions for Resolve) runs over TLS.
+    let mut subs = subscriptions.subscriptions_client().await;
+    tenant(&mut subs, "acme", spb::Plan::Basic, true).await;
+    let receiver = Receiver::start().await;
+    let (_ep, secret) = endpoint(&mut subs, "acme", &receiver.url(), &[], spb::PayloadLayout::Envelope).await;
+    let mut publisher = IngestServiceClient::new(ingest.channel().await);
+    publisher.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    assert!(got[0].verify(&secret));
+
+    // Health, readiness and metrics answer over TLS, and only over TLS.
+    for proc in [&subscriptions, &ingest, &delivery] {
+        let (status, _) = https_get(&format!("{}/readyz", proc.http_url()), &ca_pem).await.unwrap();
+        assert_eq!(status, 200);
+        let (status, body) = https_get(&format!("{}/metrics", proc.http_url()), &ca_pem).await.unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains("hookline_"), "metrics over TLS: {body:.200}");
+        let plain = proc.http_url().replace("https://", "http://");
+        assert!(http_get(&format!("{plain}/healthz")).await.is_err(), "plain HTTP must not be served");
+    }
+
+    // gRPC refuses plain text and clients that do not trust the CA.
+    let plain = subscriptions.grpc_url().replace("https://", "http://");
+    let mut c = spb::subscription_service_client::SubscriptionServiceClient::new(
+        hookline_proto::endpoint(&plain, None).unwrap().connect_lazy(),
+    );
+    let get = || spb::GetTenantRequest { tenant_id: "acme".into() };
+    assert!(c.get_tenant(get()).await.is_err(), "plain-text gRPC answered on a TLS port");
+    let untrusting = hookline_proto::endpoint(&subscriptions.grpc_url(), None).unwrap().connect().await;
+    assert!(untrusting.is_err(), "a client without the CA must not connect");
+
+    // The operator CLI over TLS, trusting the CA with --tls-ca.
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(hookline_bin())
+            .args(["tenant", "get", "acme", "--json", "--subscriptions-url", &subscriptions.grpc_url()])
+            .args(extra)
+            .env_remove("HOOKLINE_TLS_CA")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["--tls-ca", &ca]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acme"));
+    let out = cli(&[]);
+    assert!(!out.status.success(), "the CLI trusted an unknown CA");
+    drop(delivery);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tls_settings_stop_start_up_with_the_key_named() {
+    let (cert, key, ca) = (fixture("server.pem"), fixture("server.key"), fixture("ca.pem"));
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("HOOKLINE_TLS_CERT", &cert)], "HOOKLINE_TLS_KEY: must be set together"),
+        (
+            &[("HOOKLINE_TLS_CERT", &cert), ("HOOKLINE_TLS_KEY", "/nonexistent/key.pem")],
+            "HOOKLINE_TLS_KEY: cannot read",
+        ),
+        (&[("HOOKLINE_TLS_CERT", &key), ("HOOKLINE_TLS_KEY", &key)], "HOOKLINE_TLS_CERT"),
+        // The CA's certificate with the server's key: they do not belong together.
+        (&[("HOOKLINE_TLS_CERT", &ca), ("HOOKLINE_TLS_KEY", &key)], "does not fit HOOKLINE_TLS_CERT"),
+    ];
+    for (env, expected) in cases {
+        let mut cmd = std::process::Command::new(hookline_bin());
+        cmd.arg("subscriptions").env("HOOKLINE_NATS_URL", "nats://127.0.0.1:1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(move || cmd.output()))
+            .await
+            .expect("hookline must exit on bad TLS settings")
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(expected), "expected `{expected}` in:\n{stderr}");
+    }
+}
