@@ -176,17 +176,23 @@ pub async fn read_subject(nats: &NatsServer, stream: &str, subject: &str) -> Vec
         .create_consumer(pull::Config {
             filter_subject: subject.into(),
             deliver_policy: DeliverPolicy::All,
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
             ..Default::default()
         })
         .await
         .unwrap();
     let mut out = Vec::new();
-    let mut batch = consumer.fetch().max_messages(10_000).expires(Duration::from_millis(500)).messages().await.unwrap();
-    while let Some(Ok(m)) = batch.next().await {
-        out.push(serde_json::from_slice(&m.payload).unwrap());
-        m.ack().await.unwrap();
+    loop {
+        let before = out.len();
+        let mut batch =
+            consumer.fetch().max_messages(10_000).expires(Duration::from_millis(500)).messages().await.unwrap();
+        while let Some(Ok(m)) = batch.next().await {
+            out.push(serde_json::from_slice(&m.payload).unwrap());
+        }
+        if out.len() == before {
+            return out;
+        }
     }
-    out
 }
 
 pub async fn intake_publish(nats: &NatsServer, tenant: &str, body: &Value) {

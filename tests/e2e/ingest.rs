@@ -231,3 +231,72 @@ async fn bursts_over_the_tenant_rate_are_refused_or_delayed_never_dropped() {
     .unwrap();
     assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 300);
 }
+
+/// Issue 7's publisher burst at full size: 100,000 events in 10 s to one
+/// tenant (200 batches of 500, one every 50 ms, each sent on its tick
+/// whatever the previous one is doing). Each batch is accepted with an id per
+/// event or refused whole with RESOURCE_EXHAUSTED; the stream then holds
+/// exactly the accepted events, and their number follows the configured rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_100000_events_in_10_s_is_accepted_or_refused_never_dropped() {
+    const RATE: f64 = 2000.0;
+    const BURST: f64 = 4000.0;
+    const BATCHES: usize = 200;
+    const PER_BATCH: usize = 500;
+    let s = stack_with(&[("HOOKLINE_TENANT_RATE", "2000"), ("HOOKLINE_TENANT_BURST", "4000")]).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    let ingest = s.hookline.ingest_client().await;
+    let body = fresh("customer.created");
+
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..BATCHES {
+        tick.tick().await;
+        let events = (0..PER_BATCH).map(|_| json_request("acme", &body)).collect();
+        let mut ingest = ingest.clone();
+        sends.spawn(async move { ingest.publish_batch(PublishBatchRequest { events }).await });
+    }
+    let sent_in = started.elapsed();
+    let (mut ids, mut refused_batches) = (std::collections::HashSet::new(), 0usize);
+    while let Some(done) = sends.join_next().await {
+        match done.unwrap() {
+            Ok(r) => {
+                let results = r.into_inner().results;
+                assert_eq!(results.len(), PER_BATCH, "an accepted batch answers for every event");
+                for result in results {
+                    assert!(ids.insert(result.event_id.clone()), "event id {} returned twice", result.event_id);
+                }
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "only the rate may refuse: {}", e.message());
+                refused_batches += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted = ids.len();
+    eprintln!(
+        "burst: {} events sent in {:.1} s; accepted {accepted}, refused {} ({refused_batches} batches); all answered in {elapsed:.1} s",
+        BATCHES * PER_BATCH,
+        sent_in.as_secs_f64(),
+        refused_batches * PER_BATCH,
+    );
+    assert_eq!(accepted + refused_batches * PER_BATCH, BATCHES * PER_BATCH, "every event accepted or refused");
+    assert!(refused_batches > 0, "10,000 events/s must exceed a 2,000/s rate");
+    let ceiling = BURST + RATE * elapsed + PER_BATCH as f64;
+    let floor = BURST + RATE * sent_in.as_secs_f64() / 2.0;
+    assert!((accepted as f64) <= ceiling, "accepted {accepted} > burst + rate × {elapsed:.1} s");
+    assert!((accepted as f64) >= floor, "accepted {accepted} < {floor}: the rate let too little through");
+
+    // Nothing accepted is missing from the stream, nothing refused is in it.
+    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, accepted as u64);
+    let stored: std::collections::HashSet<String> = read_subject(&s.nats, "HOOKLINE_EVENTS", "hookline.events.>")
+        .await
+        .into_iter()
+        .map(|e| e["id"].as_str().expect("stored events have ids").to_owned())
+        .collect();
+    assert_eq!(stored, ids, "the stream holds exactly the accepted event ids");
+}
