@@ -24,7 +24,7 @@ fuzz_target!(|bytes: &[u8]| {
     if let Ok(h) = AuthHeader::parse(name, value) {
         assert_eq!(h.name(), name);
         assert_eq!(h.value().expose(), value);
-        assert!(!format!("{h:?}").contains(value) || value.len() < 3 || "********".contains(value));
+        assert_eq!(format!("{:?}", h.value()), "********", "a secret's Debug must mask it");
     }
     let types: Vec<String> = next().split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     if let Ok(parsed) = parse_event_types(&types) {

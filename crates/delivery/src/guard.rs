@@ -24,6 +24,8 @@ pub struct GuardSettings {
     pub breaker_threshold: u32,
     /// How long an open breaker waits before one probe is let through.
     pub breaker_cooldown: Duration,
+    /// The longest one attempt can hold a slot (the request timeout).
+    pub attempt_timeout: Duration,
 }
 
 /// How long a task waits for a busy endpoint before going back to JetStream.
@@ -33,16 +35,16 @@ const MAX_WAIT: Duration = Duration::from_millis(500);
 struct Breaker {
     consecutive_failures: u32,
     open_until: Option<Instant>,
-    /// Half-open: one probe is out; the rest wait for its result.
-    probing: bool,
+    /// Half-open: one probe is out (since then); the rest wait for its result.
+    probing: Option<Instant>,
 }
 
 struct Gate {
     slots: Arc<Semaphore>,
     breaker: Mutex<Breaker>,
-    /// When an attempt last finished: waiting for a slot only pays off while
-    /// the endpoint is making progress.
-    last_release: Mutex<Option<Instant>>,
+    /// When an attempt last finished (or the gate was made): waiting for a
+    /// slot only pays off while the endpoint is making progress.
+    last_release: Mutex<Instant>,
 }
 
 /// An endpoint with no attempt finished for this long is stuck: tasks do
@@ -86,37 +88,48 @@ impl Guard {
                 Arc::new(Gate {
                     slots: Arc::new(Semaphore::new(self.settings.per_endpoint)),
                     breaker: Mutex::default(),
-                    last_release: Mutex::default(),
+                    last_release: Mutex::new(Instant::now()),
                 })
             })
             .clone()
     }
 
+    /// A slot for an attempt, or how long the task should wait in JetStream.
+    ///
+    /// Every hand-back costs a pull and a redelivery, so the delay grows with
+    /// how hopeless the endpoint looks: a busy endpoint making progress is
+    /// retried in 0.2-0.3 s; a stuck one (nothing finished for a while) after
+    /// as long as it has been stuck, up to one attempt timeout; an open
+    /// breaker when its cooldown ends; a half-open one after as long as its
+    /// probe has been out. A black-holed endpoint thus costs each of its
+    /// tasks a few redeliveries, not one per second.
     pub async fn admit(&self, endpoint: &EndpointId) -> Result<Slot, Wait> {
         let gate = self.gate(endpoint);
+        let timeout = self.settings.attempt_timeout;
         let probe = {
             let mut b = gate.breaker.lock().expect("breaker lock");
-            match b.open_until {
-                Some(until) if Instant::now() < until => return Err(Wait::Open(until - Instant::now())),
-                Some(_) if b.probing => return Err(Wait::Open(Duration::from_secs(1))),
-                Some(_) => {
-                    b.probing = true;
+            let now = Instant::now();
+            match (b.open_until, b.probing) {
+                (Some(until), _) if now < until => return Err(Wait::Open(spread(until - now))),
+                (Some(_), Some(started)) => return Err(Wait::Open(spread(patience(started.elapsed(), timeout)))),
+                (Some(_), None) => {
+                    b.probing = Some(now);
                     true
                 }
-                None => false,
+                (None, _) => false,
             }
         };
-        let stuck = gate.slots.available_permits() == 0
-            && gate.last_release.lock().expect("release lock").is_none_or(|t| t.elapsed() > STUCK);
+        let stuck_for = gate.last_release.lock().expect("release lock").elapsed();
+        let stuck = gate.slots.available_permits() == 0 && stuck_for > STUCK;
         let wait = if stuck { Duration::ZERO } else { MAX_WAIT };
         match tokio::time::timeout(wait, gate.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Slot { guard: self.clone(), gate, probe, finished: false, _permit: permit }),
             _ => {
                 if probe {
-                    gate.breaker.lock().expect("breaker lock").probing = false;
+                    gate.breaker.lock().expect("breaker lock").probing = None;
                 }
-                let base = if stuck { 1000 } else { 200 };
-                Err(Wait::Busy(Duration::from_millis(base + rand::random::<u64>() % base)))
+                let delay = if stuck { patience(stuck_for, timeout) } else { Duration::from_millis(200) };
+                Err(Wait::Busy(spread(delay)))
             }
         }
     }
@@ -129,10 +142,10 @@ impl Guard {
     }
 
     fn release(&self, gate: &Gate, probe: bool, success: Option<bool>) {
-        *gate.last_release.lock().expect("release lock") = Some(Instant::now());
+        *gate.last_release.lock().expect("release lock") = Instant::now();
         let mut b = gate.breaker.lock().expect("breaker lock");
         if probe {
-            b.probing = false;
+            b.probing = None;
         }
         match success {
             Some(true) => {
@@ -151,6 +164,17 @@ impl Guard {
             None => {}
         }
     }
+}
+
+/// `d` to `1.5 d`, so tasks handed back together do not return together.
+fn spread(d: Duration) -> Duration {
+    d.mul_f64(1.0 + rand::random::<f64>() / 2.0)
+}
+
+/// How long to keep a task away from an endpoint that has shown no result
+/// for `stuck_for`: as long again, from 1 s up to one attempt timeout.
+fn patience(stuck_for: Duration, attempt_timeout: Duration) -> Duration {
+    stuck_for.clamp(Duration::from_secs(1), attempt_timeout.max(Duration::from_secs(1)))
 }
 
 impl Slot {
@@ -174,7 +198,12 @@ mod tests {
     use super::*;
 
     fn guard() -> Guard {
-        Guard::new(GuardSettings { per_endpoint: 2, breaker_threshold: 3, breaker_cooldown: Duration::from_millis(50) })
+        Guard::new(GuardSettings {
+            per_endpoint: 2,
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_millis(50),
+            attempt_timeout: Duration::from_secs(1),
+        })
     }
 
     #[tokio::test]
