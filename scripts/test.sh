@@ -17,6 +17,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # The rotation test verifies signatures with the Standard Webhooks reference library.
 python3 -c "import standardwebhooks" 2>/dev/null || python3 -m pip install --quiet standardwebhooks
+# Svix's receiver library: rotation is verified with it too.
+python3 -c "import svix" 2>/dev/null || python3 -m pip install --quiet svix
 
 # PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres).
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then

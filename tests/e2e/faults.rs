@@ -12,14 +12,43 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
 
+/// A TLS server whose certificate is signed by the test CA, which
+/// deliveries (trusting only the public web roots) must refuse.
+fn untrusted_tls() -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let dir = format!("{}/tests/fixtures/tls", env!("CARGO_MANIFEST_DIR"));
+    let chain = CertificateDer::pem_file_iter(format!("{dir}/server.pem")).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key")).unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
 /// A raw TCP peer with one bad behaviour per connection.
 async fn misbehaving(kind: &'static str) -> (String, tokio::task::JoinHandle<()>) {
+    if kind == "dns" {
+        // `.invalid` never resolves (RFC 6761); no peer needed.
+        return ("http://hookline-e2e.invalid/hook".into(), tokio::spawn(async {}));
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+    let scheme = if kind == "tls" { "https" } else { "http" };
+    let url = format!("{scheme}://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+    let tls = untrusted_tls();
     let task = tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else { return };
+            let tls = tls.clone();
             tokio::spawn(async move {
+                if kind == "tls" {
+                    // The handshake fails on the client's side; nothing else to do.
+                    let _ = tls.accept(sock).await;
+                    return;
+                }
                 let mut buf = vec![0u8; 65536];
                 let _ = sock.read(&mut buf).await;
                 match kind {
@@ -70,7 +99,7 @@ async fn misbehaving_receivers_get_the_right_error_kind_and_healthy_ones_keep_fl
     tenant(&mut subs, "acme", Plan::Enterprise, true).await;
     let mut peers = Vec::new();
     let mut endpoints = HashMap::new();
-    for kind in ["reset", "malformed", "huge", "slow", "silent"] {
+    for kind in ["reset", "malformed", "huge", "slow", "silent", "tls", "dns"] {
         let (url, task) = misbehaving(kind).await;
         let (ep, _) = endpoint(&mut subs, "acme", &url, &[], PayloadLayout::Envelope).await;
         endpoints.insert(ep, kind);
@@ -95,7 +124,7 @@ async fn misbehaving_receivers_get_the_right_error_kind_and_healthy_ones_keep_fl
                 by_kind.entry(kind).or_insert(o);
             }
         }
-        Ok((by_kind.len() == 5).then_some(by_kind))
+        Ok((by_kind.len() == 7).then_some(by_kind))
     })
     .await
     .unwrap();
@@ -104,6 +133,8 @@ async fn misbehaving_receivers_get_the_right_error_kind_and_healthy_ones_keep_fl
     assert_eq!(kind("malformed"), "connection", "{}", outcomes["malformed"]);
     assert_eq!(kind("slow"), "timeout");
     assert_eq!(kind("silent"), "timeout");
+    assert_eq!(kind("tls"), "tls", "{}", outcomes["tls"]);
+    assert_eq!(kind("dns"), "dns", "{}", outcomes["dns"]);
     // The 100 MiB answer is a 2xx: accepted, with only the first 4 KiB kept.
     let huge = &outcomes["huge"];
     assert_eq!(huge["state"], "succeeded", "{huge}");

@@ -99,13 +99,13 @@ async fn rotation_signs_with_old_and_new_during_the_grace_period() {
     assert!(r.verify(&old), "a receiver with only the old secret accepts");
     assert!(r.verify(&new), "a receiver with only the new secret accepts");
     // The same with the Standard Webhooks reference library (Python).
-    let reference = |secret: &str| {
+    let verify_with = |secret: &str, library: &str| {
         let headers: serde_json::Map<String, serde_json::Value> =
             r.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect();
         let request = serde_json::json!({"headers": headers, "body": String::from_utf8_lossy(&r.body)});
         let mut child = std::process::Command::new("python3")
             .arg(format!("{}/tests/peers/verify_standard_webhooks.py", env!("CARGO_MANIFEST_DIR")))
-            .arg(secret)
+            .args([secret, library])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -115,10 +115,17 @@ async fn rotation_signs_with_old_and_new_during_the_grace_period() {
         let out = child.wait_with_output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
+    let reference = |secret: &str| verify_with(secret, "standardwebhooks");
     assert_eq!(reference(&old).0, true, "standardwebhooks with the old secret: {}", reference(&old).1);
     assert_eq!(reference(&new).0, true, "standardwebhooks with the new secret: {}", reference(&new).1);
     let stranger = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     assert!(!reference(stranger).0, "standardwebhooks rejects another secret");
+    // And with Svix's receiver library.
+    for secret in [&old, &new] {
+        let (ok, why) = verify_with(secret, "svix");
+        assert!(ok, "svix with one of the two secrets: {why}");
+    }
+    assert!(!verify_with(stranger, "svix").0, "svix rejects another secret");
 
     // Rotating again without grace: the replaced secret stops at once; the
     // first one is still inside its own hour of grace.

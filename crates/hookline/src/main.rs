@@ -7,6 +7,12 @@ mod settings;
 mod telemetry;
 mod tls;
 
+/// glibc's malloc spent about a third of the delivery process's CPU (arena
+/// locks, consolidation) on the many short-lived buffers per delivery; see
+/// BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::{EnvFilter, fmt};
 
