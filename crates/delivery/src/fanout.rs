@@ -147,7 +147,9 @@ async fn dispatch(
         }
     }
     tracing::debug!(endpoints = endpoints.len(), "fanout: dispatched");
-    if let Err(e) = msg.double_ack().await {
+    // A plain ack: the tasks are stored, and a lost ack only fans the event
+    // out again, which the tasks' message ids de-duplicate.
+    if let Err(e) = msg.ack().await {
         tracing::warn!(error = %e, "fanout: ack failed; redelivery is de-duplicated");
     }
 }

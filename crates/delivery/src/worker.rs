@@ -253,8 +253,10 @@ impl Worker {
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             return;
         }
-        // Confirmed by the server, so a graceful stop never repeats a delivery.
-        if let Err(e) = msg.double_ack().await {
+        // A plain ack: the outcome and the next attempt are already stored,
+        // so a lost ack costs one repeated attempt, not a round trip per
+        // delivery. A graceful stop flushes the connection before exiting.
+        if let Err(e) = msg.ack().await {
             tracing::warn!(error = %e, "workers: ack failed; the task may be attempted again");
         }
     }
