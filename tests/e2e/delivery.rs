@@ -201,3 +201,51 @@ async fn sigkill_of_delivery_with_1000_in_flight_loses_nothing() {
     // Only attempts that were on the wire when the process died can repeat.
     assert!(total - 1000 <= 64, "duplicates beyond the in-flight window: {}", total - 1000);
 }
+
+/// Fan-out coalesces concurrent `Resolve` calls per tenant and type; an
+/// event must still reach an endpoint created before it was published. A
+/// publisher keeps fan-out busy while a second endpoint is created; every
+/// batch sent after `CreateEndpoint` returned must reach the new endpoint too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_after_an_endpoint_is_created_reach_it_under_load() {
+    let s = split(&[]).await;
+    let mut subs = s.subscriptions.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    let (a, b) = (Receiver::start().await, Receiver::start().await);
+    endpoint(&mut subs, "acme", &a.url(), &[], PayloadLayout::Envelope).await;
+
+    let ingest = s.ingest.ingest_client().await;
+    let publisher = tokio::spawn(async move {
+        let mut ingest = ingest;
+        let mut sent = Vec::new();
+        for _ in 0..40 {
+            let started = std::time::Instant::now();
+            let events = (0..50).map(|_| json_request("acme", &fresh("customer.created"))).collect();
+            let ids: Vec<String> = ingest
+                .publish_batch(PublishBatchRequest { events })
+                .await
+                .unwrap()
+                .into_inner()
+                .results
+                .into_iter()
+                .map(|r| r.event_id)
+                .collect();
+            sent.push((started, ids));
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    endpoint(&mut subs, "acme", &b.url(), &[], PayloadLayout::Envelope).await;
+    let created = std::time::Instant::now();
+    let sent = publisher.await.unwrap();
+
+    let after: HashSet<String> =
+        sent.iter().filter(|(started, _)| *started > created).flat_map(|(_, ids)| ids.clone()).collect();
+    assert!(after.len() >= 500, "most batches should follow the creation: {}", after.len());
+    a.wait_for(2000, Duration::from_secs(60)).await.unwrap();
+    let got = b.wait_for(after.len(), Duration::from_secs(30)).await.unwrap();
+    let got: HashSet<String> = got.iter().map(|r| header(r, "webhook-id").to_owned()).collect();
+    let missing: Vec<_> = after.difference(&got).collect();
+    assert!(missing.is_empty(), "{} events published after the endpoint existed never reached it", missing.len());
+}

@@ -1,6 +1,6 @@
 //! Fan-out: one dispatch task per endpoint that `Resolve` names for an event.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use async_nats::jetstream::{
     AckKind, Context,
@@ -13,13 +13,12 @@ use hookline_domain::{
     events::StoredEvent,
     ids::{DeliveryId, EndpointId},
 };
-use hookline_proto::subscriptions::v1::{ResolveRequest, subscription_service_client::SubscriptionServiceClient};
+use hookline_proto::subscriptions::v1::subscription_service_client::SubscriptionServiceClient;
 use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tracing::Instrument;
 
-use crate::DeliverySettings;
+use crate::{DeliverySettings, resolve::Resolver};
 
 const CONCURRENCY: usize = 128;
 
@@ -47,18 +46,17 @@ pub async fn run(
         })?
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy();
-    let resolver = SubscriptionServiceClient::new(channel);
-    let token: Arc<Option<String>> = Arc::new(settings.operator_token.clone());
+    let resolver = Resolver::new(SubscriptionServiceClient::new(channel), settings.operator_token.as_deref());
     let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency: CONCURRENCY, drain: Duration::from_secs(10) };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
-        let (js, resolver, token) = (js.clone(), resolver.clone(), token.clone());
-        async move { fan_out(&js, resolver, msg, token.as_deref()).await }
+        let (js, resolver) = (js.clone(), resolver.clone());
+        async move { fan_out(&js, &resolver, msg).await }
     })
     .await;
     Ok(())
 }
 
-async fn fan_out(js: &Context, resolver: SubscriptionServiceClient<Channel>, msg: Message, token: Option<&str>) {
+async fn fan_out(js: &Context, resolver: &Resolver, msg: Message) {
     let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
         Ok(e) => e,
         Err(e) => {
@@ -70,39 +68,19 @@ async fn fan_out(js: &Context, resolver: SubscriptionServiceClient<Channel>, msg
     let trace = TraceParent::continue_or_start(header(msg.headers.as_ref(), TRACEPARENT));
     let span = tracing::info_span!("fanout", trace_id = %trace.trace_id(), event_id = %event.id,
         tenant = %event.tenant_id, event_type = event.event_type.as_str());
-    dispatch(js, resolver, msg, event, trace, token).instrument(span).await
+    dispatch(js, resolver, msg, event, trace).instrument(span).await
 }
 
-async fn dispatch(
-    js: &Context,
-    mut resolver: SubscriptionServiceClient<Channel>,
-    msg: Message,
-    event: StoredEvent,
-    trace: TraceParent,
-    token: Option<&str>,
-) {
+async fn dispatch(js: &Context, resolver: &Resolver, msg: Message, event: StoredEvent, trace: TraceParent) {
     if header(msg.headers.as_ref(), WEBHOOKS_HEADER) == Some("off") {
         tracing::info!("fanout: published while webhooks were off; not delivered");
         let _ = msg.double_ack().await;
         return;
     }
-    let mut resolve = tonic::Request::new(ResolveRequest {
-        tenant_id: event.tenant_id.to_string(),
-        event_type: event.event_type.as_str().into(),
-        // Disabled subscribers get a delivery too, logged as not sent, so
-        // what they missed can be listed and recovered.
-        include_disabled: true,
-    });
-    if let Ok(tp) = trace.child().to_string().parse() {
-        resolve.metadata_mut().insert(TRACEPARENT, tp);
-    }
-    if let Some(Ok(auth)) = token.map(|t| format!("Bearer {t}").parse()) {
-        resolve.metadata_mut().insert("authorization", auth);
-    }
-    let resolved = resolver.resolve(resolve).await;
+    let resolved =
+        resolver.resolve(event.tenant_id.as_str(), event.event_type.as_str(), trace.child().to_string()).await;
     let endpoints = match resolved {
-        Ok(r) => r.into_inner().endpoints,
-        Err(s) if s.code() == tonic::Code::NotFound => Vec::new(),
+        Ok(endpoints) => endpoints,
         Err(s) => {
             tracing::warn!(code = ?s.code(), message = s.message(), "fanout: resolve failed; retrying in 1s");
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;

@@ -19,6 +19,7 @@ pub mod fanout;
 pub mod guard;
 pub mod mailer;
 pub mod replay;
+pub mod resolve;
 pub mod sender;
 pub mod settings;
 pub mod worker;
