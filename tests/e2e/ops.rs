@@ -58,7 +58,8 @@ async fn metrics_families_exist_per_service_and_move_with_traffic() {
 
     let sub = scrape(&subscriptions.http_url()).await;
     assert_eq!(sample(&sub, "hookline_config_commands_total{command=\"create_endpoint\",result=\"ok\"}"), 2.0, "{sub}");
-    assert!(sample(&sub, "hookline_resolve_duration_seconds_count") >= 3.0, "{sub}");
+    // Fan-out coalesces concurrent Resolve calls for one tenant and type.
+    assert!(sample(&sub, "hookline_resolve_duration_seconds_count") >= 1.0, "{sub}");
     assert_eq!(sample(&sub, "hookline_directory_endpoints"), 2.0);
 
     // The gauges come from a poll every 5 s, which may first run before

@@ -588,7 +588,7 @@ impl NewEvent {
 }
 
 /// An accepted event as stored in HOOKLINE_EVENTS and carried to workers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub id: EventId,
     pub tenant_id: TenantId,
@@ -600,7 +600,22 @@ pub struct StoredEvent {
     pub received_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
-    pub data: serde_json::Value,
+    /// The payload as JSON text, validated at ingest. Kept as text so fan-out
+    /// and workers copy it instead of parsing it into a tree and printing it
+    /// again for every task and attempt.
+    pub data: Box<serde_json::value::RawValue>,
+}
+
+impl PartialEq for StoredEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.tenant_id == other.tenant_id
+            && self.event_type == other.event_type
+            && self.occurred_at == other.occurred_at
+            && self.received_at == other.received_at
+            && self.idempotency_key == other.idempotency_key
+            && self.data.get() == other.data.get()
+    }
 }
 
 impl StoredEvent {
@@ -613,7 +628,7 @@ impl StoredEvent {
             occurred_at: event.occurred_at.unwrap_or_else(|| received_at.clone()).0,
             received_at: received_at.0,
             idempotency_key: event.idempotency_key.map(String::from),
-            data: event.payload.to_json(),
+            data: serde_json::value::to_raw_value(&event.payload.to_json()).expect("JSON values serialise"),
         }
     }
 }
