@@ -4,7 +4,7 @@
 //! attempt), and deliveries and statistics change only for attempt rows that
 //! were new, so feeding the same outcome twice changes nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hookline_domain::delivery::{AttemptOutcome, AttemptState};
@@ -45,60 +45,16 @@ struct HourStats {
 }
 
 pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
+    // One row per (delivery, attempt): a re-published outcome is the same attempt.
+    let mut seen = HashSet::new();
+    let unique: Vec<&AttemptOutcome> =
+        outcomes.iter().filter(|o| seen.insert((o.delivery_id.as_str(), o.attempt))).collect();
+    let inserted = insert_attempts(tx, &unique).await?;
+    let new: Vec<&AttemptOutcome> =
+        unique.into_iter().filter(|o| inserted.contains(&(o.delivery_id.to_string(), o.attempt as i32))).collect();
+    upsert_deliveries(tx, &new).await?;
     let mut hours: HashMap<(String, DateTime<Utc>), HourStats> = HashMap::new();
-    for o in outcomes {
-        let started = time(&o.started_at);
-        let inserted = sqlx::query(
-            "INSERT INTO attempts (delivery_id, attempt, endpoint_id, started_at, duration_ms, status_code, error_kind,
-                                   error, outcome, response_excerpt, request, trace_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (delivery_id, attempt) DO NOTHING",
-        )
-        .bind(o.delivery_id.as_str())
-        .bind(o.attempt as i32)
-        .bind(o.endpoint_id.as_str())
-        .bind(started)
-        .bind(o.duration_ms as i64)
-        .bind(o.status_code.map(i32::from))
-        .bind(o.error_kind.map(|k| k.as_str()))
-        .bind(o.error.as_deref())
-        .bind(outcome_name(o.state))
-        .bind(o.response_excerpt.as_deref())
-        .bind(o.request.as_ref().map(|r| serde_json::to_value(r).expect("requests serialise")))
-        .bind(o.trace_id.as_deref())
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            continue;
-        }
-        let created = time(&o.delivery_created_at);
-        // A newer attempt wins; an older one arriving late only adds its row.
-        sqlx::query(
-            "INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, event_seq, created_at,
-                                     last_attempt_at, attempt_count, last_status_code, last_error_kind, state, replay_of)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (id) DO UPDATE SET last_attempt_at = EXCLUDED.last_attempt_at,
-                 attempt_count = EXCLUDED.attempt_count, last_status_code = EXCLUDED.last_status_code,
-                 last_error_kind = EXCLUDED.last_error_kind,
-                 state = CASE WHEN deliveries.state = 'archived' THEN 'archived' ELSE EXCLUDED.state END
-             WHERE deliveries.attempt_count < EXCLUDED.attempt_count",
-        )
-        .bind(o.delivery_id.as_str())
-        .bind(o.tenant_id.as_str())
-        .bind(o.endpoint_id.as_str())
-        .bind(o.event_id.as_str())
-        .bind(o.event_type.as_str())
-        .bind(o.event_seq as i64)
-        .bind(created)
-        .bind(started)
-        .bind(o.attempt as i32)
-        .bind(o.status_code.map(i32::from))
-        .bind(o.error_kind.map(|k| k.as_str()))
-        .bind(delivery_state(o.state))
-        .bind(o.replay_of.as_ref().map(|r| r.as_str()))
-        .execute(&mut **tx)
-        .await?;
+    for o in new {
         if let (Some(original), 1) = (&o.replay_of, o.attempt) {
             sqlx::query("UPDATE deliveries SET replay_count = replay_count + 1 WHERE id = $1")
                 .bind(original.as_str())
@@ -108,6 +64,7 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
         if o.state == AttemptState::Dropped {
             continue;
         }
+        let started = time(&o.started_at);
         let hour = started.duration_trunc(TimeDelta::hours(1)).unwrap_or(started);
         let h = hours.entry((o.endpoint_id.to_string(), hour)).or_insert_with(|| HourStats {
             tenant_id: o.tenant_id.to_string(),
@@ -156,5 +113,91 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
         .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// Insert the attempt rows in one statement; returns the keys that were
+/// new (the rest were already there: a redelivered outcome).
+async fn insert_attempts(
+    tx: &mut Transaction<'_, Postgres>,
+    outcomes: &[&AttemptOutcome],
+) -> Result<HashSet<(String, i32)>, StoreError> {
+    if outcomes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let col = |f: &dyn Fn(&AttemptOutcome) -> Option<String>| outcomes.iter().map(|o| f(o)).collect::<Vec<_>>();
+    let rows: Vec<(String, i32)> = sqlx::query_as(
+        "INSERT INTO attempts (delivery_id, attempt, endpoint_id, started_at, duration_ms, status_code, error_kind,
+                               error, outcome, response_excerpt, request, trace_id)
+         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::timestamptz[], $5::int8[], $6::int4[],
+                              $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[])
+         ON CONFLICT (delivery_id, attempt) DO NOTHING
+         RETURNING delivery_id, attempt",
+    )
+    .bind(outcomes.iter().map(|o| o.delivery_id.to_string()).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.attempt as i32).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.endpoint_id.to_string()).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| time(&o.started_at)).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.duration_ms as i64).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.status_code.map(i32::from)).collect::<Vec<_>>())
+    .bind(col(&|o| o.error_kind.map(|k| k.as_str().to_owned())))
+    .bind(col(&|o| o.error.clone()))
+    .bind(outcomes.iter().map(|o| outcome_name(o.state)).collect::<Vec<_>>())
+    .bind(col(&|o| o.response_excerpt.clone()))
+    .bind(
+        outcomes
+            .iter()
+            .map(|o| o.request.as_ref().map(|r| serde_json::to_value(r).expect("requests serialise")))
+            .collect::<Vec<_>>(),
+    )
+    .bind(col(&|o| o.trace_id.clone()))
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Create or advance the delivery rows of new attempts in one statement. A
+/// newer attempt wins; an older one arriving late only added its attempt row.
+async fn upsert_deliveries(tx: &mut Transaction<'_, Postgres>, new: &[&AttemptOutcome]) -> Result<(), StoreError> {
+    // One row per delivery (the latest attempt), as one statement may not
+    // update a row twice.
+    let mut latest: HashMap<&str, &AttemptOutcome> = HashMap::new();
+    for o in new {
+        let slot = latest.entry(o.delivery_id.as_str()).or_insert(o);
+        if o.attempt > slot.attempt {
+            *slot = o;
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&AttemptOutcome> = latest.into_values().collect();
+    sqlx::query(
+        "INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, event_seq, created_at,
+                                 last_attempt_at, attempt_count, last_status_code, last_error_kind, state, replay_of)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
+                              $7::timestamptz[], $8::timestamptz[], $9::int4[], $10::int4[], $11::text[], $12::text[],
+                              $13::text[])
+         ON CONFLICT (id) DO UPDATE SET last_attempt_at = EXCLUDED.last_attempt_at,
+             attempt_count = EXCLUDED.attempt_count, last_status_code = EXCLUDED.last_status_code,
+             last_error_kind = EXCLUDED.last_error_kind,
+             state = CASE WHEN deliveries.state = 'archived' THEN 'archived' ELSE EXCLUDED.state END
+         WHERE deliveries.attempt_count < EXCLUDED.attempt_count",
+    )
+    .bind(rows.iter().map(|o| o.delivery_id.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.tenant_id.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.endpoint_id.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.event_id.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.event_type.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.event_seq as i64).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| time(&o.delivery_created_at)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| time(&o.started_at)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.attempt as i32).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.status_code.map(i32::from)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.error_kind.map(|k| k.as_str())).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| delivery_state(o.state)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.replay_of.as_ref().map(|r| r.to_string())).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
