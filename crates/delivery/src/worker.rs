@@ -68,7 +68,7 @@ pub async fn run(
     .await?;
     let concurrency = settings.concurrency;
     let worker = Arc::new(Worker {
-        http: sender::client(settings.request_timeout, Arc::new(settings.address_policy.clone())),
+        http: sender::client(settings.request_timeout, Arc::new(settings.address_policy.clone()), settings.concurrency),
         commands: Commands::new(js.clone(), directory.clone()),
         guard: Guard::new(settings.guard.clone()),
         js,
