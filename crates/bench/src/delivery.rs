@@ -42,7 +42,7 @@ pub struct Args {
     latency_secs: u64,
     /// Events per isolation run (without, beside a second healthy, and beside
     /// a black-holed endpoint); enough to outlast the 15 s request timeout.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 100_000)]
     isolation_events: usize,
     /// Run only these phases (repeatable); the raw baseline always runs.
     #[arg(long, value_enum)]
