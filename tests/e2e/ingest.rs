@@ -300,3 +300,33 @@ async fn a_burst_of_100000_events_in_10_s_is_accepted_or_refused_never_dropped()
         .collect();
     assert_eq!(stored, ids, "the stream holds exactly the accepted event ids");
 }
+
+/// 100 batches of 500 at once, no rate limit: each batch publishes all its
+/// events before awaiting their acks, and the NATS client bounds acks in
+/// flight (5,000 by default). Batches holding part of that bound while
+/// waiting for the rest used to deadlock; every batch must now complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_full_batches_all_complete() {
+    let s = stack_with(&[("HOOKLINE_TENANT_RATE", "0")]).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    let ingest = s.hookline.ingest_client().await;
+    let body = fresh("customer.created");
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let events = (0..500).map(|_| json_request("acme", &body)).collect();
+        let mut ingest = ingest.clone();
+        sends.spawn(async move { ingest.publish_batch(PublishBatchRequest { events }).await });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut accepted = 0;
+        while let Some(done) = sends.join_next().await {
+            accepted += done.unwrap().expect("no rate limit: every batch is accepted").into_inner().results.len();
+        }
+        accepted
+    })
+    .await
+    .expect("every batch answers (no deadlock on acks in flight)");
+    assert_eq!(all, 50_000);
+    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, 50_000);
+}

@@ -185,8 +185,30 @@ pub async fn ensure_streams(js: &Context, retention: &Retention, apply_retention
     Ok(())
 }
 
+/// Stored publishes whose acks one process may await at once. async-nats
+/// takes one permit per publish and waits when none is left, so units of
+/// work that publish several messages and then await all their acks (an
+/// ingest batch, a fan-out) could each hold some permits while waiting for
+/// more, and deadlock once enough of them run at once (seen with 200
+/// concurrent batches of 500). They take their whole share up front from
+/// [`ack_budget`] instead, which is smaller than the client's limit, so the
+/// client's permits never run out under them.
+const ACK_BUDGET: usize = 20_000;
+/// The client's limit: the budget plus room for single publishes (a worker's
+/// outcome, a config command, an intake append), which hold at most one
+/// permit while they wait for the next.
+const MAX_ACK_INFLIGHT: usize = 2 * ACK_BUDGET;
+
 pub fn jetstream(client: async_nats::Client) -> Context {
-    jetstream::new(client)
+    jetstream::ContextBuilder::new().max_ack_inflight(MAX_ACK_INFLIGHT).build(client)
+}
+
+/// Permission to have `n` stored-publish acks outstanding (at most
+/// [`ACK_BUDGET`]); taken all at once, so a holder never waits for more.
+pub async fn ack_budget(n: usize) -> tokio::sync::SemaphorePermit<'static> {
+    static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ACK_BUDGET);
+    let n = n.clamp(1, ACK_BUDGET) as u32;
+    BUDGET.acquire_many(n).await.expect("the budget semaphore is never closed")
 }
 
 /// Bind a durable pull consumer, creating or updating it to `config`.

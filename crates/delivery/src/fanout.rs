@@ -89,6 +89,7 @@ async fn dispatch(js: &Context, resolver: &Resolver, msg: Message, event: Stored
     };
     let event_seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let _budget = hookline_bus::ack_budget(endpoints.len()).await;
     let mut acks = Vec::with_capacity(endpoints.len());
     for ep in &endpoints {
         let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {

@@ -158,6 +158,7 @@ impl IngestService for IngestApi {
         for (tenant, n) in per_tenant {
             self.admit(tenant, n).inspect_err(|e| e.count("grpc"))?;
         }
+        let _budget = hookline_bus::ack_budget(prepared.len()).await;
         let mut acks = Vec::with_capacity(prepared.len());
         for p in &prepared {
             acks.push(self.appender.send(p).await?);
