@@ -19,6 +19,8 @@ fi
 python3 -c "import standardwebhooks" 2>/dev/null || python3 -m pip install --quiet standardwebhooks
 # Svix's receiver library: rotation is verified with it too.
 python3 -c "import svix" 2>/dev/null || python3 -m pip install --quiet svix
+# The SMTP relay with STARTTLS and AUTH in the e-mail test.
+python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 
 # PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres).
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then

@@ -345,15 +345,23 @@ struct SmtpSink {
 
 impl SmtpSink {
     fn start(reject: Option<u16>) -> Self {
+        let args: Vec<String> = reject.map(|code| vec!["--reject".into(), code.to_string()]).unwrap_or_default();
+        Self::spawn(&args)
+    }
+
+    /// STARTTLS and AUTH required, with the test CA's `localhost` certificate.
+    fn start_secure(user: &str, password: &str) -> Self {
+        let fixture = |f: &str| format!("{}/tests/fixtures/tls/{f}", env!("CARGO_MANIFEST_DIR"));
+        Self::spawn(&["--secure".into(), fixture("server.pem"), fixture("server.key"), user.into(), password.into()])
+    }
+
+    fn spawn(args: &[String]) -> Self {
         let port = hookline_e2e::free_port();
         let dir = std::env::temp_dir().join(format!("hookline-smtp-{port}-{}", rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
         let script = format!("{}/tests/peers/smtp_sink.py", env!("CARGO_MANIFEST_DIR"));
         let mut cmd = std::process::Command::new("python3");
-        cmd.arg(&script).arg(port.to_string()).arg(&dir).stdout(std::process::Stdio::null());
-        if let Some(code) = reject {
-            cmd.args(["--reject", &code.to_string()]);
-        }
+        cmd.arg(&script).arg(port.to_string()).arg(&dir).args(args).stdout(std::process::Stdio::null());
         let child = cmd.spawn().expect("python3");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -480,6 +488,53 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     .unwrap();
     assert!(outcomes.iter().all(|o| o["error_kind"] == "smtp" && o["status_code"] == 550), "{outcomes:#?}");
     assert_eq!(outcomes[2]["state"], "failed");
+}
+
+/// The relay of a real deployment: STARTTLS and AUTH required, its
+/// certificate from a private CA trusted through HOOKLINE_TLS_CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
+    let sink = SmtpSink::start_secure("hookline", "relay-pass");
+    let ca = format!("{}/tests/fixtures/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
+    let send_with = |password: &str| format!("smtp://hookline:{password}@localhost:{}?tls=required", sink.port);
+    let s = stack_with(&[("HOOKLINE_SMTP_URL", &send_with("relay-pass")), ("HOOKLINE_TLS_CA", &ca)]).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    let email_endpoint = |subs: &mut spb::subscription_service_client::SubscriptionServiceClient<_>| {
+        let req = spb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            url: "https://erp.example.com/unused".into(),
+            email: "erp-inbox@example.com".into(),
+            ..Default::default()
+        };
+        let mut subs = subs.clone();
+        async move { subs.create_endpoint(req).await.unwrap().into_inner().id }
+    };
+    email_endpoint(&mut subs).await;
+    s.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let mail = eventually(Duration::from_secs(15), "an e-mail", || async { Ok(sink.messages().into_iter().next()) })
+        .await
+        .unwrap();
+    assert_eq!(mail["tls"], true, "sent after STARTTLS");
+    assert_eq!(mail["auth_user"], "hookline", "sent after AUTH");
+    assert_eq!(mail["rcpt_to"], json!(["erp-inbox@example.com"]));
+
+    // A wrong password: the relay refuses, the attempt fails as `smtp`, and
+    // the password appears in no outcome.
+    let s2 = stack_with(&[("HOOKLINE_SMTP_URL", &send_with("wrong-pass")), ("HOOKLINE_TLS_CA", &ca)]).await;
+    let mut subs2 = s2.hookline.subscriptions_client().await;
+    tenant(&mut subs2, "acme", Plan::Basic, true).await;
+    let ep = email_endpoint(&mut subs2).await;
+    s2.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let outcome = eventually(Duration::from_secs(15), "a refused attempt", || {
+        let (nats, subject) = (&s2.nats, format!("hookline.outcomes.acme.{ep}"));
+        async move { Ok(read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await.into_iter().next()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcome["error_kind"], "smtp", "{outcome}");
+    assert!(!outcome.to_string().contains("wrong-pass"), "the relay password leaked: {outcome}");
+    assert_eq!(sink.messages().len(), 1, "nothing accepted without a valid login");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,26 @@ use lettre::{
 
 use crate::sender::AttemptResult;
 
+/// The TLS mode the URL asks for (as lettre reads it), trusting `pem` too.
+fn tls_with_ca(url: &str, pem: &[u8]) -> Result<lettre::transport::smtp::client::Tls, String> {
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = parsed.host_str().ok_or("no host")?.to_owned();
+    let params = || -> Result<TlsParameters, String> {
+        TlsParameters::builder(host.clone())
+            .add_root_certificate(Certificate::from_pem(pem).map_err(|e| format!("HOOKLINE_TLS_CA: {e}"))?)
+            .build_rustls()
+            .map_err(|e| e.to_string())
+    };
+    let mode = parsed.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    Ok(match (parsed.scheme(), mode.as_deref()) {
+        ("smtps", _) => Tls::Wrapper(params()?),
+        (_, Some("required")) => Tls::Required(params()?),
+        (_, Some("opportunistic")) => Tls::Opportunistic(params()?),
+        _ => Tls::None,
+    })
+}
+
 #[derive(Clone)]
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -23,14 +43,18 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    /// `Err` names the setting and what is wrong with it.
-    pub fn new(url: &str, from: &str, timeout: Duration) -> Result<Self, String> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| {
-                format!("HOOKLINE_SMTP_URL: {e} (expected smtp://[user:pass@]host:port[?tls=required] or smtps://...)")
-            })?
-            .timeout(Some(timeout))
-            .build();
+    /// `Err` names the setting and what is wrong with it. `extra_ca_pem`
+    /// (HOOKLINE_TLS_CA) is trusted besides the public roots when the URL
+    /// asks for TLS, for a relay behind a private CA.
+    pub fn new(url: &str, from: &str, timeout: Duration, extra_ca_pem: Option<&[u8]>) -> Result<Self, String> {
+        let bad_url = |e: &dyn std::fmt::Display| {
+            format!("HOOKLINE_SMTP_URL: {e} (expected smtp://[user:pass@]host:port[?tls=required] or smtps://...)")
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|e| bad_url(&e))?;
+        if let Some(pem) = extra_ca_pem {
+            builder = builder.tls(tls_with_ca(url, pem).map_err(|e| bad_url(&e))?);
+        }
+        let transport = builder.timeout(Some(timeout)).build();
         let from = from.parse().map_err(|e| format!("HOOKLINE_SMTP_FROM: {e}"))?;
         Ok(Self { transport, from })
     }

@@ -106,7 +106,8 @@ pub struct ServiceArgs {
     #[arg(long, env = "HOOKLINE_TLS_KEY")]
     pub tls_key: Option<std::path::PathBuf>,
     /// PEM CA certificates trusted, besides the public web roots, when a
-    /// service calls another over `https://` (delivery calling subscriptions).
+    /// service calls another over `https://` (delivery calling subscriptions)
+    /// and by the SMTP relay's TLS (HOOKLINE_SMTP_URL).
     #[arg(long, env = "HOOKLINE_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
     /// When set, `GET /metrics` wants `Authorization: Bearer <token>`
@@ -212,7 +213,7 @@ impl ServiceArgs {
             mailer: self
                 .smtp_url
                 .as_deref()
-                .map(|url| Mailer::new(url, &self.smtp_from, self.request_timeout))
+                .map(|url| Mailer::new(url, &self.smtp_from, self.request_timeout, self.tls_ca_pem()?.as_deref()))
                 .transpose()?,
         })
     }
