@@ -149,17 +149,7 @@ async fn gone_disables_the_endpoint_and_retry_after_is_honoured() {
     let mut ingest = s.hookline.ingest_client().await;
     ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
     gone.wait_for(1, Duration::from_secs(10)).await.unwrap();
-    let ep = eventually(Duration::from_secs(10), "endpoint disabled", || {
-        let mut subs = subs.clone();
-        let id = gone_ep.clone();
-        async move {
-            let e = subs.get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: id }).await?;
-            let e = e.into_inner();
-            Ok((!e.enabled).then_some(e))
-        }
-    })
-    .await
-    .unwrap();
+    let ep = disabled(&subs, &gone_ep, Duration::from_secs(10)).await;
     assert!(ep.disabled_reason.contains("410"), "{}", ep.disabled_reason);
     let config = read_subject(&s.nats, "HOOKLINE_CONFIG", "hookline.config.acme").await;
     assert!(config.iter().any(|e| e["type"] == "endpoint.disabled"), "an endpoint.disabled config event");
@@ -333,6 +323,24 @@ async fn sigterm_drains_and_two_delivery_processes_share_the_work() {
     assert_eq!(duplicates, 0, "a graceful stop causes no duplicate deliveries");
     let logs = [first.log_contents(), second.log_contents()];
     assert!(logs.iter().all(|l| l.contains("attempt finished")), "both processes delivered");
+}
+
+/// The endpoint of tenant `acme` once it is disabled.
+async fn disabled(
+    subs: &spb::subscription_service_client::SubscriptionServiceClient<tonic::transport::Channel>,
+    endpoint_id: &str,
+    within: Duration,
+) -> spb::Endpoint {
+    eventually(within, "endpoint disabled", || {
+        let (mut subs, id) = (subs.clone(), endpoint_id.to_owned());
+        async move {
+            let e = subs.get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: id }).await?;
+            let e = e.into_inner();
+            Ok((!e.enabled).then_some(e))
+        }
+    })
+    .await
+    .unwrap()
 }
 
 /// A real SMTP server process (tests/peers/smtp_sink.py) writing each
@@ -554,17 +562,7 @@ async fn endpoints_failing_long_enough_are_disabled_and_missed_events_recovered(
     let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
     ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let disabled = eventually(Duration::from_secs(15), "auto-disabled", || {
-        let mut subs = subs.clone();
-        let id = ep.clone();
-        async move {
-            let e = subs.get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: id }).await?;
-            let e = e.into_inner();
-            Ok((!e.enabled).then_some(e))
-        }
-    })
-    .await
-    .unwrap();
+    let disabled = disabled(&subs, &ep, Duration::from_secs(15)).await;
     assert!(disabled.disabled_reason.contains("every attempt failed since"), "{}", disabled.disabled_reason);
 
     // Events arriving while disabled are listed as such...
