@@ -21,6 +21,8 @@ use tonic::{Status, transport::Channel};
 
 type Answer = Result<Vec<ResolvedEndpoint>, Status>;
 
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Default)]
 struct Queue {
     /// A call for this key is running; new waiters go into `waiting`.
@@ -94,10 +96,13 @@ impl Resolver {
         if let Some(Ok(auth)) = self.authorization.as_deref().map(str::parse) {
             request.metadata_mut().insert("authorization", auth);
         }
-        match self.client.clone().resolve(request).await {
-            Ok(r) => Ok(r.into_inner().endpoints),
-            Err(s) if s.code() == tonic::Code::NotFound => Ok(Vec::new()),
-            Err(s) => Err(s),
+        // Everyone waiting on this key waits on this call: never forever.
+        let call = tokio::time::timeout(CALL_TIMEOUT, self.client.clone().resolve(request));
+        match call.await {
+            Ok(Ok(r)) => Ok(r.into_inner().endpoints),
+            Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(Vec::new()),
+            Ok(Err(s)) => Err(s),
+            Err(_) => Err(Status::deadline_exceeded(format!("Resolve took longer than {CALL_TIMEOUT:?}"))),
         }
     }
 }
