@@ -97,8 +97,8 @@ impl Resolver {
             request.metadata_mut().insert("authorization", auth);
         }
         // Everyone waiting on this key waits on this call: never forever.
-        let call = tokio::time::timeout(CALL_TIMEOUT, self.client.clone().resolve(request));
-        match call.await {
+        let mut client = self.client.clone();
+        match tokio::time::timeout(CALL_TIMEOUT, client.resolve(request)).await {
             Ok(Ok(r)) => Ok(r.into_inner().endpoints),
             Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(Vec::new()),
             Ok(Err(s)) => Err(s),
