@@ -125,7 +125,8 @@ pub fn show(
             .unwrap_or_default();
         let value = if id.contains("url") {
             mask_url(&value)
-        } else if (id.contains("token") || id.contains("key")) && !value.is_empty() {
+        } else if arg.is_hide_env_values_set() && !value.is_empty() {
+            // The settings that hide their values in `--help` are the secrets.
             "********".to_owned()
         } else {
             value

@@ -59,6 +59,8 @@ fn layered_configuration_file_then_env_then_flags() {
         .arg(&file)
         .args(["config", "show", "--json", "--request-timeout", "30s"])
         .env("HOOKLINE_ACK_WAIT", "75s")
+        .env("HOOKLINE_METRICS_TOKEN", "metrics-s3cret")
+        .env("HOOKLINE_TLS_KEY", "/etc/hookline/tls/server.key")
         .env_remove("HOOKLINE_NATS_URL")
         .env_remove("HOOKLINE_REQUEST_TIMEOUT")
         .env_remove("HOOKLINE_DATABASE_URL")
@@ -74,6 +76,8 @@ fn layered_configuration_file_then_env_then_flags() {
     assert_eq!(shown["HOOKLINE_GRPC_ADDR"]["source"], "default");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("s3cret") && text.contains("app:********@db"), "secrets masked: {text}");
+    assert_eq!(shown["HOOKLINE_METRICS_TOKEN"]["value"], "********");
+    assert_eq!(shown["HOOKLINE_TLS_KEY"]["value"], "/etc/hookline/tls/server.key", "a path is not a secret");
 
     std::fs::write(&file, "nats_ur = \"x\"\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hookline")).args(["--config"]).arg(&file).arg("dev").output().unwrap();
