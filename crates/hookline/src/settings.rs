@@ -195,6 +195,7 @@ impl ServiceArgs {
         if self.breaker_threshold == 0 {
             return Err("HOOKLINE_BREAKER_THRESHOLD: must be at least 1".into());
         }
+        let tls_ca = self.tls_ca_pem()?;
         Ok(DeliverySettings {
             retry_schedule,
             request_timeout: self.request_timeout,
@@ -202,7 +203,6 @@ impl ServiceArgs {
             concurrency: self.delivery_concurrency,
             subscriptions_url: self.subscriptions_url.clone(),
             operator_token: self.operator_token.clone(),
-            tls_ca: self.tls_ca_pem()?,
             guard: GuardSettings {
                 per_endpoint: self.endpoint_concurrency,
                 breaker_threshold: self.breaker_threshold,
@@ -213,8 +213,9 @@ impl ServiceArgs {
             mailer: self
                 .smtp_url
                 .as_deref()
-                .map(|url| Mailer::new(url, &self.smtp_from, self.request_timeout, self.tls_ca_pem()?.as_deref()))
+                .map(|url| Mailer::new(url, &self.smtp_from, self.request_timeout, tls_ca.as_deref()))
                 .transpose()?,
+            tls_ca,
         })
     }
 }

@@ -26,13 +26,7 @@ impl Identity {
     pub fn load(cert: &Path, key: &Path) -> Result<Self, String> {
         let cert_pem = read(cert, "HOOKLINE_TLS_CERT")?;
         let key_pem = read(key, "HOOKLINE_TLS_KEY")?;
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(&cert_pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("HOOKLINE_TLS_CERT: {}: not PEM certificates: {e}", cert.display()))?;
-        if chain.is_empty() {
-            return Err(format!("HOOKLINE_TLS_CERT: {}: holds no CERTIFICATE block", cert.display()));
-        }
+        let chain = certificates(&cert_pem, cert, "HOOKLINE_TLS_CERT")?;
         let private = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|e| format!("HOOKLINE_TLS_KEY: {}: no PEM private key: {e}", key.display()))?;
         let mut http = rustls::ServerConfig::builder()
@@ -56,14 +50,19 @@ fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
 /// CA certificates for `HOOKLINE_TLS_CA`, checked to be PEM.
 pub fn read_ca(path: &Path, key: &str) -> Result<Vec<u8>, String> {
     let pem = read(path, key)?;
-    let n = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{key}: {}: not PEM certificates: {e}", path.display()))?
-        .len();
-    if n == 0 {
+    certificates(&pem, path, key)?;
+    Ok(pem)
+}
+
+/// The certificates in `pem` (read from `path`, set by `key`): at least one.
+fn certificates(pem: &[u8], path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{key}: {}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
         return Err(format!("{key}: {}: holds no CERTIFICATE block", path.display()));
     }
-    Ok(pem)
+    Ok(certs)
 }
 
 /// An axum listener that hands out connections once their TLS handshake is
