@@ -201,6 +201,80 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
     let log = s.hookline.log_contents();
     assert!(log.contains("circuit breaker opened"), "breaker opened");
     assert_eq!(hole.open.load(Ordering::SeqCst), 0, "no attempts while the breaker is open");
+    // The hole's tasks wait in HOOKLINE_PARKED (100 first attempts, less the
+    // 4 made, plus those 4's retries), not cycling through the workers.
+    let js = s.nats.jetstream().await;
+    let parked = eventually(Duration::from_secs(10), "the black hole's tasks parked", || async {
+        let n = stream_messages(&js, "HOOKLINE_PARKED").await;
+        (n == 100).then_some(n)
+    })
+    .await
+    .unwrap();
+    assert_eq!(parked, 100);
+    assert_eq!(stream_messages(&js, "HOOKLINE_DISPATCH").await, 0, "nothing left cycling through the workers");
+    let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
+    assert!(metrics.contains("hookline_delivery_parked_tasks 100"), "the parked gauge shows them");
+}
+
+async fn stream_messages(js: &async_nats::jetstream::Context, name: &str) -> u64 {
+    js.get_stream(name).await.unwrap().info().await.unwrap().state.messages
+}
+
+/// An endpoint that fails until its breaker opens has its tasks parked;
+/// once it answers again, the probe closes the breaker and every parked task
+/// is delivered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
+    let s = stack_with(&[
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "3"),
+        ("HOOKLINE_BREAKER_COOLDOWN", "2s"),
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
+    ])
+    .await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    let down = Receiver::start().await;
+    down.set_default(500);
+    endpoint(&mut subs, "acme", &down.url(), &[], PayloadLayout::Envelope).await;
+    let mut ingest = s.hookline.ingest_client().await;
+    let events = (0..300).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
+    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    let js = s.nats.jetstream().await;
+    eventually(Duration::from_secs(20), "tasks parked behind the open breaker", || async {
+        (stream_messages(&js, "HOOKLINE_PARKED").await >= 280).then_some(())
+    })
+    .await
+    .unwrap();
+    let failed_while_down = down.count();
+    assert!(failed_while_down < 60, "{failed_while_down} attempts against an open breaker");
+    down.set_default(200);
+    let recovered = Instant::now();
+    eventually(Duration::from_secs(30), "every event delivered", || async {
+        let ok: HashSet<String> = down
+            .requests()
+            .iter()
+            .filter(|r| r.status == 200)
+            .filter_map(|r| r.header("webhook-id").map(str::to_owned))
+            .collect();
+        (ok.len() == 300).then_some(())
+    })
+    .await
+    .unwrap();
+    let drained_in = recovered.elapsed();
+    let successes: Vec<String> = down
+        .requests()
+        .iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.header("webhook-id").map(str::to_owned))
+        .collect();
+    assert_eq!(successes.len(), 300, "no event delivered twice");
+    assert!(drained_in < Duration::from_secs(20), "the backlog took {drained_in:?} to drain");
+    eventually(Duration::from_secs(10), "the parking lot empty", || async {
+        (stream_messages(&js, "HOOKLINE_PARKED").await == 0).then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

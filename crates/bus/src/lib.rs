@@ -24,6 +24,9 @@ pub const CONFIG_STREAM: &str = "HOOKLINE_CONFIG";
 pub const DISPATCH_STREAM: &str = "HOOKLINE_DISPATCH";
 /// One record per delivery attempt. `hookline.outcomes.<tenant>.<endpoint>`.
 pub const OUTCOMES_STREAM: &str = "HOOKLINE_OUTCOMES";
+/// Tasks of an endpoint that is stuck or whose breaker is open, waiting
+/// apart from the others (work queue). `hookline.parked.<tenant>.<endpoint>`.
+pub const PARKED_STREAM: &str = "HOOKLINE_PARKED";
 
 /// Durable consumer of ingest on the intake stream.
 pub const INGEST_CONSUMER: &str = "ingest";
@@ -39,6 +42,7 @@ pub const CONFIG_ALL: &str = "hookline.config.>";
 pub const REJECTED_ALL: &str = "hookline.rejected.>";
 pub const OUTCOMES_ALL: &str = "hookline.outcomes.>";
 pub const DISPATCH_ALL: &str = "hookline.dispatch.>";
+pub const PARKED_ALL: &str = "hookline.parked.>";
 
 /// JetStream's de-duplication header.
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -69,6 +73,22 @@ pub fn dispatch_subject(tenant: &str, endpoint: &str) -> String {
 }
 pub fn outcomes_subject(tenant: &str, endpoint: &str) -> String {
     format!("hookline.outcomes.{tenant}.{endpoint}")
+}
+pub fn parked_subject(tenant: &str, endpoint: &str) -> String {
+    format!("hookline.parked.{tenant}.{endpoint}")
+}
+/// The durable consumer that drains one endpoint's parked tasks.
+pub fn parked_consumer(endpoint: &str) -> String {
+    format!("parked_{endpoint}")
+}
+
+/// The tenant and endpoint tokens of `hookline.<kind>.<tenant>.<endpoint>`.
+pub fn tenant_and_endpoint_of(subject: &str) -> Option<(&str, &str)> {
+    let mut tokens = subject.split('.').skip(2);
+    match (tokens.next(), tokens.next(), tokens.next()) {
+        (Some(tenant), Some(endpoint), None) => Some((tenant, endpoint)),
+        _ => None,
+    }
 }
 
 /// The tenant token of `hookline.<kind>.<tenant>[...]`.
@@ -156,12 +176,18 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
             ..base
         },
         OUTCOMES_STREAM => stream::Config { subjects: vec![OUTCOMES_ALL.into()], max_age: OUTCOMES_MAX_AGE, ..base },
+        PARKED_STREAM => stream::Config {
+            subjects: vec![PARKED_ALL.into()],
+            retention: RetentionPolicy::WorkQueue,
+            duplicate_window: Duration::from_secs(600),
+            ..base
+        },
         _ => unreachable!("unknown stream {name}"),
     }
 }
 
-pub const ALL_STREAMS: [&str; 6] =
-    [INTAKE_STREAM, EVENTS_STREAM, REJECTED_STREAM, CONFIG_STREAM, DISPATCH_STREAM, OUTCOMES_STREAM];
+pub const ALL_STREAMS: [&str; 7] =
+    [INTAKE_STREAM, EVENTS_STREAM, REJECTED_STREAM, CONFIG_STREAM, DISPATCH_STREAM, OUTCOMES_STREAM, PARKED_STREAM];
 
 /// Create every stream that is missing. Existing streams are left as they
 /// are (an operator's replicas or limits survive restarts), except that with
@@ -316,5 +342,19 @@ pub async fn consume<F, Fut>(
             "work still in flight after {:?}; JetStream will redeliver it",
             pull.drain
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_split_back_into_tenant_and_endpoint() {
+        let s = parked_subject("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0");
+        assert_eq!(tenant_and_endpoint_of(&s), Some(("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0")));
+        assert_eq!(tenant_and_endpoint_of(&dispatch_subject("t", "e")), Some(("t", "e")));
+        assert_eq!(tenant_and_endpoint_of("hookline.parked.t"), None);
+        assert_eq!(tenant_and_endpoint_of("hookline.parked.t.e.x"), None);
     }
 }

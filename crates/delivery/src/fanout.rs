@@ -14,17 +14,21 @@ use hookline_domain::{
     ids::{DeliveryId, EndpointId},
 };
 use hookline_proto::subscriptions::v1::subscription_service_client::SubscriptionServiceClient;
-use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
+use hookline_telemetry::{
+    labels, metrics,
+    trace::{TRACEPARENT, TraceParent},
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{DeliverySettings, resolve::Resolver};
+use crate::{DeliverySettings, guard::Guard, park, resolve::Resolver};
 
 const CONCURRENCY: usize = 128;
 
 pub async fn run(
     js: Context,
     settings: DeliverySettings,
+    guard: Guard,
     shutdown: CancellationToken,
 ) -> Result<(), hookline_bus::BusError> {
     let consumer = hookline_bus::durable(
@@ -49,14 +53,14 @@ pub async fn run(
     let resolver = Resolver::new(SubscriptionServiceClient::new(channel), settings.operator_token.as_deref());
     let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency: CONCURRENCY, drain: Duration::from_secs(10) };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
-        let (js, resolver) = (js.clone(), resolver.clone());
-        async move { fan_out(&js, &resolver, msg).await }
+        let (js, resolver, guard) = (js.clone(), resolver.clone(), guard.clone());
+        async move { fan_out(&js, &resolver, &guard, msg).await }
     })
     .await;
     Ok(())
 }
 
-async fn fan_out(js: &Context, resolver: &Resolver, msg: Message) {
+async fn fan_out(js: &Context, resolver: &Resolver, guard: &Guard, msg: Message) {
     let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
         Ok(e) => e,
         Err(e) => {
@@ -68,10 +72,17 @@ async fn fan_out(js: &Context, resolver: &Resolver, msg: Message) {
     let trace = TraceParent::continue_or_start(header(msg.headers.as_ref(), TRACEPARENT));
     let span = tracing::info_span!("fanout", trace_id = %trace.trace_id(), event_id = %event.id,
         tenant = %event.tenant_id, event_type = event.event_type.as_str());
-    dispatch(js, resolver, msg, event, trace).instrument(span).await
+    dispatch(js, resolver, guard, msg, event, trace).instrument(span).await
 }
 
-async fn dispatch(js: &Context, resolver: &Resolver, msg: Message, event: StoredEvent, trace: TraceParent) {
+async fn dispatch(
+    js: &Context,
+    resolver: &Resolver,
+    guard: &Guard,
+    msg: Message,
+    event: StoredEvent,
+    trace: TraceParent,
+) {
     if header(msg.headers.as_ref(), WEBHOOKS_HEADER) == Some("off") {
         tracing::info!("fanout: published while webhooks were off; not delivered");
         let _ = msg.double_ack().await;
@@ -105,11 +116,25 @@ async fn dispatch(js: &Context, resolver: &Resolver, msg: Message, event: Stored
             not_before: None,
             event: event.clone(),
         };
-        let publish = PublishMessage::build()
-            .payload(serde_json::to_vec(&task).expect("tasks serialise").into())
-            .header(TRACEPARENT, trace.child().to_string().as_str())
-            .message_id(task.msg_id());
-        match js.send_publish(dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id), publish).await {
+        let payload: bytes::Bytes = serde_json::to_vec(&task).expect("tasks serialise").into();
+        let traceparent = trace.child().to_string();
+        // An endpoint that is stuck or has its breaker open gets its task
+        // parked at once, so the task never cycles through the workers.
+        let sent = match guard.blocked(&task.endpoint_id) {
+            Some(why) => {
+                metrics().deferrals.get_or_create(&labels([("reason", why.reason())])).inc();
+                let tenant = event.tenant_id.as_str();
+                park::publish(js, tenant, &ep.endpoint_id, payload, Some(&traceparent), task.msg_id()).await
+            }
+            None => {
+                let publish = PublishMessage::build()
+                    .payload(payload)
+                    .header(TRACEPARENT, traceparent.as_str())
+                    .message_id(task.msg_id());
+                js.send_publish(dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id), publish).await
+            }
+        };
+        match sent {
             Ok(ack) => acks.push(ack),
             Err(e) => {
                 tracing::warn!(error = %e, "fanout: dispatch publish failed; retrying in 1s");

@@ -1,15 +1,22 @@
 //! Per-endpoint isolation inside one delivery process: an in-flight cap and
 //! a circuit breaker.
 //!
-//! A task for a busy endpoint waits briefly for one of its slots (healthy,
-//! fast endpoints then run at their cap without churn); if none frees up in
-//! `max_wait`, or the breaker is open, the task goes back to JetStream with a
-//! delay, so a slow or failing endpoint holds no more than its cap of worker
-//! slots plus short waits, and waiting work costs no memory here.
+//! A task for a busy endpoint that is making progress waits briefly for one
+//! of its slots (healthy, fast endpoints then run at their cap without
+//! churn), and goes back to JetStream for a moment if none frees up. A task
+//! for an endpoint that is stuck (its cap in flight and nothing finished for
+//! a while) or whose breaker is open is *parked* instead (see
+//! [`crate::park`]): it waits in JetStream apart from the other endpoints'
+//! tasks, and [`Guard::room`] says how many may come back. A slow or failing
+//! endpoint therefore holds no more than its cap of worker slots, and its
+//! waiting work costs neither memory here nor pulls from the shared consumer.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -31,6 +38,10 @@ pub struct GuardSettings {
 /// How long a task waits for a busy endpoint before going back to JetStream.
 const MAX_WAIT: Duration = Duration::from_millis(500);
 
+/// The most parked tasks one endpoint gets back per round of the parking
+/// sweeper, however fast it has been finishing them.
+const MAX_ROOM: usize = 2_000;
+
 #[derive(Default)]
 struct Breaker {
     consecutive_failures: u32,
@@ -45,11 +56,20 @@ struct Gate {
     /// When an attempt last finished (or the gate was made): waiting for a
     /// slot only pays off while the endpoint is making progress.
     last_release: Mutex<Instant>,
+    /// Attempts finished so far, so the sweeper can return parked tasks at
+    /// the pace the endpoint takes them.
+    finished: AtomicU64,
 }
 
-/// An endpoint with no attempt finished for this long is stuck: tasks do
-/// not wait for it, and go back to JetStream for longer.
+/// An endpoint with no attempt finished for this long, and its cap in
+/// flight, is stuck: its tasks are parked.
 const STUCK: Duration = Duration::from_millis(250);
+
+impl Gate {
+    fn stuck(&self) -> bool {
+        self.slots.available_permits() == 0 && self.last_release.lock().expect("release lock").elapsed() > STUCK
+    }
+}
 
 #[derive(Clone)]
 pub struct Guard {
@@ -66,13 +86,28 @@ pub struct Slot {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Why a task must wait, and for how long it should stay in JetStream.
+/// Why a task must wait, and where.
 #[derive(Debug, PartialEq)]
 pub enum Wait {
-    /// The endpoint has its cap of attempts in flight.
+    /// The endpoint has its cap in flight but is making progress: back to
+    /// JetStream for this long.
     Busy(Duration),
-    /// The breaker is open (or a probe is out).
-    Open(Duration),
+    /// The endpoint has its cap in flight and nothing finished for a while:
+    /// park the task.
+    Stuck,
+    /// The breaker is open, or half-open with its probe out: park the task.
+    Open,
+}
+
+impl Wait {
+    /// The `reason` label of `hookline_delivery_deferrals_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Wait::Busy(_) => "endpoint_busy",
+            Wait::Stuck => "endpoint_stuck",
+            Wait::Open => "breaker_open",
+        }
+    }
 }
 
 impl Guard {
@@ -89,29 +124,25 @@ impl Guard {
                     slots: Arc::new(Semaphore::new(self.settings.per_endpoint)),
                     breaker: Mutex::default(),
                     last_release: Mutex::new(Instant::now()),
+                    finished: AtomicU64::new(0),
                 })
             })
             .clone()
     }
 
-    /// A slot for an attempt, or how long the task should wait in JetStream.
-    ///
-    /// Every hand-back costs a pull and a redelivery, so the delay grows with
-    /// how hopeless the endpoint looks: a busy endpoint making progress is
-    /// retried in 0.2-0.3 s; a stuck one (nothing finished for a while) after
-    /// as long as it has been stuck, up to one attempt timeout; an open
-    /// breaker when its cooldown ends; a half-open one after as long as its
-    /// probe has been out. A black-holed endpoint thus costs each of its
-    /// tasks a few redeliveries, not one per second.
+    fn existing(&self, endpoint: &EndpointId) -> Option<Arc<Gate>> {
+        self.gates.lock().expect("guard lock").get(endpoint).cloned()
+    }
+
+    /// A slot for an attempt, or why the task must wait.
     pub async fn admit(&self, endpoint: &EndpointId) -> Result<Slot, Wait> {
         let gate = self.gate(endpoint);
-        let timeout = self.settings.attempt_timeout;
         let probe = {
             let mut b = gate.breaker.lock().expect("breaker lock");
             let now = Instant::now();
             match (b.open_until, b.probing) {
-                (Some(until), _) if now < until => return Err(Wait::Open(spread(until - now))),
-                (Some(_), Some(started)) => return Err(Wait::Open(spread(patience(started.elapsed(), timeout)))),
+                (Some(until), _) if now < until => return Err(Wait::Open),
+                (Some(_), Some(_)) => return Err(Wait::Open),
                 (Some(_), None) => {
                     b.probing = Some(now);
                     true
@@ -119,19 +150,63 @@ impl Guard {
                 (None, _) => false,
             }
         };
-        let stuck_for = gate.last_release.lock().expect("release lock").elapsed();
-        let stuck = gate.slots.available_permits() == 0 && stuck_for > STUCK;
-        let wait = if stuck { Duration::ZERO } else { MAX_WAIT };
+        let wait = if gate.stuck() { Duration::ZERO } else { MAX_WAIT };
         match tokio::time::timeout(wait, gate.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Slot { guard: self.clone(), gate, probe, finished: false, _permit: permit }),
             _ => {
                 if probe {
                     gate.breaker.lock().expect("breaker lock").probing = None;
                 }
-                let delay = if stuck { patience(stuck_for, timeout) } else { Duration::from_millis(200) };
-                Err(Wait::Busy(spread(delay)))
+                if gate.stuck() { Err(Wait::Stuck) } else { Err(Wait::Busy(spread(Duration::from_millis(200)))) }
             }
         }
+    }
+
+    /// Whether (and why) a new task for `endpoint` would be parked now:
+    /// fan-out then parks it at once instead of sending it to the workers.
+    pub fn blocked(&self, endpoint: &EndpointId) -> Option<Wait> {
+        let gate = self.existing(endpoint)?;
+        let b = gate.breaker.lock().expect("breaker lock");
+        let open = match (b.open_until, b.probing) {
+            (Some(until), _) if Instant::now() < until => true,
+            (Some(_), probing) => probing.is_some(),
+            (None, _) => false,
+        };
+        drop(b);
+        if open {
+            Some(Wait::Open)
+        } else if gate.stuck() {
+            Some(Wait::Stuck)
+        } else {
+            None
+        }
+    }
+
+    /// How many parked tasks `endpoint` may get back now. `seen` is the
+    /// caller's record of the endpoint's finished attempts at its last look:
+    /// the room grows with what finished since (slow start), so a recovered
+    /// endpoint drains its backlog quickly and a slow one is not flooded.
+    /// An open breaker whose cooldown is over gets one task, its probe.
+    pub fn room(&self, endpoint: &EndpointId, seen: &mut Option<u64>) -> usize {
+        let Some(gate) = self.existing(endpoint) else {
+            return self.settings.per_endpoint;
+        };
+        {
+            let b = gate.breaker.lock().expect("breaker lock");
+            match (b.open_until, b.probing) {
+                (Some(until), _) if Instant::now() < until => return 0,
+                (Some(_), Some(_)) => return 0,
+                (Some(_), None) => return 1,
+                (None, _) => {}
+            }
+        }
+        if gate.stuck() {
+            return 0;
+        }
+        let finished = gate.finished.load(Ordering::Relaxed);
+        let recent = finished - seen.unwrap_or(finished);
+        *seen = Some(finished);
+        (gate.slots.available_permits() + 2 * recent as usize).min(MAX_ROOM)
     }
 
     /// Endpoints whose breaker is open now.
@@ -143,6 +218,7 @@ impl Guard {
 
     fn release(&self, gate: &Gate, probe: bool, success: Option<bool>) {
         *gate.last_release.lock().expect("release lock") = Instant::now();
+        gate.finished.fetch_add(1, Ordering::Relaxed);
         let mut b = gate.breaker.lock().expect("breaker lock");
         if probe {
             b.probing = None;
@@ -169,12 +245,6 @@ impl Guard {
 /// `d` to `1.5 d`, so tasks handed back together do not return together.
 fn spread(d: Duration) -> Duration {
     d.mul_f64(1.0 + rand::random::<f64>() / 2.0)
-}
-
-/// How long to keep a task away from an endpoint that has shown no result
-/// for `stuck_for`: as long again, from 1 s up to one attempt timeout.
-fn patience(stuck_for: Duration, attempt_timeout: Duration) -> Duration {
-    stuck_for.clamp(Duration::from_secs(1), attempt_timeout.max(Duration::from_secs(1)))
 }
 
 impl Slot {
@@ -212,7 +282,14 @@ mod tests {
         let (a, b) = (EndpointId::generate(), EndpointId::generate());
         let s1 = g.admit(&a).await.unwrap();
         let _s2 = g.admit(&a).await.unwrap();
-        assert!(matches!(g.admit(&a).await, Err(Wait::Busy(_))), "no progress yet: a third goes back at once");
+        let asked = Instant::now();
+        assert_eq!(g.admit(&a).await.err(), Some(Wait::Stuck), "a third waited, nothing finished: park");
+        assert!(asked.elapsed() >= MAX_WAIT, "it waited for a slot first");
+        let asked = Instant::now();
+        assert_eq!(g.admit(&a).await.err(), Some(Wait::Stuck));
+        assert!(asked.elapsed() < MAX_WAIT, "once stuck, tasks do not wait");
+        assert_eq!(g.blocked(&a), Some(Wait::Stuck), "fan-out parks too");
+        assert_eq!(g.room(&a, &mut None), 0, "and nothing comes back");
         assert!(g.admit(&b).await.is_ok(), "other endpoints are unaffected");
         // Once attempts finish, a waiter gets the slot as soon as one frees up.
         drop(s1);
@@ -233,16 +310,36 @@ mod tests {
         for _ in 0..3 {
             g.admit(&a).await.unwrap().finish(false);
         }
-        assert!(matches!(g.admit(&a).await, Err(Wait::Open(_))));
+        assert_eq!(g.admit(&a).await.err(), Some(Wait::Open));
+        assert_eq!(g.blocked(&a), Some(Wait::Open));
         assert_eq!(g.open_breakers(), 1);
+        assert_eq!(g.room(&a, &mut None), 0, "parked tasks stay parked while open");
         tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(g.room(&a, &mut None), 1, "cooldown over: one comes back as the probe");
+        assert_eq!(g.blocked(&a), None);
         let probe = g.admit(&a).await.unwrap();
-        assert!(matches!(g.admit(&a).await, Err(Wait::Open(_))), "only one probe while half-open");
+        assert_eq!(g.admit(&a).await.err(), Some(Wait::Open), "only one probe while half-open");
+        assert_eq!(g.room(&a, &mut None), 0, "nor another from the parking lot");
         probe.finish(false);
-        assert!(matches!(g.admit(&a).await, Err(Wait::Open(_))), "a failed probe re-opens");
+        assert_eq!(g.admit(&a).await.err(), Some(Wait::Open), "a failed probe re-opens");
         tokio::time::sleep(Duration::from_millis(60)).await;
         g.admit(&a).await.unwrap().finish(true);
         assert!(g.admit(&a).await.is_ok(), "a successful probe closes");
         assert_eq!(g.open_breakers(), 0);
+    }
+
+    #[tokio::test]
+    async fn room_grows_with_what_the_endpoint_finishes() {
+        let g = guard();
+        let a = EndpointId::generate();
+        assert_eq!(g.room(&a, &mut None), 2, "an endpoint never tried here gets its cap");
+        let mut seen = None;
+        g.admit(&a).await.unwrap().finish(true);
+        assert_eq!(g.room(&a, &mut seen), 2, "first look: free slots only");
+        for _ in 0..5 {
+            g.admit(&a).await.unwrap().finish(true);
+        }
+        assert_eq!(g.room(&a, &mut seen), 2 + 10, "twice what finished since the last look");
+        assert_eq!(g.room(&a, &mut seen), 2);
     }
 }

@@ -5,6 +5,9 @@
 //! # Layout
 //! * [`fanout`]: durable consumer `fanout` on HOOKLINE_EVENTS → HOOKLINE_DISPATCH.
 //! * [`worker`]: durable consumer `workers` on HOOKLINE_DISPATCH → HTTP → HOOKLINE_OUTCOMES.
+//! * [`guard`]: per-endpoint in-flight cap and circuit breaker.
+//! * [`park`]: HOOKLINE_PARKED, where a stuck or broken endpoint's tasks wait, and the sweeper
+//!   that moves them back as it recovers.
 //! * [`sender`]: the HTTP request itself and the classification of failures.
 //! * [`settings`]: the retry schedule and timeouts.
 //! * [`api`]: the gRPC `DeliveryService` over the delivery log in Postgres.
@@ -18,6 +21,7 @@ pub mod autodisable;
 pub mod fanout;
 pub mod guard;
 pub mod mailer;
+pub mod park;
 pub mod replay;
 pub mod resolve;
 pub mod sender;

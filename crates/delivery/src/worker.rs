@@ -17,6 +17,7 @@ use hookline_bus::{DISPATCH_STREAM, WORKERS_CONSUMER, dispatch_subject, outcomes
 use hookline_domain::{
     config::Command,
     delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest},
+    endpoint::EndpointConfig,
     layout,
 };
 use hookline_subscriptions::{Commands, Directory};
@@ -32,7 +33,7 @@ use tracing::Instrument;
 use crate::{
     DeliverySettings,
     guard::{Guard, Slot, Wait},
-    sender,
+    park, sender,
 };
 
 /// How long shutdown waits for attempts in flight.
@@ -51,6 +52,7 @@ pub async fn run(
     js: Context,
     directory: Directory,
     settings: DeliverySettings,
+    guard: Guard,
     shutdown: CancellationToken,
 ) -> Result<(), hookline_bus::BusError> {
     let consumer = hookline_bus::durable(
@@ -59,8 +61,8 @@ pub async fn run(
         WORKERS_CONSUMER,
         pull::Config {
             ack_wait: settings.ack_wait,
-            // Deferred tasks (busy endpoint, open breaker, retry delay) are
-            // pending while they wait: keep the cap far above any backlog.
+            // Deferred tasks (retry delay, busy endpoint) are pending while
+            // they wait: keep the cap far above any backlog.
             max_ack_pending: 1_000_000,
             ..Default::default()
         },
@@ -70,7 +72,7 @@ pub async fn run(
     let worker = Arc::new(Worker {
         http: sender::client(settings.request_timeout, Arc::new(settings.address_policy.clone()), settings.concurrency),
         commands: Commands::new(js.clone(), directory.clone()),
-        guard: Guard::new(settings.guard.clone()),
+        guard,
         js,
         directory,
         settings,
@@ -115,33 +117,85 @@ impl Worker {
                 }
             }
         }
-        let slot = match self.guard.admit(&task.endpoint_id).await {
-            Ok(slot) => slot,
-            Err(wait) => {
-                let (reason, d) = match wait {
-                    Wait::Busy(d) => ("endpoint_busy", d),
-                    Wait::Open(d) => ("breaker_open", d),
-                };
-                metrics().deferrals.get_or_create(&labels([("reason", reason)])).inc();
-                let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
-                return;
-            }
+        let mut endpoint = self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id);
+        if endpoint.is_none() {
+            // Perhaps created a moment ago through another replica.
+            let _ = self.directory.catch_up().await;
+            endpoint = self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id);
+        }
+        // A disabled or deleted endpoint's task is recorded as dropped at
+        // once; it takes no slot and never waits behind the breaker.
+        let slot = match &endpoint {
+            Some(ep) if ep.enabled => match self.guard.admit(&task.endpoint_id).await {
+                Ok(slot) => Some(slot),
+                Err(wait) => {
+                    metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
+                    match wait {
+                        Wait::Busy(d) => {
+                            let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
+                        }
+                        Wait::Stuck | Wait::Open => self.park(msg, &task).await,
+                    }
+                    return;
+                }
+            },
+            _ => None,
         };
         let event = &task.event;
         let trace = TraceParent::continue_or_start(hookline_bus::header(msg.headers.as_ref(), TRACEPARENT));
         let span = tracing::info_span!("attempt", trace_id = %trace.trace_id(), delivery_id = %task.delivery_id,
             event_id = %event.id, endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt = task.attempt);
-        self.execute(msg, &task, slot, trace).instrument(span).await
+        self.execute(msg, &task, endpoint, slot, trace).instrument(span).await
     }
 
-    async fn execute(&self, msg: Message, task: &DispatchTask, slot: Slot, trace: TraceParent) {
+    /// Move a task to its endpoint's parking subject (see [`crate::park`]);
+    /// acked here once the parked copy is stored.
+    async fn park(&self, msg: Message, task: &DispatchTask) {
+        let stored = match msg.info() {
+            Ok(info) => {
+                let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
+                let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
+                let msg_id = format!("d{}", info.stream_sequence);
+                match park::publish(&self.js, tenant, endpoint, msg.payload.clone(), traceparent, msg_id).await {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(()) => {
+                let _ = msg.ack().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "workers: could not park a task; retrying in 1s");
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        msg: Message,
+        task: &DispatchTask,
+        endpoint: Option<EndpointConfig>,
+        slot: Option<Slot>,
+        trace: TraceParent,
+    ) {
         metrics().in_flight.inc();
-        self.attempt(msg, task, slot, trace).await;
+        self.attempt(msg, task, endpoint, slot, trace).await;
         metrics().in_flight.dec();
         metrics().breakers_open.set(self.guard.open_breakers() as i64);
     }
 
-    async fn attempt(&self, msg: Message, task: &DispatchTask, slot: Slot, trace: TraceParent) {
+    async fn attempt(
+        &self,
+        msg: Message,
+        task: &DispatchTask,
+        endpoint: Option<EndpointConfig>,
+        slot: Option<Slot>,
+        trace: TraceParent,
+    ) {
         let event = &task.event;
         let attempt = task.attempt;
         let started_at = chrono::Utc::now();
@@ -166,15 +220,9 @@ impl Worker {
             response_excerpt: None,
             trace_id: Some(trace.trace_id()),
         };
-        let mut endpoint = self.directory.endpoint(&event.tenant_id, &task.endpoint_id);
-        if endpoint.is_none() {
-            // Perhaps created a moment ago through another replica.
-            let _ = self.directory.catch_up().await;
-            endpoint = self.directory.endpoint(&event.tenant_id, &task.endpoint_id);
-        }
         let mut retry = None;
-        match endpoint {
-            Some(ep) if ep.enabled => {
+        match (endpoint, slot) {
+            (Some(ep), Some(slot)) if ep.enabled => {
                 let body = layout::render(event, ep.layout);
                 let body_sha256 = format!("{:x}", Sha256::digest(&body));
                 let result = match (&ep.email, &self.settings.mailer) {
@@ -229,8 +277,7 @@ impl Worker {
                     outcome.state = AttemptState::Failed;
                 }
             }
-            Some(_) | None => {
-                drop(slot);
+            (endpoint, _) => {
                 outcome.error_kind = Some(ErrorKind::EndpointUnavailable);
                 outcome.error =
                     Some(if endpoint.is_some() { "endpoint is disabled" } else { "endpoint was deleted" }.into());

@@ -238,13 +238,19 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         }
     });
     if let Some(settings) = delivery {
+        // One guard per process: fan-out parks what the workers could not take.
+        let guard = hookline_delivery::guard::Guard::new(settings.guard.clone());
         tasks.spawn({
-            let (js, settings, shutdown) = (js.clone(), settings.clone(), shutdown.clone());
-            async move { Ok(hookline_delivery::fanout::run(js, settings, shutdown).await?) }
+            let (js, settings, guard, shutdown) = (js.clone(), settings.clone(), guard.clone(), shutdown.clone());
+            async move { Ok(hookline_delivery::fanout::run(js, settings, guard, shutdown).await?) }
+        });
+        tasks.spawn({
+            let (js, directory, guard, shutdown) = (js.clone(), directory.clone(), guard.clone(), shutdown.clone());
+            async move { Ok(hookline_delivery::park::run(js, directory, guard, shutdown).await?) }
         });
         tasks.spawn({
             let (js, directory, shutdown) = (js.clone(), directory.clone(), shutdown.clone());
-            async move { Ok(hookline_delivery::worker::run(js, directory, settings, shutdown).await?) }
+            async move { Ok(hookline_delivery::worker::run(js, directory, settings, guard, shutdown).await?) }
         });
     }
     let mut consumers = Vec::new();

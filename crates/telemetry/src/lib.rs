@@ -51,8 +51,10 @@ pub struct Metrics {
     pub attempt_duration: HistogramFamily,
     /// delivery: retries scheduled.
     pub retries_scheduled: Counter,
-    /// delivery: tasks handed back because the endpoint was busy or its breaker open, by `reason`.
+    /// delivery: tasks handed back (busy endpoint) or parked (stuck endpoint, open breaker), by `reason`.
     pub deferrals: Family<Labels, Counter>,
+    /// delivery: tasks waiting in HOOKLINE_PARKED, as the parking sweeper last saw them.
+    pub parked: Gauge,
     /// delivery: endpoints whose circuit breaker is open now.
     pub breakers_open: Gauge,
     /// delivery: endpoints disabled by Hookline, by `reason` (gone, failing).
@@ -89,6 +91,7 @@ impl Metrics {
             retries_scheduled: Counter::default(),
             deferrals: Family::default(),
             breakers_open: Gauge::default(),
+            parked: Gauge::default(),
             endpoints_disabled: Family::default(),
             in_flight: Gauge::default(),
             consumer_pending: Family::default(),
@@ -124,10 +127,11 @@ impl Metrics {
         );
         r.register(
             "delivery_deferrals",
-            "Tasks handed back to JetStream (busy endpoint, open breaker)",
+            "Tasks handed back to JetStream (busy endpoint) or parked (stuck endpoint, open breaker)",
             m.deferrals.clone(),
         );
         r.register("delivery_breakers_open", "Endpoints whose circuit breaker is open", m.breakers_open.clone());
+        r.register("delivery_parked_tasks", "Tasks parked in HOOKLINE_PARKED", m.parked.clone());
         r.register("endpoints_disabled", "Endpoints disabled by Hookline", m.endpoints_disabled.clone());
         r.register("delivery_in_flight", "Delivery attempts in flight", m.in_flight.clone());
         r.register(
@@ -146,7 +150,7 @@ impl Metrics {
         r.register_with_unit("grpc_request_duration", "gRPC request latency", Unit::Seconds, m.grpc_duration.clone());
         // Known label values start at zero, so rates and alerts see a series
         // before the first occurrence.
-        for reason in ["endpoint_busy", "breaker_open"] {
+        for reason in ["endpoint_busy", "endpoint_stuck", "breaker_open"] {
             let _ = m.deferrals.get_or_create(&labels([("reason", reason)]));
         }
         for reason in ["gone", "failing"] {
