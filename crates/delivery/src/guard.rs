@@ -152,6 +152,8 @@ impl Guard {
         };
         let wait = if gate.stuck() { Duration::ZERO } else { MAX_WAIT };
         match tokio::time::timeout(wait, gate.slots.clone().acquire_owned()).await {
+            // The breaker may have opened while this task waited.
+            Ok(Ok(_)) if !probe && gate.breaker.lock().expect("breaker lock").open_until.is_some() => Err(Wait::Open),
             Ok(Ok(permit)) => Ok(Slot { guard: self.clone(), gate, probe, finished: false, _permit: permit }),
             _ => {
                 if probe {
