@@ -1,6 +1,6 @@
 //! Fan-out: one dispatch task per endpoint that `Resolve` names for an event.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
     AckKind, Context,
@@ -21,14 +21,14 @@ use hookline_telemetry::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{DeliverySettings, guard::Guard, park, resolve::Resolver};
+use crate::{DeliverySettings, park, resolve::Resolver, worker::Worker};
 
 const CONCURRENCY: usize = 128;
 
 pub async fn run(
     js: Context,
     settings: DeliverySettings,
-    guard: Guard,
+    worker: Arc<Worker>,
     shutdown: CancellationToken,
 ) -> Result<(), hookline_bus::BusError> {
     let consumer = hookline_bus::durable(
@@ -51,16 +51,17 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy();
     let resolver = Resolver::new(SubscriptionServiceClient::new(channel), settings.operator_token.as_deref());
-    let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency: CONCURRENCY, drain: Duration::from_secs(10) };
+    // First attempts made here get as long to finish on shutdown as the workers' do.
+    let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency: CONCURRENCY, drain: crate::worker::DRAIN };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
-        let (js, resolver, guard) = (js.clone(), resolver.clone(), guard.clone());
-        async move { fan_out(&js, &resolver, &guard, msg).await }
+        let (js, resolver, worker) = (js.clone(), resolver.clone(), worker.clone());
+        async move { fan_out(&js, &resolver, &worker, msg).await }
     })
     .await;
     Ok(())
 }
 
-async fn fan_out(js: &Context, resolver: &Resolver, guard: &Guard, msg: Message) {
+async fn fan_out(js: &Context, resolver: &Resolver, worker: &Worker, msg: Message) {
     let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
         Ok(e) => e,
         Err(e) => {
@@ -72,13 +73,13 @@ async fn fan_out(js: &Context, resolver: &Resolver, guard: &Guard, msg: Message)
     let trace = TraceParent::continue_or_start(header(msg.headers.as_ref(), TRACEPARENT));
     let span = tracing::info_span!("fanout", trace_id = %trace.trace_id(), event_id = %event.id,
         tenant = %event.tenant_id, event_type = event.event_type.as_str());
-    dispatch(js, resolver, guard, msg, event, trace).instrument(span).await
+    dispatch(js, resolver, worker, msg, event, trace).instrument(span).await
 }
 
 async fn dispatch(
     js: &Context,
     resolver: &Resolver,
-    guard: &Guard,
+    worker: &Worker,
     msg: Message,
     event: StoredEvent,
     trace: TraceParent,
@@ -102,12 +103,13 @@ async fn dispatch(
     let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let _budget = hookline_bus::ack_budget(endpoints.len()).await;
     let mut acks = Vec::with_capacity(endpoints.len());
+    let mut direct = Vec::new();
     for ep in &endpoints {
         let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
             continue;
         };
         let task = DispatchTask {
-            delivery_id: DeliveryId::generate(),
+            delivery_id: DeliveryId::original(&event.id, &endpoint_id),
             created_at: created_at.clone(),
             endpoint_id,
             event_seq,
@@ -116,11 +118,25 @@ async fn dispatch(
             not_before: None,
             event: event.clone(),
         };
+        let traceparent = trace.child();
+        // A free slot at a fast endpoint: make the first attempt here and
+        // spare the task its trip through HOOKLINE_DISPATCH.
+        if worker.guard().blocked(&task.endpoint_id).is_none()
+            && let Some(endpoint) = worker.endpoint(&task).await
+            && let Some((slot, permit)) = worker.try_admit(&endpoint)
+        {
+            direct.push(async move {
+                let stored = worker.deliver(&task, Some(endpoint), Some(slot), traceparent).await;
+                drop(permit);
+                stored
+            });
+            continue;
+        }
         let payload: bytes::Bytes = serde_json::to_vec(&task).expect("tasks serialise").into();
-        let traceparent = trace.child().to_string();
+        let traceparent = traceparent.to_string();
         // An endpoint that is stuck or has its breaker open gets its task
         // parked at once, so the task never cycles through the workers.
-        let sent = match guard.blocked(&task.endpoint_id) {
+        let sent = match worker.guard().blocked(&task.endpoint_id) {
             Some(why) => {
                 metrics().deferrals.get_or_create(&labels([("reason", why.reason())])).inc();
                 let tenant = event.tenant_id.as_str();
@@ -143,16 +159,28 @@ async fn dispatch(
             }
         }
     }
-    for ack in acks {
-        if let Err(e) = ack.await {
-            tracing::warn!(error = %e, "fanout: dispatch not stored; retrying in 1s");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-            return;
+    let (attempts, stored) = tokio::join!(futures_util::future::join_all(direct), async {
+        for ack in acks {
+            ack.await?;
         }
+        Ok::<_, async_nats::jetstream::context::PublishError>(())
+    });
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, "fanout: dispatch not stored; retrying in 1s");
+        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        return;
+    }
+    // A first attempt whose outcome was not stored is made again with the
+    // event (its delivery id, and so its log entry, stays the same).
+    if let Some(e) = attempts.into_iter().find_map(Result::err) {
+        tracing::warn!(error = %e, "fanout: outcome not stored; retrying in 1s");
+        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        return;
     }
     tracing::debug!(endpoints = endpoints.len(), "fanout: dispatched");
-    // A plain ack: the tasks are stored, and a lost ack only fans the event
-    // out again, which the tasks' message ids de-duplicate.
+    // A plain ack: the tasks and first outcomes are stored, and a lost ack
+    // only fans the event out again: the tasks' message ids de-duplicate
+    // that, and a first attempt made again lands on the same delivery.
     if let Err(e) = msg.ack().await {
         tracing::warn!(error = %e, "fanout: ack failed; redelivery is de-duplicated");
     }

@@ -59,6 +59,8 @@ struct Gate {
     /// Attempts finished so far, so the sweeper can return parked tasks at
     /// the pace the endpoint takes them.
     finished: AtomicU64,
+    /// Moving average of attempt durations, in microseconds.
+    latency_us: AtomicU64,
 }
 
 /// An endpoint with no attempt finished for this long, and its cap in
@@ -83,6 +85,7 @@ pub struct Slot {
     gate: Arc<Gate>,
     probe: bool,
     finished: bool,
+    started: Instant,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -125,6 +128,7 @@ impl Guard {
                     breaker: Mutex::default(),
                     last_release: Mutex::new(Instant::now()),
                     finished: AtomicU64::new(0),
+                    latency_us: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -154,7 +158,7 @@ impl Guard {
         match tokio::time::timeout(wait, gate.slots.clone().acquire_owned()).await {
             // The breaker may have opened while this task waited.
             Ok(Ok(_)) if !probe && gate.breaker.lock().expect("breaker lock").open_until.is_some() => Err(Wait::Open),
-            Ok(Ok(permit)) => Ok(Slot { guard: self.clone(), gate, probe, finished: false, _permit: permit }),
+            Ok(Ok(permit)) => Ok(Slot::new(self, gate, probe, permit)),
             _ => {
                 if probe {
                     gate.breaker.lock().expect("breaker lock").probing = None;
@@ -162,6 +166,21 @@ impl Guard {
                 if gate.stuck() { Err(Wait::Stuck) } else { Err(Wait::Busy(spread(Duration::from_millis(200)))) }
             }
         }
+    }
+
+    /// A slot at once, for fan-out's first attempt, or `None`: only for an
+    /// endpoint with a free slot, a closed breaker and attempts that have
+    /// been taking less than `fast` on average, since fan-out holds its
+    /// event until the attempt is recorded.
+    pub fn try_admit(&self, endpoint: &EndpointId, fast: Duration) -> Option<Slot> {
+        let gate = self.gate(endpoint);
+        if gate.breaker.lock().expect("breaker lock").open_until.is_some()
+            || gate.latency_us.load(Ordering::Relaxed) > fast.as_micros() as u64
+        {
+            return None;
+        }
+        let permit = gate.slots.clone().try_acquire_owned().ok()?;
+        Some(Slot::new(self, gate, false, permit))
     }
 
     /// Whether (and why) a new task for `endpoint` would be parked now:
@@ -218,9 +237,11 @@ impl Guard {
         gates.values().filter(|g| g.breaker.lock().expect("breaker lock").open_until.is_some_and(|u| u > now)).count()
     }
 
-    fn release(&self, gate: &Gate, probe: bool, success: Option<bool>) {
+    fn release(&self, gate: &Gate, probe: bool, took: Duration, success: Option<bool>) {
         *gate.last_release.lock().expect("release lock") = Instant::now();
         gate.finished.fetch_add(1, Ordering::Relaxed);
+        let took = took.as_micros().min(u64::MAX as u128) as u64;
+        let _ = gate.latency_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| Some((avg * 7 + took) / 8));
         let mut b = gate.breaker.lock().expect("breaker lock");
         if probe {
             b.probing = None;
@@ -250,17 +271,21 @@ fn spread(d: Duration) -> Duration {
 }
 
 impl Slot {
+    fn new(guard: &Guard, gate: Arc<Gate>, probe: bool, permit: OwnedSemaphorePermit) -> Self {
+        Slot { guard: guard.clone(), gate, probe, finished: false, started: Instant::now(), _permit: permit }
+    }
+
     /// Record the attempt's result (true = 2xx).
     pub fn finish(mut self, success: bool) {
         self.finished = true;
-        self.guard.release(&self.gate, self.probe, Some(success));
+        self.guard.release(&self.gate, self.probe, self.started.elapsed(), Some(success));
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if !self.finished {
-            self.guard.release(&self.gate, self.probe, None);
+            self.guard.release(&self.gate, self.probe, self.started.elapsed(), None);
         }
     }
 }
@@ -343,5 +368,19 @@ mod tests {
         }
         assert_eq!(g.room(&a, &mut seen), 2 + 10, "twice what finished since the last look");
         assert_eq!(g.room(&a, &mut seen), 2);
+    }
+
+    #[tokio::test]
+    async fn fan_out_gets_a_slot_only_at_once_and_only_for_a_fast_endpoint() {
+        let g = guard();
+        let a = EndpointId::generate();
+        let fast = Duration::from_millis(20);
+        let s1 = g.try_admit(&a, fast).unwrap();
+        let _s2 = g.try_admit(&a, fast).unwrap();
+        assert!(g.try_admit(&a, fast).is_none(), "no free slot: no waiting either");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        s1.finish(true);
+        assert!(g.try_admit(&a, fast).is_none(), "slow on average");
+        assert!(g.try_admit(&a, Duration::from_secs(1)).is_some());
     }
 }

@@ -37,26 +37,74 @@ use crate::{
 };
 
 /// How long shutdown waits for attempts in flight.
-const DRAIN: Duration = Duration::from_secs(20);
+pub(crate) const DRAIN: Duration = Duration::from_secs(20);
 
-struct Worker {
+/// Makes attempts and records them; shared by the workers and by fan-out,
+/// which makes first attempts itself when the endpoint has a free slot.
+pub struct Worker {
     js: Context,
     directory: Directory,
     commands: Commands,
     settings: DeliverySettings,
     http: reqwest::Client,
     guard: Guard,
+    /// `HOOKLINE_DELIVERY_CONCURRENCY`: attempts in flight in this process,
+    /// whichever of the two makes them.
+    attempts: Arc<tokio::sync::Semaphore>,
 }
 
-pub async fn run(
-    js: Context,
-    directory: Directory,
-    settings: DeliverySettings,
-    guard: Guard,
-    shutdown: CancellationToken,
-) -> Result<(), hookline_bus::BusError> {
+impl Worker {
+    pub fn new(js: Context, directory: Directory, settings: DeliverySettings, guard: Guard) -> Arc<Self> {
+        Arc::new(Worker {
+            http: sender::client(
+                settings.request_timeout,
+                Arc::new(settings.address_policy.clone()),
+                settings.concurrency,
+            ),
+            commands: Commands::new(js.clone(), directory.clone()),
+            attempts: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
+            guard,
+            js,
+            directory,
+            settings,
+        })
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// The endpoint as the Directory knows it, catching up once on a miss
+    /// (perhaps it was created a moment ago through another replica).
+    pub async fn endpoint(&self, task: &DispatchTask) -> Option<EndpointConfig> {
+        let found = self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id);
+        if found.is_some() {
+            return found;
+        }
+        let _ = self.directory.catch_up().await;
+        self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id)
+    }
+
+    /// A slot and an attempt permit at once, for fan-out's first attempt;
+    /// `None` sends the task through the workers instead.
+    pub fn try_admit(&self, endpoint: &EndpointConfig) -> Option<(Slot, tokio::sync::OwnedSemaphorePermit)> {
+        if !endpoint.enabled {
+            return None;
+        }
+        let permit = self.attempts.clone().try_acquire_owned().ok()?;
+        let slot = self.guard.try_admit(&endpoint.id, DIRECT_MAX_LATENCY)?;
+        Some((slot, permit))
+    }
+}
+
+/// Fan-out makes an endpoint's first attempts itself only while they take
+/// less than this on average: it holds the event until they are recorded.
+const DIRECT_MAX_LATENCY: Duration = Duration::from_millis(250);
+
+pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
+    let (js, settings) = (&worker.js, &worker.settings);
     let consumer = hookline_bus::durable(
-        &js,
+        js,
         DISPATCH_STREAM,
         WORKERS_CONSUMER,
         pull::Config {
@@ -69,14 +117,6 @@ pub async fn run(
     )
     .await?;
     let concurrency = settings.concurrency;
-    let worker = Arc::new(Worker {
-        http: sender::client(settings.request_timeout, Arc::new(settings.address_policy.clone()), settings.concurrency),
-        commands: Commands::new(js.clone(), directory.clone()),
-        guard,
-        js,
-        directory,
-        settings,
-    });
     let pull = hookline_bus::Pull { name: WORKERS_CONSUMER, concurrency, drain: DRAIN };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
         let worker = worker.clone();
@@ -117,12 +157,7 @@ impl Worker {
                 }
             }
         }
-        let mut endpoint = self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id);
-        if endpoint.is_none() {
-            // Perhaps created a moment ago through another replica.
-            let _ = self.directory.catch_up().await;
-            endpoint = self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id);
-        }
+        let endpoint = self.endpoint(&task).await;
         // A disabled or deleted endpoint's task is recorded as dropped at
         // once; it takes no slot and never waits behind the breaker.
         let slot = match &endpoint {
@@ -141,11 +176,42 @@ impl Worker {
             },
             _ => None,
         };
-        let event = &task.event;
+        let permit = self.attempts.clone().acquire_owned().await.expect("the attempts semaphore is never closed");
         let trace = TraceParent::continue_or_start(hookline_bus::header(msg.headers.as_ref(), TRACEPARENT));
+        match self.deliver(&task, endpoint, slot, trace).await {
+            // A plain ack: the outcome and the next attempt are already
+            // stored, so a lost ack costs one repeated attempt, not a round
+            // trip per delivery. A graceful stop flushes the connection.
+            Ok(()) => {
+                if let Err(e) = msg.ack().await {
+                    tracing::warn!(error = %e, "workers: ack failed; the task may be attempted again");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "workers: outcome not stored; task will be retried");
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+        }
+        drop(permit);
+    }
+
+    /// Make the attempt (or record the task as dropped without a slot) and
+    /// store its outcome and the next attempt's task. `Err`: not stored.
+    pub async fn deliver(
+        &self,
+        task: &DispatchTask,
+        endpoint: Option<EndpointConfig>,
+        slot: Option<Slot>,
+        trace: TraceParent,
+    ) -> Result<(), String> {
+        let event = &task.event;
         let span = tracing::info_span!("attempt", trace_id = %trace.trace_id(), delivery_id = %task.delivery_id,
             event_id = %event.id, endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt = task.attempt);
-        self.execute(msg, &task, endpoint, slot, trace).instrument(span).await
+        metrics().in_flight.inc();
+        let stored = self.attempt(task, endpoint, slot, trace).instrument(span).await;
+        metrics().in_flight.dec();
+        metrics().breakers_open.set(self.guard.open_breakers() as i64);
+        stored
     }
 
     /// Move a task to its endpoint's parking subject (see [`crate::park`]);
@@ -174,28 +240,13 @@ impl Worker {
         }
     }
 
-    async fn execute(
-        &self,
-        msg: Message,
-        task: &DispatchTask,
-        endpoint: Option<EndpointConfig>,
-        slot: Option<Slot>,
-        trace: TraceParent,
-    ) {
-        metrics().in_flight.inc();
-        self.attempt(msg, task, endpoint, slot, trace).await;
-        metrics().in_flight.dec();
-        metrics().breakers_open.set(self.guard.open_breakers() as i64);
-    }
-
     async fn attempt(
         &self,
-        msg: Message,
         task: &DispatchTask,
         endpoint: Option<EndpointConfig>,
         slot: Option<Slot>,
         trace: TraceParent,
-    ) {
+    ) -> Result<(), String> {
         let event = &task.event;
         let attempt = task.attempt;
         let started_at = chrono::Utc::now();
@@ -293,19 +344,10 @@ impl Worker {
         metrics().attempts.get_or_create(&labels([("outcome", outcome_label), ("error_kind", kind)])).inc();
         tracing::info!(state = ?outcome.state, status = outcome.status_code, error_kind = outcome.error_kind.map(|k| k.as_str()),
             duration_ms = outcome.duration_ms, "attempt finished");
-        // The outcome and the next attempt are stored before the task is
-        // acked; a crash in between repeats the attempt, never loses it.
-        if let Err(e) = self.record(&outcome, retry.as_ref(), &trace).await {
-            tracing::warn!(error = %e, "workers: outcome not stored; task will be retried");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-            return;
-        }
-        // A plain ack: the outcome and the next attempt are already stored,
-        // so a lost ack costs one repeated attempt, not a round trip per
-        // delivery. A graceful stop flushes the connection before exiting.
-        if let Err(e) = msg.ack().await {
-            tracing::warn!(error = %e, "workers: ack failed; the task may be attempted again");
-        }
+        // The outcome and the next attempt are stored before the task (or
+        // the event, for fan-out) is acked; a crash in between repeats the
+        // attempt, never loses it.
+        self.record(&outcome, retry.as_ref(), &trace).await
     }
 
     async fn disable(&self, task: &DispatchTask, reason: &str) {

@@ -238,19 +238,22 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         }
     });
     if let Some(settings) = delivery {
-        // One guard per process: fan-out parks what the workers could not take.
+        // One guard and one attempt budget per process, shared by fan-out
+        // (first attempts, parking), the workers and the parking sweeper.
         let guard = hookline_delivery::guard::Guard::new(settings.guard.clone());
+        let worker =
+            hookline_delivery::worker::Worker::new(js.clone(), directory.clone(), settings.clone(), guard.clone());
         tasks.spawn({
-            let (js, settings, guard, shutdown) = (js.clone(), settings.clone(), guard.clone(), shutdown.clone());
-            async move { Ok(hookline_delivery::fanout::run(js, settings, guard, shutdown).await?) }
-        });
-        tasks.spawn({
-            let (js, directory, guard, shutdown) = (js.clone(), directory.clone(), guard.clone(), shutdown.clone());
-            async move { Ok(hookline_delivery::park::run(js, directory, guard, shutdown).await?) }
+            let (js, settings, worker, shutdown) = (js.clone(), settings.clone(), worker.clone(), shutdown.clone());
+            async move { Ok(hookline_delivery::fanout::run(js, settings, worker, shutdown).await?) }
         });
         tasks.spawn({
             let (js, directory, shutdown) = (js.clone(), directory.clone(), shutdown.clone());
-            async move { Ok(hookline_delivery::worker::run(js, directory, settings, guard, shutdown).await?) }
+            async move { Ok(hookline_delivery::park::run(js, directory, guard, shutdown).await?) }
+        });
+        tasks.spawn({
+            let shutdown = shutdown.clone();
+            async move { Ok(hookline_delivery::worker::run(worker, shutdown).await?) }
         });
     }
     let mut consumers = Vec::new();
