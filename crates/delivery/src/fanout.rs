@@ -55,13 +55,13 @@ pub async fn run(
     let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency: CONCURRENCY, drain: crate::worker::DRAIN };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
         let (js, resolver, worker) = (js.clone(), resolver.clone(), worker.clone());
-        async move { fan_out(&js, &resolver, worker, msg).await }
+        async move { fan_out(&js, &resolver, &worker, msg).await }
     })
     .await;
     Ok(())
 }
 
-async fn fan_out(js: &Context, resolver: &Resolver, worker: Arc<Worker>, msg: Message) {
+async fn fan_out(js: &Context, resolver: &Resolver, worker: &Worker, msg: Message) {
     let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
         Ok(e) => e,
         Err(e) => {
@@ -79,7 +79,7 @@ async fn fan_out(js: &Context, resolver: &Resolver, worker: Arc<Worker>, msg: Me
 async fn dispatch(
     js: &Context,
     resolver: &Resolver,
-    worker: Arc<Worker>,
+    worker: &Worker,
     msg: Message,
     event: StoredEvent,
     trace: TraceParent,
@@ -119,24 +119,17 @@ async fn dispatch(
             event: event.clone(),
         };
         let traceparent = trace.child();
-        // A slot at a fast endpoint (waiting briefly for one): make the first
-        // attempt here and spare the task its trip through HOOKLINE_DISPATCH.
+        // A free slot at a fast endpoint: make the first attempt here and
+        // spare the task its trip through HOOKLINE_DISPATCH.
         if worker.guard().blocked(&task.endpoint_id).is_none()
             && let Some(endpoint) = worker.endpoint(&task).await
-            && let Some((slot, permit)) = worker.admit_direct(&endpoint).await
+            && let Some((slot, permit)) = worker.try_admit(&endpoint)
         {
-            // Started at once, so its slot is not held while the next
-            // endpoint's is awaited.
-            let worker = worker.clone();
-            let span = tracing::Span::current();
-            direct.push(tokio::spawn(
-                async move {
-                    let stored = worker.deliver(&task, Some(endpoint), Some(slot), traceparent).await;
-                    drop(permit);
-                    stored
-                }
-                .instrument(span),
-            ));
+            direct.push(async move {
+                let stored = worker.deliver(&task, Some(endpoint), Some(slot), traceparent).await;
+                drop(permit);
+                stored
+            });
             continue;
         }
         let payload: bytes::Bytes = serde_json::to_vec(&task).expect("tasks serialise").into();
@@ -179,7 +172,7 @@ async fn dispatch(
     }
     // A first attempt whose outcome was not stored is made again with the
     // event (its delivery id, and so its log entry, stays the same).
-    if let Some(e) = attempts.into_iter().find_map(|a| a.map_err(|e| e.to_string()).and_then(|a| a).err()) {
+    if let Some(e) = attempts.into_iter().find_map(Result::err) {
         tracing::warn!(error = %e, "fanout: outcome not stored; retrying in 1s");
         let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
         return;

@@ -168,18 +168,19 @@ impl Guard {
         }
     }
 
-    /// A slot for fan-out's first attempt, waiting up to `wait` for one, or
-    /// `None`: only for an endpoint with a closed breaker whose attempts
-    /// have been taking less than `fast` on average, since fan-out holds its
+    /// A slot at once, for fan-out's first attempt, or `None`: only for an
+    /// endpoint with a free slot, a closed breaker and attempts that have
+    /// been taking less than `fast` on average, since fan-out holds its
     /// event until the attempt is recorded.
-    pub async fn admit_fast(&self, endpoint: &EndpointId, fast: Duration, wait: Duration) -> Option<Slot> {
+    pub fn try_admit(&self, endpoint: &EndpointId, fast: Duration) -> Option<Slot> {
         let gate = self.gate(endpoint);
-        let closed = |gate: &Gate| gate.breaker.lock().expect("breaker lock").open_until.is_none();
-        if !closed(&gate) || gate.latency_us.load(Ordering::Relaxed) > fast.as_micros() as u64 || gate.stuck() {
+        if gate.breaker.lock().expect("breaker lock").open_until.is_some()
+            || gate.latency_us.load(Ordering::Relaxed) > fast.as_micros() as u64
+        {
             return None;
         }
-        let permit = tokio::time::timeout(wait, gate.slots.clone().acquire_owned()).await.ok()?.ok()?;
-        closed(&gate).then(|| Slot::new(self, gate, false, permit))
+        let permit = gate.slots.clone().try_acquire_owned().ok()?;
+        Some(Slot::new(self, gate, false, permit))
     }
 
     /// Whether (and why) a new task for `endpoint` would be parked now:
@@ -370,17 +371,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fan_out_gets_a_slot_only_for_a_fast_endpoint_and_waits_briefly() {
+    async fn fan_out_gets_a_slot_only_at_once_and_only_for_a_fast_endpoint() {
         let g = guard();
         let a = EndpointId::generate();
         let fast = Duration::from_millis(20);
-        let wait = Duration::from_millis(50);
-        let s1 = g.admit_fast(&a, fast, wait).await.unwrap();
-        let _s2 = g.admit_fast(&a, fast, wait).await.unwrap();
-        assert!(g.admit_fast(&a, fast, wait).await.is_none(), "no slot freed up within the wait");
+        let s1 = g.try_admit(&a, fast).unwrap();
+        let _s2 = g.try_admit(&a, fast).unwrap();
+        assert!(g.try_admit(&a, fast).is_none(), "no free slot: no waiting either");
         tokio::time::sleep(Duration::from_millis(200)).await;
         s1.finish(true);
-        assert!(g.admit_fast(&a, fast, wait).await.is_none(), "slow on average");
-        assert!(g.admit_fast(&a, Duration::from_secs(1), wait).await.is_some());
+        assert!(g.try_admit(&a, fast).is_none(), "slow on average");
+        assert!(g.try_admit(&a, Duration::from_secs(1)).is_some());
     }
 }

@@ -85,21 +85,17 @@ impl Worker {
         self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id)
     }
 
-    /// A slot and an attempt permit for fan-out's first attempt; `None`
-    /// sends the task through the workers instead.
-    pub async fn admit_direct(&self, endpoint: &EndpointConfig) -> Option<(Slot, tokio::sync::OwnedSemaphorePermit)> {
+    /// A slot and an attempt permit at once, for fan-out's first attempt;
+    /// `None` sends the task through the workers instead.
+    pub fn try_admit(&self, endpoint: &EndpointConfig) -> Option<(Slot, tokio::sync::OwnedSemaphorePermit)> {
         if !endpoint.enabled {
             return None;
         }
         let permit = self.attempts.clone().try_acquire_owned().ok()?;
-        let slot = self.guard.admit_fast(&endpoint.id, DIRECT_MAX_LATENCY, DIRECT_MAX_WAIT).await?;
+        let slot = self.guard.try_admit(&endpoint.id, DIRECT_MAX_LATENCY)?;
         Some((slot, permit))
     }
 }
-
-/// How long fan-out waits for a busy endpoint's slot before it sends the
-/// task through the workers.
-const DIRECT_MAX_WAIT: Duration = Duration::from_millis(250);
 
 /// Fan-out makes an endpoint's first attempts itself only while they take
 /// less than this on average: it holds the event until they are recorded.
