@@ -261,6 +261,15 @@ struct CpuSnapshot {
     machine: (f64, f64),
     at: Instant,
     deferrals: Option<f64>,
+    attempts: Option<Attempts>,
+}
+
+/// Delivery's attempt counters, from its `/metrics`.
+#[derive(Clone, Copy)]
+struct Attempts {
+    http: f64,
+    http_seconds: f64,
+    direct: f64,
 }
 
 impl Bench {
@@ -272,7 +281,23 @@ impl Bench {
         }
         procs.push(("bench (receiver, clients)".into(), cpu_secs("self")));
         procs.push(("postgres (all)".into(), postgres_cpu_secs()));
-        CpuSnapshot { procs, machine: machine_ticks(), at: Instant::now(), deferrals: self.deferrals().await }
+        let attempts = self.attempts().await;
+        CpuSnapshot { procs, machine: machine_ticks(), at: Instant::now(), deferrals: self.deferrals().await, attempts }
+    }
+
+    /// HTTP attempts, their total duration, and first attempts made by
+    /// fan-out, so far.
+    async fn attempts(&self) -> Option<Attempts> {
+        let url = format!("{}/metrics", self.stack.services[2].http_url);
+        let text = reqwest::get(url).await.ok()?.error_for_status().ok()?.text().await.ok()?;
+        let value = |prefix: &str| {
+            text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        Some(Attempts {
+            http: value("hookline_delivery_attempt_duration_seconds_count{channel=\"http\"}")?,
+            http_seconds: value("hookline_delivery_attempt_duration_seconds_sum{channel=\"http\"}")?,
+            direct: value("hookline_delivery_direct_attempts_total").unwrap_or(0.0),
+        })
     }
 
     /// Tasks the delivery service handed back to JetStream so far (busy
@@ -287,10 +312,20 @@ impl Bench {
     /// Record where the CPU went between `before` and now.
     async fn cpu_note(&mut self, phase: &str, before: &CpuSnapshot) {
         let after = self.cpu().await;
-        let deferrals = match (before.deferrals, self.deferrals().await) {
+        let mut deferrals = match (before.deferrals, self.deferrals().await) {
             (Some(b), Some(a)) => format!("; delivery deferred {:.0} tasks to JetStream", a - b),
             _ => String::new(),
         };
+        if let (Some(b), Some(a)) = (before.attempts, after.attempts) {
+            let n = a.http - b.http;
+            if n > 0.0 {
+                deferrals.push_str(&format!(
+                    "; {n:.0} HTTP attempts, mean {:.2} ms each, {:.0} % made by fan-out",
+                    1000.0 * (a.http_seconds - b.http_seconds) / n,
+                    100.0 * (a.direct - b.direct) / n
+                ));
+            }
+        }
         let wall = (after.at - before.at).as_secs_f64();
         let busy = (after.machine.0 - before.machine.0) / (after.machine.1 - before.machine.1).max(1.0);
         let per: Vec<String> = after

@@ -125,6 +125,7 @@ async fn dispatch(
             && let Some(endpoint) = worker.endpoint(&task).await
             && let Some((slot, permit)) = worker.try_admit(&endpoint)
         {
+            metrics().direct_attempts.inc();
             direct.push(async move {
                 let stored = worker.deliver(&task, Some(endpoint), Some(slot), traceparent).await;
                 drop(permit);

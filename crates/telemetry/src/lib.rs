@@ -51,6 +51,8 @@ pub struct Metrics {
     pub attempt_duration: HistogramFamily,
     /// delivery: retries scheduled.
     pub retries_scheduled: Counter,
+    /// delivery: first attempts fan-out made itself (the rest went through the workers).
+    pub direct_attempts: Counter,
     /// delivery: tasks handed back (busy endpoint) or parked (stuck endpoint, open breaker), by `reason`.
     pub deferrals: Family<Labels, Counter>,
     /// delivery: tasks waiting in HOOKLINE_PARKED, as the parking sweeper last saw them.
@@ -89,6 +91,7 @@ impl Metrics {
             attempts: Family::default(),
             attempt_duration: Family::new_with_constructor(latency_buckets),
             retries_scheduled: Counter::default(),
+            direct_attempts: Counter::default(),
             deferrals: Family::default(),
             breakers_open: Gauge::default(),
             parked: Gauge::default(),
@@ -119,6 +122,11 @@ impl Metrics {
             "Delivery attempt latency",
             Unit::Seconds,
             m.attempt_duration.clone(),
+        );
+        r.register(
+            "delivery_direct_attempts",
+            "First attempts made by fan-out itself, without a dispatch task",
+            m.direct_attempts.clone(),
         );
         r.register(
             "delivery_retries_scheduled",
