@@ -135,6 +135,7 @@ impl Bench {
     /// Publish single events until one reaches every path: the services'
     /// directories know the tenant and endpoints, and connections are warm.
     async fn warm_up(&self, tenant: &str, paths: &[String]) -> anyhow::Result<()> {
+        self.settle().await;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             let from = self.rx.len();
@@ -153,6 +154,29 @@ impl Bench {
             }
         }
         bail!("warm-up event for {tenant} never reached {paths:?}")
+    }
+
+    /// Wait (up to 3 minutes) until delivery's projector has caught up with
+    /// the streams, so a phase does not pay for the previous phase's
+    /// backlog (200,000 outcomes after fan-out 10).
+    async fn settle(&self) {
+        let url = format!("{}/metrics", self.stack.services[2].http_url);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(180) {
+            let lag = async {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                let lags = text.lines().filter(|l| l.starts_with("hookline_projector_lag"));
+                Some(lags.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>())
+            };
+            if lag.await == Some(0.0) {
+                if started.elapsed() > Duration::from_secs(1) {
+                    println!("  settled: projector caught up after {:.1} s", started.elapsed().as_secs_f64());
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!("  not settled after 180 s: the projector is still behind");
     }
 
     /// Publish `n` events as fast as possible (4 batches in flight) and wait
