@@ -214,6 +214,16 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
     assert_eq!(stream_messages(&js, "HOOKLINE_DISPATCH").await, 0, "nothing left cycling through the workers");
     let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
     assert!(metrics.contains("hookline_delivery_parked_tasks 100"), "the parked gauge shows them");
+    // The healthy endpoint's first attempts were made by fan-out itself, at least while it had free slots.
+    let direct: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookline_delivery_direct_attempts_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        (1.0..=104.0).contains(&direct),
+        "{direct} first attempts made by fan-out (100 healthy, at most 4 to the hole)"
+    );
 }
 
 async fn stream_messages(js: &async_nats::jetstream::Context, name: &str) -> u64 {
