@@ -230,8 +230,12 @@ impl Worker {
             Err(e) => Err(e.to_string()),
         };
         match stored {
+            // Confirmed by the server: a crash right after parking must not
+            // leave the task both parked and due here (two attempts).
             Ok(()) => {
-                let _ = msg.ack().await;
+                if let Err(e) = msg.double_ack().await {
+                    tracing::warn!(error = %e, "workers: ack of a parked task not confirmed; it may be attempted twice");
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "workers: could not park a task; retrying in 1s");
