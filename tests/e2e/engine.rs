@@ -237,30 +237,13 @@ async fn parked_tasks_survive_a_crash_of_the_delivery_process() {
         ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
     ])
     .await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
-    let down = Receiver::start().await;
-    down.set_default(500);
-    endpoint(&mut subs, "acme", &down.url(), &[], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
-    let events = (0..100).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    let down = failing_endpoint_with_parked_tasks(&s, 100, 95).await;
     let js = s.nats.jetstream().await;
-    eventually(Duration::from_secs(20), "tasks parked behind the open breaker", || async {
-        (stream_messages(&js, "HOOKLINE_PARKED").await >= 95).then_some(())
-    })
-    .await
-    .unwrap();
     s.hookline.kill9();
     down.set_default(200);
     s.hookline.respawn().await.unwrap();
     let delivered = eventually(Duration::from_secs(30), "every event delivered after the restart", || async {
-        let ok: Vec<String> = down
-            .requests()
-            .iter()
-            .filter(|r| r.status == 200)
-            .filter_map(|r| r.header("webhook-id").map(str::to_owned))
-            .collect();
+        let ok = delivered_ids(&down);
         (ok.iter().collect::<HashSet<_>>().len() == 100).then_some(ok)
     })
     .await
@@ -275,6 +258,31 @@ async fn parked_tasks_survive_a_crash_of_the_delivery_process() {
     })
     .await
     .unwrap();
+}
+
+/// The `webhook-id`s a receiver answered with 200, in arrival order.
+fn delivered_ids(rx: &Receiver) -> Vec<String> {
+    rx.requests().iter().filter(|r| r.status == 200).filter_map(|r| r.header("webhook-id").map(str::to_owned)).collect()
+}
+
+/// A tenant whose one endpoint answers 500, and `n` events published to it,
+/// waited for until at least `parked` tasks sit in HOOKLINE_PARKED.
+async fn failing_endpoint_with_parked_tasks(s: &Stack, n: usize, parked: u64) -> Receiver {
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    let down = Receiver::start().await;
+    down.set_default(500);
+    endpoint(&mut subs, "acme", &down.url(), &[], PayloadLayout::Envelope).await;
+    let mut ingest = s.hookline.ingest_client().await;
+    let events = (0..n).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
+    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    let js = s.nats.jetstream().await;
+    eventually(Duration::from_secs(20), "tasks parked behind the open breaker", || async {
+        (stream_messages(&js, "HOOKLINE_PARKED").await >= parked).then_some(())
+    })
+    .await
+    .unwrap();
+    down
 }
 
 async fn stream_messages(js: &async_nats::jetstream::Context, name: &str) -> u64 {
@@ -293,44 +301,20 @@ async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
         ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
     ])
     .await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
-    let down = Receiver::start().await;
-    down.set_default(500);
-    endpoint(&mut subs, "acme", &down.url(), &[], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
-    let events = (0..300).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    let down = failing_endpoint_with_parked_tasks(&s, 300, 280).await;
     let js = s.nats.jetstream().await;
-    eventually(Duration::from_secs(20), "tasks parked behind the open breaker", || async {
-        (stream_messages(&js, "HOOKLINE_PARKED").await >= 280).then_some(())
-    })
-    .await
-    .unwrap();
     let failed_while_down = down.count();
     // The breaker opens after 3 (a few more were in flight); then one probe per 2 s cooldown.
     assert!(failed_while_down < 30, "{failed_while_down} attempts against an open breaker");
     down.set_default(200);
     let recovered = Instant::now();
     eventually(Duration::from_secs(30), "every event delivered", || async {
-        let ok: HashSet<String> = down
-            .requests()
-            .iter()
-            .filter(|r| r.status == 200)
-            .filter_map(|r| r.header("webhook-id").map(str::to_owned))
-            .collect();
-        (ok.len() == 300).then_some(())
+        (delivered_ids(&down).iter().collect::<HashSet<_>>().len() == 300).then_some(())
     })
     .await
     .unwrap();
     let drained_in = recovered.elapsed();
-    let successes: Vec<String> = down
-        .requests()
-        .iter()
-        .filter(|r| r.status == 200)
-        .filter_map(|r| r.header("webhook-id").map(str::to_owned))
-        .collect();
-    assert_eq!(successes.len(), 300, "no event delivered twice");
+    assert_eq!(delivered_ids(&down).len(), 300, "no event delivered twice");
     assert!(drained_in < Duration::from_secs(20), "the backlog took {drained_in:?} to drain");
     eventually(Duration::from_secs(10), "the parking lot empty", || async {
         (stream_messages(&js, "HOOKLINE_PARKED").await == 0).then_some(())

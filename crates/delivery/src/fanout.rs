@@ -119,9 +119,10 @@ async fn dispatch(
             event: event.clone(),
         };
         let traceparent = trace.child();
+        let blocked = worker.guard().blocked(&task.endpoint_id);
         // A free slot at a fast endpoint: make the first attempt here and
         // spare the task its trip through HOOKLINE_DISPATCH.
-        if worker.guard().blocked(&task.endpoint_id).is_none()
+        if blocked.is_none()
             && let Some(endpoint) = worker.endpoint(&task).await
             && let Some((slot, permit)) = worker.try_admit(&endpoint)
         {
@@ -137,7 +138,7 @@ async fn dispatch(
         let traceparent = traceparent.to_string();
         // An endpoint that is stuck or has its breaker open gets its task
         // parked at once, so the task never cycles through the workers.
-        let sent = match worker.guard().blocked(&task.endpoint_id) {
+        let sent = match blocked {
             Some(why) => {
                 metrics().deferrals.get_or_create(&labels([("reason", why.reason())])).inc();
                 let tenant = event.tenant_id.as_str();
