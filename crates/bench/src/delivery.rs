@@ -160,15 +160,10 @@ impl Bench {
     /// the streams, so a phase does not pay for the previous phase's
     /// backlog (200,000 outcomes after fan-out 10).
     async fn settle(&self) {
-        let url = format!("{}/metrics", self.stack.services[2].http_url);
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(180) {
-            let lag = async {
-                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
-                let lags = text.lines().filter(|l| l.starts_with("hookline_projector_lag"));
-                Some(lags.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>())
-            };
-            if lag.await == Some(0.0) {
+            let lag = self.delivery_metrics().await.map(|text| metric_sum(&text, "hookline_projector_lag"));
+            if lag == Some(0.0) {
                 if started.elapsed() > Duration::from_secs(1) {
                     println!("  settled: projector caught up after {:.1} s", started.elapsed().as_secs_f64());
                 }
@@ -284,16 +279,24 @@ struct CpuSnapshot {
     procs: Vec<(String, f64)>,
     machine: (f64, f64),
     at: Instant,
-    deferrals: Option<f64>,
-    attempts: Option<Attempts>,
+    counters: Option<Counters>,
 }
 
-/// Delivery's attempt counters, from its `/metrics`.
+/// Delivery's counters so far, from one read of its `/metrics`.
 #[derive(Clone, Copy)]
-struct Attempts {
+struct Counters {
+    /// Tasks handed back to JetStream or parked.
+    deferrals: f64,
+    /// HTTP attempts, and their total duration.
     http: f64,
     http_seconds: f64,
+    /// First attempts made by fan-out.
     direct: f64,
+}
+
+/// The sum of every sample whose line starts with `prefix`.
+fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
 impl Bench {
@@ -305,42 +308,27 @@ impl Bench {
         }
         procs.push(("bench (receiver, clients)".into(), cpu_secs("self")));
         procs.push(("postgres (all)".into(), postgres_cpu_secs()));
-        let attempts = self.attempts().await;
-        CpuSnapshot { procs, machine: machine_ticks(), at: Instant::now(), deferrals: self.deferrals().await, attempts }
+        let counters = self.delivery_metrics().await.map(|text| Counters {
+            deferrals: metric_sum(&text, "hookline_delivery_deferrals"),
+            http: metric_sum(&text, "hookline_delivery_attempt_duration_seconds_count{channel=\"http\"}"),
+            http_seconds: metric_sum(&text, "hookline_delivery_attempt_duration_seconds_sum{channel=\"http\"}"),
+            direct: metric_sum(&text, "hookline_delivery_direct_attempts_total"),
+        });
+        CpuSnapshot { procs, machine: machine_ticks(), at: Instant::now(), counters }
     }
 
-    /// HTTP attempts, their total duration, and first attempts made by
-    /// fan-out, so far.
-    async fn attempts(&self) -> Option<Attempts> {
+    /// The delivery service's `/metrics` text, if it answers.
+    async fn delivery_metrics(&self) -> Option<String> {
         let url = format!("{}/metrics", self.stack.services[2].http_url);
-        let text = reqwest::get(url).await.ok()?.error_for_status().ok()?.text().await.ok()?;
-        let value = |prefix: &str| {
-            text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        };
-        Some(Attempts {
-            http: value("hookline_delivery_attempt_duration_seconds_count{channel=\"http\"}")?,
-            http_seconds: value("hookline_delivery_attempt_duration_seconds_sum{channel=\"http\"}")?,
-            direct: value("hookline_delivery_direct_attempts_total").unwrap_or(0.0),
-        })
-    }
-
-    /// Tasks the delivery service handed back to JetStream so far (busy
-    /// endpoint, open breaker), from its `/metrics`, if it exports them.
-    async fn deferrals(&self) -> Option<f64> {
-        let url = format!("{}/metrics", self.stack.services[2].http_url);
-        let text = reqwest::get(url).await.ok()?.error_for_status().ok()?.text().await.ok()?;
-        let values = text.lines().filter(|l| l.starts_with("hookline_delivery_deferrals"));
-        Some(values.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
+        reqwest::get(url).await.ok()?.error_for_status().ok()?.text().await.ok()
     }
 
     /// Record where the CPU went between `before` and now.
     async fn cpu_note(&mut self, phase: &str, before: &CpuSnapshot) {
         let after = self.cpu().await;
-        let mut deferrals = match (before.deferrals, self.deferrals().await) {
-            (Some(b), Some(a)) => format!("; delivery deferred {:.0} tasks to JetStream", a - b),
-            _ => String::new(),
-        };
-        if let (Some(b), Some(a)) = (before.attempts, after.attempts) {
+        let mut deferrals = String::new();
+        if let (Some(b), Some(a)) = (before.counters, after.counters) {
+            deferrals = format!("; delivery deferred {:.0} tasks to JetStream", a.deferrals - b.deferrals);
             let n = a.http - b.http;
             if n > 0.0 {
                 deferrals.push_str(&format!(
