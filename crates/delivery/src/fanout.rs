@@ -2,11 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_nats::jetstream::{
-    AckKind, Context,
-    consumer::pull,
-    message::{Message, PublishMessage},
-};
+use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
 use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, dispatch_subject, header};
 use hookline_domain::{
     delivery::DispatchTask,
@@ -145,10 +141,7 @@ async fn dispatch(
                 park::publish(js, tenant, &ep.endpoint_id, payload, Some(&traceparent), task.msg_id()).await
             }
             None => {
-                let publish = PublishMessage::build()
-                    .payload(payload)
-                    .header(TRACEPARENT, traceparent.as_str())
-                    .message_id(task.msg_id());
+                let publish = crate::task_message(payload, Some(&traceparent), task.msg_id());
                 js.send_publish(dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id), publish).await
             }
         };

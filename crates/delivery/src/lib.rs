@@ -31,9 +31,21 @@ pub mod worker;
 pub use api::DeliveryApi;
 pub use settings::{DeliverySettings, RetrySchedule};
 
+use async_nats::jetstream::message::PublishMessage;
 use hookline_domain::FieldError;
 use hookline_store::StoreError;
 use tonic::Status;
+
+/// A dispatch task as a message to store (on HOOKLINE_DISPATCH or
+/// HOOKLINE_PARKED): its JSON, the trace, and the id JetStream
+/// de-duplicates on.
+pub(crate) fn task_message(payload: bytes::Bytes, traceparent: Option<&str>, msg_id: String) -> PublishMessage {
+    let publish = PublishMessage::build().payload(payload).message_id(msg_id);
+    match traceparent {
+        Some(tp) => publish.header(hookline_telemetry::trace::TRACEPARENT, tp),
+        None => publish,
+    }
+}
 
 /// What the delivery log API can answer with; mapped once to gRPC.
 #[derive(Debug, thiserror::Error)]

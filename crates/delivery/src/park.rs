@@ -26,7 +26,6 @@ use std::{collections::HashMap, time::Duration};
 use async_nats::jetstream::{
     Context,
     consumer::{Consumer, pull},
-    message::PublishMessage,
     stream::Stream,
 };
 use futures_util::{StreamExt, TryStreamExt};
@@ -54,11 +53,7 @@ pub async fn publish(
     traceparent: Option<&str>,
     msg_id: String,
 ) -> Result<async_nats::jetstream::context::PublishAckFuture, async_nats::jetstream::context::PublishError> {
-    let mut publish = PublishMessage::build().payload(payload).message_id(msg_id);
-    if let Some(tp) = traceparent {
-        publish = publish.header(TRACEPARENT, tp);
-    }
-    js.send_publish(parked_subject(tenant, endpoint), publish).await
+    js.send_publish(parked_subject(tenant, endpoint), crate::task_message(payload, traceparent, msg_id)).await
 }
 
 struct Lot {
@@ -184,10 +179,8 @@ async fn unpark(
     let mut acks = Vec::with_capacity(batch.len());
     for msg in &batch {
         let seq = msg.info().map_err(|e| e.to_string())?.stream_sequence;
-        let mut publish = PublishMessage::build().payload(msg.payload.clone()).message_id(format!("p{seq}"));
-        if let Some(tp) = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT) {
-            publish = publish.header(TRACEPARENT, tp);
-        }
+        let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
+        let publish = crate::task_message(msg.payload.clone(), traceparent, format!("p{seq}"));
         acks.push(js.send_publish(dispatch_subject(tenant, endpoint), publish).await.map_err(|e| e.to_string())?);
     }
     for ack in acks {

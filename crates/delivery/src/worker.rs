@@ -126,6 +126,24 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(),
     Ok(())
 }
 
+/// Ack a task whose successor (its outcome and next task, or its parked
+/// copy) is stored, with the server's confirmation when `confirm`; hand it
+/// back for 1 s when storing failed.
+async fn settle(msg: Message, stored: Result<(), String>, confirm: bool) {
+    match stored {
+        Ok(()) => {
+            let acked = if confirm { msg.double_ack().await } else { msg.ack().await };
+            if let Err(e) = acked {
+                tracing::warn!(error = %e, "workers: ack failed; the task may be attempted again");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "workers: not stored; the task is retried in 1s");
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        }
+    }
+}
+
 /// ±20 % jitter, so retries of many deliveries do not arrive in lockstep.
 fn jitter(d: Duration) -> Duration {
     if d.is_zero() {
@@ -149,13 +167,12 @@ impl Worker {
             }
         };
         // A retry that is not due yet waits in JetStream.
-        if let Some(due) = task.not_before.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
-            if let Ok(wait) = (due.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std() {
-                if wait > Duration::from_millis(5) {
-                    let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
-                    return;
-                }
-            }
+        if let Some(due) = task.not_before.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            && let Ok(wait) = (due.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std()
+            && wait > Duration::from_millis(5)
+        {
+            let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
+            return;
         }
         let endpoint = self.endpoint(&task).await;
         // A disabled or deleted endpoint's task is recorded as dropped at
@@ -178,20 +195,10 @@ impl Worker {
         };
         let permit = self.attempts.clone().acquire_owned().await.expect("the attempts semaphore is never closed");
         let trace = TraceParent::continue_or_start(hookline_bus::header(msg.headers.as_ref(), TRACEPARENT));
-        match self.deliver(&task, endpoint, slot, trace).await {
-            // A plain ack: the outcome and the next attempt are already
-            // stored, so a lost ack costs one repeated attempt, not a round
-            // trip per delivery. A graceful stop flushes the connection.
-            Ok(()) => {
-                if let Err(e) = msg.ack().await {
-                    tracing::warn!(error = %e, "workers: ack failed; the task may be attempted again");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "workers: outcome not stored; task will be retried");
-                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-            }
-        }
+        // A plain ack: the outcome and the next attempt are already stored,
+        // so a lost ack costs one repeated attempt, not a round trip per
+        // delivery. A graceful stop flushes the connection.
+        settle(msg, self.deliver(&task, endpoint, slot, trace).await, false).await;
         drop(permit);
     }
 
@@ -217,31 +224,18 @@ impl Worker {
     /// Move a task to its endpoint's parking subject (see [`crate::park`]);
     /// acked here once the parked copy is stored.
     async fn park(&self, msg: Message, task: &DispatchTask) {
-        let stored = match msg.info() {
-            Ok(info) => {
-                let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
-                let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
-                let msg_id = format!("d{}", info.stream_sequence);
-                match park::publish(&self.js, tenant, endpoint, msg.payload.clone(), traceparent, msg_id).await {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match stored {
-            // Confirmed by the server: a crash right after parking must not
-            // leave the task both parked and due here (two attempts).
-            Ok(()) => {
-                if let Err(e) = msg.double_ack().await {
-                    tracing::warn!(error = %e, "workers: ack of a parked task not confirmed; it may be attempted twice");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "workers: could not park a task; retrying in 1s");
-                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-            }
+        let stored = async {
+            let seq = msg.info().map_err(|e| e.to_string())?.stream_sequence;
+            let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
+            let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
+            let payload = msg.payload.clone();
+            let ack = park::publish(&self.js, tenant, endpoint, payload, traceparent, format!("d{seq}")).await;
+            ack.map_err(|e| e.to_string())?.await.map(|_| ()).map_err(|e| e.to_string())
         }
+        .await;
+        // Confirmed by the server: a crash right after parking must not
+        // leave the task both parked and due here (two attempts).
+        settle(msg, stored, true).await;
     }
 
     async fn attempt(
@@ -381,10 +375,8 @@ impl Worker {
             .map_err(|e| e.to_string())?;
         let next = match retry {
             Some(task) => {
-                let publish = PublishMessage::build()
-                    .payload(serde_json::to_vec(task).expect("tasks serialise").into())
-                    .header(TRACEPARENT, trace.to_string().as_str())
-                    .message_id(task.msg_id());
+                let payload = serde_json::to_vec(task).expect("tasks serialise").into();
+                let publish = crate::task_message(payload, Some(&trace.to_string()), task.msg_id());
                 let subject = dispatch_subject(task.event.tenant_id.as_str(), task.endpoint_id.as_str());
                 Some(self.js.send_publish(subject, publish).await.map_err(|e| e.to_string())?)
             }
