@@ -238,31 +238,42 @@ async fn parked_tasks_survive_a_crash_of_the_delivery_process() {
     ])
     .await;
     let down = failing_endpoint_with_parked_tasks(&s, 100, 95).await;
-    let js = s.nats.jetstream().await;
     s.hookline.kill9();
     down.set_default(200);
     s.hookline.respawn().await.unwrap();
-    let delivered = eventually(Duration::from_secs(30), "every event delivered after the restart", || async {
-        let ok = delivered_ids(&down);
-        (ok.iter().collect::<HashSet<_>>().len() == 100).then_some(ok)
-    })
-    .await
-    .unwrap();
+    let delivered = every_event_delivered(&down, 100).await;
     // A kill -9 can land between a task's parked copy being stored and its
     // dispatch copy being acked: that task then exists twice. At most the
     // tasks in hand at the kill (HOOKLINE_DELIVERY_CONCURRENCY) can repeat.
     let duplicates = delivered.len() - 100;
     assert!(duplicates <= 16, "{duplicates} duplicates beyond the in-flight window of 16");
-    eventually(Duration::from_secs(10), "the parking lot empty", || async {
-        (stream_messages(&js, "HOOKLINE_PARKED").await == 0).then_some(())
-    })
-    .await
-    .unwrap();
+    parking_lot_empties(&s).await;
 }
 
 /// The `webhook-id`s a receiver answered with 200, in arrival order.
 fn delivered_ids(rx: &Receiver) -> Vec<String> {
     rx.requests().iter().filter(|r| r.status == 200).filter_map(|r| r.header("webhook-id").map(str::to_owned)).collect()
+}
+
+/// Wait (30 s at most) until `rx` has answered 200 to `n` distinct events;
+/// returns every id it answered 200 to, repeats included.
+async fn every_event_delivered(rx: &Receiver, n: usize) -> Vec<String> {
+    eventually(Duration::from_secs(30), "every event delivered", || async {
+        let ok = delivered_ids(rx);
+        (ok.iter().collect::<HashSet<_>>().len() == n).then_some(ok)
+    })
+    .await
+    .unwrap()
+}
+
+/// Wait (10 s at most) until HOOKLINE_PARKED is empty.
+async fn parking_lot_empties(s: &Stack) {
+    let js = s.nats.jetstream().await;
+    eventually(Duration::from_secs(10), "the parking lot empty", || async {
+        (stream_messages(&js, "HOOKLINE_PARKED").await == 0).then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 /// A tenant whose one endpoint answers 500, and `n` events published to it,
@@ -302,25 +313,16 @@ async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
     ])
     .await;
     let down = failing_endpoint_with_parked_tasks(&s, 300, 280).await;
-    let js = s.nats.jetstream().await;
     let failed_while_down = down.count();
     // The breaker opens after 3 (a few more were in flight); then one probe per 2 s cooldown.
     assert!(failed_while_down < 30, "{failed_while_down} attempts against an open breaker");
     down.set_default(200);
     let recovered = Instant::now();
-    eventually(Duration::from_secs(30), "every event delivered", || async {
-        (delivered_ids(&down).iter().collect::<HashSet<_>>().len() == 300).then_some(())
-    })
-    .await
-    .unwrap();
+    every_event_delivered(&down, 300).await;
     let drained_in = recovered.elapsed();
     assert_eq!(delivered_ids(&down).len(), 300, "no event delivered twice");
     assert!(drained_in < Duration::from_secs(20), "the backlog took {drained_in:?} to drain");
-    eventually(Duration::from_secs(10), "the parking lot empty", || async {
-        (stream_messages(&js, "HOOKLINE_PARKED").await == 0).then_some(())
-    })
-    .await
-    .unwrap();
+    parking_lot_empties(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
