@@ -200,6 +200,14 @@ impl Bench {
             run.publish_secs,
             run.duplicates
         );
+        if let Some((first, middle)) = arr.shape(start) {
+            let note = format!(
+                "{tenant}: first delivery {:.0} ms after the first publish; {middle:.0}/s between the 10th and 90th percentile of arrivals",
+                first.as_secs_f64() * 1000.0
+            );
+            println!("  {note}");
+            self.notes.push(note);
+        }
         Ok(run)
     }
 

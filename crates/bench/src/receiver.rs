@@ -56,6 +56,16 @@ impl Arrivals {
     pub fn last(&self) -> Option<Instant> {
         self.first.values().max().copied()
     }
+
+    /// When the first delivery arrived, and the rate between the 10th and
+    /// the 90th percentile of arrivals: the run without its warm-up and tail.
+    pub fn shape(&self, start: Instant) -> Option<(Duration, f64)> {
+        let mut at: Vec<Instant> = self.first.values().copied().collect();
+        at.sort_unstable();
+        let (lo, hi) = (at.len() / 10, at.len() * 9 / 10);
+        let middle = at.get(hi)?.saturating_duration_since(*at.get(lo)?).as_secs_f64();
+        Some((at[0].saturating_duration_since(start), (hi - lo) as f64 / middle))
+    }
 }
 
 impl Receiver {

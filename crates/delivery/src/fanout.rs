@@ -120,14 +120,9 @@ async fn dispatch(
         // spare the task its trip through HOOKLINE_DISPATCH.
         if blocked.is_none()
             && let Some(endpoint) = worker.endpoint(&task).await
-            && let Some((slot, permit)) = worker.try_admit(&endpoint)
+            && worker.direct(&endpoint)
         {
-            metrics().direct_attempts.inc();
-            direct.push(async move {
-                let stored = worker.deliver(&task, Some(endpoint), Some(slot), traceparent).await;
-                drop(permit);
-                stored
-            });
+            direct.push(worker.first_attempt(task, endpoint, traceparent));
             continue;
         }
         let payload: bytes::Bytes = serde_json::to_vec(&task).expect("tasks serialise").into();

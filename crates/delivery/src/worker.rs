@@ -6,7 +6,7 @@
 //! endpoint or an open breaker are handed back the same way, so they never
 //! use up an attempt and never wait in memory.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
     AckKind, Context,
@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use crate::{
     DeliverySettings,
-    guard::{Guard, Slot, Wait},
+    guard::{Guard, Wait},
     park, sender,
 };
 
@@ -85,15 +85,9 @@ impl Worker {
         self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id)
     }
 
-    /// A slot and an attempt permit at once, for fan-out's first attempt;
-    /// `None` sends the task through the workers instead.
-    pub fn try_admit(&self, endpoint: &EndpointConfig) -> Option<(Slot, tokio::sync::OwnedSemaphorePermit)> {
-        if !endpoint.enabled {
-            return None;
-        }
-        let permit = self.attempts.clone().try_acquire_owned().ok()?;
-        let slot = self.guard.try_admit(&endpoint.id, DIRECT_MAX_LATENCY)?;
-        Some((slot, permit))
+    /// Whether fan-out makes the first attempt at `endpoint` itself.
+    pub fn direct(&self, endpoint: &EndpointConfig) -> bool {
+        endpoint.enabled && self.guard.fast(&endpoint.id, DIRECT_MAX_LATENCY)
     }
 }
 
@@ -144,6 +138,29 @@ async fn settle(msg: Message, stored: Result<(), String>, confirm: bool) {
     }
 }
 
+/// When an attempt started, and how it went.
+type Made = (chrono::DateTime<chrono::Utc>, sender::AttemptResult);
+
+/// What came of a task: an attempt, or none because its endpoint is
+/// disabled or deleted.
+enum Attempted {
+    Made {
+        ep: EndpointConfig,
+        body_sha256: String,
+        started_at: chrono::DateTime<chrono::Utc>,
+        result: sender::AttemptResult,
+    },
+    Unavailable {
+        deleted: bool,
+    },
+}
+
+fn attempt_span(task: &DispatchTask, trace: &TraceParent) -> tracing::Span {
+    let event = &task.event;
+    tracing::info_span!("attempt", trace_id = %trace.trace_id(), delivery_id = %task.delivery_id,
+        event_id = %event.id, endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt = task.attempt)
+}
+
 /// ±20 % jitter, so retries of many deliveries do not arrive in lockstep.
 fn jitter(d: Duration) -> Duration {
     if d.is_zero() {
@@ -175,50 +192,70 @@ impl Worker {
             return;
         }
         let endpoint = self.endpoint(&task).await;
+        let trace = TraceParent::continue_or_start(hookline_bus::header(msg.headers.as_ref(), TRACEPARENT));
+        let span = attempt_span(&task, &trace);
         // A disabled or deleted endpoint's task is recorded as dropped at
         // once; it takes no slot and never waits behind the breaker.
-        let slot = match &endpoint {
-            Some(ep) if ep.enabled => match self.guard.admit(&task.endpoint_id).await {
-                Ok(slot) => Some(slot),
-                Err(wait) => {
-                    metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
-                    match wait {
-                        Wait::Busy(d) => {
-                            let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
+        let attempted = match endpoint {
+            Some(ep) if ep.enabled => {
+                let (body_sha256, job) = self.prepare(&task, &ep, &trace);
+                match self.guard.run(&task.endpoint_id, job.instrument(span.clone()), |(_, r)| r.succeeded()).await {
+                    Ok((started_at, result)) => Attempted::Made { ep, body_sha256, started_at, result },
+                    Err(wait) => {
+                        metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
+                        match wait {
+                            Wait::Busy(d) => {
+                                let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
+                            }
+                            Wait::Stuck | Wait::Open => self.park(msg, &task).await,
                         }
-                        Wait::Stuck | Wait::Open => self.park(msg, &task).await,
+                        return;
                     }
-                    return;
                 }
-            },
-            _ => None,
+            }
+            ep => Attempted::Unavailable { deleted: ep.is_none() },
         };
-        let permit = self.attempts.clone().acquire_owned().await.expect("the attempts semaphore is never closed");
-        let trace = TraceParent::continue_or_start(hookline_bus::header(msg.headers.as_ref(), TRACEPARENT));
         // A plain ack: the outcome and the next attempt are already stored,
         // so a lost ack costs one repeated attempt, not a round trip per
         // delivery. A graceful stop flushes the connection.
-        settle(msg, self.deliver(&task, endpoint, slot, trace).await, false).await;
-        drop(permit);
+        let stored = self.conclude(&task, attempted, &trace).instrument(span).await;
+        settle(msg, stored, false).await;
     }
 
-    /// Make the attempt (or record the task as dropped without a slot) and
-    /// store its outcome and the next attempt's task. `Err`: not stored.
-    pub async fn deliver(
+    /// Fan-out's first attempt at a fast endpoint: made in one of its slots
+    /// if one frees up within a moment, so the task never passes through
+    /// `HOOKLINE_DISPATCH`; otherwise the task is sent there, or parked.
+    /// `Ok`: the outcome, or the task, is stored.
+    pub async fn first_attempt(
         &self,
-        task: &DispatchTask,
-        endpoint: Option<EndpointConfig>,
-        slot: Option<Slot>,
+        task: DispatchTask,
+        ep: EndpointConfig,
         trace: TraceParent,
     ) -> Result<(), String> {
-        let event = &task.event;
-        let span = tracing::info_span!("attempt", trace_id = %trace.trace_id(), delivery_id = %task.delivery_id,
-            event_id = %event.id, endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt = task.attempt);
-        metrics().in_flight.inc();
-        let stored = self.attempt(task, endpoint, slot, trace).instrument(span).await;
-        metrics().in_flight.dec();
-        metrics().breakers_open.set(self.guard.open_breakers() as i64);
-        stored
+        let span = attempt_span(&task, &trace);
+        let (body_sha256, job) = self.prepare(&task, &ep, &trace);
+        let wait = match self.guard.run(&task.endpoint_id, job.instrument(span.clone()), |(_, r)| r.succeeded()).await {
+            Ok((started_at, result)) => {
+                metrics().direct_attempts.inc();
+                let made = Attempted::Made { ep, body_sha256, started_at, result };
+                return self.conclude(&task, made, &trace).instrument(span).await;
+            }
+            Err(wait) => wait,
+        };
+        let payload: bytes::Bytes = serde_json::to_vec(&task).expect("tasks serialise").into();
+        let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
+        let traceparent = trace.to_string();
+        let sent = match wait {
+            Wait::Busy(_) => {
+                let publish = crate::task_message(payload, Some(&traceparent), task.msg_id());
+                self.js.send_publish(dispatch_subject(tenant, endpoint), publish).await
+            }
+            Wait::Stuck | Wait::Open => {
+                metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
+                park::publish(&self.js, tenant, endpoint, payload, Some(&traceparent), task.msg_id()).await
+            }
+        };
+        sent.map_err(|e| e.to_string())?.await.map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Move a task to its endpoint's parking subject (see [`crate::park`]);
@@ -238,16 +275,48 @@ impl Worker {
         settle(msg, stored, true).await;
     }
 
-    async fn attempt(
+    /// The body's digest, and the attempt itself: everything it needs is
+    /// made before it waits for a slot, so a slot only ever waits on the
+    /// endpoint (and for one of `HOOKLINE_DELIVERY_CONCURRENCY`).
+    fn prepare(
         &self,
         task: &DispatchTask,
-        endpoint: Option<EndpointConfig>,
-        slot: Option<Slot>,
-        trace: TraceParent,
-    ) -> Result<(), String> {
+        ep: &EndpointConfig,
+        trace: &TraceParent,
+    ) -> (String, impl Future<Output = Made> + Send + 'static) {
+        let body = layout::render(&task.event, ep.layout);
+        let body_sha256 = format!("{:x}", Sha256::digest(&body));
+        let (ep, attempts, http) = (ep.clone(), self.attempts.clone(), self.http.clone());
+        let mailer = self.settings.mailer.clone();
+        let policy_check = sender::check_literal(ep.url.as_str(), &self.settings.address_policy);
+        let event = ep.email.is_some().then(|| task.event.clone());
+        let (msg_id, traceparent) = (task.event.id.to_string(), trace.to_string());
+        let job = async move {
+            let _permit = attempts.acquire_owned().await.expect("the attempts semaphore is never closed");
+            metrics().in_flight.inc();
+            let started_at = chrono::Utc::now();
+            let result = match (event, &mailer) {
+                (Some(event), Some(mailer)) => mailer.send(&ep, &event, body).await,
+                (Some(_), None) => sender::AttemptResult::failed(
+                    ErrorKind::Smtp,
+                    "this endpoint delivers by e-mail but HOOKLINE_SMTP_URL is not set".into(),
+                ),
+                (None, _) => match policy_check {
+                    Ok(()) => sender::send(&http, &ep, &msg_id, body, &traceparent).await,
+                    Err(why) => sender::AttemptResult::refused(why),
+                },
+            };
+            metrics().in_flight.dec();
+            (started_at, result)
+        };
+        (body_sha256, job)
+    }
+
+    /// Record what became of the task: its outcome and, if it is to be
+    /// retried, the next attempt's task. `Err`: not stored.
+    async fn conclude(&self, task: &DispatchTask, attempted: Attempted, trace: &TraceParent) -> Result<(), String> {
         let event = &task.event;
         let attempt = task.attempt;
-        let started_at = chrono::Utc::now();
         let mut outcome = AttemptOutcome {
             delivery_id: task.delivery_id.clone(),
             delivery_created_at: task.created_at.clone(),
@@ -263,29 +332,16 @@ impl Worker {
             status_code: None,
             error_kind: None,
             error: None,
-            started_at: rfc3339(started_at),
+            started_at: rfc3339(chrono::Utc::now()),
             duration_ms: 0,
             next_attempt_at: None,
             response_excerpt: None,
             trace_id: Some(trace.trace_id()),
         };
         let mut retry = None;
-        match (endpoint, slot) {
-            (Some(ep), Some(slot)) if ep.enabled => {
-                let body = layout::render(event, ep.layout);
-                let body_sha256 = format!("{:x}", Sha256::digest(&body));
-                let result = match (&ep.email, &self.settings.mailer) {
-                    (Some(_), Some(mailer)) => mailer.send(&ep, event, body).await,
-                    (Some(_), None) => sender::AttemptResult::failed(
-                        ErrorKind::Smtp,
-                        "this endpoint delivers by e-mail but HOOKLINE_SMTP_URL is not set".into(),
-                    ),
-                    (None, _) => match sender::check_literal(ep.url.as_str(), &self.settings.address_policy) {
-                        Ok(()) => sender::send(&self.http, &ep, event.id.as_str(), body, &trace.to_string()).await,
-                        Err(why) => sender::AttemptResult::refused(why),
-                    },
-                };
-                slot.finish(result.succeeded());
+        match attempted {
+            Attempted::Made { ep, body_sha256, started_at, result } => {
+                outcome.started_at = rfc3339(started_at);
                 let channel = if ep.email.is_some() { "email" } else { "http" };
                 metrics()
                     .attempt_duration
@@ -297,15 +353,15 @@ impl Worker {
                         None => ep.url.as_str().to_owned(),
                     },
                     layout: ep.layout,
-                    headers: result.request_headers.clone(),
+                    headers: result.request_headers,
                     body_sha256,
                 });
                 outcome.status_code = result.status_code;
                 outcome.error_kind = result.error_kind;
-                outcome.error = result.error.clone();
+                outcome.error = result.error;
                 outcome.duration_ms = result.duration.as_millis() as u64;
-                outcome.response_excerpt = result.response_excerpt.clone();
-                if result.succeeded() {
+                outcome.response_excerpt = result.response_excerpt;
+                if outcome.error_kind.is_none() {
                     outcome.state = AttemptState::Succeeded;
                 } else if result.status_code == Some(410) {
                     outcome.state = AttemptState::Failed;
@@ -326,12 +382,12 @@ impl Worker {
                     outcome.state = AttemptState::Failed;
                 }
             }
-            (endpoint, _) => {
+            Attempted::Unavailable { deleted } => {
                 outcome.error_kind = Some(ErrorKind::EndpointUnavailable);
-                outcome.error =
-                    Some(if endpoint.is_some() { "endpoint is disabled" } else { "endpoint was deleted" }.into());
+                outcome.error = Some(if deleted { "endpoint was deleted" } else { "endpoint is disabled" }.into());
             }
         }
+        metrics().breakers_open.set(self.guard.open_breakers() as i64);
         let outcome_label = match outcome.state {
             AttemptState::Succeeded => "succeeded",
             AttemptState::Retrying => "retrying",
@@ -345,7 +401,7 @@ impl Worker {
         // The outcome and the next attempt are stored before the task (or
         // the event, for fan-out) is acked; a crash in between repeats the
         // attempt, never loses it.
-        self.record(&outcome, retry.as_ref(), &trace).await
+        self.record(&outcome, retry.as_ref(), trace).await
     }
 
     async fn disable(&self, task: &DispatchTask, reason: &str) {
