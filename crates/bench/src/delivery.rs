@@ -582,7 +582,9 @@ async fn isolation_phase(b: &mut Bench, report: &mut Report, args: &Args) -> any
     let n = args.isolation_events;
     b.tenant("bench-iso-base", &[b.rx.url("iso-base/0")]).await?;
     b.warm_up("bench-iso-base", &paths("iso-base", 1)).await?;
+    let cpu = b.cpu().await;
     let base = b.throughput("bench-iso-base", &paths("iso-base", 1), n).await?;
+    b.cpu_note("isolation run without", &cpu).await;
     b.tenant("bench-iso-two", &[b.rx.url("iso-two/0"), b.rx.url("iso-two/1")]).await?;
     b.warm_up("bench-iso-two", &paths("iso-two", 2)).await?;
     let two = b.throughput("bench-iso-two", &paths("iso-two", 1), n).await?;

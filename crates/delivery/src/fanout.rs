@@ -17,7 +17,7 @@ use hookline_telemetry::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{DeliverySettings, park, resolve::Resolver, worker::Worker};
+use crate::{DeliverySettings, resolve::Resolver, worker::Worker};
 
 const CONCURRENCY: usize = 128;
 
@@ -100,6 +100,7 @@ async fn dispatch(
     let _budget = hookline_bus::ack_budget(endpoints.len()).await;
     let mut acks = Vec::with_capacity(endpoints.len());
     let mut direct = Vec::new();
+    let mut parked = Vec::new();
     for ep in &endpoints {
         let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
             continue;
@@ -125,37 +126,40 @@ async fn dispatch(
             direct.push(worker.first_attempt(task, endpoint, traceparent));
             continue;
         }
-        let payload: bytes::Bytes = serde_json::to_vec(&task).expect("tasks serialise").into();
+        let payload = serde_json::to_vec(&task).expect("tasks serialise");
         let traceparent = traceparent.to_string();
         // An endpoint that is stuck or has its breaker open gets its task
         // parked at once, so the task never cycles through the workers.
-        let sent = match blocked {
+        match blocked {
             Some(why) => {
                 metrics().deferrals.get_or_create(&labels([("reason", why.reason())])).inc();
+                let parker = worker.parker().clone();
                 let tenant = event.tenant_id.as_str();
-                park::publish(js, tenant, &ep.endpoint_id, payload, Some(&traceparent), task.msg_id()).await
+                parked.push(async move {
+                    parker.park(tenant, &ep.endpoint_id, &payload, &traceparent, &task.msg_id()).await
+                });
             }
             None => {
-                let publish = crate::task_message(payload, Some(&traceparent), task.msg_id());
-                js.send_publish(dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id), publish).await
-            }
-        };
-        match sent {
-            Ok(ack) => acks.push(ack),
-            Err(e) => {
-                tracing::warn!(error = %e, "fanout: dispatch publish failed; retrying in 1s");
-                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                return;
+                let publish = crate::task_message(payload.into(), Some(&traceparent), task.msg_id());
+                match js.send_publish(dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id), publish).await {
+                    Ok(ack) => acks.push(ack),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "fanout: dispatch publish failed; retrying in 1s");
+                        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                        return;
+                    }
+                }
             }
         }
     }
-    let (attempts, stored) = tokio::join!(futures_util::future::join_all(direct), async {
-        for ack in acks {
-            ack.await?;
-        }
-        Ok::<_, async_nats::jetstream::context::PublishError>(())
-    });
-    if let Err(e) = stored {
+    let (attempts, parked, stored) =
+        tokio::join!(futures_util::future::join_all(direct), futures_util::future::join_all(parked), async {
+            for ack in acks {
+                ack.await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        });
+    if let Err(e) = stored.and(parked.into_iter().collect::<Result<(), _>>()) {
         tracing::warn!(error = %e, "fanout: dispatch not stored; retrying in 1s");
         let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
         return;

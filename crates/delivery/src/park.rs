@@ -20,12 +20,22 @@
 //! only after its copy is stored in HOOKLINE_DISPATCH. The copy's message id
 //! is `p<parked sequence>`, so a move repeated after a crash is
 //! de-duplicated.
+//!
+//! Fan-out parks new tasks in batches ([`Parker`]): one message per endpoint
+//! holds the tasks of every event fanned out within a couple of
+//! milliseconds, one per line (`<message id> <traceparent> <task JSON>`,
+//! header [`BATCH_HEADER`] = the count). Beside a black hole, one stored
+//! message per task cost the healthy endpoints a fifth of their
+//! throughput. A batched task goes back with message id `f<its own message
+//! id>`, which de-duplicates a batch parked again by a repeated fan-out.
 
 use std::{collections::HashMap, time::Duration};
 
 use async_nats::jetstream::{
     Context,
     consumer::{Consumer, pull},
+    context::PublishAckFuture,
+    message::PublishMessage,
     stream::Stream,
 };
 use futures_util::{StreamExt, TryStreamExt};
@@ -33,6 +43,7 @@ use hookline_bus::{PARKED_ALL, PARKED_STREAM, dispatch_subject, parked_consumer,
 use hookline_domain::ids::{EndpointId, TenantId};
 use hookline_subscriptions::Directory;
 use hookline_telemetry::{metrics, trace::TRACEPARENT};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::guard::Guard;
@@ -54,6 +65,99 @@ pub async fn publish(
     msg_id: String,
 ) -> Result<async_nats::jetstream::context::PublishAckFuture, async_nats::jetstream::context::PublishError> {
     js.send_publish(parked_subject(tenant, endpoint), crate::task_message(payload, traceparent, msg_id)).await
+}
+
+/// Header of a batch of parked tasks: how many lines it holds.
+pub const BATCH_HEADER: &str = "Hookline-Parked-Tasks";
+/// The most tasks in one batch, and how long fan-out's tasks are gathered.
+const BATCH_MAX: usize = 256;
+const BATCH_LINGER: Duration = Duration::from_millis(2);
+
+/// One task for [`Parker::park`].
+struct Parcel {
+    subject: String,
+    line: Vec<u8>,
+    stored: oneshot::Sender<Result<(), String>>,
+}
+
+/// Gathers the tasks fan-out parks and stores them a batch per endpoint.
+#[derive(Clone)]
+pub struct Parker {
+    tx: mpsc::Sender<Parcel>,
+}
+
+impl Parker {
+    pub fn start(js: Context) -> Self {
+        let (tx, rx) = mpsc::channel(4 * BATCH_MAX);
+        tokio::spawn(gather(js, rx));
+        Parker { tx }
+    }
+
+    /// Park one task; `Ok` once its batch is stored.
+    pub async fn park(
+        &self,
+        tenant: &str,
+        endpoint: &str,
+        task: &[u8],
+        traceparent: &str,
+        msg_id: &str,
+    ) -> Result<(), String> {
+        let (stored, rx) = oneshot::channel();
+        let parcel =
+            Parcel { subject: parked_subject(tenant, endpoint), line: batch_line(msg_id, traceparent, task), stored };
+        self.tx.send(parcel).await.map_err(|_| "parking is shut down".to_owned())?;
+        rx.await.map_err(|_| "parking is shut down".to_owned())?
+    }
+}
+
+async fn gather(js: Context, mut rx: mpsc::Receiver<Parcel>) {
+    while let Some(first) = rx.recv().await {
+        let deadline = tokio::time::Instant::now() + BATCH_LINGER;
+        let mut parcels = vec![first];
+        while parcels.len() < BATCH_MAX {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(p)) => parcels.push(p),
+                _ => break,
+            }
+        }
+        let mut by_subject: HashMap<String, Vec<Parcel>> = HashMap::new();
+        for p in parcels {
+            by_subject.entry(p.subject.clone()).or_default().push(p);
+        }
+        let mut pending: Vec<(Result<PublishAckFuture, String>, Vec<Parcel>)> = Vec::new();
+        for (subject, parcels) in by_subject {
+            let body: Vec<u8> = parcels.iter().flat_map(|p| p.line.iter().copied()).collect();
+            let publish = PublishMessage::build().payload(body.into()).header(BATCH_HEADER, parcels.len().to_string());
+            pending.push((js.send_publish(subject, publish).await.map_err(|e| e.to_string()), parcels));
+        }
+        // Acks are awaited aside, so the next batch gathers meanwhile.
+        tokio::spawn(async move {
+            for (ack, parcels) in pending {
+                let stored = match ack {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                for p in parcels {
+                    let _ = p.stored.send(stored.clone());
+                }
+            }
+        });
+    }
+}
+
+/// One task in a batch (task JSON has no raw newlines).
+fn batch_line(msg_id: &str, traceparent: &str, task: &[u8]) -> Vec<u8> {
+    [msg_id.as_bytes(), b" ", traceparent.as_bytes(), b" ", task, b"\n"].concat()
+}
+
+/// The tasks of a batch: message id, traceparent, task JSON.
+fn batch_lines(payload: &[u8]) -> impl Iterator<Item = (&str, &str, &[u8])> {
+    payload.split(|b| *b == b'\n').filter(|l| !l.is_empty()).filter_map(|line| {
+        let mut parts = line.splitn(3, |b| *b == b' ');
+        let msg_id = std::str::from_utf8(parts.next()?).ok()?;
+        let traceparent = std::str::from_utf8(parts.next()?).ok()?;
+        Some((msg_id, traceparent, parts.next()?))
+    })
 }
 
 struct Lot {
@@ -140,11 +244,11 @@ async fn sweep(
             }
         };
         let room = if available { guard.room(&endpoint_id, &mut lot.seen) } else { UNAVAILABLE_ROOM };
-        let want = room.min(count);
-        if want == 0 {
+        // `count` is of messages, and a batch holds many tasks.
+        if room.min(count) == 0 {
             continue;
         }
-        match unpark(js, &lot.consumer, tenant, endpoint, want).await {
+        match unpark(js, &lot.consumer, tenant, endpoint, room.min(count), room).await {
             Ok(n) => moved += n,
             Err(e) => {
                 tracing::warn!(endpoint_id = endpoint, error = %e, "parking: could not move tasks back");
@@ -158,38 +262,88 @@ async fn sweep(
     Ok(moved)
 }
 
-/// Move up to `n` of one endpoint's parked tasks back to HOOKLINE_DISPATCH.
+/// Move up to `n` of one endpoint's parked tasks, from at most `messages`
+/// parked messages, back to HOOKLINE_DISPATCH. A batch with more tasks than
+/// are wanted is split: the rest is parked again as a new batch before the
+/// old one is acked.
 async fn unpark(
     js: &Context,
     consumer: &Consumer<pull::Config>,
     tenant: &str,
     endpoint: &str,
+    messages: usize,
     n: usize,
 ) -> Result<usize, String> {
     let batch: Vec<_> = consumer
         .fetch()
-        .max_messages(n)
+        .max_messages(messages)
         .messages()
         .await
         .map_err(|e| e.to_string())?
         .filter_map(|m| async move { m.ok() })
         .collect()
         .await;
-    let _budget = hookline_bus::ack_budget(batch.len()).await;
-    let mut acks = Vec::with_capacity(batch.len());
+    // At most `n` tasks moved, plus one split batch's rest parked again.
+    let _budget = hookline_bus::ack_budget(n + 1).await;
+    let (mut acks, mut moved, mut taken) = (Vec::with_capacity(batch.len()), 0, 0);
+    let subject = dispatch_subject(tenant, endpoint);
     for msg in &batch {
-        let seq = msg.info().map_err(|e| e.to_string())?.stream_sequence;
-        let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
-        let publish = crate::task_message(msg.payload.clone(), traceparent, format!("p{seq}"));
-        acks.push(js.send_publish(dispatch_subject(tenant, endpoint), publish).await.map_err(|e| e.to_string())?);
+        if moved >= n {
+            break;
+        }
+        taken += 1;
+        if hookline_bus::header(msg.headers.as_ref(), BATCH_HEADER).is_none() {
+            let seq = msg.info().map_err(|e| e.to_string())?.stream_sequence;
+            let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
+            let publish = crate::task_message(msg.payload.clone(), traceparent, format!("p{seq}"));
+            acks.push(js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?);
+            moved += 1;
+            continue;
+        }
+        let lines: Vec<_> = batch_lines(&msg.payload).collect();
+        let now = lines.len().min(n.saturating_sub(moved).max(1));
+        for (msg_id, traceparent, task) in &lines[..now] {
+            let task = bytes::Bytes::copy_from_slice(task);
+            let publish = crate::task_message(task, Some(traceparent), format!("f{msg_id}"));
+            acks.push(js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?);
+        }
+        moved += now;
+        if now < lines.len() {
+            let rest: Vec<u8> = lines[now..].iter().flat_map(|(id, tp, task)| batch_line(id, tp, task)).collect();
+            let count = (lines.len() - now).to_string();
+            let publish = PublishMessage::build().payload(rest.into()).header(BATCH_HEADER, count);
+            acks.push(js.send_publish(parked_subject(tenant, endpoint), publish).await.map_err(|e| e.to_string())?);
+        }
     }
     for ack in acks {
         ack.await.map_err(|e| e.to_string())?;
     }
-    // Stored in HOOKLINE_DISPATCH: a lost ack only moves a task again, and
-    // its message id de-duplicates that.
-    for msg in &batch {
-        let _ = msg.ack().await;
+    // Stored in HOOKLINE_DISPATCH (and the rest of a split batch parked
+    // again): a lost ack only moves a task again, and its message id
+    // de-duplicates that. Messages fetched but not reached are handed back.
+    for (i, msg) in batch.iter().enumerate() {
+        let _ = if i < taken { msg.ack().await } else { msg.ack_with(async_nats::jetstream::AckKind::Nak(None)).await };
     }
-    Ok(batch.len())
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_reads_back_as_its_tasks() {
+        let tasks = [("dly_1.1", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", br#"{"a":"x y\nz"}"#)];
+        let mut body = Vec::new();
+        for (id, tp, task) in tasks.iter().chain(tasks.iter()) {
+            body.extend(batch_line(id, tp, *task));
+        }
+        let lines: Vec<_> = batch_lines(&body).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0],
+            (tasks[0].0, tasks[0].1, &tasks[0].2[..]),
+            "spaces and escaped newlines in the JSON survive"
+        );
+    }
 }

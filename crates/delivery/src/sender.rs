@@ -77,11 +77,16 @@ pub fn client(request_timeout: Duration, policy: Arc<AddressPolicy>, concurrency
         .expect("HTTP client builds (is a rustls crypto provider installed?)")
 }
 
-/// IP literals never reach the resolver: check them here.
-pub fn check_literal(url: &str, policy: &AddressPolicy) -> Result<(), String> {
+/// The URL to send to, parsed once. IP literals never reach the resolver:
+/// they are checked here, as the URL parser reads them (`0x7f.1` too).
+pub fn target(url: &str, policy: &AddressPolicy) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(url).map_err(|e| format!("unusable URL: {e}"))?;
+    // The parser writes IP hosts back in their plain form.
     let ip = url.host_str().and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok());
-    ip.map_or(Ok(()), |ip| policy.check(ip))
+    if let Some(ip) = ip {
+        policy.check(ip)?;
+    }
+    Ok(url)
 }
 
 #[derive(Debug)]
@@ -128,6 +133,7 @@ impl AttemptResult {
 /// POST `body` to the endpoint, signed for `msg_id`.
 pub async fn send(
     client: &reqwest::Client,
+    url: reqwest::Url,
     endpoint: &EndpointConfig,
     msg_id: &str,
     body: Vec<u8>,
@@ -136,7 +142,7 @@ pub async fn send(
     let timestamp = chrono::Utc::now().timestamp();
     let signature = signing::signature_header(endpoint.signing_secrets(chrono::Utc::now()), msg_id, timestamp, &body);
     let mut request = client
-        .post(endpoint.url.as_str())
+        .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", msg_id)
         .header("webhook-timestamp", timestamp.to_string())

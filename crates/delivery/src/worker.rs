@@ -51,6 +51,7 @@ pub struct Worker {
     /// `HOOKLINE_DELIVERY_CONCURRENCY`: attempts in flight in this process,
     /// whichever of the two makes them.
     attempts: Arc<tokio::sync::Semaphore>,
+    parker: park::Parker,
 }
 
 impl Worker {
@@ -63,6 +64,7 @@ impl Worker {
             ),
             commands: Commands::new(js.clone(), directory.clone()),
             attempts: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
+            parker: park::Parker::start(js.clone()),
             guard,
             js,
             directory,
@@ -72,6 +74,11 @@ impl Worker {
 
     pub fn guard(&self) -> &Guard {
         &self.guard
+    }
+
+    /// Where fan-out parks the new tasks of blocked endpoints, in batches.
+    pub fn parker(&self) -> &park::Parker {
+        &self.parker
     }
 
     /// The endpoint as the Directory knows it, catching up once on a miss
@@ -85,9 +92,11 @@ impl Worker {
         self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id)
     }
 
-    /// Whether fan-out makes the first attempt at `endpoint` itself.
+    /// Whether fan-out makes the first attempt at `endpoint` itself: only
+    /// while attempt permits are free, since fan-out holds its event (on a
+    /// clock of `HOOKLINE_ACK_WAIT`) until the attempt is recorded.
     pub fn direct(&self, endpoint: &EndpointConfig) -> bool {
-        endpoint.enabled && self.guard.fast(&endpoint.id, DIRECT_MAX_LATENCY)
+        endpoint.enabled && self.attempts.available_permits() > 0 && self.guard.fast(&endpoint.id, DIRECT_MAX_LATENCY)
     }
 }
 
@@ -143,6 +152,7 @@ type Made = (chrono::DateTime<chrono::Utc>, sender::AttemptResult);
 
 /// What came of a task: an attempt, or none because its endpoint is
 /// disabled or deleted.
+#[allow(clippy::large_enum_variant)] // one per attempt, moved once
 enum Attempted {
     Made {
         ep: EndpointConfig,
@@ -242,20 +252,20 @@ impl Worker {
             }
             Err(wait) => wait,
         };
-        let payload: bytes::Bytes = serde_json::to_vec(&task).expect("tasks serialise").into();
+        let payload = serde_json::to_vec(&task).expect("tasks serialise");
         let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
         let traceparent = trace.to_string();
-        let sent = match wait {
+        match wait {
             Wait::Busy(_) => {
-                let publish = crate::task_message(payload, Some(&traceparent), task.msg_id());
-                self.js.send_publish(dispatch_subject(tenant, endpoint), publish).await
+                let publish = crate::task_message(payload.into(), Some(&traceparent), task.msg_id());
+                let sent = self.js.send_publish(dispatch_subject(tenant, endpoint), publish).await;
+                sent.map_err(|e| e.to_string())?.await.map(|_| ()).map_err(|e| e.to_string())
             }
             Wait::Stuck | Wait::Open => {
                 metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
-                park::publish(&self.js, tenant, endpoint, payload, Some(&traceparent), task.msg_id()).await
+                self.parker.park(tenant, endpoint, &payload, &traceparent, &task.msg_id()).await
             }
-        };
-        sent.map_err(|e| e.to_string())?.await.map(|_| ()).map_err(|e| e.to_string())
+        }
     }
 
     /// Move a task to its endpoint's parking subject (see [`crate::park`]);
@@ -288,7 +298,7 @@ impl Worker {
         let body_sha256 = format!("{:x}", Sha256::digest(&body));
         let (ep, attempts, http) = (ep.clone(), self.attempts.clone(), self.http.clone());
         let mailer = self.settings.mailer.clone();
-        let policy_check = sender::check_literal(ep.url.as_str(), &self.settings.address_policy);
+        let target = sender::target(ep.url.as_str(), &self.settings.address_policy);
         let event = ep.email.is_some().then(|| task.event.clone());
         let (msg_id, traceparent) = (task.event.id.to_string(), trace.to_string());
         let job = async move {
@@ -301,8 +311,8 @@ impl Worker {
                     ErrorKind::Smtp,
                     "this endpoint delivers by e-mail but HOOKLINE_SMTP_URL is not set".into(),
                 ),
-                (None, _) => match policy_check {
-                    Ok(()) => sender::send(&http, &ep, &msg_id, body, &traceparent).await,
+                (None, _) => match target {
+                    Ok(url) => sender::send(&http, url, &ep, &msg_id, body, &traceparent).await,
                     Err(why) => sender::AttemptResult::refused(why),
                 },
             };
