@@ -169,9 +169,10 @@ impl ServiceArgs {
         if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(300) {
             return Err("HOOKLINE_REQUEST_TIMEOUT: must be between 1ms and 300s".into());
         }
-        if self.ack_wait <= self.request_timeout {
+        // An attempt may queue 0.5 s for a slot before its request starts.
+        if self.ack_wait < self.request_timeout + Duration::from_secs(1) {
             return Err(format!(
-                "HOOKLINE_ACK_WAIT: must be longer than HOOKLINE_REQUEST_TIMEOUT ({:?}), or attempts still running are handed out twice",
+                "HOOKLINE_ACK_WAIT: must be at least 1s longer than HOOKLINE_REQUEST_TIMEOUT ({:?}), or attempts still queued or running are handed out twice",
                 self.request_timeout
             ));
         }

@@ -93,7 +93,7 @@ fn layered_configuration_file_then_env_then_flags() {
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("HOOKLINE_ACK_WAIT: must be longer than HOOKLINE_REQUEST_TIMEOUT")
+            .contains("HOOKLINE_ACK_WAIT: must be at least 1s longer than HOOKLINE_REQUEST_TIMEOUT")
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
