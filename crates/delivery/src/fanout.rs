@@ -3,17 +3,14 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
-use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, dispatch_subject, header};
+use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, header};
 use hookline_domain::{
     delivery::DispatchTask,
     events::StoredEvent,
     ids::{DeliveryId, EndpointId},
 };
 use hookline_proto::subscriptions::v1::subscription_service_client::SubscriptionServiceClient;
-use hookline_telemetry::{
-    labels, metrics,
-    trace::{TRACEPARENT, TraceParent},
-};
+use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -50,14 +47,14 @@ pub async fn run(
     // First attempts made here get as long to finish on shutdown as the workers' do.
     let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency: CONCURRENCY, drain: crate::worker::DRAIN };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
-        let (js, resolver, worker) = (js.clone(), resolver.clone(), worker.clone());
-        async move { fan_out(&js, &resolver, &worker, msg).await }
+        let (resolver, worker) = (resolver.clone(), worker.clone());
+        async move { fan_out(&resolver, &worker, msg).await }
     })
     .await;
     Ok(())
 }
 
-async fn fan_out(js: &Context, resolver: &Resolver, worker: &Worker, msg: Message) {
+async fn fan_out(resolver: &Resolver, worker: &Worker, msg: Message) {
     let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
         Ok(e) => e,
         Err(e) => {
@@ -69,17 +66,10 @@ async fn fan_out(js: &Context, resolver: &Resolver, worker: &Worker, msg: Messag
     let trace = TraceParent::continue_or_start(header(msg.headers.as_ref(), TRACEPARENT));
     let span = tracing::info_span!("fanout", trace_id = %trace.trace_id(), event_id = %event.id,
         tenant = %event.tenant_id, event_type = event.event_type.as_str());
-    dispatch(js, resolver, worker, msg, event, trace).instrument(span).await
+    dispatch(resolver, worker, msg, event, trace).instrument(span).await
 }
 
-async fn dispatch(
-    js: &Context,
-    resolver: &Resolver,
-    worker: &Worker,
-    msg: Message,
-    event: StoredEvent,
-    trace: TraceParent,
-) {
+async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: StoredEvent, trace: TraceParent) {
     if header(msg.headers.as_ref(), WEBHOOKS_HEADER) == Some("off") {
         tracing::info!("fanout: published while webhooks were off; not delivered");
         let _ = msg.double_ack().await;
@@ -98,9 +88,7 @@ async fn dispatch(
     let event_seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let _budget = hookline_bus::ack_budget(endpoints.len()).await;
-    let mut acks = Vec::with_capacity(endpoints.len());
-    let mut direct = Vec::new();
-    let mut parked = Vec::new();
+    let (mut direct, mut stored) = (Vec::new(), Vec::new());
     for ep in &endpoints {
         let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
             continue;
@@ -117,8 +105,8 @@ async fn dispatch(
         };
         let traceparent = trace.child();
         let blocked = worker.guard().blocked(&task.endpoint_id);
-        // A free slot at a fast endpoint: make the first attempt here and
-        // spare the task its trip through HOOKLINE_DISPATCH.
+        // A fast endpoint: make the first attempt here (queueing briefly for
+        // a slot) and spare the task its trip through HOOKLINE_DISPATCH.
         if blocked.is_none()
             && let Some(endpoint) = worker.endpoint(&task).await
             && worker.direct(&endpoint)
@@ -126,40 +114,13 @@ async fn dispatch(
             direct.push(worker.first_attempt(task, endpoint, traceparent));
             continue;
         }
-        let payload = serde_json::to_vec(&task).expect("tasks serialise");
-        let traceparent = traceparent.to_string();
-        // An endpoint that is stuck or has its breaker open gets its task
-        // parked at once, so the task never cycles through the workers.
-        match blocked {
-            Some(why) => {
-                metrics().deferrals.get_or_create(&labels([("reason", why.reason())])).inc();
-                let parker = worker.parker().clone();
-                let tenant = event.tenant_id.as_str();
-                parked.push(async move {
-                    parker.park(tenant, &ep.endpoint_id, &payload, &traceparent, &task.msg_id()).await
-                });
-            }
-            None => {
-                let publish = crate::task_message(payload.into(), Some(&traceparent), task.msg_id());
-                match js.send_publish(dispatch_subject(event.tenant_id.as_str(), &ep.endpoint_id), publish).await {
-                    Ok(ack) => acks.push(ack),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "fanout: dispatch publish failed; retrying in 1s");
-                        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                        return;
-                    }
-                }
-            }
-        }
+        // A stuck endpoint's or an open breaker's task is parked at once, so
+        // it never cycles through the workers.
+        stored.push(async move { worker.hand_off(&task, blocked, &traceparent.to_string()).await });
     }
-    let (attempts, parked, stored) =
-        tokio::join!(futures_util::future::join_all(direct), futures_util::future::join_all(parked), async {
-            for ack in acks {
-                ack.await.map_err(|e| e.to_string())?;
-            }
-            Ok::<_, String>(())
-        });
-    if let Err(e) = stored.and(parked.into_iter().collect::<Result<(), _>>()) {
+    let (attempts, stored) =
+        tokio::join!(futures_util::future::join_all(direct), futures_util::future::join_all(stored));
+    if let Some(e) = stored.into_iter().find_map(Result::err) {
         tracing::warn!(error = %e, "fanout: dispatch not stored; retrying in 1s");
         let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
         return;

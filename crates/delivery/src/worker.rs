@@ -252,18 +252,23 @@ impl Worker {
             }
             Err(wait) => wait,
         };
-        let payload = serde_json::to_vec(&task).expect("tasks serialise");
+        self.hand_off(&task, Some(wait), &trace.to_string()).await
+    }
+
+    /// Store a task for the workers, or park it when its endpoint is
+    /// blocked (stuck or breaker open). `Ok` once it is stored.
+    pub async fn hand_off(&self, task: &DispatchTask, blocked: Option<Wait>, traceparent: &str) -> Result<(), String> {
+        let payload = serde_json::to_vec(task).expect("tasks serialise");
         let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
-        let traceparent = trace.to_string();
-        match wait {
-            Wait::Busy(_) => {
-                let publish = crate::task_message(payload.into(), Some(&traceparent), task.msg_id());
+        match blocked {
+            None | Some(Wait::Busy(_)) => {
+                let publish = crate::task_message(payload.into(), Some(traceparent), task.msg_id());
                 let sent = self.js.send_publish(dispatch_subject(tenant, endpoint), publish).await;
                 sent.map_err(|e| e.to_string())?.await.map(|_| ()).map_err(|e| e.to_string())
             }
-            Wait::Stuck | Wait::Open => {
+            Some(wait) => {
                 metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
-                self.parker.park(tenant, endpoint, &payload, &traceparent, &task.msg_id()).await
+                self.parker.park(tenant, endpoint, &payload, traceparent, &task.msg_id()).await
             }
         }
     }

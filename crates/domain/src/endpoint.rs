@@ -87,10 +87,9 @@ impl EndpointUrl {
             .strip_prefix('[')
             .and_then(|a| a.split("]:").nth(1))
             .or_else(|| (!authority.starts_with('[')).then(|| authority.split(':').nth(1)).flatten())
+            && port.parse::<u16>().map_or(true, |p| p == 0)
         {
-            if port.parse::<u16>().map_or(true, |p| p == 0) {
-                return bad("must have a port between 1 and 65535");
-            }
+            return bad("must have a port between 1 and 65535");
         }
         Ok(Self(s.to_owned()))
     }

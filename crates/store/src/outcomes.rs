@@ -72,9 +72,8 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
             ..Default::default()
         });
         h.attempts += 1;
-        match o.status_code {
-            Some(code @ 200..=599) => h.classes[(code / 100 - 2) as usize] += 1,
-            _ => {}
+        if let Some(code @ 200..=599) = o.status_code {
+            h.classes[(code / 100 - 2) as usize] += 1;
         }
         if o.state == AttemptState::Succeeded {
             h.accepted += 1;
