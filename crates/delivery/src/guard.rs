@@ -36,8 +36,6 @@ pub struct GuardSettings {
     pub breaker_threshold: u32,
     /// How long an open breaker waits before one probe is let through.
     pub breaker_cooldown: Duration,
-    /// The longest one attempt can hold a slot (the request timeout).
-    pub attempt_timeout: Duration,
 }
 
 /// How long a task waits for a busy endpoint before going back to JetStream.
@@ -90,6 +88,26 @@ struct Gate {
 const STUCK: Duration = Duration::from_millis(250);
 
 impl Gate {
+    /// The next queued attempt, with `permit`; or `permit` is freed, under
+    /// the queue lock, so no attempt is left queued beside a free slot.
+    fn next_or_free(&self, permit: OwnedSemaphorePermit) -> Option<(OwnedSemaphorePermit, Queued)> {
+        let mut queue = self.queue.lock().expect("queue lock");
+        match queue.pop_front() {
+            Some(queued) => Some((permit, queued)),
+            None => {
+                drop(permit);
+                None
+            }
+        }
+    }
+
+    /// A half-open breaker's probe that was not made: the next task may be it.
+    fn drop_probe(&self, probe: bool) {
+        if probe {
+            self.breaker.lock().expect("breaker lock").probing = None;
+        }
+    }
+
     fn stuck(&self) -> bool {
         self.slots.available_permits() == 0 && self.last_release.lock().expect("release lock").elapsed() > STUCK
     }
@@ -101,8 +119,9 @@ pub struct Guard {
     gates: Arc<Mutex<HashMap<EndpointId, Arc<Gate>>>>,
 }
 
-/// Permission to attempt; report the result with [`Slot::finish`].
-pub struct Slot {
+/// A slot held by an attempt made in its caller's task; report the result
+/// with [`Slot::finish`]. Dropping it hands the slot on to the queue.
+struct Slot {
     guard: Guard,
     gate: Arc<Gate>,
     probe: bool,
@@ -191,7 +210,7 @@ impl Guard {
     ) -> Result<R, Wait> {
         let gate = self.gate(endpoint);
         let probe = Self::breaker_admits(&gate)?;
-        let (tx, mut rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
         let queued = Queued {
             job: Box::pin(async move {
@@ -203,31 +222,29 @@ impl Guard {
             probe,
             state: state.clone(),
         };
-        let taken = {
+        let admitted = {
             let mut queue = gate.queue.lock().expect("queue lock");
             match gate.slots.clone().try_acquire_owned() {
-                Ok(permit) => Some(Ok((permit, queued))),
-                Err(_) if gate.stuck() => None,
+                Ok(permit) => Some((permit, queued)),
+                Err(_) if gate.stuck() => {
+                    gate.drop_probe(probe);
+                    return Err(Wait::Stuck);
+                }
                 Err(_) => {
                     queue.push_back(queued);
-                    Some(Err(()))
+                    None
                 }
             }
         };
-        match taken {
+        match admitted {
             // A free slot: the attempt is made right here.
-            Some(Ok((permit, queued))) => {
+            Some((permit, queued)) => {
                 let slot = Slot::new(self, gate, probe, permit);
                 let succeeded = queued.job.await;
                 slot.finish(succeeded);
                 rx.await.map_err(|_| Wait::Open)
             }
-            Some(Err(())) => self.wait_for(&gate, probe, state, rx).await,
-            None => {
-                rx.close();
-                self.abandon(&gate, probe);
-                Err(Wait::Stuck)
-            }
+            None => self.wait_for(&gate, probe, state, rx).await,
         }
     }
 
@@ -250,19 +267,13 @@ impl Guard {
             // A slot took it just now: it is being made.
             return rx.await.map_err(|_| Wait::Open);
         }
-        self.abandon(gate, probe);
+        gate.drop_probe(probe);
         Err(if gate.stuck() { Wait::Stuck } else { Wait::Busy(spread(Duration::from_millis(200))) })
-    }
-
-    fn abandon(&self, gate: &Gate, probe: bool) {
-        if probe {
-            gate.breaker.lock().expect("breaker lock").probing = None;
-        }
     }
 
     /// A slot's task: make `next`, then every attempt queued behind it,
     /// then free the slot.
-    async fn serve(self, gate: Arc<Gate>, permit: OwnedSemaphorePermit, mut next: Queued) {
+    async fn serve(self, gate: Arc<Gate>, mut permit: OwnedSemaphorePermit, mut next: Queued) {
         loop {
             let Queued { job, probe, state } = next;
             let taken = state.compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire).is_ok();
@@ -274,23 +285,18 @@ impl Guard {
                 let succeeded = job.await;
                 self.release(&gate, probe, started.elapsed(), Some(succeeded));
             }
-            let mut queue = gate.queue.lock().expect("queue lock");
-            match queue.pop_front() {
-                Some(queued) => next = queued,
-                None => {
-                    drop(permit);
-                    return;
-                }
+            match gate.next_or_free(permit) {
+                Some((p, queued)) => (permit, next) = (p, queued),
+                None => return,
             }
         }
     }
 
-    /// A slot given back by fan-out: on to the next queued attempt, if any.
+    /// A slot made free by a [`Slot`] (an attempt made in its caller's
+    /// task): on, in a task of its own, to the next queued attempt, if any.
     fn hand_on(&self, gate: &Arc<Gate>, permit: OwnedSemaphorePermit) {
-        let mut queue = gate.queue.lock().expect("queue lock");
-        match queue.pop_front() {
-            Some(queued) => drop(tokio::spawn(self.clone().serve(gate.clone(), permit, queued))),
-            None => drop(permit),
+        if let Some((permit, queued)) = gate.next_or_free(permit) {
+            tokio::spawn(self.clone().serve(gate.clone(), permit, queued));
         }
     }
 
@@ -396,7 +402,7 @@ impl Slot {
     }
 
     /// Record the attempt's result (true = 2xx).
-    pub fn finish(mut self, success: bool) {
+    fn finish(mut self, success: bool) {
         self.finished = true;
         self.guard.release(&self.gate, self.probe, self.started.elapsed(), Some(success));
     }
@@ -418,12 +424,7 @@ mod tests {
     use super::*;
 
     fn guard() -> Guard {
-        Guard::new(GuardSettings {
-            per_endpoint: 2,
-            breaker_threshold: 3,
-            breaker_cooldown: Duration::from_millis(50),
-            attempt_timeout: Duration::from_secs(1),
-        })
+        Guard::new(GuardSettings { per_endpoint: 2, breaker_threshold: 3, breaker_cooldown: Duration::from_millis(50) })
     }
 
     /// An attempt that holds its slot until told how it went.
@@ -432,6 +433,25 @@ mod tests {
         let (g, ep) = (g.clone(), ep.clone());
         let run = tokio::spawn(async move { g.run(&ep, async move { rx.await.unwrap_or(false) }, |ok| *ok).await });
         (run, tx)
+    }
+
+    type Held = (tokio::task::JoinHandle<Result<bool, Wait>>, oneshot::Sender<bool>);
+
+    /// Both of `ep`'s slots held (the test guard's cap is 2).
+    async fn fill(g: &Guard, ep: &EndpointId) -> [Held; 2] {
+        let held = [hold(g, ep), hold(g, ep)];
+        settle().await;
+        held
+    }
+
+    /// Let held attempts finish with `succeeded`; what each caller got.
+    async fn free(held: [Held; 2], succeeded: bool) -> Vec<Result<bool, Wait>> {
+        let mut got = Vec::new();
+        for (run, done) in held {
+            done.send(succeeded).unwrap();
+            got.push(run.await.unwrap());
+        }
+        got
     }
 
     async fn attempt(g: &Guard, ep: &EndpointId, succeeds: bool) -> Result<bool, Wait> {
@@ -478,9 +498,7 @@ mod tests {
     async fn a_freed_slot_makes_every_queued_attempt_once_and_never_more_than_the_cap() {
         let g = guard();
         let a = EndpointId::generate();
-        let (h1, d1) = hold(&g, &a);
-        let (h2, d2) = hold(&g, &a);
-        settle().await;
+        let held = fill(&g, &a).await;
         let (running, most, order) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::default());
         let waiters: Vec<_> = (0..6)
             .map(|i| {
@@ -499,12 +517,10 @@ mod tests {
             })
             .collect();
         settle().await;
-        d1.send(true).unwrap();
-        d2.send(true).unwrap();
+        assert_eq!(free(held, true).await, [Ok(true), Ok(true)]);
         for (i, run) in waiters {
             assert_eq!(run.await.unwrap(), Ok(i), "each task gets its own attempt's result");
         }
-        assert_eq!((h1.await.unwrap(), h2.await.unwrap()), (Ok(true), Ok(true)));
         assert!(most.load(Ordering::SeqCst) <= 2, "never more than the cap in flight");
         let order = order.lock().unwrap().clone();
         let mut sorted = order.clone();
@@ -518,9 +534,7 @@ mod tests {
         let g = guard();
         let a = EndpointId::generate();
         // Progress keeps the endpoint from counting as stuck.
-        let (h1, d1) = hold(&g, &a);
-        let (h2, d2) = hold(&g, &a);
-        settle().await;
+        let held = fill(&g, &a).await;
         let made = Arc::new(AtomicU64::new(0));
         let job = {
             let made = made.clone();
@@ -541,9 +555,7 @@ mod tests {
         let waited = g.run(&a, job, |_| true).await;
         assert!(matches!(waited, Err(Wait::Busy(_))), "gave up on a busy endpoint: {waited:?}");
         keep_busy.await.unwrap();
-        d1.send(true).unwrap();
-        d2.send(true).unwrap();
-        let _ = (h1.await, h2.await);
+        free(held, true).await;
         settle().await;
         assert_eq!(made.load(Ordering::SeqCst), 0, "handed back to JetStream, so not made here too");
         assert_eq!(g.gate(&a).slots.available_permits(), 2);
@@ -580,8 +592,7 @@ mod tests {
     async fn queued_attempts_are_turned_away_when_the_breaker_opens() {
         let g = guard();
         let a = EndpointId::generate();
-        let held: Vec<_> = (0..2).map(|_| hold(&g, &a)).collect();
-        settle().await;
+        let held = fill(&g, &a).await;
         let made = Arc::new(AtomicU64::new(0));
         let queued: Vec<_> = (0..3)
             .map(|_| {
@@ -596,10 +607,7 @@ mod tests {
             // Three failures (of attempts made elsewhere) open the breaker.
             g.release(&g.gate(&a), false, Duration::ZERO, Some(false));
         }
-        for (run, done) in held {
-            done.send(false).unwrap();
-            assert_eq!(run.await.unwrap(), Ok(false));
-        }
+        assert_eq!(free(held, false).await, [Ok(false), Ok(false)]);
         for run in queued {
             assert_eq!(run.await.unwrap().err(), Some(Wait::Open), "parked, not attempted");
         }

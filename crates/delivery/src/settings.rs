@@ -101,12 +101,7 @@ impl Default for DeliverySettings {
             subscriptions_url: "http://127.0.0.1:50051".into(),
             operator_token: None,
             tls_ca: None,
-            guard: GuardSettings {
-                per_endpoint: 10,
-                breaker_threshold: 5,
-                breaker_cooldown: Duration::from_secs(30),
-                attempt_timeout: Duration::from_secs(15),
-            },
+            guard: GuardSettings { per_endpoint: 10, breaker_threshold: 5, breaker_cooldown: Duration::from_secs(30) },
             address_policy: AddressPolicy::default(),
             mailer: None,
         }

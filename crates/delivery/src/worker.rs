@@ -207,22 +207,19 @@ impl Worker {
         // A disabled or deleted endpoint's task is recorded as dropped at
         // once; it takes no slot and never waits behind the breaker.
         let attempted = match endpoint {
-            Some(ep) if ep.enabled => {
-                let (body_sha256, job) = self.prepare(&task, &ep, &trace);
-                match self.guard.run(&task.endpoint_id, job.instrument(span.clone()), |(_, r)| r.succeeded()).await {
-                    Ok((started_at, result)) => Attempted::Made { ep, body_sha256, started_at, result },
-                    Err(wait) => {
-                        metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
-                        match wait {
-                            Wait::Busy(d) => {
-                                let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
-                            }
-                            Wait::Stuck | Wait::Open => self.park(msg, &task).await,
+            Some(ep) if ep.enabled => match self.attempt(&task, ep, &trace, &span).await {
+                Ok(made) => made,
+                Err(wait) => {
+                    metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
+                    match wait {
+                        Wait::Busy(d) => {
+                            let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
                         }
-                        return;
+                        Wait::Stuck | Wait::Open => self.park(msg, &task).await,
                     }
+                    return;
                 }
-            }
+            },
             ep => Attempted::Unavailable { deleted: ep.is_none() },
         };
         // A plain ack: the outcome and the next attempt are already stored,
@@ -243,16 +240,27 @@ impl Worker {
         trace: TraceParent,
     ) -> Result<(), String> {
         let span = attempt_span(&task, &trace);
-        let (body_sha256, job) = self.prepare(&task, &ep, &trace);
-        let wait = match self.guard.run(&task.endpoint_id, job.instrument(span.clone()), |(_, r)| r.succeeded()).await {
-            Ok((started_at, result)) => {
+        match self.attempt(&task, ep, &trace, &span).await {
+            Ok(made) => {
                 metrics().direct_attempts.inc();
-                let made = Attempted::Made { ep, body_sha256, started_at, result };
-                return self.conclude(&task, made, &trace).instrument(span).await;
+                self.conclude(&task, made, &trace).instrument(span).await
             }
-            Err(wait) => wait,
-        };
-        self.hand_off(&task, Some(wait), &trace.to_string()).await
+            Err(wait) => self.hand_off(&task, Some(wait), &trace.to_string()).await,
+        }
+    }
+
+    /// The attempt, made in one of the endpoint's slots, or why it must wait.
+    async fn attempt(
+        &self,
+        task: &DispatchTask,
+        ep: EndpointConfig,
+        trace: &TraceParent,
+        span: &tracing::Span,
+    ) -> Result<Attempted, Wait> {
+        let (body_sha256, job) = self.prepare(task, &ep, trace);
+        let (started_at, result) =
+            self.guard.run(&task.endpoint_id, job.instrument(span.clone()), |(_, r)| r.succeeded()).await?;
+        Ok(Attempted::Made { ep, body_sha256, started_at, result })
     }
 
     /// Store a task for the workers, or park it when its endpoint is

@@ -208,7 +208,6 @@ impl ServiceArgs {
                 per_endpoint: self.endpoint_concurrency,
                 breaker_threshold: self.breaker_threshold,
                 breaker_cooldown: self.breaker_cooldown,
-                attempt_timeout: self.request_timeout,
             },
             address_policy: self.address_policy(dev)?,
             mailer: self
