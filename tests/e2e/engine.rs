@@ -318,6 +318,42 @@ async fn parked_tasks(js: &async_nats::jetstream::Context) -> u64 {
     tasks
 }
 
+/// The payloads in HOOKLINE_PARKED.
+async fn parked_payloads(js: &async_nats::jetstream::Context) -> Vec<String> {
+    let mut stream = js.get_stream("HOOKLINE_PARKED").await.unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    let mut payloads = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            payloads.push(String::from_utf8(m.payload.to_vec()).unwrap());
+        }
+    }
+    payloads
+}
+
+/// A task parked longer than its event is kept (archived, or purged by an
+/// operator) cannot be sent: it is dropped, and the parking lot still empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_task_whose_event_is_gone_is_dropped() {
+    let s = stack_with(&[
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "3"),
+        ("HOOKLINE_BREAKER_COOLDOWN", "1s"),
+    ])
+    .await;
+    let down = failing_endpoint_with_parked_tasks(&s, 50, 40).await;
+    let js = s.nats.jetstream().await;
+    js.get_stream("HOOKLINE_EVENTS").await.unwrap().purge().await.unwrap();
+    let before = down.count();
+    down.set_default(200);
+    parking_lot_empties(&s).await;
+    // Only tasks that were in the workers' hands (whole, not parked) can still arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = down.count() - before;
+    assert!(sent <= 10, "{sent} parked tasks sent although their events are gone");
+    assert!(s.hookline.log_contents().contains("no longer in HOOKLINE_EVENTS"), "the drop is logged");
+}
+
 async fn stream_messages(js: &async_nats::jetstream::Context, name: &str) -> u64 {
     js.get_stream(name).await.unwrap().info().await.unwrap().state.messages
 }
@@ -335,6 +371,11 @@ async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
     ])
     .await;
     let down = failing_endpoint_with_parked_tasks(&s, 300, 280).await;
+    // Fan-out parks tasks without their events: those stay in HOOKLINE_EVENTS.
+    let js = s.nats.jetstream().await;
+    let batches = parked_payloads(&js).await;
+    assert!(batches.iter().any(|p| p.lines().count() > 1), "fan-out parked tasks in batches");
+    assert!(batches.iter().all(|p| !p.contains(r#""event":"#)), "a parked task carries no event");
     let failed_while_down = down.count();
     // The breaker opens after 3 (a few more were in flight); then one probe per 2 s cooldown.
     assert!(failed_while_down < 30, "{failed_while_down} attempts against an open breaker");

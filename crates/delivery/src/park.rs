@@ -28,9 +28,15 @@
 //! message per task cost the healthy endpoints a fifth of their
 //! throughput. A batched task goes back with message id `f<its own message
 //! id>`, which de-duplicates a batch parked again by a repeated fan-out.
+//! A batched task is parked without its event ([`TaskRef`]): the sweeper
+//! reads the event back from HOOKLINE_EVENTS when it moves the task, so a
+//! parked task costs a couple of hundred bytes, not a copy of the payload.
+//! A task whose event is gone by then (archived: parked for longer than
+//! `HOOKLINE_ARCHIVE_AFTER`) cannot be sent; it is dropped with a warning.
 
 use std::{collections::HashMap, time::Duration};
 
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{
     Context,
     consumer::{Consumer, pull},
@@ -39,8 +45,12 @@ use async_nats::jetstream::{
     stream::Stream,
 };
 use futures_util::{StreamExt, TryStreamExt};
-use hookline_bus::{PARKED_ALL, PARKED_STREAM, dispatch_subject, parked_consumer, parked_subject};
-use hookline_domain::ids::{EndpointId, TenantId};
+use hookline_bus::{EVENTS_STREAM, PARKED_ALL, PARKED_STREAM, dispatch_subject, parked_consumer, parked_subject};
+use hookline_domain::{
+    delivery::TaskRef,
+    events::StoredEvent,
+    ids::{EndpointId, TenantId},
+};
 use hookline_subscriptions::Directory;
 use hookline_telemetry::{metrics, trace::TRACEPARENT};
 use tokio::sync::{mpsc, oneshot};
@@ -177,6 +187,7 @@ pub async fn run(
     let err =
         |e: &dyn std::fmt::Display| hookline_bus::BusError::Stream { stream: PARKED_STREAM, message: e.to_string() };
     let stream = js.get_stream(PARKED_STREAM).await.map_err(|e| err(&e))?;
+    let events = js.get_stream(EVENTS_STREAM).await.map_err(|e| err(&e))?;
     let mut lots: HashMap<String, Lot> = HashMap::new();
     let mut round = IDLE_ROUND;
     loop {
@@ -184,7 +195,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(round) => {}
         }
-        round = match sweep(&js, &stream, &directory, &guard, &mut lots, &shutdown).await {
+        round = match sweep(&js, [&stream, &events], &directory, &guard, &mut lots, &shutdown).await {
             Ok(0) => IDLE_ROUND,
             Ok(_) => BUSY_ROUND,
             Err(e) => {
@@ -198,7 +209,7 @@ pub async fn run(
 /// One round: returns how many tasks went back to HOOKLINE_DISPATCH.
 async fn sweep(
     js: &Context,
-    stream: &Stream,
+    [stream, events]: [&Stream; 2],
     directory: &Directory,
     guard: &Guard,
     lots: &mut HashMap<String, Lot>,
@@ -248,7 +259,7 @@ async fn sweep(
         if room.min(count) == 0 {
             continue;
         }
-        match unpark(js, &lot.consumer, tenant, endpoint, room.min(count), room).await {
+        match unpark(js, events, &lot.consumer, tenant, endpoint, room.min(count), room).await {
             Ok(n) => moved += n,
             Err(e) => {
                 tracing::warn!(endpoint_id = endpoint, error = %e, "parking: could not move tasks back");
@@ -268,6 +279,7 @@ async fn sweep(
 /// old one is acked.
 async fn unpark(
     js: &Context,
+    events: &Stream,
     consumer: &Consumer<pull::Config>,
     tenant: &str,
     endpoint: &str,
@@ -302,8 +314,12 @@ async fn unpark(
         }
         let lines: Vec<_> = batch_lines(&msg.payload).collect();
         let now = lines.len().min(n.saturating_sub(moved).max(1));
-        for (msg_id, traceparent, task) in &lines[..now] {
-            let task = bytes::Bytes::copy_from_slice(task);
+        let mut tasks = Vec::with_capacity(now);
+        for chunk in lines[..now].chunks(EVENT_READS) {
+            tasks.extend(futures_util::future::try_join_all(chunk.iter().map(|l| restore(events, l.2))).await?);
+        }
+        for ((msg_id, traceparent, _), task) in lines[..now].iter().zip(tasks) {
+            let Some(task) = task else { continue };
             let publish = crate::task_message(task, Some(traceparent), format!("f{msg_id}"));
             acks.push(js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?);
         }
@@ -325,6 +341,41 @@ async fn unpark(
         let _ = if i < taken { msg.ack().await } else { msg.ack_with(async_nats::jetstream::AckKind::Nak(None)).await };
     }
     Ok(moved)
+}
+
+/// Events read back from HOOKLINE_EVENTS at once while a batch is moved.
+const EVENT_READS: usize = 32;
+
+/// A batch line's task, whole again: its event read back for a
+/// [`TaskRef`] (a line holding a whole task is taken as it is). `None`:
+/// the event is gone, and the task with it.
+async fn restore(events: &Stream, line: &[u8]) -> Result<Option<bytes::Bytes>, String> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        event: Option<serde::de::IgnoredAny>,
+    }
+    let whole = serde_json::from_slice::<Line>(line).map_err(|e| format!("parked task: {e}"))?.event.is_some();
+    if whole {
+        return Ok(Some(bytes::Bytes::copy_from_slice(line)));
+    }
+    let parked: TaskRef = serde_json::from_slice(line).map_err(|e| format!("parked task: {e}"))?;
+    let (seq, delivery) = (parked.event_seq, parked.delivery_id.clone());
+    let gone = || {
+        tracing::warn!(delivery_id = %delivery, event_seq = seq,
+            "parking: the task's event is no longer in {EVENTS_STREAM} (archived); the task is dropped");
+        Ok(None)
+    };
+    let msg = match events.get_raw_message(seq).await {
+        Ok(msg) => msg,
+        Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => return gone(),
+        Err(e) => return Err(e.to_string()),
+    };
+    let event: StoredEvent =
+        serde_json::from_slice(&msg.payload).map_err(|e| format!("{EVENTS_STREAM} sequence {seq}: {e}"))?;
+    match parked.with_event(event) {
+        Some(task) => Ok(Some(serde_json::to_vec(&task).expect("tasks serialise").into())),
+        None => gone(),
+    }
 }
 
 #[cfg(test)]

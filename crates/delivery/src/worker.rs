@@ -16,7 +16,7 @@ use async_nats::jetstream::{
 use hookline_bus::{DISPATCH_STREAM, WORKERS_CONSUMER, dispatch_subject, outcomes_subject};
 use hookline_domain::{
     config::Command,
-    delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest},
+    delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest, TaskRef},
     endpoint::EndpointConfig,
     layout,
 };
@@ -266,16 +266,18 @@ impl Worker {
     /// Store a task for the workers, or park it when its endpoint is
     /// blocked (stuck or breaker open). `Ok` once it is stored.
     pub async fn hand_off(&self, task: &DispatchTask, blocked: Option<Wait>, traceparent: &str) -> Result<(), String> {
-        let payload = serde_json::to_vec(task).expect("tasks serialise");
         let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
         match blocked {
             None | Some(Wait::Busy(_)) => {
+                let payload = serde_json::to_vec(task).expect("tasks serialise");
                 let publish = crate::task_message(payload.into(), Some(traceparent), task.msg_id());
                 let sent = self.js.send_publish(dispatch_subject(tenant, endpoint), publish).await;
                 sent.map_err(|e| e.to_string())?.await.map(|_| ()).map_err(|e| e.to_string())
             }
             Some(wait) => {
                 metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
+                // Parked without its event, which stays in HOOKLINE_EVENTS.
+                let payload = serde_json::to_vec(&TaskRef::from(task)).expect("tasks serialise");
                 self.parker.park(tenant, endpoint, &payload, traceparent, &task.msg_id()).await
             }
         }

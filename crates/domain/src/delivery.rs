@@ -54,6 +54,58 @@ impl DispatchTask {
     }
 }
 
+/// A parked task without its event: the event stays in HOOKLINE_EVENTS at
+/// `event_seq`, where it is read back when the task is unparked. Beside a
+/// black hole, parking a copy of every payload cost the healthy endpoints
+/// most of what they lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRef {
+    pub delivery_id: DeliveryId,
+    pub created_at: String,
+    pub endpoint_id: EndpointId,
+    pub event_seq: u64,
+    /// Checked against what is at `event_seq`: a re-created stream reuses sequences.
+    pub event_id: EventId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<DeliveryId>,
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+}
+
+impl TaskRef {
+    /// The task again, once its event is read back; `None` when `event` is
+    /// not the one the task was made for.
+    pub fn with_event(self, event: StoredEvent) -> Option<DispatchTask> {
+        (event.id == self.event_id).then(|| DispatchTask {
+            delivery_id: self.delivery_id,
+            created_at: self.created_at,
+            endpoint_id: self.endpoint_id,
+            event_seq: self.event_seq,
+            replay_of: self.replay_of,
+            attempt: self.attempt,
+            not_before: self.not_before,
+            event,
+        })
+    }
+}
+
+impl From<&DispatchTask> for TaskRef {
+    fn from(t: &DispatchTask) -> Self {
+        TaskRef {
+            delivery_id: t.delivery_id.clone(),
+            created_at: t.created_at.clone(),
+            endpoint_id: t.endpoint_id.clone(),
+            event_seq: t.event_seq,
+            event_id: t.event.id.clone(),
+            replay_of: t.replay_of.clone(),
+            attempt: t.attempt,
+            not_before: t.not_before.clone(),
+        }
+    }
+}
+
 /// Where an attempt left the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,5 +245,38 @@ mod tests {
         assert_eq!(parse_retry_after("Sun, 29 Nov 2026 09:00:00 GMT", now), Some(std::time::Duration::ZERO));
         assert_eq!(parse_retry_after("-5", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    fn event() -> StoredEvent {
+        StoredEvent {
+            id: EventId::generate(),
+            tenant_id: TenantId::parse("acme").unwrap(),
+            event_type: EventType::CustomerCreated,
+            occurred_at: "2026-11-29T10:00:00Z".into(),
+            received_at: "2026-11-29T10:00:01Z".into(),
+            idempotency_key: None,
+            data: serde_json::value::to_raw_value(&serde_json::json!({"id": "c1"})).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_task_ref_reads_back_as_the_task_only_with_its_own_event() {
+        let event = event();
+        let endpoint_id = EndpointId::generate();
+        let task = DispatchTask {
+            delivery_id: DeliveryId::original(&event.id, &endpoint_id),
+            created_at: "2026-11-29T10:00:02.000Z".into(),
+            endpoint_id,
+            event_seq: 42,
+            replay_of: None,
+            attempt: 1,
+            not_before: None,
+            event: event.clone(),
+        };
+        let json = serde_json::to_vec(&TaskRef::from(&task)).unwrap();
+        assert!(json.len() < 250, "a ref is small: {} bytes", json.len());
+        let back: TaskRef = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.clone().with_event(event), Some(task));
+        assert_eq!(back.with_event(self::event()), None, "another event at the same sequence");
     }
 }
