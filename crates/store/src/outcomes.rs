@@ -129,7 +129,7 @@ async fn insert_attempts(
         "INSERT INTO attempts (delivery_id, attempt, endpoint_id, started_at, duration_ms, status_code, error_kind,
                                error, outcome, response_excerpt, request, trace_id)
          SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::timestamptz[], $5::int8[], $6::int4[],
-                              $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[])
+                              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]::jsonb[], $12::text[])
          ON CONFLICT (delivery_id, attempt) DO NOTHING
          RETURNING delivery_id, attempt",
     )
@@ -146,7 +146,8 @@ async fn insert_attempts(
     .bind(
         outcomes
             .iter()
-            .map(|o| o.request.as_ref().map(|r| serde_json::to_value(r).expect("requests serialise")))
+            // As text: Postgres parses it once, with no JSON tree built here first.
+            .map(|o| o.request.as_ref().map(|r| serde_json::to_string(r).expect("requests serialise")))
             .collect::<Vec<_>>(),
     )
     .bind(col(&|o| o.trace_id.clone()))
