@@ -40,8 +40,9 @@ pub struct Args {
     /// Length of the latency run.
     #[arg(long, default_value_t = 30)]
     latency_secs: u64,
-    /// Events per isolation run (without, beside a second healthy, and beside
-    /// a black-holed endpoint); enough to outlast the 15 s request timeout.
+    /// Events per isolation run (without the hole before and after the run
+    /// beside a black-holed endpoint, then beside a second healthy one);
+    /// enough to outlast the 15 s request timeout.
     #[arg(long, default_value_t = 100_000)]
     isolation_events: usize,
     /// Run only these phases (repeatable); the raw baseline always runs.

@@ -354,11 +354,23 @@ async fn restore(events: &Stream, line: &[u8]) -> Result<Option<bytes::Bytes>, S
     struct Line {
         event: Option<serde::de::IgnoredAny>,
     }
-    let whole = serde_json::from_slice::<Line>(line).map_err(|e| format!("parked task: {e}"))?.event.is_some();
+    // An unreadable line is dropped as the workers drop an unreadable task,
+    // rather than holding up the endpoint's parked tasks for good.
+    let unreadable = |e: serde_json::Error| {
+        tracing::error!(error = %e, "parking: unreadable parked task dropped");
+        Ok(None)
+    };
+    let whole = match serde_json::from_slice::<Line>(line) {
+        Ok(l) => l.event.is_some(),
+        Err(e) => return unreadable(e),
+    };
     if whole {
         return Ok(Some(bytes::Bytes::copy_from_slice(line)));
     }
-    let parked: TaskRef = serde_json::from_slice(line).map_err(|e| format!("parked task: {e}"))?;
+    let parked: TaskRef = match serde_json::from_slice(line) {
+        Ok(p) => p,
+        Err(e) => return unreadable(e),
+    };
     let (seq, delivery) = (parked.event_seq, parked.delivery_id.clone());
     let gone = || {
         tracing::warn!(delivery_id = %delivery, event_seq = seq,
@@ -370,8 +382,10 @@ async fn restore(events: &Stream, line: &[u8]) -> Result<Option<bytes::Bytes>, S
         Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => return gone(),
         Err(e) => return Err(e.to_string()),
     };
-    let event: StoredEvent =
-        serde_json::from_slice(&msg.payload).map_err(|e| format!("{EVENTS_STREAM} sequence {seq}: {e}"))?;
+    let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
+        Ok(event) => event,
+        Err(e) => return unreadable(e),
+    };
     match parked.with_event(event) {
         Some(task) => Ok(Some(serde_json::to_vec(&task).expect("tasks serialise").into())),
         None => gone(),
