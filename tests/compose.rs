@@ -655,10 +655,10 @@ fn hookline_containers_publish_the_ports_they_listen_on() {
     let mut host_ports = BTreeMap::new();
     for (name, s) in compose.services() {
         for (host, _) in (Service { name, yaml: s }).ports() {
-            if let Some(p) = host {
-                if let Some(other) = host_ports.insert(p, name.clone()) {
-                    panic!("services `{other}` and `{name}`: both publish host port {p}");
-                }
+            if let Some(p) = host
+                && let Some(other) = host_ports.insert(p, name.clone())
+            {
+                panic!("services `{other}` and `{name}`: both publish host port {p}");
             }
         }
     }

@@ -78,7 +78,7 @@ impl TaskRef {
     /// The task again, once its event is read back; `None` when `event` is
     /// not the one the task was made for.
     pub fn with_event(self, event: StoredEvent) -> Option<DispatchTask> {
-        (event.id == self.event_id).then(|| DispatchTask {
+        (event.id == self.event_id).then_some(DispatchTask {
             delivery_id: self.delivery_id,
             created_at: self.created_at,
             endpoint_id: self.endpoint_id,

@@ -657,7 +657,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_and_rule() {
-        let cases: Vec<(fn(&mut serde_json::Value), &str, &str)> = vec![
+        /// An edit of a valid event, the field the error must name, and its rule.
+        type Case = (fn(&mut serde_json::Value), &'static str, &'static str);
+        let cases: Vec<Case> = vec![
             (|v| v["type"] = "appointment.nope".into(), "type", "unknown event type"),
             (
                 |v| {

@@ -134,7 +134,7 @@ impl ServiceArgs {
         if !self.tenant_rate.is_finite() || self.tenant_rate < 0.0 {
             return Err("HOOKLINE_TENANT_RATE: must be a non-negative number of events per second".into());
         }
-        if self.tenant_rate > 0.0 && !(self.tenant_burst >= 1.0) {
+        if self.tenant_rate > 0.0 && (self.tenant_burst.is_nan() || self.tenant_burst < 1.0) {
             return Err("HOOKLINE_TENANT_BURST: must be at least 1".into());
         }
         Ok(hookline_ingest::limit::RateSettings { per_second: self.tenant_rate, burst: self.tenant_burst })

@@ -400,6 +400,15 @@ pub async fn projector_offsets(pool: &PgPool) -> Result<Vec<(String, i64)>, Stor
     Ok(sqlx::query_as("SELECT projector, last_seq FROM projector_offsets ORDER BY projector").fetch_all(pool).await?)
 }
 
+/// Whether `endpoint` is (or was) one of `tenant`'s endpoints.
+pub async fn endpoint_belongs(pool: &PgPool, tenant: &str, endpoint: &str) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND tenant_id = $2)")
+        .bind(endpoint)
+        .bind(tenant)
+        .fetch_one(pool)
+        .await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,13 +478,4 @@ mod tests {
         let t = DateTime::parse_from_rfc3339("2026-11-29T10:47:12.5Z").unwrap().with_timezone(&Utc);
         assert_eq!(window_start(t).to_rfc3339(), "2026-11-29T10:00:00+00:00");
     }
-}
-
-/// Whether `endpoint` is (or was) one of `tenant`'s endpoints.
-pub async fn endpoint_belongs(pool: &PgPool, tenant: &str, endpoint: &str) -> Result<bool, StoreError> {
-    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND tenant_id = $2)")
-        .bind(endpoint)
-        .bind(tenant)
-        .fetch_one(pool)
-        .await?)
 }

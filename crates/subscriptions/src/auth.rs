@@ -58,10 +58,10 @@ impl Authenticator {
         if &h == operator.as_ref() {
             return Ok(Principal::Operator);
         }
-        if token.starts_with(API_KEY_PREFIX) {
-            if let Some(tenant) = self.directory.tenant_of_key(&h) {
-                return Ok(Principal::Tenant(tenant));
-            }
+        if token.starts_with(API_KEY_PREFIX)
+            && let Some(tenant) = self.directory.tenant_of_key(&h)
+        {
+            return Ok(Principal::Tenant(tenant));
         }
         Err(Status::unauthenticated("unknown or revoked token"))
     }
