@@ -36,13 +36,12 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{
     Context,
     consumer::{Consumer, pull},
     context::PublishAckFuture,
     message::PublishMessage,
-    stream::Stream,
+    stream::{RawMessageErrorKind, Stream},
 };
 use futures_util::{StreamExt, TryStreamExt};
 use hookline_bus::{EVENTS_STREAM, PARKED_ALL, PARKED_STREAM, dispatch_subject, parked_consumer, parked_subject};
