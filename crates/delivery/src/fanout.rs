@@ -3,9 +3,10 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
+use futures_util::future::Either;
 use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, header};
 use hookline_domain::{
-    delivery::DispatchTask,
+    delivery::{DispatchTask, TaskRef},
     events::StoredEvent,
     ids::{DeliveryId, EndpointId},
 };
@@ -93,8 +94,29 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
             continue;
         };
+        let delivery_id = DeliveryId::original(&event.id, &endpoint_id);
+        let traceparent = trace.child();
+        // A stuck endpoint's or an open breaker's task is parked at once, so
+        // it never cycles through the workers, and without a copy of the event.
+        if let Some(wait) = worker.guard().blocked(&endpoint_id) {
+            let parked = TaskRef {
+                delivery_id,
+                created_at: created_at.clone(),
+                endpoint_id,
+                event_seq,
+                event_id: event.id.clone(),
+                replay_of: None,
+                attempt: 1,
+                not_before: None,
+            };
+            let tenant = &event.tenant_id;
+            stored.push(Either::Left(
+                async move { worker.park_new(tenant, &parked, wait, &traceparent.to_string()).await },
+            ));
+            continue;
+        }
         let task = DispatchTask {
-            delivery_id: DeliveryId::original(&event.id, &endpoint_id),
+            delivery_id,
             created_at: created_at.clone(),
             endpoint_id,
             event_seq,
@@ -103,20 +125,15 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
             not_before: None,
             event: event.clone(),
         };
-        let traceparent = trace.child();
-        let blocked = worker.guard().blocked(&task.endpoint_id);
         // A fast endpoint: make the first attempt here (queueing briefly for
         // a slot) and spare the task its trip through HOOKLINE_DISPATCH.
-        if blocked.is_none()
-            && let Some(endpoint) = worker.endpoint(&task).await
+        if let Some(endpoint) = worker.endpoint(&task).await
             && worker.direct(&endpoint)
         {
             direct.push(worker.first_attempt(task, endpoint, traceparent));
             continue;
         }
-        // A stuck endpoint's or an open breaker's task is parked at once, so
-        // it never cycles through the workers.
-        stored.push(async move { worker.hand_off(&task, blocked, &traceparent.to_string()).await });
+        stored.push(Either::Right(async move { worker.hand_off(&task, None, &traceparent.to_string()).await }));
     }
     let (attempts, stored) =
         tokio::join!(futures_util::future::join_all(direct), futures_util::future::join_all(stored));

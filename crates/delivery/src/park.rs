@@ -120,22 +120,26 @@ impl Parker {
 }
 
 async fn gather(js: Context, mut rx: mpsc::Receiver<Parcel>) {
-    while let Some(first) = rx.recv().await {
-        let deadline = tokio::time::Instant::now() + BATCH_LINGER;
-        let mut parcels = vec![first];
+    let mut parcels = Vec::with_capacity(BATCH_MAX);
+    while rx.recv_many(&mut parcels, BATCH_MAX).await > 0 {
+        // One timer per batch, not one per task.
+        let linger = tokio::time::sleep(BATCH_LINGER);
+        tokio::pin!(linger);
         while parcels.len() < BATCH_MAX {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(p)) => parcels.push(p),
-                _ => break,
+            let room = BATCH_MAX - parcels.len();
+            tokio::select! {
+                biased;
+                n = rx.recv_many(&mut parcels, room) => if n == 0 { break },
+                _ = &mut linger => break,
             }
         }
         let mut by_subject: HashMap<String, Vec<Parcel>> = HashMap::new();
-        for p in parcels {
+        for p in parcels.drain(..) {
             by_subject.entry(p.subject.clone()).or_default().push(p);
         }
         let mut pending: Vec<(Result<PublishAckFuture, String>, Vec<Parcel>)> = Vec::new();
         for (subject, parcels) in by_subject {
-            let body: Vec<u8> = parcels.iter().flat_map(|p| p.line.iter().copied()).collect();
+            let body = parcels.iter().map(|p| p.line.as_slice()).collect::<Vec<_>>().concat();
             let publish = PublishMessage::build().payload(body.into()).header(BATCH_HEADER, parcels.len().to_string());
             pending.push((js.send_publish(subject, publish).await.map_err(|e| e.to_string()), parcels));
         }

@@ -18,6 +18,7 @@ use hookline_domain::{
     config::Command,
     delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest, TaskRef},
     endpoint::EndpointConfig,
+    ids::TenantId,
     layout,
 };
 use hookline_subscriptions::{Commands, Directory};
@@ -274,13 +275,23 @@ impl Worker {
                 let sent = self.js.send_publish(dispatch_subject(tenant, endpoint), publish).await;
                 sent.map_err(|e| e.to_string())?.await.map(|_| ()).map_err(|e| e.to_string())
             }
-            Some(wait) => {
-                metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
-                // Parked without its event, which stays in HOOKLINE_EVENTS.
-                let payload = serde_json::to_vec(&TaskRef::from(task)).expect("tasks serialise");
-                self.parker.park(tenant, endpoint, &payload, traceparent, &task.msg_id()).await
-            }
+            Some(wait) => self.park_new(&task.event.tenant_id, &TaskRef::from(task), wait, traceparent).await,
         }
+    }
+
+    /// Park a new task of a blocked endpoint (stuck, or breaker open)
+    /// without its event, which stays in HOOKLINE_EVENTS. `Ok` once stored.
+    pub async fn park_new(
+        &self,
+        tenant: &TenantId,
+        parked: &TaskRef,
+        wait: Wait,
+        traceparent: &str,
+    ) -> Result<(), String> {
+        metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
+        let payload = serde_json::to_vec(parked).expect("tasks serialise");
+        let endpoint = parked.endpoint_id.as_str();
+        self.parker.park(tenant.as_str(), endpoint, &payload, traceparent, &parked.msg_id()).await
     }
 
     /// Move a task to its endpoint's parking subject (see [`crate::park`]);

@@ -37,15 +37,19 @@ fn first_attempt() -> u32 {
     1
 }
 
+fn task_msg_id(event: &EventId, endpoint: &EndpointId, delivery: &DeliveryId, replay: bool, attempt: u32) -> String {
+    match (replay, attempt) {
+        (false, 1) => format!("{event}.{endpoint}"),
+        (_, 1) => delivery.to_string(),
+        (_, n) => format!("{delivery}.{n}"),
+    }
+}
+
 impl DispatchTask {
     /// `Nats-Msg-Id` of the task: fan-out redeliveries of an event
     /// de-duplicate on (event, endpoint); each replay is its own delivery.
     pub fn msg_id(&self) -> String {
-        match (&self.replay_of, self.attempt) {
-            (None, 1) => format!("{}.{}", self.event.id, self.endpoint_id),
-            (_, 1) => self.delivery_id.to_string(),
-            (_, n) => format!("{}.{n}", self.delivery_id),
-        }
+        task_msg_id(&self.event.id, &self.endpoint_id, &self.delivery_id, self.replay_of.is_some(), self.attempt)
     }
 
     /// The task for the next attempt, due at `not_before`.
@@ -75,6 +79,11 @@ pub struct TaskRef {
 }
 
 impl TaskRef {
+    /// The same `Nats-Msg-Id` as the whole task's.
+    pub fn msg_id(&self) -> String {
+        task_msg_id(&self.event_id, &self.endpoint_id, &self.delivery_id, self.replay_of.is_some(), self.attempt)
+    }
+
     /// The task again, once its event is read back; `None` when `event` is
     /// not the one the task was made for.
     pub fn with_event(self, event: StoredEvent) -> Option<DispatchTask> {
@@ -276,6 +285,7 @@ mod tests {
         let json = serde_json::to_vec(&TaskRef::from(&task)).unwrap();
         assert!(json.len() < 250, "a ref is small: {} bytes", json.len());
         let back: TaskRef = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.msg_id(), task.msg_id());
         assert_eq!(back.clone().with_event(event), Some(task));
         assert_eq!(back.with_event(self::event()), None, "another event at the same sequence");
     }
