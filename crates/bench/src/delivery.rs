@@ -212,6 +212,14 @@ impl Bench {
         Ok(run)
     }
 
+    /// A throughput run, and where the CPU went during it (the note `phase`).
+    async fn measured(&mut self, phase: &str, tenant: &str, paths: &[String], n: usize) -> anyhow::Result<Run> {
+        let cpu = self.cpu().await;
+        let run = self.throughput(tenant, paths, n).await?;
+        self.cpu_note(phase, &cpu).await;
+        Ok(run)
+    }
+
     fn incomplete(&mut self, what: &str, arr: &Arrivals, expected: usize) {
         if arr.missing > 0 {
             let note = format!("{what}: only {} of {expected} deliveries arrived before the timeout", arr.first.len());
@@ -550,9 +558,7 @@ async fn throughput_phase(
     let (mut raws, mut fan1s, mut publish_rates) = (Vec::new(), Vec::new(), Vec::new());
     for i in 1..=FAN1_RUNS {
         let raw = raw_rate(&b.rx, client, body.clone()).await?;
-        let cpu = b.cpu().await;
-        let fan1 = b.throughput("bench-fan1", &f1, args.events).await?;
-        b.cpu_note(&format!("fan-out 1 run {i}"), &cpu).await;
+        let fan1 = b.measured(&format!("fan-out 1 run {i}"), "bench-fan1", &f1, args.events).await?;
         let note = format!(
             "fan-out 1 run {i}: {:.0}/s beside raw {raw:.0}/s just before ({:.3})",
             fan1.rate(),
@@ -572,9 +578,7 @@ async fn throughput_phase(
     let urls: Vec<String> = (0..10).map(|i| b.rx.url(&format!("fan10/{i}"))).collect();
     b.tenant("bench-fan10", &urls).await?;
     b.warm_up("bench-fan10", &f10).await?;
-    let cpu = b.cpu().await;
-    let fan10 = b.throughput("bench-fan10", &f10, args.events).await?;
-    b.cpu_note("fan-out 10 run", &cpu).await;
+    let fan10 = b.measured("fan-out 10 run", "bench-fan10", &f10, args.events).await?;
     report.push(Row::new("e2e deliveries/s, fan-out 10", fan10.rate(), "/s").vs(raw));
     report.push(Row::new("  e2e events/s, fan-out 10", fan10.events as f64 / fan10.secs, "/s"));
     b.stack.check_alive()
@@ -616,20 +620,15 @@ async fn isolation_phase(b: &mut Bench, report: &mut Report, args: &Args) -> any
     println!("(5) isolation: {} events with and without a black-holed endpoint", args.isolation_events);
     let (hole, hole_task) = black_hole().await?;
     let n = args.isolation_events;
+    let base = paths("iso-base", 1);
     b.tenant("bench-iso-base", &[b.rx.url("iso-base/0")]).await?;
-    b.warm_up("bench-iso-base", &paths("iso-base", 1)).await?;
-    let cpu = b.cpu().await;
-    let before = b.throughput("bench-iso-base", &paths("iso-base", 1), n).await?;
-    b.cpu_note("isolation run without, before", &cpu).await;
+    b.warm_up("bench-iso-base", &base).await?;
+    let before = b.measured("isolation run without, before", "bench-iso-base", &base, n).await?;
     b.tenant("bench-iso-hole", &[b.rx.url("iso-hole/0"), format!("http://{hole}/hole")]).await?;
     b.warm_up("bench-iso-hole", &paths("iso-hole", 1)).await?;
-    let cpu = b.cpu().await;
-    let holed = b.throughput("bench-iso-hole", &paths("iso-hole", 1), n).await?;
-    b.cpu_note("isolation run with black hole", &cpu).await;
+    let holed = b.measured("isolation run with black hole", "bench-iso-hole", &paths("iso-hole", 1), n).await?;
     // The hole stays, stuck with its tasks parked, but gets no new events.
-    let cpu = b.cpu().await;
-    let after = b.throughput("bench-iso-base", &paths("iso-base", 1), n).await?;
-    b.cpu_note("isolation run without, after", &cpu).await;
+    let after = b.measured("isolation run without, after", "bench-iso-base", &base, n).await?;
     b.tenant("bench-iso-two", &[b.rx.url("iso-two/0"), b.rx.url("iso-two/1")]).await?;
     b.warm_up("bench-iso-two", &paths("iso-two", 2)).await?;
     let two = b.throughput("bench-iso-two", &paths("iso-two", 1), n).await?;

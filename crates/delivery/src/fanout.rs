@@ -6,7 +6,7 @@ use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
 use futures_util::future::Either;
 use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, header};
 use hookline_domain::{
-    delivery::{DispatchTask, TaskRef},
+    delivery::TaskRef,
     events::StoredEvent,
     ids::{DeliveryId, EndpointId},
 };
@@ -94,37 +94,28 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
             continue;
         };
-        let delivery_id = DeliveryId::original(&event.id, &endpoint_id);
-        let traceparent = trace.child();
-        // A stuck endpoint's or an open breaker's task is parked at once, so
-        // it never cycles through the workers, and without a copy of the event.
-        if let Some(wait) = worker.guard().blocked(&endpoint_id) {
-            let parked = TaskRef {
-                delivery_id,
-                created_at: created_at.clone(),
-                endpoint_id,
-                event_seq,
-                event_id: event.id.clone(),
-                replay_of: None,
-                attempt: 1,
-                not_before: None,
-            };
-            let tenant = &event.tenant_id;
-            stored.push(Either::Left(
-                async move { worker.park_new(tenant, &parked, wait, &traceparent.to_string()).await },
-            ));
-            continue;
-        }
-        let task = DispatchTask {
-            delivery_id,
+        let blocked = worker.guard().blocked(&endpoint_id);
+        let head = TaskRef {
+            delivery_id: DeliveryId::original(&event.id, &endpoint_id),
             created_at: created_at.clone(),
             endpoint_id,
             event_seq,
+            event_id: event.id.clone(),
             replay_of: None,
             attempt: 1,
             not_before: None,
-            event: event.clone(),
         };
+        let traceparent = trace.child();
+        // A stuck endpoint's or an open breaker's task is parked at once, so
+        // it never cycles through the workers, and without a copy of the event.
+        if let Some(wait) = blocked {
+            let tenant = &event.tenant_id;
+            stored.push(Either::Left(
+                async move { worker.park_new(tenant, &head, wait, &traceparent.to_string()).await },
+            ));
+            continue;
+        }
+        let task = head.into_task(event.clone());
         // A fast endpoint: make the first attempt here (queueing briefly for
         // a slot) and spare the task its trip through HOOKLINE_DISPATCH.
         if let Some(endpoint) = worker.endpoint(&task).await

@@ -77,11 +77,6 @@ impl Worker {
         &self.guard
     }
 
-    /// Where fan-out parks the new tasks of blocked endpoints, in batches.
-    pub fn parker(&self) -> &park::Parker {
-        &self.parker
-    }
-
     /// The endpoint as the Directory knows it, catching up once on a miss
     /// (perhaps it was created a moment ago through another replica).
     pub async fn endpoint(&self, task: &DispatchTask) -> Option<EndpointConfig> {

@@ -87,7 +87,13 @@ impl TaskRef {
     /// The task again, once its event is read back; `None` when `event` is
     /// not the one the task was made for.
     pub fn with_event(self, event: StoredEvent) -> Option<DispatchTask> {
-        (event.id == self.event_id).then_some(DispatchTask {
+        (event.id == self.event_id).then(|| self.into_task(event))
+    }
+
+    /// The whole task, with `event`: the one this ref was made for.
+    pub fn into_task(self, event: StoredEvent) -> DispatchTask {
+        debug_assert_eq!(event.id, self.event_id);
+        DispatchTask {
             delivery_id: self.delivery_id,
             created_at: self.created_at,
             endpoint_id: self.endpoint_id,
@@ -96,7 +102,7 @@ impl TaskRef {
             attempt: self.attempt,
             not_before: self.not_before,
             event,
-        })
+        }
     }
 }
 
