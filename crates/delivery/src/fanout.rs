@@ -121,7 +121,8 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         if let Some(endpoint) = worker.endpoint(&task).await
             && worker.direct(&endpoint)
         {
-            direct.push(worker.first_attempt(task, endpoint, traceparent));
+            // Boxed: the attempt's future is large, and join_all moves it.
+            direct.push(Box::pin(worker.first_attempt(task, endpoint, traceparent)));
             continue;
         }
         stored.push(Either::Right(async move { worker.hand_off(&task, None, &traceparent.to_string()).await }));

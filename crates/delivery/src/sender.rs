@@ -2,6 +2,7 @@
 //! no redirects, a timeout, and a classified result.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
@@ -87,6 +88,31 @@ pub fn target(url: &str, policy: &AddressPolicy) -> Result<reqwest::Url, String>
         policy.check(ip)?;
     }
     Ok(url)
+}
+
+/// Target URLs already parsed and checked, by endpoint URL: parsing one
+/// for every attempt cost about 2 % of delivery's CPU under load. The
+/// address policy is fixed for the life of the process, so a URL it allowed
+/// once stays allowed; host names are still checked at every connect.
+#[derive(Default)]
+pub struct Targets(std::sync::Mutex<HashMap<String, reqwest::Url>>);
+
+impl Targets {
+    /// Endpoints whose URLs are kept; past this, the cache starts over.
+    const MAX: usize = 10_000;
+
+    pub fn get(&self, url: &str, policy: &AddressPolicy) -> Result<reqwest::Url, String> {
+        if let Some(parsed) = self.0.lock().expect("targets lock").get(url) {
+            return Ok(parsed.clone());
+        }
+        let parsed = target(url, policy)?;
+        let mut cache = self.0.lock().expect("targets lock");
+        if cache.len() >= Self::MAX {
+            cache.clear();
+        }
+        cache.insert(url.to_owned(), parsed.clone());
+        Ok(parsed)
+    }
 }
 
 #[derive(Debug)]

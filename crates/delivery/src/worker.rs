@@ -6,7 +6,7 @@
 //! endpoint or an open breaker are handed back the same way, so they never
 //! use up an attempt and never wait in memory.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
     AckKind, Context,
@@ -53,6 +53,7 @@ pub struct Worker {
     /// whichever of the two makes them.
     attempts: Arc<tokio::sync::Semaphore>,
     parker: park::Parker,
+    targets: sender::Targets,
 }
 
 impl Worker {
@@ -66,6 +67,7 @@ impl Worker {
             commands: Commands::new(js.clone(), directory.clone()),
             attempts: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
             parker: park::Parker::start(js.clone()),
+            targets: sender::Targets::default(),
             guard,
             js,
             directory,
@@ -314,15 +316,16 @@ impl Worker {
         task: &DispatchTask,
         ep: &EndpointConfig,
         trace: &TraceParent,
-    ) -> (String, impl Future<Output = Made> + Send + 'static) {
+    ) -> (String, futures_util::future::BoxFuture<'static, Made>) {
         let body = layout::render(&task.event, ep.layout);
         let body_sha256 = format!("{:x}", Sha256::digest(&body));
         let (ep, attempts, http) = (ep.clone(), self.attempts.clone(), self.http.clone());
         let mailer = self.settings.mailer.clone();
-        let target = sender::target(ep.url.as_str(), &self.settings.address_policy);
+        let target = self.targets.get(ep.url.as_str(), &self.settings.address_policy);
         let event = ep.email.is_some().then(|| task.event.clone());
         let (msg_id, traceparent) = (task.event.id.to_string(), trace.to_string());
-        let job = async move {
+        // Boxed once here, so the queue and the slot move a pointer.
+        let job = Box::pin(async move {
             let _permit = attempts.acquire_owned().await.expect("the attempts semaphore is never closed");
             metrics().in_flight.inc();
             let started_at = chrono::Utc::now();
@@ -339,7 +342,7 @@ impl Worker {
             };
             metrics().in_flight.dec();
             (started_at, result)
-        };
+        });
         (body_sha256, job)
     }
 

@@ -176,6 +176,10 @@ async fn follow(js: &Context, pool: &PgPool, projection: Projection, shutdown: &
 /// new offset.
 async fn apply_batch(pool: &PgPool, projection: Projection, applied: u64, batch: &[Message]) -> Result<u64, Stop> {
     let mut tx = pool.begin().await?;
+    // The stream is the record and the offset commits with the rows: a
+    // commit lost in a Postgres crash is replayed from JetStream, so the
+    // batch need not wait for its WAL to reach the disk.
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
     sqlx::query("INSERT INTO projector_offsets (projector, last_seq) VALUES ($1, 0) ON CONFLICT DO NOTHING")
         .bind(projection.name())
         .execute(&mut *tx)
