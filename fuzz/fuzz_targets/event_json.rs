@@ -1,7 +1,7 @@
 //! Producer JSON events: the parser and validator ingest runs on every
 //! gRPC `Publish` and NATS intake message. Whatever the bytes, parsing must
-//! not panic; an accepted event must be accepted alike from a JSON tree,
-//! render in both layouts and parse back to the same event.
+//! not panic; an accepted event must render in both layouts and parse back
+//! to the same event.
 #![no_main]
 
 use hookline_domain::{
@@ -20,10 +20,6 @@ fuzz_target!(|bytes: &[u8]| {
             return;
         }
     };
-    // Ingest parses the text straight into the typed payload; whatever it
-    // accepts, the JSON-tree parser accepts as the same event.
-    let tree = serde_json::from_slice(bytes).expect("accepted events are JSON");
-    assert_eq!(NewEvent::from_value(tree).as_ref(), Ok(&event));
     let tenant = TenantId::parse("fuzz").unwrap();
     let stored = StoredEvent::new(tenant, event.clone());
     for l in [Layout::Envelope, Layout::Flat] {
