@@ -800,4 +800,13 @@ async fn endpoints_failing_long_enough_are_disabled_and_missed_events_recovered(
     let ok: HashSet<String> =
         got[before..].iter().filter(|_| true).map(|r| r.header("webhook-id").unwrap().to_owned()).collect();
     assert_eq!(ok, missed.iter().cloned().collect::<HashSet<_>>());
+
+    // Failing again after the successes: the clock starts at the new failure.
+    receiver.set_default(500);
+    let failing_again = chrono::Utc::now();
+    ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap();
+    let again = self::disabled(&subs, &ep, Duration::from_secs(15)).await;
+    let since = again.disabled_reason.split("since ").nth(1).and_then(|r| r.split(' ').next()).unwrap();
+    let since = chrono::DateTime::parse_from_rfc3339(since).unwrap();
+    assert!(since >= failing_again - chrono::Duration::seconds(1), "{}", again.disabled_reason);
 }

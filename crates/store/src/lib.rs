@@ -21,7 +21,8 @@ use sqlx::{
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Tables that are projections; if one is missing its projector starts over.
-pub const PROJECTION_TABLES: [&str; 5] = ["tenants", "endpoints", "deliveries", "attempts", "endpoint_stats_hourly"];
+pub const PROJECTION_TABLES: [&str; 6] =
+    ["tenants", "endpoints", "deliveries", "attempts", "endpoint_stats_hourly", "endpoint_health"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

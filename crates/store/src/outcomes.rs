@@ -1,4 +1,5 @@
-//! HOOKLINE_OUTCOMES → `attempts`, `deliveries`, `endpoint_stats_hourly`.
+//! HOOKLINE_OUTCOMES → `attempts`, `deliveries`, `endpoint_stats_hourly`,
+//! `endpoint_health`.
 //!
 //! Idempotent by construction: an attempt row is keyed by (delivery,
 //! attempt), and deliveries and statistics change only for attempt rows that
@@ -10,7 +11,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hookline_domain::delivery::{AttemptOutcome, AttemptState};
 use sqlx::{Postgres, Transaction};
 
-use crate::{StoreError, stats};
+use crate::{StoreError, health::Health, stats};
 
 fn time(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now())
@@ -53,6 +54,7 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
     let new: Vec<&AttemptOutcome> =
         unique.into_iter().filter(|o| inserted.contains(&(o.delivery_id.to_string(), o.attempt as i32))).collect();
     upsert_deliveries(tx, &new).await?;
+    update_health(tx, &new).await?;
     let mut hours: HashMap<(String, DateTime<Utc>), HourStats> = HashMap::new();
     for o in new {
         if let (Some(original), 1) = (&o.replay_of, o.attempt) {
@@ -197,6 +199,54 @@ async fn upsert_deliveries(tx: &mut Transaction<'_, Postgres>, new: &[&AttemptOu
     .bind(rows.iter().map(|o| o.error_kind.map(|k| k.as_str())).collect::<Vec<_>>())
     .bind(rows.iter().map(|o| delivery_state(o.state)).collect::<Vec<_>>())
     .bind(rows.iter().map(|o| o.replay_of.as_ref().map(|r| r.to_string())).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Move each endpoint's health (see [`Health::after`]) by the new attempts.
+async fn update_health(tx: &mut Transaction<'_, Postgres>, new: &[&AttemptOutcome]) -> Result<(), StoreError> {
+    /// An endpoint's latest success and its failures in this batch.
+    type Seen = (Option<DateTime<Utc>>, Vec<DateTime<Utc>>);
+    let mut batch: HashMap<&str, Seen> = HashMap::new();
+    for o in new {
+        let (succeeded, failed) = batch.entry(o.endpoint_id.as_str()).or_default();
+        match o.state {
+            AttemptState::Succeeded => *succeeded = (*succeeded).max(Some(time(&o.started_at))),
+            AttemptState::Retrying | AttemptState::Failed => failed.push(time(&o.started_at)),
+            AttemptState::Dropped => {}
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    type Current = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let current: Vec<Current> = sqlx::query_as(
+        "SELECT i.id, h.last_success_at, h.failing_since, e.updated_at
+         FROM UNNEST($1::text[]) AS i(id)
+         LEFT JOIN endpoint_health h ON h.endpoint_id = i.id
+         LEFT JOIN endpoints e ON e.id = i.id",
+    )
+    .bind(batch.keys().copied().collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    let (mut ids, mut successes, mut since) = (Vec::new(), Vec::new(), Vec::new());
+    for (endpoint, last_success_at, failing_since, changed_at) in current {
+        let (succeeded, failed) = &batch[endpoint.as_str()];
+        let health = Health { last_success_at, failing_since }.after(*succeeded, failed, changed_at);
+        ids.push(endpoint);
+        successes.push(health.last_success_at);
+        since.push(health.failing_since);
+    }
+    sqlx::query(
+        "INSERT INTO endpoint_health (endpoint_id, last_success_at, failing_since)
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[])
+         ON CONFLICT (endpoint_id) DO UPDATE
+             SET last_success_at = EXCLUDED.last_success_at, failing_since = EXCLUDED.failing_since",
+    )
+    .bind(ids)
+    .bind(successes)
+    .bind(since)
     .execute(&mut **tx)
     .await?;
     Ok(())
