@@ -582,8 +582,13 @@ impl NewEvent {
                 "unknown field; expected type, idempotency_key, occurred_at, data",
             ));
         }
-        // As in a JSON tree, the last of repeated keys wins.
-        let get = |name: &str| fields.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v);
+        // A repeated field is ambiguous (parsers differ on which one wins), so it is
+        // refused, here as inside `data`.
+        let mut names = fields.0.iter().enumerate().map(|(i, (k, _))| (k, &fields.0[..i]));
+        if let Some((repeated, _)) = names.find(|(k, before)| before.iter().any(|(seen, _)| seen == *k)) {
+            return Err(FieldError::new(repeated.clone(), "appears more than once"));
+        }
+        let get = |name: &str| fields.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
         let text = |name: &str| get(name).map(|raw| serde_json::from_str::<Option<String>>(raw.get()));
         let event_type = match text("type") {
             Some(Ok(Some(s))) => EventType::parse(&s).map_err(|e| e.under("type"))?,
@@ -745,6 +750,16 @@ mod tests {
             (b"{\"type\": \"customer.deleted\"}", "data", "is required"),
             (b"{\"type\": \"customer.deleted\", \"data\": []}", "data", "must be a JSON object"),
             (b"{\"data\": {}, \"extra\": 1}", "extra", "unknown field"),
+            (
+                b"{\"type\": \"customer.deleted\", \"type\": \"customer.created\", \"data\": {}}",
+                "type",
+                "more than once",
+            ),
+            (
+                b"{\"type\": \"customer.deleted\", \"data\": {\"customer_id\": \"a\", \"customer_id\": \"b\"}}",
+                "data",
+                "duplicate field `customer_id`",
+            ),
             (b"{\"type\": \"customer.deleted\", \"idempotency_key\": 1, \"data\": {}}", "idempotency_key", "string"),
         ] {
             let err = NewEvent::from_json(bad).unwrap_err();
