@@ -51,8 +51,12 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
     let unique: Vec<&AttemptOutcome> =
         outcomes.iter().filter(|o| seen.insert((o.delivery_id.as_str(), o.attempt))).collect();
     let inserted = insert_attempts(tx, &unique).await?;
-    let new: Vec<&AttemptOutcome> =
-        unique.into_iter().filter(|o| inserted.contains(&(o.delivery_id.to_string(), o.attempt as i32))).collect();
+    // Usually every row is new; only a redelivered outcome needs the lookup.
+    let new: Vec<&AttemptOutcome> = if inserted.len() == unique.len() {
+        unique
+    } else {
+        unique.into_iter().filter(|o| inserted.contains(&(o.delivery_id.to_string(), o.attempt as i32))).collect()
+    };
     upsert_deliveries(tx, &new).await?;
     update_health(tx, &new).await?;
     let mut hours: HashMap<(String, DateTime<Utc>), HourStats> = HashMap::new();
@@ -126,7 +130,6 @@ async fn insert_attempts(
     if outcomes.is_empty() {
         return Ok(HashSet::new());
     }
-    let col = |f: &dyn Fn(&AttemptOutcome) -> Option<String>| outcomes.iter().map(|o| f(o)).collect::<Vec<_>>();
     let rows: Vec<(String, i32)> = sqlx::query_as(
         "INSERT INTO attempts (delivery_id, attempt, endpoint_id, started_at, duration_ms, status_code, error_kind,
                                error, outcome, response_excerpt, request, trace_id)
@@ -135,16 +138,16 @@ async fn insert_attempts(
          ON CONFLICT (delivery_id, attempt) DO NOTHING
          RETURNING delivery_id, attempt",
     )
-    .bind(outcomes.iter().map(|o| o.delivery_id.to_string()).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.delivery_id.as_str()).collect::<Vec<_>>())
     .bind(outcomes.iter().map(|o| o.attempt as i32).collect::<Vec<_>>())
-    .bind(outcomes.iter().map(|o| o.endpoint_id.to_string()).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.endpoint_id.as_str()).collect::<Vec<_>>())
     .bind(outcomes.iter().map(|o| time(&o.started_at)).collect::<Vec<_>>())
     .bind(outcomes.iter().map(|o| o.duration_ms as i64).collect::<Vec<_>>())
     .bind(outcomes.iter().map(|o| o.status_code.map(i32::from)).collect::<Vec<_>>())
-    .bind(col(&|o| o.error_kind.map(|k| k.as_str().to_owned())))
-    .bind(col(&|o| o.error.clone()))
+    .bind(outcomes.iter().map(|o| o.error_kind.map(|k| k.as_str())).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.error.as_deref()).collect::<Vec<_>>())
     .bind(outcomes.iter().map(|o| outcome_name(o.state)).collect::<Vec<_>>())
-    .bind(col(&|o| o.response_excerpt.clone()))
+    .bind(outcomes.iter().map(|o| o.response_excerpt.as_deref()).collect::<Vec<_>>())
     .bind(
         outcomes
             .iter()
@@ -152,7 +155,7 @@ async fn insert_attempts(
             .map(|o| o.request.as_ref().map(|r| serde_json::to_string(r).expect("requests serialise")))
             .collect::<Vec<_>>(),
     )
-    .bind(col(&|o| o.trace_id.clone()))
+    .bind(outcomes.iter().map(|o| o.trace_id.as_deref()).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows.into_iter().collect())
@@ -186,10 +189,10 @@ async fn upsert_deliveries(tx: &mut Transaction<'_, Postgres>, new: &[&AttemptOu
              state = CASE WHEN deliveries.state = 'archived' THEN 'archived' ELSE EXCLUDED.state END
          WHERE deliveries.attempt_count < EXCLUDED.attempt_count",
     )
-    .bind(rows.iter().map(|o| o.delivery_id.to_string()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|o| o.tenant_id.to_string()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|o| o.endpoint_id.to_string()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|o| o.event_id.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.delivery_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.tenant_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.endpoint_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.event_id.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|o| o.event_type.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|o| o.event_seq as i64).collect::<Vec<_>>())
     .bind(rows.iter().map(|o| time(&o.delivery_created_at)).collect::<Vec<_>>())
@@ -198,7 +201,7 @@ async fn upsert_deliveries(tx: &mut Transaction<'_, Postgres>, new: &[&AttemptOu
     .bind(rows.iter().map(|o| o.status_code.map(i32::from)).collect::<Vec<_>>())
     .bind(rows.iter().map(|o| o.error_kind.map(|k| k.as_str())).collect::<Vec<_>>())
     .bind(rows.iter().map(|o| delivery_state(o.state)).collect::<Vec<_>>())
-    .bind(rows.iter().map(|o| o.replay_of.as_ref().map(|r| r.to_string())).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.replay_of.as_ref().map(|r| r.as_str())).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())
