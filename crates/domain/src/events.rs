@@ -584,9 +584,10 @@ impl NewEvent {
         }
         // A repeated field is ambiguous (parsers differ on which one wins), so it is
         // refused, here as inside `data`.
-        let mut names = fields.0.iter().enumerate().map(|(i, (k, _))| (k, &fields.0[..i]));
-        if let Some((repeated, _)) = names.find(|(k, before)| before.iter().any(|(seen, _)| seen == *k)) {
-            return Err(FieldError::new(repeated.clone(), "appears more than once"));
+        for (i, (name, _)) in fields.0.iter().enumerate() {
+            if fields.0[..i].iter().any(|(seen, _)| seen == name) {
+                return Err(FieldError::new(name.clone(), "appears more than once"));
+            }
         }
         let get = |name: &str| fields.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
         let text = |name: &str| get(name).map(|raw| serde_json::from_str::<Option<String>>(raw.get()));

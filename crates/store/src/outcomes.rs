@@ -58,8 +58,8 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
         unique.into_iter().filter(|o| inserted.contains(&(o.delivery_id.to_string(), o.attempt as i32))).collect()
     };
     upsert_deliveries(tx, &new).await?;
-    update_health(tx, &new).await?;
     let mut hours: HashMap<(String, DateTime<Utc>), HourStats> = HashMap::new();
+    let mut health: HashMap<&str, Seen> = HashMap::new();
     for o in new {
         if let (Some(original), 1) = (&o.replay_of, o.attempt) {
             sqlx::query("UPDATE deliveries SET replay_count = replay_count + 1 WHERE id = $1")
@@ -71,6 +71,11 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
             continue;
         }
         let started = time(&o.started_at);
+        let (succeeded, failed) = health.entry(o.endpoint_id.as_str()).or_default();
+        match o.state {
+            AttemptState::Succeeded => *succeeded = (*succeeded).max(Some(started)),
+            _ => failed.push(started),
+        }
         let hour = started.duration_trunc(TimeDelta::hours(1)).unwrap_or(started);
         let h = hours.entry((o.endpoint_id.to_string(), hour)).or_insert_with(|| HourStats {
             tenant_id: o.tenant_id.to_string(),
@@ -118,7 +123,7 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
         .execute(&mut **tx)
         .await?;
     }
-    Ok(())
+    update_health(tx, health).await
 }
 
 /// Insert the attempt rows in one statement; returns the keys that were
@@ -207,19 +212,11 @@ async fn upsert_deliveries(tx: &mut Transaction<'_, Postgres>, new: &[&AttemptOu
     Ok(())
 }
 
-/// Move each endpoint's health (see [`Health::after`]) by the new attempts.
-async fn update_health(tx: &mut Transaction<'_, Postgres>, new: &[&AttemptOutcome]) -> Result<(), StoreError> {
-    /// An endpoint's latest success and its failures in this batch.
-    type Seen = (Option<DateTime<Utc>>, Vec<DateTime<Utc>>);
-    let mut batch: HashMap<&str, Seen> = HashMap::new();
-    for o in new {
-        let (succeeded, failed) = batch.entry(o.endpoint_id.as_str()).or_default();
-        match o.state {
-            AttemptState::Succeeded => *succeeded = (*succeeded).max(Some(time(&o.started_at))),
-            AttemptState::Retrying | AttemptState::Failed => failed.push(time(&o.started_at)),
-            AttemptState::Dropped => {}
-        }
-    }
+/// An endpoint's latest success and its failures in one batch.
+type Seen = (Option<DateTime<Utc>>, Vec<DateTime<Utc>>);
+
+/// Move each endpoint's health (see [`Health::after`]) by the batch's attempts.
+async fn update_health(tx: &mut Transaction<'_, Postgres>, batch: HashMap<&str, Seen>) -> Result<(), StoreError> {
     if batch.is_empty() {
         return Ok(());
     }
