@@ -49,7 +49,8 @@ pub struct Args {
     /// Run only these phases (repeatable); the raw baseline always runs.
     #[arg(long, value_enum)]
     only: Vec<Phase>,
-    /// Extra environment for the three services, e.g. `--env HOOKLINE_ENDPOINT_CONCURRENCY=64`
+    /// Extra environment for the three services, e.g. `--env HOOKLINE_ENDPOINT_CONCURRENCY=64`,
+    /// or for one of them, e.g. `--env delivery:TOKIO_WORKER_THREADS=1`
     /// (for experiments; the published figures use the defaults).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -312,6 +313,8 @@ struct Counters {
     http_seconds: f64,
     /// First attempts made by fan-out.
     direct: f64,
+    /// `Resolve` calls subscriptions answered.
+    resolves: f64,
 }
 
 /// The sum of every sample whose line starts with `prefix`.
@@ -328,18 +331,25 @@ impl Bench {
         }
         procs.push(("bench (receiver, clients)".into(), cpu_secs("self")));
         procs.push(("postgres (all)".into(), postgres_cpu_secs()));
+        let resolves = self.metrics(0).await.map_or(0.0, |t| metric_sum(&t, "hookline_resolve_duration_seconds_count"));
         let counters = self.delivery_metrics().await.map(|text| Counters {
             deferrals: metric_sum(&text, "hookline_delivery_deferrals"),
             http: metric_sum(&text, "hookline_delivery_attempt_duration_seconds_count{channel=\"http\"}"),
             http_seconds: metric_sum(&text, "hookline_delivery_attempt_duration_seconds_sum{channel=\"http\"}"),
             direct: metric_sum(&text, "hookline_delivery_direct_attempts_total"),
+            resolves,
         });
         CpuSnapshot { procs, machine: machine_ticks(), at: Instant::now(), counters }
     }
 
     /// The delivery service's `/metrics` text, if it answers.
     async fn delivery_metrics(&self) -> Option<String> {
-        let url = format!("{}/metrics", self.stack.services[2].http_url);
+        self.metrics(2).await
+    }
+
+    /// Service `i`'s (subscriptions, ingest, delivery) `/metrics` text.
+    async fn metrics(&self, i: usize) -> Option<String> {
+        let url = format!("{}/metrics", self.stack.services[i].http_url);
         reqwest::get(url).await.ok()?.error_for_status().ok()?.text().await.ok()
     }
 
@@ -357,6 +367,7 @@ impl Bench {
                     100.0 * (a.direct - b.direct) / n
                 ));
             }
+            deferrals.push_str(&format!("; {:.0} Resolve calls", a.resolves - b.resolves));
         }
         let wall = (after.at - before.at).as_secs_f64();
         let busy = (after.machine.0 - before.machine.0) / (after.machine.1 - before.machine.1).max(1.0);

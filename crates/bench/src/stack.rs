@@ -196,7 +196,14 @@ impl Stack {
         if let Some(url) = subscriptions_url {
             cmd.env("HOOKLINE_SUBSCRIPTIONS_URL", url);
         }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        // `role:KEY` applies to that service only.
+        for (k, v) in &self.env {
+            match k.split_once(':') {
+                Some((r, key)) if r == role => cmd.env(key, v),
+                Some(_) => &mut cmd,
+                None => cmd.env(k, v),
+            };
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(File::create(&log)?)
