@@ -76,8 +76,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         let _ = msg.double_ack().await;
         return;
     }
-    let resolved =
-        resolver.resolve(event.tenant_id.as_str(), event.event_type.as_str(), trace.child().to_string()).await;
+    let resolved = resolver.resolve(event.tenant_id.as_str(), event.event_type.as_str(), trace.child()).await;
     let endpoints = match resolved {
         Ok(endpoints) => endpoints,
         Err(s) => {
@@ -86,7 +85,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
             return;
         }
     };
-    let event_seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+    let event_seq = hookline_bus::stream_sequence(msg.reply.as_deref()).unwrap_or_default();
     let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let _budget = hookline_bus::ack_budget(endpoints.len()).await;
     let (mut direct, mut stored) = (Vec::new(), Vec::new());

@@ -16,7 +16,7 @@ use std::{
 use hookline_proto::subscriptions::v1::{
     ResolveRequest, ResolvedEndpoint, subscription_service_client::SubscriptionServiceClient,
 };
-use hookline_telemetry::trace::TRACEPARENT;
+use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 use tokio::sync::oneshot;
 use tonic::{Status, transport::Channel};
 
@@ -52,7 +52,7 @@ impl Resolver {
     /// The endpoints (disabled ones included) subscribed to `event_type`,
     /// from a call that started after this one was made. `traceparent`
     /// goes with the call if this request starts it.
-    pub async fn resolve(&self, tenant: &str, event_type: &str, traceparent: String) -> Answer {
+    pub async fn resolve(&self, tenant: &str, event_type: &str, traceparent: TraceParent) -> Answer {
         let key = (tenant.to_owned(), event_type.to_owned());
         let (tx, rx) = oneshot::channel();
         let lead = {
@@ -70,7 +70,7 @@ impl Resolver {
 
     /// Call for everyone waiting on `key`, then for whoever arrived during
     /// that call, until nobody waits.
-    async fn drive(self, key: (String, String), traceparent: String) {
+    async fn drive(self, key: (String, String), traceparent: TraceParent) {
         loop {
             let waiters = {
                 let mut queues = self.queues.lock().expect("resolver lock");
@@ -94,7 +94,7 @@ impl Resolver {
         }
     }
 
-    async fn call(&self, tenant: &str, event_type: &str, traceparent: &str) -> Answer {
+    async fn call(&self, tenant: &str, event_type: &str, traceparent: &TraceParent) -> Answer {
         let mut request = tonic::Request::new(ResolveRequest {
             tenant_id: tenant.to_owned(),
             event_type: event_type.to_owned(),
@@ -102,7 +102,7 @@ impl Resolver {
             // what they missed can be listed and recovered.
             include_disabled: true,
         });
-        if let Ok(tp) = traceparent.parse() {
+        if let Ok(tp) = traceparent.to_string().parse() {
             request.metadata_mut().insert(TRACEPARENT, tp);
         }
         if let Some(Ok(auth)) = self.authorization.as_deref().map(str::parse) {

@@ -180,8 +180,12 @@ impl ErrorKind {
 }
 
 /// One attempt, as recorded on `hookline.outcomes.<tenant>.<endpoint>`.
+///
+/// `R` is how the request is held: delivery writes a [`SentRequest`]; the
+/// projector, which only stores it, reads it as JSON text
+/// (`AttemptOutcome<Box<RawValue>>`) and so never parses and prints it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttemptOutcome {
+pub struct AttemptOutcome<R = SentRequest> {
     pub delivery_id: DeliveryId,
     pub delivery_created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,7 +216,7 @@ pub struct AttemptOutcome {
     /// `layout` (checked against `body_sha256`); header values that are
     /// secrets read `********`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request: Option<SentRequest>,
+    pub request: Option<R>,
     /// W3C trace id shared with the ingest and fan-out logs of this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
@@ -229,7 +233,7 @@ pub struct SentRequest {
     pub body_sha256: String,
 }
 
-impl AttemptOutcome {
+impl<R> AttemptOutcome<R> {
     /// `Nats-Msg-Id`: a re-published outcome of the same attempt is dropped.
     pub fn msg_id(&self) -> String {
         format!("{}.{}", self.delivery_id, self.attempt)

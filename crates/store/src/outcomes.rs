@@ -9,9 +9,14 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hookline_domain::delivery::{AttemptOutcome, AttemptState};
+use serde_json::value::RawValue;
 use sqlx::{Postgres, Transaction};
 
 use crate::{StoreError, health::Health, stats};
+
+/// An outcome as the projector reads it: the request stays JSON text,
+/// stored as it was written.
+pub(crate) type Recorded = AttemptOutcome<Box<RawValue>>;
 
 fn time(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now())
@@ -45,14 +50,13 @@ struct HourStats {
     latency: Vec<i64>,
 }
 
-pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
+pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Recorded]) -> Result<(), StoreError> {
     // One row per (delivery, attempt): a re-published outcome is the same attempt.
     let mut seen = HashSet::new();
-    let unique: Vec<&AttemptOutcome> =
-        outcomes.iter().filter(|o| seen.insert((o.delivery_id.as_str(), o.attempt))).collect();
+    let unique: Vec<&Recorded> = outcomes.iter().filter(|o| seen.insert((o.delivery_id.as_str(), o.attempt))).collect();
     let inserted = insert_attempts(tx, &unique).await?;
     // Usually every row is new; only a redelivered outcome needs the lookup.
-    let new: Vec<&AttemptOutcome> = if inserted.len() == unique.len() {
+    let new: Vec<&Recorded> = if inserted.len() == unique.len() {
         unique
     } else {
         unique.into_iter().filter(|o| inserted.contains(&(o.delivery_id.to_string(), o.attempt as i32))).collect()
@@ -130,7 +134,7 @@ pub(crate) async fn apply(tx: &mut Transaction<'_, Postgres>, outcomes: &[Attemp
 /// new (the rest were already there: a redelivered outcome).
 async fn insert_attempts(
     tx: &mut Transaction<'_, Postgres>,
-    outcomes: &[&AttemptOutcome],
+    outcomes: &[&Recorded],
 ) -> Result<HashSet<(String, i32)>, StoreError> {
     if outcomes.is_empty() {
         return Ok(HashSet::new());
@@ -156,8 +160,8 @@ async fn insert_attempts(
     .bind(
         outcomes
             .iter()
-            // As text: Postgres parses it once, with no JSON tree built here first.
-            .map(|o| o.request.as_ref().map(|r| serde_json::to_string(r).expect("requests serialise")))
+            // As written by delivery: Postgres parses it once, here it is never parsed.
+            .map(|o| o.request.as_deref().map(RawValue::get))
             .collect::<Vec<_>>(),
     )
     .bind(outcomes.iter().map(|o| o.trace_id.as_deref()).collect::<Vec<_>>())
@@ -168,10 +172,10 @@ async fn insert_attempts(
 
 /// Create or advance the delivery rows of new attempts in one statement. A
 /// newer attempt wins; an older one arriving late only added its attempt row.
-async fn upsert_deliveries(tx: &mut Transaction<'_, Postgres>, new: &[&AttemptOutcome]) -> Result<(), StoreError> {
+async fn upsert_deliveries(tx: &mut Transaction<'_, Postgres>, new: &[&Recorded]) -> Result<(), StoreError> {
     // One row per delivery (the latest attempt), as one statement may not
     // update a row twice.
-    let mut latest: HashMap<&str, &AttemptOutcome> = HashMap::new();
+    let mut latest: HashMap<&str, &Recorded> = HashMap::new();
     for o in new {
         let slot = latest.entry(o.delivery_id.as_str()).or_insert(o);
         if o.attempt > slot.attempt {
@@ -181,7 +185,7 @@ async fn upsert_deliveries(tx: &mut Transaction<'_, Postgres>, new: &[&AttemptOu
     if latest.is_empty() {
         return Ok(());
     }
-    let rows: Vec<&AttemptOutcome> = latest.into_values().collect();
+    let rows: Vec<&Recorded> = latest.into_values().collect();
     sqlx::query(
         "INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, event_seq, created_at,
                                  last_attempt_at, attempt_count, last_status_code, last_error_kind, state, replay_of)

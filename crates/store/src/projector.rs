@@ -14,7 +14,7 @@ use async_nats::jetstream::{
 };
 use futures_util::StreamExt;
 use hookline_bus::{CONFIG_ALL, CONFIG_STREAM, OUTCOMES_ALL, OUTCOMES_STREAM};
-use hookline_domain::{config::ConfigEvent, delivery::AttemptOutcome};
+use hookline_domain::config::ConfigEvent;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -194,7 +194,8 @@ async fn apply_batch(pool: &PgPool, projection: Projection, applied: u64, batch:
     let mut last = applied;
     let mut outcomes = Vec::new();
     for msg in batch {
-        let seq = msg.info().map_err(|e| Stop::Failed(StoreError::Bus(e.to_string())))?.stream_sequence;
+        let seq = hookline_bus::stream_sequence(msg.reply.as_deref())
+            .ok_or_else(|| Stop::Failed(StoreError::Bus(format!("no stream sequence in {:?}", msg.reply))))?;
         if seq <= last {
             continue;
         }
@@ -207,7 +208,7 @@ async fn apply_batch(pool: &PgPool, projection: Projection, applied: u64, batch:
                     Err(e) => tracing::error!(seq, error = %e, "config projector: unreadable event skipped"),
                 }
             }
-            Projection::Outcomes => match serde_json::from_slice::<AttemptOutcome>(&msg.payload) {
+            Projection::Outcomes => match serde_json::from_slice::<crate::outcomes::Recorded>(&msg.payload) {
                 Ok(o) => outcomes.push(o),
                 Err(e) => tracing::error!(seq, error = %e, "outcomes projector: unreadable outcome skipped"),
             },
