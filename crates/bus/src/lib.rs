@@ -349,10 +349,12 @@ pub async fn consume<F, Fut>(
                 None => break,
             };
             let handle = handle.clone();
-            tokio::spawn(async move {
+            // Boxed: the task then holds a pointer, not the handler's whole
+            // state, which spawning and finishing would otherwise copy.
+            tokio::spawn(Box::pin(async move {
                 handle(msg).await;
                 drop(permit);
-            });
+            }));
         }
         if shutdown.is_cancelled() {
             let mut handed_back = 0;

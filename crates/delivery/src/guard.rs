@@ -296,7 +296,7 @@ impl Guard {
     /// task): on, in a task of its own, to the next queued attempt, if any.
     fn hand_on(&self, gate: &Arc<Gate>, permit: OwnedSemaphorePermit) {
         if let Some((permit, queued)) = gate.next_or_free(permit) {
-            tokio::spawn(self.clone().serve(gate.clone(), permit, queued));
+            tokio::spawn(Box::pin(self.clone().serve(gate.clone(), permit, queued)));
         }
     }
 

@@ -455,9 +455,10 @@ impl Worker {
         retry: Option<&DispatchTask>,
         trace: &TraceParent,
     ) -> Result<(), String> {
-        let publish = PublishMessage::build()
-            .payload(serde_json::to_vec(outcome).expect("outcomes serialise").into())
-            .message_id(outcome.msg_id());
+        // An outcome is about 1 KiB: one buffer of that size, not four growing ones.
+        let mut payload = Vec::with_capacity(1536);
+        serde_json::to_writer(&mut payload, outcome).expect("outcomes serialise");
+        let publish = PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id());
         let stored = self
             .js
             .send_publish(outcomes_subject(outcome.tenant_id.as_str(), outcome.endpoint_id.as_str()), publish)

@@ -18,11 +18,15 @@ struct Envelope<'a> {
 /// retry and replay sends the same body.
 pub fn render(event: &StoredEvent, layout: Layout) -> Vec<u8> {
     match layout {
-        Layout::Envelope => serde_json::to_vec(&Envelope {
-            event_type: event.event_type.as_str(),
-            timestamp: &event.occurred_at,
-            data: &event.data,
-        }),
+        Layout::Envelope => {
+            // Sized once: the envelope is the data plus a few dozen bytes.
+            let mut body = Vec::with_capacity(event.data.get().len() + 128);
+            serde_json::to_writer(
+                &mut body,
+                &Envelope { event_type: event.event_type.as_str(), timestamp: &event.occurred_at, data: &event.data },
+            )
+            .map(|()| body)
+        }
         Layout::Flat => {
             let data: Value = serde_json::from_str(event.data.get()).expect("stored data is JSON");
             let mut out = Map::new();
