@@ -167,7 +167,7 @@ impl Bench {
     async fn settle(&self) {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(180) {
-            let lag = self.delivery_metrics().await.map(|text| metric_sum(&text, "hookline_projector_lag"));
+            let lag = self.metrics("delivery").await.map(|text| metric_sum(&text, "hookline_projector_lag"));
             if lag == Some(0.0) {
                 if started.elapsed() > Duration::from_secs(1) {
                     println!("  settled: projector caught up after {:.1} s", started.elapsed().as_secs_f64());
@@ -331,8 +331,11 @@ impl Bench {
         }
         procs.push(("bench (receiver, clients)".into(), cpu_secs("self")));
         procs.push(("postgres (all)".into(), postgres_cpu_secs()));
-        let resolves = self.metrics(0).await.map_or(0.0, |t| metric_sum(&t, "hookline_resolve_duration_seconds_count"));
-        let counters = self.delivery_metrics().await.map(|text| Counters {
+        let resolves = self
+            .metrics("subscriptions")
+            .await
+            .map_or(0.0, |t| metric_sum(&t, "hookline_resolve_duration_seconds_count"));
+        let counters = self.metrics("delivery").await.map(|text| Counters {
             deferrals: metric_sum(&text, "hookline_delivery_deferrals"),
             http: metric_sum(&text, "hookline_delivery_attempt_duration_seconds_count{channel=\"http\"}"),
             http_seconds: metric_sum(&text, "hookline_delivery_attempt_duration_seconds_sum{channel=\"http\"}"),
@@ -342,14 +345,10 @@ impl Bench {
         CpuSnapshot { procs, machine: machine_ticks(), at: Instant::now(), counters }
     }
 
-    /// The delivery service's `/metrics` text, if it answers.
-    async fn delivery_metrics(&self) -> Option<String> {
-        self.metrics(2).await
-    }
-
-    /// Service `i`'s (subscriptions, ingest, delivery) `/metrics` text.
-    async fn metrics(&self, i: usize) -> Option<String> {
-        let url = format!("{}/metrics", self.stack.services[i].http_url);
+    /// The `/metrics` text of the service with this role, if it answers.
+    async fn metrics(&self, role: &str) -> Option<String> {
+        let service = self.stack.services.iter().find(|s| s.role == role)?;
+        let url = format!("{}/metrics", service.http_url);
         reqwest::get(url).await.ok()?.error_for_status().ok()?.text().await.ok()
     }
 

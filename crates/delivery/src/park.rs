@@ -308,7 +308,8 @@ async fn unpark(
         }
         taken += 1;
         if hookline_bus::header(msg.headers.as_ref(), BATCH_HEADER).is_none() {
-            let seq = msg.info().map_err(|e| e.to_string())?.stream_sequence;
+            let seq =
+                hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or("no stream sequence in the reply subject")?;
             let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
             let publish = crate::task_message(msg.payload.clone(), traceparent, format!("p{seq}"));
             acks.push(js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?);

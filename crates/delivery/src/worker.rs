@@ -295,7 +295,8 @@ impl Worker {
     /// acked here once the parked copy is stored.
     async fn park(&self, msg: Message, task: &DispatchTask) {
         let stored = async {
-            let seq = msg.info().map_err(|e| e.to_string())?.stream_sequence;
+            let seq =
+                hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or("no stream sequence in the reply subject")?;
             let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
             let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
             let payload = msg.payload.clone();
