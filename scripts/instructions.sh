@@ -5,6 +5,7 @@
 #
 #   cargo build --release -p hookline -p hookline-bench
 #   scripts/instructions.sh [delivery|ingest|subscriptions]   # default: delivery
+#   HOOKLINE_BIN=/tmp/hookline-old scripts/instructions.sh       # another build
 #
 # It runs `hookline-bench delivery --quick --only throughput` with the chosen
 # service under valgrind, zeroes the counters when the throughput phase
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 role=${1:-delivery}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
-bin=$PWD/target/release/hookline
+bin=${HOOKLINE_BIN:-$PWD/target/release/hookline}
 [ -x "$bin" ] && [ -x target/release/hookline-bench ] || {
   echo "build first: cargo build --release -p hookline -p hookline-bench" >&2
   exit 1

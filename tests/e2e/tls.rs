@@ -110,3 +110,35 @@ async fn bad_tls_settings_stop_start_up_with_the_key_named() {
         assert!(stderr.contains(expected), "expected `{expected}` in:\n{stderr}");
     }
 }
+
+/// Issue 5: HTTP/2 where the receiver offers it. Deliveries to an `https://`
+/// receiver offering `h2` by ALPN go over HTTP/2, to one offering only
+/// `http/1.1` over HTTP/1.1, and both verify. On Linux the platform verifier
+/// takes extra roots from `SSL_CERT_FILE`, which is how delivery trusts the
+/// test CA here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_receivers_get_http2_when_they_offer_it_and_http1_otherwise() {
+    let ca = fixture("ca.pem");
+    let s = stack_with(&[("SSL_CERT_FILE", ca.as_str())]).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", spb::Plan::Enterprise, true).await;
+    let h2 = Receiver::start_tls(&[b"h2", b"http/1.1"]).await;
+    let h1 = Receiver::start_tls(&[b"http/1.1"]).await;
+    assert!(h2.url().starts_with("https://127.0.0.1:"));
+    let (_, h2_secret) = endpoint(&mut subs, "acme", &h2.url(), &[], spb::PayloadLayout::Envelope).await;
+    let (_, h1_secret) = endpoint(&mut subs, "acme", &h1.url(), &[], spb::PayloadLayout::Envelope).await;
+
+    let mut ingest = s.hookline.ingest_client().await;
+    for _ in 0..5 {
+        ingest.publish(json_request("acme", &fresh("appointment.booking.created"))).await.unwrap();
+    }
+    for (receiver, secret, version) in [(&h2, &h2_secret, "HTTP/2.0"), (&h1, &h1_secret, "HTTP/1.1")] {
+        let got = receiver.wait_for(5, Duration::from_secs(20)).await.unwrap();
+        for r in &got {
+            assert_eq!(r.version, version, "{}", receiver.url());
+            assert!(r.verify(secret), "signature over {version}");
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
+        }
+    }
+}

@@ -23,7 +23,7 @@ use anyhow::{Context as _, bail};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
-    http::{HeaderMap, Method, StatusCode, Uri},
+    http::{HeaderMap, Method, StatusCode, Uri, Version},
 };
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 pub use bytes::Bytes;
@@ -424,6 +424,8 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub method: String,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
     pub path: String,
     /// Names lower-case, in arrival order.
     pub headers: Vec<(String, String)>,
@@ -465,13 +467,58 @@ struct ReceiverState {
 /// Stops accepting and closes its connections on drop.
 pub struct Receiver {
     addr: SocketAddr,
+    /// Serves `https://` with the test certificate (`tests/fixtures/tls`).
+    tls: bool,
     state: Arc<Mutex<ReceiverState>>,
     shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// A TCP listener whose connections are TLS-accepted before axum sees them;
+/// failed handshakes are dropped and the next connection is taken.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((sock, addr)) = self.tcp.accept().await else { continue };
+            if let Ok(stream) = self.tls.accept(sock).await {
+                return (stream, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The test certificate for `localhost` and `127.0.0.1` (signed by
+/// `tests/fixtures/tls/ca.pem`), offering `alpn` in the handshake.
+fn test_tls_acceptor(alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let dir = format!("{}/tests/fixtures/tls", env!("CARGO_MANIFEST_DIR"));
+    let chain = CertificateDer::pem_file_iter(format!("{dir}/server.pem")).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 async fn receive(
     State(state): State<Arc<Mutex<ReceiverState>>>,
     method: Method,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -485,6 +532,7 @@ async fn receive(
             .collect();
         s.requests.push(Recorded {
             method: method.to_string(),
+            version: format!("{version:?}"),
             path: uri.path().to_owned(),
             headers,
             body,
@@ -507,6 +555,16 @@ impl Receiver {
 
     /// Answers with `script` in arrival order, then with the default (200).
     pub async fn with_script(script: Vec<Reply>) -> Self {
+        Self::serve(script, None).await
+    }
+
+    /// Answers 200 to everything over TLS with the test certificate,
+    /// offering `alpn` (`h2`, `http/1.1`) and speaking what was agreed.
+    pub async fn start_tls(alpn: &[&[u8]]) -> Self {
+        Self::serve(Vec::new(), Some(test_tls_acceptor(alpn))).await
+    }
+
+    async fn serve(script: Vec<Reply>, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let state = Arc::new(Mutex::new(ReceiverState {
             script: script.into(),
             default: Reply::new(200),
@@ -516,18 +574,23 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let app = Router::new().fallback(receive).layer(DefaultBodyLimit::disable()).with_state(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
+        let secure = tls.is_some();
         tokio::spawn(async move {
             let stop = async move {
                 let _ = rx.await;
             };
-            let _ = axum::serve(listener, app).with_graceful_shutdown(stop).await;
+            let _ = match tls {
+                Some(tls) => axum::serve(TlsListener { tcp: listener, tls }, app).with_graceful_shutdown(stop).await,
+                None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+            };
         });
-        Self { addr, state, shutdown: Some(tx) }
+        Self { addr, tls: secure, state, shutdown: Some(tx) }
     }
 
-    /// `http://127.0.0.1:<port>/hook`.
+    /// `http://127.0.0.1:<port>/hook` (`https://` for [`Receiver::start_tls`]).
     pub fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/hook", self.addr)
     }
 
     /// The listening address.

@@ -19,7 +19,7 @@ use crate::sender::AttemptResult;
 /// The TLS mode the URL asks for (as lettre reads it), trusting `pem` too.
 fn tls_with_ca(url: &str, pem: &[u8]) -> Result<lettre::transport::smtp::client::Tls, String> {
     use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
     let host = parsed.host_str().ok_or("no host")?.to_owned();
     let params = || -> Result<TlsParameters, String> {
         TlsParameters::builder(host.clone())

@@ -47,7 +47,7 @@ pub struct Worker {
     directory: Directory,
     commands: Commands,
     settings: DeliverySettings,
-    http: reqwest::Client,
+    http: Arc<sender::Http>,
     guard: Guard,
     /// `HOOKLINE_DELIVERY_CONCURRENCY`: attempts in flight in this process,
     /// whichever of the two makes them.
@@ -59,11 +59,11 @@ pub struct Worker {
 impl Worker {
     pub fn new(js: Context, directory: Directory, settings: DeliverySettings, guard: Guard) -> Arc<Self> {
         Arc::new(Worker {
-            http: sender::client(
+            http: Arc::new(sender::Http::new(
                 settings.request_timeout,
                 Arc::new(settings.address_policy.clone()),
                 settings.concurrency,
-            ),
+            )),
             commands: Commands::new(js.clone(), directory.clone()),
             attempts: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
             parker: park::Parker::start(js.clone()),
