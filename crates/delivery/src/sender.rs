@@ -218,15 +218,14 @@ pub async fn send(
     *request.method_mut() = Method::POST;
     *request.uri_mut() = url;
     let headers = request.headers_mut();
-    headers.reserve(8);
+    headers.reserve(10);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
     // Event ids, signatures and traceparents are ASCII by construction.
-    for (name, value) in [("webhook-id", msg_id), ("webhook-signature", &signature), ("traceparent", traceparent)] {
-        headers.insert(name, HeaderValue::from_str(value).expect("header values are visible ASCII"));
-    }
+    let ascii = |v: &str| HeaderValue::from_str(v).expect("header values are visible ASCII");
+    headers.insert("webhook-id", ascii(msg_id));
+    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
+    headers.insert("webhook-signature", ascii(&signature));
+    headers.insert("traceparent", ascii(traceparent));
     // What Raw shows: the headers as sent, secrets redacted.
     let mut sent = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
@@ -244,6 +243,9 @@ pub async fn send(
         );
         sent.push((h.name().to_owned(), Secret::MASK.to_owned()));
     }
+    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     sent.push(("user-agent".to_owned(), USER_AGENT.to_owned()));
     sent.push(("content-length".to_owned(), length.to_string()));
     let started = Instant::now();
