@@ -6,28 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hookline_e2e::{Receiver, eventually};
+use hookline_e2e::{Receiver, eventually, test_tls_acceptor};
 use hookline_proto::subscriptions::v1::{PayloadLayout, Plan};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
-
-/// A TLS server whose certificate is signed by the test CA, which
-/// deliveries (trusting only the public web roots) must refuse.
-fn untrusted_tls() -> tokio_rustls::TlsAcceptor {
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let dir = format!("{}/tests/fixtures/tls", env!("CARGO_MANIFEST_DIR"));
-    let chain = CertificateDer::pem_file_iter(format!("{dir}/server.pem")).unwrap().map(Result::unwrap).collect();
-    let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key")).unwrap();
-    let config =
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
-}
 
 /// A raw TCP peer with one bad behaviour per connection.
 async fn misbehaving(kind: &'static str) -> (String, tokio::task::JoinHandle<()>) {
@@ -38,7 +21,9 @@ async fn misbehaving(kind: &'static str) -> (String, tokio::task::JoinHandle<()>
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let scheme = if kind == "tls" { "https" } else { "http" };
     let url = format!("{scheme}://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
-    let tls = untrusted_tls();
+    // Signed by the test CA, which deliveries (trusting only the public
+    // web roots) must refuse.
+    let tls = test_tls_acceptor(&[]);
     let task = tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else { return };

@@ -498,9 +498,10 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// The test certificate for `localhost` and `127.0.0.1` (signed by
-/// `tests/fixtures/tls/ca.pem`), offering `alpn` in the handshake.
-fn test_tls_acceptor(alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+/// A TLS server side with the test certificate for `localhost` and
+/// `127.0.0.1` (signed by `tests/fixtures/tls/ca.pem`), offering `alpn` in
+/// the handshake.
+pub fn test_tls_acceptor(alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let dir = format!("{}/tests/fixtures/tls", env!("CARGO_MANIFEST_DIR"));
     let chain = CertificateDer::pem_file_iter(format!("{dir}/server.pem")).unwrap().map(Result::unwrap).collect();
