@@ -899,6 +899,50 @@ fn grafana_provisioning_is_where_its_mounts_put_it() {
     }
 }
 
+/// NATS runs with the shipped accounts (`tests/e2e/nats_accounts.rs` runs the
+/// services under the same file): the config is mounted where the command
+/// reads it, the JetStream store lies on a volume, and every Hookline service
+/// logs in as the file's services user with its password (tenant publishers
+/// are written over several lines, with their permissions, so they do not
+/// match).
+#[test]
+fn nats_runs_the_shipped_accounts_and_the_services_log_in_as_their_user() {
+    let compose = Compose::get();
+    let nats = compose.by_image("nats:");
+    let cmd = nats.yaml.get("command").and_then(Yaml::strings).expect("service `nats`: `command` is a list");
+    let conf_at = cmd.iter().skip_while(|a| *a != "-c").nth(1);
+    let conf_at = conf_at.unwrap_or_else(|| panic!("service `nats`: `command` gives no config file (-c): {cmd:?}"));
+    assert_eq!(
+        nats.host_path(conf_at),
+        Some(root().join("./deploy/nats/hookline.conf")),
+        "service `nats`: {conf_at} is not deploy/nats/hookline.conf"
+    );
+    let conf = read("deploy/nats/hookline.conf");
+    let store = conf
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("store_dir:"))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .expect("deploy/nats/hookline.conf sets store_dir");
+    let volumes = nats.yaml.get("volumes").and_then(Yaml::strings).unwrap_or_default();
+    let on_volume = volumes.iter().any(|v| {
+        let mut parts = v.split(':');
+        let (source, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        !source.starts_with('.') && !source.starts_with('/') && store.starts_with(target)
+    });
+    assert!(on_volume, "service `nats`: the JetStream store {store} is not on a named volume: {volumes:?}");
+    for (name, s) in compose.hookline() {
+        let url = s.setting("HOOKLINE_NATS_URL");
+        let userinfo = url.split_once("://").and_then(|(_, r)| r.rsplit_once('@')).map(|(u, _)| u);
+        let (user, password) = userinfo
+            .and_then(|u| u.split_once(':'))
+            .unwrap_or_else(|| panic!("service `{name}`: HOOKLINE_NATS_URL has no user:password@"));
+        assert!(
+            conf.contains(&format!("{{ user: {user}, password: \"{password}\" }}")),
+            "service `{name}`: HOOKLINE_NATS_URL logs in as `{user}` with a password deploy/nats/hookline.conf does not give it"
+        );
+    }
+}
+
 #[test]
 fn bind_mounts_exist() {
     let compose = Compose::get();
