@@ -11,7 +11,11 @@ use hookline_proto::{ingest::v1::ingest_service_client::IngestServiceClient, sub
 use crate::common::*;
 
 fn fixture(name: &str) -> String {
-    let p: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "tls", name].iter().collect();
+    fixture_in("tls", name)
+}
+
+fn fixture_in(dir: &str, name: &str) -> String {
+    let p: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", dir, name].iter().collect();
     p.to_string_lossy().into_owned()
 }
 
@@ -57,11 +61,11 @@ async fn every_listener_serves_tls_and_services_call_each_other_over_it() {
     // gRPC refuses plain text and clients that do not trust the CA.
     let plain = subscriptions.grpc_url().replace("https://", "http://");
     let mut c = spb::subscription_service_client::SubscriptionServiceClient::new(
-        hookline_proto::endpoint(&plain, None).unwrap().connect_lazy(),
+        hookline_proto::endpoint(&plain, None, None).unwrap().connect_lazy(),
     );
     let get = || spb::GetTenantRequest { tenant_id: "acme".into() };
     assert!(c.get_tenant(get()).await.is_err(), "plain-text gRPC answered on a TLS port");
-    let untrusting = hookline_proto::endpoint(&subscriptions.grpc_url(), None).unwrap().connect().await;
+    let untrusting = hookline_proto::endpoint(&subscriptions.grpc_url(), None, None).unwrap().connect().await;
     assert!(untrusting.is_err(), "a client without the CA must not connect");
 
     // The operator CLI over TLS, trusting the CA with --tls-ca.
@@ -81,11 +85,92 @@ async fn every_listener_serves_tls_and_services_call_each_other_over_it() {
     drop(delivery);
 }
 
+/// Mutual TLS: with `HOOKLINE_TLS_CLIENT_CA`, a service's gRPC port takes
+/// only clients with a certificate from that CA. Delivery calls subscriptions
+/// (`Resolve`) with its own certificate and the CLI with `--tls-cert` and
+/// `--tls-key`; a client without a certificate, or with one from another CA,
+/// gets nothing, while the HTTP port still answers probes without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_client_ca() {
+    let m = |name: &str| fixture_in("mtls", name);
+    let (cert, key, ca) = (m("service.pem"), m("service.key"), m("ca.pem"));
+    let tls = [
+        ("HOOKLINE_TLS_CERT", cert.as_str()),
+        ("HOOKLINE_TLS_KEY", key.as_str()),
+        ("HOOKLINE_TLS_CA", ca.as_str()),
+        ("HOOKLINE_TLS_CLIENT_CA", ca.as_str()),
+    ];
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    let subscriptions = split_role(&nats, &db, "subscriptions", &tls).spawn().await.unwrap();
+    let ingest = split_role(&nats, &db, "ingest", &tls).spawn().await.unwrap();
+    let delivery = split_role(&nats, &db, "delivery", &tls)
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
+        .spawn()
+        .await
+        .unwrap();
+
+    // End to end: delivery's Resolve call to subscriptions is admitted with
+    // delivery's certificate (the test kit's clients present the service one).
+    let mut subs = subscriptions.subscriptions_client().await;
+    tenant(&mut subs, "acme", spb::Plan::Basic, true).await;
+    let receiver = Receiver::start().await;
+    let (_ep, secret) = endpoint(&mut subs, "acme", &receiver.url(), &[], spb::PayloadLayout::Envelope).await;
+    let mut publisher = IngestServiceClient::new(ingest.channel().await);
+    publisher.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    assert!(got[0].verify(&secret));
+
+    // Without a certificate, or with one from another CA: no gRPC at all.
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let get = || spb::GetTenantRequest { tenant_id: "acme".into() };
+    let stranger = (std::fs::read(m("stranger.pem")).unwrap(), std::fs::read(m("stranger.key")).unwrap());
+    for (who, identity) in [("no certificate", None), ("another CA's certificate", Some(&stranger))] {
+        let identity = identity.map(|(c, k)| (c.as_slice(), k.as_slice()));
+        let endpoint = hookline_proto::endpoint(&subscriptions.grpc_url(), Some(&ca_pem), identity).unwrap();
+        let answered = match endpoint.connect().await {
+            Ok(channel) => spb::subscription_service_client::SubscriptionServiceClient::new(channel)
+                .get_tenant(get())
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        assert!(!answered, "a client with {who} was answered");
+    }
+    // The HTTP port asks for no client certificate.
+    let (status, _) = https_get(&format!("{}/readyz", subscriptions.http_url()), &ca_pem).await.unwrap();
+    assert_eq!(status, 200);
+
+    // The operator CLI with its own certificate, and refused without one.
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(hookline_bin())
+            .args(["tenant", "get", "acme", "--json", "--subscriptions-url", &subscriptions.grpc_url()])
+            .args(["--tls-ca", &ca])
+            .args(extra)
+            .env_remove("HOOKLINE_TLS_CERT")
+            .env_remove("HOOKLINE_TLS_KEY")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["--tls-cert", &m("operator.pem"), "--tls-key", &m("operator.key")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acme"));
+    assert!(!cli(&[]).status.success(), "the CLI was answered without a client certificate");
+    let out = cli(&["--tls-cert", &m("operator.pem")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key / HOOKLINE_TLS_KEY: must be set together"));
+    drop(delivery);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tls_settings_stop_start_up_with_the_key_named() {
     let (cert, key, ca) = (fixture("server.pem"), fixture("server.key"), fixture("ca.pem"));
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 6] = [
         (&[("HOOKLINE_TLS_CERT", &cert)], "HOOKLINE_TLS_KEY: must be set together"),
+        (&[("HOOKLINE_TLS_CLIENT_CA", &ca)], "HOOKLINE_TLS_CLIENT_CA: needs HOOKLINE_TLS_CERT"),
+        (
+            &[("HOOKLINE_TLS_CERT", &cert), ("HOOKLINE_TLS_KEY", &key), ("HOOKLINE_TLS_CLIENT_CA", &key)],
+            "HOOKLINE_TLS_CLIENT_CA",
+        ),
         (
             &[("HOOKLINE_TLS_CERT", &cert), ("HOOKLINE_TLS_KEY", "/nonexistent/key.pem")],
             "HOOKLINE_TLS_KEY: cannot read",

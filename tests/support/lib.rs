@@ -775,6 +775,16 @@ impl HooklineProc {
         Some(self.var("HOOKLINE_TLS_CA")).filter(|p| !p.is_empty()).map(|p| std::fs::read(p).expect("HOOKLINE_TLS_CA"))
     }
 
+    /// The process's own certificate and key, which test clients present
+    /// when it requires client certificates (`HOOKLINE_TLS_CLIENT_CA`).
+    fn client_identity(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        if self.var("HOOKLINE_TLS_CLIENT_CA").is_empty() {
+            return None;
+        }
+        let read = |key: &str| std::fs::read(self.var(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
+        Some((read("HOOKLINE_TLS_CERT"), read("HOOKLINE_TLS_KEY")))
+    }
+
     /// `host:port` of the health/metrics listener.
     pub fn http_addr(&self) -> String {
         self.var("HOOKLINE_HTTP_ADDR").to_owned()
@@ -884,8 +894,9 @@ impl HooklineProc {
     /// A gRPC channel to this process, over TLS trusting its `HOOKLINE_TLS_CA` when it has one.
     pub async fn channel(&self) -> Channel {
         let url = self.grpc_url();
-        let ca = self.ca_pem();
-        let endpoint = hookline_proto::endpoint(&url, ca.as_deref()).expect("gRPC URL");
+        let (ca, identity) = (self.ca_pem(), self.client_identity());
+        let identity = identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+        let endpoint = hookline_proto::endpoint(&url, ca.as_deref(), identity).expect("gRPC URL");
         endpoint.connect().await.unwrap_or_else(|e| panic!("connecting to {url}: {e:?}"))
     }
 

@@ -37,13 +37,17 @@ pub async fn run(
         },
     )
     .await?;
-    let channel = hookline_proto::endpoint(&settings.subscriptions_url, settings.tls_ca.as_deref())
-        .map_err(|e| hookline_bus::BusError::Stream {
-            stream: EVENTS_STREAM,
-            message: format!("HOOKLINE_SUBSCRIPTIONS_URL: {e}"),
-        })?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy();
+    let channel = hookline_proto::endpoint(
+        &settings.subscriptions_url,
+        settings.tls_ca.as_deref(),
+        settings.tls_identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+    )
+    .map_err(|e| hookline_bus::BusError::Stream {
+        stream: EVENTS_STREAM,
+        message: format!("HOOKLINE_SUBSCRIPTIONS_URL: {e}"),
+    })?
+    .connect_timeout(Duration::from_secs(5))
+    .connect_lazy();
     let resolver = Resolver::new(SubscriptionServiceClient::new(channel), settings.operator_token.as_deref());
     // First attempts made here get as long to finish on shutdown as the workers' do.
     let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency: CONCURRENCY, drain: crate::worker::DRAIN };

@@ -83,6 +83,10 @@ pub struct DeliverySettings {
     /// PEM certificates trusted, besides the public roots, when
     /// `subscriptions_url` is `https://` (`HOOKLINE_TLS_CA`).
     pub tls_ca: Option<Vec<u8>>,
+    /// This service's certificate and key (PEM), presented when it calls
+    /// subscriptions over `https://` (needed when that requires client
+    /// certificates, `HOOKLINE_TLS_CLIENT_CA`).
+    pub tls_identity: Option<(Vec<u8>, Vec<u8>)>,
     /// Per-endpoint cap and circuit breaker.
     pub guard: GuardSettings,
     /// Which addresses deliveries may reach.
@@ -101,6 +105,7 @@ impl Default for DeliverySettings {
             subscriptions_url: "http://127.0.0.1:50051".into(),
             operator_token: None,
             tls_ca: None,
+            tls_identity: None,
             guard: GuardSettings { per_endpoint: 10, breaker_threshold: 5, breaker_cooldown: Duration::from_secs(30) },
             address_policy: AddressPolicy::default(),
             mailer: None,

@@ -37,16 +37,39 @@ pub struct ClientArgs {
     /// `https://` URLs (services behind a private CA).
     #[arg(long, global = true, env = "HOOKLINE_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate (with --tls-key), for services that require
+    /// one (mutual TLS, HOOKLINE_TLS_CLIENT_CA).
+    #[arg(long, global = true, env = "HOOKLINE_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, global = true, env = "HOOKLINE_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl ClientArgs {
-    fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
-        self.tls_ca
+    /// The CA to trust and the client identity to present, as PEM.
+    fn tls(&self) -> anyhow::Result<Tls> {
+        let ca = self
+            .tls_ca
             .as_deref()
             .map(|p| crate::tls::read_ca(p, "--tls-ca / HOOKLINE_TLS_CA"))
             .transpose()
-            .map_err(anyhow::Error::msg)
+            .map_err(anyhow::Error::msg)?;
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(crate::tls::Identity::load(cert, key).map_err(anyhow::Error::msg)?.pem()),
+            (Some(_), None) => anyhow::bail!("--tls-key / HOOKLINE_TLS_KEY: must be set together with --tls-cert"),
+            (None, Some(_)) => anyhow::bail!("--tls-cert / HOOKLINE_TLS_CERT: must be set together with --tls-key"),
+        };
+        Ok(Tls { ca, identity })
     }
+}
+
+/// What the CLI brings to an `https://` service: extra trust and, for
+/// mutual TLS, a certificate.
+struct Tls {
+    ca: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Adds `authorization: Bearer <token>` to every call.
@@ -65,17 +88,13 @@ impl tonic::service::Interceptor for Bearer {
 type Authed = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
 
 /// A channel to `url` whose calls carry the token, named after `setting` in errors.
-async fn connect(
-    url: &str,
-    setting: &str,
-    token: Option<&str>,
-    ca: Option<&[u8]>,
-) -> anyhow::Result<(Channel, Bearer)> {
+async fn connect(url: &str, setting: &str, token: Option<&str>, tls: &Tls) -> anyhow::Result<(Channel, Bearer)> {
     let bearer = match token {
         Some(t) => Some(format!("Bearer {t}").parse().context("--token / HOOKLINE_TOKEN: not a valid header value")?),
         None => None,
     };
-    let channel = hookline_proto::endpoint(url, ca)
+    let identity = tls.identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+    let channel = hookline_proto::endpoint(url, tls.ca.as_deref(), identity)
         .with_context(|| format!("{setting}: `{url}` is not a URL"))?
         .connect()
         .await
@@ -224,13 +243,8 @@ pub enum EndpointCmd {
 }
 
 async fn subscriptions(args: &ClientArgs) -> anyhow::Result<SubscriptionServiceClient<Authed>> {
-    let (channel, bearer) = connect(
-        &args.subscriptions_url,
-        "HOOKLINE_SUBSCRIPTIONS_URL",
-        args.token.as_deref(),
-        args.ca_pem()?.as_deref(),
-    )
-    .await?;
+    let (channel, bearer) =
+        connect(&args.subscriptions_url, "HOOKLINE_SUBSCRIPTIONS_URL", args.token.as_deref(), &args.tls()?).await?;
     Ok(SubscriptionServiceClient::with_interceptor(channel, bearer))
 }
 
@@ -473,7 +487,7 @@ pub async fn publish(args: &ClientArgs, tenant: String, file: String) -> anyhow:
         })
         .collect();
     let (channel, bearer) =
-        connect(&args.ingest_url, "HOOKLINE_INGEST_URL", args.token.as_deref(), args.ca_pem()?.as_deref()).await?;
+        connect(&args.ingest_url, "HOOKLINE_INGEST_URL", args.token.as_deref(), &args.tls()?).await?;
     let mut c = IngestServiceClient::with_interceptor(channel, bearer);
     let results = if requests.len() == 1 {
         vec![c.publish(requests.into_iter().next().expect("one")).await.map_err(status)?.into_inner()]
@@ -625,7 +639,7 @@ pub enum AdminCmd {
 
 async fn deliveries(args: &ClientArgs) -> anyhow::Result<DeliveryServiceClient<Authed>> {
     let (channel, bearer) =
-        connect(&args.delivery_url, "HOOKLINE_DELIVERY_URL", args.token.as_deref(), args.ca_pem()?.as_deref()).await?;
+        connect(&args.delivery_url, "HOOKLINE_DELIVERY_URL", args.token.as_deref(), &args.tls()?).await?;
     Ok(DeliveryServiceClient::with_interceptor(channel, bearer))
 }
 

@@ -148,7 +148,7 @@ pub fn show(
             println!("{k:<34} {v:<50} ({s})");
         }
     }
-    if let Err(e) = service.delivery(false) {
+    if let Err(e) = service.delivery(false, None) {
         eprintln!("error: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -71,7 +71,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         args.subscriptions_url = format!("{scheme}://{own}");
     }
     let delivery: Option<DeliverySettings> = if role.has(Role::Delivery) {
-        Some(args.delivery(role == Role::Dev).map_err(anyhow::Error::msg)?)
+        Some(args.delivery(role == Role::Dev, tls.as_ref()).map_err(anyhow::Error::msg)?)
     } else {
         None
     };

@@ -110,6 +110,13 @@ pub struct ServiceArgs {
     /// and by the SMTP relay's TLS (HOOKLINE_SMTP_URL).
     #[arg(long, env = "HOOKLINE_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM CA certificates for mutual TLS: with it, the gRPC listener takes
+    /// only clients that present a certificate signed by one of them (the
+    /// CLI with --tls-cert/--tls-key; the other services, which present their
+    /// HOOKLINE_TLS_CERT, so it must allow client authentication). Needs
+    /// HOOKLINE_TLS_CERT. The HTTP port (health, metrics) asks for none.
+    #[arg(long, env = "HOOKLINE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
     /// When set, `GET /metrics` wants `Authorization: Bearer <token>`
     /// (Prometheus: `authorization: {credentials: ...}`). `/healthz` and
     /// `/readyz` stay open for orchestrators' probes.
@@ -142,9 +149,20 @@ impl ServiceArgs {
 
     /// The listeners' certificate and key, when both are set.
     pub fn tls_identity(&self) -> Result<Option<crate::tls::Identity>, String> {
+        let client_ca = self.tls_client_ca.as_deref().map(|p| crate::tls::read_ca(p, "HOOKLINE_TLS_CLIENT_CA"));
         match (&self.tls_cert, &self.tls_key) {
+            (None, None) if client_ca.is_some() => {
+                Err("HOOKLINE_TLS_CLIENT_CA: needs HOOKLINE_TLS_CERT and HOOKLINE_TLS_KEY (mutual TLS is TLS first)"
+                    .into())
+            }
             (None, None) => Ok(None),
-            (Some(cert), Some(key)) => crate::tls::Identity::load(cert, key).map(Some),
+            (Some(cert), Some(key)) => {
+                let identity = crate::tls::Identity::load(cert, key)?;
+                Ok(Some(match client_ca.transpose()? {
+                    Some(ca) => identity.require_clients(ca),
+                    None => identity,
+                }))
+            }
             (Some(_), None) => Err("HOOKLINE_TLS_KEY: must be set together with HOOKLINE_TLS_CERT".into()),
             (None, Some(_)) => Err("HOOKLINE_TLS_CERT: must be set together with HOOKLINE_TLS_KEY".into()),
         }
@@ -162,8 +180,9 @@ impl ServiceArgs {
         Ok(AddressPolicy { allow_all: dev, allow })
     }
 
-    /// Cross-field checks clap cannot express.
-    pub fn delivery(&self, dev: bool) -> Result<DeliverySettings, String> {
+    /// Cross-field checks clap cannot express. `identity` is the listeners'
+    /// certificate, which delivery also presents when it calls subscriptions.
+    pub fn delivery(&self, dev: bool, identity: Option<&crate::tls::Identity>) -> Result<DeliverySettings, String> {
         let retry_schedule: RetrySchedule =
             self.retry_schedule.parse().map_err(|e| format!("HOOKLINE_RETRY_SCHEDULE: {e}"))?;
         if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(300) {
@@ -216,6 +235,7 @@ impl ServiceArgs {
                 .map(|url| Mailer::new(url, &self.smtp_from, self.request_timeout, tls_ca.as_deref()))
                 .transpose()?,
             tls_ca,
+            tls_identity: identity.map(crate::tls::Identity::pem),
         })
     }
 }

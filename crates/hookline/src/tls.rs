@@ -18,6 +18,9 @@ pub struct Identity {
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
     http: Arc<rustls::ServerConfig>,
+    /// `HOOKLINE_TLS_CLIENT_CA`: gRPC clients must present a certificate
+    /// signed by one of these (mutual TLS).
+    client_ca_pem: Option<Vec<u8>>,
 }
 
 impl Identity {
@@ -34,12 +37,27 @@ impl Identity {
             .with_single_cert(chain, private)
             .map_err(|e| format!("HOOKLINE_TLS_KEY: {}: does not fit HOOKLINE_TLS_CERT: {e}", key.display()))?;
         http.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Self { cert_pem, key_pem, http: Arc::new(http) })
+        Ok(Self { cert_pem, key_pem, http: Arc::new(http), client_ca_pem: None })
+    }
+
+    /// Require gRPC clients to present a certificate signed by a CA in `pem`.
+    pub fn require_clients(self, pem: Vec<u8>) -> Self {
+        Self { client_ca_pem: Some(pem), ..self }
     }
 
     pub fn grpc(&self) -> tonic::transport::ServerTlsConfig {
-        tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem))
+        let config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem));
+        match &self.client_ca_pem {
+            Some(ca) => config.client_ca_root(tonic::transport::Certificate::from_pem(ca)),
+            None => config,
+        }
+    }
+
+    /// The certificate and key as PEM, which this service also presents when
+    /// it calls another (to services that require client certificates).
+    pub fn pem(&self) -> (Vec<u8>, Vec<u8>) {
+        (self.cert_pem.clone(), self.key_pem.clone())
     }
 }
 

@@ -31,7 +31,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// A client endpoint for one of Hookline's gRPC URLs. `https://` URLs use
 /// TLS and trust the public web roots plus `extra_ca_pem` (the PEM file of
 /// `HOOKLINE_TLS_CA`), so services behind a private CA can call each other.
-pub fn endpoint(url: &str, extra_ca_pem: Option<&[u8]>) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+/// `identity` (certificate chain and key, PEM) is presented to services
+/// that require client certificates (`HOOKLINE_TLS_CLIENT_CA`).
+pub fn endpoint(
+    url: &str,
+    extra_ca_pem: Option<&[u8]>,
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?;
     if !url.starts_with("https://") {
         return Ok(endpoint);
@@ -39,6 +45,9 @@ pub fn endpoint(url: &str, extra_ca_pem: Option<&[u8]>) -> Result<tonic::transpo
     let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
     if let Some(pem) = extra_ca_pem {
         tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+    }
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
     }
     endpoint.tls_config(tls)
 }
