@@ -230,6 +230,84 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
     );
 }
 
+/// A per-endpoint rate limit: 60 events to an endpoint limited to 5 a
+/// second arrive spread out (never more than the limit plus its one-second
+/// burst in any second), every one of them, each once; what could not wait
+/// was parked in JetStream and came back at the rate. Another endpoint of
+/// the same tenant, without a limit, gets its 60 at once. The limit is shown
+/// by the API and can be lifted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_endpoint_gets_its_events_spaced_and_none_lost() {
+    let s = stack().await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    let (limited, free) = (Receiver::start().await, Receiver::start().await);
+    let created = subs
+        .create_endpoint(spb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            url: limited.url(),
+            rate_limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.rate_limit, 5);
+    endpoint(&mut subs, "acme", &free.url(), &[], PayloadLayout::Envelope).await;
+    let bad = subs
+        .create_endpoint(spb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            url: free.url(),
+            rate_limit: 10_001,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("rate_limit") && bad.message().contains("at most 10000"), "{}", bad.message());
+
+    let mut ingest = s.hookline.ingest_client().await;
+    let events = (0..60).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
+    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    free.wait_for(60, Duration::from_secs(20)).await.unwrap();
+    let ids = every_event_delivered(&limited, 60).await;
+    assert_eq!(ids.len(), 60, "each event once");
+    let arrivals: Vec<Instant> = limited.requests().iter().map(|r| r.received_at).collect();
+    let span = arrivals[59] - arrivals[0];
+    assert!(span >= Duration::from_secs(9), "60 at 5/s after a burst of 5 take 11 s, not {span:?}");
+    let busiest = arrivals
+        .iter()
+        .map(|start| arrivals.iter().filter(|t| **t >= *start && **t - *start < Duration::from_secs(1)).count())
+        .max()
+        .unwrap();
+    assert!(busiest <= 12, "{busiest} arrivals within one second at 5/s (burst 5)");
+    let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
+    let parked: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookline_delivery_deferrals_total{reason=\"rate_limited\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(parked >= 1.0, "tasks that could not wait were parked: {parked}");
+
+    // Lifted: the next events go out at once.
+    let lifted = subs
+        .update_endpoint(spb::UpdateEndpointRequest {
+            tenant_id: "acme".into(),
+            endpoint_id: created.id.clone(),
+            rate_limit: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lifted.rate_limit, 0);
+    let started = Instant::now();
+    let events = (0..30).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
+    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    every_event_delivered(&limited, 90).await;
+    assert!(started.elapsed() < Duration::from_secs(4), "no limit any more: {:?}", started.elapsed());
+}
+
 /// Parked tasks are in JetStream, not in the process: after a kill -9 the
 /// next process finds them and delivers every one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,11 @@
 //! tasks, and [`Guard::room`] says how many may come back. A slow or failing
 //! endpoint therefore holds no more than its cap of worker slots, and its
 //! waiting work costs neither memory here nor pulls from the shared consumer.
+//!
+//! An endpoint with a rate limit also spaces its attempts: each reserves
+//! the next free moment of its [`Bucket`] and waits for it when that is
+//! near; when it is further off, the task is parked and comes back at the
+//! pace the bucket refills.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -25,7 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hookline_domain::ids::EndpointId;
+use hookline_domain::{endpoint::RateLimit, ids::EndpointId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 #[derive(Debug, Clone)]
@@ -51,6 +56,45 @@ struct Breaker {
     open_until: Option<Instant>,
     /// Half-open: one probe is out (since then); the rest wait for its result.
     probing: Option<Instant>,
+}
+
+/// A token bucket of `per_second` tokens a second, holding at most one
+/// second's worth (the burst). Tokens may go below zero: each attempt takes
+/// one as it is admitted, and a negative balance is the wait the next one
+/// has, so attempts that arrive together are spread, not let through at once.
+struct Bucket {
+    per_second: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(limit: RateLimit) -> Self {
+        let per_second = f64::from(limit.per_second());
+        Self { per_second, tokens: per_second, at: Instant::now() }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + earned).min(self.per_second);
+        self.at = now;
+    }
+
+    /// How long until a token is free, without taking it.
+    fn wait(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        Duration::from_secs_f64(((1.0 - self.tokens) / self.per_second).max(0.0))
+    }
+
+    /// Take a token if one is free within `within`, returning how long to
+    /// wait for it.
+    fn reserve(&mut self, now: Instant, within: Duration) -> Option<Duration> {
+        let wait = self.wait(now);
+        (wait <= within).then(|| {
+            self.tokens -= 1.0;
+            wait
+        })
+    }
 }
 
 /// An attempt waiting for a slot; its future says whether it succeeded.
@@ -81,6 +125,8 @@ struct Gate {
     finished: AtomicU64,
     /// Moving average of attempt durations, in microseconds.
     latency_us: AtomicU64,
+    /// The endpoint's rate limit as last seen, and its tokens.
+    bucket: Mutex<Option<Bucket>>,
 }
 
 /// An endpoint with no attempt finished for this long, and its cap in
@@ -110,6 +156,35 @@ impl Gate {
 
     fn stuck(&self) -> bool {
         self.slots.available_permits() == 0 && self.last_release.lock().expect("release lock").elapsed() > STUCK
+    }
+
+    /// Reserve the next moment `limit` allows, if it is within a short
+    /// wait; a changed limit starts a full bucket.
+    fn reserve(&self, limit: Option<RateLimit>) -> Result<Duration, Wait> {
+        let mut bucket = self.bucket.lock().expect("bucket lock");
+        let Some(limit) = limit else {
+            *bucket = None;
+            return Ok(Duration::ZERO);
+        };
+        let b = match bucket.as_mut() {
+            Some(b) if b.per_second == f64::from(limit.per_second()) => b,
+            _ => bucket.insert(Bucket::new(limit)),
+        };
+        b.reserve(Instant::now(), MAX_WAIT).ok_or(Wait::Limited)
+    }
+
+    /// Tokens free now and over the next `ahead`, when rate-limited.
+    fn rate_room(&self, ahead: Duration) -> Option<usize> {
+        let mut bucket = self.bucket.lock().expect("bucket lock");
+        let b = bucket.as_mut()?;
+        b.refill(Instant::now());
+        Some((b.tokens + ahead.as_secs_f64() * b.per_second).max(0.0) as usize)
+    }
+
+    /// Whether the next attempt would wait longer than a task may.
+    fn rate_limited(&self) -> bool {
+        let mut bucket = self.bucket.lock().expect("bucket lock");
+        bucket.as_mut().is_some_and(|b| b.wait(Instant::now()) > MAX_WAIT)
     }
 }
 
@@ -141,6 +216,8 @@ pub enum Wait {
     Stuck,
     /// The breaker is open, or half-open with its probe out: park the task.
     Open,
+    /// The endpoint's rate limit has no room for it soon: park the task.
+    Limited,
 }
 
 impl Wait {
@@ -150,6 +227,7 @@ impl Wait {
             Wait::Busy(_) => "endpoint_busy",
             Wait::Stuck => "endpoint_stuck",
             Wait::Open => "breaker_open",
+            Wait::Limited => "rate_limited",
         }
     }
 }
@@ -171,6 +249,7 @@ impl Guard {
                     last_release: Mutex::new(Instant::now()),
                     finished: AtomicU64::new(0),
                     latency_us: AtomicU64::new(0),
+                    bucket: Mutex::default(),
                 })
             })
             .clone()
@@ -201,15 +280,25 @@ impl Guard {
     /// succeeded. The job runs in a slot's own task, which goes on to the
     /// next queued attempt; the caller waits for the result, at most a
     /// moment for a slot (none at all when the endpoint is stuck). With a
-    /// slot free, the attempt is made in the caller's task.
+    /// slot free, the attempt is made in the caller's task. With a `limit`,
+    /// the attempt first waits for its moment in the endpoint's bucket.
     pub async fn run<R: Send + 'static>(
         &self,
         endpoint: &EndpointId,
+        limit: Option<RateLimit>,
         job: impl Future<Output = R> + Send + 'static,
         ok: impl FnOnce(&R) -> bool + Send + 'static,
     ) -> Result<R, Wait> {
         let gate = self.gate(endpoint);
         let probe = Self::breaker_admits(&gate)?;
+        match gate.reserve(limit) {
+            Ok(wait) if wait.is_zero() => {}
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(limited) => {
+                gate.drop_probe(probe);
+                return Err(limited);
+            }
+        }
         let (tx, rx) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
         let queued = Queued {
@@ -324,6 +413,8 @@ impl Guard {
             Some(Wait::Open)
         } else if gate.stuck() {
             Some(Wait::Stuck)
+        } else if gate.rate_limited() {
+            Some(Wait::Limited)
         } else {
             None
         }
@@ -353,7 +444,10 @@ impl Guard {
         let finished = gate.finished.load(Ordering::Relaxed);
         let recent = finished - seen.unwrap_or(finished);
         *seen = Some(finished);
-        (gate.slots.available_permits() + 2 * recent as usize).min(MAX_ROOM)
+        let room = (gate.slots.available_permits() + 2 * recent as usize).min(MAX_ROOM);
+        // A rate-limited endpoint gets back what its bucket lets through
+        // before the sweeper's next look.
+        gate.rate_room(crate::park::BUSY_ROUND).map_or(room, |r| r.min(MAX_ROOM))
     }
 
     /// Endpoints whose breaker is open now.
@@ -431,7 +525,8 @@ mod tests {
     fn hold(g: &Guard, ep: &EndpointId) -> (tokio::task::JoinHandle<Result<bool, Wait>>, oneshot::Sender<bool>) {
         let (tx, rx) = oneshot::channel();
         let (g, ep) = (g.clone(), ep.clone());
-        let run = tokio::spawn(async move { g.run(&ep, async move { rx.await.unwrap_or(false) }, |ok| *ok).await });
+        let run =
+            tokio::spawn(async move { g.run(&ep, None, async move { rx.await.unwrap_or(false) }, |ok| *ok).await });
         (run, tx)
     }
 
@@ -455,7 +550,7 @@ mod tests {
     }
 
     async fn attempt(g: &Guard, ep: &EndpointId, succeeds: bool) -> Result<bool, Wait> {
-        g.run(ep, async move { succeeds }, |ok| *ok).await
+        g.run(ep, None, async move { succeeds }, |ok| *ok).await
     }
 
     async fn settle() {
@@ -512,7 +607,7 @@ mod tests {
                     running.fetch_sub(1, Ordering::SeqCst);
                     i
                 };
-                let run = tokio::spawn(async move { g.run(&a, job, |_| true).await });
+                let run = tokio::spawn(async move { g.run(&a, None, job, |_| true).await });
                 (i, run)
             })
             .collect();
@@ -552,7 +647,7 @@ mod tests {
                 }
             }
         });
-        let waited = g.run(&a, job, |_| true).await;
+        let waited = g.run(&a, None, job, |_| true).await;
         assert!(matches!(waited, Err(Wait::Busy(_))), "gave up on a busy endpoint: {waited:?}");
         keep_busy.await.unwrap();
         free(held, true).await;
@@ -597,9 +692,9 @@ mod tests {
         let queued: Vec<_> = (0..3)
             .map(|_| {
                 let (g, a, made) = (g.clone(), a.clone(), made.clone());
-                tokio::spawn(
-                    async move { g.run(&a, async move { made.fetch_add(1, Ordering::SeqCst) }, |_| true).await },
-                )
+                tokio::spawn(async move {
+                    g.run(&a, None, async move { made.fetch_add(1, Ordering::SeqCst) }, |_| true).await
+                })
             })
             .collect();
         settle().await;
@@ -636,12 +731,54 @@ mod tests {
         let fast = Duration::from_millis(20);
         assert!(g.fast(&a, fast), "never tried: fast");
         let slow = async { tokio::time::sleep(Duration::from_millis(200)).await };
-        g.run(&a, slow, |_| true).await.unwrap();
+        g.run(&a, None, slow, |_| true).await.unwrap();
         assert!(!g.fast(&a, fast), "slow on average");
         assert!(g.fast(&a, Duration::from_secs(1)));
         for _ in 0..3 {
             attempt(&g, &a, false).await.unwrap();
         }
         assert!(!g.fast(&a, Duration::from_secs(1)), "breaker open");
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_spaces_attempts_and_parks_what_would_wait_too_long() {
+        let g = guard();
+        let a = EndpointId::generate();
+        let limit = RateLimit::parse(10).unwrap();
+        let started = Instant::now();
+        let runs: Vec<_> = (0..25)
+            .map(|_| {
+                let (g, a) = (g.clone(), a.clone());
+                tokio::spawn(async move { g.run(&a, limit, async { Instant::now() }, |_| true).await })
+            })
+            .collect();
+        // While the reserved ones wait, new tasks are parked, and parked
+        // ones come back only at the rate.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(g.blocked(&a), Some(Wait::Limited), "fan-out parks new tasks too");
+        assert_eq!(g.room(&a, &mut None), 0, "the bucket owes half a second");
+        let (mut made, mut limited) = (Vec::new(), 0);
+        for run in runs {
+            match run.await.unwrap() {
+                Ok(at) => made.push(at.duration_since(started)),
+                Err(Wait::Limited) => limited += 1,
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        made.sort();
+        // A second's burst at once, then one every 100 ms while waiting
+        // 500 ms at most; a few more come in as the bucket refills.
+        assert!(made[..10].iter().all(|t| *t < Duration::from_millis(100)), "the burst: {made:?}");
+        assert!((15..=17).contains(&made.len()), "made {}, parked {limited}: {made:?}", made.len());
+        for pair in made[10..].windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(90), "spaced by the rate: {made:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(g.blocked(&a), None);
+        assert!(g.room(&a, &mut None) >= 10, "a refilled bucket");
+        // Without the limit the endpoint runs free again.
+        for _ in 0..20 {
+            g.run(&a, None, async {}, |_| true).await.unwrap();
+        }
     }
 }

@@ -60,7 +60,7 @@ use crate::guard::Guard;
 /// Parked tasks one endpoint gets back per round when it is disabled or deleted.
 const UNAVAILABLE_ROOM: usize = 2_000;
 /// Rounds while tasks are moving, and while there is nothing to move.
-const BUSY_ROUND: Duration = Duration::from_millis(250);
+pub(crate) const BUSY_ROUND: Duration = Duration::from_millis(250);
 const IDLE_ROUND: Duration = Duration::from_secs(1);
 
 /// Publish a task to its endpoint's parking subject. The caller awaits the

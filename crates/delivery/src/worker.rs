@@ -213,7 +213,7 @@ impl Worker {
                         Wait::Busy(d) => {
                             let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
                         }
-                        Wait::Stuck | Wait::Open => self.park(msg, &task).await,
+                        Wait::Stuck | Wait::Open | Wait::Limited => self.park(msg, &task).await,
                     }
                     return;
                 }
@@ -256,8 +256,10 @@ impl Worker {
         span: &tracing::Span,
     ) -> Result<Attempted, Wait> {
         let (body_sha256, job) = self.prepare(task, &ep, trace);
-        let (started_at, result) =
-            self.guard.run(&task.endpoint_id, job.instrument(span.clone()), |(_, r)| r.succeeded()).await?;
+        let (started_at, result) = self
+            .guard
+            .run(&task.endpoint_id, ep.rate_limit, job.instrument(span.clone()), |(_, r)| r.succeeded())
+            .await?;
         Ok(Attempted::Made { ep, body_sha256, started_at, result })
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     FieldError,
-    endpoint::{AuthHeader, EndpointConfig, EndpointUrl, ExpiringSecret, Layout, Plan, SigningSecret},
+    endpoint::{AuthHeader, EndpointConfig, EndpointUrl, ExpiringSecret, Layout, Plan, RateLimit, SigningSecret},
     event_type::EventType,
     events::Email,
     ids::{EndpointId, TenantId},
@@ -203,6 +203,8 @@ pub struct EndpointPatch {
     pub layout: Option<Layout>,
     pub enabled: Option<bool>,
     pub description: Option<String>,
+    /// `Some(None)` removes the limit.
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 /// A request to change a tenant, already parsed.
@@ -224,6 +226,7 @@ pub enum Command {
         layout: Layout,
         enabled: bool,
         description: String,
+        rate_limit: Option<RateLimit>,
     },
     UpdateEndpoint {
         endpoint_id: EndpointId,
@@ -314,7 +317,7 @@ pub fn decide(
             }
             Ok(events)
         }
-        Command::CreateEndpoint { url, email, auth_header, event_types, layout, enabled, description } => {
+        Command::CreateEndpoint { url, email, auth_header, event_types, layout, enabled, description, rate_limit } => {
             let limit = state.endpoint_limit();
             if state.endpoints.len() >= limit {
                 return Err(ConfigError::PlanLimit { plan: state.plan.as_str(), limit });
@@ -328,6 +331,7 @@ pub fn decide(
                 layout,
                 enabled,
                 description,
+                rate_limit,
                 secret: SigningSecret::generate(),
                 previous_secrets: Vec::new(),
                 created_at: at.clone(),
@@ -353,6 +357,9 @@ pub fn decide(
             }
             if let Some(l) = patch.layout {
                 ep.layout = l;
+            }
+            if let Some(r) = patch.rate_limit {
+                ep.rate_limit = r;
             }
             if let Some(e) = patch.enabled {
                 if e {
@@ -426,6 +433,7 @@ mod tests {
             layout: Layout::Envelope,
             enabled: true,
             description: String::new(),
+            rate_limit: None,
         }
     }
 

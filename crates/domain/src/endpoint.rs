@@ -315,6 +315,9 @@ pub struct EndpointConfig {
     pub enabled: bool,
     #[serde(default)]
     pub description: String,
+    /// Attempts a second at most, per delivery process; none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     pub secret: SigningSecret,
     /// Secrets replaced by a rotation that still sign until they expire, so
     /// receivers can switch without missing a webhook.
@@ -367,6 +370,45 @@ pub fn parse_event_types(names: &[String]) -> Result<Vec<EventType>, FieldError>
 }
 
 /// Description: at most 1024 characters.
+/// At most this many attempts a second to one endpoint, per delivery
+/// process: for receivers (ERP APIs above all) that throttle their callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct RateLimit(std::num::NonZeroU32);
+
+impl RateLimit {
+    pub const MAX: u32 = 10_000;
+
+    /// `0` means no limit.
+    pub fn parse(per_second: u32) -> Result<Option<Self>, FieldError> {
+        if per_second > Self::MAX {
+            return Err(FieldError::new(
+                "rate_limit",
+                format!("must be at most {} per second (0: no limit)", Self::MAX),
+            ));
+        }
+        Ok(std::num::NonZeroU32::new(per_second).map(Self))
+    }
+
+    pub fn per_second(self) -> u32 {
+        self.0.get()
+    }
+}
+
+impl TryFrom<u32> for RateLimit {
+    type Error = FieldError;
+
+    fn try_from(n: u32) -> Result<Self, FieldError> {
+        Self::parse(n)?.ok_or_else(|| FieldError::new("rate_limit", "must be at least 1 per second"))
+    }
+}
+
+impl From<RateLimit> for u32 {
+    fn from(r: RateLimit) -> u32 {
+        r.per_second()
+    }
+}
+
 pub fn parse_description(s: &str) -> Result<String, FieldError> {
     if s.chars().count() > 1024 {
         return Err(FieldError::new("description", "must be at most 1024 characters"));
@@ -377,6 +419,19 @@ pub fn parse_description(s: &str) -> Result<String, FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limits() {
+        assert_eq!(RateLimit::parse(0).unwrap(), None);
+        assert_eq!(RateLimit::parse(25).unwrap().map(RateLimit::per_second), Some(25));
+        let e = RateLimit::parse(10_001).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.rule.as_str()),
+            ("rate_limit", "must be at most 10000 per second (0: no limit)")
+        );
+        assert!(serde_json::from_str::<RateLimit>("0").is_err());
+        assert_eq!(serde_json::to_string(&RateLimit::parse(7).unwrap().unwrap()).unwrap(), "7");
+    }
 
     #[test]
     fn urls() {

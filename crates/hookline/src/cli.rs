@@ -185,6 +185,10 @@ pub struct EndpointFields {
     /// Deliver by e-mail to this address instead of POSTing (`""` on update: back to HTTP).
     #[arg(long)]
     email: Option<String>,
+    /// At most this many attempts per second to the endpoint, per delivery
+    /// process (1 to 10000; 0 on update: no limit). Attempts over it wait in JetStream.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -280,6 +284,7 @@ fn endpoint_json(e: &spb::Endpoint) -> Value {
         "event_types": if e.event_types.is_empty() { json!("all") } else { json!(e.event_types) },
         "layout": layout_name(e.layout), "enabled": e.enabled, "description": e.description,
         "disabled_reason": (!e.disabled_reason.is_empty()).then_some(&e.disabled_reason),
+        "rate_limit": (e.rate_limit > 0).then_some(e.rate_limit),
         "created_at": e.created_at, "updated_at": e.updated_at})
 }
 
@@ -306,12 +311,13 @@ fn print_tenant(args: &ClientArgs, t: &spb::Tenant) {
 fn endpoint_line(e: &spb::Endpoint) -> String {
     let types = if e.event_types.is_empty() { "all".to_owned() } else { e.event_types.join(",") };
     format!(
-        "{}  {}  {}  layout={}  types={}{}",
+        "{}  {}  {}  layout={}  types={}{}{}",
         e.id,
         if e.enabled { "enabled " } else { "disabled" },
         e.url,
         layout_name(e.layout),
         types,
+        if e.rate_limit > 0 { format!("  rate<={}/s", e.rate_limit) } else { String::new() },
         e.auth_header.as_ref().map(|h| format!("  {}: {}", h.name, h.value)).unwrap_or_default()
     )
 }
@@ -380,6 +386,7 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                     disabled,
                     description: fields.description.unwrap_or_default(),
                     email: fields.email.unwrap_or_default(),
+                    rate_limit: fields.rate_limit.unwrap_or_default(),
                 })
                 .await
                 .map_err(status)?
@@ -425,6 +432,7 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                     },
                     description: fields.description,
                     email: fields.email,
+                    rate_limit: fields.rate_limit,
                 })
                 .await
                 .map_err(status)?

@@ -15,12 +15,13 @@ async fn upsert_endpoint(
     let layout = serde_json::to_value(e.layout).expect("layout serialises");
     sqlx::query(
         "INSERT INTO endpoints (id, tenant_id, url, auth_header_name, event_types, layout, enabled, description,
-                                disabled_reason, created_at, updated_at, version, email)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz, $11::timestamptz, $12, $13)
+                                disabled_reason, created_at, updated_at, version, email, rate_limit)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz, $11::timestamptz, $12, $13, $14)
          ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, auth_header_name = EXCLUDED.auth_header_name,
              event_types = EXCLUDED.event_types, layout = EXCLUDED.layout, enabled = EXCLUDED.enabled,
              description = EXCLUDED.description, disabled_reason = EXCLUDED.disabled_reason,
-             updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, email = EXCLUDED.email",
+             updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, email = EXCLUDED.email,
+             rate_limit = EXCLUDED.rate_limit",
     )
     .bind(e.id.as_str())
     .bind(tenant)
@@ -35,6 +36,7 @@ async fn upsert_endpoint(
     .bind(&e.updated_at)
     .bind(seq as i64)
     .bind(e.email.as_ref().map(|m| m.as_str().to_owned()))
+    .bind(e.rate_limit.map(|r| r.per_second() as i32))
     .execute(&mut **tx)
     .await?;
     Ok(())

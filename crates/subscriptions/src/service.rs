@@ -119,6 +119,10 @@ fn description(s: &str) -> Result<String, Status> {
     endpoint::parse_description(s).map_err(invalid)
 }
 
+fn rate_limit(per_second: u32) -> Result<Option<endpoint::RateLimit>, Status> {
+    endpoint::RateLimit::parse(per_second).map_err(invalid)
+}
+
 pub fn tenant_to_pb(t: &TenantState) -> pb::Tenant {
     pb::Tenant {
         id: t.id.to_string(),
@@ -149,6 +153,7 @@ pub fn endpoint_to_pb(tenant: &TenantId, e: &EndpointConfig) -> pb::Endpoint {
         updated_at: e.updated_at.clone(),
         disabled_reason: e.disabled_reason.clone().unwrap_or_default(),
         email: e.email.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
+        rate_limit: e.rate_limit.map_or(0, endpoint::RateLimit::per_second),
     }
 }
 
@@ -212,6 +217,7 @@ impl SubscriptionService for SubscriptionsApi {
             layout: layout(r.layout)?,
             enabled: !r.disabled,
             description: description(&r.description)?,
+            rate_limit: rate_limit(r.rate_limit)?,
         };
         let before = self.directory.tenant(&id);
         let t = self.run(&id, cmd).await?;
@@ -268,6 +274,7 @@ impl SubscriptionService for SubscriptionsApi {
             layout: r.layout.map(layout).transpose()?,
             enabled: r.enabled,
             description: r.description.as_deref().map(description).transpose()?,
+            rate_limit: r.rate_limit.map(rate_limit).transpose()?,
         };
         let tenant = self.run(&t, Command::UpdateEndpoint { endpoint_id: e.clone(), patch }).await?;
         let ep = tenant.endpoints.get(&e).ok_or_else(|| Status::not_found(format!("endpoint `{e}` not found")))?;

@@ -158,7 +158,7 @@ impl Metrics {
         r.register_with_unit("grpc_request_duration", "gRPC request latency", Unit::Seconds, m.grpc_duration.clone());
         // Known label values start at zero, so rates and alerts see a series
         // before the first occurrence.
-        for reason in ["endpoint_busy", "endpoint_stuck", "breaker_open"] {
+        for reason in ["endpoint_busy", "endpoint_stuck", "breaker_open", "rate_limited"] {
             let _ = m.deferrals.get_or_create(&labels([("reason", reason)]));
         }
         for reason in ["gone", "failing"] {
