@@ -58,32 +58,35 @@ struct Breaker {
     probing: Option<Instant>,
 }
 
-/// A token bucket of `per_second` tokens a second, holding at most one
+/// A token bucket refilled at the endpoint's limit, holding at most one
 /// second's worth (the burst). Tokens may go below zero: each attempt takes
 /// one as it is admitted, and a negative balance is the wait the next one
 /// has, so attempts that arrive together are spread, not let through at once.
 struct Bucket {
-    per_second: f64,
+    limit: RateLimit,
     tokens: f64,
     at: Instant,
 }
 
 impl Bucket {
     fn new(limit: RateLimit) -> Self {
-        let per_second = f64::from(limit.per_second());
-        Self { per_second, tokens: per_second, at: Instant::now() }
+        Self { limit, tokens: f64::from(limit.per_second()), at: Instant::now() }
+    }
+
+    fn rate(&self) -> f64 {
+        f64::from(self.limit.per_second())
     }
 
     fn refill(&mut self, now: Instant) {
-        let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.per_second;
-        self.tokens = (self.tokens + earned).min(self.per_second);
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.rate();
+        self.tokens = (self.tokens + earned).min(self.rate());
         self.at = now;
     }
 
     /// How long until a token is free, without taking it.
     fn wait(&mut self, now: Instant) -> Duration {
         self.refill(now);
-        Duration::from_secs_f64(((1.0 - self.tokens) / self.per_second).max(0.0))
+        Duration::from_secs_f64(((1.0 - self.tokens) / self.rate()).max(0.0))
     }
 
     /// Take a token if one is free within `within`, returning how long to
@@ -167,7 +170,7 @@ impl Gate {
             return Ok(Duration::ZERO);
         };
         let b = match bucket.as_mut() {
-            Some(b) if b.per_second == f64::from(limit.per_second()) => b,
+            Some(b) if b.limit == limit => b,
             _ => bucket.insert(Bucket::new(limit)),
         };
         b.reserve(Instant::now(), MAX_WAIT).ok_or(Wait::Limited)
@@ -178,7 +181,7 @@ impl Gate {
         let mut bucket = self.bucket.lock().expect("bucket lock");
         let b = bucket.as_mut()?;
         b.refill(Instant::now());
-        Some((b.tokens + ahead.as_secs_f64() * b.per_second).max(0.0) as usize)
+        Some((b.tokens + ahead.as_secs_f64() * b.rate()).max(0.0) as usize)
     }
 
     /// Whether the next attempt would wait longer than a task may.
