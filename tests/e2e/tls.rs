@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use hookline_e2e::{NatsServer, Receiver, TestDb, hookline_bin, http_get, https_get};
+use hookline_e2e::{Receiver, hookline_bin, http_get, https_get};
 use hookline_proto::{ingest::v1::ingest_service_client::IngestServiceClient, subscriptions::v1 as spb};
 
 use crate::common::*;
@@ -24,15 +24,7 @@ async fn every_listener_serves_tls_and_services_call_each_other_over_it() {
     let (cert, key, ca) = (fixture("server.pem"), fixture("server.key"), fixture("ca.pem"));
     let tls =
         [("HOOKLINE_TLS_CERT", cert.as_str()), ("HOOKLINE_TLS_KEY", key.as_str()), ("HOOKLINE_TLS_CA", ca.as_str())];
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let subscriptions = split_role(&nats, &db, "subscriptions", &tls).spawn().await.unwrap();
-    let ingest = split_role(&nats, &db, "ingest", &tls).spawn().await.unwrap();
-    let delivery = split_role(&nats, &db, "delivery", &tls)
-        .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
-        .spawn()
-        .await
-        .unwrap();
+    let Split { nats: _nats, db: _db, subscriptions, ingest, delivery } = split(&tls).await;
     assert!(subscriptions.grpc_url().starts_with("https://"));
     let ca_pem = std::fs::read(&ca).unwrap();
 
@@ -100,15 +92,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_client_ca() 
         ("HOOKLINE_TLS_CA", ca.as_str()),
         ("HOOKLINE_TLS_CLIENT_CA", ca.as_str()),
     ];
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let subscriptions = split_role(&nats, &db, "subscriptions", &tls).spawn().await.unwrap();
-    let ingest = split_role(&nats, &db, "ingest", &tls).spawn().await.unwrap();
-    let delivery = split_role(&nats, &db, "delivery", &tls)
-        .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
-        .spawn()
-        .await
-        .unwrap();
+    let Split { nats: _nats, db: _db, subscriptions, ingest, delivery } = split(&tls).await;
 
     // End to end: delivery's Resolve call to subscriptions is admitted with
     // delivery's certificate (the test kit's clients present the service one).
