@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use hookline_e2e::{Receiver, hookline_bin, http_get, https_get};
+use hookline_e2e::{HooklineProc, Receiver, hookline_bin, http_get, https_get};
 use hookline_proto::{ingest::v1::ingest_service_client::IngestServiceClient, subscriptions::v1 as spb};
 
 use crate::common::*;
@@ -19,6 +19,19 @@ fn fixture_in(dir: &str, name: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// Tenant `acme` with one endpoint, one event published through `ingest`:
+/// it must arrive, signed, at a loopback receiver.
+async fn one_signed_webhook(subscriptions: &HooklineProc, ingest: &HooklineProc) {
+    let mut subs = subscriptions.subscriptions_client().await;
+    tenant(&mut subs, "acme", spb::Plan::Basic, true).await;
+    let receiver = Receiver::start().await;
+    let (_ep, secret) = endpoint(&mut subs, "acme", &receiver.url(), &[], spb::PayloadLayout::Envelope).await;
+    let mut publisher = IngestServiceClient::new(ingest.channel().await);
+    publisher.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    assert!(got[0].verify(&secret));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listener_serves_tls_and_services_call_each_other_over_it() {
     let (cert, key, ca) = (fixture("server.pem"), fixture("server.key"), fixture("ca.pem"));
@@ -30,14 +43,7 @@ async fn every_listener_serves_tls_and_services_call_each_other_over_it() {
 
     // A webhook end to end: every gRPC hop (client → subscriptions, client →
     // ingest, delivery → subscriptions for Resolve) runs over TLS.
-    let mut subs = subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", spb::Plan::Basic, true).await;
-    let receiver = Receiver::start().await;
-    let (_ep, secret) = endpoint(&mut subs, "acme", &receiver.url(), &[], spb::PayloadLayout::Envelope).await;
-    let mut publisher = IngestServiceClient::new(ingest.channel().await);
-    publisher.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
-    assert!(got[0].verify(&secret));
+    one_signed_webhook(&subscriptions, &ingest).await;
 
     // Health, readiness and metrics answer over TLS, and only over TLS.
     for proc in [&subscriptions, &ingest, &delivery] {
@@ -96,14 +102,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_client_ca() 
 
     // End to end: delivery's Resolve call to subscriptions is admitted with
     // delivery's certificate (the test kit's clients present the service one).
-    let mut subs = subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", spb::Plan::Basic, true).await;
-    let receiver = Receiver::start().await;
-    let (_ep, secret) = endpoint(&mut subs, "acme", &receiver.url(), &[], spb::PayloadLayout::Envelope).await;
-    let mut publisher = IngestServiceClient::new(ingest.channel().await);
-    publisher.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
-    assert!(got[0].verify(&secret));
+    one_signed_webhook(&subscriptions, &ingest).await;
 
     // Without a certificate, or with one from another CA: no gRPC at all.
     let ca_pem = std::fs::read(&ca).unwrap();
