@@ -150,13 +150,20 @@ async fn tenant_keys_reach_only_their_tenant_and_unauthenticated_calls_are_refus
     );
     denied(
         "GetEndpoint",
-        subs.get_endpoint(with(spb::GetEndpointRequest { tenant_id: b(), endpoint_id: beta_ep.clone() }, a)).await,
+        subs.get_endpoint(with(
+            spb::GetEndpointRequest { tenant_id: b(), endpoint_id: beta_ep.clone(), reveal_url: false },
+            a,
+        ))
+        .await,
         nf,
     );
     denied(
         "GetEndpoint via own tenant",
-        subs.get_endpoint(with(spb::GetEndpointRequest { tenant_id: "alpha".into(), endpoint_id: beta_ep.clone() }, a))
-            .await,
+        subs.get_endpoint(with(
+            spb::GetEndpointRequest { tenant_id: "alpha".into(), endpoint_id: beta_ep.clone(), reveal_url: false },
+            a,
+        ))
+        .await,
         nf,
     );
     denied("ListEndpoints", subs.list_endpoints(with(spb::ListEndpointsRequest { tenant_id: b() }, a)).await, nf);
@@ -264,7 +271,7 @@ async fn tenant_keys_reach_only_their_tenant_and_unauthenticated_calls_are_refus
     denied(
         "GetDeliveryRaw",
         log.get_delivery_raw(with(
-            dpb::GetDeliveryRawRequest { tenant_id: b(), delivery_id: d.clone(), attempt: 0 },
+            dpb::GetDeliveryRawRequest { tenant_id: b(), delivery_id: d.clone(), attempt: 0, reveal_url: false },
             a,
         ))
         .await,
@@ -397,4 +404,66 @@ async fn reflection_and_metrics_want_credentials_while_health_stays_open() {
     let (code, body) = hookline_e2e::http_request("GET", &metrics, &[("Authorization", &bearer)], b"").await.unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("hookline_"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_services_refuse_to_start_without_an_operator_token_unless_explicitly_open() {
+    let nats = hookline_e2e::NatsServer::start().unwrap();
+    let db = hookline_e2e::TestDb::create().await.unwrap();
+    for role in ["ingest", "subscriptions", "delivery"] {
+        let closed = crate::common::split_role(&nats, &db, role, &[("HOOKLINE_ALLOW_UNAUTHENTICATED", "false")]);
+        let err = format!("{:#}", closed.spawn().await.err().unwrap_or_else(|| panic!("{role} started open")));
+        assert!(
+            err.contains("HOOKLINE_OPERATOR_TOKEN: is required") && err.contains("HOOKLINE_ALLOW_UNAUTHENTICATED"),
+            "{role}: the refusal names the key and the way out: {err}"
+        );
+        let short = crate::common::split_role(&nats, &db, role, &[("HOOKLINE_OPERATOR_TOKEN", "short")]);
+        let err = format!("{:#}", short.spawn().await.err().unwrap_or_else(|| panic!("{role} took a short token")));
+        assert!(err.contains("HOOKLINE_OPERATOR_TOKEN: must be at least 16 characters"), "{role}: {err}");
+    }
+    // Opened on purpose: it starts, says so loudly, and anyone is the operator.
+    let open = crate::common::split_role(&nats, &db, "subscriptions", &[("HOOKLINE_ALLOW_UNAUTHENTICATED", "true")])
+        .spawn()
+        .await
+        .unwrap();
+    assert!(open.log_contents().contains("ERROR") && open.log_contents().contains("AUTHENTICATION IS OFF"));
+    let mut subs = open.subscriptions_client().await;
+    let err = subs.get_tenant(spb::GetTenantRequest { tenant_id: "nobody".into() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "an open service answers without a token: {}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_operator_token_keeps_working_beside_the_new_one_until_it_is_dropped() {
+    const OLD: &str = "old-operator-token-0123456789";
+    const NEW: &str = "new-operator-token-9876543210";
+    let nats = hookline_e2e::NatsServer::start().unwrap();
+    let db = hookline_e2e::TestDb::create().await.unwrap();
+    let env = [("HOOKLINE_OPERATOR_TOKEN", NEW), ("HOOKLINE_OPERATOR_TOKEN_PREVIOUS", OLD)];
+    let mut subscriptions = crate::common::split_role(&nats, &db, "subscriptions", &env).spawn().await.unwrap();
+    let mut subs = subscriptions.subscriptions_client().await;
+    let create =
+        |id: &str| spb::CreateTenantRequest { tenant_id: id.into(), plan: Plan::Basic.into(), webhooks_enabled: true };
+    subs.create_tenant(with(create("by-new"), Some(NEW))).await.unwrap();
+    subs.create_tenant(with(create("by-old"), Some(OLD))).await.unwrap();
+    denied(
+        "a stranger",
+        subs.create_tenant(with(create("x"), Some("stranger-token-000000"))).await,
+        &[Code::Unauthenticated],
+    );
+    denied("no token", subs.create_tenant(with(create("x"), None)).await, &[Code::Unauthenticated]);
+
+    // The rotation ends: the old token is dropped from the settings.
+    subscriptions.kill9();
+    let mut subscriptions = crate::common::split_role(&nats, &db, "subscriptions", &[("HOOKLINE_OPERATOR_TOKEN", NEW)])
+        .spawn()
+        .await
+        .unwrap();
+    let mut subs = subscriptions.subscriptions_client().await;
+    denied(
+        "the old token",
+        subs.get_tenant(with(spb::GetTenantRequest { tenant_id: "by-old".into() }, Some(OLD))).await,
+        &[Code::Unauthenticated],
+    );
+    subs.get_tenant(with(spb::GetTenantRequest { tenant_id: "by-old".into() }, Some(NEW))).await.unwrap();
+    subscriptions.terminate();
 }

@@ -596,7 +596,9 @@ async fn disabled(
     eventually(within, "endpoint disabled", || {
         let (mut subs, id) = (subs.clone(), endpoint_id.to_owned());
         async move {
-            let e = subs.get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: id }).await?;
+            let e = subs
+                .get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: id, reveal_url: false })
+                .await?;
             let e = e.into_inner();
             Ok((!e.enabled).then_some(e))
         }

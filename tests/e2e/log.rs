@@ -160,7 +160,12 @@ async fn mixed_run_log_matches_what_receivers_saw_and_raw_is_byte_identical() {
         let webhook_id = r.header("webhook-id").unwrap();
         let d = rows_ok.iter().find(|d| d.event_id == webhook_id).expect("row for each request");
         let raw = c
-            .get_delivery_raw(GetDeliveryRawRequest { tenant_id: "acme".into(), delivery_id: d.id.clone(), attempt: 0 })
+            .get_delivery_raw(GetDeliveryRawRequest {
+                tenant_id: "acme".into(),
+                delivery_id: d.id.clone(),
+                attempt: 0,
+                reveal_url: false,
+            })
             .await
             .unwrap()
             .into_inner();
@@ -370,7 +375,12 @@ async fn archived_rows_stay_listed_and_refuse_raw_download_replay() {
     let rows = settled(&mut c, "acme", &ep, 1).await;
     let id = rows[0].id.clone();
     let raw = c
-        .get_delivery_raw(GetDeliveryRawRequest { tenant_id: "acme".into(), delivery_id: id.clone(), attempt: 0 })
+        .get_delivery_raw(GetDeliveryRawRequest {
+            tenant_id: "acme".into(),
+            delivery_id: id.clone(),
+            attempt: 0,
+            reveal_url: false,
+        })
         .await;
     assert!(raw.is_ok(), "Raw works before archiving");
 
@@ -400,7 +410,12 @@ async fn archived_rows_stay_listed_and_refuse_raw_download_replay() {
 
     let date = &archived.archived_at[..10];
     let err = c
-        .get_delivery_raw(GetDeliveryRawRequest { tenant_id: "acme".into(), delivery_id: id.clone(), attempt: 0 })
+        .get_delivery_raw(GetDeliveryRawRequest {
+            tenant_id: "acme".into(),
+            delivery_id: id.clone(),
+            attempt: 0,
+            reveal_url: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);

@@ -28,10 +28,14 @@ async fn auth_header_value_reaches_the_receiver_and_no_log_or_api_output() {
     let mut outputs = vec![format!("{created:?}")];
     outputs.push(format!(
         "{:?}",
-        subs.get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: ep.clone() })
-            .await
-            .unwrap()
-            .into_inner()
+        subs.get_endpoint(spb::GetEndpointRequest {
+            tenant_id: "acme".into(),
+            endpoint_id: ep.clone(),
+            reveal_url: false
+        })
+        .await
+        .unwrap()
+        .into_inner()
     ));
     outputs.push(format!(
         "{:?}",
@@ -249,4 +253,167 @@ async fn secrets_are_sealed_in_the_nats_store_and_absent_from_postgres() {
 
 async fn read_subject_raw(nats: &hookline_e2e::NatsServer, stream: &str, subject: &str) -> Vec<String> {
     read_subject(nats, stream, subject).await.into_iter().map(|v| v.to_string()).collect()
+}
+
+/// A token in the URL's query reaches the receiver, and every output shows
+/// the query values masked, except the two calls that ask to reveal them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_values_of_endpoint_urls_are_masked_in_every_output_unless_revealed() {
+    use hookline_proto::delivery::v1::{
+        DeliveryState, GetDeliveryRawRequest, ListDeliveriesRequest, delivery_service_client::DeliveryServiceClient,
+    };
+    const TOKEN: &str = "qtok-4b1d9e-never-show-me";
+    let s = stack_with(&[("HOOKLINE_LOG", "debug")]).await;
+    let receiver = Receiver::start().await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    let url = format!("{}?code={TOKEN}&v=2", receiver.url());
+    let masked = format!("{}?code=********&v=********", receiver.url());
+    let created = subs
+        .create_endpoint(spb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            url: url.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.url, masked);
+    let ep = created.id.clone();
+    let get = |reveal_url| spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: ep.clone(), reveal_url };
+    assert_eq!(subs.get_endpoint(get(false)).await.unwrap().into_inner().url, masked);
+    assert_eq!(subs.get_endpoint(get(true)).await.unwrap().into_inner().url, url, "reveal_url shows it in clear");
+    let mut outputs = vec![format!("{created:?}")];
+    outputs.push(format!(
+        "{:?}",
+        subs.list_endpoints(spb::ListEndpointsRequest { tenant_id: "acme".into() }).await.unwrap().into_inner()
+    ));
+    outputs.push(format!(
+        "{:?}",
+        subs.resolve(spb::ResolveRequest {
+            tenant_id: "acme".into(),
+            event_type: "appointment.booking.created".into(),
+            include_disabled: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    ));
+
+    // Sending the masked URL back (a client that read and re-saves the
+    // endpoint) keeps the stored one.
+    let updated = subs
+        .update_endpoint(spb::UpdateEndpointRequest {
+            tenant_id: "acme".into(),
+            endpoint_id: ep.clone(),
+            url: Some(masked.clone()),
+            description: Some("ERP".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.description, "ERP");
+    outputs.push(format!("{updated:?}"));
+    assert_eq!(subs.get_endpoint(get(true)).await.unwrap().into_inner().url, url, "the stored URL is kept");
+
+    let mut ingest = s.hookline.ingest_client().await;
+    ingest.publish(json_request("acme", &example("appointment.booking.created"))).await.unwrap();
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(got[0].query.as_deref(), Some(format!("code={TOKEN}&v=2").as_str()), "the receiver gets the query");
+
+    // The delivery log's Raw masks it too, unless asked.
+    let mut log = DeliveryServiceClient::connect(s.hookline.grpc_url()).await.unwrap();
+    let delivery = hookline_e2e::eventually(Duration::from_secs(20), "the delivery is logged", || {
+        let (mut log, ep) = (log.clone(), ep.clone());
+        async move {
+            let page = log
+                .list_deliveries(ListDeliveriesRequest {
+                    tenant_id: "acme".into(),
+                    endpoint_id: ep.clone(),
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            page.deliveries.into_iter().find(|d| d.state == DeliveryState::Succeeded as i32).map(|d| d.id)
+        }
+    })
+    .await
+    .unwrap();
+    let raw = |reveal_url| GetDeliveryRawRequest {
+        tenant_id: "acme".into(),
+        delivery_id: delivery.clone(),
+        attempt: 0,
+        reveal_url,
+    };
+    let shown = log.get_delivery_raw(raw(false)).await.unwrap().into_inner();
+    assert_eq!(shown.url, masked);
+    outputs.push(format!("{shown:?}"));
+    assert_eq!(log.get_delivery_raw(raw(true)).await.unwrap().into_inner().url, url);
+
+    // The CLI prints what the API gives, and reveals on request.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(hookline_e2e::hookline_bin())
+            .args(args)
+            .env("HOOKLINE_SUBSCRIPTIONS_URL", s.hookline.grpc_url())
+            .env("HOOKLINE_DELIVERY_URL", s.hookline.grpc_url())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    outputs.push(cli(&["endpoint", "get", "acme", &ep]));
+    outputs.push(cli(&["endpoint", "list", "acme", "--json"]));
+    outputs.push(cli(&["delivery", "raw", "acme", &delivery]));
+    assert!(cli(&["endpoint", "get", "acme", &ep, "--reveal-url"]).contains(TOKEN));
+    assert!(cli(&["delivery", "raw", "acme", &delivery, "--reveal-url", "--json"]).contains(TOKEN));
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    outputs.push(s.hookline.log_contents());
+    for o in &outputs {
+        assert!(!o.contains(TOKEN) && !o.contains("never-show-me"), "an output shows the query token: {o}");
+    }
+    assert!(outputs[0].contains("code=********"), "{}", outputs[0]);
+}
+
+/// Every header a receiver gets from Hookline, besides the tenant's own auth
+/// header, is refused as an auth header name: a tenant can neither replace
+/// one nor have its header silently replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_header_hookline_sends_is_refused_as_an_auth_header_name() {
+    let s = stack().await;
+    let receiver = Receiver::start().await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    subs.create_endpoint(spb::CreateEndpointRequest {
+        tenant_id: "acme".into(),
+        url: receiver.url(),
+        auth_header: Some(spb::AuthHeader { name: "X-Api-Key".into(), value: "k".into() }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut ingest = s.hookline.ingest_client().await;
+    ingest.publish(json_request("acme", &example("appointment.booking.created"))).await.unwrap();
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    let names: Vec<&str> = got[0].headers.iter().map(|(k, _)| k.as_str()).filter(|k| *k != "x-api-key").collect();
+    for expected in ["accept", "content-length", "content-type", "host", "traceparent", "user-agent", "webhook-id"] {
+        assert!(names.contains(&expected), "the receiver got {expected}: {names:?}");
+    }
+    for name in names {
+        let err = subs
+            .create_endpoint(spb::CreateEndpointRequest {
+                tenant_id: "acme".into(),
+                url: receiver.url(),
+                auth_header: Some(spb::AuthHeader { name: name.to_ascii_uppercase(), value: "v".into() }),
+                ..Default::default()
+            })
+            .await
+            .expect_err(&format!("`{name}` must be refused as an auth header name"));
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{name}: {}", err.message());
+        assert!(err.message().contains("auth_header.name"), "{name}: {}", err.message());
+    }
+    let listed = subs.list_endpoints(spb::ListEndpointsRequest { tenant_id: "acme".into() }).await.unwrap();
+    assert_eq!(listed.into_inner().endpoints.len(), 1, "nothing half-saved");
 }

@@ -173,8 +173,10 @@ async fn endpoint_rules_and_resolve_freshness() {
     subs.delete_endpoint(spb::DeleteEndpointRequest { tenant_id: "acme".into(), endpoint_id: ep.clone() })
         .await
         .unwrap();
-    let err =
-        subs.get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: ep }).await.unwrap_err();
+    let err = subs
+        .get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: ep, reveal_url: false })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let err = subs.get_tenant(spb::GetTenantRequest { tenant_id: "ghost".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);

@@ -427,6 +427,8 @@ pub struct Recorded {
     /// `HTTP/1.1` or `HTTP/2.0`.
     pub version: String,
     pub path: String,
+    /// The query string, without the `?`.
+    pub query: Option<String>,
     /// Names lower-case, in arrival order.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
@@ -535,6 +537,7 @@ async fn receive(
             method: method.to_string(),
             version: format!("{version:?}"),
             path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
             headers,
             body,
             received_at: Instant::now(),
@@ -705,8 +708,9 @@ impl HooklineBuilder {
 
     /// Start and wait (up to 30 s) until `GET /readyz` answers 200. Picks free
     /// `HOOKLINE_GRPC_ADDR`/`HOOKLINE_HTTP_ADDR` unless given (and retries with new
-    /// ones if they were taken meanwhile); `HOOKLINE_LOG` defaults to `info,hookline=debug`
-    /// and `NO_COLOR` to `1`.
+    /// ones if they were taken meanwhile); `HOOKLINE_LOG` defaults to `info,hookline=debug`,
+    /// `NO_COLOR` to `1` and, for the separate services, `HOOKLINE_ALLOW_UNAUTHENTICATED`
+    /// to `true` (set it to `false` to see a service refuse to start without a token).
     pub async fn spawn(self) -> anyhow::Result<HooklineProc> {
         const PORTS: [&str; 2] = ["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR"];
         let auto_ports: Vec<&str> = PORTS.into_iter().filter(|p| !self.env.iter().any(|(k, _)| k == p)).collect();
@@ -714,6 +718,11 @@ impl HooklineBuilder {
         let mut p = HooklineProc { mode: self.mode, env: self.env, log: dir.join("hookline.log"), dir, child: None };
         p.set_default("HOOKLINE_LOG", "info,hookline=debug");
         p.set_default("NO_COLOR", "1"); // plain text in the log file, greppable by tests
+        // The separate services refuse to start without an operator token;
+        // tests that are not about authentication opt out explicitly.
+        if p.mode != "dev" {
+            p.set_default("HOOKLINE_ALLOW_UNAUTHENTICATED", "true");
+        }
         for attempt in 1.. {
             for key in &auto_ports {
                 p.set(key, &format!("127.0.0.1:{}", free_port()));

@@ -191,6 +191,8 @@ impl Stack {
             .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
             // The benchmark publishes as fast as it can: no per-tenant rate limit.
             .env("HOOKLINE_TENANT_RATE", "0")
+            // Its gRPC clients carry no token: loopback-only scratch stack.
+            .env("HOOKLINE_ALLOW_UNAUTHENTICATED", "true")
             .env("HOOKLINE_LOG", "warn")
             .env("NO_COLOR", "1");
         if let Some(url) = subscriptions_url {

@@ -8,6 +8,7 @@ use async_nats::jetstream::Context;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use hookline_domain::{
     FieldError,
+    endpoint::redact_query,
     event_type::EventType,
     ids::{DeliveryId, EndpointId, JobId, TenantId},
     layout,
@@ -141,7 +142,7 @@ impl DeliveryApi {
         Ok(pb::RawRequest {
             attempt: number,
             method: "POST".into(),
-            url: sent.url.clone(),
+            url: if r.reveal_url { sent.url.clone() } else { redact_query(&sent.url).into_owned() },
             headers: sent
                 .headers
                 .iter()

@@ -1,6 +1,6 @@
 //! Endpoint settings as types that cannot hold an invalid value.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,12 @@ impl EndpointUrl {
         &self.0
     }
 
+    /// The URL with its query values masked, for every place it is shown:
+    /// see [`redact_query`].
+    pub fn redacted(&self) -> Cow<'_, str> {
+        redact_query(&self.0)
+    }
+
     /// The host (IPv6 literals without brackets) and the port, explicit or
     /// the scheme's.
     pub fn host_port(&self) -> (&str, u16) {
@@ -129,6 +135,46 @@ impl From<EndpointUrl> for String {
     }
 }
 
+/// `url` with the value of every query parameter replaced by `********`
+/// (`?code=abc&v=2` → `?code=********&v=********`; a parameter without
+/// `=` is masked whole). Receivers often take their token in the query
+/// (Azure Functions' `?code=`, many ERP connectors), and a URL is shown in
+/// places a header value never is: lists, logs, the delivery log. Names
+/// stay readable so a tenant still recognises the URL.
+pub fn redact_query(url: &str) -> Cow<'_, str> {
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (url, None),
+    };
+    let Some((base, query)) = before_fragment.split_once('?') else { return Cow::Borrowed(url) };
+    if query.split('&').all(|pair| pair.is_empty() || pair.ends_with('=')) {
+        return Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len() + 16);
+    out.push_str(base);
+    out.push('?');
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, value)) if !value.is_empty() => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(Secret::MASK);
+            }
+            Some(_) => out.push_str(pair),
+            None if pair.is_empty() => {}
+            None => out.push_str(Secret::MASK),
+        }
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    Cow::Owned(out)
+}
+
 /// The one extra header an endpoint may carry, e.g. `Authorization`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthHeader {
@@ -137,8 +183,32 @@ pub struct AuthHeader {
 }
 
 impl AuthHeader {
-    const RESERVED: [&'static str; 6] =
-        ["host", "content-length", "content-type", "transfer-encoding", "connection", "user-agent"];
+    /// Headers Hookline sets on every request (a tenant's header would
+    /// replace them or be replaced by them), and the hop-by-hop and framing
+    /// headers that would change how the request itself is read. `webhook-*`
+    /// is reserved as a prefix, for the Standard Webhooks headers.
+    pub const RESERVED: [&'static str; 18] = [
+        // Set by Hookline on every request.
+        "accept",
+        "content-length",
+        "content-type",
+        "host",
+        "traceparent",
+        "tracestate",
+        "user-agent",
+        // Hop-by-hop and message framing (RFC 9110 §7.6.1, RFC 9112).
+        "connection",
+        "content-encoding",
+        "expect",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "via",
+    ];
 
     pub fn parse(name: &str, value: &str) -> Result<Self, FieldError> {
         let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
@@ -155,7 +225,10 @@ impl AuthHeader {
         if Self::RESERVED.contains(&lower.as_str()) || lower.starts_with("webhook-") {
             return Err(FieldError::new(
                 "auth_header.name",
-                format!("`{name}` is set by Hookline and cannot be overridden"),
+                format!(
+                    "`{name}` is reserved: Hookline sets it or it controls the connection ({} and webhook-* are reserved)",
+                    Self::RESERVED.join(", ")
+                ),
             ));
         }
         if value.is_empty() {
@@ -455,10 +528,31 @@ mod tests {
     }
 
     #[test]
+    fn query_values_are_masked_and_names_kept() {
+        for (url, shown) in [
+            ("https://erp.example/hook", "https://erp.example/hook"),
+            ("https://erp.example/hook?", "https://erp.example/hook?"),
+            ("https://erp.example/hook?code=abc", "https://erp.example/hook?code=********"),
+            ("https://erp.example/h?code=abc&v=2&empty=", "https://erp.example/h?code=********&v=********&empty="),
+            ("https://erp.example/h?sekrit&a=1", "https://erp.example/h?********&a=********"),
+            ("https://erp.example/h?t=a=b#frag", "https://erp.example/h?t=********#frag"),
+            ("https://erp.example/h#frag?x=1", "https://erp.example/h#frag?x=1"),
+        ] {
+            assert_eq!(redact_query(url), shown, "{url}");
+            assert_eq!(EndpointUrl::parse(url).unwrap().redacted(), shown);
+        }
+    }
+
+    #[test]
     fn auth_headers() {
         AuthHeader::parse("Ocp-Apim-Subscription-Key", "abc").unwrap();
-        for bad in ["Host", "content-type", "Webhook-Signature", "Bad Name", ""] {
+        for bad in ["Host", "content-type", "Webhook-Signature", "Bad Name", "", "Accept", "TraceParent", "TE"] {
             assert!(AuthHeader::parse(bad, "v").is_err(), "{bad}");
+        }
+        for reserved in AuthHeader::RESERVED {
+            let e = AuthHeader::parse(&reserved.to_ascii_uppercase(), "v").unwrap_err();
+            assert_eq!(e.field, "auth_header.name");
+            assert!(e.rule.contains("reserved"), "{reserved}: {e}");
         }
         assert!(AuthHeader::parse("X-Key", "a\r\nb").is_err());
         let h = AuthHeader::parse("Authorization", "Bearer sekrit").unwrap();

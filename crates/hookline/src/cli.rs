@@ -202,8 +202,14 @@ pub enum EndpointCmd {
         #[arg(long)]
         disabled: bool,
     },
-    /// Show one endpoint (auth header value masked).
-    Get { tenant: String, endpoint: String },
+    /// Show one endpoint (auth header value and URL query values masked).
+    Get {
+        tenant: String,
+        endpoint: String,
+        /// Show the URL's query values (often the receiver's token) in clear.
+        #[arg(long)]
+        reveal_url: bool,
+    },
     /// List a tenant's endpoints.
     List { tenant: String },
     /// Change an endpoint; options not given stay as they are.
@@ -393,9 +399,9 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                 .into_inner();
             show(&e);
         }
-        EndpointCmd::Get { tenant, endpoint } => {
+        EndpointCmd::Get { tenant, endpoint, reveal_url } => {
             let e = c
-                .get_endpoint(spb::GetEndpointRequest { tenant_id: tenant, endpoint_id: endpoint })
+                .get_endpoint(spb::GetEndpointRequest { tenant_id: tenant, endpoint_id: endpoint, reveal_url })
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -604,7 +610,8 @@ pub enum DeliveryCmd {
         tenant: String,
         delivery: String,
     },
-    /// Print the exact request of an attempt (secrets redacted), body included.
+    /// Print the exact request of an attempt (secrets and URL query values
+    /// redacted), body included.
     Raw {
         #[command(flatten)]
         client: ClientArgs,
@@ -613,6 +620,9 @@ pub enum DeliveryCmd {
         /// Attempt number (default: the last).
         #[arg(long)]
         attempt: Option<u32>,
+        /// Show the URL's query values (often the receiver's token) in clear.
+        #[arg(long)]
+        reveal_url: bool,
     },
     /// Write the delivered body, byte for byte, to a file.
     Download {
@@ -772,13 +782,14 @@ pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
                 .join("\n");
             print(client.json, value, human);
         }
-        DeliveryCmd::Raw { client, tenant, delivery, attempt } => {
+        DeliveryCmd::Raw { client, tenant, delivery, attempt, reveal_url } => {
             let r = deliveries(&client)
                 .await?
                 .get_delivery_raw(dpb::GetDeliveryRawRequest {
                     tenant_id: tenant,
                     delivery_id: delivery,
                     attempt: attempt.unwrap_or_default(),
+                    reveal_url,
                 })
                 .await
                 .map_err(status)?
@@ -791,7 +802,12 @@ pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
             let path = output.unwrap_or_else(|| format!("{delivery}.json").into());
             let r = deliveries(&client)
                 .await?
-                .get_delivery_raw(dpb::GetDeliveryRawRequest { tenant_id: tenant, delivery_id: delivery, attempt: 0 })
+                .get_delivery_raw(dpb::GetDeliveryRawRequest {
+                    tenant_id: tenant,
+                    delivery_id: delivery,
+                    attempt: 0,
+                    reveal_url: false,
+                })
                 .await
                 .map_err(status)?
                 .into_inner();

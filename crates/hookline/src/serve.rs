@@ -23,7 +23,7 @@ use hookline_subscriptions::{Commands, Directory, SubscriptionsApi};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::ServiceArgs;
+use crate::settings::{OperatorAuth, ServiceArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -76,6 +76,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         None
     };
     let address_policy = args.address_policy(role == Role::Dev).map_err(anyhow::Error::msg)?;
+    let operator_auth = args.operator_auth(role == Role::Dev).map_err(anyhow::Error::msg)?;
     args.install_keyring().map_err(anyhow::Error::msg)?;
     if !hookline_domain::seal::enabled() {
         tracing::warn!("HOOKLINE_MASTER_KEY is not set: endpoint secrets are stored in clear");
@@ -113,11 +114,21 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         .await?;
     let directory = Directory::start(&js, shutdown.clone()).await?;
 
-    let authenticator =
-        hookline_subscriptions::auth::Authenticator::new(args.operator_token.as_deref(), directory.clone());
-    if args.operator_token.is_none() {
-        tracing::warn!("HOOKLINE_OPERATOR_TOKEN is not set: gRPC calls are not authenticated");
-    }
+    let authenticator = match &operator_auth {
+        OperatorAuth::Token { current, previous } => {
+            hookline_subscriptions::auth::Authenticator::new(Some(current), directory.clone()).also_accepting(previous)
+        }
+        OperatorAuth::Open { why } => {
+            if role == Role::Dev {
+                tracing::warn!("HOOKLINE_OPERATOR_TOKEN is not set: gRPC calls are not authenticated ({why})");
+            } else {
+                tracing::error!(
+                    "AUTHENTICATION IS OFF ({why}): every gRPC caller acts as the operator; set HOOKLINE_OPERATOR_TOKEN"
+                );
+            }
+            hookline_subscriptions::auth::Authenticator::new(None, directory.clone())
+        }
+    };
     let mut grpc = tonic::service::Routes::default();
     let (health, health_service) = tonic_health::server::health_reporter();
     // Delivery owns Postgres: the projector (config and outcomes, one

@@ -9,6 +9,21 @@ use hookline_delivery::{
 };
 use hookline_domain::ssrf::AddressPolicy;
 
+/// How a service authenticates gRPC callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorAuth {
+    /// Bearer tokens: the operator token (or a former one during rotation) or
+    /// a tenant API key.
+    Token { current: String, previous: Vec<String> },
+    /// Every caller is the operator; `why` names what allowed it.
+    Open { why: &'static str },
+}
+
+impl OperatorAuth {
+    /// Shorter tokens are guessable; 16 characters of base64 are 96 bits.
+    pub const MIN_TOKEN_CHARS: usize = 16;
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
@@ -74,11 +89,22 @@ pub struct ServiceArgs {
     /// How often endpoints are checked for that.
     #[arg(long, env = "HOOKLINE_AUTO_DISABLE_INTERVAL", default_value = "10m", value_parser = duration)]
     pub auto_disable_interval: Duration,
-    /// Turns on gRPC authentication: calls must carry `authorization: Bearer
-    /// <token>` with this operator token or a tenant API key. Services use it
-    /// to call each other. Unset: no authentication (development only).
+    /// gRPC authentication: calls must carry `authorization: Bearer <token>`
+    /// with this operator token or a tenant API key. Services use it to call
+    /// each other. At least 16 characters (`head -c32 /dev/urandom | base64`).
+    /// Required by `ingest`, `subscriptions` and `delivery` unless
+    /// HOOKLINE_ALLOW_UNAUTHENTICATED=true; `dev` runs without it.
     #[arg(long, env = "HOOKLINE_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
+    /// Former operator tokens, comma separated, still accepted while clients
+    /// move to a new HOOKLINE_OPERATOR_TOKEN (rotation without downtime).
+    #[arg(long, env = "HOOKLINE_OPERATOR_TOKEN_PREVIOUS", hide_env_values = true, default_value = "")]
+    pub operator_token_previous: String,
+    /// Run `ingest`, `subscriptions` or `delivery` without an operator token:
+    /// every gRPC caller is then the operator. For closed test set-ups only;
+    /// the service logs an error-level warning at start.
+    #[arg(long, env = "HOOKLINE_ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_unauthenticated: bool,
     /// Seals signing secrets and auth header values in the config stream:
     /// base64 of 32 random bytes (`head -c32 /dev/urandom | base64`). Unset:
     /// secrets are stored in clear (development only).
@@ -128,6 +154,36 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
+    /// How gRPC callers are authenticated. Outside dev mode, a missing
+    /// operator token is an error unless HOOKLINE_ALLOW_UNAUTHENTICATED says
+    /// otherwise: an open API by accident is worse than a refused start.
+    pub fn operator_auth(&self, dev: bool) -> Result<OperatorAuth, String> {
+        let previous: Vec<String> = self
+            .operator_token_previous
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
+        let token = self.operator_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        match token {
+            Some(t) if t.chars().count() < OperatorAuth::MIN_TOKEN_CHARS => Err(format!(
+                "HOOKLINE_OPERATOR_TOKEN: must be at least {} characters (e.g. `head -c32 /dev/urandom | base64`)",
+                OperatorAuth::MIN_TOKEN_CHARS
+            )),
+            Some(t) => Ok(OperatorAuth::Token { current: t.to_owned(), previous }),
+            None if !previous.is_empty() => {
+                Err("HOOKLINE_OPERATOR_TOKEN_PREVIOUS: needs HOOKLINE_OPERATOR_TOKEN (the token rotated to)".into())
+            }
+            None if dev => Ok(OperatorAuth::Open { why: "dev mode" }),
+            None if self.allow_unauthenticated => Ok(OperatorAuth::Open { why: "HOOKLINE_ALLOW_UNAUTHENTICATED=true" }),
+            None => Err("HOOKLINE_OPERATOR_TOKEN: is required outside `hookline dev` (every gRPC caller would \
+                 otherwise be the operator); set it to a long random string (`head -c32 /dev/urandom | base64`), \
+                 or set HOOKLINE_ALLOW_UNAUTHENTICATED=true to run without authentication"
+                .into()),
+        }
+    }
+
     /// Install the sealing keyring, if a master key is set.
     pub fn install_keyring(&self) -> Result<(), String> {
         let Some(current) = self.master_key.as_deref() else { return Ok(()) };

@@ -1,8 +1,9 @@
 //! Who is calling: the operator (full access) or one tenant (an API key).
 //!
-//! With `HOOKLINE_OPERATOR_TOKEN` unset, authentication is off and every
-//! caller is the operator (dev and tests). With it set, every call to a
-//! Hookline gRPC service must carry `authorization: Bearer <token>`.
+//! With `HOOKLINE_OPERATOR_TOKEN` set, every call to a Hookline gRPC
+//! service must carry `authorization: Bearer <token>`. Without it,
+//! authentication is off and every caller is the operator: `hookline dev`
+//! and services started with `HOOKLINE_ALLOW_UNAUTHENTICATED=true` only.
 //! API keys are stored only as SHA-256 hashes in the tenant's aggregate.
 
 use std::sync::Arc;
@@ -39,12 +40,25 @@ pub fn hash(token: &str) -> String {
 pub struct Authenticator {
     /// SHA-256 of the operator token: compared as hashes, so timing reveals nothing of it.
     operator: Option<Arc<String>>,
+    /// SHA-256 of former operator tokens, accepted during a rotation.
+    previous: Arc<[String]>,
     directory: Directory,
 }
 
 impl Authenticator {
     pub fn new(operator_token: Option<&str>, directory: Directory) -> Self {
-        Self { operator: operator_token.filter(|t| !t.is_empty()).map(|t| Arc::new(hash(t))), directory }
+        Self {
+            operator: operator_token.filter(|t| !t.is_empty()).map(|t| Arc::new(hash(t))),
+            previous: Arc::from([]),
+            directory,
+        }
+    }
+
+    /// Also take these former operator tokens, so clients can move to a new
+    /// token one by one. Ignored while authentication is off.
+    pub fn also_accepting(mut self, previous: &[String]) -> Self {
+        self.previous = previous.iter().filter(|t| !t.is_empty()).map(|t| hash(t)).collect();
+        self
     }
 
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
@@ -55,7 +69,7 @@ impl Authenticator {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>`"))?;
         let h = hash(token.trim());
-        if &h == operator.as_ref() {
+        if &h == operator.as_ref() || self.previous.contains(&h) {
             return Ok(Principal::Operator);
         }
         if token.starts_with(API_KEY_PREFIX)

@@ -135,12 +135,13 @@ pub fn tenant_to_pb(t: &TenantState) -> pb::Tenant {
     }
 }
 
-/// The API view of an endpoint: the auth header value is always masked.
+/// The API view of an endpoint: the auth header value is always masked,
+/// and so are the URL's query values (`GetEndpoint` can reveal them).
 pub fn endpoint_to_pb(tenant: &TenantId, e: &EndpointConfig) -> pb::Endpoint {
     pb::Endpoint {
         id: e.id.to_string(),
         tenant_id: tenant.to_string(),
-        url: e.url.as_str().to_owned(),
+        url: e.url.redacted().into_owned(),
         auth_header: e
             .auth_header
             .as_ref()
@@ -235,7 +236,12 @@ impl SubscriptionService for SubscriptionsApi {
         auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let r = req.get_ref();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
-        Ok(Response::new(endpoint_to_pb(&t, &self.endpoint(&t, &e)?)))
+        let endpoint = self.endpoint(&t, &e)?;
+        let mut view = endpoint_to_pb(&t, &endpoint);
+        if r.reveal_url {
+            view.url = endpoint.url.as_str().to_owned();
+        }
+        Ok(Response::new(view))
     }
 
     async fn list_endpoints(
@@ -256,8 +262,12 @@ impl SubscriptionService for SubscriptionsApi {
         if r.clear_auth_header && r.auth_header.is_some() {
             return Err(invalid(FieldError::new("clear_auth_header", "cannot be set together with auth_header")));
         }
+        // A client that read the endpoint and sends its URL back unchanged
+        // sends the masked form: that keeps the stored URL, tokens and all.
+        let current_url = self.endpoint(&t, &e).ok().map(|ep| ep.url);
+        let unchanged = |given: &str| current_url.as_ref().is_some_and(|u| u.redacted() == given);
         let patch = EndpointPatch {
-            url: match r.url.as_deref().map(url).transpose()? {
+            url: match r.url.as_deref().filter(|u| !unchanged(u)).map(url).transpose()? {
                 Some(u) => {
                     self.check_target(&u).await?;
                     Some(u)
@@ -340,7 +350,7 @@ impl SubscriptionService for SubscriptionsApi {
             .map(|e| pb::ResolvedEndpoint {
                 enabled: e.enabled,
                 endpoint_id: e.id.to_string(),
-                url: e.url.as_str().to_owned(),
+                url: e.url.redacted().into_owned(),
                 layout: layout_to_pb(e.layout).into(),
                 email: e.email.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
             })
