@@ -3,7 +3,10 @@
 //! a real service role, sets only variables that role accepts (with values
 //! it accepts), publishes the ports it listens on, is health-checked on
 //! `/readyz`, and is scraped by Prometheus; Grafana's provisioning is where
-//! its mounts put it; the Dockerfile builds and enters `hookline`.
+//! its mounts put it; the Dockerfile's build stage runs `cargo build` for
+//! the `hookline` binary and its ENTRYPOINT enters it. (That the stage's
+//! command really builds that binary is `scripts/dockerfile-build.sh`,
+//! which CI runs: it needs cargo, so it cannot run inside `cargo test`.)
 //!
 //! This package has no YAML crate, so [`Yaml`] reads the subset of YAML the
 //! compose file and the files under `deploy/` use: block mappings and
@@ -80,6 +83,38 @@ impl Yaml {
             other => other.strings().unwrap_or_default(),
         }
     }
+}
+
+/// The `.env` file the compose header tells operators to generate.
+const DOTENV: [(&str, &str); 1] = [("HOOKLINE_OPERATOR_TOKEN", "q3Jx0c1m7yH2vB9wLkT5pZ8rN4sD6fGaE1uI0oPjQ2M=")];
+
+/// Compose's variable interpolation against [`DOTENV`]: `${NAME}`,
+/// `${NAME:-default}` and `${NAME:?error}` (which fails the test, as it
+/// stops `docker compose up`, when `.env` lacks the name).
+fn interpolate(value: &str, what: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').unwrap_or_else(|| panic!("{what}: unclosed `${{` in `{value}`")) + start;
+        let expr = &rest[start + 2..end];
+        let (name, fallback) = match expr.find([':', '-', '?']) {
+            Some(i) => (&expr[..i], Some(&expr[i..])),
+            None => (expr, None),
+        };
+        let set = DOTENV.iter().find(|(k, _)| *k == name).map(|(_, v)| *v).filter(|v| !v.is_empty());
+        match (set, fallback) {
+            (Some(v), _) => out.push_str(v),
+            (None, Some(f)) if f.starts_with(":?") || f.starts_with('?') => {
+                panic!("{what}: `docker compose up` stops: {name} {}", f.trim_start_matches([':', '?']))
+            }
+            (None, Some(f)) => out.push_str(f.trim_start_matches([':', '-'])),
+            (None, None) => {}
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn unquote(s: &str) -> String {
@@ -400,7 +435,7 @@ impl Service<'_> {
                 for (k, v) in entries {
                     let v =
                         v.str().unwrap_or_else(|| panic!("service `{}`: environment `{k}` is not a scalar", self.name));
-                    env.insert(k.clone(), v.to_owned());
+                    env.insert(k.clone(), interpolate(v, &format!("service `{}`: environment `{k}`", self.name)));
                 }
             }
             Some(list @ Yaml::List(_)) => {
@@ -585,8 +620,9 @@ fn every_hookline_variable_is_accepted_by_its_role_with_its_value() {
             if READ_OUTSIDE_CLAP.contains(&key.as_str()) {
                 continue;
             }
+            // Settings that hide their values show `[env: KEY]` in help.
             assert!(
-                help.contains(&format!("[env: {key}=")),
+                help.contains(&format!("[env: {key}=")) || help.contains(&format!("[env: {key}]")),
                 "service `{name}`: environment `{key}` is not a setting of `hookline {role}` (see `hookline {role} --help`)"
             );
         }
@@ -628,6 +664,29 @@ fn every_hookline_variable_is_accepted_by_its_role_with_its_value() {
                 no + 1
             );
         }
+    }
+}
+
+#[test]
+fn hookline_services_authenticate_with_the_operator_token_from_the_env_file() {
+    let compose = Compose::get();
+    let generate = r#"printf 'HOOKLINE_OPERATOR_TOKEN=%s\n' "$(head -c32 /dev/urandom | base64)" > .env"#;
+    assert!(compose.text.contains(generate), "docker-compose.yml tells how to generate .env: {generate}");
+    for (name, s) in compose.hookline() {
+        let env = s.env();
+        let token = env.get("HOOKLINE_OPERATOR_TOKEN").map(String::as_str).unwrap_or_default();
+        assert_eq!(token, DOTENV[0].1, "service `{name}`: HOOKLINE_OPERATOR_TOKEN comes from .env");
+        assert_ne!(
+            env.get("HOOKLINE_ALLOW_UNAUTHENTICATED").map(String::as_str),
+            Some("true"),
+            "service `{name}`: runs without authentication"
+        );
+        // Without .env, compose refuses to start rather than run open.
+        let raw = s.yaml.get("environment").and_then(|e| e.get("HOOKLINE_OPERATOR_TOKEN")).and_then(Yaml::str);
+        assert!(
+            raw.is_some_and(|v| v.starts_with("${HOOKLINE_OPERATOR_TOKEN:?")),
+            "service `{name}`: HOOKLINE_OPERATOR_TOKEN must be `${{HOOKLINE_OPERATOR_TOKEN:?...}}`, not {raw:?}"
+        );
     }
 }
 
@@ -957,7 +1016,7 @@ fn bind_mounts_exist() {
 }
 
 #[test]
-fn the_dockerfile_builds_and_enters_hookline() {
+fn the_dockerfile_build_stage_names_the_hookline_binary_and_enters_it() {
     let compose = Compose::get();
     let mut contexts = BTreeSet::new();
     let mut images = BTreeSet::new();

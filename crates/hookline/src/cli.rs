@@ -31,6 +31,8 @@ pub struct ClientArgs {
     #[arg(long, global = true, env = "HOOKLINE_DELIVERY_URL", default_value = "http://127.0.0.1:50051")]
     pub delivery_url: String,
     /// Operator token or tenant API key, sent as `authorization: Bearer`.
+    /// Unset, the CLI uses HOOKLINE_OPERATOR_TOKEN when the environment has
+    /// it (a shell or container the services run in).
     #[arg(long, global = true, env = "HOOKLINE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// PEM CA certificates to trust, besides the public web roots, for
@@ -47,6 +49,11 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
+    /// `--token` / HOOKLINE_TOKEN, else the services' own operator token.
+    fn bearer(&self) -> Option<String> {
+        self.token.clone().or_else(|| std::env::var("HOOKLINE_OPERATOR_TOKEN").ok()).filter(|t| !t.trim().is_empty())
+    }
+
     /// The CA to trust and the client identity to present, as PEM.
     fn tls(&self) -> anyhow::Result<Tls> {
         let ca = self
@@ -254,7 +261,7 @@ pub enum EndpointCmd {
 
 async fn subscriptions(args: &ClientArgs) -> anyhow::Result<SubscriptionServiceClient<Authed>> {
     let (channel, bearer) =
-        connect(&args.subscriptions_url, "HOOKLINE_SUBSCRIPTIONS_URL", args.token.as_deref(), &args.tls()?).await?;
+        connect(&args.subscriptions_url, "HOOKLINE_SUBSCRIPTIONS_URL", args.bearer().as_deref(), &args.tls()?).await?;
     Ok(SubscriptionServiceClient::with_interceptor(channel, bearer))
 }
 
@@ -501,7 +508,7 @@ pub async fn publish(args: &ClientArgs, tenant: String, file: String) -> anyhow:
         })
         .collect();
     let (channel, bearer) =
-        connect(&args.ingest_url, "HOOKLINE_INGEST_URL", args.token.as_deref(), &args.tls()?).await?;
+        connect(&args.ingest_url, "HOOKLINE_INGEST_URL", args.bearer().as_deref(), &args.tls()?).await?;
     let mut c = IngestServiceClient::with_interceptor(channel, bearer);
     let results = if requests.len() == 1 {
         vec![c.publish(requests.into_iter().next().expect("one")).await.map_err(status)?.into_inner()]
@@ -657,7 +664,7 @@ pub enum AdminCmd {
 
 async fn deliveries(args: &ClientArgs) -> anyhow::Result<DeliveryServiceClient<Authed>> {
     let (channel, bearer) =
-        connect(&args.delivery_url, "HOOKLINE_DELIVERY_URL", args.token.as_deref(), &args.tls()?).await?;
+        connect(&args.delivery_url, "HOOKLINE_DELIVERY_URL", args.bearer().as_deref(), &args.tls()?).await?;
     Ok(DeliveryServiceClient::with_interceptor(channel, bearer))
 }
 

@@ -148,7 +148,8 @@ pub fn show(
             println!("{k:<34} {v:<50} ({s})");
         }
     }
-    if let Err(e) = service.delivery(false, None) {
+    // The token's own rules; whether one is required depends on the role.
+    if let Err(e) = service.delivery(false, None).and_then(|_| service.operator_auth(true).map(drop)) {
         eprintln!("error: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -97,3 +97,39 @@ fn layered_configuration_file_then_env_then_flags() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn config_show_tells_whether_authentication_is_off_and_masks_the_tokens() {
+    let show = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookline"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("HOOKLINE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(["config", "show", "--json"]).envs(env.iter().copied()).output().unwrap()
+    };
+    let out = show(&[("HOOKLINE_ALLOW_UNAUTHENTICATED", "true")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["HOOKLINE_ALLOW_UNAUTHENTICATED"]["value"], "true");
+    assert_eq!(shown["HOOKLINE_ALLOW_UNAUTHENTICATED"]["source"], "env");
+
+    let out = show(&[
+        ("HOOKLINE_OPERATOR_TOKEN", "current-operator-token-s3cret"),
+        ("HOOKLINE_OPERATOR_TOKEN_PREVIOUS", "former-operator-token-s3cret"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !text.contains("s3cret"), "tokens masked: {text}");
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["HOOKLINE_ALLOW_UNAUTHENTICATED"]["value"], "false");
+    assert_eq!(shown["HOOKLINE_ALLOW_UNAUTHENTICATED"]["source"], "default");
+    assert_eq!(shown["HOOKLINE_OPERATOR_TOKEN_PREVIOUS"]["value"], "********");
+
+    let out = show(&[("HOOKLINE_OPERATOR_TOKEN", "too-short")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOOKLINE_OPERATOR_TOKEN: must be at least 16 characters"));
+    let out = show(&[("HOOKLINE_ALLOW_UNAUTHENTICATED", "maybe")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allow-unauthenticated"), "the bad value names the setting");
+}
