@@ -80,8 +80,8 @@ impl Resolver {
     }
 
     /// The `HOOKLINE_DNS_SERVERS` value: empty for the system resolver, else
-    /// comma-separated `ip[:port]` (IPv6 as `[ip]:port` or a bare `ip`;
-    /// the port defaults to 53).
+    /// comma-separated `ip[:port]` (IPv6 as `[ip]:port`, `[ip]` or a bare
+    /// `ip`; the port defaults to 53).
     ///
     /// # Errors
     /// A message naming the entry that is not an address.
@@ -143,9 +143,10 @@ pub fn parse_servers(s: &str) -> Result<Vec<SocketAddr>, String> {
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .map(|e| {
-            e.parse::<SocketAddr>().or_else(|_| e.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53))).map_err(|_| {
-                format!("`{e}` is not a nameserver address like 10.0.0.53, 10.0.0.53:5353 or [fd00::53]:53")
-            })
+            let bare = e.strip_prefix('[').and_then(|v6| v6.strip_suffix(']')).unwrap_or(e);
+            e.parse::<SocketAddr>().or_else(|_| bare.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53))).map_err(
+                |_| format!("`{e}` is not a nameserver address like 10.0.0.53, 10.0.0.53:5353 or [fd00::53]:53"),
+            )
         })
         .collect()
 }
@@ -157,18 +158,20 @@ mod tests {
     #[test]
     fn servers_parse_with_and_without_ports() {
         assert_eq!(
-            parse_servers(" 10.0.0.53, 10.0.0.54:5353 ,[fd00::53]:54,fd00::55,").unwrap(),
+            parse_servers(" 10.0.0.53, 10.0.0.54:5353 ,[fd00::53]:54,fd00::55,[fd00::56]").unwrap(),
             vec![
                 "10.0.0.53:53".parse::<SocketAddr>().unwrap(),
                 "10.0.0.54:5353".parse().unwrap(),
                 "[fd00::53]:54".parse().unwrap(),
                 "[fd00::55]:53".parse().unwrap(),
+                "[fd00::56]:53".parse().unwrap(),
             ]
         );
         assert!(parse_servers("").unwrap().is_empty());
         let e = parse_servers("10.0.0.53,dns.example.com").unwrap_err();
         assert!(e.contains("`dns.example.com` is not a nameserver address"), "{e}");
         assert!(parse_servers("10.0.0.53:99999").is_err());
+        assert!(parse_servers("[10.0.0.53]").is_ok_and(|s| s[0].port() == 53));
     }
 
     #[tokio::test]
