@@ -35,7 +35,7 @@ enum Inner {
     System,
     Servers {
         servers: Arc<[SocketAddr]>,
-        resolver: TokioResolver,
+        resolver: Arc<TokioResolver>,
     },
 }
 
@@ -76,7 +76,7 @@ impl Resolver {
             .with_options(options)
             .build()
             .expect("a resolver with explicit nameservers and no system configuration builds");
-        Self(Inner::Servers { servers: servers.into(), resolver })
+        Self(Inner::Servers { servers: servers.into(), resolver: Arc::new(resolver) })
     }
 
     /// The `HOOKLINE_DNS_SERVERS` value: empty for the system resolver, else
