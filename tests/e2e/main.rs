@@ -13,5 +13,6 @@ mod log;
 mod nats_accounts;
 mod ops;
 mod secrets;
+mod ssrf;
 mod subscriptions;
 mod tls;

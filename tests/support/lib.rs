@@ -39,6 +39,7 @@ use tokio::{
     sync::oneshot,
 };
 use tonic::transport::Channel;
+pub mod dns;
 
 // ---------------------------------------------------------------- helpers
 

@@ -33,12 +33,14 @@ pub const USER_AGENT: &str = concat!("Hookline/", env!("CARGO_PKG_VERSION"), " (
 /// Bytes of the response body kept for the delivery log.
 pub const EXCERPT_BYTES: usize = 4096;
 
-/// Resolves host names and keeps only addresses the policy allows; the
+/// Resolves host names (with the system resolver or the nameservers of
+/// `HOOKLINE_DNS_SERVERS`) and keeps only addresses the policy allows; the
 /// connection then goes to exactly those addresses, so a DNS answer cannot
 /// change between the check and the connect (no rebinding).
 #[derive(Clone)]
 struct GuardedResolver {
     policy: Arc<AddressPolicy>,
+    dns: hookline_dns::Resolver,
 }
 
 impl tower_service::Service<Name> for GuardedResolver {
@@ -51,24 +53,25 @@ impl tower_service::Service<Name> for GuardedResolver {
     }
 
     fn call(&mut self, name: Name) -> Self::Future {
-        let policy = self.policy.clone();
+        let (policy, dns) = (self.policy.clone(), self.dns.clone());
         Box::pin(async move {
             let host = name.as_str();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+            let resolved = dns.lookup(host).await?;
             let mut refusal = None;
             let allowed: Vec<SocketAddr> = resolved
                 .into_iter()
-                .filter(|a| match policy.check(a.ip()) {
+                .filter(|ip| match policy.check(*ip) {
                     Ok(()) => true,
                     Err(e) => {
-                        refusal = Some(e);
+                        refusal = Some(e.to_string());
                         false
                     }
                 })
+                .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
             if allowed.is_empty() {
                 let why = refusal.unwrap_or_else(|| format!("{host} has no addresses"));
-                return Err(std::io::Error::other(format!("{FORBIDDEN}: {why}")));
+                return Err(std::io::Error::other(format!("{FORBIDDEN}: `{host}` resolves to {why}")));
             }
             Ok(allowed.into_iter())
         })
@@ -97,8 +100,8 @@ impl Http {
     /// with fewer, a busy host (many endpoints of one ERP vendor, say) has
     /// connections closed and reopened all the time (the benchmark saw
     /// ~1,000 new connections a second).
-    pub fn new(timeout: Duration, policy: Arc<AddressPolicy>, concurrency: usize) -> Self {
-        let mut tcp = HttpConnector::new_with_resolver(GuardedResolver { policy });
+    pub fn new(timeout: Duration, policy: Arc<AddressPolicy>, dns: hookline_dns::Resolver, concurrency: usize) -> Self {
+        let mut tcp = HttpConnector::new_with_resolver(GuardedResolver { policy, dns });
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(Duration::from_secs(5).min(timeout)));
@@ -123,13 +126,17 @@ impl Http {
 
 /// The URL to send to, parsed once as browsers do (WHATWG). IP literals
 /// never reach the resolver: they are checked here, as the URL parser
-/// reads them (`0x7f.1` too), and the request goes to the parser's form.
+/// reads them (`0x7f.1`, `[::ffff:7f00:1]`, `[0:0:0:0:0:ffff:127.0.0.1]`
+/// too), and the request goes to the parser's form.
 pub fn target(url: &str, policy: &AddressPolicy) -> Result<Uri, String> {
     let mut url = url::Url::parse(url).map_err(|e| format!("unusable URL: {e}"))?;
-    // The parser writes IP hosts back in their plain form.
-    let ip = url.host_str().and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok());
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+        Some(url::Host::Domain(_)) | None => None,
+    };
     if let Some(ip) = ip {
-        policy.check(ip)?;
+        policy.check(ip).map_err(|e| e.to_string())?;
     }
     url.set_fragment(None);
     Uri::try_from(url.as_str()).map_err(|e| format!("unusable URL: {e}"))

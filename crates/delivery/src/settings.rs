@@ -91,6 +91,8 @@ pub struct DeliverySettings {
     pub guard: GuardSettings,
     /// Which addresses deliveries may reach.
     pub address_policy: AddressPolicy,
+    /// Where endpoint host names are resolved (`HOOKLINE_DNS_SERVERS`).
+    pub dns: hookline_dns::Resolver,
     /// SMTP relay for e-mail endpoints; `None` when HOOKLINE_SMTP_URL is unset.
     pub mailer: Option<crate::mailer::Mailer>,
 }
@@ -108,6 +110,7 @@ impl Default for DeliverySettings {
             tls_identity: None,
             guard: GuardSettings { per_endpoint: 10, breaker_threshold: 5, breaker_cooldown: Duration::from_secs(30) },
             address_policy: AddressPolicy::default(),
+            dns: hookline_dns::Resolver::system(),
             mailer: None,
         }
     }

@@ -62,6 +62,7 @@ impl Worker {
             http: Arc::new(sender::Http::new(
                 settings.request_timeout,
                 Arc::new(settings.address_policy.clone()),
+                settings.dns.clone(),
                 settings.concurrency,
             )),
             commands: Commands::new(js.clone(), directory.clone()),

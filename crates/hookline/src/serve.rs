@@ -77,6 +77,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     };
     let address_policy = args.address_policy(role == Role::Dev).map_err(anyhow::Error::msg)?;
     let operator_auth = args.operator_auth(role == Role::Dev).map_err(anyhow::Error::msg)?;
+    let dns = args.dns_resolver().map_err(anyhow::Error::msg)?;
     args.install_keyring().map_err(anyhow::Error::msg)?;
     if !hookline_domain::seal::enabled() {
         tracing::warn!("HOOKLINE_MASTER_KEY is not set: endpoint secrets are stored in clear");
@@ -200,7 +201,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     }
     if role.has(Role::Subscriptions) {
         let api =
-            SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone(), address_policy);
+            SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone(), address_policy, dns);
         grpc = grpc.add_service(SubscriptionServiceServer::with_interceptor(api, authenticator.clone()));
         health.set_serving::<SubscriptionServiceServer<SubscriptionsApi>>().await;
     }

@@ -71,6 +71,13 @@ pub struct ServiceArgs {
     /// CIDRs (e.g. `10.20.0.0/16,fd00::/8`). `hookline dev` allows everything.
     #[arg(long, env = "HOOKLINE_DELIVERY_ALLOW_CIDRS", default_value = "")]
     pub delivery_allow_cidrs: String,
+    /// Nameservers that resolve endpoint host names, comma separated
+    /// `ip[:port]` (port 53 by default; IPv6 as `[fd00::53]:53`), asked over
+    /// UDP and TCP instead of the system resolver, e.g. a filtering resolver
+    /// that does not know internal names. Used by the URL check when an
+    /// endpoint is saved and by every delivery. Empty: the system resolver.
+    #[arg(long, env = "HOOKLINE_DNS_SERVERS", default_value = "")]
+    pub dns_servers: String,
     /// SMTP relay for e-mail endpoints: `smtp://[user:pass@]host:port` (add
     /// `?tls=required` for STARTTLS) or `smtps://...` for implicit TLS.
     #[arg(long, env = "HOOKLINE_SMTP_URL")]
@@ -236,6 +243,12 @@ impl ServiceArgs {
         Ok(AddressPolicy { allow_all: dev, allow })
     }
 
+    /// Where endpoint host names are resolved: HOOKLINE_DNS_SERVERS, else
+    /// the system resolver.
+    pub fn dns_resolver(&self) -> Result<hookline_dns::Resolver, String> {
+        hookline_dns::Resolver::from_setting(&self.dns_servers).map_err(|e| format!("HOOKLINE_DNS_SERVERS: {e}"))
+    }
+
     /// Cross-field checks clap cannot express. `identity` is the listeners'
     /// certificate, which delivery also presents when it calls subscriptions.
     pub fn delivery(&self, dev: bool, identity: Option<&crate::tls::Identity>) -> Result<DeliverySettings, String> {
@@ -285,6 +298,7 @@ impl ServiceArgs {
                 breaker_cooldown: self.breaker_cooldown,
             },
             address_policy: self.address_policy(dev)?,
+            dns: self.dns_resolver()?,
             mailer: self
                 .smtp_url
                 .as_deref()

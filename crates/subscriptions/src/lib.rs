@@ -8,11 +8,13 @@
 //! * [`commands`]: decides commands against the index and appends the events
 //!   with optimistic concurrency (`Nats-Expected-Last-Subject-Sequence`).
 //! * [`service`]: the gRPC `SubscriptionService`.
+//! * [`target`]: the save-time SSRF check of endpoint URLs.
 
 pub mod auth;
 pub mod commands;
 pub mod directory;
 pub mod service;
+pub mod target;
 
 pub use commands::Commands;
 pub use directory::Directory;

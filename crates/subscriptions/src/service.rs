@@ -20,33 +20,18 @@ pub struct SubscriptionsApi {
     directory: Directory,
     /// Endpoint URLs must resolve to addresses deliveries may reach.
     policy: std::sync::Arc<AddressPolicy>,
+    /// Where their host names are resolved (`HOOKLINE_DNS_SERVERS`).
+    dns: hookline_dns::Resolver,
 }
 
 impl SubscriptionsApi {
-    pub fn new(commands: Commands, directory: Directory, policy: AddressPolicy) -> Self {
-        Self { commands, directory, policy: policy.into() }
+    pub fn new(commands: Commands, directory: Directory, policy: AddressPolicy, dns: hookline_dns::Resolver) -> Self {
+        Self { commands, directory, policy: policy.into(), dns }
     }
 
-    /// Refuse URLs whose host is, or resolves to, a non-public address
-    /// (checked again at every send, against the address actually used).
+    /// See [`crate::target::check_target`].
     async fn check_target(&self, url: &EndpointUrl) -> Result<(), Status> {
-        if self.policy.allow_all {
-            return Ok(());
-        }
-        let (host, port) = url.host_port();
-        let refuse = |why: String| invalid(FieldError::new("url", why));
-        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-            return self.policy.check(ip).map_err(refuse);
-        }
-        let resolved =
-            tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::lookup_host((host, port))).await;
-        // A name that does not resolve yet is accepted; sending checks again.
-        if let Ok(Ok(addrs)) = resolved {
-            for a in addrs {
-                self.policy.check(a.ip()).map_err(|e| refuse(format!("`{host}` resolves to {e}")))?;
-            }
-        }
-        Ok(())
+        crate::target::check_target(url.as_str(), &self.policy, &self.dns).await.map_err(invalid)
     }
 }
 
