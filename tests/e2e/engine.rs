@@ -522,7 +522,7 @@ async fn private_and_loopback_targets_are_refused_outside_dev_mode() {
     })
     .await
     .unwrap();
-    assert_eq!(outcome["error_kind"], "forbidden_address", "{outcome}");
+    assert_eq!(outcome["error_kind"], "ssrf", "{outcome}");
     assert!(outcome["error"].as_str().unwrap().contains("loopback"), "{outcome}");
     assert_eq!(receiver.count(), 0, "nothing reached the loopback receiver");
 }

@@ -111,7 +111,7 @@ async fn a_name_that_rebinds_to_loopback_after_saving_is_refused_at_send_time() 
     .await
     .unwrap();
     assert_eq!(outcome["state"], "failed", "{outcome}");
-    assert_eq!(outcome["error_kind"], "forbidden_address", "{outcome}");
+    assert_eq!(outcome["error_kind"], "ssrf", "{outcome}");
     let error = outcome["error"].as_str().unwrap();
     assert!(error.contains(&format!("`{name}` resolves to 127.0.0.1 is in a loopback range")), "{error}");
     assert!(dns.queries_for(name) > at_save, "delivery resolved the name again at send time");

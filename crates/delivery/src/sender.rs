@@ -187,7 +187,7 @@ impl AttemptResult {
 
     /// Not sent: the target address is refused by policy.
     pub fn refused(why: String) -> Self {
-        Self::failed(ErrorKind::ForbiddenAddress, why)
+        Self::failed(ErrorKind::Ssrf, why)
     }
 
     pub fn failed(kind: ErrorKind, why: String) -> Self {
@@ -335,7 +335,7 @@ fn classify(e: &hyper_util::client::legacy::Error) -> (ErrorKind, String) {
     }
     let lower = chain.to_ascii_lowercase();
     let kind = if chain.contains(FORBIDDEN) {
-        ErrorKind::ForbiddenAddress
+        ErrorKind::Ssrf
     } else if timed_out {
         ErrorKind::Timeout
     } else if lower.contains("dns error") || lower.contains("failed to lookup") {

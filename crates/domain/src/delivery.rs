@@ -155,9 +155,12 @@ pub enum ErrorKind {
     Tls,
     /// The endpoint was deleted or disabled before the attempt.
     EndpointUnavailable,
-    /// The target resolves only to addresses deliveries may not reach
-    /// (loopback, private, link-local, metadata, ...).
-    ForbiddenAddress,
+    /// The address policy refused the target (SSRF guard): it is, or
+    /// resolves only to, an address deliveries may not reach (loopback,
+    /// private, link-local, metadata, ...). Nothing was sent. Outcomes
+    /// recorded before the kind had this name read `forbidden_address`.
+    #[serde(alias = "forbidden_address")]
+    Ssrf,
     /// The SMTP relay refused or failed the e-mail (`status_code` holds its reply code).
     Smtp,
 }
@@ -173,7 +176,7 @@ impl ErrorKind {
             Self::Dns => "dns",
             Self::Tls => "tls",
             Self::EndpointUnavailable => "endpoint_unavailable",
-            Self::ForbiddenAddress => "forbidden_address",
+            Self::Ssrf => "ssrf",
             Self::Smtp => "smtp",
         }
     }
@@ -254,6 +257,14 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_refusals_read_ssrf_and_the_former_name_still_parses() {
+        assert_eq!(serde_json::to_string(&ErrorKind::Ssrf).unwrap(), "\"ssrf\"");
+        assert_eq!(ErrorKind::Ssrf.as_str(), "ssrf");
+        let stored: ErrorKind = serde_json::from_str("\"forbidden_address\"").unwrap();
+        assert_eq!(stored, ErrorKind::Ssrf);
+    }
 
     #[test]
     fn retry_after_seconds_and_dates() {
