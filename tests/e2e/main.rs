@@ -8,6 +8,7 @@ mod delivery;
 mod engine;
 mod fault_suite;
 mod faults;
+mod health;
 mod ingest;
 mod log;
 mod nats_accounts;
