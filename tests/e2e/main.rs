@@ -10,6 +10,7 @@ mod fault_suite;
 mod faults;
 mod health;
 mod ingest;
+mod intake;
 mod log;
 mod nats_accounts;
 mod ops;
