@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_intake_limit_keeps_every_event_and_its_record_fits_a_nats_message() {
-        assert!(MAX_KEPT_BYTES >= hookline_domain::events::MAX_EVENT_BYTES);
+        const { assert!(MAX_KEPT_BYTES >= hookline_domain::events::MAX_EVENT_BYTES) };
         // Worst case: every byte escaped to two, plus the record's other fields.
         let worst = "\"".repeat(MAX_KEPT_BYTES);
         let (_, v) = kept_payload(worst.as_bytes());
