@@ -56,6 +56,14 @@ pub const WEBHOOKS_HEADER: &str = "Hookline-Webhooks";
 /// How long an idempotency key de-duplicates, and JetStream's window for it.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
+/// Largest message HOOKLINE_INTAKE stores (payload and headers): an event's
+/// limit (256 KiB of JSON, `hookline_domain::events::MAX_EVENT_BYTES`) plus
+/// 4 KiB for headers such as `traceparent`. A larger publish is refused at
+/// once with an error in its JetStream ack. Ingest keeps every refused intake
+/// message whole on HOOKLINE_REJECTED, and this bound keeps such a record
+/// well inside NATS's 1 MiB message limit.
+pub const INTAKE_MAX_MESSAGE_BYTES: i32 = 260 * 1024;
+
 pub fn intake_subject(tenant: &str) -> String {
     format!("hookline.intake.{tenant}")
 }
@@ -156,6 +164,7 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
             retention: RetentionPolicy::WorkQueue,
             max_age: 7 * day,
             duplicate_window: Duration::from_secs(120),
+            max_message_size: INTAKE_MAX_MESSAGE_BYTES,
             ..base
         },
         EVENTS_STREAM => stream::Config {
@@ -192,7 +201,9 @@ pub const ALL_STREAMS: [&str; 7] =
 /// Create every stream that is missing. Existing streams are left as they
 /// are (an operator's replicas or limits survive restarts), except that with
 /// `apply_retention` (the delivery role, which owns archiving) HOOKLINE_EVENTS
-/// follows the configured archive age.
+/// follows the configured archive age, and that HOOKLINE_INTAKE takes no
+/// message above [`INTAKE_MAX_MESSAGE_BYTES`] (streams made before the limit
+/// have none).
 pub async fn ensure_streams(js: &Context, retention: &Retention, apply_retention: bool) -> Result<(), BusError> {
     for name in ALL_STREAMS {
         let config = stream_config(name, retention);
@@ -204,6 +215,18 @@ pub async fn ensure_streams(js: &Context, retention: &Retention, apply_retention
                 tracing::info!(stream = name, max_age = ?config.max_age, "applying HOOKLINE_ARCHIVE_AFTER to the stream");
                 let updated =
                     stream::Config { max_age: config.max_age, duplicate_window: config.duplicate_window, ..current };
+                js.update_stream(updated).await.map_err(|e| err(&e))?;
+            }
+        }
+        if name == INTAKE_STREAM {
+            let current = stream.info().await.map_err(|e| err(&e))?.config.clone();
+            if !(1..=INTAKE_MAX_MESSAGE_BYTES).contains(&current.max_message_size) {
+                tracing::info!(
+                    stream = name,
+                    max_message_size = INTAKE_MAX_MESSAGE_BYTES,
+                    "limiting intake message size"
+                );
+                let updated = stream::Config { max_message_size: INTAKE_MAX_MESSAGE_BYTES, ..current };
                 js.update_stream(updated).await.map_err(|e| err(&e))?;
             }
         }
@@ -261,6 +284,20 @@ pub fn header<'a>(headers: Option<&'a async_nats::HeaderMap>, name: &str) -> Opt
 /// same and also converts the publish time, which made it 1.5 % of
 /// delivery's instructions where only the sequence was wanted.
 pub fn stream_sequence(reply: Option<&str>) -> Option<u64> {
+    ack_number(reply, 0)
+}
+
+/// When the stream stored a JetStream message, in Unix nanoseconds, read
+/// from its reply subject like [`stream_sequence`]. It is the same on every
+/// redelivery of the message; with the sequence it names one stored message
+/// even across a re-creation of the stream, which starts sequences at 1 again.
+pub fn stored_at_nanos(reply: Option<&str>) -> Option<u64> {
+    ack_number(reply, 2)
+}
+
+/// The number `after_sequence` tokens after the stream sequence in a
+/// `$JS.ACK.` reply subject (0: the sequence, 2: the stored time).
+fn ack_number(reply: Option<&str>, after_sequence: usize) -> Option<u64> {
     let tokens = reply?.strip_prefix("$JS.ACK.")?.as_bytes();
     // Where each token starts: <stream>.<consumer>.<delivered>.<seq>..., or
     // the same after <domain>.<account hash>.
@@ -271,11 +308,12 @@ pub fn stream_sequence(reply: Option<&str>) -> Option<u64> {
         }
         n += 1;
     }
-    let at = match n {
-        7 => 3,
-        n if n >= 9 => 5,
-        _ => return None,
-    };
+    let at = after_sequence
+        + match n {
+            7 => 3,
+            n if n >= 9 => 5,
+            _ => return None,
+        };
     let digits = tokens[starts[at]..].split(|b| *b == b'.').next()?;
     if digits.is_empty() {
         return None;
@@ -393,6 +431,18 @@ mod tests {
         assert_eq!(stream_sequence(None), None);
         assert_eq!(stream_sequence(Some("$JS.ACK.S.c.1..1.1.0")), None);
         assert_eq!(stream_sequence(Some("$JS.ACK.S.c.1.99999999999999999999.1.1.0")), None);
+    }
+
+    #[test]
+    fn stored_time_reads_both_reply_forms_and_ignores_the_delivery_count() {
+        let old = "$JS.ACK.HOOKLINE_INTAKE.ingest.1.4711.12.1732880000000000001.3";
+        let again = "$JS.ACK.HOOKLINE_INTAKE.ingest.2.4711.13.1732880000000000001.3";
+        let new = "$JS.ACK._.acchash.HOOKLINE_INTAKE.ingest.2.4712.13.1732880000000000002.0.tok";
+        assert_eq!(stored_at_nanos(Some(old)), Some(1_732_880_000_000_000_001));
+        assert_eq!(stored_at_nanos(Some(again)), stored_at_nanos(Some(old)));
+        assert_eq!(stored_at_nanos(Some(new)), Some(1_732_880_000_000_000_002));
+        assert_eq!(stored_at_nanos(Some("$JS.ACK.S.c.1.1.1.x.0")), None);
+        assert_eq!(stored_at_nanos(Some("_INBOX.abc")), None);
     }
 
     #[test]

@@ -1,13 +1,7 @@
 //! Running the services: alone (`hookline ingest|subscriptions|delivery`)
 //! or together (`hookline dev`).
 
-use std::{
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
 use axum::{Router, http::StatusCode, routing::get};
@@ -23,7 +17,10 @@ use hookline_subscriptions::{Commands, Directory, SubscriptionsApi};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::{OperatorAuth, ServiceArgs};
+use crate::{
+    readiness::Readiness,
+    settings::{OperatorAuth, ServiceArgs},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -83,8 +80,10 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         tracing::warn!("HOOKLINE_MASTER_KEY is not set: endpoint secrets are stored in clear");
     }
     let shutdown = CancellationToken::new();
-    let ready = Arc::new(AtomicBool::new(false));
+    // The HTTP and gRPC servers stop only after the drain, so probes see it.
+    let serving = CancellationToken::new();
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let mut servers: JoinSet<anyhow::Result<()>> = JoinSet::new();
 
     // The health port comes up first so orchestrators see "alive, not ready".
     let http = tokio::net::TcpListener::bind(args.http_addr)
@@ -93,19 +92,26 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     let nats_client = hookline_bus::connect(&args.nats_url, &format!("hookline-{}", role.name())).await?;
     let postgres: Arc<std::sync::OnceLock<sqlx::PgPool>> = Arc::default();
     let needs_postgres = role.has(Role::Delivery);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let readiness = Readiness::new(health, nats_client.clone(), needs_postgres.then(|| postgres.clone())).await;
+    tasks.spawn({
+        let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
+        async move {
+            readiness.watch(shutdown).await;
+            Ok(())
+        }
+    });
     let probes = Probes {
-        ready: ready.clone(),
-        nats: nats_client.clone(),
-        postgres: needs_postgres.then(|| postgres.clone()),
+        readiness: readiness.clone(),
         metrics_token: args.metrics_token.as_deref().map(|t| Arc::new(hookline_subscriptions::auth::hash(t))),
     };
     match &tls {
         Some(identity) => {
-            let listener = crate::tls::TlsListener::new(http, identity, shutdown.clone())?;
-            tasks.spawn(health_server(listener, probes, shutdown.clone()));
+            let listener = crate::tls::TlsListener::new(http, identity, serving.clone())?;
+            servers.spawn(health_server(listener, probes, serving.clone()));
         }
         None => {
-            tasks.spawn(health_server(http, probes, shutdown.clone()));
+            servers.spawn(health_server(http, probes, serving.clone()));
         }
     }
 
@@ -131,7 +137,6 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         }
     };
     let mut grpc = tonic::service::Routes::default();
-    let (health, health_service) = tonic_health::server::health_reporter();
     // Delivery owns Postgres: the projector (config and outcomes, one
     // writer), the archive janitor and, with them, the log's read API.
     let pool = if role.has(Role::Delivery) {
@@ -197,20 +202,20 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     if let Some(pool) = &pool {
         let api = DeliveryApi::new(pool.clone(), js.clone(), args.archive_after, directory.clone());
         grpc = grpc.add_service(DeliveryServiceServer::with_interceptor(api, authenticator.clone()));
-        health.set_serving::<DeliveryServiceServer<DeliveryApi>>().await;
+        readiness.register::<DeliveryServiceServer<DeliveryApi>>(true).await;
     }
     if role.has(Role::Subscriptions) {
         let api =
             SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone(), address_policy, dns);
         grpc = grpc.add_service(SubscriptionServiceServer::with_interceptor(api, authenticator.clone()));
-        health.set_serving::<SubscriptionServiceServer<SubscriptionsApi>>().await;
+        readiness.register::<SubscriptionServiceServer<SubscriptionsApi>>(false).await;
     }
     if role.has(Role::Ingest) {
         let appender = Appender::new(js.clone(), directory.clone());
         let limiter = hookline_ingest::limit::TenantLimiter::new(args.tenant_rate().map_err(anyhow::Error::msg)?);
         let api = IngestApi::new(appender.clone(), limiter.clone());
         grpc = grpc.add_service(IngestServiceServer::with_interceptor(api, authenticator.clone()));
-        health.set_serving::<IngestServiceServer<IngestApi>>().await;
+        readiness.register::<IngestServiceServer<IngestApi>>(false).await;
         tasks.spawn({
             let (js, shutdown) = (js.clone(), shutdown.clone());
             async move { Ok(hookline_ingest::intake::run(js, appender, limiter, shutdown).await?) }
@@ -235,15 +240,15 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     if let Some(identity) = &tls {
         server = server.tls_config(identity.grpc()).context("HOOKLINE_TLS_CERT / HOOKLINE_TLS_KEY")?;
     }
-    tasks.spawn({
-        let shutdown = shutdown.clone();
+    servers.spawn({
+        let serving = serving.clone();
         async move {
             server
                 .layer(crate::telemetry::GrpcMetricsLayer)
                 .add_routes(grpc)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(grpc_listener),
-                    shutdown.cancelled_owned(),
+                    serving.cancelled_owned(),
                 )
                 .await
                 .context("gRPC server")
@@ -283,24 +288,33 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
             Ok(())
         }
     });
-    ready.store(true, Ordering::SeqCst);
+    readiness.started().await;
     tracing::info!(role = role.name(), grpc = %args.grpc_addr, http = %args.http_addr, tls = tls.is_some(), "hookline ready");
 
     tokio::pin!(signal);
+    let stopped = |done: Result<anyhow::Result<()>, tokio::task::JoinError>| match done {
+        Ok(Ok(())) => anyhow::anyhow!("a service task stopped unexpectedly"),
+        Ok(Err(e)) => e,
+        Err(e) => anyhow::anyhow!("a service task panicked: {e}"),
+    };
     let failure = tokio::select! {
         _ = &mut signal => None,
-        Some(done) = tasks.join_next() => Some(match done {
-            Ok(Ok(())) => anyhow::anyhow!("a service task stopped unexpectedly"),
-            Ok(Err(e)) => e,
-            Err(e) => anyhow::anyhow!("a service task panicked: {e}"),
-        }),
+        Some(done) = tasks.join_next() => Some(stopped(done)),
+        Some(done) = servers.join_next() => Some(stopped(done)),
     };
     tracing::info!("shutting down");
-    ready.store(false, Ordering::SeqCst);
+    // Probes say so before anything stops; the servers answer until the drain ends.
+    readiness.drain().await;
     shutdown.cancel();
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
             tracing::warn!(error = %e, "task ended with an error during shutdown");
+        }
+    }
+    serving.cancel();
+    while let Some(done) = servers.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "server ended with an error during shutdown");
         }
     }
     // Push out whatever the client still buffers (intake and fan-out acks,
@@ -319,10 +333,8 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
 
 /// What the HTTP port answers from.
 struct Probes {
-    ready: Arc<AtomicBool>,
-    nats: async_nats::Client,
-    /// Set once the schema is ready; `None` for roles without Postgres.
-    postgres: Option<Arc<std::sync::OnceLock<sqlx::PgPool>>>,
+    /// `/readyz` answers what gRPC health answers for `""`.
+    readiness: Readiness,
     /// SHA-256 of HOOKLINE_METRICS_TOKEN: `/metrics` then wants it as a bearer token.
     metrics_token: Option<Arc<String>>,
 }
@@ -332,7 +344,7 @@ where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    let Probes { ready, nats, postgres, metrics_token } = probes;
+    let Probes { readiness, metrics_token } = probes;
     let metrics = get(move |headers: axum::http::HeaderMap| async move {
         if let Some(expected) = &metrics_token {
             let given = headers
@@ -354,23 +366,11 @@ where
     let app = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", metrics).route(
         "/readyz",
         get(move || {
-            let (ready, nats, postgres) = (ready.clone(), nats.clone(), postgres.clone());
+            let state = readiness.state();
             async move {
-                let connected = nats.connection_state() == async_nats::connection::State::Connected;
-                // Roles that use Postgres are ready only while it answers.
-                let pg_ok = match postgres.as_ref().map(|p| p.get()) {
-                    None => true,
-                    Some(None) => false,
-                    Some(Some(pool)) => {
-                        let ping = sqlx::query("SELECT 1").execute(pool);
-                        matches!(tokio::time::timeout(std::time::Duration::from_secs(1), ping).await, Ok(Ok(_)))
-                    }
-                };
-                match (ready.load(Ordering::SeqCst), connected, pg_ok) {
-                    (true, true, true) => (StatusCode::OK, "ready\n"),
-                    (false, _, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
-                    (true, false, _) => (StatusCode::SERVICE_UNAVAILABLE, "NATS disconnected\n"),
-                    (true, true, false) => (StatusCode::SERVICE_UNAVAILABLE, "Postgres unreachable\n"),
+                match state.overall() {
+                    Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
                 }
             }
         }),

@@ -1,10 +1,15 @@
 //! The NATS intake: a durable consumer on HOOKLINE_INTAKE. Publishers'
 //! JetStream acks mean "durably accepted"; ingest validates later, appends
 //! valid events and records invalid ones on `hookline.rejected.<tenant>`.
+//!
+//! A publisher's ack was a promise, so a refused event is kept whole (every
+//! byte as published, up to the intake limit) with the reason: the producer
+//! can fix and resend it without having kept a copy.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
+use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
 use hookline_bus::{INGEST_CONSUMER, INTAKE_STREAM, rejected_subject, tenant_of};
 use hookline_domain::events::NewEvent;
 use serde_json::json;
@@ -43,8 +48,43 @@ pub async fn run(
     Ok(())
 }
 
+/// One stored intake message: its stream sequence and the time the stream
+/// stored it. The sequence alone starts at 1 again when HOOKLINE_INTAKE is
+/// re-created, and HOOKLINE_EVENTS would then drop new keyless events as
+/// duplicates of old ones for 24 h; with the time the pair names one message
+/// for good, and is the same on every redelivery of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Origin {
+    sequence: u64,
+    stored_at_nanos: u64,
+}
+
+impl Origin {
+    fn of(msg: &Message) -> Option<Self> {
+        let reply = msg.reply.as_deref();
+        Some(Self {
+            sequence: hookline_bus::stream_sequence(reply)?,
+            stored_at_nanos: hookline_bus::stored_at_nanos(reply)?,
+        })
+    }
+
+    /// The Nats-Msg-Id of the event appended for a keyless intake message.
+    fn event_msg_id(&self) -> String {
+        format!("intake:{}:{}", self.sequence, self.stored_at_nanos)
+    }
+
+    /// The Nats-Msg-Id of the rejection record of an intake message.
+    fn rejected_msg_id(&self) -> String {
+        format!("rejected:{}:{}", self.sequence, self.stored_at_nanos)
+    }
+}
+
 async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg: Message) {
-    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+    let origin = Origin::of(&msg);
+    if origin.is_none() {
+        tracing::warn!(reply = ?msg.reply, "intake: no stream sequence in the reply subject; no de-duplication");
+    }
+    let seq = origin.map(|o| o.sequence).unwrap_or_default();
     let tenant = tenant_of(msg.subject.as_str()).unwrap_or_default().to_owned();
     // Over the tenant's rate: the event waits in the intake stream.
     if let Err(wait) = limiter.take(&tenant, 1) {
@@ -53,7 +93,7 @@ async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg:
     }
     let outcome = match NewEvent::from_json(&msg.payload) {
         Ok(event) => appender
-            .prepare("nats", &tenant, event, Some(format!("intake:{seq}")))
+            .prepare("nats", &tenant, event, origin.map(|o| o.event_msg_id()))
             .await
             .map(|p| p.traced(hookline_bus::header(msg.headers.as_ref(), hookline_telemetry::trace::TRACEPARENT))),
         Err(e) => Err(Error::from(e)),
@@ -63,7 +103,7 @@ async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg:
         Err(Error::Unavailable(e)) => Err(Error::Unavailable(e)),
         Err(refusal) => {
             refusal.count("nats");
-            reject(js, &tenant, seq, &msg.payload, &refusal).await
+            reject(js, &tenant, origin, &msg.payload, &refusal).await
         }
     };
     match result {
@@ -79,29 +119,123 @@ async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg:
     }
 }
 
-async fn reject(js: &Context, tenant: &str, seq: u64, payload: &[u8], refusal: &Error) -> Result<(), Error> {
+async fn reject(
+    js: &Context,
+    tenant: &str,
+    origin: Option<Origin>,
+    payload: &[u8],
+    refusal: &Error,
+) -> Result<(), Error> {
     let (field, rule) = match refusal {
         Error::Invalid(f) => (f.field.clone(), f.rule.clone()),
         Error::UnknownTenant(t) => ("tenant_id".to_owned(), format!("tenant `{t}` not found")),
         Error::Unavailable(_) | Error::RateLimited { .. } => unreachable!("retried, not rejected"),
     };
+    let seq = origin.map(|o| o.sequence).unwrap_or_default();
     tracing::info!(tenant, seq, field = %field, rule = %rule, "intake event rejected");
-    let excerpt = String::from_utf8_lossy(&payload[..payload.len().min(4096)]).into_owned();
-    let record = json!({
+    let mut record = json!({
         "intake_sequence": seq,
         "tenant_id": tenant,
         "rejected_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "error": {"field": field, "rule": rule, "message": refusal.to_string()},
         "payload_bytes": payload.len(),
-        "payload_excerpt": excerpt,
     });
-    let publish = async_nats::jetstream::message::PublishMessage::build()
-        .payload(serde_json::to_vec(&record).expect("JSON serialises").into())
-        .message_id(format!("rejected:{seq}"));
+    if let Some(o) = origin {
+        let stored = chrono::DateTime::from_timestamp_nanos(o.stored_at_nanos as i64);
+        record["intake_stored_at"] = json!(stored.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+    }
+    let (key, value) = kept_payload(payload);
+    record[key] = value;
+    let mut publish = async_nats::jetstream::message::PublishMessage::build()
+        .payload(serde_json::to_vec(&record).expect("JSON serialises").into());
+    if let Some(o) = origin {
+        publish = publish.message_id(o.rejected_msg_id());
+    }
     js.send_publish(rejected_subject(tenant), publish)
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))?
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))?;
     Ok(())
+}
+
+/// Largest payload a rejection record keeps whole: the intake's own limit,
+/// so every message HOOKLINE_INTAKE took fits.
+const MAX_KEPT_BYTES: usize = hookline_bus::INTAKE_MAX_MESSAGE_BYTES as usize;
+
+/// The payload as the record keeps it, exactly as published: `payload`, a
+/// JSON string of the text, when it is UTF-8 with no control characters but
+/// tab, line feed and carriage return (every JSON document, and at most
+/// twice its size once escaped); else `payload_base64`. A payload above
+/// [`MAX_KEPT_BYTES`] (only possible if an operator raised the intake's
+/// limit) keeps its first bytes as `payload_base64_truncated`, so the record
+/// still fits in a NATS message.
+fn kept_payload(payload: &[u8]) -> (&'static str, serde_json::Value) {
+    if payload.len() > MAX_KEPT_BYTES {
+        return ("payload_base64_truncated", json!(BASE64.encode(&payload[..MAX_KEPT_BYTES])));
+    }
+    match std::str::from_utf8(payload) {
+        Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) => {
+            ("payload", json!(text))
+        }
+        _ => ("payload_base64", json!(BASE64.encode(payload))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejected_payload_comes_back_byte_for_byte() {
+        let json_text = "{\"type\": \"customer.created\",\n\t\"data\": {\"note\": \"caf\u{e9} \\\" \u{1f600}\"}}  ";
+        let not_utf8 = b"{\"type\": \"\xff\xfe\"}".to_vec();
+        let control = "a\u{0}b\u{1b}c".as_bytes().to_vec();
+        for (bytes, key) in [
+            (json_text.as_bytes().to_vec(), "payload"),
+            (not_utf8, "payload_base64"),
+            (control, "payload_base64"),
+            (Vec::new(), "payload"),
+        ] {
+            let (k, v) = kept_payload(&bytes);
+            assert_eq!(k, key, "{bytes:?}");
+            // Through a serialised record and back, as a reader sees it.
+            let read: serde_json::Value =
+                serde_json::from_slice(&serde_json::to_vec(&json!({ k: v })).unwrap()).unwrap();
+            let back = match k {
+                "payload" => read[k].as_str().unwrap().as_bytes().to_vec(),
+                _ => BASE64.decode(read[k].as_str().unwrap()).unwrap(),
+            };
+            assert_eq!(back, bytes);
+        }
+    }
+
+    #[test]
+    fn the_intake_limit_keeps_every_event_and_its_record_fits_a_nats_message() {
+        const { assert!(MAX_KEPT_BYTES >= hookline_domain::events::MAX_EVENT_BYTES) };
+        // Worst case: every byte escaped to two, plus the record's other fields.
+        let worst = "\"".repeat(MAX_KEPT_BYTES);
+        let (_, v) = kept_payload(worst.as_bytes());
+        assert!(serde_json::to_vec(&v).unwrap().len() + 4096 < 1024 * 1024);
+        let (k, _) = kept_payload(&vec![b'x'; MAX_KEPT_BYTES + 1]);
+        assert_eq!(k, "payload_base64_truncated");
+    }
+
+    #[test]
+    fn keyless_ids_differ_across_stream_incarnations_and_not_across_redeliveries() {
+        let first = Origin { sequence: 1, stored_at_nanos: 1_732_880_000_000_000_001 };
+        let recreated = Origin { sequence: 1, stored_at_nanos: 1_732_880_500_000_000_000 };
+        assert_ne!(first.event_msg_id(), recreated.event_msg_id());
+        assert_ne!(first.rejected_msg_id(), recreated.rejected_msg_id());
+        // A redelivery has the same reply subject but for its delivery count.
+        let parse = |reply: &str| Origin {
+            sequence: hookline_bus::stream_sequence(Some(reply)).unwrap(),
+            stored_at_nanos: hookline_bus::stored_at_nanos(Some(reply)).unwrap(),
+        };
+        let once = parse("$JS.ACK.HOOKLINE_INTAKE.ingest.1.1.1.1732880000000000001.0");
+        let again = parse("$JS.ACK.HOOKLINE_INTAKE.ingest.2.1.2.1732880000000000001.0");
+        assert_eq!(once, first);
+        assert_eq!(once.event_msg_id(), again.event_msg_id());
+        assert_eq!(first.event_msg_id(), "intake:1:1732880000000000001");
+    }
 }

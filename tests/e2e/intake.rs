@@ -1,0 +1,153 @@
+//! Issue 22, the NATS intake's edges: a refused event is kept whole, byte
+//! for byte, with its reason; keyless events get ids that survive a
+//! re-creation of HOOKLINE_INTAKE and still de-duplicate redeliveries.
+
+use std::time::Duration;
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use hookline_e2e::eventually;
+use hookline_proto::subscriptions::v1::Plan;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// Publish raw bytes on the intake subject of `tenant`; the stream's ack or its error.
+async fn intake_raw(
+    nats: &hookline_e2e::NatsServer,
+    tenant: &str,
+    bytes: Vec<u8>,
+) -> Result<async_nats::jetstream::publish::PublishAck, String> {
+    let js = nats.jetstream().await;
+    let ack = js.publish(format!("hookline.intake.{tenant}"), bytes.into()).await.map_err(|e| e.to_string())?;
+    ack.await.map_err(|e| e.to_string())
+}
+
+/// The rejection records, once there are `n`.
+async fn rejected(nats: &hookline_e2e::NatsServer, n: usize) -> Vec<Value> {
+    eventually(Duration::from_secs(15), &format!("{n} rejection records"), || async move {
+        let r = read_subject(nats, "HOOKLINE_REJECTED", "hookline.rejected.>").await;
+        (r.len() >= n).then_some(r)
+    })
+    .await
+    .unwrap()
+}
+
+/// Wait until HOOKLINE_EVENTS holds at least `n` messages.
+async fn events_reach(nats: &hookline_e2e::NatsServer, n: u64) -> anyhow::Result<u64> {
+    eventually(Duration::from_secs(20), &format!("{n} events in HOOKLINE_EVENTS"), || async move {
+        let now = stream_messages(nats, "HOOKLINE_EVENTS").await;
+        (now >= n).then_some(now)
+    })
+    .await
+}
+
+/// The payload a rejection record keeps, decoded back to bytes.
+fn kept(record: &Value) -> Vec<u8> {
+    match (record["payload"].as_str(), record["payload_base64"].as_str()) {
+        (Some(text), None) => text.as_bytes().to_vec(),
+        (None, Some(b64)) => B64.decode(b64).unwrap(),
+        _ => panic!("no payload or payload_base64 in {record}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_intake_event_is_kept_whole_byte_for_byte_with_its_reason() {
+    let s = stack().await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+
+    // 100 KiB: an invalid e-mail in pretty-printed JSON, then padding the
+    // JSON allows (whitespace), which a re-serialisation would lose.
+    let mut event = example("appointment.booking.created");
+    event["data"]["customer"]["email"] = json!("nope");
+    event["data"]["customer"]["last_name"] = json!("Müller \"the \\ one\" 😀");
+    let mut big = serde_json::to_string_pretty(&event).unwrap().into_bytes();
+    big.resize(100 * 1024, b' ');
+    big.extend_from_slice(b"\n\t\r\n");
+    intake_raw(&s.nats, "acme", big.clone()).await.unwrap();
+    // Not UTF-8 at all.
+    let binary = b"{\"type\": \"customer.created\", \"data\": \"\xff\xfe\x00\x01\"}".to_vec();
+    intake_raw(&s.nats, "acme", binary.clone()).await.unwrap();
+
+    let records = rejected(&s.nats, 2).await;
+    let big_record = records.iter().find(|r| r["payload_bytes"] == json!(big.len())).expect("the 100 KiB record");
+    assert_eq!(big_record["error"]["field"], "data.customer.email", "{}", big_record["error"]);
+    assert!(big_record["error"]["rule"].as_str().unwrap().contains("e-mail"), "{}", big_record["error"]);
+    assert!(big_record["error"]["message"].as_str().unwrap().starts_with("data.customer.email: "));
+    assert_eq!(big_record["tenant_id"], "acme");
+    assert!(big_record["payload"].is_string(), "UTF-8 text is kept as text");
+    assert!(kept(big_record) == big, "the 100 KiB payload comes back byte for byte");
+
+    let binary_record = records.iter().find(|r| r["payload_bytes"] == json!(binary.len())).expect("the binary record");
+    assert!(binary_record["payload_base64"].is_string(), "bytes that are not UTF-8 are kept as base64");
+    assert_eq!(kept(binary_record), binary);
+    assert!(!binary_record["error"]["field"].as_str().unwrap().is_empty(), "{}", binary_record["error"]);
+
+    // Above the intake limit the publisher is told at once, by the stream's ack.
+    let err = intake_raw(&s.nats, "acme", vec![b' '; 300 * 1024]).await.unwrap_err();
+    assert!(err.to_lowercase().contains("maximum"), "{err}");
+}
+
+/// Keyless intake events get `intake:<sequence>:<stored time>`: after
+/// HOOKLINE_INTAKE is deleted and re-created (sequences start at 1 again),
+/// new events are appended, not dropped as duplicates of the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_intake_events_are_all_appended_after_the_intake_stream_is_recreated() {
+    let mut s = stack().await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    for _ in 0..3 {
+        intake_publish(&s.nats, "acme", &fresh("customer.created")).await;
+    }
+    events_reach(&s.nats, before + 3).await.unwrap();
+
+    // Delete the intake stream; the restarted process creates it anew.
+    s.nats.jetstream().await.delete_stream("HOOKLINE_INTAKE").await.unwrap();
+    s.hookline.respawn().await.unwrap();
+    for _ in 0..3 {
+        let ack = intake_raw(&s.nats, "acme", fresh("customer.updated").to_string().into_bytes()).await.unwrap();
+        assert!(ack.sequence <= 3, "the new stream counts from 1 again (seq {})", ack.sequence);
+    }
+    let got = events_reach(&s.nats, before + 6).await;
+    assert!(got.is_ok(), "{got:?}: keyless events after the re-creation were dropped as duplicates");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 6);
+}
+
+/// An intake message processed again (its append stored, its ack lost) is
+/// de-duplicated by its id: here the first append is stood in for by a
+/// message carrying the id ingest gives it, before ingest ever sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
+    let mut s = stack().await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    intake_publish(&s.nats, "acme", &fresh("customer.created")).await;
+    let js = s.nats.jetstream().await;
+    let events = js.get_stream("HOOKLINE_EVENTS").await.unwrap();
+    let template = eventually(Duration::from_secs(20), "the first event", || async {
+        events.get_last_raw_message_by_subject("hookline.events.acme.>").await.ok()
+    })
+    .await
+    .unwrap();
+
+    s.hookline.kill9();
+    let ack = intake_raw(&s.nats, "acme", fresh("customer.created").to_string().into_bytes()).await.unwrap();
+    let stored = js.get_stream("HOOKLINE_INTAKE").await.unwrap().get_raw_message(ack.sequence).await.unwrap();
+    let id = format!("intake:{}:{}", ack.sequence, stored.time.unix_timestamp_nanos());
+    let mut headers = template.headers.clone();
+    headers.insert("Nats-Msg-Id", id.as_str());
+    js.publish_with_headers(template.subject.clone(), headers, template.payload.clone()).await.unwrap().await.unwrap();
+    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 2);
+
+    s.hookline.respawn().await.unwrap();
+    eventually(Duration::from_secs(20), "the intake message taken", || async {
+        (stream_messages(&s.nats, "HOOKLINE_INTAKE").await == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 2, "no second append");
+}
