@@ -99,8 +99,8 @@ async fn endpoint_rules_and_resolve_freshness() {
     for (req, message) in [
         (bad("ftp://x.example.com", "", vec![]), "url: must use the http or https scheme"),
         (bad("https://user:pw@x.example.com", "", vec![]), "url: must not contain a user name or password"),
-        (bad("https://x.example.com", "Content-Type", vec![]), "auth_header.name: `Content-Type` is set by Hookline"),
-        (bad("https://x.example.com", "webhook-id", vec![]), "auth_header.name: `webhook-id` is set by Hookline"),
+        (bad("https://x.example.com", "Content-Type", vec![]), "auth_header.name: `Content-Type` is reserved"),
+        (bad("https://x.example.com", "webhook-id", vec![]), "auth_header.name: `webhook-id` is reserved"),
         (bad("https://x.example.com", "Bad Header", vec![]), "auth_header.name: must be an HTTP header name"),
         (
             bad("https://x.example.com", "", vec!["customer.created", "customer.exploded"]),
