@@ -254,9 +254,9 @@ async fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus() {
             .unwrap_or_else(|e| panic!("panel `{}` returns no series: {e}", panel["title"]));
             // A panel shows something only if a series has a number to draw.
             let series = v["data"]["result"].as_array().unwrap();
-            let drawable = series.iter().any(|s| {
-                s["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(f64::is_finite)
-            });
+            let drawable = series
+                .iter()
+                .any(|s| s["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(f64::is_finite));
             assert!(drawable, "panel `{}`: `{expr}` has no finite value: {v}", panel["title"]);
             checked += 1;
         }

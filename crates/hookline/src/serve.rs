@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::Context as _;
 use axum::{Router, http::StatusCode, routing::get};
-use hookline_bus::Retention;
+use hookline_bus::{Retention, StreamSettings};
 use hookline_delivery::{DeliveryApi, DeliverySettings};
 use hookline_ingest::{Appender, IngestApi};
 use hookline_proto::{
@@ -81,15 +81,18 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     if !hookline_domain::seal::enabled() {
         tracing::warn!("HOOKLINE_MASTER_KEY is not set: endpoint secrets are stored in clear");
     }
+    let servers = hookline_bus::NatsServers::parse(&args.nats_url)?;
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
+    // A stop asked for while start-up still waits for NATS ends the wait.
+    tokio::pin!(signal);
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
 
     // The health port comes up first so orchestrators see "alive, not ready".
     let http = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("HOOKLINE_HTTP_ADDR: cannot listen on {}", args.http_addr))?;
-    let nats_client = hookline_bus::connect(&args.nats_url, &format!("hookline-{}", role.name())).await?;
+    let nats_client = hookline_bus::connect(&servers, &format!("hookline-{}", role.name())).await?;
     let postgres: Arc<std::sync::OnceLock<sqlx::PgPool>> = Arc::default();
     let needs_postgres = role.has(Role::Delivery);
     let probes = Probes {
@@ -109,10 +112,26 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     }
 
     let js = hookline_bus::jetstream(nats_client.clone());
-    // Delivery owns archiving, so only it applies HOOKLINE_ARCHIVE_AFTER to an existing stream.
-    hookline_bus::ensure_streams(&js, &Retention { events_max_age: args.archive_after }, role.has(Role::Delivery))
-        .await?;
-    let directory = Directory::start(&js, shutdown.clone()).await?;
+    let streams = StreamSettings {
+        retention: Retention { events_max_age: args.archive_after },
+        replicas: args.stream_replicas,
+        // Delivery owns archiving, so only it applies HOOKLINE_ARCHIVE_AFTER to an existing stream.
+        apply_retention: role.has(Role::Delivery),
+    };
+    // Both steps wait (logged, with back-off) while NATS or its JetStream
+    // meta leader is unavailable; /readyz answers 503 meanwhile.
+    let start_up = async {
+        hookline_bus::ensure_streams(&js, &streams, &shutdown).await?;
+        start_directory(&js, &shutdown).await
+    };
+    let directory = tokio::select! {
+        directory = start_up => directory?,
+        _ = &mut signal => {
+            tracing::info!("stopped before ready");
+            shutdown.cancel();
+            return Ok(());
+        }
+    };
 
     let authenticator = match &operator_auth {
         OperatorAuth::Token { current, previous } => {
@@ -285,7 +304,6 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     ready.store(true, Ordering::SeqCst);
     tracing::info!(role = role.name(), grpc = %args.grpc_addr, http = %args.http_addr, tls = tls.is_some(), "hookline ready");
 
-    tokio::pin!(signal);
     let failure = tokio::select! {
         _ = &mut signal => None,
         Some(done) = tasks.join_next() => Some(match done {
@@ -312,6 +330,41 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         None => {
             tracing::info!("stopped");
             Ok(())
+        }
+    }
+}
+
+/// Why start-up gave up on the config index.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot load tenants from HOOKLINE_CONFIG")]
+    Directory(#[source] hookline_subscriptions::Error),
+    #[error("shut down while waiting for the tenants of HOOKLINE_CONFIG")]
+    ShutDown,
+}
+
+/// Load the tenant index, waiting with back-off while JetStream cannot
+/// serve the config stream (a stream leader being elected, say).
+async fn start_directory(
+    js: &async_nats::jetstream::Context,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Directory> {
+    let mut backoff = hookline_bus::Backoff::new();
+    loop {
+        // Each attempt's follower stops with the attempt if it fails.
+        let attempt = shutdown.child_token();
+        match Directory::start(js, attempt.clone()).await {
+            Ok(directory) => return Ok(directory),
+            Err(e @ hookline_subscriptions::Error::Unavailable(_)) => {
+                attempt.cancel();
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot load tenants yet; waiting for NATS JetStream");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(StartError::ShutDown.into()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => return Err(StartError::Directory(e).into()),
         }
     }
 }
