@@ -143,14 +143,7 @@ pub async fn connect(servers: &NatsServers, name: &str) -> Result<async_nats::Cl
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
-                _ => {}
-            }
-        });
+        .connection_timeout(Duration::from_secs(5));
     if let Some(c) = servers.credentials() {
         options = options.user_and_password(c.user.clone(), c.password.clone());
     }
