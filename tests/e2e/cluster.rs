@@ -81,7 +81,7 @@ async fn succeeded(client: &DeliveryServiceClient<tonic::transport::Channel>, ep
                 tenant_id: "acme".into(),
                 endpoint_id: ep.into(),
                 states: vec![dpb::DeliveryState::Succeeded.into()],
-                page_size: 500,
+                page_size: 200,
                 page_token: token.clone(),
                 ..Default::default()
             })
@@ -305,11 +305,23 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
     let client = DeliveryServiceClient::connect(delivery_b.grpc_url()).await.unwrap();
     for ep in &eps {
         let counted = eventually(Duration::from_secs(90), "the log caught up", || async {
-            Ok(succeeded(&client, ep).await.ok().filter(|n| *n == events))
+            // An error (not a shortfall) ends the wait at once, with its reason.
+            Ok(Some(succeeded(&client, ep).await?).filter(|n| *n == events))
         })
-        .await
-        .unwrap();
-        assert_eq!(counted, events);
+        .await;
+        if let Err(e) = counted {
+            let pool = db.pool().await;
+            let offsets: Vec<(String, i64)> =
+                sqlx::query_as("SELECT projector, last_seq FROM projector_offsets").fetch_all(&pool).await.unwrap();
+            let outcomes = cluster.stream_info("HOOKLINE_OUTCOMES").await.map(|i| i["state"].clone());
+            let mut counts = Vec::new();
+            for ep in &eps {
+                counts.push(succeeded(&client, ep).await.ok());
+            }
+            panic!(
+                "{e}: succeeded per endpoint {counts:?}; offsets {offsets:?}; outcomes stream {outcomes:?}; faults {log:#?}"
+            );
+        }
     }
 
     // The cluster healed: every stream has three current replicas again,
