@@ -176,7 +176,7 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
                         _ => tokio::time::sleep(Duration::from_millis(200)).await,
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         })
     };
@@ -210,14 +210,14 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
     log.push(format!("{:?} n{first} back on an empty store", started.elapsed()));
 
     // 2. A delivery process is SIGKILLed and restarted.
-    wait_published(events * 3 / 10).await;
+    wait_published(events / 4).await;
     delivery_a.kill9();
     log.push(format!("{:?} SIGKILL delivery_a at {} delivered", started.elapsed(), delivered()));
     tokio::time::sleep(Duration::from_secs(1)).await;
     delivery_a.respawn().await.unwrap();
 
     // 3. A second node (not the first one) restarts with its store.
-    wait_published(events * 4 / 10).await;
+    wait_published(events * 35 / 100).await;
     let second = (first + 1) % 3;
     cluster.kill(second);
     log.push(format!("{:?} SIGKILL n{second} at {} delivered", started.elapsed(), delivered()));
@@ -226,14 +226,14 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
     log.push(format!("{:?} n{second} back with its store", started.elapsed()));
 
     // 4. An ingest process is SIGKILLed and restarted.
-    wait_published(events * 6 / 10).await;
+    wait_published(events * 45 / 100).await;
     ingest_a.kill9();
     log.push(format!("{:?} SIGKILL ingest_a at {} published", started.elapsed(), published_count().await));
     tokio::time::sleep(Duration::from_secs(1)).await;
     ingest_a.respawn().await.unwrap();
 
     // 5. The leader of the dispatch stream is asked to step down.
-    wait_published(events * 7 / 10).await;
+    wait_published(events * 55 / 100).await;
     let before = cluster.leader("HOOKLINE_DISPATCH").await.unwrap();
     cluster.step_down("HOOKLINE_DISPATCH").await.unwrap();
     let after = eventually(Duration::from_secs(30), "a new HOOKLINE_DISPATCH leader", || async {
@@ -270,6 +270,19 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
         }
     }
     let most = per_pair.values().max().copied().unwrap_or(0);
+    // When the copies arrived, in seconds since the first fault, and which
+    // receiver got them: duplicates bunched after one fault point at it.
+    let mut copies_at: std::collections::BTreeMap<(usize, u64), usize> = Default::default();
+    for (i, r) in receivers.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for q in r.requests() {
+            if !seen.insert(q.header("webhook-id").unwrap_or_default().to_owned()) {
+                let at = q.received_at.saturating_duration_since(started).as_secs();
+                *copies_at.entry((i, at)).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("cluster: duplicates by (receiver, second): {copies_at:?}");
     eprintln!(
         "cluster: {events} events x 3 endpoints in {:?}; requests {requests}; duplicates {duplicates} \
          (most copies of one pair: {most}); drained {:?} after publishing ended; faults {log:#?}",
@@ -346,7 +359,10 @@ async fn a_service_started_while_the_cluster_is_down_waits_with_back_off_and_bec
     .await
     .unwrap();
     assert_eq!(status, 503, "/readyz while NATS is down");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Past the first JetStream request's timeout (5 s), so a wait is logged,
+    // and early enough that HooklineBuilder's 30 s for readiness covers the
+    // back-off (up to 10 s) plus one more timed-out request.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     assert_eq!(http_get(&readyz).await.unwrap().0, 503, "/readyz while NATS is still down");
     assert!(!starting.is_finished(), "ingest gave up while the cluster was down");
     let t = Instant::now();
