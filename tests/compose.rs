@@ -369,18 +369,33 @@ fn read(rel: &str) -> String {
 }
 
 struct Compose {
+    file: &'static str,
     text: String,
     doc: Yaml,
 }
 
 impl Compose {
+    fn load(file: &'static str) -> Compose {
+        let text = read(file);
+        let doc = Reader::parse(file, &text);
+        Compose { file, text, doc }
+    }
+
+    /// docker-compose.yml: one container per service, one NATS server.
     fn get() -> &'static Compose {
         static C: OnceLock<Compose> = OnceLock::new();
-        C.get_or_init(|| {
-            let text = read("docker-compose.yml");
-            let doc = Reader::parse("docker-compose.yml", &text);
-            Compose { text, doc }
-        })
+        C.get_or_init(|| Compose::load("docker-compose.yml"))
+    }
+
+    /// docker-compose.cluster.yml: three NATS nodes, two containers per service.
+    fn cluster() -> &'static Compose {
+        static C: OnceLock<Compose> = OnceLock::new();
+        C.get_or_init(|| Compose::load("docker-compose.cluster.yml"))
+    }
+
+    /// Both files, for the checks that hold for each.
+    fn both() -> [&'static Compose; 2] {
+        [Compose::get(), Compose::cluster()]
     }
 
     fn services(&self) -> &[(String, Yaml)] {
@@ -585,7 +600,12 @@ const ROLES: [(&str, &[&str]); 3] = [
 
 #[test]
 fn every_hookline_container_runs_a_real_service_role() {
-    let compose = Compose::get();
+    for compose in Compose::both() {
+        every_hookline_container_runs_a_real_service_role_in(compose);
+    }
+}
+
+fn every_hookline_container_runs_a_real_service_role_in(compose: &Compose) {
     let mut roles = BTreeSet::new();
     for (name, s) in compose.hookline() {
         let role = s.role();
@@ -599,7 +619,7 @@ fn every_hookline_container_runs_a_real_service_role() {
         roles.insert(role);
     }
     for (role, needs) in ROLES {
-        assert!(roles.contains(role), "docker-compose.yml: no container runs `hookline {role}`");
+        assert!(roles.contains(role), "{}: no container runs `hookline {role}`", compose.file);
         for (_, s) in compose.hookline().into_iter().filter(|(_, s)| s.role() == role) {
             for key in needs {
                 // Panics naming the service and the key when it is not set.
@@ -611,7 +631,12 @@ fn every_hookline_container_runs_a_real_service_role() {
 
 #[test]
 fn every_hookline_variable_is_accepted_by_its_role_with_its_value() {
-    let compose = Compose::get();
+    for compose in Compose::both() {
+        every_hookline_variable_is_accepted_by_its_role_with_its_value_in(compose);
+    }
+}
+
+fn every_hookline_variable_is_accepted_by_its_role_with_its_value_in(compose: &Compose) {
     for (name, s) in compose.hookline() {
         let role = s.role();
         let help = help(&[&role]).unwrap_or_else(|| panic!("service `{name}`: `hookline {role} --help` fails"));
@@ -660,7 +685,8 @@ fn every_hookline_variable_is_accepted_by_its_role_with_its_value() {
         for word in hookline_names(line) {
             assert!(
                 known.contains(&word) || READ_OUTSIDE_CLAP.contains(&word.as_str()),
-                "docker-compose.yml:{}: `{word}` is neither a setting nor a name hookline knows",
+                "{}:{}: `{word}` is neither a setting nor a name hookline knows",
+                compose.file,
                 no + 1
             );
         }
@@ -669,7 +695,12 @@ fn every_hookline_variable_is_accepted_by_its_role_with_its_value() {
 
 #[test]
 fn hookline_services_authenticate_with_the_operator_token_from_the_env_file() {
-    let compose = Compose::get();
+    for compose in Compose::both() {
+        hookline_services_authenticate_with_the_operator_token_from_the_env_file_in(compose);
+    }
+}
+
+fn hookline_services_authenticate_with_the_operator_token_from_the_env_file_in(compose: &Compose) {
     let generate = r#"printf 'HOOKLINE_OPERATOR_TOKEN=%s\n' "$(head -c32 /dev/urandom | base64)" > .env"#;
     assert!(compose.text.contains(generate), "docker-compose.yml tells how to generate .env: {generate}");
     for (name, s) in compose.hookline() {
@@ -692,7 +723,12 @@ fn hookline_services_authenticate_with_the_operator_token_from_the_env_file() {
 
 #[test]
 fn hookline_containers_publish_the_ports_they_listen_on() {
-    let compose = Compose::get();
+    for compose in Compose::both() {
+        hookline_containers_publish_the_ports_they_listen_on_in(compose);
+    }
+}
+
+fn hookline_containers_publish_the_ports_they_listen_on_in(compose: &Compose) {
     for (name, s) in compose.hookline() {
         let (grpc, http) = (s.addr("HOOKLINE_GRPC_ADDR"), s.addr("HOOKLINE_HTTP_ADDR"));
         for (key, addr) in [("HOOKLINE_GRPC_ADDR", grpc), ("HOOKLINE_HTTP_ADDR", http)] {
@@ -725,7 +761,12 @@ fn hookline_containers_publish_the_ports_they_listen_on() {
 
 #[test]
 fn hookline_health_checks_ask_readyz_on_the_http_port() {
-    let compose = Compose::get();
+    for compose in Compose::both() {
+        hookline_health_checks_ask_readyz_on_the_http_port_in(compose);
+    }
+}
+
+fn hookline_health_checks_ask_readyz_on_the_http_port_in(compose: &Compose) {
     let dockerfile = read("Dockerfile");
     for (name, s) in compose.hookline() {
         let http = s.addr("HOOKLINE_HTTP_ADDR").port();
@@ -767,13 +808,25 @@ fn hookline_health_checks_ask_readyz_on_the_http_port() {
 
 #[test]
 fn hookline_urls_name_services_they_depend_on() {
-    let compose = Compose::get();
+    for compose in Compose::both() {
+        hookline_urls_name_services_they_depend_on_in(compose);
+    }
+}
+
+fn hookline_urls_name_services_they_depend_on_in(compose: &Compose) {
     let grpc_port = |svc: &str| {
         compose.hookline().into_iter().find(|(n, _)| *n == svc).map(|(_, s)| s.addr("HOOKLINE_GRPC_ADDR").port())
     };
     for (name, s) in compose.hookline() {
         let deps = s.depends_on();
-        for (key, value) in s.env().iter().filter(|(k, _)| k.ends_with("_URL")) {
+        // HOOKLINE_NATS_URL may list several servers, comma separated.
+        let urls: Vec<(String, String)> = s
+            .env()
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("_URL"))
+            .flat_map(|(k, v)| v.split(',').map(|u| (k.clone(), u.trim().to_owned())).collect::<Vec<_>>())
+            .collect();
+        for (key, value) in &urls {
             let (host, port, _) = split_url(value)
                 .unwrap_or_else(|| panic!("service `{name}`: environment `{key}`: `{value}` has no host:port"));
             assert!(
@@ -796,7 +849,12 @@ fn hookline_urls_name_services_they_depend_on() {
 
 #[test]
 fn delivery_address_openings_are_exactly_the_compose_network() {
-    let compose = Compose::get();
+    for compose in Compose::both() {
+        delivery_address_openings_are_exactly_the_compose_network_in(compose);
+    }
+}
+
+fn delivery_address_openings_are_exactly_the_compose_network_in(compose: &Compose) {
     let subnets: BTreeSet<String> = compose
         .doc
         .get("networks")
@@ -1002,9 +1060,98 @@ fn nats_runs_the_shipped_accounts_and_the_services_log_in_as_their_user() {
     }
 }
 
+/// The cluster file runs three NATS nodes on deploy/nats/cluster.conf whose
+/// routes name exactly those nodes, each with its own server name and its
+/// store on its own volume, on the nats-server release the tests run
+/// (scripts/test.sh); every Hookline service runs at least twice, lists every
+/// node in HOOKLINE_NATS_URL with the services' user, and asks for as many
+/// stream replicas as there are nodes.
+#[test]
+fn the_cluster_file_runs_three_routed_nats_nodes_and_every_service_twice_on_all_of_them() {
+    let compose = Compose::cluster();
+    let nodes: Vec<Service<'_>> = compose
+        .services()
+        .iter()
+        .filter(|(_, s)| s.get("image").and_then(Yaml::str).is_some_and(|i| i.starts_with("nats:")))
+        .map(|(n, s)| Service { name: n, yaml: s })
+        .collect();
+    let names: BTreeSet<String> = nodes.iter().map(|n| n.name.to_owned()).collect();
+    assert_eq!(nodes.len(), 3, "{}: NATS nodes {names:?}", compose.file);
+    let script = read("scripts/test.sh");
+    let tested = script
+        .lines()
+        .find_map(|l| l.strip_prefix("NATS_VERSION="))
+        .expect("scripts/test.sh sets NATS_VERSION")
+        .trim()
+        .to_owned();
+    let main_image = Compose::get().by_image("nats:").yaml.get("image").and_then(Yaml::str).unwrap_or_default();
+    assert!(
+        main_image.starts_with(&format!("nats:{tested}")),
+        "docker-compose.yml runs {main_image}, tests run {tested}"
+    );
+    let conf = read("deploy/nats/cluster.conf");
+    let routes: BTreeSet<String> = conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nats-route://"))
+        .filter_map(|r| r.split(':').next().map(str::to_owned))
+        .collect();
+    assert_eq!(routes, names, "deploy/nats/cluster.conf routes to {routes:?}, the cluster file runs {names:?}");
+    assert!(conf.contains("include ./hookline.conf"), "deploy/nats/cluster.conf takes the accounts of hookline.conf");
+    let mut volumes = BTreeSet::new();
+    for node in &nodes {
+        let image = node.yaml.get("image").and_then(Yaml::str).unwrap_or_default();
+        assert_eq!(image, main_image, "service `{}`: runs {image}, docker-compose.yml {main_image}", node.name);
+        let cmd = node.yaml.get("command").and_then(Yaml::strings).unwrap_or_default();
+        let conf_at = cmd.iter().skip_while(|a| *a != "-c").nth(1).cloned().unwrap_or_default();
+        assert_eq!(
+            node.host_path(&conf_at),
+            Some(root().join("./deploy/nats").join("cluster.conf")),
+            "service `{}`: {conf_at} is not deploy/nats/cluster.conf",
+            node.name
+        );
+        assert_eq!(node.setting("NATS_SERVER_NAME"), node.name, "service `{}`: NATS_SERVER_NAME", node.name);
+        let data = node.yaml.get("volumes").and_then(Yaml::strings).unwrap_or_default();
+        let named = data.iter().find(|v| v.ends_with(":/data") && !v.starts_with('.'));
+        let named = named.unwrap_or_else(|| panic!("service `{}`: no named volume on /data: {data:?}", node.name));
+        assert!(volumes.insert(named.clone()), "service `{}`: shares its store volume {named}", node.name);
+    }
+    let hookline_conf = read("deploy/nats/hookline.conf");
+    let mut per_role = BTreeMap::<String, usize>::new();
+    for (name, s) in compose.hookline() {
+        *per_role.entry(s.role()).or_default() += 1;
+        assert_eq!(s.setting("HOOKLINE_STREAM_REPLICAS"), nodes.len().to_string(), "service `{name}`");
+        let urls = s.setting("HOOKLINE_NATS_URL");
+        let hosts: BTreeSet<String> =
+            urls.split(',').filter_map(|u| split_url(u.trim())).map(|(host, _, _)| host).collect();
+        assert_eq!(hosts, names, "service `{name}`: HOOKLINE_NATS_URL lists {hosts:?}, not every node");
+        for url in urls.split(',') {
+            let userinfo = url.split_once("://").and_then(|(_, r)| r.rsplit_once('@')).map(|(u, _)| u);
+            let (user, password) = userinfo
+                .and_then(|u| u.split_once(':'))
+                .unwrap_or_else(|| panic!("service `{name}`: {url} has no user:password@"));
+            assert!(
+                hookline_conf.contains(&format!("{{ user: {user}, password: \"{password}\" }}")),
+                "service `{name}`: {url} logs in as `{user}` with a password deploy/nats/hookline.conf does not give it"
+            );
+        }
+    }
+    for (role, _) in ROLES {
+        assert!(
+            per_role.get(role).copied().unwrap_or(0) >= 2,
+            "{}: fewer than two `{role}`: {per_role:?}",
+            compose.file
+        );
+    }
+}
+
 #[test]
 fn bind_mounts_exist() {
-    let compose = Compose::get();
+    for compose in Compose::both() {
+        bind_mounts_exist_in(compose);
+    }
+}
+
+fn bind_mounts_exist_in(compose: &Compose) {
     for (name, s) in compose.services() {
         for (host, container) in (Service { name, yaml: s }).mounts() {
             assert!(

@@ -41,6 +41,8 @@ use tokio::{
 use tonic::transport::Channel;
 pub mod dns;
 
+pub mod cluster;
+
 // ---------------------------------------------------------------- helpers
 
 /// A loopback port nobody listens on right now (bind :0, read, release), for
@@ -228,8 +230,6 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, String)> {
 
 // ------------------------------------------------------------------- NATS
 
-const NATS_BIN: &str = "/usr/sbin/nats-server";
-
 /// A private `nats-server -js` per test, so streams and consumers never leak
 /// between tests. Killed, and its store and log removed, on drop.
 pub struct NatsServer {
@@ -254,16 +254,16 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let bin = if Path::new(NATS_BIN).exists() { NATS_BIN } else { "nats-server" };
+        let bin = cluster::nats_server_bin();
         let log = append(&self.log_path())?;
-        let mut child = Command::new(bin)
+        let mut child = Command::new(&bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(self.dir.join("store"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("starting nats-server (apt-get install nats-server)")?;
+            .with_context(|| format!("starting {} (scripts/test.sh installs nats-server)", bin.display()))?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait()? {

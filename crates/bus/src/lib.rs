@@ -104,37 +104,59 @@ pub fn tenant_of(subject: &str) -> Option<&str> {
     subject.split('.').nth(2)
 }
 
+mod servers;
+mod setup;
+
+pub use servers::{Credentials, NatsServers, NatsUrlError, mask_url_list};
+pub use setup::{Backoff, BadReplicas, Retry, StreamReplicas, StreamRequestError, chain};
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    #[error(transparent)]
+    NatsUrl(#[from] NatsUrlError),
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect { url: String, source: async_nats::ConnectError },
     #[error("cannot set up stream {stream}: {message}")]
     Stream { stream: &'static str, message: String },
+    #[error("cannot set up stream {stream}")]
+    StreamSetup {
+        stream: &'static str,
+        #[source]
+        source: StreamRequestError,
+    },
+    #[error(
+        "HOOKLINE_STREAM_REPLICAS={replicas}: stream {stream} cannot have {replicas} replicas on this NATS \
+         (a single server holds 1; a cluster needs at least as many JetStream nodes as replicas)"
+    )]
+    Replicas {
+        stream: &'static str,
+        replicas: usize,
+        #[source]
+        source: StreamRequestError,
+    },
+    #[error("shut down while waiting for NATS JetStream ({waiting_for})")]
+    ShutDown { waiting_for: &'static str },
     #[error("cannot set up consumer {consumer} on {stream}: {message}")]
     Consumer { stream: &'static str, consumer: &'static str, message: String },
 }
 
-/// Connect to NATS; the client reconnects by itself afterwards. A
-/// `user:password@` in the URL logs in as that NATS user (see
-/// deploy/nats/hookline.conf); the password never appears in errors.
-pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    let (address, credentials) = split_credentials(url);
+/// Connect to NATS; the client reconnects by itself afterwards, to any
+/// listed server or any server the cluster announces. The first connection
+/// is made in the background too (`retry_on_initial_connect`), so a service
+/// starts while NATS is still down; requests made meanwhile time out and
+/// [`ensure_streams`] waits for them. A `user:password@` in the URLs logs in
+/// as that NATS user (see deploy/nats/hookline.conf); the password never
+/// appears in errors or logs.
+pub async fn connect(servers: &NatsServers, name: &str) -> Result<async_nats::Client, BusError> {
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5));
-    if let Some((user, password)) = credentials {
-        options = options.user_and_password(user, password);
+    if let Some(c) = servers.credentials() {
+        options = options.user_and_password(c.user.clone(), c.password.clone());
     }
-    options.connect(address.as_str()).await.map_err(|source| BusError::Connect { url: address.clone(), source })
-}
-
-/// `nats://user:pw@host:4222` → (`nats://host:4222`, Some((user, pw))).
-fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
-    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else { return (url.to_owned(), None) };
-    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    (format!("{scheme}://{host}"), Some((user.to_owned(), password.to_owned())))
+    tracing::info!(servers = %servers, "connecting to NATS");
+    options.connect(servers.addrs()).await.map_err(|source| BusError::Connect { url: servers.to_string(), source })
 }
 
 /// Retention settings an operator may tune.
@@ -198,38 +220,107 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
 pub const ALL_STREAMS: [&str; 7] =
     [INTAKE_STREAM, EVENTS_STREAM, REJECTED_STREAM, CONFIG_STREAM, DISPATCH_STREAM, OUTCOMES_STREAM, PARKED_STREAM];
 
-/// Create every stream that is missing. Existing streams are left as they
-/// are (an operator's replicas or limits survive restarts), except that with
-/// `apply_retention` (the delivery role, which owns archiving) HOOKLINE_EVENTS
-/// follows the configured archive age, and that HOOKLINE_INTAKE takes no
-/// message above [`INTAKE_MAX_MESSAGE_BYTES`] (streams made before the limit
-/// have none).
-pub async fn ensure_streams(js: &Context, retention: &Retention, apply_retention: bool) -> Result<(), BusError> {
+/// How [`ensure_streams`] sets streams up.
+#[derive(Debug, Clone, Default)]
+pub struct StreamSettings {
+    pub retention: Retention,
+    /// `HOOKLINE_STREAM_REPLICAS`: `None` creates streams with one replica
+    /// and leaves existing streams' replicas as they are (an operator's
+    /// choice survives restarts); `Some(n)` creates them with `n` and
+    /// changes existing ones to `n`.
+    pub replicas: Option<StreamReplicas>,
+    /// Apply the archive age to an existing HOOKLINE_EVENTS (the delivery
+    /// role, which owns archiving).
+    pub apply_retention: bool,
+}
+
+/// Create every stream that is missing and apply the replicas (and, for
+/// the delivery role, the archive age) to existing ones. Other settings of
+/// existing streams are left as they are.
+///
+/// Waits while NATS or JetStream is unavailable (not connected yet, no
+/// meta leader, a stream leader being elected), with a logged back-off of
+/// 0.5 s doubling to 10 s, until `shutdown`. Safe when several processes
+/// start at once: a write that loses a race is retried after reading the
+/// stream again, and writing the same settings twice changes nothing.
+pub async fn ensure_streams(
+    js: &Context,
+    settings: &StreamSettings,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<(), BusError> {
     for name in ALL_STREAMS {
-        let config = stream_config(name, retention);
-        let err = |e: &dyn std::fmt::Display| BusError::Stream { stream: name, message: e.to_string() };
-        let mut stream = js.get_or_create_stream(config.clone()).await.map_err(|e| err(&e))?;
-        if name == EVENTS_STREAM && apply_retention {
-            let current = stream.info().await.map_err(|e| err(&e))?.config.clone();
-            if current.max_age != config.max_age {
-                tracing::info!(stream = name, max_age = ?config.max_age, "applying HOOKLINE_ARCHIVE_AFTER to the stream");
-                let updated =
-                    stream::Config { max_age: config.max_age, duplicate_window: config.duplicate_window, ..current };
-                js.update_stream(updated).await.map_err(|e| err(&e))?;
-            }
-        }
-        if name == INTAKE_STREAM {
-            let current = stream.info().await.map_err(|e| err(&e))?.config.clone();
-            if !(1..=INTAKE_MAX_MESSAGE_BYTES).contains(&current.max_message_size) {
-                tracing::info!(
+        let mut backoff = Backoff::new();
+        let mut short_of_nodes_since = None;
+        loop {
+            let source = match ensure_stream(js, name, settings).await {
+                Ok(()) => break,
+                Err(source) => source,
+            };
+            let replicas = settings.replicas.unwrap_or_default().get();
+            let wait = backoff.next_wait();
+            match source.retry() {
+                Retry::Fatal if replicas > 1 && is_replicas_refusal(&source) => {
+                    return Err(BusError::Replicas { stream: name, replicas, source });
+                }
+                Retry::Fatal => return Err(BusError::StreamSetup { stream: name, source }),
+                Retry::Capacity => {
+                    let since = *short_of_nodes_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= setup::CAPACITY_PATIENCE {
+                        return Err(BusError::Replicas { stream: name, replicas, source });
+                    }
+                    tracing::warn!(
+                        stream = name,
+                        replicas,
+                        error = %chain(&source),
+                        retry_in = ?wait,
+                        "too few JetStream nodes for HOOKLINE_STREAM_REPLICAS yet; waiting for nodes to join"
+                    );
+                }
+                Retry::Conflict => {
+                    tracing::info!(stream = name, error = %chain(&source), "stream changed meanwhile; reading it again");
+                }
+                Retry::Transient => tracing::warn!(
                     stream = name,
-                    max_message_size = INTAKE_MAX_MESSAGE_BYTES,
-                    "limiting intake message size"
-                );
-                let updated = stream::Config { max_message_size: INTAKE_MAX_MESSAGE_BYTES, ..current };
-                js.update_stream(updated).await.map_err(|e| err(&e))?;
+                    error = %chain(&source),
+                    retry_in = ?wait,
+                    "NATS JetStream not ready; waiting"
+                ),
+            }
+            if !setup::pause(wait, shutdown).await {
+                return Err(BusError::ShutDown { waiting_for: "stream set-up" });
             }
         }
+    }
+    Ok(())
+}
+
+fn is_replicas_refusal(e: &StreamRequestError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    let js = match e {
+        StreamRequestError::Create(e) | StreamRequestError::Update(e) => match e.kind() {
+            async_nats::jetstream::context::CreateStreamErrorKind::JetStream(js) => js,
+            _ => return false,
+        },
+        StreamRequestError::Info(_) => return false,
+    };
+    matches!(js.error_code(), ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED | ErrorCode::INSUFFICIENT_RESOURCES)
+        || js.to_string().contains("replicas")
+}
+
+async fn ensure_stream(js: &Context, name: &'static str, settings: &StreamSettings) -> Result<(), StreamRequestError> {
+    let config = stream_config(name, &settings.retention);
+    let current = setup::create_or_scale(js, &config, settings.replicas).await?;
+    if name == EVENTS_STREAM && settings.apply_retention && current.max_age != config.max_age {
+        tracing::info!(stream = name, max_age = ?config.max_age, "applying HOOKLINE_ARCHIVE_AFTER to the stream");
+        let updated = stream::Config { max_age: config.max_age, duplicate_window: config.duplicate_window, ..current };
+        js.update_stream(updated).await.map_err(StreamRequestError::Update)?;
+        return Ok(());
+    }
+    // Intake streams made before the limit have none (or a larger one).
+    if name == INTAKE_STREAM && !(1..=INTAKE_MAX_MESSAGE_BYTES).contains(&current.max_message_size) {
+        tracing::info!(stream = name, max_message_size = INTAKE_MAX_MESSAGE_BYTES, "limiting intake message size");
+        let updated = stream::Config { max_message_size: INTAKE_MAX_MESSAGE_BYTES, ..current };
+        js.update_stream(updated).await.map_err(StreamRequestError::Update)?;
     }
     Ok(())
 }
@@ -269,10 +360,29 @@ pub async fn durable(
     config: pull::Config,
 ) -> Result<consumer::Consumer<pull::Config>, BusError> {
     let err = |message: String| BusError::Consumer { stream, consumer, message };
-    let s = js.get_stream(stream).await.map_err(|e| err(e.to_string()))?;
     let config = pull::Config { durable_name: Some(consumer.to_owned()), ..config };
-    s.create_consumer(config).await.map_err(|e| err(e.to_string()))
+    // Right after start-up, or while a stream leader is being elected, the
+    // request may go unanswered for a few seconds: retry for a while.
+    let (mut backoff, started) = (Backoff::new(), std::time::Instant::now());
+    loop {
+        let attempt = async {
+            let s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+            s.create_consumer(config.clone()).await.map_err(|e| e.to_string())
+        };
+        match attempt.await {
+            Ok(c) => return Ok(c),
+            Err(message) if started.elapsed() > CONSUMER_PATIENCE => return Err(err(message)),
+            Err(message) => {
+                let wait = backoff.next_wait();
+                tracing::warn!(stream, consumer, error = %message, retry_in = ?wait, "cannot bind the consumer yet; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
 }
+
+/// How long [`durable`] retries before its caller sees the error.
+const CONSUMER_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Header value as text.
 pub fn header<'a>(headers: Option<&'a async_nats::HeaderMap>, name: &str) -> Option<&'a str> {

@@ -124,6 +124,7 @@ pub fn show(
             .map(|v| v.to_string_lossy().into_owned())
             .unwrap_or_default();
         let value = if id.contains("url") {
+            // HOOKLINE_NATS_URL may list several servers, each with its password.
             mask_url(&value)
         } else if arg.is_hide_env_values_set() && !value.is_empty() {
             // The settings that hide their values in `--help` are the secrets.
@@ -149,21 +150,20 @@ pub fn show(
         }
     }
     // The token's own rules; whether one is required depends on the role.
-    if let Err(e) = service.delivery(false, None).and_then(|_| service.operator_auth(true).map(drop)) {
+    let servers = hookline_bus::NatsServers::parse(&service.nats_url).map(drop).map_err(|e| e.to_string());
+    if let Err(e) =
+        servers.and_then(|_| service.delivery(false, None)).and_then(|_| service.operator_auth(true).map(drop))
+    {
         eprintln!("error: {e}");
         return std::process::ExitCode::FAILURE;
     }
     std::process::ExitCode::SUCCESS
 }
 
-/// Mask the password of a URL such as `postgres://user:secret@host/db`.
+/// Mask the password of a URL such as `postgres://user:secret@host/db`,
+/// or of every URL of a comma-separated list (HOOKLINE_NATS_URL).
 pub fn mask_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
-        None => url.to_owned(),
-    }
+    hookline_bus::mask_url_list(url)
 }
 
 #[cfg(test)]
@@ -175,6 +175,19 @@ mod tests {
         assert_eq!(mask_url("postgres://app:s3cret@db:5432/hookline"), "postgres://app:********@db:5432/hookline");
         assert_eq!(mask_url("smtp://relay:587"), "smtp://relay:587");
         assert_eq!(mask_url("postgres://postgres@127.0.0.1/hookline"), "postgres://postgres@127.0.0.1/hookline");
+    }
+
+    #[test]
+    fn every_url_of_a_nats_server_list_is_masked() {
+        assert_eq!(
+            mask_url("nats://h:pw1@a:4222,nats://h:pw1@b:4222"),
+            "nats://h:********@a:4222,nats://h:********@b:4222"
+        );
+    }
+
+    #[test]
+    fn stream_replicas_is_a_known_key() {
+        assert!(known_env().contains("HOOKLINE_STREAM_REPLICAS"));
     }
 
     #[test]

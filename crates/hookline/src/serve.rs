@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
 use axum::{Router, http::StatusCode, routing::get};
-use hookline_bus::Retention;
+use hookline_bus::{Retention, StreamSettings};
 use hookline_delivery::{DeliveryApi, DeliverySettings};
 use hookline_ingest::{Appender, IngestApi};
 use hookline_proto::{
@@ -79,9 +79,12 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     if !hookline_domain::seal::enabled() {
         tracing::warn!("HOOKLINE_MASTER_KEY is not set: endpoint secrets are stored in clear");
     }
+    let nats_servers = hookline_bus::NatsServers::parse(&args.nats_url)?;
     let shutdown = CancellationToken::new();
     // The HTTP and gRPC servers stop only after the drain, so probes see it.
     let serving = CancellationToken::new();
+    // A stop asked for while start-up still waits for NATS ends the wait.
+    tokio::pin!(signal);
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let mut servers: JoinSet<anyhow::Result<()>> = JoinSet::new();
 
@@ -89,7 +92,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     let http = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("HOOKLINE_HTTP_ADDR: cannot listen on {}", args.http_addr))?;
-    let nats_client = hookline_bus::connect(&args.nats_url, &format!("hookline-{}", role.name())).await?;
+    let nats_client = hookline_bus::connect(&nats_servers, &format!("hookline-{}", role.name())).await?;
     let postgres: Arc<std::sync::OnceLock<sqlx::PgPool>> = Arc::default();
     let needs_postgres = role.has(Role::Delivery);
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -116,10 +119,26 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     }
 
     let js = hookline_bus::jetstream(nats_client.clone());
-    // Delivery owns archiving, so only it applies HOOKLINE_ARCHIVE_AFTER to an existing stream.
-    hookline_bus::ensure_streams(&js, &Retention { events_max_age: args.archive_after }, role.has(Role::Delivery))
-        .await?;
-    let directory = Directory::start(&js, shutdown.clone()).await?;
+    let streams = StreamSettings {
+        retention: Retention { events_max_age: args.archive_after },
+        replicas: args.stream_replicas,
+        // Delivery owns archiving, so only it applies HOOKLINE_ARCHIVE_AFTER to an existing stream.
+        apply_retention: role.has(Role::Delivery),
+    };
+    // Both steps wait (logged, with back-off) while NATS or its JetStream
+    // meta leader is unavailable; /readyz answers 503 meanwhile.
+    let start_up = async {
+        hookline_bus::ensure_streams(&js, &streams, &shutdown).await?;
+        start_directory(&js, &shutdown).await
+    };
+    let directory = tokio::select! {
+        directory = start_up => directory?,
+        _ = &mut signal => {
+            tracing::info!("stopped before ready");
+            shutdown.cancel();
+            return Ok(());
+        }
+    };
 
     let authenticator = match &operator_auth {
         OperatorAuth::Token { current, previous } => {
@@ -291,7 +310,6 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     readiness.started().await;
     tracing::info!(role = role.name(), grpc = %args.grpc_addr, http = %args.http_addr, tls = tls.is_some(), "hookline ready");
 
-    tokio::pin!(signal);
     let stopped = |done: Result<anyhow::Result<()>, tokio::task::JoinError>| match done {
         Ok(Ok(())) => anyhow::anyhow!("a service task stopped unexpectedly"),
         Ok(Err(e)) => e,
@@ -327,6 +345,41 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         None => {
             tracing::info!("stopped");
             Ok(())
+        }
+    }
+}
+
+/// Why start-up gave up on the config index.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot load tenants from HOOKLINE_CONFIG")]
+    Directory(#[source] hookline_subscriptions::Error),
+    #[error("shut down while waiting for the tenants of HOOKLINE_CONFIG")]
+    ShutDown,
+}
+
+/// Load the tenant index, waiting with back-off while JetStream cannot
+/// serve the config stream (a stream leader being elected, say).
+async fn start_directory(
+    js: &async_nats::jetstream::Context,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Directory> {
+    let mut backoff = hookline_bus::Backoff::new();
+    loop {
+        // Each attempt's follower stops with the attempt if it fails.
+        let attempt = shutdown.child_token();
+        match Directory::start(js, attempt.clone()).await {
+            Ok(directory) => return Ok(directory),
+            Err(e @ hookline_subscriptions::Error::Unavailable(_)) => {
+                attempt.cancel();
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot load tenants yet; waiting for NATS JetStream");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(StartError::ShutDown.into()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => return Err(StartError::Directory(e).into()),
         }
     }
 }

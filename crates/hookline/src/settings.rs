@@ -30,9 +30,18 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
-    /// NATS server with JetStream.
+    /// NATS server with JetStream, or several servers of a cluster, comma
+    /// separated (`nats://a:4222,nats://b:4222,nats://c:4222`); the client
+    /// reconnects to any of them and to servers the cluster announces. A
+    /// `user:password@` must be the same in every URL of the list.
     #[arg(long, env = "HOOKLINE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// Replicas of every Hookline stream: 1, 3 or 5 (3 and 5 need a NATS
+    /// cluster of at least that many nodes). Streams are created with it, and
+    /// existing streams are changed to it at start. Unset: new streams get 1
+    /// replica and existing streams keep theirs. Set the same on every service.
+    #[arg(long, env = "HOOKLINE_STREAM_REPLICAS")]
+    pub stream_replicas: Option<hookline_bus::StreamReplicas>,
     /// Postgres for projections; the database is created if missing.
     #[arg(long, env = "HOOKLINE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/hookline")]
     pub database_url: String,

@@ -1,0 +1,417 @@
+//! Issue 17: Hookline on a three-node NATS JetStream cluster with streams of
+//! three replicas, two or more processes of every service. Nodes die (one
+//! with its disk), leaders move, services crash and restart, and afterwards
+//! nothing is lost: every (event, endpoint) pair arrived, the delivery log
+//! agrees, and every stream has three current replicas again. Also: a
+//! service started before the cluster waits for it instead of exiting, and
+//! HOOKLINE_STREAM_REPLICAS scales existing streams.
+//!
+//! CI runs 800 events; the full run is
+//! `HOOKLINE_CLUSTER_EVENTS=10000 cargo test -p hookline-e2e --test e2e cluster -- --nocapture`.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use hookline_e2e::{
+    HooklineBuilder, NatsServer, Receiver, TestDb, cluster::NatsCluster, eventually, free_port, http_get,
+};
+use hookline_proto::{
+    delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient},
+    ingest::v1::{PublishBatchRequest, ingest_service_client::IngestServiceClient},
+    subscriptions::v1::{self as spb, PayloadLayout, Plan},
+};
+use serde_json::json;
+
+use crate::common::*;
+
+const STREAMS: [&str; 7] = [
+    "HOOKLINE_INTAKE",
+    "HOOKLINE_EVENTS",
+    "HOOKLINE_REJECTED",
+    "HOOKLINE_CONFIG",
+    "HOOKLINE_DISPATCH",
+    "HOOKLINE_OUTCOMES",
+    "HOOKLINE_PARKED",
+];
+
+/// Each process gets the server list in its own order, so they spread over
+/// the nodes and each meets a dead first entry at some point.
+const ORDERS: [[usize; 3]; 3] = [[0, 1, 2], [1, 2, 0], [2, 0, 1]];
+
+fn role(cluster: &NatsCluster, db: &TestDb, role: &str, order: usize) -> HooklineBuilder {
+    HooklineBuilder::new(role)
+        .env("HOOKLINE_NATS_URL", &cluster.urls(&ORDERS[order % 3]))
+        .env("HOOKLINE_STREAM_REPLICAS", "3")
+        .env("HOOKLINE_DATABASE_URL", db.url())
+        .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
+        .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s,2s,4s,8s,8s,8s,8s,8s,8s,8s,8s")
+        .env("HOOKLINE_REQUEST_TIMEOUT", "2s")
+        .env("HOOKLINE_ACK_WAIT", "5s")
+        .env("HOOKLINE_TENANT_RATE", "0")
+        .env("HOOKLINE_BREAKER_THRESHOLD", "1000")
+        .env("HOOKLINE_DELIVERY_CONCURRENCY", "64")
+        .env("HOOKLINE_LOG", "warn,hookline=info")
+}
+
+fn env_or(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn wait_all_replicas_current(cluster: &NatsCluster, timeout: Duration) -> anyhow::Result<()> {
+    for stream in STREAMS {
+        eventually(timeout, &format!("{stream} with 3 current replicas"), || async move {
+            Ok(cluster.replicas(stream).await.ok().filter(|r| *r == (3, 3)).map(drop))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Succeeded deliveries of one endpoint in the log, by event id.
+async fn succeeded(client: &DeliveryServiceClient<tonic::transport::Channel>, ep: &str) -> anyhow::Result<usize> {
+    let mut client = client.clone();
+    let mut seen = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let r = client
+            .list_deliveries(dpb::ListDeliveriesRequest {
+                tenant_id: "acme".into(),
+                endpoint_id: ep.into(),
+                states: vec![dpb::DeliveryState::Succeeded.into()],
+                page_size: 200,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        seen.extend(r.deliveries.into_iter().map(|d| d.event_id));
+        if r.next_page_token.is_empty() {
+            return Ok(seen.len());
+        }
+        token = r.next_page_token;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader_dies_with_its_disk() {
+    let events = env_or("HOOKLINE_CLUSTER_EVENTS", 800);
+    let mut cluster = NatsCluster::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    let subs_a = role(&cluster, &db, "subscriptions", 0).spawn().await.unwrap();
+    let subs_b = role(&cluster, &db, "subscriptions", 1).spawn().await.unwrap();
+    let mut ingest_a = role(&cluster, &db, "ingest", 1).spawn().await.unwrap();
+    let ingest_b = role(&cluster, &db, "ingest", 2).spawn().await.unwrap();
+    let mut delivery_a =
+        role(&cluster, &db, "delivery", 2).env("HOOKLINE_SUBSCRIPTIONS_URL", &subs_a.grpc_url()).spawn().await.unwrap();
+    let delivery_b =
+        role(&cluster, &db, "delivery", 0).env("HOOKLINE_SUBSCRIPTIONS_URL", &subs_b.grpc_url()).spawn().await.unwrap();
+    for stream in STREAMS {
+        assert_eq!(cluster.replicas(stream).await.unwrap().0, 3, "{stream} is created with 3 replicas");
+    }
+
+    // Tenant and endpoints through one subscriptions process; both must
+    // resolve them before anything is published.
+    let receivers = [Receiver::start().await, Receiver::start().await, Receiver::start().await];
+    let mut subs = subs_a.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    let mut eps = Vec::new();
+    for r in &receivers {
+        eps.push(endpoint(&mut subs, "acme", &r.url(), &[], PayloadLayout::Envelope).await.0);
+    }
+    for s in [&subs_a, &subs_b] {
+        let client = s.subscriptions_client().await;
+        eventually(Duration::from_secs(20), "both subscriptions resolve the 3 endpoints", || {
+            let mut client = client.clone();
+            async move {
+                let r = client
+                    .resolve(spb::ResolveRequest {
+                        tenant_id: "acme".into(),
+                        event_type: "customer.updated".into(),
+                        include_disabled: false,
+                    })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (r.endpoints.len() == 3).then_some(())
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    // Publisher: batches of 20 with idempotency keys, paced so that events
+    // are in flight during every fault, alternating between the two ingest
+    // processes and moving on to the other one when a call fails.
+    let ingest_urls = [ingest_a.grpc_url(), ingest_b.grpc_url()];
+    let published: Arc<tokio::sync::Mutex<HashSet<String>>> = Arc::default();
+    let publisher = {
+        let published = published.clone();
+        tokio::spawn(async move {
+            let mut next = 0usize;
+            for batch in 0..events.div_ceil(20) {
+                let req = PublishBatchRequest {
+                    events: (0..20.min(events - batch * 20))
+                        .map(|i| {
+                            let mut e = fresh("customer.updated");
+                            e["idempotency_key"] = json!(format!("cluster-{batch}-{i}"));
+                            json_request("acme", &e)
+                        })
+                        .collect(),
+                };
+                loop {
+                    let url = ingest_urls[next % 2].clone();
+                    next += 1;
+                    let attempt = async {
+                        let mut c = IngestServiceClient::connect(url).await?;
+                        Ok::<_, anyhow::Error>(c.publish_batch(req.clone()).await?.into_inner())
+                    };
+                    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+                        Ok(Ok(r)) => {
+                            published.lock().await.extend(r.results.into_iter().map(|r| r.event_id));
+                            break;
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let published_count = || async { published.lock().await.len() };
+    let wait_published = |n: usize| {
+        let published = published.clone();
+        async move {
+            while published.lock().await.len() < n {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let delivered = || receivers.iter().map(|r| r.count()).sum::<usize>();
+    let mut log = Vec::new();
+    let started = Instant::now();
+
+    // 1. The node leading HOOKLINE_EVENTS dies and comes back with an empty disk.
+    wait_published(events / 10).await;
+    let first = cluster.leader("HOOKLINE_EVENTS").await.unwrap().expect("HOOKLINE_EVENTS has a leader");
+    cluster.kill(first);
+    log.push(format!("{:?} SIGKILL n{first} (HOOKLINE_EVENTS leader) at {} delivered", started.elapsed(), delivered()));
+    let t = Instant::now();
+    let new_leader = eventually(Duration::from_secs(30), "a new HOOKLINE_EVENTS leader", || async {
+        Ok(cluster.leader("HOOKLINE_EVENTS").await.ok().flatten().filter(|l| *l != first))
+    })
+    .await
+    .unwrap();
+    log.push(format!("n{new_leader} leads HOOKLINE_EVENTS after {:?}", t.elapsed()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.restart_empty(first).unwrap();
+    log.push(format!("{:?} n{first} back on an empty store", started.elapsed()));
+
+    // 2. A delivery process is SIGKILLed and restarted.
+    wait_published(events / 4).await;
+    delivery_a.kill9();
+    log.push(format!("{:?} SIGKILL delivery_a at {} delivered", started.elapsed(), delivered()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    delivery_a.respawn().await.unwrap();
+
+    // 3. A second node (not the first one) restarts with its store.
+    wait_published(events * 35 / 100).await;
+    let second = (first + 1) % 3;
+    cluster.kill(second);
+    log.push(format!("{:?} SIGKILL n{second} at {} delivered", started.elapsed(), delivered()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.restart(second).unwrap();
+    log.push(format!("{:?} n{second} back with its store", started.elapsed()));
+
+    // 4. An ingest process is SIGKILLed and restarted.
+    wait_published(events * 45 / 100).await;
+    ingest_a.kill9();
+    log.push(format!("{:?} SIGKILL ingest_a at {} published", started.elapsed(), published_count().await));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ingest_a.respawn().await.unwrap();
+
+    // 5. The leader of the dispatch stream is asked to step down.
+    wait_published(events * 55 / 100).await;
+    let before = cluster.leader("HOOKLINE_DISPATCH").await.unwrap();
+    cluster.step_down("HOOKLINE_DISPATCH").await.unwrap();
+    let after = eventually(Duration::from_secs(30), "a new HOOKLINE_DISPATCH leader", || async {
+        Ok(cluster.leader("HOOKLINE_DISPATCH").await.ok().flatten().filter(|l| Some(*l) != before))
+    })
+    .await
+    .unwrap();
+    log.push(format!("{:?} HOOKLINE_DISPATCH leader stepped down: {before:?} -> n{after}", started.elapsed()));
+
+    publisher.await.unwrap();
+    let published = published.lock().await.clone();
+    assert_eq!(published.len(), events, "every batch was eventually accepted");
+
+    // Every (event, endpoint) pair reached its receiver.
+    let draining = Instant::now();
+    let per_endpoint = eventually(Duration::from_secs(180), "every pair delivered", || async {
+        let sets: Vec<HashSet<String>> = receivers
+            .iter()
+            .map(|r| r.requests().iter().filter_map(|q| q.header("webhook-id").map(str::to_owned)).collect())
+            .collect();
+        Ok(sets.iter().all(|s| published.is_subset(s)).then_some(sets))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!("{e}; faults: {log:#?}; received {:?}", receivers.iter().map(|r| r.count()).collect::<Vec<_>>())
+    });
+    assert!(per_endpoint.iter().all(|s| s.len() == events));
+    let requests = delivered();
+    let duplicates = requests - events * 3;
+    let mut per_pair: HashMap<(usize, String), usize> = HashMap::new();
+    for (i, r) in receivers.iter().enumerate() {
+        for q in r.requests() {
+            *per_pair.entry((i, q.header("webhook-id").unwrap_or_default().to_owned())).or_default() += 1;
+        }
+    }
+    let most = per_pair.values().max().copied().unwrap_or(0);
+    // When the copies arrived, in seconds since the first fault, and which
+    // receiver got them: duplicates bunched after one fault point at it.
+    let mut copies_at: std::collections::BTreeMap<(usize, u64), usize> = Default::default();
+    for (i, r) in receivers.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for q in r.requests() {
+            if !seen.insert(q.header("webhook-id").unwrap_or_default().to_owned()) {
+                let at = q.received_at.saturating_duration_since(started).as_secs();
+                *copies_at.entry((i, at)).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("cluster: duplicates by (receiver, second): {copies_at:?}");
+    eprintln!(
+        "cluster: {events} events x 3 endpoints in {:?}; requests {requests}; duplicates {duplicates} \
+         (most copies of one pair: {most}); drained {:?} after publishing ended; faults {log:#?}",
+        started.elapsed(),
+        draining.elapsed()
+    );
+    // Duplicates come only from work in flight when something died: per
+    // fault that can repeat work (the delivery kill, two node kills whose
+    // clients lose acks in flight, the step-down) at most what fan-out holds
+    // (128 events x 3 endpoints) plus the workers' 64 attempts and one pulled
+    // batch of 64, for each of the two delivery processes.
+    let window = 4 * 2 * (128 * 3 + 64 + 64);
+    assert!(duplicates <= window, "duplicates {duplicates} beyond the in-flight window {window}; faults {log:#?}");
+
+    // Every service is ready again by itself.
+    for (name, p) in [
+        ("subscriptions a", &subs_a),
+        ("subscriptions b", &subs_b),
+        ("ingest a", &ingest_a),
+        ("ingest b", &ingest_b),
+        ("delivery a", &delivery_a),
+        ("delivery b", &delivery_b),
+    ] {
+        let url = format!("{}/readyz", p.http_url());
+        let ok = eventually(Duration::from_secs(30), name, || async {
+            Ok(matches!(http_get(&url).await, Ok((200, _))).then_some(()))
+        })
+        .await;
+        assert!(ok.is_ok(), "{name} is not ready again");
+    }
+
+    // The log agrees with the receivers once the projectors catch up.
+    let client = DeliveryServiceClient::connect(delivery_b.grpc_url()).await.unwrap();
+    for ep in &eps {
+        let counted = eventually(Duration::from_secs(90), "the log caught up", || async {
+            // An error (not a shortfall) ends the wait at once, with its reason.
+            Ok(Some(succeeded(&client, ep).await?).filter(|n| *n == events))
+        })
+        .await;
+        if let Err(e) = counted {
+            let pool = db.pool().await;
+            let offsets: Vec<(String, i64)> =
+                sqlx::query_as("SELECT projector, last_seq FROM projector_offsets").fetch_all(&pool).await.unwrap();
+            let outcomes = cluster.stream_info("HOOKLINE_OUTCOMES").await.map(|i| i["state"].clone());
+            let mut counts = Vec::new();
+            for ep in &eps {
+                counts.push(succeeded(&client, ep).await.ok());
+            }
+            panic!(
+                "{e}: succeeded per endpoint {counts:?}; offsets {offsets:?}; outcomes stream {outcomes:?}; faults {log:#?}"
+            );
+        }
+    }
+
+    // The cluster healed: every stream has three current replicas again,
+    // the node that lost its disk included.
+    let t = Instant::now();
+    wait_all_replicas_current(&cluster, Duration::from_secs(60)).await.unwrap();
+    eprintln!("cluster: every stream had 3 current replicas {:?} after the log caught up", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_started_while_the_cluster_is_down_waits_with_back_off_and_becomes_ready_when_it_is_up() {
+    let mut cluster = NatsCluster::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    cluster.kill_all();
+    let http = format!("127.0.0.1:{}", free_port());
+    let starting = tokio::spawn(role(&cluster, &db, "ingest", 1).env("HOOKLINE_HTTP_ADDR", &http).spawn());
+    // Not ready, and still running, while no node is up.
+    let readyz = format!("http://{http}/readyz");
+    let status = eventually(Duration::from_secs(10), "the health port", || async {
+        Ok(http_get(&readyz).await.ok().map(|(status, _)| status))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 503, "/readyz while NATS is down");
+    // Past the first JetStream request's timeout (5 s), so a wait is logged,
+    // and early enough that HooklineBuilder's 30 s for readiness covers the
+    // back-off (up to 10 s) plus one more timed-out request.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    assert_eq!(http_get(&readyz).await.unwrap().0, 503, "/readyz while NATS is still down");
+    assert!(!starting.is_finished(), "ingest gave up while the cluster was down");
+    let t = Instant::now();
+    cluster.restart_all().unwrap();
+    let proc = starting.await.unwrap().expect("ingest becomes ready once the cluster is up");
+    eprintln!("cluster start-up: ingest ready {:?} after the cluster answered", t.elapsed());
+    let log = proc.log_contents();
+    assert!(log.contains("NATS JetStream not ready; waiting"), "the wait is logged:\n{log}");
+    assert!(log.contains("retry_in="), "the back-off is logged:\n{log}");
+    assert_eq!(cluster.replicas("HOOKLINE_INTAKE").await.unwrap().0, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_replicas_3_turns_existing_r1_streams_into_r3_when_services_restart_at_once() {
+    let cluster = NatsCluster::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    let mut first = role(&cluster, &db, "ingest", 0).env("HOOKLINE_STREAM_REPLICAS", "1").spawn().await.unwrap();
+    for stream in STREAMS {
+        assert_eq!(cluster.replicas(stream).await.unwrap().0, 1, "{stream} starts with one replica");
+    }
+    first.kill9();
+    // Two processes with the new setting start at the same time.
+    let (a, b) =
+        tokio::join!(role(&cluster, &db, "ingest", 1).spawn(), role(&cluster, &db, "subscriptions", 2).spawn());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for stream in STREAMS {
+        assert_eq!(cluster.replicas(stream).await.unwrap().0, 3, "{stream} now has 3 replicas");
+    }
+    wait_all_replicas_current(&cluster, Duration::from_secs(30)).await.unwrap();
+    let logs = a.log_contents() + &b.log_contents();
+    assert!(logs.contains("applying HOOKLINE_STREAM_REPLICAS"), "the change is logged:\n{logs}");
+    assert!(logs.contains("from=1 to=3"), "old and new replicas are logged:\n{logs}");
+    // Starting again with the same setting changes nothing.
+    drop(first);
+    let again = role(&cluster, &db, "ingest", 0).spawn().await.unwrap();
+    assert!(!again.log_contents().contains("applying HOOKLINE_STREAM_REPLICAS"), "{}", again.log_contents());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_replicas_beyond_a_single_server_fail_at_start_naming_the_setting() {
+    let nats = NatsServer::start().unwrap();
+    let err = HooklineBuilder::new("ingest")
+        .env("HOOKLINE_NATS_URL", &nats.url())
+        .env("HOOKLINE_STREAM_REPLICAS", "3")
+        .spawn()
+        .await
+        .err()
+        .expect("R3 on one server is refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("HOOKLINE_STREAM_REPLICAS=3"), "{text}");
+    assert!(text.contains("exited"), "the service exits instead of waiting forever: {text}");
+}
