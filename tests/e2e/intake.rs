@@ -143,7 +143,10 @@ async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
     assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 2);
 
     s.hookline.respawn().await.unwrap();
-    eventually(Duration::from_secs(20), "the intake message taken", || async {
+    // The killed process's last pull request may still be pending at the
+    // server and take the message; it comes back after the intake's 30 s
+    // ack wait.
+    eventually(Duration::from_secs(45), "the intake message taken", || async {
         (stream_messages(&s.nats, "HOOKLINE_INTAKE").await == 0).then_some(())
     })
     .await

@@ -1,6 +1,8 @@
 //! `hookline-bench delivery`: end to end against real processes, each figure
 //! beside a raw baseline measured in the same run.
 
+pub mod cluster;
+
 use std::{
     collections::HashSet,
     sync::{
@@ -326,8 +328,10 @@ impl Bench {
     async fn cpu(&self) -> CpuSnapshot {
         let mut procs: Vec<(String, f64)> =
             self.stack.services.iter().map(|s| (s.role.to_owned(), cpu_secs(&s.pid().to_string()))).collect();
-        if let Some(pid) = self.stack.nats_pid() {
-            procs.push(("nats-server".into(), cpu_secs(&pid.to_string())));
+        let nats = self.stack.nats_pids();
+        if !nats.is_empty() {
+            let label = if nats.len() == 1 { "nats-server".to_owned() } else { format!("nats-server ({} nodes)", nats.len()) };
+            procs.push((label, nats.iter().map(|pid| cpu_secs(&pid.to_string())).sum()));
         }
         procs.push(("bench (receiver, clients)".into(), cpu_secs("self")));
         procs.push(("postgres (all)".into(), postgres_cpu_secs()));
@@ -530,7 +534,7 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
         let row = Row::new(format!("peak RSS hookline {}", svc.role), rss, "MiB");
         report.push(if svc.role == "delivery" { row.target("< 150 MiB", rss < 150.0) } else { row });
     }
-    if let Some(pid) = b.stack.nats_pid() {
+    for pid in b.stack.nats_pids() {
         report.push(Row::new("  peak RSS nats-server", peak_rss_mib(pid)?, "MiB"));
     }
     report.push(Row::new("duplicate deliveries (whole run)", rx.total_duplicates() as f64, ""));

@@ -4,6 +4,8 @@
 //! - `delivery`: end to end against a private `nats-server`, a fresh Postgres
 //!   database and the three `hookline` services as separate processes.
 //! - `log`: the delivery-log and statistics queries on a filled database.
+//! - `cluster`: the delivery runs on one nats-server and on a three-node
+//!   cluster with replicated streams, side by side.
 
 mod delivery;
 mod log;
@@ -34,6 +36,9 @@ enum Command {
     Delivery(delivery::Args),
     /// Delivery-log page and 30-day statistics query latency.
     Log(log::Args),
+    /// What replication costs: fan-out 1, fan-out 10 and latency on one
+    /// nats-server (R1) and on a three-node cluster (R3), in one run.
+    Cluster(delivery::cluster::Args),
 }
 
 #[tokio::main]
@@ -43,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let report = match cli.command {
         Command::Delivery(args) => delivery::run(args, &cli.postgres).await?,
         Command::Log(args) => log::run(args, &cli.postgres).await?,
+        Command::Cluster(args) => delivery::cluster::run(args, &cli.postgres).await?,
     };
     report.print();
     if let Some(path) = cli.json_out {

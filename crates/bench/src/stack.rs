@@ -14,7 +14,34 @@ use std::{
 use anyhow::{Context, bail};
 use sqlx::Connection;
 
-const NATS_BIN: &str = "/usr/sbin/nats-server";
+/// The nats-server to run: `$HOOKLINE_NATS_SERVER` (what `scripts/test.sh`
+/// installs, a current release), else Debian's, else the one on `PATH`.
+fn nats_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("HOOKLINE_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let debian = Path::new("/usr/sbin/nats-server");
+    if debian.exists() { debian.to_owned() } else { PathBuf::from("nats-server") }
+}
+
+/// What the services run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nats {
+    /// One `nats-server -js`; streams with one replica.
+    Single,
+    /// Three routed nodes on loopback, every stream with three replicas
+    /// (`HOOKLINE_STREAM_REPLICAS=3`), the services given all three URLs.
+    ClusterR3,
+}
+
+impl Nats {
+    pub fn label(self) -> &'static str {
+        match self {
+            Nats::Single => "single node, R1",
+            Nats::ClusterR3 => "3-node cluster, R3",
+        }
+    }
+}
 
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -104,7 +131,7 @@ pub struct Stack {
     dir: PathBuf,
     postgres: String,
     db: Option<String>,
-    nats: Option<Child>,
+    nats: Vec<Child>,
     pub nats_url: String,
     pub services: Vec<Service>,
     env: Vec<(String, String)>,
@@ -112,22 +139,35 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Start everything; `env` is extra environment for the services.
+    /// Start everything on one nats-server; `env` is extra environment for
+    /// the services.
     pub async fn start(postgres: &str, env: &[(String, String)]) -> anyhow::Result<Self> {
+        Self::start_on(Nats::Single, postgres, env).await
+    }
+
+    /// Start everything on `nats`.
+    pub async fn start_on(nats: Nats, postgres: &str, env: &[(String, String)]) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("hookline-bench-{:08x}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir)?;
+        let mut env = env.to_vec();
+        if nats == Nats::ClusterR3 {
+            env.push(("HOOKLINE_STREAM_REPLICAS".into(), "3".into()));
+        }
         let mut s = Self {
             dir,
             postgres: postgres.into(),
             db: None,
-            nats: None,
+            nats: Vec::new(),
             nats_url: String::new(),
             services: Vec::new(),
-            env: env.to_vec(),
+            env,
             ok: false,
         };
         s.db = Some(create_database(postgres, "hookline_bench").await?);
-        s.start_nats()?;
+        match nats {
+            Nats::Single => s.start_nats()?,
+            Nats::ClusterR3 => s.start_nats_cluster(3)?,
+        }
         let subscriptions = s.spawn("subscriptions", None)?;
         s.services.push(subscriptions);
         s.wait_ready(0).await?;
@@ -143,34 +183,67 @@ impl Stack {
 
     fn start_nats(&mut self) -> anyhow::Result<()> {
         let port = free_port()?;
-        let log = self.dir.join("nats.log");
-        let bin = if Path::new(NATS_BIN).exists() { NATS_BIN } else { "nats-server" };
-        let child = Command::new(bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(self.dir.join("jetstream"))
-            .stdin(Stdio::null())
-            .stdout(File::create(&log)?)
-            .stderr(File::create(self.dir.join("nats.err"))?)
-            .spawn()
-            .context("starting nats-server")?;
-        self.nats = Some(child);
+        self.spawn_nats("nats", port, &[])?;
         self.nats_url = format!("nats://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        // nats-server logs to stderr.
-        while !std::fs::read_to_string(self.dir.join("nats.err")).unwrap_or_default().contains("Server is ready") {
-            if let Some(status) = self.nats.as_mut().unwrap().try_wait()? {
-                bail!("nats-server exited with {status}:\n{}", tail(&self.dir.join("nats.err"), 20));
+        self.wait_nats_ready("nats", "Server is ready")
+    }
+
+    /// `n` nodes routed to each other; ready once JetStream has a meta leader.
+    fn start_nats_cluster(&mut self, n: usize) -> anyhow::Result<()> {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+        let routes: Vec<String> = ports.iter().map(|(_, route)| format!("nats://127.0.0.1:{route}")).collect();
+        for (i, (client, route)) in ports.iter().enumerate() {
+            let others: Vec<&str> = routes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, r)| r.as_str()).collect();
+            let name = format!("n{i}");
+            let cluster = format!("nats://127.0.0.1:{route}");
+            let args = ["-n", &name, "--cluster_name", "hookline-bench", "--cluster", &cluster, "--routes", &others.join(",")];
+            self.spawn_nats(&format!("nats-{i}"), *client, &args)?;
+        }
+        self.nats_url = ports.iter().map(|(c, _)| format!("nats://127.0.0.1:{c}")).collect::<Vec<_>>().join(",");
+        // The meta leader is elected once the nodes see each other.
+        for i in 0..n {
+            // "Self is new JetStream cluster metadata leader" on the leader,
+            // "JetStream cluster new metadata leader: ..." on the others.
+            self.wait_nats_ready(&format!("nats-{i}"), "metadata leader")?;
+        }
+        Ok(())
+    }
+
+    fn spawn_nats(&mut self, name: &str, port: u16, extra: &[&str]) -> anyhow::Result<()> {
+        let child = Command::new(nats_bin())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(self.dir.join(format!("{name}-store")))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(File::create(self.dir.join(format!("{name}.log")))?)
+            .stderr(File::create(self.dir.join(format!("{name}.err")))?)
+            .spawn()
+            .with_context(|| format!("starting {}", nats_bin().display()))?;
+        self.nats.push(child);
+        Ok(())
+    }
+
+    /// Wait (up to 20 s) until the node's log (stderr) says `marker`.
+    fn wait_nats_ready(&mut self, name: &str, marker: &str) -> anyhow::Result<()> {
+        let err = self.dir.join(format!("{name}.err"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&err).unwrap_or_default().contains(marker) {
+            for node in &mut self.nats {
+                if let Some(status) = node.try_wait()? {
+                    bail!("nats-server exited with {status}:\n{}", tail(&err, 20));
+                }
             }
             if Instant::now() > deadline {
-                bail!("nats-server not ready within 15 s");
+                bail!("{name} did not log `{marker}` within 20 s:\n{}", tail(&err, 20));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
     }
 
-    pub fn nats_pid(&self) -> Option<u32> {
-        self.nats.as_ref().map(Child::id)
+    /// Every nats-server process of the stack.
+    pub fn nats_pids(&self) -> Vec<u32> {
+        self.nats.iter().map(Child::id).collect()
     }
 
     fn spawn(&self, role: &'static str, subscriptions_url: Option<&str>) -> anyhow::Result<Service> {
@@ -259,7 +332,7 @@ impl Stack {
             let _ = svc.child.kill();
             let _ = svc.child.wait();
         }
-        if let Some(mut nats) = self.nats.take() {
+        for mut nats in self.nats.drain(..) {
             let _ = nats.kill();
             let _ = nats.wait();
         }
