@@ -1,0 +1,213 @@
+//! Issue 17: correct with replicas. Two subscriptions processes, two ingest
+//! processes and a delivery process on one nats-server: a change
+//! acknowledged by one replica is seen by every later command on the other,
+//! and by every event accepted afterwards, whichever ingest takes it.
+
+use std::{collections::HashSet, time::Duration};
+
+use hookline_e2e::{HooklineProc, NatsServer, Receiver, TestDb, eventually};
+use hookline_proto::{
+    delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient},
+    subscriptions::v1::{self as spb, PayloadLayout, Plan},
+};
+
+use crate::common::*;
+
+struct Replicas {
+    nats: NatsServer,
+    db: TestDb,
+    subs_a: HooklineProc,
+    subs_b: HooklineProc,
+    ingest_1: HooklineProc,
+    ingest_2: HooklineProc,
+    delivery: HooklineProc,
+    _links: [Jittery; 2],
+}
+
+/// Delivery resolves through subscriptions A; endpoints are created
+/// through B, so A is the replica that may lag behind them.
+async fn replicas(env: &[(&str, &str)]) -> Replicas {
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::create().await.unwrap();
+    // Each subscriptions replica hears from NATS over a jittery link, so
+    // sometimes one, sometimes the other follows the config stream behind.
+    let (link_a, link_b) = (Jittery::start(nats.port(), 170).await, Jittery::start(nats.port(), 230).await);
+    let subs_a =
+        split_role(&nats, &db, "subscriptions", env).env("HOOKLINE_NATS_URL", &link_a.url()).spawn().await.unwrap();
+    let subs_b =
+        split_role(&nats, &db, "subscriptions", env).env("HOOKLINE_NATS_URL", &link_b.url()).spawn().await.unwrap();
+    let ingest_1 = split_role(&nats, &db, "ingest", env).spawn().await.unwrap();
+    let ingest_2 = split_role(&nats, &db, "ingest", env).spawn().await.unwrap();
+    let delivery = split_role(&nats, &db, "delivery", env)
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &subs_a.grpc_url())
+        .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s,2s")
+        .spawn()
+        .await
+        .unwrap();
+    Replicas { nats, db, subs_a, subs_b, ingest_1, ingest_2, delivery, _links: [link_a, link_b] }
+}
+
+/// A TCP relay to nats-server whose replies are held back by 0 or
+/// [`JITTER`], alternating every `period_ms` (in order: bytes never overtake
+/// each other). A replica behind it applies config events up to
+/// [`JITTER`] late, like one on a busy host or a distant network.
+struct Jittery {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const JITTER: Duration = Duration::from_millis(80);
+
+impl Jittery {
+    async fn start(upstream: u16, period_ms: u64) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let started = tokio::time::Instant::now();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { continue };
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
+                });
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut last = tokio::time::Instant::now();
+                    while let Ok(n) = server_rx.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let now = tokio::time::Instant::now();
+                        let slow = (now - started).as_millis() as u64 / period_ms % 2 == 1;
+                        last = last.max(if slow { now + JITTER } else { now });
+                        if tx.send((last, buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    while let Some((due, bytes)) = rx.recv().await {
+                        tokio::time::sleep_until(due).await;
+                        if client_tx.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, task }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Jittery {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const ROUNDS: usize = 50;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_acknowledged_by_one_subscriptions_replica_is_seen_by_the_other_and_by_every_later_event() {
+    let r = replicas(&[]).await;
+    let (a, b) = (r.subs_a.subscriptions_client().await, r.subs_b.subscriptions_client().await);
+    let ingest = r.ingest_2.ingest_client().await;
+    let receiver = Receiver::start().await;
+    // One round after the other, so they meet the links in every phase:
+    // either replica may be the one behind.
+    let rounds = (0..ROUNDS).map(|round| {
+        let (mut a, mut b, mut ingest, url) = (a.clone(), b.clone(), ingest.clone(), receiver.url());
+        async move {
+            let mut failures = Vec::new();
+            let t = format!("tenant-{round}");
+            let create = spb::CreateTenantRequest { tenant_id: t.clone(), plan: Plan::Basic.into(), webhooks_enabled: true };
+            a.create_tenant(create).await.unwrap();
+            // The endpoint through B, the event at once through the second ingest.
+            let endpoint = b
+                .create_endpoint(spb::CreateEndpointRequest {
+                    tenant_id: t.clone(),
+                    url,
+                    layout: PayloadLayout::Envelope.into(),
+                    ..Default::default()
+                })
+                .await;
+            let mut published = None;
+            match endpoint {
+                Ok(e) => match ingest.publish(json_request(&t, &fresh("customer.updated"))).await {
+                    Ok(p) => published = Some((t.clone(), e.into_inner().id, p.into_inner().event_id)),
+                    Err(e) => failures.push(format!("{t}: publish through ingest 2: {} {}", e.code(), e.message())),
+                },
+                Err(e) => failures.push(format!("{t}: create endpoint through B: {} {}", e.code(), e.message())),
+            }
+            // The tenant changed through A, then at once through B.
+            let update = |plan: Plan| spb::UpdateTenantRequest {
+                tenant_id: t.clone(),
+                plan: Some(plan.into()),
+                ..Default::default()
+            };
+            if let Err(e) = a.update_tenant(update(Plan::Professional)).await {
+                failures.push(format!("{t}: update through A: {} {}", e.code(), e.message()));
+            }
+            match b.update_tenant(update(Plan::Business)).await {
+                Ok(tenant) if tenant.get_ref().plan == Plan::Business as i32 => {}
+                Ok(tenant) => failures.push(format!("{t}: update through B answered {:?}", tenant.get_ref())),
+                Err(e) => failures.push(format!("{t}: update through B: {} {}", e.code(), e.message())),
+            }
+            (failures, published)
+        }
+    });
+    let (mut failures, mut published) = (Vec::new(), Vec::new());
+    for round in rounds {
+        let (f, p) = round.await;
+        failures.extend(f);
+        published.extend(p);
+    }
+    assert!(failures.is_empty(), "{} of {ROUNDS} rounds failed:\n{}", failures.len(), failures.join("\n"));
+
+    // Every accepted event reaches its receiver...
+    let expected: HashSet<String> = published.iter().map(|(_, _, e)| e.clone()).collect();
+    let arrived = eventually(Duration::from_secs(30), "every event delivered", || async {
+        let got: HashSet<String> =
+            receiver.requests().iter().filter_map(|q| q.header("webhook-id").map(str::to_owned)).collect();
+        Ok(expected.is_subset(&got).then_some(got))
+    })
+    .await;
+    let got: HashSet<String> =
+        receiver.requests().iter().filter_map(|q| q.header("webhook-id").map(str::to_owned)).collect();
+    let lost: Vec<_> = published.iter().filter(|(_, _, e)| !got.contains(e)).collect();
+    assert!(arrived.is_ok(), "{} of {} accepted events never arrived: {lost:?}", lost.len(), published.len());
+
+    // ...and is in the delivery log as succeeded.
+    let mut log = DeliveryServiceClient::new(r.delivery.channel().await);
+    for (t, ep, event) in &published {
+        let logged = eventually(Duration::from_secs(15), "the delivery logged", || {
+            let mut log = log.clone();
+            let (t, ep, event) = (t.clone(), ep.clone(), event.clone());
+            async move {
+                let rows = log
+                    .list_deliveries(dpb::ListDeliveriesRequest {
+                        tenant_id: t,
+                        endpoint_id: ep,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .deliveries;
+                Ok(rows
+                    .into_iter()
+                    .find(|d| &d.event_id == &event && d.state == dpb::DeliveryState::Succeeded as i32)
+                    .map(|_| ()))
+            }
+        })
+        .await;
+        assert!(logged.is_ok(), "event {event} of {t} not logged as succeeded");
+    }
+    let _ = (&r.nats, &r.db, &r.ingest_1, &mut log);
+}
