@@ -127,7 +127,8 @@ async fn a_change_acknowledged_by_one_subscriptions_replica_is_seen_by_the_other
         async move {
             let mut failures = Vec::new();
             let t = format!("tenant-{round}");
-            let create = spb::CreateTenantRequest { tenant_id: t.clone(), plan: Plan::Basic.into(), webhooks_enabled: true };
+            let create =
+                spb::CreateTenantRequest { tenant_id: t.clone(), plan: Plan::Basic.into(), webhooks_enabled: true };
             a.create_tenant(create).await.unwrap();
             // The endpoint through B, the event at once through the second ingest.
             let endpoint = b
@@ -192,11 +193,7 @@ async fn a_change_acknowledged_by_one_subscriptions_replica_is_seen_by_the_other
             let (t, ep, event) = (t.clone(), ep.clone(), event.clone());
             async move {
                 let rows = log
-                    .list_deliveries(dpb::ListDeliveriesRequest {
-                        tenant_id: t,
-                        endpoint_id: ep,
-                        ..Default::default()
-                    })
+                    .list_deliveries(dpb::ListDeliveriesRequest { tenant_id: t, endpoint_id: ep, ..Default::default() })
                     .await?
                     .into_inner()
                     .deliveries;
@@ -209,5 +206,17 @@ async fn a_change_acknowledged_by_one_subscriptions_replica_is_seen_by_the_other
         .await;
         assert!(logged.is_ok(), "event {event} of {t} not logged as succeeded");
     }
+    // The links made the replicas lag for real: they waited, and say so.
+    let mut waits = 0.0;
+    for p in [&r.subs_a, &r.subs_b] {
+        let (_, metrics) = hookline_e2e::http_get(&format!("{}/metrics", p.http_url())).await.unwrap();
+        waits += metrics
+            .lines()
+            .filter(|l| l.starts_with("hookline_config_wait_seconds_count"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    eprintln!("config index waits on the subscriptions replicas: {waits}");
+    assert!(waits > 0.0, "no replica ever waited for its index: the test did not exercise lag");
     let _ = (&r.nats, &r.db, &r.ingest_1, &mut log);
 }
