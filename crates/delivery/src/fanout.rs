@@ -109,6 +109,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
             replay_of: None,
             attempt: 1,
             not_before: None,
+            event_type: Some(event.event_type),
         };
         let traceparent = trace.child();
         // A stuck endpoint's or an open breaker's task is parked at once, so
