@@ -409,9 +409,10 @@ async fn parked_payloads(js: &async_nats::jetstream::Context) -> Vec<String> {
 }
 
 /// A task parked longer than its event is kept (archived, or purged by an
-/// operator) cannot be sent: it is dropped, and the parking lot still empties.
+/// operator) cannot be sent: it ends `failed` with error kind
+/// `event_expired`, recorded in the log, and the parking lot still empties.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_parked_task_whose_event_is_gone_is_dropped() {
+async fn a_parked_task_whose_event_is_gone_ends_failed_as_event_expired() {
     let s = stack_with(&[
         ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
         ("HOOKLINE_BREAKER_THRESHOLD", "3"),
@@ -428,7 +429,59 @@ async fn a_parked_task_whose_event_is_gone_is_dropped() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent = down.count() - before;
     assert!(sent <= 10, "{sent} parked tasks sent although their events are gone");
-    assert!(s.hookline.log_contents().contains("no longer in HOOKLINE_EVENTS"), "the drop is logged");
+    let outcomes = read_subject(&s.nats, "HOOKLINE_OUTCOMES", "hookline.outcomes.acme.>").await;
+    let expired = outcomes.iter().filter(|o| o["error_kind"] == "event_expired" && o["state"] == "failed").count();
+    assert!(expired >= 40 - sent, "{expired} outcomes event_expired for at least {} parked tasks", 40 - sent);
+}
+
+/// With a short archive age, events expire while their endpoint fails:
+/// every delivery, whether retrying (the task carries the event) or parked
+/// (the event is read back from the stream), ends `failed` with error kind
+/// `event_expired` in the delivery log; none stays silently unfinished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_whose_events_expire_while_the_endpoint_fails_end_failed_in_the_log() {
+    use hookline_proto::delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient};
+    let s = stack_with(&[
+        ("HOOKLINE_ARCHIVE_AFTER", "4s"),
+        ("HOOKLINE_ARCHIVE_INTERVAL", "1h"),
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "3"),
+        ("HOOKLINE_BREAKER_COOLDOWN", "1s"),
+    ])
+    .await;
+    let n = 30;
+    let down = failing_endpoint_with_parked_tasks(&s, n, 1).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    let listed = subs.list_endpoints(spb::ListEndpointsRequest { tenant_id: "acme".into() }).await.unwrap();
+    let ep = listed.into_inner().endpoints[0].id.clone();
+    let mut log = DeliveryServiceClient::new(s.hookline.channel().await);
+    let rows = eventually(Duration::from_secs(40), "every delivery failed as event_expired", || {
+        let (mut log, ep) = (log.clone(), ep.clone());
+        async move {
+            let rows = log
+                .list_deliveries(dpb::ListDeliveriesRequest {
+                    tenant_id: "acme".into(),
+                    endpoint_id: ep,
+                    page_size: 100,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .deliveries;
+            let done = rows.iter().filter(|d| d.state == dpb::DeliveryState::Failed as i32).count();
+            Ok((done == n).then_some(rows))
+        }
+    })
+    .await
+    .unwrap();
+    let expired = rows.iter().filter(|d| d.last_error_kind == "event_expired").count();
+    assert_eq!(expired, n, "every delivery ended as event_expired: {rows:?}");
+    // Nothing is sent once the events are gone.
+    let sent = down.count();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(down.count(), sent, "attempts after every delivery ended");
+    let _ = &mut log;
 }
 
 async fn stream_messages(js: &async_nats::jetstream::Context, name: &str) -> u64 {

@@ -15,6 +15,7 @@ mod intake;
 mod log;
 mod nats_accounts;
 mod ops;
+mod replicas;
 mod secrets;
 mod ssrf;
 mod subscriptions;

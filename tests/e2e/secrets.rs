@@ -294,6 +294,7 @@ async fn query_values_of_endpoint_urls_are_masked_in_every_output_unless_reveale
             tenant_id: "acme".into(),
             event_type: "appointment.booking.created".into(),
             include_disabled: false,
+            min_config_sequence: 0,
         })
         .await
         .unwrap()

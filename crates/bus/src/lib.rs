@@ -50,6 +50,10 @@ pub const EVENT_ID_HEADER: &str = "Hookline-Event-Id";
 pub const EVENT_TYPE_HEADER: &str = "Hookline-Event-Type";
 /// Kind of a config event (`tenant.created`, ...), for tools reading the stream.
 pub const CONFIG_EVENT_HEADER: &str = "Hookline-Config-Event";
+/// On events: the tenant's last HOOKLINE_CONFIG sequence, read from the
+/// stream when ingest accepted the event; fan-out resolves the event
+/// against a config index that has applied at least this much.
+pub const CONFIG_SEQUENCE_HEADER: &str = "Hookline-Config-Sequence";
 /// Set to `off` on events published while the tenant had webhooks off.
 pub const WEBHOOKS_HEADER: &str = "Hookline-Webhooks";
 

@@ -175,7 +175,7 @@ impl DeliveryApi {
             tenant,
             endpoint,
             since,
-            id.to_string(),
+            id.clone(),
         );
         tokio::spawn(run.instrument(span));
         Ok(job_pb(job))

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
 use futures_util::future::Either;
-use hookline_bus::{EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, header};
+use hookline_bus::{CONFIG_SEQUENCE_HEADER, EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, header};
 use hookline_domain::{
     delivery::TaskRef,
     events::StoredEvent,
@@ -80,7 +80,9 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         let _ = msg.double_ack().await;
         return;
     }
-    let resolved = resolver.resolve(event.tenant_id.as_str(), event.event_type.as_str(), trace.child()).await;
+    // 0 for events stored before ingest stamped them: resolved as before.
+    let min_seq = header(msg.headers.as_ref(), CONFIG_SEQUENCE_HEADER).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let resolved = resolver.resolve(event.tenant_id.as_str(), event.event_type.as_str(), min_seq, trace.child()).await;
     let endpoints = match resolved {
         Ok(endpoints) => endpoints,
         Err(s) => {
@@ -107,6 +109,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
             replay_of: None,
             attempt: 1,
             not_before: None,
+            event_type: Some(event.event_type),
         };
         let traceparent = trace.child();
         // A stuck endpoint's or an open breaker's task is parked at once, so

@@ -32,7 +32,9 @@
 //! reads the event back from HOOKLINE_EVENTS when it moves the task, so a
 //! parked task costs a couple of hundred bytes, not a copy of the payload.
 //! A task whose event is gone by then (archived: parked for longer than
-//! `HOOKLINE_ARCHIVE_AFTER`) cannot be sent; it is dropped with a warning.
+//! `HOOKLINE_ARCHIVE_AFTER`, or purged) cannot be sent; the sweeper records
+//! its outcome instead, `failed` with error kind `event_expired`, so the
+//! delivery log shows how it ended.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -44,7 +46,9 @@ use async_nats::jetstream::{
     stream::{RawMessageErrorKind, Stream},
 };
 use futures_util::{StreamExt, TryStreamExt};
-use hookline_bus::{EVENTS_STREAM, PARKED_ALL, PARKED_STREAM, dispatch_subject, parked_consumer, parked_subject};
+use hookline_bus::{
+    EVENTS_STREAM, PARKED_ALL, PARKED_STREAM, dispatch_subject, outcomes_subject, parked_consumer, parked_subject,
+};
 use hookline_domain::{
     delivery::TaskRef,
     events::StoredEvent,
@@ -320,12 +324,24 @@ async fn unpark(
         let now = lines.len().min(n.saturating_sub(moved).max(1));
         let mut tasks = Vec::with_capacity(now);
         for chunk in lines[..now].chunks(EVENT_READS) {
-            tasks.extend(futures_util::future::try_join_all(chunk.iter().map(|l| restore(events, l.2))).await?);
+            tasks.extend(futures_util::future::try_join_all(chunk.iter().map(|l| restore(events, tenant, l.2))).await?);
         }
         for ((msg_id, traceparent, _), task) in lines[..now].iter().zip(tasks) {
-            let Some(task) = task else { continue };
-            let publish = crate::task_message(task, Some(traceparent), format!("f{msg_id}"));
-            acks.push(js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?);
+            match task {
+                Restored::Task(task) => {
+                    let publish = crate::task_message(task, Some(traceparent), format!("f{msg_id}"));
+                    acks.push(js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?);
+                }
+                Restored::Expired(outcome) => {
+                    let payload = serde_json::to_vec(&outcome).expect("outcomes serialise");
+                    let publish = PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id());
+                    let to = outcomes_subject(tenant, endpoint);
+                    acks.push(js.send_publish(to, publish).await.map_err(|e| e.to_string())?);
+                    let labels = hookline_telemetry::labels([("outcome", "failed"), ("error_kind", "event_expired")]);
+                    metrics().attempts.get_or_create(&labels).inc();
+                }
+                Restored::Dropped => {}
+            }
         }
         moved += now;
         if now < lines.len() {
@@ -350,10 +366,20 @@ async fn unpark(
 /// Events read back from HOOKLINE_EVENTS at once while a batch is moved.
 const EVENT_READS: usize = 32;
 
+/// What became of a parked line.
+enum Restored {
+    /// The whole task, ready for HOOKLINE_DISPATCH.
+    Task(bytes::Bytes),
+    /// Its event is gone: the outcome that ends the delivery.
+    Expired(Box<hookline_domain::delivery::AttemptOutcome>),
+    /// Unreadable, or too old to record (see [`TaskRef::event_type`]).
+    Dropped,
+}
+
 /// A batch line's task, whole again: its event read back for a
-/// [`TaskRef`] (a line holding a whole task is taken as it is). `None`:
-/// the event is gone, and the task with it.
-async fn restore(events: &Stream, line: &[u8]) -> Result<Option<bytes::Bytes>, String> {
+/// [`TaskRef`] (a line holding a whole task is taken as it is), or, when
+/// the event is gone, the outcome that records so.
+async fn restore(events: &Stream, tenant: &str, line: &[u8]) -> Result<Restored, String> {
     #[derive(serde::Deserialize)]
     struct Line {
         event: Option<serde::de::IgnoredAny>,
@@ -362,14 +388,14 @@ async fn restore(events: &Stream, line: &[u8]) -> Result<Option<bytes::Bytes>, S
     // rather than holding up the endpoint's parked tasks for good.
     let unreadable = |e: serde_json::Error| {
         tracing::error!(error = %e, "parking: unreadable parked task dropped");
-        Ok(None)
+        Ok(Restored::Dropped)
     };
     let whole = match serde_json::from_slice::<Line>(line) {
         Ok(l) => l.event.is_some(),
         Err(e) => return unreadable(e),
     };
     if whole {
-        return Ok(Some(bytes::Bytes::copy_from_slice(line)));
+        return Ok(Restored::Task(bytes::Bytes::copy_from_slice(line)));
     }
     let parked: TaskRef = match serde_json::from_slice(line) {
         Ok(p) => p,
@@ -377,9 +403,14 @@ async fn restore(events: &Stream, line: &[u8]) -> Result<Option<bytes::Bytes>, S
     };
     let (seq, delivery) = (parked.event_seq, parked.delivery_id.clone());
     let gone = || {
+        let (Some(event_type), Ok(tenant)) = (parked.event_type, TenantId::parse(tenant)) else {
+            tracing::warn!(delivery_id = %delivery, event_seq = seq,
+                "parking: the task's event is no longer in {EVENTS_STREAM} (archived); the task, parked without its type, is dropped");
+            return Ok(Restored::Dropped);
+        };
         tracing::warn!(delivery_id = %delivery, event_seq = seq,
-            "parking: the task's event is no longer in {EVENTS_STREAM} (archived); the task is dropped");
-        Ok(None)
+            "parking: the task's event is no longer in {EVENTS_STREAM} (archived); recorded as failed, event_expired");
+        Ok(Restored::Expired(Box::new(crate::worker::expired_outcome(&parked, &tenant, event_type, None))))
     };
     let msg = match events.get_raw_message(seq).await {
         Ok(msg) => msg,
@@ -390,10 +421,10 @@ async fn restore(events: &Stream, line: &[u8]) -> Result<Option<bytes::Bytes>, S
         Ok(event) => event,
         Err(e) => return unreadable(e),
     };
-    match parked.with_event(event) {
-        Some(task) => Ok(Some(serde_json::to_vec(&task).expect("tasks serialise").into())),
-        None => gone(),
+    if event.id != parked.event_id {
+        return gone();
     }
+    Ok(Restored::Task(serde_json::to_vec(&parked.into_task(event)).expect("tasks serialise").into()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,16 @@
 //! Replays: the event is read back from HOOKLINE_EVENTS (payloads live only
 //! there) and queued as a new delivery marked `replay_of` the original. The
 //! worker does the rest: same `webhook-id` (the event id), fresh signature.
+//!
+//! Recover jobs outlive the process that runs them. The runner renews the
+//! job's heartbeat in `recover_jobs`; every delivery process looks for jobs
+//! whose heartbeat is stale ([`resume_jobs`]) and resumes them, or ends them
+//! `failed` after [`MAX_RUNS`] starts. A job names each replay after itself
+//! and the original (`DeliveryId::recovery`), so what it queued before a
+//! crash is de-duplicated by its dispatch message id (within
+//! HOOKLINE_DISPATCH's 10-minute window) and, once attempted, skipped
+//! because the log shows it; and no job replays an original that a replay
+//! already delivered or is still delivering.
 
 use std::time::{Duration, Instant};
 
@@ -10,15 +20,22 @@ use hookline_bus::{EVENTS_STREAM, dispatch_subject};
 use hookline_domain::{
     delivery::DispatchTask,
     events::StoredEvent,
-    ids::{DeliveryId, EndpointId, TenantId},
+    ids::{DeliveryId, EndpointId, JobId, TenantId},
 };
 use hookline_store::queries::{self, DeliveryRow, JobState};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 
 /// How often a recover job stores its progress at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+/// How often a running job renews its heartbeat, and how old a heartbeat
+/// is when its process is taken for dead.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+const HEARTBEAT_STALE: Duration = Duration::from_secs(10);
+/// Starts after which an interrupted job ends `failed` instead.
+pub const MAX_RUNS: i32 = 3;
 
 /// Refuse a delivery whose payload is archived: marked so by the janitor, or
 /// already past `archive_after` (the janitor runs only now and then; the
@@ -60,11 +77,23 @@ pub async fn replay(
     row: &DeliveryRow,
     archive_after: Duration,
 ) -> Result<DeliveryId, Error> {
+    replay_as(js, tenant, row, archive_after, DeliveryId::generate()).await
+}
+
+/// [`replay`] as delivery `delivery_id`; queueing it twice within
+/// HOOKLINE_DISPATCH's duplicate window stores it once.
+async fn replay_as(
+    js: &Context,
+    tenant: &TenantId,
+    row: &DeliveryRow,
+    archive_after: Duration,
+    delivery_id: DeliveryId,
+) -> Result<DeliveryId, Error> {
     payload_kept(row, archive_after)?;
     let event = load_event(js, row).await?;
     let corrupt = |e: hookline_domain::FieldError| Error::Corrupt(format!("delivery {}: {e}", row.id));
     let task = DispatchTask {
-        delivery_id: DeliveryId::generate(),
+        delivery_id,
         created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         endpoint_id: EndpointId::parse(&row.endpoint_id).map_err(corrupt)?,
         event_seq: event_seq(row)?,
@@ -101,9 +130,23 @@ pub async fn run_recover(
     tenant: TenantId,
     endpoint: EndpointId,
     since: DateTime<Utc>,
-    job: String,
+    job: JobId,
 ) {
+    // The heartbeat says this process still runs the job.
+    let beat = tokio::spawn({
+        let (pool, job) = (pool.clone(), job.to_string());
+        async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                if let Err(e) = queries::heartbeat_job(&pool, &job).await {
+                    tracing::warn!(job, error = %e, "recover job: heartbeat not stored");
+                }
+            }
+        }
+    });
     let result = recover(&pool, &js, archive_after, &tenant, &endpoint, since, &job).await;
+    beat.abort();
+    let job = job.to_string();
     let (state, error) = match result {
         Ok(0) => (JobState::Completed, None),
         Ok(skipped) => (JobState::Completed, Some(format!("{skipped} skipped: payload archived"))),
@@ -123,14 +166,27 @@ async fn recover(
     tenant: &TenantId,
     endpoint: &EndpointId,
     since: DateTime<Utc>,
-    job: &str,
+    job_id: &JobId,
 ) -> Result<u32, Error> {
+    let job = job_id.as_str();
     let rows = queries::failed_deliveries_since(pool, tenant.as_str(), endpoint.as_str(), since).await?;
+    // Leave out originals a replay already covers (this job's own before a
+    // crash included): a second run sends nothing twice.
+    let originals: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let ours: Vec<String> = rows
+        .iter()
+        .filter_map(|r| DeliveryId::parse(&r.id).ok())
+        .map(|d| DeliveryId::recovery(job_id, &d).to_string())
+        .collect();
+    let covered = queries::replayed(pool, endpoint.as_str(), &originals, &ours).await?;
+    let rows: Vec<&DeliveryRow> = rows.iter().filter(|r| !covered.contains(&r.id)).collect();
     let total = i32::try_from(rows.len()).unwrap_or(i32::MAX);
     queries::update_job_progress(pool, job, total, 0).await?;
     let (mut done, mut skipped, mut saved) = (0, 0, Instant::now());
-    for row in &rows {
-        match replay(js, tenant, row, archive_after).await {
+    for row in rows {
+        let corrupt = |e: hookline_domain::FieldError| Error::Corrupt(format!("delivery {}: {e}", row.id));
+        let id = DeliveryId::recovery(job_id, &DeliveryId::parse(&row.id).map_err(corrupt)?);
+        match replay_as(js, tenant, row, archive_after, id).await {
             Ok(_) => done += 1,
             Err(e @ (Error::Archived { .. } | Error::PayloadGone(_))) => {
                 tracing::warn!(job, error = %e, "recover job: delivery skipped");
@@ -148,6 +204,38 @@ async fn recover(
     }
     queries::update_job_progress(pool, job, total, done).await?;
     Ok(skipped)
+}
+
+/// Resume recover jobs whose process died, every [`HEARTBEAT_EVERY`],
+/// until `shutdown`: each delivery process runs this, and a job is claimed
+/// by one of them only (see [`queries::claim_stale_jobs`]).
+pub async fn resume_jobs(pool: PgPool, js: Context, archive_after: Duration, shutdown: CancellationToken) {
+    use tracing::Instrument;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+        }
+        let jobs = match queries::claim_stale_jobs(&pool, HEARTBEAT_STALE, MAX_RUNS).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(error = %e, "recover jobs: cannot look for interrupted jobs");
+                continue;
+            }
+        };
+        for job in jobs {
+            let (Ok(id), Ok(tenant), Ok(endpoint)) =
+                (JobId::parse(&job.id), TenantId::parse(&job.tenant_id), EndpointId::parse(&job.endpoint_id))
+            else {
+                tracing::error!(job = job.id, "recover jobs: unreadable job row");
+                continue;
+            };
+            tracing::warn!(job = %id, done = job.done, total = job.total, "recover job interrupted; resuming it here");
+            let span = tracing::info_span!("recover", job = %id, tenant = %tenant, endpoint_id = %endpoint);
+            let run = run_recover(pool.clone(), js.clone(), archive_after, tenant, endpoint, job.since, id);
+            tokio::spawn(run.instrument(span));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ struct Queue {
     /// A call for this key is running; new waiters go into `waiting`.
     running: bool,
     waiting: Vec<oneshot::Sender<Answer>>,
+    /// The highest config sequence the waiting events were stamped with.
+    min_seq: u64,
 }
 
 #[derive(Clone)]
@@ -52,13 +54,14 @@ impl Resolver {
     /// The endpoints (disabled ones included) subscribed to `event_type`,
     /// from a call that started after this one was made. `traceparent`
     /// goes with the call if this request starts it.
-    pub async fn resolve(&self, tenant: &str, event_type: &str, traceparent: TraceParent) -> Answer {
+    pub async fn resolve(&self, tenant: &str, event_type: &str, min_seq: u64, traceparent: TraceParent) -> Answer {
         let key = (tenant.to_owned(), event_type.to_owned());
         let (tx, rx) = oneshot::channel();
         let lead = {
             let mut queues = self.queues.lock().expect("resolver lock");
             let queue = queues.entry(key.clone()).or_default();
             queue.waiting.push(tx);
+            queue.min_seq = queue.min_seq.max(min_seq);
             !std::mem::replace(&mut queue.running, true)
         };
         if lead {
@@ -79,10 +82,11 @@ impl Resolver {
                     queues.remove(&key);
                     return;
                 }
-                std::mem::take(&mut queue.waiting)
+                (std::mem::take(&mut queue.waiting), std::mem::take(&mut queue.min_seq))
             };
+            let (waiters, min_seq) = waiters;
             let busy = waiters.len() >= BUSY;
-            let answer = self.call(&key.0, &key.1, &traceparent).await;
+            let answer = self.call(&key.0, &key.1, min_seq, &traceparent).await;
             for w in waiters {
                 let _ = w.send(answer.clone());
             }
@@ -94,13 +98,14 @@ impl Resolver {
         }
     }
 
-    async fn call(&self, tenant: &str, event_type: &str, traceparent: &TraceParent) -> Answer {
+    async fn call(&self, tenant: &str, event_type: &str, min_seq: u64, traceparent: &TraceParent) -> Answer {
         let mut request = tonic::Request::new(ResolveRequest {
             tenant_id: tenant.to_owned(),
             event_type: event_type.to_owned(),
             // Disabled subscribers get a delivery too, logged as not sent, so
             // what they missed can be listed and recovered.
             include_disabled: true,
+            min_config_sequence: min_seq,
         });
         if let Ok(tp) = traceparent.to_string().parse() {
             request.metadata_mut().insert(TRACEPARENT, tp);
@@ -112,6 +117,9 @@ impl Resolver {
         let mut client = self.client.clone();
         match tokio::time::timeout(CALL_TIMEOUT, client.resolve(request)).await {
             Ok(Ok(r)) => Ok(r.into_inner().endpoints),
+            // The tenant does not exist: the replica has applied the event's
+            // config sequence (or, for an unstamped event, looked the tenant
+            // up on the stream) before answering so.
             Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(Vec::new()),
             Ok(Err(s)) => Err(s),
             Err(_) => Err(Status::deadline_exceeded(format!("Resolve took longer than {CALL_TIMEOUT:?}"))),

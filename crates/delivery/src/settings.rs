@@ -76,6 +76,9 @@ pub struct DeliverySettings {
     pub ack_wait: Duration,
     /// Attempts in flight per process.
     pub concurrency: usize,
+    /// How long HOOKLINE_EVENTS keeps an event (`HOOKLINE_ARCHIVE_AFTER`):
+    /// a task still waiting at that age ends as `event_expired`.
+    pub archive_after: Duration,
     /// gRPC address of the subscriptions service, for `Resolve`.
     pub subscriptions_url: String,
     /// Sent as `authorization: Bearer` to the subscriptions service.
@@ -104,6 +107,7 @@ impl Default for DeliverySettings {
             request_timeout: Duration::from_secs(15),
             ack_wait: Duration::from_secs(60),
             concurrency: 256,
+            archive_after: Duration::from_secs(60 * 24 * 3600),
             subscriptions_url: "http://127.0.0.1:50051".into(),
             operator_token: None,
             tls_ca: None,

@@ -162,6 +162,54 @@ enum Attempted {
     Unavailable {
         deleted: bool,
     },
+    /// The event outlived `HOOKLINE_ARCHIVE_AFTER` before it was delivered.
+    Expired,
+}
+
+/// Whether `event` is past the archive age, when HOOKLINE_EVENTS drops it:
+/// a task that still carries it must not deliver it later than that.
+fn expired(event: &hookline_domain::events::StoredEvent, archive_after: Duration) -> bool {
+    let Ok(received) = chrono::DateTime::parse_from_rfc3339(&event.received_at) else { return false };
+    chrono::Duration::from_std(archive_after)
+        .ok()
+        .and_then(|age| received.with_timezone(&chrono::Utc).checked_add_signed(age))
+        .is_some_and(|due| due <= chrono::Utc::now())
+}
+
+/// The outcome that ends a delivery whose event expired before it could be
+/// made: `failed`, error kind `event_expired`, nothing sent. Recorded by
+/// the workers (a retry or a whole parked task) and by the parking sweeper
+/// (a parked task whose event is gone from HOOKLINE_EVENTS).
+pub(crate) fn expired_outcome(
+    task: &TaskRef,
+    tenant: &TenantId,
+    event_type: hookline_domain::event_type::EventType,
+    trace_id: Option<String>,
+) -> AttemptOutcome {
+    AttemptOutcome {
+        delivery_id: task.delivery_id.clone(),
+        delivery_created_at: task.created_at.clone(),
+        replay_of: task.replay_of.clone(),
+        event_id: task.event_id.clone(),
+        event_seq: task.event_seq,
+        tenant_id: tenant.clone(),
+        endpoint_id: task.endpoint_id.clone(),
+        event_type,
+        attempt: task.attempt,
+        state: AttemptState::Failed,
+        status_code: None,
+        error_kind: Some(ErrorKind::EventExpired),
+        error: Some(format!(
+            "the event left {} at its archive age (HOOKLINE_ARCHIVE_AFTER) before this delivery was made; nothing was sent",
+            hookline_bus::EVENTS_STREAM
+        )),
+        started_at: rfc3339(chrono::Utc::now()),
+        duration_ms: 0,
+        next_attempt_at: None,
+        response_excerpt: None,
+        request: None,
+        trace_id,
+    }
 }
 
 fn attempt_span(task: &DispatchTask, trace: &TraceParent) -> tracing::Span {
@@ -200,9 +248,15 @@ impl Worker {
             let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
             return;
         }
-        let endpoint = self.endpoint(&task).await;
         let trace = TraceParent::continue_or_start(hookline_bus::header(msg.headers.as_ref(), TRACEPARENT));
         let span = attempt_span(&task, &trace);
+        // Past the archive age: recorded as failed, never sent late.
+        if expired(&task.event, self.settings.archive_after) {
+            let stored = self.conclude(&task, Attempted::Expired, &trace).instrument(span).await;
+            settle(msg, stored, false).await;
+            return;
+        }
+        let endpoint = self.endpoint(&task).await;
         // A disabled or deleted endpoint's task is recorded as dropped at
         // once; it takes no slot and never waits behind the breaker.
         let attempted = match endpoint {
@@ -419,6 +473,10 @@ impl Worker {
                 } else {
                     outcome.state = AttemptState::Failed;
                 }
+            }
+            Attempted::Expired => {
+                let trace_id = outcome.trace_id.take();
+                outcome = expired_outcome(&TaskRef::from(task), &event.tenant_id, event.event_type, trace_id);
             }
             Attempted::Unavailable { deleted } => {
                 outcome.error_kind = Some(ErrorKind::EndpointUnavailable);

@@ -76,6 +76,10 @@ pub struct TaskRef {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<String>,
+    /// The event's type, so a task whose event expired while parked can
+    /// still be recorded (refs parked before this field existed lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<EventType>,
 }
 
 impl TaskRef {
@@ -117,6 +121,7 @@ impl From<&DispatchTask> for TaskRef {
             replay_of: t.replay_of.clone(),
             attempt: t.attempt,
             not_before: t.not_before.clone(),
+            event_type: Some(t.event.event_type),
         }
     }
 }
@@ -163,6 +168,11 @@ pub enum ErrorKind {
     Ssrf,
     /// The SMTP relay refused or failed the e-mail (`status_code` holds its reply code).
     Smtp,
+    /// The event left HOOKLINE_EVENTS at its archive age
+    /// (`HOOKLINE_ARCHIVE_AFTER`) while the delivery was still waiting
+    /// (parked, or between retries); nothing more is sent and the delivery
+    /// ends `failed`.
+    EventExpired,
 }
 
 impl ErrorKind {
@@ -178,6 +188,7 @@ impl ErrorKind {
             Self::EndpointUnavailable => "endpoint_unavailable",
             Self::Ssrf => "ssrf",
             Self::Smtp => "smtp",
+            Self::EventExpired => "event_expired",
         }
     }
 }

@@ -128,6 +128,24 @@ impl DeliveryId {
         let rest: String = (0..16).rev().map(|i| CROCKFORD[((n >> (i * 5)) & 31) as usize] as char).collect();
         Self(format!("{}{time}{rest}", Self::PREFIX))
     }
+
+    /// The replay of delivery `original` made by recover job `job`: the
+    /// job's time part and 80 bits of SHA-256 over both ids. A job resumed
+    /// after a crash names its replays alike, so the dispatch message id
+    /// (the delivery id) de-duplicates what it queued before the crash, and
+    /// the log tells which originals the job already replayed.
+    pub fn recovery(job: &JobId, original: &DeliveryId) -> Self {
+        use sha2::{Digest, Sha256};
+        let time = &job.as_str()[JobId::PREFIX.len()..][..10];
+        let digest =
+            Sha256::new().chain_update(job.as_str()).chain_update(b"/").chain_update(original.as_str()).finalize();
+        let mut n = 0u128;
+        for b in &digest[..10] {
+            n = (n << 8) | *b as u128;
+        }
+        let rest: String = (0..16).rev().map(|i| CROCKFORD[((n >> (i * 5)) & 31) as usize] as char).collect();
+        Self(format!("{}{time}{rest}", Self::PREFIX))
+    }
 }
 
 prefixed_id!(
@@ -201,6 +219,17 @@ mod tests {
         assert_ne!(d, DeliveryId::original(&e, &b));
         assert_eq!(DeliveryId::parse(d.as_str()).unwrap(), d);
         assert_eq!(&d.as_str()[4..14], &e.as_str()[4..14], "same time part as the event");
+    }
+
+    #[test]
+    fn recovery_delivery_ids_are_stable_per_job_and_original() {
+        let (j, k) = (JobId::generate(), JobId::generate());
+        let (e, a) = (EventId::generate(), EndpointId::generate());
+        let original = DeliveryId::original(&e, &a);
+        let d = DeliveryId::recovery(&j, &original);
+        assert_eq!(d, DeliveryId::recovery(&j, &original));
+        assert_ne!(d, DeliveryId::recovery(&k, &original), "another job makes another delivery");
+        assert_eq!(DeliveryId::parse(d.as_str()).unwrap(), d);
     }
 
     #[test]

@@ -203,6 +203,16 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
             }
         });
         tasks.spawn({
+            let (pool, js, shutdown, after) = (pool.clone(), js.clone(), shutdown.clone(), args.archive_after);
+            let ready = schema_ready.clone();
+            async move {
+                if ready.await {
+                    hookline_delivery::replay::resume_jobs(pool, js, after, shutdown).await;
+                }
+                Ok(())
+            }
+        });
+        tasks.spawn({
             let commands = Commands::new(js.clone(), directory.clone());
             let (pool, shutdown, after, every) =
                 (pool.clone(), shutdown.clone(), args.auto_disable_after, args.auto_disable_interval);

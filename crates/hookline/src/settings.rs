@@ -299,6 +299,7 @@ impl ServiceArgs {
             request_timeout: self.request_timeout,
             ack_wait: self.ack_wait,
             concurrency: self.delivery_concurrency,
+            archive_after: self.archive_after,
             subscriptions_url: self.subscriptions_url.clone(),
             operator_token: self.operator_token.clone(),
             guard: GuardSettings {

@@ -1,15 +1,28 @@
 //! Appending accepted events to HOOKLINE_EVENTS, with idempotency.
+//!
+//! Before an event is checked against its tenant, ingest reads the tenant's
+//! last config sequence from the stream leader (coalesced per tenant) and
+//! lets its Directory catch up to it, so a tenant created or changed a
+//! moment ago through another replica is known. The event carries that
+//! sequence (`Hookline-Config-Sequence`) to fan-out, which resolves it
+//! against a subscriptions replica that has applied at least as much: an
+//! endpoint acknowledged before the event was published always gets it.
 
 use async_nats::{
     HeaderMap,
     jetstream::{Context, context::PublishAckFuture, message::PublishMessage},
 };
-use hookline_bus::{EVENT_ID_HEADER, EVENT_TYPE_HEADER, EVENTS_STREAM, WEBHOOKS_HEADER, events_subject, header};
+use hookline_bus::{
+    CONFIG_SEQUENCE_HEADER, EVENT_ID_HEADER, EVENT_TYPE_HEADER, EVENTS_STREAM, WEBHOOKS_HEADER, events_subject, header,
+};
 use hookline_domain::{
     events::{NewEvent, StoredEvent},
     ids::TenantId,
 };
-use hookline_subscriptions::Directory;
+use hookline_subscriptions::{
+    Directory,
+    directory::{SYNC_WAIT, WaitReason},
+};
 use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 
 use crate::Error;
@@ -37,6 +50,8 @@ pub struct Prepared {
     event: StoredEvent,
     msg_id: Option<String>,
     webhooks_off: bool,
+    /// The tenant's last HOOKLINE_CONFIG sequence when the event was checked.
+    config_seq: u64,
     /// W3C trace context, continued from the producer when it sent one.
     trace: TraceParent,
 }
@@ -49,29 +64,42 @@ impl Prepared {
     }
 }
 
+/// The config sequences read for one request (a batch reads each tenant's
+/// once): tenant → its last config sequence, applied locally.
+#[derive(Default)]
+pub struct Synced(std::collections::HashMap<TenantId, u64>);
+
 impl Appender {
     pub fn new(js: Context, directory: Directory) -> Self {
         Self { js, directory }
     }
 
-    /// Check the tenant and give the event its id. `fallback_msg_id`
-    /// de-duplicates redeliveries of keyless intake messages.
+    /// The tenant's last config sequence, read from the stream after this
+    /// call began (once per request and tenant) and applied locally.
+    async fn sync(&self, synced: &mut Synced, tenant: &TenantId) -> Result<u64, Error> {
+        if let Some(seq) = synced.0.get(tenant) {
+            return Ok(*seq);
+        }
+        let seq = self.directory.fresh_tenant_seq(tenant).await?;
+        self.directory.reach(seq, SYNC_WAIT, WaitReason::Ingest).await?;
+        synced.0.insert(tenant.clone(), seq);
+        Ok(seq)
+    }
+
+    /// Check the tenant, as the config stream has it now, and give the
+    /// event its id. `fallback_msg_id` de-duplicates redeliveries of
+    /// keyless intake messages.
     pub async fn prepare(
         &self,
+        synced: &mut Synced,
         source: &'static str,
         tenant: &str,
         event: NewEvent,
         fallback_msg_id: Option<String>,
     ) -> Result<Prepared, Error> {
         let tenant = TenantId::parse(tenant).map_err(|e| e.under("tenant_id"))?;
-        let state = match self.directory.tenant(&tenant) {
-            Some(s) => s,
-            None => {
-                // Perhaps created a moment ago through another replica.
-                self.directory.catch_up().await.map_err(|e| Error::Unavailable(e.to_string()))?;
-                self.directory.tenant(&tenant).ok_or_else(|| Error::UnknownTenant(tenant.to_string()))?
-            }
-        };
+        let config_seq = self.sync(synced, &tenant).await?;
+        let state = self.directory.tenant(&tenant).ok_or_else(|| Error::UnknownTenant(tenant.to_string()))?;
         let msg_id = match &event.idempotency_key {
             Some(key) => Some(format!("idem:{tenant}:{}", key.as_str())),
             None => fallback_msg_id,
@@ -81,6 +109,7 @@ impl Appender {
             event: StoredEvent::new(tenant, event),
             msg_id,
             webhooks_off: !state.webhooks_enabled,
+            config_seq,
             trace: TraceParent::new_root(),
         })
     }
@@ -95,6 +124,7 @@ impl Appender {
         if p.webhooks_off {
             headers.insert(WEBHOOKS_HEADER, "off");
         }
+        headers.insert(CONFIG_SEQUENCE_HEADER, p.config_seq.to_string().as_str());
         let payload = serde_json::to_vec(e).expect("stored events serialise");
         let mut publish = PublishMessage::build().payload(payload.into()).headers(headers);
         if let Some(id) = &p.msg_id {

@@ -120,7 +120,7 @@ impl IngestService for IngestApi {
         self.admit(&r.tenant_id, 1).inspect_err(|e| e.count("grpc"))?;
         let prepared = self
             .appender
-            .prepare("grpc", &r.tenant_id, event, None)
+            .prepare(&mut Default::default(), "grpc", &r.tenant_id, event, None)
             .await
             .inspect_err(|e| e.count("grpc"))?
             .traced(traceparent.as_deref());
@@ -141,14 +141,17 @@ impl IngestService for IngestApi {
             return Err(Error::from(e).into());
         }
         let mut prepared = Vec::with_capacity(r.events.len());
+        let mut synced = crate::append::Synced::default();
         for (i, e) in r.events.iter().enumerate() {
             let at = format!("events[{i}]");
             let event = parse_request(e).map_err(|err| Error::from(err.under(&at))).inspect_err(|e| e.count("grpc"))?;
-            let p = self.appender.prepare("grpc", &e.tenant_id, event, None).await.map_err(|err| match err {
-                Error::Invalid(f) => Error::Invalid(f.under(&at)),
-                Error::UnknownTenant(t) => Error::UnknownTenant(t),
-                other => other,
-            })?;
+            let p = self.appender.prepare(&mut synced, "grpc", &e.tenant_id, event, None).await.map_err(
+                |err| match err {
+                    Error::Invalid(f) => Error::Invalid(f.under(&at)),
+                    Error::UnknownTenant(t) => Error::UnknownTenant(t),
+                    other => other,
+                },
+            )?;
             prepared.push(p.traced(traceparent.as_deref()));
         }
         let mut per_tenant = std::collections::BTreeMap::<&str, usize>::new();

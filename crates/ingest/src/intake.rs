@@ -93,7 +93,7 @@ async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg:
     }
     let outcome = match NewEvent::from_json(&msg.payload) {
         Ok(event) => appender
-            .prepare("nats", &tenant, event, origin.map(|o| o.event_msg_id()))
+            .prepare(&mut Default::default(), "nats", &tenant, event, origin.map(|o| o.event_msg_id()))
             .await
             .map(|p| p.traced(hookline_bus::header(msg.headers.as_ref(), hookline_telemetry::trace::TRACEPARENT))),
         Err(e) => Err(Error::from(e)),

@@ -35,6 +35,13 @@ pub enum Error {
     RateLimited { tenant: String, per_second: f64, retry_after_ms: u128 },
 }
 
+impl From<hookline_subscriptions::Error> for Error {
+    /// The config stream or this replica's index: both retryable.
+    fn from(e: hookline_subscriptions::Error) -> Self {
+        Error::Unavailable(e.to_string())
+    }
+}
+
 impl From<FieldError> for Error {
     fn from(e: FieldError) -> Self {
         Error::Invalid(e)

@@ -365,9 +365,10 @@ pub async fn create_job(
         .await?)
 }
 
-/// Store how many deliveries the job found and how many it has queued.
+/// Store how many deliveries the job found and how many it has queued
+/// (renewing its heartbeat).
 pub async fn update_job_progress(pool: &PgPool, id: &str, total: i32, done: i32) -> Result<(), StoreError> {
-    sqlx::query("UPDATE recover_jobs SET total = $2, done = $3 WHERE id = $1")
+    sqlx::query("UPDATE recover_jobs SET total = $2, done = $3, heartbeat_at = now() WHERE id = $1")
         .bind(id)
         .bind(total)
         .bind(done)
@@ -385,6 +386,64 @@ pub async fn finish_job(pool: &PgPool, id: &str, state: JobState, error: Option<
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Renew a running job's heartbeat: it is alive in this process.
+pub async fn heartbeat_job(pool: &PgPool, id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE recover_jobs SET heartbeat_at = now() WHERE id = $1 AND state = 'running'")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Running jobs whose heartbeat is older than `stale` (their process died):
+/// those started `max_runs` times already end `failed`; the others are
+/// claimed for this process (heartbeat renewed, `runs` + 1) and returned.
+/// One statement each, so two processes never claim the same job.
+pub async fn claim_stale_jobs(
+    pool: &PgPool,
+    stale: std::time::Duration,
+    max_runs: i32,
+) -> Result<Vec<JobRow>, StoreError> {
+    let stale = stale.as_secs_f64();
+    sqlx::query(
+        "UPDATE recover_jobs SET state = 'failed',
+             error = format('interrupted %s times (the delivery process running it stopped); run RecoverEndpoint again', runs)
+         WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1) AND runs >= $2",
+    )
+    .bind(stale)
+    .bind(max_runs)
+    .execute(pool)
+    .await?;
+    let sql = format!(
+        "UPDATE recover_jobs SET heartbeat_at = now(), runs = runs + 1
+         WHERE id IN (SELECT id FROM recover_jobs WHERE state = 'running'
+                      AND heartbeat_at < now() - make_interval(secs => $1) FOR UPDATE SKIP LOCKED)
+         RETURNING {JOB_COLUMNS}"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(stale).fetch_all(pool).await?)
+}
+
+/// Of `originals` (delivery ids of one endpoint), those that a replay
+/// already covers: one that succeeded or is still under way (any state but
+/// `failed`), or any replay with an id in `ours` (this job's own).
+pub async fn replayed(
+    pool: &PgPool,
+    endpoint: &str,
+    originals: &[String],
+    ours: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT replay_of FROM deliveries
+         WHERE endpoint_id = $1 AND replay_of = ANY($2) AND (state <> 'failed' OR id = ANY($3))",
+    )
+    .bind(endpoint)
+    .bind(originals)
+    .bind(ours)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// One job of `tenant`; another tenant's id reads as `None`.

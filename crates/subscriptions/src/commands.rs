@@ -1,5 +1,10 @@
 //! Command handling: decide against the index, append with optimistic
 //! concurrency, retry on conflict after catching up.
+//!
+//! Before it decides, a command catches up with the tenant's last config
+//! event as the stream leader has it, so a change acknowledged a moment ago
+//! by another replica is never missed: the command neither refuses a tenant
+//! that exists (`NOT_FOUND`) nor decides against a stale version.
 
 use std::{
     collections::HashMap,
@@ -8,13 +13,13 @@ use std::{
 };
 
 use async_nats::jetstream::{Context, context::PublishErrorKind, message::PublishMessage};
-use hookline_bus::{CONFIG_STREAM, config_subject};
+use hookline_bus::config_subject;
 use hookline_domain::{
     config::{Command, ConfigEvent, TenantState, decide},
     ids::TenantId,
 };
 
-use crate::{Directory, Error};
+use crate::{Directory, Error, directory::WaitReason};
 
 const MAX_ATTEMPTS: usize = 10;
 const INDEX_WAIT: Duration = Duration::from_secs(5);
@@ -56,6 +61,7 @@ impl Commands {
     async fn execute_inner(&self, tenant: &TenantId, cmd: Command) -> Result<Arc<TenantState>, Error> {
         let lock = self.locks.lock().expect("locks").entry(tenant.clone()).or_default().clone();
         let _guard = lock.lock().await;
+        self.directory.sync_tenant(tenant, WaitReason::Command).await?;
         for _ in 0..MAX_ATTEMPTS {
             let state = self.directory.tenant(tenant);
             let events = decide(tenant, state.as_deref(), cmd.clone())?;
@@ -70,7 +76,7 @@ impl Commands {
                 }
                 Err(AppendError::Conflict) => {
                     hookline_telemetry::metrics().config_conflicts.inc();
-                    self.catch_up(tenant).await?
+                    self.directory.sync_tenant(tenant, WaitReason::Command).await?;
                 }
                 Err(AppendError::Other(e)) => return Err(Error::Unavailable(e)),
             }
@@ -104,14 +110,5 @@ impl Commands {
             }
         }
         Ok(expected)
-    }
-
-    /// After a conflict: wait until the index holds the tenant's latest event.
-    async fn catch_up(&self, tenant: &TenantId) -> Result<(), Error> {
-        let stream = self.js.get_stream(CONFIG_STREAM).await.map_err(|e| Error::Unavailable(e.to_string()))?;
-        if let Ok(last) = stream.get_last_raw_message_by_subject(&config_subject(tenant.as_str())).await {
-            self.directory.wait_applied(last.sequence, INDEX_WAIT).await?;
-        }
-        Ok(())
     }
 }

@@ -1,15 +1,25 @@
 //! An in-memory index of every tenant, kept current by an ordered consumer
 //! on HOOKLINE_CONFIG. Reads never touch the network.
+//!
+//! Every process follows the stream on its own, so a replica may be a few
+//! milliseconds (or, on a busy host, seconds) behind another. Where that
+//! matters (a command, a tenant read, an event accepted after a change made
+//! through another replica), the caller first asks the stream leader for
+//! the tenant's last config sequence ([`Directory::sync_tenant`]) and waits,
+//! bounded, until the index has applied it: read-your-writes across
+//! replicas, at the price of one small request. Ingest's reads are
+//! coalesced per tenant ([`Directory::fresh_tenant_seq`]).
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
-    time::Duration,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
 };
 
 use async_nats::jetstream::{
     Context,
     consumer::{DeliverPolicy, pull::OrderedConfig},
+    stream::{LastRawMessageErrorKind, Stream},
 };
 use futures_util::StreamExt;
 use hookline_bus::CONFIG_STREAM;
@@ -18,7 +28,7 @@ use hookline_domain::{
     endpoint::EndpointConfig,
     ids::{EndpointId, TenantId},
 };
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -34,6 +44,46 @@ struct Index {
 
 type Tenants = Arc<RwLock<Index>>;
 
+/// Why a caller waits for the index to catch up: the `reason` label of
+/// `hookline_config_wait_seconds` and `hookline_config_wait_timeouts_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    /// A tenant or endpoint command, before it decides.
+    Command,
+    /// A tenant read on the subscriptions API (get, list).
+    Read,
+    /// `Resolve`, for an event stamped with a newer config sequence.
+    Resolve,
+    /// Ingest, before it checks an event's tenant.
+    Ingest,
+}
+
+impl WaitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Command => "command",
+            WaitReason::Read => "read",
+            WaitReason::Resolve => "resolve",
+            WaitReason::Ingest => "ingest",
+        }
+    }
+}
+
+/// How long a caller waits for its index to reach a sequence before it
+/// answers UNAVAILABLE (and the client, or fan-out, retries).
+pub const SYNC_WAIT: Duration = Duration::from_secs(3);
+
+type Answer = Result<u64, Error>;
+
+/// Coalesced reads of one tenant's last config sequence: one in flight;
+/// callers arriving meanwhile wait for the next one, which starts after
+/// they arrived (so it sees every change acknowledged before they asked).
+#[derive(Default)]
+struct ReadQueue {
+    running: bool,
+    waiting: Vec<oneshot::Sender<Answer>>,
+}
+
 /// Shared, cheaply clonable handle to the index.
 #[derive(Clone)]
 pub struct Directory {
@@ -41,6 +91,9 @@ pub struct Directory {
     /// Stream sequence of the last config message applied.
     applied: watch::Receiver<u64>,
     js: Context,
+    /// HOOKLINE_CONFIG, for last-by-subject reads (served by the stream leader).
+    stream: Stream<()>,
+    reads: Arc<Mutex<HashMap<TenantId, ReadQueue>>>,
 }
 
 impl Directory {
@@ -48,7 +101,8 @@ impl Directory {
     /// everything the stream held at start.
     pub async fn start(js: &Context, shutdown: CancellationToken) -> Result<Self, Error> {
         let (tx, applied) = watch::channel(0u64);
-        let dir = Self { tenants: Arc::default(), applied, js: js.clone() };
+        let stream = js.get_stream_no_info(CONFIG_STREAM).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+        let dir = Self { tenants: Arc::default(), applied, js: js.clone(), stream, reads: Arc::default() };
         let last = dir.stream_last_seq().await?;
         tokio::spawn(follow(js.clone(), dir.tenants.clone(), tx, shutdown));
         dir.wait_applied(last, Duration::from_secs(60)).await?;
@@ -76,6 +130,89 @@ impl Directory {
             .map_err(|_| Error::Unavailable(format!("config index did not reach sequence {seq} within {timeout:?}")))?
             .map_err(|_| Error::Unavailable("config follower stopped".into()))?;
         Ok(())
+    }
+
+    /// The stream sequence of the last config message this index applied.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// The sequence of the tenant's last config event, as the stream leader
+    /// has it now; 0 when the tenant has none (it does not exist).
+    pub async fn tenant_last_seq(&self, tenant: &TenantId) -> Result<u64, Error> {
+        match self.stream.get_last_raw_message_by_subject(&hookline_bus::config_subject(tenant.as_str())).await {
+            Ok(msg) => Ok(msg.sequence),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(Error::Unavailable(format!("reading the last config sequence of `{tenant}`: {e}"))),
+        }
+    }
+
+    /// Wait (up to `timeout`) until the index has applied `seq`. A wait is
+    /// observed in `hookline_config_wait_seconds{reason}`, a timeout counted
+    /// in `hookline_config_wait_timeouts_total{reason}` and answered
+    /// [`Error::Lagging`].
+    pub async fn reach(&self, seq: u64, timeout: Duration, reason: WaitReason) -> Result<(), Error> {
+        if self.applied() >= seq {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let labels = hookline_telemetry::labels([("reason", reason.as_str())]);
+        let m = hookline_telemetry::metrics();
+        let mut rx = self.applied.clone();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|s| *s >= seq)).await;
+        m.config_wait.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Unavailable("config follower stopped".into())),
+            Err(_) => {
+                m.config_wait_timeouts.get_or_create(&labels).inc();
+                Err(Error::Lagging { wanted: seq, applied: self.applied(), waited: timeout })
+            }
+        }
+    }
+
+    /// Read-your-writes for one tenant: wait until the index holds every
+    /// config event of `tenant` that the stream held when this was called.
+    /// Returns that event's sequence (0: the tenant has none).
+    pub async fn sync_tenant(&self, tenant: &TenantId, reason: WaitReason) -> Result<u64, Error> {
+        let seq = self.tenant_last_seq(tenant).await?;
+        self.reach(seq, SYNC_WAIT, reason).await?;
+        Ok(seq)
+    }
+
+    /// [`Self::tenant_last_seq`], coalesced: concurrent callers for one
+    /// tenant share a read that started after each of them called. Ingest
+    /// calls this for every event, so a burst costs two reads, not one per
+    /// event.
+    pub async fn fresh_tenant_seq(&self, tenant: &TenantId) -> Result<u64, Error> {
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut reads = self.reads.lock().expect("reads lock");
+            let queue = reads.entry(tenant.clone()).or_default();
+            queue.waiting.push(tx);
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if lead {
+            let (this, tenant) = (self.clone(), tenant.clone());
+            tokio::spawn(async move {
+                loop {
+                    let waiters = {
+                        let mut reads = this.reads.lock().expect("reads lock");
+                        let queue = reads.get_mut(&tenant).expect("a running queue exists");
+                        if queue.waiting.is_empty() {
+                            reads.remove(&tenant);
+                            return;
+                        }
+                        std::mem::take(&mut queue.waiting)
+                    };
+                    let answer = this.tenant_last_seq(&tenant).await;
+                    for w in waiters {
+                        let _ = w.send(answer.clone());
+                    }
+                }
+            });
+        }
+        rx.await.unwrap_or_else(|_| Err(Error::Unavailable("config sequence read was cancelled".into())))
     }
 
     pub fn tenant(&self, id: &TenantId) -> Option<Arc<TenantState>> {

@@ -24,7 +24,7 @@ use hookline_domain::config::ConfigError;
 use tonic::Status;
 
 /// Everything that can go wrong in this crate; mapped once to gRPC.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -32,6 +32,11 @@ pub enum Error {
     Unavailable(String),
     #[error("too many concurrent changes to tenant `{0}`; retry")]
     Contention(String),
+    /// This replica's config index is behind a change acknowledged
+    /// elsewhere and did not catch up in time; a retry (here or on another
+    /// replica) succeeds once it has.
+    #[error("this replica's config index reached sequence {applied}, not {wanted}, within {waited:?}; retry")]
+    Lagging { wanted: u64, applied: u64, waited: std::time::Duration },
 }
 
 impl From<Error> for Status {
@@ -47,7 +52,7 @@ impl From<Error> for Status {
                     Status::failed_precondition(e.to_string())
                 }
             },
-            Error::Unavailable(_) => {
+            Error::Unavailable(_) | Error::Lagging { .. } => {
                 tracing::warn!(error = %e, "config store unavailable");
                 Status::unavailable(e.to_string())
             }

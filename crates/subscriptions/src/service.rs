@@ -12,7 +12,7 @@ use hookline_domain::{
 use hookline_proto::subscriptions::v1::{self as pb, subscription_service_server::SubscriptionService};
 use tonic::{Request, Response, Status};
 
-use crate::{Commands, Directory, Error, auth};
+use crate::{Commands, Directory, Error, auth, directory::WaitReason};
 
 #[derive(Clone)]
 pub struct SubscriptionsApi {
@@ -144,13 +144,37 @@ pub fn endpoint_to_pb(tenant: &TenantId, e: &EndpointConfig) -> pb::Endpoint {
 }
 
 impl SubscriptionsApi {
-    fn tenant(&self, id: &TenantId) -> Result<std::sync::Arc<TenantState>, Status> {
+    /// The tenant as the stream has it now (a change acknowledged a moment
+    /// ago through another replica included).
+    async fn tenant(&self, id: &TenantId) -> Result<std::sync::Arc<TenantState>, Status> {
+        self.directory.sync_tenant(id, WaitReason::Read).await?;
         self.directory.tenant(id).ok_or_else(|| Error::from(ConfigError::TenantNotFound(id.to_string())).into())
     }
 
-    fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<EndpointConfig, Status> {
-        let t = self.tenant(tenant)?;
+    async fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<EndpointConfig, Status> {
+        let t = self.tenant(tenant).await?;
         t.endpoints.get(id).cloned().ok_or_else(|| Error::from(ConfigError::EndpointNotFound(id.to_string())).into())
+    }
+
+    /// The tenant for `Resolve`: as of at least `min_seq` (the config
+    /// sequence ingest stamped on the event), waiting up to
+    /// [`crate::directory::SYNC_WAIT`] for this replica to apply it, else
+    /// UNAVAILABLE (fan-out retries). Without a sequence (events stored
+    /// before ingest stamped them), a tenant missing here is looked up on
+    /// the stream first. `NOT_FOUND` therefore always means the tenant does
+    /// not exist, never that this replica lags.
+    async fn resolve_tenant(&self, id: &TenantId, min_seq: u64) -> Result<std::sync::Arc<TenantState>, Status> {
+        use crate::directory::SYNC_WAIT;
+        if min_seq > 0 {
+            self.directory.reach(min_seq, SYNC_WAIT, WaitReason::Resolve).await?;
+        }
+        if let Some(t) = self.directory.tenant(id) {
+            return Ok(t);
+        }
+        if min_seq == 0 {
+            self.directory.sync_tenant(id, WaitReason::Resolve).await?;
+        }
+        self.directory.tenant(id).ok_or_else(|| Error::from(ConfigError::TenantNotFound(id.to_string())).into())
     }
 
     async fn run(&self, tenant: &TenantId, cmd: Command) -> Result<std::sync::Arc<TenantState>, Status> {
@@ -172,7 +196,7 @@ impl SubscriptionService for SubscriptionsApi {
     async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
         auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let id = tenant_id(&req.get_ref().tenant_id)?;
-        let t = self.tenant(&id)?;
+        let t = self.tenant(&id).await?;
         Ok(Response::new(tenant_to_pb(&t)))
     }
 
@@ -205,7 +229,7 @@ impl SubscriptionService for SubscriptionsApi {
             description: description(&r.description)?,
             rate_limit: rate_limit(r.rate_limit)?,
         };
-        let before = self.directory.tenant(&id);
+        let before = self.tenant(&id).await.ok();
         let t = self.run(&id, cmd).await?;
         let created = t
             .endpoints
@@ -221,7 +245,7 @@ impl SubscriptionService for SubscriptionsApi {
         auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let r = req.get_ref();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
-        let endpoint = self.endpoint(&t, &e)?;
+        let endpoint = self.endpoint(&t, &e).await?;
         let mut view = endpoint_to_pb(&t, &endpoint);
         if r.reveal_url {
             view.url = endpoint.url.as_str().to_owned();
@@ -235,7 +259,7 @@ impl SubscriptionService for SubscriptionsApi {
     ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
         auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let t = tenant_id(&req.get_ref().tenant_id)?;
-        let tenant = self.tenant(&t)?;
+        let tenant = self.tenant(&t).await?;
         let endpoints = tenant.endpoints.values().map(|e| endpoint_to_pb(&t, e)).collect();
         Ok(Response::new(pb::ListEndpointsResponse { endpoints }))
     }
@@ -249,7 +273,7 @@ impl SubscriptionService for SubscriptionsApi {
         }
         // A client that read the endpoint and sends its URL back unchanged
         // sends the masked form: that keeps the stored URL, tokens and all.
-        let current_url = self.endpoint(&t, &e).ok().map(|ep| ep.url);
+        let current_url = self.endpoint(&t, &e).await.ok().map(|ep| ep.url);
         let unchanged = |given: &str| current_url.as_ref().is_some_and(|u| u.redacted() == given);
         let patch = EndpointPatch {
             url: match r.url.as_deref().filter(|u| !unchanged(u)).map(url).transpose()? {
@@ -294,7 +318,7 @@ impl SubscriptionService for SubscriptionsApi {
         auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let r = req.get_ref();
         let (t, e) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
-        let ep = self.endpoint(&t, &e)?;
+        let ep = self.endpoint(&t, &e).await?;
         Ok(Response::new(pb::EndpointSecret { endpoint_id: e.to_string(), secret: ep.secret.expose().to_owned() }))
     }
 
@@ -329,7 +353,7 @@ impl SubscriptionService for SubscriptionsApi {
         let r = req.get_ref();
         let t = tenant_id(&r.tenant_id)?;
         let event_type = EventType::parse(&r.event_type).map_err(|e| invalid(e.under("event_type")))?;
-        let tenant = self.tenant(&t)?;
+        let tenant = self.resolve_tenant(&t, r.min_config_sequence).await?;
         let endpoints = tenant
             .resolve_all(event_type, r.include_disabled)
             .map(|e| pb::ResolvedEndpoint {
@@ -365,7 +389,7 @@ impl SubscriptionService for SubscriptionsApi {
     ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
         auth::check_operator(&req)?;
         let t = tenant_id(&req.get_ref().tenant_id)?;
-        let tenant = self.tenant(&t)?;
+        let tenant = self.tenant(&t).await?;
         let mut keys: Vec<pb::ApiKey> = tenant
             .api_keys
             .iter()

@@ -40,6 +40,12 @@ pub struct Metrics {
     pub config_commands: Family<Labels, Counter>,
     /// subscriptions: optimistic-concurrency conflicts retried.
     pub config_conflicts: Counter,
+    /// Every service: time spent waiting for this process's config index to
+    /// apply a change acknowledged elsewhere, by `reason` (command, read,
+    /// resolve, ingest). Observed only when a wait was needed.
+    pub config_wait: HistogramFamily,
+    /// Every service: such waits that ran out (answered UNAVAILABLE, retried), by `reason`.
+    pub config_wait_timeouts: Family<Labels, Counter>,
     /// subscriptions: `Resolve` latency.
     pub resolve_duration: Histogram,
     /// Tenants and endpoints in this process's config index.
@@ -85,6 +91,8 @@ impl Metrics {
             events_rejected: Family::default(),
             config_commands: Family::default(),
             config_conflicts: Counter::default(),
+            config_wait: Family::new_with_constructor(fast_buckets),
+            config_wait_timeouts: Family::default(),
             resolve_duration: fast_buckets(),
             directory_tenants: Gauge::default(),
             directory_endpoints: Gauge::default(),
@@ -112,6 +120,17 @@ impl Metrics {
             "config_conflicts",
             "Optimistic-concurrency conflicts on config subjects",
             m.config_conflicts.clone(),
+        );
+        r.register_with_unit(
+            "config_wait",
+            "Waits for this process's config index to apply a change acknowledged elsewhere",
+            Unit::Seconds,
+            m.config_wait.clone(),
+        );
+        r.register(
+            "config_wait_timeouts",
+            "Config index waits that ran out (answered UNAVAILABLE and retried)",
+            m.config_wait_timeouts.clone(),
         );
         r.register_with_unit("resolve_duration", "Resolve latency", Unit::Seconds, m.resolve_duration.clone());
         r.register("directory_tenants", "Tenants in the in-memory config index", m.directory_tenants.clone());
@@ -160,6 +179,9 @@ impl Metrics {
         // before the first occurrence.
         for reason in ["endpoint_busy", "endpoint_stuck", "breaker_open", "rate_limited"] {
             let _ = m.deferrals.get_or_create(&labels([("reason", reason)]));
+        }
+        for reason in ["command", "read", "resolve", "ingest"] {
+            let _ = m.config_wait_timeouts.get_or_create(&labels([("reason", reason)]));
         }
         for reason in ["gone", "failing"] {
             let _ = m.endpoints_disabled.get_or_create(&labels([("reason", reason)]));
