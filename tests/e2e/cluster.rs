@@ -130,7 +130,7 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
                     .resolve(spb::ResolveRequest {
                         tenant_id: "acme".into(),
                         event_type: "customer.updated".into(),
-                        include_disabled: false,
+                        ..Default::default()
                     })
                     .await
                     .ok()?

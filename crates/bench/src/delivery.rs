@@ -330,7 +330,8 @@ impl Bench {
             self.stack.services.iter().map(|s| (s.role.to_owned(), cpu_secs(&s.pid().to_string()))).collect();
         let nats = self.stack.nats_pids();
         if !nats.is_empty() {
-            let label = if nats.len() == 1 { "nats-server".to_owned() } else { format!("nats-server ({} nodes)", nats.len()) };
+            let label =
+                if nats.len() == 1 { "nats-server".to_owned() } else { format!("nats-server ({} nodes)", nats.len()) };
             procs.push((label, nats.iter().map(|pid| cpu_secs(&pid.to_string())).sum()));
         }
         procs.push(("bench (receiver, clients)".into(), cpu_secs("self")));

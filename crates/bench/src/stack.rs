@@ -193,10 +193,12 @@ impl Stack {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
         let routes: Vec<String> = ports.iter().map(|(_, route)| format!("nats://127.0.0.1:{route}")).collect();
         for (i, (client, route)) in ports.iter().enumerate() {
-            let others: Vec<&str> = routes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, r)| r.as_str()).collect();
+            let others: Vec<&str> =
+                routes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, r)| r.as_str()).collect();
             let name = format!("n{i}");
             let cluster = format!("nats://127.0.0.1:{route}");
-            let args = ["-n", &name, "--cluster_name", "hookline-bench", "--cluster", &cluster, "--routes", &others.join(",")];
+            let args =
+                ["-n", &name, "--cluster_name", "hookline-bench", "--cluster", &cluster, "--routes", &others.join(",")];
             self.spawn_nats(&format!("nats-{i}"), *client, &args)?;
         }
         self.nats_url = ports.iter().map(|(c, _)| format!("nats://127.0.0.1:{c}")).collect::<Vec<_>>().join(",");

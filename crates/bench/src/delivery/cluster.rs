@@ -77,10 +77,18 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
         report.push(Row::new(format!("e2e latency p50 {at}, {label}"), f.latency.p50, "ms").beside(raw_lat.p50));
         report.push(Row::new(format!("e2e latency p99 {at}, {label}"), f.latency.p99, "ms").beside(raw_lat.p99));
     }
-    report.push(Row::new(format!("nats-server CPU s per 1,000 deliveries (fan-out 10), {s}"), single.nats_cpu_per_1000, "s"));
+    report.push(Row::new(
+        format!("nats-server CPU s per 1,000 deliveries (fan-out 10), {s}"),
+        single.nats_cpu_per_1000,
+        "s",
+    ));
     report.push(
-        Row::new(format!("nats-server CPU s per 1,000 deliveries (fan-out 10), {c}, all nodes"), cluster.nats_cpu_per_1000, "s")
-            .vs(single.nats_cpu_per_1000),
+        Row::new(
+            format!("nats-server CPU s per 1,000 deliveries (fan-out 10), {c}, all nodes"),
+            cluster.nats_cpu_per_1000,
+            "s",
+        )
+        .vs(single.nats_cpu_per_1000),
     );
     report.push(Row::new(format!("peak RSS nats-server, {s}"), single.nats_rss, "MiB"));
     report.push(Row::new(format!("peak RSS nats-server, {c}, largest node"), cluster.nats_rss, "MiB"));
