@@ -1,4 +1,4 @@
-//! The delivery service: fans accepted events out into one dispatch task per
+//! The delivery service's hot path: fans accepted events out into one dispatch task per
 //! subscribed endpoint, and runs the workers that POST them, retry them and
 //! record every attempt.
 //!
