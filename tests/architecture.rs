@@ -38,8 +38,8 @@ struct Edge {
 struct Graph {
     /// Workspace package names.
     workspace: Vec<String>,
-    /// Package name → what it depends on, as resolved (all platforms of
-    /// the host's, features unified as Cargo builds them).
+    /// Package name → what it depends on, as Cargo resolves it for the
+    /// host platform (features unified across the workspace).
     deps: HashMap<String, Vec<Edge>>,
 }
 
