@@ -54,8 +54,8 @@ use hookline_domain::{
     events::StoredEvent,
     ids::{EndpointId, TenantId},
 };
-use hookline_subscriptions::Directory;
 use hookline_telemetry::{metrics, trace::TRACEPARENT};
+use hookline_tenants::Directory;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 

@@ -21,11 +21,11 @@ use hookline_domain::{
     ids::TenantId,
     layout,
 };
-use hookline_subscriptions::{Commands, Directory};
 use hookline_telemetry::{
     labels, metrics,
     trace::{TRACEPARENT, TraceParent},
 };
+use hookline_tenants::{Commands, Directory};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;

@@ -6,14 +6,16 @@ use std::{future::Future, sync::Arc};
 use anyhow::Context as _;
 use axum::{Router, http::StatusCode, routing::get};
 use hookline_bus::{Retention, StreamSettings};
-use hookline_delivery::{DeliveryApi, DeliverySettings};
+use hookline_delivery::DeliverySettings;
+use hookline_delivery_log::DeliveryApi;
 use hookline_ingest::{Appender, IngestApi};
 use hookline_proto::{
     delivery::v1::delivery_service_server::DeliveryServiceServer,
     ingest::v1::ingest_service_server::IngestServiceServer,
     subscriptions::v1::subscription_service_server::SubscriptionServiceServer,
 };
-use hookline_subscriptions::{Commands, Directory, SubscriptionsApi};
+use hookline_subscriptions::SubscriptionsApi;
+use hookline_tenants::{Commands, Directory};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -106,7 +108,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     });
     let probes = Probes {
         readiness: readiness.clone(),
-        metrics_token: args.metrics_token.as_deref().map(|t| Arc::new(hookline_subscriptions::auth::hash(t))),
+        metrics_token: args.metrics_token.as_deref().map(|t| Arc::new(hookline_auth::hash(t))),
     };
     match &tls {
         Some(identity) => {
@@ -142,7 +144,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
 
     let authenticator = match &operator_auth {
         OperatorAuth::Token { current, previous } => {
-            hookline_subscriptions::auth::Authenticator::new(Some(current), directory.clone()).also_accepting(previous)
+            hookline_auth::Authenticator::new(Some(current), directory.clone()).also_accepting(previous)
         }
         OperatorAuth::Open { why } => {
             if role == Role::Dev {
@@ -152,7 +154,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
                     "AUTHENTICATION IS OFF ({why}): every gRPC caller acts as the operator; set HOOKLINE_OPERATOR_TOKEN"
                 );
             }
-            hookline_subscriptions::auth::Authenticator::new(None, directory.clone())
+            hookline_auth::Authenticator::new(None, directory.clone())
         }
     };
     let mut grpc = tonic::service::Routes::default();
@@ -207,7 +209,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
             let ready = schema_ready.clone();
             async move {
                 if ready.await {
-                    hookline_delivery::replay::resume_jobs(pool, js, after, shutdown).await;
+                    hookline_delivery_log::replay::resume_jobs(pool, js, after, shutdown).await;
                 }
                 Ok(())
             }
@@ -219,7 +221,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
             let ready = schema_ready.clone();
             async move {
                 if ready.await {
-                    hookline_delivery::autodisable::run(pool, commands, after, every, shutdown).await;
+                    hookline_delivery_log::autodisable::run(pool, commands, after, every, shutdown).await;
                 }
                 Ok(())
             }
@@ -363,7 +365,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
 #[derive(Debug, thiserror::Error)]
 enum StartError {
     #[error("cannot load tenants from HOOKLINE_CONFIG")]
-    Directory(#[source] hookline_subscriptions::Error),
+    Directory(#[source] hookline_tenants::Error),
     #[error("shut down while waiting for the tenants of HOOKLINE_CONFIG")]
     ShutDown,
 }
@@ -380,7 +382,7 @@ async fn start_directory(
         let attempt = shutdown.child_token();
         match Directory::start(js, attempt.clone()).await {
             Ok(directory) => return Ok(directory),
-            Err(e @ hookline_subscriptions::Error::Unavailable(_)) => {
+            Err(e @ hookline_tenants::Error::Unavailable(_)) => {
                 attempt.cancel();
                 let wait = backoff.next_wait();
                 tracing::warn!(error = %e, retry_in = ?wait, "cannot load tenants yet; waiting for NATS JetStream");
@@ -414,7 +416,7 @@ where
                 .get(axum::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
-                .map(hookline_subscriptions::auth::hash);
+                .map(hookline_auth::hash);
             if given.as_deref() != Some(expected.as_str()) {
                 return (
                     StatusCode::UNAUTHORIZED,

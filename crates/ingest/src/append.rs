@@ -19,11 +19,11 @@ use hookline_domain::{
     events::{NewEvent, StoredEvent},
     ids::TenantId,
 };
-use hookline_subscriptions::{
+use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
+use hookline_tenants::{
     Directory,
     directory::{SYNC_WAIT, WaitReason},
 };
-use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 
 use crate::Error;
 

@@ -7,7 +7,7 @@ use hookline_proto::ingest::v1::{self as pb, ingest_service_server::IngestServic
 use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 
-use hookline_subscriptions::auth::check_tenant;
+use hookline_auth::check_tenant;
 
 use crate::{Appender, Error, append::Accepted, limit::TenantLimiter};
 

@@ -35,9 +35,9 @@ pub enum Error {
     RateLimited { tenant: String, per_second: f64, retry_after_ms: u128 },
 }
 
-impl From<hookline_subscriptions::Error> for Error {
+impl From<hookline_tenants::Error> for Error {
     /// The config stream or this replica's index: both retryable.
-    fn from(e: hookline_subscriptions::Error) -> Self {
+    fn from(e: hookline_tenants::Error) -> Self {
         Error::Unavailable(e.to_string())
     }
 }

@@ -1,5 +1,6 @@
 //! The gRPC `SubscriptionService`: parses requests into commands at the edge.
 
+use hookline_auth as auth;
 use hookline_domain::{
     FieldError,
     config::{Command, ConfigError, EndpointPatch, TenantState},
@@ -10,9 +11,10 @@ use hookline_domain::{
     ssrf::AddressPolicy,
 };
 use hookline_proto::subscriptions::v1::{self as pb, subscription_service_server::SubscriptionService};
+use hookline_tenants::{Commands, Directory, Error, directory::WaitReason};
 use tonic::{Request, Response, Status};
 
-use crate::{Commands, Directory, Error, auth, directory::WaitReason};
+use crate::status;
 
 #[derive(Clone)]
 pub struct SubscriptionsApi {
@@ -36,7 +38,7 @@ impl SubscriptionsApi {
 }
 
 fn invalid(e: FieldError) -> Status {
-    Error::from(ConfigError::Invalid(e)).into()
+    status(Error::from(ConfigError::Invalid(e)))
 }
 
 fn tenant_id(s: &str) -> Result<TenantId, Status> {
@@ -147,38 +149,38 @@ impl SubscriptionsApi {
     /// The tenant as the stream has it now (a change acknowledged a moment
     /// ago through another replica included).
     async fn tenant(&self, id: &TenantId) -> Result<std::sync::Arc<TenantState>, Status> {
-        self.directory.sync_tenant(id, WaitReason::Read).await?;
-        self.directory.tenant(id).ok_or_else(|| Error::from(ConfigError::TenantNotFound(id.to_string())).into())
+        self.directory.sync_tenant(id, WaitReason::Read).await.map_err(status)?;
+        self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.to_string()).into()))
     }
 
     async fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<EndpointConfig, Status> {
         let t = self.tenant(tenant).await?;
-        t.endpoints.get(id).cloned().ok_or_else(|| Error::from(ConfigError::EndpointNotFound(id.to_string())).into())
+        t.endpoints.get(id).cloned().ok_or_else(|| status(ConfigError::EndpointNotFound(id.to_string()).into()))
     }
 
     /// The tenant for `Resolve`: as of at least `min_seq` (the config
     /// sequence ingest stamped on the event), waiting up to
-    /// [`crate::directory::SYNC_WAIT`] for this replica to apply it, else
+    /// [`hookline_tenants::directory::SYNC_WAIT`] for this replica to apply it, else
     /// UNAVAILABLE (fan-out retries). Without a sequence (events stored
     /// before ingest stamped them), a tenant missing here is looked up on
     /// the stream first. `NOT_FOUND` therefore always means the tenant does
     /// not exist, never that this replica lags.
     async fn resolve_tenant(&self, id: &TenantId, min_seq: u64) -> Result<std::sync::Arc<TenantState>, Status> {
-        use crate::directory::SYNC_WAIT;
+        use hookline_tenants::directory::SYNC_WAIT;
         if min_seq > 0 {
-            self.directory.reach(min_seq, SYNC_WAIT, WaitReason::Resolve).await?;
+            self.directory.reach(min_seq, SYNC_WAIT, WaitReason::Resolve).await.map_err(status)?;
         }
         if let Some(t) = self.directory.tenant(id) {
             return Ok(t);
         }
         if min_seq == 0 {
-            self.directory.sync_tenant(id, WaitReason::Resolve).await?;
+            self.directory.sync_tenant(id, WaitReason::Resolve).await.map_err(status)?;
         }
-        self.directory.tenant(id).ok_or_else(|| Error::from(ConfigError::TenantNotFound(id.to_string())).into())
+        self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.to_string()).into()))
     }
 
     async fn run(&self, tenant: &TenantId, cmd: Command) -> Result<std::sync::Arc<TenantState>, Status> {
-        Ok(self.commands.execute(tenant, cmd).await?)
+        self.commands.execute(tenant, cmd).await.map_err(status)
     }
 }
 

@@ -41,16 +41,11 @@ pub struct DeliveryApi {
     archive_after: Duration,
     /// Current endpoints, so a log request right after creation is not refused
     /// while the projection catches up.
-    directory: hookline_subscriptions::Directory,
+    directory: hookline_tenants::Directory,
 }
 
 impl DeliveryApi {
-    pub fn new(
-        pool: PgPool,
-        js: Context,
-        archive_after: Duration,
-        directory: hookline_subscriptions::Directory,
-    ) -> Self {
+    pub fn new(pool: PgPool, js: Context, archive_after: Duration, directory: hookline_tenants::Directory) -> Self {
         Self { pool, js, archive_after, directory }
     }
 
@@ -230,7 +225,7 @@ impl DeliveryApi {
     }
 }
 
-use hookline_subscriptions::auth::{check_operator, check_tenant};
+use hookline_auth::{check_operator, check_tenant};
 
 #[tonic::async_trait]
 impl DeliveryService for DeliveryApi {

@@ -5,6 +5,11 @@
 //! authentication is off and every caller is the operator: `hookline dev`
 //! and services started with `HOOKLINE_ALLOW_UNAUTHENTICATED=true` only.
 //! API keys are stored only as SHA-256 hashes in the tenant's aggregate.
+//!
+//! Every Hookline gRPC service sits behind the one [`Authenticator`]
+//! interceptor; methods only check the [`Principal`] against the tenant in
+//! the request ([`check_tenant`], [`check_operator`]). It is a crate of its
+//! own so that the services share it without depending on one another.
 
 use std::sync::Arc;
 
@@ -13,7 +18,7 @@ use hookline_domain::ids::TenantId;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status, metadata::MetadataMap};
 
-use crate::Directory;
+use hookline_tenants::Directory;
 
 pub const API_KEY_PREFIX: &str = "hlk_";
 

@@ -9,7 +9,7 @@ use hookline_domain::{
     config::Command,
     ids::{EndpointId, TenantId},
 };
-use hookline_subscriptions::Commands;
+use hookline_tenants::Commands;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{Context, stream::RawMessageErrorKind};
+use async_nats::jetstream::{Context, message::PublishMessage, stream::RawMessageErrorKind};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hookline_bus::{EVENTS_STREAM, dispatch_subject};
 use hookline_domain::{
@@ -103,7 +103,8 @@ async fn replay_as(
         event,
     };
     let payload = serde_json::to_vec(&task).map_err(|e| Error::Corrupt(e.to_string()))?;
-    let publish = crate::task_message(payload.into(), None, task.msg_id());
+    // As fan-out stores a task, without a trace: the replay starts one.
+    let publish = PublishMessage::build().payload(payload.into()).message_id(task.msg_id());
     let subject = dispatch_subject(tenant.as_str(), task.endpoint_id.as_str());
     js.send_publish(subject, publish).await.map_err(nats)?.await.map_err(nats)?;
     Ok(task.delivery_id)
