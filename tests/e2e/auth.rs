@@ -1,5 +1,5 @@
-//! Issue 7: authenticated, tenant-isolated APIs. Every RPC is called with a
-//! tenant key and another tenant's ids; none returns data.
+//! Tenants are isolated: every RPC called with one tenant's key and
+//! another tenant's ids returns no data.
 
 use std::time::Duration;
 

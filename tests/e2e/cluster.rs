@@ -1,5 +1,5 @@
-//! Issue 17: Hookline on a three-node NATS JetStream cluster with streams of
-//! three replicas, two or more processes of every service. Nodes die (one
+//! Nothing is lost on a three-node NATS JetStream cluster with streams of
+//! three replicas and two or more processes of every service. Nodes die (one
 //! with its disk), leaders move, services crash and restart, and afterwards
 //! nothing is lost: every (event, endpoint) pair arrived, the delivery log
 //! agrees, and every stream has three current replicas again. Also: a

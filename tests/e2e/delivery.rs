@@ -1,5 +1,5 @@
-//! Acceptance 1, 4 and 5: every type reaches its subscribers, signed, in
-//! the chosen layout; retries keep the webhook-id; SIGKILL loses nothing.
+//! Every event type reaches its subscribers, signed, in the chosen
+//! layout; retries keep the webhook-id; SIGKILL loses nothing.
 
 use std::{collections::HashSet, time::Duration};
 

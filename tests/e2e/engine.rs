@@ -1,5 +1,6 @@
-//! Issue 5: status semantics, isolation, SSRF guard, graceful shutdown and
-//! scale-out, against real receivers, NATS and Postgres.
+//! The delivery engine against real receivers, NATS and Postgres: which
+//! answers count as delivered, per-endpoint isolation, parking and rate
+//! limits, e-mail endpoints, the SSRF guard, graceful shutdown and scale-out.
 
 use std::{
     collections::HashSet,

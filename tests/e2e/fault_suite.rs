@@ -1,9 +1,9 @@
-//! Issue 7: the fault suite. Events in flight at fan-out 3 while the
-//! delivery process is SIGKILLed twice, ingest once, nats-server killed and
-//! restarted, and Postgres stopped and started. Afterwards every (event,
-//! endpoint) pair reached its receiver, duplicates stay within the in-flight
-//! window, the log agrees with the receivers, and every service is ready
-//! again by itself.
+//! Nothing is lost through a series of faults: events are in flight at
+//! fan-out 3 while the delivery process is SIGKILLed twice, ingest once,
+//! nats-server killed and restarted, and Postgres stopped and started.
+//! Afterwards every (event, endpoint) pair reached its receiver, duplicates
+//! stay within the in-flight window, the log agrees with the receivers, and
+//! every service is ready again by itself.
 //!
 //! CI runs 3,000 events with a 10 s Postgres outage; the full run is
 //! `HOOKLINE_FAULT_EVENTS=10000 HOOKLINE_FAULT_PG_DOWN_SECS=30 cargo test -p hookline-e2e --test e2e fault_suite -- --nocapture`.

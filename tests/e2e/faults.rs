@@ -1,4 +1,4 @@
-//! Issue 7: misbehaving receivers get the right error kind, their response
+//! Misbehaving receivers get the right error kind, their response
 //! bodies are read only up to a cap, and healthy endpoints keep flowing.
 
 use std::{

@@ -1,4 +1,4 @@
-//! Issue 22: health that tells the truth. gRPC health (`grpc.health.v1`) and
+//! Health tells the truth: gRPC health (`grpc.health.v1`) and
 //! `/readyz` say NOT_SERVING while NATS is down, while Postgres is down (for
 //! what reads it) and while a process drains after SIGTERM, and SERVING
 //! again once it recovers, on their own.

@@ -1,4 +1,4 @@
-//! Acceptance 2 and 7: invalid input is refused naming the field, with
+//! Invalid input is refused naming the field, with
 //! nothing appended; idempotent publish; webhooks off.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Issue 22, the NATS intake's edges: a refused event is kept whole, byte
+//! The NATS intake's edges: a refused event is kept whole, byte
 //! for byte, with its reason; keyless events get ids that survive a
 //! re-creation of HOOKLINE_INTAKE and still de-duplicate redeliveries.
 

@@ -1,5 +1,6 @@
-//! Issue 4: the delivery log, Raw / Download / Replay / recover, statistics,
-//! archive and rebuildable projections, through the public gRPC API.
+//! The delivery log, Raw / Download / Replay / recover, statistics, archive
+//! and rebuildable projections, through the public gRPC API (Download
+//! through the CLI).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Issue 7: deploy/nats/hookline.conf lets a publisher write only to its own
+//! deploy/nats/hookline.conf lets a publisher write only to its own
 //! tenant's intake subject and read nothing; the services run under it.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Issue 6: every service's /metrics shows the documented families, and they
+//! Every service's /metrics shows the documented families, and they
 //! move when traffic flows.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Issue 17: correct with replicas. Two subscriptions processes, two ingest
+//! Replicas read their writes: with two subscriptions processes, two ingest
 //! processes and a delivery process on one nats-server: a change
 //! acknowledged by one replica is seen by every later command on the other,
 //! and by every event accepted afterwards, whichever ingest takes it.

@@ -1,4 +1,4 @@
-//! Acceptance 6: the auth header's value reaches the receiver and nothing else.
+//! The auth header's value reaches the receiver and nothing else.
 
 use std::time::Duration;
 

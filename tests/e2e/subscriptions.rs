@@ -1,4 +1,4 @@
-//! Acceptance 3 and the config rules: plan limits under concurrency,
+//! The config rules: plan limits under concurrency,
 //! downgrades, endpoint validation, Resolve freshness, rebuildable projections.
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! Issue 7: optional TLS on every gRPC and HTTP listener. The three services
+//! Optional TLS works on every gRPC and HTTP listener: the three services
 //! run as separate processes with a certificate from a private CA; delivery
 //! reaches subscriptions over TLS, clients that do not trust the CA or speak
 //! plain text get nothing, and the CLI works with `--tls-ca`.

@@ -2,7 +2,10 @@
 //!
 //! The only crate that knows protobuf. Event payload messages derive
 //! serde traits so ingest validates them with the same rules as the
-//! JSON that NATS publishers send.
+//! JSON that NATS publishers send; the messages operators read derive
+//! `Serialize` so the CLI prints them as JSON (see [`json`]).
+
+pub mod json;
 
 pub mod events {
     pub mod v1 {

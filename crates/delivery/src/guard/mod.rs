@@ -1,37 +1,52 @@
-//! Per-endpoint isolation inside one delivery process: an in-flight cap and
-//! a circuit breaker.
+//! Per-endpoint isolation inside one delivery process: an in-flight cap,
+//! a circuit breaker and a rate limit.
+//!
+//! # Layout
+//! * [`gate`]: one endpoint's slots and the attempts queued for them.
+//! * [`breaker`]: its circuit breaker.
+//! * [`bucket`]: its rate limit, a token bucket.
+//! * here: the [`Guard`] that holds a gate per endpoint and runs attempts
+//!   through them.
 //!
 //! A task for a busy endpoint that is making progress queues its attempt
 //! briefly for one of the endpoint's slots, and goes back to JetStream for a
 //! moment if none frees up. A slot that finishes an attempt goes straight
 //! on to the next queued one in the same task ([`Guard::run`]): a fast
 //! endpoint at its cap never waits for a woken task to be scheduled between
-//! two attempts, which on a busy machine cost a fifth of each slot's time. A task
-//! for an endpoint that is stuck (its cap in flight and nothing finished for
-//! a while) or whose breaker is open is *parked* instead (see
-//! [`crate::park`]): it waits in JetStream apart from the other endpoints'
-//! tasks, and [`Guard::room`] says how many may come back. A slow or failing
-//! endpoint therefore holds no more than its cap of worker slots, and its
-//! waiting work costs neither memory here nor pulls from the shared consumer.
+//! two attempts. A task for an endpoint that is stuck (its cap in flight and
+//! nothing finished for a while) or whose breaker is open is *parked*
+//! instead (see [`crate::park`]): it waits in JetStream apart from the other
+//! endpoints' tasks, and [`Guard::room`] says how many may come back. A slow
+//! or failing endpoint therefore holds no more than its cap of worker slots,
+//! and its waiting work costs neither memory here nor pulls from the shared
+//! consumer.
 //!
 //! An endpoint with a rate limit also spaces its attempts: each reserves
-//! the next free moment of its [`Bucket`] and waits for it when that is
-//! near; when it is further off, the task is parked and comes back at the
-//! pace the bucket refills.
+//! the next free moment of its bucket and waits for it when that is near;
+//! when it is further off, the task is parked and comes back at the pace
+//! the bucket refills.
+
+mod breaker;
+mod bucket;
+mod gate;
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     future::Future,
-    pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicU8, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use hookline_domain::{endpoint::RateLimit, ids::EndpointId};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use self::{
+    breaker::{Admission, Outcome},
+    gate::{ABANDONED, Gate, QUEUED, Queued, STARTED},
+};
 
 #[derive(Debug, Clone)]
 pub struct GuardSettings {
@@ -49,147 +64,6 @@ const MAX_WAIT: Duration = Duration::from_millis(500);
 /// The most parked tasks one endpoint gets back per round of the parking
 /// sweeper, however fast it has been finishing them.
 const MAX_ROOM: usize = 2_000;
-
-#[derive(Default)]
-struct Breaker {
-    consecutive_failures: u32,
-    open_until: Option<Instant>,
-    /// Half-open: one probe is out (since then); the rest wait for its result.
-    probing: Option<Instant>,
-}
-
-/// A token bucket refilled at the endpoint's limit, holding at most one
-/// second's worth (the burst). Tokens may go below zero: each attempt takes
-/// one as it is admitted, and a negative balance is the wait the next one
-/// has, so attempts that arrive together are spread, not let through at once.
-struct Bucket {
-    limit: RateLimit,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn new(limit: RateLimit) -> Self {
-        Self { limit, tokens: f64::from(limit.per_second()), at: Instant::now() }
-    }
-
-    fn rate(&self) -> f64 {
-        f64::from(self.limit.per_second())
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.rate();
-        self.tokens = (self.tokens + earned).min(self.rate());
-        self.at = now;
-    }
-
-    /// How long until a token is free, without taking it.
-    fn wait(&mut self, now: Instant) -> Duration {
-        self.refill(now);
-        Duration::from_secs_f64(((1.0 - self.tokens) / self.rate()).max(0.0))
-    }
-
-    /// Take a token if one is free within `within`, returning how long to
-    /// wait for it.
-    fn reserve(&mut self, now: Instant, within: Duration) -> Option<Duration> {
-        let wait = self.wait(now);
-        (wait <= within).then(|| {
-            self.tokens -= 1.0;
-            wait
-        })
-    }
-}
-
-/// An attempt waiting for a slot; its future says whether it succeeded.
-struct Queued {
-    job: Pin<Box<dyn Future<Output = bool> + Send>>,
-    probe: bool,
-    /// [`QUEUED`], then [`STARTED`] by the slot that takes it or
-    /// [`ABANDONED`] by its task, which stopped waiting.
-    state: Arc<AtomicU8>,
-}
-
-const QUEUED: u8 = 0;
-const STARTED: u8 = 1;
-const ABANDONED: u8 = 2;
-
-struct Gate {
-    slots: Arc<Semaphore>,
-    /// Attempts waiting for a slot, oldest first. A slot is taken, or an
-    /// attempt queued, only under this lock, and a slot is freed only under
-    /// it when nothing is queued: no attempt waits while a slot is free.
-    queue: Mutex<VecDeque<Queued>>,
-    breaker: Mutex<Breaker>,
-    /// When an attempt last finished (or the gate was made): waiting for a
-    /// slot only pays off while the endpoint is making progress.
-    last_release: Mutex<Instant>,
-    /// Attempts finished so far, so the sweeper can return parked tasks at
-    /// the pace the endpoint takes them.
-    finished: AtomicU64,
-    /// Moving average of attempt durations, in microseconds.
-    latency_us: AtomicU64,
-    /// The endpoint's rate limit as last seen, and its tokens.
-    bucket: Mutex<Option<Bucket>>,
-}
-
-/// An endpoint with no attempt finished for this long, and its cap in
-/// flight, is stuck: its tasks are parked.
-const STUCK: Duration = Duration::from_millis(250);
-
-impl Gate {
-    /// The next queued attempt, with `permit`; or `permit` is freed, under
-    /// the queue lock, so no attempt is left queued beside a free slot.
-    fn next_or_free(&self, permit: OwnedSemaphorePermit) -> Option<(OwnedSemaphorePermit, Queued)> {
-        let mut queue = self.queue.lock().expect("queue lock");
-        match queue.pop_front() {
-            Some(queued) => Some((permit, queued)),
-            None => {
-                drop(permit);
-                None
-            }
-        }
-    }
-
-    /// A half-open breaker's probe that was not made: the next task may be it.
-    fn drop_probe(&self, probe: bool) {
-        if probe {
-            self.breaker.lock().expect("breaker lock").probing = None;
-        }
-    }
-
-    fn stuck(&self) -> bool {
-        self.slots.available_permits() == 0 && self.last_release.lock().expect("release lock").elapsed() > STUCK
-    }
-
-    /// Reserve the next moment `limit` allows, if it is within a short
-    /// wait; a changed limit starts a full bucket.
-    fn reserve(&self, limit: Option<RateLimit>) -> Result<Duration, Wait> {
-        let mut bucket = self.bucket.lock().expect("bucket lock");
-        let Some(limit) = limit else {
-            *bucket = None;
-            return Ok(Duration::ZERO);
-        };
-        let b = match bucket.as_mut() {
-            Some(b) if b.limit == limit => b,
-            _ => bucket.insert(Bucket::new(limit)),
-        };
-        b.reserve(Instant::now(), MAX_WAIT).ok_or(Wait::Limited)
-    }
-
-    /// Tokens free now and over the next `ahead`, when rate-limited.
-    fn rate_room(&self, ahead: Duration) -> Option<usize> {
-        let mut bucket = self.bucket.lock().expect("bucket lock");
-        let b = bucket.as_mut()?;
-        b.refill(Instant::now());
-        Some((b.tokens + ahead.as_secs_f64() * b.rate()).max(0.0) as usize)
-    }
-
-    /// Whether the next attempt would wait longer than a task may.
-    fn rate_limited(&self) -> bool {
-        let mut bucket = self.bucket.lock().expect("bucket lock");
-        bucket.as_mut().is_some_and(|b| b.wait(Instant::now()) > MAX_WAIT)
-    }
-}
 
 #[derive(Clone)]
 pub struct Guard {
@@ -235,6 +109,12 @@ impl Wait {
     }
 }
 
+/// A queued attempt whose result never came: a slot dropped it unmade,
+/// which it does only when the breaker opened while it was queued.
+fn turned_away(_: oneshot::error::RecvError) -> Wait {
+    Wait::Open
+}
+
 impl Guard {
     pub fn new(settings: GuardSettings) -> Self {
         Self { settings, gates: Arc::default() }
@@ -242,40 +122,11 @@ impl Guard {
 
     fn gate(&self, endpoint: &EndpointId) -> Arc<Gate> {
         let mut gates = self.gates.lock().expect("guard lock");
-        gates
-            .entry(endpoint.clone())
-            .or_insert_with(|| {
-                Arc::new(Gate {
-                    slots: Arc::new(Semaphore::new(self.settings.per_endpoint)),
-                    queue: Mutex::default(),
-                    breaker: Mutex::default(),
-                    last_release: Mutex::new(Instant::now()),
-                    finished: AtomicU64::new(0),
-                    latency_us: AtomicU64::new(0),
-                    bucket: Mutex::default(),
-                })
-            })
-            .clone()
+        gates.entry(endpoint.clone()).or_insert_with(|| Arc::new(Gate::new(self.settings.per_endpoint))).clone()
     }
 
     fn existing(&self, endpoint: &EndpointId) -> Option<Arc<Gate>> {
         self.gates.lock().expect("guard lock").get(endpoint).cloned()
-    }
-
-    /// Whether the breaker lets an attempt through: `Ok(true)` for the one
-    /// probe of a half-open breaker.
-    fn breaker_admits(gate: &Gate) -> Result<bool, Wait> {
-        let mut b = gate.breaker.lock().expect("breaker lock");
-        let now = Instant::now();
-        match (b.open_until, b.probing) {
-            (Some(until), _) if now < until => Err(Wait::Open),
-            (Some(_), Some(_)) => Err(Wait::Open),
-            (Some(_), None) => {
-                b.probing = Some(now);
-                Ok(true)
-            }
-            (None, _) => Ok(false),
-        }
     }
 
     /// Make the attempt `job` in one of the endpoint's slots, or say why
@@ -293,13 +144,17 @@ impl Guard {
         ok: impl FnOnce(&R) -> bool + Send + 'static,
     ) -> Result<R, Wait> {
         let gate = self.gate(endpoint);
-        let probe = Self::breaker_admits(&gate)?;
-        match gate.reserve(limit) {
-            Ok(wait) if wait.is_zero() => {}
-            Ok(wait) => tokio::time::sleep(wait).await,
-            Err(limited) => {
+        let probe = match gate.breaker.lock().expect("breaker lock").admit(Instant::now()) {
+            Admission::Through => false,
+            Admission::Probe => true,
+            Admission::TurnedAway => return Err(Wait::Open),
+        };
+        match gate.pace.reserve(limit, MAX_WAIT) {
+            Some(wait) if wait.is_zero() => {}
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => {
                 gate.drop_probe(probe);
-                return Err(limited);
+                return Err(Wait::Limited);
             }
         }
         let (tx, rx) = oneshot::channel();
@@ -334,7 +189,7 @@ impl Guard {
                 let slot = Slot::new(self, gate, probe, permit);
                 let succeeded = queued.job.await;
                 slot.finish(succeeded);
-                rx.await.map_err(|_| Wait::Open)
+                rx.await.map_err(turned_away)
             }
             None => self.wait_for(&gate, probe, state, rx).await,
         }
@@ -349,15 +204,12 @@ impl Guard {
         state: Arc<AtomicU8>,
         mut rx: oneshot::Receiver<R>,
     ) -> Result<R, Wait> {
-        match tokio::time::timeout(MAX_WAIT, &mut rx).await {
-            Ok(Ok(result)) => return Ok(result),
-            // Turned away when its turn came: the breaker had opened.
-            Ok(Err(_)) => return Err(Wait::Open),
-            Err(_) => {}
+        if let Ok(result) = tokio::time::timeout(MAX_WAIT, &mut rx).await {
+            return result.map_err(turned_away);
         }
         if state.compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_err() {
             // A slot took it just now: it is being made.
-            return rx.await.map_err(|_| Wait::Open);
+            return rx.await.map_err(turned_away);
         }
         gate.drop_probe(probe);
         Err(if gate.stuck() { Wait::Stuck } else { Wait::Busy(spread(Duration::from_millis(200))) })
@@ -371,11 +223,11 @@ impl Guard {
             let taken = state.compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire).is_ok();
             // The breaker may have opened while it was queued: turn it away
             // (dropping the job tells its task to park it).
-            let open = !probe && gate.breaker.lock().expect("breaker lock").open_until.is_some();
+            let open = !probe && !gate.breaker.lock().expect("breaker lock").is_closed();
             if taken && !open {
                 let started = Instant::now();
                 let succeeded = job.await;
-                self.release(&gate, probe, started.elapsed(), Some(succeeded));
+                self.release(&gate, probe, started.elapsed(), Outcome::from(succeeded));
             }
             match gate.next_or_free(permit) {
                 Some((p, queued)) => (permit, next) = (p, queued),
@@ -384,39 +236,33 @@ impl Guard {
         }
     }
 
-    /// A slot made free by a [`Slot`] (an attempt made in its caller's
-    /// task): on, in a task of its own, to the next queued attempt, if any.
-    fn hand_on(&self, gate: &Arc<Gate>, permit: OwnedSemaphorePermit) {
+    /// A slot freed by a [`Slot`] (an attempt made in its caller's task)
+    /// goes on, in a task of its own, to the next queued attempt, if any.
+    fn pass_slot_on(&self, gate: &Arc<Gate>, permit: OwnedSemaphorePermit) {
         if let Some((permit, queued)) = gate.next_or_free(permit) {
             tokio::spawn(Box::pin(self.clone().serve(gate.clone(), permit, queued)));
         }
     }
 
     /// Whether `endpoint`'s breaker is closed and its attempts have been
-    /// taking less than `fast` on average: fan-out then makes its first
+    /// taking at most `max_latency` on average: fan-out then makes its first
     /// attempts itself, since it holds its event until they are recorded.
-    pub fn fast(&self, endpoint: &EndpointId, fast: Duration) -> bool {
+    pub fn fast(&self, endpoint: &EndpointId, max_latency: Duration) -> bool {
         let gate = self.gate(endpoint);
-        gate.breaker.lock().expect("breaker lock").open_until.is_none()
-            && gate.latency_us.load(Ordering::Relaxed) <= fast.as_micros() as u64
+        gate.breaker.lock().expect("breaker lock").is_closed()
+            && gate.latency_us.load(Ordering::Relaxed) <= max_latency.as_micros() as u64
     }
 
     /// Whether (and why) a new task for `endpoint` would be parked now:
     /// fan-out then parks it at once instead of sending it to the workers.
     pub fn blocked(&self, endpoint: &EndpointId) -> Option<Wait> {
         let gate = self.existing(endpoint)?;
-        let b = gate.breaker.lock().expect("breaker lock");
-        let open = match (b.open_until, b.probing) {
-            (Some(until), _) if Instant::now() < until => true,
-            (Some(_), probing) => probing.is_some(),
-            (None, _) => false,
-        };
-        drop(b);
+        let open = gate.breaker.lock().expect("breaker lock").turns_away(Instant::now());
         if open {
             Some(Wait::Open)
         } else if gate.stuck() {
             Some(Wait::Stuck)
-        } else if gate.rate_limited() {
+        } else if gate.pace.waits_longer_than(MAX_WAIT) {
             Some(Wait::Limited)
         } else {
             None
@@ -432,14 +278,8 @@ impl Guard {
         let Some(gate) = self.existing(endpoint) else {
             return self.settings.per_endpoint;
         };
-        {
-            let b = gate.breaker.lock().expect("breaker lock");
-            match (b.open_until, b.probing) {
-                (Some(until), _) if Instant::now() < until => return 0,
-                (Some(_), Some(_)) => return 0,
-                (Some(_), None) => return 1,
-                (None, _) => {}
-            }
+        if let Some(room) = gate.breaker.lock().expect("breaker lock").room(Instant::now()) {
+            return room;
         }
         if gate.stuck() {
             return 0;
@@ -450,41 +290,24 @@ impl Guard {
         let room = (gate.slots.available_permits() + 2 * recent as usize).min(MAX_ROOM);
         // A rate-limited endpoint gets back what its bucket lets through
         // before the sweeper's next look.
-        gate.rate_room(crate::park::BUSY_ROUND).map_or(room, |r| r.min(MAX_ROOM))
+        gate.pace.room(crate::park::BUSY_ROUND).map_or(room, |r| r.min(MAX_ROOM))
     }
 
     /// Endpoints whose breaker is open now.
     pub fn open_breakers(&self) -> usize {
         let now = Instant::now();
         let gates = self.gates.lock().expect("guard lock");
-        gates.values().filter(|g| g.breaker.lock().expect("breaker lock").open_until.is_some_and(|u| u > now)).count()
+        gates.values().filter(|g| g.breaker.lock().expect("breaker lock").cooling_down(now)).count()
     }
 
-    fn release(&self, gate: &Gate, probe: bool, took: Duration, success: Option<bool>) {
-        *gate.last_release.lock().expect("release lock") = Instant::now();
+    fn release(&self, gate: &Gate, probe: bool, took: Duration, outcome: Outcome) {
+        let now = Instant::now();
+        *gate.last_release.lock().expect("release lock") = now;
         gate.finished.fetch_add(1, Ordering::Relaxed);
         let took = took.as_micros().min(u64::MAX as u128) as u64;
         let _ = gate.latency_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| Some((avg * 7 + took) / 8));
-        let mut b = gate.breaker.lock().expect("breaker lock");
-        if probe {
-            b.probing = None;
-        }
-        match success {
-            Some(true) => {
-                b.consecutive_failures = 0;
-                b.open_until = None;
-            }
-            Some(false) => {
-                b.consecutive_failures += 1;
-                if probe || b.consecutive_failures >= self.settings.breaker_threshold {
-                    if b.open_until.is_none() {
-                        tracing::warn!(failures = b.consecutive_failures, "circuit breaker opened");
-                    }
-                    b.open_until = Some(Instant::now() + self.settings.breaker_cooldown);
-                }
-            }
-            None => {}
-        }
+        let (threshold, cooldown) = (self.settings.breaker_threshold, self.settings.breaker_cooldown);
+        gate.breaker.lock().expect("breaker lock").record(probe, outcome, threshold, cooldown, now);
     }
 }
 
@@ -501,23 +324,25 @@ impl Slot {
     /// Record the attempt's result (true = 2xx).
     fn finish(mut self, success: bool) {
         self.finished = true;
-        self.guard.release(&self.gate, self.probe, self.started.elapsed(), Some(success));
+        self.guard.release(&self.gate, self.probe, self.started.elapsed(), Outcome::from(success));
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if !self.finished {
-            self.guard.release(&self.gate, self.probe, self.started.elapsed(), None);
+            self.guard.release(&self.gate, self.probe, self.started.elapsed(), Outcome::Unknown);
         }
         if let Some(permit) = self.permit.take() {
-            self.guard.hand_on(&self.gate, permit);
+            self.guard.pass_slot_on(&self.gate, permit);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicU64;
+
     use super::*;
 
     fn guard() -> Guard {
@@ -703,7 +528,7 @@ mod tests {
         settle().await;
         for _ in 0..3 {
             // Three failures (of attempts made elsewhere) open the breaker.
-            g.release(&g.gate(&a), false, Duration::ZERO, Some(false));
+            g.release(&g.gate(&a), false, Duration::ZERO, Outcome::Failed);
         }
         assert_eq!(free(held, false).await, [Ok(false), Ok(false)]);
         for run in queued {

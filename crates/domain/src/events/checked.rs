@@ -1,0 +1,122 @@
+//! Strings that carry meaning, checked when they are deserialised: a value
+//! of one of these types is valid.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use crate::FieldError;
+
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $format:expr, |$s:ident| $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from($s: String) -> Result<Self, String> {
+                let rule: Result<(), String> = $check;
+                rule.map(|()| Self($s))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                let format: Option<&str> = $format;
+                match format {
+                    Some(f) => json_schema!({"type": "string", "minLength": 1, "format": f}),
+                    None => json_schema!({"type": "string", "minLength": 1, "maxLength": 1024}),
+                }
+            }
+        }
+    };
+}
+
+fn text_rule(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        Err("must not be empty".into())
+    } else if s.len() > 1024 {
+        Err(format!("must be at most 1024 bytes, got {}", s.len()))
+    } else {
+        Ok(())
+    }
+}
+
+checked_string!(
+    /// Non-empty text of at most 1024 bytes.
+    Text, None, |s| text_rule(&s)
+);
+checked_string!(
+    /// An e-mail address: one `@` with text on both sides and a dot in the domain.
+    Email, Some("email"), |s| {
+        let parts: Vec<&str> = s.split('@').collect();
+        if parts.len() == 2 && !parts[0].is_empty() && parts[1].contains('.') && !parts[1].starts_with('.')
+            && !parts[1].ends_with('.') && !s.chars().any(char::is_whitespace) && s.len() <= 254 {
+            Ok(())
+        } else {
+            Err(format!("must be an e-mail address like name@example.com, got `{s}`"))
+        }
+    }
+);
+checked_string!(
+    /// An RFC 3339 date-time with offset, kept exactly as sent.
+    Timestamp, Some("date-time"), |s| chrono::DateTime::parse_from_rfc3339(&s)
+        .map(|_| ())
+        .map_err(|e| format!("must be an RFC 3339 date-time with offset like 2026-03-02T09:00:00+01:00 ({e}), got `{s}`"))
+);
+checked_string!(
+    /// An IANA time zone name such as `Europe/Zurich` or `UTC`.
+    TimeZone, Some("iana-time-zone"), |s| {
+        let ok = !s.is_empty() && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
+            && s.as_bytes()[0].is_ascii_uppercase();
+        if ok { Ok(()) } else { Err(format!("must be an IANA time zone name like Europe/Zurich, got `{s}`")) }
+    }
+);
+checked_string!(
+    /// A URL for online meetings.
+    Url, Some("uri"), |s| {
+        if (s.starts_with("https://") || s.starts_with("http://")) && s.len() <= 2048 && !s.chars().any(char::is_whitespace) {
+            Ok(())
+        } else {
+            Err(format!("must be an http(s) URL, got `{s}`"))
+        }
+    }
+);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        Self::try_from(s.to_owned()).map_err(|rule| FieldError::new("email", rule))
+    }
+}
+
+impl Timestamp {
+    pub fn parsed(&self) -> chrono::DateTime<chrono::FixedOffset> {
+        chrono::DateTime::parse_from_rfc3339(&self.0).expect("checked on construction")
+    }
+
+    pub fn now() -> Self {
+        Self(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+}

@@ -1,0 +1,56 @@
+//! The event as ingest stores it and workers deliver it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    event_type::EventType,
+    ids::{EventId, TenantId},
+};
+
+use super::{checked::Timestamp, producer::NewEvent};
+
+/// An accepted event as stored in HOOKLINE_EVENTS and carried to workers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub id: EventId,
+    pub tenant_id: TenantId,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When the change happened (the producer's `occurred_at`, else `received_at`).
+    pub occurred_at: String,
+    /// When ingest accepted the event, RFC 3339 UTC.
+    pub received_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The payload as JSON text, validated at ingest. Kept as text so fan-out
+    /// and workers copy it instead of parsing it into a tree and printing it
+    /// again for every task and attempt.
+    pub data: Box<serde_json::value::RawValue>,
+}
+
+impl PartialEq for StoredEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.tenant_id == other.tenant_id
+            && self.event_type == other.event_type
+            && self.occurred_at == other.occurred_at
+            && self.received_at == other.received_at
+            && self.idempotency_key == other.idempotency_key
+            && self.data.get() == other.data.get()
+    }
+}
+
+impl StoredEvent {
+    pub fn new(tenant_id: TenantId, event: NewEvent) -> Self {
+        let received_at = Timestamp::now();
+        Self {
+            id: EventId::generate(),
+            tenant_id,
+            event_type: event.payload.event_type(),
+            occurred_at: event.occurred_at.unwrap_or_else(|| received_at.clone()).into(),
+            received_at: received_at.into(),
+            idempotency_key: event.idempotency_key.map(String::from),
+            data: event.payload.to_raw(),
+        }
+    }
+}

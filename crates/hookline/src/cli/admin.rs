@@ -1,0 +1,60 @@
+//! `hookline admin rebuild-projections|projections|reseal`.
+
+use clap::Subcommand;
+use hookline_proto::{delivery::v1 as dpb, subscriptions::v1 as spb};
+
+use super::{ClientArgs, POLL, deliveries, print, progress, progress_end, status, subscriptions};
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Drop every projection and rebuild it from the streams; shows progress until caught up.
+    RebuildProjections,
+    /// How far each projector is behind its stream.
+    Projections,
+    /// After rotating HOOKLINE_MASTER_KEY: re-seal every endpoint's secrets
+    /// under the new key (the services must run with the new key first and
+    /// the old one in HOOKLINE_MASTER_KEY_PREVIOUS).
+    Reseal,
+}
+
+fn projections_human(p: &dpb::ProjectionStatus) -> String {
+    p.projectors
+        .iter()
+        .map(|s| format!("{:<9}  applied {}/{}  lag {}", s.projector, s.applied_sequence, s.stream_sequence, s.lag))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub async fn admin(args: &ClientArgs, cmd: AdminCmd) -> anyhow::Result<()> {
+    if let AdminCmd::Reseal = cmd {
+        let r = subscriptions(args).await?.reseal_secrets(spb::ResealSecretsRequest {}).await.map_err(status)?;
+        let r = r.into_inner();
+        print(args.json, &r, format!("re-sealed {} endpoint(s) of {} tenant(s)", r.endpoints, r.tenants));
+        return Ok(());
+    }
+    let mut c = deliveries(args).await?;
+    let mut st = match cmd {
+        AdminCmd::Projections => {
+            let st = c.get_projection_status(dpb::GetProjectionStatusRequest {}).await.map_err(status)?.into_inner();
+            print(args.json, &st.projectors, projections_human(&st));
+            return Ok(());
+        }
+        AdminCmd::RebuildProjections => {
+            c.rebuild_projections(dpb::RebuildProjectionsRequest {}).await.map_err(status)?.into_inner()
+        }
+        AdminCmd::Reseal => unreachable!("handled above"),
+    };
+    loop {
+        let (applied, total) =
+            st.projectors.iter().fold((0, 0), |(a, t), p| (a + p.applied_sequence, t + p.stream_sequence));
+        progress(applied.min(total), total);
+        if st.projectors.iter().all(|p| p.lag == 0) {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+        st = c.get_projection_status(dpb::GetProjectionStatusRequest {}).await.map_err(status)?.into_inner();
+    }
+    progress_end();
+    print(args.json, &st.projectors, format!("projections rebuilt\n{}", projections_human(&st)));
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! `hookline delivery list|get|raw|download|replay`: the delivery log.
+
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use hookline_proto::{delivery::v1 as dpb, json::delivery_state_name};
+use serde_json::json;
+
+use super::{ClientArgs, deliveries, print, status};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StateArg {
+    Succeeded,
+    Failing,
+    Failed,
+    Archived,
+}
+
+impl From<StateArg> for dpb::DeliveryState {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::Succeeded => dpb::DeliveryState::Succeeded,
+            StateArg::Failing => dpb::DeliveryState::Failing,
+            StateArg::Failed => dpb::DeliveryState::Failed,
+            StateArg::Archived => dpb::DeliveryState::Archived,
+        }
+    }
+}
+
+/// `hookline delivery <verb>`; without a verb, `hookline delivery` runs the
+/// delivery service, so each verb carries its own client options.
+#[derive(Debug, Subcommand)]
+pub enum DeliveryCmd {
+    /// List an endpoint's deliveries, newest first.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        endpoint: String,
+        /// Only deliveries in this state (repeat for several).
+        #[arg(long, value_enum)]
+        state: Vec<StateArg>,
+        /// Only this event type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Created at or after, RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+        /// Created before, RFC 3339.
+        #[arg(long)]
+        until: Option<String>,
+        /// `true`: only replays; `false`: only originals.
+        #[arg(long)]
+        replayed: Option<bool>,
+        /// Rows per page (1-200, default 50).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The next-page token a previous list printed.
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Show one delivery with every attempt.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        delivery: String,
+    },
+    /// Print the exact request of an attempt (secrets and URL query values
+    /// redacted), body included.
+    Raw {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        delivery: String,
+        /// Attempt number (default: the last).
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Show the URL's query values (often the receiver's token) in clear.
+        #[arg(long)]
+        reveal_url: bool,
+    },
+    /// Write the delivered body, byte for byte, to a file.
+    Download {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        delivery: String,
+        /// Output file (default `<delivery>.json`).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Send the same event to the same endpoint again, as a new delivery.
+    Replay {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        delivery: String,
+    },
+}
+
+/// `id  created  state  attempts  last result  replay label`.
+fn delivery_line(d: &dpb::Delivery) -> String {
+    let last = match (d.last_status_code, d.last_error_kind.as_str()) {
+        (0, "") => "-".to_owned(),
+        (0, kind) => kind.to_owned(),
+        (code, _) => code.to_string(),
+    };
+    let mut labels = Vec::new();
+    if !d.replay_of.is_empty() {
+        labels.push(format!("replay of {}", d.replay_of));
+    }
+    if d.replay_count > 0 {
+        labels.push(format!("replayed {}×", d.replay_count));
+    }
+    format!(
+        "{}  {}  {:<9}  {:>2} attempt{}  {:<18}  {}",
+        d.id,
+        d.created_at,
+        delivery_state_name(d.state),
+        d.attempt_count,
+        if d.attempt_count == 1 { " " } else { "s" },
+        last,
+        labels.join(", ")
+    )
+    .trim_end()
+    .to_owned()
+}
+
+fn attempt_line(a: &dpb::Attempt) -> String {
+    let result = if a.status_code != 0 { a.status_code.to_string() } else { a.error_kind.clone() };
+    let error = if a.error.is_empty() { String::new() } else { format!("  {}", a.error) };
+    format!("  #{:<2} {}  {:>6} ms  {:<18}  {}{error}", a.number, a.started_at, a.duration_ms, result, a.outcome)
+}
+
+pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
+    match cmd {
+        DeliveryCmd::List {
+            client,
+            tenant,
+            endpoint,
+            state,
+            event_type,
+            since,
+            until,
+            replayed,
+            limit,
+            page_token,
+        } => {
+            let page = deliveries(&client)
+                .await?
+                .list_deliveries(dpb::ListDeliveriesRequest {
+                    tenant_id: tenant,
+                    endpoint_id: endpoint,
+                    states: state.into_iter().map(|s| dpb::DeliveryState::from(s).into()).collect(),
+                    event_type: event_type.unwrap_or_default(),
+                    created_after: since.unwrap_or_default(),
+                    created_before: until.unwrap_or_default(),
+                    replayed,
+                    page_size: limit.unwrap_or_default(),
+                    page_token: page_token.unwrap_or_default(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut lines: Vec<String> = page.deliveries.iter().map(delivery_line).collect();
+            if lines.is_empty() {
+                lines.push("no deliveries".into());
+            }
+            if !page.next_page_token.is_empty() {
+                lines.push(format!("more: --page-token {}", page.next_page_token));
+            }
+            print(client.json, &page, lines.join("\n"));
+        }
+        DeliveryCmd::Get { client, tenant, delivery } => {
+            let mut d = deliveries(&client)
+                .await?
+                .get_delivery(dpb::GetDeliveryRequest { tenant_id: tenant, delivery_id: delivery })
+                .await
+                .map_err(status)?
+                .into_inner();
+            // Absent, the delivery prints empty, never as `null`.
+            let row = d.delivery.get_or_insert_default();
+            let human = std::iter::once(format!("{}  {}  {}", delivery_line(row), row.event_id, row.event_type))
+                .chain(d.attempts.iter().map(attempt_line))
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(client.json, &d, human);
+        }
+        DeliveryCmd::Raw { client, tenant, delivery, attempt, reveal_url } => {
+            let r = deliveries(&client)
+                .await?
+                .get_delivery_raw(dpb::GetDeliveryRawRequest {
+                    tenant_id: tenant,
+                    delivery_id: delivery,
+                    attempt: attempt.unwrap_or_default(),
+                    reveal_url,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let headers: String = r.headers.iter().map(|h| format!("{}: {}\n", h.name, h.value)).collect();
+            let human = format!("{} {}\n{headers}\n{}", r.method, r.url, String::from_utf8_lossy(&r.body));
+            print(client.json, &r, human);
+        }
+        DeliveryCmd::Download { client, tenant, delivery, output } => {
+            let path = output.unwrap_or_else(|| format!("{delivery}.json").into());
+            let r = deliveries(&client)
+                .await?
+                .get_delivery_raw(dpb::GetDeliveryRawRequest {
+                    tenant_id: tenant,
+                    delivery_id: delivery,
+                    attempt: 0,
+                    reveal_url: false,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            std::fs::write(&path, &r.body).with_context(|| format!("writing {}", path.display()))?;
+            let shown = path.display().to_string();
+            print(client.json, &json!({"path": shown, "bytes": r.body.len()}), shown.clone());
+        }
+        DeliveryCmd::Replay { client, tenant, delivery } => {
+            let r = deliveries(&client)
+                .await?
+                .replay_delivery(dpb::ReplayDeliveryRequest { tenant_id: tenant, delivery_id: delivery })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let human = format!("queued {} (replay of {})", r.delivery_id, r.replay_of);
+            print(client.json, &r, human);
+        }
+    }
+    Ok(())
+}

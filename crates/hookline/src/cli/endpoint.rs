@@ -1,0 +1,236 @@
+//! `hookline endpoint create|get|list|update|delete|secret|rotate-secret`,
+//! and `recover` (see `recover.rs`).
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use hookline_proto::{json::layout_name, subscriptions::v1 as spb};
+use serde_json::json;
+
+use super::{ClientArgs, print, status, subscriptions};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayoutArg {
+    Envelope,
+    Flat,
+}
+
+impl From<LayoutArg> for spb::PayloadLayout {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::Envelope => spb::PayloadLayout::Envelope,
+            LayoutArg::Flat => spb::PayloadLayout::Flat,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointFields {
+    /// Target URL (http or https).
+    #[arg(long)]
+    url: Option<String>,
+    /// Extra header sent with every request, as `Name: value`.
+    #[arg(long, value_name = "NAME: VALUE")]
+    auth_header: Option<String>,
+    /// Event types to receive (repeat, or comma separate); `all` or none means all.
+    #[arg(long = "event-type", value_delimiter = ',')]
+    event_types: Vec<String>,
+    /// Body layout.
+    #[arg(long, value_enum)]
+    layout: Option<LayoutArg>,
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// Deliver by e-mail to this address instead of POSTing (`""` on update: back to HTTP).
+    #[arg(long)]
+    email: Option<String>,
+    /// At most this many attempts per second to the endpoint, per delivery
+    /// process (1 to 10000; 0 on update: no limit). Attempts over it wait in JetStream.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate_limit: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCmd {
+    /// Create an endpoint; prints its id (the signing secret: `endpoint secret`).
+    Create {
+        tenant: String,
+        #[command(flatten)]
+        fields: EndpointFields,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Show one endpoint (auth header value and URL query values masked).
+    Get {
+        tenant: String,
+        endpoint: String,
+        /// Show the URL's query values (often the receiver's token) in clear.
+        #[arg(long)]
+        reveal_url: bool,
+    },
+    /// List a tenant's endpoints.
+    List { tenant: String },
+    /// Change an endpoint; options not given stay as they are.
+    Update {
+        tenant: String,
+        endpoint: String,
+        #[command(flatten)]
+        fields: EndpointFields,
+        /// Remove the auth header.
+        #[arg(long, conflicts_with = "auth_header")]
+        clear_auth_header: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Delete an endpoint.
+    Delete { tenant: String, endpoint: String },
+    /// Print the endpoint's signing secret.
+    Secret { tenant: String, endpoint: String },
+    /// Replace the signing secret (generated unless given); the old one keeps
+    /// signing beside it for the grace period.
+    RotateSecret {
+        tenant: String,
+        endpoint: String,
+        #[arg(long)]
+        secret: Option<String>,
+        /// Seconds the old secret keeps signing (default 86400; 0 = stop at once).
+        #[arg(long)]
+        grace_period: Option<u32>,
+    },
+    /// Replay every failed delivery created since a time, as a background
+    /// job; shows its progress until it ends.
+    Recover {
+        tenant: String,
+        endpoint: String,
+        /// Failed deliveries created at or after this, RFC 3339.
+        #[arg(long)]
+        since: String,
+    },
+}
+
+fn endpoint_line(e: &spb::Endpoint) -> String {
+    let types = if e.event_types.is_empty() { "all".to_owned() } else { e.event_types.join(",") };
+    format!(
+        "{}  {}  {}  layout={}  types={}{}{}",
+        e.id,
+        if e.enabled { "enabled " } else { "disabled" },
+        e.url,
+        layout_name(e.layout),
+        types,
+        if e.rate_limit > 0 { format!("  rate<={}/s", e.rate_limit) } else { String::new() },
+        e.auth_header.as_ref().map(|h| format!("  {}: {}", h.name, h.value)).unwrap_or_default()
+    )
+}
+
+fn auth_header(s: &str) -> anyhow::Result<spb::AuthHeader> {
+    let (name, value) = s.split_once(':').context("--auth-header: expected `Name: value`")?;
+    Ok(spb::AuthHeader { name: name.trim().to_owned(), value: value.trim().to_owned() })
+}
+
+fn event_types(v: &[String]) -> Vec<String> {
+    v.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty() && s != "all").collect()
+}
+
+pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()> {
+    if let EndpointCmd::Recover { tenant, endpoint, since } = cmd {
+        return super::recover::recover(args, tenant, endpoint, since).await;
+    }
+    let mut c = subscriptions(args).await?;
+    let show = |e: &spb::Endpoint| print(args.json, e, endpoint_line(e));
+    match cmd {
+        EndpointCmd::Create { tenant, fields, disabled } => {
+            let e = c
+                .create_endpoint(spb::CreateEndpointRequest {
+                    tenant_id: tenant,
+                    url: fields.url.context("--url is required")?,
+                    auth_header: fields.auth_header.as_deref().map(auth_header).transpose()?,
+                    event_types: event_types(&fields.event_types),
+                    layout: fields.layout.map(|l| spb::PayloadLayout::from(l).into()).unwrap_or_default(),
+                    disabled,
+                    description: fields.description.unwrap_or_default(),
+                    email: fields.email.unwrap_or_default(),
+                    rate_limit: fields.rate_limit.unwrap_or_default(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            show(&e);
+        }
+        EndpointCmd::Get { tenant, endpoint, reveal_url } => {
+            let e = c
+                .get_endpoint(spb::GetEndpointRequest { tenant_id: tenant, endpoint_id: endpoint, reveal_url })
+                .await
+                .map_err(status)?
+                .into_inner();
+            show(&e);
+        }
+        EndpointCmd::List { tenant } => {
+            let list =
+                c.list_endpoints(spb::ListEndpointsRequest { tenant_id: tenant }).await.map_err(status)?.into_inner();
+            let human = if list.endpoints.is_empty() {
+                "no endpoints".to_owned()
+            } else {
+                list.endpoints.iter().map(endpoint_line).collect::<Vec<_>>().join("\n")
+            };
+            print(args.json, &list.endpoints, human);
+        }
+        EndpointCmd::Update { tenant, endpoint, fields, clear_auth_header, enable, disable } => {
+            let e = c
+                .update_endpoint(spb::UpdateEndpointRequest {
+                    tenant_id: tenant,
+                    endpoint_id: endpoint,
+                    url: fields.url,
+                    auth_header: fields.auth_header.as_deref().map(auth_header).transpose()?,
+                    clear_auth_header,
+                    event_types: (!fields.event_types.is_empty())
+                        .then(|| spb::EventTypeList { event_types: event_types(&fields.event_types) }),
+                    layout: fields.layout.map(|l| spb::PayloadLayout::from(l).into()),
+                    enabled: if enable {
+                        Some(true)
+                    } else if disable {
+                        Some(false)
+                    } else {
+                        None
+                    },
+                    description: fields.description,
+                    email: fields.email,
+                    rate_limit: fields.rate_limit,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            show(&e);
+        }
+        EndpointCmd::Delete { tenant, endpoint } => {
+            c.delete_endpoint(spb::DeleteEndpointRequest { tenant_id: tenant, endpoint_id: endpoint.clone() })
+                .await
+                .map_err(status)?;
+            print(args.json, &json!({"deleted": endpoint}), format!("deleted {endpoint}"));
+        }
+        EndpointCmd::Secret { tenant, endpoint } => {
+            let s = c
+                .get_endpoint_secret(spb::GetEndpointSecretRequest { tenant_id: tenant, endpoint_id: endpoint })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print(args.json, &s, s.secret.clone());
+        }
+        EndpointCmd::RotateSecret { tenant, endpoint, secret, grace_period } => {
+            let s = c
+                .rotate_endpoint_secret(spb::RotateEndpointSecretRequest {
+                    tenant_id: tenant,
+                    endpoint_id: endpoint,
+                    secret: secret.unwrap_or_default(),
+                    grace_period_seconds: grace_period,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print(args.json, &s, s.secret.clone());
+        }
+        EndpointCmd::Recover { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
