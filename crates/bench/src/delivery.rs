@@ -419,6 +419,29 @@ fn paths(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("/{prefix}/{i}")).collect()
 }
 
+/// The raw loopback POST figures every run starts with, and the client
+/// and body that measured them (later raw runs reuse both).
+struct Baseline {
+    client: reqwest::Client,
+    body: Bytes,
+    rate: f64,
+    latency: Percentiles,
+}
+
+impl Baseline {
+    /// Measure the raw POST rate and, at `rate`/s for at most 5 s, the raw
+    /// POST latency; the rate goes into `report`.
+    async fn measure(rx: &Receiver, rate: u32, latency_secs: u64, report: &mut Report) -> anyhow::Result<Self> {
+        println!("(1) raw loopback POST baseline");
+        let client = reqwest::Client::builder().pool_max_idle_per_host(RAW_CONCURRENCY).build()?;
+        let body = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 - 10)));
+        let raw = raw_rate(rx, &client, body.clone()).await?;
+        let mut lat = raw_latency(rx, &client, body.clone(), rate, latency_secs.min(5)).await;
+        report.push(Row::new(format!("raw POST rate ({RAW_CONCURRENCY} concurrent, 1 KiB)"), raw, "/s"));
+        Ok(Self { client, body, rate: raw, latency: percentiles(&mut lat) })
+    }
+}
+
 /// Raw loopback POST rate of the receiver: 64 concurrent requests of 1 KiB
 /// until 20,000 are done or 5 s have passed.
 async fn raw_rate(rx: &Receiver, client: &reqwest::Client, body: Bytes) -> anyhow::Result<f64> {
@@ -507,13 +530,8 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     );
 
     // (1) Raw baselines.
-    println!("(1) raw loopback POST baseline");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(RAW_CONCURRENCY).build()?;
-    let body = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 - 10)));
-    let raw = raw_rate(&rx, &client, body.clone()).await?;
-    let mut raw_lat = raw_latency(&rx, &client, body.clone(), args.rate, args.latency_secs.min(5)).await;
-    let raw_lat = percentiles(&mut raw_lat);
-    report.push(Row::new(format!("raw POST rate ({RAW_CONCURRENCY} concurrent, 1 KiB)"), raw, "/s"));
+    let Baseline { client, body, rate: _, latency: raw_lat } =
+        Baseline::measure(&rx, args.rate, args.latency_secs, &mut report).await?;
     // Background CPU of the idle services.
     let cpu = b.cpu().await;
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -55,13 +55,8 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     );
     let load_before = loadavg();
     let rx = Receiver::start().await?;
-    println!("(1) raw loopback POST baseline");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(RAW_CONCURRENCY).build()?;
-    let body = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 - 10)));
-    let raw = raw_rate(&rx, &client, body.clone()).await?;
-    let mut raw_lat = raw_latency(&rx, &client, body.clone(), args.rate, args.latency_secs.min(5)).await;
-    let raw_lat = percentiles(&mut raw_lat);
-    report.push(Row::new(format!("raw POST rate ({RAW_CONCURRENCY} concurrent, 1 KiB)"), raw, "/s"));
+    let Baseline { rate: raw, latency: raw_lat, .. } =
+        Baseline::measure(&rx, args.rate, args.latency_secs, &mut report).await?;
 
     let mut notes = Vec::new();
     let single = topology(Nats::Single, postgres, &env, &rx, &args, &mut notes).await?;
