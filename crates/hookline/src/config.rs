@@ -150,9 +150,10 @@ pub fn show(
         }
     }
     // The token's own rules; whether one is required depends on the role.
-    let servers = hookline_bus::NatsServers::parse(&service.nats_url).map(drop).map_err(|e| e.to_string());
-    if let Err(e) =
-        servers.and_then(|_| service.delivery(false, None)).and_then(|_| service.operator_auth(true).map(drop))
+    let servers = hookline_bus::NatsServers::parse(&service.common.nats_url).map(drop).map_err(|e| e.to_string());
+    if let Err(e) = servers
+        .and_then(|_| service.delivery.settings(&service.common, &service.address, false, None))
+        .and_then(|_| service.common.operator_auth(true).map(drop))
     {
         eprintln!("error: {e}");
         return std::process::ExitCode::FAILURE;

@@ -39,14 +39,14 @@ enum Command {
     /// database and streams if missing; allows deliveries to loopback.
     Dev(settings::ServiceArgs),
     /// Run the ingest service alone (gRPC IngestService + NATS intake).
-    Ingest(settings::ServiceArgs),
+    Ingest(settings::IngestRole),
     /// Run the subscriptions service alone (gRPC SubscriptionService, API keys).
-    Subscriptions(settings::ServiceArgs),
+    Subscriptions(settings::SubscriptionsRole),
     /// Run the delivery service alone (fan-out, workers, projections and the
     /// delivery log API); with a verb, read the delivery log.
     Delivery {
         #[command(flatten)]
-        service: settings::ServiceArgs,
+        service: settings::DeliveryRole,
         #[command(subcommand)]
         cmd: Option<Box<cli::DeliveryCmd>>,
     },
@@ -168,11 +168,11 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     rustls::crypto::ring::default_provider().install_default().expect("one crypto provider");
     init_tracing(service);
     let result = match cli.command {
-        Command::Dev(a) => serve::run(serve::Role::Dev, a, serve::shutdown_signal()).await,
-        Command::Ingest(a) => serve::run(serve::Role::Ingest, a, serve::shutdown_signal()).await,
-        Command::Subscriptions(a) => serve::run(serve::Role::Subscriptions, a, serve::shutdown_signal()).await,
+        Command::Dev(a) => serve::run(serve::Role::Dev, a.into(), serve::shutdown_signal()).await,
+        Command::Ingest(a) => serve::run(serve::Role::Ingest, a.into(), serve::shutdown_signal()).await,
+        Command::Subscriptions(a) => serve::run(serve::Role::Subscriptions, a.into(), serve::shutdown_signal()).await,
         Command::Delivery { service, cmd: None } => {
-            serve::run(serve::Role::Delivery, service, serve::shutdown_signal()).await
+            serve::run(serve::Role::Delivery, service.into(), serve::shutdown_signal()).await
         }
         Command::Delivery { cmd: Some(cmd), .. } => cli::delivery(*cmd).await,
         Command::Tenant { client, cmd } => cli::tenant(&client, cmd).await,

@@ -133,3 +133,97 @@ fn config_show_tells_whether_authentication_is_off_and_masks_the_tokens() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("allow-unauthenticated"), "the bad value names the setting");
 }
+
+/// `hookline <args>` with no inherited HOOKLINE_* variable, plus `env`.
+fn run_clean(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookline"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("HOOKLINE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args).envs(env.iter().copied()).output().unwrap()
+}
+
+/// The `HOOKLINE_*` names in `[env: ...]` of `hookline <role> --help`.
+fn role_settings(role: &str) -> std::collections::BTreeSet<String> {
+    let out = run_clean(&[role, "--help"], &[]);
+    assert!(out.status.success(), "{role} --help: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    text.split("[env: ")
+        .skip(1)
+        .map(|rest| rest.split(|c: char| c == '=' || c == ']').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn each_role_shows_exactly_the_settings_the_readme_says_it_uses() {
+    const ROLES: [&str; 3] = ["ingest", "subscriptions", "delivery"];
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme.split("\n## Configuration\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    let dev = role_settings("dev");
+    let helps: Vec<_> = ROLES.iter().map(|r| (*r, role_settings(r))).collect();
+    let mut rows = 0;
+    for line in section.lines().filter(|l| l.starts_with("| `HOOKLINE_")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let var = cells[0].trim_start_matches("| ").trim_matches('`');
+        let used_by = cells[3];
+        if !dev.contains(var) || used_by == "everything" {
+            continue; // read outside clap, a CLI setting, or the settings file itself
+        }
+        rows += 1;
+        for (role, help) in &helps {
+            let uses = used_by.starts_with("all services") || used_by.contains(&format!("`{role}`"));
+            assert_eq!(
+                help.contains(var),
+                uses,
+                "README says `{var}` is used by {used_by}; `hookline {role} --help` disagrees"
+            );
+        }
+    }
+    // dev runs every role, so it takes every service setting the README lists.
+    assert!(rows >= 30, "only {rows} service settings found in README's table");
+    for (role, help) in &helps {
+        assert!(help.is_subset(&dev), "{role} takes settings dev does not: {:?}", help.difference(&dev));
+    }
+    let ingest = &helps[0].1;
+    assert!(!ingest.contains("HOOKLINE_SMTP_URL") && !helps[1].1.contains("HOOKLINE_RETRY_SCHEDULE"));
+}
+
+#[test]
+fn settings_of_other_roles_are_ignored_in_the_environment_and_the_file_but_refused_as_flags() {
+    // Values that would stop the roles that use them. Neither role reads
+    // them, so each gets as far as its first own check: the operator token.
+    let nats = ("HOOKLINE_NATS_URL", "nats://127.0.0.1:1");
+    let ingest = [
+        ("HOOKLINE_RETRY_SCHEDULE", "1x"),
+        ("HOOKLINE_DELIVERY_ALLOW_CIDRS", "not-a-cidr"),
+        ("HOOKLINE_DNS_SERVERS", "x"),
+        nats,
+    ];
+    let subscriptions = [
+        ("HOOKLINE_RETRY_SCHEDULE", "1x"),
+        ("HOOKLINE_TENANT_RATE", "lots"),
+        ("HOOKLINE_REQUEST_TIMEOUT", "forever"),
+        nats,
+    ];
+    for (role, env) in [("ingest", &ingest), ("subscriptions", &subscriptions)] {
+        let out = run_clean(&[role], env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("HOOKLINE_OPERATOR_TOKEN: is required"), "`hookline {role}`: {err}");
+    }
+    let dir = std::env::temp_dir().join(format!("hookline-roles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hookline.toml");
+    std::fs::write(&file, "retry_schedule = \"1x\"\nsmtp_url = \"bogus\"\nnats_url = \"nats://127.0.0.1:1\"\n")
+        .unwrap();
+    let out = run_clean(&["--config", file.to_str().unwrap(), "ingest"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HOOKLINE_OPERATOR_TOKEN: is required"), "a shared file: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let out = run_clean(&["ingest", "--retry-schedule", "0s"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--retry-schedule"));
+}
