@@ -79,6 +79,18 @@ fn layered_configuration_file_then_env_then_flags() {
     assert_eq!(shown["HOOKLINE_METRICS_TOKEN"]["value"], "********");
     assert_eq!(shown["HOOKLINE_TLS_KEY"]["value"], "/etc/hookline/tls/server.key", "a path is not a secret");
 
+    // `--config` is global: after the subcommand too, as `--config=<file>`.
+    let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["config", "show", "--json"])
+        .arg(format!("--config={}", file.display()))
+        .env_remove("HOOKLINE_NATS_URL")
+        .env_remove("HOOKLINE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["HOOKLINE_NATS_URL"]["source"], "file");
+
     std::fs::write(&file, "nats_ur = \"x\"\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hookline")).args(["--config"]).arg(&file).arg("dev").output().unwrap();
     assert!(!out.status.success());
