@@ -1,8 +1,9 @@
-//! Layered configuration: built-in defaults, then a TOML file (`--config
-//! <path>` or `HOOKLINE_CONFIG`), then `HOOKLINE_*` environment variables,
-//! then command-line flags. File keys are the environment names without
-//! the prefix, in lower case (`nats_url = "nats://..."` for
-//! `HOOKLINE_NATS_URL`), so one table documents both.
+//! Layered configuration: built-in defaults, then a TOML file
+//! (`--settings-file <path>` or HOOKLINE_SETTINGS_FILE; formerly `--config`
+//! or HOOKLINE_CONFIG, which clashed with the config stream's name), then
+//! `HOOKLINE_*` environment variables, then command-line flags. File keys
+//! are the environment names without the prefix, in lower case (`nats_url =
+//! "nats://..."` for `HOOKLINE_NATS_URL`), so one table documents both.
 //!
 //! The file is read before clap parses the command line, and each of its
 //! values becomes the default of the args whose environment variable is
@@ -63,17 +64,24 @@ pub struct SettingsFile {
 }
 
 impl SettingsFile {
-    /// The `--config` path, else `HOOKLINE_CONFIG`, found by a lenient
-    /// parse of the command line (errors and help are left to the real one).
+    /// The file's path, found by a lenient parse of the command line
+    /// (errors and help are left to the real one): a flag before a
+    /// variable, and the current name (`--settings-file`,
+    /// HOOKLINE_SETTINGS_FILE) before the deprecated one (`--config`,
+    /// HOOKLINE_CONFIG).
     fn path() -> Option<OsString> {
         fn lenient(cmd: clap::Command) -> clap::Command {
             cmd.ignore_errors(true).disable_help_flag(true).disable_version_flag(true).mut_subcommands(lenient)
         }
+        const IDS: [(&str, &str); 2] = [("settings_file", "HOOKLINE_SETTINGS_FILE"), ("config", "HOOKLINE_CONFIG")];
         let matches = lenient(crate::Cli::command()).try_get_matches().ok();
-        match matches.as_ref().and_then(|m| m.get_raw("config")).and_then(|mut raw| raw.next()) {
-            Some(path) => Some(path.to_owned()),
-            None => std::env::var_os("HOOKLINE_CONFIG"),
-        }
+        let flag = |id: &str| {
+            let m = matches.as_ref()?;
+            (m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+                .then(|| m.get_raw(id).and_then(|mut raw| raw.next()).map(ToOwned::to_owned))
+                .flatten()
+        };
+        IDS.iter().find_map(|(id, _)| flag(id)).or_else(|| IDS.iter().find_map(|(_, env)| std::env::var_os(env)))
     }
 
     /// Read the file named on the command line or by `HOOKLINE_CONFIG`;

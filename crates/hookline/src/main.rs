@@ -26,6 +26,11 @@ use tracing_subscriber::{EnvFilter, fmt};
 struct Cli {
     /// TOML file with settings (keys: HOOKLINE_* names in lower case without
     /// the prefix); the environment and flags override it.
+    #[arg(long, global = true, env = "HOOKLINE_SETTINGS_FILE", value_name = "FILE")]
+    settings_file: Option<std::path::PathBuf>,
+    /// Deprecated: the former name of --settings-file (HOOKLINE_CONFIG is
+    /// also the config stream's name); --settings-file and
+    /// HOOKLINE_SETTINGS_FILE win over it.
     #[arg(long, global = true, env = "HOOKLINE_CONFIG", value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     #[command(subcommand)]
@@ -43,12 +48,18 @@ enum Command {
     /// Run the subscriptions service alone (gRPC SubscriptionService, API keys).
     Subscriptions(settings::SubscriptionsRole),
     /// Run the delivery service alone (fan-out, workers, projections and the
-    /// delivery log API); with a verb, read the delivery log.
+    /// delivery log API). With a verb, read the delivery log: deprecated
+    /// spelling of `hookline log <verb>`.
     Delivery {
         #[command(flatten)]
         service: settings::DeliveryRole,
         #[command(subcommand)]
         cmd: Option<Box<cli::DeliveryCmd>>,
+    },
+    /// Read the delivery log: list, get, raw, download, replay.
+    Log {
+        #[command(subcommand)]
+        cmd: Box<cli::DeliveryCmd>,
     },
     /// Manage tenants.
     Tenant {
@@ -175,7 +186,7 @@ async fn run(cli: Cli, file: config::SettingsFile) -> std::process::ExitCode {
         Command::Delivery { service, cmd: None } => {
             serve::run(serve::Role::Delivery, service.into(), serve::shutdown_signal()).await
         }
-        Command::Delivery { cmd: Some(cmd), .. } => cli::delivery(*cmd).await,
+        Command::Delivery { cmd: Some(cmd), .. } | Command::Log { cmd } => cli::delivery(*cmd).await,
         Command::Tenant { client, cmd } => cli::tenant(&client, cmd).await,
         Command::Endpoint { client, cmd } => cli::endpoint(&client, cmd).await,
         Command::Publish { client, tenant, file } => cli::publish(&client, tenant, file).await,

@@ -11,7 +11,7 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn verbs_are_all_there() {
     let top = help(&[]);
-    for verb in ["dev", "ingest", "subscriptions", "delivery", "tenant", "endpoint", "publish"] {
+    for verb in ["dev", "ingest", "subscriptions", "delivery", "log", "tenant", "endpoint", "publish"] {
         assert!(top.contains(verb), "missing `{verb}` in:\n{top}");
     }
     let tenant = help(&["tenant"]);
@@ -23,6 +23,15 @@ fn verbs_are_all_there() {
         assert!(endpoint.contains(verb), "endpoint {verb}");
     }
     assert!(help(&["endpoint", "list"]).contains("--json"));
+    // The log verbs under their own name, and under the deprecated one.
+    for group in [&["log"][..], &["delivery"][..]] {
+        let text = help(group);
+        for verb in ["list", "get", "raw", "download", "replay"] {
+            assert!(text.contains(verb), "{group:?} {verb}");
+        }
+        assert!(help(&[group[0], "list"]).contains("HOOKLINE_DELIVERY_URL"));
+    }
+    assert!(help(&[]).contains("deprecated spelling of `hookline log <verb>`"));
     let dev = help(&["dev"]);
     for key in [
         "HOOKLINE_NATS_URL",
@@ -238,4 +247,34 @@ fn settings_of_other_roles_are_ignored_in_the_environment_and_the_file_but_refus
     let out = run_clean(&["ingest", "--retry-schedule", "0s"], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--retry-schedule"));
+}
+
+#[test]
+fn the_settings_file_has_a_name_of_its_own_and_the_former_one_still_works() {
+    let dir = std::env::temp_dir().join(format!("hookline-settings-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (new, old) = (dir.join("new.toml"), dir.join("old.toml"));
+    std::fs::write(&new, "nats_url = \"nats://10.0.0.1:4222\"\n").unwrap();
+    std::fs::write(&old, "nats_url = \"nats://10.0.0.2:4222\"\n").unwrap();
+    let (new, old) = (new.to_str().unwrap(), old.to_str().unwrap());
+    let nats_url = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["config", "show", "--json"];
+        all.extend_from_slice(args);
+        let out = run_clean(&all, env);
+        assert!(out.status.success(), "{args:?} {env:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(shown["HOOKLINE_NATS_URL"]["source"], "file", "{args:?} {env:?}");
+        shown["HOOKLINE_NATS_URL"]["value"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(nats_url(&["--settings-file", new], &[]), "nats://10.0.0.1:4222");
+    assert_eq!(nats_url(&[], &[("HOOKLINE_SETTINGS_FILE", new)]), "nats://10.0.0.1:4222");
+    assert_eq!(nats_url(&["--config", old], &[]), "nats://10.0.0.2:4222");
+    assert_eq!(nats_url(&[], &[("HOOKLINE_CONFIG", old)]), "nats://10.0.0.2:4222");
+    // The new name wins; a flag wins over a variable.
+    assert_eq!(nats_url(&[], &[("HOOKLINE_SETTINGS_FILE", new), ("HOOKLINE_CONFIG", old)]), "nats://10.0.0.1:4222");
+    assert_eq!(nats_url(&["--config", old, "--settings-file", new], &[]), "nats://10.0.0.1:4222");
+    assert_eq!(nats_url(&["--config", old], &[("HOOKLINE_SETTINGS_FILE", new)]), "nats://10.0.0.2:4222");
+    let _ = std::fs::remove_dir_all(&dir);
+    let top = help(&[]).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(top.contains("--settings-file") && top.contains("Deprecated: the former name of --settings-file"), "{top}");
 }
