@@ -20,7 +20,7 @@ use std::{
 
 use clap::{Args, CommandFactory};
 
-use crate::{cli::ClientArgs, settings::ServiceArgs};
+use crate::{cli::ClientArgs, serve::Role, settings::ServiceArgs};
 
 /// Keys outside clap's arguments that the binary reads itself.
 const EXTRA_KEYS: [&str; 3] = ["HOOKLINE_LOG", "HOOKLINE_LOG_FORMAT", "HOOKLINE_OTLP_ENDPOINT"];
@@ -180,25 +180,38 @@ pub fn explain(err: clap::Error) -> clap::Error {
     if known_env().contains(&env) {
         let key = env.trim_start_matches("HOOKLINE_").to_ascii_lowercase();
         eprintln!(
-            "note: {arg} is set by the flag, the {env} environment variable or the `{key}` key of the config file"
+            "note: {arg} is set by the flag, the {env} environment variable or the `{key}` key of the settings file"
         );
     }
     err
 }
 
+/// The environment names of the settings `hookline <role>` takes.
+fn role_env(role: Role) -> BTreeSet<String> {
+    let cli = crate::Cli::command();
+    let cmd = cli.find_subcommand(role.name()).expect("every role is a subcommand");
+    cmd.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect()
+}
+
 /// `hookline config show`: every service setting with its effective value
-/// and where it came from.
+/// and where it came from; with `role`, only the settings that role takes,
+/// checked as that role checks them at start.
 pub fn show(
     service: &ServiceArgs,
+    role: Option<Role>,
     json: bool,
     matches: Option<&clap::ArgMatches>,
     from_file: &[String],
 ) -> std::process::ExitCode {
     let cmd = ServiceArgs::augment_args(clap::Command::new("service"));
+    let only = role.map(role_env);
     let mut rows = Vec::new();
     for arg in cmd.get_arguments() {
         let id = arg.get_id().as_str();
         let Some(env) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else { continue };
+        if only.as_ref().is_some_and(|only| !only.contains(&env)) {
+            continue;
+        }
         // The value as given (flag, environment, file or default), not as parsed.
         let value = matches
             .and_then(|m| m.get_raw(id))
@@ -231,12 +244,24 @@ pub fn show(
             println!("{k:<34} {v:<50} ({s})");
         }
     }
-    // The token's own rules; whether one is required depends on the role.
+    // Without a role: the delivery settings and the token's own rules
+    // (whether one is required depends on the role). With one: what that
+    // role checks before it starts.
+    let dev = role == Some(Role::Dev);
+    let runs = |part: Role| role.is_none_or(|r| r.has(part));
     let servers = hookline_bus::NatsServers::parse(&service.common.nats_url).map(drop).map_err(|e| e.to_string());
-    if let Err(e) = servers
-        .and_then(|_| service.delivery.settings(&service.common, &service.address, false, None))
-        .and_then(|_| service.common.operator_auth(true).map(drop))
-    {
+    let checked = servers
+        .and_then(|_| {
+            if !runs(Role::Delivery) {
+                return Ok(());
+            }
+            service.delivery.settings(&service.common, &service.address, dev, None).map(drop)
+        })
+        .and_then(|_| service.common.operator_auth(role.is_none() || dev).map(drop))
+        .and_then(|_| {
+            if role.is_some_and(|r| r.has(Role::Ingest)) { service.ingest.tenant_rate().map(drop) } else { Ok(()) }
+        });
+    if let Err(e) = checked {
         eprintln!("error: {e}");
         return std::process::ExitCode::FAILURE;
     }

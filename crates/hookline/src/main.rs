@@ -125,6 +125,11 @@ enum ConfigCmd {
     Show {
         #[command(flatten)]
         service: settings::ServiceArgs,
+        /// Show only the settings this role takes (`hookline <role> --help`),
+        /// checked as it checks them at start (an operator token is then
+        /// required outside dev).
+        #[arg(long, value_enum)]
+        role: Option<serve::Role>,
         /// Print as JSON.
         #[arg(long)]
         json: bool,
@@ -161,9 +166,9 @@ fn main() -> std::process::ExitCode {
     };
     let matches = file.apply(Cli::command()).try_get_matches().map_err(config::explain).unwrap_or_else(|e| e.exit());
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let Command::Config { cmd: ConfigCmd::Show { service, json } } = &cli.command {
+    if let Command::Config { cmd: ConfigCmd::Show { service, role, json } } = &cli.command {
         let sub = matches.subcommand_matches("config").and_then(|m| m.subcommand_matches("show"));
-        return config::show(service, *json, sub, &file.applied());
+        return config::show(service, *role, *json, sub, &file.applied());
     }
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(run(cli, file))
 }

@@ -24,7 +24,7 @@ use crate::{
     settings::{OperatorAuth, RoleSettings},
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
     Dev,
     Ingest,
@@ -33,11 +33,11 @@ pub enum Role {
 }
 
 impl Role {
-    fn has(self, other: Role) -> bool {
+    pub fn has(self, other: Role) -> bool {
         self == Role::Dev || self == other
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::Dev => "dev",
             Role::Ingest => "ingest",

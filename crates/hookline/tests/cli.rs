@@ -278,3 +278,27 @@ fn the_settings_file_has_a_name_of_its_own_and_the_former_one_still_works() {
     let top = help(&[]).split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(top.contains("--settings-file") && top.contains("Deprecated: the former name of --settings-file"), "{top}");
 }
+
+#[test]
+fn config_show_for_one_role_shows_and_checks_what_that_role_takes() {
+    let show = |role: &str, env: &[(&str, &str)]| run_clean(&["config", "show", "--json", "--role", role], env);
+    let token = ("HOOKLINE_OPERATOR_TOKEN", "a-long-enough-operator-token");
+    let out = show("ingest", &[token]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: std::collections::BTreeSet<String> = shown.as_object().unwrap().keys().cloned().collect();
+    let mut expected = role_settings("ingest");
+    expected.remove("HOOKLINE_CONFIG");
+    expected.remove("HOOKLINE_SETTINGS_FILE");
+    assert_eq!(keys, expected);
+    // The role's own checks: a token outside dev, the ingest rate limit.
+    let out = show("ingest", &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOOKLINE_OPERATOR_TOKEN: is required"));
+    let out = show("ingest", &[token, ("HOOKLINE_TENANT_RATE", "-1")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOOKLINE_TENANT_RATE: must be a non-negative"));
+    assert!(show("dev", &[]).status.success());
+    // Without --role: every service setting, as before.
+    let all = run_clean(&["config", "show", "--json"], &[]);
+    let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert!(all.as_object().unwrap().len() > keys.len() && all.get("HOOKLINE_RETRY_SCHEDULE").is_some());
+}
