@@ -171,10 +171,7 @@ fn role_settings(role: &str) -> std::collections::BTreeSet<String> {
     let out = run_clean(&[role, "--help"], &[]);
     assert!(out.status.success(), "{role} --help: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
-    text.split("[env: ")
-        .skip(1)
-        .map(|rest| rest.split(|c: char| c == '=' || c == ']').next().unwrap().to_owned())
-        .collect()
+    text.split("[env: ").skip(1).map(|rest| rest.split(['=', ']']).next().unwrap().to_owned()).collect()
 }
 
 #[test]
