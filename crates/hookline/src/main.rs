@@ -26,6 +26,11 @@ use tracing_subscriber::{EnvFilter, fmt};
 struct Cli {
     /// TOML file with settings (keys: HOOKLINE_* names in lower case without
     /// the prefix); the environment and flags override it.
+    #[arg(long, global = true, env = "HOOKLINE_SETTINGS_FILE", value_name = "FILE")]
+    settings_file: Option<std::path::PathBuf>,
+    /// Deprecated: the former name of --settings-file (HOOKLINE_CONFIG is
+    /// also the config stream's name); --settings-file and
+    /// HOOKLINE_SETTINGS_FILE win over it.
     #[arg(long, global = true, env = "HOOKLINE_CONFIG", value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     #[command(subcommand)]
@@ -39,16 +44,22 @@ enum Command {
     /// database and streams if missing; allows deliveries to loopback.
     Dev(settings::ServiceArgs),
     /// Run the ingest service alone (gRPC IngestService + NATS intake).
-    Ingest(settings::ServiceArgs),
+    Ingest(settings::IngestRole),
     /// Run the subscriptions service alone (gRPC SubscriptionService, API keys).
-    Subscriptions(settings::ServiceArgs),
+    Subscriptions(settings::SubscriptionsRole),
     /// Run the delivery service alone (fan-out, workers, projections and the
-    /// delivery log API); with a verb, read the delivery log.
+    /// delivery log API). With a verb, read the delivery log: deprecated
+    /// spelling of `hookline log <verb>`.
     Delivery {
         #[command(flatten)]
-        service: settings::ServiceArgs,
+        service: settings::DeliveryRole,
         #[command(subcommand)]
         cmd: Option<Box<cli::DeliveryCmd>>,
+    },
+    /// Read the delivery log: list, get, raw, download, replay.
+    Log {
+        #[command(subcommand)]
+        cmd: Box<cli::DeliveryCmd>,
     },
     /// Manage tenants.
     Tenant {
@@ -114,6 +125,11 @@ enum ConfigCmd {
     Show {
         #[command(flatten)]
         service: settings::ServiceArgs,
+        /// Show only the settings this role takes (`hookline <role> --help`),
+        /// checked as it checks them at start (an operator token is then
+        /// required outside dev).
+        #[arg(long, value_enum)]
+        role: Option<serve::Role>,
         /// Print as JSON.
         #[arg(long)]
         json: bool,
@@ -122,41 +138,42 @@ enum ConfigCmd {
 
 /// Logs to stderr (JSON with HOOKLINE_LOG_FORMAT=json), and spans to an
 /// OTLP collector when HOOKLINE_OTLP_ENDPOINT is set.
-fn init_tracing(service: &str) {
+fn init_tracing(service: &str, file: &config::SettingsFile) {
     use tracing_subscriber::prelude::*;
-    let filter = EnvFilter::try_from_env("HOOKLINE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("HOOKLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let filter =
+        file.lookup("HOOKLINE_LOG").and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new("info"));
+    let json = file.lookup("HOOKLINE_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
     let logs = if json {
         fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr).boxed()
     } else {
         fmt::layer().with_writer(std::io::stderr).boxed()
     };
-    let otlp = std::env::var("HOOKLINE_OTLP_ENDPOINT")
-        .ok()
+    let otlp = file
+        .lookup("HOOKLINE_OTLP_ENDPOINT")
         .filter(|e| !e.is_empty())
         .map(|e| hookline_telemetry::otlp::OtlpLayer::new(&e, &format!("hookline-{service}")));
     tracing_subscriber::registry().with(filter).with(logs).with(otlp).init();
 }
 
 fn main() -> std::process::ExitCode {
-    // The file layer becomes environment before any thread exists.
-    let from_file = match config::apply_file() {
-        Ok(keys) => keys,
+    // The file layer becomes clap defaults; the environment is only read.
+    let file = match config::SettingsFile::load() {
+        Ok(file) => file,
         Err(e) => {
             eprintln!("error: configuration: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    let matches = Cli::command().try_get_matches().map_err(config::explain).unwrap_or_else(|e| e.exit());
+    let matches = file.apply(Cli::command()).try_get_matches().map_err(config::explain).unwrap_or_else(|e| e.exit());
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let Command::Config { cmd: ConfigCmd::Show { service, json } } = &cli.command {
+    if let Command::Config { cmd: ConfigCmd::Show { service, role, json } } = &cli.command {
         let sub = matches.subcommand_matches("config").and_then(|m| m.subcommand_matches("show"));
-        return config::show(service, *json, sub, &from_file);
+        return config::show(service, *role, *json, sub, &file.applied());
     }
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(run(cli))
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(run(cli, file))
 }
 
-async fn run(cli: Cli) -> std::process::ExitCode {
+async fn run(cli: Cli, file: config::SettingsFile) -> std::process::ExitCode {
     let service = match &cli.command {
         Command::Dev(_) => "dev",
         Command::Ingest(_) => "ingest",
@@ -166,15 +183,15 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     };
     // Before anything builds an HTTP client (the OTLP exporter does, in init_tracing).
     rustls::crypto::ring::default_provider().install_default().expect("one crypto provider");
-    init_tracing(service);
+    init_tracing(service, &file);
     let result = match cli.command {
-        Command::Dev(a) => serve::run(serve::Role::Dev, a, serve::shutdown_signal()).await,
-        Command::Ingest(a) => serve::run(serve::Role::Ingest, a, serve::shutdown_signal()).await,
-        Command::Subscriptions(a) => serve::run(serve::Role::Subscriptions, a, serve::shutdown_signal()).await,
+        Command::Dev(a) => serve::run(serve::Role::Dev, a.into(), serve::shutdown_signal()).await,
+        Command::Ingest(a) => serve::run(serve::Role::Ingest, a.into(), serve::shutdown_signal()).await,
+        Command::Subscriptions(a) => serve::run(serve::Role::Subscriptions, a.into(), serve::shutdown_signal()).await,
         Command::Delivery { service, cmd: None } => {
-            serve::run(serve::Role::Delivery, service, serve::shutdown_signal()).await
+            serve::run(serve::Role::Delivery, service.into(), serve::shutdown_signal()).await
         }
-        Command::Delivery { cmd: Some(cmd), .. } => cli::delivery(*cmd).await,
+        Command::Delivery { cmd: Some(cmd), .. } | Command::Log { cmd } => cli::delivery(*cmd).await,
         Command::Tenant { client, cmd } => cli::tenant(&client, cmd).await,
         Command::Endpoint { client, cmd } => cli::endpoint(&client, cmd).await,
         Command::Publish { client, tenant, file } => cli::publish(&client, tenant, file).await,

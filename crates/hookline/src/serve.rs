@@ -21,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     readiness::Readiness,
-    settings::{OperatorAuth, ServiceArgs},
+    settings::{OperatorAuth, RoleSettings},
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
     Dev,
     Ingest,
@@ -33,11 +33,11 @@ pub enum Role {
 }
 
 impl Role {
-    fn has(self, other: Role) -> bool {
+    pub fn has(self, other: Role) -> bool {
         self == Role::Dev || self == other
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::Dev => "dev",
             Role::Ingest => "ingest",
@@ -57,9 +57,14 @@ pub async fn shutdown_signal() {
     }
 }
 
-pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Run `role` with its settings: `settings` carries a group exactly when
+/// the role runs the part that reads it (see `crate::settings`).
+pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let RoleSettings { common: args, address, delivery: mut delivery_args, ingest } = settings;
     let tls = args.tls_identity().map_err(anyhow::Error::msg)?;
-    if role == Role::Dev {
+    if role == Role::Dev
+        && let Some(d) = &mut delivery_args
+    {
         // Dev mode calls its own gRPC port; over TLS the certificate must
         // name the address (or HOOKLINE_TLS_CA must be set for a private CA).
         let mut own = args.grpc_addr;
@@ -67,16 +72,14 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
             own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
-        args.subscriptions_url = format!("{scheme}://{own}");
+        d.subscriptions_url = format!("{scheme}://{own}");
     }
-    let delivery: Option<DeliverySettings> = if role.has(Role::Delivery) {
-        Some(args.delivery(role == Role::Dev, tls.as_ref()).map_err(anyhow::Error::msg)?)
-    } else {
-        None
+    let delivery: Option<DeliverySettings> = match (&delivery_args, &address) {
+        (Some(d), Some(a)) => Some(d.settings(&args, a, role == Role::Dev, tls.as_ref()).map_err(anyhow::Error::msg)?),
+        _ => None,
     };
-    let address_policy = args.address_policy(role == Role::Dev).map_err(anyhow::Error::msg)?;
     let operator_auth = args.operator_auth(role == Role::Dev).map_err(anyhow::Error::msg)?;
-    let dns = args.dns_resolver().map_err(anyhow::Error::msg)?;
+    let tenant_rate = ingest.as_ref().map(|i| i.tenant_rate()).transpose().map_err(anyhow::Error::msg)?;
     args.install_keyring().map_err(anyhow::Error::msg)?;
     if !hookline_domain::seal::enabled() {
         tracing::warn!("HOOKLINE_MASTER_KEY is not set: endpoint secrets are stored in clear");
@@ -96,7 +99,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         .with_context(|| format!("HOOKLINE_HTTP_ADDR: cannot listen on {}", args.http_addr))?;
     let nats_client = hookline_bus::connect(&nats_servers, &format!("hookline-{}", role.name())).await?;
     let postgres: Arc<std::sync::OnceLock<sqlx::PgPool>> = Arc::default();
-    let needs_postgres = role.has(Role::Delivery);
+    let needs_postgres = delivery_args.is_some();
     let (health, health_service) = tonic_health::server::health_reporter();
     let readiness = Readiness::new(health, nats_client.clone(), needs_postgres.then(|| postgres.clone())).await;
     tasks.spawn({
@@ -160,10 +163,10 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
     let mut grpc = tonic::service::Routes::default();
     // Delivery owns Postgres: the projector (config and outcomes, one
     // writer), the archive janitor and, with them, the log's read API.
-    let pool = if role.has(Role::Delivery) {
-        let pool = hookline_store::lazy(&args.database_url).context("HOOKLINE_DATABASE_URL")?;
+    let pool = if let Some(d) = &delivery_args {
+        let pool = hookline_store::lazy(&d.database_url).context("HOOKLINE_DATABASE_URL")?;
         // Postgres may be down: webhooks still flow; the log catches up later.
-        let url = args.database_url.clone();
+        let url = d.database_url.clone();
         let schema_ready = {
             let (pool, shutdown, postgres) = (pool.clone(), shutdown.clone(), postgres.clone());
             async move {
@@ -195,7 +198,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         });
         tasks.spawn({
             let (pool, shutdown, after, every) =
-                (pool.clone(), shutdown.clone(), args.archive_after, args.archive_interval);
+                (pool.clone(), shutdown.clone(), args.archive_after, d.archive_interval);
             let ready = schema_ready.clone();
             async move {
                 if ready.await {
@@ -217,7 +220,7 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         tasks.spawn({
             let commands = Commands::new(js.clone(), directory.clone());
             let (pool, shutdown, after, every) =
-                (pool.clone(), shutdown.clone(), args.auto_disable_after, args.auto_disable_interval);
+                (pool.clone(), shutdown.clone(), d.auto_disable_after, d.auto_disable_interval);
             let ready = schema_ready.clone();
             async move {
                 if ready.await {
@@ -235,15 +238,17 @@ pub async fn run(role: Role, mut args: ServiceArgs, signal: impl Future<Output =
         grpc = grpc.add_service(DeliveryServiceServer::with_interceptor(api, authenticator.clone()));
         readiness.register::<DeliveryServiceServer<DeliveryApi>>(true).await;
     }
-    if role.has(Role::Subscriptions) {
-        let api =
-            SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone(), address_policy, dns);
+    if role.has(Role::Subscriptions)
+        && let Some(address) = &address
+    {
+        let (policy, dns) = (address.address_policy(role == Role::Dev), address.dns_resolver());
+        let api = SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone(), policy, dns);
         grpc = grpc.add_service(SubscriptionServiceServer::with_interceptor(api, authenticator.clone()));
         readiness.register::<SubscriptionServiceServer<SubscriptionsApi>>(false).await;
     }
-    if role.has(Role::Ingest) {
+    if let Some(tenant_rate) = tenant_rate {
         let appender = Appender::new(js.clone(), directory.clone());
-        let limiter = hookline_ingest::limit::TenantLimiter::new(args.tenant_rate().map_err(anyhow::Error::msg)?);
+        let limiter = hookline_ingest::limit::TenantLimiter::new(tenant_rate);
         let api = IngestApi::new(appender.clone(), limiter.clone());
         grpc = grpc.add_service(IngestServiceServer::with_interceptor(api, authenticator.clone()));
         readiness.register::<IngestServiceServer<IngestApi>>(false).await;

@@ -1,13 +1,31 @@
 //! Service settings from `HOOKLINE_*` environment variables (or flags),
-//! validated at start-up with errors that name the key.
+//! parsed into typed values by clap at start-up, with errors that name the key.
+//!
+//! The settings come in groups, one clap `Args` struct each, and every role
+//! flattens only the groups it uses, so `hookline <role> --help` lists
+//! exactly what that role reads, and a flag the role would ignore is
+//! refused. Environment variables of other roles' settings are not args of
+//! the role, so clap never reads them: one env file can serve every role.
+//!
+//! | group              | dev | ingest | subscriptions | delivery |
+//! |--------------------|-----|--------|---------------|----------|
+//! | [`CommonArgs`]     |  x  |   x    |       x       |    x     |
+//! | [`IngestArgs`]     |  x  |   x    |               |          |
+//! | [`AddressArgs`]    |  x  |        |       x       |    x     |
+//! | [`DeliveryArgs`]   |  x  |        |               |    x     |
+//!
+//! Values a single clap parser can check (durations, CIDR lists, nameserver
+//! lists, the retry schedule) are parsed here; checks that involve several
+//! settings (ack wait against request timeout, say) stay in the methods
+//! below and run before the service starts.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, str::FromStr, time::Duration};
 
 use clap::Args;
 use hookline_delivery::{
     DeliverySettings, RetrySchedule, guard::GuardSettings, mailer::Mailer, settings::parse_duration,
 };
-use hookline_domain::ssrf::AddressPolicy;
+use hookline_domain::ssrf::{AddressPolicy, Cidr};
 
 /// How a service authenticates gRPC callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +46,61 @@ fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
 
+/// The parsers below name their key in the message, as the checks that run
+/// later do, so the rule reads the same whichever layer set the value.
+fn retry_schedule(s: &str) -> Result<RetrySchedule, String> {
+    s.parse().map_err(|e| format!("HOOKLINE_RETRY_SCHEDULE: {e}"))
+}
+
+fn allow_cidrs(s: &str) -> Result<CidrList, String> {
+    s.parse().map_err(|e| format!("HOOKLINE_DELIVERY_ALLOW_CIDRS: {e}"))
+}
+
+fn dns_servers(s: &str) -> Result<DnsServers, String> {
+    s.parse().map_err(|e| format!("HOOKLINE_DNS_SERVERS: {e}"))
+}
+
+/// A comma-separated list of non-empty, trimmed entries (former tokens or
+/// keys); empty entries are skipped, so `""` is the empty list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommaList(pub Vec<String>);
+
+impl FromStr for CommaList {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect()))
+    }
+}
+
+/// HOOKLINE_DELIVERY_ALLOW_CIDRS: comma-separated CIDRs, `""` for none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CidrList(pub Vec<Cidr>);
+
+impl FromStr for CidrList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        AddressPolicy::parse_allow_list(s).map(Self)
+    }
+}
+
+/// HOOKLINE_DNS_SERVERS: comma-separated `ip[:port]`, `""` for the system
+/// resolver. Kept as addresses; the resolver is built when the service starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsServers(pub Vec<SocketAddr>);
+
+impl FromStr for DnsServers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        hookline_dns::parse_servers(s).map(Self)
+    }
+}
+
+/// Settings every service role reads: NATS and streams, listeners, TLS,
+/// authentication, sealing keys, metrics, and the archive age that new
+/// streams are created with.
 #[derive(Debug, Clone, Args)]
-pub struct ServiceArgs {
+#[command(next_help_heading = "Settings of every service")]
+pub struct CommonArgs {
     /// NATS server with JetStream, or several servers of a cluster, comma
     /// separated (`nats://a:4222,nats://b:4222,nats://c:4222`); the client
     /// reconnects to any of them and to servers the cluster announces. A
@@ -42,21 +113,111 @@ pub struct ServiceArgs {
     /// replica and existing streams keep theirs. Set the same on every service.
     #[arg(long, env = "HOOKLINE_STREAM_REPLICAS")]
     pub stream_replicas: Option<hookline_bus::StreamReplicas>,
-    /// Postgres for projections; the database is created if missing.
-    #[arg(long, env = "HOOKLINE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/hookline")]
-    pub database_url: String,
     /// gRPC listen address.
     #[arg(long, env = "HOOKLINE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
     /// HTTP listen address for /healthz and /readyz.
     #[arg(long, env = "HOOKLINE_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     pub http_addr: SocketAddr,
+    /// Age after which deliveries are archived: payloads and raw requests are
+    /// deleted (events leave HOOKLINE_EVENTS at the same age), log rows stay.
+    /// Every service creates HOOKLINE_EVENTS with it; set the same everywhere.
+    #[arg(long, env = "HOOKLINE_ARCHIVE_AFTER", default_value = "60d", value_parser = duration)]
+    pub archive_after: Duration,
+    /// gRPC authentication: calls must carry `authorization: Bearer <token>`
+    /// with this operator token or a tenant API key. Services use it to call
+    /// each other. At least 16 characters (`head -c32 /dev/urandom | base64`).
+    /// Required by `ingest`, `subscriptions` and `delivery` unless
+    /// HOOKLINE_ALLOW_UNAUTHENTICATED=true; `dev` runs without it.
+    #[arg(long, env = "HOOKLINE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// Former operator tokens, comma separated, still accepted while clients
+    /// move to a new HOOKLINE_OPERATOR_TOKEN (rotation without downtime).
+    #[arg(long, env = "HOOKLINE_OPERATOR_TOKEN_PREVIOUS", hide_env_values = true, default_value = "")]
+    pub operator_token_previous: CommaList,
+    /// Run `ingest`, `subscriptions` or `delivery` without an operator token:
+    /// every gRPC caller is then the operator. For closed test set-ups only;
+    /// the service logs an error-level warning at start.
+    #[arg(long, env = "HOOKLINE_ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_unauthenticated: bool,
+    /// Seals signing secrets and auth header values in the config stream:
+    /// base64 of 32 random bytes (`head -c32 /dev/urandom | base64`). Unset:
+    /// secrets are stored in clear (development only).
+    #[arg(long, env = "HOOKLINE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Former master keys, comma separated, to open secrets sealed before a
+    /// rotation. The config stream is never rewritten, so keep them as long
+    /// as it holds events sealed with them; `hookline admin reseal` puts the
+    /// current secrets under the new key.
+    #[arg(long, env = "HOOKLINE_MASTER_KEY_PREVIOUS", hide_env_values = true, default_value = "")]
+    pub master_key_previous: CommaList,
+    /// PEM certificate chain: with HOOKLINE_TLS_KEY, the gRPC and HTTP
+    /// listeners serve TLS only (rustls; HTTP/2 by ALPN for gRPC).
+    #[arg(long, env = "HOOKLINE_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for HOOKLINE_TLS_CERT.
+    #[arg(long, env = "HOOKLINE_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// PEM CA certificates for mutual TLS: with it, the gRPC listener takes
+    /// only clients that present a certificate signed by one of them (the
+    /// CLI with --tls-cert/--tls-key; the other services, which present their
+    /// HOOKLINE_TLS_CERT, so it must allow client authentication). Needs
+    /// HOOKLINE_TLS_CERT. The HTTP port (health, metrics) asks for none.
+    #[arg(long, env = "HOOKLINE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+    /// When set, `GET /metrics` wants `Authorization: Bearer <token>`
+    /// (Prometheus: `authorization: {credentials: ...}`). `/healthz` and
+    /// `/readyz` stay open for orchestrators' probes.
+    #[arg(long, env = "HOOKLINE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+}
+
+/// Where endpoint URLs may point: subscriptions checks a URL when an
+/// endpoint is saved, delivery at every attempt, with the same policy.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Endpoint address settings (subscriptions, delivery)")]
+pub struct AddressArgs {
+    /// Non-public address ranges deliveries may reach anyway, comma separated
+    /// CIDRs (e.g. `10.20.0.0/16,fd00::/8`). `hookline dev` allows everything.
+    #[arg(long, env = "HOOKLINE_DELIVERY_ALLOW_CIDRS", default_value = "", value_parser = allow_cidrs)]
+    pub delivery_allow_cidrs: CidrList,
+    /// Nameservers that resolve endpoint host names, comma separated
+    /// `ip[:port]` (port 53 by default; IPv6 as `[fd00::53]:53`), asked over
+    /// UDP and TCP instead of the system resolver, e.g. a filtering resolver
+    /// that does not know internal names. Used by the URL check when an
+    /// endpoint is saved and by every delivery. Empty: the system resolver.
+    #[arg(long, env = "HOOKLINE_DNS_SERVERS", default_value = "", value_parser = dns_servers)]
+    pub dns_servers: DnsServers,
+}
+
+/// The ingest service's per-tenant rate limit.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Ingest settings")]
+pub struct IngestArgs {
+    /// Events per second one tenant may publish (per ingest process); over
+    /// it, gRPC answers RESOURCE_EXHAUSTED and NATS intake events wait in
+    /// their stream. 0 turns the limit off.
+    #[arg(long, env = "HOOKLINE_TENANT_RATE", default_value_t = 1000.0)]
+    pub tenant_rate: f64,
+    /// Events a tenant may publish at once above the rate.
+    #[arg(long, env = "HOOKLINE_TENANT_BURST", default_value_t = 2000.0)]
+    pub tenant_burst: f64,
+}
+
+/// The delivery service: Postgres, attempts, retries, isolation, e-mail,
+/// archiving and auto-disable.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Delivery settings")]
+pub struct DeliveryArgs {
+    /// Postgres for projections; the database is created if missing.
+    #[arg(long, env = "HOOKLINE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/hookline")]
+    pub database_url: String,
     /// Subscriptions gRPC URL, used by delivery for `Resolve` (dev mode uses its own).
     #[arg(long, env = "HOOKLINE_SUBSCRIPTIONS_URL", default_value = "http://127.0.0.1:50051")]
     pub subscriptions_url: String,
     /// Delays before each attempt, comma separated; its length is the number of attempts.
-    #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE", default_value = "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h")]
-    pub retry_schedule: String,
+    #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE", default_value = "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h", value_parser = retry_schedule)]
+    pub retry_schedule: RetrySchedule,
     /// Timeout of one delivery attempt.
     #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT", default_value = "15s", value_parser = duration)]
     pub request_timeout: Duration,
@@ -76,17 +237,6 @@ pub struct ServiceArgs {
     /// How long an open breaker waits before letting one probe through.
     #[arg(long, env = "HOOKLINE_BREAKER_COOLDOWN", default_value = "30s", value_parser = duration)]
     pub breaker_cooldown: Duration,
-    /// Non-public address ranges deliveries may reach anyway, comma separated
-    /// CIDRs (e.g. `10.20.0.0/16,fd00::/8`). `hookline dev` allows everything.
-    #[arg(long, env = "HOOKLINE_DELIVERY_ALLOW_CIDRS", default_value = "")]
-    pub delivery_allow_cidrs: String,
-    /// Nameservers that resolve endpoint host names, comma separated
-    /// `ip[:port]` (port 53 by default; IPv6 as `[fd00::53]:53`), asked over
-    /// UDP and TCP instead of the system resolver, e.g. a filtering resolver
-    /// that does not know internal names. Used by the URL check when an
-    /// endpoint is saved and by every delivery. Empty: the system resolver.
-    #[arg(long, env = "HOOKLINE_DNS_SERVERS", default_value = "")]
-    pub dns_servers: String,
     /// SMTP relay for e-mail endpoints: `smtp://[user:pass@]host:port` (add
     /// `?tls=required` for STARTTLS) or `smtps://...` for implicit TLS.
     #[arg(long, env = "HOOKLINE_SMTP_URL")]
@@ -94,10 +244,11 @@ pub struct ServiceArgs {
     /// Sender of webhook e-mails.
     #[arg(long, env = "HOOKLINE_SMTP_FROM", default_value = "Hookline <hookline@localhost>")]
     pub smtp_from: String,
-    /// Age after which deliveries are archived: payloads and raw requests are
-    /// deleted (events leave HOOKLINE_EVENTS at the same age), log rows stay.
-    #[arg(long, env = "HOOKLINE_ARCHIVE_AFTER", default_value = "60d", value_parser = duration)]
-    pub archive_after: Duration,
+    /// PEM CA certificates trusted, besides the public web roots, when a
+    /// service calls another over `https://` (delivery calling subscriptions)
+    /// and by the SMTP relay's TLS (HOOKLINE_SMTP_URL).
+    #[arg(long, env = "HOOKLINE_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Endpoints whose every attempt failed for this long are disabled (with
     /// an `endpoint.disabled` event); re-enabling them resumes delivery.
     #[arg(long, env = "HOOKLINE_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = duration)]
@@ -105,82 +256,94 @@ pub struct ServiceArgs {
     /// How often endpoints are checked for that.
     #[arg(long, env = "HOOKLINE_AUTO_DISABLE_INTERVAL", default_value = "10m", value_parser = duration)]
     pub auto_disable_interval: Duration,
-    /// gRPC authentication: calls must carry `authorization: Bearer <token>`
-    /// with this operator token or a tenant API key. Services use it to call
-    /// each other. At least 16 characters (`head -c32 /dev/urandom | base64`).
-    /// Required by `ingest`, `subscriptions` and `delivery` unless
-    /// HOOKLINE_ALLOW_UNAUTHENTICATED=true; `dev` runs without it.
-    #[arg(long, env = "HOOKLINE_OPERATOR_TOKEN", hide_env_values = true)]
-    pub operator_token: Option<String>,
-    /// Former operator tokens, comma separated, still accepted while clients
-    /// move to a new HOOKLINE_OPERATOR_TOKEN (rotation without downtime).
-    #[arg(long, env = "HOOKLINE_OPERATOR_TOKEN_PREVIOUS", hide_env_values = true, default_value = "")]
-    pub operator_token_previous: String,
-    /// Run `ingest`, `subscriptions` or `delivery` without an operator token:
-    /// every gRPC caller is then the operator. For closed test set-ups only;
-    /// the service logs an error-level warning at start.
-    #[arg(long, env = "HOOKLINE_ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set)]
-    pub allow_unauthenticated: bool,
-    /// Seals signing secrets and auth header values in the config stream:
-    /// base64 of 32 random bytes (`head -c32 /dev/urandom | base64`). Unset:
-    /// secrets are stored in clear (development only).
-    #[arg(long, env = "HOOKLINE_MASTER_KEY", hide_env_values = true)]
-    pub master_key: Option<String>,
-    /// Former master keys, comma separated, to open secrets sealed before a
-    /// rotation. The config stream is never rewritten, so keep them as long
-    /// as it holds events sealed with them; `hookline admin reseal` puts the
-    /// current secrets under the new key.
-    #[arg(long, env = "HOOKLINE_MASTER_KEY_PREVIOUS", hide_env_values = true, default_value = "")]
-    pub master_key_previous: String,
-    /// Events per second one tenant may publish (per ingest process); over
-    /// it, gRPC answers RESOURCE_EXHAUSTED and NATS intake events wait in
-    /// their stream. 0 turns the limit off.
-    #[arg(long, env = "HOOKLINE_TENANT_RATE", default_value_t = 1000.0)]
-    pub tenant_rate: f64,
-    /// Events a tenant may publish at once above the rate.
-    #[arg(long, env = "HOOKLINE_TENANT_BURST", default_value_t = 2000.0)]
-    pub tenant_burst: f64,
-    /// PEM certificate chain: with HOOKLINE_TLS_KEY, the gRPC and HTTP
-    /// listeners serve TLS only (rustls; HTTP/2 by ALPN for gRPC).
-    #[arg(long, env = "HOOKLINE_TLS_CERT")]
-    pub tls_cert: Option<std::path::PathBuf>,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for HOOKLINE_TLS_CERT.
-    #[arg(long, env = "HOOKLINE_TLS_KEY")]
-    pub tls_key: Option<std::path::PathBuf>,
-    /// PEM CA certificates trusted, besides the public web roots, when a
-    /// service calls another over `https://` (delivery calling subscriptions)
-    /// and by the SMTP relay's TLS (HOOKLINE_SMTP_URL).
-    #[arg(long, env = "HOOKLINE_TLS_CA")]
-    pub tls_ca: Option<std::path::PathBuf>,
-    /// PEM CA certificates for mutual TLS: with it, the gRPC listener takes
-    /// only clients that present a certificate signed by one of them (the
-    /// CLI with --tls-cert/--tls-key; the other services, which present their
-    /// HOOKLINE_TLS_CERT, so it must allow client authentication). Needs
-    /// HOOKLINE_TLS_CERT. The HTTP port (health, metrics) asks for none.
-    #[arg(long, env = "HOOKLINE_TLS_CLIENT_CA")]
-    pub tls_client_ca: Option<std::path::PathBuf>,
-    /// When set, `GET /metrics` wants `Authorization: Bearer <token>`
-    /// (Prometheus: `authorization: {credentials: ...}`). `/healthz` and
-    /// `/readyz` stay open for orchestrators' probes.
-    #[arg(long, env = "HOOKLINE_METRICS_TOKEN", hide_env_values = true)]
-    pub metrics_token: Option<String>,
     /// How often the archive janitor runs.
     #[arg(long, env = "HOOKLINE_ARCHIVE_INTERVAL", default_value = "1h", value_parser = duration)]
     pub archive_interval: Duration,
 }
 
-impl ServiceArgs {
+/// `hookline ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct IngestRole {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+}
+
+/// `hookline subscriptions`.
+#[derive(Debug, Clone, Args)]
+pub struct SubscriptionsRole {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub address: AddressArgs,
+}
+
+/// `hookline delivery` (the service; its log verbs take client settings).
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryRole {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub address: AddressArgs,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+/// Every service setting: `hookline dev`, which runs all roles, and
+/// `hookline config show`.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub address: AddressArgs,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+}
+
+/// What `serve::run` gets: the common settings and the groups of the role;
+/// a group is `None` exactly when the role does not run that part.
+#[derive(Debug, Clone)]
+pub struct RoleSettings {
+    pub common: CommonArgs,
+    pub address: Option<AddressArgs>,
+    pub delivery: Option<DeliveryArgs>,
+    pub ingest: Option<IngestArgs>,
+}
+
+impl From<ServiceArgs> for RoleSettings {
+    fn from(a: ServiceArgs) -> Self {
+        Self { common: a.common, address: Some(a.address), delivery: Some(a.delivery), ingest: Some(a.ingest) }
+    }
+}
+
+impl From<IngestRole> for RoleSettings {
+    fn from(a: IngestRole) -> Self {
+        Self { common: a.common, address: None, delivery: None, ingest: Some(a.ingest) }
+    }
+}
+
+impl From<SubscriptionsRole> for RoleSettings {
+    fn from(a: SubscriptionsRole) -> Self {
+        Self { common: a.common, address: Some(a.address), delivery: None, ingest: None }
+    }
+}
+
+impl From<DeliveryRole> for RoleSettings {
+    fn from(a: DeliveryRole) -> Self {
+        Self { common: a.common, address: Some(a.address), delivery: Some(a.delivery), ingest: None }
+    }
+}
+
+impl CommonArgs {
     /// How gRPC callers are authenticated. Outside dev mode, a missing
     /// operator token is an error unless HOOKLINE_ALLOW_UNAUTHENTICATED says
     /// otherwise: an open API by accident is worse than a refused start.
     pub fn operator_auth(&self, dev: bool) -> Result<OperatorAuth, String> {
-        let previous: Vec<String> = self
-            .operator_token_previous
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(String::from)
-            .collect();
+        let previous = self.operator_token_previous.0.clone();
         let token = self.operator_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
         match token {
             Some(t) if t.chars().count() < OperatorAuth::MIN_TOKEN_CHARS => Err(format!(
@@ -203,20 +366,10 @@ impl ServiceArgs {
     /// Install the sealing keyring, if a master key is set.
     pub fn install_keyring(&self) -> Result<(), String> {
         let Some(current) = self.master_key.as_deref() else { return Ok(()) };
-        let previous: Vec<&str> = self.master_key_previous.split(',').filter(|k| !k.trim().is_empty()).collect();
+        let previous: Vec<&str> = self.master_key_previous.0.iter().map(String::as_str).collect();
         let ring = hookline_domain::seal::Keyring::parse(current, &previous, "HOOKLINE_MASTER_KEY")?;
         hookline_domain::seal::install(ring);
         Ok(())
-    }
-
-    pub fn tenant_rate(&self) -> Result<hookline_ingest::limit::RateSettings, String> {
-        if !self.tenant_rate.is_finite() || self.tenant_rate < 0.0 {
-            return Err("HOOKLINE_TENANT_RATE: must be a non-negative number of events per second".into());
-        }
-        if self.tenant_rate > 0.0 && (self.tenant_burst.is_nan() || self.tenant_burst < 1.0) {
-            return Err("HOOKLINE_TENANT_BURST: must be at least 1".into());
-        }
-        Ok(hookline_ingest::limit::RateSettings { per_second: self.tenant_rate, burst: self.tenant_burst })
     }
 
     /// The listeners' certificate and key, when both are set.
@@ -239,30 +392,52 @@ impl ServiceArgs {
             (None, Some(_)) => Err("HOOKLINE_TLS_CERT: must be set together with HOOKLINE_TLS_KEY".into()),
         }
     }
+}
 
-    pub fn tls_ca_pem(&self) -> Result<Option<Vec<u8>>, String> {
-        self.tls_ca.as_deref().map(|p| crate::tls::read_ca(p, "HOOKLINE_TLS_CA")).transpose()
+impl IngestArgs {
+    pub fn tenant_rate(&self) -> Result<hookline_ingest::limit::RateSettings, String> {
+        if !self.tenant_rate.is_finite() || self.tenant_rate < 0.0 {
+            return Err("HOOKLINE_TENANT_RATE: must be a non-negative number of events per second".into());
+        }
+        if self.tenant_rate > 0.0 && (self.tenant_burst.is_nan() || self.tenant_burst < 1.0) {
+            return Err("HOOKLINE_TENANT_BURST: must be at least 1".into());
+        }
+        Ok(hookline_ingest::limit::RateSettings { per_second: self.tenant_rate, burst: self.tenant_burst })
     }
+}
 
+impl AddressArgs {
     /// Where deliveries may go: everywhere in dev mode, else public
     /// addresses plus HOOKLINE_DELIVERY_ALLOW_CIDRS.
-    pub fn address_policy(&self, dev: bool) -> Result<AddressPolicy, String> {
-        let allow = AddressPolicy::parse_allow_list(&self.delivery_allow_cidrs)
-            .map_err(|e| format!("HOOKLINE_DELIVERY_ALLOW_CIDRS: {e}"))?;
-        Ok(AddressPolicy { allow_all: dev, allow })
+    pub fn address_policy(&self, dev: bool) -> AddressPolicy {
+        AddressPolicy { allow_all: dev, allow: self.delivery_allow_cidrs.0.clone() }
     }
 
     /// Where endpoint host names are resolved: HOOKLINE_DNS_SERVERS, else
     /// the system resolver.
-    pub fn dns_resolver(&self) -> Result<hookline_dns::Resolver, String> {
-        hookline_dns::Resolver::from_setting(&self.dns_servers).map_err(|e| format!("HOOKLINE_DNS_SERVERS: {e}"))
+    pub fn dns_resolver(&self) -> hookline_dns::Resolver {
+        match self.dns_servers.0.as_slice() {
+            [] => hookline_dns::Resolver::system(),
+            servers => hookline_dns::Resolver::with_servers(servers),
+        }
+    }
+}
+
+impl DeliveryArgs {
+    pub fn tls_ca_pem(&self) -> Result<Option<Vec<u8>>, String> {
+        self.tls_ca.as_deref().map(|p| crate::tls::read_ca(p, "HOOKLINE_TLS_CA")).transpose()
     }
 
     /// Cross-field checks clap cannot express. `identity` is the listeners'
-    /// certificate, which delivery also presents when it calls subscriptions.
-    pub fn delivery(&self, dev: bool, identity: Option<&crate::tls::Identity>) -> Result<DeliverySettings, String> {
-        let retry_schedule: RetrySchedule =
-            self.retry_schedule.parse().map_err(|e| format!("HOOKLINE_RETRY_SCHEDULE: {e}"))?;
+    /// certificate, which delivery also presents when it calls subscriptions;
+    /// `common` and `address` are the other groups of the same role.
+    pub fn settings(
+        &self,
+        common: &CommonArgs,
+        address: &AddressArgs,
+        dev: bool,
+        identity: Option<&crate::tls::Identity>,
+    ) -> Result<DeliverySettings, String> {
         if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(300) {
             return Err("HOOKLINE_REQUEST_TIMEOUT: must be between 1ms and 300s".into());
         }
@@ -273,7 +448,7 @@ impl ServiceArgs {
                 self.request_timeout
             ));
         }
-        if self.archive_after < Duration::from_secs(1) {
+        if common.archive_after < Duration::from_secs(1) {
             return Err("HOOKLINE_ARCHIVE_AFTER: must be at least 1s".into());
         }
         if self.auto_disable_after < Duration::from_secs(1) || self.auto_disable_interval < Duration::from_millis(100) {
@@ -295,20 +470,20 @@ impl ServiceArgs {
         }
         let tls_ca = self.tls_ca_pem()?;
         Ok(DeliverySettings {
-            retry_schedule,
+            retry_schedule: self.retry_schedule.clone(),
             request_timeout: self.request_timeout,
             ack_wait: self.ack_wait,
             concurrency: self.delivery_concurrency,
-            archive_after: self.archive_after,
+            archive_after: common.archive_after,
             subscriptions_url: self.subscriptions_url.clone(),
-            operator_token: self.operator_token.clone(),
+            operator_token: common.operator_token.clone(),
             guard: GuardSettings {
                 per_endpoint: self.endpoint_concurrency,
                 breaker_threshold: self.breaker_threshold,
                 breaker_cooldown: self.breaker_cooldown,
             },
-            address_policy: self.address_policy(dev)?,
-            dns: self.dns_resolver()?,
+            address_policy: address.address_policy(dev),
+            dns: address.dns_resolver(),
             mailer: self
                 .smtp_url
                 .as_deref()
