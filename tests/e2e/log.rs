@@ -343,8 +343,9 @@ async fn stats_equal_the_hand_counted_mix() {
     assert_eq!((stats.status_2xx, stats.status_3xx, stats.status_4xx, stats.status_5xx), (4, 0, 0, 1));
     assert!((stats.success_rate - 0.8).abs() < 1e-9);
     assert_eq!(stats.errors.iter().map(|e| (e.kind.as_str(), e.count)).collect::<Vec<_>>(), vec![("http_status", 1)]);
-    // Four of five attempts take a few ms (bucket <= 25 ms on loopback); one ~120 ms (bucket 150).
-    assert!(stats.latency_p50_ms <= 25, "p50 {}", stats.latency_p50_ms);
+    // Four of five attempts take a few ms on loopback (more on a loaded
+    // machine, but well under the slow one); one ~120 ms (bucket 150).
+    assert!(stats.latency_p50_ms < 100, "p50 {}", stats.latency_p50_ms);
     assert_eq!(stats.latency_p99_ms, 150, "p99 falls in the 100-150 ms bucket");
 
     let tenant_stats = c
