@@ -449,6 +449,14 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
         for (line, n) in said {
             eprintln!("cluster R{r} log x{n}: {line}");
         }
+        // What the delivery log says became of the pairs.
+        let pool = db.pool().await;
+        let states: Result<Vec<(String, String, i64)>, _> = sqlx::query_as(
+            "SELECT state, coalesce(last_error_kind, ''), count(*) FROM deliveries GROUP BY 1, 2 ORDER BY 3 DESC",
+        )
+        .fetch_all(&pool)
+        .await;
+        eprintln!("cluster R{r} delivery log (state, error kind, count): {states:?}");
         // Where the delivery path stands: the streams' states and what the
         // durable consumers think they delivered and acknowledged.
         for stream in ["HOOKLINE_EVENTS", "HOOKLINE_DISPATCH"] {
