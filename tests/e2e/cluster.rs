@@ -169,8 +169,12 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
     // With three replicas every loss is a failure; with one, the run
     // reports what the faults cost.
     let asserting = r == 3;
+    // Delivery logs tasks delivered again (debug) to tell which consumer
+    // repeated work when duplicates arrive.
     let role = |cluster: &NatsCluster, db: &TestDb, name: &str, order: usize| {
-        role(cluster, db, name, order).env("HOOKLINE_STREAM_REPLICAS", &r.to_string())
+        role(cluster, db, name, order)
+            .env("HOOKLINE_STREAM_REPLICAS", &r.to_string())
+            .env("HOOKLINE_LOG", "warn,hookline=info,hookline_delivery::worker=debug")
     };
     let mut cluster = NatsCluster::start().unwrap();
     let db = TestDb::create().await.unwrap();
@@ -277,6 +281,7 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
     let delivered = || receivers.iter().map(|r| r.count()).sum::<usize>();
     let mut log = Vec::new();
     let started = Instant::now();
+    let started_at = chrono::Utc::now();
     // A restart that fails is a failure with three replicas and one more
     // finding with one.
     let respawned = |log: &mut Vec<String>, what: &str, result: anyhow::Result<()>| match result {
@@ -316,6 +321,19 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
     // 3. A second node (not the first one) restarts with its store.
     wait_published(events * 35 / 100).await;
     let second = (first + 1) % 3;
+    // How many replicas of fan-out's consumer and of its stream are current
+    // (leader included) when the second node dies: the node that lost its
+    // disk may still be catching up, and then one node holds the quorum.
+    let fanout_current = cluster.js_request("$JS.API.CONSUMER.INFO.HOOKLINE_EVENTS.fanout").await.ok().map(|i| {
+        let peers = i["cluster"]["replicas"].as_array().cloned().unwrap_or_default();
+        usize::from(i["cluster"]["leader"].is_string())
+            + peers.iter().filter(|p| p["current"] == true && p["offline"] != true).count()
+    });
+    log.push(format!(
+        "{:?} current replicas: fanout consumer {fanout_current:?}, HOOKLINE_EVENTS {:?}",
+        started.elapsed(),
+        cluster.replicas("HOOKLINE_EVENTS").await.ok().map(|r| r.1)
+    ));
     cluster.kill(second);
     log.push(format!("{:?} SIGKILL n{second} at {} delivered", started.elapsed(), delivered()));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -421,6 +439,32 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
         .map(|s| format!("{s} (last sequence {:?} -> {:?})", sequences[*s], now[*s]))
         .collect();
     eprintln!("cluster: duplicates by (receiver, second): {copies_at:?}");
+    // Which consumer delivered work again, by second since the start (the
+    // log's UTC time against the start's): fan-out repeats an event's first
+    // attempts at every endpoint, a worker one attempt.
+    let mut again: std::collections::BTreeMap<(&str, &str, i64), usize> = Default::default();
+    for (name, p) in [("delivery_a", &delivery_a), ("delivery_b", &delivery_b)] {
+        for line in p.log_contents().lines() {
+            let Some((_, consumer)) = [
+                ("fanout: event delivered again", "fanout again"),
+                ("workers: task delivered again", "workers again"),
+                ("fanout: ack confirmed after more than one try", "fanout ack retried"),
+                ("fanout: ack not confirmed", "fanout ack lost"),
+                ("fanout: held the event past a progress tick", "fanout held"),
+            ]
+            .into_iter()
+            .find(|(text, _)| line.contains(text)) else {
+                continue;
+            };
+            let at = line
+                .split_whitespace()
+                .next()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map_or(-1, |t| (t.with_timezone(&chrono::Utc) - started_at).num_seconds());
+            *again.entry((name, consumer, at)).or_default() += 1;
+        }
+    }
+    eprintln!("cluster: delivered again by (process, consumer, second): {again:?}");
     eprintln!(
         "cluster R{r}: {events} events x 3 endpoints in {:?}; accepted {}; requests {requests}; duplicates {duplicates} \
          (most copies of one pair: {most}); drained {:?} after publishing ended; losses {losses:#?}; faults {log:#?}",

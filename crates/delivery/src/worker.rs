@@ -120,9 +120,13 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(),
     .await?;
     let concurrency = settings.concurrency;
     let pull = hookline_bus::Pull { name: WORKERS_CONSUMER, concurrency, drain: DRAIN };
+    // Progress every third of the ack wait, so a task is not delivered
+    // again while its attempt or its outcome is slow (a stream electing a
+    // leader, a receiver near the request timeout).
+    let every = settings.ack_wait / 3;
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
         let worker = worker.clone();
-        async move { worker.handle(msg).await }
+        async move { hookline_bus::Progress::of(&msg).during(every, worker.handle(msg)).await }
     })
     .await;
     Ok(())
@@ -250,6 +254,12 @@ impl Worker {
         }
         let trace = TraceParent::continue_or_start(hookline_bus::header(msg.headers.as_ref(), TRACEPARENT));
         let span = attempt_span(&task, &trace);
+        // Tasks handed back while they wait come again by design, so this is
+        // a debug line; it also shows tasks whose ack was lost.
+        let delivered = hookline_bus::delivery_count(msg.reply.as_deref()).unwrap_or(1);
+        if delivered > 1 {
+            tracing::debug!(parent: &span, delivered, "workers: task delivered again");
+        }
         // Past the archive age: recorded as failed, never sent late.
         if expired(&task.event, self.settings.archive_after) {
             let stored = self.conclude(&task, Attempted::Expired, &trace).instrument(span).await;
