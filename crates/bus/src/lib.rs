@@ -447,41 +447,6 @@ fn ack_number(reply: Option<&str>, after_sequence: isize) -> Option<u64> {
     })
 }
 
-/// Tells the server that a JetStream message is still being handled
-/// (`+WPI`), so it is not delivered again meanwhile. Work that normally ends
-/// well within the ack wait can take longer while a stream it writes to
-/// elects a leader (5-10 s in the cluster test, whose ack wait is 5 s); the
-/// message would then come back while it is being handled, and its
-/// attempts be made twice.
-pub struct Progress {
-    client: async_nats::Client,
-    reply: Option<async_nats::Subject>,
-}
-
-impl Progress {
-    /// For `msg`, taken before the work consumes it.
-    pub fn of(msg: &jetstream::Message) -> Self {
-        Self { client: msg.context.client(), reply: msg.reply.clone() }
-    }
-
-    /// Run `work`, reporting progress every `every` until it is done; sends
-    /// nothing when the work ends within `every`.
-    pub async fn during<F: std::future::Future>(self, every: Duration, work: F) -> F::Output {
-        let mut work = std::pin::pin!(work);
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            tokio::select! {
-                out = &mut work => return out,
-                _ = tick.tick() => {
-                    if let Some(reply) = &self.reply {
-                        let _ = self.client.publish(reply.clone(), "+WPI".into()).await;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// How [`consume`] pulls.
 #[derive(Debug, Clone, Copy)]
 pub struct Pull {

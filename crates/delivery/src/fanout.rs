@@ -51,16 +51,15 @@ pub async fn run(
     let resolver = Resolver::new(SubscriptionServiceClient::new(channel), settings.operator_token.as_deref());
     // First attempts made here get as long to finish on shutdown as the workers' do.
     let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency: CONCURRENCY, drain: crate::worker::DRAIN };
-    let ack_wait = settings.ack_wait;
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
         let (resolver, worker) = (resolver.clone(), worker.clone());
-        async move { fan_out(&resolver, &worker, msg, ack_wait).await }
+        async move { fan_out(&resolver, &worker, msg).await }
     })
     .await;
     Ok(())
 }
 
-async fn fan_out(resolver: &Resolver, worker: &Worker, msg: Message, ack_wait: Duration) {
+async fn fan_out(resolver: &Resolver, worker: &Worker, msg: Message) {
     let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
         Ok(e) => e,
         Err(e) => {
@@ -72,23 +71,14 @@ async fn fan_out(resolver: &Resolver, worker: &Worker, msg: Message, ack_wait: D
     let trace = TraceParent::continue_or_start(header(msg.headers.as_ref(), TRACEPARENT));
     let span = tracing::info_span!("fanout", trace_id = %trace.trace_id(), event_id = %event.id,
         tenant = %event.tenant_id, event_type = event.event_type.as_str());
-    // Progress every third of the ack wait: the event must not come back
-    // while its first attempts are being made and stored.
-    let started = std::time::Instant::now();
-    let every = ack_wait / 3;
-    hookline_bus::Progress::of(&msg)
-        .during(every, dispatch(resolver, worker, msg, event, trace))
-        .instrument(span.clone())
-        .await;
-    if started.elapsed() > every {
-        tracing::info!(parent: &span, held = ?started.elapsed(), "fanout: held the event past a progress tick");
-    }
+    dispatch(resolver, worker, msg, event, trace).instrument(span).await
 }
 
 async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: StoredEvent, trace: TraceParent) {
-    // Fan-out hands nothing back on purpose except after a failure (logged
-    // then), so an event delivered again means an ack was lost or late: its
-    // first attempts are about to be made again.
+    // Fan-out hands an event back only after a failure (logged then);
+    // otherwise an event delivered again was handled before and its ack did
+    // not count (lost, late, or not kept by a consumer leader that changed):
+    // its first attempts are about to be made again.
     let delivered = hookline_bus::delivery_count(msg.reply.as_deref()).unwrap_or(1);
     if delivered > 1 {
         tracing::info!(delivered, "fanout: event delivered again; its first attempts repeat");
@@ -169,7 +159,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
     // A plain ack: the tasks and first outcomes are stored, and a lost ack
     // only fans the event out again: the tasks' message ids de-duplicate
     // that, and a first attempt made again lands on the same delivery. (A
-    // confirmed ack retried while the consumer's lead moves was tried in
+    // confirmed ack, retried while the consumer's lead moves, was tried in
     // the cluster test: no ack needed a second try in six runs, and the
     // duplicates stayed; see RELIABILITY.md.)
     if let Err(e) = msg.ack().await {

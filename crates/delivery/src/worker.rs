@@ -120,13 +120,9 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(),
     .await?;
     let concurrency = settings.concurrency;
     let pull = hookline_bus::Pull { name: WORKERS_CONSUMER, concurrency, drain: DRAIN };
-    // Progress every third of the ack wait, so a task is not delivered
-    // again while its attempt or its outcome is slow (a stream electing a
-    // leader, a receiver near the request timeout).
-    let every = settings.ack_wait / 3;
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
         let worker = worker.clone();
-        async move { hookline_bus::Progress::of(&msg).during(every, worker.handle(msg)).await }
+        async move { worker.handle(msg).await }
     })
     .await;
     Ok(())
