@@ -282,6 +282,38 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
     let mut log = Vec::new();
     let started = Instant::now();
     let started_at = chrono::Utc::now();
+    // Leader elections of HOOKLINE_EVENTS and its consumers, as the servers
+    // announce them, to line up with events delivered again (in the runs
+    // recorded only the stream's were heard). One listener per node, since a
+    // listener's node may be the one that dies; an announcement heard by
+    // several within a second is kept once.
+    let elections: Arc<std::sync::Mutex<Vec<(f64, String)>>> = Arc::default();
+    let mut watchers = Vec::new();
+    for i in 0..NatsCluster::SIZE {
+        use futures_util::StreamExt;
+        let client =
+            async_nats::ConnectOptions::new().retry_on_initial_connect().connect(cluster.url(i)).await.unwrap();
+        let mut sub = client.subscribe("$JS.EVENT.ADVISORY.*.LEADER_ELECTED.>").await.unwrap();
+        let elections = elections.clone();
+        watchers.push(tokio::spawn(async move {
+            let _client = client;
+            while let Some(m) = sub.next().await {
+                let what = m.subject.trim_start_matches("$JS.EVENT.ADVISORY.").to_owned();
+                if !what.contains("HOOKLINE_EVENTS") {
+                    continue;
+                }
+                let leader = serde_json::from_slice::<serde_json::Value>(&m.payload)
+                    .ok()
+                    .and_then(|v| v["leader"].as_str().map(str::to_owned));
+                let entry = format!("{what} -> {leader:?}");
+                let at = started.elapsed().as_secs_f64();
+                let mut seen = elections.lock().unwrap();
+                if !seen.iter().any(|(t, e)| *e == entry && at - t < 1.0) {
+                    seen.push((at, entry));
+                }
+            }
+        }));
+    }
     // A restart that fails is a failure with three replicas and one more
     // finding with one.
     let respawned = |log: &mut Vec<String>, what: &str, result: anyhow::Result<()>| match result {
@@ -461,6 +493,11 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
         }
     }
     eprintln!("cluster: delivered again by (process, consumer, second): {again:?}");
+    watchers.iter().for_each(|w| w.abort());
+    let mut elections = elections.lock().unwrap().clone();
+    elections.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let elections: Vec<String> = elections.into_iter().map(|(t, e)| format!("{t:.1}s {e}")).collect();
+    eprintln!("cluster: leader elections: {elections:#?}");
     eprintln!(
         "cluster R{r}: {events} events x 3 endpoints in {:?}; accepted {}; requests {requests}; duplicates {duplicates} \
          (most copies of one pair: {most}); drained {:?} after publishing ended; losses {losses:#?}; faults {log:#?}",
