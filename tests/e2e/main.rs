@@ -12,6 +12,7 @@ mod faults;
 mod health;
 mod ingest;
 mod intake;
+mod limits;
 mod log;
 mod nats_accounts;
 mod ops;

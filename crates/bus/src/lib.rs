@@ -409,9 +409,18 @@ pub fn stored_at_nanos(reply: Option<&str>) -> Option<u64> {
     ack_number(reply, 2)
 }
 
+/// How many times JetStream has delivered the message, 1 the first time,
+/// read from its reply subject like [`stream_sequence`]. More than 1 means
+/// an earlier delivery was handed back, not acknowledged within the ack
+/// wait, or acknowledged by an ack the server never got.
+pub fn delivery_count(reply: Option<&str>) -> Option<u64> {
+    ack_number(reply, -1)
+}
+
 /// The number `after_sequence` tokens after the stream sequence in a
-/// `$JS.ACK.` reply subject (0: the sequence, 2: the stored time).
-fn ack_number(reply: Option<&str>, after_sequence: usize) -> Option<u64> {
+/// `$JS.ACK.` reply subject (-1: the delivery count, 0: the sequence, 2:
+/// the stored time).
+fn ack_number(reply: Option<&str>, after_sequence: isize) -> Option<u64> {
     let tokens = reply?.strip_prefix("$JS.ACK.")?.as_bytes();
     // Where each token starts: <stream>.<consumer>.<delivered>.<seq>..., or
     // the same after <domain>.<account hash>.
@@ -422,12 +431,12 @@ fn ack_number(reply: Option<&str>, after_sequence: usize) -> Option<u64> {
         }
         n += 1;
     }
-    let at = after_sequence
-        + match n {
-            7 => 3,
-            n if n >= 9 => 5,
-            _ => return None,
-        };
+    let at = after_sequence.checked_add_unsigned(match n {
+        7 => 3,
+        n if n >= 9 => 5,
+        _ => return None,
+    })?;
+    let at = usize::try_from(at).ok()?;
     let digits = tokens[starts[at]..].split(|b| *b == b'.').next()?;
     if digits.is_empty() {
         return None;
@@ -557,6 +566,16 @@ mod tests {
         assert_eq!(stored_at_nanos(Some(new)), Some(1_732_880_000_000_000_002));
         assert_eq!(stored_at_nanos(Some("$JS.ACK.S.c.1.1.1.x.0")), None);
         assert_eq!(stored_at_nanos(Some("_INBOX.abc")), None);
+    }
+
+    #[test]
+    fn delivery_count_reads_both_reply_forms() {
+        let old = "$JS.ACK.HOOKLINE_EVENTS.fanout.1.4711.12.1732880000000000000.3";
+        let again = "$JS.ACK._.acchash.HOOKLINE_EVENTS.fanout.7.4712.13.1732880000000000000.0.tok";
+        assert_eq!(delivery_count(Some(old)), Some(1));
+        assert_eq!(delivery_count(Some(again)), Some(7));
+        assert_eq!(delivery_count(Some("_INBOX.abc")), None);
+        assert_eq!(delivery_count(None), None);
     }
 
     #[test]

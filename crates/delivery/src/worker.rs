@@ -250,6 +250,12 @@ impl Worker {
         }
         let trace = TraceParent::continue_or_start(hookline_bus::header(msg.headers.as_ref(), TRACEPARENT));
         let span = attempt_span(&task, &trace);
+        // Tasks handed back while they wait come again by design, so this is
+        // a debug line; it also shows tasks whose ack was lost.
+        let delivered = hookline_bus::delivery_count(msg.reply.as_deref()).unwrap_or(1);
+        if delivered > 1 {
+            tracing::debug!(parent: &span, delivered, "workers: task delivered again");
+        }
         // Past the archive age: recorded as failed, never sent late.
         if expired(&task.event, self.settings.archive_after) {
             let stored = self.conclude(&task, Attempted::Expired, &trace).instrument(span).await;
