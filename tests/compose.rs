@@ -8,17 +8,14 @@
 //! command really builds that binary is `scripts/dockerfile-build.sh`,
 //! which CI runs: it needs cargo, so it cannot run inside `cargo test`.)
 //!
-//! This package has no YAML crate, so [`Yaml`] reads the subset of YAML the
-//! compose file and the files under `deploy/` use: block mappings and
-//! lists, flow lists of scalars (`["CMD", "curl"]`), `|`/`>` block scalars,
-//! comments, anchors (`&name`), aliases (`*name`) and merge keys
-//! (`<<: *name`). It reads line by line by indentation and stops with the
-//! file and line number on anything else (tabs, flow mappings, a key given
-//! twice, odd indentation), so a change it cannot read fails here instead
-//! of passing unchecked.
+//! The compose file and the files under `deploy/` are read with
+//! `serde_yaml_ng`, with merge keys (`<<: *name`) resolved, into the small
+//! [`Yaml`] tree the checks walk. A file the library cannot read (a tab in
+//! the indentation, a key given twice, an unknown alias) fails here with its
+//! name, line and column instead of passing unchecked.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
@@ -27,15 +24,51 @@ use std::{
 
 // ------------------------------------------------------------------ YAML
 
+/// A YAML document as the checks see it: every scalar as text.
 #[derive(Debug, Clone)]
 enum Yaml {
-    /// A scalar as written, quotes removed; flow lists stay text (see [`Yaml::strings`]).
+    /// A scalar as text: strings as written, numbers and booleans as YAML
+    /// prints them, null (`key:` with nothing after it) as "".
     Scalar(String),
     Map(Vec<(String, Yaml)>),
     List(Vec<Yaml>),
 }
 
 impl Yaml {
+    /// `text`, from `file`, read by serde_yaml_ng with its merge keys applied
+    /// (explicit keys win over merged ones); panics naming the file and the
+    /// line on anything the library refuses.
+    fn parse(file: &str, text: &str) -> Yaml {
+        let mut value: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("{file}: not YAML compose can read: {e}"));
+        value.apply_merge().unwrap_or_else(|e| panic!("{file}: merge keys (`<<`): {e}"));
+        Yaml::from_value(file, value)
+    }
+
+    fn from_value(file: &str, value: serde_yaml_ng::Value) -> Yaml {
+        use serde_yaml_ng::Value;
+        match value {
+            Value::Null => Yaml::Scalar(String::new()),
+            Value::Bool(b) => Yaml::Scalar(b.to_string()),
+            Value::Number(n) => Yaml::Scalar(n.to_string()),
+            Value::String(s) => Yaml::Scalar(s),
+            Value::Sequence(items) => Yaml::List(items.into_iter().map(|i| Yaml::from_value(file, i)).collect()),
+            Value::Mapping(entries) => Yaml::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let key = match Yaml::from_value(file, k) {
+                            Yaml::Scalar(key) => key,
+                            other => panic!("{file}: a mapping key is not a scalar: {other:?}"),
+                        };
+                        (key, Yaml::from_value(file, v))
+                    })
+                    .collect(),
+            ),
+            Value::Tagged(t) => panic!("{file}: tagged value `{}` (compose uses no YAML tags)", t.tag),
+        }
+    }
+
     fn get(&self, key: &str) -> Option<&Yaml> {
         match self {
             Yaml::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
@@ -64,15 +97,11 @@ impl Yaml {
         }
     }
 
-    /// A block list of scalars, or a flow list `[a, "b"]`, as strings.
+    /// A list of scalars (block `- a` or flow `[a, "b"]`) as strings.
     fn strings(&self) -> Option<Vec<String>> {
         match self {
             Yaml::List(items) => items.iter().map(|i| i.str().map(str::to_owned)).collect(),
-            Yaml::Scalar(s) => {
-                let inner = s.trim().strip_prefix('[')?.strip_suffix(']')?;
-                Some(split_outside_quotes(inner, ',').into_iter().map(|p| unquote(p.trim())).collect())
-            }
-            Yaml::Map(_) => None,
+            Yaml::Scalar(_) | Yaml::Map(_) => None,
         }
     }
 
@@ -117,247 +146,6 @@ fn interpolate(value: &str, what: &str) -> String {
     out
 }
 
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    for q in ['"', '\''] {
-        if s.len() >= 2 && s.starts_with(q) && s.ends_with(q) {
-            return s[1..s.len() - 1].to_owned();
-        }
-    }
-    s.to_owned()
-}
-
-/// Split on `sep` where it is not inside quotes or brackets.
-fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
-    let (mut parts, mut start, mut quote, mut depth) = (Vec::new(), 0, None, 0i32);
-    for (i, c) in s.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '[' | '{') => depth += 1,
-            (None, ']' | '}') => depth -= 1,
-            (None, c) if c == sep && depth == 0 => {
-                parts.push(&s[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    parts.push(&s[start..]);
-    parts
-}
-
-/// The line without its comment: a `#` outside quotes, at the start or after a blank.
-fn strip_comment(line: &str) -> &str {
-    let mut quote = None;
-    let mut prev_blank = true;
-    for (i, c) in line.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') if prev_blank || i == 0 => quote = Some(c),
-            (None, '#') if prev_blank => return line[..i].trim_end(),
-            _ => {}
-        }
-        prev_blank = c == ' ';
-    }
-    line.trim_end()
-}
-
-/// `key: rest` or `key:` with the colon outside quotes; `None` for a plain scalar.
-fn split_key(text: &str) -> Option<(String, &str)> {
-    if text.starts_with('[') || text.starts_with('{') {
-        return None;
-    }
-    let mut quote = None;
-    for (i, c) in text.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') if i == 0 => quote = Some(c),
-            (None, ':') => {
-                let rest = &text[i + 1..];
-                if rest.is_empty() || rest.starts_with(' ') {
-                    return Some((unquote(&text[..i]), rest.trim()));
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-struct Reader {
-    file: String,
-    lines: Vec<String>,
-    pos: usize,
-    anchors: HashMap<String, Yaml>,
-}
-
-impl Reader {
-    fn parse(file: &str, text: &str) -> Yaml {
-        let mut r = Reader {
-            file: file.to_owned(),
-            lines: text.lines().map(str::to_owned).collect(),
-            pos: 0,
-            anchors: HashMap::new(),
-        };
-        let Some((indent, _)) = r.peek() else { return Yaml::Map(Vec::new()) };
-        let doc = r.node(indent);
-        if let Some((_, text)) = r.peek() {
-            r.fail(&format!("unexpected `{text}` (indentation?)"));
-        }
-        doc
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        panic!("{}:{}: {what}; tests/compose.rs reads only a subset of YAML", self.file, self.pos + 1)
-    }
-
-    /// The next line with content: (indent, text without comment). Skips blanks.
-    fn peek(&mut self) -> Option<(usize, String)> {
-        while self.pos < self.lines.len() {
-            let line = &self.lines[self.pos];
-            let text = strip_comment(line);
-            if text.trim().is_empty() {
-                self.pos += 1;
-                continue;
-            }
-            let body = text.trim_start_matches(' ');
-            if body.starts_with('\t') {
-                self.fail("tab in indentation");
-            }
-            if text.trim() == "---" || text.trim() == "..." {
-                self.fail("multiple documents");
-            }
-            return Some((text.len() - body.len(), body.to_owned()));
-        }
-        None
-    }
-
-    fn node(&mut self, indent: usize) -> Yaml {
-        match self.peek() {
-            Some((_, text)) if text == "-" || text.starts_with("- ") => self.list(indent),
-            Some(_) => self.map(indent),
-            None => Yaml::Scalar(String::new()),
-        }
-    }
-
-    /// A value after `key:` or `- `: alias, block scalar, or plain/quoted/flow scalar.
-    fn inline(&mut self, rest: &str, indent: usize) -> Yaml {
-        if let Some(name) = rest.strip_prefix('*') {
-            return self
-                .anchors
-                .get(name.trim())
-                .cloned()
-                .unwrap_or_else(|| self.fail(&format!("unknown alias *{name}")));
-        }
-        if rest.starts_with('{') {
-            self.fail("flow mapping");
-        }
-        if rest.starts_with('|') || rest.starts_with('>') {
-            let mut text = Vec::new();
-            while self.pos < self.lines.len() {
-                let line = &self.lines[self.pos];
-                let blank = line.trim().is_empty();
-                if !blank && line.len() - line.trim_start_matches(' ').len() <= indent {
-                    break;
-                }
-                text.push(line.trim().to_owned());
-                self.pos += 1;
-            }
-            return Yaml::Scalar(text.join("\n"));
-        }
-        Yaml::Scalar(unquote(rest))
-    }
-
-    fn map(&mut self, indent: usize) -> Yaml {
-        let (mut entries, mut merged): (Vec<(String, Yaml)>, Vec<Yaml>) = (Vec::new(), Vec::new());
-        while let Some((at, text)) = self.peek() {
-            if at < indent || (at == indent && (text == "-" || text.starts_with("- "))) {
-                break;
-            }
-            if at > indent {
-                self.fail("unexpected indentation");
-            }
-            let Some((key, rest)) = split_key(&text) else {
-                self.fail(&format!("expected `key: value`, got `{text}`"))
-            };
-            let rest = rest.to_owned();
-            self.pos += 1;
-            let (anchor, rest) = match rest.strip_prefix('&') {
-                Some(a) => {
-                    let (name, after) = a.split_once(' ').unwrap_or((a, ""));
-                    (Some(name.to_owned()), after.trim().to_owned())
-                }
-                None => (None, rest),
-            };
-            let value = if rest.is_empty() {
-                match self.peek() {
-                    Some((next, t)) if next > indent || (next == indent && (t == "-" || t.starts_with("- "))) => {
-                        self.node(next)
-                    }
-                    _ => Yaml::Scalar(String::new()),
-                }
-            } else {
-                self.inline(&rest, indent)
-            };
-            if let Some(name) = anchor {
-                self.anchors.insert(name, value.clone());
-            }
-            if key == "<<" {
-                merged.push(value);
-            } else if entries.iter().any(|(k, _)| *k == key) {
-                self.fail(&format!("key `{key}` given twice"));
-            } else {
-                entries.push((key, value));
-            }
-        }
-        // Merge keys: explicit entries win over merged ones.
-        for m in merged {
-            let Yaml::Map(extra) = m else { self.fail("`<<` must merge a mapping") };
-            for (k, v) in extra {
-                if !entries.iter().any(|(e, _)| *e == k) {
-                    entries.push((k, v));
-                }
-            }
-        }
-        Yaml::Map(entries)
-    }
-
-    fn list(&mut self, indent: usize) -> Yaml {
-        let mut items = Vec::new();
-        while let Some((at, text)) = self.peek() {
-            if at != indent || !(text == "-" || text.starts_with("- ")) {
-                if at > indent {
-                    self.fail("unexpected indentation");
-                }
-                break;
-            }
-            let content = text[1..].trim_start();
-            if content.is_empty() {
-                self.pos += 1;
-                let item = match self.peek() {
-                    Some((next, _)) if next > indent => self.node(next),
-                    _ => Yaml::Scalar(String::new()),
-                };
-                items.push(item);
-            } else if split_key(content).is_some() && !content.starts_with('"') && !content.starts_with('\'') {
-                // `- key: value`: a mapping that starts on the dash's line.
-                let column = indent + (text.len() - content.len());
-                self.lines[self.pos] = format!("{}{}", " ".repeat(column), content);
-                items.push(self.map(column));
-            } else {
-                let content = content.to_owned();
-                self.pos += 1;
-                items.push(self.inline(&content, indent));
-            }
-        }
-        Yaml::List(items)
-    }
-}
-
 // ------------------------------------------------------------ the files
 
 fn root() -> &'static Path {
@@ -377,7 +165,7 @@ struct Compose {
 impl Compose {
     fn load(file: &'static str) -> Compose {
         let text = read(file);
-        let doc = Reader::parse(file, &text);
+        let doc = Yaml::parse(file, &text);
         Compose { file, text, doc }
     }
 
@@ -889,7 +677,7 @@ fn prometheus_scrapes_every_hookline_service_on_its_http_port() {
         panic!("service `{}`: `volumes` mounts nothing at /etc/prometheus/prometheus.yml", prom.name)
     });
     let rel = config.strip_prefix(root()).unwrap_or(&config).display().to_string();
-    let doc = Reader::parse(&rel, &std::fs::read_to_string(&config).unwrap_or_else(|e| panic!("{rel}: {e}")));
+    let doc = Yaml::parse(&rel, &std::fs::read_to_string(&config).unwrap_or_else(|e| panic!("{rel}: {e}")));
     let mut scraped = BTreeSet::new();
     for job in doc.get("scrape_configs").map(Yaml::items).unwrap_or_default() {
         for sc in job.get("static_configs").map(Yaml::items).unwrap_or_default() {
@@ -946,7 +734,7 @@ fn grafana_provisioning_is_where_its_mounts_put_it() {
             .iter()
             .map(|f| {
                 let rel = f.strip_prefix(root()).unwrap_or(f).display().to_string();
-                let doc = Reader::parse(&rel, &std::fs::read_to_string(f).unwrap());
+                let doc = Yaml::parse(&rel, &std::fs::read_to_string(f).unwrap());
                 (rel, doc)
             })
             .collect()
@@ -1209,29 +997,43 @@ fn the_dockerfile_build_stage_names_the_hookline_binary_and_enters_it() {
     );
     let entrypoint = instructions.iter().rev().find_map(|i| i.strip_prefix("ENTRYPOINT"));
     let entrypoint = entrypoint.unwrap_or_else(|| panic!("{rel}: no ENTRYPOINT")).trim();
-    let first = Yaml::Scalar(entrypoint.to_owned())
-        .strings()
+    // The exec form `["hookline"]` is a JSON array, so YAML reads it too.
+    let first = serde_yaml_ng::from_str::<Vec<String>>(entrypoint)
+        .ok()
         .and_then(|v| v.into_iter().next())
         .unwrap_or_else(|| entrypoint.split_whitespace().next().unwrap_or_default().to_owned());
     assert!(first == "hookline" || first.ends_with("/hookline"), "{rel}: ENTRYPOINT is `{entrypoint}`, not hookline");
 }
 
+/// What the checks rely on from the YAML library, in the forms the compose
+/// files use: merge keys resolved (also nested, as in the cluster file's
+/// `environment: { <<: *hookline-env }`), explicit keys winning over merged
+/// ones, every scalar as text, and a key given twice refused.
 #[test]
 fn the_yaml_reader_reads_what_the_compose_file_uses() {
-    let doc = Reader::parse(
+    let doc = Yaml::parse(
         "sample",
-        "a: &base\n  x: 1 # comment\n  y: \"two: #2\"\nb:\n  <<: *base\n  y: three\nlist:\n- p\n- \"q:r\"\n- k: v\n  w: z\nflow: [\"CMD\", 'x', y]\nblock: |\n  line one\n  # not a comment\nafter: end\n",
+        "x-env: &env\n  A: 1\n  B: \"two: #2\"\n  ON: true\nx-svc: &svc\n  image: i\n  environment:\n    <<: *env\n    B: svc\nb:\n  <<: *svc\n  environment:\n    <<: *env\n    B: three\n  depends_on: *env\nlist:\n- p\n- \"q:r\"\n- k: v\n  w: z\nflow: [\"CMD\", 'x', y]\nblock: |\n  line one\n  # not a comment\nempty:\nafter: end\n",
     );
     let b = doc.get("b").unwrap();
-    assert_eq!(b.get("x").and_then(Yaml::str), Some("1"));
-    assert_eq!(b.get("y").and_then(Yaml::str), Some("three"), "explicit keys win over merged ones");
-    assert_eq!(doc.get("a").unwrap().get("y").and_then(Yaml::str), Some("two: #2"));
+    assert_eq!(b.get("image").and_then(Yaml::str), Some("i"), "a merged key");
+    let env = b.get("environment").unwrap();
+    assert_eq!(env.get("A").and_then(Yaml::str), Some("1"), "a nested merge, a number as text");
+    assert_eq!(env.get("B").and_then(Yaml::str), Some("three"), "explicit keys win over merged ones");
+    assert_eq!(env.get("ON").and_then(Yaml::str), Some("true"));
+    assert!(env.get("<<").is_none(), "the merge key itself is gone");
+    assert_eq!(b.get("depends_on").unwrap().names(), ["A", "B", "ON"], "an alias");
+    let svc = doc.get("x-svc").unwrap().get("environment").unwrap();
+    assert_eq!(svc.get("B").and_then(Yaml::str), Some("svc"));
+    assert_eq!(doc.get("x-env").unwrap().get("B").and_then(Yaml::str), Some("two: #2"));
     let list = doc.get("list").unwrap().items();
     assert_eq!(list[1].str(), Some("q:r"));
     assert_eq!(list[2].get("w").and_then(Yaml::str), Some("z"));
     assert_eq!(doc.get("flow").unwrap().strings().unwrap(), ["CMD", "x", "y"]);
     assert!(doc.get("block").unwrap().str().unwrap().contains("# not a comment"));
+    assert_eq!(doc.get("empty").and_then(Yaml::str), Some(""));
     assert_eq!(doc.get("after").and_then(Yaml::str), Some("end"));
-    assert!(std::panic::catch_unwind(|| Reader::parse("dup", "a: 1\na: 2\n")).is_err(), "duplicate keys are refused");
-    assert!(std::panic::catch_unwind(|| Reader::parse("flow", "a: {b: 1}\n")).is_err(), "flow mappings are refused");
+    assert!(std::panic::catch_unwind(|| Yaml::parse("dup", "a: 1\na: 2\n")).is_err(), "duplicate keys are refused");
+    assert!(std::panic::catch_unwind(|| Yaml::parse("alias", "a: *nowhere\n")).is_err(), "unknown aliases are refused");
+    assert!(std::panic::catch_unwind(|| Yaml::parse("tab", "a:\n\tb: 1\n")).is_err(), "tabs are refused");
 }

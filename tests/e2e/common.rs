@@ -5,7 +5,7 @@ use std::time::Duration;
 use hookline_e2e::{HooklineBuilder, HooklineProc, NatsServer, TestDb};
 use hookline_proto::{
     events::v1 as ev,
-    ingest::v1::{PublishRequest, publish_request::Payload as P},
+    ingest::v1::{PublishRequest, PublishResponse, publish_request::Payload as P},
     subscriptions::v1::{self as spb, subscription_service_client::SubscriptionServiceClient},
 };
 use serde_json::Value;
@@ -198,4 +198,81 @@ pub async fn read_subject(nats: &NatsServer, stream: &str, subject: &str) -> Vec
 pub async fn intake_publish(nats: &NatsServer, tenant: &str, body: &Value) {
     let js = async_nats::jetstream::new(nats.client().await);
     js.publish(format!("hookline.intake.{tenant}"), body.to_string().into()).await.unwrap().await.unwrap();
+}
+
+/// The API a test drives, as methods on the running processes (zero2prod's
+/// `TestApp`): one `hookline dev` ([`Stack`]) or the split services
+/// ([`Split`]) answer the same calls. Each call opens its own gRPC channel
+/// and panics on an error, like the free functions above it wraps.
+pub trait App {
+    /// The process serving `SubscriptionService`.
+    fn subscriptions_proc(&self) -> &HooklineProc;
+    /// The process serving `IngestService`.
+    fn ingest_proc(&self) -> &HooklineProc;
+    /// The nats-server the processes run on.
+    fn nats_server(&self) -> &NatsServer;
+
+    /// Create tenant `id` on `plan`, with webhooks `on` or off.
+    async fn create_tenant(&self, id: &str, plan: spb::Plan, on: bool) {
+        tenant(&mut self.subscriptions_proc().subscriptions_client().await, id, plan, on).await
+    }
+
+    /// Create an endpoint; returns (endpoint id, signing secret).
+    async fn create_endpoint(
+        &self,
+        tenant: &str,
+        url: &str,
+        types: &[&str],
+        layout: spb::PayloadLayout,
+    ) -> (String, String) {
+        endpoint(&mut self.subscriptions_proc().subscriptions_client().await, tenant, url, types, layout).await
+    }
+
+    /// A gRPC `Publish`.
+    async fn publish(&self, request: PublishRequest) -> PublishResponse {
+        self.ingest_proc().ingest_client().await.publish(request).await.unwrap().into_inner()
+    }
+
+    /// A gRPC `Publish` of a producer JSON event ([`json_request`]).
+    async fn publish_json(&self, tenant: &str, event: &Value) -> PublishResponse {
+        self.publish(json_request(tenant, event)).await
+    }
+
+    /// A publish on the NATS intake subject ([`intake_publish`]).
+    async fn intake_publish(&self, tenant: &str, body: &Value) {
+        intake_publish(self.nats_server(), tenant, body).await
+    }
+
+    /// Every outcome event recorded so far for `endpoint` of `tenant`.
+    async fn outcomes(&self, tenant: &str, endpoint: &str) -> Vec<Value> {
+        read_subject(self.nats_server(), "HOOKLINE_OUTCOMES", &format!("hookline.outcomes.{tenant}.{endpoint}")).await
+    }
+}
+
+impl App for Stack {
+    fn subscriptions_proc(&self) -> &HooklineProc {
+        &self.hookline
+    }
+
+    fn ingest_proc(&self) -> &HooklineProc {
+        &self.hookline
+    }
+
+    fn nats_server(&self) -> &NatsServer {
+        &self.nats
+    }
+}
+
+impl App for Split {
+    fn subscriptions_proc(&self) -> &HooklineProc {
+        &self.subscriptions
+    }
+
+    fn ingest_proc(&self) -> &HooklineProc {
+        &self.ingest
+    }
+
+    fn nats_server(&self) -> &NatsServer {
+        &self.nats
+    }
 }

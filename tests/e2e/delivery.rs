@@ -1,5 +1,8 @@
 //! Every event type reaches its subscribers, signed, in the chosen
 //! layout; retries keep the webhook-id; SIGKILL loses nothing.
+//!
+//! The tests on a [`Stack`] or [`Split`] drive it through [`App`]'s methods;
+//! the SIGKILL test builds its own processes.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -24,33 +27,29 @@ fn body(r: &Recorded) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_twelve_types_reach_subscribers_signed_in_their_layout() {
     let s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    let mut ingest = s.hookline.ingest_client().await;
     let (everything, only_deleted) = (Receiver::start().await, Receiver::start().await);
-    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
-    let (_, secret_all) = endpoint(&mut subs, "acme", &everything.url(), &[], PayloadLayout::Envelope).await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
+    let (_, secret_all) = s.create_endpoint("acme", &everything.url(), &[], PayloadLayout::Envelope).await;
     let (_, secret_del) =
-        endpoint(&mut subs, "acme", &only_deleted.url(), &["customer.deleted"], PayloadLayout::Flat).await;
+        s.create_endpoint("acme", &only_deleted.url(), &["customer.deleted"], PayloadLayout::Flat).await;
 
     let mut sent = std::collections::HashMap::new();
     for t in TYPES {
         let ex = example(t);
-        let r = ingest
+        let r = s
             .publish(PublishRequest {
                 tenant_id: "acme".into(),
                 occurred_at: ex["occurred_at"].as_str().unwrap().into(),
                 payload: Some(typed_payload(t, &ex["data"])),
                 ..Default::default()
             })
-            .await
-            .unwrap()
-            .into_inner();
+            .await;
         assert_eq!(r.event_type, t);
         assert!(!r.duplicate);
         sent.insert(r.event_id, (t, "grpc"));
         let mut over_nats = ex.clone();
         over_nats["idempotency_key"] = json!(format!("nats-{t}"));
-        intake_publish(&s.nats, "acme", &over_nats).await;
+        s.intake_publish("acme", &over_nats).await;
     }
 
     let got = everything.wait_for(24, Duration::from_secs(60)).await.unwrap();
@@ -91,16 +90,14 @@ async fn all_twelve_types_reach_subscribers_signed_in_their_layout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_retry_with_the_same_webhook_id_and_record_every_attempt() {
     let s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
     let receiver = Receiver::with_script(vec![
         Reply { status: 500, delay: Duration::ZERO },
         Reply { status: 500, delay: Duration::ZERO },
     ])
     .await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    let (ep, secret) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
-    let r = ingest.publish(json_request("acme", &example("customer.created"))).await.unwrap().into_inner();
+    s.create_tenant("acme", Plan::Basic, true).await;
+    let (ep, secret) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let r = s.publish_json("acme", &example("customer.created")).await;
 
     let got = receiver.wait_for(3, Duration::from_secs(30)).await.unwrap();
     assert_eq!(got.len(), 3);
@@ -111,11 +108,10 @@ async fn failures_retry_with_the_same_webhook_id_and_record_every_attempt() {
     assert_eq!(ids, HashSet::from([r.event_id.as_str()]), "webhook-id is stable across retries");
     assert_eq!(got[0].body, got[2].body, "retries send the same bytes");
 
-    let subject = format!("hookline.outcomes.acme.{ep}");
     let outcomes = hookline_e2e::eventually(Duration::from_secs(10), "three outcome events", || {
-        let (nats, subject) = (&s.nats, subject.clone());
+        let (s, ep) = (&s, &ep);
         async move {
-            let o = read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await;
+            let o = s.outcomes("acme", ep).await;
             Ok::<_, anyhow::Error>((o.len() >= 3).then_some(o))
         }
     })
@@ -209,10 +205,9 @@ async fn sigkill_of_delivery_with_1000_in_flight_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_published_after_an_endpoint_is_created_reach_it_under_load() {
     let s = split(&[]).await;
-    let mut subs = s.subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
     let (a, b) = (Receiver::start().await, Receiver::start().await);
-    endpoint(&mut subs, "acme", &a.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &a.url(), &[], PayloadLayout::Envelope).await;
 
     let ingest = s.ingest.ingest_client().await;
     let publisher = tokio::spawn(async move {
@@ -236,7 +231,7 @@ async fn events_published_after_an_endpoint_is_created_reach_it_under_load() {
         sent
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
-    endpoint(&mut subs, "acme", &b.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &b.url(), &[], PayloadLayout::Envelope).await;
     let created = std::time::Instant::now();
     let sent = publisher.await.unwrap();
 

@@ -1,19 +1,23 @@
 //! Test kit for Hookline's end-to-end tests: real peers, no mocks.
 //!
-//! * [`NatsServer`]: a private `nats-server -js` on a free port with a temporary store.
+//! Re-exports `hookline-testkit` (crates/testkit), which the bench shares:
+//! * [`NatsServer`]: a private `nats-server -js` on a free port with a temporary store;
+//!   [`cluster::NatsCluster`]: three routed nodes.
 //! * [`TestDb`]: a fresh database on the local Postgres, dropped afterwards.
+//! * [`eventually`], [`free_port`], [`hookline_bin`]: small helpers.
+//!
+//! and adds what only the tests need:
 //! * [`Receiver`]: a loopback HTTP server that records requests and answers from a script.
 //! * [`HooklineBuilder`] / [`HooklineProc`]: the real `hookline` binary as a child process.
 //! * [`verify_standard_webhook`]: a Standard Webhooks verifier written from the spec,
 //!   independent of the signer under test.
-//! * [`eventually`], [`free_port`], [`http_get`], [`http_post`]: small helpers.
+//! * [`http_get`], [`http_post`]: a raw HTTP client for probes.
 
 use std::{
     collections::VecDeque,
-    future::Future,
-    io::{Read as _, Write as _},
+    io::Write as _,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -41,78 +45,9 @@ use tokio::{
 use tonic::transport::Channel;
 pub mod dns;
 
-pub mod cluster;
+pub use hookline_testkit::*;
 
 // ---------------------------------------------------------------- helpers
-
-/// A loopback port nobody listens on right now (bind :0, read, release), for
-/// processes that need their address before they start.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("binding 127.0.0.1:0").port()
-}
-
-/// A fresh, randomly named directory under the system temp dir.
-fn temp_dir(prefix: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).expect("creating a temp dir");
-    dir
-}
-
-/// The last `n` lines of a log file, for error messages.
-fn tail(path: &Path, n: usize) -> String {
-    let log = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn append(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
-}
-
-/// SIGKILL (what `Child::kill` sends on Unix) and reap.
-fn sigkill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// What an [`eventually`] probe may return: `Option<T>` or `anyhow::Result<Option<T>>`
-/// (an `Err` aborts the wait at once).
-pub trait Probe<T> {
-    /// Normalise to `Result<Option<T>>`.
-    fn into_probe(self) -> anyhow::Result<Option<T>>;
-}
-
-impl<T> Probe<T> for Option<T> {
-    fn into_probe(self) -> anyhow::Result<Option<T>> {
-        Ok(self)
-    }
-}
-
-impl<T> Probe<T> for anyhow::Result<Option<T>> {
-    fn into_probe(self) -> anyhow::Result<Option<T>> {
-        self
-    }
-}
-
-/// Poll `f` every 50 ms until it yields `Some`, failing after `timeout` with
-/// `what` in the message: asynchronous systems settle, tests must not sleep-and-hope.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future,
-    Fut::Output: Probe<T>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await.into_probe()? {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 // ------------------------------------------------------------ raw HTTP client
 
@@ -226,181 +161,6 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, String)> {
         body = &decoded;
     }
     Ok((status, String::from_utf8_lossy(body).into_owned()))
-}
-
-// ------------------------------------------------------------------- NATS
-
-/// A private `nats-server -js` per test, so streams and consumers never leak
-/// between tests. Killed, and its store and log removed, on drop.
-pub struct NatsServer {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl NatsServer {
-    /// Start on a free port with a fresh store; returns once JetStream answers.
-    /// Retries on another port if the chosen one was taken meanwhile.
-    pub fn start() -> anyhow::Result<Self> {
-        let mut s = Self { port: free_port(), dir: temp_dir("hookline-nats"), child: None };
-        let mut attempt = 1;
-        loop {
-            match s.spawn() {
-                Ok(()) => return Ok(s),
-                Err(e) if attempt == 3 => return Err(e),
-                Err(_) => (attempt, s.port) = (attempt + 1, free_port()),
-            }
-        }
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let bin = cluster::nats_server_bin();
-        let log = append(&self.log_path())?;
-        let mut child = Command::new(&bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
-            .arg(self.dir.join("store"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {} (scripts/test.sh installs nats-server)", bin.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                bail!("nats-server on port {} exited with {status}:\n{}", self.port, tail(&self.log_path(), 20));
-            }
-            if jetstream_ready(self.port) {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                sigkill(&mut child);
-                bail!("nats-server on port {} not ready within 15 s:\n{}", self.port, tail(&self.log_path(), 20));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// `nats://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// The client port (stable across [`restart`](Self::restart)).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The server's stdout/stderr log, kept in its temp dir across restarts.
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.join("nats.log")
-    }
-
-    /// A fresh client connection; panics if the server is down.
-    pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url()))
-    }
-
-    /// A JetStream context on a fresh client.
-    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        async_nats::jetstream::new(self.client().await)
-    }
-
-    /// SIGKILL: no flush, no goodbye; simulates a crash.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            sigkill(&mut c);
-        }
-    }
-
-    /// Kill if running, then start again on the same port with the same store.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// True once the server answers a JetStream account-info request. Raw protocol
-/// over a blocking socket: usable from sync code inside or outside a runtime.
-fn jetstream_ready(port: u16) -> bool {
-    let probe = || -> std::io::Result<bool> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_millis(500)))?;
-        s.write_all(b"CONNECT {\"verbose\":false}\r\nSUB _probe 1\r\nPUB $JS.API.INFO _probe 0\r\n\r\n")?;
-        let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
-        loop {
-            let n = s.read(&mut chunk)?;
-            if n == 0 {
-                return Ok(false);
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf);
-            if text.contains("account_info_response") && text.ends_with("}\r\n") {
-                return Ok(!text.contains("\"error\""));
-            }
-        }
-    };
-    probe().unwrap_or(false)
-}
-
-// --------------------------------------------------------------- Postgres
-
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// A fresh database per test on the local Postgres (127.0.0.1:5432, user
-/// postgres), so migrations and data never collide; dropped (FORCE) on drop.
-pub struct TestDb {
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    /// Create `hookline_test_<random hex>`.
-    pub async fn create() -> anyhow::Result<Self> {
-        use sqlx::Connection as _;
-        let name = format!("hookline_test_{:016x}", rand::random::<u64>());
-        let mut admin =
-            sqlx::PgConnection::connect(PG_ADMIN).await.context("connecting to Postgres on 127.0.0.1:5432")?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
-        admin.close().await?;
-        Ok(Self { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), name })
-    }
-
-    /// `postgres://postgres@127.0.0.1:5432/<name>`.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The database name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// A new pool on this database; panics if Postgres is unreachable.
-    pub async fn pool(&self) -> sqlx::PgPool {
-        sqlx::PgPool::connect(&self.url).await.unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url))
-    }
-}
-
-impl Drop for TestDb {
-    /// Best effort through `psql`: no async runtime needed in a destructor.
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .env("PGCONNECT_TIMEOUT", "5")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 // --------------------------------------------------------------- Receiver
@@ -668,25 +428,6 @@ pub fn verify_standard_webhook(
 
 // --------------------------------------------------------------- hookline
 
-/// Path of the `hookline` binary: `$HOOKLINE_BIN`, else `target/<profile>/hookline`
-/// next to the test binary's `deps/` directory.
-pub fn find_hookline_bin() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("HOOKLINE_BIN") {
-        return Ok(p.into());
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe.parent().and_then(Path::parent).context("test binary has no grandparent dir")?.join("hookline");
-    if !bin.exists() {
-        bail!("{} is missing: build it first: cargo build --bin hookline", bin.display());
-    }
-    Ok(bin)
-}
-
-/// [`find_hookline_bin`], panicking with its message (for `Command::new` in tests).
-pub fn hookline_bin() -> PathBuf {
-    find_hookline_bin().unwrap_or_else(|e| panic!("{e:#}"))
-}
-
 /// Builds a `hookline <mode>` child process with a hermetic environment:
 /// inherited `HOOKLINE_*` variables are dropped, ports are picked free.
 pub struct HooklineBuilder {
@@ -824,15 +565,9 @@ impl HooklineProc {
     /// Start (again) without waiting for readiness, e.g. while a dependency is down.
     pub fn respawn_unready(&mut self) -> anyhow::Result<()> {
         self.kill9();
-        let bin = find_hookline_bin()?;
         let mut log = append(&self.log)?;
         writeln!(log, "===== hookline {} starting =====", self.mode)?;
-        let mut cmd = Command::new(&bin);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("HOOKLINE_") {
-                cmd.env_remove(k);
-            }
-        }
+        let mut cmd = hookline_command()?;
         let child = cmd
             .arg(&self.mode)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -840,7 +575,7 @@ impl HooklineProc {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("spawning {}", bin.display()))?;
+            .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
         self.child = Some(child);
         Ok(())
     }

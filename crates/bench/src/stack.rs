@@ -1,28 +1,21 @@
 //! The system under test as real processes: a private `nats-server -js`, a
 //! fresh Postgres database, and `hookline subscriptions|ingest|delivery`.
 //! Everything is killed, and the database dropped, when the `Stack` drops,
-//! also on error. Logs are kept (and their place printed) after a failure.
+//! also on error. The services' logs are kept (and their place printed)
+//! after a failure.
+//!
+//! The processes, ports and the database come from the test kit
+//! (`hookline-testkit`), as in the end-to-end tests.
 
 use std::{
     fs::File,
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use sqlx::Connection;
-
-/// The nats-server to run: `$HOOKLINE_NATS_SERVER` (what `scripts/test.sh`
-/// installs, a current release), else Debian's, else the one on `PATH`.
-fn nats_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("HOOKLINE_NATS_SERVER") {
-        return PathBuf::from(p);
-    }
-    let debian = Path::new("/usr/sbin/nats-server");
-    if debian.exists() { debian.to_owned() } else { PathBuf::from("nats-server") }
-}
+use hookline_testkit::{NatsServer, TestDb, cluster::NatsCluster, free_port, hookline_command, tail};
 
 /// What the services run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,28 +34,6 @@ impl Nats {
             Nats::ClusterR3 => "3-node cluster, R3",
         }
     }
-}
-
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// The `hookline` binary: `$HOOKLINE_BIN`, or next to this executable.
-fn hookline_bin() -> anyhow::Result<PathBuf> {
-    let bin = match std::env::var_os("HOOKLINE_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()?.parent().context("executable has no directory")?.join("hookline"),
-    };
-    if !bin.exists() {
-        bail!("{} not found: build it with `cargo build --release -p hookline` or set HOOKLINE_BIN", bin.display());
-    }
-    Ok(bin)
 }
 
 /// Peak resident set size (`VmHWM`) of a process, in MiB.
@@ -92,26 +63,7 @@ pub fn machine_ticks() -> (f64, f64) {
     (total - idle, total)
 }
 
-/// Create a scratch database `<prefix>_<random>` on `server`; returns its name.
-pub async fn create_database(server: &str, prefix: &str) -> anyhow::Result<String> {
-    let name = format!("{prefix}_{:016x}", rand::random::<u64>());
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .with_context(|| format!("connecting to Postgres at {server}"))?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
-    admin.close().await?;
-    Ok(name)
-}
-
-/// Drop a scratch database, disconnecting its sessions.
-pub async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await?;
-    admin.close().await?;
-    Ok(())
-}
+pub use hookline_testkit::db::{create_database, drop_database};
 
 pub struct Service {
     pub role: &'static str,
@@ -127,11 +79,17 @@ impl Service {
     }
 }
 
+/// The nats-server(s) of a [`Stack`].
+enum NatsProcs {
+    Single(NatsServer),
+    Cluster(NatsCluster),
+}
+
 pub struct Stack {
+    /// The services' logs.
     dir: PathBuf,
-    postgres: String,
-    db: Option<String>,
-    nats: Vec<Child>,
+    db: Option<TestDb>,
+    nats: Option<NatsProcs>,
     pub nats_url: String,
     pub services: Vec<Service>,
     env: Vec<(String, String)>,
@@ -153,21 +111,18 @@ impl Stack {
         if nats == Nats::ClusterR3 {
             env.push(("HOOKLINE_STREAM_REPLICAS".into(), "3".into()));
         }
-        let mut s = Self {
-            dir,
-            postgres: postgres.into(),
-            db: None,
-            nats: Vec::new(),
-            nats_url: String::new(),
-            services: Vec::new(),
-            env,
-            ok: false,
+        let mut s = Self { dir, db: None, nats: None, nats_url: String::new(), services: Vec::new(), env, ok: false };
+        s.db = Some(TestDb::create_on(postgres, "hookline_bench").await?);
+        // Ready once JetStream answers (on every node: a meta leader is elected).
+        let procs = match nats {
+            Nats::Single => NatsProcs::Single(NatsServer::start()?),
+            Nats::ClusterR3 => NatsProcs::Cluster(NatsCluster::start()?),
         };
-        s.db = Some(create_database(postgres, "hookline_bench").await?);
-        match nats {
-            Nats::Single => s.start_nats()?,
-            Nats::ClusterR3 => s.start_nats_cluster(3)?,
-        }
+        s.nats_url = match &procs {
+            NatsProcs::Single(n) => n.url(),
+            NatsProcs::Cluster(c) => c.urls(&(0..NatsCluster::SIZE).collect::<Vec<_>>()),
+        };
+        s.nats = Some(procs);
         let subscriptions = s.spawn("subscriptions", None)?;
         s.services.push(subscriptions);
         s.wait_ready(0).await?;
@@ -181,86 +136,23 @@ impl Stack {
         Ok(s)
     }
 
-    fn start_nats(&mut self) -> anyhow::Result<()> {
-        let port = free_port()?;
-        self.spawn_nats("nats", port, &[])?;
-        self.nats_url = format!("nats://127.0.0.1:{port}");
-        self.wait_nats_ready("nats", "Server is ready")
-    }
-
-    /// `n` nodes routed to each other; ready once JetStream has a meta leader.
-    fn start_nats_cluster(&mut self, n: usize) -> anyhow::Result<()> {
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
-        let routes: Vec<String> = ports.iter().map(|(_, route)| format!("nats://127.0.0.1:{route}")).collect();
-        for (i, (client, route)) in ports.iter().enumerate() {
-            let others: Vec<&str> =
-                routes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, r)| r.as_str()).collect();
-            let name = format!("n{i}");
-            let cluster = format!("nats://127.0.0.1:{route}");
-            let args =
-                ["-n", &name, "--cluster_name", "hookline-bench", "--cluster", &cluster, "--routes", &others.join(",")];
-            self.spawn_nats(&format!("nats-{i}"), *client, &args)?;
-        }
-        self.nats_url = ports.iter().map(|(c, _)| format!("nats://127.0.0.1:{c}")).collect::<Vec<_>>().join(",");
-        // The meta leader is elected once the nodes see each other.
-        for i in 0..n {
-            // "Self is new JetStream cluster metadata leader" on the leader,
-            // "JetStream cluster new metadata leader: ..." on the others.
-            self.wait_nats_ready(&format!("nats-{i}"), "metadata leader")?;
-        }
-        Ok(())
-    }
-
-    fn spawn_nats(&mut self, name: &str, port: u16, extra: &[&str]) -> anyhow::Result<()> {
-        let child = Command::new(nats_bin())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(self.dir.join(format!("{name}-store")))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(File::create(self.dir.join(format!("{name}.log")))?)
-            .stderr(File::create(self.dir.join(format!("{name}.err")))?)
-            .spawn()
-            .with_context(|| format!("starting {}", nats_bin().display()))?;
-        self.nats.push(child);
-        Ok(())
-    }
-
-    /// Wait (up to 20 s) until the node's log (stderr) says `marker`.
-    fn wait_nats_ready(&mut self, name: &str, marker: &str) -> anyhow::Result<()> {
-        let err = self.dir.join(format!("{name}.err"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&err).unwrap_or_default().contains(marker) {
-            for node in &mut self.nats {
-                if let Some(status) = node.try_wait()? {
-                    bail!("nats-server exited with {status}:\n{}", tail(&err, 20));
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("{name} did not log `{marker}` within 20 s:\n{}", tail(&err, 20));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
     /// Every nats-server process of the stack.
     pub fn nats_pids(&self) -> Vec<u32> {
-        self.nats.iter().map(Child::id).collect()
+        match &self.nats {
+            Some(NatsProcs::Single(n)) => n.pid().into_iter().collect(),
+            Some(NatsProcs::Cluster(c)) => (0..NatsCluster::SIZE).filter_map(|i| c.pid(i)).collect(),
+            None => Vec::new(),
+        }
     }
 
     fn spawn(&self, role: &'static str, subscriptions_url: Option<&str>) -> anyhow::Result<Service> {
-        let (grpc, http) = (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?));
+        let (grpc, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
         let log = self.dir.join(format!("{role}.log"));
-        let db = self.db.as_deref().context("no database")?;
-        let mut cmd = Command::new(hookline_bin()?);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("HOOKLINE_") {
-                cmd.env_remove(k);
-            }
-        }
+        let db = self.db.as_ref().context("no database")?;
+        let mut cmd = hookline_command()?;
         cmd.arg(role)
             .env("HOOKLINE_NATS_URL", &self.nats_url)
-            .env("HOOKLINE_DATABASE_URL", format!("{}/{db}", self.postgres))
+            .env("HOOKLINE_DATABASE_URL", db.url())
             .env("HOOKLINE_GRPC_ADDR", &grpc)
             .env("HOOKLINE_HTTP_ADDR", &http)
             .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
@@ -323,7 +215,7 @@ impl Stack {
     pub async fn finish(mut self) -> anyhow::Result<()> {
         self.kill();
         if let Some(db) = self.db.take() {
-            drop_database(&self.postgres, &db).await?;
+            db.close().await?;
         }
         self.ok = true;
         Ok(())
@@ -334,9 +226,10 @@ impl Stack {
             let _ = svc.child.kill();
             let _ = svc.child.wait();
         }
-        for mut nats in self.nats.drain(..) {
-            let _ = nats.kill();
-            let _ = nats.wait();
+        match &mut self.nats {
+            Some(NatsProcs::Single(n)) => n.kill(),
+            Some(NatsProcs::Cluster(c)) => c.kill_all(),
+            None => {}
         }
     }
 }
@@ -344,17 +237,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.kill();
-        if let Some(db) = self.db.take() {
-            // No runtime in a destructor: best effort through psql.
-            let _ = Command::new("psql")
-                .args(["-d", &format!("{}/postgres", self.postgres), "-qc"])
-                .arg(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                .env("PGCONNECT_TIMEOUT", "5")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        // The database (TestDb) and the nats-servers drop after this.
         if self.ok {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {

