@@ -142,6 +142,9 @@ impl Readiness {
     pub async fn started(&self) {
         self.state.send_modify(|s| s.phase = Phase::Running);
         self.refresh().await;
+        // The phase changed even when NATS and Postgres did not (the watcher
+        // may have seen them up already), and gRPC health must follow it.
+        self.publish().await;
     }
 
     /// A shutdown began: not serving from now on, whatever NATS and Postgres say.
