@@ -36,12 +36,12 @@
 //! its outcome instead, `failed` with error kind `event_expired`, so the
 //! delivery log shows how it ended.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
     Context,
     consumer::{Consumer, pull},
-    context::PublishAckFuture,
+    context::{PublishAckFuture, PublishError},
     message::PublishMessage,
     stream::{RawMessageErrorKind, Stream},
 };
@@ -59,7 +59,10 @@ use hookline_tenants::Directory;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::guard::Guard;
+use crate::{
+    error::{NotStored, SweepError},
+    guard::Guard,
+};
 
 /// Parked tasks one endpoint gets back per round when it is disabled or deleted.
 const UNAVAILABLE_ROOM: usize = 2_000;
@@ -90,7 +93,7 @@ const BATCH_LINGER: Duration = Duration::from_millis(2);
 struct Parcel {
     subject: String,
     line: Vec<u8>,
-    stored: oneshot::Sender<Result<(), String>>,
+    stored: oneshot::Sender<Result<(), Arc<PublishError>>>,
 }
 
 /// Gathers the tasks fan-out parks and stores them a batch per endpoint.
@@ -114,12 +117,12 @@ impl Parker {
         task: &[u8],
         traceparent: &str,
         msg_id: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotStored> {
         let (stored, rx) = oneshot::channel();
         let parcel =
             Parcel { subject: parked_subject(tenant, endpoint), line: batch_line(msg_id, traceparent, task), stored };
-        self.tx.send(parcel).await.map_err(|_| "parking is shut down".to_owned())?;
-        rx.await.map_err(|_| "parking is shut down".to_owned())?
+        self.tx.send(parcel).await.map_err(|_| NotStored::ParkingShutDown)?;
+        rx.await.map_err(|_| NotStored::ParkingShutDown)?.map_err(NotStored::Batch)
     }
 }
 
@@ -141,18 +144,18 @@ async fn gather(js: Context, mut rx: mpsc::Receiver<Parcel>) {
         for p in parcels.drain(..) {
             by_subject.entry(p.subject.clone()).or_default().push(p);
         }
-        let mut pending: Vec<(Result<PublishAckFuture, String>, Vec<Parcel>)> = Vec::new();
+        let mut pending: Vec<(Result<PublishAckFuture, PublishError>, Vec<Parcel>)> = Vec::new();
         for (subject, parcels) in by_subject {
             let body = parcels.iter().map(|p| p.line.as_slice()).collect::<Vec<_>>().concat();
             let publish = PublishMessage::build().payload(body.into()).header(BATCH_HEADER, parcels.len().to_string());
-            pending.push((js.send_publish(subject, publish).await.map_err(|e| e.to_string()), parcels));
+            pending.push((js.send_publish(subject, publish).await, parcels));
         }
         // Acks are awaited aside, so the next batch gathers meanwhile.
         tokio::spawn(async move {
             for (ack, parcels) in pending {
                 let stored = match ack {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e),
+                    Ok(ack) => ack.await.map(|_| ()).map_err(Arc::new),
+                    Err(e) => Err(Arc::new(e)),
                 };
                 for p in parcels {
                     let _ = p.stored.send(stored.clone());
@@ -221,14 +224,8 @@ async fn sweep(
     guard: &Guard,
     lots: &mut HashMap<String, Lot>,
     shutdown: &CancellationToken,
-) -> Result<usize, String> {
-    let parked: Vec<(String, usize)> = stream
-        .info_with_subjects(PARKED_ALL)
-        .await
-        .map_err(|e| e.to_string())?
-        .try_collect()
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<usize, SweepError> {
+    let parked: Vec<(String, usize)> = stream.info_with_subjects(PARKED_ALL).await?.try_collect().await?;
     metrics().parked.set(parked.iter().map(|(_, n)| *n as i64).sum());
     // A drained endpoint's consumer goes; it is made again if tasks return.
     let waiting: std::collections::HashSet<&str> =
@@ -257,7 +254,7 @@ async fn sweep(
                     ack_wait: Duration::from_secs(30),
                     ..Default::default()
                 };
-                let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
+                let consumer = stream.create_consumer(config).await?;
                 lots.entry(endpoint.to_owned()).or_insert(Lot { consumer, seen: None })
             }
         };
@@ -292,16 +289,9 @@ async fn unpark(
     endpoint: &str,
     messages: usize,
     n: usize,
-) -> Result<usize, String> {
-    let batch: Vec<_> = consumer
-        .fetch()
-        .max_messages(messages)
-        .messages()
-        .await
-        .map_err(|e| e.to_string())?
-        .filter_map(|m| async move { m.ok() })
-        .collect()
-        .await;
+) -> Result<usize, SweepError> {
+    let batch: Vec<_> =
+        consumer.fetch().max_messages(messages).messages().await?.filter_map(|m| async move { m.ok() }).collect().await;
     // At most `n` tasks moved, plus one split batch's rest parked again.
     let _budget = hookline_bus::ack_budget(n + 1).await;
     let (mut acks, mut moved, mut taken) = (Vec::with_capacity(batch.len()), 0, 0);
@@ -312,11 +302,10 @@ async fn unpark(
         }
         taken += 1;
         if hookline_bus::header(msg.headers.as_ref(), BATCH_HEADER).is_none() {
-            let seq =
-                hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or("no stream sequence in the reply subject")?;
+            let seq = hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or(SweepError::NoSequence)?;
             let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
             let publish = crate::task_message(msg.payload.clone(), traceparent, format!("p{seq}"));
-            acks.push(js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?);
+            acks.push(js.send_publish(subject.clone(), publish).await?);
             moved += 1;
             continue;
         }
@@ -330,13 +319,13 @@ async fn unpark(
             match task {
                 Restored::Task(task) => {
                     let publish = crate::task_message(task, Some(traceparent), format!("f{msg_id}"));
-                    acks.push(js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?);
+                    acks.push(js.send_publish(subject.clone(), publish).await?);
                 }
                 Restored::Expired(outcome) => {
                     let payload = serde_json::to_vec(&outcome).expect("outcomes serialise");
                     let publish = PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id());
                     let to = outcomes_subject(tenant, endpoint);
-                    acks.push(js.send_publish(to, publish).await.map_err(|e| e.to_string())?);
+                    acks.push(js.send_publish(to, publish).await?);
                     let labels = hookline_telemetry::labels([("outcome", "failed"), ("error_kind", "event_expired")]);
                     metrics().attempts.get_or_create(&labels).inc();
                 }
@@ -348,11 +337,11 @@ async fn unpark(
             let rest: Vec<u8> = lines[now..].iter().flat_map(|(id, tp, task)| batch_line(id, tp, task)).collect();
             let count = (lines.len() - now).to_string();
             let publish = PublishMessage::build().payload(rest.into()).header(BATCH_HEADER, count);
-            acks.push(js.send_publish(parked_subject(tenant, endpoint), publish).await.map_err(|e| e.to_string())?);
+            acks.push(js.send_publish(parked_subject(tenant, endpoint), publish).await?);
         }
     }
     for ack in acks {
-        ack.await.map_err(|e| e.to_string())?;
+        ack.await?;
     }
     // Stored in HOOKLINE_DISPATCH (and the rest of a split batch parked
     // again): a lost ack only moves a task again, and its message id
@@ -379,7 +368,7 @@ enum Restored {
 /// A batch line's task, whole again: its event read back for a
 /// [`TaskRef`] (a line holding a whole task is taken as it is), or, when
 /// the event is gone, the outcome that records so.
-async fn restore(events: &Stream, tenant: &str, line: &[u8]) -> Result<Restored, String> {
+async fn restore(events: &Stream, tenant: &str, line: &[u8]) -> Result<Restored, SweepError> {
     #[derive(serde::Deserialize)]
     struct Line {
         event: Option<serde::de::IgnoredAny>,
@@ -415,7 +404,7 @@ async fn restore(events: &Stream, tenant: &str, line: &[u8]) -> Result<Restored,
     let msg = match events.get_raw_message(seq).await {
         Ok(msg) => msg,
         Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => return gone(),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
         Ok(event) => event,
