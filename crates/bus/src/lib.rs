@@ -120,8 +120,12 @@ pub enum BusError {
     NatsUrl(#[from] NatsUrlError),
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect { url: String, source: async_nats::ConnectError },
-    #[error("cannot set up stream {stream}: {message}")]
-    Stream { stream: &'static str, message: String },
+    #[error("cannot set up stream {stream}: {source}")]
+    Stream {
+        stream: &'static str,
+        #[source]
+        source: Source,
+    },
     #[error("cannot set up stream {stream}")]
     StreamSetup {
         stream: &'static str,
@@ -140,9 +144,18 @@ pub enum BusError {
     },
     #[error("shut down while waiting for NATS JetStream ({waiting_for})")]
     ShutDown { waiting_for: &'static str },
-    #[error("cannot set up consumer {consumer} on {stream}: {message}")]
-    Consumer { stream: &'static str, consumer: &'static str, message: String },
+    #[error("cannot set up consumer {consumer} on {stream}: {source}")]
+    Consumer {
+        stream: &'static str,
+        consumer: &'static str,
+        #[source]
+        source: Source,
+    },
 }
+
+/// The error under a [`BusError`] or another crate's NATS failure: any
+/// of async-nats's many request error types, kept whole for its sources.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
 
 /// Connect to NATS; the client reconnects by itself afterwards, to any
 /// listed server or any server the cluster announces. The first connection
@@ -363,22 +376,22 @@ pub async fn durable(
     consumer: &'static str,
     config: pull::Config,
 ) -> Result<consumer::Consumer<pull::Config>, BusError> {
-    let err = |message: String| BusError::Consumer { stream, consumer, message };
+    let err = |source: Source| BusError::Consumer { stream, consumer, source };
     let config = pull::Config { durable_name: Some(consumer.to_owned()), ..config };
     // Right after start-up, or while a stream leader is being elected, the
     // request may go unanswered for a few seconds: retry for a while.
     let (mut backoff, started) = (Backoff::new(), std::time::Instant::now());
     loop {
         let attempt = async {
-            let s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
-            s.create_consumer(config.clone()).await.map_err(|e| e.to_string())
+            let s = js.get_stream(stream).await.map_err(Source::from)?;
+            s.create_consumer(config.clone()).await.map_err(Source::from)
         };
         match attempt.await {
             Ok(c) => return Ok(c),
-            Err(message) if started.elapsed() > CONSUMER_PATIENCE => return Err(err(message)),
-            Err(message) => {
+            Err(source) if started.elapsed() > CONSUMER_PATIENCE => return Err(err(source)),
+            Err(source) => {
                 let wait = backoff.next_wait();
-                tracing::warn!(stream, consumer, error = %message, retry_in = ?wait, "cannot bind the consumer yet; retrying");
+                tracing::warn!(stream, consumer, error = %source, retry_in = ?wait, "cannot bind the consumer yet; retrying");
                 tokio::time::sleep(wait).await;
             }
         }

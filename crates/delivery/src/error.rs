@@ -48,3 +48,8 @@ pub enum SweepError {
     #[error("no stream sequence in the reply subject")]
     NoSequence,
 }
+
+/// A `HOOKLINE_SUBSCRIPTIONS_URL` fan-out cannot make a client for.
+#[derive(Debug, thiserror::Error)]
+#[error("HOOKLINE_SUBSCRIPTIONS_URL: {0}")]
+pub struct SubscriptionsUrl(#[source] pub tonic::transport::Error);

@@ -44,7 +44,7 @@ pub async fn run(
     )
     .map_err(|e| hookline_bus::BusError::Stream {
         stream: EVENTS_STREAM,
-        message: format!("HOOKLINE_SUBSCRIPTIONS_URL: {e}"),
+        source: Box::new(crate::error::SubscriptionsUrl(e)),
     })?
     .connect_timeout(Duration::from_secs(5))
     .connect_lazy();

@@ -194,10 +194,9 @@ pub async fn run(
     guard: Guard,
     shutdown: CancellationToken,
 ) -> Result<(), hookline_bus::BusError> {
-    let err =
-        |e: &dyn std::fmt::Display| hookline_bus::BusError::Stream { stream: PARKED_STREAM, message: e.to_string() };
-    let stream = js.get_stream(PARKED_STREAM).await.map_err(|e| err(&e))?;
-    let events = js.get_stream(EVENTS_STREAM).await.map_err(|e| err(&e))?;
+    let err = |e| hookline_bus::BusError::Stream { stream: PARKED_STREAM, source: Box::new(e) };
+    let stream = js.get_stream(PARKED_STREAM).await.map_err(err)?;
+    let events = js.get_stream(EVENTS_STREAM).await.map_err(err)?;
     let mut lots: HashMap<String, Lot> = HashMap::new();
     let mut round = IDLE_ROUND;
     loop {
