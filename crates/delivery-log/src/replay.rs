@@ -111,8 +111,8 @@ async fn replay_as(
 }
 
 /// NATS trouble, for `map_err`.
-pub(crate) fn nats(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(e.to_string())
+pub(crate) fn nats(e: impl Into<hookline_bus::Source>) -> Error {
+    Error::Unavailable(e.into())
 }
 
 fn event_seq(row: &DeliveryRow) -> Result<u64, Error> {
