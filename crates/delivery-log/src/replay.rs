@@ -241,6 +241,8 @@ pub async fn resume_jobs(pool: PgPool, js: Context, archive_after: Duration, shu
 
 #[cfg(test)]
 mod tests {
+    use hookline_store::queries::DeliveryState;
+
     use super::*;
 
     fn row(created_ago: chrono::Duration, archived_at: Option<DateTime<Utc>>) -> DeliveryRow {
@@ -257,7 +259,7 @@ mod tests {
             attempt_count: 1,
             last_status_code: Some(500),
             last_error_kind: Some("http_status".into()),
-            state: if archived_at.is_some() { "archived" } else { "failed" }.into(),
+            state: if archived_at.is_some() { DeliveryState::Archived } else { DeliveryState::Failed },
             replay_of: None,
             replay_count: 0,
             archived_at,
