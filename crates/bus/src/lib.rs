@@ -6,6 +6,11 @@
 
 use std::time::Duration;
 
+use hookline_domain::{
+    event_type::EventType,
+    ids::{EndpointId, TenantId},
+};
+
 use async_nats::jetstream::{
     self, Context,
     consumer::{self, pull},
@@ -68,30 +73,33 @@ pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// well inside NATS's 1 MiB message limit.
 pub const INTAKE_MAX_MESSAGE_BYTES: i32 = 260 * 1024;
 
+// The intake and rejected subjects take the tenant as text: ingest names
+// them before (or instead of) validating it. The rest take checked ids, so
+// a subject never holds a token an id could not.
 pub fn intake_subject(tenant: &str) -> String {
     format!("hookline.intake.{tenant}")
 }
-pub fn events_subject(tenant: &str, event_type: &str) -> String {
-    format!("hookline.events.{tenant}.{event_type}")
+pub fn events_subject(tenant: &TenantId, event_type: EventType) -> String {
+    format!("hookline.events.{}.{}", tenant.as_str(), event_type.as_str())
 }
 pub fn rejected_subject(tenant: &str) -> String {
     format!("hookline.rejected.{tenant}")
 }
-pub fn config_subject(tenant: &str) -> String {
-    format!("hookline.config.{tenant}")
+pub fn config_subject(tenant: &TenantId) -> String {
+    format!("hookline.config.{}", tenant.as_str())
 }
-pub fn dispatch_subject(tenant: &str, endpoint: &str) -> String {
-    format!("hookline.dispatch.{tenant}.{endpoint}")
+pub fn dispatch_subject(tenant: &TenantId, endpoint: &EndpointId) -> String {
+    format!("hookline.dispatch.{}.{}", tenant.as_str(), endpoint.as_str())
 }
-pub fn outcomes_subject(tenant: &str, endpoint: &str) -> String {
-    format!("hookline.outcomes.{tenant}.{endpoint}")
+pub fn outcomes_subject(tenant: &TenantId, endpoint: &EndpointId) -> String {
+    format!("hookline.outcomes.{}.{}", tenant.as_str(), endpoint.as_str())
 }
-pub fn parked_subject(tenant: &str, endpoint: &str) -> String {
-    format!("hookline.parked.{tenant}.{endpoint}")
+pub fn parked_subject(tenant: &TenantId, endpoint: &EndpointId) -> String {
+    format!("hookline.parked.{}.{}", tenant.as_str(), endpoint.as_str())
 }
 /// The durable consumer that drains one endpoint's parked tasks.
-pub fn parked_consumer(endpoint: &str) -> String {
-    format!("parked_{endpoint}")
+pub fn parked_consumer(endpoint: &EndpointId) -> String {
+    format!("parked_{}", endpoint.as_str())
 }
 
 /// The tenant and endpoint tokens of `hookline.<kind>.<tenant>.<endpoint>`.
@@ -574,9 +582,12 @@ mod tests {
 
     #[test]
     fn subjects_split_back_into_tenant_and_endpoint() {
-        let s = parked_subject("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0");
+        let tenant = TenantId::parse("acme-dental_01").unwrap();
+        let endpoint = EndpointId::parse("ep_01JABCDEFGHJKMNPQRSTVWXYZ0").unwrap();
+        let s = parked_subject(&tenant, &endpoint);
         assert_eq!(tenant_and_endpoint_of(&s), Some(("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0")));
-        assert_eq!(tenant_and_endpoint_of(&dispatch_subject("t", "e")), Some(("t", "e")));
+        let d = dispatch_subject(&tenant, &endpoint);
+        assert_eq!(tenant_and_endpoint_of(&d), Some(("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0")));
         assert_eq!(tenant_and_endpoint_of("hookline.parked.t"), None);
         assert_eq!(tenant_and_endpoint_of("hookline.parked.t.e.x"), None);
     }

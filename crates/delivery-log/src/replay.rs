@@ -105,7 +105,7 @@ async fn replay_as(
     let payload = serde_json::to_vec(&task).map_err(|e| Error::Corrupt(e.to_string()))?;
     // As fan-out stores a task, without a trace: the replay starts one.
     let publish = PublishMessage::build().payload(payload.into()).message_id(task.msg_id());
-    let subject = dispatch_subject(tenant.as_str(), task.endpoint_id.as_str());
+    let subject = dispatch_subject(tenant, &task.endpoint_id);
     js.send_publish(subject, publish).await.map_err(nats)?.await.map_err(nats)?;
     Ok(task.delivery_id)
 }

@@ -74,8 +74,8 @@ const IDLE_ROUND: Duration = Duration::from_secs(1);
 /// stored ack before it acks what it parked.
 pub async fn publish(
     js: &Context,
-    tenant: &str,
-    endpoint: &str,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
     payload: bytes::Bytes,
     traceparent: Option<&str>,
     msg_id: String,
@@ -112,8 +112,8 @@ impl Parker {
     /// Park one task; `Ok` once its batch is stored.
     pub async fn park(
         &self,
-        tenant: &str,
-        endpoint: &str,
+        tenant: &TenantId,
+        endpoint: &EndpointId,
         task: &[u8],
         traceparent: &str,
         msg_id: &str,
@@ -197,7 +197,7 @@ pub async fn run(
     let err = |e| hookline_bus::BusError::Stream { stream: PARKED_STREAM, source: Box::new(e) };
     let stream = js.get_stream(PARKED_STREAM).await.map_err(err)?;
     let events = js.get_stream(EVENTS_STREAM).await.map_err(err)?;
-    let mut lots: HashMap<String, Lot> = HashMap::new();
+    let mut lots: HashMap<EndpointId, Lot> = HashMap::new();
     let mut round = IDLE_ROUND;
     loop {
         tokio::select! {
@@ -221,7 +221,7 @@ async fn sweep(
     [stream, events]: [&Stream; 2],
     directory: &Directory,
     guard: &Guard,
-    lots: &mut HashMap<String, Lot>,
+    lots: &mut HashMap<EndpointId, Lot>,
     shutdown: &CancellationToken,
 ) -> Result<usize, SweepError> {
     let parked: Vec<(String, usize)> = stream.info_with_subjects(PARKED_ALL).await?.try_collect().await?;
@@ -229,7 +229,7 @@ async fn sweep(
     // A drained endpoint's consumer goes; it is made again if tasks return.
     let waiting: std::collections::HashSet<&str> =
         parked.iter().filter_map(|(s, _)| hookline_bus::tenant_and_endpoint_of(s).map(|(_, e)| e)).collect();
-    let drained: Vec<String> = lots.keys().filter(|e| !waiting.contains(e.as_str())).cloned().collect();
+    let drained: Vec<EndpointId> = lots.keys().filter(|e| !waiting.contains(e.as_str())).cloned().collect();
     for endpoint in drained {
         lots.remove(&endpoint);
         let _ = stream.delete_consumer(&parked_consumer(&endpoint)).await;
@@ -244,17 +244,17 @@ async fn sweep(
             continue;
         };
         let available = directory.endpoint(&tenant_id, &endpoint_id).is_some_and(|ep| ep.enabled);
-        let lot = match lots.get_mut(endpoint) {
+        let lot = match lots.get_mut(&endpoint_id) {
             Some(lot) => lot,
             None => {
                 let config = pull::Config {
-                    durable_name: Some(parked_consumer(endpoint)),
+                    durable_name: Some(parked_consumer(&endpoint_id)),
                     filter_subject: subject.clone(),
                     ack_wait: Duration::from_secs(30),
                     ..Default::default()
                 };
                 let consumer = stream.create_consumer(config).await?;
-                lots.entry(endpoint.to_owned()).or_insert(Lot { consumer, seen: None })
+                lots.entry(endpoint_id.clone()).or_insert(Lot { consumer, seen: None })
             }
         };
         let room = if available { guard.room(&endpoint_id, &mut lot.seen) } else { UNAVAILABLE_ROOM };
@@ -262,11 +262,11 @@ async fn sweep(
         if room.min(count) == 0 {
             continue;
         }
-        match unpark(js, events, &lot.consumer, tenant, endpoint, room.min(count), room).await {
+        match unpark(js, events, &lot.consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
             Ok(n) => moved += n,
             Err(e) => {
                 tracing::warn!(endpoint_id = endpoint, error = %e, "parking: could not move tasks back");
-                lots.remove(endpoint);
+                lots.remove(&endpoint_id);
             }
         }
     }
@@ -284,8 +284,8 @@ async fn unpark(
     js: &Context,
     events: &Stream,
     consumer: &Consumer<pull::Config>,
-    tenant: &str,
-    endpoint: &str,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
     messages: usize,
     n: usize,
 ) -> Result<usize, SweepError> {
@@ -367,7 +367,7 @@ enum Restored {
 /// A batch line's task, whole again: its event read back for a
 /// [`TaskRef`] (a line holding a whole task is taken as it is), or, when
 /// the event is gone, the outcome that records so.
-async fn restore(events: &Stream, tenant: &str, line: &[u8]) -> Result<Restored, SweepError> {
+async fn restore(events: &Stream, tenant: &TenantId, line: &[u8]) -> Result<Restored, SweepError> {
     #[derive(serde::Deserialize)]
     struct Line {
         event: Option<serde::de::IgnoredAny>,
@@ -391,14 +391,14 @@ async fn restore(events: &Stream, tenant: &str, line: &[u8]) -> Result<Restored,
     };
     let (seq, delivery) = (parked.event_seq, parked.delivery_id.clone());
     let gone = || {
-        let (Some(event_type), Ok(tenant)) = (parked.event_type, TenantId::parse(tenant)) else {
+        let Some(event_type) = parked.event_type else {
             tracing::warn!(delivery_id = %delivery, event_seq = seq,
                 "parking: the task's event is no longer in {EVENTS_STREAM} (archived); the task, parked without its type, is dropped");
             return Ok(Restored::Dropped);
         };
         tracing::warn!(delivery_id = %delivery, event_seq = seq,
             "parking: the task's event is no longer in {EVENTS_STREAM} (archived); recorded as failed, event_expired");
-        Ok(Restored::Expired(Box::new(crate::worker::expired_outcome(&parked, &tenant, event_type, None))))
+        Ok(Restored::Expired(Box::new(crate::worker::expired_outcome(&parked, tenant, event_type, None))))
     };
     let msg = match events.get_raw_message(seq).await {
         Ok(msg) => msg,

@@ -327,7 +327,7 @@ impl Worker {
         blocked: Option<Wait>,
         traceparent: &str,
     ) -> Result<(), NotStored> {
-        let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
+        let (tenant, endpoint) = (&task.event.tenant_id, &task.endpoint_id);
         match blocked {
             None | Some(Wait::Busy(_)) => {
                 let payload = serde_json::to_vec(task).expect("tasks serialise");
@@ -351,8 +351,7 @@ impl Worker {
     ) -> Result<(), NotStored> {
         metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
         let payload = serde_json::to_vec(parked).expect("tasks serialise");
-        let endpoint = parked.endpoint_id.as_str();
-        self.parker.park(tenant.as_str(), endpoint, &payload, traceparent, &parked.msg_id()).await
+        self.parker.park(tenant, &parked.endpoint_id, &payload, traceparent, &parked.msg_id()).await
     }
 
     /// Move a task to its endpoint's parking subject (see [`crate::park`]);
@@ -361,7 +360,7 @@ impl Worker {
         let stored = async {
             let seq = hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or(NotStored::NoSequence)?;
             let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
-            let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
+            let (tenant, endpoint) = (&task.event.tenant_id, &task.endpoint_id);
             let payload = msg.payload.clone();
             park::publish(&self.js, tenant, endpoint, payload, traceparent, format!("d{seq}")).await?.await?;
             Ok::<_, NotStored>(())
@@ -527,15 +526,12 @@ impl Worker {
         let mut payload = Vec::with_capacity(1536);
         serde_json::to_writer(&mut payload, outcome).expect("outcomes serialise");
         let publish = PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id());
-        let stored = self
-            .js
-            .send_publish(outcomes_subject(outcome.tenant_id.as_str(), outcome.endpoint_id.as_str()), publish)
-            .await?;
+        let stored = self.js.send_publish(outcomes_subject(&outcome.tenant_id, &outcome.endpoint_id), publish).await?;
         let next = match retry {
             Some(task) => {
                 let payload = serde_json::to_vec(task).expect("tasks serialise").into();
                 let publish = crate::task_message(payload, Some(&trace.to_string()), task.msg_id());
-                let subject = dispatch_subject(task.event.tenant_id.as_str(), task.endpoint_id.as_str());
+                let subject = dispatch_subject(&task.event.tenant_id, &task.endpoint_id);
                 Some(self.js.send_publish(subject, publish).await?)
             }
             None => None,

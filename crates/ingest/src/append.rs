@@ -131,7 +131,7 @@ impl Appender {
             publish = publish.message_id(id);
         }
         self.js
-            .send_publish(events_subject(e.tenant_id.as_str(), e.event_type.as_str()), publish)
+            .send_publish(events_subject(&e.tenant_id, e.event_type), publish)
             .await
             .map_err(|e| Error::Unavailable(e.into()))
     }

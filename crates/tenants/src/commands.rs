@@ -85,7 +85,7 @@ impl Commands {
     }
 
     async fn append(&self, tenant: &TenantId, events: &[ConfigEvent], mut expected: u64) -> Result<u64, AppendError> {
-        let subject = config_subject(tenant.as_str());
+        let subject = config_subject(tenant);
         for event in events {
             let payload = serde_json::to_vec(event).expect("config events serialise");
             let publish = PublishMessage::build()

@@ -139,7 +139,7 @@ impl Directory {
     /// The sequence of the tenant's last config event, as the stream leader
     /// has it now; 0 when the tenant has none (it does not exist).
     pub async fn tenant_last_seq(&self, tenant: &TenantId) -> Result<u64, Error> {
-        match self.stream.get_last_raw_message_by_subject(&hookline_bus::config_subject(tenant.as_str())).await {
+        match self.stream.get_last_raw_message_by_subject(&hookline_bus::config_subject(tenant)).await {
             Ok(msg) => Ok(msg.sequence),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
             Err(source) => Err(Error::unavailable(crate::LastSeqError { tenant: tenant.clone(), source })),
