@@ -400,7 +400,7 @@ impl Worker {
                 ),
                 (None, _) => match target {
                     Ok(url) => sender::send(&http, url, &ep, &msg_id, body, &traceparent).await,
-                    Err(why) => sender::AttemptResult::refused(why),
+                    Err(why) => sender::AttemptResult::refused(why.to_string()),
                 },
             };
             metrics().in_flight.dec();
