@@ -94,7 +94,7 @@ async fn replay_as(
     let corrupt = |e: hookline_domain::FieldError| Error::Corrupt(format!("delivery {}: {e}", row.id));
     let task = DispatchTask {
         delivery_id,
-        created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        created_at: hookline_domain::events::Timestamp::now(),
         endpoint_id: EndpointId::parse(&row.endpoint_id).map_err(corrupt)?,
         event_seq: event_seq(row)?,
         replay_of: Some(DeliveryId::parse(&row.id).map_err(corrupt)?),

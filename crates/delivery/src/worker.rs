@@ -18,6 +18,7 @@ use hookline_domain::{
     config::Command,
     delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest, TaskRef},
     endpoint::EndpointConfig,
+    events::Timestamp,
     ids::TenantId,
     layout,
 };
@@ -189,7 +190,7 @@ pub(crate) fn expired_outcome(
 ) -> AttemptOutcome {
     AttemptOutcome {
         delivery_id: task.delivery_id.clone(),
-        delivery_created_at: task.created_at.clone(),
+        delivery_created_at: task.created_at.as_str().to_owned(),
         replay_of: task.replay_of.clone(),
         event_id: task.event_id.clone(),
         event_seq: task.event_seq,
@@ -242,7 +243,7 @@ impl Worker {
             }
         };
         // A retry that is not due yet waits in JetStream.
-        if let Some(due) = task.not_before.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        if let Some(due) = task.not_before.as_ref().map(|t| t.parsed())
             && let Ok(wait) = (due.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std()
             && wait > Duration::from_millis(5)
         {
@@ -416,7 +417,7 @@ impl Worker {
         let attempt = task.attempt;
         let mut outcome = AttemptOutcome {
             delivery_id: task.delivery_id.clone(),
-            delivery_created_at: task.created_at.clone(),
+            delivery_created_at: task.created_at.as_str().to_owned(),
             replay_of: task.replay_of.clone(),
             event_seq: task.event_seq,
             request: None,
@@ -470,9 +471,9 @@ impl Worker {
                         Some(asked) => asked.min(delay.mul_f64(1.2)),
                         None => jitter(delay),
                     };
-                    let due = rfc3339(chrono::Utc::now() + delay);
+                    let due = Timestamp::from_utc(chrono::Utc::now() + delay);
                     outcome.state = AttemptState::Retrying;
-                    outcome.next_attempt_at = Some(due.clone());
+                    outcome.next_attempt_at = Some(due.as_str().to_owned());
                     retry = Some(task.retry(due));
                     metrics().retries_scheduled.inc();
                 } else {
