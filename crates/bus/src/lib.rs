@@ -6,15 +6,14 @@
 
 use std::time::Duration;
 
-use hookline_domain::{
-    event_type::EventType,
-    ids::{EndpointId, TenantId},
-};
-
 use async_nats::jetstream::{
     self, Context,
     consumer::{self, pull},
     stream::{self, RetentionPolicy, StorageType},
+};
+use hookline_domain::{
+    event_type::EventType,
+    ids::{EndpointId, TenantId},
 };
 
 /// Producer events waiting for ingest (work queue). `hookline.intake.<tenant>`.

@@ -395,7 +395,7 @@ fn attempt_pb(a: AttemptRow) -> pb::Attempt {
         error_kind: a.error_kind.unwrap_or_default(),
         error: a.error.unwrap_or_default(),
         response_excerpt: a.response_excerpt.unwrap_or_default(),
-        outcome: a.outcome,
+        outcome: a.outcome.as_str().to_owned(),
         trace_id: a.trace_id.unwrap_or_default(),
     }
 }

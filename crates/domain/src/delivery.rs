@@ -140,6 +140,37 @@ pub enum AttemptState {
     Dropped,
 }
 
+impl AttemptState {
+    /// The name in JSON and in `attempts.outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+impl TryFrom<String> for AttemptState {
+    type Error = UnknownAttemptState;
+
+    fn try_from(s: String) -> Result<Self, UnknownAttemptState> {
+        match s.as_str() {
+            "succeeded" => Ok(Self::Succeeded),
+            "retrying" => Ok(Self::Retrying),
+            "failed" => Ok(Self::Failed),
+            "dropped" => Ok(Self::Dropped),
+            _ => Err(UnknownAttemptState(s)),
+        }
+    }
+}
+
+/// Text that names no [`AttemptState`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown attempt state `{0}`")]
+pub struct UnknownAttemptState(pub String);
+
 /// Why an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -268,6 +299,15 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempt_states_read_back_from_the_names_they_are_stored_under() {
+        for state in [AttemptState::Succeeded, AttemptState::Retrying, AttemptState::Failed, AttemptState::Dropped] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_eq!(AttemptState::try_from(state.as_str().to_owned()), Ok(state));
+        }
+        assert!(AttemptState::try_from("failing".to_owned()).is_err());
+    }
 
     #[test]
     fn policy_refusals_read_ssrf_and_the_former_name_still_parses() {

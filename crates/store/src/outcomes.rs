@@ -33,12 +33,7 @@ fn delivery_state(state: AttemptState) -> &'static str {
 }
 
 fn outcome_name(state: AttemptState) -> &'static str {
-    match state {
-        AttemptState::Succeeded => "succeeded",
-        AttemptState::Retrying => "retrying",
-        AttemptState::Failed => "failed",
-        AttemptState::Dropped => "dropped",
-    }
+    state.as_str()
 }
 
 #[derive(Default)]

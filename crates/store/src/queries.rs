@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use hookline_domain::delivery::SentRequest;
+use hookline_domain::delivery::{AttemptState, SentRequest};
 use sqlx::{PgPool, Postgres, QueryBuilder, types::Json};
 
 use crate::{StoreError, stats};
@@ -90,8 +90,8 @@ pub struct AttemptRow {
     pub status_code: Option<i32>,
     pub error_kind: Option<String>,
     pub error: Option<String>,
-    /// `succeeded`, `retrying`, `failed` or `dropped`.
-    pub outcome: String,
+    #[sqlx(try_from = "String")]
+    pub outcome: AttemptState,
     /// `None` once archived.
     pub response_excerpt: Option<String>,
     /// `None` once archived, and for attempts that sent nothing (dropped).
