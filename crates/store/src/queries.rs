@@ -534,6 +534,19 @@ pub async fn endpoint_belongs(pool: &PgPool, tenant: &str, endpoint: &str) -> Re
 mod tests {
     use super::*;
 
+    #[test]
+    fn states_read_back_from_the_text_they_are_stored_as() {
+        use DeliveryState as D;
+        for state in [D::Succeeded, D::Failing, D::Failed, D::Archived] {
+            assert_eq!(D::try_from(state.as_str().to_owned()), Ok(state));
+        }
+        for state in [JobState::Running, JobState::Completed, JobState::Failed] {
+            assert_eq!(JobState::try_from(state.as_str().to_owned()), Ok(state));
+        }
+        let unknown = D::try_from("retrying".to_owned()).unwrap_err();
+        assert_eq!(unknown.to_string(), "deliveries.state holds unknown value `retrying`");
+    }
+
     fn hour(endpoint: &str, attempts: i64, accepted: i64, errors: &[(&str, i64)], latency: &[(usize, i64)]) -> Stats {
         let mut s = Stats::new(endpoint);
         s.attempts = attempts;
