@@ -11,6 +11,10 @@ use async_nats::jetstream::{
     consumer::{self, pull},
     stream::{self, RetentionPolicy, StorageType},
 };
+use hookline_domain::{
+    event_type::EventType,
+    ids::{EndpointId, TenantId},
+};
 
 /// Producer events waiting for ingest (work queue). `hookline.intake.<tenant>`.
 pub const INTAKE_STREAM: &str = "HOOKLINE_INTAKE";
@@ -68,30 +72,33 @@ pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// well inside NATS's 1 MiB message limit.
 pub const INTAKE_MAX_MESSAGE_BYTES: i32 = 260 * 1024;
 
+// The intake and rejected subjects take the tenant as text: ingest names
+// them before (or instead of) validating it. The rest take checked ids, so
+// a subject never holds a token an id could not.
 pub fn intake_subject(tenant: &str) -> String {
     format!("hookline.intake.{tenant}")
 }
-pub fn events_subject(tenant: &str, event_type: &str) -> String {
-    format!("hookline.events.{tenant}.{event_type}")
+pub fn events_subject(tenant: &TenantId, event_type: EventType) -> String {
+    format!("hookline.events.{}.{}", tenant.as_str(), event_type.as_str())
 }
 pub fn rejected_subject(tenant: &str) -> String {
     format!("hookline.rejected.{tenant}")
 }
-pub fn config_subject(tenant: &str) -> String {
-    format!("hookline.config.{tenant}")
+pub fn config_subject(tenant: &TenantId) -> String {
+    format!("hookline.config.{}", tenant.as_str())
 }
-pub fn dispatch_subject(tenant: &str, endpoint: &str) -> String {
-    format!("hookline.dispatch.{tenant}.{endpoint}")
+pub fn dispatch_subject(tenant: &TenantId, endpoint: &EndpointId) -> String {
+    format!("hookline.dispatch.{}.{}", tenant.as_str(), endpoint.as_str())
 }
-pub fn outcomes_subject(tenant: &str, endpoint: &str) -> String {
-    format!("hookline.outcomes.{tenant}.{endpoint}")
+pub fn outcomes_subject(tenant: &TenantId, endpoint: &EndpointId) -> String {
+    format!("hookline.outcomes.{}.{}", tenant.as_str(), endpoint.as_str())
 }
-pub fn parked_subject(tenant: &str, endpoint: &str) -> String {
-    format!("hookline.parked.{tenant}.{endpoint}")
+pub fn parked_subject(tenant: &TenantId, endpoint: &EndpointId) -> String {
+    format!("hookline.parked.{}.{}", tenant.as_str(), endpoint.as_str())
 }
 /// The durable consumer that drains one endpoint's parked tasks.
-pub fn parked_consumer(endpoint: &str) -> String {
-    format!("parked_{endpoint}")
+pub fn parked_consumer(endpoint: &EndpointId) -> String {
+    format!("parked_{}", endpoint.as_str())
 }
 
 /// The tenant and endpoint tokens of `hookline.<kind>.<tenant>.<endpoint>`.
@@ -120,8 +127,12 @@ pub enum BusError {
     NatsUrl(#[from] NatsUrlError),
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect { url: String, source: async_nats::ConnectError },
-    #[error("cannot set up stream {stream}: {message}")]
-    Stream { stream: &'static str, message: String },
+    #[error("cannot set up stream {stream}: {source}")]
+    Stream {
+        stream: &'static str,
+        #[source]
+        source: Source,
+    },
     #[error("cannot set up stream {stream}")]
     StreamSetup {
         stream: &'static str,
@@ -140,9 +151,18 @@ pub enum BusError {
     },
     #[error("shut down while waiting for NATS JetStream ({waiting_for})")]
     ShutDown { waiting_for: &'static str },
-    #[error("cannot set up consumer {consumer} on {stream}: {message}")]
-    Consumer { stream: &'static str, consumer: &'static str, message: String },
+    #[error("cannot set up consumer {consumer} on {stream}: {source}")]
+    Consumer {
+        stream: &'static str,
+        consumer: &'static str,
+        #[source]
+        source: Source,
+    },
 }
+
+/// The error under a [`BusError`] or another crate's NATS failure: any
+/// of async-nats's many request error types, kept whole for its sources.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
 
 /// Connect to NATS; the client reconnects by itself afterwards, to any
 /// listed server or any server the cluster announces. The first connection
@@ -363,22 +383,22 @@ pub async fn durable(
     consumer: &'static str,
     config: pull::Config,
 ) -> Result<consumer::Consumer<pull::Config>, BusError> {
-    let err = |message: String| BusError::Consumer { stream, consumer, message };
+    let err = |source: Source| BusError::Consumer { stream, consumer, source };
     let config = pull::Config { durable_name: Some(consumer.to_owned()), ..config };
     // Right after start-up, or while a stream leader is being elected, the
     // request may go unanswered for a few seconds: retry for a while.
     let (mut backoff, started) = (Backoff::new(), std::time::Instant::now());
     loop {
         let attempt = async {
-            let s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
-            s.create_consumer(config.clone()).await.map_err(|e| e.to_string())
+            let s = js.get_stream(stream).await.map_err(Source::from)?;
+            s.create_consumer(config.clone()).await.map_err(Source::from)
         };
         match attempt.await {
             Ok(c) => return Ok(c),
-            Err(message) if started.elapsed() > CONSUMER_PATIENCE => return Err(err(message)),
-            Err(message) => {
+            Err(source) if started.elapsed() > CONSUMER_PATIENCE => return Err(err(source)),
+            Err(source) => {
                 let wait = backoff.next_wait();
-                tracing::warn!(stream, consumer, error = %message, retry_in = ?wait, "cannot bind the consumer yet; retrying");
+                tracing::warn!(stream, consumer, error = %source, retry_in = ?wait, "cannot bind the consumer yet; retrying");
                 tokio::time::sleep(wait).await;
             }
         }
@@ -580,9 +600,12 @@ mod tests {
 
     #[test]
     fn subjects_split_back_into_tenant_and_endpoint() {
-        let s = parked_subject("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0");
+        let tenant = TenantId::parse("acme-dental_01").unwrap();
+        let endpoint = EndpointId::parse("ep_01JABCDEFGHJKMNPQRSTVWXYZ0").unwrap();
+        let s = parked_subject(&tenant, &endpoint);
         assert_eq!(tenant_and_endpoint_of(&s), Some(("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0")));
-        assert_eq!(tenant_and_endpoint_of(&dispatch_subject("t", "e")), Some(("t", "e")));
+        let d = dispatch_subject(&tenant, &endpoint);
+        assert_eq!(tenant_and_endpoint_of(&d), Some(("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0")));
         assert_eq!(tenant_and_endpoint_of("hookline.parked.t"), None);
         assert_eq!(tenant_and_endpoint_of("hookline.parked.t.e.x"), None);
     }

@@ -16,7 +16,7 @@ use hookline_domain::{
 use hookline_proto::delivery::v1::{self as pb, delivery_service_server::DeliveryService};
 use hookline_store::{
     projector::Projection,
-    queries::{self, AttemptRow, DeliveryFilter, DeliveryRow, JobRow, Stats},
+    queries::{self, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, JobRow, Stats},
 };
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -332,12 +332,12 @@ fn optional_time(s: &str, field: &str) -> Result<Option<DateTime<Utc>>, FieldErr
 }
 
 /// The `deliveries.state` a requested state filter means.
-fn state_name(state: i32) -> Result<String, FieldError> {
+fn state_name(state: i32) -> Result<DeliveryState, FieldError> {
     match pb::DeliveryState::try_from(state) {
-        Ok(pb::DeliveryState::Succeeded) => Ok("succeeded".into()),
-        Ok(pb::DeliveryState::Failing) => Ok("failing".into()),
-        Ok(pb::DeliveryState::Failed) => Ok("failed".into()),
-        Ok(pb::DeliveryState::Archived) => Ok("archived".into()),
+        Ok(pb::DeliveryState::Succeeded) => Ok(DeliveryState::Succeeded),
+        Ok(pb::DeliveryState::Failing) => Ok(DeliveryState::Failing),
+        Ok(pb::DeliveryState::Failed) => Ok(DeliveryState::Failed),
+        Ok(pb::DeliveryState::Archived) => Ok(DeliveryState::Archived),
         _ => Err(FieldError::new("states", "must be SUCCEEDED, FAILING, FAILED or ARCHIVED")),
     }
 }
@@ -363,12 +363,11 @@ fn count(n: impl TryInto<u64>) -> u64 {
 }
 
 fn delivery_pb(d: DeliveryRow) -> pb::Delivery {
-    let state = match d.state.as_str() {
-        "succeeded" => pb::DeliveryState::Succeeded,
-        "failing" => pb::DeliveryState::Failing,
-        "failed" => pb::DeliveryState::Failed,
-        "archived" => pb::DeliveryState::Archived,
-        _ => pb::DeliveryState::Unspecified,
+    let state = match d.state {
+        DeliveryState::Succeeded => pb::DeliveryState::Succeeded,
+        DeliveryState::Failing => pb::DeliveryState::Failing,
+        DeliveryState::Failed => pb::DeliveryState::Failed,
+        DeliveryState::Archived => pb::DeliveryState::Archived,
     };
     pb::Delivery {
         id: d.id,
@@ -396,7 +395,7 @@ fn attempt_pb(a: AttemptRow) -> pb::Attempt {
         error_kind: a.error_kind.unwrap_or_default(),
         error: a.error.unwrap_or_default(),
         response_excerpt: a.response_excerpt.unwrap_or_default(),
-        outcome: a.outcome,
+        outcome: a.outcome.as_str().to_owned(),
         trace_id: a.trace_id.unwrap_or_default(),
     }
 }
@@ -430,7 +429,7 @@ fn job_pb(j: JobRow) -> pb::RecoverJob {
         since: ts(j.since),
         total: count(j.total) as u32,
         done: count(j.done) as u32,
-        state: j.state,
+        state: j.state.as_str().to_owned(),
         error: j.error.unwrap_or_default(),
     }
 }
@@ -452,7 +451,7 @@ mod tests {
         assert_eq!(optional_time("", "since").unwrap(), None);
         assert!(optional_time("2026-11-29T10:00:00+01:00", "since").unwrap().is_some());
         assert!(state_name(0).is_err() && state_name(99).is_err());
-        assert_eq!(state_name(pb::DeliveryState::Archived.into()).unwrap(), "archived");
+        assert_eq!(state_name(pb::DeliveryState::Archived.into()).unwrap(), DeliveryState::Archived);
         assert_eq!(window(0).unwrap(), TimeDelta::hours(24));
         assert_eq!(window(pb::StatsWindow::Last30d.into()).unwrap(), TimeDelta::days(30));
         assert!(window(7).is_err());
@@ -481,7 +480,7 @@ mod tests {
             attempt_count: 2,
             last_status_code: None,
             last_error_kind: Some("timeout".into()),
-            state: "archived".into(),
+            state: DeliveryState::Archived,
             replay_of: None,
             replay_count: 1,
             archived_at: Some(t),

@@ -42,7 +42,7 @@ pub enum Error {
     #[error("attempt {attempt} of delivery {delivery} sent no request: the endpoint was unavailable")]
     NothingSent { delivery: String, attempt: u32 },
     #[error("NATS JetStream unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] hookline_bus::Source),
     #[error("delivery log unavailable: {0}")]
     Store(#[from] StoreError),
     #[error("unreadable record: {0}")]

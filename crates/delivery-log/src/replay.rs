@@ -94,7 +94,7 @@ async fn replay_as(
     let corrupt = |e: hookline_domain::FieldError| Error::Corrupt(format!("delivery {}: {e}", row.id));
     let task = DispatchTask {
         delivery_id,
-        created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        created_at: hookline_domain::events::Timestamp::now(),
         endpoint_id: EndpointId::parse(&row.endpoint_id).map_err(corrupt)?,
         event_seq: event_seq(row)?,
         replay_of: Some(DeliveryId::parse(&row.id).map_err(corrupt)?),
@@ -105,14 +105,14 @@ async fn replay_as(
     let payload = serde_json::to_vec(&task).map_err(|e| Error::Corrupt(e.to_string()))?;
     // As fan-out stores a task, without a trace: the replay starts one.
     let publish = PublishMessage::build().payload(payload.into()).message_id(task.msg_id());
-    let subject = dispatch_subject(tenant.as_str(), task.endpoint_id.as_str());
+    let subject = dispatch_subject(tenant, &task.endpoint_id);
     js.send_publish(subject, publish).await.map_err(nats)?.await.map_err(nats)?;
     Ok(task.delivery_id)
 }
 
 /// NATS trouble, for `map_err`.
-pub(crate) fn nats(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(e.to_string())
+pub(crate) fn nats(e: impl Into<hookline_bus::Source>) -> Error {
+    Error::Unavailable(e.into())
 }
 
 fn event_seq(row: &DeliveryRow) -> Result<u64, Error> {
@@ -241,6 +241,8 @@ pub async fn resume_jobs(pool: PgPool, js: Context, archive_after: Duration, shu
 
 #[cfg(test)]
 mod tests {
+    use hookline_store::queries::DeliveryState;
+
     use super::*;
 
     fn row(created_ago: chrono::Duration, archived_at: Option<DateTime<Utc>>) -> DeliveryRow {
@@ -257,7 +259,7 @@ mod tests {
             attempt_count: 1,
             last_status_code: Some(500),
             last_error_kind: Some("http_status".into()),
-            state: if archived_at.is_some() { "archived" } else { "failed" }.into(),
+            state: if archived_at.is_some() { DeliveryState::Archived } else { DeliveryState::Failed },
             replay_of: None,
             replay_count: 0,
             archived_at,

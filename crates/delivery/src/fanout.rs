@@ -44,7 +44,7 @@ pub async fn run(
     )
     .map_err(|e| hookline_bus::BusError::Stream {
         stream: EVENTS_STREAM,
-        message: format!("HOOKLINE_SUBSCRIPTIONS_URL: {e}"),
+        source: Box::new(crate::error::SubscriptionsUrl(e)),
     })?
     .connect_timeout(Duration::from_secs(5))
     .connect_lazy();
@@ -100,7 +100,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         }
     };
     let event_seq = hookline_bus::stream_sequence(msg.reply.as_deref()).unwrap_or_default();
-    let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let created_at = hookline_domain::events::Timestamp::now();
     let _budget = hookline_bus::ack_budget(endpoints.len()).await;
     let (mut direct, mut stored) = (Vec::new(), Vec::new());
     for ep in &endpoints {

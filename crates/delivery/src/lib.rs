@@ -3,6 +3,7 @@
 //! record every attempt.
 //!
 //! # Layout
+//! * [`error`]: why a task or a parked copy was not stored.
 //! * [`fanout`]: durable consumer `fanout` on HOOKLINE_EVENTS → HOOKLINE_DISPATCH.
 //! * [`worker`]: durable consumer `workers` on HOOKLINE_DISPATCH → HTTP → HOOKLINE_OUTCOMES.
 //! * [`guard`]: per-endpoint in-flight cap and circuit breaker.
@@ -23,6 +24,7 @@
 //! in-memory Directory, events from the streams. `sqlx` is not among this
 //! crate's dependencies, and `tests/architecture.rs` keeps it so.
 
+pub mod error;
 pub mod fanout;
 pub mod guard;
 pub mod mailer;

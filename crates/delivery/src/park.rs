@@ -36,12 +36,12 @@
 //! its outcome instead, `failed` with error kind `event_expired`, so the
 //! delivery log shows how it ended.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
     Context,
     consumer::{Consumer, pull},
-    context::PublishAckFuture,
+    context::{PublishAckFuture, PublishError},
     message::PublishMessage,
     stream::{RawMessageErrorKind, Stream},
 };
@@ -59,7 +59,10 @@ use hookline_tenants::Directory;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::guard::Guard;
+use crate::{
+    error::{NotStored, SweepError},
+    guard::Guard,
+};
 
 /// Parked tasks one endpoint gets back per round when it is disabled or deleted.
 const UNAVAILABLE_ROOM: usize = 2_000;
@@ -71,8 +74,8 @@ const IDLE_ROUND: Duration = Duration::from_secs(1);
 /// stored ack before it acks what it parked.
 pub async fn publish(
     js: &Context,
-    tenant: &str,
-    endpoint: &str,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
     payload: bytes::Bytes,
     traceparent: Option<&str>,
     msg_id: String,
@@ -90,7 +93,7 @@ const BATCH_LINGER: Duration = Duration::from_millis(2);
 struct Parcel {
     subject: String,
     line: Vec<u8>,
-    stored: oneshot::Sender<Result<(), String>>,
+    stored: oneshot::Sender<Result<(), Arc<PublishError>>>,
 }
 
 /// Gathers the tasks fan-out parks and stores them a batch per endpoint.
@@ -109,17 +112,17 @@ impl Parker {
     /// Park one task; `Ok` once its batch is stored.
     pub async fn park(
         &self,
-        tenant: &str,
-        endpoint: &str,
+        tenant: &TenantId,
+        endpoint: &EndpointId,
         task: &[u8],
         traceparent: &str,
         msg_id: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotStored> {
         let (stored, rx) = oneshot::channel();
         let parcel =
             Parcel { subject: parked_subject(tenant, endpoint), line: batch_line(msg_id, traceparent, task), stored };
-        self.tx.send(parcel).await.map_err(|_| "parking is shut down".to_owned())?;
-        rx.await.map_err(|_| "parking is shut down".to_owned())?
+        self.tx.send(parcel).await.map_err(|_| NotStored::ParkingShutDown)?;
+        rx.await.map_err(|_| NotStored::ParkingShutDown)?.map_err(NotStored::Batch)
     }
 }
 
@@ -141,18 +144,18 @@ async fn gather(js: Context, mut rx: mpsc::Receiver<Parcel>) {
         for p in parcels.drain(..) {
             by_subject.entry(p.subject.clone()).or_default().push(p);
         }
-        let mut pending: Vec<(Result<PublishAckFuture, String>, Vec<Parcel>)> = Vec::new();
+        let mut pending: Vec<(Result<PublishAckFuture, PublishError>, Vec<Parcel>)> = Vec::new();
         for (subject, parcels) in by_subject {
             let body = parcels.iter().map(|p| p.line.as_slice()).collect::<Vec<_>>().concat();
             let publish = PublishMessage::build().payload(body.into()).header(BATCH_HEADER, parcels.len().to_string());
-            pending.push((js.send_publish(subject, publish).await.map_err(|e| e.to_string()), parcels));
+            pending.push((js.send_publish(subject, publish).await, parcels));
         }
         // Acks are awaited aside, so the next batch gathers meanwhile.
         tokio::spawn(async move {
             for (ack, parcels) in pending {
                 let stored = match ack {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e),
+                    Ok(ack) => ack.await.map(|_| ()).map_err(Arc::new),
+                    Err(e) => Err(Arc::new(e)),
                 };
                 for p in parcels {
                     let _ = p.stored.send(stored.clone());
@@ -191,11 +194,10 @@ pub async fn run(
     guard: Guard,
     shutdown: CancellationToken,
 ) -> Result<(), hookline_bus::BusError> {
-    let err =
-        |e: &dyn std::fmt::Display| hookline_bus::BusError::Stream { stream: PARKED_STREAM, message: e.to_string() };
-    let stream = js.get_stream(PARKED_STREAM).await.map_err(|e| err(&e))?;
-    let events = js.get_stream(EVENTS_STREAM).await.map_err(|e| err(&e))?;
-    let mut lots: HashMap<String, Lot> = HashMap::new();
+    let err = |e| hookline_bus::BusError::Stream { stream: PARKED_STREAM, source: Box::new(e) };
+    let stream = js.get_stream(PARKED_STREAM).await.map_err(err)?;
+    let events = js.get_stream(EVENTS_STREAM).await.map_err(err)?;
+    let mut lots: HashMap<EndpointId, Lot> = HashMap::new();
     let mut round = IDLE_ROUND;
     loop {
         tokio::select! {
@@ -219,21 +221,15 @@ async fn sweep(
     [stream, events]: [&Stream; 2],
     directory: &Directory,
     guard: &Guard,
-    lots: &mut HashMap<String, Lot>,
+    lots: &mut HashMap<EndpointId, Lot>,
     shutdown: &CancellationToken,
-) -> Result<usize, String> {
-    let parked: Vec<(String, usize)> = stream
-        .info_with_subjects(PARKED_ALL)
-        .await
-        .map_err(|e| e.to_string())?
-        .try_collect()
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<usize, SweepError> {
+    let parked: Vec<(String, usize)> = stream.info_with_subjects(PARKED_ALL).await?.try_collect().await?;
     metrics().parked.set(parked.iter().map(|(_, n)| *n as i64).sum());
     // A drained endpoint's consumer goes; it is made again if tasks return.
     let waiting: std::collections::HashSet<&str> =
         parked.iter().filter_map(|(s, _)| hookline_bus::tenant_and_endpoint_of(s).map(|(_, e)| e)).collect();
-    let drained: Vec<String> = lots.keys().filter(|e| !waiting.contains(e.as_str())).cloned().collect();
+    let drained: Vec<EndpointId> = lots.keys().filter(|e| !waiting.contains(e.as_str())).cloned().collect();
     for endpoint in drained {
         lots.remove(&endpoint);
         let _ = stream.delete_consumer(&parked_consumer(&endpoint)).await;
@@ -248,17 +244,17 @@ async fn sweep(
             continue;
         };
         let available = directory.endpoint(&tenant_id, &endpoint_id).is_some_and(|ep| ep.enabled);
-        let lot = match lots.get_mut(endpoint) {
+        let lot = match lots.get_mut(&endpoint_id) {
             Some(lot) => lot,
             None => {
                 let config = pull::Config {
-                    durable_name: Some(parked_consumer(endpoint)),
+                    durable_name: Some(parked_consumer(&endpoint_id)),
                     filter_subject: subject.clone(),
                     ack_wait: Duration::from_secs(30),
                     ..Default::default()
                 };
-                let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
-                lots.entry(endpoint.to_owned()).or_insert(Lot { consumer, seen: None })
+                let consumer = stream.create_consumer(config).await?;
+                lots.entry(endpoint_id.clone()).or_insert(Lot { consumer, seen: None })
             }
         };
         let room = if available { guard.room(&endpoint_id, &mut lot.seen) } else { UNAVAILABLE_ROOM };
@@ -266,11 +262,11 @@ async fn sweep(
         if room.min(count) == 0 {
             continue;
         }
-        match unpark(js, events, &lot.consumer, tenant, endpoint, room.min(count), room).await {
+        match unpark(js, events, &lot.consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
             Ok(n) => moved += n,
             Err(e) => {
                 tracing::warn!(endpoint_id = endpoint, error = %e, "parking: could not move tasks back");
-                lots.remove(endpoint);
+                lots.remove(&endpoint_id);
             }
         }
     }
@@ -288,20 +284,13 @@ async fn unpark(
     js: &Context,
     events: &Stream,
     consumer: &Consumer<pull::Config>,
-    tenant: &str,
-    endpoint: &str,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
     messages: usize,
     n: usize,
-) -> Result<usize, String> {
-    let batch: Vec<_> = consumer
-        .fetch()
-        .max_messages(messages)
-        .messages()
-        .await
-        .map_err(|e| e.to_string())?
-        .filter_map(|m| async move { m.ok() })
-        .collect()
-        .await;
+) -> Result<usize, SweepError> {
+    let batch: Vec<_> =
+        consumer.fetch().max_messages(messages).messages().await?.filter_map(|m| async move { m.ok() }).collect().await;
     // At most `n` tasks moved, plus one split batch's rest parked again.
     let _budget = hookline_bus::ack_budget(n + 1).await;
     let (mut acks, mut moved, mut taken) = (Vec::with_capacity(batch.len()), 0, 0);
@@ -312,11 +301,10 @@ async fn unpark(
         }
         taken += 1;
         if hookline_bus::header(msg.headers.as_ref(), BATCH_HEADER).is_none() {
-            let seq =
-                hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or("no stream sequence in the reply subject")?;
+            let seq = hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or(SweepError::NoSequence)?;
             let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
             let publish = crate::task_message(msg.payload.clone(), traceparent, format!("p{seq}"));
-            acks.push(js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?);
+            acks.push(js.send_publish(subject.clone(), publish).await?);
             moved += 1;
             continue;
         }
@@ -330,13 +318,13 @@ async fn unpark(
             match task {
                 Restored::Task(task) => {
                     let publish = crate::task_message(task, Some(traceparent), format!("f{msg_id}"));
-                    acks.push(js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?);
+                    acks.push(js.send_publish(subject.clone(), publish).await?);
                 }
                 Restored::Expired(outcome) => {
                     let payload = serde_json::to_vec(&outcome).expect("outcomes serialise");
                     let publish = PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id());
                     let to = outcomes_subject(tenant, endpoint);
-                    acks.push(js.send_publish(to, publish).await.map_err(|e| e.to_string())?);
+                    acks.push(js.send_publish(to, publish).await?);
                     let labels = hookline_telemetry::labels([("outcome", "failed"), ("error_kind", "event_expired")]);
                     metrics().attempts.get_or_create(&labels).inc();
                 }
@@ -348,11 +336,11 @@ async fn unpark(
             let rest: Vec<u8> = lines[now..].iter().flat_map(|(id, tp, task)| batch_line(id, tp, task)).collect();
             let count = (lines.len() - now).to_string();
             let publish = PublishMessage::build().payload(rest.into()).header(BATCH_HEADER, count);
-            acks.push(js.send_publish(parked_subject(tenant, endpoint), publish).await.map_err(|e| e.to_string())?);
+            acks.push(js.send_publish(parked_subject(tenant, endpoint), publish).await?);
         }
     }
     for ack in acks {
-        ack.await.map_err(|e| e.to_string())?;
+        ack.await?;
     }
     // Stored in HOOKLINE_DISPATCH (and the rest of a split batch parked
     // again): a lost ack only moves a task again, and its message id
@@ -379,7 +367,7 @@ enum Restored {
 /// A batch line's task, whole again: its event read back for a
 /// [`TaskRef`] (a line holding a whole task is taken as it is), or, when
 /// the event is gone, the outcome that records so.
-async fn restore(events: &Stream, tenant: &str, line: &[u8]) -> Result<Restored, String> {
+async fn restore(events: &Stream, tenant: &TenantId, line: &[u8]) -> Result<Restored, SweepError> {
     #[derive(serde::Deserialize)]
     struct Line {
         event: Option<serde::de::IgnoredAny>,
@@ -403,19 +391,19 @@ async fn restore(events: &Stream, tenant: &str, line: &[u8]) -> Result<Restored,
     };
     let (seq, delivery) = (parked.event_seq, parked.delivery_id.clone());
     let gone = || {
-        let (Some(event_type), Ok(tenant)) = (parked.event_type, TenantId::parse(tenant)) else {
+        let Some(event_type) = parked.event_type else {
             tracing::warn!(delivery_id = %delivery, event_seq = seq,
                 "parking: the task's event is no longer in {EVENTS_STREAM} (archived); the task, parked without its type, is dropped");
             return Ok(Restored::Dropped);
         };
         tracing::warn!(delivery_id = %delivery, event_seq = seq,
             "parking: the task's event is no longer in {EVENTS_STREAM} (archived); recorded as failed, event_expired");
-        Ok(Restored::Expired(Box::new(crate::worker::expired_outcome(&parked, &tenant, event_type, None))))
+        Ok(Restored::Expired(Box::new(crate::worker::expired_outcome(&parked, tenant, event_type, None))))
     };
     let msg = match events.get_raw_message(seq).await {
         Ok(msg) => msg,
         Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => return gone(),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
         Ok(event) => event,

@@ -128,18 +128,30 @@ impl Http {
 /// never reach the resolver: they are checked here, as the URL parser
 /// reads them (`0x7f.1`, `[::ffff:7f00:1]`, `[0:0:0:0:0:ffff:127.0.0.1]`
 /// too), and the request goes to the parser's form.
-pub fn target(url: &str, policy: &AddressPolicy) -> Result<Uri, String> {
-    let mut url = url::Url::parse(url).map_err(|e| format!("unusable URL: {e}"))?;
+pub fn target(url: &str, policy: &AddressPolicy) -> Result<Uri, TargetError> {
+    let mut url = url::Url::parse(url)?;
     let ip = match url.host() {
         Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
         Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
         Some(url::Host::Domain(_)) | None => None,
     };
     if let Some(ip) = ip {
-        policy.check(ip).map_err(|e| e.to_string())?;
+        policy.check(ip)?;
     }
     url.set_fragment(None);
-    Uri::try_from(url.as_str()).map_err(|e| format!("unusable URL: {e}"))
+    Ok(Uri::try_from(url.as_str())?)
+}
+
+/// Why [`target`] refuses an endpoint's URL; the attempt records the text.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("unusable URL: {0}")]
+    Url(#[from] url::ParseError),
+    #[error("unusable URL: {0}")]
+    Uri(#[from] http::uri::InvalidUri),
+    /// An IP literal the address policy refuses.
+    #[error("{0}")]
+    Refused(#[from] hookline_domain::ssrf::Refusal),
 }
 
 /// Target URLs already parsed and checked, by endpoint URL: parsing one
@@ -153,7 +165,7 @@ impl Targets {
     /// Endpoints whose URLs are kept; past this, the cache starts over.
     const MAX: usize = 10_000;
 
-    pub fn get(&self, url: &str, policy: &AddressPolicy) -> Result<Uri, String> {
+    pub fn get(&self, url: &str, policy: &AddressPolicy) -> Result<Uri, TargetError> {
         if let Some(parsed) = self.0.lock().expect("targets lock").get(url) {
             return Ok(parsed.clone());
         }

@@ -18,6 +18,7 @@ use hookline_domain::{
     config::Command,
     delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest, TaskRef},
     endpoint::EndpointConfig,
+    events::Timestamp,
     ids::TenantId,
     layout,
 };
@@ -33,6 +34,7 @@ use tracing::Instrument;
 
 use crate::{
     DeliverySettings,
+    error::NotStored,
     guard::{Guard, Wait},
     park, sender,
 };
@@ -131,7 +133,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(),
 /// Ack a task whose successor (its outcome and next task, or its parked
 /// copy) is stored, with the server's confirmation when `confirm`; hand it
 /// back for 1 s when storing failed.
-async fn settle(msg: Message, stored: Result<(), String>, confirm: bool) {
+async fn settle(msg: Message, stored: Result<(), NotStored>, confirm: bool) {
     match stored {
         Ok(()) => {
             let acked = if confirm { msg.double_ack().await } else { msg.ack().await };
@@ -188,7 +190,7 @@ pub(crate) fn expired_outcome(
 ) -> AttemptOutcome {
     AttemptOutcome {
         delivery_id: task.delivery_id.clone(),
-        delivery_created_at: task.created_at.clone(),
+        delivery_created_at: task.created_at.as_str().to_owned(),
         replay_of: task.replay_of.clone(),
         event_id: task.event_id.clone(),
         event_seq: task.event_seq,
@@ -241,7 +243,7 @@ impl Worker {
             }
         };
         // A retry that is not due yet waits in JetStream.
-        if let Some(due) = task.not_before.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        if let Some(due) = task.not_before.as_ref().map(|t| t.parsed())
             && let Ok(wait) = (due.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std()
             && wait > Duration::from_millis(5)
         {
@@ -297,7 +299,7 @@ impl Worker {
         task: DispatchTask,
         ep: EndpointConfig,
         trace: TraceParent,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotStored> {
         let span = attempt_span(&task, &trace);
         match self.attempt(&task, ep, &trace, &span).await {
             Ok(made) => {
@@ -326,14 +328,20 @@ impl Worker {
 
     /// Store a task for the workers, or park it when its endpoint is
     /// blocked (stuck or breaker open). `Ok` once it is stored.
-    pub async fn hand_off(&self, task: &DispatchTask, blocked: Option<Wait>, traceparent: &str) -> Result<(), String> {
-        let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
+    pub async fn hand_off(
+        &self,
+        task: &DispatchTask,
+        blocked: Option<Wait>,
+        traceparent: &str,
+    ) -> Result<(), NotStored> {
+        let (tenant, endpoint) = (&task.event.tenant_id, &task.endpoint_id);
         match blocked {
             None | Some(Wait::Busy(_)) => {
                 let payload = serde_json::to_vec(task).expect("tasks serialise");
                 let publish = crate::task_message(payload.into(), Some(traceparent), task.msg_id());
                 let sent = self.js.send_publish(dispatch_subject(tenant, endpoint), publish).await;
-                sent.map_err(|e| e.to_string())?.await.map(|_| ()).map_err(|e| e.to_string())
+                sent?.await?;
+                Ok(())
             }
             Some(wait) => self.park_new(&task.event.tenant_id, &TaskRef::from(task), wait, traceparent).await,
         }
@@ -347,24 +355,22 @@ impl Worker {
         parked: &TaskRef,
         wait: Wait,
         traceparent: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotStored> {
         metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
         let payload = serde_json::to_vec(parked).expect("tasks serialise");
-        let endpoint = parked.endpoint_id.as_str();
-        self.parker.park(tenant.as_str(), endpoint, &payload, traceparent, &parked.msg_id()).await
+        self.parker.park(tenant, &parked.endpoint_id, &payload, traceparent, &parked.msg_id()).await
     }
 
     /// Move a task to its endpoint's parking subject (see [`crate::park`]);
     /// acked here once the parked copy is stored.
     async fn park(&self, msg: Message, task: &DispatchTask) {
         let stored = async {
-            let seq =
-                hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or("no stream sequence in the reply subject")?;
+            let seq = hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or(NotStored::NoSequence)?;
             let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
-            let (tenant, endpoint) = (task.event.tenant_id.as_str(), task.endpoint_id.as_str());
+            let (tenant, endpoint) = (&task.event.tenant_id, &task.endpoint_id);
             let payload = msg.payload.clone();
-            let ack = park::publish(&self.js, tenant, endpoint, payload, traceparent, format!("d{seq}")).await;
-            ack.map_err(|e| e.to_string())?.await.map(|_| ()).map_err(|e| e.to_string())
+            park::publish(&self.js, tenant, endpoint, payload, traceparent, format!("d{seq}")).await?.await?;
+            Ok::<_, NotStored>(())
         }
         .await;
         // Confirmed by the server: a crash right after parking must not
@@ -401,7 +407,7 @@ impl Worker {
                 ),
                 (None, _) => match target {
                     Ok(url) => sender::send(&http, url, &ep, &msg_id, body, &traceparent).await,
-                    Err(why) => sender::AttemptResult::refused(why),
+                    Err(why) => sender::AttemptResult::refused(why.to_string()),
                 },
             };
             metrics().in_flight.dec();
@@ -412,12 +418,12 @@ impl Worker {
 
     /// Record what became of the task: its outcome and, if it is to be
     /// retried, the next attempt's task. `Err`: not stored.
-    async fn conclude(&self, task: &DispatchTask, attempted: Attempted, trace: &TraceParent) -> Result<(), String> {
+    async fn conclude(&self, task: &DispatchTask, attempted: Attempted, trace: &TraceParent) -> Result<(), NotStored> {
         let event = &task.event;
         let attempt = task.attempt;
         let mut outcome = AttemptOutcome {
             delivery_id: task.delivery_id.clone(),
-            delivery_created_at: task.created_at.clone(),
+            delivery_created_at: task.created_at.as_str().to_owned(),
             replay_of: task.replay_of.clone(),
             event_seq: task.event_seq,
             request: None,
@@ -471,9 +477,9 @@ impl Worker {
                         Some(asked) => asked.min(delay.mul_f64(1.2)),
                         None => jitter(delay),
                     };
-                    let due = rfc3339(chrono::Utc::now() + delay);
+                    let due = Timestamp::from_utc(chrono::Utc::now() + delay);
                     outcome.state = AttemptState::Retrying;
-                    outcome.next_attempt_at = Some(due.clone());
+                    outcome.next_attempt_at = Some(due.as_str().to_owned());
                     retry = Some(task.retry(due));
                     metrics().retries_scheduled.inc();
                 } else {
@@ -522,28 +528,24 @@ impl Worker {
         outcome: &AttemptOutcome,
         retry: Option<&DispatchTask>,
         trace: &TraceParent,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotStored> {
         // An outcome is about 1 KiB: one buffer of that size, not four growing ones.
         let mut payload = Vec::with_capacity(1536);
         serde_json::to_writer(&mut payload, outcome).expect("outcomes serialise");
         let publish = PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id());
-        let stored = self
-            .js
-            .send_publish(outcomes_subject(outcome.tenant_id.as_str(), outcome.endpoint_id.as_str()), publish)
-            .await
-            .map_err(|e| e.to_string())?;
+        let stored = self.js.send_publish(outcomes_subject(&outcome.tenant_id, &outcome.endpoint_id), publish).await?;
         let next = match retry {
             Some(task) => {
                 let payload = serde_json::to_vec(task).expect("tasks serialise").into();
                 let publish = crate::task_message(payload, Some(&trace.to_string()), task.msg_id());
-                let subject = dispatch_subject(task.event.tenant_id.as_str(), task.endpoint_id.as_str());
-                Some(self.js.send_publish(subject, publish).await.map_err(|e| e.to_string())?)
+                let subject = dispatch_subject(&task.event.tenant_id, &task.endpoint_id);
+                Some(self.js.send_publish(subject, publish).await?)
             }
             None => None,
         };
-        stored.await.map_err(|e| e.to_string())?;
+        stored.await?;
         if let Some(next) = next {
-            next.await.map_err(|e| e.to_string())?;
+            next.await?;
         }
         Ok(())
     }

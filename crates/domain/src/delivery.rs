@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     endpoint::Layout,
     event_type::EventType,
-    events::StoredEvent,
+    events::{StoredEvent, Timestamp},
     ids::{DeliveryId, EndpointId, EventId, TenantId},
 };
 
@@ -15,7 +15,7 @@ use crate::{
 pub struct DispatchTask {
     pub delivery_id: DeliveryId,
     /// When fan-out (or a replay) created the delivery, RFC 3339 UTC.
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub endpoint_id: EndpointId,
     /// The event's sequence in HOOKLINE_EVENTS, where Raw and Replay read it.
     pub event_seq: u64,
@@ -29,7 +29,7 @@ pub struct DispatchTask {
     pub attempt: u32,
     /// Not to be attempted before this time (RFC 3339 UTC): the retry delay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_before: Option<String>,
+    pub not_before: Option<Timestamp>,
     pub event: StoredEvent,
 }
 
@@ -53,7 +53,7 @@ impl DispatchTask {
     }
 
     /// The task for the next attempt, due at `not_before`.
-    pub fn retry(&self, not_before: String) -> Self {
+    pub fn retry(&self, not_before: Timestamp) -> Self {
         Self { attempt: self.attempt + 1, not_before: Some(not_before), ..self.clone() }
     }
 }
@@ -65,7 +65,7 @@ impl DispatchTask {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRef {
     pub delivery_id: DeliveryId,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub endpoint_id: EndpointId,
     pub event_seq: u64,
     /// Checked against what is at `event_seq`: a re-created stream reuses sequences.
@@ -75,7 +75,7 @@ pub struct TaskRef {
     #[serde(default = "first_attempt")]
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_before: Option<String>,
+    pub not_before: Option<Timestamp>,
     /// The event's type, so a task whose event expired while parked can
     /// still be recorded (refs parked before this field existed lack it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +139,37 @@ pub enum AttemptState {
     /// Not attempted: the endpoint was deleted or disabled meanwhile.
     Dropped,
 }
+
+impl AttemptState {
+    /// The name in JSON and in `attempts.outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+impl TryFrom<String> for AttemptState {
+    type Error = UnknownAttemptState;
+
+    fn try_from(s: String) -> Result<Self, UnknownAttemptState> {
+        match s.as_str() {
+            "succeeded" => Ok(Self::Succeeded),
+            "retrying" => Ok(Self::Retrying),
+            "failed" => Ok(Self::Failed),
+            "dropped" => Ok(Self::Dropped),
+            _ => Err(UnknownAttemptState(s)),
+        }
+    }
+}
+
+/// Text that names no [`AttemptState`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown attempt state `{0}`")]
+pub struct UnknownAttemptState(pub String);
 
 /// Why an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +301,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn attempt_states_read_back_from_the_names_they_are_stored_under() {
+        for state in [AttemptState::Succeeded, AttemptState::Retrying, AttemptState::Failed, AttemptState::Dropped] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_eq!(AttemptState::try_from(state.as_str().to_owned()), Ok(state));
+        }
+        assert!(AttemptState::try_from("failing".to_owned()).is_err());
+    }
+
+    #[test]
     fn policy_refusals_read_ssrf_and_the_former_name_still_parses() {
         assert_eq!(serde_json::to_string(&ErrorKind::Ssrf).unwrap(), "\"ssrf\"");
         assert_eq!(ErrorKind::Ssrf.as_str(), "ssrf");
@@ -306,7 +346,7 @@ mod tests {
         let endpoint_id = EndpointId::generate();
         let task = DispatchTask {
             delivery_id: DeliveryId::original(&event.id, &endpoint_id),
-            created_at: "2026-11-29T10:00:02.000Z".into(),
+            created_at: Timestamp::try_from("2026-11-29T10:00:02.000Z".to_owned()).unwrap(),
             endpoint_id,
             event_seq: 42,
             replay_of: None,

@@ -66,19 +66,33 @@ pub fn seal(plain: &str) -> String {
 ///
 /// # Errors
 /// When the value is sealed under a key the keyring does not hold, or was altered.
-pub fn open(stored: &str) -> Result<String, String> {
+pub fn open(stored: &str) -> Result<String, OpenError> {
     let Some(rest) = stored.strip_prefix(PREFIX) else { return Ok(stored.to_owned()) };
-    let (id, blob) = rest.split_once(':').ok_or("malformed sealed value")?;
-    let ring = KEYRING.get().ok_or("a sealed secret needs HOOKLINE_MASTER_KEY")?;
-    let key = ring.0.iter().find(|k| k.id == id).ok_or_else(|| {
-        format!("secret sealed with key {id}, which is not in HOOKLINE_MASTER_KEY or HOOKLINE_MASTER_KEY_PREVIOUS")
-    })?;
-    let blob = B64.decode(blob).map_err(|_| "malformed sealed value")?;
+    let (id, blob) = rest.split_once(':').ok_or(OpenError::Malformed)?;
+    let ring = KEYRING.get().ok_or(OpenError::NoKeyring)?;
+    let key = ring.0.iter().find(|k| k.id == id).ok_or_else(|| OpenError::UnknownKey { id: id.to_owned() })?;
+    let blob = B64.decode(blob).map_err(|_| OpenError::Malformed)?;
     if blob.len() < 12 {
-        return Err("malformed sealed value".into());
+        return Err(OpenError::Malformed);
     }
-    let plain = key.cipher.decrypt(Nonce::from_slice(&blob[..12]), &blob[12..]).map_err(|_| "sealed value altered")?;
-    String::from_utf8(plain).map_err(|_| "sealed value is not text".into())
+    let plain = key.cipher.decrypt(Nonce::from_slice(&blob[..12]), &blob[12..]).map_err(|_| OpenError::Altered)?;
+    Ok(String::from_utf8(plain)?)
+}
+
+/// Why [`open`] cannot open a sealed value.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("malformed sealed value")]
+    Malformed,
+    #[error("a sealed secret needs HOOKLINE_MASTER_KEY")]
+    NoKeyring,
+    #[error("secret sealed with key {id}, which is not in HOOKLINE_MASTER_KEY or HOOKLINE_MASTER_KEY_PREVIOUS")]
+    UnknownKey { id: String },
+    /// The AEAD tag does not match: altered, or a key with a clashing id.
+    #[error("sealed value altered")]
+    Altered,
+    #[error("sealed value is not text")]
+    NotText(#[from] std::string::FromUtf8Error),
 }
 
 /// Whether `stored` is sealed under the current key (so reseal can skip it).
@@ -108,7 +122,7 @@ mod tests {
         bad.pop();
         bad.push(if sealed.ends_with('A') { 'B' } else { 'A' });
         assert!(open(&bad).is_err());
-        assert!(open("sealed:v1:deadbeef:AAAA").unwrap_err().contains("not in HOOKLINE_MASTER_KEY"));
+        assert!(open("sealed:v1:deadbeef:AAAA").unwrap_err().to_string().contains("not in HOOKLINE_MASTER_KEY"));
         assert!(Keyring::parse("short", &[], "HOOKLINE_MASTER_KEY").is_err());
     }
 }

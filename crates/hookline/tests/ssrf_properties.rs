@@ -187,7 +187,7 @@ fn the_issue_examples_are_refused_at_send_and_save_time() {
             "NAT64 address carrying 169.254.169.254, in a cloud metadata service range",
         ),
     ] {
-        let sent = target(url, &policy).unwrap_err();
+        let sent = target(url, &policy).unwrap_err().to_string();
         assert!(sent.contains(says), "{url}: {sent}");
         let saved = rt.block_on(check_target(url, &policy, &hookline_dns::Resolver::system())).unwrap_err();
         assert_eq!(saved.field, "url");

@@ -131,19 +131,19 @@ impl Appender {
             publish = publish.message_id(id);
         }
         self.js
-            .send_publish(events_subject(e.tenant_id.as_str(), e.event_type.as_str()), publish)
+            .send_publish(events_subject(&e.tenant_id, e.event_type), publish)
             .await
-            .map_err(|e| Error::Unavailable(e.to_string()))
+            .map_err(|e| Error::Unavailable(e.into()))
     }
 
     /// Await the stream's ack; for a duplicate, look up the first event's id.
     pub async fn confirm(&self, p: &Prepared, ack: PublishAckFuture) -> Result<Accepted, Error> {
-        let ack = ack.await.map_err(|e| Error::Unavailable(e.to_string()))?;
+        let ack = ack.await.map_err(|e| Error::Unavailable(e.into()))?;
         let mut event_id = p.event.id.to_string();
         let mut event_type = p.event.event_type.as_str().to_owned();
         if ack.duplicate {
-            let stream = self.js.get_stream(EVENTS_STREAM).await.map_err(|e| Error::Unavailable(e.to_string()))?;
-            let original = stream.get_raw_message(ack.sequence).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+            let stream = self.js.get_stream(EVENTS_STREAM).await.map_err(|e| Error::Unavailable(e.into()))?;
+            let original = stream.get_raw_message(ack.sequence).await.map_err(|e| Error::Unavailable(e.into()))?;
             if let Some(id) = header(Some(&original.headers), EVENT_ID_HEADER) {
                 event_id = id.to_owned();
             }

@@ -153,9 +153,9 @@ async fn reject(
     }
     js.send_publish(rejected_subject(tenant), publish)
         .await
-        .map_err(|e| Error::Unavailable(e.to_string()))?
+        .map_err(|e| Error::Unavailable(e.into()))?
         .await
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
+        .map_err(|e| Error::Unavailable(e.into()))?;
     Ok(())
 }
 

@@ -28,7 +28,7 @@ pub enum Error {
     #[error("tenant_id: tenant `{0}` not found")]
     UnknownTenant(String),
     #[error("NATS JetStream unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] hookline_bus::Source),
     #[error(
         "tenant `{tenant}` publishes faster than {per_second} events/s (HOOKLINE_TENANT_RATE); retry in {retry_after_ms} ms"
     )]
@@ -38,7 +38,7 @@ pub enum Error {
 impl From<hookline_tenants::Error> for Error {
     /// The config stream or this replica's index: both retryable.
     fn from(e: hookline_tenants::Error) -> Self {
-        Error::Unavailable(e.to_string())
+        Error::Unavailable(Box::new(e))
     }
 }
 

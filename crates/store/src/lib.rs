@@ -31,9 +31,12 @@ pub enum StoreError {
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("HOOKLINE_DATABASE_URL: {0}")]
-    Url(String),
+    Url(#[source] sqlx::Error),
     #[error("NATS: {0}")]
-    Bus(String),
+    Bus(#[source] hookline_bus::Source),
+    /// A projected message without the reply subject its sequence is read from.
+    #[error("NATS: no stream sequence in {reply:?}")]
+    NoSequence { reply: Option<async_nats::Subject> },
 }
 
 /// Connect, creating the database when it does not exist, and bring the
@@ -47,13 +50,13 @@ pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
 /// A pool that connects on first use, so a service can start (and deliver
 /// webhooks) while Postgres is down; pair it with [`prepare`].
 pub fn lazy(url: &str) -> Result<PgPool, StoreError> {
-    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Url(e.to_string()))?;
+    let options: PgConnectOptions = url.parse().map_err(StoreError::Url)?;
     Ok(PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(options))
 }
 
 /// Create the database if missing and bring the schema up to date.
 pub async fn prepare(pool: &PgPool, url: &str) -> Result<(), StoreError> {
-    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Url(e.to_string()))?;
+    let options: PgConnectOptions = url.parse().map_err(StoreError::Url)?;
     let db = options.get_database().unwrap_or("postgres").to_owned();
     if let Err(e) = PgConnection::connect_with(&options).await {
         let missing = matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000"));

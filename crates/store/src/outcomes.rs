@@ -12,7 +12,7 @@ use hookline_domain::delivery::{AttemptOutcome, AttemptState};
 use serde_json::value::RawValue;
 use sqlx::{Postgres, Transaction};
 
-use crate::{StoreError, health::Health, stats};
+use crate::{StoreError, health::Health, queries::DeliveryState, stats};
 
 /// An outcome as the projector reads it: the request stays JSON text,
 /// stored as it was written.
@@ -25,19 +25,15 @@ fn time(s: &str) -> DateTime<Utc> {
 /// The log state a delivery is in after this attempt.
 fn delivery_state(state: AttemptState) -> &'static str {
     match state {
-        AttemptState::Succeeded => "succeeded",
-        AttemptState::Retrying => "failing",
-        AttemptState::Failed | AttemptState::Dropped => "failed",
+        AttemptState::Succeeded => DeliveryState::Succeeded,
+        AttemptState::Retrying => DeliveryState::Failing,
+        AttemptState::Failed | AttemptState::Dropped => DeliveryState::Failed,
     }
+    .as_str()
 }
 
 fn outcome_name(state: AttemptState) -> &'static str {
-    match state {
-        AttemptState::Succeeded => "succeeded",
-        AttemptState::Retrying => "retrying",
-        AttemptState::Failed => "failed",
-        AttemptState::Dropped => "dropped",
-    }
+    state.as_str()
 }
 
 #[derive(Default)]

@@ -116,14 +116,14 @@ async fn run_one(js: Context, pool: PgPool, projection: Projection, shutdown: Ca
 }
 
 async fn follow(js: &Context, pool: &PgPool, projection: Projection, shutdown: &CancellationToken) -> Stop {
-    let bus = |e: &dyn std::fmt::Display| Stop::Failed(StoreError::Bus(e.to_string()));
+    let bus = |e: hookline_bus::Source| Stop::Failed(StoreError::Bus(e));
     let mut applied = match stored_offset(pool, projection).await {
         Ok(s) => s,
         Err(e) => return Stop::Failed(e),
     };
     let stream = match js.get_stream(projection.stream()).await {
         Ok(s) => s,
-        Err(e) => return bus(&e),
+        Err(e) => return bus(e.into()),
     };
     let consumer = stream
         .create_consumer(OrderedConfig {
@@ -135,9 +135,9 @@ async fn follow(js: &Context, pool: &PgPool, projection: Projection, shutdown: &
     let mut messages = match consumer {
         Ok(c) => match c.messages().await {
             Ok(m) => m,
-            Err(e) => return bus(&e),
+            Err(e) => return bus(e.into()),
         },
-        Err(e) => return bus(&e),
+        Err(e) => return bus(e.into()),
     };
     loop {
         let first = tokio::select! {
@@ -154,14 +154,14 @@ async fn follow(js: &Context, pool: &PgPool, projection: Projection, shutdown: &
         };
         let mut batch = match first {
             Some(Ok(m)) => vec![m],
-            Some(Err(e)) => return bus(&e),
-            None => return bus(&"consumer closed"),
+            Some(Err(e)) => return bus(e.into()),
+            None => return bus("consumer closed".into()),
         };
         while batch.len() < BATCH {
             match tokio::time::timeout(LINGER, messages.next()).await {
                 Ok(Some(Ok(m))) => batch.push(m),
-                Ok(Some(Err(e))) => return bus(&e),
-                Ok(None) => return bus(&"consumer closed"),
+                Ok(Some(Err(e))) => return bus(e.into()),
+                Ok(None) => return bus("consumer closed".into()),
                 Err(_) => break,
             }
         }
@@ -195,7 +195,7 @@ async fn apply_batch(pool: &PgPool, projection: Projection, applied: u64, batch:
     let mut outcomes = Vec::new();
     for msg in batch {
         let seq = hookline_bus::stream_sequence(msg.reply.as_deref())
-            .ok_or_else(|| Stop::Failed(StoreError::Bus(format!("no stream sequence in {:?}", msg.reply))))?;
+            .ok_or_else(|| Stop::Failed(StoreError::NoSequence { reply: msg.reply.clone() }))?;
         if seq <= last {
             continue;
         }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use hookline_domain::delivery::SentRequest;
+use hookline_domain::delivery::{AttemptState, SentRequest};
 use sqlx::{PgPool, Postgres, QueryBuilder, types::Json};
 
 use crate::{StoreError, stats};
@@ -25,11 +25,59 @@ pub struct DeliveryRow {
     pub attempt_count: i32,
     pub last_status_code: Option<i32>,
     pub last_error_kind: Option<String>,
-    /// `succeeded`, `failing`, `failed` or `archived`.
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: DeliveryState,
     pub replay_of: Option<String>,
     pub replay_count: i32,
     pub archived_at: Option<DateTime<Utc>>,
+}
+
+/// Where a delivery stands: `deliveries.state`, a text column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Its last attempt succeeded.
+    Succeeded,
+    /// Its last attempt failed and another is scheduled.
+    Failing,
+    /// Its retries are exhausted, or its endpoint is gone.
+    Failed,
+    /// Its payload and raw requests are deleted.
+    Archived,
+}
+
+impl DeliveryState {
+    /// The text stored in `deliveries.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Succeeded => "succeeded",
+            DeliveryState::Failing => "failing",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Archived => "archived",
+        }
+    }
+}
+
+impl TryFrom<String> for DeliveryState {
+    type Error = UnknownState;
+
+    fn try_from(s: String) -> Result<Self, UnknownState> {
+        match s.as_str() {
+            "succeeded" => Ok(DeliveryState::Succeeded),
+            "failing" => Ok(DeliveryState::Failing),
+            "failed" => Ok(DeliveryState::Failed),
+            "archived" => Ok(DeliveryState::Archived),
+            _ => Err(UnknownState { column: "deliveries.state", value: s }),
+        }
+    }
+}
+
+/// A text column holding a value its enum does not know: a row written by
+/// something other than this code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{column} holds unknown value `{value}`")]
+pub struct UnknownState {
+    pub column: &'static str,
+    pub value: String,
 }
 
 /// One row of `attempts`.
@@ -42,8 +90,8 @@ pub struct AttemptRow {
     pub status_code: Option<i32>,
     pub error_kind: Option<String>,
     pub error: Option<String>,
-    /// `succeeded`, `retrying`, `failed` or `dropped`.
-    pub outcome: String,
+    #[sqlx(try_from = "String")]
+    pub outcome: AttemptState,
     /// `None` once archived.
     pub response_excerpt: Option<String>,
     /// `None` once archived, and for attempts that sent nothing (dropped).
@@ -56,7 +104,7 @@ pub struct AttemptRow {
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     /// Any of these states; empty means all.
-    pub states: Vec<String>,
+    pub states: Vec<DeliveryState>,
     pub event_type: Option<String>,
     /// Created at or after.
     pub created_after: Option<DateTime<Utc>>,
@@ -91,7 +139,8 @@ pub async fn list_deliveries(
     let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = "));
     q.push_bind(tenant.to_owned()).push(" AND endpoint_id = ").push_bind(endpoint.to_owned());
     if !filter.states.is_empty() {
-        q.push(" AND state = ANY(").push_bind(filter.states.clone()).push(")");
+        let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+        q.push(" AND state = ANY(").push_bind(states).push(")");
     }
     if let Some(t) = &filter.event_type {
         q.push(" AND event_type = ").push_bind(t.clone());
@@ -326,6 +375,19 @@ impl JobState {
     }
 }
 
+impl TryFrom<String> for JobState {
+    type Error = UnknownState;
+
+    fn try_from(s: String) -> Result<Self, UnknownState> {
+        match s.as_str() {
+            "running" => Ok(JobState::Running),
+            "completed" => Ok(JobState::Completed),
+            "failed" => Ok(JobState::Failed),
+            _ => Err(UnknownState { column: "recover_jobs.state", value: s }),
+        }
+    }
+}
+
 /// One row of `recover_jobs`.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct JobRow {
@@ -335,8 +397,8 @@ pub struct JobRow {
     pub since: DateTime<Utc>,
     pub total: i32,
     pub done: i32,
-    /// See [`JobState`].
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -471,6 +533,19 @@ pub async fn endpoint_belongs(pool: &PgPool, tenant: &str, endpoint: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn states_read_back_from_the_text_they_are_stored_as() {
+        use DeliveryState as D;
+        for state in [D::Succeeded, D::Failing, D::Failed, D::Archived] {
+            assert_eq!(D::try_from(state.as_str().to_owned()), Ok(state));
+        }
+        for state in [JobState::Running, JobState::Completed, JobState::Failed] {
+            assert_eq!(JobState::try_from(state.as_str().to_owned()), Ok(state));
+        }
+        let unknown = D::try_from("retrying".to_owned()).unwrap_err();
+        assert_eq!(unknown.to_string(), "deliveries.state holds unknown value `retrying`");
+    }
 
     fn hour(endpoint: &str, attempts: i64, accepted: i64, errors: &[(&str, i64)], latency: &[(usize, i64)]) -> Stats {
         let mut s = Stats::new(endpoint);

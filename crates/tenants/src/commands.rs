@@ -35,7 +35,7 @@ pub struct Commands {
 
 enum AppendError {
     Conflict,
-    Other(String),
+    Other(async_nats::jetstream::context::PublishError),
 }
 
 impl Commands {
@@ -67,37 +67,32 @@ impl Commands {
             let events = decide(tenant, state.as_deref(), cmd.clone())?;
             let expected = state.as_ref().map_or(0, |s| s.version);
             if events.is_empty() {
-                return state.ok_or_else(|| Error::Unavailable("tenant vanished".into()));
+                return state.ok_or_else(|| Error::unavailable("tenant vanished"));
             }
             match self.append(tenant, &events, expected).await {
                 Ok(last) => {
                     self.directory.wait_applied(last, INDEX_WAIT).await?;
-                    return self.directory.tenant(tenant).ok_or_else(|| Error::Unavailable("tenant vanished".into()));
+                    return self.directory.tenant(tenant).ok_or_else(|| Error::unavailable("tenant vanished"));
                 }
                 Err(AppendError::Conflict) => {
                     hookline_telemetry::metrics().config_conflicts.inc();
                     self.directory.sync_tenant(tenant, WaitReason::Command).await?;
                 }
-                Err(AppendError::Other(e)) => return Err(Error::Unavailable(e)),
+                Err(AppendError::Other(e)) => return Err(Error::unavailable(e)),
             }
         }
         Err(Error::Contention(tenant.to_string()))
     }
 
     async fn append(&self, tenant: &TenantId, events: &[ConfigEvent], mut expected: u64) -> Result<u64, AppendError> {
-        let subject = config_subject(tenant.as_str());
+        let subject = config_subject(tenant);
         for event in events {
             let payload = serde_json::to_vec(event).expect("config events serialise");
             let publish = PublishMessage::build()
                 .payload(payload.into())
                 .header(hookline_bus::CONFIG_EVENT_HEADER, event.kind())
                 .expected_last_subject_sequence(expected);
-            let ack = self
-                .js
-                .send_publish(subject.clone(), publish)
-                .await
-                .map_err(|e| AppendError::Other(e.to_string()))?
-                .await;
+            let ack = self.js.send_publish(subject.clone(), publish).await.map_err(AppendError::Other)?.await;
             match ack {
                 Ok(ack) => {
                     tracing::info!(tenant = %tenant, kind = event.kind(), seq = ack.sequence, "config event appended");
@@ -106,7 +101,7 @@ impl Commands {
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                     return Err(AppendError::Conflict);
                 }
-                Err(e) => return Err(AppendError::Other(e.to_string())),
+                Err(e) => return Err(AppendError::Other(e)),
             }
         }
         Ok(expected)

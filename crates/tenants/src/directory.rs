@@ -101,7 +101,7 @@ impl Directory {
     /// everything the stream held at start.
     pub async fn start(js: &Context, shutdown: CancellationToken) -> Result<Self, Error> {
         let (tx, applied) = watch::channel(0u64);
-        let stream = js.get_stream_no_info(CONFIG_STREAM).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+        let stream = js.get_stream_no_info(CONFIG_STREAM).await.map_err(Error::unavailable)?;
         let dir = Self { tenants: Arc::default(), applied, js: js.clone(), stream, reads: Arc::default() };
         let last = dir.stream_last_seq().await?;
         tokio::spawn(follow(js.clone(), dir.tenants.clone(), tx, shutdown));
@@ -110,9 +110,8 @@ impl Directory {
     }
 
     async fn stream_last_seq(&self) -> Result<u64, Error> {
-        let unavailable = |e: &dyn std::fmt::Display| Error::Unavailable(e.to_string());
-        let stream = self.js.get_stream(CONFIG_STREAM).await.map_err(|e| unavailable(&e))?;
-        Ok(stream.get_info().await.map_err(|e| unavailable(&e))?.state.last_sequence)
+        let stream = self.js.get_stream(CONFIG_STREAM).await.map_err(Error::unavailable)?;
+        Ok(stream.get_info().await.map_err(Error::unavailable)?.state.last_sequence)
     }
 
     /// Wait until the index holds everything the stream holds now. For
@@ -127,8 +126,8 @@ impl Directory {
         let mut rx = self.applied.clone();
         tokio::time::timeout(timeout, rx.wait_for(|s| *s >= seq))
             .await
-            .map_err(|_| Error::Unavailable(format!("config index did not reach sequence {seq} within {timeout:?}")))?
-            .map_err(|_| Error::Unavailable("config follower stopped".into()))?;
+            .map_err(|_| Error::unavailable(format!("config index did not reach sequence {seq} within {timeout:?}")))?
+            .map_err(|_| Error::unavailable("config follower stopped"))?;
         Ok(())
     }
 
@@ -140,10 +139,10 @@ impl Directory {
     /// The sequence of the tenant's last config event, as the stream leader
     /// has it now; 0 when the tenant has none (it does not exist).
     pub async fn tenant_last_seq(&self, tenant: &TenantId) -> Result<u64, Error> {
-        match self.stream.get_last_raw_message_by_subject(&hookline_bus::config_subject(tenant.as_str())).await {
+        match self.stream.get_last_raw_message_by_subject(&hookline_bus::config_subject(tenant)).await {
             Ok(msg) => Ok(msg.sequence),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
-            Err(e) => Err(Error::Unavailable(format!("reading the last config sequence of `{tenant}`: {e}"))),
+            Err(source) => Err(Error::unavailable(crate::LastSeqError { tenant: tenant.clone(), source })),
         }
     }
 
@@ -163,7 +162,7 @@ impl Directory {
         m.config_wait.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         match reached {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(Error::Unavailable("config follower stopped".into())),
+            Ok(Err(_)) => Err(Error::unavailable("config follower stopped")),
             Err(_) => {
                 m.config_wait_timeouts.get_or_create(&labels).inc();
                 Err(Error::Lagging { wanted: seq, applied: self.applied(), waited: timeout })
@@ -212,7 +211,7 @@ impl Directory {
                 }
             });
         }
-        rx.await.unwrap_or_else(|_| Err(Error::Unavailable("config sequence read was cancelled".into())))
+        rx.await.unwrap_or_else(|_| Err(Error::unavailable("config sequence read was cancelled")))
     }
 
     pub fn tenant(&self, id: &TenantId) -> Option<Arc<TenantState>> {

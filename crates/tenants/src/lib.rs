@@ -19,6 +19,8 @@
 pub mod commands;
 pub mod directory;
 
+use std::sync::Arc;
+
 pub use commands::Commands;
 pub use directory::Directory;
 
@@ -30,7 +32,7 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("NATS JetStream unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
     #[error("too many concurrent changes to tenant `{0}`; retry")]
     Contention(String),
     /// This replica's config index is behind a change acknowledged
@@ -38,4 +40,21 @@ pub enum Error {
     /// replica) succeeds once it has.
     #[error("this replica's config index reached sequence {applied}, not {wanted}, within {waited:?}; retry")]
     Lagging { wanted: u64, applied: u64, waited: std::time::Duration },
+}
+
+impl Error {
+    /// Unavailable because of `cause`: a NATS error, kept as the source,
+    /// or a plain reason.
+    pub fn unavailable(cause: impl Into<hookline_bus::Source>) -> Self {
+        Error::Unavailable(Arc::from(cause.into()))
+    }
+}
+
+/// The tenant's last config sequence could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the last config sequence of `{tenant}`: {source}")]
+pub struct LastSeqError {
+    pub tenant: hookline_domain::ids::TenantId,
+    #[source]
+    pub source: async_nats::jetstream::stream::LastRawMessageError,
 }

@@ -117,6 +117,11 @@ impl Timestamp {
     }
 
     pub fn now() -> Self {
-        Self(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        Self::from_utc(chrono::Utc::now())
+    }
+
+    /// `t` in UTC with milliseconds, as Hookline stamps what it records.
+    pub fn from_utc(t: chrono::DateTime<chrono::Utc>) -> Self {
+        Self(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     }
 }

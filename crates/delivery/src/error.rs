@@ -1,0 +1,55 @@
+//! Why a task, an outcome or a parked copy was not stored, and why a
+//! parking sweep stopped. Typed rather than text so the NATS error stays
+//! the source a caller can walk; what a log line shows is unchanged (each
+//! variant displays as its source did).
+
+use std::sync::Arc;
+
+use async_nats::jetstream::{
+    consumer::{StreamError, pull::BatchError},
+    context::PublishError,
+    stream::{ConsumerError, InfoError, RawMessageError},
+};
+
+/// A task, an outcome or a parked copy that is not stored: the message
+/// is handed back to be retried.
+#[derive(Debug, thiserror::Error)]
+pub enum NotStored {
+    /// Publishing, or the server's ack, failed.
+    #[error("{0}")]
+    Publish(#[from] PublishError),
+    /// A parked batch failed: one error shared by every task in it.
+    #[error("{0}")]
+    Batch(#[source] Arc<PublishError>),
+    /// The message came without the reply subject its sequence is read from.
+    #[error("no stream sequence in the reply subject")]
+    NoSequence,
+    /// The parker's batching task has stopped.
+    #[error("parking is shut down")]
+    ParkingShutDown,
+}
+
+/// Why one round of moving parked tasks back stopped; the next round
+/// tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("{0}")]
+    Info(#[from] InfoError),
+    #[error("{0}")]
+    Consumer(#[from] ConsumerError),
+    #[error("{0}")]
+    Fetch(#[from] BatchError),
+    #[error("{0}")]
+    Pull(#[from] StreamError),
+    #[error("{0}")]
+    Event(#[from] RawMessageError),
+    #[error("{0}")]
+    Publish(#[from] PublishError),
+    #[error("no stream sequence in the reply subject")]
+    NoSequence,
+}
+
+/// A `HOOKLINE_SUBSCRIPTIONS_URL` fan-out cannot make a client for.
+#[derive(Debug, thiserror::Error)]
+#[error("HOOKLINE_SUBSCRIPTIONS_URL: {0}")]
+pub struct SubscriptionsUrl(#[source] pub tonic::transport::Error);
