@@ -98,8 +98,7 @@ pub struct Http {
 impl Http {
     /// Idle connections are kept for as many attempts as can run at once:
     /// with fewer, a busy host (many endpoints of one ERP vendor, say) has
-    /// connections closed and reopened all the time (the benchmark saw
-    /// ~1,000 new connections a second).
+    /// connections closed and reopened all the time.
     pub fn new(timeout: Duration, policy: Arc<AddressPolicy>, dns: hookline_dns::Resolver, concurrency: usize) -> Self {
         let mut tcp = HttpConnector::new_with_resolver(GuardedResolver { policy, dns });
         tcp.enforce_http(false);
