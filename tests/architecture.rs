@@ -9,11 +9,14 @@
 //! * no other crate depends on a service crate either;
 //! * the delivery hot path (`hookline-delivery`) does not reach Postgres:
 //!   neither `sqlx` nor `hookline-store` is among its normal dependencies,
-//!   directly or through another crate.
+//!   directly or through another crate;
+//! * ARCHITECTURE.md's code map is true to the workspace: it has a heading
+//!   for every package and none for a package that does not exist, and its
+//!   list of crate dependencies is the real one.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
-    path::Path,
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
 };
@@ -38,6 +41,8 @@ struct Edge {
 struct Graph {
     /// Workspace package names.
     workspace: Vec<String>,
+    /// Workspace package name → its directory, relative to the workspace root.
+    dirs: HashMap<String, PathBuf>,
     /// Package name → what it depends on, as Cargo resolves it for the
     /// host platform (features unified across the workspace).
     deps: HashMap<String, Vec<Edge>>,
@@ -79,6 +84,16 @@ fn graph() -> &'static Graph {
             .iter()
             .map(|id| names[id.as_str().expect("member id")].to_owned())
             .collect();
+        let root = Path::new(meta["workspace_root"].as_str().expect("workspace_root"));
+        let dirs = meta["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .filter_map(|p| {
+                let dir = Path::new(p["manifest_path"].as_str().expect("manifest_path")).parent()?;
+                Some((p["name"].as_str()?.to_owned(), dir.strip_prefix(root).ok()?.to_owned()))
+            })
+            .collect();
         let mut deps = HashMap::new();
         for node in meta["resolve"]["nodes"].as_array().expect("resolve.nodes") {
             let from = names[node["id"].as_str().expect("node id")].to_owned();
@@ -98,7 +113,7 @@ fn graph() -> &'static Graph {
                 .collect();
             deps.insert(from, edges);
         }
-        Graph { workspace, deps }
+        Graph { workspace, dirs, deps }
     })
 }
 
@@ -199,4 +214,115 @@ fn the_check_sees_transitive_dependencies() {
     // the delivery log does reach sqlx, through hookline-store.
     let path = graph().normal_path("hookline-delivery-log", &["sqlx"]).expect("the delivery log reaches sqlx");
     assert!(path.len() >= 2, "{path:?}");
+}
+
+/// ARCHITECTURE.md's "Code map" section: from its heading to the next `## `.
+fn code_map() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md");
+    let text = std::fs::read_to_string(&path).expect("read ARCHITECTURE.md");
+    let start = text.find("\n## Code map\n").expect("ARCHITECTURE.md has a `## Code map` section") + 1;
+    let end = text[start + 3..].find("\n## ").map_or(text.len(), |i| start + 3 + i);
+    text[start..end].to_owned()
+}
+
+/// The `code` spans of a line, in order.
+fn code_spans(line: &str) -> Vec<&str> {
+    line.split('`').skip(1).step_by(2).collect()
+}
+
+/// The package a short crate name of ARCHITECTURE.md stands for.
+fn package(short: &str) -> String {
+    if short == BINARY { short.to_owned() } else { format!("hookline-{short}") }
+}
+
+/// The code map's crate headings, "### `crates/proto` (`hookline-proto`)":
+/// (path, package name).
+fn code_map_headings(map: &str) -> Vec<(String, String)> {
+    map.lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .filter_map(|h| match code_spans(h)[..] {
+            [path, name, ..] => Some((path.trim_end_matches('/').to_owned(), name.to_owned())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The code map's list of crate dependencies: its first bullet list, one
+/// item per package, "- `ingest` (...) uses `proto`, `domain` and `bus`."
+/// (an item may wrap onto indented lines). Package → the Hookline packages
+/// it names after "uses".
+fn code_map_dependencies(map: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut items: Vec<String> = Vec::new();
+    for line in map.lines().skip_while(|l| !l.starts_with("- `")) {
+        if let Some(item) = line.strip_prefix("- ") {
+            items.push(item.to_owned());
+        } else if line.starts_with("  ") && !items.is_empty() {
+            items.last_mut().expect("non-empty").push_str(line);
+        } else {
+            break;
+        }
+    }
+    items
+        .iter()
+        .map(|item| {
+            let (who, uses) = item.split_once(" uses ").unwrap_or_else(|| panic!("no \"uses\" in: - {item}"));
+            let who = code_spans(who).first().copied().unwrap_or_else(|| panic!("no `crate` in: - {item}"));
+            (package(who), code_spans(uses).into_iter().map(package).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn the_code_map_has_a_heading_for_every_package_and_no_other() {
+    let g = graph();
+    let headings = code_map_headings(&code_map());
+    let mut broken = Vec::new();
+    for member in &g.workspace {
+        if !headings.iter().any(|(_, name)| name == member) {
+            broken.push(format!("ARCHITECTURE.md's code map has no heading for the workspace package `{member}`"));
+        }
+    }
+    for (path, name) in &headings {
+        match g.dirs.get(name) {
+            None => broken
+                .push(format!("ARCHITECTURE.md's code map names `{name}` ({path}), which is not a workspace package")),
+            Some(dir) if path.starts_with("crates/") && Path::new(path) != dir => broken
+                .push(format!("ARCHITECTURE.md's code map puts `{name}` in {path}, but it is in {}", dir.display())),
+            Some(_) => {}
+        }
+    }
+    assert!(broken.is_empty(), "\n{}\n", broken.join("\n"));
+}
+
+#[test]
+fn the_code_map_lists_the_real_crate_dependencies() {
+    let g = graph();
+    let listed = code_map_dependencies(&code_map());
+    let real: BTreeMap<String, BTreeSet<String>> = g
+        .workspace
+        .iter()
+        .map(|member| {
+            let uses = g
+                .member(member)
+                .iter()
+                .filter(|e| e.kinds.iter().any(|k| k == "normal") && g.workspace.contains(&e.to))
+                .map(|e| e.to.clone())
+                .collect();
+            (member.clone(), uses)
+        })
+        .collect();
+    let mut broken = Vec::new();
+    for (member, uses) in &real {
+        match listed.get(member) {
+            None => broken.push(format!("ARCHITECTURE.md's dependency list has no line for `{member}`")),
+            Some(said) if said != uses => {
+                broken.push(format!("ARCHITECTURE.md says `{member}` uses {said:?}; Cargo says {uses:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for member in listed.keys().filter(|m| !real.contains_key(*m)) {
+        broken.push(format!("ARCHITECTURE.md's dependency list names `{member}`, which is not a workspace package"));
+    }
+    assert!(broken.is_empty(), "\n{}\n", broken.join("\n"));
 }

@@ -199,7 +199,7 @@ async fn a_change_acknowledged_by_one_subscriptions_replica_is_seen_by_the_other
                     .deliveries;
                 Ok(rows
                     .into_iter()
-                    .find(|d| &d.event_id == &event && d.state == dpb::DeliveryState::Succeeded as i32)
+                    .find(|d| d.event_id == event && d.state == dpb::DeliveryState::Succeeded as i32)
                     .map(|_| ()))
             }
         })

@@ -415,8 +415,8 @@ pub fn header<'a>(headers: Option<&'a async_nats::HeaderMap>, name: &str) -> Opt
 
 /// A JetStream message's stream sequence, read from its `$JS.ACK.` reply
 /// subject (`msg.reply`, either form of ADR-15). `Message::info` reads the
-/// same and also converts the publish time, which made it 1.5 % of
-/// delivery's instructions where only the sequence was wanted.
+/// same and also converts the publish time, work the hot path does not need
+/// when it wants only the sequence (BENCHMARKS.md has the cost).
 pub fn stream_sequence(reply: Option<&str>) -> Option<u64> {
     ack_number(reply, 0)
 }

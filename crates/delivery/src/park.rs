@@ -4,8 +4,8 @@
 //!
 //! Handing them back to the shared `workers` consumer with a delay instead
 //! has each of them pulled, judged and handed back again for as long as the
-//! endpoint is down; beside a black-holed endpoint, that churn cost a
-//! healthy one a third of its throughput. A parked task costs one stored
+//! endpoint is down; beside a black-holed endpoint, that churn takes
+//! throughput from the healthy ones (BENCHMARKS.md). A parked task costs one stored
 //! publish until its endpoint can take it.
 //!
 //! The sweeper, in every delivery process, reads which endpoints have parked
@@ -25,8 +25,8 @@
 //! holds the tasks of every event fanned out within a couple of
 //! milliseconds, one per line (`<message id> <traceparent> <task JSON>`,
 //! header [`BATCH_HEADER`] = the count). Beside a black hole, one stored
-//! message per task cost the healthy endpoints a fifth of their
-//! throughput. A batched task goes back with message id `f<its own message
+//! message per task would take throughput from the healthy endpoints
+//! (BENCHMARKS.md). A batched task goes back with message id `f<its own message
 //! id>`, which de-duplicates a batch parked again by a repeated fan-out.
 //! A batched task is parked without its event ([`TaskRef`]): the sweeper
 //! reads the event back from HOOKLINE_EVENTS when it moves the task, so a

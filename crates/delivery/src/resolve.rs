@@ -1,7 +1,7 @@
 //! `Resolve` calls from fan-out, coalesced per (tenant, event type).
 //!
 //! Under load, fan-out handles many events of the same tenant and type at
-//! once, and each used to make its own gRPC call. Here, at most one call per
+//! once; one gRPC call each would repeat the same answer. Here, at most one call per
 //! key is in flight; events that arrive meanwhile wait for the *next* call,
 //! which starts after they arrived, so every event still sees every change
 //! to the tenant's endpoints made before it was published (as if it had made

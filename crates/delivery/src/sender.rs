@@ -86,9 +86,9 @@ const FORBIDDEN: &str = "address refused";
 /// ALPN and HTTP/1.1 keep-alive otherwise. It never follows redirects, knows
 /// no proxies, and connects only where the address policy allows.
 ///
-/// Built on hyper directly rather than reqwest: reqwest parsed every URL
-/// again per request and ran a redirect layer even with redirects off;
-/// dropping its layers took 13 % off delivery's instructions per attempt.
+/// Built on hyper directly rather than reqwest: reqwest parses every URL
+/// again per request and runs a redirect layer even with redirects off,
+/// work that every attempt would pay for (BENCHMARKS.md has the figures).
 pub struct Http {
     client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
     /// From sending the request to the last byte of the response kept.
@@ -98,8 +98,7 @@ pub struct Http {
 impl Http {
     /// Idle connections are kept for as many attempts as can run at once:
     /// with fewer, a busy host (many endpoints of one ERP vendor, say) has
-    /// connections closed and reopened all the time (the benchmark saw
-    /// ~1,000 new connections a second).
+    /// connections closed and reopened all the time.
     pub fn new(timeout: Duration, policy: Arc<AddressPolicy>, dns: hookline_dns::Resolver, concurrency: usize) -> Self {
         let mut tcp = HttpConnector::new_with_resolver(GuardedResolver { policy, dns });
         tcp.enforce_http(false);
@@ -154,8 +153,8 @@ pub enum TargetError {
     Refused(#[from] hookline_domain::ssrf::Refusal),
 }
 
-/// Target URLs already parsed and checked, by endpoint URL: parsing one
-/// for every attempt cost about 2 % of delivery's CPU under load. The
+/// Target URLs already parsed and checked, by endpoint URL, so an attempt
+/// does not parse and check its endpoint's URL again. The
 /// address policy is fixed for the life of the process, so a URL it allowed
 /// once stays allowed; host names are still checked at every connect.
 #[derive(Default)]

@@ -60,8 +60,8 @@ impl DispatchTask {
 
 /// A parked task without its event: the event stays in HOOKLINE_EVENTS at
 /// `event_seq`, where it is read back when the task is unparked. Beside a
-/// black hole, parking a copy of every payload cost the healthy endpoints
-/// most of what they lost.
+/// black hole, parking a copy of every payload would take throughput from
+/// the healthy endpoints (BENCHMARKS.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRef {
     pub delivery_id: DeliveryId,

@@ -1,6 +1,7 @@
 //! Layered configuration: built-in defaults, then a TOML file
-//! (`--settings-file <path>` or HOOKLINE_SETTINGS_FILE; formerly `--config`
-//! or HOOKLINE_CONFIG, which clashed with the config stream's name), then
+//! (`--settings-file <path>` or HOOKLINE_SETTINGS_FILE; the deprecated
+//! `--config` or HOOKLINE_CONFIG, which clashes with the config stream's
+//! name, is accepted too), then
 //! `HOOKLINE_*` environment variables, then command-line flags. File keys
 //! are the environment names without the prefix, in lower case (`nats_url =
 //! "nats://..."` for `HOOKLINE_NATS_URL`), so one table documents both.
@@ -84,7 +85,7 @@ impl SettingsFile {
         IDS.iter().find_map(|(id, _)| flag(id)).or_else(|| IDS.iter().find_map(|(_, env)| std::env::var_os(env)))
     }
 
-    /// Read the file named on the command line or by `HOOKLINE_CONFIG`;
+    /// Read the file named on the command line or in the environment;
     /// without one, the layer is empty.
     ///
     /// # Errors

@@ -8,7 +8,7 @@ mod settings;
 mod telemetry;
 mod tls;
 
-/// glibc's malloc spent about a third of the delivery process's CPU (arena
+/// glibc's malloc spends a large share of the delivery process's CPU (arena
 /// locks, consolidation) on the many short-lived buffers per delivery; see
 /// BENCHMARKS.md.
 #[global_allocator]

@@ -173,7 +173,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
                 loop {
                     match hookline_store::prepare(&pool, &url).await {
                         Ok(()) => {
-                            // Readiness now also depends on Postgres answering.
+                            // From here on, readiness also depends on Postgres answering.
                             let _ = postgres.set(pool);
                             return true;
                         }

@@ -37,8 +37,8 @@ fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
 }
 
 /// `data`'s text parsed straight into `T`; errors name the field by its
-/// path relative to `data`. Tracking the path costs about a third of the
-/// parse, so only text that fails is parsed again, tracked, to name it.
+/// path relative to `data`. Tracking the path makes the parse much slower,
+/// so only text that fails is parsed again, tracked, to name it.
 fn parse_as<T: serde::de::DeserializeOwned>(data: &serde_json::value::RawValue) -> Result<T, FieldError> {
     serde_json::from_str(data.get()).or_else(|_| {
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(data.get())).map_err(field_error)
