@@ -93,8 +93,7 @@ impl NatsCluster {
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         for i in 0..Self::SIZE {
-            loop {
-                let Some(child) = self.nodes[i].child.as_mut() else { break };
+            while let Some(child) = self.nodes[i].child.as_mut() {
                 if let Some(status) = child.try_wait()? {
                     self.nodes[i].child = None;
                     bail!("nats-server n{i} exited with {status}:\n{}", tail(&self.log_path(i), 20));

@@ -132,7 +132,7 @@ async fn topology(
 
     let lat_path = format!("/{tag}-lat/0");
     b.tenant(&format!("{tag}-lat"), &[b.rx.url(&format!("{tag}-lat/0"))]).await?;
-    b.warm_up(&format!("{tag}-lat"), &[lat_path.clone()]).await?;
+    b.warm_up(&format!("{tag}-lat"), std::slice::from_ref(&lat_path)).await?;
     let (mut lat, _) = b.latency(&format!("{tag}-lat"), &lat_path, args.rate, args.latency_secs).await?;
     let latency = percentiles(&mut lat);
     b.stack.check_alive()?;
