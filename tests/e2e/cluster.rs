@@ -407,12 +407,7 @@ async fn three_node_cluster_with_r3_streams_loses_nothing_when_the_events_leader
     // Every (event, endpoint) pair reached its receiver. With one replica,
     // the wait ends once nothing more arrived for 30 s.
     let draining = Instant::now();
-    let arrived = || -> Vec<HashSet<String>> {
-        receivers
-            .iter()
-            .map(|r| r.requests().iter().filter_map(|q| q.header("webhook-id").map(str::to_owned)).collect())
-            .collect()
-    };
+    let arrived = || webhook_ids(&receivers);
     if asserting {
         eventually(Duration::from_secs(180), "every pair delivered", || async {
             Ok(arrived().iter().all(|s| published.is_subset(s)).then_some(()))

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hookline_e2e::{HooklineBuilder, HooklineProc, NatsServer, TestDb};
+use hookline_e2e::{HooklineBuilder, HooklineProc, NatsServer, Receiver, TestDb};
 use hookline_proto::{
     events::v1 as ev,
     ingest::v1::{PublishRequest, PublishResponse, publish_request::Payload as P},
@@ -275,4 +275,12 @@ impl App for Split {
     fn nats_server(&self) -> &NatsServer {
         &self.nats
     }
+}
+
+/// The `webhook-id`s each receiver got, in the receivers' order.
+pub fn webhook_ids(receivers: &[Receiver]) -> Vec<std::collections::HashSet<String>> {
+    receivers
+        .iter()
+        .map(|r| r.requests().iter().filter_map(|q| q.header("webhook-id").map(str::to_owned)).collect())
+        .collect()
 }

@@ -235,10 +235,7 @@ async fn fault_suite_nothing_is_lost() {
     // Every (event, endpoint) pair reached its receiver.
     let started = Instant::now();
     let per_endpoint = eventually(Duration::from_secs(180), "every pair delivered", || async {
-        let sets: Vec<HashSet<String>> = receivers
-            .iter()
-            .map(|r| r.requests().iter().filter_map(|q| q.header("webhook-id").map(str::to_owned)).collect())
-            .collect();
+        let sets = webhook_ids(&receivers);
         Ok(sets.iter().all(|s| published.is_subset(s)).then_some(sets))
     })
     .await
