@@ -24,7 +24,7 @@ use hookline_e2e::{
     HooklineBuilder, NatsServer, Receiver, TestDb, cluster::NatsCluster, eventually, free_port, http_get,
 };
 use hookline_proto::{
-    delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient},
+    delivery::v1::delivery_service_client::DeliveryServiceClient,
     ingest::v1::{PublishBatchRequest, ingest_service_client::IngestServiceClient},
     subscriptions::v1::{self as spb, PayloadLayout, Plan},
 };
@@ -131,31 +131,6 @@ async fn wait_all_replicas_current(cluster: &NatsCluster, timeout: Duration) -> 
         .await?;
     }
     Ok(())
-}
-
-/// Succeeded deliveries of one endpoint in the log, by event id.
-async fn succeeded(client: &DeliveryServiceClient<tonic::transport::Channel>, ep: &str) -> anyhow::Result<usize> {
-    let mut client = client.clone();
-    let mut seen = HashSet::new();
-    let mut token = String::new();
-    loop {
-        let r = client
-            .list_deliveries(dpb::ListDeliveriesRequest {
-                tenant_id: "acme".into(),
-                endpoint_id: ep.into(),
-                states: vec![dpb::DeliveryState::Succeeded.into()],
-                page_size: 200,
-                page_token: token.clone(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        seen.extend(r.deliveries.into_iter().map(|d| d.event_id));
-        if r.next_page_token.is_empty() {
-            return Ok(seen.len());
-        }
-        token = r.next_page_token;
-    }
 }
 
 /// With `HOOKLINE_CLUSTER_REPLICAS=1` the same faults run against streams of

@@ -284,3 +284,32 @@ pub fn webhook_ids(receivers: &[Receiver]) -> Vec<std::collections::HashSet<Stri
         .map(|r| r.requests().iter().filter_map(|q| q.header("webhook-id").map(str::to_owned)).collect())
         .collect()
 }
+
+/// How many of tenant `acme`'s events the delivery log shows succeeded at
+/// endpoint `ep` (distinct event ids, every page read).
+pub async fn succeeded(
+    client: &hookline_proto::delivery::v1::delivery_service_client::DeliveryServiceClient<Channel>,
+    ep: &str,
+) -> anyhow::Result<usize> {
+    let mut client = client.clone();
+    let mut seen = std::collections::HashSet::new();
+    let mut token = String::new();
+    loop {
+        let r = client
+            .list_deliveries(hookline_proto::delivery::v1::ListDeliveriesRequest {
+                tenant_id: "acme".into(),
+                endpoint_id: ep.into(),
+                states: vec![hookline_proto::delivery::v1::DeliveryState::Succeeded.into()],
+                page_size: 200,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        seen.extend(r.deliveries.into_iter().map(|d| d.event_id));
+        if r.next_page_token.is_empty() {
+            return Ok(seen.len());
+        }
+        token = r.next_page_token;
+    }
+}

@@ -9,7 +9,7 @@
 //! `HOOKLINE_FAULT_EVENTS=10000 HOOKLINE_FAULT_PG_DOWN_SECS=30 cargo test -p hookline-e2e --test e2e fault_suite -- --nocapture`.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     path::PathBuf,
     process::Command,
     sync::{
@@ -21,7 +21,7 @@ use std::{
 
 use hookline_e2e::{HooklineBuilder, HooklineProc, NatsServer, Receiver, eventually, free_port, http_get};
 use hookline_proto::{
-    delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient},
+    delivery::v1::delivery_service_client::DeliveryServiceClient,
     ingest::v1::PublishBatchRequest,
     subscriptions::v1::{PayloadLayout, Plan},
 };
@@ -268,32 +268,10 @@ async fn fault_suite_nothing_is_lost() {
     let mut client = DeliveryServiceClient::connect(delivery.grpc_url()).await.unwrap();
     for ep in &eps {
         let counted = eventually(Duration::from_secs(90), "log caught up", || {
-            let mut client = client.clone();
-            let ep = ep.clone();
+            let (client, ep) = (client.clone(), ep.clone());
             async move {
-                let mut succeeded = HashMap::<String, ()>::new();
-                let mut token = String::new();
-                loop {
-                    let r = client
-                        .list_deliveries(dpb::ListDeliveriesRequest {
-                            tenant_id: "acme".into(),
-                            endpoint_id: ep.clone(),
-                            states: vec![dpb::DeliveryState::Succeeded.into()],
-                            page_size: 200,
-                            page_token: token.clone(),
-                            ..Default::default()
-                        })
-                        .await?
-                        .into_inner();
-                    for d in r.deliveries {
-                        succeeded.insert(d.event_id, ());
-                    }
-                    if r.next_page_token.is_empty() {
-                        break;
-                    }
-                    token = r.next_page_token;
-                }
-                Ok((succeeded.len() == events).then_some(succeeded.len()))
+                let n = succeeded(&client, &ep).await?;
+                Ok((n == events).then_some(n))
             }
         })
         .await
