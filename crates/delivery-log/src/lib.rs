@@ -7,7 +7,7 @@
 //! * [`api`]: the gRPC `DeliveryService`: the log, Raw, Replay, recover jobs,
 //!   statistics and projection status.
 //! * [`replay`]: re-reads an event from HOOKLINE_EVENTS and queues it as a new
-//!   delivery; runs and resumes recover jobs.
+//!   delivery; queues test events; runs and resumes recover jobs.
 //! * [`autodisable`]: disables endpoints that have failed for too long.
 
 pub mod api;
@@ -41,6 +41,8 @@ pub enum Error {
     PayloadChanged(String),
     #[error("attempt {attempt} of delivery {delivery} sent no request: the endpoint was unavailable")]
     NothingSent { delivery: String, attempt: u32 },
+    #[error("endpoint `{endpoint}` is disabled ({reason}): enable it first")]
+    EndpointDisabled { endpoint: String, reason: String },
     #[error("NATS JetStream unavailable: {0}")]
     Unavailable(#[source] hookline_bus::Source),
     #[error("delivery log unavailable: {0}")]
@@ -57,9 +59,11 @@ impl From<Error> for Status {
             | Error::EndpointNotFound(_)
             | Error::AttemptNotFound { .. }
             | Error::JobNotFound(_) => Status::not_found(e.to_string()),
-            Error::Archived { .. } | Error::PayloadGone(_) | Error::PayloadChanged(_) | Error::NothingSent { .. } => {
-                Status::failed_precondition(e.to_string())
-            }
+            Error::Archived { .. }
+            | Error::PayloadGone(_)
+            | Error::PayloadChanged(_)
+            | Error::NothingSent { .. }
+            | Error::EndpointDisabled { .. } => Status::failed_precondition(e.to_string()),
             Error::Unavailable(_) | Error::Store(_) => {
                 tracing::warn!(error = %e, "delivery log unavailable");
                 Status::unavailable(e.to_string())

@@ -243,7 +243,7 @@ mod tests {
             printed(&d),
             json!({"id": "dlv_1", "event_id": "", "event_type": "", "endpoint_id": "", "created_at": "",
                 "last_attempt_at": "", "attempt_count": 0, "last_status_code": null, "last_error_kind": null,
-                "state": "failing", "replay_of": null, "replay_count": 0, "archived_at": null})
+                "state": "failing", "replay_of": null, "replay_count": 0, "archived_at": null, "test": false})
         );
         let a = dpb::Attempt { number: 1, status_code: 502, trace_id: "abc".into(), ..Default::default() };
         assert_eq!(
