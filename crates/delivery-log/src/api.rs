@@ -174,7 +174,7 @@ impl DeliveryApi {
         if !config.enabled {
             return Err(Error::EndpointDisabled {
                 endpoint: endpoint.to_string(),
-                reason: config.disabled_reason.clone().unwrap_or_else(|| "disabled".into()),
+                reason: config.disabled_reason.clone(),
             });
         }
         let (delivery, event) = replay::send_test(&self.js, &tenant, &endpoint, event_type).await?;

@@ -41,14 +41,19 @@ pub enum Error {
     PayloadChanged(String),
     #[error("attempt {attempt} of delivery {delivery} sent no request: the endpoint was unavailable")]
     NothingSent { delivery: String, attempt: u32 },
-    #[error("endpoint `{endpoint}` is disabled ({reason}): enable it first")]
-    EndpointDisabled { endpoint: String, reason: String },
+    #[error("endpoint `{endpoint}` is disabled{}: enable it first", because(reason.as_deref()))]
+    EndpointDisabled { endpoint: String, reason: Option<String> },
     #[error("NATS JetStream unavailable: {0}")]
     Unavailable(#[source] hookline_bus::Source),
     #[error("delivery log unavailable: {0}")]
     Store(#[from] StoreError),
     #[error("unreadable record: {0}")]
     Corrupt(String),
+}
+
+/// ` (why)`, when a reason is known.
+fn because(reason: Option<&str>) -> String {
+    reason.map(|r| format!(" ({r})")).unwrap_or_default()
 }
 
 impl From<Error> for Status {
