@@ -3,7 +3,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookline_auth::{
     self as auth,
-    portal::{PortalKeys, PortalToken},
+    portal::{PortalKeys, PortalLinkError, PortalToken},
 };
 use hookline_domain::{
     FieldError,
@@ -527,7 +527,12 @@ impl SubscriptionService for SubscriptionsApi {
             Status::unauthenticated(why)
         };
         let token = PortalToken::parse(&req.get_ref().token).map_err(|e| refused(e.to_string()))?;
-        let grant = self.portal.verify(&token).map_err(|e| refused(e.to_string()))?;
+        let grant = self.portal.verify(&token).map_err(|e| match e {
+            PortalLinkError::Expired { expired_at } => {
+                refused(format!("portal link expired at {}", rfc3339(expired_at)))
+            }
+            e => refused(e.to_string()),
+        })?;
         match self.tenant(&grant.tenant).await {
             Ok(_) => {}
             Err(s) if s.code() == tonic::Code::NotFound => {
