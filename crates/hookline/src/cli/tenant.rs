@@ -46,7 +46,7 @@ pub enum TenantCmd {
     /// List tenants ordered by id, a page at a time (operator only).
     List {
         /// Only tenants whose id contains this text (ignoring case).
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         query: String,
         /// Tenants per page, at most 500 (default 50).
         #[arg(long, default_value_t = 0, hide_default_value = true)]
