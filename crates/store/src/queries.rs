@@ -159,8 +159,9 @@ pub async fn list_deliveries(
     if let Some(replays) = filter.replayed {
         q.push(if replays { " AND replay_of IS NOT NULL" } else { " AND replay_of IS NULL" });
     }
+    // Literal, not bound, so the planner can pick the partial index on test rows.
     if let Some(test) = filter.test {
-        q.push(" AND test = ").push_bind(test);
+        q.push(if test { " AND test" } else { " AND NOT test" });
     }
     if let Some(after) = after_id {
         q.push(" AND id < ").push_bind(after.to_owned());
