@@ -480,6 +480,8 @@ impl SubscriptionService for SubscriptionsApi {
             n => n,
         };
         let after = tenant_after(&r.page_token)?;
+        // Tenants created a moment ago through another replica are listed too.
+        self.directory.catch_up().await.map_err(status)?;
         let page = self.directory.find_tenants(&r.query, after.as_ref(), size);
         let next_page_token =
             page.tenants.last().filter(|_| page.more).map(|t| tenant_page_token(&t.id)).unwrap_or_default();
