@@ -534,3 +534,88 @@ async fn operators_search_and_page_through_tenants_and_send_test_events() {
     let log = c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text();
     assert!(log.contains(">Test<"), "the test delivery is marked in the log");
 }
+
+#[tokio::test]
+async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_enabled_and_recovered() {
+    let s = console_stack().await;
+    let receiver = Receiver::start().await;
+    let mut c = operator(&s).await;
+    create_tenant(&mut c, "acme", "basic").await;
+    let ep = add_endpoint(&mut c, "acme", &[("url", &receiver.url())]).await;
+    let first = signing_secret(&s, "acme", &ep).await;
+    let view = c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text();
+    assert!(!view.contains(&first), "not shown unasked");
+    let revealed = c.post(&format!("/t/acme/endpoints/{ep}/secret"), &[]).await.unwrap();
+    assert_eq!(revealed.status, 200);
+    assert!(revealed.text().contains(&format!("<code id=\"signing-secret\">{first}</code>")));
+    assert_eq!(revealed.header("cache-control"), Some("no-store"));
+    let page = c.post(&format!("/t/acme/endpoints/{ep}/secret/rotate"), &[("grace_seconds", "3600")]).await.unwrap();
+    assert_eq!(page.status, 303);
+    assert_ne!(signing_secret(&s, "acme", &ep).await, first, "rotated");
+    let page =
+        c.post(&format!("/t/acme/endpoints/{ep}/secret/rotate"), &[("grace_seconds", "99999999")]).await.unwrap();
+    assert_eq!(page.status, 400, "only the periods offered");
+
+    // Failed deliveries while the receiver answers 500, then the endpoint is disabled.
+    receiver.set_default(500);
+    publish(&s, "acme", &fresh("customer.created")).await;
+    publish(&s, "acme", &fresh("customer.updated")).await;
+    deliveries(&s, "acme", &ep, 2).await;
+    let failed = c.get(&format!("/t/acme/endpoints/{ep}?status=failed")).await.unwrap().text();
+    assert_eq!(failed.matches("id=\"delivery-dlv_").count(), 2, "{failed}");
+    let only = c.get(&format!("/t/acme/endpoints/{ep}?type=customer.updated")).await.unwrap().text();
+    assert_eq!(only.matches("id=\"delivery-dlv_").count(), 1, "the event type filter");
+    let none = c.get(&format!("/t/acme/endpoints/{ep}?status=succeeded")).await.unwrap().text();
+    assert!(none.contains("No deliveries match."));
+
+    subscriptions(&s)
+        .await
+        .update_endpoint(op(spb::UpdateEndpointRequest {
+            tenant_id: "acme".into(),
+            endpoint_id: ep.clone(),
+            enabled: Some(false),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let cookie = c.cookie().map(str::to_owned);
+    let page = eventually(Duration::from_secs(10), "the endpoint reads disabled", || {
+        let mut viewer = ConsoleClient::new(&s.hookline.console_url());
+        viewer.set_cookie(cookie.clone());
+        let path = format!("/t/acme/endpoints/{ep}");
+        async move {
+            let page = viewer.get(&path).await?.text();
+            anyhow::Ok(page.contains("This endpoint is disabled").then_some(page))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(page.contains("id=\"re-enable\"") && page.contains("id=\"disabled-reason\""), "{page}");
+    c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap();
+    let page = c.post(&format!("/t/acme/endpoints/{ep}/enable"), &[]).await.unwrap();
+    assert_eq!(page.status, 303);
+    assert!(!c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text().contains("This endpoint is disabled"));
+
+    receiver.set_default(200);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let page = c.post(&format!("/t/acme/endpoints/{ep}/recover"), &[("since", &today)]).await.unwrap();
+    assert_eq!(page.status, 303);
+    let job_page = page.location().unwrap().to_owned();
+    assert!(job_page.contains("?job=job_"), "{job_page}");
+    receiver.wait_for(4, Duration::from_secs(30)).await.unwrap();
+    let page = c.get(&job_page).await.unwrap().text();
+    assert!(page.contains("id=\"recover-job\"") && page.contains("of 2 failed deliveries"), "{page}");
+}
+
+async fn signing_secret(s: &Stack, tenant: &str, endpoint: &str) -> String {
+    subscriptions(s)
+        .await
+        .get_endpoint_secret(op(spb::GetEndpointSecretRequest {
+            tenant_id: tenant.into(),
+            endpoint_id: endpoint.into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret
+}
