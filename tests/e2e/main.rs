@@ -5,6 +5,7 @@
 mod auth;
 mod cluster;
 mod common;
+mod console;
 mod console_api;
 mod delivery;
 mod engine;
