@@ -525,3 +525,72 @@ async fn rebuild_restores_identical_log_and_stats_and_duplicates_change_nothing(
     .await
     .unwrap();
 }
+
+/// One page of the endpoint's log created in [`after`, `before`), paged by
+/// `page_size`, as ids, newest first.
+async fn list_range(
+    c: &mut DeliveryServiceClient<Channel>,
+    ep: &str,
+    after: &str,
+    before: &str,
+    page_size: u32,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = c
+            .list_deliveries(ListDeliveriesRequest {
+                tenant_id: "acme".into(),
+                endpoint_id: ep.into(),
+                created_after: after.into(),
+                created_before: before.into(),
+                page_size,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        out.extend(r.deliveries.into_iter().map(|d| d.id));
+        if r.next_page_token.is_empty() {
+            return out;
+        }
+        token = r.next_page_token;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_date_range_lists_exactly_the_deliveries_created_in_it_on_every_page() {
+    let s = stack_with(&log_stack()).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    let receiver = Receiver::start().await;
+    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let mut c = delivery_client(&s).await;
+    publish_n(&s, "acme", 3).await;
+    let earlier = settled(&mut c, "acme", &ep, 3).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    publish_n(&s, "acme", 4).await;
+    let all = settled(&mut c, "acme", &ep, 7).await;
+    let later: Vec<&dpb::Delivery> = all.iter().filter(|d| !earlier.iter().any(|e| e.id == d.id)).collect();
+    let ids = |rows: &[&dpb::Delivery]| rows.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    let first_later = later.iter().map(|d| d.created_at.clone()).min_by_key(|t| at(t)).unwrap();
+    let last = all.iter().map(|d| d.created_at.clone()).max_by_key(|t| at(t)).unwrap();
+    let last_plus =
+        (at(&last) + chrono::TimeDelta::milliseconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let earlier: Vec<&dpb::Delivery> = earlier.iter().collect();
+
+    for page_size in [2, 50] {
+        assert_eq!(list_range(&mut c, &ep, &first_later, "", page_size).await, ids(&later), "from the later ones on");
+        assert_eq!(list_range(&mut c, &ep, "", &first_later, page_size).await, ids(&earlier), "before them");
+        assert_eq!(
+            list_range(&mut c, &ep, "", &last_plus, page_size).await,
+            ids(&all.iter().collect::<Vec<_>>()),
+            "up to a millisecond after the newest: every one"
+        );
+        let before_last: Vec<&dpb::Delivery> = all.iter().filter(|d| at(&d.created_at) < at(&last)).collect();
+        assert_eq!(list_range(&mut c, &ep, "", &last, page_size).await, ids(&before_last), "the bound is exclusive");
+        assert!(list_range(&mut c, &ep, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", page_size).await.is_empty());
+    }
+}

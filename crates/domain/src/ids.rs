@@ -112,6 +112,15 @@ prefixed_id!(
     "dlv_"
 );
 impl DeliveryId {
+    /// The lowest delivery id of millisecond `t` (its time part, then zero
+    /// bits): every id whose time part is earlier sorts below it, as ids are
+    /// fixed-length and time first.
+    pub fn floor_at(t: chrono::DateTime<chrono::Utc>) -> Self {
+        let n = (t.timestamp_millis().max(0) as u128) << 80;
+        let suffix: String = (0..26).rev().map(|i| CROCKFORD[((n >> (i * 5)) & 31) as usize] as char).collect();
+        Self(format!("{}{suffix}", Self::PREFIX))
+    }
+
     /// The id of an event's original delivery to an endpoint: the event id's
     /// time part and 80 bits of SHA-256 over both ids. Whichever fan-out
     /// makes the delivery (a repeat after a crash included) names it alike,
@@ -230,6 +239,19 @@ mod tests {
         assert_eq!(d, DeliveryId::recovery(&j, &original));
         assert_ne!(d, DeliveryId::recovery(&k, &original), "another job makes another delivery");
         assert_eq!(DeliveryId::parse(d.as_str()).unwrap(), d);
+    }
+
+    #[test]
+    fn the_floor_of_a_millisecond_sorts_between_the_ids_before_it_and_those_of_it() {
+        let before = DeliveryId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let now = chrono::Utc::now();
+        let floor = DeliveryId::floor_at(now);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = DeliveryId::generate();
+        assert!(before < floor && floor < after, "{before} < {floor} < {after}");
+        assert_eq!(DeliveryId::parse(floor.as_str()).unwrap(), floor);
+        assert!(DeliveryId::floor_at(now + chrono::TimeDelta::milliseconds(1)) > floor);
     }
 
     #[test]

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use hookline_domain::delivery::{AttemptState, SentRequest};
+use hookline_domain::{
+    delivery::{AttemptState, SentRequest},
+    ids::DeliveryId,
+};
 use sqlx::{PgPool, Postgres, QueryBuilder, types::Json};
 
 use crate::{StoreError, stats};
@@ -126,6 +129,11 @@ pub struct DeliveryPage {
     pub next_after: Option<String>,
 }
 
+/// How far the clock of the host that made a delivery's id (ingest, for an
+/// original) may run ahead of the one that stamped its `created_at`
+/// (delivery) without [`list_deliveries`] missing it in a date range.
+const ID_CLOCK_MARGIN: TimeDelta = TimeDelta::minutes(10);
+
 const DELIVERY_COLUMNS: &str = "id, tenant_id, endpoint_id, event_id, event_type, event_seq, created_at, \
     last_attempt_at, attempt_count, last_status_code, last_error_kind, state, replay_of, replay_count, archived_at, \
     test";
@@ -143,9 +151,18 @@ pub async fn list_deliveries(
 ) -> Result<DeliveryPage, StoreError> {
     let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = "));
     q.push_bind(tenant.to_owned()).push(" AND endpoint_id = ").push_bind(endpoint.to_owned());
-    if !filter.states.is_empty() {
-        let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
-        q.push(" AND state = ANY(").push_bind(states).push(")");
+    // One state as `=`, so the (endpoint_id, state, id DESC) index yields
+    // the page in order; `= ANY` would leave the planner walking the whole
+    // log newest first when the state's rows are all old (archived).
+    match filter.states.as_slice() {
+        [] => {}
+        [state] => {
+            q.push(" AND state = ").push_bind(state.as_str());
+        }
+        states => {
+            let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+            q.push(" AND state = ANY(").push_bind(states).push(")");
+        }
     }
     if let Some(t) = &filter.event_type {
         q.push(" AND event_type = ").push_bind(t.clone());
@@ -155,6 +172,12 @@ pub async fn list_deliveries(
     }
     if let Some(t) = filter.created_before {
         q.push(" AND created_at < ").push_bind(t);
+        // Ids sort by a time no later than `created_at` (the event's or
+        // job's id, made before the delivery row), so the page starts at
+        // this id rather than walking the log down from its newest row.
+        // The margin covers the clocks of ingest and delivery hosts.
+        let ceiling = DeliveryId::floor_at(t + ID_CLOCK_MARGIN);
+        q.push(" AND id < ").push_bind(ceiling.to_string());
     }
     if let Some(replays) = filter.replayed {
         q.push(if replays { " AND replay_of IS NOT NULL" } else { " AND replay_of IS NULL" });
