@@ -314,9 +314,8 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
                 .layer(crate::telemetry::GrpcMetricsLayer)
                 .add_routes(grpc)
                 .serve_with_incoming_shutdown(
-                    // Without TCP_NODELAY, an answer written in several segments
-                    // waits for the caller's delayed ACK: 40 ms per call on a
-                    // kept-alive channel (the console's pages showed it).
+                    // Without TCP_NODELAY, an answer written in more than one
+                    // segment waits for the client's delayed ACK (~40 ms).
                     tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                     serving.cancelled_owned(),
                 )
