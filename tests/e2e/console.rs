@@ -624,3 +624,44 @@ async fn signing_secret(s: &Stack, tenant: &str, endpoint: &str) -> String {
         .into_inner()
         .secret
 }
+
+#[tokio::test]
+async fn hookline_console_runs_alone_against_the_separate_services_and_refuses_to_start_without_a_token() {
+    let s = split(&[("HOOKLINE_OPERATOR_TOKEN", TOKEN)]).await;
+    let console = hookline_e2e::HooklineBuilder::new("console")
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &s.subscriptions.grpc_url())
+        .env("HOOKLINE_DELIVERY_URL", &s.delivery.grpc_url())
+        .env("HOOKLINE_OPERATOR_TOKEN", TOKEN)
+        .spawn()
+        .await
+        .unwrap();
+    let mut c = ConsoleClient::new(&console.console_url());
+    c.sign_in_operator(TOKEN).await.unwrap();
+    create_tenant(&mut c, "acme", "business").await;
+    let page = c.get("/t/acme").await.unwrap().text();
+    assert!(page.contains("0 of 5 endpoints"), "{page}");
+    let listed = c.get("/tenants").await.unwrap().text();
+    assert!(listed.contains("id=\"tenant-acme\""));
+
+    // A console whose token the services do not take says so, instead of showing pages.
+    let wrong = hookline_e2e::HooklineBuilder::new("console")
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &s.subscriptions.grpc_url())
+        .env("HOOKLINE_DELIVERY_URL", &s.delivery.grpc_url())
+        .env("HOOKLINE_OPERATOR_TOKEN", "another-operator-token-456")
+        .spawn()
+        .await
+        .unwrap();
+    let mut c = ConsoleClient::new(&wrong.console_url());
+    c.sign_in_operator("another-operator-token-456").await.unwrap();
+    let page = c.get("/t/acme").await.unwrap();
+    assert_eq!(page.status, 502);
+    assert!(page.text().contains("check HOOKLINE_OPERATOR_TOKEN"));
+
+    let unset = hookline_e2e::HooklineBuilder::new("console")
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &s.subscriptions.grpc_url())
+        .spawn()
+        .await;
+    let Err(err) = unset else { panic!("the console started without an operator token") };
+    let err = format!("{err:#}");
+    assert!(err.contains("HOOKLINE_OPERATOR_TOKEN: is required by the console"), "{err}");
+}
