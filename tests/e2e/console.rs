@@ -665,3 +665,35 @@ async fn hookline_console_runs_alone_against_the_separate_services_and_refuses_t
     let err = format!("{err:#}");
     assert!(err.contains("HOOKLINE_OPERATOR_TOKEN: is required by the console"), "{err}");
 }
+
+#[tokio::test]
+async fn an_endpoint_that_answered_410_says_why_it_is_disabled_and_re_enables() {
+    let s = console_stack().await;
+    let receiver = Receiver::start().await;
+    receiver.set_default(410);
+    let mut c = operator(&s).await;
+    create_tenant(&mut c, "acme", "basic").await;
+    let ep = add_endpoint(&mut c, "acme", &[("url", &receiver.url())]).await;
+    publish(&s, "acme", &fresh("customer.created")).await;
+    let cookie = c.cookie().map(str::to_owned);
+    let page = eventually(Duration::from_secs(20), "the endpoint reads disabled", || {
+        let mut viewer = ConsoleClient::new(&s.hookline.console_url());
+        viewer.set_cookie(cookie.clone());
+        let path = format!("/t/acme/endpoints/{ep}");
+        async move {
+            let page = viewer.get(&path).await?.text();
+            anyhow::Ok(page.contains("This endpoint is disabled").then_some(page))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(page.contains("410 Gone"), "the reason is shown: {page}");
+    let tenant_view = c.get("/t/acme").await.unwrap().text();
+    assert!(tenant_view.contains(">Disabled<"), "the list marks it too");
+    receiver.set_default(200);
+    c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap();
+    assert_eq!(c.post(&format!("/t/acme/endpoints/{ep}/enable"), &[]).await.unwrap().status, 303);
+    publish(&s, "acme", &fresh("customer.updated")).await;
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(got[1].json().unwrap()["type"], "customer.updated", "delivering again");
+}
