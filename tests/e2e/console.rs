@@ -349,6 +349,27 @@ async fn event_data_with_script_shows_as_text_and_download_is_byte_identical_to_
     deliveries(&s, "acme", &ep, 2).await;
     let log = c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text();
     assert!(log.contains(">Replayed<"), "the replay is labelled");
+    // The endpoint's own statistics count both requests as accepted.
+    let cookie = c.cookie().map(str::to_owned);
+    eventually(Duration::from_secs(20), "two accepted requests in the endpoint's statistics", || {
+        let mut viewer = ConsoleClient::new(&s.hookline.console_url());
+        viewer.set_cookie(cookie.clone());
+        let path = format!("/t/acme/endpoints/{ep}");
+        async move {
+            let page = viewer.get(&path).await?.text();
+            let stats = page
+                .split("id=\"endpoint-stats\"")
+                .nth(1)
+                .unwrap_or_default()
+                .split("</table>")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            anyhow::Ok(stats.contains("2 × 2xx").then_some(()))
+        }
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

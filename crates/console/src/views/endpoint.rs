@@ -8,7 +8,11 @@ use hookline_domain::{catalog, event_type::EventType, ids::TenantId};
 use hookline_proto::{delivery::v1 as dpb, subscriptions::v1 as spb};
 use maud::{Markup, html};
 
-use super::{layout, notice_text, q, state_name, tenant::target, when};
+use super::{
+    layout, notice_text, q, state_name,
+    tenant::{WINDOWS, stats_cell, target},
+    when,
+};
 use crate::web::{Ctx, Fields, PageError, Posted, Query, see_other};
 
 /// Log rows per page.
@@ -95,6 +99,17 @@ async fn render(
             .ok()
             .map(|j| j.into_inner()),
     };
+    // Statistics may be unavailable (Postgres down): the page shows the rest.
+    let mut stats = Vec::new();
+    for (window, label) in WINDOWS {
+        let request = dpb::GetEndpointStatsRequest {
+            tenant_id: tenant.to_string(),
+            endpoint_id: e.id.clone(),
+            window: window.into(),
+        };
+        let answer = ctx.app.backend.delivery().get_endpoint_stats(request).await.ok().map(|s| s.into_inner());
+        stats.push((label, answer));
+    }
     let base = format!("/t/{tenant}/endpoints/{}", e.id);
     let filters = filter_query(q);
     let live = page_token.is_empty() && !filtered;
@@ -119,6 +134,15 @@ async fn render(
                     (layout::csrf(ctx))
                     button.danger type="submit" id="delete-endpoint" { "Delete" }
                 }
+            }
+        }
+        section.stats aria-labelledby="stats-heading" {
+            h2 id="stats-heading" { "Statistics" }
+            table id="endpoint-stats" {
+                thead { tr { @for (label, _) in &stats { th scope="col" { "Last " (label) } } } }
+                tbody { tr { @for (_, s) in &stats {
+                    td { (stats_cell(s.as_ref().map(|s| (s.attempts > 0).then_some(s)))) }
+                } } }
             }
         }
         @if !e.enabled {
