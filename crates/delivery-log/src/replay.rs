@@ -26,7 +26,7 @@ use hookline_store::queries::{self, DeliveryRow, JobState};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::Error;
+use crate::{Error, Unreadable};
 
 /// How often a recover job stores its progress at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -61,8 +61,8 @@ pub async fn load_event(js: &Context, row: &DeliveryRow) -> Result<StoredEvent, 
         }
         Err(e) => return Err(nats(e)),
     };
-    let event: StoredEvent = serde_json::from_slice(&msg.payload)
-        .map_err(|e| Error::Corrupt(format!("{EVENTS_STREAM} sequence {seq}: {e}")))?;
+    let event: StoredEvent =
+        serde_json::from_slice(&msg.payload).map_err(|source| Unreadable::Event { seq, source })?;
     // A re-created stream reuses sequences: another event there means ours is gone.
     if event.id.as_str() != row.event_id {
         return Err(Error::PayloadGone(row.id.clone()));
@@ -91,7 +91,7 @@ async fn replay_as(
 ) -> Result<DeliveryId, Error> {
     payload_kept(row, archive_after)?;
     let event = load_event(js, row).await?;
-    let corrupt = |e: hookline_domain::FieldError| Error::Corrupt(format!("delivery {}: {e}", row.id));
+    let corrupt = |source| Unreadable::Id { delivery: row.id.clone(), source };
     let task = DispatchTask {
         delivery_id,
         created_at: hookline_domain::events::Timestamp::now(),
@@ -102,7 +102,7 @@ async fn replay_as(
         not_before: None,
         event,
     };
-    let payload = serde_json::to_vec(&task).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let payload = serde_json::to_vec(&task).map_err(Unreadable::Task)?;
     // As fan-out stores a task, without a trace: the replay starts one.
     let publish = PublishMessage::build().payload(payload.into()).message_id(task.msg_id());
     let subject = dispatch_subject(tenant, &task.endpoint_id);
@@ -117,7 +117,7 @@ pub(crate) fn nats(e: impl Into<hookline_bus::Source>) -> Error {
 
 fn event_seq(row: &DeliveryRow) -> Result<u64, Error> {
     u64::try_from(row.event_seq)
-        .map_err(|_| Error::Corrupt(format!("delivery {}: event_seq {}", row.id, row.event_seq)))
+        .map_err(|source| Unreadable::EventSeq { delivery: row.id.clone(), seq: row.event_seq, source }.into())
 }
 
 /// Run recover job `job` to its end: replay every failed original delivery
@@ -185,7 +185,7 @@ async fn recover(
     queries::update_job_progress(pool, job, total, 0).await?;
     let (mut done, mut skipped, mut saved) = (0, 0, Instant::now());
     for row in rows {
-        let corrupt = |e: hookline_domain::FieldError| Error::Corrupt(format!("delivery {}: {e}", row.id));
+        let corrupt = |source| Unreadable::Id { delivery: row.id.clone(), source };
         let id = DeliveryId::recovery(job_id, &DeliveryId::parse(&row.id).map_err(corrupt)?);
         match replay_as(js, tenant, row, archive_after, id).await {
             Ok(_) => done += 1,

@@ -190,7 +190,7 @@ pub(crate) fn expired_outcome(
 ) -> AttemptOutcome {
     AttemptOutcome {
         delivery_id: task.delivery_id.clone(),
-        delivery_created_at: task.created_at.as_str().to_owned(),
+        delivery_created_at: task.created_at.clone(),
         replay_of: task.replay_of.clone(),
         event_id: task.event_id.clone(),
         event_seq: task.event_seq,
@@ -205,7 +205,7 @@ pub(crate) fn expired_outcome(
             "the event left {} at its archive age (HOOKLINE_ARCHIVE_AFTER) before this delivery was made; nothing was sent",
             hookline_bus::EVENTS_STREAM
         )),
-        started_at: rfc3339(chrono::Utc::now()),
+        started_at: Timestamp::now(),
         duration_ms: 0,
         next_attempt_at: None,
         response_excerpt: None,
@@ -226,10 +226,6 @@ fn jitter(d: Duration) -> Duration {
         return d;
     }
     d.mul_f64(rand::rng().random_range(0.8..1.2))
-}
-
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Worker {
@@ -423,7 +419,7 @@ impl Worker {
         let attempt = task.attempt;
         let mut outcome = AttemptOutcome {
             delivery_id: task.delivery_id.clone(),
-            delivery_created_at: task.created_at.as_str().to_owned(),
+            delivery_created_at: task.created_at.clone(),
             replay_of: task.replay_of.clone(),
             event_seq: task.event_seq,
             request: None,
@@ -436,7 +432,7 @@ impl Worker {
             status_code: None,
             error_kind: None,
             error: None,
-            started_at: rfc3339(chrono::Utc::now()),
+            started_at: Timestamp::now(),
             duration_ms: 0,
             next_attempt_at: None,
             response_excerpt: None,
@@ -445,7 +441,7 @@ impl Worker {
         let mut retry = None;
         match attempted {
             Attempted::Made { ep, body_sha256, started_at, result } => {
-                outcome.started_at = rfc3339(started_at);
+                outcome.started_at = Timestamp::from_utc(started_at);
                 let channel = if ep.email.is_some() { "email" } else { "http" };
                 metrics()
                     .attempt_duration
@@ -479,7 +475,7 @@ impl Worker {
                     };
                     let due = Timestamp::from_utc(chrono::Utc::now() + delay);
                     outcome.state = AttemptState::Retrying;
-                    outcome.next_attempt_at = Some(due.as_str().to_owned());
+                    outcome.next_attempt_at = Some(due.clone());
                     retry = Some(task.retry(due));
                     metrics().retries_scheduled.inc();
                 } else {

@@ -61,6 +61,8 @@ pub async fn shutdown_signal() {
 /// the role runs the part that reads it (see `crate::settings`).
 pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
     let RoleSettings { common: args, address, delivery: mut delivery_args, ingest } = settings;
+    // A `SettingError`'s message already names its cause; `Error::msg` keeps
+    // `{:#}` from printing the cause a second time.
     let tls = args.tls_identity().map_err(anyhow::Error::msg)?;
     if role == Role::Dev
         && let Some(d) = &mut delivery_args
