@@ -53,13 +53,13 @@ pub fn payload_kept(row: &DeliveryRow, archive_after: Duration) -> Result<(), Er
 /// The delivery's event, read from HOOKLINE_EVENTS at its sequence.
 pub async fn load_event(js: &Context, row: &DeliveryRow) -> Result<StoredEvent, Error> {
     let seq = event_seq(row)?;
-    let stream = js.get_stream(EVENTS_STREAM).await.map_err(nats)?;
+    let stream = js.get_stream(EVENTS_STREAM).await.map_err(bus_unavailable)?;
     let msg = match stream.get_raw_message(seq).await {
         Ok(msg) => msg,
         Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => {
             return Err(Error::PayloadGone(row.id.clone()));
         }
-        Err(e) => return Err(nats(e)),
+        Err(e) => return Err(bus_unavailable(e)),
     };
     let event: StoredEvent =
         serde_json::from_slice(&msg.payload).map_err(|source| Unreadable::Event { seq, source })?;
@@ -106,12 +106,12 @@ async fn replay_as(
     // As fan-out stores a task, without a trace: the replay starts one.
     let publish = PublishMessage::build().payload(payload.into()).message_id(task.msg_id());
     let subject = dispatch_subject(tenant, &task.endpoint_id);
-    js.send_publish(subject, publish).await.map_err(nats)?.await.map_err(nats)?;
+    js.send_publish(subject, publish).await.map_err(bus_unavailable)?.await.map_err(bus_unavailable)?;
     Ok(task.delivery_id)
 }
 
-/// NATS trouble, for `map_err`.
-pub(crate) fn nats(e: impl Into<hookline_bus::Source>) -> Error {
+/// NATS trouble as the log API's error, for `map_err`.
+pub(crate) fn bus_unavailable(e: impl Into<hookline_bus::Source>) -> Error {
     Error::Unavailable(e.into())
 }
 

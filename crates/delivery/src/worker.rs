@@ -96,14 +96,16 @@ impl Worker {
     /// Whether fan-out makes the first attempt at `endpoint` itself: only
     /// while attempt permits are free, since fan-out holds its event (on a
     /// clock of `HOOKLINE_ACK_WAIT`) until the attempt is recorded.
-    pub fn direct(&self, endpoint: &EndpointConfig) -> bool {
-        endpoint.enabled && self.attempts.available_permits() > 0 && self.guard.fast(&endpoint.id, DIRECT_MAX_LATENCY)
+    pub fn attempts_in_fan_out(&self, endpoint: &EndpointConfig) -> bool {
+        endpoint.enabled
+            && self.attempts.available_permits() > 0
+            && self.guard.fast(&endpoint.id, FAN_OUT_ATTEMPT_MAX_LATENCY)
     }
 }
 
 /// Fan-out makes an endpoint's first attempts itself only while they take
 /// less than this on average: it holds the event until they are recorded.
-const DIRECT_MAX_LATENCY: Duration = Duration::from_millis(250);
+const FAN_OUT_ATTEMPT_MAX_LATENCY: Duration = Duration::from_millis(250);
 
 pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
     let (js, settings) = (&worker.js, &worker.settings);
@@ -149,13 +151,14 @@ async fn settle(msg: Message, stored: Result<(), NotStored>, confirm: bool) {
 }
 
 /// When an attempt started, and how it went.
-type Made = (chrono::DateTime<chrono::Utc>, sender::AttemptResult);
+type TimedResult = (chrono::DateTime<chrono::Utc>, sender::AttemptResult);
 
 /// What came of a task: an attempt, or none because its endpoint is
 /// disabled or deleted.
 #[allow(clippy::large_enum_variant)] // one per attempt, moved once
 enum Attempted {
-    Made {
+    /// The attempt was made (whether it reached the endpoint or not).
+    Finished {
         ep: EndpointConfig,
         body_sha256: String,
         started_at: chrono::DateTime<chrono::Utc>,
@@ -265,7 +268,7 @@ impl Worker {
         // once; it takes no slot and never waits behind the breaker.
         let attempted = match endpoint {
             Some(ep) if ep.enabled => match self.attempt(&task, ep, &trace, &span).await {
-                Ok(made) => made,
+                Ok(finished) => finished,
                 Err(wait) => {
                     metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
                     match wait {
@@ -298,9 +301,9 @@ impl Worker {
     ) -> Result<(), NotStored> {
         let span = attempt_span(&task, &trace);
         match self.attempt(&task, ep, &trace, &span).await {
-            Ok(made) => {
+            Ok(finished) => {
                 metrics().direct_attempts.inc();
-                self.conclude(&task, made, &trace).instrument(span).await
+                self.conclude(&task, finished, &trace).instrument(span).await
             }
             Err(wait) => self.hand_off(&task, Some(wait), &trace.to_string()).await,
         }
@@ -319,7 +322,7 @@ impl Worker {
             .guard
             .run(&task.endpoint_id, ep.rate_limit, job.instrument(span.clone()), |(_, r)| r.succeeded())
             .await?;
-        Ok(Attempted::Made { ep, body_sha256, started_at, result })
+        Ok(Attempted::Finished { ep, body_sha256, started_at, result })
     }
 
     /// Store a task for the workers, or park it when its endpoint is
@@ -382,7 +385,7 @@ impl Worker {
         task: &DispatchTask,
         ep: &EndpointConfig,
         trace: &TraceParent,
-    ) -> (String, futures_util::future::BoxFuture<'static, Made>) {
+    ) -> (String, futures_util::future::BoxFuture<'static, TimedResult>) {
         let body = layout::render(&task.event, ep.layout);
         let body_sha256 = format!("{:x}", Sha256::digest(&body));
         let (ep, attempts, http) = (ep.clone(), self.attempts.clone(), self.http.clone());
@@ -440,7 +443,7 @@ impl Worker {
         };
         let mut retry = None;
         match attempted {
-            Attempted::Made { ep, body_sha256, started_at, result } => {
+            Attempted::Finished { ep, body_sha256, started_at, result } => {
                 outcome.started_at = Timestamp::from_utc(started_at);
                 let channel = if ep.email.is_some() { "email" } else { "http" };
                 metrics()
