@@ -60,23 +60,11 @@ pub async fn shutdown_signal() {
 /// Run `role` with its settings: `settings` carries a group exactly when
 /// the role runs the part that reads it (see `crate::settings`).
 pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let RoleSettings { common: args, address, delivery: mut delivery_args, ingest } = settings;
+    let RoleSettings { common: args, address, delivery: delivery_args, ingest } = settings;
     // A `SettingError`'s message already names its cause; `Error::msg` keeps
     // `{:#}` from printing the cause a second time.
     let tls = args.tls_identity().map_err(anyhow::Error::msg)?;
-    if role == Role::Dev
-        && let Some(d) = &mut delivery_args
-    {
-        // Dev mode calls its own gRPC port; over TLS the certificate must
-        // name the address (or HOOKLINE_TLS_CA must be set for a private CA).
-        let mut own = args.grpc_addr;
-        if own.ip().is_unspecified() {
-            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        d.subscriptions_url = format!("{scheme}://{own}");
-    }
-    let delivery: Option<DeliverySettings> = match (&delivery_args, &address) {
+    let mut delivery: Option<DeliverySettings> = match (&delivery_args, &address) {
         (Some(d), Some(a)) => Some(d.settings(&args, a, role == Role::Dev, tls.as_ref()).map_err(anyhow::Error::msg)?),
         _ => None,
     };
@@ -99,6 +87,9 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
     let http = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("HOOKLINE_HTTP_ADDR: cannot listen on {}", args.http_addr))?;
+    // With port 0 the system picks the port; this line says which.
+    let http_addr = http.local_addr().context("HOOKLINE_HTTP_ADDR")?;
+    tracing::info!(http = %http_addr, "HTTP listening on {http_addr}");
     let nats_client = hookline_bus::connect(&nats_servers, &format!("hookline-{}", role.name())).await?;
     let postgres: Arc<std::sync::OnceLock<sqlx::PgPool>> = Arc::default();
     let needs_postgres = delivery_args.is_some();
@@ -274,6 +265,21 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("HOOKLINE_GRPC_ADDR: cannot listen on {}", args.grpc_addr))?;
+    let grpc_addr = grpc_listener.local_addr().context("HOOKLINE_GRPC_ADDR")?;
+    tracing::info!(grpc = %grpc_addr, "gRPC listening on {grpc_addr}");
+    if role == Role::Dev
+        && let Some(d) = &mut delivery
+    {
+        // Dev mode calls its own gRPC port (the bound one, for port 0); over
+        // TLS the certificate must name the address (or HOOKLINE_TLS_CA must
+        // be set for a private CA).
+        let mut own = grpc_addr;
+        if own.ip().is_unspecified() {
+            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        d.subscriptions_url = format!("{scheme}://{own}");
+    }
     let mut server = tonic::transport::Server::builder();
     if let Some(identity) = &tls {
         server = server.tls_config(identity.grpc()).context("HOOKLINE_TLS_CERT / HOOKLINE_TLS_KEY")?;
@@ -327,7 +333,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
         }
     });
     readiness.started().await;
-    tracing::info!(role = role.name(), grpc = %args.grpc_addr, http = %args.http_addr, tls = tls.is_some(), "hookline ready");
+    tracing::info!(role = role.name(), grpc = %grpc_addr, http = %http_addr, tls = tls.is_some(), "hookline ready");
 
     let stopped = |done: Result<anyhow::Result<()>, tokio::task::JoinError>| match done {
         Ok(Ok(())) => anyhow::anyhow!("a service task stopped unexpectedly"),

@@ -181,10 +181,13 @@ pub struct CommonArgs {
     /// replica and existing streams keep theirs. Set the same on every service.
     #[arg(long, env = "HOOKLINE_STREAM_REPLICAS")]
     pub stream_replicas: Option<hookline_bus::StreamReplicas>,
-    /// gRPC listen address.
+    /// gRPC listen address. Port 0 lets the system pick a free port; the
+    /// log's `gRPC listening on <address>` line names it.
     #[arg(long, env = "HOOKLINE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
-    /// HTTP listen address for /healthz and /readyz.
+    /// HTTP listen address for /healthz, /readyz and /metrics. Port 0 lets
+    /// the system pick a free port; the log's `HTTP listening on <address>`
+    /// line names it.
     #[arg(long, env = "HOOKLINE_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     pub http_addr: SocketAddr,
     /// Age after which deliveries are archived: payloads and raw requests are
