@@ -605,6 +605,14 @@ impl HooklineProc {
             }
             if Instant::now() > deadline {
                 self.kill9();
+                if self.var("HOOKLINE_HTTP_ADDR").ends_with(":0") {
+                    bail!(
+                        "hookline {} logged no `HTTP listening on` within 30 s (does HOOKLINE_LOG hide \
+                         hookline::serve at info?):\n{}",
+                        self.mode,
+                        self.tail(40)
+                    );
+                }
                 bail!("hookline {} not ready within 30 s:\n{}", self.mode, self.tail(40));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
