@@ -142,16 +142,24 @@ impl Sessions {
         (session.expires > chrono::Utc::now().timestamp()).then_some(session)
     }
 
-    /// The session of a request's `Cookie` headers, if any is valid.
+    /// The session of a request's `Cookie` headers, if any is valid; a
+    /// signed-in one first. A browser can hold two cookies of this name: a
+    /// partitioned portal cookie beside the sign-in page's anonymous one,
+    /// which the partitioned cookie does not replace.
     pub fn from_headers(&self, headers: &http::HeaderMap) -> Option<Session> {
-        headers
+        let mut sessions = headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().split_once('='))
             .filter(|(name, _)| *name == COOKIE)
-            .find_map(|(_, value)| self.decode(value))
+            .filter_map(|(_, value)| self.decode(value));
+        let first = sessions.next()?;
+        if first.is_signed_in() {
+            return Some(first);
+        }
+        Some(sessions.find(Session::is_signed_in).unwrap_or(first))
     }
 
     /// The `Set-Cookie` value that stores `session`.
@@ -214,6 +222,19 @@ mod tests {
         assert!(s.set_cookie(&portal).ends_with("SameSite=None; Secure; Partitioned"));
         let closed = Sessions::new(None, true, false);
         assert!(closed.set_cookie(&portal).ends_with("SameSite=Lax; Secure"));
+    }
+
+    #[test]
+    fn a_signed_in_cookie_wins_over_an_anonymous_one_of_the_same_name() {
+        let sessions = Sessions::new(Some("operator-token-0123456789"), false, true);
+        let portal = Session::new(tenant("acme"), Via::Portal, chrono::Utc::now() + chrono::Duration::hours(1));
+        let (anonymous, portal_cookie) = (sessions.encode(&Session::anonymous()), sessions.encode(&portal));
+        let mut headers = http::HeaderMap::new();
+        let both = format!("{COOKIE}={anonymous}; {COOKIE}={portal_cookie}");
+        headers.insert(http::header::COOKIE, both.parse().unwrap());
+        assert_eq!(sessions.from_headers(&headers), Some(portal));
+        headers.insert(http::header::COOKIE, format!("{COOKIE}={anonymous}").parse().unwrap());
+        assert!(sessions.from_headers(&headers).is_some_and(|s| !s.is_signed_in()));
     }
 
     #[test]
