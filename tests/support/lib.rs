@@ -12,6 +12,7 @@
 //! * [`verify_standard_webhook`]: a Standard Webhooks verifier written from the spec,
 //!   independent of the signer under test.
 //! * [`http_get`], [`http_post`]: a raw HTTP client for probes.
+//! * [`browser::Browser`]: headless chromium over WebDriver, for page tests.
 
 use std::{
     collections::VecDeque,
@@ -43,6 +44,7 @@ use tokio::{
     sync::oneshot,
 };
 use tonic::transport::Channel;
+pub mod browser;
 pub mod dns;
 
 pub use hookline_testkit::*;
