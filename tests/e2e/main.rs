@@ -5,6 +5,7 @@
 mod auth;
 mod cluster;
 mod common;
+mod console_browser;
 mod delivery;
 mod engine;
 mod fault_suite;

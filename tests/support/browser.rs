@@ -42,6 +42,8 @@ pub const DESKTOP_WIDTH: u32 = 1280;
 pub const PHONE_WIDTH: u32 = 390;
 const HEIGHT: u32 = 900;
 
+const FIELD_ROLES: [Role; 5] = [Role::TextBox, Role::CheckBox, Role::Switch, Role::Radio, Role::ComboBox];
+
 /// Host names under `.test` resolve to 127.0.0.1 inside the browser, so a test
 /// can serve a page from another origin (`http://partner.test:<port>`) without DNS.
 pub const TEST_DOMAIN: &str = "test";
@@ -60,6 +62,9 @@ pub enum Role {
     Radio,
     /// `<select>`.
     ComboBox,
+    /// A named landmark or group: a section, form, fieldset or navigation,
+    /// for scoping lookups (`find_within`, `field_within`).
+    Region,
     /// Any element with a computed name: headings, table cells, statuses.
     Any,
 }
@@ -79,6 +84,9 @@ impl Role {
             Role::Switch => "[role=switch]",
             Role::Radio => "input[type=radio], [role=radio]",
             Role::ComboBox => "select, [role=combobox]",
+            Role::Region => {
+                "section, [role=region], [role=search], [role=form], form, fieldset, nav, main, aside, table"
+            }
             Role::Any => "body *",
         }
     }
@@ -269,11 +277,19 @@ impl Browser {
     /// A form field (text box, checkbox, switch, radio or select) by its
     /// accessible name, which for a labelled input is its label's text.
     pub async fn field(&self, label: &str) -> anyhow::Result<Element> {
+        self.field_in(None, label).await
+    }
+
+    /// [`field`](Self::field) inside `scope`, where a page has two fields of one name.
+    pub async fn field_within(&self, scope: &Element, label: &str) -> anyhow::Result<Element> {
+        self.field_in(Some(scope), label).await
+    }
+
+    async fn field_in(&self, scope: Option<&Element>, label: &str) -> anyhow::Result<Element> {
         let what = format!("a field labelled {label:?}");
-        let roles = [Role::TextBox, Role::CheckBox, Role::Switch, Role::Radio, Role::ComboBox];
         let found = eventually(WAIT, &what, || async {
-            for role in roles {
-                for el in self.candidates(None, role).await.unwrap_or_default() {
+            for role in FIELD_ROLES {
+                for el in self.candidates(scope, role).await.unwrap_or_default() {
                     if self.name_of(&el).await.is_ok_and(|n| n == label) && el.is_displayed().await.unwrap_or(false) {
                         return Some(el);
                     }
@@ -286,12 +302,27 @@ impl Browser {
             Ok(el) => Ok(el),
             Err(e) => {
                 let mut names = Vec::new();
-                for role in roles {
-                    names.extend(self.names(None, role).await.unwrap_or_default());
+                for role in FIELD_ROLES {
+                    names.extend(self.names(scope, role).await.unwrap_or_default());
                 }
                 bail!("{e} on {}; the fields there: {names:?}", self.url().await.unwrap_or_default())
             }
         }
+    }
+
+    /// Every control (link, button, field) displayed now, as (role, accessible
+    /// name): for checking that none is unnamed.
+    pub async fn controls(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let selector = [Role::Link, Role::Button, Role::TextBox, Role::CheckBox, Role::Radio, Role::ComboBox]
+            .map(Role::css)
+            .join(", ");
+        let mut out = Vec::new();
+        for el in self.client.find_all(Locator::Css(&selector)).await? {
+            if el.is_displayed().await? {
+                out.push((self.role_of(&el).await?, self.name_of(&el).await?));
+            }
+        }
+        Ok(out)
     }
 
     /// Replace the value of the field labelled `label` with `value`, typing it.

@@ -450,14 +450,20 @@ impl HooklineBuilder {
         self
     }
 
-    /// Start and wait (up to 30 s) until `GET /readyz` answers 200. Picks free
-    /// `HOOKLINE_GRPC_ADDR`/`HOOKLINE_HTTP_ADDR` unless given (and retries with new
+    /// Start and wait (up to 30 s) until `GET /readyz` answers 200 (`console`:
+    /// its `/healthz`). Picks free `HOOKLINE_GRPC_ADDR`/`HOOKLINE_HTTP_ADDR`
+    /// (and `HOOKLINE_CONSOLE_ADDR` for `dev` and `console`) unless given (and retries with new
     /// ones if they were taken meanwhile); `HOOKLINE_LOG` defaults to `info,hookline=debug`,
     /// `NO_COLOR` to `1` and, for the separate services, `HOOKLINE_ALLOW_UNAUTHENTICATED`
     /// to `true` (set it to `false` to see a service refuse to start without a token).
     pub async fn spawn(self) -> anyhow::Result<HooklineProc> {
-        const PORTS: [&str; 2] = ["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR"];
-        let auto_ports: Vec<&str> = PORTS.into_iter().filter(|p| !self.env.iter().any(|(k, _)| k == p)).collect();
+        // `dev` and `console` serve the console too; its default 127.0.0.1:8080
+        // would make parallel tests collide.
+        let ports: &[&str] = match self.mode.as_str() {
+            "dev" | "console" => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR", "HOOKLINE_CONSOLE_ADDR"],
+            _ => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR"],
+        };
+        let auto_ports: Vec<&str> = ports.iter().copied().filter(|p| !self.env.iter().any(|(k, _)| k == p)).collect();
         let dir = temp_dir("hookline-proc");
         let mut p = HooklineProc { mode: self.mode, env: self.env, log: dir.join("hookline.log"), dir, child: None };
         p.set_default("HOOKLINE_LOG", "info,hookline=debug");
@@ -538,6 +544,11 @@ impl HooklineProc {
         Some((read("HOOKLINE_TLS_CERT"), read("HOOKLINE_TLS_KEY")))
     }
 
+    /// `http://<HOOKLINE_CONSOLE_ADDR>`: the webhooks console of `dev` and `console`.
+    pub fn console_url(&self) -> String {
+        format!("http://{}", self.var("HOOKLINE_CONSOLE_ADDR"))
+    }
+
     /// `host:port` of the health/metrics listener.
     pub fn http_addr(&self) -> String {
         self.var("HOOKLINE_HTTP_ADDR").to_owned()
@@ -584,7 +595,11 @@ impl HooklineProc {
 
     /// Wait up to 30 s for `/readyz` to answer 200.
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let ready = format!("{}/readyz", self.http_url());
+        // The console role has no health listener of its own; its pages answer `/healthz`.
+        let ready = match self.mode.as_str() {
+            "console" => format!("{}/healthz", self.console_url()),
+            _ => format!("{}/readyz", self.http_url()),
+        };
         let ca = self.ca_pem();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
