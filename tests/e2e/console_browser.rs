@@ -498,3 +498,106 @@ impl CrossSitePage {
         format!("http://{name}.test:{}/", self.port)
     }
 }
+
+/// Tenants `alpha` and `beta`, each with an endpoint at `receiver` and one
+/// delivered event; returns (endpoint, delivery) ids per tenant.
+async fn two_tenants_with_a_delivery(s: &Stack, receiver: &Receiver) -> [(String, String); 2] {
+    use hookline_proto::delivery::v1::{ListDeliveriesRequest, delivery_service_client::DeliveryServiceClient};
+    let mut out = Vec::new();
+    for t in ["alpha", "beta"] {
+        create_tenant(s, t, Plan::Basic, true).await;
+        let ep = s
+            .hookline
+            .subscriptions_client()
+            .await
+            .create_endpoint(op(spb::CreateEndpointRequest {
+                tenant_id: t.into(),
+                url: receiver.url(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .id;
+        publish(s, t, &fresh("customer.created")).await;
+        let log = DeliveryServiceClient::new(s.hookline.channel().await);
+        let delivery = eventually(Duration::from_secs(20), "the delivery in the log", || {
+            let (mut log, ep) = (log.clone(), ep.clone());
+            async move {
+                let request = ListDeliveriesRequest { tenant_id: t.into(), endpoint_id: ep, ..Default::default() };
+                let rows = log.list_deliveries(op(request)).await?.into_inner().deliveries;
+                anyhow::Ok(rows.into_iter().next().map(|d| d.id))
+            }
+        })
+        .await
+        .unwrap();
+        out.push((ep, delivery));
+    }
+    out.try_into().unwrap()
+}
+
+/// Whether the page shown is the console's "Not found" page.
+async fn not_found(b: &Browser) -> bool {
+    let title = b.client().title().await.unwrap_or_default();
+    let text = b.text().await.unwrap_or_default();
+    title.starts_with("Not found") && text.contains("There is no such page.")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_signed_in_with_its_api_key_gets_404_for_another_tenants_pages_ids_and_downloads() {
+    let (s, console) = console(&[]).await;
+    let receiver = Receiver::start().await;
+    let [(alpha_ep, alpha_dlv), (beta_ep, beta_dlv)] = two_tenants_with_a_delivery(&s, &receiver).await;
+    let key = s
+        .hookline
+        .subscriptions_client()
+        .await
+        .create_api_key(op(spb::CreateApiKeyRequest { tenant_id: "alpha".into(), name: "browser".into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
+    let b = Browser::start().await.unwrap();
+
+    // A wrong key is refused on the page; the right one signs in.
+    b.goto(&format!("{console}/signin")).await.unwrap();
+    let tenant_form = b.find(Role::Region, "Tenant").await.unwrap();
+    b.field_within(&tenant_form, "Tenant ID").await.unwrap().send_keys("alpha").await.unwrap();
+    b.field_within(&tenant_form, "API key").await.unwrap().send_keys("hlk_not-a-key").await.unwrap();
+    b.find_within(&tenant_form, Role::Button, "Sign in").await.unwrap().click().await.unwrap();
+    b.wait_for_text("Unknown tenant or API key.").await.unwrap();
+    let tenant_form = b.find(Role::Region, "Tenant").await.unwrap();
+    b.field_within(&tenant_form, "Tenant ID").await.unwrap().send_keys("alpha").await.unwrap();
+    b.field_within(&tenant_form, "API key").await.unwrap().send_keys(&key).await.unwrap();
+    b.find_within(&tenant_form, Role::Button, "Sign in").await.unwrap().click().await.unwrap();
+    let text = b.wait_for_text("1 of 1 endpoints").await.unwrap();
+    assert!(text.contains("alpha") && !text.contains("beta"), "{text}");
+    assert!(!b.source().await.unwrap().contains(&key), "the API key is on the page");
+
+    // Its own pages work...
+    b.goto(&format!("{console}/t/alpha/endpoints/{alpha_ep}")).await.unwrap();
+    b.wait_for_text("Delivery log").await.unwrap();
+    b.goto(&format!("{console}/t/alpha/deliveries/{alpha_dlv}/raw")).await.unwrap();
+    b.wait_for_text("Request headers").await.unwrap();
+
+    // ...every page, id and download of beta's is "Not found", under either tenant.
+    for path in [
+        "/t/beta".to_owned(),
+        format!("/t/beta/endpoints/{beta_ep}"),
+        format!("/t/beta/endpoints/{beta_ep}/edit"),
+        format!("/t/beta/deliveries/{beta_dlv}/raw"),
+        format!("/t/beta/deliveries/{beta_dlv}/replay"),
+        format!("/t/alpha/endpoints/{beta_ep}"),
+        format!("/t/alpha/deliveries/{beta_dlv}/raw"),
+        "/tenants".to_owned(),
+    ] {
+        b.goto(&format!("{console}{path}")).await.unwrap();
+        assert!(not_found(&b).await, "{path} shows: {}", b.text().await.unwrap());
+    }
+    for path in [format!("/t/beta/deliveries/{beta_dlv}/download"), format!("/t/alpha/deliveries/{beta_dlv}/download")]
+    {
+        b.goto(&format!("{console}{path}")).await.unwrap();
+        assert!(not_found(&b).await, "{path} shows: {}", b.text().await.unwrap());
+    }
+    assert_eq!(std::fs::read_dir(b.download_dir()).unwrap().count(), 0, "a download of beta's data arrived");
+}
