@@ -467,18 +467,24 @@ async fn assert_unnamed_none(b: &Browser) {
 
 /// A page served from another origin (`http://<name>.test:<port>`, which the
 /// kit's browser maps to loopback): an attacker's page, or a platform's
-/// admin that embeds a portal link.
+/// admin that embeds a portal link. Its HTML can be set after it started,
+/// since the console must know the origin before the link exists.
 struct CrossSitePage {
     port: u16,
+    html: std::sync::Arc<std::sync::Mutex<String>>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl CrossSitePage {
     async fn serve(html: String) -> Self {
         use axum::{Router, response::Html};
-        let app = Router::new().fallback(move || {
-            let html = html.clone();
-            async move { Html(html) }
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(html));
+        let app = Router::new().fallback({
+            let shared = shared.clone();
+            move || {
+                let html = shared.lock().unwrap().clone();
+                async move { Html(html) }
+            }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -490,12 +496,21 @@ impl CrossSitePage {
                 })
                 .await;
         });
-        Self { port, _stop: tx }
+        Self { port, html: shared, _stop: tx }
+    }
+
+    fn set(&self, html: String) {
+        *self.html.lock().unwrap() = html;
+    }
+
+    /// The page's origin under host `<name>.test`.
+    fn origin(&self, name: &str) -> String {
+        format!("http://{name}.test:{}", self.port)
     }
 
     /// The page's URL under host `<name>.test`.
     fn url(&self, name: &str) -> String {
-        format!("http://{name}.test:{}/", self.port)
+        format!("{}/", self.origin(name))
     }
 }
 
@@ -596,6 +611,101 @@ async fn a_tenant_signed_in_with_its_api_key_gets_404_for_another_tenants_pages_
     }
     for path in [format!("/t/beta/deliveries/{beta_dlv}/download"), format!("/t/alpha/deliveries/{beta_dlv}/download")]
     {
+        b.goto(&format!("{console}{path}")).await.unwrap();
+        assert!(not_found(&b).await, "{path} shows: {}", b.text().await.unwrap());
+    }
+    assert_eq!(std::fs::read_dir(b.download_dir()).unwrap().count(), 0, "a download of beta's data arrived");
+}
+
+/// A portal link minted the way an operator does, with `hookline portal
+/// link`: (URL, expiry). The console is addressed as `localhost`, where
+/// browsers keep the `Secure` cookie an embedded portal session needs.
+async fn portal_link(s: &Stack, console: &str, tenant: &str, ttl: &str) -> (String, chrono::DateTime<chrono::Utc>) {
+    let out = hookline_e2e::hookline_command()
+        .unwrap()
+        .args(["portal", "link", tenant, "--ttl", ttl, "--json"])
+        .args(["--console-url", console, "--subscriptions-url", &s.hookline.grpc_url(), "--token", OPERATOR])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hookline portal link: {}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = printed["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{console}/portal/")), "{url}");
+    let expires = printed["expires_at"].as_str().unwrap().parse().unwrap();
+    (url, expires)
+}
+
+fn iframe(src: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="en"><title>Partner admin</title><h1>Partner admin</h1>
+           <iframe src="{src}" title="Webhooks" width="1200" height="800"></iframe>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_link_works_in_an_iframe_on_a_listed_origin_and_is_refused_elsewhere_expired_or_on_another_tenant() {
+    let host = CrossSitePage::serve(String::new()).await;
+    let (s, console) = console(&[("HOOKLINE_CONSOLE_FRAME_ANCESTORS", &host.origin("partner"))]).await;
+    let console = console.replace("127.0.0.1", "localhost");
+    let receiver = Receiver::start().await;
+    let [(alpha_ep, _), (beta_ep, beta_dlv)] = two_tenants_with_a_delivery(&s, &receiver).await;
+    let b = Browser::start().await.unwrap();
+
+    // Embedded by the listed origin: alpha's page, and it works in the frame
+    // (the switch posts with the session and its CSRF token).
+    let (link, _) = portal_link(&s, &console, "alpha", "1h").await;
+    host.set(iframe(&link));
+    b.goto(&host.url("partner")).await.unwrap();
+    b.enter_frame(0).await.unwrap();
+    let text = b.wait_for_text("1 of 1 endpoints").await.unwrap();
+    assert!(text.contains("alpha") && !text.contains("beta"), "{text}");
+    assert!(!b.has(Role::Button, "Sign out").await.unwrap(), "a portal session has nothing to sign out of");
+    b.find(Role::Switch, "Enable Webhooks").await.unwrap().click().await.unwrap();
+    b.wait_for_text("Webhooks disabled.").await.unwrap();
+    assert!(!get_tenant(&s, "alpha").await.webhooks_enabled, "the switch in the frame did not change the tenant");
+    b.click_link(&receiver.url()).await.unwrap();
+    b.wait_for_text("Delivery log").await.unwrap();
+    assert!(b.url().await.unwrap().ends_with(&format!("/t/alpha/endpoints/{alpha_ep}")));
+    b.leave_frames().await.unwrap();
+    screenshots(&b, "console-portal-iframe").await;
+
+    // The same page from an origin not listed: the browser refuses to show it.
+    let (link, _) = portal_link(&s, &console, "alpha", "1h").await;
+    host.set(iframe(&link));
+    b.goto(&host.url("stranger")).await.unwrap();
+    b.enter_frame(0).await.unwrap();
+    let framed_url: String = b.script("return document.URL", vec![]).await.unwrap();
+    let framed = b.text().await.unwrap_or_default();
+    assert!(!framed_url.starts_with(&console), "the frame shows the console: {framed_url}");
+    assert!(!framed.contains("alpha") && !b.has(Role::Switch, "Enable Webhooks").await.unwrap(), "{framed}");
+    b.leave_frames().await.unwrap();
+
+    // Tampered and expired links open nothing.
+    let (link, expires) = portal_link(&s, &console, "alpha", "1s").await;
+    let tampered = format!("{}{}", &link[..link.len() - 2], if link.ends_with("AA") { "BB" } else { "AA" });
+    drop(b);
+    let b = Browser::start().await.unwrap();
+    b.goto(&tampered).await.unwrap();
+    assert!(!b.text().await.unwrap().contains("Enable Webhooks"), "a tampered link opened the tenant");
+    let wait = (expires - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1);
+    tokio::time::sleep(wait).await; // until the link's own expiry, which the link carries
+    b.goto(&link).await.unwrap();
+    assert!(!b.text().await.unwrap().contains("Enable Webhooks"), "an expired link opened the tenant");
+    b.goto(&format!("{console}/t/alpha")).await.unwrap();
+    assert!(b.url().await.unwrap().ends_with("/signin"), "no session after refused links");
+
+    // A link for alpha opens nothing of beta's.
+    let (link, _) = portal_link(&s, &console, "alpha", "1h").await;
+    b.goto(&link).await.unwrap();
+    b.wait_for_text("1 of 1 endpoints").await.unwrap();
+    for path in [
+        "/t/beta".to_owned(),
+        format!("/t/beta/endpoints/{beta_ep}"),
+        format!("/t/beta/deliveries/{beta_dlv}/raw"),
+        format!("/t/beta/deliveries/{beta_dlv}/download"),
+        format!("/t/alpha/deliveries/{beta_dlv}/download"),
+        "/tenants".to_owned(),
+    ] {
         b.goto(&format!("{console}{path}")).await.unwrap();
         assert!(not_found(&b).await, "{path} shows: {}", b.text().await.unwrap());
     }
