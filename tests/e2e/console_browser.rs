@@ -70,11 +70,17 @@ async fn sign_in_as_operator(b: &Browser, console: &str) {
     b.wait_for_text("Signed in as the operator").await.unwrap();
 }
 
-/// Screenshots of the page at the desktop and the phone width; the window
-/// is left at desktop width.
+/// Screenshots of the page at the desktop and the phone width, where the
+/// page must fit without scrolling sideways; the window is left at desktop
+/// width.
 async fn screenshots(b: &Browser, name: &str) {
     for width in [DESKTOP_WIDTH, PHONE_WIDTH] {
         b.set_width(width).await.unwrap();
+        let (scroll, client): (u32, u32) = b
+            .script("const d = document.documentElement; return [d.scrollWidth, d.clientWidth]", vec![])
+            .await
+            .unwrap();
+        assert!(scroll <= client, "{name} at {width} px scrolls sideways: {scroll} px of content in {client}");
         let path = b.screenshot(&format!("{name}-{width}")).await.unwrap();
         assert!(std::fs::metadata(&path).unwrap().len() > 1000, "{} is too small to show a page", path.display());
     }
@@ -127,7 +133,6 @@ async fn the_product_walk_through_from_enabling_webhooks_to_an_archived_row_work
     let switch = b.find(Role::Switch, "Enable Webhooks").await.unwrap();
     assert_eq!(switch.attr("aria-checked").await.unwrap().as_deref(), Some("true"));
     assert!(get_tenant(&s, "acme").await.webhooks_enabled, "the switch changed the tenant");
-    screenshots(&b, "console-tenant").await;
 
     // "+": the endpoint form, filled as the product describes it.
     b.click_link("Add endpoint").await.unwrap();
@@ -195,6 +200,21 @@ async fn the_product_walk_through_from_enabling_webhooks_to_an_archived_row_work
     let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
     assert_eq!(got[1].header("webhook-id"), Some(webhook_id.as_str()));
     log_row(&b, "Replayed", Duration::from_secs(20)).await;
+
+    // The tenant view: usage, and the statistics beside the endpoint count
+    // both requests as accepted.
+    b.click_link("← Webhooks").await.unwrap();
+    let stats = eventually(Duration::from_secs(20), "statistics of two accepted requests", || async {
+        b.client().refresh().await.ok()?;
+        let row = b.css("#endpoint-list tbody tr").await.ok()?;
+        row.text().await.ok().filter(|t| t.contains("2 × 2xx"))
+    })
+    .await
+    .unwrap();
+    assert!(stats.contains(&receiver.url()), "{stats}");
+    assert!(b.text().await.unwrap().contains("1 of 3 endpoints"));
+    screenshots(&b, "console-tenant").await;
+    b.goto(&log_url).await.unwrap();
 
     // Archived: the date stays, "Archived" under it, the actions greyed out
     // and not clickable.

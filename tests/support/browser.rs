@@ -568,6 +568,8 @@ async fn connect(port: u16, dir: &Path, downloads: &Path) -> anyhow::Result<Clie
                 "--no-sandbox",
                 "--disable-gpu",
                 "--disable-dev-shm-usage",
+                // Screenshots as wide as the window, with no scrollbar strip.
+                "--hide-scrollbars",
                 format!("--window-size={DESKTOP_WIDTH},{HEIGHT}"),
                 format!("--user-data-dir={}", dir.join("profile").display()),
                 format!("--host-resolver-rules=MAP *.{TEST_DOMAIN} 127.0.0.1"),
