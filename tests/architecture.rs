@@ -24,7 +24,8 @@ use std::{
 use serde_json::Value;
 
 /// The crates that implement a service. Only [`BINARY`] may depend on them.
-const SERVICES: &[&str] = &["hookline-ingest", "hookline-subscriptions", "hookline-delivery", "hookline-delivery-log"];
+const SERVICES: &[&str] =
+    &["hookline-ingest", "hookline-subscriptions", "hookline-delivery", "hookline-delivery-log", "hookline-console"];
 const BINARY: &str = "hookline";
 /// The hot path of delivery, and what it must not reach through its normal
 /// dependencies: Postgres, and the crates that read it.

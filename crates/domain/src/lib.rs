@@ -3,6 +3,7 @@
 //! # Layout
 //! * [`ids`]: prefixed, time-sortable ids (`evt_…`, `ep_…`) and [`ids::TenantId`].
 //! * [`event_type`]: the twelve event types.
+//! * [`catalog`]: their groups, descriptions and example events, as pages show them.
 //! * [`events`]: typed payloads, parsing of producer JSON, the stored event.
 //! * [`endpoint`]: endpoint settings that cannot hold an invalid value.
 //! * [`config`]: the tenant aggregate: config events, `decide` and `evolve`.
@@ -14,6 +15,7 @@
 //! Parse, don't validate: wire input becomes these types once, at the edge,
 //! and every error names the field and the rule it broke.
 
+pub mod catalog;
 pub mod config;
 pub mod delivery;
 pub mod endpoint;

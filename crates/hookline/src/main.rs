@@ -40,9 +40,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run ingest, subscriptions and delivery in one process (gRPC on
-    /// HOOKLINE_GRPC_ADDR, health on HOOKLINE_HTTP_ADDR); creates the
-    /// database and streams if missing; allows deliveries to loopback.
+    /// HOOKLINE_GRPC_ADDR, health on HOOKLINE_HTTP_ADDR) with the webhooks
+    /// console (HOOKLINE_CONSOLE_ADDR); creates the database and streams if
+    /// missing; allows deliveries to loopback.
     Dev(settings::ServiceArgs),
+    /// Run the webhooks console (pages for operators and tenants, portal
+    /// links) on HOOKLINE_CONSOLE_ADDR: a gRPC client of subscriptions and
+    /// delivery, as the CLI is.
+    Console(settings::ConsoleRole),
     /// Run the ingest service alone (gRPC IngestService + NATS intake).
     Ingest(settings::IngestRole),
     /// Run the subscriptions service alone (gRPC SubscriptionService, API keys).
@@ -179,6 +184,7 @@ async fn run(cli: Cli, file: config::SettingsFile) -> std::process::ExitCode {
         Command::Ingest(_) => "ingest",
         Command::Subscriptions(_) => "subscriptions",
         Command::Delivery { cmd: None, .. } => "delivery",
+        Command::Console(_) => "console",
         _ => "cli",
     };
     // Before anything builds an HTTP client (the OTLP exporter does, in init_tracing).
@@ -186,6 +192,7 @@ async fn run(cli: Cli, file: config::SettingsFile) -> std::process::ExitCode {
     init_tracing(service, &file);
     let result = match cli.command {
         Command::Dev(a) => serve::run(serve::Role::Dev, a.into(), serve::shutdown_signal()).await,
+        Command::Console(a) => serve::run_console(a, serve::shutdown_signal()).await,
         Command::Ingest(a) => serve::run(serve::Role::Ingest, a.into(), serve::shutdown_signal()).await,
         Command::Subscriptions(a) => serve::run(serve::Role::Subscriptions, a.into(), serve::shutdown_signal()).await,
         Command::Delivery { service, cmd: None } => {

@@ -30,6 +30,8 @@ pub enum Role {
     Ingest,
     Subscriptions,
     Delivery,
+    /// The webhooks console (a gRPC client; `dev` runs it too).
+    Console,
 }
 
 impl Role {
@@ -43,6 +45,7 @@ impl Role {
             Role::Ingest => "ingest",
             Role::Subscriptions => "subscriptions",
             Role::Delivery => "delivery",
+            Role::Console => "console",
         }
     }
 }
@@ -60,7 +63,7 @@ pub async fn shutdown_signal() {
 /// Run `role` with its settings: `settings` carries a group exactly when
 /// the role runs the part that reads it (see `crate::settings`).
 pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let RoleSettings { common: args, address, delivery: mut delivery_args, ingest } = settings;
+    let RoleSettings { common: args, address, delivery: mut delivery_args, ingest, console } = settings;
     let tls = args.tls_identity().map_err(anyhow::Error::msg)?;
     if role == Role::Dev
         && let Some(d) = &mut delivery_args
@@ -97,6 +100,27 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
     let http = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("HOOKLINE_HTTP_ADDR: cannot listen on {}", args.http_addr))?;
+    // Dev mode's console calls this process's own gRPC port, as delivery does.
+    let console = match (&console, &delivery_args) {
+        (Some(c), Some(d)) => {
+            let listener = tokio::net::TcpListener::bind(c.console_addr)
+                .await
+                .with_context(|| format!("HOOKLINE_CONSOLE_ADDR: cannot listen on {}", c.console_addr))?;
+            let settings = hookline_console::ConsoleSettings {
+                backend: hookline_console::BackendSettings {
+                    subscriptions_url: d.subscriptions_url.clone(),
+                    delivery_url: d.subscriptions_url.clone(),
+                    tls_ca: d.tls_ca_pem().map_err(anyhow::Error::msg)?,
+                    tls_identity: tls.as_ref().map(crate::tls::Identity::pem),
+                },
+                operator_token: args.operator_token.clone(),
+                frame_ancestors: c.console_frame_ancestors.clone(),
+                public_url: Some(c.url()),
+            };
+            Some((listener, hookline_console::App::new(settings)?, c.url()))
+        }
+        _ => None,
+    };
     let nats_client = hookline_bus::connect(&nats_servers, &format!("hookline-{}", role.name())).await?;
     let postgres: Arc<std::sync::OnceLock<sqlx::PgPool>> = Arc::default();
     let needs_postgres = delivery_args.is_some();
@@ -290,6 +314,13 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
                 .context("gRPC server")
         }
     });
+    let console_url = console.as_ref().map(|(_, _, url)| url.clone());
+    if let Some((listener, app, _)) = console {
+        let serving = serving.clone();
+        servers.spawn(async move {
+            hookline_console::serve(listener, app, serving.cancelled_owned()).await.context("console server")
+        });
+    }
     if let Some(settings) = delivery {
         // One guard and one attempt budget per process, shared by fan-out
         // (first attempts, parking), the workers and the parking sweeper.
@@ -326,6 +357,10 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
     });
     readiness.started().await;
     tracing::info!(role = role.name(), grpc = %args.grpc_addr, http = %args.http_addr, tls = tls.is_some(), "hookline ready");
+    if let Some(url) = console_url {
+        // On stdout, for the person who ran `hookline dev`.
+        println!("console: {url}");
+    }
 
     let stopped = |done: Result<anyhow::Result<()>, tokio::task::JoinError>| match done {
         Ok(Ok(())) => anyhow::anyhow!("a service task stopped unexpectedly"),
@@ -364,6 +399,23 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
             Ok(())
         }
     }
+}
+
+/// `hookline console`: serve the console until `signal`.
+pub async fn run_console(
+    role: crate::settings::ConsoleRole,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let settings = role.settings().map_err(anyhow::Error::msg)?;
+    let addr = role.console.console_addr;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("HOOKLINE_CONSOLE_ADDR: cannot listen on {addr}"))?;
+    let app = hookline_console::App::new(settings)?;
+    tracing::info!(addr = %addr, url = %role.console.url(), "console ready");
+    hookline_console::serve(listener, app, signal).await.context("console server")?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Why start-up gave up on the config index.

@@ -13,6 +13,10 @@
 //! | [`IngestArgs`]     |  x  |   x    |               |          |
 //! | [`AddressArgs`]    |  x  |        |       x       |    x     |
 //! | [`DeliveryArgs`]   |  x  |        |               |    x     |
+//! | [`ConsoleArgs`]    |  x  |        |               |          |
+//!
+//! `hookline console` is a gRPC client, not a service: it takes
+//! [`ConsoleArgs`] and the client settings of [`ConsoleRole`] only.
 //!
 //! Values a single clap parser can check (durations, CIDR lists, nameserver
 //! lists, the retry schedule) are parsed here; checks that involve several
@@ -261,6 +265,127 @@ pub struct DeliveryArgs {
     pub archive_interval: Duration,
 }
 
+fn frame_ancestors(s: &str) -> Result<hookline_console::FrameAncestors, String> {
+    s.parse().map_err(|e| format!("HOOKLINE_CONSOLE_FRAME_ANCESTORS: {e}"))
+}
+
+fn public_url(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    if s.starts_with("https://") || s.starts_with("http://") {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("HOOKLINE_CONSOLE_PUBLIC_URL: `{s}` must start with https:// or http://"))
+    }
+}
+
+/// The webhooks console: where it listens, who may embed its portal
+/// pages, and the URL users reach it at.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Console settings")]
+pub struct ConsoleArgs {
+    /// HTTP listen address of the webhooks console (pages, `/healthz`).
+    #[arg(long, env = "HOOKLINE_CONSOLE_ADDR", default_value = "127.0.0.1:8080")]
+    pub console_addr: SocketAddr,
+    /// Origins allowed to embed portal pages in an iframe, separated by
+    /// spaces or commas (`https://admin.example.com`), sent as CSP
+    /// `frame-ancestors`. Empty: no site may frame the console. Portal
+    /// sessions in another site's iframe need `SameSite=None; Secure`
+    /// cookies, which browsers keep only from an https:// console (or
+    /// localhost).
+    #[arg(long, env = "HOOKLINE_CONSOLE_FRAME_ANCESTORS", default_value = "", value_parser = frame_ancestors)]
+    pub console_frame_ancestors: hookline_console::FrameAncestors,
+    /// The console's URL as users reach it, e.g. `https://hooks.example.com`
+    /// (behind a TLS proxy): portal links start with it, and an https://
+    /// URL makes session cookies `Secure`. Unset: `http://` + the address.
+    #[arg(long, env = "HOOKLINE_CONSOLE_PUBLIC_URL", value_parser = public_url)]
+    pub console_public_url: Option<String>,
+}
+
+impl ConsoleArgs {
+    /// The public URL, else `http://<HOOKLINE_CONSOLE_ADDR>` (loopback for an
+    /// unspecified address).
+    pub fn url(&self) -> String {
+        if let Some(url) = &self.console_public_url {
+            return url.clone();
+        }
+        let mut addr = self.console_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+}
+
+/// `hookline console`: the console, and how it reaches the services (as
+/// the CLI does).
+#[derive(Debug, Clone, Args)]
+pub struct ConsoleRole {
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+    /// gRPC URL of the subscriptions service.
+    #[arg(long, env = "HOOKLINE_SUBSCRIPTIONS_URL", default_value = "http://127.0.0.1:50051")]
+    pub subscriptions_url: String,
+    /// gRPC URL of the delivery service (delivery log, statistics).
+    #[arg(long, env = "HOOKLINE_DELIVERY_URL", default_value = "http://127.0.0.1:50051")]
+    pub delivery_url: String,
+    /// The operator token: operators sign in with it, and the console calls
+    /// the services with it (for tenants too, scoped to their tenant). It
+    /// also keys the session cookies, so every console replica with the same
+    /// token accepts the others' sessions. Required; at least 16 characters.
+    #[arg(long, env = "HOOKLINE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// PEM CA certificates trusted, besides the public web roots, for
+    /// `https://` service URLs.
+    #[arg(long, env = "HOOKLINE_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate (with HOOKLINE_TLS_KEY) presented to services
+    /// that require one (HOOKLINE_TLS_CLIENT_CA).
+    #[arg(long, env = "HOOKLINE_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of HOOKLINE_TLS_CERT.
+    #[arg(long, env = "HOOKLINE_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl ConsoleRole {
+    /// The console's settings, checked across fields.
+    pub fn settings(&self) -> Result<hookline_console::ConsoleSettings, String> {
+        let token = self.operator_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let token = match token {
+            None => {
+                return Err("HOOKLINE_OPERATOR_TOKEN: is required by the console: operators sign in with it and \
+                     the console calls the services with it (only `hookline dev` runs its console without one)"
+                    .into());
+            }
+            Some(t) if t.chars().count() < OperatorAuth::MIN_TOKEN_CHARS => {
+                return Err(format!(
+                    "HOOKLINE_OPERATOR_TOKEN: must be at least {} characters",
+                    OperatorAuth::MIN_TOKEN_CHARS
+                ));
+            }
+            Some(t) => t.to_owned(),
+        };
+        let tls_ca = self.tls_ca.as_deref().map(|p| crate::tls::read_ca(p, "HOOKLINE_TLS_CA")).transpose()?;
+        let tls_identity = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(crate::tls::Identity::load(cert, key)?.pem()),
+            (Some(_), None) => return Err("HOOKLINE_TLS_KEY: must be set together with HOOKLINE_TLS_CERT".into()),
+            (None, Some(_)) => return Err("HOOKLINE_TLS_CERT: must be set together with HOOKLINE_TLS_KEY".into()),
+        };
+        Ok(hookline_console::ConsoleSettings {
+            backend: hookline_console::BackendSettings {
+                subscriptions_url: self.subscriptions_url.clone(),
+                delivery_url: self.delivery_url.clone(),
+                tls_ca,
+                tls_identity,
+            },
+            operator_token: Some(token),
+            frame_ancestors: self.console.console_frame_ancestors.clone(),
+            public_url: Some(self.console.url()),
+        })
+    }
+}
+
 /// `hookline ingest`.
 #[derive(Debug, Clone, Args)]
 pub struct IngestRole {
@@ -302,6 +427,8 @@ pub struct ServiceArgs {
     pub delivery: DeliveryArgs,
     #[command(flatten)]
     pub ingest: IngestArgs,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
 }
 
 /// What `serve::run` gets: the common settings and the groups of the role;
@@ -312,29 +439,36 @@ pub struct RoleSettings {
     pub address: Option<AddressArgs>,
     pub delivery: Option<DeliveryArgs>,
     pub ingest: Option<IngestArgs>,
+    pub console: Option<ConsoleArgs>,
 }
 
 impl From<ServiceArgs> for RoleSettings {
     fn from(a: ServiceArgs) -> Self {
-        Self { common: a.common, address: Some(a.address), delivery: Some(a.delivery), ingest: Some(a.ingest) }
+        Self {
+            common: a.common,
+            address: Some(a.address),
+            delivery: Some(a.delivery),
+            ingest: Some(a.ingest),
+            console: Some(a.console),
+        }
     }
 }
 
 impl From<IngestRole> for RoleSettings {
     fn from(a: IngestRole) -> Self {
-        Self { common: a.common, address: None, delivery: None, ingest: Some(a.ingest) }
+        Self { common: a.common, address: None, delivery: None, ingest: Some(a.ingest), console: None }
     }
 }
 
 impl From<SubscriptionsRole> for RoleSettings {
     fn from(a: SubscriptionsRole) -> Self {
-        Self { common: a.common, address: Some(a.address), delivery: None, ingest: None }
+        Self { common: a.common, address: Some(a.address), delivery: None, ingest: None, console: None }
     }
 }
 
 impl From<DeliveryRole> for RoleSettings {
     fn from(a: DeliveryRole) -> Self {
-        Self { common: a.common, address: Some(a.address), delivery: Some(a.delivery), ingest: None }
+        Self { common: a.common, address: Some(a.address), delivery: Some(a.delivery), ingest: None, console: None }
     }
 }
 

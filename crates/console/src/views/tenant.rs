@@ -1,0 +1,155 @@
+//! The tenant view: the "Enable Webhooks" switch, plan and usage, the "+"
+//! that adds an endpoint, and every endpoint with its statistics.
+
+use std::collections::HashMap;
+
+use axum::{extract::Path, response::Response};
+use hookline_proto::{delivery::v1 as dpb, subscriptions::v1 as spb};
+use maud::{Markup, html};
+
+use super::{PLANS, layout, notice_text, plan_form_value, plan_name};
+use crate::web::{Ctx, PageError, Posted, Query, see_other};
+
+/// The three windows shown beside each endpoint.
+const WINDOWS: [(dpb::StatsWindow, &str); 3] =
+    [(dpb::StatsWindow::Last24h, "24 h"), (dpb::StatsWindow::Last7d, "7 d"), (dpb::StatsWindow::Last30d, "30 d")];
+
+pub async fn view(ctx: Ctx, Path(tenant): Path<String>, Query(q): Query) -> Result<Response, PageError> {
+    let tenant = ctx.tenant(&tenant)?;
+    let mut subs = ctx.app.backend.subscriptions();
+    let t = subs.get_tenant(spb::GetTenantRequest { tenant_id: tenant.to_string() }).await?.into_inner();
+    let endpoints =
+        subs.list_endpoints(spb::ListEndpointsRequest { tenant_id: tenant.to_string() }).await?.into_inner().endpoints;
+    // Statistics come from Postgres, which may lag or be down: the page
+    // shows the endpoints anyway and says the numbers are unavailable.
+    let mut stats: Vec<Option<HashMap<String, dpb::Stats>>> = Vec::new();
+    for (window, _) in WINDOWS {
+        let answer = ctx
+            .app
+            .backend
+            .delivery()
+            .get_tenant_stats(dpb::GetTenantStatsRequest { tenant_id: tenant.to_string(), window: window.into() })
+            .await;
+        stats.push(
+            answer.ok().map(|s| s.into_inner().endpoints.into_iter().map(|e| (e.endpoint_id.clone(), e)).collect()),
+        );
+    }
+    let at_limit = t.endpoint_count >= t.endpoint_limit;
+    let base = format!("/t/{tenant}");
+    let body = html! {
+        h1 { "Webhooks" span.tenant-id { (tenant) } }
+        section.settings aria-label="Webhooks" {
+            form method="post" action={ (base) "/webhooks" } id="webhooks-form" {
+                (layout::csrf(&ctx))
+                input type="hidden" name="webhooks_enabled" value=(if t.webhooks_enabled { "false" } else { "true" });
+                button type="submit" id="enable-webhooks" role="switch"
+                    aria-checked=(if t.webhooks_enabled { "true" } else { "false" }) class="switch" {
+                    span.track aria-hidden="true" { span.thumb {} }
+                    " Enable Webhooks"
+                }
+            }
+            p.hint {
+                @if t.webhooks_enabled { "Webhooks are on: events are sent to the endpoints below." }
+                @else { "Webhooks are off: no events are sent until you enable them." }
+            }
+        }
+        section.plan aria-label="Plan" {
+            p id="plan-usage" {
+                strong { (plan_name(t.plan)) } " plan · "
+                span id="endpoint-usage" { (t.endpoint_count) " of " (t.endpoint_limit) " endpoints" }
+            }
+            @if ctx.is_operator() {
+                form.inline method="post" action={ (base) "/plan" } id="plan-form" {
+                    (layout::csrf(&ctx))
+                    label for="plan" { "Plan" }
+                    select id="plan" name="plan" {
+                        @for (value, name, limit) in PLANS {
+                            option value=(value) selected[value == plan_form_value(t.plan)] { (name) " (" (limit) " endpoints)" }
+                        }
+                    }
+                    button type="submit" id="change-plan" { "Change plan" }
+                }
+            }
+        }
+        section.endpoints aria-labelledby="endpoints-heading" {
+            div.section-head {
+                h2 id="endpoints-heading" { "Endpoints" }
+                @if at_limit {
+                    button.plus type="button" id="add-endpoint" disabled aria-label="Add endpoint"
+                        aria-describedby="limit-reason" title="Add endpoint" { "+" }
+                    p.limit id="limit-reason" {
+                        "The " (plan_name(t.plan)) " plan allows " (t.endpoint_limit)
+                        " endpoint" (if t.endpoint_limit == 1 { "" } else { "s" })
+                        ". Delete an endpoint or change to a larger plan to add another."
+                    }
+                } @else {
+                    a.plus href={ (base) "/endpoints/new" } id="add-endpoint" aria-label="Add endpoint" title="Add endpoint" { "+" }
+                }
+            }
+            @if endpoints.is_empty() {
+                p.empty { "No endpoints yet. Add one with the “+”." }
+            } @else {
+                table.endpoint-list id="endpoint-list" {
+                    thead { tr {
+                        th scope="col" { "Endpoint" }
+                        @for (_, label) in WINDOWS { th scope="col" { "Last " (label) } }
+                    } }
+                    tbody {
+                        @for e in &endpoints {
+                            tr id={ "endpoint-" (e.id) } {
+                                th scope="row" {
+                                    a href={ (base) "/endpoints/" (e.id) } { (target(e)) }
+                                    @if !e.enabled { span.badge.bad { "Disabled" } }
+                                    @if !e.description.is_empty() { div.muted { (e.description) } }
+                                }
+                                @for window in &stats {
+                                    td { (stats_cell(window.as_ref().map(|w| w.get(&e.id)))) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let title = format!("Webhooks of {tenant}");
+    Ok(layout::page(&ctx, &title, notice_text(q.get("notice")), body))
+}
+
+/// What an endpoint sends to: its URL (query values masked), or "E-mail".
+pub fn target(e: &spb::Endpoint) -> Markup {
+    html! {
+        @if e.email.is_empty() { span.url { (e.url) } } @else { span.url { "E-mail: " (e.email) } }
+    }
+}
+
+/// One window's numbers: accepted (2xx) against not, and latency.
+fn stats_cell(s: Option<Option<&dpb::Stats>>) -> Markup {
+    html! {
+        @match s {
+            None => span.muted { "unavailable" },
+            Some(None) => span.muted { "no requests" },
+            Some(Some(s)) => {
+                span.ok title="accepted (2xx)" { (s.accepted) " × 2xx" }
+                " · "
+                span class=(if s.not_accepted > 0 { "bad" } else { "muted" }) title="not accepted" { (s.not_accepted) " not" }
+                div.muted { "p50 " (s.latency_p50_ms) " ms · p95 " (s.latency_p95_ms) " ms" }
+            }
+        }
+    }
+}
+
+pub async fn switch_webhooks(Path(tenant): Path<String>, Posted { ctx, form }: Posted) -> Result<Response, PageError> {
+    let tenant = ctx.tenant(&tenant)?;
+    let on = form.get("webhooks_enabled") == "true";
+    ctx.app
+        .backend
+        .subscriptions()
+        .update_tenant(spb::UpdateTenantRequest {
+            tenant_id: tenant.to_string(),
+            plan: None,
+            webhooks_enabled: Some(on),
+        })
+        .await?;
+    Ok(see_other(&format!("/t/{tenant}?notice={}", if on { "webhooks-on" } else { "webhooks-off" })))
+}

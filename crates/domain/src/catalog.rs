@@ -1,0 +1,127 @@
+//! The event type catalog as the product presents it: each type's group
+//! and its description, and an example event per type.
+//!
+//! Pages group the twelve types under the product's three headings and
+//! show each with the product's own description; the example events are
+//! the ones in `examples/events/` (kept in step with the types by
+//! `tests/schemas_and_examples.rs`), so a preview renders exactly the body
+//! a receiver of that type gets.
+
+use crate::{
+    event_type::EventType,
+    events::{NewEvent, StoredEvent},
+    ids::TenantId,
+};
+
+/// The product's three headings for event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    Appointments,
+    GroupEvents,
+    Customers,
+}
+
+impl Group {
+    pub const ALL: [Group; 3] = [Group::Appointments, Group::GroupEvents, Group::Customers];
+
+    /// The heading, in the product's words.
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Appointments => "Appointments",
+            Group::GroupEvents => "Group events",
+            Group::Customers => "Customers",
+        }
+    }
+
+    /// The types under this heading, in the product's order.
+    pub fn types(self) -> impl Iterator<Item = EventType> {
+        EventType::ALL.into_iter().filter(move |t| group(*t) == self)
+    }
+}
+
+/// The heading `t` appears under.
+pub fn group(t: EventType) -> Group {
+    use EventType::*;
+    match t {
+        AppointmentBookingCreated
+        | AppointmentBookingCancelled
+        | AppointmentUpdated
+        | AppointmentManualBookingCreated
+        | AppointmentBookingRebooked => Group::Appointments,
+        EventBookingCreated | EventBookingCancelled | EventManualBookingCreated | EventBookingRebooked => {
+            Group::GroupEvents
+        }
+        CustomerCreated | CustomerUpdated | CustomerDeleted => Group::Customers,
+    }
+}
+
+/// What happened, in the product's words (English).
+pub fn description(t: EventType) -> &'static str {
+    use EventType::*;
+    match t {
+        AppointmentBookingCreated => "A customer booked an appointment with the partner through the booking widget.",
+        AppointmentBookingCancelled => "A customer cancelled an appointment with the partner.",
+        AppointmentUpdated => "An appointment was changed.",
+        AppointmentManualBookingCreated => "The partner entered a customer appointment in the calendar by hand.",
+        AppointmentBookingRebooked => "An appointment was rebooked by one of the parties.",
+        EventBookingCreated => "A customer signed up for a group event through the booking widget.",
+        EventBookingCancelled => "A customer cancelled their participation in an event.",
+        EventManualBookingCreated => "The partner added a customer to a group event by hand.",
+        EventBookingRebooked => "A group event booking was rebooked.",
+        CustomerCreated => "A customer was created.",
+        CustomerUpdated => "A customer was updated.",
+        CustomerDeleted => "A customer was deleted.",
+    }
+}
+
+/// The example producer event of `t`, as JSON text (`examples/events/`).
+pub fn example_json(t: EventType) -> &'static str {
+    macro_rules! examples {
+        ($($variant:ident => $file:literal),+ $(,)?) => {
+            match t { $(EventType::$variant => include_str!(concat!("../../../examples/events/", $file, ".json"))),+ }
+        };
+    }
+    examples! {
+        AppointmentBookingCreated => "appointment.booking.created",
+        AppointmentBookingCancelled => "appointment.booking.cancelled",
+        AppointmentUpdated => "appointment.updated",
+        AppointmentManualBookingCreated => "appointment.manual.booking.created",
+        AppointmentBookingRebooked => "appointment.booking.rebooked",
+        EventBookingCreated => "event.booking.created",
+        EventBookingCancelled => "event.booking.cancelled",
+        EventManualBookingCreated => "event.manual.booking.created",
+        EventBookingRebooked => "event.booking.rebooked",
+        CustomerCreated => "customer.created",
+        CustomerUpdated => "customer.updated",
+        CustomerDeleted => "customer.deleted",
+    }
+}
+
+/// The example event of `t` as stored for `tenant`, ready to render in a
+/// layout (`crate::layout::render`).
+pub fn example_event(t: EventType, tenant: TenantId) -> StoredEvent {
+    let event = NewEvent::from_json(example_json(t).as_bytes()).expect("the example events are valid");
+    StoredEvent::new(tenant, event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_is_in_exactly_one_group_in_the_products_order() {
+        let listed: Vec<EventType> = Group::ALL.into_iter().flat_map(Group::types).collect();
+        assert_eq!(listed, EventType::ALL.to_vec());
+        assert_eq!(Group::Customers.types().count(), 3);
+    }
+
+    #[test]
+    fn every_example_parses_as_an_event_of_its_own_type() {
+        let tenant = TenantId::parse("acme").unwrap();
+        for t in EventType::ALL {
+            let e = example_event(t, tenant.clone());
+            assert_eq!(e.event_type, t, "{t}");
+            assert!(!description(t).is_empty());
+        }
+    }
+}
