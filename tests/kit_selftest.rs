@@ -261,3 +261,69 @@ async fn browser_downloads_byte_identical_files_and_sees_alerts_and_other_origin
     let origin: String = browser.script("return location.origin", vec![]).await.unwrap();
     assert_eq!(origin, format!("http://partner.test:{}", addr.port()));
 }
+
+/// The premise of the portal tests: headless chromium keeps a
+/// `SameSite=None; Secure; Partitioned` cookie from `http://localhost` inside
+/// another site's iframe (without `Partitioned` it is a blocked third-party
+/// cookie), names controls inside such a frame, and refuses the frame
+/// (`chrome-error://`) when CSP `frame-ancestors` does not list the
+/// embedding origin.
+#[tokio::test]
+async fn browser_keeps_embedded_localhost_cookies_and_obeys_frame_ancestors() {
+    use axum::{
+        Router,
+        http::{HeaderMap, header},
+        response::Html,
+        routing::get,
+    };
+    use hookline_e2e::browser::Browser;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let partner = format!("http://partner.test:{port}");
+    let csp = format!("frame-ancestors {partner}");
+    let app = Router::new()
+        .route(
+            "/embedded",
+            get(move || {
+                let csp = csp.clone();
+                async move {
+                    (
+                        [
+                            (
+                                header::SET_COOKIE,
+                                "kit=yes; Path=/; HttpOnly; SameSite=None; Secure; Partitioned".to_owned(),
+                            ),
+                            (header::CONTENT_SECURITY_POLICY, csp),
+                        ],
+                        Html("<!doctype html><a href=/check>Check</a>"),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/check",
+            get(|headers: HeaderMap| async move {
+                let cookie = headers.get(header::COOKIE).and_then(|c| c.to_str().ok()).unwrap_or("none").to_owned();
+                Html(format!("<!doctype html><p>cookie: {cookie}</p>"))
+            }),
+        )
+        .fallback(move || async move {
+            Html(format!(
+                "<!doctype html><iframe src=\"http://localhost:{port}/embedded\" title=\"Embedded\"></iframe>"
+            ))
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let browser = Browser::start().await.unwrap();
+    browser.goto(&format!("{partner}/")).await.unwrap();
+    browser.enter_frame(0).await.unwrap();
+    browser.click_link("Check").await.unwrap();
+    browser.wait_for_text("cookie: kit=yes").await.unwrap();
+    browser.leave_frames().await.unwrap();
+
+    browser.goto(&format!("http://stranger.test:{port}/")).await.unwrap();
+    browser.enter_frame(0).await.unwrap();
+    let url: String = browser.script("return document.URL", vec![]).await.unwrap();
+    assert!(url.starts_with("chrome-error://"), "the refused frame shows {url}");
+    assert!(!browser.has(hookline_e2e::browser::Role::Link, "Check").await.unwrap());
+}

@@ -343,15 +343,30 @@ impl Browser {
         self.link(name).await?.click().await.with_context(|| format!("clicking the link {name:?}"))
     }
 
-    /// The accessible name chromium computes for `el`.
+    /// The accessible name chromium computes for `el`. Inside a cross-site
+    /// iframe chromedriver cannot compute it (it answers "stale element
+    /// reference" for elements of out-of-process frames); there the kit
+    /// applies the common rules of accessible-name computation in script
+    /// (`aria-labelledby`, `aria-label`, `<label>`, button value, `alt`,
+    /// text content, `title`).
     pub async fn name_of(&self, el: &Element) -> anyhow::Result<String> {
-        let v = self.client.issue_cmd(ElementProperty::new(el, "computedlabel")).await?;
-        Ok(v.as_str().unwrap_or_default().trim().to_owned())
+        let v = match self.client.issue_cmd(ElementProperty::new(el, "computedlabel")).await {
+            Ok(v) => v,
+            Err(e) if e.is_stale_element_reference() => self.client.execute(NAME_IN_SCRIPT, vec![json!(el)]).await?,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(v.as_str().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
-    /// The ARIA role chromium computes for `el` (`button`, `link`, `textbox`, ...).
+    /// The ARIA role chromium computes for `el` (`button`, `link`, `textbox`,
+    /// ...); in cross-site iframes, from the `role` attribute or the element
+    /// (see [`name_of`](Self::name_of)).
     pub async fn role_of(&self, el: &Element) -> anyhow::Result<String> {
-        let v = self.client.issue_cmd(ElementProperty::new(el, "computedrole")).await?;
+        let v = match self.client.issue_cmd(ElementProperty::new(el, "computedrole")).await {
+            Ok(v) => v,
+            Err(e) if e.is_stale_element_reference() => self.client.execute(ROLE_IN_SCRIPT, vec![json!(el)]).await?,
+            Err(e) => return Err(e.into()),
+        };
         Ok(v.as_str().unwrap_or_default().to_owned())
     }
 
@@ -602,6 +617,37 @@ async fn connect(port: u16, dir: &Path, downloads: &Path) -> anyhow::Result<Clie
         .context("allowing downloads")?;
     Ok(client)
 }
+
+/// The accessible name of `arguments[0]` by the rules most pages rely on,
+/// for elements chromedriver cannot name (see `Browser::name_of`).
+const NAME_IN_SCRIPT: &str = r#"
+const el = arguments[0];
+const text = n => (n.textContent || '').replace(/\s+/g, ' ').trim();
+const ids = el.getAttribute('aria-labelledby');
+if (ids) return ids.split(/\s+/).map(id => document.getElementById(id)).filter(Boolean).map(text).join(' ');
+const aria = (el.getAttribute('aria-label') || '').trim();
+if (aria) return aria;
+if (el.labels && el.labels.length) return Array.from(el.labels).map(text).join(' ');
+if (el.tagName === 'INPUT' && ['submit', 'button', 'reset'].includes(el.type)) return el.value;
+if (el.tagName === 'IMG') return el.alt || '';
+if (!['INPUT', 'SELECT', 'TEXTAREA'].includes(el.tagName) && text(el)) return text(el);
+return (el.getAttribute('title') || el.getAttribute('placeholder') || '').trim();
+"#;
+
+/// The role of `arguments[0]`: its `role` attribute, else its element's.
+const ROLE_IN_SCRIPT: &str = r#"
+const el = arguments[0];
+if (el.getAttribute('role')) return el.getAttribute('role');
+const input = {checkbox: 'checkbox', radio: 'radio', submit: 'button', button: 'button', reset: 'button', image: 'button'};
+switch (el.tagName) {
+  case 'A': return el.hasAttribute('href') ? 'link' : 'generic';
+  case 'BUTTON': case 'SUMMARY': return 'button';
+  case 'SELECT': return 'combobox';
+  case 'TEXTAREA': return 'textbox';
+  case 'INPUT': return input[el.type] || 'textbox';
+  default: return el.tagName.toLowerCase();
+}
+"#;
 
 /// SIGKILL the process group led by `child`, then reap it.
 fn kill_group(child: &mut Child) {
