@@ -6,6 +6,7 @@ mod auth;
 mod cluster;
 mod common;
 mod console_browser;
+mod console;
 mod delivery;
 mod engine;
 mod fault_suite;

@@ -13,6 +13,7 @@
 //!   independent of the signer under test.
 //! * [`http_get`], [`http_post`]: a raw HTTP client for probes.
 //! * [`browser::Browser`]: headless chromium over WebDriver, for page tests.
+//! * [`console::ConsoleClient`]: a cookie-keeping, form-posting client of the webhooks console.
 
 use std::{
     collections::VecDeque,
@@ -45,6 +46,7 @@ use tokio::{
 };
 use tonic::transport::Channel;
 pub mod browser;
+pub mod console;
 pub mod dns;
 
 pub use hookline_testkit::*;
@@ -438,7 +440,10 @@ pub struct HooklineBuilder {
 }
 
 impl HooklineBuilder {
-    /// `mode` is the subcommand: `dev`, `ingest`, `subscriptions` or `delivery`.
+    /// `mode` is the subcommand: `dev`, `ingest`, `subscriptions`, `delivery`
+    /// or `console` (the webhooks console alone; give it
+    /// `HOOKLINE_SUBSCRIPTIONS_URL`, `HOOKLINE_DELIVERY_URL` and
+    /// `HOOKLINE_OPERATOR_TOKEN`).
     pub fn new(mode: &str) -> Self {
         Self { mode: mode.into(), env: Vec::new() }
     }
@@ -450,17 +455,17 @@ impl HooklineBuilder {
         self
     }
 
-    /// Start and wait (up to 30 s) until `GET /readyz` answers 200 (`console`:
-    /// its `/healthz`). Picks free `HOOKLINE_GRPC_ADDR`/`HOOKLINE_HTTP_ADDR`
-    /// (and `HOOKLINE_CONSOLE_ADDR` for `dev` and `console`) unless given (and retries with new
-    /// ones if they were taken meanwhile); `HOOKLINE_LOG` defaults to `info,hookline=debug`,
+    /// Start and wait (up to 30 s) until `GET /readyz` answers 200 (the
+    /// console: `GET /healthz` on its address). Picks free
+    /// `HOOKLINE_GRPC_ADDR`/`HOOKLINE_HTTP_ADDR` (and, for `dev` and `console`,
+    /// `HOOKLINE_CONSOLE_ADDR`) unless given (and retries with new ones if they
+    /// were taken meanwhile); `HOOKLINE_LOG` defaults to `info,hookline=debug`,
     /// `NO_COLOR` to `1` and, for the separate services, `HOOKLINE_ALLOW_UNAUTHENTICATED`
     /// to `true` (set it to `false` to see a service refuse to start without a token).
     pub async fn spawn(self) -> anyhow::Result<HooklineProc> {
-        // `dev` and `console` serve the console too; its default 127.0.0.1:8080
-        // would make parallel tests collide.
         let ports: &[&str] = match self.mode.as_str() {
-            "dev" | "console" => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR", "HOOKLINE_CONSOLE_ADDR"],
+            "dev" => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR", "HOOKLINE_CONSOLE_ADDR"],
+            "console" => &["HOOKLINE_CONSOLE_ADDR"],
             _ => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR"],
         };
         let auto_ports: Vec<&str> = ports.iter().copied().filter(|p| !self.env.iter().any(|(k, _)| k == p)).collect();
@@ -470,7 +475,7 @@ impl HooklineBuilder {
         p.set_default("NO_COLOR", "1"); // plain text in the log file, greppable by tests
         // The separate services refuse to start without an operator token;
         // tests that are not about authentication opt out explicitly.
-        if p.mode != "dev" {
+        if p.mode != "dev" && p.mode != "console" {
             p.set_default("HOOKLINE_ALLOW_UNAUTHENTICATED", "true");
         }
         for attempt in 1.. {
@@ -544,7 +549,8 @@ impl HooklineProc {
         Some((read("HOOKLINE_TLS_CERT"), read("HOOKLINE_TLS_KEY")))
     }
 
-    /// `http://<HOOKLINE_CONSOLE_ADDR>`: the webhooks console of `dev` and `console`.
+    /// `http://<HOOKLINE_CONSOLE_ADDR>`: the webhooks console of a `dev` or
+    /// `console` process.
     pub fn console_url(&self) -> String {
         format!("http://{}", self.var("HOOKLINE_CONSOLE_ADDR"))
     }
@@ -593,12 +599,12 @@ impl HooklineProc {
         Ok(())
     }
 
-    /// Wait up to 30 s for `/readyz` to answer 200.
+    /// Wait up to 30 s for `/readyz` (the console: `/healthz`) to answer 200.
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        // The console role has no health listener of its own; its pages answer `/healthz`.
-        let ready = match self.mode.as_str() {
-            "console" => format!("{}/healthz", self.console_url()),
-            _ => format!("{}/readyz", self.http_url()),
+        let ready = if self.mode == "console" {
+            format!("{}/healthz", self.console_url())
+        } else {
+            format!("{}/readyz", self.http_url())
         };
         let ca = self.ca_pem();
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -1,0 +1,412 @@
+//! The webhooks console over HTTP, as a browser without JavaScript uses it
+//! (forms, cookies, redirects), against `hookline dev` with an operator
+//! token, real NATS, Postgres and receivers. The browser tests (a real
+//! chromium) live beside these and drive the same pages.
+
+use std::time::Duration;
+
+use hookline_e2e::{Receiver, console::ConsoleClient, eventually};
+use hookline_proto::{
+    delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient},
+    ingest::v1::ingest_service_client::IngestServiceClient,
+    subscriptions::v1::{self as spb, subscription_service_client::SubscriptionServiceClient},
+};
+use serde_json::Value;
+use tonic::Request;
+
+use crate::common::*;
+
+const TOKEN: &str = "console-operator-token-0123456789";
+
+async fn console_stack() -> Stack {
+    stack_with(&[("HOOKLINE_OPERATOR_TOKEN", TOKEN)]).await
+}
+
+fn op<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    r
+}
+
+async fn operator(s: &Stack) -> ConsoleClient {
+    let mut c = ConsoleClient::new(&s.hookline.console_url());
+    c.sign_in_operator(TOKEN).await.unwrap();
+    c
+}
+
+/// Create `tenant` through the console as the operator.
+async fn create_tenant(c: &mut ConsoleClient, tenant: &str, plan: &str) {
+    c.get("/tenants").await.unwrap();
+    let page =
+        c.post("/tenants", &[("tenant_id", tenant), ("plan", plan), ("webhooks_enabled", "true")]).await.unwrap();
+    assert_eq!(page.status, 303, "{}", page.text());
+}
+
+/// Add an endpoint through the form; returns its id.
+async fn add_endpoint(c: &mut ConsoleClient, tenant: &str, fields: &[(&str, &str)]) -> String {
+    c.get(&format!("/t/{tenant}/endpoints/new")).await.unwrap();
+    let page = c.post(&format!("/t/{tenant}/endpoints"), fields).await.unwrap();
+    assert_eq!(page.status, 303, "{}", page.text());
+    let to = page.location().unwrap();
+    to.split("/endpoints/").nth(1).unwrap().split('?').next().unwrap().to_owned()
+}
+
+async fn subscriptions(s: &Stack) -> SubscriptionServiceClient<tonic::transport::Channel> {
+    s.hookline.subscriptions_client().await
+}
+
+async fn api_key(s: &Stack, tenant: &str) -> String {
+    subscriptions(s)
+        .await
+        .create_api_key(op(spb::CreateApiKeyRequest { tenant_id: tenant.into(), name: "console".into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+}
+
+async fn publish(s: &Stack, tenant: &str, event: &Value) {
+    IngestServiceClient::new(s.hookline.channel().await).publish(op(json_request(tenant, event))).await.unwrap();
+}
+
+/// The endpoint's deliveries once `n` exist and are final.
+async fn deliveries(s: &Stack, tenant: &str, endpoint: &str, n: usize) -> Vec<dpb::Delivery> {
+    let channel = s.hookline.channel().await;
+    eventually(Duration::from_secs(40), &format!("{n} final deliveries"), || {
+        let mut c = DeliveryServiceClient::new(channel.clone());
+        async move {
+            let rows = c
+                .list_deliveries(op(dpb::ListDeliveriesRequest {
+                    tenant_id: tenant.into(),
+                    endpoint_id: endpoint.into(),
+                    page_size: 200,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner()
+                .deliveries;
+            let done = rows.iter().all(|d| {
+                d.state == dpb::DeliveryState::Succeeded as i32 || d.state == dpb::DeliveryState::Failed as i32
+            });
+            anyhow::Ok((rows.len() == n && done).then_some(rows))
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn operators_and_tenants_sign_in_and_a_wrong_token_or_key_is_refused() {
+    let s = console_stack().await;
+    let mut anonymous = ConsoleClient::new(&s.hookline.console_url());
+    let page = anonymous.get("/tenants").await.unwrap();
+    assert_eq!((page.status, page.location()), (303, Some("/signin")), "pages need a session");
+
+    let mut wrong = ConsoleClient::new(&s.hookline.console_url());
+    wrong.get("/signin").await.unwrap();
+    let page = wrong.post("/signin", &[("as", "operator"), ("token", "not-the-operator-token")]).await.unwrap();
+    assert_eq!(page.status, 401);
+    assert!(page.text().contains("That is not the operator token."));
+    assert_eq!(wrong.get("/tenants").await.unwrap().status, 303, "no session after a wrong token");
+
+    let mut c = operator(&s).await;
+    assert_eq!(c.get("/tenants").await.unwrap().status, 200);
+    create_tenant(&mut c, "acme", "professional").await;
+    let key = api_key(&s, "acme").await;
+
+    let mut tenant = ConsoleClient::new(&s.hookline.console_url());
+    let page = tenant.sign_in_tenant("acme", &key).await.unwrap();
+    assert_eq!((page.status, page.location()), (303, Some("/t/acme")));
+    let page = tenant.get("/t/acme").await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Enable Webhooks"));
+    assert_eq!(tenant.get("/tenants").await.unwrap().status, 404, "a tenant has no operator pages");
+
+    let mut bad = ConsoleClient::new(&s.hookline.console_url());
+    let page = bad.sign_in_tenant("acme", "hlk_not_a_real_key_at_all_0000000000").await.unwrap();
+    assert_eq!(page.status, 401);
+    assert!(page.text().contains("Unknown tenant or API key."));
+    let page = bad.sign_in_tenant("globex", &key).await.unwrap();
+    assert_eq!(page.status, 401, "acme's key does not open another tenant");
+    assert_eq!(bad.get("/t/acme").await.unwrap().status, 303);
+}
+
+#[tokio::test]
+async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
+    let s = console_stack().await;
+    let mut c = operator(&s).await;
+    c.get("/tenants").await.unwrap();
+    let page = c.post_exactly("/tenants", &[("tenant_id", "forged"), ("plan", "basic")]).await.unwrap();
+    assert_eq!(page.status, 403);
+    let page =
+        c.post_exactly("/tenants", &[("tenant_id", "forged"), ("plan", "basic"), ("csrf", "guessed")]).await.unwrap();
+    assert_eq!(page.status, 403);
+    let err = subscriptions(&s).await.get_tenant(op(spb::GetTenantRequest { tenant_id: "forged".into() })).await;
+    assert_eq!(err.unwrap_err().code(), tonic::Code::NotFound, "the tenant was not created");
+
+    create_tenant(&mut c, "acme", "basic").await;
+    let before = subscriptions(&s)
+        .await
+        .get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let page = c.post_exactly("/t/acme/webhooks", &[("webhooks_enabled", "false")]).await.unwrap();
+    assert_eq!(page.status, 403);
+    let after = subscriptions(&s)
+        .await
+        .get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((after.webhooks_enabled, after.version), (before.webhooks_enabled, before.version));
+
+    // Another session's token is no good either.
+    let other = operator(&s).await;
+    let stolen = other.csrf.clone().unwrap();
+    let page = c.post_exactly("/t/acme/webhooks", &[("webhooks_enabled", "false"), ("csrf", &stolen)]).await.unwrap();
+    assert_eq!(page.status, 403);
+    let page = c.post("/t/acme/webhooks", &[("webhooks_enabled", "false")]).await.unwrap();
+    assert_eq!(page.status, 303, "with the session's own token it works");
+}
+
+#[tokio::test]
+async fn a_tenant_session_gets_404_for_every_page_id_and_download_of_another_tenant() {
+    let s = console_stack().await;
+    let receiver = Receiver::start().await;
+    let mut c = operator(&s).await;
+    create_tenant(&mut c, "alpha", "basic").await;
+    create_tenant(&mut c, "bravo", "basic").await;
+    let url = receiver.url();
+    let bravo_ep = add_endpoint(&mut c, "bravo", &[("url", &url), ("layout", "envelope")]).await;
+    publish(&s, "bravo", &fresh("customer.created")).await;
+    let bravo_dlv = deliveries(&s, "bravo", &bravo_ep, 1).await.remove(0).id;
+
+    let key = api_key(&s, "alpha").await;
+    let mut alpha = ConsoleClient::new(&s.hookline.console_url());
+    assert_eq!(alpha.sign_in_tenant("alpha", &key).await.unwrap().status, 303);
+    assert_eq!(alpha.get("/t/alpha").await.unwrap().status, 200);
+    for path in [
+        "/t/bravo".to_owned(),
+        format!("/t/bravo/endpoints/{bravo_ep}"),
+        format!("/t/bravo/endpoints/{bravo_ep}/edit"),
+        format!("/t/bravo/deliveries/{bravo_dlv}/raw"),
+        format!("/t/bravo/deliveries/{bravo_dlv}/download"),
+        format!("/t/bravo/deliveries/{bravo_dlv}/replay"),
+        // Bravo's ids under alpha's own URLs.
+        format!("/t/alpha/endpoints/{bravo_ep}"),
+        format!("/t/alpha/deliveries/{bravo_dlv}/raw"),
+        format!("/t/alpha/deliveries/{bravo_dlv}/download"),
+    ] {
+        let page = alpha.get(&path).await.unwrap();
+        assert_eq!(page.status, 404, "GET {path}");
+        assert!(!page.text().contains("cus_4711"), "GET {path} shows nothing of bravo's");
+    }
+    let posts = [
+        format!("/t/bravo/deliveries/{bravo_dlv}/replay"),
+        format!("/t/bravo/endpoints/{bravo_ep}/secret"),
+        "/t/bravo/webhooks".to_owned(),
+    ];
+    for path in posts {
+        assert_eq!(alpha.post(&path, &[("webhooks_enabled", "false")]).await.unwrap().status, 404, "POST {path}");
+    }
+    assert_eq!(receiver.count(), 1, "no replay reached bravo's receiver");
+}
+
+#[tokio::test]
+async fn the_header_value_never_appears_in_a_page_after_saving_and_field_errors_sit_beside_their_fields() {
+    let s = console_stack().await;
+    let receiver = Receiver::start().await;
+    let mut c = operator(&s).await;
+    create_tenant(&mut c, "acme", "professional").await;
+    let secret_value = "Bearer s3cr3t-header-value-xyz";
+
+    // A refused save: the URL's rule beside the URL, the typed values kept, nothing saved.
+    c.get("/t/acme/endpoints/new").await.unwrap();
+    let page = c
+        .post(
+            "/t/acme/endpoints",
+            &[
+                ("url", "ftp://erp.example.com/hook"),
+                ("header_key", "Authorization"),
+                ("header_value", secret_value),
+                ("event_types", "customer.created"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.status, 422);
+    let html = page.text();
+    let url_field = html.find("id=\"url\"").unwrap();
+    let url_error = html.find("id=\"url-error\"").expect("an error beside the URL");
+    let next_field = html.find("id=\"header-key\"").unwrap();
+    assert!(url_field < url_error && url_error < next_field, "the error sits between the URL and the next field");
+    assert!(html.contains("aria-describedby=\"url-hint url-error\""));
+    assert!(html.contains("value=\"ftp://erp.example.com/hook\""), "what was typed stays");
+    assert!(html.contains("value=\"customer.created\" checked"), "ticked types stay ticked");
+    assert!(!html.contains(secret_value), "the header value is not sent back");
+    let count = subscriptions(&s)
+        .await
+        .get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoint_count;
+    assert_eq!(count, 0, "nothing was saved");
+
+    let page = c
+        .post("/t/acme/endpoints", &[("url", &receiver.url()), ("header_key", "Bad Header"), ("header_value", "x")])
+        .await
+        .unwrap();
+    assert_eq!(page.status, 422);
+    assert!(page.text().contains("id=\"header-key-error\""), "{}", page.text());
+    let page = c.post("/t/acme/endpoints", &[("url", &receiver.url()), ("rate_limit", "lots")]).await.unwrap();
+    assert!(page.text().contains("id=\"rate-limit-error\""));
+
+    let url = receiver.url();
+    let ep = add_endpoint(
+        &mut c,
+        "acme",
+        &[("url", &url), ("header_key", "Authorization"), ("header_value", secret_value), ("layout", "flat")],
+    )
+    .await;
+    publish(&s, "acme", &fresh("customer.created")).await;
+    let dlv = deliveries(&s, "acme", &ep, 1).await.remove(0).id;
+    assert_eq!(receiver.requests()[0].header("authorization"), Some(secret_value), "the receiver got it");
+    for path in [
+        "/t/acme".to_owned(),
+        format!("/t/acme/endpoints/{ep}"),
+        format!("/t/acme/endpoints/{ep}/edit"),
+        format!("/t/acme/deliveries/{dlv}/raw"),
+        format!("/t/acme/deliveries/{dlv}/replay"),
+    ] {
+        let page = c.get(&path).await.unwrap();
+        assert_eq!(page.status, 200, "GET {path}");
+        assert!(!page.text().contains("s3cr3t-header-value"), "GET {path} shows the header value");
+    }
+    let raw = c.get(&format!("/t/acme/deliveries/{dlv}/raw")).await.unwrap().text();
+    assert!(raw.contains("Authorization: ********") || raw.contains("authorization: ********"), "{raw}");
+
+    // Saving the edit form with the Header Value left empty keeps it.
+    c.get(&format!("/t/acme/endpoints/{ep}/edit")).await.unwrap();
+    let page = c
+        .post(
+            &format!("/t/acme/endpoints/{ep}"),
+            &[
+                ("url", &url),
+                ("header_key", "Authorization"),
+                ("header_value", ""),
+                ("layout", "flat"),
+                ("description", "ERP"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.status, 303, "{}", page.text());
+    publish(&s, "acme", &fresh("customer.created")).await;
+    deliveries(&s, "acme", &ep, 2).await;
+    assert_eq!(receiver.requests()[1].header("authorization"), Some(secret_value));
+}
+
+#[tokio::test]
+async fn event_data_with_script_shows_as_text_and_download_is_byte_identical_to_what_the_receiver_got() {
+    let s = console_stack().await;
+    let receiver = Receiver::start().await;
+    let mut c = operator(&s).await;
+    create_tenant(&mut c, "acme", "basic").await;
+    let url = receiver.url();
+    let ep = add_endpoint(&mut c, "acme", &[("url", &url), ("layout", "envelope")]).await;
+    let mut event = fresh("customer.created");
+    event["data"]["customer"]["first_name"] = "<script>alert(1)</script>".into();
+    event["data"]["customer"]["last_name"] = "\"><img src=x onerror=alert(2)>".into();
+    publish(&s, "acme", &event).await;
+    let d = deliveries(&s, "acme", &ep, 1).await.remove(0);
+
+    let raw = c.get(&format!("/t/acme/deliveries/{}/raw", d.id)).await.unwrap();
+    assert_eq!(raw.status, 200);
+    let html = raw.text();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(html.contains("&lt;img src=x onerror=alert(2)&gt;"), "{html}");
+    assert!(!html.contains("<script>alert") && !html.contains("<img src=x"), "no markup from event data");
+
+    let download = c.get(&format!("/t/acme/deliveries/{}/download", d.id)).await.unwrap();
+    assert_eq!(download.status, 200);
+    assert!(download.header("content-disposition").unwrap().starts_with("attachment;"));
+    assert_eq!(download.body, receiver.requests()[0].body.to_vec(), "Download is the exact bytes the receiver got");
+
+    // Replay: a confirmation page, then the same webhook-id again, labelled in the log.
+    let confirm = c.get(&format!("/t/acme/deliveries/{}/replay", d.id)).await.unwrap();
+    assert!(confirm.text().contains("id=\"confirm-replay\""));
+    let page = c.post(&format!("/t/acme/deliveries/{}/replay", d.id), &[]).await.unwrap();
+    assert_eq!(page.status, 303);
+    let requests = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(requests[1].header("webhook-id"), requests[0].header("webhook-id"));
+    deliveries(&s, "acme", &ep, 2).await;
+    let log = c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text();
+    assert!(log.contains(">Replayed<"), "the replay is labelled");
+}
+
+#[tokio::test]
+async fn the_plus_is_disabled_with_the_reason_at_the_plan_limit() {
+    let s = console_stack().await;
+    let receiver = Receiver::start().await;
+    let mut c = operator(&s).await;
+    create_tenant(&mut c, "acme", "basic").await;
+    let page = c.get("/t/acme").await.unwrap().text();
+    assert!(page.contains("0 of 1 endpoints"));
+    assert!(page.contains("<a class=\"plus\" href=\"/t/acme/endpoints/new\" id=\"add-endpoint\""), "{page}");
+    add_endpoint(&mut c, "acme", &[("url", &receiver.url())]).await;
+    let page = c.get("/t/acme").await.unwrap().text();
+    assert!(page.contains("1 of 1 endpoints"));
+    assert!(page.contains("id=\"add-endpoint\" disabled"), "{page}");
+    assert!(page.contains("The Basic plan allows 1 endpoint."));
+    // The form refuses too, at the form level.
+    let page = c.post("/t/acme/endpoints", &[("url", &receiver.url())]).await.unwrap();
+    assert_eq!(page.status, 422);
+    assert!(page.text().contains("id=\"form-error\""));
+
+    let page = c.post("/t/acme/plan", &[("plan", "professional")]).await.unwrap();
+    assert_eq!(page.status, 303);
+    let page = c.get("/t/acme").await.unwrap().text();
+    assert!(page.contains("1 of 3 endpoints") && !page.contains("disabled aria-label=\"Add endpoint\""));
+}
+
+#[tokio::test]
+async fn pages_carry_a_strict_csp_and_the_session_cookie_is_httponly_and_samesite() {
+    let s = console_stack().await;
+    let mut c = ConsoleClient::new(&s.hookline.console_url());
+    let page = c.get("/signin").await.unwrap();
+    let csp = page.header("content-security-policy").unwrap();
+    for rule in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(rule), "{csp} lacks {rule}");
+    }
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert!(!page.text().contains("<script>") && !page.text().contains("style="), "no inline script or style");
+    c.get("/signin").await.unwrap();
+    let page = c.post("/signin", &[("as", "operator"), ("token", TOKEN)]).await.unwrap();
+    let cookie = page.header("set-cookie").unwrap();
+    assert!(cookie.starts_with("hookline_session="));
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain http: no Secure (the browser would drop the cookie)");
+    assert!(!cookie.contains(TOKEN));
+    let assets: Vec<String> = page_assets(&c.get("/tenants").await.unwrap().text());
+    assert_eq!(assets.len(), 2, "one stylesheet, one script");
+    for a in assets {
+        let asset = c.get(&a).await.unwrap();
+        assert_eq!(asset.status, 200, "{a}");
+        assert!(asset.header("cache-control").unwrap().contains("immutable"));
+    }
+}
+
+fn page_assets(html: &str) -> Vec<String> {
+    html.match_indices("/assets/").map(|(i, _)| html[i..].split('"').next().unwrap().to_owned()).collect()
+}
