@@ -5,8 +5,8 @@
 mod auth;
 mod cluster;
 mod common;
-mod console_browser;
 mod console;
+mod console_browser;
 mod delivery;
 mod engine;
 mod fault_suite;
