@@ -410,3 +410,212 @@ async fn pages_carry_a_strict_csp_and_the_session_cookie_is_httponly_and_samesit
 fn page_assets(html: &str) -> Vec<String> {
     html.match_indices("/assets/").map(|(i, _)| html[i..].split('"').next().unwrap().to_owned()).collect()
 }
+
+async fn portal_link(s: &Stack, tenant: &str, ttl_seconds: u32) -> String {
+    subscriptions(s)
+        .await
+        .create_portal_link(op(spb::CreatePortalLinkRequest { tenant_id: tenant.into(), ttl_seconds }))
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+}
+
+#[tokio::test]
+async fn a_portal_link_opens_one_tenant_until_it_expires_and_a_tampered_link_opens_nothing() {
+    let s = stack_with(&[
+        ("HOOKLINE_OPERATOR_TOKEN", TOKEN),
+        ("HOOKLINE_CONSOLE_FRAME_ANCESTORS", "http://localhost:3000"),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    let mut c = operator(&s).await;
+    create_tenant(&mut c, "alpha", "basic").await;
+    create_tenant(&mut c, "bravo", "basic").await;
+    let bravo_ep = add_endpoint(&mut c, "bravo", &[("url", &receiver.url())]).await;
+
+    let token = portal_link(&s, "alpha", 3600).await;
+    let mut portal = ConsoleClient::new(&s.hookline.console_url());
+    let page = portal.get(&format!("/portal/{token}")).await.unwrap();
+    assert_eq!((page.status, page.location()), (303, Some("/t/alpha")));
+    let cookie = page.header("set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=None; Secure"), "embeddable: {cookie}");
+    let max_age: i64 = cookie.split("Max-Age=").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+    assert!(max_age <= 3600, "the session ends no later than the link: {max_age}");
+    let page = portal.get("/t/alpha").await.unwrap();
+    assert_eq!(page.status, 200);
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("frame-ancestors http://localhost:3000;"), "{csp}");
+    for path in [
+        "/t/bravo".to_owned(),
+        format!("/t/bravo/endpoints/{bravo_ep}"),
+        format!("/t/alpha/endpoints/{bravo_ep}"),
+        "/tenants".to_owned(),
+    ] {
+        assert_eq!(portal.get(&path).await.unwrap().status, 404, "GET {path}");
+    }
+    // The operator's own pages still refuse to be framed.
+    let csp = c.get("/tenants").await.unwrap().header("content-security-policy").unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+
+    let (payload, signature) = token.split_once('.').unwrap();
+    let mut tampered_payload = payload.to_owned();
+    let last = tampered_payload.pop().unwrap();
+    tampered_payload.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [
+        format!("{tampered_payload}.{signature}"),
+        format!("{payload}.{}", signature.chars().rev().collect::<String>()),
+        "hpl_nonsense".to_owned(),
+    ] {
+        let mut visitor = ConsoleClient::new(&s.hookline.console_url());
+        let page = visitor.get(&format!("/portal/{bad}")).await.unwrap();
+        assert_eq!(page.status, 401, "/portal/{bad}");
+        assert!(page.header("set-cookie").is_none(), "no session from a bad link");
+        assert_eq!(visitor.get("/t/alpha").await.unwrap().status, 303);
+    }
+
+    let short = portal_link(&s, "alpha", 1).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut late = ConsoleClient::new(&s.hookline.console_url());
+    let page = late.get(&format!("/portal/{short}")).await.unwrap();
+    assert_eq!(page.status, 401, "an expired link");
+    assert!(page.text().contains("expired or not valid"));
+}
+
+#[tokio::test]
+async fn operators_search_and_page_through_tenants_and_send_test_events() {
+    let s = console_stack().await;
+    let receiver = Receiver::start().await;
+    let mut c = operator(&s).await;
+    for i in 0..30 {
+        let id = format!("tenant-{i:02}");
+        subscriptions(&s)
+            .await
+            .create_tenant(op(spb::CreateTenantRequest {
+                tenant_id: id,
+                plan: spb::Plan::Basic.into(),
+                webhooks_enabled: false,
+            }))
+            .await
+            .unwrap();
+    }
+    create_tenant(&mut c, "acme", "basic").await;
+    let first = c.get("/tenants").await.unwrap().text();
+    assert!(first.contains("31 tenants"), "{first}");
+    assert!(first.contains("id=\"tenant-acme\"") && first.contains("id=\"tenant-tenant-23\""));
+    assert!(!first.contains("id=\"tenant-tenant-24\""), "25 per page");
+    let next = first
+        .split("id=\"next-page\"")
+        .next()
+        .unwrap()
+        .rsplit("href=\"")
+        .next()
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let second = c.get(&next).await.unwrap().text();
+    assert!(second.contains("id=\"tenant-tenant-29\"") && !second.contains("id=\"tenant-acme\""), "{second}");
+    let found = c.get("/tenants?q=ACM").await.unwrap().text();
+    assert!(found.contains("1 matching") && found.contains("id=\"tenant-acme\"") && !found.contains("tenant-tenant-"));
+
+    let ep = add_endpoint(&mut c, "acme", &[("url", &receiver.url()), ("event_types", "customer.created")]).await;
+    c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap();
+    let page = c
+        .post(&format!("/t/acme/endpoints/{ep}/test"), &[("event_type", "appointment.booking.created")])
+        .await
+        .unwrap();
+    assert_eq!(page.status, 303, "{}", page.text());
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(got[0].header("hookline-test"), Some("true"));
+    assert_eq!(got[0].json().unwrap()["type"], "appointment.booking.created");
+    deliveries(&s, "acme", &ep, 1).await;
+    let log = c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text();
+    assert!(log.contains(">Test<"), "the test delivery is marked in the log");
+}
+
+#[tokio::test]
+async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_enabled_and_recovered() {
+    let s = console_stack().await;
+    let receiver = Receiver::start().await;
+    let mut c = operator(&s).await;
+    create_tenant(&mut c, "acme", "basic").await;
+    let ep = add_endpoint(&mut c, "acme", &[("url", &receiver.url())]).await;
+    let first = signing_secret(&s, "acme", &ep).await;
+    let view = c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text();
+    assert!(!view.contains(&first), "not shown unasked");
+    let revealed = c.post(&format!("/t/acme/endpoints/{ep}/secret"), &[]).await.unwrap();
+    assert_eq!(revealed.status, 200);
+    assert!(revealed.text().contains(&format!("<code id=\"signing-secret\">{first}</code>")));
+    assert_eq!(revealed.header("cache-control"), Some("no-store"));
+    let page = c.post(&format!("/t/acme/endpoints/{ep}/secret/rotate"), &[("grace_seconds", "3600")]).await.unwrap();
+    assert_eq!(page.status, 303);
+    assert_ne!(signing_secret(&s, "acme", &ep).await, first, "rotated");
+    let page =
+        c.post(&format!("/t/acme/endpoints/{ep}/secret/rotate"), &[("grace_seconds", "99999999")]).await.unwrap();
+    assert_eq!(page.status, 400, "only the periods offered");
+
+    // Failed deliveries while the receiver answers 500, then the endpoint is disabled.
+    receiver.set_default(500);
+    publish(&s, "acme", &fresh("customer.created")).await;
+    publish(&s, "acme", &fresh("customer.updated")).await;
+    deliveries(&s, "acme", &ep, 2).await;
+    let failed = c.get(&format!("/t/acme/endpoints/{ep}?status=failed")).await.unwrap().text();
+    assert_eq!(failed.matches("id=\"delivery-dlv_").count(), 2, "{failed}");
+    let only = c.get(&format!("/t/acme/endpoints/{ep}?type=customer.updated")).await.unwrap().text();
+    assert_eq!(only.matches("id=\"delivery-dlv_").count(), 1, "the event type filter");
+    let none = c.get(&format!("/t/acme/endpoints/{ep}?status=succeeded")).await.unwrap().text();
+    assert!(none.contains("No deliveries match."));
+
+    subscriptions(&s)
+        .await
+        .update_endpoint(op(spb::UpdateEndpointRequest {
+            tenant_id: "acme".into(),
+            endpoint_id: ep.clone(),
+            enabled: Some(false),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let cookie = c.cookie().map(str::to_owned);
+    let page = eventually(Duration::from_secs(10), "the endpoint reads disabled", || {
+        let mut viewer = ConsoleClient::new(&s.hookline.console_url());
+        viewer.set_cookie(cookie.clone());
+        let path = format!("/t/acme/endpoints/{ep}");
+        async move {
+            let page = viewer.get(&path).await?.text();
+            anyhow::Ok(page.contains("This endpoint is disabled").then_some(page))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(page.contains("id=\"re-enable\"") && page.contains("id=\"disabled-reason\""), "{page}");
+    c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap();
+    let page = c.post(&format!("/t/acme/endpoints/{ep}/enable"), &[]).await.unwrap();
+    assert_eq!(page.status, 303);
+    assert!(!c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text().contains("This endpoint is disabled"));
+
+    receiver.set_default(200);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let page = c.post(&format!("/t/acme/endpoints/{ep}/recover"), &[("since", &today)]).await.unwrap();
+    assert_eq!(page.status, 303);
+    let job_page = page.location().unwrap().to_owned();
+    assert!(job_page.contains("?job=job_"), "{job_page}");
+    receiver.wait_for(4, Duration::from_secs(30)).await.unwrap();
+    let page = c.get(&job_page).await.unwrap().text();
+    assert!(page.contains("id=\"recover-job\"") && page.contains("of 2 failed deliveries"), "{page}");
+}
+
+async fn signing_secret(s: &Stack, tenant: &str, endpoint: &str) -> String {
+    subscriptions(s)
+        .await
+        .get_endpoint_secret(op(spb::GetEndpointSecretRequest {
+            tenant_id: tenant.into(),
+            endpoint_id: endpoint.into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret
+}

@@ -6,6 +6,7 @@ mod auth;
 mod cluster;
 mod common;
 mod console;
+mod console_api;
 mod console_browser;
 mod delivery;
 mod engine;

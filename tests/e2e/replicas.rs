@@ -130,6 +130,13 @@ async fn a_change_acknowledged_by_one_subscriptions_replica_is_seen_by_the_other
             let create =
                 spb::CreateTenantRequest { tenant_id: t.clone(), plan: Plan::Basic.into(), webhooks_enabled: true };
             a.create_tenant(create).await.unwrap();
+            // Listed at once by the other replica.
+            let list = spb::ListTenantsRequest { query: t.clone(), ..Default::default() };
+            match b.list_tenants(list).await {
+                Ok(page) if page.get_ref().tenants.iter().any(|x| x.id == t) => {}
+                Ok(page) => failures.push(format!("{t}: not listed by B: {:?}", page.get_ref().tenants)),
+                Err(e) => failures.push(format!("{t}: list through B: {} {}", e.code(), e.message())),
+            }
             // The endpoint through B, the event at once through the second ingest.
             let endpoint = b
                 .create_endpoint(spb::CreateEndpointRequest {

@@ -11,6 +11,8 @@
 //! the request ([`check_tenant`], [`check_operator`]). It is a crate of its
 //! own so that the services share it without depending on one another.
 
+pub mod portal;
+
 use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

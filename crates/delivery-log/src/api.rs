@@ -87,6 +87,7 @@ impl DeliveryApi {
             created_after: optional_time(&r.created_after, "created_after")?,
             created_before: optional_time(&r.created_before, "created_before")?,
             replayed: r.replayed,
+            test: r.test,
         };
         let page = queries::list_deliveries(
             &self.pool,
@@ -153,6 +154,33 @@ impl DeliveryApi {
         let new = replay::replay(&self.js, &tenant, &row, self.archive_after).await?;
         tracing::info!(tenant = %tenant, delivery = %new, replay_of = %row.id, "replay queued");
         Ok(pb::ReplayDeliveryResponse { delivery_id: new.to_string(), replay_of: row.id })
+    }
+
+    /// Queue a test event of the asked type for the endpoint alone.
+    async fn send_test(&self, r: pb::SendTestEventRequest) -> Result<pb::SendTestEventResponse, Error> {
+        let (tenant, endpoint) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
+        let event_type = match r.event_type.as_str() {
+            "" => return Err(FieldError::new("event_type", "is required").into()),
+            t => EventType::parse(t).map_err(|e| e.under("event_type"))?,
+        };
+        // The current configuration (a moment-old change through another
+        // replica included): the worker reads the endpoint from it too.
+        let mut found = self.directory.endpoint(&tenant, &endpoint);
+        if found.is_none() {
+            self.directory.catch_up().await.map_err(|e| Error::Unavailable(e.into()))?;
+            found = self.directory.endpoint(&tenant, &endpoint);
+        }
+        let config = found.ok_or_else(|| Error::EndpointNotFound(endpoint.to_string()))?;
+        if !config.enabled {
+            return Err(Error::EndpointDisabled {
+                endpoint: endpoint.to_string(),
+                reason: config.disabled_reason.clone(),
+            });
+        }
+        let (delivery, event) = replay::send_test(&self.js, &tenant, &endpoint, event_type).await?;
+        tracing::info!(tenant = %tenant, endpoint_id = %endpoint, delivery = %delivery, event_id = %event,
+            event_type = event_type.as_str(), "test event queued");
+        Ok(pb::SendTestEventResponse { delivery_id: delivery.to_string(), event_id: event.to_string() })
     }
 
     /// Record the job, start it in the background and answer at once.
@@ -290,6 +318,14 @@ impl DeliveryService for DeliveryApi {
         Ok(Response::new(self.tenant_stats(req.into_inner()).await?))
     }
 
+    async fn send_test_event(
+        &self,
+        req: Request<pb::SendTestEventRequest>,
+    ) -> Result<Response<pb::SendTestEventResponse>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
+        Ok(Response::new(self.send_test(req.into_inner()).await?))
+    }
+
     async fn get_projection_status(
         &self,
         req: Request<pb::GetProjectionStatusRequest>,
@@ -383,6 +419,7 @@ fn delivery_pb(d: DeliveryRow) -> pb::Delivery {
         replay_of: d.replay_of.unwrap_or_default(),
         replay_count: count(d.replay_count) as u32,
         archived_at: d.archived_at.map(ts).unwrap_or_default(),
+        test: d.test,
     }
 }
 
@@ -484,6 +521,7 @@ mod tests {
             replay_of: None,
             replay_count: 1,
             archived_at: Some(t),
+            test: false,
         });
         assert_eq!(d.state, pb::DeliveryState::Archived as i32);
         assert_eq!(

@@ -7,7 +7,7 @@
 //! * [`api`]: the gRPC `DeliveryService`: the log, Raw, Replay, recover jobs,
 //!   statistics and projection status.
 //! * [`replay`]: re-reads an event from HOOKLINE_EVENTS and queues it as a new
-//!   delivery; runs and resumes recover jobs.
+//!   delivery; queues test events; runs and resumes recover jobs.
 //! * [`autodisable`]: disables endpoints that have failed for too long.
 
 pub mod api;
@@ -41,12 +41,19 @@ pub enum Error {
     PayloadChanged(String),
     #[error("attempt {attempt} of delivery {delivery} sent no request: the endpoint was unavailable")]
     NothingSent { delivery: String, attempt: u32 },
+    #[error("endpoint `{endpoint}` is disabled{}: enable it first", because(reason.as_deref()))]
+    EndpointDisabled { endpoint: String, reason: Option<String> },
     #[error("NATS JetStream unavailable: {0}")]
     Unavailable(#[source] hookline_bus::Source),
     #[error("delivery log unavailable: {0}")]
     Store(#[from] StoreError),
     #[error("unreadable record: {0}")]
     Corrupt(String),
+}
+
+/// ` (why)`, when a reason is known.
+fn because(reason: Option<&str>) -> String {
+    reason.map(|r| format!(" ({r})")).unwrap_or_default()
 }
 
 impl From<Error> for Status {
@@ -57,9 +64,11 @@ impl From<Error> for Status {
             | Error::EndpointNotFound(_)
             | Error::AttemptNotFound { .. }
             | Error::JobNotFound(_) => Status::not_found(e.to_string()),
-            Error::Archived { .. } | Error::PayloadGone(_) | Error::PayloadChanged(_) | Error::NothingSent { .. } => {
-                Status::failed_precondition(e.to_string())
-            }
+            Error::Archived { .. }
+            | Error::PayloadGone(_)
+            | Error::PayloadChanged(_)
+            | Error::NothingSent { .. }
+            | Error::EndpointDisabled { .. } => Status::failed_precondition(e.to_string()),
             Error::Unavailable(_) | Error::Store(_) => {
                 tracing::warn!(error = %e, "delivery log unavailable");
                 Status::unavailable(e.to_string())

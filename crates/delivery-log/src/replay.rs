@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{Context, message::PublishMessage, stream::RawMessageErrorKind};
 use chrono::{DateTime, SecondsFormat, Utc};
-use hookline_bus::{EVENTS_STREAM, dispatch_subject};
+use hookline_bus::{EVENTS_STREAM, dispatch_subject, events_subject};
 use hookline_domain::{
     delivery::DispatchTask,
+    event_type::EventType,
     events::StoredEvent,
-    ids::{DeliveryId, EndpointId, JobId, TenantId},
+    ids::{DeliveryId, EndpointId, EventId, JobId, TenantId},
 };
 use hookline_store::queries::{self, DeliveryRow, JobState};
 use sqlx::PgPool;
@@ -108,6 +109,36 @@ async fn replay_as(
     let subject = dispatch_subject(tenant, &task.endpoint_id);
     js.send_publish(subject, publish).await.map_err(nats)?.await.map_err(nats)?;
     Ok(task.delivery_id)
+}
+
+/// Queue a test event of `event_type` for `endpoint` alone: the event is
+/// stored in HOOKLINE_EVENTS like any other (retries, parking, Raw and
+/// Replay read it back from there; fan-out passes over it, as it is marked
+/// `test`), and its one task is queued as a replay's is.
+pub async fn send_test(
+    js: &Context,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
+    event_type: EventType,
+) -> Result<(DeliveryId, EventId), Error> {
+    let event = StoredEvent::test(tenant.clone(), event_type);
+    let payload = serde_json::to_vec(&event).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let publish = PublishMessage::build().payload(payload.into()).message_id(event.id.to_string());
+    let ack = js.send_publish(events_subject(tenant, event_type), publish).await.map_err(nats)?.await.map_err(nats)?;
+    let task = DispatchTask {
+        delivery_id: DeliveryId::generate(),
+        created_at: hookline_domain::events::Timestamp::now(),
+        endpoint_id: endpoint.clone(),
+        event_seq: ack.sequence,
+        replay_of: None,
+        attempt: 1,
+        not_before: None,
+        event,
+    };
+    let payload = serde_json::to_vec(&task).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let publish = PublishMessage::build().payload(payload.into()).message_id(task.msg_id());
+    js.send_publish(dispatch_subject(tenant, endpoint), publish).await.map_err(nats)?.await.map_err(nats)?;
+    Ok((task.delivery_id, task.event.id))
 }
 
 /// NATS trouble, for `map_err`.
@@ -263,6 +294,7 @@ mod tests {
             replay_of: None,
             replay_count: 0,
             archived_at,
+            test: false,
         }
     }
 

@@ -83,6 +83,12 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
     if delivered > 1 {
         tracing::info!(delivered, "fanout: event delivered again; its first attempts repeat");
     }
+    if event.test {
+        // `SendTestEvent` queued its one task itself; the event is stored only
+        // so that retries, parking, Raw and Replay read it like any other.
+        let _ = msg.ack().await;
+        return;
+    }
     if header(msg.headers.as_ref(), WEBHOOKS_HEADER) == Some("off") {
         tracing::info!("fanout: published while webhooks were off; not delivered");
         let _ = msg.double_ack().await;

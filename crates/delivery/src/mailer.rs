@@ -67,17 +67,21 @@ impl Mailer {
         let msg_id = event.id.as_str();
         let signature =
             signing::signature_header(endpoint.signing_secrets(chrono::Utc::now()), msg_id, timestamp, &body);
-        let subject = format!("[Hookline] {} for tenant {}", event.event_type, event.tenant_id);
+        let tag = if event.test { "Hookline test" } else { "Hookline" };
+        let subject = format!("[{tag}] {} for tenant {}", event.event_type, event.tenant_id);
         let raw = |name: &str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii(name.to_owned()).expect("static header names"), value)
         };
-        let headers = vec![
+        let mut headers = vec![
             ("to".to_owned(), to.to_owned()),
             ("subject".to_owned(), subject.clone()),
             ("webhook-id".to_owned(), msg_id.to_owned()),
             ("webhook-timestamp".to_owned(), timestamp.to_string()),
             ("webhook-signature".to_owned(), hookline_domain::endpoint::Secret::MASK.to_owned()),
         ];
+        if event.test {
+            headers.push(("hookline-test".to_owned(), "true".to_owned()));
+        }
         let refused = |why: String| AttemptResult {
             request_headers: headers.clone(),
             ..AttemptResult::failed(ErrorKind::Smtp, why)
@@ -86,22 +90,23 @@ impl Mailer {
             return refused(format!("`{to}` is not a deliverable address"));
         };
         let text = String::from_utf8_lossy(&body).into_owned();
-        let message = Message::builder()
+        let mut message = Message::builder()
             .from(self.from.clone())
             .to(to_box)
             .subject(subject)
             .message_id(Some(format!("<{msg_id}.{timestamp}@hookline>")))
             .raw_header(raw("Webhook-Id", msg_id.to_owned()))
             .raw_header(raw("Webhook-Timestamp", timestamp.to_string()))
-            .raw_header(raw("Webhook-Signature", signature))
-            .multipart(
-                MultiPart::mixed()
-                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
-                    .singlepart(
-                        Attachment::new(format!("{msg_id}.json"))
-                            .body(body, ContentType::parse("application/json").expect("valid content type")),
-                    ),
-            );
+            .raw_header(raw("Webhook-Signature", signature));
+        if event.test {
+            message = message.raw_header(raw("Hookline-Test", "true".to_owned()));
+        }
+        let message = message.multipart(
+            MultiPart::mixed().singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text)).singlepart(
+                Attachment::new(format!("{msg_id}.json"))
+                    .body(body, ContentType::parse("application/json").expect("valid content type")),
+            ),
+        );
         let message = match message {
             Ok(m) => m,
             Err(e) => return refused(format!("cannot build the e-mail: {e}")),

@@ -219,7 +219,11 @@ impl AttemptResult {
     }
 }
 
-/// POST `body` to the endpoint, signed for `msg_id`.
+/// Marks a test event (`SendTestEvent`), so receivers can tell it from a
+/// booking platform event: `hookline-test: true`.
+pub const TEST_HEADER: &str = "hookline-test";
+
+/// POST `body` to the endpoint, signed for `msg_id`; `test` adds [`TEST_HEADER`].
 pub async fn send(
     http: &Http,
     url: Uri,
@@ -227,6 +231,7 @@ pub async fn send(
     msg_id: &str,
     body: Vec<u8>,
     traceparent: &str,
+    test: bool,
 ) -> AttemptResult {
     let now = chrono::Utc::now();
     let timestamp = now.timestamp();
@@ -252,6 +257,10 @@ pub async fn send(
         ("webhook-signature".to_owned(), Secret::MASK.to_owned()),
         ("traceparent".to_owned(), traceparent.to_owned()),
     ];
+    if test {
+        headers.insert(TEST_HEADER, HeaderValue::from_static("true"));
+        sent.push((TEST_HEADER.to_owned(), "true".to_owned()));
+    }
     if let Some(h) = &endpoint.auth_header {
         let mut value = HeaderValue::from_str(h.value().expose()).expect("auth header value checked on input");
         value.set_sensitive(true);

@@ -211,6 +211,8 @@ pub(crate) fn expired_outcome(
         response_excerpt: None,
         request: None,
         trace_id,
+        // The event, which says whether it was a test, is gone.
+        test: false,
     }
 }
 
@@ -393,7 +395,7 @@ impl Worker {
         let mailer = self.settings.mailer.clone();
         let target = self.targets.get(ep.url.as_str(), &self.settings.address_policy);
         let event = ep.email.is_some().then(|| task.event.clone());
-        let (msg_id, traceparent) = (task.event.id.to_string(), trace.to_string());
+        let (msg_id, traceparent, test) = (task.event.id.to_string(), trace.to_string(), task.event.test);
         // Boxed once here, so the queue and the slot move a pointer.
         let job = Box::pin(async move {
             let _permit = attempts.acquire_owned().await.expect("the attempts semaphore is never closed");
@@ -406,7 +408,7 @@ impl Worker {
                     "this endpoint delivers by e-mail but HOOKLINE_SMTP_URL is not set".into(),
                 ),
                 (None, _) => match target {
-                    Ok(url) => sender::send(&http, url, &ep, &msg_id, body, &traceparent).await,
+                    Ok(url) => sender::send(&http, url, &ep, &msg_id, body, &traceparent, test).await,
                     Err(why) => sender::AttemptResult::refused(why.to_string()),
                 },
             };
@@ -441,6 +443,7 @@ impl Worker {
             next_attempt_at: None,
             response_excerpt: None,
             trace_id: Some(trace.trace_id()),
+            test: event.test,
         };
         let mut retry = None;
         match attempted {

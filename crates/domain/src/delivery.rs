@@ -265,6 +265,9 @@ pub struct AttemptOutcome<R = SentRequest> {
     /// W3C trace id shared with the ingest and fan-out logs of this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The event is a test event (see [`StoredEvent::test`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 /// The request of an attempt, without its body (which is re-rendered from
@@ -337,6 +340,7 @@ mod tests {
             received_at: "2026-11-29T10:00:01Z".into(),
             idempotency_key: None,
             data: serde_json::value::to_raw_value(&serde_json::json!({"id": "c1"})).unwrap(),
+            test: false,
         }
     }
 

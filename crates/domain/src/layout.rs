@@ -74,6 +74,7 @@ mod tests {
             received_at: "2026-11-29T10:00:01Z".into(),
             idempotency_key: None,
             data: serde_json::value::to_raw_value(&data).unwrap(),
+            test: false,
         };
         // Through the stream and back, as fan-out and workers see it.
         let stored: StoredEvent = serde_json::from_slice(&serde_json::to_vec(&event).unwrap()).unwrap();

@@ -3,7 +3,7 @@
 //! # Layout
 //! * [`ids`]: prefixed, time-sortable ids (`evt_…`, `ep_…`) and [`ids::TenantId`].
 //! * [`event_type`]: the twelve event types.
-//! * [`catalog`]: their groups, descriptions and example events, as pages show them.
+//! * [`catalog`]: their groups and descriptions, as pages show them.
 //! * [`events`]: typed payloads, parsing of producer JSON, the stored event.
 //! * [`endpoint`]: endpoint settings that cannot hold an invalid value.
 //! * [`config`]: the tenant aggregate: config events, `decide` and `evolve`.

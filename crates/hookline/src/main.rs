@@ -87,6 +87,13 @@ enum Command {
         #[command(subcommand)]
         cmd: cli::ApiKeyCmd,
     },
+    /// Portal links: a tenant's console page for a platform to embed.
+    Portal {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: cli::PortalCmd,
+    },
     /// Attempt statistics of an endpoint, or of a whole tenant.
     Stats {
         #[command(flatten)]
@@ -205,6 +212,7 @@ async fn run(cli: Cli, file: config::SettingsFile) -> std::process::ExitCode {
         Command::Stats { client, tenant, endpoint, window } => cli::stats(&client, tenant, endpoint, window).await,
         Command::Admin { client, cmd } => cli::admin(&client, cmd).await,
         Command::ApiKey { client, cmd } => cli::api_key(&client, cmd).await,
+        Command::Portal { client, cmd } => cli::portal(&client, cmd).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
     };
     match result {

@@ -266,7 +266,14 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
         && let Some(address) = &address
     {
         let (policy, dns) = (address.address_policy(role == Role::Dev), address.dns_resolver());
-        let api = SubscriptionsApi::new(Commands::new(js.clone(), directory.clone()), directory.clone(), policy, dns);
+        let portal = args.portal_keys();
+        if args.master_key.is_none() && args.operator_token.is_none() {
+            tracing::warn!(
+                "portal links are signed with a random key of this process: they stop working when it restarts (set HOOKLINE_MASTER_KEY or HOOKLINE_OPERATOR_TOKEN)"
+            );
+        }
+        let commands = Commands::new(js.clone(), directory.clone());
+        let api = SubscriptionsApi::new(commands, directory.clone(), policy, dns, portal);
         grpc = grpc.add_service(SubscriptionServiceServer::with_interceptor(api, authenticator.clone()));
         readiness.register::<SubscriptionServiceServer<SubscriptionsApi>>(false).await;
     }

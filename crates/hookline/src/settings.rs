@@ -497,6 +497,22 @@ impl CommonArgs {
         }
     }
 
+    /// The keys that sign portal links: derived from the master key (former
+    /// master keys verify), else from the operator token (former tokens
+    /// verify), so every replica agrees and links outlive restarts; else a
+    /// random key of this process, and links die with it.
+    pub fn portal_keys(&self) -> hookline_auth::portal::PortalKeys {
+        use hookline_auth::portal::PortalKeys;
+        let set = |v: &Option<String>| v.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        let (current, previous) = match (set(&self.master_key), set(&self.operator_token)) {
+            (Some(key), _) => (key, &self.master_key_previous.0),
+            (None, Some(token)) => (token, &self.operator_token_previous.0),
+            (None, None) => return PortalKeys::ephemeral(),
+        };
+        let previous = previous.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).map(str::as_bytes);
+        PortalKeys::derive(current.as_bytes(), previous)
+    }
+
     /// Install the sealing keyring, if a master key is set.
     pub fn install_keyring(&self) -> Result<(), String> {
         let Some(current) = self.master_key.as_deref() else { return Ok(()) };

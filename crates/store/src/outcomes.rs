@@ -184,10 +184,11 @@ async fn upsert_deliveries(tx: &mut Transaction<'_, Postgres>, new: &[&Recorded]
     let rows: Vec<&Recorded> = latest.into_values().collect();
     sqlx::query(
         "INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, event_seq, created_at,
-                                 last_attempt_at, attempt_count, last_status_code, last_error_kind, state, replay_of)
+                                 last_attempt_at, attempt_count, last_status_code, last_error_kind, state, replay_of,
+                                 test)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
                               $7::timestamptz[], $8::timestamptz[], $9::int4[], $10::int4[], $11::text[], $12::text[],
-                              $13::text[])
+                              $13::text[], $14::bool[])
          ON CONFLICT (id) DO UPDATE SET last_attempt_at = EXCLUDED.last_attempt_at,
              attempt_count = EXCLUDED.attempt_count, last_status_code = EXCLUDED.last_status_code,
              last_error_kind = EXCLUDED.last_error_kind,
@@ -207,6 +208,7 @@ async fn upsert_deliveries(tx: &mut Transaction<'_, Postgres>, new: &[&Recorded]
     .bind(rows.iter().map(|o| o.error_kind.map(|k| k.as_str())).collect::<Vec<_>>())
     .bind(rows.iter().map(|o| delivery_state(o.state)).collect::<Vec<_>>())
     .bind(rows.iter().map(|o| o.replay_of.as_ref().map(|r| r.as_str())).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.test).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())

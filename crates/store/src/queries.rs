@@ -30,6 +30,8 @@ pub struct DeliveryRow {
     pub replay_of: Option<String>,
     pub replay_count: i32,
     pub archived_at: Option<DateTime<Utc>>,
+    /// A test event's delivery (`SendTestEvent`).
+    pub test: bool,
 }
 
 /// Where a delivery stands: `deliveries.state`, a text column.
@@ -112,6 +114,8 @@ pub struct DeliveryFilter {
     pub created_before: Option<DateTime<Utc>>,
     /// `Some(true)`: only replays; `Some(false)`: only originals.
     pub replayed: Option<bool>,
+    /// `Some(true)`: only test events; `Some(false)`: none of them.
+    pub test: Option<bool>,
 }
 
 /// One page of deliveries, newest first.
@@ -123,7 +127,8 @@ pub struct DeliveryPage {
 }
 
 const DELIVERY_COLUMNS: &str = "id, tenant_id, endpoint_id, event_id, event_type, event_seq, created_at, \
-    last_attempt_at, attempt_count, last_status_code, last_error_kind, state, replay_of, replay_count, archived_at";
+    last_attempt_at, attempt_count, last_status_code, last_error_kind, state, replay_of, replay_count, archived_at, \
+    test";
 
 /// An endpoint's deliveries, newest first. Keyset pagination on the
 /// time-sortable id keeps pages stable while new deliveries arrive; one row
@@ -153,6 +158,10 @@ pub async fn list_deliveries(
     }
     if let Some(replays) = filter.replayed {
         q.push(if replays { " AND replay_of IS NOT NULL" } else { " AND replay_of IS NULL" });
+    }
+    // Literal, not bound, so the planner can pick the partial index on test rows.
+    if let Some(test) = filter.test {
+        q.push(if test { " AND test" } else { " AND NOT test" });
     }
     if let Some(after) = after_id {
         q.push(" AND id < ").push_bind(after.to_owned());

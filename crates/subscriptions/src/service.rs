@@ -1,6 +1,10 @@
 //! The gRPC `SubscriptionService`: parses requests into commands at the edge.
 
-use hookline_auth as auth;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hookline_auth::{
+    self as auth,
+    portal::{PortalKeys, PortalLinkError, PortalToken},
+};
 use hookline_domain::{
     FieldError,
     config::{Command, ConfigError, EndpointPatch, TenantState},
@@ -24,11 +28,19 @@ pub struct SubscriptionsApi {
     policy: std::sync::Arc<AddressPolicy>,
     /// Where their host names are resolved (`HOOKLINE_DNS_SERVERS`).
     dns: hookline_dns::Resolver,
+    /// Signs and checks portal links.
+    portal: PortalKeys,
 }
 
 impl SubscriptionsApi {
-    pub fn new(commands: Commands, directory: Directory, policy: AddressPolicy, dns: hookline_dns::Resolver) -> Self {
-        Self { commands, directory, policy: policy.into(), dns }
+    pub fn new(
+        commands: Commands,
+        directory: Directory,
+        policy: AddressPolicy,
+        dns: hookline_dns::Resolver,
+        portal: PortalKeys,
+    ) -> Self {
+        Self { commands, directory, policy: policy.into(), dns, portal }
     }
 
     /// See [`crate::target::check_target`].
@@ -36,6 +48,13 @@ impl SubscriptionsApi {
         crate::target::check_target(url.as_str(), &self.policy, &self.dns).await.map_err(invalid)
     }
 }
+
+/// `ListTenants` page sizes.
+const DEFAULT_TENANT_PAGE: usize = 50;
+const MAX_TENANT_PAGE: usize = 500;
+/// Portal link lifetimes.
+const DEFAULT_PORTAL_TTL: u32 = 3600;
+const MAX_PORTAL_TTL: u32 = 7 * 24 * 3600;
 
 fn invalid(e: FieldError) -> Status {
     status(Error::from(ConfigError::Invalid(e)))
@@ -47,6 +66,25 @@ fn tenant_id(s: &str) -> Result<TenantId, Status> {
 
 fn endpoint_id(s: &str) -> Result<EndpointId, Status> {
     EndpointId::parse(s).map_err(|e| invalid(e.under("endpoint_id")))
+}
+
+/// The opaque `ListTenants` page token: the last id of the page before.
+fn tenant_page_token(last: &TenantId) -> String {
+    URL_SAFE_NO_PAD.encode(last.as_str())
+}
+
+fn tenant_after(token: &str) -> Result<Option<TenantId>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || invalid(FieldError::new("page_token", "must be a `next_page_token` of ListTenants"));
+    let text = URL_SAFE_NO_PAD.decode(token).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
+    TenantId::parse(&text).map(Some).map_err(|_| bad())
+}
+
+fn rfc3339(unix_seconds: u64) -> String {
+    let at = i64::try_from(unix_seconds).ok().and_then(|s| chrono::DateTime::from_timestamp(s, 0)).unwrap_or_default();
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn plan(p: i32) -> Result<Plan, Status> {
@@ -426,6 +464,88 @@ impl SubscriptionService for SubscriptionsApi {
         }
         tracing::info!(tenants, endpoints, "secrets re-sealed under the current master key");
         Ok(Response::new(pb::ResealSecretsResponse { tenants, endpoints }))
+    }
+
+    async fn list_tenants(
+        &self,
+        req: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        auth::check_operator(&req)?;
+        let r = req.into_inner();
+        let size = match r.page_size as usize {
+            0 => DEFAULT_TENANT_PAGE,
+            n if n > MAX_TENANT_PAGE => {
+                return Err(invalid(FieldError::new("page_size", format!("must be at most {MAX_TENANT_PAGE}"))));
+            }
+            n => n,
+        };
+        let after = tenant_after(&r.page_token)?;
+        // Tenants created a moment ago through another replica are listed too.
+        self.directory.catch_up().await.map_err(status)?;
+        let page = self.directory.find_tenants(&r.query, after.as_ref(), size);
+        let next_page_token =
+            page.tenants.last().filter(|_| page.more).map(|t| tenant_page_token(&t.id)).unwrap_or_default();
+        Ok(Response::new(pb::ListTenantsResponse {
+            tenants: page.tenants.iter().map(|t| tenant_to_pb(t)).collect(),
+            next_page_token,
+            total_matching: u32::try_from(page.total).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn create_portal_link(
+        &self,
+        req: Request<pb::CreatePortalLinkRequest>,
+    ) -> Result<Response<pb::PortalLink>, Status> {
+        auth::check_operator(&req)?;
+        let r = req.into_inner();
+        let id = tenant_id(&r.tenant_id)?;
+        let ttl = match r.ttl_seconds {
+            0 => DEFAULT_PORTAL_TTL,
+            n if n > MAX_PORTAL_TTL => {
+                return Err(invalid(FieldError::new(
+                    "ttl_seconds",
+                    format!("must be at most {MAX_PORTAL_TTL} (7 days)"),
+                )));
+            }
+            n => n,
+        };
+        self.tenant(&id).await?;
+        let (token, expires_at) = self.portal.mint(&id, std::time::Duration::from_secs(ttl.into()));
+        tracing::info!(tenant = %id, ttl_seconds = ttl, "portal link created");
+        Ok(Response::new(pb::PortalLink {
+            token: token.to_string(),
+            tenant_id: id.to_string(),
+            expires_at: rfc3339(expires_at),
+        }))
+    }
+
+    async fn redeem_portal_link(
+        &self,
+        req: Request<pb::RedeemPortalLinkRequest>,
+    ) -> Result<Response<pb::PortalSession>, Status> {
+        auth::check_operator(&req)?;
+        let refused = |why: String| {
+            tracing::info!(why, "portal link refused");
+            Status::unauthenticated(why)
+        };
+        let token = PortalToken::parse(&req.get_ref().token).map_err(|e| refused(e.to_string()))?;
+        let grant = self.portal.verify(&token).map_err(|e| match e {
+            PortalLinkError::Expired { expired_at } => {
+                refused(format!("portal link expired at {}", rfc3339(expired_at)))
+            }
+            e => refused(e.to_string()),
+        })?;
+        match self.tenant(&grant.tenant).await {
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Err(refused(format!("portal link: tenant `{}` does not exist", grant.tenant)));
+            }
+            Err(s) => return Err(s),
+        }
+        Ok(Response::new(pb::PortalSession {
+            tenant_id: grant.tenant.to_string(),
+            expires_at: rfc3339(grant.expires_at),
+        }))
     }
 }
 

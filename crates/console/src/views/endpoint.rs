@@ -80,6 +80,7 @@ async fn render(
             replayed: None,
             page_size: PAGE_SIZE,
             page_token: page_token.clone(),
+            test: None,
         })
         .await?
         .into_inner();
@@ -169,6 +170,20 @@ async fn render(
                 button type="submit" id="rotate-secret" { "Rotate signing secret" }
             }
         }
+        section.test-event aria-labelledby="test-heading" {
+            h2 id="test-heading" { "Send test event" }
+            form.inline method="post" action={ (base) "/test" } {
+                (layout::csrf(ctx))
+                label for="test-type" { "Event type" }
+                select id="test-type" name="event_type" {
+                    @for t in EventType::ALL {
+                        option value=(t.as_str()) selected[e.event_types.first().is_some_and(|f| f == t.as_str())] { (t.as_str()) }
+                    }
+                }
+                button type="submit" id="send-test-event" { "Send test event" }
+            }
+            p.hint { "Example data of the type, signed and logged like any delivery and marked “Test”; receivers see the header " code { "hookline-test: true" } "." }
+        }
         section.log aria-labelledby="log-heading" {
             h2 id="log-heading" { "Delivery log" }
             form.filters method="get" action=(base) role="search" aria-label="Filter the log" {
@@ -238,6 +253,7 @@ pub fn row(tenant: &TenantId, d: &dpb::Delivery) -> Markup {
             td {
                 time datetime=(d.created_at) { (when(&d.created_at)) }
                 @if archived { div.archived-note { "Archived" } }
+                @if d.test { div { span.badge.test { "Test" } } }
                 @if !d.replay_of.is_empty() { div { span.badge { "Replayed" } } }
                 @else if d.replay_count > 0 { div { span.badge { "Triggered again ×" (d.replay_count) } } }
             }
@@ -350,4 +366,23 @@ pub async fn rotate_secret(
         })
         .await?;
     Ok(see_other(&format!("/t/{tenant}/endpoints/{}?notice=rotated", q(&endpoint))))
+}
+
+pub async fn send_test(
+    Path((tenant, endpoint)): Path<(String, String)>,
+    Posted { ctx, form }: Posted,
+) -> Result<Response, PageError> {
+    let tenant = ctx.tenant(&tenant)?;
+    let event_type = EventType::parse(form.get("event_type"))
+        .map_err(|_| PageError::BadRequest("Event type: choose one of the twelve".into()))?;
+    ctx.app
+        .backend
+        .delivery()
+        .send_test_event(dpb::SendTestEventRequest {
+            tenant_id: tenant.to_string(),
+            endpoint_id: endpoint.clone(),
+            event_type: event_type.as_str().to_owned(),
+        })
+        .await?;
+    Ok(see_other(&format!("/t/{tenant}/endpoints/{}?notice=test-sent", q(&endpoint))))
 }

@@ -122,9 +122,11 @@ fn errors_of(status: &tonic::Status) -> Errors {
     HashMap::from([(field, text)])
 }
 
-/// The body a receiver of `t` gets in `layout`, pretty-printed.
+/// The body a receiver of `t` gets in `layout`, pretty-printed: that of
+/// the type's test event ("Send test event" sends the same data).
 pub fn preview_json(t: EventType, layout: Layout, tenant: &TenantId) -> String {
-    let body = hookline_domain::layout::render(&catalog::example_event(t, tenant.clone()), layout);
+    let event = hookline_domain::events::StoredEvent::test(tenant.clone(), t);
+    let body = hookline_domain::layout::render(&event, layout);
     let value: serde_json::Value = serde_json::from_slice(&body).expect("rendered bodies are JSON");
     serde_json::to_string_pretty(&value).expect("JSON prints")
 }

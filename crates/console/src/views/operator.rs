@@ -1,10 +1,11 @@
-//! The operator's pages: tenants (open one, create one) and plan changes.
+//! The operator's pages: every tenant (search, pages), creating tenants,
+//! and plan changes. Each tenant's id opens its view.
 
 use axum::{extract::Path, http::StatusCode, response::Response};
 use hookline_proto::subscriptions::v1 as spb;
 use maud::html;
 
-use super::{PLANS, layout, notice_text, plan_from_form, q};
+use super::{PLANS, layout, notice_text, plan_from_form, plan_name, q, when};
 use crate::{
     session::Principal,
     web::{Ctx, Fields, PageError, Posted, Query, see_other},
@@ -18,38 +19,83 @@ fn operator(ctx: &Ctx) -> Result<(), PageError> {
     }
 }
 
+/// Tenants per page of the list.
+const PAGE_SIZE: u32 = 25;
+
 pub async fn list(ctx: Ctx, Query(query): Query) -> Result<Response, PageError> {
     operator(&ctx)?;
-    // "Open a tenant" is a plain GET form: the id goes to the tenant's URL.
-    if !query.get("open").is_empty() {
-        return Ok(see_other(&format!("/t/{}", q(query.get("open")))));
-    }
-    Ok(render(&ctx, &Fields::default(), None, notice_text(query.get("notice")), StatusCode::OK))
+    let tenants = ctx
+        .app
+        .backend
+        .subscriptions()
+        .list_tenants(spb::ListTenantsRequest {
+            query: query.get("q").to_owned(),
+            page_size: PAGE_SIZE,
+            page_token: query.get("page").to_owned(),
+        })
+        .await?
+        .into_inner();
+    Ok(render(&ctx, &query, &tenants, &Fields::default(), None, StatusCode::OK))
 }
 
 fn render(
     ctx: &Ctx,
+    query: &Fields,
+    tenants: &spb::ListTenantsResponse,
     typed: &Fields,
     error: Option<(&str, String)>,
-    notice: Option<&str>,
     status: StatusCode,
 ) -> Response {
     let field_error = |field: &str| error.as_ref().filter(|(f, _)| *f == field).map(|(_, m)| m.clone());
+    let search = query.get("q");
     let body = html! {
         h1 { "Tenants" }
-        section aria-labelledby="open-heading" {
-            h2 id="open-heading" { "Open a tenant" }
+        section aria-labelledby="list-heading" {
+            div.section-head {
+                h2 id="list-heading" { "All tenants" }
+                span.muted id="tenant-count" {
+                    (tenants.total_matching) @if search.is_empty() { " tenants" } @else { " matching" }
+                }
+            }
             form.inline method="get" action="/tenants" role="search" {
-                label for="open" { "Tenant ID" }
-                input id="open" name="open" type="text" required;
-                button type="submit" id="open-tenant" { "Open" }
+                label for="tenant-search" { "Search" }
+                input id="tenant-search" name="q" type="search" value=(search) placeholder="Tenant ID contains…";
+                button type="submit" id="search-tenants" { "Search" }
+                @if !search.is_empty() { a href="/tenants" { "Clear" } }
+            }
+            @if tenants.tenants.is_empty() {
+                p.empty { @if search.is_empty() { "No tenants yet: create one below." } @else { "No tenant matches." } }
+            } @else {
+                table id="tenant-list" {
+                    thead { tr {
+                        th scope="col" { "Tenant" } th scope="col" { "Plan" } th scope="col" { "Webhooks" }
+                        th scope="col" { "Endpoints" } th scope="col" { "Created" }
+                    } }
+                    tbody {
+                        @for t in &tenants.tenants {
+                            tr id={ "tenant-" (t.id) } {
+                                th scope="row" { a href={ "/t/" (t.id) } { (t.id) } }
+                                td { (plan_name(t.plan)) }
+                                td { @if t.webhooks_enabled { span.ok { "On" } } @else { span.muted { "Off" } } }
+                                td { (t.endpoint_count) " of " (t.endpoint_limit) }
+                                td { (when(&t.created_at)) }
+                            }
+                        }
+                    }
+                }
+            }
+            nav.pager aria-label="Tenant pages" {
+                @if !query.get("page").is_empty() { a href={ "/tenants?q=" (q(search)) } id="first-page" { "First page" } }
+                @if !tenants.next_page_token.is_empty() {
+                    a href={ "/tenants?q=" (q(search)) "&page=" (q(&tenants.next_page_token)) } id="next-page" { "Next page" }
+                }
             }
         }
         section aria-labelledby="create-heading" {
             h2 id="create-heading" { "Create a tenant" }
             form method="post" action="/tenants" id="create-tenant-form" novalidate {
                 (layout::csrf(ctx))
-                @if let Some((f, m)) = &error { @if *f == "form" { p.error role="alert" { (m) } } }
+                @if let Some((f, m)) = &error { @if *f == "form" { p.error role="alert" id="form-error" { (m) } } }
                 label for="tenant_id" { "Tenant ID" }
                 input id="tenant_id" name="tenant_id" type="text" value=(typed.get("tenant_id"))
                     aria-invalid=[field_error("tenant_id").map(|_| "true")]
@@ -69,7 +115,7 @@ fn render(
             }
         }
     };
-    let mut response = layout::page(ctx, "Tenants", notice, body);
+    let mut response = layout::page(ctx, "Tenants", notice_text(query.get("notice")), body);
     *response.status_mut() = status;
     response
 }
@@ -91,7 +137,19 @@ pub async fn create(Posted { ctx, form }: Posted) -> Result<Response, PageError>
                 None if s.code() == tonic::Code::AlreadyExists => ("tenant_id", "This tenant ID is taken.".to_owned()),
                 None => ("form", message.to_owned()),
             };
-            Ok(render(&ctx, &form, Some((error.0, error.1)), None, StatusCode::UNPROCESSABLE_ENTITY))
+            let tenants = ctx
+                .app
+                .backend
+                .subscriptions()
+                .list_tenants(spb::ListTenantsRequest {
+                    query: String::new(),
+                    page_size: PAGE_SIZE,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            let error = Some((error.0, error.1));
+            Ok(render(&ctx, &Fields::default(), &tenants, &form, error, StatusCode::UNPROCESSABLE_ENTITY))
         }
         Err(s) => Err(s.into()),
     }

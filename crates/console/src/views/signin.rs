@@ -157,3 +157,39 @@ pub async fn signout(Posted { ctx, .. }: Posted) -> Response {
     response.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie"));
     response.into_response()
 }
+
+/// `GET /portal/<token>`: a portal link. The subscriptions service checks
+/// the token (signature, expiry, tenant); the session it opens is the
+/// tenant's, ends no later than the link, and may live in an iframe of an
+/// origin listed in HOOKLINE_CONSOLE_FRAME_ANCESTORS.
+pub async fn portal(ctx: Ctx, axum::extract::Path(token): axum::extract::Path<String>) -> Result<Response, PageError> {
+    let answer = ctx.app.backend.subscriptions().redeem_portal_link(spb::RedeemPortalLinkRequest { token }).await;
+    let link = match answer {
+        Ok(link) => link.into_inner(),
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::NotFound
+            ) =>
+        {
+            let mut response = layout::bare(
+                "Link not valid",
+                "This portal link is expired or not valid. Ask for a new link where you found this one.",
+            )
+            .into_response();
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            return Ok(response);
+        }
+        Err(s) => return Err(s.into()),
+    };
+    let tenant = TenantId::parse(&link.tenant_id).map_err(|_| PageError::NotFound)?;
+    let link_expires = chrono::DateTime::parse_from_rfc3339(&link.expires_at)
+        .map_err(|_| PageError::BadRequest("the portal link's expiry is not a time".into()))?
+        .with_timezone(&chrono::Utc);
+    let expires = link_expires.min(chrono::Utc::now() + SIGN_IN_LIFETIME);
+    let session = Session::new(Principal::Tenant(tenant.clone()), Via::Portal, expires);
+    let mut response = see_other(&format!("/t/{tenant}"));
+    let cookie = ctx.app.sessions.set_cookie(&session);
+    response.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie"));
+    Ok(response)
+}

@@ -37,6 +37,7 @@ pub async fn view(ctx: Ctx, Path(tenant): Path<String>, Query(q): Query) -> Resu
     let at_limit = t.endpoint_count >= t.endpoint_limit;
     let base = format!("/t/{tenant}");
     let body = html! {
+        @if ctx.is_operator() { p.back { a href="/tenants" { "← Tenants" } } }
         h1 { "Webhooks" span.tenant-id { (tenant) } }
         section.settings aria-label="Webhooks" {
             form method="post" action={ (base) "/webhooks" } id="webhooks-form" {
@@ -68,6 +69,14 @@ pub async fn view(ctx: Ctx, Path(tenant): Path<String>, Query(q): Query) -> Resu
                         }
                     }
                     button type="submit" id="change-plan" { "Change plan" }
+                }
+                form.inline method="post" action={ (base) "/portal-link" } id="portal-link-form" {
+                    (layout::csrf(&ctx))
+                    label for="portal-ttl" { "Portal link valid for" }
+                    select id="portal-ttl" name="ttl_seconds" {
+                        @for (seconds, label) in PORTAL_TTLS { option value=(seconds) selected[seconds == 3600] { (label) } }
+                    }
+                    button type="submit" id="create-portal-link" { "Create portal link" }
                 }
             }
         }
@@ -137,6 +146,40 @@ fn stats_cell(s: Option<Option<&dpb::Stats>>) -> Markup {
             }
         }
     }
+}
+
+/// Portal link lifetimes offered: (seconds, label).
+const PORTAL_TTLS: [(u32, &str); 4] = [(900, "15 minutes"), (3600, "1 hour"), (86_400, "1 day"), (604_800, "7 days")];
+
+/// `POST /t/<tenant>/portal-link` (operator): mint a link and show it once.
+pub async fn portal_link(Path(tenant): Path<String>, Posted { ctx, form }: Posted) -> Result<Response, PageError> {
+    if !ctx.is_operator() {
+        return Err(PageError::NotFound);
+    }
+    let tenant = ctx.tenant(&tenant)?;
+    let ttl_seconds =
+        form.get("ttl_seconds")
+            .parse::<u32>()
+            .ok()
+            .filter(|t| PORTAL_TTLS.iter().any(|(s, _)| s == t))
+            .ok_or_else(|| PageError::BadRequest("Portal link valid for: choose one of the periods offered".into()))?;
+    let link = ctx
+        .app
+        .backend
+        .subscriptions()
+        .create_portal_link(spb::CreatePortalLinkRequest { tenant_id: tenant.to_string(), ttl_seconds })
+        .await?
+        .into_inner();
+    let url = format!("{}/portal/{}", ctx.app.public_url.as_deref().unwrap_or_default(), link.token);
+    let body = html! {
+        p.back { a href={ "/t/" (tenant) } { "← Webhooks of " (tenant) } }
+        h1 { "Portal link" }
+        p { "Whoever holds this link acts as tenant " strong { (tenant) } " in the console until "
+            (super::when(&link.expires_at)) ". Embed it in an iframe of an origin listed in "
+            code { "HOOKLINE_CONSOLE_FRAME_ANCESTORS" } ", or open it directly." }
+        p { code id="portal-url" { (url) } " " button type="button" data-copy="portal-url" { "Copy" } }
+    };
+    Ok(layout::page(&ctx, "Portal link", None, body))
 }
 
 pub async fn switch_webhooks(Path(tenant): Path<String>, Posted { ctx, form }: Posted) -> Result<Response, PageError> {

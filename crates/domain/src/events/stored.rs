@@ -26,6 +26,10 @@ pub struct StoredEvent {
     /// and workers copy it instead of parsing it into a tree and printing it
     /// again for every task and attempt.
     pub data: Box<serde_json::value::RawValue>,
+    /// A test event (`SendTestEvent`): example data sent to one endpoint.
+    /// Fan-out passes over it; receivers see the `hookline-test` header.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 impl PartialEq for StoredEvent {
@@ -37,6 +41,7 @@ impl PartialEq for StoredEvent {
             && self.received_at == other.received_at
             && self.idempotency_key == other.idempotency_key
             && self.data.get() == other.data.get()
+            && self.test == other.test
     }
 }
 
@@ -51,6 +56,47 @@ impl StoredEvent {
             received_at: received_at.into(),
             idempotency_key: event.idempotency_key.map(String::from),
             data: event.payload.to_raw(),
+            test: false,
         }
+    }
+
+    /// A test event of `event_type` for `tenant`, carrying the type's
+    /// example data ([`crate::event_type::example`]).
+    pub fn test(tenant_id: TenantId, event_type: EventType) -> Self {
+        let now = String::from(Timestamp::now());
+        let data =
+            serde_json::value::to_raw_value(&crate::event_type::example(event_type)).expect("example data serialises");
+        Self {
+            id: EventId::generate(),
+            tenant_id,
+            event_type,
+            occurred_at: now.clone(),
+            received_at: now,
+            idempotency_key: None,
+            data,
+            test: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_test_events_carry_the_test_mark_and_it_reads_back() {
+        let acme = TenantId::parse("acme").unwrap();
+        let test = StoredEvent::test(acme.clone(), EventType::CustomerCreated);
+        let json = serde_json::to_value(&test).unwrap();
+        assert_eq!(json["test"], true);
+        assert_eq!(json["data"], crate::event_type::example(EventType::CustomerCreated));
+        let back: StoredEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, test);
+        // Events from producers print as they always did.
+        let mut plain = test.clone();
+        plain.test = false;
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("test").is_none(), "{json}");
+        assert!(!serde_json::from_value::<StoredEvent>(json).unwrap().test);
     }
 }

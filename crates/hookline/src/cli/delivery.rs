@@ -51,6 +51,9 @@ pub enum DeliveryCmd {
         /// `true`: only replays; `false`: only originals.
         #[arg(long)]
         replayed: Option<bool>,
+        /// `true`: only test events (`endpoint test`); `false`: none of them.
+        #[arg(long)]
+        test: Option<bool>,
         /// Rows per page (1-200, default 50).
         #[arg(long)]
         limit: Option<u32>,
@@ -106,6 +109,9 @@ fn delivery_line(d: &dpb::Delivery) -> String {
         (code, _) => code.to_string(),
     };
     let mut labels = Vec::new();
+    if d.test {
+        labels.push("test".to_owned());
+    }
     if !d.replay_of.is_empty() {
         labels.push(format!("replay of {}", d.replay_of));
     }
@@ -143,6 +149,7 @@ pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
             since,
             until,
             replayed,
+            test,
             limit,
             page_token,
         } => {
@@ -156,6 +163,7 @@ pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
                     created_after: since.unwrap_or_default(),
                     created_before: until.unwrap_or_default(),
                     replayed,
+                    test,
                     page_size: limit.unwrap_or_default(),
                     page_token: page_token.unwrap_or_default(),
                 })

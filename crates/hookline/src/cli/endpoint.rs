@@ -1,12 +1,12 @@
-//! `hookline endpoint create|get|list|update|delete|secret|rotate-secret`,
+//! `hookline endpoint create|get|list|update|delete|secret|rotate-secret|test`,
 //! and `recover` (see `recover.rs`).
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use hookline_proto::{json::layout_name, subscriptions::v1 as spb};
+use hookline_proto::{delivery::v1 as dpb, json::layout_name, subscriptions::v1 as spb};
 use serde_json::json;
 
-use super::{ClientArgs, print, status, subscriptions};
+use super::{ClientArgs, deliveries, print, status, subscriptions};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LayoutArg {
@@ -99,6 +99,16 @@ pub enum EndpointCmd {
         #[arg(long)]
         grace_period: Option<u32>,
     },
+    /// Send an example event of one type to this endpoint only, through the
+    /// normal delivery path (signed, retried, logged as a test); receivers
+    /// see the header `hookline-test: true`. Prints the delivery id.
+    Test {
+        tenant: String,
+        endpoint: String,
+        /// The event type, e.g. `appointment.booking.created`.
+        #[arg(long = "type", value_name = "EVENT_TYPE")]
+        event_type: String,
+    },
     /// Replay every failed delivery created since a time, as a background
     /// job; shows its progress until it ends.
     Recover {
@@ -136,6 +146,17 @@ fn event_types(v: &[String]) -> Vec<String> {
 pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()> {
     if let EndpointCmd::Recover { tenant, endpoint, since } = cmd {
         return super::recover::recover(args, tenant, endpoint, since).await;
+    }
+    if let EndpointCmd::Test { tenant, endpoint, event_type } = cmd {
+        let sent = deliveries(args)
+            .await?
+            .send_test_event(dpb::SendTestEventRequest { tenant_id: tenant, endpoint_id: endpoint, event_type })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let human = format!("test event {} queued as delivery {}", sent.event_id, sent.delivery_id);
+        print(args.json, &sent, human);
+        return Ok(());
     }
     let mut c = subscriptions(args).await?;
     let show = |e: &spb::Endpoint| print(args.json, e, endpoint_line(e));
@@ -230,7 +251,7 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                 .into_inner();
             print(args.json, &s, s.secret.clone());
         }
-        EndpointCmd::Recover { .. } => unreachable!("handled above"),
+        EndpointCmd::Recover { .. } | EndpointCmd::Test { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

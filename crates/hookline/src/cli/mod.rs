@@ -5,7 +5,8 @@
 //! * here: the client options every verb shares ([`ClientArgs`]: URLs,
 //!   token, TLS), connecting, and printing.
 //! * one module per verb group: `tenant`, `endpoint` (with `recover`),
-//!   `api_key`, `publish`, `delivery` (the delivery log), `stats`, `admin`.
+//!   `api_key`, `portal` (portal links), `publish`, `delivery` (the delivery
+//!   log), `stats`, `admin`.
 //!
 //! JSON output is the API's messages as they are: they derive `Serialize`
 //! (see `hookline_proto::json`), and [`print`] prints whatever it is given.
@@ -14,6 +15,7 @@ mod admin;
 mod api_key;
 mod delivery;
 mod endpoint;
+mod portal;
 mod publish;
 mod recover;
 mod stats;
@@ -39,6 +41,7 @@ pub use self::{
     api_key::{ApiKeyCmd, api_key},
     delivery::{DeliveryCmd, delivery},
     endpoint::{EndpointCmd, endpoint},
+    portal::{PortalCmd, portal},
     publish::publish,
     stats::{WindowArg, stats},
     tenant::{TenantCmd, tenant},
@@ -240,7 +243,7 @@ mod tests {
             printed(&d),
             json!({"id": "dlv_1", "event_id": "", "event_type": "", "endpoint_id": "", "created_at": "",
                 "last_attempt_at": "", "attempt_count": 0, "last_status_code": null, "last_error_kind": null,
-                "state": "failing", "replay_of": null, "replay_count": 0, "archived_at": null})
+                "state": "failing", "replay_of": null, "replay_count": 0, "archived_at": null, "test": false})
         );
         let a = dpb::Attempt { number: 1, status_code: 502, trace_id: "abc".into(), ..Default::default() };
         assert_eq!(

@@ -1,4 +1,4 @@
-//! `hookline tenant create|get|set`.
+//! `hookline tenant create|get|set|list`.
 
 use clap::{Subcommand, ValueEnum};
 use hookline_proto::{json::plan_name, subscriptions::v1 as spb};
@@ -43,6 +43,18 @@ pub enum TenantCmd {
     },
     /// Show a tenant.
     Get { tenant: String },
+    /// List tenants ordered by id, a page at a time (operator only).
+    List {
+        /// Only tenants whose id contains this text (ignoring case).
+        #[arg(long, default_value = "", hide_default_value = true)]
+        query: String,
+        /// Tenants per page, at most 500 (default 50).
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        page_size: u32,
+        /// The `next page:` token a previous `tenant list` printed.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        page_token: String,
+    },
     /// Change a tenant's plan or switch its webhooks on or off.
     Set {
         tenant: String,
@@ -53,16 +65,35 @@ pub enum TenantCmd {
     },
 }
 
-fn print_tenant(args: &ClientArgs, t: &spb::Tenant) {
-    let human = format!(
+fn tenant_line(t: &spb::Tenant) -> String {
+    format!(
         "tenant {}  plan {}  webhooks {}  endpoints {}/{}",
         t.id,
         plan_name(t.plan),
         if t.webhooks_enabled { "on" } else { "off" },
         t.endpoint_count,
         t.endpoint_limit
-    );
-    print(args.json, t, human);
+    )
+}
+
+fn print_tenant(args: &ClientArgs, t: &spb::Tenant) {
+    print(args.json, t, tenant_line(t));
+}
+
+/// A table of the page, then how many match and the next page's token.
+fn tenant_table(page: &spb::ListTenantsResponse) -> String {
+    let width = page.tenants.iter().map(|t| t.id.len()).max().unwrap_or(0).max("TENANT".len());
+    let mut out = format!("{:width$}  {:12}  {:8}  ENDPOINTS\n", "TENANT", "PLAN", "WEBHOOKS");
+    for t in &page.tenants {
+        let webhooks = if t.webhooks_enabled { "on" } else { "off" };
+        let plan = plan_name(t.plan);
+        out.push_str(&format!("{:width$}  {plan:12}  {webhooks:8}  {}/{}\n", t.id, t.endpoint_count, t.endpoint_limit));
+    }
+    out.push_str(&format!("{} of {} matching", page.tenants.len(), page.total_matching));
+    if !page.next_page_token.is_empty() {
+        out.push_str(&format!("; next page: --page-token {}", page.next_page_token));
+    }
+    out
 }
 
 pub async fn tenant(args: &ClientArgs, cmd: TenantCmd) -> anyhow::Result<()> {
@@ -73,6 +104,15 @@ pub async fn tenant(args: &ClientArgs, cmd: TenantCmd) -> anyhow::Result<()> {
             plan: spb::Plan::from(plan).into(),
             webhooks_enabled: matches!(webhooks, OnOff::On),
         }),
+        TenantCmd::List { query, page_size, page_token } => {
+            let page = c
+                .list_tenants(spb::ListTenantsRequest { query, page_size, page_token })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print(args.json, &page, tenant_table(&page));
+            return Ok(());
+        }
         TenantCmd::Get { tenant } => {
             let t = c.get_tenant(spb::GetTenantRequest { tenant_id: tenant }).await.map_err(status)?.into_inner();
             print_tenant(args, &t);
