@@ -657,8 +657,9 @@ async fn portal_link(s: &Stack, console: &str, tenant: &str, ttl: &str) -> (Stri
 
 fn iframe(src: &str) -> String {
     format!(
-        r#"<!doctype html><html lang="en"><title>Partner admin</title><h1>Partner admin</h1>
-           <iframe src="{src}" title="Webhooks" width="1200" height="800"></iframe>"#
+        r#"<!doctype html><html lang="en"><meta name="viewport" content="width=device-width, initial-scale=1">
+           <title>Partner admin</title><body style="margin:0;font-family:sans-serif"><h1 style="margin:8px">Partner admin</h1>
+           <iframe src="{src}" title="Webhooks" style="width:100%;height:1000px;border:0"></iframe>"#
     )
 }
 
@@ -685,7 +686,9 @@ async fn a_portal_link_works_in_an_iframe_on_a_listed_origin_and_is_refused_else
     assert!(!get_tenant(&s, "alpha").await.webhooks_enabled, "the switch in the frame did not change the tenant");
     b.click_link(&receiver.url()).await.unwrap();
     b.wait_for_text("Delivery log").await.unwrap();
-    assert!(b.url().await.unwrap().ends_with(&format!("/t/alpha/endpoints/{alpha_ep}")));
+    // (The WebDriver URL is the top page's; the frame's own is the document's.)
+    let framed_url: String = b.script("return document.URL", vec![]).await.unwrap();
+    assert!(framed_url.ends_with(&format!("/t/alpha/endpoints/{alpha_ep}")), "{framed_url}");
     b.leave_frames().await.unwrap();
     screenshots(&b, "console-portal-iframe").await;
 
@@ -714,7 +717,8 @@ async fn a_portal_link_works_in_an_iframe_on_a_listed_origin_and_is_refused_else
     b.goto(&format!("{console}/t/alpha")).await.unwrap();
     assert!(b.url().await.unwrap().ends_with("/signin"), "no session after refused links");
 
-    // A link for alpha opens nothing of beta's.
+    // A new link works in the same browser (as the refusal page advises),
+    // and opens nothing of beta's.
     let (link, _) = portal_link(&s, &console, "alpha", "1h").await;
     b.goto(&link).await.unwrap();
     b.wait_for_text("1 of 1 endpoints").await.unwrap();
