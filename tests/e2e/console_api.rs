@@ -567,3 +567,63 @@ async fn test_events_are_refused_with_the_field_named_for_unknown_types_and_endp
     assert_eq!(got[0].header("hookline-test"), Some("true"));
     assert_eq!(receiver.count(), 1, "only the accepted test was sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovering_an_endpoint_replays_its_missed_events_but_not_its_failed_test_events() {
+    // The breaker stays closed, so every attempt is made and both end `failed`.
+    let s = stack_with(&[("HOOKLINE_BREAKER_THRESHOLD", "100")]).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    let mut log = deliveries_client(&s).await;
+    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    let receiver = Receiver::start().await;
+    receiver.set_default(500);
+    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let since = chrono::Utc::now() - chrono::TimeDelta::minutes(1);
+    let real = s
+        .hookline
+        .ingest_client()
+        .await
+        .publish(json_request("acme", &fresh("customer.created")))
+        .await
+        .unwrap()
+        .into_inner()
+        .event_id;
+    let test = log.send_test_event(send_test("acme", &ep, "customer.created")).await.unwrap().into_inner();
+    // Both fail every attempt of the schedule (0s, 1s, 2s).
+    eventually(Duration::from_secs(30), "both deliveries failed", || {
+        let (mut log, ep) = (log.clone(), ep.clone());
+        async move {
+            let rows = test_rows(&mut log, "acme", &ep, None).await;
+            Ok((rows.len() == 2 && rows.iter().all(|d| d.state == DeliveryState::Failed as i32)).then_some(()))
+        }
+    })
+    .await
+    .unwrap();
+
+    receiver.set_default(200);
+    let seen = receiver.count();
+    let since = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let job = log
+        .recover_endpoint(dpb::RecoverEndpointRequest { tenant_id: "acme".into(), endpoint_id: ep.clone(), since })
+        .await
+        .unwrap()
+        .into_inner();
+    let job = eventually(Duration::from_secs(20), "the recover job completed", || {
+        let (mut log, id) = (log.clone(), job.id.clone());
+        async move {
+            let j = log
+                .get_recover_job(dpb::GetRecoverJobRequest { tenant_id: "acme".into(), job_id: id })
+                .await?
+                .into_inner();
+            Ok((j.state == "completed").then_some(j))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((job.total, job.done), (1, 1), "only the real event is replayed");
+    let got = receiver.wait_for(seen + 1, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(got[seen].header("webhook-id"), Some(real.as_str()));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(receiver.count(), seen + 1);
+    assert!(receiver.requests()[seen..].iter().all(|r| r.header("webhook-id") != Some(test.event_id.as_str())));
+}

@@ -786,6 +786,38 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     let outcome = read_subject(&s.nats, "HOOKLINE_OUTCOMES", &format!("hookline.outcomes.acme.{}", created.id)).await;
     assert_eq!(outcome[0]["state"], "succeeded");
     assert_eq!(outcome[0]["status_code"], 250);
+    assert!(h.get("hookline-test").is_none(), "a real event is not marked as a test");
+
+    // A test event is marked in the subject and a header, and signed alike.
+    use hookline_proto::delivery::v1::{SendTestEventRequest, delivery_service_client::DeliveryServiceClient};
+    let mut log = DeliveryServiceClient::new(s.hookline.channel().await);
+    let sent = log
+        .send_test_event(SendTestEventRequest {
+            tenant_id: "acme".into(),
+            endpoint_id: created.id.clone(),
+            event_type: "customer.updated".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let test_mail = eventually(Duration::from_secs(15), "the test e-mail", || async {
+        Ok(sink.messages().into_iter().find(|m| m["headers"]["webhook-id"] == sent.event_id.as_str()))
+    })
+    .await
+    .unwrap();
+    let h = &test_mail["headers"];
+    assert!(h["subject"].as_str().unwrap().starts_with("[Hookline test] customer.updated"), "{}", h["subject"]);
+    assert_eq!(h["hookline-test"], "true");
+    let text = test_mail["text"].as_str().unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(text).unwrap()["type"], "customer.updated");
+    assert!(hookline_e2e::verify_standard_webhook(
+        &secret,
+        &sent.event_id,
+        h["webhook-timestamp"].as_str().unwrap(),
+        text.as_bytes(),
+        h["webhook-signature"].as_str().unwrap(),
+    ));
+    assert_eq!(receiver.count(), 0, "no HTTP request for an e-mail endpoint");
 
     // A relay that refuses: retried like HTTP failures, with the SMTP code recorded.
     let s2 = stack_with(&[("HOOKLINE_SMTP_URL", &format!("smtp://127.0.0.1:{}", rejecting.port))]).await;

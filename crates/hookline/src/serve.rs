@@ -314,7 +314,9 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
                 .layer(crate::telemetry::GrpcMetricsLayer)
                 .add_routes(grpc)
                 .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(grpc_listener),
+                    // Without TCP_NODELAY, an answer written in more than one
+                    // segment waits for the client's delayed ACK (~40 ms).
+                    tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                     serving.cancelled_owned(),
                 )
                 .await

@@ -195,7 +195,8 @@ pub async fn attempts(pool: &PgPool, delivery_id: &str) -> Result<Vec<AttemptRow
 
 /// Failed original deliveries of an endpoint created at or after `since`,
 /// oldest first: what a recover job replays. Replays are left out, so a
-/// recover never replays a replay.
+/// recover never replays a replay, and so are test events: recovery is for
+/// the booking platform's events a receiver missed.
 pub async fn failed_deliveries_since(
     pool: &PgPool,
     tenant: &str,
@@ -204,7 +205,7 @@ pub async fn failed_deliveries_since(
 ) -> Result<Vec<DeliveryRow>, StoreError> {
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1 AND endpoint_id = $2 AND state = 'failed'
-         AND replay_of IS NULL AND created_at >= $3 ORDER BY id"
+         AND replay_of IS NULL AND NOT test AND created_at >= $3 ORDER BY id"
     );
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(endpoint).bind(since).fetch_all(pool).await?)
 }
