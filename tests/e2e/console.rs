@@ -121,6 +121,11 @@ async fn operators_and_tenants_sign_in_and_a_wrong_token_or_key_is_refused() {
     assert_eq!(page.status, 200);
     assert!(page.text().contains("Enable Webhooks"));
     assert_eq!(tenant.get("/tenants").await.unwrap().status, 404, "a tenant has no operator pages");
+    assert_eq!(tenant.post("/tenants", &[("tenant_id", "mine"), ("plan", "basic")]).await.unwrap().status, 404);
+    assert_eq!(tenant.post("/t/acme/plan", &[("plan", "enterprise")]).await.unwrap().status, 404, "nor its plan");
+    assert_eq!(tenant.post("/t/acme/portal-link", &[("ttl_seconds", "3600")]).await.unwrap().status, 404);
+    let plan = subscriptions(&s).await.get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() })).await;
+    assert_eq!(plan.unwrap().into_inner().plan, spb::Plan::Professional as i32);
 
     let mut bad = ConsoleClient::new(&s.hookline.console_url());
     let page = bad.sign_in_tenant("acme", "hlk_not_a_real_key_at_all_0000000000").await.unwrap();

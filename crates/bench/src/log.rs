@@ -1,11 +1,15 @@
 //! `hookline-bench log`: delivery-log pages and 30-day statistics on a
-//! database filled with one endpoint's deliveries, beside `SELECT 1`.
+//! database filled with one endpoint's deliveries, beside `SELECT 1`; then
+//! the console's endpoint view (the page with the log's first 25 rows),
+//! rendered by `hookline console` over gRPC from `hookline delivery` on the
+//! same database, as a browser fetches it.
 
 use std::{
     future::Future,
     time::{Duration, Instant},
 };
 
+use anyhow::Context as _;
 use chrono::{TimeDelta, Utc};
 use hookline_domain::ids::EndpointId;
 use hookline_store::queries::{DeliveryFilter, endpoint_stats, list_deliveries};
@@ -14,7 +18,7 @@ use sqlx::PgPool;
 
 use crate::{
     report::{Percentiles, Report, Row, percentiles},
-    stack::{create_database, drop_database},
+    stack::Stack,
 };
 
 #[derive(clap::Args)]
@@ -112,15 +116,63 @@ where
 }
 
 pub async fn run(args: Args, postgres: &str) -> anyhow::Result<Report> {
-    let db = create_database(postgres, "hookline_bench_log").await?;
-    let result = measure(&args, &format!("{postgres}/{db}")).await;
-    drop_database(postgres, &db).await?;
+    let mut stack = Stack::start(postgres, &[]).await?;
+    let result = measure(&args, &mut stack).await;
+    stack.finish().await?;
     result
 }
 
-async fn measure(args: &Args, url: &str) -> anyhow::Result<Report> {
-    let pool = hookline_store::connect(url).await?;
-    let endpoint = EndpointId::generate().to_string();
+/// The tenant and its endpoint, created through the API so the services
+/// and the console know them; the rows are then written straight to Postgres.
+async fn create_endpoint(stack: &Stack) -> anyhow::Result<EndpointId> {
+    use hookline_proto::subscriptions::v1::{self as spb, subscription_service_client::SubscriptionServiceClient};
+    let url = stack.services.iter().find(|s| s.role == "subscriptions").map(|s| s.grpc_url.clone());
+    let mut c = SubscriptionServiceClient::connect(url.unwrap_or_default()).await?;
+    c.create_tenant(spb::CreateTenantRequest {
+        tenant_id: TENANT.into(),
+        plan: spb::Plan::Basic.into(),
+        webhooks_enabled: true,
+    })
+    .await?;
+    let e = c
+        .create_endpoint(spb::CreateEndpointRequest {
+            tenant_id: TENANT.into(),
+            url: "https://erp.example.com/webhooks?code=bench".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(EndpointId::parse(&e.id)?)
+}
+
+/// An operator session on the console: (cookie, ready client).
+async fn console_session(console: &str, token: &str) -> anyhow::Result<(String, reqwest::Client)> {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let cookie_of = |r: &reqwest::Response| -> anyhow::Result<String> {
+        let set = r.headers().get("set-cookie").context("no session cookie")?.to_str()?;
+        Ok(set.split(';').next().unwrap_or_default().to_owned())
+    };
+    let form = client.get(format!("{console}/signin")).send().await?;
+    let anonymous = cookie_of(&form)?;
+    let html = form.text().await?;
+    let csrf =
+        html.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).context("no CSRF field")?;
+    let signed_in = client
+        .post(format!("{console}/signin"))
+        .header("cookie", &anonymous)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&as=operator&token={token}"))
+        .send()
+        .await?;
+    anyhow::ensure!(signed_in.status() == 303, "sign-in answered {}", signed_in.status());
+    Ok((cookie_of(&signed_in)?, client))
+}
+
+async fn measure(args: &Args, stack: &mut Stack) -> anyhow::Result<Report> {
+    let url = stack.database_url().context("the stack has no database")?.to_owned();
+    let pool = hookline_store::connect(&url).await?;
+    let endpoint_id = create_endpoint(stack).await?;
+    let endpoint = endpoint_id.to_string();
     println!("filling {} deliveries and {} hourly stats rows ...", args.rows, 30 * 24);
     let t0 = Instant::now();
     fill(&pool, &endpoint, args.rows).await?;
@@ -155,11 +207,36 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<Report> {
     .await?;
     pool.close().await;
 
+    // The console's endpoint view: GetEndpoint, ListDeliveries (25 rows)
+    // and the HTML, as a signed-in operator's browser gets it.
+    const TOKEN: &str = "bench-console-operator-token";
+    let console = stack.start_console(TOKEN).await?;
+    let (cookie, client) = console_session(&console, TOKEN).await?;
+    let page = |query: &'static str| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        let url = format!("{console}/t/{TENANT}/endpoints/{endpoint}{query}");
+        move || {
+            let (client, cookie, url) = (client.clone(), cookie.clone(), url.clone());
+            async move {
+                let r = client.get(&url).header("cookie", cookie).send().await?;
+                anyhow::ensure!(r.status() == 200, "{url} answered {}", r.status());
+                let html = r.text().await?;
+                anyhow::ensure!(html.contains("id=\"delivery-dlv_"), "{url} shows no log rows");
+                Ok(html.len())
+            }
+        }
+    };
+    let view = time(n, page("")).await?;
+    let failed = time(n, page("?status=failed")).await?;
+    stack.check_alive()?;
+
     let mut report = Report::new("hookline-bench log", json!({"rows": args.rows, "iterations": n, "page": PAGE}));
     for (name, p, target) in [
         ("first page (50 rows)", &first, 20.0),
         ("page 100 (50 rows, keyset)", &page100, 20.0),
         ("30-day endpoint stats (720 hours)", &stats, 50.0),
+        ("console endpoint view (HTML, 25 rows)", &view, 50.0),
+        ("console endpoint view, status=failed", &failed, 50.0),
     ] {
         report.push(Row::new(format!("{name} p50"), p.p50, "ms").beside(select1.p50));
         report.push(
@@ -170,7 +247,8 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<Report> {
     }
     report.push(Row::new("  fill rate (INSERT ... UNNEST, 50,000 per chunk)", args.rows as f64 / fill_secs, "/s"));
     report.notes.push(format!(
-        "baseline = SELECT 1 round trip on the same pool (p50 {:.2} ms, p99 {:.2} ms); deliveries table {size}",
+        "baseline = SELECT 1 round trip on the same pool (p50 {:.2} ms, p99 {:.2} ms); deliveries table {size}; \
+         console rows: GET of the page by a signed-in operator (console -> gRPC -> delivery -> Postgres), end to end",
         select1.p50, select1.p99
     ));
     Ok(report)

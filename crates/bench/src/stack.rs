@@ -63,8 +63,6 @@ pub fn machine_ticks() -> (f64, f64) {
     (total - idle, total)
 }
 
-pub use hookline_testkit::db::{create_database, drop_database};
-
 pub struct Service {
     pub role: &'static str,
     pub grpc_url: String,
@@ -134,6 +132,51 @@ impl Stack {
         s.wait_ready(1).await?;
         s.wait_ready(2).await?;
         Ok(s)
+    }
+
+    /// The stack's database URL.
+    pub fn database_url(&self) -> Option<&str> {
+        self.db.as_ref().map(TestDb::url)
+    }
+
+    /// Start `hookline console` on a free port against this stack's
+    /// subscriptions and delivery, with `token` as its operator token (the
+    /// services take any caller); returns the console's URL once `/healthz`
+    /// answers.
+    pub async fn start_console(&mut self, token: &str) -> anyhow::Result<String> {
+        let url_of = |role: &str| self.services.iter().find(|s| s.role == role).map(|s| s.grpc_url.clone());
+        let subscriptions = url_of("subscriptions").context("no subscriptions service")?;
+        let delivery = url_of("delivery").context("no delivery service")?;
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = self.dir.join("console.log");
+        let mut cmd = hookline_command()?;
+        cmd.arg("console")
+            .env("HOOKLINE_CONSOLE_ADDR", &addr)
+            .env("HOOKLINE_SUBSCRIPTIONS_URL", subscriptions)
+            .env("HOOKLINE_DELIVERY_URL", delivery)
+            .env("HOOKLINE_OPERATOR_TOKEN", token)
+            .env("HOOKLINE_LOG", "warn")
+            .env("NO_COLOR", "1");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(File::create(&log)?)
+            .stderr(File::options().append(true).open(&log)?)
+            .spawn()
+            .context("spawning hookline console")?;
+        let url = format!("http://{addr}");
+        self.services.push(Service { role: "console", grpc_url: String::new(), http_url: url.clone(), log, child });
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if matches!(client.get(format!("{url}/healthz")).send().await, Ok(r) if r.status() == 200) {
+                return Ok(url);
+            }
+            self.check_alive()?;
+            if Instant::now() > deadline {
+                bail!("hookline console not up within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Every nats-server process of the stack.

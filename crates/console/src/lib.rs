@@ -196,6 +196,15 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    // Pages are written in more than one segment; with Nagle's algorithm a
+    // browser's delayed ACK on a kept-alive connection would hold each page
+    // back by 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
 }
 
