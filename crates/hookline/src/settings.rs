@@ -299,6 +299,10 @@ pub struct ConsoleArgs {
     /// URL makes session cookies `Secure`. Unset: `http://` + the address.
     #[arg(long, env = "HOOKLINE_CONSOLE_PUBLIC_URL", value_parser = public_url)]
     pub console_public_url: Option<String>,
+    /// gRPC URL of the delivery service (delivery log, statistics), which
+    /// the console calls (`dev` ignores it and calls its own HOOKLINE_GRPC_ADDR).
+    #[arg(long, env = "HOOKLINE_DELIVERY_URL", default_value = "http://127.0.0.1:50051")]
+    pub delivery_url: String,
 }
 
 impl ConsoleArgs {
@@ -325,9 +329,6 @@ pub struct ConsoleRole {
     /// gRPC URL of the subscriptions service.
     #[arg(long, env = "HOOKLINE_SUBSCRIPTIONS_URL", default_value = "http://127.0.0.1:50051")]
     pub subscriptions_url: String,
-    /// gRPC URL of the delivery service (delivery log, statistics).
-    #[arg(long, env = "HOOKLINE_DELIVERY_URL", default_value = "http://127.0.0.1:50051")]
-    pub delivery_url: String,
     /// The operator token: operators sign in with it, and the console calls
     /// the services with it (for tenants too, scoped to their tenant). It
     /// also keys the session cookies, so every console replica with the same
@@ -375,7 +376,7 @@ impl ConsoleRole {
         Ok(hookline_console::ConsoleSettings {
             backend: hookline_console::BackendSettings {
                 subscriptions_url: self.subscriptions_url.clone(),
-                delivery_url: self.delivery_url.clone(),
+                delivery_url: self.console.delivery_url.clone(),
                 tls_ca,
                 tls_identity,
             },

@@ -209,6 +209,23 @@ fn each_role_shows_exactly_the_settings_the_readme_says_it_uses() {
 }
 
 #[test]
+fn the_console_shows_exactly_its_settings_and_the_readme_agrees() {
+    let console = role_settings("console");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme.split("\n## Configuration\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    let mut said: std::collections::BTreeSet<String> = section
+        .lines()
+        .filter(|l| l.starts_with("| `HOOKLINE_"))
+        .filter(|l| l.split(" | ").nth(3).is_some_and(|used_by| used_by.contains("`console`")))
+        .map(|l| l.split(" | ").next().unwrap().trim_start_matches("| ").trim_matches('`').to_owned())
+        .collect();
+    // Every command takes the settings file.
+    said.extend(["HOOKLINE_SETTINGS_FILE".to_owned(), "HOOKLINE_CONFIG".to_owned()]);
+    assert_eq!(console, said, "`hookline console --help` against README's table");
+    assert!(!console.contains("HOOKLINE_NATS_URL") && !console.contains("HOOKLINE_DATABASE_URL"));
+}
+
+#[test]
 fn settings_of_other_roles_are_ignored_in_the_environment_and_the_file_but_refused_as_flags() {
     // Values that would stop the roles that use them. Neither role reads
     // them, so each gets as far as its first own check: the operator token.
