@@ -242,6 +242,20 @@ async fn the_product_walk_through_from_enabling_webhooks_to_an_archived_row_work
     screenshots(&b, "console-log-archived").await;
 }
 
+/// The field labelled `label` once the page (the refused form, which may
+/// still be loading) marks it `aria-invalid`; looked up afresh each time, as
+/// the form before the save is replaced.
+async fn marked_invalid(b: &Browser, label: &str) -> Element {
+    let what = format!("the {label} field marked invalid");
+    eventually(Duration::from_secs(10), &what, || async {
+        let field = b.field(label).await.ok()?;
+        let invalid = field.attr("aria-invalid").await.ok().flatten();
+        (invalid.as_deref() == Some("true")).then_some(field)
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_limit_disables_the_plus_with_its_reason_and_field_errors_show_beside_their_fields() {
     let (s, console) = console(&[]).await;
@@ -280,12 +294,7 @@ async fn the_plan_limit_disables_the_plus_with_its_reason_and_field_errors_show_
     b.fill("Header Key", "Authorization").await.unwrap();
     b.fill("Header Value", HEADER_VALUE).await.unwrap();
     b.click_button("Save").await.unwrap();
-    let url = b.field("URL").await.unwrap();
-    eventually(Duration::from_secs(10), "the URL field marked invalid", || async {
-        url.attr("aria-invalid").await.ok().flatten().filter(|v| v == "true")
-    })
-    .await
-    .unwrap();
+    let url = marked_invalid(&b, "URL").await;
     let described = url.attr("aria-describedby").await.unwrap().unwrap_or_default();
     let error_id = described.split(' ').find(|id| id.ends_with("error")).expect("the URL field names its error");
     let error = b.css(&format!("#{error_id}")).await.unwrap();
@@ -309,12 +318,7 @@ async fn the_plan_limit_disables_the_plus_with_its_reason_and_field_errors_show_
     b.fill("Header Value", HEADER_VALUE).await.unwrap();
     b.fill("Rate limit", "20000").await.unwrap();
     b.click_button("Save").await.unwrap();
-    let rate = b.field("Rate limit").await.unwrap();
-    eventually(Duration::from_secs(10), "the Rate limit field marked invalid", || async {
-        rate.attr("aria-invalid").await.ok().flatten().filter(|v| v == "true")
-    })
-    .await
-    .unwrap();
+    marked_invalid(&b, "Rate limit").await;
     assert_eq!(b.field("URL").await.unwrap().attr("aria-invalid").await.unwrap(), None);
     assert!(endpoints(&s, "room").await.is_empty());
 
