@@ -349,6 +349,27 @@ async fn event_data_with_script_shows_as_text_and_download_is_byte_identical_to_
     deliveries(&s, "acme", &ep, 2).await;
     let log = c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text();
     assert!(log.contains(">Replayed<"), "the replay is labelled");
+    // The endpoint's own statistics count both requests as accepted.
+    let cookie = c.cookie().map(str::to_owned);
+    eventually(Duration::from_secs(20), "two accepted requests in the endpoint's statistics", || {
+        let mut viewer = ConsoleClient::new(&s.hookline.console_url());
+        viewer.set_cookie(cookie.clone());
+        let path = format!("/t/acme/endpoints/{ep}");
+        async move {
+            let page = viewer.get(&path).await?.text();
+            let stats = page
+                .split("id=\"endpoint-stats\"")
+                .nth(1)
+                .unwrap_or_default()
+                .split("</table>")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            anyhow::Ok(stats.contains("2 × 2xx").then_some(()))
+        }
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -623,4 +644,77 @@ async fn signing_secret(s: &Stack, tenant: &str, endpoint: &str) -> String {
         .unwrap()
         .into_inner()
         .secret
+}
+
+#[tokio::test]
+async fn hookline_console_runs_alone_against_the_separate_services_and_refuses_to_start_without_a_token() {
+    let s = split(&[("HOOKLINE_OPERATOR_TOKEN", TOKEN)]).await;
+    let console = hookline_e2e::HooklineBuilder::new("console")
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &s.subscriptions.grpc_url())
+        .env("HOOKLINE_DELIVERY_URL", &s.delivery.grpc_url())
+        .env("HOOKLINE_OPERATOR_TOKEN", TOKEN)
+        .spawn()
+        .await
+        .unwrap();
+    let mut c = ConsoleClient::new(&console.console_url());
+    c.sign_in_operator(TOKEN).await.unwrap();
+    create_tenant(&mut c, "acme", "business").await;
+    let page = c.get("/t/acme").await.unwrap().text();
+    assert!(page.contains("0 of 5 endpoints"), "{page}");
+    let listed = c.get("/tenants").await.unwrap().text();
+    assert!(listed.contains("id=\"tenant-acme\""));
+
+    // A console whose token the services do not take says so, instead of showing pages.
+    let wrong = hookline_e2e::HooklineBuilder::new("console")
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &s.subscriptions.grpc_url())
+        .env("HOOKLINE_DELIVERY_URL", &s.delivery.grpc_url())
+        .env("HOOKLINE_OPERATOR_TOKEN", "another-operator-token-456")
+        .spawn()
+        .await
+        .unwrap();
+    let mut c = ConsoleClient::new(&wrong.console_url());
+    c.sign_in_operator("another-operator-token-456").await.unwrap();
+    let page = c.get("/t/acme").await.unwrap();
+    assert_eq!(page.status, 502);
+    assert!(page.text().contains("check HOOKLINE_OPERATOR_TOKEN"));
+
+    let unset = hookline_e2e::HooklineBuilder::new("console")
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &s.subscriptions.grpc_url())
+        .spawn()
+        .await;
+    let Err(err) = unset else { panic!("the console started without an operator token") };
+    let err = format!("{err:#}");
+    assert!(err.contains("HOOKLINE_OPERATOR_TOKEN: is required by the console"), "{err}");
+}
+
+#[tokio::test]
+async fn an_endpoint_that_answered_410_says_why_it_is_disabled_and_re_enables() {
+    let s = console_stack().await;
+    let receiver = Receiver::start().await;
+    receiver.set_default(410);
+    let mut c = operator(&s).await;
+    create_tenant(&mut c, "acme", "basic").await;
+    let ep = add_endpoint(&mut c, "acme", &[("url", &receiver.url())]).await;
+    publish(&s, "acme", &fresh("customer.created")).await;
+    let cookie = c.cookie().map(str::to_owned);
+    let page = eventually(Duration::from_secs(20), "the endpoint reads disabled", || {
+        let mut viewer = ConsoleClient::new(&s.hookline.console_url());
+        viewer.set_cookie(cookie.clone());
+        let path = format!("/t/acme/endpoints/{ep}");
+        async move {
+            let page = viewer.get(&path).await?.text();
+            anyhow::Ok(page.contains("This endpoint is disabled").then_some(page))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(page.contains("410 Gone"), "the reason is shown: {page}");
+    let tenant_view = c.get("/t/acme").await.unwrap().text();
+    assert!(tenant_view.contains(">Disabled<"), "the list marks it too");
+    receiver.set_default(200);
+    c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap();
+    assert_eq!(c.post(&format!("/t/acme/endpoints/{ep}/enable"), &[]).await.unwrap().status, 303);
+    publish(&s, "acme", &fresh("customer.updated")).await;
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(got[1].json().unwrap()["type"], "customer.updated", "delivering again");
 }

@@ -45,12 +45,14 @@
     var el = document.querySelector(selector);
     if (!el) return;
     setInterval(function () {
-      if (document.hidden) return;
+      if (document.hidden || el.contains(document.activeElement)) return;
       fetch(location.href, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.text() : null; })
         .then(function (html) {
           if (html === null) return;
           var fresh = new DOMParser().parseFromString(html, "text/html").querySelector(selector);
-          if (fresh) el.innerHTML = fresh.innerHTML;
+          // Never pull the rows from under a keyboard user's focus.
+          if (!fresh || el.contains(document.activeElement) || fresh.innerHTML === el.innerHTML) return;
+          el.innerHTML = fresh.innerHTML;
         });
     }, every);
   }

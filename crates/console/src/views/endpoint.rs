@@ -8,7 +8,11 @@ use hookline_domain::{catalog, event_type::EventType, ids::TenantId};
 use hookline_proto::{delivery::v1 as dpb, subscriptions::v1 as spb};
 use maud::{Markup, html};
 
-use super::{layout, notice_text, q, state_name, tenant::target, when};
+use super::{
+    layout, notice_text, q, state_name,
+    tenant::{WINDOWS, stats_cell, target},
+    when,
+};
 use crate::web::{Ctx, Fields, PageError, Posted, Query, see_other};
 
 /// Log rows per page.
@@ -95,6 +99,17 @@ async fn render(
             .ok()
             .map(|j| j.into_inner()),
     };
+    // Statistics may be unavailable (Postgres down): the page shows the rest.
+    let mut stats = Vec::new();
+    for (window, label) in WINDOWS {
+        let request = dpb::GetEndpointStatsRequest {
+            tenant_id: tenant.to_string(),
+            endpoint_id: e.id.clone(),
+            window: window.into(),
+        };
+        let answer = ctx.app.backend.delivery().get_endpoint_stats(request).await.ok().map(|s| s.into_inner());
+        stats.push((label, answer));
+    }
     let base = format!("/t/{tenant}/endpoints/{}", e.id);
     let filters = filter_query(q);
     let live = page_token.is_empty() && !filtered;
@@ -119,6 +134,15 @@ async fn render(
                     (layout::csrf(ctx))
                     button.danger type="submit" id="delete-endpoint" { "Delete" }
                 }
+            }
+        }
+        section.stats aria-labelledby="stats-heading" {
+            h2 id="stats-heading" { "Statistics" }
+            table id="endpoint-stats" {
+                thead { tr { @for (label, _) in &stats { th scope="col" { "Last " (label) } } } }
+                tbody { tr { @for (_, s) in &stats {
+                    td { (stats_cell(s.as_ref().map(|s| (s.attempts > 0).then_some(s)))) }
+                } } }
             }
         }
         @if !e.enabled {
@@ -146,8 +170,7 @@ async fn render(
             form.inline method="post" action={ (base) "/recover" } {
                 (layout::csrf(ctx))
                 label for="recover-since" { "Recover failed since" }
-                input id="recover-since" name="since" type="date" required
-                    value=((chrono::Utc::now() - chrono::Duration::days(7)).format("%Y-%m-%d").to_string());
+                input id="recover-since" name="since" type="date" required value=(recover_from(&e.disabled_reason));
                 button type="submit" id="recover" { "Recover" }
             }
         }
@@ -230,6 +253,21 @@ async fn render(
     };
     let title = format!("Endpoint {}", e.id);
     Ok(layout::page(ctx, &title, notice_text(q.get("notice")), body))
+}
+
+/// The date "Recover failed since" starts at: the day an auto-disabled
+/// endpoint began failing (its reason says `failed since <RFC 3339>`), else
+/// a week ago.
+fn recover_from(disabled_reason: &str) -> String {
+    disabled_reason
+        .split("failed since ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(7))
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// The filters of `q` as a query string, for paging links.
@@ -385,4 +423,17 @@ pub async fn send_test(
         })
         .await?;
     Ok(see_other(&format!("/t/{tenant}/endpoints/{}?notice=test-sent", q(&endpoint))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recover_starts_the_day_an_auto_disabled_endpoint_began_failing() {
+        let reason = "every attempt failed since 2026-11-30T08:15:00Z (longer than HOOKLINE_AUTO_DISABLE_AFTER)";
+        assert_eq!(recover_from(reason), "2026-11-30");
+        let week_ago = (chrono::Utc::now() - chrono::Duration::days(7)).format("%Y-%m-%d").to_string();
+        assert_eq!(recover_from("the endpoint answered 410 Gone"), week_ago);
+    }
 }

@@ -11,7 +11,7 @@ use super::{PLANS, layout, notice_text, plan_form_value, plan_name};
 use crate::web::{Ctx, PageError, Posted, Query, see_other};
 
 /// The three windows shown beside each endpoint.
-const WINDOWS: [(dpb::StatsWindow, &str); 3] =
+pub const WINDOWS: [(dpb::StatsWindow, &str); 3] =
     [(dpb::StatsWindow::Last24h, "24 h"), (dpb::StatsWindow::Last7d, "7 d"), (dpb::StatsWindow::Last30d, "30 d")];
 
 pub async fn view(ctx: Ctx, Path(tenant): Path<String>, Query(q): Query) -> Result<Response, PageError> {
@@ -133,7 +133,7 @@ pub fn target(e: &spb::Endpoint) -> Markup {
 }
 
 /// One window's numbers: accepted (2xx) against not, and latency.
-fn stats_cell(s: Option<Option<&dpb::Stats>>) -> Markup {
+pub fn stats_cell(s: Option<Option<&dpb::Stats>>) -> Markup {
     html! {
         @match s {
             None => span.muted { "unavailable" },
