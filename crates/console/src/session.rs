@@ -14,8 +14,9 @@
 //! on the console itself: top-level navigation from elsewhere keeps them, a
 //! cross-site form post or frame does not send them. Portal sessions, when
 //! `HOOKLINE_CONSOLE_FRAME_ANCESTORS` allows embedding, are `SameSite=None;
-//! Secure`: the portal page lives in another site's iframe, where a Lax
-//! cookie is never sent. Browsers keep a `Secure` cookie only from an
+//! Secure; Partitioned`: the portal page lives in another site's iframe, where
+//! a Lax cookie is never sent, and browsers that block third-party cookies
+//! keep a partitioned one (stored per embedding site). Browsers keep a `Secure` cookie only from an
 //! `https://` console (or `localhost`), so embedding needs the console
 //! behind TLS; the CSRF token, not SameSite, is what protects their forms.
 
@@ -101,7 +102,7 @@ pub struct Sessions {
     key: [u8; 32],
     /// `Secure` on every cookie (the public URL is `https://`).
     secure: bool,
-    /// Portal sessions get `SameSite=None; Secure` (embedding is allowed).
+    /// Portal sessions get `SameSite=None; Secure; Partitioned` (embedding is allowed).
     embeddable: bool,
 }
 
@@ -156,8 +157,10 @@ impl Sessions {
     /// The `Set-Cookie` value that stores `session`.
     pub fn set_cookie(&self, session: &Session) -> String {
         let max_age = (session.expires - chrono::Utc::now().timestamp()).max(0);
-        let same_site = if session.via == Via::Portal && self.embeddable { "None; Secure" } else { "Lax" };
-        let secure = if self.secure && !same_site.ends_with("Secure") { "; Secure" } else { "" };
+        // An embedded portal's cookie is a third-party cookie: browsers that block
+        // those still keep it when it is partitioned by the embedding site (CHIPS).
+        let same_site = if session.via == Via::Portal && self.embeddable { "None; Secure; Partitioned" } else { "Lax" };
+        let secure = if self.secure && !same_site.contains("Secure") { "; Secure" } else { "" };
         format!("{COOKIE}={}; Path=/; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}", self.encode(session))
     }
 
@@ -208,7 +211,7 @@ mod tests {
         let portal = Session::new(tenant("acme"), Via::Portal, chrono::Utc::now() + chrono::Duration::hours(1));
         assert!(s.set_cookie(&signed_in).contains("HttpOnly; SameSite=Lax"));
         assert!(!s.set_cookie(&signed_in).contains("Secure"));
-        assert!(s.set_cookie(&portal).ends_with("SameSite=None; Secure"));
+        assert!(s.set_cookie(&portal).ends_with("SameSite=None; Secure; Partitioned"));
         let closed = Sessions::new(None, true, false);
         assert!(closed.set_cookie(&portal).ends_with("SameSite=Lax; Secure"));
     }
