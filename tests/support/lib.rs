@@ -12,6 +12,7 @@
 //! * [`verify_standard_webhook`]: a Standard Webhooks verifier written from the spec,
 //!   independent of the signer under test.
 //! * [`http_get`], [`http_post`]: a raw HTTP client for probes.
+//! * [`browser::Browser`]: headless chromium over WebDriver, for page tests.
 //! * [`console::ConsoleClient`]: a cookie-keeping, form-posting client of the webhooks console.
 
 use std::{
@@ -44,6 +45,7 @@ use tokio::{
     sync::oneshot,
 };
 use tonic::transport::Channel;
+pub mod browser;
 pub mod console;
 pub mod dns;
 
