@@ -759,7 +759,6 @@ async fn portal_links_tampered_or_expired_open_nothing_and_a_link_for_one_tenant
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the console reads the signed-in one of two hookline_session cookies: a partitioned portal cookie does not replace the unpartitioned sign-in page's one"]
 async fn a_portal_link_opens_its_tenant_in_a_browser_that_has_seen_the_sign_in_page() {
     let host = CrossSitePage::serve(String::new()).await;
     let (s, console) = console(&[("HOOKLINE_CONSOLE_FRAME_ANCESTORS", &host.origin("partner"))]).await;
