@@ -80,9 +80,9 @@ async fn grpc_health_and_readyz_report_not_serving_while_nats_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_on_port_0_names_its_ports_and_a_respawn_after_a_crash_binds_them_again() {
     let mut s = stack().await;
-    let (grpc, http) = (s.hookline.grpc_url(), s.hookline.http_url());
+    let (grpc, http, console) = (s.hookline.grpc_url(), s.hookline.http_url(), s.hookline.console_url());
     let log = s.hookline.log_contents();
-    for (label, url) in [("gRPC", &grpc), ("HTTP", &http)] {
+    for (label, url) in [("gRPC", &grpc), ("HTTP", &http), ("console", &console)] {
         let addr = url.trim_start_matches("http://");
         assert!(!addr.ends_with(":0"), "{label}: {url}");
         assert!(log.contains(&format!("{label} listening on {addr}")), "{label} {addr} not in the log:\n{log}");
@@ -91,11 +91,11 @@ async fn a_process_on_port_0_names_its_ports_and_a_respawn_after_a_crash_binds_t
     s.hookline.kill9();
     assert_eq!(readyz(&s.hookline).await.0, 0, "a killed process answers nothing");
     s.hookline.respawn().await.unwrap();
-    assert_eq!((s.hookline.grpc_url(), s.hookline.http_url()), (grpc, http));
+    assert_eq!((s.hookline.grpc_url(), s.hookline.http_url(), s.hookline.console_url()), (grpc, http, console));
     let channel = s.hookline.channel().await;
     wait_for(&s.hookline, &channel, &ALL, ServingStatus::Serving, (200, "ready")).await.unwrap();
     let starts = s.hookline.log_contents().matches("listening on").count();
-    assert_eq!(starts, 4, "two listeners, two incarnations");
+    assert_eq!(starts, 6, "three listeners (dev runs the console too), two incarnations");
 }
 
 /// Split roles report only their own service (and `""`), and follow NATS too.
