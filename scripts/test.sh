@@ -13,6 +13,9 @@ command -v prometheus >/dev/null || need_apt+=(prometheus)
 # The e-mail test's SMTP peer and the reference-library check run on Python.
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip python3-venv)
 python3 -c "import ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+# The console's page tests drive headless chromium through chromedriver.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi

@@ -139,3 +139,191 @@ async fn eventually_polls_options_and_results_and_reports_timeouts() {
     assert_eq!(err.to_string(), "boom");
     assert_ne!(free_port(), 0);
 }
+
+/// A tiny page server for the browser kit: a labelled form posting back a
+/// greeting, a download, and a page that opens an alert.
+async fn kit_pages() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    use axum::{
+        Router,
+        http::header,
+        response::{Html, IntoResponse},
+        routing::get,
+    };
+    const FORM: &str = r#"<!doctype html><html lang="en"><title>Kit</title>
+        <form method="post" action="/greet">
+          <label for="who">Your name</label> <input id="who" name="who" type="text">
+          <label><input type="checkbox" name="loud"> Shout</label>
+          <button type="submit">Say hello</button>
+        </form>
+        <a href="/file">Download the file</a>
+        <button type="button" aria-label="Close">×</button>"#;
+    let app = Router::new()
+        .route("/", get(|| async { Html(FORM) }))
+        .route(
+            "/greet",
+            axum::routing::post(|body: Bytes| async move {
+                let body = String::from_utf8_lossy(&body).into_owned();
+                let who = body.split('&').find_map(|kv| kv.strip_prefix("who=")).unwrap_or("").replace('+', " ");
+                let loud = body.split('&').any(|kv| kv.starts_with("loud="));
+                let greeting = if loud { format!("HELLO, {}!", who.to_uppercase()) } else { format!("Hello, {who}.") };
+                Html(format!("<!doctype html><title>Hi</title><p id=greeting>{greeting}</p>"))
+            }),
+        )
+        .route(
+            "/file",
+            get(|| async {
+                ([(header::CONTENT_DISPOSITION, "attachment; filename=\"kit.bin\"")], KIT_FILE.to_vec()).into_response()
+            }),
+        )
+        .route("/alert", get(|| async { Html("<!doctype html><script>alert('kit says hi')</script>") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (addr, tx)
+}
+
+const KIT_FILE: &[u8] = b"\x00\x01kit bytes \xff\r\n{\"json\": true}\n";
+
+#[tokio::test]
+async fn browser_fills_a_form_by_label_clicks_by_name_and_takes_screenshots() {
+    use hookline_e2e::browser::{Browser, Key, PHONE_WIDTH, Role};
+    let (addr, _stop) = kit_pages().await;
+    let browser = Browser::start().await.unwrap();
+    browser.goto(&format!("http://{addr}/")).await.unwrap();
+
+    // Names are chromium's computed accessible names, not ids or text matching.
+    let close = browser.button("Close").await.unwrap();
+    assert_eq!(browser.role_of(&close).await.unwrap(), "button");
+    assert_eq!(browser.names(None, Role::Button).await.unwrap(), ["Say hello", "Close"]);
+    assert!(browser.has(Role::Link, "Download the file").await.unwrap());
+    assert!(!browser.has(Role::Button, "Say goodbye").await.unwrap());
+    let err = browser.field("Nickname").await.unwrap_err();
+    assert!(format!("{err:#}").contains(r#"["Your name", "Shout"]"#), "{err:#}");
+
+    browser.fill("Your name", "Ada Lovelace").await.unwrap();
+    browser.click_button("Say hello").await.unwrap();
+    let text = browser.wait_for_text("Hello, Ada Lovelace.").await.unwrap();
+    assert_eq!(text, "Hello, Ada Lovelace.");
+    assert!(browser.url().await.unwrap().ends_with("/greet"));
+
+    // Keyboard only: Tab to each control, type, Space ticks, Enter submits.
+    browser.goto(&format!("http://{addr}/")).await.unwrap();
+    assert_eq!(browser.tab_to("Your name", 5).await.unwrap(), 1);
+    browser.type_text("Grace").await.unwrap();
+    assert_eq!(browser.tab_to("Shout", 5).await.unwrap(), 1);
+    browser.press(Key::Space).await.unwrap();
+    assert!(browser.field("Shout").await.unwrap().is_selected().await.unwrap());
+    assert_eq!(browser.tab_to("Say hello", 5).await.unwrap(), 1);
+    browser.press(Key::Enter).await.unwrap();
+    browser.wait_for_text("HELLO, GRACE!").await.unwrap();
+    let err = browser.tab_to("Nowhere", 3).await.unwrap_err();
+    assert!(format!("{err:#}").contains("focus went through"), "{err:#}");
+
+    // Screenshots are PNGs of the page at the asked width.
+    let wide = browser.screenshot("kit-selftest-1280").await.unwrap();
+    browser.set_width(PHONE_WIDTH).await.unwrap();
+    let narrow = browser.screenshot("kit-selftest-390").await.unwrap();
+    for (path, width) in [(wide, 1280u32), (narrow, 390)] {
+        let png = std::fs::read(&path).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
+        let png_width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        assert_eq!(png_width, width, "{}", path.display());
+    }
+}
+
+#[tokio::test]
+async fn browser_downloads_byte_identical_files_and_sees_alerts_and_other_origins() {
+    use hookline_e2e::browser::Browser;
+    let (addr, _stop) = kit_pages().await;
+    let browser = Browser::start().await.unwrap();
+    browser.goto(&format!("http://{addr}/")).await.unwrap();
+    assert_eq!(browser.alert_text().await.unwrap(), None);
+    browser.click_link("Download the file").await.unwrap();
+    let (path, bytes) = browser.downloaded(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(path.file_name().unwrap(), "kit.bin");
+    assert_eq!(bytes, KIT_FILE);
+
+    browser.goto(&format!("http://{addr}/alert")).await.unwrap();
+    assert_eq!(browser.alert_text().await.unwrap().as_deref(), Some("kit says hi"));
+    browser.accept_alert().await.unwrap();
+    assert_eq!(browser.alert_text().await.unwrap(), None);
+
+    // *.test names reach loopback: a second origin for frame and CSRF tests.
+    browser.goto(&format!("http://partner.test:{}/", addr.port())).await.unwrap();
+    browser.field("Your name").await.unwrap();
+    let origin: String = browser.script("return location.origin", vec![]).await.unwrap();
+    assert_eq!(origin, format!("http://partner.test:{}", addr.port()));
+}
+
+/// The premise of the portal tests: headless chromium keeps a
+/// `SameSite=None; Secure; Partitioned` cookie from `http://localhost` inside
+/// another site's iframe (without `Partitioned` it is a blocked third-party
+/// cookie), names controls inside such a frame, and refuses the frame
+/// (`chrome-error://`) when CSP `frame-ancestors` does not list the
+/// embedding origin.
+#[tokio::test]
+async fn browser_keeps_embedded_localhost_cookies_and_obeys_frame_ancestors() {
+    use axum::{
+        Router,
+        http::{HeaderMap, header},
+        response::Html,
+        routing::get,
+    };
+    use hookline_e2e::browser::Browser;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let partner = format!("http://partner.test:{port}");
+    let csp = format!("frame-ancestors {partner}");
+    let app = Router::new()
+        .route(
+            "/embedded",
+            get(move || {
+                let csp = csp.clone();
+                async move {
+                    (
+                        [
+                            (
+                                header::SET_COOKIE,
+                                "kit=yes; Path=/; HttpOnly; SameSite=None; Secure; Partitioned".to_owned(),
+                            ),
+                            (header::CONTENT_SECURITY_POLICY, csp),
+                        ],
+                        Html("<!doctype html><a href=/check>Check</a>"),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/check",
+            get(|headers: HeaderMap| async move {
+                let cookie = headers.get(header::COOKIE).and_then(|c| c.to_str().ok()).unwrap_or("none").to_owned();
+                Html(format!("<!doctype html><p>cookie: {cookie}</p>"))
+            }),
+        )
+        .fallback(move || async move {
+            Html(format!(
+                "<!doctype html><iframe src=\"http://localhost:{port}/embedded\" title=\"Embedded\"></iframe>"
+            ))
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let browser = Browser::start().await.unwrap();
+    browser.goto(&format!("{partner}/")).await.unwrap();
+    browser.enter_frame(0).await.unwrap();
+    browser.click_link("Check").await.unwrap();
+    browser.wait_for_text("cookie: kit=yes").await.unwrap();
+    browser.leave_frames().await.unwrap();
+
+    browser.goto(&format!("http://stranger.test:{port}/")).await.unwrap();
+    browser.enter_frame(0).await.unwrap();
+    let url: String = browser.script("return document.URL", vec![]).await.unwrap();
+    assert!(url.starts_with("chrome-error://"), "the refused frame shows {url}");
+    assert!(!browser.has(hookline_e2e::browser::Role::Link, "Check").await.unwrap());
+}

@@ -74,6 +74,30 @@ async fn grpc_health_and_readyz_report_not_serving_while_nats_is_down() {
     wait_for(&s.hookline, &channel, &ALL, ServingStatus::Serving, (200, "ready")).await.unwrap();
 }
 
+/// The kit starts every process on port 0: the process names the ports it
+/// got in its log, and a respawn after a crash binds the same ports again,
+/// so clients holding the old URLs reach the new process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_on_port_0_names_its_ports_and_a_respawn_after_a_crash_binds_them_again() {
+    let mut s = stack().await;
+    let (grpc, http, console) = (s.hookline.grpc_url(), s.hookline.http_url(), s.hookline.console_url());
+    let log = s.hookline.log_contents();
+    for (label, url) in [("gRPC", &grpc), ("HTTP", &http), ("console", &console)] {
+        let addr = url.trim_start_matches("http://");
+        assert!(!addr.ends_with(":0"), "{label}: {url}");
+        assert!(log.contains(&format!("{label} listening on {addr}")), "{label} {addr} not in the log:\n{log}");
+    }
+
+    s.hookline.kill9();
+    assert_eq!(readyz(&s.hookline).await.0, 0, "a killed process answers nothing");
+    s.hookline.respawn().await.unwrap();
+    assert_eq!((s.hookline.grpc_url(), s.hookline.http_url(), s.hookline.console_url()), (grpc, http, console));
+    let channel = s.hookline.channel().await;
+    wait_for(&s.hookline, &channel, &ALL, ServingStatus::Serving, (200, "ready")).await.unwrap();
+    let starts = s.hookline.log_contents().matches("listening on").count();
+    assert_eq!(starts, 6, "three listeners (dev runs the console too), two incarnations");
+}
+
 /// Split roles report only their own service (and `""`), and follow NATS too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_split_role_reports_its_own_service_and_follows_nats() {

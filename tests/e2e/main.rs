@@ -7,6 +7,7 @@ mod cluster;
 mod common;
 mod console;
 mod console_api;
+mod console_browser;
 mod delivery;
 mod engine;
 mod fault_suite;

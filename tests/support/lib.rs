@@ -12,6 +12,7 @@
 //! * [`verify_standard_webhook`]: a Standard Webhooks verifier written from the spec,
 //!   independent of the signer under test.
 //! * [`http_get`], [`http_post`]: a raw HTTP client for probes.
+//! * [`browser::Browser`]: headless chromium over WebDriver, for page tests.
 //! * [`console::ConsoleClient`]: a cookie-keeping, form-posting client of the webhooks console.
 
 use std::{
@@ -44,6 +45,7 @@ use tokio::{
     sync::oneshot,
 };
 use tonic::transport::Channel;
+pub mod browser;
 pub mod console;
 pub mod dns;
 
@@ -430,8 +432,23 @@ pub fn verify_standard_webhook(
 
 // --------------------------------------------------------------- hookline
 
+/// The listen addresses the kit fills in, and the label of the log line a
+/// process prints once it listens there (`<label> listening on <address>`).
+const LISTENERS: [(&str, &str); 3] =
+    [("HOOKLINE_GRPC_ADDR", "gRPC"), ("HOOKLINE_HTTP_ADDR", "HTTP"), ("HOOKLINE_CONSOLE_ADDR", "console")];
+
+/// The listeners a `hookline <mode>` process has.
+fn listeners(mode: &str) -> &'static [&'static str] {
+    match mode {
+        "dev" => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR", "HOOKLINE_CONSOLE_ADDR"],
+        "console" => &["HOOKLINE_CONSOLE_ADDR"],
+        _ => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR"],
+    }
+}
+
 /// Builds a `hookline <mode>` child process with a hermetic environment:
-/// inherited `HOOKLINE_*` variables are dropped, ports are picked free.
+/// inherited `HOOKLINE_*` variables are dropped, and the process listens on
+/// ports the system picks (port 0), which the kit reads from its log.
 pub struct HooklineBuilder {
     mode: String,
     env: Vec<(String, String)>,
@@ -454,21 +471,20 @@ impl HooklineBuilder {
     }
 
     /// Start and wait (up to 30 s) until `GET /readyz` answers 200 (the
-    /// console: `GET /healthz` on its address). Picks free
-    /// `HOOKLINE_GRPC_ADDR`/`HOOKLINE_HTTP_ADDR` (and, for `dev` and `console`,
-    /// `HOOKLINE_CONSOLE_ADDR`) unless given (and retries with new ones if they
-    /// were taken meanwhile); `HOOKLINE_LOG` defaults to `info,hookline=debug`,
-    /// `NO_COLOR` to `1` and, for the separate services, `HOOKLINE_ALLOW_UNAUTHENTICATED`
-    /// to `true` (set it to `false` to see a service refuse to start without a token).
+    /// console: `GET /healthz` on its address). The listen addresses of the
+    /// mode (`HOOKLINE_GRPC_ADDR`/`HOOKLINE_HTTP_ADDR`, and for `dev` and
+    /// `console` `HOOKLINE_CONSOLE_ADDR`) default to `127.0.0.1:0`: the
+    /// process binds free ports and the kit reads them from its `… listening
+    /// on <address>` log lines (so `HOOKLINE_LOG` must keep `hookline::serve`
+    /// at `info` unless all are given), then keeps them for
+    /// [`respawn`](HooklineProc::respawn). `HOOKLINE_LOG` defaults to
+    /// `info,hookline=debug`, `NO_COLOR` to `1` and, for the separate services,
+    /// `HOOKLINE_ALLOW_UNAUTHENTICATED` to `true` (set it to `false` to see a
+    /// service refuse to start without a token).
     pub async fn spawn(self) -> anyhow::Result<HooklineProc> {
-        let ports: &[&str] = match self.mode.as_str() {
-            "dev" => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR", "HOOKLINE_CONSOLE_ADDR"],
-            "console" => &["HOOKLINE_CONSOLE_ADDR"],
-            _ => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR"],
-        };
-        let auto_ports: Vec<&str> = ports.iter().copied().filter(|p| !self.env.iter().any(|(k, _)| k == p)).collect();
         let dir = temp_dir("hookline-proc");
-        let mut p = HooklineProc { mode: self.mode, env: self.env, log: dir.join("hookline.log"), dir, child: None };
+        let log = dir.join("hookline.log");
+        let mut p = HooklineProc { mode: self.mode, env: self.env, log, log_from: 0, dir, child: None };
         p.set_default("HOOKLINE_LOG", "info,hookline=debug");
         p.set_default("NO_COLOR", "1"); // plain text in the log file, greppable by tests
         // The separate services refuse to start without an operator token;
@@ -476,18 +492,10 @@ impl HooklineBuilder {
         if p.mode != "dev" && p.mode != "console" {
             p.set_default("HOOKLINE_ALLOW_UNAUTHENTICATED", "true");
         }
-        for attempt in 1.. {
-            for key in &auto_ports {
-                p.set(key, &format!("127.0.0.1:{}", free_port()));
-            }
-            match p.respawn().await {
-                Ok(()) => break,
-                Err(e) if attempt < 3 && !auto_ports.is_empty() && p.tail(5).contains("in use") => {
-                    eprintln!("hookline {}: port taken, retrying: {e:#}", p.mode);
-                }
-                Err(e) => return Err(e),
-            }
+        for key in listeners(&p.mode) {
+            p.set_default(key, "127.0.0.1:0");
         }
+        p.respawn().await?;
         Ok(p)
     }
 }
@@ -499,6 +507,8 @@ pub struct HooklineProc {
     env: Vec<(String, String)>,
     dir: PathBuf,
     log: PathBuf,
+    /// Where the running incarnation's output starts in `log`.
+    log_from: usize,
     child: Option<Child>,
 }
 
@@ -583,6 +593,7 @@ impl HooklineProc {
     pub fn respawn_unready(&mut self) -> anyhow::Result<()> {
         self.kill9();
         let mut log = append(&self.log)?;
+        self.log_from = usize::try_from(log.metadata()?.len())?;
         writeln!(log, "===== hookline {} starting =====", self.mode)?;
         let mut cmd = hookline_command()?;
         let child = cmd
@@ -597,18 +608,35 @@ impl HooklineProc {
         Ok(())
     }
 
-    /// Wait up to 30 s for `/readyz` (the console: `/healthz`) to answer 200.
+    /// Wait up to 30 s for `/readyz` (the console: `/healthz`) to answer
+    /// 200; learns the ports a process started on port 0 listens on (see
+    /// [`HooklineBuilder::spawn`]).
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let ready = if self.mode == "console" {
-            format!("{}/healthz", self.console_url())
-        } else {
-            format!("{}/readyz", self.http_url())
+        // The console alone has no health listener: its own `/healthz` says it is up.
+        let (probe_key, ca) = match self.mode.as_str() {
+            "console" => ("HOOKLINE_CONSOLE_ADDR", None),
+            _ => ("HOOKLINE_HTTP_ADDR", self.ca_pem()),
         };
-        let ca = self.ca_pem();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok((200, _)) = http_request_tls("GET", &ready, &[], b"", ca.as_deref()).await {
-                return Ok(());
+            if self.learn_port(probe_key)? {
+                let probe = match probe_key {
+                    "HOOKLINE_CONSOLE_ADDR" => format!("{}/healthz", self.console_url()),
+                    _ => format!("{}/readyz", self.http_url()),
+                };
+                if let Ok((200, _)) = http_request_tls("GET", &probe, &[], b"", ca.as_deref()).await {
+                    // Every other listener is bound before the process answers 200.
+                    for key in listeners(&self.mode) {
+                        if !self.learn_port(key)? {
+                            bail!(
+                                "hookline {} is ready but logged no listening line for {key}:\n{}",
+                                self.mode,
+                                self.tail(40)
+                            );
+                        }
+                    }
+                    return Ok(());
+                }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
                 self.child = None;
@@ -616,10 +644,37 @@ impl HooklineProc {
             }
             if Instant::now() > deadline {
                 self.kill9();
+                if self.var(probe_key).ends_with(":0") {
+                    bail!(
+                        "hookline {} logged no listening line for {probe_key} within 30 s (does HOOKLINE_LOG \
+                         hide hookline::serve at info?):\n{}",
+                        self.mode,
+                        self.tail(40)
+                    );
+                }
                 bail!("hookline {} not ready within 30 s:\n{}", self.mode, self.tail(40));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Whether the address in `key` is known: set with a port, or bound on
+    /// port 0 and named by the running incarnation's `<label> listening on
+    /// <address>` log line (text or JSON). A learned address replaces the 0,
+    /// so a respawn binds the same port again.
+    fn learn_port(&mut self, key: &str) -> anyhow::Result<bool> {
+        if !self.var(key).ends_with(":0") {
+            return Ok(true);
+        }
+        let label = LISTENERS.iter().find(|(k, _)| *k == key).map(|(_, l)| *l).context("not a listener")?;
+        let marker = format!("{label} listening on ");
+        let log = std::fs::read(&self.log).unwrap_or_default();
+        let log = String::from_utf8_lossy(log.get(self.log_from..).unwrap_or_default());
+        let Some((_, rest)) = log.split_once(&marker) else { return Ok(false) };
+        let addr = rest.split(|c: char| c.is_whitespace() || c == '"').next().unwrap_or_default();
+        let addr: SocketAddr = addr.parse().with_context(|| format!("{key}: `{marker}{addr}` in the log"))?;
+        self.set(key, &addr.to_string());
+        Ok(true)
     }
 
     /// SIGKILL: no graceful anything; simulates a crash.

@@ -14,8 +14,9 @@
 //! on the console itself: top-level navigation from elsewhere keeps them, a
 //! cross-site form post or frame does not send them. Portal sessions, when
 //! `HOOKLINE_CONSOLE_FRAME_ANCESTORS` allows embedding, are `SameSite=None;
-//! Secure`: the portal page lives in another site's iframe, where a Lax
-//! cookie is never sent. Browsers keep a `Secure` cookie only from an
+//! Secure; Partitioned`: the portal page lives in another site's iframe, where
+//! a Lax cookie is never sent, and browsers that block third-party cookies
+//! keep a partitioned one (stored per embedding site). Browsers keep a `Secure` cookie only from an
 //! `https://` console (or `localhost`), so embedding needs the console
 //! behind TLS; the CSRF token, not SameSite, is what protects their forms.
 
@@ -101,7 +102,7 @@ pub struct Sessions {
     key: [u8; 32],
     /// `Secure` on every cookie (the public URL is `https://`).
     secure: bool,
-    /// Portal sessions get `SameSite=None; Secure` (embedding is allowed).
+    /// Portal sessions get `SameSite=None; Secure; Partitioned` (embedding is allowed).
     embeddable: bool,
 }
 
@@ -141,23 +142,33 @@ impl Sessions {
         (session.expires > chrono::Utc::now().timestamp()).then_some(session)
     }
 
-    /// The session of a request's `Cookie` headers, if any is valid.
+    /// The session of a request's `Cookie` headers, if any is valid; a
+    /// signed-in one first. A browser can hold two cookies of this name: a
+    /// partitioned portal cookie beside the sign-in page's anonymous one,
+    /// which the partitioned cookie does not replace.
     pub fn from_headers(&self, headers: &http::HeaderMap) -> Option<Session> {
-        headers
+        let mut sessions = headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().split_once('='))
             .filter(|(name, _)| *name == COOKIE)
-            .find_map(|(_, value)| self.decode(value))
+            .filter_map(|(_, value)| self.decode(value));
+        let first = sessions.next()?;
+        if first.is_signed_in() {
+            return Some(first);
+        }
+        Some(sessions.find(Session::is_signed_in).unwrap_or(first))
     }
 
     /// The `Set-Cookie` value that stores `session`.
     pub fn set_cookie(&self, session: &Session) -> String {
         let max_age = (session.expires - chrono::Utc::now().timestamp()).max(0);
-        let same_site = if session.via == Via::Portal && self.embeddable { "None; Secure" } else { "Lax" };
-        let secure = if self.secure && !same_site.ends_with("Secure") { "; Secure" } else { "" };
+        // An embedded portal's cookie is a third-party cookie: browsers that block
+        // those still keep it when it is partitioned by the embedding site (CHIPS).
+        let same_site = if session.via == Via::Portal && self.embeddable { "None; Secure; Partitioned" } else { "Lax" };
+        let secure = if self.secure && !same_site.contains("Secure") { "; Secure" } else { "" };
         format!("{COOKIE}={}; Path=/; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}", self.encode(session))
     }
 
@@ -208,9 +219,22 @@ mod tests {
         let portal = Session::new(tenant("acme"), Via::Portal, chrono::Utc::now() + chrono::Duration::hours(1));
         assert!(s.set_cookie(&signed_in).contains("HttpOnly; SameSite=Lax"));
         assert!(!s.set_cookie(&signed_in).contains("Secure"));
-        assert!(s.set_cookie(&portal).ends_with("SameSite=None; Secure"));
+        assert!(s.set_cookie(&portal).ends_with("SameSite=None; Secure; Partitioned"));
         let closed = Sessions::new(None, true, false);
         assert!(closed.set_cookie(&portal).ends_with("SameSite=Lax; Secure"));
+    }
+
+    #[test]
+    fn a_signed_in_cookie_wins_over_an_anonymous_one_of_the_same_name() {
+        let sessions = Sessions::new(Some("operator-token-0123456789"), false, true);
+        let portal = Session::new(tenant("acme"), Via::Portal, chrono::Utc::now() + chrono::Duration::hours(1));
+        let (anonymous, portal_cookie) = (sessions.encode(&Session::anonymous()), sessions.encode(&portal));
+        let mut headers = http::HeaderMap::new();
+        let both = format!("{COOKIE}={anonymous}; {COOKIE}={portal_cookie}");
+        headers.insert(http::header::COOKIE, both.parse().unwrap());
+        assert_eq!(sessions.from_headers(&headers), Some(portal));
+        headers.insert(http::header::COOKIE, format!("{COOKIE}={anonymous}").parse().unwrap());
+        assert!(sessions.from_headers(&headers).is_some_and(|s| !s.is_signed_in()));
     }
 
     #[test]

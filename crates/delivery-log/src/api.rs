@@ -25,7 +25,7 @@ use tracing::Instrument;
 
 use crate::{
     Error,
-    replay::{self, nats},
+    replay::{self, bus_unavailable},
 };
 
 /// Rows per page unless asked otherwise, and the most a page may hold.
@@ -233,7 +233,7 @@ impl DeliveryApi {
         let offsets: HashMap<String, i64> = queries::projector_offsets(&self.pool).await?.into_iter().collect();
         let mut projectors = Vec::new();
         for p in Projection::ALL {
-            let stream = self.js.get_stream(p.stream()).await.map_err(nats)?;
+            let stream = self.js.get_stream(p.stream()).await.map_err(bus_unavailable)?;
             let last = stream.cached_info().state.last_sequence;
             let applied = offsets.get(p.name()).copied().unwrap_or(0).max(0) as u64;
             projectors.push(pb::ProjectorStatus {

@@ -48,7 +48,38 @@ pub enum Error {
     #[error("delivery log unavailable: {0}")]
     Store(#[from] StoreError),
     #[error("unreadable record: {0}")]
-    Corrupt(String),
+    Corrupt(#[from] Unreadable),
+}
+
+/// A stored record that does not read back as what it should be, and which.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    /// The event at a delivery's sequence in HOOKLINE_EVENTS.
+    #[error("{stream} sequence {seq}: {source}", stream = hookline_bus::EVENTS_STREAM)]
+    Event {
+        seq: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An id in a delivery's log row.
+    #[error("delivery {delivery}: {source}")]
+    Id {
+        delivery: String,
+        #[source]
+        source: FieldError,
+    },
+    /// A delivery's `event_seq` that is no stream sequence (negative).
+    #[error("delivery {delivery}: event_seq {seq}")]
+    EventSeq {
+        delivery: String,
+        seq: i64,
+        #[source]
+        source: std::num::TryFromIntError,
+    },
+    /// A record this service writes (a replay's task, a test event) that
+    /// did not serialise.
+    #[error(transparent)]
+    Unwritable(serde_json::Error),
 }
 
 /// ` (why)`, when a reason is known.

@@ -27,7 +27,7 @@ use hookline_store::queries::{self, DeliveryRow, JobState};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::Error;
+use crate::{Error, Unreadable};
 
 /// How often a recover job stores its progress at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -54,16 +54,16 @@ pub fn payload_kept(row: &DeliveryRow, archive_after: Duration) -> Result<(), Er
 /// The delivery's event, read from HOOKLINE_EVENTS at its sequence.
 pub async fn load_event(js: &Context, row: &DeliveryRow) -> Result<StoredEvent, Error> {
     let seq = event_seq(row)?;
-    let stream = js.get_stream(EVENTS_STREAM).await.map_err(nats)?;
+    let stream = js.get_stream(EVENTS_STREAM).await.map_err(bus_unavailable)?;
     let msg = match stream.get_raw_message(seq).await {
         Ok(msg) => msg,
         Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => {
             return Err(Error::PayloadGone(row.id.clone()));
         }
-        Err(e) => return Err(nats(e)),
+        Err(e) => return Err(bus_unavailable(e)),
     };
-    let event: StoredEvent = serde_json::from_slice(&msg.payload)
-        .map_err(|e| Error::Corrupt(format!("{EVENTS_STREAM} sequence {seq}: {e}")))?;
+    let event: StoredEvent =
+        serde_json::from_slice(&msg.payload).map_err(|source| Unreadable::Event { seq, source })?;
     // A re-created stream reuses sequences: another event there means ours is gone.
     if event.id.as_str() != row.event_id {
         return Err(Error::PayloadGone(row.id.clone()));
@@ -92,7 +92,7 @@ async fn replay_as(
 ) -> Result<DeliveryId, Error> {
     payload_kept(row, archive_after)?;
     let event = load_event(js, row).await?;
-    let corrupt = |e: hookline_domain::FieldError| Error::Corrupt(format!("delivery {}: {e}", row.id));
+    let corrupt = |source| Unreadable::Id { delivery: row.id.clone(), source };
     let task = DispatchTask {
         delivery_id,
         created_at: hookline_domain::events::Timestamp::now(),
@@ -103,11 +103,11 @@ async fn replay_as(
         not_before: None,
         event,
     };
-    let payload = serde_json::to_vec(&task).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let payload = serde_json::to_vec(&task).map_err(Unreadable::Unwritable)?;
     // As fan-out stores a task, without a trace: the replay starts one.
     let publish = PublishMessage::build().payload(payload.into()).message_id(task.msg_id());
     let subject = dispatch_subject(tenant, &task.endpoint_id);
-    js.send_publish(subject, publish).await.map_err(nats)?.await.map_err(nats)?;
+    js.send_publish(subject, publish).await.map_err(bus_unavailable)?.await.map_err(bus_unavailable)?;
     Ok(task.delivery_id)
 }
 
@@ -122,9 +122,14 @@ pub async fn send_test(
     event_type: EventType,
 ) -> Result<(DeliveryId, EventId), Error> {
     let event = StoredEvent::test(tenant.clone(), event_type);
-    let payload = serde_json::to_vec(&event).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let payload = serde_json::to_vec(&event).map_err(Unreadable::Unwritable)?;
     let publish = PublishMessage::build().payload(payload.into()).message_id(event.id.to_string());
-    let ack = js.send_publish(events_subject(tenant, event_type), publish).await.map_err(nats)?.await.map_err(nats)?;
+    let ack = js
+        .send_publish(events_subject(tenant, event_type), publish)
+        .await
+        .map_err(bus_unavailable)?
+        .await
+        .map_err(bus_unavailable)?;
     let task = DispatchTask {
         delivery_id: DeliveryId::generate(),
         created_at: hookline_domain::events::Timestamp::now(),
@@ -135,20 +140,24 @@ pub async fn send_test(
         not_before: None,
         event,
     };
-    let payload = serde_json::to_vec(&task).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let payload = serde_json::to_vec(&task).map_err(Unreadable::Unwritable)?;
     let publish = PublishMessage::build().payload(payload.into()).message_id(task.msg_id());
-    js.send_publish(dispatch_subject(tenant, endpoint), publish).await.map_err(nats)?.await.map_err(nats)?;
+    js.send_publish(dispatch_subject(tenant, endpoint), publish)
+        .await
+        .map_err(bus_unavailable)?
+        .await
+        .map_err(bus_unavailable)?;
     Ok((task.delivery_id, task.event.id))
 }
 
-/// NATS trouble, for `map_err`.
-pub(crate) fn nats(e: impl Into<hookline_bus::Source>) -> Error {
+/// NATS trouble as the log API's error, for `map_err`.
+pub(crate) fn bus_unavailable(e: impl Into<hookline_bus::Source>) -> Error {
     Error::Unavailable(e.into())
 }
 
 fn event_seq(row: &DeliveryRow) -> Result<u64, Error> {
     u64::try_from(row.event_seq)
-        .map_err(|_| Error::Corrupt(format!("delivery {}: event_seq {}", row.id, row.event_seq)))
+        .map_err(|source| Unreadable::EventSeq { delivery: row.id.clone(), seq: row.event_seq, source }.into())
 }
 
 /// Run recover job `job` to its end: replay every failed original delivery
@@ -216,7 +225,7 @@ async fn recover(
     queries::update_job_progress(pool, job, total, 0).await?;
     let (mut done, mut skipped, mut saved) = (0, 0, Instant::now());
     for row in rows {
-        let corrupt = |e: hookline_domain::FieldError| Error::Corrupt(format!("delivery {}: {e}", row.id));
+        let corrupt = |source| Unreadable::Id { delivery: row.id.clone(), source };
         let id = DeliveryId::recovery(job_id, &DeliveryId::parse(&row.id).map_err(corrupt)?);
         match replay_as(js, tenant, row, archive_after, id).await {
             Ok(_) => done += 1,

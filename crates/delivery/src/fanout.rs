@@ -108,7 +108,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
     let event_seq = hookline_bus::stream_sequence(msg.reply.as_deref()).unwrap_or_default();
     let created_at = hookline_domain::events::Timestamp::now();
     let _budget = hookline_bus::ack_budget(endpoints.len()).await;
-    let (mut direct, mut stored) = (Vec::new(), Vec::new());
+    let (mut attempted_here, mut stored) = (Vec::new(), Vec::new());
     for ep in &endpoints {
         let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
             continue;
@@ -139,16 +139,16 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         // A fast endpoint: make the first attempt here (queueing briefly for
         // a slot) and spare the task its trip through HOOKLINE_DISPATCH.
         if let Some(endpoint) = worker.endpoint(&task).await
-            && worker.direct(&endpoint)
+            && worker.attempts_in_fan_out(&endpoint)
         {
             // Boxed: the attempt's future is large, and join_all moves it.
-            direct.push(Box::pin(worker.first_attempt(task, endpoint, traceparent)));
+            attempted_here.push(Box::pin(worker.first_attempt(task, endpoint, traceparent)));
             continue;
         }
         stored.push(Either::Right(async move { worker.hand_off(&task, None, &traceparent.to_string()).await }));
     }
     let (attempts, stored) =
-        tokio::join!(futures_util::future::join_all(direct), futures_util::future::join_all(stored));
+        tokio::join!(futures_util::future::join_all(attempted_here), futures_util::future::join_all(stored));
     if let Some(e) = stored.into_iter().find_map(Result::err) {
         tracing::warn!(error = %e, "fanout: dispatch not stored; retrying in 1s");
         let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;

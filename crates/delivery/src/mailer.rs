@@ -16,16 +16,41 @@ use lettre::{
 
 use crate::sender::AttemptResult;
 
+/// What is wrong with `HOOKLINE_SMTP_URL`, or with the CA certificates its
+/// TLS trusts.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpUrlError {
+    #[error(transparent)]
+    Transport(lettre::transport::smtp::Error),
+    #[error(transparent)]
+    Parse(url::ParseError),
+    #[error("no host")]
+    NoHost,
+    #[error("HOOKLINE_TLS_CA: {0}")]
+    Ca(#[source] lettre::transport::smtp::Error),
+    #[error(transparent)]
+    Tls(lettre::transport::smtp::Error),
+}
+
+/// Why the SMTP settings do not make a [`Mailer`]; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum MailerError {
+    #[error("HOOKLINE_SMTP_URL: {0} (expected smtp://[user:pass@]host:port[?tls=required] or smtps://...)")]
+    Url(#[source] SmtpUrlError),
+    #[error("HOOKLINE_SMTP_FROM: {0}")]
+    From(#[source] lettre::address::AddressError),
+}
+
 /// The TLS mode the URL asks for (as lettre reads it), trusting `pem` too.
-fn tls_with_ca(url: &str, pem: &[u8]) -> Result<lettre::transport::smtp::client::Tls, String> {
+fn tls_with_ca(url: &str, pem: &[u8]) -> Result<lettre::transport::smtp::client::Tls, SmtpUrlError> {
     use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let host = parsed.host_str().ok_or("no host")?.to_owned();
-    let params = || -> Result<TlsParameters, String> {
+    let parsed = url::Url::parse(url).map_err(SmtpUrlError::Parse)?;
+    let host = parsed.host_str().ok_or(SmtpUrlError::NoHost)?.to_owned();
+    let params = || -> Result<TlsParameters, SmtpUrlError> {
         TlsParameters::builder(host.clone())
-            .add_root_certificate(Certificate::from_pem(pem).map_err(|e| format!("HOOKLINE_TLS_CA: {e}"))?)
+            .add_root_certificate(Certificate::from_pem(pem).map_err(SmtpUrlError::Ca)?)
             .build_rustls()
-            .map_err(|e| e.to_string())
+            .map_err(SmtpUrlError::Tls)
     };
     let mode = parsed.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
     Ok(match (parsed.scheme(), mode.as_deref()) {
@@ -46,16 +71,14 @@ impl Mailer {
     /// `Err` names the setting and what is wrong with it. `extra_ca_pem`
     /// (HOOKLINE_TLS_CA) is trusted besides the public roots when the URL
     /// asks for TLS, for a relay behind a private CA.
-    pub fn new(url: &str, from: &str, timeout: Duration, extra_ca_pem: Option<&[u8]>) -> Result<Self, String> {
-        let bad_url = |e: &dyn std::fmt::Display| {
-            format!("HOOKLINE_SMTP_URL: {e} (expected smtp://[user:pass@]host:port[?tls=required] or smtps://...)")
-        };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|e| bad_url(&e))?;
+    pub fn new(url: &str, from: &str, timeout: Duration, extra_ca_pem: Option<&[u8]>) -> Result<Self, MailerError> {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| MailerError::Url(SmtpUrlError::Transport(e)))?;
         if let Some(pem) = extra_ca_pem {
-            builder = builder.tls(tls_with_ca(url, pem).map_err(|e| bad_url(&e))?);
+            builder = builder.tls(tls_with_ca(url, pem).map_err(MailerError::Url)?);
         }
         let transport = builder.timeout(Some(timeout)).build();
-        let from = from.parse().map_err(|e| format!("HOOKLINE_SMTP_FROM: {e}"))?;
+        let from = from.parse().map_err(MailerError::From)?;
         Ok(Self { transport, from })
     }
 

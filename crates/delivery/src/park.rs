@@ -89,8 +89,8 @@ pub const BATCH_HEADER: &str = "Hookline-Parked-Tasks";
 const BATCH_MAX: usize = 256;
 const BATCH_LINGER: Duration = Duration::from_millis(2);
 
-/// One task for [`Parker::park`].
-struct Parcel {
+/// One task for [`Parker::park`], with where to say that it is stored.
+struct ParkRequest {
     subject: String,
     line: Vec<u8>,
     stored: oneshot::Sender<Result<(), Arc<PublishError>>>,
@@ -99,7 +99,7 @@ struct Parcel {
 /// Gathers the tasks fan-out parks and stores them a batch per endpoint.
 #[derive(Clone)]
 pub struct Parker {
-    tx: mpsc::Sender<Parcel>,
+    tx: mpsc::Sender<ParkRequest>,
 }
 
 impl Parker {
@@ -119,45 +119,48 @@ impl Parker {
         msg_id: &str,
     ) -> Result<(), NotStored> {
         let (stored, rx) = oneshot::channel();
-        let parcel =
-            Parcel { subject: parked_subject(tenant, endpoint), line: batch_line(msg_id, traceparent, task), stored };
-        self.tx.send(parcel).await.map_err(|_| NotStored::ParkingShutDown)?;
+        let request = ParkRequest {
+            subject: parked_subject(tenant, endpoint),
+            line: batch_line(msg_id, traceparent, task),
+            stored,
+        };
+        self.tx.send(request).await.map_err(|_| NotStored::ParkingShutDown)?;
         rx.await.map_err(|_| NotStored::ParkingShutDown)?.map_err(NotStored::Batch)
     }
 }
 
-async fn gather(js: Context, mut rx: mpsc::Receiver<Parcel>) {
-    let mut parcels = Vec::with_capacity(BATCH_MAX);
-    while rx.recv_many(&mut parcels, BATCH_MAX).await > 0 {
+async fn gather(js: Context, mut rx: mpsc::Receiver<ParkRequest>) {
+    let mut requests = Vec::with_capacity(BATCH_MAX);
+    while rx.recv_many(&mut requests, BATCH_MAX).await > 0 {
         // One timer per batch, not one per task.
         let linger = tokio::time::sleep(BATCH_LINGER);
         tokio::pin!(linger);
-        while parcels.len() < BATCH_MAX {
-            let room = BATCH_MAX - parcels.len();
+        while requests.len() < BATCH_MAX {
+            let room = BATCH_MAX - requests.len();
             tokio::select! {
                 biased;
-                n = rx.recv_many(&mut parcels, room) => if n == 0 { break },
+                n = rx.recv_many(&mut requests, room) => if n == 0 { break },
                 _ = &mut linger => break,
             }
         }
-        let mut by_subject: HashMap<String, Vec<Parcel>> = HashMap::new();
-        for p in parcels.drain(..) {
+        let mut by_subject: HashMap<String, Vec<ParkRequest>> = HashMap::new();
+        for p in requests.drain(..) {
             by_subject.entry(p.subject.clone()).or_default().push(p);
         }
-        let mut pending: Vec<(Result<PublishAckFuture, PublishError>, Vec<Parcel>)> = Vec::new();
-        for (subject, parcels) in by_subject {
-            let body = parcels.iter().map(|p| p.line.as_slice()).collect::<Vec<_>>().concat();
-            let publish = PublishMessage::build().payload(body.into()).header(BATCH_HEADER, parcels.len().to_string());
-            pending.push((js.send_publish(subject, publish).await, parcels));
+        let mut pending: Vec<(Result<PublishAckFuture, PublishError>, Vec<ParkRequest>)> = Vec::new();
+        for (subject, requests) in by_subject {
+            let body = requests.iter().map(|p| p.line.as_slice()).collect::<Vec<_>>().concat();
+            let publish = PublishMessage::build().payload(body.into()).header(BATCH_HEADER, requests.len().to_string());
+            pending.push((js.send_publish(subject, publish).await, requests));
         }
         // Acks are awaited aside, so the next batch gathers meanwhile.
         tokio::spawn(async move {
-            for (ack, parcels) in pending {
+            for (ack, requests) in pending {
                 let stored = match ack {
                     Ok(ack) => ack.await.map(|_| ()).map_err(Arc::new),
                     Err(e) => Err(Arc::new(e)),
                 };
-                for p in parcels {
+                for p in requests {
                     let _ = p.stored.send(stored.clone());
                 }
             }
@@ -180,7 +183,8 @@ fn batch_lines(payload: &[u8]) -> impl Iterator<Item = (&str, &str, &[u8])> {
     })
 }
 
-struct Lot {
+/// The parked tasks of one endpoint, as the sweeper reads them.
+struct ParkedQueue {
     consumer: Consumer<pull::Config>,
     /// The endpoint's finished attempts at the last look (see [`Guard::room`]).
     seen: Option<u64>,
@@ -197,14 +201,14 @@ pub async fn run(
     let err = |e| hookline_bus::BusError::Stream { stream: PARKED_STREAM, source: Box::new(e) };
     let stream = js.get_stream(PARKED_STREAM).await.map_err(err)?;
     let events = js.get_stream(EVENTS_STREAM).await.map_err(err)?;
-    let mut lots: HashMap<EndpointId, Lot> = HashMap::new();
+    let mut queues: HashMap<EndpointId, ParkedQueue> = HashMap::new();
     let mut round = IDLE_ROUND;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(round) => {}
         }
-        round = match sweep(&js, [&stream, &events], &directory, &guard, &mut lots, &shutdown).await {
+        round = match sweep(&js, [&stream, &events], &directory, &guard, &mut queues, &shutdown).await {
             Ok(0) => IDLE_ROUND,
             Ok(_) => BUSY_ROUND,
             Err(e) => {
@@ -221,7 +225,7 @@ async fn sweep(
     [stream, events]: [&Stream; 2],
     directory: &Directory,
     guard: &Guard,
-    lots: &mut HashMap<EndpointId, Lot>,
+    queues: &mut HashMap<EndpointId, ParkedQueue>,
     shutdown: &CancellationToken,
 ) -> Result<usize, SweepError> {
     let parked: Vec<(String, usize)> = stream.info_with_subjects(PARKED_ALL).await?.try_collect().await?;
@@ -229,9 +233,9 @@ async fn sweep(
     // A drained endpoint's consumer goes; it is made again if tasks return.
     let waiting: std::collections::HashSet<&str> =
         parked.iter().filter_map(|(s, _)| hookline_bus::tenant_and_endpoint_of(s).map(|(_, e)| e)).collect();
-    let drained: Vec<EndpointId> = lots.keys().filter(|e| !waiting.contains(e.as_str())).cloned().collect();
+    let drained: Vec<EndpointId> = queues.keys().filter(|e| !waiting.contains(e.as_str())).cloned().collect();
     for endpoint in drained {
-        lots.remove(&endpoint);
+        queues.remove(&endpoint);
         let _ = stream.delete_consumer(&parked_consumer(&endpoint)).await;
     }
     let mut moved = 0;
@@ -244,8 +248,8 @@ async fn sweep(
             continue;
         };
         let available = directory.endpoint(&tenant_id, &endpoint_id).is_some_and(|ep| ep.enabled);
-        let lot = match lots.get_mut(&endpoint_id) {
-            Some(lot) => lot,
+        let queue = match queues.get_mut(&endpoint_id) {
+            Some(queue) => queue,
             None => {
                 let config = pull::Config {
                     durable_name: Some(parked_consumer(&endpoint_id)),
@@ -254,19 +258,19 @@ async fn sweep(
                     ..Default::default()
                 };
                 let consumer = stream.create_consumer(config).await?;
-                lots.entry(endpoint_id.clone()).or_insert(Lot { consumer, seen: None })
+                queues.entry(endpoint_id.clone()).or_insert(ParkedQueue { consumer, seen: None })
             }
         };
-        let room = if available { guard.room(&endpoint_id, &mut lot.seen) } else { UNAVAILABLE_ROOM };
+        let room = if available { guard.room(&endpoint_id, &mut queue.seen) } else { UNAVAILABLE_ROOM };
         // `count` is of messages, and a batch holds many tasks.
         if room.min(count) == 0 {
             continue;
         }
-        match unpark(js, events, &lot.consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
+        match unpark(js, events, &queue.consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
             Ok(n) => moved += n,
             Err(e) => {
                 tracing::warn!(endpoint_id = endpoint, error = %e, "parking: could not move tasks back");
-                lots.remove(&endpoint_id);
+                queues.remove(&endpoint_id);
             }
         }
     }

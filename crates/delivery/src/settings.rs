@@ -31,35 +31,61 @@ impl Default for RetrySchedule {
     }
 }
 
+/// Why a text is not a duration; `text` is the value as written (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{text}` is not a duration like 500ms, 5s, 5m, 2h or 1d")]
+    NotANumber {
+        text: String,
+        #[source]
+        source: std::num::ParseFloatError,
+    },
+    #[error("`{text}` has an unknown unit; use ms, s, m, h or d")]
+    Unit { text: String },
+    #[error("`{text}` must be a non-negative duration")]
+    OutOfRange { text: String },
+}
+
 /// Parse `90`, `90s`, `500ms`, `5m`, `2h`, `1d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 500ms, 5s, 5m, 2h or 1d"))?;
+    let n: f64 = num.parse().map_err(|source| DurationError::NotANumber { text: s.to_owned(), source })?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86400.0,
-        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m, h or d")),
+        _ => return Err(DurationError::Unit { text: s.to_owned() }),
     };
     if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` must be a non-negative duration"));
+        return Err(DurationError::OutOfRange { text: s.to_owned() });
     }
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Why a text is not a [`RetrySchedule`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(transparent)]
+    Delay(#[from] DurationError),
+    #[error("must list 1 to 50 delays, e.g. 0s,5s,5m,30m")]
+    Length,
+    #[error("the first entry is the first attempt, which is immediate: it must be 0s")]
+    FirstNotImmediate,
+}
+
 impl FromStr for RetrySchedule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ScheduleError;
+    fn from_str(s: &str) -> Result<Self, ScheduleError> {
         let delays = s.split(',').map(parse_duration).collect::<Result<Vec<_>, _>>()?;
         if delays.is_empty() || delays.len() > 50 {
-            return Err("must list 1 to 50 delays, e.g. 0s,5s,5m,30m".into());
+            return Err(ScheduleError::Length);
         }
         if !delays[0].is_zero() {
-            return Err("the first entry is the first attempt, which is immediate: it must be 0s".into());
+            return Err(ScheduleError::FirstNotImmediate);
         }
         Ok(Self(delays))
     }
@@ -132,7 +158,9 @@ mod tests {
         assert_eq!(s.delay_after(3), None);
         assert_eq!(RetrySchedule::default().attempts(), 10);
         assert!("1x".parse::<RetrySchedule>().is_err());
-        assert!("5s,10s".parse::<RetrySchedule>().unwrap_err().contains("must be 0s"));
+        assert_eq!("5s,10s".parse::<RetrySchedule>(), Err(ScheduleError::FirstNotImmediate));
+        assert!(ScheduleError::FirstNotImmediate.to_string().ends_with("must be 0s"));
+        assert!(matches!("0s,5x".parse::<RetrySchedule>(), Err(ScheduleError::Delay(DurationError::Unit { .. }))));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
     }
 }

@@ -96,14 +96,16 @@ impl Worker {
     /// Whether fan-out makes the first attempt at `endpoint` itself: only
     /// while attempt permits are free, since fan-out holds its event (on a
     /// clock of `HOOKLINE_ACK_WAIT`) until the attempt is recorded.
-    pub fn direct(&self, endpoint: &EndpointConfig) -> bool {
-        endpoint.enabled && self.attempts.available_permits() > 0 && self.guard.fast(&endpoint.id, DIRECT_MAX_LATENCY)
+    pub fn attempts_in_fan_out(&self, endpoint: &EndpointConfig) -> bool {
+        endpoint.enabled
+            && self.attempts.available_permits() > 0
+            && self.guard.fast(&endpoint.id, FAN_OUT_ATTEMPT_MAX_LATENCY)
     }
 }
 
 /// Fan-out makes an endpoint's first attempts itself only while they take
 /// less than this on average: it holds the event until they are recorded.
-const DIRECT_MAX_LATENCY: Duration = Duration::from_millis(250);
+const FAN_OUT_ATTEMPT_MAX_LATENCY: Duration = Duration::from_millis(250);
 
 pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
     let (js, settings) = (&worker.js, &worker.settings);
@@ -149,13 +151,14 @@ async fn settle(msg: Message, stored: Result<(), NotStored>, confirm: bool) {
 }
 
 /// When an attempt started, and how it went.
-type Made = (chrono::DateTime<chrono::Utc>, sender::AttemptResult);
+type TimedResult = (chrono::DateTime<chrono::Utc>, sender::AttemptResult);
 
 /// What came of a task: an attempt, or none because its endpoint is
 /// disabled or deleted.
 #[allow(clippy::large_enum_variant)] // one per attempt, moved once
 enum Attempted {
-    Made {
+    /// The attempt was made (whether it reached the endpoint or not).
+    Finished {
         ep: EndpointConfig,
         body_sha256: String,
         started_at: chrono::DateTime<chrono::Utc>,
@@ -190,7 +193,7 @@ pub(crate) fn expired_outcome(
 ) -> AttemptOutcome {
     AttemptOutcome {
         delivery_id: task.delivery_id.clone(),
-        delivery_created_at: task.created_at.as_str().to_owned(),
+        delivery_created_at: task.created_at.clone(),
         replay_of: task.replay_of.clone(),
         event_id: task.event_id.clone(),
         event_seq: task.event_seq,
@@ -205,7 +208,7 @@ pub(crate) fn expired_outcome(
             "the event left {} at its archive age (HOOKLINE_ARCHIVE_AFTER) before this delivery was made; nothing was sent",
             hookline_bus::EVENTS_STREAM
         )),
-        started_at: rfc3339(chrono::Utc::now()),
+        started_at: Timestamp::now(),
         duration_ms: 0,
         next_attempt_at: None,
         response_excerpt: None,
@@ -228,10 +231,6 @@ fn jitter(d: Duration) -> Duration {
         return d;
     }
     d.mul_f64(rand::rng().random_range(0.8..1.2))
-}
-
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Worker {
@@ -271,7 +270,7 @@ impl Worker {
         // once; it takes no slot and never waits behind the breaker.
         let attempted = match endpoint {
             Some(ep) if ep.enabled => match self.attempt(&task, ep, &trace, &span).await {
-                Ok(made) => made,
+                Ok(finished) => finished,
                 Err(wait) => {
                     metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
                     match wait {
@@ -304,9 +303,9 @@ impl Worker {
     ) -> Result<(), NotStored> {
         let span = attempt_span(&task, &trace);
         match self.attempt(&task, ep, &trace, &span).await {
-            Ok(made) => {
+            Ok(finished) => {
                 metrics().direct_attempts.inc();
-                self.conclude(&task, made, &trace).instrument(span).await
+                self.conclude(&task, finished, &trace).instrument(span).await
             }
             Err(wait) => self.hand_off(&task, Some(wait), &trace.to_string()).await,
         }
@@ -325,7 +324,7 @@ impl Worker {
             .guard
             .run(&task.endpoint_id, ep.rate_limit, job.instrument(span.clone()), |(_, r)| r.succeeded())
             .await?;
-        Ok(Attempted::Made { ep, body_sha256, started_at, result })
+        Ok(Attempted::Finished { ep, body_sha256, started_at, result })
     }
 
     /// Store a task for the workers, or park it when its endpoint is
@@ -388,7 +387,7 @@ impl Worker {
         task: &DispatchTask,
         ep: &EndpointConfig,
         trace: &TraceParent,
-    ) -> (String, futures_util::future::BoxFuture<'static, Made>) {
+    ) -> (String, futures_util::future::BoxFuture<'static, TimedResult>) {
         let body = layout::render(&task.event, ep.layout);
         let body_sha256 = format!("{:x}", Sha256::digest(&body));
         let (ep, attempts, http) = (ep.clone(), self.attempts.clone(), self.http.clone());
@@ -425,7 +424,7 @@ impl Worker {
         let attempt = task.attempt;
         let mut outcome = AttemptOutcome {
             delivery_id: task.delivery_id.clone(),
-            delivery_created_at: task.created_at.as_str().to_owned(),
+            delivery_created_at: task.created_at.clone(),
             replay_of: task.replay_of.clone(),
             event_seq: task.event_seq,
             request: None,
@@ -438,7 +437,7 @@ impl Worker {
             status_code: None,
             error_kind: None,
             error: None,
-            started_at: rfc3339(chrono::Utc::now()),
+            started_at: Timestamp::now(),
             duration_ms: 0,
             next_attempt_at: None,
             response_excerpt: None,
@@ -447,8 +446,8 @@ impl Worker {
         };
         let mut retry = None;
         match attempted {
-            Attempted::Made { ep, body_sha256, started_at, result } => {
-                outcome.started_at = rfc3339(started_at);
+            Attempted::Finished { ep, body_sha256, started_at, result } => {
+                outcome.started_at = Timestamp::from_utc(started_at);
                 let channel = if ep.email.is_some() { "email" } else { "http" };
                 metrics()
                     .attempt_duration
@@ -482,7 +481,7 @@ impl Worker {
                     };
                     let due = Timestamp::from_utc(chrono::Utc::now() + delay);
                     outcome.state = AttemptState::Retrying;
-                    outcome.next_attempt_at = Some(due.as_str().to_owned());
+                    outcome.next_attempt_at = Some(due.clone());
                     retry = Some(task.retry(due));
                     metrics().retries_scheduled.inc();
                 } else {

@@ -84,8 +84,8 @@ impl Resolver {
     /// `ip`; the port defaults to 53).
     ///
     /// # Errors
-    /// A message naming the entry that is not an address.
-    pub fn from_setting(s: &str) -> Result<Self, String> {
+    /// The entry that is not an address.
+    pub fn from_setting(s: &str) -> Result<Self, NotANameserver> {
         let servers = parse_servers(s)?;
         Ok(if servers.is_empty() { Self::system() } else { Self::with_servers(&servers) })
     }
@@ -134,19 +134,29 @@ impl fmt::Debug for Resolver {
     }
 }
 
+/// An entry of `HOOKLINE_DNS_SERVERS` that is not an `ip[:port]`; the
+/// source is why it is not a bare IP address either.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{entry}` is not a nameserver address like 10.0.0.53, 10.0.0.53:5353 or [fd00::53]:53")]
+pub struct NotANameserver {
+    pub entry: String,
+    #[source]
+    source: std::net::AddrParseError,
+}
+
 /// Comma-separated `ip[:port]` nameservers; empty entries are skipped.
 ///
 /// # Errors
-/// A message naming the entry and the expected form.
-pub fn parse_servers(s: &str) -> Result<Vec<SocketAddr>, String> {
+/// The entry that is not an address, with the expected form.
+pub fn parse_servers(s: &str) -> Result<Vec<SocketAddr>, NotANameserver> {
     s.split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .map(|e| {
             let bare = e.strip_prefix('[').and_then(|v6| v6.strip_suffix(']')).unwrap_or(e);
-            e.parse::<SocketAddr>().or_else(|_| bare.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53))).map_err(
-                |_| format!("`{e}` is not a nameserver address like 10.0.0.53, 10.0.0.53:5353 or [fd00::53]:53"),
-            )
+            e.parse::<SocketAddr>()
+                .or_else(|_| bare.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|source| NotANameserver { entry: e.to_owned(), source })
         })
         .collect()
 }
@@ -169,7 +179,8 @@ mod tests {
         );
         assert!(parse_servers("").unwrap().is_empty());
         let e = parse_servers("10.0.0.53,dns.example.com").unwrap_err();
-        assert!(e.contains("`dns.example.com` is not a nameserver address"), "{e}");
+        assert_eq!(e.entry, "dns.example.com");
+        assert!(e.to_string().contains("`dns.example.com` is not a nameserver address"), "{e}");
         assert!(parse_servers("10.0.0.53:99999").is_err());
         assert!(parse_servers("[10.0.0.53]").is_ok_and(|s| s[0].port() == 53));
     }

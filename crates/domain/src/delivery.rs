@@ -232,7 +232,8 @@ impl ErrorKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptOutcome<R = SentRequest> {
     pub delivery_id: DeliveryId,
-    pub delivery_created_at: String,
+    /// When the delivery was created (the task's `created_at`).
+    pub delivery_created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<DeliveryId>,
     pub event_id: EventId,
@@ -250,10 +251,11 @@ pub struct AttemptOutcome<R = SentRequest> {
     /// Human-readable error; never contains header values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    pub started_at: String,
+    pub started_at: Timestamp,
     pub duration_ms: u64,
+    /// When the next attempt is due, for a `retrying` attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
     /// The first 4 KiB of the response body, lossily decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_excerpt: Option<String>,
@@ -364,5 +366,52 @@ mod tests {
         assert_eq!(back.msg_id(), task.msg_id());
         assert_eq!(back.clone().with_event(event), Some(task));
         assert_eq!(back.with_event(self::event()), None, "another event at the same sequence");
+    }
+
+    type Recorded = AttemptOutcome<Box<serde_json::value::RawValue>>;
+
+    /// Outcomes already in HOOKLINE_OUTCOMES carry their times as RFC 3339
+    /// strings in whatever precision and offset they were written with; they
+    /// must read back and print byte for byte as they are stored.
+    #[test]
+    fn stored_outcomes_read_back_and_print_the_same_bytes() {
+        let retrying = concat!(
+            r#"{"delivery_id":"dlv_01KB0000000000000000000000","delivery_created_at":"2026-11-29T10:00:02.000Z","#,
+            r#""event_id":"evt_01KB0000000000000000000000","event_seq":42,"tenant_id":"acme","#,
+            r#""endpoint_id":"ep_01KB0000000000000000000000","event_type":"customer.created","attempt":2,"#,
+            r#""state":"retrying","status_code":503,"error_kind":"http_status","error":"HTTP 503","#,
+            r#""started_at":"2026-11-29T10:00:07.125Z","duration_ms":31,"next_attempt_at":"2026-11-29T10:05:07.156Z","#,
+            r#""response_excerpt":"busy","request":{"url":"https://example.com/hook","layout":"envelope","#,
+            r#""headers":[["content-type","application/json"],["webhook-signature","********"]],"#,
+            r#""body_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},"#,
+            r#""trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#
+        );
+        // A replay's outcome, times with another offset and no fraction.
+        let succeeded = concat!(
+            r#"{"delivery_id":"dlv_01KB0000000000000000000001","delivery_created_at":"2026-11-29T11:00:02+01:00","#,
+            r#""replay_of":"dlv_01KB0000000000000000000000","event_id":"evt_01KB0000000000000000000000","#,
+            r#""event_seq":42,"tenant_id":"acme","endpoint_id":"ep_01KB0000000000000000000000","#,
+            r#""event_type":"customer.created","attempt":1,"state":"succeeded","status_code":200,"#,
+            r#""started_at":"2026-11-29T11:00:03+01:00","duration_ms":8}"#
+        );
+        for stored in [retrying, succeeded] {
+            // As the projector reads them: the request kept as JSON text.
+            let outcome: Recorded = serde_json::from_str(stored).unwrap();
+            assert_eq!(serde_json::to_string(&outcome).unwrap(), stored);
+        }
+        let outcome: Recorded = serde_json::from_str(retrying).unwrap();
+        assert_eq!(outcome.next_attempt_at.unwrap().parsed().timestamp_millis() % 1000, 156);
+    }
+
+    #[test]
+    fn an_outcome_with_a_time_that_is_not_rfc_3339_is_refused_naming_it() {
+        let stored = concat!(
+            r#"{"delivery_id":"dlv_01KB0000000000000000000000","delivery_created_at":"2026-11-29T10:00:02.000Z","#,
+            r#""event_id":"evt_01KB0000000000000000000000","event_seq":42,"tenant_id":"acme","#,
+            r#""endpoint_id":"ep_01KB0000000000000000000000","event_type":"customer.created","attempt":1,"#,
+            r#""state":"succeeded","started_at":"yesterday","duration_ms":8}"#
+        );
+        let e = serde_json::from_str::<Recorded>(stored).unwrap_err().to_string();
+        assert!(e.contains("must be an RFC 3339 date-time") && e.contains("`yesterday`"), "{e}");
     }
 }

@@ -26,18 +26,33 @@ pub struct Keyring(Vec<SealKey>);
 
 impl Keyring {
     /// Parse base64 keys of 32 bytes; `setting` names the source in errors.
-    pub fn parse(current: &str, previous: &[&str], setting: &str) -> Result<Self, String> {
+    pub fn parse(current: &str, previous: &[&str], setting: &'static str) -> Result<Self, KeyError> {
         let mut keys = Vec::new();
         for (i, text) in std::iter::once(current).chain(previous.iter().copied()).enumerate() {
-            let bytes = B64.decode(text.trim()).map_err(|_| format!("{setting}: key {} is not base64", i + 1))?;
+            let key = i + 1;
+            let bytes = B64.decode(text.trim()).map_err(|source| KeyError::NotBase64 { setting, key, source })?;
             if bytes.len() != 32 {
-                return Err(format!("{setting}: key {} must be 32 bytes (base64 of `head -c32 /dev/urandom`)", i + 1));
+                return Err(KeyError::Length { setting, key });
             }
             let id = format!("{:x}", Sha256::digest(&bytes))[..8].to_owned();
             keys.push(SealKey { id, cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)) });
         }
         Ok(Self(keys))
     }
+}
+
+/// Why a master key is refused; `key` counts from 1, the current key first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("{setting}: key {key} is not base64")]
+    NotBase64 {
+        setting: &'static str,
+        key: usize,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("{setting}: key {key} must be 32 bytes (base64 of `head -c32 /dev/urandom`)")]
+    Length { setting: &'static str, key: usize },
 }
 
 static KEYRING: OnceLock<Keyring> = OnceLock::new();

@@ -70,16 +70,39 @@ fn mask(net: u128, addr: u128, prefix: u8, bits: u8) -> bool {
     (net >> shift) == (addr >> shift)
 }
 
+/// Why a text is not a [`Cidr`]; `cidr` is the entry as written (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("`{cidr}` is not an address/prefix like 10.0.0.0/8")]
+    Address {
+        cidr: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("`{cidr}`: bad prefix")]
+    Prefix {
+        cidr: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("`{cidr}`: prefix longer than {max}")]
+    PrefixTooLong { cidr: String, max: u8 },
+}
+
 impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = CidrError;
+    fn from_str(s: &str) -> Result<Self, CidrError> {
         let s = s.trim();
         let (addr, prefix) = s.split_once('/').unwrap_or((s, ""));
-        let net: IpAddr = addr.parse().map_err(|_| format!("`{s}` is not an address/prefix like 10.0.0.0/8"))?;
+        let net: IpAddr = addr.parse().map_err(|source| CidrError::Address { cidr: s.to_owned(), source })?;
         let max = if net.is_ipv4() { 32 } else { 128 };
-        let prefix = if prefix.is_empty() { max } else { prefix.parse().map_err(|_| format!("`{s}`: bad prefix"))? };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            prefix.parse().map_err(|source| CidrError::Prefix { cidr: s.to_owned(), source })?
+        };
         if prefix > max {
-            return Err(format!("`{s}`: prefix longer than {max}"));
+            return Err(CidrError::PrefixTooLong { cidr: s.to_owned(), max });
         }
         Ok(Self { net, prefix })
     }
@@ -349,7 +372,7 @@ impl AddressPolicy {
         refusal(ip).map_or(Ok(()), Err)
     }
 
-    pub fn parse_allow_list(s: &str) -> Result<Vec<Cidr>, String> {
+    pub fn parse_allow_list(s: &str) -> Result<Vec<Cidr>, CidrError> {
         s.split(',').filter(|p| !p.trim().is_empty()).map(str::parse).collect()
     }
 }

@@ -250,19 +250,19 @@ pub fn show(
     // role checks before it starts.
     let dev = role == Some(Role::Dev);
     let runs = |part: Role| role.is_none_or(|r| r.has(part));
-    let servers = hookline_bus::NatsServers::parse(&service.common.nats_url).map(drop).map_err(|e| e.to_string());
-    let checked = servers
-        .and_then(|_| {
-            if !runs(Role::Delivery) {
-                return Ok(());
-            }
-            service.delivery.settings(&service.common, &service.address, dev, None).map(drop)
-        })
-        .and_then(|_| service.common.operator_auth(role.is_none() || dev).map(drop))
-        .and_then(|_| {
-            if role.is_some_and(|r| r.has(Role::Ingest)) { service.ingest.tenant_rate().map(drop) } else { Ok(()) }
-        });
-    if let Err(e) = checked {
+    let checked = || -> anyhow::Result<()> {
+        hookline_bus::NatsServers::parse(&service.common.nats_url)?;
+        if runs(Role::Delivery) {
+            service.delivery.settings(&service.common, &service.address, dev, None)?;
+        }
+        service.common.operator_auth(role.is_none() || dev)?;
+        if role.is_some_and(|r| r.has(Role::Ingest)) {
+            service.ingest.tenant_rate()?;
+        }
+        Ok(())
+    };
+    // The first refusal's own message, as the service prints it.
+    if let Err(e) = checked() {
         eprintln!("error: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -63,21 +63,11 @@ pub async fn shutdown_signal() {
 /// Run `role` with its settings: `settings` carries a group exactly when
 /// the role runs the part that reads it (see `crate::settings`).
 pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let RoleSettings { common: args, address, delivery: mut delivery_args, ingest, console } = settings;
+    let RoleSettings { common: args, address, delivery: delivery_args, ingest, console } = settings;
+    // A `SettingError`'s message already names its cause; `Error::msg` keeps
+    // `{:#}` from printing the cause a second time.
     let tls = args.tls_identity().map_err(anyhow::Error::msg)?;
-    if role == Role::Dev
-        && let Some(d) = &mut delivery_args
-    {
-        // Dev mode calls its own gRPC port; over TLS the certificate must
-        // name the address (or HOOKLINE_TLS_CA must be set for a private CA).
-        let mut own = args.grpc_addr;
-        if own.ip().is_unspecified() {
-            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        d.subscriptions_url = format!("{scheme}://{own}");
-    }
-    let delivery: Option<DeliverySettings> = match (&delivery_args, &address) {
+    let mut delivery: Option<DeliverySettings> = match (&delivery_args, &address) {
         (Some(d), Some(a)) => Some(d.settings(&args, a, role == Role::Dev, tls.as_ref()).map_err(anyhow::Error::msg)?),
         _ => None,
     };
@@ -100,26 +90,21 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
     let http = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("HOOKLINE_HTTP_ADDR: cannot listen on {}", args.http_addr))?;
-    // Dev mode's console calls this process's own gRPC port, as delivery does.
-    let console = match (&console, &delivery_args) {
-        (Some(c), Some(d)) => {
+    // With port 0 the system picks the port; this line says which.
+    let http_addr = http.local_addr().context("HOOKLINE_HTTP_ADDR")?;
+    tracing::info!(http = %http_addr, "HTTP listening on {http_addr}");
+    // Dev mode's console: its port is bound now, its app is built once this
+    // process's own gRPC address (which it calls, as delivery does) is known.
+    let console_listener = match &console {
+        Some(c) => {
             let listener = tokio::net::TcpListener::bind(c.console_addr)
                 .await
                 .with_context(|| format!("HOOKLINE_CONSOLE_ADDR: cannot listen on {}", c.console_addr))?;
-            let settings = hookline_console::ConsoleSettings {
-                backend: hookline_console::BackendSettings {
-                    subscriptions_url: d.subscriptions_url.clone(),
-                    delivery_url: d.subscriptions_url.clone(),
-                    tls_ca: d.tls_ca_pem().map_err(anyhow::Error::msg)?,
-                    tls_identity: tls.as_ref().map(crate::tls::Identity::pem),
-                },
-                operator_token: args.operator_token.clone(),
-                frame_ancestors: c.console_frame_ancestors.clone(),
-                public_url: Some(c.url()),
-            };
-            Some((listener, hookline_console::App::new(settings)?, c.url()))
+            let bound = listener.local_addr().context("HOOKLINE_CONSOLE_ADDR")?;
+            tracing::info!(console = %bound, "console listening on {bound}");
+            Some((listener, c.url(bound)))
         }
-        _ => None,
+        None => None,
     };
     let nats_client = hookline_bus::connect(&nats_servers, &format!("hookline-{}", role.name())).await?;
     let postgres: Arc<std::sync::OnceLock<sqlx::PgPool>> = Arc::default();
@@ -303,6 +288,21 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("HOOKLINE_GRPC_ADDR: cannot listen on {}", args.grpc_addr))?;
+    let grpc_addr = grpc_listener.local_addr().context("HOOKLINE_GRPC_ADDR")?;
+    tracing::info!(grpc = %grpc_addr, "gRPC listening on {grpc_addr}");
+    if role == Role::Dev
+        && let Some(d) = &mut delivery
+    {
+        // Dev mode calls its own gRPC port (the bound one, for port 0); over
+        // TLS the certificate must name the address (or HOOKLINE_TLS_CA must
+        // be set for a private CA).
+        let mut own = grpc_addr;
+        if own.ip().is_unspecified() {
+            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        d.subscriptions_url = format!("{scheme}://{own}");
+    }
     let mut server = tonic::transport::Server::builder();
     if let Some(identity) = &tls {
         server = server.tls_config(identity.grpc()).context("HOOKLINE_TLS_CERT / HOOKLINE_TLS_KEY")?;
@@ -323,8 +323,22 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
                 .context("gRPC server")
         }
     });
-    let console_url = console.as_ref().map(|(_, _, url)| url.clone());
-    if let Some((listener, app, _)) = console {
+    let console_url = console_listener.as_ref().map(|(_, url)| url.clone());
+    if let (Some(c), Some((listener, url)), Some(d), Some(own)) =
+        (&console, console_listener, &delivery_args, &delivery)
+    {
+        let settings = hookline_console::ConsoleSettings {
+            backend: hookline_console::BackendSettings {
+                subscriptions_url: own.subscriptions_url.clone(),
+                delivery_url: own.subscriptions_url.clone(),
+                tls_ca: d.tls_ca_pem().map_err(anyhow::Error::msg)?,
+                tls_identity: tls.as_ref().map(crate::tls::Identity::pem),
+            },
+            operator_token: args.operator_token.clone(),
+            frame_ancestors: c.console_frame_ancestors.clone(),
+            public_url: Some(url),
+        };
+        let app = hookline_console::App::new(settings)?;
         let serving = serving.clone();
         servers.spawn(async move {
             hookline_console::serve(listener, app, serving.cancelled_owned()).await.context("console server")
@@ -365,7 +379,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
         }
     });
     readiness.started().await;
-    tracing::info!(role = role.name(), grpc = %args.grpc_addr, http = %args.http_addr, tls = tls.is_some(), "hookline ready");
+    tracing::info!(role = role.name(), grpc = %grpc_addr, http = %http_addr, tls = tls.is_some(), "hookline ready");
     if let Some(url) = console_url {
         // On stdout, for the person who ran `hookline dev`.
         println!("console: {url}");
@@ -415,13 +429,15 @@ pub async fn run_console(
     role: crate::settings::ConsoleRole,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let settings = role.settings().map_err(anyhow::Error::msg)?;
     let addr = role.console.console_addr;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("HOOKLINE_CONSOLE_ADDR: cannot listen on {addr}"))?;
+    let bound = listener.local_addr().context("HOOKLINE_CONSOLE_ADDR")?;
+    tracing::info!(console = %bound, "console listening on {bound}");
+    let settings = role.settings(bound).map_err(anyhow::Error::msg)?;
     let app = hookline_console::App::new(settings)?;
-    tracing::info!(addr = %addr, url = %role.console.url(), "console ready");
+    tracing::info!(addr = %bound, url = %role.console.url(bound), "console ready");
     hookline_console::serve(listener, app, signal).await.context("console server")?;
     tracing::info!("stopped");
     Ok(())

@@ -27,9 +27,82 @@ use std::{net::SocketAddr, str::FromStr, time::Duration};
 
 use clap::Args;
 use hookline_delivery::{
-    DeliverySettings, RetrySchedule, guard::GuardSettings, mailer::Mailer, settings::parse_duration,
+    DeliverySettings, RetrySchedule,
+    guard::GuardSettings,
+    mailer::{Mailer, MailerError},
+    settings::{DurationError, ScheduleError, parse_duration},
 };
-use hookline_domain::ssrf::{AddressPolicy, Cidr};
+use hookline_dns::NotANameserver;
+use hookline_domain::{
+    seal::KeyError,
+    ssrf::{AddressPolicy, Cidr, CidrError},
+};
+
+use crate::tls::TlsFileError;
+
+/// A setting, or a combination of settings, that the service refuses to
+/// start with. The message names the setting (`HOOKLINE_*`) and the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingError {
+    #[error("HOOKLINE_RETRY_SCHEDULE: {0}")]
+    RetrySchedule(#[source] ScheduleError),
+    #[error("HOOKLINE_DELIVERY_ALLOW_CIDRS: {0}")]
+    AllowCidrs(#[source] CidrError),
+    #[error("HOOKLINE_DNS_SERVERS: {0}")]
+    DnsServers(#[source] NotANameserver),
+    #[error(
+        "HOOKLINE_OPERATOR_TOKEN: must be at least {min} characters (e.g. `head -c32 /dev/urandom | base64`)",
+        min = OperatorAuth::MIN_TOKEN_CHARS
+    )]
+    TokenTooShort,
+    #[error("HOOKLINE_OPERATOR_TOKEN_PREVIOUS: needs HOOKLINE_OPERATOR_TOKEN (the token rotated to)")]
+    PreviousTokenAlone,
+    #[error(
+        "HOOKLINE_OPERATOR_TOKEN: is required outside `hookline dev` (every gRPC caller would \
+         otherwise be the operator); set it to a long random string (`head -c32 /dev/urandom | base64`), \
+         or set HOOKLINE_ALLOW_UNAUTHENTICATED=true to run without authentication"
+    )]
+    TokenRequired,
+    #[error(
+        "HOOKLINE_OPERATOR_TOKEN: is required by the console: operators sign in with it and the console \
+         calls the services with it (only `hookline dev` runs its console without one)"
+    )]
+    ConsoleTokenRequired,
+    #[error(transparent)]
+    MasterKey(#[from] KeyError),
+    #[error(transparent)]
+    TlsFile(#[from] TlsFileError),
+    #[error("HOOKLINE_TLS_CLIENT_CA: needs HOOKLINE_TLS_CERT and HOOKLINE_TLS_KEY (mutual TLS is TLS first)")]
+    ClientCaWithoutTls,
+    #[error("HOOKLINE_TLS_KEY: must be set together with HOOKLINE_TLS_CERT")]
+    CertWithoutKey,
+    #[error("HOOKLINE_TLS_CERT: must be set together with HOOKLINE_TLS_KEY")]
+    KeyWithoutCert,
+    #[error("HOOKLINE_TENANT_RATE: must be a non-negative number of events per second")]
+    TenantRate,
+    #[error("HOOKLINE_TENANT_BURST: must be at least 1")]
+    TenantBurst,
+    #[error("HOOKLINE_REQUEST_TIMEOUT: must be between 1ms and 300s")]
+    RequestTimeout,
+    #[error(
+        "HOOKLINE_ACK_WAIT: must be at least 1s longer than HOOKLINE_REQUEST_TIMEOUT ({request_timeout:?}), or attempts still queued or running are handed out twice"
+    )]
+    AckWait { request_timeout: Duration },
+    #[error("HOOKLINE_ARCHIVE_AFTER: must be at least 1s")]
+    ArchiveAfter,
+    #[error("HOOKLINE_AUTO_DISABLE_AFTER / HOOKLINE_AUTO_DISABLE_INTERVAL: must be at least 1s / 100ms")]
+    AutoDisable,
+    #[error("HOOKLINE_ARCHIVE_INTERVAL: must be at least 100ms")]
+    ArchiveInterval,
+    #[error("HOOKLINE_DELIVERY_CONCURRENCY: must be between 1 and 10000")]
+    DeliveryConcurrency,
+    #[error("HOOKLINE_ENDPOINT_CONCURRENCY: must be between 1 and HOOKLINE_DELIVERY_CONCURRENCY")]
+    EndpointConcurrency,
+    #[error("HOOKLINE_BREAKER_THRESHOLD: must be at least 1")]
+    BreakerThreshold,
+    #[error(transparent)]
+    Mailer(#[from] MailerError),
+}
 
 /// How a service authenticates gRPC callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,22 +119,22 @@ impl OperatorAuth {
     pub const MIN_TOKEN_CHARS: usize = 16;
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+fn duration(s: &str) -> Result<Duration, DurationError> {
     parse_duration(s)
 }
 
 /// The parsers below name their key in the message, as the checks that run
 /// later do, so the rule reads the same whichever layer set the value.
-fn retry_schedule(s: &str) -> Result<RetrySchedule, String> {
-    s.parse().map_err(|e| format!("HOOKLINE_RETRY_SCHEDULE: {e}"))
+fn retry_schedule(s: &str) -> Result<RetrySchedule, SettingError> {
+    s.parse().map_err(SettingError::RetrySchedule)
 }
 
-fn allow_cidrs(s: &str) -> Result<CidrList, String> {
-    s.parse().map_err(|e| format!("HOOKLINE_DELIVERY_ALLOW_CIDRS: {e}"))
+fn allow_cidrs(s: &str) -> Result<CidrList, SettingError> {
+    s.parse().map_err(SettingError::AllowCidrs)
 }
 
-fn dns_servers(s: &str) -> Result<DnsServers, String> {
-    s.parse().map_err(|e| format!("HOOKLINE_DNS_SERVERS: {e}"))
+fn dns_servers(s: &str) -> Result<DnsServers, SettingError> {
+    s.parse().map_err(SettingError::DnsServers)
 }
 
 /// A comma-separated list of non-empty, trimmed entries (former tokens or
@@ -81,8 +154,8 @@ impl FromStr for CommaList {
 pub struct CidrList(pub Vec<Cidr>);
 
 impl FromStr for CidrList {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = CidrError;
+    fn from_str(s: &str) -> Result<Self, CidrError> {
         AddressPolicy::parse_allow_list(s).map(Self)
     }
 }
@@ -93,8 +166,8 @@ impl FromStr for CidrList {
 pub struct DnsServers(pub Vec<SocketAddr>);
 
 impl FromStr for DnsServers {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = NotANameserver;
+    fn from_str(s: &str) -> Result<Self, NotANameserver> {
         hookline_dns::parse_servers(s).map(Self)
     }
 }
@@ -117,10 +190,13 @@ pub struct CommonArgs {
     /// replica and existing streams keep theirs. Set the same on every service.
     #[arg(long, env = "HOOKLINE_STREAM_REPLICAS")]
     pub stream_replicas: Option<hookline_bus::StreamReplicas>,
-    /// gRPC listen address.
+    /// gRPC listen address. Port 0 lets the system pick a free port; the
+    /// log's `gRPC listening on <address>` line names it.
     #[arg(long, env = "HOOKLINE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
-    /// HTTP listen address for /healthz and /readyz.
+    /// HTTP listen address for /healthz, /readyz and /metrics. Port 0 lets
+    /// the system pick a free port; the log's `HTTP listening on <address>`
+    /// line names it.
     #[arg(long, env = "HOOKLINE_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     pub http_addr: SocketAddr,
     /// Age after which deliveries are archived: payloads and raw requests are
@@ -306,13 +382,13 @@ pub struct ConsoleArgs {
 }
 
 impl ConsoleArgs {
-    /// The public URL, else `http://<HOOKLINE_CONSOLE_ADDR>` (loopback for an
-    /// unspecified address).
-    pub fn url(&self) -> String {
+    /// The public URL, else `http://<address bound>` (the port the system
+    /// picked for port 0; loopback for an unspecified address).
+    pub fn url(&self, bound: SocketAddr) -> String {
         if let Some(url) = &self.console_public_url {
             return url.clone();
         }
-        let mut addr = self.console_addr;
+        let mut addr = bound;
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
@@ -350,28 +426,19 @@ pub struct ConsoleRole {
 
 impl ConsoleRole {
     /// The console's settings, checked across fields.
-    pub fn settings(&self) -> Result<hookline_console::ConsoleSettings, String> {
+    pub fn settings(&self, bound: SocketAddr) -> Result<hookline_console::ConsoleSettings, SettingError> {
         let token = self.operator_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
         let token = match token {
-            None => {
-                return Err("HOOKLINE_OPERATOR_TOKEN: is required by the console: operators sign in with it and \
-                     the console calls the services with it (only `hookline dev` runs its console without one)"
-                    .into());
-            }
-            Some(t) if t.chars().count() < OperatorAuth::MIN_TOKEN_CHARS => {
-                return Err(format!(
-                    "HOOKLINE_OPERATOR_TOKEN: must be at least {} characters",
-                    OperatorAuth::MIN_TOKEN_CHARS
-                ));
-            }
+            None => return Err(SettingError::ConsoleTokenRequired),
+            Some(t) if t.chars().count() < OperatorAuth::MIN_TOKEN_CHARS => return Err(SettingError::TokenTooShort),
             Some(t) => t.to_owned(),
         };
         let tls_ca = self.tls_ca.as_deref().map(|p| crate::tls::read_ca(p, "HOOKLINE_TLS_CA")).transpose()?;
         let tls_identity = match (&self.tls_cert, &self.tls_key) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(crate::tls::Identity::load(cert, key)?.pem()),
-            (Some(_), None) => return Err("HOOKLINE_TLS_KEY: must be set together with HOOKLINE_TLS_CERT".into()),
-            (None, Some(_)) => return Err("HOOKLINE_TLS_CERT: must be set together with HOOKLINE_TLS_KEY".into()),
+            (Some(_), None) => return Err(SettingError::CertWithoutKey),
+            (None, Some(_)) => return Err(SettingError::KeyWithoutCert),
         };
         Ok(hookline_console::ConsoleSettings {
             backend: hookline_console::BackendSettings {
@@ -382,7 +449,7 @@ impl ConsoleRole {
             },
             operator_token: Some(token),
             frame_ancestors: self.console.console_frame_ancestors.clone(),
-            public_url: Some(self.console.url()),
+            public_url: Some(self.console.url(bound)),
         })
     }
 }
@@ -477,24 +544,16 @@ impl CommonArgs {
     /// How gRPC callers are authenticated. Outside dev mode, a missing
     /// operator token is an error unless HOOKLINE_ALLOW_UNAUTHENTICATED says
     /// otherwise: an open API by accident is worse than a refused start.
-    pub fn operator_auth(&self, dev: bool) -> Result<OperatorAuth, String> {
+    pub fn operator_auth(&self, dev: bool) -> Result<OperatorAuth, SettingError> {
         let previous = self.operator_token_previous.0.clone();
         let token = self.operator_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
         match token {
-            Some(t) if t.chars().count() < OperatorAuth::MIN_TOKEN_CHARS => Err(format!(
-                "HOOKLINE_OPERATOR_TOKEN: must be at least {} characters (e.g. `head -c32 /dev/urandom | base64`)",
-                OperatorAuth::MIN_TOKEN_CHARS
-            )),
+            Some(t) if t.chars().count() < OperatorAuth::MIN_TOKEN_CHARS => Err(SettingError::TokenTooShort),
             Some(t) => Ok(OperatorAuth::Token { current: t.to_owned(), previous }),
-            None if !previous.is_empty() => {
-                Err("HOOKLINE_OPERATOR_TOKEN_PREVIOUS: needs HOOKLINE_OPERATOR_TOKEN (the token rotated to)".into())
-            }
+            None if !previous.is_empty() => Err(SettingError::PreviousTokenAlone),
             None if dev => Ok(OperatorAuth::Open { why: "dev mode" }),
             None if self.allow_unauthenticated => Ok(OperatorAuth::Open { why: "HOOKLINE_ALLOW_UNAUTHENTICATED=true" }),
-            None => Err("HOOKLINE_OPERATOR_TOKEN: is required outside `hookline dev` (every gRPC caller would \
-                 otherwise be the operator); set it to a long random string (`head -c32 /dev/urandom | base64`), \
-                 or set HOOKLINE_ALLOW_UNAUTHENTICATED=true to run without authentication"
-                .into()),
+            None => Err(SettingError::TokenRequired),
         }
     }
 
@@ -515,7 +574,7 @@ impl CommonArgs {
     }
 
     /// Install the sealing keyring, if a master key is set.
-    pub fn install_keyring(&self) -> Result<(), String> {
+    pub fn install_keyring(&self) -> Result<(), SettingError> {
         let Some(current) = self.master_key.as_deref() else { return Ok(()) };
         let previous: Vec<&str> = self.master_key_previous.0.iter().map(String::as_str).collect();
         let ring = hookline_domain::seal::Keyring::parse(current, &previous, "HOOKLINE_MASTER_KEY")?;
@@ -524,13 +583,10 @@ impl CommonArgs {
     }
 
     /// The listeners' certificate and key, when both are set.
-    pub fn tls_identity(&self) -> Result<Option<crate::tls::Identity>, String> {
+    pub fn tls_identity(&self) -> Result<Option<crate::tls::Identity>, SettingError> {
         let client_ca = self.tls_client_ca.as_deref().map(|p| crate::tls::read_ca(p, "HOOKLINE_TLS_CLIENT_CA"));
         match (&self.tls_cert, &self.tls_key) {
-            (None, None) if client_ca.is_some() => {
-                Err("HOOKLINE_TLS_CLIENT_CA: needs HOOKLINE_TLS_CERT and HOOKLINE_TLS_KEY (mutual TLS is TLS first)"
-                    .into())
-            }
+            (None, None) if client_ca.is_some() => Err(SettingError::ClientCaWithoutTls),
             (None, None) => Ok(None),
             (Some(cert), Some(key)) => {
                 let identity = crate::tls::Identity::load(cert, key)?;
@@ -539,19 +595,19 @@ impl CommonArgs {
                     None => identity,
                 }))
             }
-            (Some(_), None) => Err("HOOKLINE_TLS_KEY: must be set together with HOOKLINE_TLS_CERT".into()),
-            (None, Some(_)) => Err("HOOKLINE_TLS_CERT: must be set together with HOOKLINE_TLS_KEY".into()),
+            (Some(_), None) => Err(SettingError::CertWithoutKey),
+            (None, Some(_)) => Err(SettingError::KeyWithoutCert),
         }
     }
 }
 
 impl IngestArgs {
-    pub fn tenant_rate(&self) -> Result<hookline_ingest::limit::RateSettings, String> {
+    pub fn tenant_rate(&self) -> Result<hookline_ingest::limit::RateSettings, SettingError> {
         if !self.tenant_rate.is_finite() || self.tenant_rate < 0.0 {
-            return Err("HOOKLINE_TENANT_RATE: must be a non-negative number of events per second".into());
+            return Err(SettingError::TenantRate);
         }
         if self.tenant_rate > 0.0 && (self.tenant_burst.is_nan() || self.tenant_burst < 1.0) {
-            return Err("HOOKLINE_TENANT_BURST: must be at least 1".into());
+            return Err(SettingError::TenantBurst);
         }
         Ok(hookline_ingest::limit::RateSettings { per_second: self.tenant_rate, burst: self.tenant_burst })
     }
@@ -575,7 +631,7 @@ impl AddressArgs {
 }
 
 impl DeliveryArgs {
-    pub fn tls_ca_pem(&self) -> Result<Option<Vec<u8>>, String> {
+    pub fn tls_ca_pem(&self) -> Result<Option<Vec<u8>>, TlsFileError> {
         self.tls_ca.as_deref().map(|p| crate::tls::read_ca(p, "HOOKLINE_TLS_CA")).transpose()
     }
 
@@ -588,36 +644,31 @@ impl DeliveryArgs {
         address: &AddressArgs,
         dev: bool,
         identity: Option<&crate::tls::Identity>,
-    ) -> Result<DeliverySettings, String> {
+    ) -> Result<DeliverySettings, SettingError> {
         if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(300) {
-            return Err("HOOKLINE_REQUEST_TIMEOUT: must be between 1ms and 300s".into());
+            return Err(SettingError::RequestTimeout);
         }
         // An attempt may queue 0.5 s for a slot before its request starts.
         if self.ack_wait < self.request_timeout + Duration::from_secs(1) {
-            return Err(format!(
-                "HOOKLINE_ACK_WAIT: must be at least 1s longer than HOOKLINE_REQUEST_TIMEOUT ({:?}), or attempts still queued or running are handed out twice",
-                self.request_timeout
-            ));
+            return Err(SettingError::AckWait { request_timeout: self.request_timeout });
         }
         if common.archive_after < Duration::from_secs(1) {
-            return Err("HOOKLINE_ARCHIVE_AFTER: must be at least 1s".into());
+            return Err(SettingError::ArchiveAfter);
         }
         if self.auto_disable_after < Duration::from_secs(1) || self.auto_disable_interval < Duration::from_millis(100) {
-            return Err(
-                "HOOKLINE_AUTO_DISABLE_AFTER / HOOKLINE_AUTO_DISABLE_INTERVAL: must be at least 1s / 100ms".into()
-            );
+            return Err(SettingError::AutoDisable);
         }
         if self.archive_interval < Duration::from_millis(100) {
-            return Err("HOOKLINE_ARCHIVE_INTERVAL: must be at least 100ms".into());
+            return Err(SettingError::ArchiveInterval);
         }
         if !(1..=10_000).contains(&self.delivery_concurrency) {
-            return Err("HOOKLINE_DELIVERY_CONCURRENCY: must be between 1 and 10000".into());
+            return Err(SettingError::DeliveryConcurrency);
         }
         if !(1..=self.delivery_concurrency).contains(&self.endpoint_concurrency) {
-            return Err("HOOKLINE_ENDPOINT_CONCURRENCY: must be between 1 and HOOKLINE_DELIVERY_CONCURRENCY".into());
+            return Err(SettingError::EndpointConcurrency);
         }
         if self.breaker_threshold == 0 {
-            return Err("HOOKLINE_BREAKER_THRESHOLD: must be at least 1".into());
+            return Err(SettingError::BreakerThreshold);
         }
         let tls_ca = self.tls_ca_pem()?;
         Ok(DeliverySettings {

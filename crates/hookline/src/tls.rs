@@ -2,7 +2,12 @@
 //! the HTTP port (health, readiness, metrics); with TLS on, neither accepts
 //! plain connections.
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::{
@@ -11,6 +16,40 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
 use tokio_util::sync::CancellationToken;
+
+/// A certificate or key file that cannot serve; `setting` names where its
+/// path was set, and the message the setting, the file and the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFileError {
+    #[error("{setting}: cannot read {}: {source}", path.display())]
+    Read {
+        setting: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{setting}: {}: not PEM certificates: {source}", path.display())]
+    NotCertificates {
+        setting: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{setting}: {}: holds no CERTIFICATE block", path.display())]
+    NoCertificate { setting: &'static str, path: PathBuf },
+    #[error("HOOKLINE_TLS_KEY: {}: no PEM private key: {source}", path.display())]
+    NoKey {
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("HOOKLINE_TLS_KEY: {}: does not fit HOOKLINE_TLS_CERT: {source}", path.display())]
+    KeyMismatch {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+}
 
 /// A certificate chain and its key, checked to belong together at start-up.
 #[derive(Clone)]
@@ -25,17 +64,17 @@ pub struct Identity {
 
 impl Identity {
     /// # Errors
-    /// A message naming `HOOKLINE_TLS_CERT` or `HOOKLINE_TLS_KEY` and the rule.
-    pub fn load(cert: &Path, key: &Path) -> Result<Self, String> {
+    /// Naming `HOOKLINE_TLS_CERT` or `HOOKLINE_TLS_KEY` and the rule.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsFileError> {
         let cert_pem = read(cert, "HOOKLINE_TLS_CERT")?;
         let key_pem = read(key, "HOOKLINE_TLS_KEY")?;
         let chain = certificates(&cert_pem, cert, "HOOKLINE_TLS_CERT")?;
         let private = PrivateKeyDer::from_pem_slice(&key_pem)
-            .map_err(|e| format!("HOOKLINE_TLS_KEY: {}: no PEM private key: {e}", key.display()))?;
+            .map_err(|source| TlsFileError::NoKey { path: key.to_owned(), source })?;
         let mut http = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(chain, private)
-            .map_err(|e| format!("HOOKLINE_TLS_KEY: {}: does not fit HOOKLINE_TLS_CERT: {e}", key.display()))?;
+            .map_err(|source| TlsFileError::KeyMismatch { path: key.to_owned(), source })?;
         http.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self { cert_pem, key_pem, http: Arc::new(http), client_ca_pem: None })
     }
@@ -61,24 +100,24 @@ impl Identity {
     }
 }
 
-fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))
+fn read(path: &Path, setting: &'static str) -> Result<Vec<u8>, TlsFileError> {
+    std::fs::read(path).map_err(|source| TlsFileError::Read { setting, path: path.to_owned(), source })
 }
 
 /// CA certificates for `HOOKLINE_TLS_CA`, checked to be PEM.
-pub fn read_ca(path: &Path, key: &str) -> Result<Vec<u8>, String> {
-    let pem = read(path, key)?;
-    certificates(&pem, path, key)?;
+pub fn read_ca(path: &Path, setting: &'static str) -> Result<Vec<u8>, TlsFileError> {
+    let pem = read(path, setting)?;
+    certificates(&pem, path, setting)?;
     Ok(pem)
 }
 
-/// The certificates in `pem` (read from `path`, set by `key`): at least one.
-fn certificates(pem: &[u8], path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The certificates in `pem` (read from `path`, set by `setting`): at least one.
+fn certificates(pem: &[u8], path: &Path, setting: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{key}: {}: not PEM certificates: {e}", path.display()))?;
+        .map_err(|source| TlsFileError::NotCertificates { setting, path: path.to_owned(), source })?;
     if certs.is_empty() {
-        return Err(format!("{key}: {}: holds no CERTIFICATE block", path.display()));
+        return Err(TlsFileError::NoCertificate { setting, path: path.to_owned() });
     }
     Ok(certs)
 }

@@ -8,7 +8,10 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use hookline_domain::delivery::{AttemptOutcome, AttemptState};
+use hookline_domain::{
+    delivery::{AttemptOutcome, AttemptState},
+    events::Timestamp,
+};
 use serde_json::value::RawValue;
 use sqlx::{Postgres, Transaction};
 
@@ -18,8 +21,8 @@ use crate::{StoreError, health::Health, queries::DeliveryState, stats};
 /// stored as it was written.
 pub(crate) type Recorded = AttemptOutcome<Box<RawValue>>;
 
-fn time(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now())
+fn time(t: &Timestamp) -> DateTime<Utc> {
+    t.parsed().with_timezone(&Utc)
 }
 
 /// The log state a delivery is in after this attempt.

@@ -22,9 +22,9 @@ macro_rules! checked_string {
         }
 
         impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from($s: String) -> Result<Self, String> {
-                let rule: Result<(), String> = $check;
+            type Error = RuleBroken;
+            fn try_from($s: String) -> Result<Self, RuleBroken> {
+                let rule: Result<(), RuleBroken> = $check;
                 rule.map(|()| Self($s))
             }
         }
@@ -53,11 +53,33 @@ macro_rules! checked_string {
     };
 }
 
-fn text_rule(s: &str) -> Result<(), String> {
+/// The rule a checked string broke; the message names the rule, the field
+/// is named by whoever reads the value (serde's path, a [`FieldError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleBroken {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most 1024 bytes, got {len}")]
+    TooLong { len: usize },
+    #[error("must be an e-mail address like name@example.com, got `{got}`")]
+    NotEmail { got: String },
+    #[error("must be an RFC 3339 date-time with offset like 2026-03-02T09:00:00+01:00 ({source}), got `{got}`")]
+    NotTimestamp {
+        got: String,
+        #[source]
+        source: chrono::ParseError,
+    },
+    #[error("must be an IANA time zone name like Europe/Zurich, got `{got}`")]
+    NotTimeZone { got: String },
+    #[error("must be an http(s) URL, got `{got}`")]
+    NotUrl { got: String },
+}
+
+fn text_rule(s: &str) -> Result<(), RuleBroken> {
     if s.trim().is_empty() {
-        Err("must not be empty".into())
+        Err(RuleBroken::Empty)
     } else if s.len() > 1024 {
-        Err(format!("must be at most 1024 bytes, got {}", s.len()))
+        Err(RuleBroken::TooLong { len: s.len() })
     } else {
         Ok(())
     }
@@ -75,7 +97,7 @@ checked_string!(
             && !parts[1].ends_with('.') && !s.chars().any(char::is_whitespace) && s.len() <= 254 {
             Ok(())
         } else {
-            Err(format!("must be an e-mail address like name@example.com, got `{s}`"))
+            Err(RuleBroken::NotEmail { got: s.clone() })
         }
     }
 );
@@ -83,7 +105,7 @@ checked_string!(
     /// An RFC 3339 date-time with offset, kept exactly as sent.
     Timestamp, Some("date-time"), |s| chrono::DateTime::parse_from_rfc3339(&s)
         .map(|_| ())
-        .map_err(|e| format!("must be an RFC 3339 date-time with offset like 2026-03-02T09:00:00+01:00 ({e}), got `{s}`"))
+        .map_err(|source| RuleBroken::NotTimestamp { got: s.clone(), source })
 );
 checked_string!(
     /// An IANA time zone name such as `Europe/Zurich` or `UTC`.
@@ -91,7 +113,7 @@ checked_string!(
         let ok = !s.is_empty() && s.len() <= 64
             && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
             && s.as_bytes()[0].is_ascii_uppercase();
-        if ok { Ok(()) } else { Err(format!("must be an IANA time zone name like Europe/Zurich, got `{s}`")) }
+        if ok { Ok(()) } else { Err(RuleBroken::NotTimeZone { got: s.clone() }) }
     }
 );
 checked_string!(
@@ -100,7 +122,7 @@ checked_string!(
         if (s.starts_with("https://") || s.starts_with("http://")) && s.len() <= 2048 && !s.chars().any(char::is_whitespace) {
             Ok(())
         } else {
-            Err(format!("must be an http(s) URL, got `{s}`"))
+            Err(RuleBroken::NotUrl { got: s.clone() })
         }
     }
 );

@@ -26,10 +26,19 @@ pub enum PortalCmd {
     },
 }
 
-fn ttl(s: &str) -> Result<Duration, String> {
+/// Why a `--ttl` is refused.
+#[derive(Debug, thiserror::Error)]
+enum TtlError {
+    #[error(transparent)]
+    Duration(#[from] hookline_delivery::settings::DurationError),
+    #[error("must be at least 1s")]
+    TooShort,
+}
+
+fn ttl(s: &str) -> Result<Duration, TtlError> {
     let d = hookline_delivery::settings::parse_duration(s)?;
     if d.as_secs() == 0 {
-        return Err("must be at least 1s".into());
+        return Err(TtlError::TooShort);
     }
     Ok(d)
 }

@@ -1,0 +1,784 @@
+//! The webhooks console in a real browser: headless chromium (through the
+//! kit's `Browser`) against `hookline dev` on its own NATS and Postgres,
+//! delivering to a real receiver. Everything a user does goes through the
+//! page; gRPC is used only to publish events (the producer's side), to set
+//! up what a test is not about, and to check what the page claims.
+
+use std::time::Duration;
+
+use hookline_e2e::{
+    Receiver,
+    browser::{Browser, DESKTOP_WIDTH, Element, Key, Locator, PHONE_WIDTH, Role},
+    eventually,
+};
+use hookline_proto::{
+    ingest::v1::PublishRequest,
+    subscriptions::v1::{self as spb, Plan},
+};
+use tonic::Request;
+
+use crate::common::*;
+
+const OPERATOR: &str = "console-operator-token-5c1d";
+/// The auth header value typed into the form: it must never come back.
+const HEADER_VALUE: &str = "Bearer hv-never-shown-8d2f6a";
+
+/// A gRPC request carrying the operator token.
+fn op<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {OPERATOR}").parse().unwrap());
+    r
+}
+
+async fn console(env: &[(&str, &str)]) -> (Stack, String) {
+    let mut all = vec![("HOOKLINE_OPERATOR_TOKEN", OPERATOR)];
+    all.extend_from_slice(env);
+    let s = stack_with(&all).await;
+    let url = s.hookline.console_url();
+    (s, url)
+}
+
+async fn create_tenant(s: &Stack, id: &str, plan: Plan, on: bool) {
+    s.hookline
+        .subscriptions_client()
+        .await
+        .create_tenant(op(spb::CreateTenantRequest { tenant_id: id.into(), plan: plan.into(), webhooks_enabled: on }))
+        .await
+        .unwrap();
+}
+
+async fn get_tenant(s: &Stack, id: &str) -> spb::Tenant {
+    let mut c = s.hookline.subscriptions_client().await;
+    c.get_tenant(op(spb::GetTenantRequest { tenant_id: id.into() })).await.unwrap().into_inner()
+}
+
+async fn endpoints(s: &Stack, tenant: &str) -> Vec<spb::Endpoint> {
+    let mut c = s.hookline.subscriptions_client().await;
+    c.list_endpoints(op(spb::ListEndpointsRequest { tenant_id: tenant.into() })).await.unwrap().into_inner().endpoints
+}
+
+async fn publish(s: &Stack, tenant: &str, event: &serde_json::Value) {
+    let request: PublishRequest = json_request(tenant, event);
+    s.hookline.ingest_client().await.publish(op(request)).await.unwrap();
+}
+
+/// Sign in on the page with the operator token, as an operator types it.
+async fn sign_in_as_operator(b: &Browser, console: &str) {
+    b.goto(&format!("{console}/signin")).await.unwrap();
+    b.fill("Operator token", OPERATOR).await.unwrap();
+    b.click_button("Sign in as operator").await.unwrap();
+    b.wait_for_text("Signed in as the operator").await.unwrap();
+}
+
+/// Screenshots of the page at the desktop and the phone width, where the
+/// page must fit without scrolling sideways; the window is left at desktop
+/// width.
+async fn screenshots(b: &Browser, name: &str) {
+    for width in [DESKTOP_WIDTH, PHONE_WIDTH] {
+        b.set_width(width).await.unwrap();
+        let (scroll, client): (u32, u32) = b
+            .script("const d = document.documentElement; return [d.scrollWidth, d.clientWidth]", vec![])
+            .await
+            .unwrap();
+        assert!(scroll <= client, "{name} at {width} px scrolls sideways: {scroll} px of content in {client}");
+        let path = b.screenshot(&format!("{name}-{width}")).await.unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 1000, "{} is too small to show a page", path.display());
+    }
+    b.set_width(DESKTOP_WIDTH).await.unwrap();
+}
+
+/// The log row of the delivery whose visible text contains `needle`, once
+/// the page (reloaded until then) shows one.
+async fn log_row(b: &Browser, needle: &str, timeout: Duration) -> Element {
+    let what = format!("a delivery log row containing {needle:?}");
+    eventually(timeout, &what, || async {
+        b.client().refresh().await.ok()?;
+        for row in b.css_all("#log-rows tr[id^='delivery-']").await.ok()? {
+            if row.text().await.ok()?.contains(needle) {
+                return Some(row);
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+}
+
+async fn row_action(b: &Browser, row: &Element, name: &str) -> Element {
+    b.find_within(row, Role::Any, name).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_product_walk_through_from_enabling_webhooks_to_an_archived_row_works_in_a_browser() {
+    // Rows archive 40 s after they are written: time for the Raw, Download
+    // and Replay steps first, then the archived row within the test.
+    let (s, console) = console(&[("HOOKLINE_ARCHIVE_AFTER", "40s"), ("HOOKLINE_ARCHIVE_INTERVAL", "500ms")]).await;
+    let receiver = Receiver::start().await;
+    let b = Browser::start().await.unwrap();
+
+    // Sign in, create the tenant on the operator's page.
+    sign_in_as_operator(&b, &console).await;
+    let create = b.find(Role::Region, "Create a tenant").await.unwrap();
+    b.field_within(&create, "Tenant ID").await.unwrap().send_keys("acme").await.unwrap();
+    b.field_within(&create, "Plan").await.unwrap().select_by_value("professional").await.unwrap();
+    b.click_button("Create tenant").await.unwrap();
+    b.wait_for_text("Tenant created.").await.unwrap();
+    assert!(b.text().await.unwrap().contains("0 of 3 endpoints"));
+
+    // Enable Webhooks: a switch, off, then on.
+    let switch = b.find(Role::Switch, "Enable Webhooks").await.unwrap();
+    assert_eq!(switch.attr("aria-checked").await.unwrap().as_deref(), Some("false"));
+    switch.click().await.unwrap();
+    b.wait_for_text("Webhooks enabled.").await.unwrap();
+    let switch = b.find(Role::Switch, "Enable Webhooks").await.unwrap();
+    assert_eq!(switch.attr("aria-checked").await.unwrap().as_deref(), Some("true"));
+    assert!(get_tenant(&s, "acme").await.webhooks_enabled, "the switch changed the tenant");
+
+    // "+": the endpoint form, filled as the product describes it.
+    b.click_link("Add endpoint").await.unwrap();
+    b.fill("URL", &receiver.url()).await.unwrap();
+    b.fill("Header Key", "Authorization").await.unwrap();
+    b.fill("Header Value", HEADER_VALUE).await.unwrap();
+    b.field("appointment.booking.created").await.unwrap().click().await.unwrap();
+    b.field("Flat").await.unwrap().click().await.unwrap();
+    screenshots(&b, "console-endpoint-form").await;
+    b.click_button("Save").await.unwrap();
+    b.wait_for_text("Endpoint added.").await.unwrap();
+    let page = b.source().await.unwrap();
+    assert!(!page.contains(HEADER_VALUE) && !page.contains("hv-never-shown"), "the Header Value is in the page");
+    let saved = endpoints(&s, "acme").await;
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].url, receiver.url());
+    assert_eq!(saved[0].event_types, ["appointment.booking.created"]);
+    assert_eq!(saved[0].layout, spb::PayloadLayout::Flat as i32);
+
+    // An event, published by the producer, arrives with the header and flat.
+    publish(&s, "acme", &fresh("appointment.booking.created")).await;
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(got[0].header("authorization"), Some(HEADER_VALUE));
+    let body = got[0].json().unwrap();
+    assert_eq!(body["type"], "appointment.booking.created");
+    assert!(body.get("data").is_none(), "flat hierarchy: {body}");
+    let webhook_id = got[0].header("webhook-id").unwrap().to_owned();
+
+    // The endpoint's log: time stamp, status, HTTP code.
+    let row = log_row(&b, "Succeeded", Duration::from_secs(20)).await;
+    let text = row.text().await.unwrap();
+    assert!(text.contains("appointment.booking.created") && text.contains("200"), "{text}");
+    let stamp = row.find(Locator::Css("time")).await.unwrap();
+    let datetime = stamp.attr("datetime").await.unwrap().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(&datetime).is_ok(), "time stamp {datetime:?}");
+    assert!(text.contains(&datetime[..10]), "the row shows the date: {text}");
+    // The endpoint's page without the one-off "Endpoint added." notice.
+    let log_url = b.url().await.unwrap().split('?').next().unwrap().to_owned();
+
+    // Raw: the request as sent, and still no Header Value on the page.
+    row_action(&b, &row, "Raw").await.click().await.unwrap();
+    let raw = b.wait_for_text("Request headers").await.unwrap();
+    assert!(raw.contains(&webhook_id), "Raw shows the webhook-id");
+    let headers = b.css("#raw-headers").await.unwrap().text().await.unwrap().to_ascii_lowercase();
+    for h in ["webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "authorization"] {
+        assert!(headers.contains(h), "Raw headers lack {h}: {headers}");
+    }
+    let shown: serde_json::Value =
+        serde_json::from_str(&b.css("#raw-body").await.unwrap().text().await.unwrap()).unwrap();
+    assert_eq!(shown, body, "Raw shows the body the receiver got");
+    assert!(!b.source().await.unwrap().contains("hv-never-shown"), "Raw shows the Header Value");
+
+    // Download: the exact bytes the receiver got.
+    b.click_link("Download").await.unwrap();
+    let (file, bytes) = b.downloaded(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(bytes, got[0].body.to_vec(), "{} differs from what the receiver got", file.display());
+
+    // Replay, with confirmation: same webhook-id, and the log says so.
+    b.goto(&log_url).await.unwrap();
+    let row = log_row(&b, "Succeeded", Duration::from_secs(5)).await;
+    row_action(&b, &row, "Replay").await.click().await.unwrap();
+    b.wait_for_text("again?").await.unwrap();
+    assert_eq!(receiver.count(), 1, "nothing is sent before the confirmation");
+    b.click_button("Replay").await.unwrap();
+    b.wait_for_text("Replay queued").await.unwrap();
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(got[1].header("webhook-id"), Some(webhook_id.as_str()));
+    log_row(&b, "Replayed", Duration::from_secs(20)).await;
+
+    // The tenant view: usage, and the statistics beside the endpoint count
+    // both requests as accepted.
+    b.click_link("← Webhooks").await.unwrap();
+    let stats = eventually(Duration::from_secs(20), "statistics of two accepted requests", || async {
+        b.client().refresh().await.ok()?;
+        let row = b.css("#endpoint-list tbody tr").await.ok()?;
+        row.text().await.ok().filter(|t| t.contains("2 × 2xx"))
+    })
+    .await
+    .unwrap();
+    assert!(stats.contains(&receiver.url()), "{stats}");
+    assert!(b.text().await.unwrap().contains("1 of 3 endpoints"));
+    screenshots(&b, "console-tenant").await;
+    b.goto(&log_url).await.unwrap();
+
+    // Archived: the date stays, "Archived" under it, the actions greyed out
+    // and not clickable.
+    let row = log_row(&b, "Archived", Duration::from_secs(90)).await;
+    let id = row.attr("id").await.unwrap().unwrap();
+    let text_color = b.css("body").await.unwrap().css_value("color").await.unwrap();
+    for name in ["Raw", "Download", "Replay"] {
+        let action = row_action(&b, &row, name).await;
+        assert_eq!(b.role_of(&action).await.unwrap(), "button", "{name} of an archived row");
+        assert!(!action.is_enabled().await.unwrap(), "{name} of an archived row is enabled");
+        assert_eq!(action.attr("href").await.unwrap(), None, "{name} links somewhere");
+        let opacity: f64 = action.css_value("opacity").await.unwrap().parse().unwrap();
+        let color = action.css_value("color").await.unwrap();
+        assert!(opacity < 1.0 || color != text_color, "{name} is not greyed out (opacity {opacity}, {color})");
+    }
+    let before = b.url().await.unwrap();
+    let _ = row_action(&b, &row, "Raw").await.click().await;
+    assert_eq!(b.url().await.unwrap(), before, "clicking a greyed-out action went somewhere");
+    let date = row.find(Locator::Css("time")).await.unwrap().text().await.unwrap();
+    assert!(!date.is_empty(), "the archived row keeps its date");
+    let cell = row.find(Locator::Css("td")).await.unwrap().text().await.unwrap();
+    let (at_date, at_archived) = (cell.find(&date).unwrap(), cell.find("Archived").unwrap());
+    assert!(at_date < at_archived, "\"Archived\" is under the date: {cell:?}");
+    eprintln!("archived row {id}");
+    screenshots(&b, "console-log-archived").await;
+}
+
+/// The field labelled `label` once the page (the refused form, which may
+/// still be loading) marks it `aria-invalid`; looked up afresh each time, as
+/// the form before the save is replaced.
+async fn marked_invalid(b: &Browser, label: &str) -> Element {
+    let what = format!("the {label} field marked invalid");
+    eventually(Duration::from_secs(10), &what, || async {
+        let field = b.field(label).await.ok()?;
+        let invalid = field.attr("aria-invalid").await.ok().flatten();
+        (invalid.as_deref() == Some("true")).then_some(field)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_limit_disables_the_plus_with_its_reason_and_field_errors_show_beside_their_fields() {
+    let (s, console) = console(&[]).await;
+    create_tenant(&s, "full", Plan::Basic, true).await;
+    create_tenant(&s, "room", Plan::Basic, true).await;
+    let receiver = Receiver::start().await;
+    s.hookline
+        .subscriptions_client()
+        .await
+        .create_endpoint(op(spb::CreateEndpointRequest {
+            tenant_id: "full".into(),
+            url: receiver.url(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let b = Browser::start().await.unwrap();
+    sign_in_as_operator(&b, &console).await;
+
+    // At the limit: "+" is a disabled button that says why.
+    b.goto(&format!("{console}/t/full")).await.unwrap();
+    let text = b.wait_for_text("1 of 1 endpoints").await.unwrap();
+    let plus = b.button("Add endpoint").await.unwrap();
+    assert!(!plus.is_enabled().await.unwrap(), "the + is enabled at the plan limit");
+    let reason_id = plus.attr("aria-describedby").await.unwrap().expect("the + points to its reason");
+    let reason = b.css(&format!("#{reason_id}")).await.unwrap().text().await.unwrap();
+    assert!(reason.contains("Basic plan allows 1 endpoint"), "{reason}");
+    assert!(text.contains(&reason));
+    assert!(!b.has(Role::Link, "Add endpoint").await.unwrap());
+
+    // Field errors: a bad URL is refused beside the URL field, nothing is
+    // saved, and the typed Header Value is not sent back.
+    b.goto(&format!("{console}/t/room")).await.unwrap();
+    b.click_link("Add endpoint").await.unwrap();
+    b.fill("URL", "ftp://erp.example.com/hook").await.unwrap();
+    b.fill("Header Key", "Authorization").await.unwrap();
+    b.fill("Header Value", HEADER_VALUE).await.unwrap();
+    b.click_button("Save").await.unwrap();
+    let url = marked_invalid(&b, "URL").await;
+    let described = url.attr("aria-describedby").await.unwrap().unwrap_or_default();
+    let error_id = described.split(' ').find(|id| id.ends_with("error")).expect("the URL field names its error");
+    let error = b.css(&format!("#{error_id}")).await.unwrap();
+    let message = error.text().await.unwrap();
+    assert!(message.contains("http"), "the URL error says the rule: {message}");
+    // Beside the field: in the same field group, right below it.
+    let (_, url_y, _, url_h) = url.rectangle().await.unwrap();
+    let (_, error_y, _, _) = error.rectangle().await.unwrap();
+    assert!(error_y >= url_y + url_h && error_y - (url_y + url_h) < 120.0, "the error is not beside the URL field");
+    assert_eq!(
+        url.prop("value").await.unwrap().as_deref(),
+        Some("ftp://erp.example.com/hook"),
+        "the form keeps what was typed"
+    );
+    assert_eq!(b.field("Header Value").await.unwrap().prop("value").await.unwrap().as_deref(), Some(""));
+    assert!(!b.source().await.unwrap().contains("hv-never-shown"), "the refused form echoes the Header Value");
+    assert!(endpoints(&s, "room").await.is_empty(), "a refused save stored something");
+
+    // A rate limit the API refuses is shown beside its own field.
+    b.fill("URL", &receiver.url()).await.unwrap();
+    b.fill("Header Value", HEADER_VALUE).await.unwrap();
+    b.fill("Rate limit", "20000").await.unwrap();
+    b.click_button("Save").await.unwrap();
+    marked_invalid(&b, "Rate limit").await;
+    assert_eq!(b.field("URL").await.unwrap().attr("aria-invalid").await.unwrap(), None);
+    assert!(endpoints(&s, "room").await.is_empty());
+
+    // Corrected, it saves, and the value stays write-only.
+    b.fill("Rate limit", "5").await.unwrap();
+    b.fill("Header Value", HEADER_VALUE).await.unwrap();
+    b.click_button("Save").await.unwrap();
+    b.wait_for_text("Endpoint added.").await.unwrap();
+    assert!(!b.source().await.unwrap().contains("hv-never-shown"));
+    b.click_link("Edit").await.unwrap();
+    assert_eq!(b.field("Header Value").await.unwrap().prop("value").await.unwrap().as_deref(), Some(""));
+    assert!(!b.source().await.unwrap().contains("hv-never-shown"), "the edit form shows the Header Value");
+    let saved = endpoints(&s, "room").await;
+    assert_eq!((saved.len(), saved[0].rate_limit), (1, 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_without_the_csrf_token_are_refused_and_event_data_renders_as_text() {
+    let (s, console) = console(&[]).await;
+    create_tenant(&s, "acme", Plan::Professional, false).await;
+    let receiver = Receiver::start().await;
+    let b = Browser::start().await.unwrap();
+    sign_in_as_operator(&b, &console).await;
+
+    // The switch's form with its token stripped: refused, nothing changes.
+    b.goto(&format!("{console}/t/acme")).await.unwrap();
+    let switch = b.find(Role::Switch, "Enable Webhooks").await.unwrap();
+    let removed: u32 = b
+        .script(
+            "const f = document.getElementById('webhooks-form');\
+             const t = f.querySelectorAll('input[name=csrf]'); t.forEach(e => e.remove()); return t.length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed, 1, "the form carries one CSRF token");
+    switch.click().await.unwrap();
+    b.wait_for_text("Refused").await.unwrap();
+    assert!(!get_tenant(&s, "acme").await.webhooks_enabled, "a form without its token changed the tenant");
+
+    // The same post from a page on another origin, where the token cannot be read.
+    let attacker = CrossSitePage::serve(format!(
+        r#"<!doctype html><form method="post" action="{console}/t/acme/webhooks">
+           <input type="hidden" name="webhooks_enabled" value="true">
+           <button type="submit">Win a prize</button></form>"#
+    ))
+    .await;
+    b.goto(&attacker.url("evil")).await.unwrap();
+    b.click_button("Win a prize").await.unwrap();
+    eventually(Duration::from_secs(10), "the cross-site post to be answered", || async {
+        b.url().await.ok().filter(|u| u.starts_with(&console))
+    })
+    .await
+    .unwrap();
+    assert!(!b.text().await.unwrap().contains("Webhooks enabled."));
+    assert!(!get_tenant(&s, "acme").await.webhooks_enabled, "a cross-site post changed the tenant");
+
+    // An event whose data carries markup: shown as text in the log and Raw.
+    s.hookline
+        .subscriptions_client()
+        .await
+        .update_tenant(op(spb::UpdateTenantRequest {
+            tenant_id: "acme".into(),
+            plan: None,
+            webhooks_enabled: Some(true),
+        }))
+        .await
+        .unwrap();
+    let ep = s
+        .hookline
+        .subscriptions_client()
+        .await
+        .create_endpoint(op(spb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            url: receiver.url(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    const SCRIPT: &str = "<script>alert(1)</script>";
+    const IMG: &str = r#""><img src=x onerror=alert(1)>"#;
+    let mut event = fresh("customer.created");
+    event["data"]["customer"]["first_name"] = SCRIPT.into();
+    event["data"]["customer"]["last_name"] = IMG.into();
+    event["data"]["customer"]["company"] = format!("{SCRIPT}{IMG}").into();
+    publish(&s, "acme", &event).await;
+    receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+
+    b.goto(&format!("{console}/t/acme/endpoints/{ep}")).await.unwrap();
+    let row = log_row(&b, "customer.created", Duration::from_secs(20)).await;
+    row_action(&b, &row, "Raw").await.click().await.unwrap();
+    let body = b.css("#raw-body").await.unwrap().text().await.unwrap();
+    // (JSON escapes the quote the image tag starts with.)
+    assert!(body.contains(SCRIPT) && body.contains(&IMG[1..]), "the data is shown as text: {body}");
+    assert_eq!(b.alert_text().await.unwrap(), None, "the event's script ran");
+    let injected: u32 = b
+        .script(
+            "return document.querySelectorAll('img[src=x], img[onerror], main script, pre script, pre img').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(injected, 0, "the event's markup became elements");
+    let scripts: Vec<String> =
+        b.script("return Array.from(document.scripts).map(s => s.src || s.textContent)", vec![]).await.unwrap();
+    assert!(scripts.iter().all(|s| s.contains("/assets/")), "scripts other than the console's own: {scripts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_flow_works_with_the_keyboard_alone_and_every_control_is_named() {
+    let (s, console) = console(&[]).await;
+    create_tenant(&s, "acme", Plan::Professional, false).await;
+    let b = Browser::start().await.unwrap();
+
+    // Sign in: Tab to the token, type it, Tab to the button, Enter.
+    b.goto(&format!("{console}/signin")).await.unwrap();
+    assert_unnamed_none(&b).await;
+    b.tab_to("Operator token", 20).await.unwrap();
+    b.type_text(OPERATOR).await.unwrap();
+    b.tab_to("Sign in as operator", 5).await.unwrap();
+    b.press(Key::Enter).await.unwrap();
+    b.wait_for_text("Signed in as the operator").await.unwrap();
+    assert_unnamed_none(&b).await;
+
+    // Open the tenant from the list.
+    b.tab_to("acme", 30).await.unwrap();
+    b.press(Key::Enter).await.unwrap();
+    b.wait_for_text("0 of 3 endpoints").await.unwrap();
+    assert_unnamed_none(&b).await;
+
+    // Enable Webhooks with Space.
+    b.tab_to("Enable Webhooks", 20).await.unwrap();
+    b.press(Key::Space).await.unwrap();
+    b.wait_for_text("Webhooks enabled.").await.unwrap();
+    assert!(get_tenant(&s, "acme").await.webhooks_enabled);
+
+    // "+" with Enter, then the form.
+    b.tab_to("Add endpoint", 20).await.unwrap();
+    b.press(Key::Enter).await.unwrap();
+    b.field("URL").await.unwrap();
+    assert_unnamed_none(&b).await;
+    b.tab_to("URL", 20).await.unwrap();
+    b.type_text("https://erp.example.com/hooks").await.unwrap();
+    b.tab_to("Header Key", 5).await.unwrap();
+    b.type_text("X-Api-Key").await.unwrap();
+    b.tab_to("Header Value", 5).await.unwrap();
+    b.type_text("k3y-typed-by-keyboard").await.unwrap();
+    b.tab_to("customer.created", 40).await.unwrap();
+    b.press(Key::Space).await.unwrap();
+    b.tab_to("Save", 40).await.unwrap();
+    b.press(Key::Enter).await.unwrap();
+    b.wait_for_text("Endpoint added.").await.unwrap();
+    assert_unnamed_none(&b).await;
+    let saved = endpoints(&s, "acme").await;
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].url, "https://erp.example.com/hooks");
+    assert_eq!(saved[0].event_types, ["customer.created"]);
+    assert_eq!(saved[0].auth_header.as_ref().map(|h| h.name.as_str()), Some("X-Api-Key"));
+}
+
+/// Every displayed control on the page has an accessible name.
+async fn assert_unnamed_none(b: &Browser) {
+    let controls = b.controls().await.unwrap();
+    let unnamed: Vec<_> = controls.iter().filter(|(_, name)| name.is_empty()).collect();
+    assert!(unnamed.is_empty(), "unnamed controls on {}: {unnamed:?}", b.url().await.unwrap());
+}
+
+/// A page served from another origin (`http://<name>.test:<port>`, which the
+/// kit's browser maps to loopback): an attacker's page, or a platform's
+/// admin that embeds a portal link. Its HTML can be set after it started,
+/// since the console must know the origin before the link exists.
+struct CrossSitePage {
+    port: u16,
+    html: std::sync::Arc<std::sync::Mutex<String>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl CrossSitePage {
+    async fn serve(html: String) -> Self {
+        use axum::{Router, response::Html};
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(html));
+        let app = Router::new().fallback({
+            let shared = shared.clone();
+            move || {
+                let html = shared.lock().unwrap().clone();
+                async move { Html(html) }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Self { port, html: shared, _stop: tx }
+    }
+
+    fn set(&self, html: String) {
+        *self.html.lock().unwrap() = html;
+    }
+
+    /// The page's origin under host `<name>.test`.
+    fn origin(&self, name: &str) -> String {
+        format!("http://{name}.test:{}", self.port)
+    }
+
+    /// The page's URL under host `<name>.test`.
+    fn url(&self, name: &str) -> String {
+        format!("{}/", self.origin(name))
+    }
+}
+
+/// Tenants `alpha` and `beta`, each with an endpoint at `receiver` and one
+/// delivered event; returns (endpoint, delivery) ids per tenant.
+async fn two_tenants_with_a_delivery(s: &Stack, receiver: &Receiver) -> [(String, String); 2] {
+    use hookline_proto::delivery::v1::{ListDeliveriesRequest, delivery_service_client::DeliveryServiceClient};
+    let mut out = Vec::new();
+    for t in ["alpha", "beta"] {
+        create_tenant(s, t, Plan::Basic, true).await;
+        let ep = s
+            .hookline
+            .subscriptions_client()
+            .await
+            .create_endpoint(op(spb::CreateEndpointRequest {
+                tenant_id: t.into(),
+                url: receiver.url(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .id;
+        publish(s, t, &fresh("customer.created")).await;
+        let log = DeliveryServiceClient::new(s.hookline.channel().await);
+        let delivery = eventually(Duration::from_secs(20), "the delivery in the log", || {
+            let (mut log, ep) = (log.clone(), ep.clone());
+            async move {
+                let request = ListDeliveriesRequest { tenant_id: t.into(), endpoint_id: ep, ..Default::default() };
+                let rows = log.list_deliveries(op(request)).await?.into_inner().deliveries;
+                anyhow::Ok(rows.into_iter().next().map(|d| d.id))
+            }
+        })
+        .await
+        .unwrap();
+        out.push((ep, delivery));
+    }
+    out.try_into().unwrap()
+}
+
+/// Whether the page shown is the console's "Not found" page.
+async fn not_found(b: &Browser) -> bool {
+    let title = b.client().title().await.unwrap_or_default();
+    let text = b.text().await.unwrap_or_default();
+    title.starts_with("Not found") && text.contains("There is no such page.")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_signed_in_with_its_api_key_gets_404_for_another_tenants_pages_ids_and_downloads() {
+    let (s, console) = console(&[]).await;
+    let receiver = Receiver::start().await;
+    let [(alpha_ep, alpha_dlv), (beta_ep, beta_dlv)] = two_tenants_with_a_delivery(&s, &receiver).await;
+    let key = s
+        .hookline
+        .subscriptions_client()
+        .await
+        .create_api_key(op(spb::CreateApiKeyRequest { tenant_id: "alpha".into(), name: "browser".into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
+    let b = Browser::start().await.unwrap();
+
+    // A wrong key is refused on the page; the right one signs in.
+    b.goto(&format!("{console}/signin")).await.unwrap();
+    let tenant_form = b.find(Role::Region, "Tenant").await.unwrap();
+    b.field_within(&tenant_form, "Tenant ID").await.unwrap().send_keys("alpha").await.unwrap();
+    b.field_within(&tenant_form, "API key").await.unwrap().send_keys("hlk_not-a-key").await.unwrap();
+    b.find_within(&tenant_form, Role::Button, "Sign in").await.unwrap().click().await.unwrap();
+    b.wait_for_text("Unknown tenant or API key.").await.unwrap();
+    let tenant_form = b.find(Role::Region, "Tenant").await.unwrap();
+    b.field_within(&tenant_form, "Tenant ID").await.unwrap().send_keys("alpha").await.unwrap();
+    b.field_within(&tenant_form, "API key").await.unwrap().send_keys(&key).await.unwrap();
+    b.find_within(&tenant_form, Role::Button, "Sign in").await.unwrap().click().await.unwrap();
+    let text = b.wait_for_text("1 of 1 endpoints").await.unwrap();
+    assert!(text.contains("alpha") && !text.contains("beta"), "{text}");
+    assert!(!b.source().await.unwrap().contains(&key), "the API key is on the page");
+
+    // Its own pages work...
+    b.goto(&format!("{console}/t/alpha/endpoints/{alpha_ep}")).await.unwrap();
+    b.wait_for_text("Delivery log").await.unwrap();
+    b.goto(&format!("{console}/t/alpha/deliveries/{alpha_dlv}/raw")).await.unwrap();
+    b.wait_for_text("Request headers").await.unwrap();
+
+    // ...every page, id and download of beta's is "Not found", under either tenant.
+    for path in [
+        "/t/beta".to_owned(),
+        format!("/t/beta/endpoints/{beta_ep}"),
+        format!("/t/beta/endpoints/{beta_ep}/edit"),
+        format!("/t/beta/deliveries/{beta_dlv}/raw"),
+        format!("/t/beta/deliveries/{beta_dlv}/replay"),
+        format!("/t/alpha/endpoints/{beta_ep}"),
+        format!("/t/alpha/deliveries/{beta_dlv}/raw"),
+        "/tenants".to_owned(),
+    ] {
+        b.goto(&format!("{console}{path}")).await.unwrap();
+        assert!(not_found(&b).await, "{path} shows: {}", b.text().await.unwrap());
+    }
+    for path in [format!("/t/beta/deliveries/{beta_dlv}/download"), format!("/t/alpha/deliveries/{beta_dlv}/download")]
+    {
+        b.goto(&format!("{console}{path}")).await.unwrap();
+        assert!(not_found(&b).await, "{path} shows: {}", b.text().await.unwrap());
+    }
+    assert_eq!(std::fs::read_dir(b.download_dir()).unwrap().count(), 0, "a download of beta's data arrived");
+}
+
+/// A portal link minted the way an operator does, with `hookline portal
+/// link`: (URL, expiry). The console is addressed as `localhost`, where
+/// browsers keep the `Secure` cookie an embedded portal session needs.
+async fn portal_link(s: &Stack, console: &str, tenant: &str, ttl: &str) -> (String, chrono::DateTime<chrono::Utc>) {
+    let out = hookline_e2e::hookline_command()
+        .unwrap()
+        .args(["portal", "link", tenant, "--ttl", ttl, "--json"])
+        .args(["--console-url", console, "--subscriptions-url", &s.hookline.grpc_url(), "--token", OPERATOR])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hookline portal link: {}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = printed["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{console}/portal/")), "{url}");
+    let expires = printed["expires_at"].as_str().unwrap().parse().unwrap();
+    (url, expires)
+}
+
+fn iframe(src: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="en"><meta name="viewport" content="width=device-width, initial-scale=1">
+           <title>Partner admin</title><body style="margin:0;font-family:sans-serif"><h1 style="margin:8px">Partner admin</h1>
+           <iframe src="{src}" title="Webhooks" style="width:100%;height:1000px;border:0"></iframe>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_link_works_in_an_iframe_on_a_listed_origin_and_the_browser_refuses_it_on_another() {
+    let host = CrossSitePage::serve(String::new()).await;
+    let (s, console) = console(&[("HOOKLINE_CONSOLE_FRAME_ANCESTORS", &host.origin("partner"))]).await;
+    let console = console.replace("127.0.0.1", "localhost");
+    let receiver = Receiver::start().await;
+    let [(alpha_ep, _), _] = two_tenants_with_a_delivery(&s, &receiver).await;
+    let b = Browser::start().await.unwrap();
+
+    // Embedded by the listed origin: alpha's page, and it works in the frame
+    // (the switch posts with the session and its CSRF token).
+    let (link, _) = portal_link(&s, &console, "alpha", "1h").await;
+    host.set(iframe(&link));
+    b.goto(&host.url("partner")).await.unwrap();
+    b.enter_frame(0).await.unwrap();
+    let text = match b.wait_for_text("1 of 1 endpoints").await {
+        Ok(text) => text,
+        Err(e) => {
+            let framed_url: String = b.script("return document.URL", vec![]).await.unwrap_or_default();
+            // chrome-error:// here means the frame was sent somewhere that
+            // refuses framing (the sign-in page): the session cookie set by
+            // /portal/<token> did not come back inside the cross-site frame.
+            panic!("the portal link in the partner's frame shows {framed_url}: {e:#}");
+        }
+    };
+    assert!(text.contains("alpha") && !text.contains("beta"), "{text}");
+    assert!(!b.has(Role::Button, "Sign out").await.unwrap(), "a portal session has nothing to sign out of");
+    b.find(Role::Switch, "Enable Webhooks").await.unwrap().click().await.unwrap();
+    b.wait_for_text("Webhooks disabled.").await.unwrap();
+    assert!(!get_tenant(&s, "alpha").await.webhooks_enabled, "the switch in the frame did not change the tenant");
+    b.click_link(&receiver.url()).await.unwrap();
+    b.wait_for_text("Delivery log").await.unwrap();
+    // (The WebDriver URL is the top page's; the frame's own is the document's.)
+    let framed_url: String = b.script("return document.URL", vec![]).await.unwrap();
+    assert!(framed_url.ends_with(&format!("/t/alpha/endpoints/{alpha_ep}")), "{framed_url}");
+    b.leave_frames().await.unwrap();
+    screenshots(&b, "console-portal-iframe").await;
+
+    // The same page from an origin not listed: the browser refuses to show it.
+    let (link, _) = portal_link(&s, &console, "alpha", "1h").await;
+    host.set(iframe(&link));
+    b.goto(&host.url("stranger")).await.unwrap();
+    b.enter_frame(0).await.unwrap();
+    let framed_url: String = b.script("return document.URL", vec![]).await.unwrap();
+    assert!(framed_url.starts_with("chrome-error://"), "the browser showed {framed_url} in the frame");
+    let framed = b.text().await.unwrap_or_default();
+    assert!(!framed.contains("alpha") && !b.has(Role::Switch, "Enable Webhooks").await.unwrap(), "{framed}");
+    b.leave_frames().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_links_tampered_or_expired_open_nothing_and_a_link_for_one_tenant_opens_nothing_of_another() {
+    let host = CrossSitePage::serve(String::new()).await;
+    let (s, console) = console(&[("HOOKLINE_CONSOLE_FRAME_ANCESTORS", &host.origin("partner"))]).await;
+    let console = console.replace("127.0.0.1", "localhost");
+    let receiver = Receiver::start().await;
+    let [_, (beta_ep, beta_dlv)] = two_tenants_with_a_delivery(&s, &receiver).await;
+    let b = Browser::start().await.unwrap();
+
+    // Tampered and expired links open nothing.
+    let (link, expires) = portal_link(&s, &console, "alpha", "1s").await;
+    let tampered = format!("{}{}", &link[..link.len() - 2], if link.ends_with("AA") { "BB" } else { "AA" });
+    b.goto(&tampered).await.unwrap();
+    assert!(!b.text().await.unwrap().contains("Enable Webhooks"), "a tampered link opened the tenant");
+    let wait = (expires - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1);
+    tokio::time::sleep(wait).await; // until the link's own expiry, which the link carries
+    b.goto(&link).await.unwrap();
+    assert!(!b.text().await.unwrap().contains("Enable Webhooks"), "an expired link opened the tenant");
+    b.goto(&format!("{console}/t/alpha")).await.unwrap();
+    assert!(b.url().await.unwrap().ends_with("/signin"), "no session after refused links");
+
+    // A link for alpha, in a browser fresh to the console, opens nothing of beta's.
+    drop(b);
+    let b = Browser::start().await.unwrap();
+    let (link, _) = portal_link(&s, &console, "alpha", "1h").await;
+    b.goto(&link).await.unwrap();
+    b.wait_for_text("1 of 1 endpoints").await.unwrap();
+    for path in [
+        "/t/beta".to_owned(),
+        format!("/t/beta/endpoints/{beta_ep}"),
+        format!("/t/beta/deliveries/{beta_dlv}/raw"),
+        format!("/t/beta/deliveries/{beta_dlv}/download"),
+        format!("/t/alpha/deliveries/{beta_dlv}/download"),
+        "/tenants".to_owned(),
+    ] {
+        b.goto(&format!("{console}{path}")).await.unwrap();
+        assert!(not_found(&b).await, "{path} shows: {}", b.text().await.unwrap());
+    }
+    assert_eq!(std::fs::read_dir(b.download_dir()).unwrap().count(), 0, "a download of beta's data arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_link_opens_its_tenant_in_a_browser_that_has_seen_the_sign_in_page() {
+    let host = CrossSitePage::serve(String::new()).await;
+    let (s, console) = console(&[("HOOKLINE_CONSOLE_FRAME_ANCESTORS", &host.origin("partner"))]).await;
+    let console = console.replace("127.0.0.1", "localhost");
+    create_tenant(&s, "alpha", Plan::Basic, true).await;
+    let b = Browser::start().await.unwrap();
+    // The sign-in page gives every visitor an anonymous session (for its CSRF token).
+    b.goto(&format!("{console}/signin")).await.unwrap();
+    b.field("Operator token").await.unwrap();
+    let (link, _) = portal_link(&s, &console, "alpha", "1h").await;
+    b.goto(&link).await.unwrap();
+    if let Err(e) = b.wait_for_text("0 of 1 endpoints").await {
+        let cookies: Vec<String> = b
+            .client()
+            .get_all_cookies()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| format!("{}; {:?}", c.name(), c.same_site()))
+            .collect();
+        panic!("the portal link did not open alpha; the browser holds {cookies:?}: {e:#}");
+    }
+}
