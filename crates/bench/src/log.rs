@@ -240,8 +240,8 @@ async fn measure(args: &Args, stack: &mut Stack) -> anyhow::Result<Report> {
     ));
     report.notes.push(format!(
         "console rows: GET of the page ({} log rows) by a signed-in operator, body read, through hookline console \
-         -> gRPC -> delivery -> Postgres; baseline = the view's GetEndpoint + ListDeliveries over gRPC from the bench \
-         (service time); the rest is the console's HTTP, session and rendering",
+         -> gRPC -> delivery -> Postgres; baseline = the view's gRPC calls from the bench (GetEndpoint, ListDeliveries, \
+         GetEndpointStats for 24 h, 7 d, 30 d: service time); the rest is the console's HTTP, session and rendering",
         view::CONSOLE_PAGE
     ));
     Ok(report)

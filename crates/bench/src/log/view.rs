@@ -2,9 +2,10 @@
 //! by a signed-in operator, whole body read, for the first page, a later
 //! page through its paging token, status filters, and a date range.
 //!
-//! Each view is timed beside its service time: the two gRPC calls the
-//! console makes for it (GetEndpoint, then ListDeliveries with the same
-//! request), sequentially, from this process. A view's time less its
+//! Each view is timed beside its service time: the gRPC calls the console
+//! makes for it (GetEndpoint, ListDeliveries with the same request, and
+//! GetEndpointStats for 24 h, 7 d and 30 d), one after the other as the
+//! console makes them, from this process. A view's time less its
 //! service time is the console's share: HTTP, session, rendering. The
 //! console's `/healthz` gives the bare HTTP round trip.
 
@@ -23,6 +24,9 @@ use crate::{report::Percentiles, stack::Stack};
 pub const CONSOLE_PAGE: u32 = 25;
 /// The later page timed: the 100th, reached through 99 paging tokens.
 const LATER_PAGE: usize = 100;
+/// The statistics windows the view shows, one GetEndpointStats call each.
+const STATS_WINDOWS: [dpb::StatsWindow; 3] =
+    [dpb::StatsWindow::Last24h, dpb::StatsWindow::Last7d, dpb::StatsWindow::Last30d];
 /// The console's operator token in the bench (the services take any caller).
 const TOKEN: &str = "bench-console-operator-token";
 
@@ -40,7 +44,7 @@ pub struct Timed {
     pub name: String,
     /// GET of the page, body read.
     pub page: Percentiles,
-    /// GetEndpoint + ListDeliveries over gRPC.
+    /// The view's gRPC calls: GetEndpoint, ListDeliveries, 3 x GetEndpointStats.
     pub service: Percentiles,
 }
 
@@ -178,6 +182,14 @@ pub async fn measure(stack: &mut Stack, tenant: &str, endpoint: &str, n: usize) 
                 s.get_endpoint(get_endpoint).await?;
                 let page = d.list_deliveries(list).await?.into_inner();
                 anyhow::ensure!(page.deliveries.len() == CONSOLE_PAGE as usize, "{} rows", page.deliveries.len());
+                for window in STATS_WINDOWS {
+                    d.get_endpoint_stats(dpb::GetEndpointStatsRequest {
+                        tenant_id: tenant.to_owned(),
+                        endpoint_id: endpoint.to_owned(),
+                        window: window.into(),
+                    })
+                    .await?;
+                }
                 Ok(page)
             }
         })
