@@ -1,9 +1,11 @@
 //! `docker-compose.yml` checked against the real `hookline` binary and the
 //! files it mounts, without a Docker engine: every Hookline container runs
-//! a real service role, sets only variables that role accepts (with values
-//! it accepts), publishes the ports it listens on, is health-checked on
-//! `/readyz`, and is scraped by Prometheus; Grafana's provisioning is where
-//! its mounts put it; the Dockerfile's build stage runs `cargo build` for
+//! a real service role (one that listens: the services, or the console),
+//! sets only variables that role accepts (with values it accepts), publishes
+//! the ports it listens on, is health-checked where its role answers
+//! (`/readyz` on a service's HTTP port, `/healthz` on the console's), and,
+//! when its role serves metrics, is scraped by Prometheus; Grafana's
+//! provisioning is where its mounts put it; the Dockerfile's build stage runs `cargo build` for
 //! the `hookline` binary and its ENTRYPOINT enters it. (That the stage's
 //! command really builds that binary is `scripts/dockerfile-build.sh`,
 //! which CI runs: it needs cargo, so it cannot run inside `cargo test`.)
@@ -19,7 +21,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
 };
 
 // ------------------------------------------------------------------ YAML
@@ -311,6 +313,39 @@ impl Service<'_> {
         self.yaml.get("depends_on").map(Yaml::names).unwrap_or_default()
     }
 
+    /// `hookline <role> --help` of this service's role.
+    fn help(&self) -> &'static str {
+        role_help(&self.role()).unwrap_or_else(|| {
+            panic!(
+                "service `{}`: command `{}`: `hookline {} --help` fails: not a subcommand",
+                self.name,
+                self.role(),
+                self.role()
+            )
+        })
+    }
+
+    /// Whether this service's role reads `key`.
+    fn accepts(&self, key: &str) -> bool {
+        takes(self.help(), key)
+    }
+
+    /// The listen addresses of its role, each as set here.
+    fn listens(&self) -> Vec<(&'static str, SocketAddr)> {
+        LISTEN_ADDRS.iter().filter(|k| self.accepts(k)).map(|k| (*k, self.addr(k))).collect()
+    }
+
+    /// The setting whose port answers its health check, and the path asked.
+    fn health(&self) -> (&'static str, &'static str) {
+        HEALTH.iter().copied().find(|(key, _)| self.accepts(key)).unwrap_or_else(|| {
+            panic!(
+                "service `{}`: `hookline {}` takes none of {HEALTH:?}: nothing to health-check",
+                self.name,
+                self.role()
+            )
+        })
+    }
+
     fn role(&self) -> String {
         let cmd = self.yaml.get("command").and_then(Yaml::strings);
         let cmd =
@@ -364,6 +399,19 @@ fn help(args: &[&str]) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// [`help`] of `hookline <role>`, once per role for the whole test binary.
+fn role_help(role: &str) -> Option<&'static str> {
+    static CACHE: OnceLock<Mutex<BTreeMap<String, Option<&'static str>>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    *cache.entry(role.to_owned()).or_insert_with(|| help(&[role]).map(|h| &*Box::leak(h.into_boxed_str())))
+}
+
+/// Whether `help` lists `key` as a setting (settings that hide their
+/// values show `[env: KEY]`).
+fn takes(help: &str, key: &str) -> bool {
+    help.contains(&format!("[env: {key}=")) || help.contains(&format!("[env: {key}]"))
+}
+
 /// Every `HOOKLINE_*` word in `text`.
 fn hookline_names(text: &str) -> BTreeSet<String> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -378,11 +426,26 @@ const READ_OUTSIDE_CLAP: [&str; 2] = ["HOOKLINE_LOG", "HOOKLINE_LOG_FORMAT"];
 /// The roles the compose file must run, each in its own container
 /// (crates/hookline/src/serve.rs), and the servers each role must be told
 /// about, since the binary's defaults (127.0.0.1) cannot work in a container.
-const ROLES: [(&str, &[&str]); 3] = [
+const ROLES: [(&str, &[&str]); 4] = [
     ("subscriptions", &["HOOKLINE_NATS_URL"]),
     ("ingest", &["HOOKLINE_NATS_URL"]),
     ("delivery", &["HOOKLINE_NATS_URL", "HOOKLINE_DATABASE_URL", "HOOKLINE_SUBSCRIPTIONS_URL"]),
+    ("console", &["HOOKLINE_SUBSCRIPTIONS_URL", "HOOKLINE_DELIVERY_URL"]),
 ];
+
+/// The settings a role listens on. A subcommand that takes one of them
+/// runs as a server (a service role or the console); one that takes none
+/// is a CLI verb, which would exit at once in a container.
+const LISTEN_ADDRS: [&str; 3] = ["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR", "HOOKLINE_CONSOLE_ADDR"];
+
+/// Where a role answers its health check, the first its role takes: a
+/// service's readiness on its HTTP port; the console, which has no such
+/// listener, answers `/healthz` on its page port.
+const HEALTH: [(&str, &str); 2] = [("HOOKLINE_HTTP_ADDR", "/readyz"), ("HOOKLINE_CONSOLE_ADDR", "/healthz")];
+
+/// URLs for browsers, not dependencies: they name the host's view of a
+/// container, so they are checked against published ports instead.
+const BROWSER_URLS: [&str; 1] = ["HOOKLINE_CONSOLE_PUBLIC_URL"];
 
 // ----------------------------------------------------------------- tests
 
@@ -397,12 +460,9 @@ fn every_hookline_container_runs_a_real_service_role_in(compose: &Compose) {
     let mut roles = BTreeSet::new();
     for (name, s) in compose.hookline() {
         let role = s.role();
-        let help = help(&[&role]).unwrap_or_else(|| {
-            panic!("service `{name}`: command `{role}`: `hookline {role} --help` fails: not a subcommand")
-        });
         assert!(
-            help.contains("[env: HOOKLINE_GRPC_ADDR="),
-            "service `{name}`: command `{role}` is a CLI verb, not a service role (it takes no HOOKLINE_GRPC_ADDR)"
+            LISTEN_ADDRS.iter().any(|key| s.accepts(key)),
+            "service `{name}`: command `{role}` is a CLI verb, not a role that listens (it takes none of {LISTEN_ADDRS:?})"
         );
         roles.insert(role);
     }
@@ -427,15 +487,13 @@ fn every_hookline_variable_is_accepted_by_its_role_with_its_value() {
 fn every_hookline_variable_is_accepted_by_its_role_with_its_value_in(compose: &Compose) {
     for (name, s) in compose.hookline() {
         let role = s.role();
-        let help = help(&[&role]).unwrap_or_else(|| panic!("service `{name}`: `hookline {role} --help` fails"));
         let env = s.env();
         for key in env.keys().filter(|k| k.starts_with("HOOKLINE_")) {
             if READ_OUTSIDE_CLAP.contains(&key.as_str()) {
                 continue;
             }
-            // Settings that hide their values show `[env: KEY]` in help.
             assert!(
-                help.contains(&format!("[env: {key}=")) || help.contains(&format!("[env: {key}]")),
+                s.accepts(key),
                 "service `{name}`: environment `{key}` is not a setting of `hookline {role}` (see `hookline {role} --help`)"
             );
         }
@@ -456,7 +514,9 @@ fn every_hookline_variable_is_accepted_by_its_role_with_its_value_in(compose: &C
         vec!["ingest"],
         vec!["subscriptions"],
         vec!["delivery"],
+        vec!["console"],
         vec!["delivery", "list"],
+        vec!["portal", "link"],
         vec!["tenant"],
         vec!["publish"],
         vec!["stats"],
@@ -517,21 +577,38 @@ fn hookline_containers_publish_the_ports_they_listen_on() {
 }
 
 fn hookline_containers_publish_the_ports_they_listen_on_in(compose: &Compose) {
+    let header: String = compose.text.lines().take_while(|l| l.starts_with('#')).collect::<Vec<_>>().join("\n");
     for (name, s) in compose.hookline() {
-        let (grpc, http) = (s.addr("HOOKLINE_GRPC_ADDR"), s.addr("HOOKLINE_HTTP_ADDR"));
-        for (key, addr) in [("HOOKLINE_GRPC_ADDR", grpc), ("HOOKLINE_HTTP_ADDR", http)] {
+        let listens = s.listens();
+        for (key, addr) in &listens {
             assert!(
                 addr.ip().is_unspecified(),
                 "service `{name}`: environment `{key}` listens on {} only: unreachable from other containers",
                 addr.ip()
             );
         }
-        for (_, container) in s.ports() {
+        let ports = s.ports();
+        for (_, container) in &ports {
             assert!(
-                container == grpc.port() || container == http.port(),
-                "service `{name}`: `ports` publishes container port {container}, but it listens on {} (HOOKLINE_GRPC_ADDR) and {} (HOOKLINE_HTTP_ADDR)",
-                grpc.port(),
-                http.port()
+                listens.iter().any(|(_, addr)| addr.port() == *container),
+                "service `{name}`: `ports` publishes container port {container}, but it listens on {listens:?}"
+            );
+        }
+        // The console's public URL is the host's view of its page port,
+        // and the header tells it to the reader.
+        for key in BROWSER_URLS {
+            let Some(url) = s.env().remove(key) else { continue };
+            let (_, port, _) = split_url(&url)
+                .unwrap_or_else(|| panic!("service `{name}`: environment `{key}`: `{url}` has no host:port"));
+            let console = s.addr("HOOKLINE_CONSOLE_ADDR").port();
+            assert!(
+                ports.contains(&(Some(port), console)),
+                "service `{name}`: environment `{key}` is {url}, but the host publishes {ports:?} (host, container) and the console listens on {console}"
+            );
+            assert!(
+                header.contains(&url),
+                "{}: the header comment does not give the console's URL {url}",
+                compose.file
             );
         }
     }
@@ -548,22 +625,20 @@ fn hookline_containers_publish_the_ports_they_listen_on_in(compose: &Compose) {
 }
 
 #[test]
-fn hookline_health_checks_ask_readyz_on_the_http_port() {
+fn hookline_health_checks_ask_readyz_on_the_http_port_or_the_console_healthz() {
     for compose in Compose::both() {
-        hookline_health_checks_ask_readyz_on_the_http_port_in(compose);
+        hookline_health_checks_ask_where_their_role_answers_in(compose);
     }
 }
 
-fn hookline_health_checks_ask_readyz_on_the_http_port_in(compose: &Compose) {
+fn hookline_health_checks_ask_where_their_role_answers_in(compose: &Compose) {
     let dockerfile = read("Dockerfile");
     for (name, s) in compose.hookline() {
-        let http = s.addr("HOOKLINE_HTTP_ADDR").port();
+        let (key, expected) = s.health();
+        let listen = s.addr(key).port();
         let (host, port, path) = s.healthcheck_url();
-        assert_eq!(path, "/readyz", "service `{name}`: `healthcheck.test` asks {path}, not /readyz");
-        assert_eq!(
-            port, http,
-            "service `{name}`: `healthcheck.test` asks port {port}, but HOOKLINE_HTTP_ADDR is port {http}"
-        );
+        assert_eq!(path, expected, "service `{name}`: `healthcheck.test` asks {path}, not {expected}");
+        assert_eq!(port, listen, "service `{name}`: `healthcheck.test` asks port {port}, but {key} is port {listen}");
         assert!(
             matches!(host.as_str(), "127.0.0.1" | "localhost"),
             "service `{name}`: `healthcheck.test` asks {host}, not the container itself"
@@ -602,8 +677,13 @@ fn hookline_urls_name_services_they_depend_on() {
 }
 
 fn hookline_urls_name_services_they_depend_on_in(compose: &Compose) {
+    // `Some(None)`: a Hookline service that serves no gRPC (the console).
     let grpc_port = |svc: &str| {
-        compose.hookline().into_iter().find(|(n, _)| *n == svc).map(|(_, s)| s.addr("HOOKLINE_GRPC_ADDR").port())
+        compose
+            .hookline()
+            .into_iter()
+            .find(|(n, _)| *n == svc)
+            .map(|(_, s)| s.accepts("HOOKLINE_GRPC_ADDR").then(|| s.addr("HOOKLINE_GRPC_ADDR").port()))
     };
     for (name, s) in compose.hookline() {
         let deps = s.depends_on();
@@ -611,7 +691,7 @@ fn hookline_urls_name_services_they_depend_on_in(compose: &Compose) {
         let urls: Vec<(String, String)> = s
             .env()
             .into_iter()
-            .filter(|(k, _)| k.ends_with("_URL"))
+            .filter(|(k, _)| k.ends_with("_URL") && !BROWSER_URLS.contains(&k.as_str()))
             .flat_map(|(k, v)| v.split(',').map(|u| (k.clone(), u.trim().to_owned())).collect::<Vec<_>>())
             .collect();
         for (key, value) in &urls {
@@ -626,6 +706,9 @@ fn hookline_urls_name_services_they_depend_on_in(compose: &Compose) {
                 "service `{name}`: environment `{key}` points at `{host}`, which is missing from its `depends_on`"
             );
             if let Some(p) = grpc_port(&host) {
+                let p = p.unwrap_or_else(|| {
+                    panic!("service `{name}`: environment `{key}` points at `{host}`, which serves no gRPC")
+                });
                 assert_eq!(
                     port, p,
                     "service `{name}`: environment `{key}` uses port {port}, but `{host}` serves gRPC on {p}"
@@ -669,6 +752,8 @@ fn delivery_address_openings_are_exactly_the_compose_network_in(compose: &Compos
     assert!(distinct.len() <= 1, "HOOKLINE_DELIVERY_ALLOW_CIDRS differs between services: {values:?}");
 }
 
+/// Only roles with an HTTP listener (`HOOKLINE_HTTP_ADDR`) serve
+/// `/metrics`: the console has none, so it is neither scraped nor expected.
 #[test]
 fn prometheus_scrapes_every_hookline_service_on_its_http_port() {
     let compose = Compose::get();
@@ -687,6 +772,11 @@ fn prometheus_scrapes_every_hookline_service_on_its_http_port() {
                 let (_, s) = compose.hookline().into_iter().find(|(n, _)| *n == host).unwrap_or_else(|| {
                     panic!("{rel}: target `{target}` is not a Hookline service of docker-compose.yml")
                 });
+                assert!(
+                    s.accepts("HOOKLINE_HTTP_ADDR"),
+                    "{rel}: target `{target}`: `hookline {}` serves no /metrics (it takes no HOOKLINE_HTTP_ADDR)",
+                    s.role()
+                );
                 let http = s.addr("HOOKLINE_HTTP_ADDR").port();
                 assert_eq!(
                     port,
@@ -697,7 +787,7 @@ fn prometheus_scrapes_every_hookline_service_on_its_http_port() {
             }
         }
     }
-    for (name, _) in compose.hookline() {
+    for (name, _) in compose.hookline().into_iter().filter(|(_, s)| s.accepts("HOOKLINE_HTTP_ADDR")) {
         assert!(scraped.contains(name), "{rel}: service `{name}` is not scraped");
     }
     for rule in doc.get("rule_files").and_then(Yaml::strings).unwrap_or_default() {
@@ -835,7 +925,7 @@ fn nats_runs_the_shipped_accounts_and_the_services_log_in_as_their_user() {
         !source.starts_with('.') && !source.starts_with('/') && store.starts_with(target)
     });
     assert!(on_volume, "service `nats`: the JetStream store {store} is not on a named volume: {volumes:?}");
-    for (name, s) in compose.hookline() {
+    for (name, s) in compose.hookline().into_iter().filter(|(_, s)| s.accepts("HOOKLINE_NATS_URL")) {
         let url = s.setting("HOOKLINE_NATS_URL");
         let userinfo = url.split_once("://").and_then(|(_, r)| r.rsplit_once('@')).map(|(u, _)| u);
         let (user, password) = userinfo
@@ -907,6 +997,10 @@ fn the_cluster_file_runs_three_routed_nats_nodes_and_every_service_twice_on_all_
     let mut per_role = BTreeMap::<String, usize>::new();
     for (name, s) in compose.hookline() {
         *per_role.entry(s.role()).or_default() += 1;
+        // The console reaches NATS only through the services.
+        if !s.accepts("HOOKLINE_NATS_URL") {
+            continue;
+        }
         assert_eq!(s.setting("HOOKLINE_STREAM_REPLICAS"), nodes.len().to_string(), "service `{name}`");
         let urls = s.setting("HOOKLINE_NATS_URL");
         let hosts: BTreeSet<String> =
@@ -929,6 +1023,26 @@ fn the_cluster_file_runs_three_routed_nats_nodes_and_every_service_twice_on_all_
             "{}: fewer than two `{role}`: {per_role:?}",
             compose.file
         );
+    }
+}
+
+/// The cluster file's header says both files can run at once.
+#[test]
+fn the_two_compose_files_publish_different_host_ports() {
+    let published = |compose: &Compose| -> BTreeMap<u16, String> {
+        let mut out = BTreeMap::new();
+        for (name, s) in compose.services() {
+            for (host, _) in (Service { name, yaml: s }).ports() {
+                out.extend(host.map(|p| (p, name.clone())));
+            }
+        }
+        out
+    };
+    let (single, cluster) = (published(Compose::get()), published(Compose::cluster()));
+    for (port, name) in &cluster {
+        if let Some(other) = single.get(port) {
+            panic!("host port {port}: `{other}` of docker-compose.yml and `{name}` of docker-compose.cluster.yml");
+        }
     }
 }
 

@@ -70,6 +70,30 @@ async fn publish(s: &Stack, tenant: &str, event: &Value) {
 }
 
 /// The endpoint's deliveries once `n` exist and are final.
+/// The page at `path`, fetched with `c`'s session until `shows` holds for
+/// it (within `timeout`).
+async fn page_once(
+    s: &Stack,
+    c: &ConsoleClient,
+    path: &str,
+    what: &str,
+    timeout: Duration,
+    shows: impl Fn(&str) -> bool,
+) -> String {
+    let cookie = c.cookie().map(str::to_owned);
+    let shows = &shows;
+    eventually(timeout, what, || {
+        let mut viewer = ConsoleClient::new(&s.hookline.console_url());
+        viewer.set_cookie(cookie.clone());
+        async move {
+            let page = viewer.get(path).await?.text();
+            anyhow::Ok(shows(&page).then_some(page))
+        }
+    })
+    .await
+    .unwrap()
+}
+
 async fn deliveries(s: &Stack, tenant: &str, endpoint: &str, n: usize) -> Vec<dpb::Delivery> {
     let channel = s.hookline.channel().await;
     eventually(Duration::from_secs(40), &format!("{n} final deliveries"), || {
@@ -350,26 +374,20 @@ async fn event_data_with_script_shows_as_text_and_download_is_byte_identical_to_
     let log = c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text();
     assert!(log.contains(">Replayed<"), "the replay is labelled");
     // The endpoint's own statistics count both requests as accepted.
-    let cookie = c.cookie().map(str::to_owned);
-    eventually(Duration::from_secs(20), "two accepted requests in the endpoint's statistics", || {
-        let mut viewer = ConsoleClient::new(&s.hookline.console_url());
-        viewer.set_cookie(cookie.clone());
-        let path = format!("/t/acme/endpoints/{ep}");
-        async move {
-            let page = viewer.get(&path).await?.text();
-            let stats = page
-                .split("id=\"endpoint-stats\"")
-                .nth(1)
-                .unwrap_or_default()
-                .split("</table>")
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            anyhow::Ok(stats.contains("2 × 2xx").then_some(()))
-        }
+    let stats_of = |page: &str| -> String {
+        page.split("id=\"endpoint-stats\"")
+            .nth(1)
+            .unwrap_or_default()
+            .split("</table>")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let what = "two accepted requests in the endpoint's statistics";
+    page_once(&s, &c, &format!("/t/acme/endpoints/{ep}"), what, Duration::from_secs(20), |page| {
+        stats_of(page).contains("2 × 2xx")
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 #[tokio::test]
@@ -604,18 +622,15 @@ async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_
         }))
         .await
         .unwrap();
-    let cookie = c.cookie().map(str::to_owned);
-    let page = eventually(Duration::from_secs(10), "the endpoint reads disabled", || {
-        let mut viewer = ConsoleClient::new(&s.hookline.console_url());
-        viewer.set_cookie(cookie.clone());
-        let path = format!("/t/acme/endpoints/{ep}");
-        async move {
-            let page = viewer.get(&path).await?.text();
-            anyhow::Ok(page.contains("This endpoint is disabled").then_some(page))
-        }
-    })
-    .await
-    .unwrap();
+    let page = page_once(
+        &s,
+        &c,
+        &format!("/t/acme/endpoints/{ep}"),
+        "the endpoint reads disabled",
+        Duration::from_secs(10),
+        |page| page.contains("This endpoint is disabled"),
+    )
+    .await;
     assert!(page.contains("id=\"re-enable\"") && page.contains("id=\"disabled-reason\""), "{page}");
     c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap();
     let page = c.post(&format!("/t/acme/endpoints/{ep}/enable"), &[]).await.unwrap();
@@ -696,18 +711,15 @@ async fn an_endpoint_that_answered_410_says_why_it_is_disabled_and_re_enables() 
     create_tenant(&mut c, "acme", "basic").await;
     let ep = add_endpoint(&mut c, "acme", &[("url", &receiver.url())]).await;
     publish(&s, "acme", &fresh("customer.created")).await;
-    let cookie = c.cookie().map(str::to_owned);
-    let page = eventually(Duration::from_secs(20), "the endpoint reads disabled", || {
-        let mut viewer = ConsoleClient::new(&s.hookline.console_url());
-        viewer.set_cookie(cookie.clone());
-        let path = format!("/t/acme/endpoints/{ep}");
-        async move {
-            let page = viewer.get(&path).await?.text();
-            anyhow::Ok(page.contains("This endpoint is disabled").then_some(page))
-        }
-    })
-    .await
-    .unwrap();
+    let page = page_once(
+        &s,
+        &c,
+        &format!("/t/acme/endpoints/{ep}"),
+        "the endpoint reads disabled",
+        Duration::from_secs(20),
+        |page| page.contains("This endpoint is disabled"),
+    )
+    .await;
     assert!(page.contains("410 Gone"), "the reason is shown: {page}");
     let tenant_view = c.get("/t/acme").await.unwrap().text();
     assert!(tenant_view.contains(">Disabled<"), "the list marks it too");

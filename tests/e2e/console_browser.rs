@@ -582,6 +582,14 @@ async fn not_found(b: &Browser) -> bool {
     title.starts_with("Not found") && text.contains("There is no such page.")
 }
 
+/// Every one of `paths` under `console` shows the "Not found" page.
+async fn assert_all_not_found(b: &Browser, console: &str, paths: impl IntoIterator<Item = String>) {
+    for path in paths {
+        b.goto(&format!("{console}{path}")).await.unwrap();
+        assert!(not_found(b).await, "{path} shows: {}", b.text().await.unwrap());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_signed_in_with_its_api_key_gets_404_for_another_tenants_pages_ids_and_downloads() {
     let (s, console) = console(&[]).await;
@@ -620,24 +628,24 @@ async fn a_tenant_signed_in_with_its_api_key_gets_404_for_another_tenants_pages_
     b.wait_for_text("Request headers").await.unwrap();
 
     // ...every page, id and download of beta's is "Not found", under either tenant.
-    for path in [
-        "/t/beta".to_owned(),
-        format!("/t/beta/endpoints/{beta_ep}"),
-        format!("/t/beta/endpoints/{beta_ep}/edit"),
-        format!("/t/beta/deliveries/{beta_dlv}/raw"),
-        format!("/t/beta/deliveries/{beta_dlv}/replay"),
-        format!("/t/alpha/endpoints/{beta_ep}"),
-        format!("/t/alpha/deliveries/{beta_dlv}/raw"),
-        "/tenants".to_owned(),
-    ] {
-        b.goto(&format!("{console}{path}")).await.unwrap();
-        assert!(not_found(&b).await, "{path} shows: {}", b.text().await.unwrap());
-    }
-    for path in [format!("/t/beta/deliveries/{beta_dlv}/download"), format!("/t/alpha/deliveries/{beta_dlv}/download")]
-    {
-        b.goto(&format!("{console}{path}")).await.unwrap();
-        assert!(not_found(&b).await, "{path} shows: {}", b.text().await.unwrap());
-    }
+    assert_all_not_found(
+        &b,
+        &console,
+        [
+            "/t/beta".to_owned(),
+            format!("/t/beta/endpoints/{beta_ep}"),
+            format!("/t/beta/endpoints/{beta_ep}/edit"),
+            format!("/t/beta/deliveries/{beta_dlv}/raw"),
+            format!("/t/beta/deliveries/{beta_dlv}/replay"),
+            format!("/t/alpha/endpoints/{beta_ep}"),
+            format!("/t/alpha/deliveries/{beta_dlv}/raw"),
+            "/tenants".to_owned(),
+        ],
+    )
+    .await;
+    let downloads =
+        [format!("/t/beta/deliveries/{beta_dlv}/download"), format!("/t/alpha/deliveries/{beta_dlv}/download")];
+    assert_all_not_found(&b, &console, downloads).await;
     assert_eq!(std::fs::read_dir(b.download_dir()).unwrap().count(), 0, "a download of beta's data arrived");
 }
 
@@ -744,17 +752,19 @@ async fn portal_links_tampered_or_expired_open_nothing_and_a_link_for_one_tenant
     let (link, _) = portal_link(&s, &console, "alpha", "1h").await;
     b.goto(&link).await.unwrap();
     b.wait_for_text("1 of 1 endpoints").await.unwrap();
-    for path in [
-        "/t/beta".to_owned(),
-        format!("/t/beta/endpoints/{beta_ep}"),
-        format!("/t/beta/deliveries/{beta_dlv}/raw"),
-        format!("/t/beta/deliveries/{beta_dlv}/download"),
-        format!("/t/alpha/deliveries/{beta_dlv}/download"),
-        "/tenants".to_owned(),
-    ] {
-        b.goto(&format!("{console}{path}")).await.unwrap();
-        assert!(not_found(&b).await, "{path} shows: {}", b.text().await.unwrap());
-    }
+    assert_all_not_found(
+        &b,
+        &console,
+        [
+            "/t/beta".to_owned(),
+            format!("/t/beta/endpoints/{beta_ep}"),
+            format!("/t/beta/deliveries/{beta_dlv}/raw"),
+            format!("/t/beta/deliveries/{beta_dlv}/download"),
+            format!("/t/alpha/deliveries/{beta_dlv}/download"),
+            "/tenants".to_owned(),
+        ],
+    )
+    .await;
     assert_eq!(std::fs::read_dir(b.download_dir()).unwrap().count(), 0, "a download of beta's data arrived");
 }
 
