@@ -627,7 +627,7 @@ async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_
         &c,
         &format!("/t/acme/endpoints/{ep}"),
         "the endpoint reads disabled",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         |page| page.contains("This endpoint is disabled"),
     )
     .await;
