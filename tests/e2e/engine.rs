@@ -142,11 +142,11 @@ impl Drop for RateLimited {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_disables_the_endpoint_and_retry_after_is_honoured() {
     let s = stack_with(&[("HOOKLINE_RETRY_SCHEDULE", "0s,10s,10s")]).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    let subs = s.hookline.subscriptions_client().await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let gone = Receiver::start().await;
     gone.set_default(410);
-    let (gone_ep, _) = endpoint(&mut subs, "acme", &gone.url(), &["customer.created"], PayloadLayout::Envelope).await;
+    let (gone_ep, _) = s.create_endpoint("acme", &gone.url(), &["customer.created"], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
     ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
     gone.wait_for(1, Duration::from_secs(10)).await.unwrap();
@@ -160,7 +160,7 @@ async fn gone_disables_the_endpoint_and_retry_after_is_honoured() {
 
     // 429 with Retry-After: 1 is retried after about a second, not the scheduled 10 s.
     let limited = RateLimited::start().await;
-    endpoint(&mut subs, "acme", &limited.url(), &["customer.updated"], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &limited.url(), &["customer.updated"], PayloadLayout::Envelope).await;
     ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap();
     let times = eventually(Duration::from_secs(8), "two requests", || async {
         let t = limited.times.lock().unwrap().clone();
@@ -183,12 +183,11 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
         ("HOOKLINE_BREAKER_COOLDOWN", "60s"),
     ])
     .await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let hole = BlackHole::start().await;
     let healthy = Receiver::start().await;
-    endpoint(&mut subs, "acme", &hole.url(), &[], PayloadLayout::Envelope).await;
-    endpoint(&mut subs, "acme", &healthy.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &hole.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &healthy.url(), &[], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
     let started = Instant::now();
     let events = (0..100).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
@@ -241,7 +240,7 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
 async fn a_rate_limited_endpoint_gets_its_events_spaced_and_none_lost() {
     let s = stack().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let (limited, free) = (Receiver::start().await, Receiver::start().await);
     let created = subs
         .create_endpoint(spb::CreateEndpointRequest {
@@ -254,7 +253,7 @@ async fn a_rate_limited_endpoint_gets_its_events_spaced_and_none_lost() {
         .unwrap()
         .into_inner();
     assert_eq!(created.rate_limit, 5);
-    endpoint(&mut subs, "acme", &free.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &free.url(), &[], PayloadLayout::Envelope).await;
     let bad = subs
         .create_endpoint(spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
@@ -362,11 +361,10 @@ async fn parking_lot_empties(s: &Stack) {
 /// A tenant whose one endpoint answers 500, and `n` events published to it,
 /// waited for until at least `parked` tasks sit in HOOKLINE_PARKED.
 async fn failing_endpoint_with_parked_tasks(s: &Stack, n: usize, parked: u64) -> Receiver {
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let down = Receiver::start().await;
     down.set_default(500);
-    endpoint(&mut subs, "acme", &down.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &down.url(), &[], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
     let events = (0..n).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
     ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
@@ -728,7 +726,7 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     let rejecting = SmtpSink::start(Some(550));
     let s = stack_with(&[("HOOKLINE_SMTP_URL", &format!("smtp://127.0.0.1:{}", sink.port))]).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let receiver = Receiver::start().await;
     let created = subs
         .create_endpoint(spb::CreateEndpointRequest {
@@ -822,7 +820,7 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     // A relay that refuses: retried like HTTP failures, with the SMTP code recorded.
     let s2 = stack_with(&[("HOOKLINE_SMTP_URL", &format!("smtp://127.0.0.1:{}", rejecting.port))]).await;
     let mut subs2 = s2.hookline.subscriptions_client().await;
-    tenant(&mut subs2, "acme", Plan::Basic, true).await;
+    s2.create_tenant("acme", Plan::Basic, true).await;
     let ep = subs2
         .create_endpoint(spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
@@ -857,7 +855,7 @@ async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
     let send_with = |password: &str| format!("smtp://hookline:{password}@localhost:{}?tls=required", sink.port);
     let s = stack_with(&[("HOOKLINE_SMTP_URL", &send_with("relay-pass")), ("HOOKLINE_TLS_CA", &ca)]).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let email_endpoint = |subs: &mut spb::subscription_service_client::SubscriptionServiceClient<_>| {
         let req = spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
@@ -881,7 +879,7 @@ async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
     // the password appears in no outcome.
     let s2 = stack_with(&[("HOOKLINE_SMTP_URL", &send_with("wrong-pass")), ("HOOKLINE_TLS_CA", &ca)]).await;
     let mut subs2 = s2.hookline.subscriptions_client().await;
-    tenant(&mut subs2, "acme", Plan::Basic, true).await;
+    s2.create_tenant("acme", Plan::Basic, true).await;
     let ep = email_endpoint(&mut subs2).await;
     s2.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
     let outcome = eventually(Duration::from_secs(15), "a refused attempt", || {
@@ -906,10 +904,10 @@ async fn endpoints_failing_long_enough_are_disabled_and_missed_events_recovered(
     ])
     .await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
     receiver.set_default(500);
-    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
     let first = ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap().into_inner().event_id;
     let disabled = disabled(&subs, &ep, Duration::from_secs(15)).await;
