@@ -17,8 +17,7 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
     let s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let mut ingest = s.hookline.ingest_client().await;
     let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
 
@@ -109,8 +108,8 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
     assert!(err.message().contains("events: must hold 1 to 500"), "{}", err.message());
 
     // Invalid NATS intake: recorded as rejected with the reason, never appended.
-    intake_publish(&s.nats, "acme", &with(|e| e["data"]["customer"]["email"] = json!("nope"))).await;
-    intake_publish(&s.nats, "ghost", &good).await;
+    s.intake_publish("acme", &with(|e| e["data"]["customer"]["email"] = json!("nope"))).await;
+    s.intake_publish("ghost", &good).await;
     let rejected = hookline_e2e::eventually(Duration::from_secs(10), "two rejection records", || {
         let nats = &s.nats;
         async move {
@@ -130,8 +129,8 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     let s = stack().await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
     let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
 
@@ -142,9 +141,9 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     assert!(!first.duplicate && again.duplicate);
     assert_eq!(first.event_id, again.event_id);
     // The same key over NATS intake is the same event too.
-    intake_publish(&s.nats, "acme", &e).await;
+    s.intake_publish("acme", &e).await;
     // Another tenant's identical key is a different event.
-    tenant(&mut subs, "other", Plan::Basic, true).await;
+    s.create_tenant("other", Plan::Basic, true).await;
     let other = ingest.publish(json_request("other", &e)).await.unwrap().into_inner();
     assert!(!other.duplicate && other.event_id != first.event_id);
 
@@ -162,7 +161,7 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     .await
     .unwrap();
     let off = ingest.publish(json_request("acme", &example("customer.updated"))).await.unwrap().into_inner();
-    intake_publish(&s.nats, "acme", &example("customer.deleted")).await;
+    s.intake_publish("acme", &example("customer.deleted")).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     subs.update_tenant(UpdateTenantRequest {
         tenant_id: "acme".into(),
@@ -193,9 +192,8 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_over_the_tenant_rate_are_refused_or_delayed_never_dropped() {
     let s = stack_with(&[("HOOKLINE_TENANT_RATE", "100"), ("HOOKLINE_TENANT_BURST", "150")]).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    tenant(&mut subs, "calm", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    s.create_tenant("calm", Plan::Basic, true).await;
     let mut ingest = s.hookline.ingest_client().await;
     let (mut accepted, mut refused) = (0, 0);
     for _ in 0..6 {
@@ -222,7 +220,7 @@ async fn bursts_over_the_tenant_rate_are_refused_or_delayed_never_dropped() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
     for _ in 0..300 {
-        intake_publish(&s.nats, "acme", &fresh("customer.updated")).await;
+        s.intake_publish("acme", &fresh("customer.updated")).await;
     }
     hookline_e2e::eventually(Duration::from_secs(20), "all 300 intake events appended", || async {
         Ok((stream_messages(&s.nats, "HOOKLINE_EVENTS").await >= before + 300).then_some(()))
@@ -244,8 +242,7 @@ async fn a_burst_of_100000_events_in_10_s_is_accepted_or_refused_never_dropped()
     const BATCHES: usize = 200;
     const PER_BATCH: usize = 500;
     let s = stack_with(&[("HOOKLINE_TENANT_RATE", "2000"), ("HOOKLINE_TENANT_BURST", "4000")]).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let ingest = s.hookline.ingest_client().await;
     let body = fresh("customer.created");
 
@@ -308,8 +305,7 @@ async fn a_burst_of_100000_events_in_10_s_is_accepted_or_refused_never_dropped()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_full_batches_all_complete() {
     let s = stack_with(&[("HOOKLINE_TENANT_RATE", "0")]).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let ingest = s.hookline.ingest_client().await;
     let body = fresh("customer.created");
     let mut sends = tokio::task::JoinSet::new();
