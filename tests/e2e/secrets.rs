@@ -13,7 +13,7 @@ async fn auth_header_value_reaches_the_receiver_and_no_log_or_api_output() {
     let s = stack_with(&[("HOOKLINE_LOG", "debug")]).await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let created = subs
         .create_endpoint(spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
@@ -86,8 +86,8 @@ async fn rotation_signs_with_old_and_new_during_the_grace_period() {
     let s = stack().await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    let (ep, old) = endpoint(&mut subs, "acme", &receiver.url(), &[], spb::PayloadLayout::Envelope).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    let (ep, old) = s.create_endpoint("acme", &receiver.url(), &[], spb::PayloadLayout::Envelope).await;
     let rotate = |grace: u32| spb::RotateEndpointSecretRequest {
         tenant_id: "acme".into(),
         endpoint_id: ep.clone(),
@@ -177,7 +177,7 @@ async fn secrets_are_sealed_in_the_nats_store_and_absent_from_postgres() {
     let mut s = stack_with(&[("HOOKLINE_MASTER_KEY", &k1)]).await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let ep = subs
         .create_endpoint(spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
@@ -266,7 +266,7 @@ async fn query_values_of_endpoint_urls_are_masked_in_every_output_unless_reveale
     let s = stack_with(&[("HOOKLINE_LOG", "debug")]).await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let url = format!("{}?code={TOKEN}&v=2", receiver.url());
     let masked = format!("{}?code=********&v=********", receiver.url());
     let created = subs
@@ -386,7 +386,7 @@ async fn every_header_hookline_sends_is_refused_as_an_auth_header_name() {
     let s = stack().await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
     subs.create_endpoint(spb::CreateEndpointRequest {
         tenant_id: "acme".into(),
         url: receiver.url(),
