@@ -98,7 +98,7 @@ async fn keyless_intake_events_are_all_appended_after_the_intake_stream_is_recre
     tenant(&mut subs, "acme", Plan::Basic, true).await;
     let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
     for _ in 0..3 {
-        intake_publish(&s.nats, "acme", &fresh("customer.created")).await;
+        s.intake_publish("acme", &fresh("customer.created")).await;
     }
     events_reach(&s.nats, before + 3).await.unwrap();
 
@@ -124,7 +124,7 @@ async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
     let mut subs = s.hookline.subscriptions_client().await;
     tenant(&mut subs, "acme", Plan::Basic, true).await;
     let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
-    intake_publish(&s.nats, "acme", &fresh("customer.created")).await;
+    s.intake_publish("acme", &fresh("customer.created")).await;
     let js = s.nats.jetstream().await;
     let events = js.get_stream("HOOKLINE_EVENTS").await.unwrap();
     let template = eventually(Duration::from_secs(20), "the first event", || async {
