@@ -236,7 +236,7 @@ async fn a_change_acknowledged_by_one_subscriptions_replica_is_seen_by_the_other
 async fn a_recover_job_survives_a_crash_and_a_second_run_sends_nothing_twice() {
     let mut s = stack_with(&[("HOOKLINE_DELIVERY_CONCURRENCY", "16"), ("HOOKLINE_ENDPOINT_CONCURRENCY", "8")]).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
     let receiver = Receiver::start().await;
     let ep = subs
         .create_endpoint(spb::CreateEndpointRequest {
