@@ -832,7 +832,7 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
         .unwrap()
         .into_inner()
         .id;
-    s2.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    s2.publish_json("acme", &fresh("customer.created")).await;
     let outcomes = eventually(Duration::from_secs(20), "three refused attempts", || {
         let (nats, subject) = (&s2.nats, format!("hookline.outcomes.acme.{ep}"));
         async move {
@@ -867,7 +867,7 @@ async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
         async move { subs.create_endpoint(req).await.unwrap().into_inner().id }
     };
     email_endpoint(&mut subs).await;
-    s.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    s.publish_json("acme", &fresh("customer.created")).await;
     let mail = eventually(Duration::from_secs(15), "an e-mail", || async { Ok(sink.messages().into_iter().next()) })
         .await
         .unwrap();
@@ -881,7 +881,7 @@ async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
     let mut subs2 = s2.hookline.subscriptions_client().await;
     s2.create_tenant("acme", Plan::Basic, true).await;
     let ep = email_endpoint(&mut subs2).await;
-    s2.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    s2.publish_json("acme", &fresh("customer.created")).await;
     let outcome = eventually(Duration::from_secs(15), "a refused attempt", || {
         let (nats, subject) = (&s2.nats, format!("hookline.outcomes.acme.{ep}"));
         async move { Ok(read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await.into_iter().next()) }
