@@ -781,7 +781,7 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.count(), 0, "no HTTP request for an e-mail endpoint");
-    let outcome = read_subject(&s.nats, "HOOKLINE_OUTCOMES", &format!("hookline.outcomes.acme.{}", created.id)).await;
+    let outcome = s.outcomes("acme", &created.id).await;
     assert_eq!(outcome[0]["state"], "succeeded");
     assert_eq!(outcome[0]["status_code"], 250);
     assert!(h.get("hookline-test").is_none(), "a real event is not marked as a test");
@@ -833,12 +833,9 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
         .into_inner()
         .id;
     s2.publish_json("acme", &fresh("customer.created")).await;
-    let outcomes = eventually(Duration::from_secs(20), "three refused attempts", || {
-        let (nats, subject) = (&s2.nats, format!("hookline.outcomes.acme.{ep}"));
-        async move {
-            let o = read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await;
-            Ok((o.len() >= 3).then_some(o))
-        }
+    let outcomes = eventually(Duration::from_secs(20), "three refused attempts", || async {
+        let o = s2.outcomes("acme", &ep).await;
+        Ok((o.len() >= 3).then_some(o))
     })
     .await
     .unwrap();
@@ -882,9 +879,8 @@ async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
     s2.create_tenant("acme", Plan::Basic, true).await;
     let ep = email_endpoint(&mut subs2).await;
     s2.publish_json("acme", &fresh("customer.created")).await;
-    let outcome = eventually(Duration::from_secs(15), "a refused attempt", || {
-        let (nats, subject) = (&s2.nats, format!("hookline.outcomes.acme.{ep}"));
-        async move { Ok(read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await.into_iter().next()) }
+    let outcome = eventually(Duration::from_secs(15), "a refused attempt", || async {
+        Ok(s2.outcomes("acme", &ep).await.into_iter().next())
     })
     .await
     .unwrap();
