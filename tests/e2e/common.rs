@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use hookline_e2e::{HooklineBuilder, HooklineProc, NatsServer, Receiver, TestDb};
 use hookline_proto::{
+    delivery::v1::delivery_service_client::DeliveryServiceClient,
     events::v1 as ev,
     ingest::v1::{PublishRequest, PublishResponse, publish_request::Payload as P},
     subscriptions::v1::{self as spb, subscription_service_client::SubscriptionServiceClient},
@@ -209,6 +210,8 @@ pub trait App {
     fn subscriptions_proc(&self) -> &HooklineProc;
     /// The process serving `IngestService`.
     fn ingest_proc(&self) -> &HooklineProc;
+    /// The process serving `DeliveryService` (the delivery log).
+    fn delivery_proc(&self) -> &HooklineProc;
     /// The nats-server the processes run on.
     fn nats_server(&self) -> &NatsServer;
 
@@ -226,6 +229,11 @@ pub trait App {
         layout: spb::PayloadLayout,
     ) -> (String, String) {
         endpoint(&mut self.subscriptions_proc().subscriptions_client().await, tenant, url, types, layout).await
+    }
+
+    /// A `DeliveryService` client on the delivery process.
+    async fn delivery_client(&self) -> DeliveryServiceClient<Channel> {
+        DeliveryServiceClient::new(self.delivery_proc().channel().await)
     }
 
     /// A gRPC `Publish`.
@@ -258,6 +266,10 @@ impl App for Stack {
         &self.hookline
     }
 
+    fn delivery_proc(&self) -> &HooklineProc {
+        &self.hookline
+    }
+
     fn nats_server(&self) -> &NatsServer {
         &self.nats
     }
@@ -270,6 +282,10 @@ impl App for Split {
 
     fn ingest_proc(&self) -> &HooklineProc {
         &self.ingest
+    }
+
+    fn delivery_proc(&self) -> &HooklineProc {
+        &self.delivery
     }
 
     fn nats_server(&self) -> &NatsServer {

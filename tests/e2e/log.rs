@@ -16,10 +16,6 @@ use tonic::{Code, transport::Channel};
 
 use crate::common::*;
 
-async fn delivery_client(s: &Stack) -> DeliveryServiceClient<Channel> {
-    DeliveryServiceClient::connect(s.hookline.grpc_url()).await.unwrap()
-}
-
 async fn list(c: &mut DeliveryServiceClient<Channel>, tenant: &str, ep: &str) -> Vec<dpb::Delivery> {
     let mut out = Vec::new();
     let mut token = String::new();
@@ -102,7 +98,7 @@ async fn mixed_run_log_matches_what_receivers_saw_and_raw_is_byte_identical() {
         ids.insert(name, e.id);
     }
     publish_n(&s, "acme", 3).await;
-    let mut c = delivery_client(&s).await;
+    let mut c = s.delivery_client().await;
     let rows_ok = settled(&mut c, "acme", &ids["ok"], 3).await;
     let rows_500 = settled(&mut c, "acme", &ids["failing"], 3).await;
     let rows_slow = settled(&mut c, "acme", &ids["slow"], 3).await;
@@ -221,7 +217,7 @@ async fn replay_keeps_the_webhook_id_and_recover_replays_exactly_the_failed_sinc
     let receiver = Receiver::start().await;
     receiver.set_default(503);
     let (ep, secret) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
-    let mut c = delivery_client(&s).await;
+    let mut c = s.delivery_client().await;
 
     let before = publish_n(&s, "acme", 2).await;
     settled(&mut c, "acme", &ep, 2).await;
@@ -323,7 +319,7 @@ async fn stats_equal_the_hand_counted_mix() {
         ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap();
     }
     ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let mut c = delivery_client(&s).await;
+    let mut c = s.delivery_client().await;
     settled(&mut c, "acme", &ep, 4).await;
     settled(&mut c, "acme", &ep2, 1).await;
 
@@ -370,7 +366,7 @@ async fn archived_rows_stay_listed_and_refuse_raw_download_replay() {
     let receiver = Receiver::start().await;
     let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     publish_n(&s, "acme", 1).await;
-    let mut c = delivery_client(&s).await;
+    let mut c = s.delivery_client().await;
     let rows = settled(&mut c, "acme", &ep, 1).await;
     let id = rows[0].id.clone();
     let raw = c
@@ -454,7 +450,7 @@ async fn rebuild_restores_identical_log_and_stats_and_duplicates_change_nothing(
     let receiver = Receiver::with_script(vec![Reply { status: 500, delay: Duration::ZERO }]).await;
     let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     publish_n(&s, "acme", 5).await;
-    let mut c = delivery_client(&s).await;
+    let mut c = s.delivery_client().await;
     settled(&mut c, "acme", &ep, 5).await;
 
     async fn snapshot(c: &mut DeliveryServiceClient<Channel>, ep: &str) -> String {
