@@ -439,7 +439,7 @@ async fn a_parked_task_whose_event_is_gone_ends_failed_as_event_expired() {
 /// `event_expired` in the delivery log; none stays silently unfinished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_whose_events_expire_while_the_endpoint_fails_end_failed_in_the_log() {
-    use hookline_proto::delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient};
+    use hookline_proto::delivery::v1 as dpb;
     let s = stack_with(&[
         ("HOOKLINE_ARCHIVE_AFTER", "4s"),
         ("HOOKLINE_ARCHIVE_INTERVAL", "1h"),
@@ -454,7 +454,7 @@ async fn deliveries_whose_events_expire_while_the_endpoint_fails_end_failed_in_t
     let mut subs = s.hookline.subscriptions_client().await;
     let listed = subs.list_endpoints(spb::ListEndpointsRequest { tenant_id: "acme".into() }).await.unwrap();
     let ep = listed.into_inner().endpoints[0].id.clone();
-    let mut log = DeliveryServiceClient::new(s.hookline.channel().await);
+    let mut log = s.delivery_client().await;
     let rows = eventually(Duration::from_secs(40), "every delivery failed as event_expired", || {
         let (mut log, ep) = (log.clone(), ep.clone());
         async move {
@@ -787,8 +787,8 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     assert!(h.get("hookline-test").is_none(), "a real event is not marked as a test");
 
     // A test event is marked in the subject and a header, and signed alike.
-    use hookline_proto::delivery::v1::{SendTestEventRequest, delivery_service_client::DeliveryServiceClient};
-    let mut log = DeliveryServiceClient::new(s.hookline.channel().await);
+    use hookline_proto::delivery::v1::SendTestEventRequest;
+    let mut log = s.delivery_client().await;
     let sent = log
         .send_test_event(SendTestEventRequest {
             tenant_id: "acme".into(),
@@ -891,7 +891,7 @@ async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_failing_long_enough_are_disabled_and_missed_events_recovered() {
-    use hookline_proto::delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient};
+    use hookline_proto::delivery::v1 as dpb;
     let s = stack_with(&[
         ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
         ("HOOKLINE_AUTO_DISABLE_AFTER", "3s"),
@@ -917,7 +917,7 @@ async fn endpoints_failing_long_enough_are_disabled_and_missed_events_recovered(
             ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap().into_inner().event_id,
         );
     }
-    let mut log = DeliveryServiceClient::connect(s.hookline.grpc_url()).await.unwrap();
+    let mut log = s.delivery_client().await;
     let listed = eventually(Duration::from_secs(15), "missed deliveries listed", || {
         let mut log = log.clone();
         let (ep, missed, first) = (ep.clone(), missed.clone(), first.clone());
