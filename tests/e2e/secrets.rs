@@ -259,9 +259,7 @@ async fn read_subject_raw(nats: &hookline_e2e::NatsServer, stream: &str, subject
 /// the query values masked, except the two calls that ask to reveal them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_values_of_endpoint_urls_are_masked_in_every_output_unless_revealed() {
-    use hookline_proto::delivery::v1::{
-        DeliveryState, GetDeliveryRawRequest, ListDeliveriesRequest, delivery_service_client::DeliveryServiceClient,
-    };
+    use hookline_proto::delivery::v1::{DeliveryState, GetDeliveryRawRequest, ListDeliveriesRequest};
     const TOKEN: &str = "qtok-4b1d9e-never-show-me";
     let s = stack_with(&[("HOOKLINE_LOG", "debug")]).await;
     let receiver = Receiver::start().await;
@@ -324,7 +322,7 @@ async fn query_values_of_endpoint_urls_are_masked_in_every_output_unless_reveale
     assert_eq!(got[0].query.as_deref(), Some(format!("code={TOKEN}&v=2").as_str()), "the receiver gets the query");
 
     // The delivery log's Raw masks it too, unless asked.
-    let mut log = DeliveryServiceClient::connect(s.hookline.grpc_url()).await.unwrap();
+    let mut log = s.delivery_client().await;
     let delivery = hookline_e2e::eventually(Duration::from_secs(20), "the delivery is logged", || {
         let (mut log, ep) = (log.clone(), ep.clone());
         async move {
