@@ -111,10 +111,7 @@ async fn one_trace_id_follows_an_event_through_all_three_services() {
     .unwrap();
     assert_eq!(outcome["trace_id"], trace_id, "the attempt record carries the trace id");
     // And the delivery log shows it.
-    let log =
-        hookline_proto::delivery::v1::delivery_service_client::DeliveryServiceClient::connect(delivery.grpc_url())
-            .await
-            .unwrap();
+    let log = s.delivery_client().await;
     let attempt_trace = eventually(Duration::from_secs(10), "the log row", || {
         let mut log = log.clone();
         let ep = ep.clone();
