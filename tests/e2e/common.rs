@@ -6,7 +6,9 @@ use hookline_e2e::{HooklineBuilder, HooklineProc, NatsServer, Receiver, TestDb};
 use hookline_proto::{
     delivery::v1::delivery_service_client::DeliveryServiceClient,
     events::v1 as ev,
-    ingest::v1::{PublishRequest, PublishResponse, publish_request::Payload as P},
+    ingest::v1::{
+        PublishBatchRequest, PublishBatchResponse, PublishRequest, PublishResponse, publish_request::Payload as P,
+    },
     subscriptions::v1::{self as spb, subscription_service_client::SubscriptionServiceClient},
 };
 use serde_json::Value;
@@ -239,6 +241,17 @@ pub trait App {
     /// A gRPC `Publish`.
     async fn publish(&self, request: PublishRequest) -> PublishResponse {
         self.ingest_proc().ingest_client().await.publish(request).await.unwrap().into_inner()
+    }
+
+    /// A gRPC `PublishBatch` of `events`.
+    async fn publish_batch(&self, events: Vec<PublishRequest>) -> PublishBatchResponse {
+        self.ingest_proc()
+            .ingest_client()
+            .await
+            .publish_batch(PublishBatchRequest { events })
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     /// A gRPC `Publish` of a producer JSON event ([`json_request`]).

@@ -147,21 +147,20 @@ async fn gone_disables_the_endpoint_and_retry_after_is_honoured() {
     let gone = Receiver::start().await;
     gone.set_default(410);
     let (gone_ep, _) = s.create_endpoint("acme", &gone.url(), &["customer.created"], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    s.publish_json("acme", &fresh("customer.created")).await;
     gone.wait_for(1, Duration::from_secs(10)).await.unwrap();
     let ep = disabled(&subs, &gone_ep, Duration::from_secs(10)).await;
     assert!(ep.disabled_reason.contains("410"), "{}", ep.disabled_reason);
     let config = read_subject(&s.nats, "HOOKLINE_CONFIG", "hookline.config.acme").await;
     assert!(config.iter().any(|e| e["type"] == "endpoint.disabled"), "an endpoint.disabled config event");
-    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    s.publish_json("acme", &fresh("customer.created")).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(gone.count(), 1, "no more requests after 410, not even retries");
 
     // 429 with Retry-After: 1 is retried after about a second, not the scheduled 10 s.
     let limited = RateLimited::start().await;
     s.create_endpoint("acme", &limited.url(), &["customer.updated"], PayloadLayout::Envelope).await;
-    ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap();
+    s.publish_json("acme", &fresh("customer.updated")).await;
     let times = eventually(Duration::from_secs(8), "two requests", || async {
         let t = limited.times.lock().unwrap().clone();
         Ok((t.len() >= 2).then_some(t))
@@ -188,10 +187,9 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
     let healthy = Receiver::start().await;
     s.create_endpoint("acme", &hole.url(), &[], PayloadLayout::Envelope).await;
     s.create_endpoint("acme", &healthy.url(), &[], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
     let started = Instant::now();
     let events = (0..100).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    s.publish_batch(events).await;
     healthy.wait_for(100, Duration::from_secs(20)).await.unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "healthy deliveries took {took:?} beside a black hole");
@@ -266,9 +264,8 @@ async fn a_rate_limited_endpoint_gets_its_events_spaced_and_none_lost() {
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().contains("rate_limit") && bad.message().contains("at most 10000"), "{}", bad.message());
 
-    let mut ingest = s.hookline.ingest_client().await;
     let events = (0..60).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    s.publish_batch(events).await;
     free.wait_for(60, Duration::from_secs(20)).await.unwrap();
     let ids = every_event_delivered(&limited, 60).await;
     assert_eq!(ids.len(), 60, "each event once");
@@ -303,7 +300,7 @@ async fn a_rate_limited_endpoint_gets_its_events_spaced_and_none_lost() {
     assert_eq!(lifted.rate_limit, 0);
     let started = Instant::now();
     let events = (0..30).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    s.publish_batch(events).await;
     every_event_delivered(&limited, 90).await;
     assert!(started.elapsed() < Duration::from_secs(4), "no limit any more: {:?}", started.elapsed());
 }
@@ -365,9 +362,8 @@ async fn failing_endpoint_with_parked_tasks(s: &Stack, n: usize, parked: u64) ->
     let down = Receiver::start().await;
     down.set_default(500);
     s.create_endpoint("acme", &down.url(), &[], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
     let events = (0..n).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    s.publish_batch(events).await;
     let js = s.nats.jetstream().await;
     eventually(Duration::from_secs(20), "tasks parked behind the open breaker", || async {
         (parked_tasks(&js).await >= parked).then_some(())
@@ -749,13 +745,7 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
         .unwrap()
         .into_inner()
         .secret;
-    let mut ingest = s.hookline.ingest_client().await;
-    let event_id = ingest
-        .publish(json_request("acme", &fresh("appointment.booking.created")))
-        .await
-        .unwrap()
-        .into_inner()
-        .event_id;
+    let event_id = s.publish_json("acme", &fresh("appointment.booking.created")).await.event_id;
     let mail = eventually(Duration::from_secs(15), "an e-mail", || async { Ok(sink.messages().into_iter().next()) })
         .await
         .unwrap();
