@@ -58,8 +58,7 @@ async fn auth_header_value_reaches_the_receiver_and_no_log_or_api_output() {
         assert!(o.contains("Ocp-Apim-Subscription-Key") && o.contains("********"), "{o}");
     }
 
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &example("appointment.booking.created"))).await.unwrap();
+    s.publish_json("acme", &example("appointment.booking.created")).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     let sent = got[0].headers.iter().find(|(k, _)| k == "ocp-apim-subscription-key").map(|(_, v)| v.as_str());
     assert_eq!(sent, Some(VALUE));
@@ -96,8 +95,7 @@ async fn rotation_signs_with_old_and_new_during_the_grace_period() {
     };
     let new = subs.rotate_endpoint_secret(rotate(3600)).await.unwrap().into_inner().secret;
     assert_ne!(new, old);
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &example("customer.created"))).await.unwrap();
+    s.publish_json("acme", &example("customer.created")).await;
     let r = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap().remove(0);
     assert_eq!(r.header("webhook-signature").unwrap().split(' ').count(), 2);
     assert!(r.verify(&old), "a receiver with only the old secret accepts");
@@ -134,7 +132,7 @@ async fn rotation_signs_with_old_and_new_during_the_grace_period() {
     // Rotating again without grace: the replaced secret stops at once; the
     // first one is still inside its own hour of grace.
     let newest = subs.rotate_endpoint_secret(rotate(0)).await.unwrap().into_inner().secret;
-    ingest.publish(json_request("acme", &example("customer.updated"))).await.unwrap();
+    s.publish_json("acme", &example("customer.updated")).await;
     let r = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap().remove(1);
     assert!(r.verify(&newest));
     assert!(!r.verify(&new), "a secret rotated away without grace no longer signs");
@@ -195,8 +193,7 @@ async fn secrets_are_sealed_in_the_nats_store_and_absent_from_postgres() {
         .unwrap()
         .into_inner()
         .secret;
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    s.publish_json("acme", &fresh("customer.created")).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     assert!(got[0].verify(&secret), "sealed secrets still sign");
     assert_eq!(got[0].header("authorization"), Some(VALUE));
@@ -316,8 +313,7 @@ async fn query_values_of_endpoint_urls_are_masked_in_every_output_unless_reveale
     outputs.push(format!("{updated:?}"));
     assert_eq!(subs.get_endpoint(get(true)).await.unwrap().into_inner().url, url, "the stored URL is kept");
 
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &example("appointment.booking.created"))).await.unwrap();
+    s.publish_json("acme", &example("appointment.booking.created")).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     assert_eq!(got[0].query.as_deref(), Some(format!("code={TOKEN}&v=2").as_str()), "the receiver gets the query");
 
@@ -393,8 +389,7 @@ async fn every_header_hookline_sends_is_refused_as_an_auth_header_name() {
     })
     .await
     .unwrap();
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &example("appointment.booking.created"))).await.unwrap();
+    s.publish_json("acme", &example("appointment.booking.created")).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     let names: Vec<&str> = got[0].headers.iter().map(|(k, _)| k.as_str()).filter(|k| *k != "x-api-key").collect();
     for expected in ["accept", "content-length", "content-type", "host", "traceparent", "user-agent", "webhook-id"] {
