@@ -131,20 +131,19 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     let mut subs = s.hookline.subscriptions_client().await;
     s.create_tenant("acme", Plan::Basic, true).await;
     s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
     let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
 
     let mut e = example("customer.created");
     e["idempotency_key"] = json!("order-77");
-    let first = ingest.publish(json_request("acme", &e)).await.unwrap().into_inner();
-    let again = ingest.publish(json_request("acme", &e)).await.unwrap().into_inner();
+    let first = s.publish_json("acme", &e).await;
+    let again = s.publish_json("acme", &e).await;
     assert!(!first.duplicate && again.duplicate);
     assert_eq!(first.event_id, again.event_id);
     // The same key over NATS intake is the same event too.
     s.intake_publish("acme", &e).await;
     // Another tenant's identical key is a different event.
     s.create_tenant("other", Plan::Basic, true).await;
-    let other = ingest.publish(json_request("other", &e)).await.unwrap().into_inner();
+    let other = s.publish_json("other", &e).await;
     assert!(!other.duplicate && other.event_id != first.event_id);
 
     receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
@@ -160,7 +159,7 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     })
     .await
     .unwrap();
-    let off = ingest.publish(json_request("acme", &example("customer.updated"))).await.unwrap().into_inner();
+    let off = s.publish_json("acme", &example("customer.updated")).await;
     s.intake_publish("acme", &example("customer.deleted")).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     subs.update_tenant(UpdateTenantRequest {
@@ -170,7 +169,7 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     })
     .await
     .unwrap();
-    let on = ingest.publish(json_request("acme", &example("appointment.updated"))).await.unwrap().into_inner();
+    let on = s.publish_json("acme", &example("appointment.updated")).await;
     let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ids: Vec<String> = receiver
