@@ -264,6 +264,11 @@ pub trait App {
         intake_publish(self.nats_server(), tenant, body).await
     }
 
+    /// How many events the `HOOKLINE_EVENTS` stream holds.
+    async fn events_stored(&self) -> u64 {
+        stream_messages(self.nats_server(), "HOOKLINE_EVENTS").await
+    }
+
     /// Every outcome event recorded so far for `endpoint` of `tenant`.
     async fn outcomes(&self, tenant: &str, endpoint: &str) -> Vec<Value> {
         read_subject(self.nats_server(), "HOOKLINE_OUTCOMES", &format!("hookline.outcomes.{tenant}.{endpoint}")).await

@@ -19,7 +19,7 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
     let s = stack().await;
     s.create_tenant("acme", Plan::Basic, true).await;
     let mut ingest = s.hookline.ingest_client().await;
-    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    let before = s.events_stored().await;
 
     let good = example("appointment.booking.created");
     let with = |f: fn(&mut serde_json::Value)| {
@@ -121,7 +121,7 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
     .unwrap();
     let fields: Vec<&str> = rejected.iter().map(|r| r["error"]["field"].as_str().unwrap()).collect();
     assert!(fields.contains(&"data.customer.email") && fields.contains(&"tenant_id"), "{rejected:#?}");
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before, "nothing was appended");
+    assert_eq!(s.events_stored().await, before, "nothing was appended");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +131,7 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     let mut subs = s.hookline.subscriptions_client().await;
     s.create_tenant("acme", Plan::Basic, true).await;
     s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
-    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    let before = s.events_stored().await;
 
     let mut e = example("customer.created");
     e["idempotency_key"] = json!("order-77");
@@ -149,7 +149,7 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.count(), 1, "one delivery per endpoint");
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 2, "one stored event per tenant");
+    assert_eq!(s.events_stored().await, before + 2, "one stored event per tenant");
 
     // Webhooks off: events published meanwhile are never delivered, even after switching back on.
     subs.update_tenant(UpdateTenantRequest {
@@ -209,24 +209,20 @@ async fn bursts_over_the_tenant_rate_are_refused_or_delayed_never_dropped() {
     assert!(refused > 0 && accepted >= 150, "accepted {accepted}, refused {refused}");
     // Another tenant is not affected.
     ingest.publish(json_request("calm", &fresh("customer.created"))).await.unwrap();
-    assert_eq!(
-        stream_messages(&s.nats, "HOOKLINE_EVENTS").await,
-        accepted as u64 + 1,
-        "every accepted event stored, no more"
-    );
+    assert_eq!(s.events_stored().await, accepted as u64 + 1, "every accepted event stored, no more");
 
     // NATS intake: 300 events at once all arrive, paced by the rate.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    let before = s.events_stored().await;
     for _ in 0..300 {
         s.intake_publish("acme", &fresh("customer.updated")).await;
     }
     hookline_e2e::eventually(Duration::from_secs(20), "all 300 intake events appended", || async {
-        Ok((stream_messages(&s.nats, "HOOKLINE_EVENTS").await >= before + 300).then_some(()))
+        Ok((s.events_stored().await >= before + 300).then_some(()))
     })
     .await
     .unwrap();
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 300);
+    assert_eq!(s.events_stored().await, before + 300);
 }
 
 /// Issue 7's publisher burst at full size: 100,000 events in 10 s to one
@@ -288,7 +284,7 @@ async fn a_burst_of_100000_events_in_10_s_is_accepted_or_refused_never_dropped()
     assert!((accepted as f64) >= floor, "accepted {accepted} < {floor}: the rate let too little through");
 
     // Nothing accepted is missing from the stream, nothing refused is in it.
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, accepted as u64);
+    assert_eq!(s.events_stored().await, accepted as u64);
     let stored: std::collections::HashSet<String> = read_subject(&s.nats, "HOOKLINE_EVENTS", "hookline.events.>")
         .await
         .into_iter()
@@ -323,5 +319,5 @@ async fn a_hundred_concurrent_full_batches_all_complete() {
     .await
     .expect("every batch answers (no deadlock on acks in flight)");
     assert_eq!(all, 50_000);
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, 50_000);
+    assert_eq!(s.events_stored().await, 50_000);
 }
