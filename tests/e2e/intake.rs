@@ -96,7 +96,7 @@ async fn keyless_intake_events_are_all_appended_after_the_intake_stream_is_recre
     let mut s = stack().await;
     let mut subs = s.hookline.subscriptions_client().await;
     tenant(&mut subs, "acme", Plan::Basic, true).await;
-    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    let before = s.events_stored().await;
     for _ in 0..3 {
         s.intake_publish("acme", &fresh("customer.created")).await;
     }
@@ -112,7 +112,7 @@ async fn keyless_intake_events_are_all_appended_after_the_intake_stream_is_recre
     let got = events_reach(&s.nats, before + 6).await;
     assert!(got.is_ok(), "{got:?}: keyless events after the re-creation were dropped as duplicates");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 6);
+    assert_eq!(s.events_stored().await, before + 6);
 }
 
 /// An intake message processed again (its append stored, its ack lost) is
@@ -123,7 +123,7 @@ async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
     let mut s = stack().await;
     let mut subs = s.hookline.subscriptions_client().await;
     tenant(&mut subs, "acme", Plan::Basic, true).await;
-    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    let before = s.events_stored().await;
     s.intake_publish("acme", &fresh("customer.created")).await;
     let js = s.nats.jetstream().await;
     let events = js.get_stream("HOOKLINE_EVENTS").await.unwrap();
@@ -140,7 +140,7 @@ async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
     let mut headers = template.headers.clone();
     headers.insert("Nats-Msg-Id", id.as_str());
     js.publish_with_headers(template.subject.clone(), headers, template.payload.clone()).await.unwrap().await.unwrap();
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 2);
+    assert_eq!(s.events_stored().await, before + 2);
 
     s.hookline.respawn().await.unwrap();
     // The killed process's last pull request may still be pending at the
@@ -152,5 +152,5 @@ async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 2, "no second append");
+    assert_eq!(s.events_stored().await, before + 2, "no second append");
 }
