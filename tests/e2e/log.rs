@@ -436,7 +436,7 @@ async fn archived_rows_stay_listed_and_refuse_raw_download_replay() {
     // The event body leaves the stream as well, once JetStream's expiry
     // timer runs (nats-server checks max age on a timer, not at each read).
     eventually(Duration::from_secs(15), "the event leaves HOOKLINE_EVENTS", || async {
-        (stream_messages(&s.nats, "HOOKLINE_EVENTS").await == 0).then_some(())
+        (s.events_stored().await == 0).then_some(())
     })
     .await
     .unwrap();
