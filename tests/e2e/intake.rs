@@ -53,8 +53,7 @@ fn kept(record: &Value) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_intake_event_is_kept_whole_byte_for_byte_with_its_reason() {
     let s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
 
     // 100 KiB: an invalid e-mail in pretty-printed JSON, then padding the
     // JSON allows (whitespace), which a re-serialisation would lose.
@@ -94,8 +93,7 @@ async fn a_rejected_intake_event_is_kept_whole_byte_for_byte_with_its_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_intake_events_are_all_appended_after_the_intake_stream_is_recreated() {
     let mut s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let before = s.events_stored().await;
     for _ in 0..3 {
         s.intake_publish("acme", &fresh("customer.created")).await;
@@ -121,8 +119,7 @@ async fn keyless_intake_events_are_all_appended_after_the_intake_stream_is_recre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
     let mut s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let before = s.events_stored().await;
     s.intake_publish("acme", &fresh("customer.created")).await;
     let js = s.nats.jetstream().await;
