@@ -198,7 +198,7 @@ pub async fn read_subject(nats: &NatsServer, stream: &str, subject: &str) -> Vec
     }
 }
 
-pub async fn intake_publish(nats: &NatsServer, tenant: &str, body: &Value) {
+async fn intake_publish(nats: &NatsServer, tenant: &str, body: &Value) {
     let js = async_nats::jetstream::new(nats.client().await);
     js.publish(format!("hookline.intake.{tenant}"), body.to_string().into()).await.unwrap().await.unwrap();
 }
