@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use hookline_e2e::{HooklineBuilder, HooklineProc, NatsServer, Receiver, TestDb};
 use hookline_proto::{
+    delivery::v1::delivery_service_client::DeliveryServiceClient,
     events::v1 as ev,
-    ingest::v1::{PublishRequest, PublishResponse, publish_request::Payload as P},
+    ingest::v1::{
+        PublishBatchRequest, PublishBatchResponse, PublishRequest, PublishResponse, publish_request::Payload as P,
+    },
     subscriptions::v1::{self as spb, subscription_service_client::SubscriptionServiceClient},
 };
 use serde_json::Value;
@@ -195,7 +198,7 @@ pub async fn read_subject(nats: &NatsServer, stream: &str, subject: &str) -> Vec
     }
 }
 
-pub async fn intake_publish(nats: &NatsServer, tenant: &str, body: &Value) {
+async fn intake_publish(nats: &NatsServer, tenant: &str, body: &Value) {
     let js = async_nats::jetstream::new(nats.client().await);
     js.publish(format!("hookline.intake.{tenant}"), body.to_string().into()).await.unwrap().await.unwrap();
 }
@@ -209,6 +212,8 @@ pub trait App {
     fn subscriptions_proc(&self) -> &HooklineProc;
     /// The process serving `IngestService`.
     fn ingest_proc(&self) -> &HooklineProc;
+    /// The process serving `DeliveryService` (the delivery log).
+    fn delivery_proc(&self) -> &HooklineProc;
     /// The nats-server the processes run on.
     fn nats_server(&self) -> &NatsServer;
 
@@ -228,9 +233,25 @@ pub trait App {
         endpoint(&mut self.subscriptions_proc().subscriptions_client().await, tenant, url, types, layout).await
     }
 
+    /// A `DeliveryService` client on the delivery process.
+    async fn delivery_client(&self) -> DeliveryServiceClient<Channel> {
+        DeliveryServiceClient::new(self.delivery_proc().channel().await)
+    }
+
     /// A gRPC `Publish`.
     async fn publish(&self, request: PublishRequest) -> PublishResponse {
         self.ingest_proc().ingest_client().await.publish(request).await.unwrap().into_inner()
+    }
+
+    /// A gRPC `PublishBatch` of `events`.
+    async fn publish_batch(&self, events: Vec<PublishRequest>) -> PublishBatchResponse {
+        self.ingest_proc()
+            .ingest_client()
+            .await
+            .publish_batch(PublishBatchRequest { events })
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     /// A gRPC `Publish` of a producer JSON event ([`json_request`]).
@@ -241,6 +262,11 @@ pub trait App {
     /// A publish on the NATS intake subject ([`intake_publish`]).
     async fn intake_publish(&self, tenant: &str, body: &Value) {
         intake_publish(self.nats_server(), tenant, body).await
+    }
+
+    /// How many events the `HOOKLINE_EVENTS` stream holds.
+    async fn events_stored(&self) -> u64 {
+        stream_messages(self.nats_server(), "HOOKLINE_EVENTS").await
     }
 
     /// Every outcome event recorded so far for `endpoint` of `tenant`.
@@ -258,6 +284,10 @@ impl App for Stack {
         &self.hookline
     }
 
+    fn delivery_proc(&self) -> &HooklineProc {
+        &self.hookline
+    }
+
     fn nats_server(&self) -> &NatsServer {
         &self.nats
     }
@@ -270,6 +300,10 @@ impl App for Split {
 
     fn ingest_proc(&self) -> &HooklineProc {
         &self.ingest
+    }
+
+    fn delivery_proc(&self) -> &HooklineProc {
+        &self.delivery
     }
 
     fn nats_server(&self) -> &NatsServer {

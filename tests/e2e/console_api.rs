@@ -381,14 +381,13 @@ async fn test_rows(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_event_reaches_only_its_endpoint_signed_retried_and_logged_as_a_test() {
     let s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
     let mut log = deliveries_client(&s).await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     // The first attempt fails: the test event is retried like any other.
     let target = Receiver::with_script(vec![Reply::new(503)]).await;
     let bystander = Receiver::start().await;
-    let (ep, secret) = endpoint(&mut subs, "acme", &target.url(), &["customer.created"], PayloadLayout::Envelope).await;
-    let (other, _) = endpoint(&mut subs, "acme", &bystander.url(), &[], PayloadLayout::Envelope).await;
+    let (ep, secret) = s.create_endpoint("acme", &target.url(), &["customer.created"], PayloadLayout::Envelope).await;
+    let (other, _) = s.create_endpoint("acme", &bystander.url(), &[], PayloadLayout::Envelope).await;
 
     // A type the endpoint is not subscribed to is still sent: it is a test.
     let sent = log.send_test_event(send_test("acme", &ep, "appointment.booking.created")).await.unwrap().into_inner();
@@ -572,12 +571,11 @@ async fn test_events_are_refused_with_the_field_named_for_unknown_types_and_endp
 async fn recovering_an_endpoint_replays_its_missed_events_but_not_its_failed_test_events() {
     // The breaker stays closed, so every attempt is made and both end `failed`.
     let s = stack_with(&[("HOOKLINE_BREAKER_THRESHOLD", "100")]).await;
-    let mut subs = s.hookline.subscriptions_client().await;
     let mut log = deliveries_client(&s).await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
     receiver.set_default(500);
-    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let since = chrono::Utc::now() - chrono::TimeDelta::minutes(1);
     let real = s
         .hookline

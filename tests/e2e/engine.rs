@@ -142,26 +142,25 @@ impl Drop for RateLimited {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_disables_the_endpoint_and_retry_after_is_honoured() {
     let s = stack_with(&[("HOOKLINE_RETRY_SCHEDULE", "0s,10s,10s")]).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    let subs = s.hookline.subscriptions_client().await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let gone = Receiver::start().await;
     gone.set_default(410);
-    let (gone_ep, _) = endpoint(&mut subs, "acme", &gone.url(), &["customer.created"], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let (gone_ep, _) = s.create_endpoint("acme", &gone.url(), &["customer.created"], PayloadLayout::Envelope).await;
+    s.publish_json("acme", &fresh("customer.created")).await;
     gone.wait_for(1, Duration::from_secs(10)).await.unwrap();
     let ep = disabled(&subs, &gone_ep, Duration::from_secs(10)).await;
     assert!(ep.disabled_reason.contains("410"), "{}", ep.disabled_reason);
     let config = read_subject(&s.nats, "HOOKLINE_CONFIG", "hookline.config.acme").await;
     assert!(config.iter().any(|e| e["type"] == "endpoint.disabled"), "an endpoint.disabled config event");
-    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    s.publish_json("acme", &fresh("customer.created")).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(gone.count(), 1, "no more requests after 410, not even retries");
 
     // 429 with Retry-After: 1 is retried after about a second, not the scheduled 10 s.
     let limited = RateLimited::start().await;
-    endpoint(&mut subs, "acme", &limited.url(), &["customer.updated"], PayloadLayout::Envelope).await;
-    ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap();
+    s.create_endpoint("acme", &limited.url(), &["customer.updated"], PayloadLayout::Envelope).await;
+    s.publish_json("acme", &fresh("customer.updated")).await;
     let times = eventually(Duration::from_secs(8), "two requests", || async {
         let t = limited.times.lock().unwrap().clone();
         Ok((t.len() >= 2).then_some(t))
@@ -183,16 +182,14 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
         ("HOOKLINE_BREAKER_COOLDOWN", "60s"),
     ])
     .await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let hole = BlackHole::start().await;
     let healthy = Receiver::start().await;
-    endpoint(&mut subs, "acme", &hole.url(), &[], PayloadLayout::Envelope).await;
-    endpoint(&mut subs, "acme", &healthy.url(), &[], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
+    s.create_endpoint("acme", &hole.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &healthy.url(), &[], PayloadLayout::Envelope).await;
     let started = Instant::now();
     let events = (0..100).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    s.publish_batch(events).await;
     healthy.wait_for(100, Duration::from_secs(20)).await.unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "healthy deliveries took {took:?} beside a black hole");
@@ -241,7 +238,7 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
 async fn a_rate_limited_endpoint_gets_its_events_spaced_and_none_lost() {
     let s = stack().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let (limited, free) = (Receiver::start().await, Receiver::start().await);
     let created = subs
         .create_endpoint(spb::CreateEndpointRequest {
@@ -254,7 +251,7 @@ async fn a_rate_limited_endpoint_gets_its_events_spaced_and_none_lost() {
         .unwrap()
         .into_inner();
     assert_eq!(created.rate_limit, 5);
-    endpoint(&mut subs, "acme", &free.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &free.url(), &[], PayloadLayout::Envelope).await;
     let bad = subs
         .create_endpoint(spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
@@ -267,9 +264,8 @@ async fn a_rate_limited_endpoint_gets_its_events_spaced_and_none_lost() {
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().contains("rate_limit") && bad.message().contains("at most 10000"), "{}", bad.message());
 
-    let mut ingest = s.hookline.ingest_client().await;
     let events = (0..60).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    s.publish_batch(events).await;
     free.wait_for(60, Duration::from_secs(20)).await.unwrap();
     let ids = every_event_delivered(&limited, 60).await;
     assert_eq!(ids.len(), 60, "each event once");
@@ -304,7 +300,7 @@ async fn a_rate_limited_endpoint_gets_its_events_spaced_and_none_lost() {
     assert_eq!(lifted.rate_limit, 0);
     let started = Instant::now();
     let events = (0..30).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    s.publish_batch(events).await;
     every_event_delivered(&limited, 90).await;
     assert!(started.elapsed() < Duration::from_secs(4), "no limit any more: {:?}", started.elapsed());
 }
@@ -362,14 +358,12 @@ async fn parking_lot_empties(s: &Stack) {
 /// A tenant whose one endpoint answers 500, and `n` events published to it,
 /// waited for until at least `parked` tasks sit in HOOKLINE_PARKED.
 async fn failing_endpoint_with_parked_tasks(s: &Stack, n: usize, parked: u64) -> Receiver {
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let down = Receiver::start().await;
     down.set_default(500);
-    endpoint(&mut subs, "acme", &down.url(), &[], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
+    s.create_endpoint("acme", &down.url(), &[], PayloadLayout::Envelope).await;
     let events = (0..n).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    s.publish_batch(events).await;
     let js = s.nats.jetstream().await;
     eventually(Duration::from_secs(20), "tasks parked behind the open breaker", || async {
         (parked_tasks(&js).await >= parked).then_some(())
@@ -441,7 +435,7 @@ async fn a_parked_task_whose_event_is_gone_ends_failed_as_event_expired() {
 /// `event_expired` in the delivery log; none stays silently unfinished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_whose_events_expire_while_the_endpoint_fails_end_failed_in_the_log() {
-    use hookline_proto::delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient};
+    use hookline_proto::delivery::v1 as dpb;
     let s = stack_with(&[
         ("HOOKLINE_ARCHIVE_AFTER", "4s"),
         ("HOOKLINE_ARCHIVE_INTERVAL", "1h"),
@@ -456,7 +450,7 @@ async fn deliveries_whose_events_expire_while_the_endpoint_fails_end_failed_in_t
     let mut subs = s.hookline.subscriptions_client().await;
     let listed = subs.list_endpoints(spb::ListEndpointsRequest { tenant_id: "acme".into() }).await.unwrap();
     let ep = listed.into_inner().endpoints[0].id.clone();
-    let mut log = DeliveryServiceClient::new(s.hookline.channel().await);
+    let mut log = s.delivery_client().await;
     let rows = eventually(Duration::from_secs(40), "every delivery failed as event_expired", || {
         let (mut log, ep) = (log.clone(), ep.clone());
         async move {
@@ -728,7 +722,7 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     let rejecting = SmtpSink::start(Some(550));
     let s = stack_with(&[("HOOKLINE_SMTP_URL", &format!("smtp://127.0.0.1:{}", sink.port))]).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let receiver = Receiver::start().await;
     let created = subs
         .create_endpoint(spb::CreateEndpointRequest {
@@ -751,13 +745,7 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
         .unwrap()
         .into_inner()
         .secret;
-    let mut ingest = s.hookline.ingest_client().await;
-    let event_id = ingest
-        .publish(json_request("acme", &fresh("appointment.booking.created")))
-        .await
-        .unwrap()
-        .into_inner()
-        .event_id;
+    let event_id = s.publish_json("acme", &fresh("appointment.booking.created")).await.event_id;
     let mail = eventually(Duration::from_secs(15), "an e-mail", || async { Ok(sink.messages().into_iter().next()) })
         .await
         .unwrap();
@@ -783,14 +771,14 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.count(), 0, "no HTTP request for an e-mail endpoint");
-    let outcome = read_subject(&s.nats, "HOOKLINE_OUTCOMES", &format!("hookline.outcomes.acme.{}", created.id)).await;
+    let outcome = s.outcomes("acme", &created.id).await;
     assert_eq!(outcome[0]["state"], "succeeded");
     assert_eq!(outcome[0]["status_code"], 250);
     assert!(h.get("hookline-test").is_none(), "a real event is not marked as a test");
 
     // A test event is marked in the subject and a header, and signed alike.
-    use hookline_proto::delivery::v1::{SendTestEventRequest, delivery_service_client::DeliveryServiceClient};
-    let mut log = DeliveryServiceClient::new(s.hookline.channel().await);
+    use hookline_proto::delivery::v1::SendTestEventRequest;
+    let mut log = s.delivery_client().await;
     let sent = log
         .send_test_event(SendTestEventRequest {
             tenant_id: "acme".into(),
@@ -822,7 +810,7 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     // A relay that refuses: retried like HTTP failures, with the SMTP code recorded.
     let s2 = stack_with(&[("HOOKLINE_SMTP_URL", &format!("smtp://127.0.0.1:{}", rejecting.port))]).await;
     let mut subs2 = s2.hookline.subscriptions_client().await;
-    tenant(&mut subs2, "acme", Plan::Basic, true).await;
+    s2.create_tenant("acme", Plan::Basic, true).await;
     let ep = subs2
         .create_endpoint(spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
@@ -834,13 +822,10 @@ async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
         .unwrap()
         .into_inner()
         .id;
-    s2.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let outcomes = eventually(Duration::from_secs(20), "three refused attempts", || {
-        let (nats, subject) = (&s2.nats, format!("hookline.outcomes.acme.{ep}"));
-        async move {
-            let o = read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await;
-            Ok((o.len() >= 3).then_some(o))
-        }
+    s2.publish_json("acme", &fresh("customer.created")).await;
+    let outcomes = eventually(Duration::from_secs(20), "three refused attempts", || async {
+        let o = s2.outcomes("acme", &ep).await;
+        Ok((o.len() >= 3).then_some(o))
     })
     .await
     .unwrap();
@@ -857,7 +842,7 @@ async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
     let send_with = |password: &str| format!("smtp://hookline:{password}@localhost:{}?tls=required", sink.port);
     let s = stack_with(&[("HOOKLINE_SMTP_URL", &send_with("relay-pass")), ("HOOKLINE_TLS_CA", &ca)]).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let email_endpoint = |subs: &mut spb::subscription_service_client::SubscriptionServiceClient<_>| {
         let req = spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
@@ -869,7 +854,7 @@ async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
         async move { subs.create_endpoint(req).await.unwrap().into_inner().id }
     };
     email_endpoint(&mut subs).await;
-    s.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    s.publish_json("acme", &fresh("customer.created")).await;
     let mail = eventually(Duration::from_secs(15), "an e-mail", || async { Ok(sink.messages().into_iter().next()) })
         .await
         .unwrap();
@@ -881,12 +866,11 @@ async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
     // the password appears in no outcome.
     let s2 = stack_with(&[("HOOKLINE_SMTP_URL", &send_with("wrong-pass")), ("HOOKLINE_TLS_CA", &ca)]).await;
     let mut subs2 = s2.hookline.subscriptions_client().await;
-    tenant(&mut subs2, "acme", Plan::Basic, true).await;
+    s2.create_tenant("acme", Plan::Basic, true).await;
     let ep = email_endpoint(&mut subs2).await;
-    s2.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let outcome = eventually(Duration::from_secs(15), "a refused attempt", || {
-        let (nats, subject) = (&s2.nats, format!("hookline.outcomes.acme.{ep}"));
-        async move { Ok(read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await.into_iter().next()) }
+    s2.publish_json("acme", &fresh("customer.created")).await;
+    let outcome = eventually(Duration::from_secs(15), "a refused attempt", || async {
+        Ok(s2.outcomes("acme", &ep).await.into_iter().next())
     })
     .await
     .unwrap();
@@ -897,7 +881,7 @@ async fn email_goes_through_a_relay_that_requires_starttls_and_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_failing_long_enough_are_disabled_and_missed_events_recovered() {
-    use hookline_proto::delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient};
+    use hookline_proto::delivery::v1 as dpb;
     let s = stack_with(&[
         ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
         ("HOOKLINE_AUTO_DISABLE_AFTER", "3s"),
@@ -906,10 +890,10 @@ async fn endpoints_failing_long_enough_are_disabled_and_missed_events_recovered(
     ])
     .await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
     receiver.set_default(500);
-    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
     let first = ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap().into_inner().event_id;
     let disabled = disabled(&subs, &ep, Duration::from_secs(15)).await;
@@ -923,7 +907,7 @@ async fn endpoints_failing_long_enough_are_disabled_and_missed_events_recovered(
             ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap().into_inner().event_id,
         );
     }
-    let mut log = DeliveryServiceClient::connect(s.hookline.grpc_url()).await.unwrap();
+    let mut log = s.delivery_client().await;
     let listed = eventually(Duration::from_secs(15), "missed deliveries listed", || {
         let mut log = log.clone();
         let (ep, missed, first) = (ep.clone(), missed.clone(), first.clone());

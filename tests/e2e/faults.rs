@@ -80,18 +80,17 @@ async fn misbehaving_receivers_get_the_right_error_kind_and_healthy_ones_keep_fl
         ("HOOKLINE_BREAKER_THRESHOLD", "1000"),
     ])
     .await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
     let mut peers = Vec::new();
     let mut endpoints = HashMap::new();
     for kind in ["reset", "malformed", "huge", "slow", "silent", "tls", "dns"] {
         let (url, task) = misbehaving(kind).await;
-        let (ep, _) = endpoint(&mut subs, "acme", &url, &[], PayloadLayout::Envelope).await;
+        let (ep, _) = s.create_endpoint("acme", &url, &[], PayloadLayout::Envelope).await;
         endpoints.insert(ep, kind);
         peers.push(task);
     }
     let healthy = Receiver::start().await;
-    endpoint(&mut subs, "acme", &healthy.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &healthy.url(), &[], PayloadLayout::Envelope).await;
 
     let started = Instant::now();
     let mut ingest = s.hookline.ingest_client().await;

@@ -197,12 +197,11 @@ async fn grpc_health_and_readyz_report_not_serving_while_the_process_drains() {
     let mut s = stack_with(&[("HOOKLINE_REQUEST_TIMEOUT", "15s"), ("HOOKLINE_ACK_WAIT", "20s")]).await;
     let receiver = Receiver::start().await;
     receiver.set_delay(Duration::from_secs(5));
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let channel = s.hookline.channel().await;
     wait_for(&s.hookline, &channel, &ALL, ServingStatus::Serving, (200, "ready")).await.unwrap();
-    s.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    s.publish_json("acme", &fresh("customer.created")).await;
     receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
 
     s.hookline.terminate();

@@ -17,10 +17,9 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
     let s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let mut ingest = s.hookline.ingest_client().await;
-    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    let before = s.events_stored().await;
 
     let good = example("appointment.booking.created");
     let with = |f: fn(&mut serde_json::Value)| {
@@ -109,8 +108,8 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
     assert!(err.message().contains("events: must hold 1 to 500"), "{}", err.message());
 
     // Invalid NATS intake: recorded as rejected with the reason, never appended.
-    intake_publish(&s.nats, "acme", &with(|e| e["data"]["customer"]["email"] = json!("nope"))).await;
-    intake_publish(&s.nats, "ghost", &good).await;
+    s.intake_publish("acme", &with(|e| e["data"]["customer"]["email"] = json!("nope"))).await;
+    s.intake_publish("ghost", &good).await;
     let rejected = hookline_e2e::eventually(Duration::from_secs(10), "two rejection records", || {
         let nats = &s.nats;
         async move {
@@ -122,7 +121,7 @@ async fn invalid_events_are_refused_naming_the_field_and_nothing_is_appended() {
     .unwrap();
     let fields: Vec<&str> = rejected.iter().map(|r| r["error"]["field"].as_str().unwrap()).collect();
     assert!(fields.contains(&"data.customer.email") && fields.contains(&"tenant_id"), "{rejected:#?}");
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before, "nothing was appended");
+    assert_eq!(s.events_stored().await, before, "nothing was appended");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,28 +129,27 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     let s = stack().await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
-    let mut ingest = s.hookline.ingest_client().await;
-    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let before = s.events_stored().await;
 
     let mut e = example("customer.created");
     e["idempotency_key"] = json!("order-77");
-    let first = ingest.publish(json_request("acme", &e)).await.unwrap().into_inner();
-    let again = ingest.publish(json_request("acme", &e)).await.unwrap().into_inner();
+    let first = s.publish_json("acme", &e).await;
+    let again = s.publish_json("acme", &e).await;
     assert!(!first.duplicate && again.duplicate);
     assert_eq!(first.event_id, again.event_id);
     // The same key over NATS intake is the same event too.
-    intake_publish(&s.nats, "acme", &e).await;
+    s.intake_publish("acme", &e).await;
     // Another tenant's identical key is a different event.
-    tenant(&mut subs, "other", Plan::Basic, true).await;
-    let other = ingest.publish(json_request("other", &e)).await.unwrap().into_inner();
+    s.create_tenant("other", Plan::Basic, true).await;
+    let other = s.publish_json("other", &e).await;
     assert!(!other.duplicate && other.event_id != first.event_id);
 
     receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.count(), 1, "one delivery per endpoint");
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 2, "one stored event per tenant");
+    assert_eq!(s.events_stored().await, before + 2, "one stored event per tenant");
 
     // Webhooks off: events published meanwhile are never delivered, even after switching back on.
     subs.update_tenant(UpdateTenantRequest {
@@ -161,8 +159,8 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     })
     .await
     .unwrap();
-    let off = ingest.publish(json_request("acme", &example("customer.updated"))).await.unwrap().into_inner();
-    intake_publish(&s.nats, "acme", &example("customer.deleted")).await;
+    let off = s.publish_json("acme", &example("customer.updated")).await;
+    s.intake_publish("acme", &example("customer.deleted")).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     subs.update_tenant(UpdateTenantRequest {
         tenant_id: "acme".into(),
@@ -171,7 +169,7 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
     })
     .await
     .unwrap();
-    let on = ingest.publish(json_request("acme", &example("appointment.updated"))).await.unwrap().into_inner();
+    let on = s.publish_json("acme", &example("appointment.updated")).await;
     let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ids: Vec<String> = receiver
@@ -193,9 +191,8 @@ async fn idempotency_keys_deduplicate_and_webhooks_off_suppresses_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_over_the_tenant_rate_are_refused_or_delayed_never_dropped() {
     let s = stack_with(&[("HOOKLINE_TENANT_RATE", "100"), ("HOOKLINE_TENANT_BURST", "150")]).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    tenant(&mut subs, "calm", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    s.create_tenant("calm", Plan::Basic, true).await;
     let mut ingest = s.hookline.ingest_client().await;
     let (mut accepted, mut refused) = (0, 0);
     for _ in 0..6 {
@@ -212,24 +209,20 @@ async fn bursts_over_the_tenant_rate_are_refused_or_delayed_never_dropped() {
     assert!(refused > 0 && accepted >= 150, "accepted {accepted}, refused {refused}");
     // Another tenant is not affected.
     ingest.publish(json_request("calm", &fresh("customer.created"))).await.unwrap();
-    assert_eq!(
-        stream_messages(&s.nats, "HOOKLINE_EVENTS").await,
-        accepted as u64 + 1,
-        "every accepted event stored, no more"
-    );
+    assert_eq!(s.events_stored().await, accepted as u64 + 1, "every accepted event stored, no more");
 
     // NATS intake: 300 events at once all arrive, paced by the rate.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    let before = s.events_stored().await;
     for _ in 0..300 {
-        intake_publish(&s.nats, "acme", &fresh("customer.updated")).await;
+        s.intake_publish("acme", &fresh("customer.updated")).await;
     }
     hookline_e2e::eventually(Duration::from_secs(20), "all 300 intake events appended", || async {
-        Ok((stream_messages(&s.nats, "HOOKLINE_EVENTS").await >= before + 300).then_some(()))
+        Ok((s.events_stored().await >= before + 300).then_some(()))
     })
     .await
     .unwrap();
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 300);
+    assert_eq!(s.events_stored().await, before + 300);
 }
 
 /// Issue 7's publisher burst at full size: 100,000 events in 10 s to one
@@ -244,8 +237,7 @@ async fn a_burst_of_100000_events_in_10_s_is_accepted_or_refused_never_dropped()
     const BATCHES: usize = 200;
     const PER_BATCH: usize = 500;
     let s = stack_with(&[("HOOKLINE_TENANT_RATE", "2000"), ("HOOKLINE_TENANT_BURST", "4000")]).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let ingest = s.hookline.ingest_client().await;
     let body = fresh("customer.created");
 
@@ -292,7 +284,7 @@ async fn a_burst_of_100000_events_in_10_s_is_accepted_or_refused_never_dropped()
     assert!((accepted as f64) >= floor, "accepted {accepted} < {floor}: the rate let too little through");
 
     // Nothing accepted is missing from the stream, nothing refused is in it.
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, accepted as u64);
+    assert_eq!(s.events_stored().await, accepted as u64);
     let stored: std::collections::HashSet<String> = read_subject(&s.nats, "HOOKLINE_EVENTS", "hookline.events.>")
         .await
         .into_iter()
@@ -308,8 +300,7 @@ async fn a_burst_of_100000_events_in_10_s_is_accepted_or_refused_never_dropped()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_full_batches_all_complete() {
     let s = stack_with(&[("HOOKLINE_TENANT_RATE", "0")]).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let ingest = s.hookline.ingest_client().await;
     let body = fresh("customer.created");
     let mut sends = tokio::task::JoinSet::new();
@@ -328,5 +319,5 @@ async fn a_hundred_concurrent_full_batches_all_complete() {
     .await
     .expect("every batch answers (no deadlock on acks in flight)");
     assert_eq!(all, 50_000);
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, 50_000);
+    assert_eq!(s.events_stored().await, 50_000);
 }

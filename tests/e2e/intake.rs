@@ -53,8 +53,7 @@ fn kept(record: &Value) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_intake_event_is_kept_whole_byte_for_byte_with_its_reason() {
     let s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
 
     // 100 KiB: an invalid e-mail in pretty-printed JSON, then padding the
     // JSON allows (whitespace), which a re-serialisation would lose.
@@ -94,11 +93,10 @@ async fn a_rejected_intake_event_is_kept_whole_byte_for_byte_with_its_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_intake_events_are_all_appended_after_the_intake_stream_is_recreated() {
     let mut s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    let before = s.events_stored().await;
     for _ in 0..3 {
-        intake_publish(&s.nats, "acme", &fresh("customer.created")).await;
+        s.intake_publish("acme", &fresh("customer.created")).await;
     }
     events_reach(&s.nats, before + 3).await.unwrap();
 
@@ -112,7 +110,7 @@ async fn keyless_intake_events_are_all_appended_after_the_intake_stream_is_recre
     let got = events_reach(&s.nats, before + 6).await;
     assert!(got.is_ok(), "{got:?}: keyless events after the re-creation were dropped as duplicates");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 6);
+    assert_eq!(s.events_stored().await, before + 6);
 }
 
 /// An intake message processed again (its append stored, its ack lost) is
@@ -121,10 +119,9 @@ async fn keyless_intake_events_are_all_appended_after_the_intake_stream_is_recre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
     let mut s = stack().await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    let before = stream_messages(&s.nats, "HOOKLINE_EVENTS").await;
-    intake_publish(&s.nats, "acme", &fresh("customer.created")).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    let before = s.events_stored().await;
+    s.intake_publish("acme", &fresh("customer.created")).await;
     let js = s.nats.jetstream().await;
     let events = js.get_stream("HOOKLINE_EVENTS").await.unwrap();
     let template = eventually(Duration::from_secs(20), "the first event", || async {
@@ -140,7 +137,7 @@ async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
     let mut headers = template.headers.clone();
     headers.insert("Nats-Msg-Id", id.as_str());
     js.publish_with_headers(template.subject.clone(), headers, template.payload.clone()).await.unwrap().await.unwrap();
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 2);
+    assert_eq!(s.events_stored().await, before + 2);
 
     s.hookline.respawn().await.unwrap();
     // The killed process's last pull request may still be pending at the
@@ -152,5 +149,5 @@ async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(stream_messages(&s.nats, "HOOKLINE_EVENTS").await, before + 2, "no second append");
+    assert_eq!(s.events_stored().await, before + 2, "no second append");
 }

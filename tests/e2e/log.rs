@@ -16,10 +16,6 @@ use tonic::{Code, transport::Channel};
 
 use crate::common::*;
 
-async fn delivery_client(s: &Stack) -> DeliveryServiceClient<Channel> {
-    DeliveryServiceClient::connect(s.hookline.grpc_url()).await.unwrap()
-}
-
 async fn list(c: &mut DeliveryServiceClient<Channel>, tenant: &str, ep: &str) -> Vec<dpb::Delivery> {
     let mut out = Vec::new();
     let mut token = String::new();
@@ -79,7 +75,7 @@ async fn mixed_run_log_matches_what_receivers_saw_and_raw_is_byte_identical() {
     const SECRET_VALUE: &str = "Bearer log-test-value-do-not-show";
     let s = stack_with(&log_stack()).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
     let ok = Receiver::start().await;
     let failing = Receiver::start().await;
     failing.set_default(500);
@@ -102,7 +98,7 @@ async fn mixed_run_log_matches_what_receivers_saw_and_raw_is_byte_identical() {
         ids.insert(name, e.id);
     }
     publish_n(&s, "acme", 3).await;
-    let mut c = delivery_client(&s).await;
+    let mut c = s.delivery_client().await;
     let rows_ok = settled(&mut c, "acme", &ids["ok"], 3).await;
     let rows_500 = settled(&mut c, "acme", &ids["failing"], 3).await;
     let rows_slow = settled(&mut c, "acme", &ids["slow"], 3).await;
@@ -198,7 +194,7 @@ async fn mixed_run_log_matches_what_receivers_saw_and_raw_is_byte_identical() {
     }
 
     // Another tenant's ids return nothing.
-    tenant(&mut subs, "other", Plan::Basic, true).await;
+    s.create_tenant("other", Plan::Basic, true).await;
     let err = c
         .get_delivery(GetDeliveryRequest { tenant_id: "other".into(), delivery_id: rows_ok[0].id.clone() })
         .await
@@ -217,12 +213,11 @@ async fn mixed_run_log_matches_what_receivers_saw_and_raw_is_byte_identical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_keeps_the_webhook_id_and_recover_replays_exactly_the_failed_since() {
     let s = stack_with(&log_stack()).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
     receiver.set_default(503);
-    let (ep, secret) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
-    let mut c = delivery_client(&s).await;
+    let (ep, secret) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let mut c = s.delivery_client().await;
 
     let before = publish_n(&s, "acme", 2).await;
     settled(&mut c, "acme", &ep, 2).await;
@@ -308,24 +303,23 @@ async fn replay_keeps_the_webhook_id_and_recover_replays_exactly_the_failed_sinc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_equal_the_hand_counted_mix() {
     let s = stack_with(&log_stack()).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     // 4 events: the first answered 500 then 200; three fast 200s, one of them slow (~120 ms).
     let receiver = Receiver::with_script(vec![
         Reply { status: 500, delay: Duration::ZERO },
         Reply { status: 200, delay: Duration::from_millis(120) },
     ])
     .await;
-    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let second = Receiver::with_script(vec![Reply { status: 404, delay: Duration::ZERO }]).await;
     second.set_default(404);
-    let (ep2, _) = endpoint(&mut subs, "acme", &second.url(), &["customer.created"], PayloadLayout::Envelope).await;
+    let (ep2, _) = s.create_endpoint("acme", &second.url(), &["customer.created"], PayloadLayout::Envelope).await;
     let mut ingest = s.hookline.ingest_client().await;
     for _ in 0..3 {
         ingest.publish(json_request("acme", &fresh("customer.updated"))).await.unwrap();
     }
     ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let mut c = delivery_client(&s).await;
+    let mut c = s.delivery_client().await;
     settled(&mut c, "acme", &ep, 4).await;
     settled(&mut c, "acme", &ep2, 1).await;
 
@@ -368,12 +362,11 @@ async fn archived_rows_stay_listed_and_refuse_raw_download_replay() {
         ("HOOKLINE_ACK_WAIT", "2s"),
     ])
     .await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
-    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     publish_n(&s, "acme", 1).await;
-    let mut c = delivery_client(&s).await;
+    let mut c = s.delivery_client().await;
     let rows = settled(&mut c, "acme", &ep, 1).await;
     let id = rows[0].id.clone();
     let raw = c
@@ -443,7 +436,7 @@ async fn archived_rows_stay_listed_and_refuse_raw_download_replay() {
     // The event body leaves the stream as well, once JetStream's expiry
     // timer runs (nats-server checks max age on a timer, not at each read).
     eventually(Duration::from_secs(15), "the event leaves HOOKLINE_EVENTS", || async {
-        (stream_messages(&s.nats, "HOOKLINE_EVENTS").await == 0).then_some(())
+        (s.events_stored().await == 0).then_some(())
     })
     .await
     .unwrap();
@@ -453,11 +446,11 @@ async fn archived_rows_stay_listed_and_refuse_raw_download_replay() {
 async fn rebuild_restores_identical_log_and_stats_and_duplicates_change_nothing() {
     let s = stack_with(&log_stack()).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let receiver = Receiver::with_script(vec![Reply { status: 500, delay: Duration::ZERO }]).await;
-    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     publish_n(&s, "acme", 5).await;
-    let mut c = delivery_client(&s).await;
+    let mut c = s.delivery_client().await;
     settled(&mut c, "acme", &ep, 5).await;
 
     async fn snapshot(c: &mut DeliveryServiceClient<Channel>, ep: &str) -> String {

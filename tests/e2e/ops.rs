@@ -24,15 +24,14 @@ async fn scrape(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_families_exist_per_service_and_move_with_traffic() {
-    let Split { nats: _nats, db: _db, subscriptions, ingest, delivery } =
-        split(&[("HOOKLINE_RETRY_SCHEDULE", "0s,1s"), ("HOOKLINE_BREAKER_THRESHOLD", "100")]).await;
+    let s = split(&[("HOOKLINE_RETRY_SCHEDULE", "0s,1s"), ("HOOKLINE_BREAKER_THRESHOLD", "100")]).await;
+    let Split { subscriptions, ingest, delivery, .. } = &s;
     let ok = Receiver::start().await;
     let failing = Receiver::start().await;
     failing.set_default(500);
-    let mut subs = subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
-    endpoint(&mut subs, "acme", &ok.url(), &[], PayloadLayout::Envelope).await;
-    endpoint(&mut subs, "acme", &failing.url(), &["customer.created"], PayloadLayout::Envelope).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
+    s.create_endpoint("acme", &ok.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &failing.url(), &["customer.created"], PayloadLayout::Envelope).await;
 
     let before = (scrape(&ingest.http_url()).await, scrape(&delivery.http_url()).await);
     let mut client = ingest.ingest_client().await;
@@ -91,11 +90,11 @@ async fn metrics_families_exist_per_service_and_move_with_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_id_follows_an_event_through_all_three_services() {
-    let Split { nats, db: _db, subscriptions, ingest, delivery } = split(&[("HOOKLINE_LOG_FORMAT", "json")]).await;
+    let s = split(&[("HOOKLINE_LOG_FORMAT", "json")]).await;
+    let Split { subscriptions, ingest, delivery, .. } = &s;
     let receiver = Receiver::start().await;
-    let mut subs = subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let mut req = tonic::Request::new(json_request("acme", &fresh("customer.created")));
@@ -105,18 +104,14 @@ async fn one_trace_id_follows_an_event_through_all_three_services() {
     let sent = got[0].header("traceparent").unwrap();
     assert!(sent.starts_with(&format!("00-{trace_id}-")), "the webhook request continues the trace: {sent}");
 
-    let outcome = eventually(Duration::from_secs(10), "outcome", || {
-        let (nats, subject) = (&nats, format!("hookline.outcomes.acme.{ep}"));
-        async move { Ok(read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await.into_iter().next()) }
+    let outcome = eventually(Duration::from_secs(10), "outcome", || async {
+        Ok(s.outcomes("acme", &ep).await.into_iter().next())
     })
     .await
     .unwrap();
     assert_eq!(outcome["trace_id"], trace_id, "the attempt record carries the trace id");
     // And the delivery log shows it.
-    let log =
-        hookline_proto::delivery::v1::delivery_service_client::DeliveryServiceClient::connect(delivery.grpc_url())
-            .await
-            .unwrap();
+    let log = s.delivery_client().await;
     let attempt_trace = eventually(Duration::from_secs(10), "the log row", || {
         let mut log = log.clone();
         let ep = ep.clone();
@@ -183,8 +178,8 @@ async fn prom_query(base: &str, expr: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let Split { nats: _nats, db: _db, subscriptions, ingest, delivery } =
-        split(&[("HOOKLINE_RETRY_SCHEDULE", "0s,1s")]).await;
+    let s = split(&[("HOOKLINE_RETRY_SCHEDULE", "0s,1s")]).await;
+    let Split { subscriptions, ingest, delivery, .. } = &s;
 
     let dir = std::env::temp_dir().join(format!("hookline-prom-{}", hookline_e2e::free_port()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -224,11 +219,10 @@ async fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus() {
     failing.set_default(500);
     let gone = Receiver::start().await;
     gone.set_default(410);
-    let mut subs = subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
-    endpoint(&mut subs, "acme", &ok.url(), &[], PayloadLayout::Envelope).await;
-    endpoint(&mut subs, "acme", &failing.url(), &["customer.updated"], PayloadLayout::Envelope).await;
-    endpoint(&mut subs, "acme", &gone.url(), &["customer.deleted"], PayloadLayout::Envelope).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
+    s.create_endpoint("acme", &ok.url(), &[], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &failing.url(), &["customer.updated"], PayloadLayout::Envelope).await;
+    s.create_endpoint("acme", &gone.url(), &["customer.deleted"], PayloadLayout::Envelope).await;
     let mut client = ingest.ingest_client().await;
     for t in ["customer.created", "customer.updated", "customer.deleted", "customer.updated"] {
         client.publish(json_request("acme", &fresh(t))).await.unwrap();
@@ -298,9 +292,8 @@ async fn spans_are_exported_to_an_otlp_collector_when_configured() {
     let otlp = collector.url().trim_end_matches("/hook").to_owned();
     let s = stack_with(&[("HOOKLINE_OTLP_ENDPOINT", &otlp)]).await;
     let receiver = Receiver::start().await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let mut req = tonic::Request::new(json_request("acme", &fresh("customer.created")));
     req.metadata_mut().insert("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01").parse().unwrap());

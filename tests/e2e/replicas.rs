@@ -236,7 +236,7 @@ async fn a_change_acknowledged_by_one_subscriptions_replica_is_seen_by_the_other
 async fn a_recover_job_survives_a_crash_and_a_second_run_sends_nothing_twice() {
     let mut s = stack_with(&[("HOOKLINE_DELIVERY_CONCURRENCY", "16"), ("HOOKLINE_ENDPOINT_CONCURRENCY", "8")]).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
     let receiver = Receiver::start().await;
     let ep = subs
         .create_endpoint(spb::CreateEndpointRequest {
@@ -252,10 +252,9 @@ async fn a_recover_job_survives_a_crash_and_a_second_run_sends_nothing_twice() {
     // Missed while the endpoint was disabled: logged as failed, not sent.
     let since = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
     let n = 1000;
-    let mut ingest = s.hookline.ingest_client().await;
     for _ in 0..n / 500 {
         let events = (0..500).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-        ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+        s.publish_batch(events).await;
     }
     let log = DeliveryServiceClient::new(s.hookline.channel().await);
     let missed = failed_deliveries(&log, &ep, n).await;

@@ -13,7 +13,7 @@ async fn auth_header_value_reaches_the_receiver_and_no_log_or_api_output() {
     let s = stack_with(&[("HOOKLINE_LOG", "debug")]).await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let created = subs
         .create_endpoint(spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
@@ -58,8 +58,7 @@ async fn auth_header_value_reaches_the_receiver_and_no_log_or_api_output() {
         assert!(o.contains("Ocp-Apim-Subscription-Key") && o.contains("********"), "{o}");
     }
 
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &example("appointment.booking.created"))).await.unwrap();
+    s.publish_json("acme", &example("appointment.booking.created")).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     let sent = got[0].headers.iter().find(|(k, _)| k == "ocp-apim-subscription-key").map(|(_, v)| v.as_str());
     assert_eq!(sent, Some(VALUE));
@@ -86,8 +85,8 @@ async fn rotation_signs_with_old_and_new_during_the_grace_period() {
     let s = stack().await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    let (ep, old) = endpoint(&mut subs, "acme", &receiver.url(), &[], spb::PayloadLayout::Envelope).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    let (ep, old) = s.create_endpoint("acme", &receiver.url(), &[], spb::PayloadLayout::Envelope).await;
     let rotate = |grace: u32| spb::RotateEndpointSecretRequest {
         tenant_id: "acme".into(),
         endpoint_id: ep.clone(),
@@ -96,8 +95,7 @@ async fn rotation_signs_with_old_and_new_during_the_grace_period() {
     };
     let new = subs.rotate_endpoint_secret(rotate(3600)).await.unwrap().into_inner().secret;
     assert_ne!(new, old);
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &example("customer.created"))).await.unwrap();
+    s.publish_json("acme", &example("customer.created")).await;
     let r = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap().remove(0);
     assert_eq!(r.header("webhook-signature").unwrap().split(' ').count(), 2);
     assert!(r.verify(&old), "a receiver with only the old secret accepts");
@@ -134,7 +132,7 @@ async fn rotation_signs_with_old_and_new_during_the_grace_period() {
     // Rotating again without grace: the replaced secret stops at once; the
     // first one is still inside its own hour of grace.
     let newest = subs.rotate_endpoint_secret(rotate(0)).await.unwrap().into_inner().secret;
-    ingest.publish(json_request("acme", &example("customer.updated"))).await.unwrap();
+    s.publish_json("acme", &example("customer.updated")).await;
     let r = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap().remove(1);
     assert!(r.verify(&newest));
     assert!(!r.verify(&new), "a secret rotated away without grace no longer signs");
@@ -177,7 +175,7 @@ async fn secrets_are_sealed_in_the_nats_store_and_absent_from_postgres() {
     let mut s = stack_with(&[("HOOKLINE_MASTER_KEY", &k1)]).await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let ep = subs
         .create_endpoint(spb::CreateEndpointRequest {
             tenant_id: "acme".into(),
@@ -195,8 +193,7 @@ async fn secrets_are_sealed_in_the_nats_store_and_absent_from_postgres() {
         .unwrap()
         .into_inner()
         .secret;
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    s.publish_json("acme", &fresh("customer.created")).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     assert!(got[0].verify(&secret), "sealed secrets still sign");
     assert_eq!(got[0].header("authorization"), Some(VALUE));
@@ -259,14 +256,12 @@ async fn read_subject_raw(nats: &hookline_e2e::NatsServer, stream: &str, subject
 /// the query values masked, except the two calls that ask to reveal them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_values_of_endpoint_urls_are_masked_in_every_output_unless_revealed() {
-    use hookline_proto::delivery::v1::{
-        DeliveryState, GetDeliveryRawRequest, ListDeliveriesRequest, delivery_service_client::DeliveryServiceClient,
-    };
+    use hookline_proto::delivery::v1::{DeliveryState, GetDeliveryRawRequest, ListDeliveriesRequest};
     const TOKEN: &str = "qtok-4b1d9e-never-show-me";
     let s = stack_with(&[("HOOKLINE_LOG", "debug")]).await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let url = format!("{}?code={TOKEN}&v=2", receiver.url());
     let masked = format!("{}?code=********&v=********", receiver.url());
     let created = subs
@@ -318,13 +313,12 @@ async fn query_values_of_endpoint_urls_are_masked_in_every_output_unless_reveale
     outputs.push(format!("{updated:?}"));
     assert_eq!(subs.get_endpoint(get(true)).await.unwrap().into_inner().url, url, "the stored URL is kept");
 
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &example("appointment.booking.created"))).await.unwrap();
+    s.publish_json("acme", &example("appointment.booking.created")).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     assert_eq!(got[0].query.as_deref(), Some(format!("code={TOKEN}&v=2").as_str()), "the receiver gets the query");
 
     // The delivery log's Raw masks it too, unless asked.
-    let mut log = DeliveryServiceClient::connect(s.hookline.grpc_url()).await.unwrap();
+    let mut log = s.delivery_client().await;
     let delivery = hookline_e2e::eventually(Duration::from_secs(20), "the delivery is logged", || {
         let (mut log, ep) = (log.clone(), ep.clone());
         async move {
@@ -386,7 +380,7 @@ async fn every_header_hookline_sends_is_refused_as_an_auth_header_name() {
     let s = stack().await;
     let receiver = Receiver::start().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
     subs.create_endpoint(spb::CreateEndpointRequest {
         tenant_id: "acme".into(),
         url: receiver.url(),
@@ -395,8 +389,7 @@ async fn every_header_hookline_sends_is_refused_as_an_auth_header_name() {
     })
     .await
     .unwrap();
-    let mut ingest = s.hookline.ingest_client().await;
-    ingest.publish(json_request("acme", &example("appointment.booking.created"))).await.unwrap();
+    s.publish_json("acme", &example("appointment.booking.created")).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     let names: Vec<&str> = got[0].headers.iter().map(|(k, _)| k.as_str()).filter(|k| *k != "x-api-key").collect();
     for expected in ["accept", "content-length", "content-type", "host", "traceparent", "user-agent", "webhook-id"] {

@@ -23,7 +23,7 @@ async fn projected_endpoints(pool: &sqlx::PgPool, tenant: &str) -> i64 {
 async fn plan_limit_holds_under_20_concurrent_creates_and_projections_rebuild() {
     let mut s = stack().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
 
     let creates = (0..20).map(|i| {
         let mut c = subs.clone();
@@ -88,7 +88,7 @@ async fn plan_limit_holds_under_20_concurrent_creates_and_projections_rebuild() 
 async fn endpoint_rules_and_resolve_freshness() {
     let s = stack().await;
     let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Business, true).await;
+    s.create_tenant("acme", Plan::Business, true).await;
     let bad = |url: &str, name: &str, types: Vec<&str>| CreateEndpointRequest {
         tenant_id: "acme".into(),
         url: url.into(),
@@ -115,7 +115,7 @@ async fn endpoint_rules_and_resolve_freshness() {
     assert!(err.is_ok());
 
     let (ep, _) =
-        endpoint(&mut subs, "acme", "https://erp.example.com/h", &["customer.created"], PayloadLayout::Flat).await;
+        s.create_endpoint("acme", "https://erp.example.com/h", &["customer.created"], PayloadLayout::Flat).await;
     let resolve = |t: &str| ResolveRequest { tenant_id: "acme".into(), event_type: t.into(), ..Default::default() };
     let r = subs.resolve(resolve("customer.created")).await.unwrap().into_inner();
     assert!(r.endpoints.iter().any(|e| e.endpoint_id == ep));

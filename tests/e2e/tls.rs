@@ -188,13 +188,12 @@ async fn bad_tls_settings_stop_start_up_with_the_key_named() {
 async fn https_receivers_get_http2_when_they_offer_it_and_http1_otherwise() {
     let ca = fixture("ca.pem");
     let s = stack_with(&[("SSL_CERT_FILE", ca.as_str())]).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", spb::Plan::Enterprise, true).await;
+    s.create_tenant("acme", spb::Plan::Enterprise, true).await;
     let h2 = Receiver::start_tls(&[b"h2", b"http/1.1"]).await;
     let h1 = Receiver::start_tls(&[b"http/1.1"]).await;
     assert!(h2.url().starts_with("https://127.0.0.1:"));
-    let (_, h2_secret) = endpoint(&mut subs, "acme", &h2.url(), &[], spb::PayloadLayout::Envelope).await;
-    let (_, h1_secret) = endpoint(&mut subs, "acme", &h1.url(), &[], spb::PayloadLayout::Envelope).await;
+    let (_, h2_secret) = s.create_endpoint("acme", &h2.url(), &[], spb::PayloadLayout::Envelope).await;
+    let (_, h1_secret) = s.create_endpoint("acme", &h1.url(), &[], spb::PayloadLayout::Envelope).await;
 
     let mut ingest = s.hookline.ingest_client().await;
     for _ in 0..5 {
