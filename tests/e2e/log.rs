@@ -559,7 +559,7 @@ async fn a_date_range_lists_exactly_the_deliveries_created_in_it_on_every_page()
     tenant(&mut subs, "acme", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
     let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
-    let mut c = delivery_client(&s).await;
+    let mut c = s.delivery_client().await;
     publish_n(&s, "acme", 3).await;
     let earlier = settled(&mut c, "acme", &ep, 3).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
