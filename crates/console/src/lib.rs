@@ -53,11 +53,18 @@ impl FrameAncestors {
     }
 }
 
+/// An entry of `HOOKLINE_CONSOLE_FRAME_ANCESTORS` that is no origin.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`{0}` is not an origin: write scheme and host, e.g. `https://admin.example.com` or `http://localhost:3000`, without a path"
+)]
+pub struct NotAnOrigin(pub String);
+
 impl FromStr for FrameAncestors {
-    type Err = String;
+    type Err = NotAnOrigin;
     /// Origins separated by spaces or commas, each `http(s)://host[:port]`
     /// with no path; `""` for none.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, NotAnOrigin> {
         let mut origins = Vec::new();
         for origin in s.split([' ', ',']).map(str::trim).filter(|o| !o.is_empty()) {
             let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
@@ -67,9 +74,7 @@ impl FromStr for FrameAncestors {
                     && !host.starts_with(':')
             });
             if !valid {
-                return Err(format!(
-                    "`{origin}` is not an origin: write scheme and host, e.g. `https://admin.example.com` or `http://localhost:3000`, without a path"
-                ));
+                return Err(NotAnOrigin(origin.to_owned()));
             }
             origins.push(origin.to_owned());
         }

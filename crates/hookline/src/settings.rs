@@ -68,6 +68,10 @@ pub enum SettingError {
          calls the services with it (only `hookline dev` runs its console without one)"
     )]
     ConsoleTokenRequired,
+    #[error("HOOKLINE_CONSOLE_FRAME_ANCESTORS: {0}")]
+    FrameAncestors(#[source] hookline_console::NotAnOrigin),
+    #[error("HOOKLINE_CONSOLE_PUBLIC_URL: `{0}` must start with https:// or http://")]
+    PublicUrl(String),
     #[error(transparent)]
     MasterKey(#[from] KeyError),
     #[error(transparent)]
@@ -341,16 +345,16 @@ pub struct DeliveryArgs {
     pub archive_interval: Duration,
 }
 
-fn frame_ancestors(s: &str) -> Result<hookline_console::FrameAncestors, String> {
-    s.parse().map_err(|e| format!("HOOKLINE_CONSOLE_FRAME_ANCESTORS: {e}"))
+fn frame_ancestors(s: &str) -> Result<hookline_console::FrameAncestors, SettingError> {
+    s.parse().map_err(SettingError::FrameAncestors)
 }
 
-fn public_url(s: &str) -> Result<String, String> {
+fn public_url(s: &str) -> Result<String, SettingError> {
     let s = s.trim().trim_end_matches('/');
     if s.starts_with("https://") || s.starts_with("http://") {
         Ok(s.to_owned())
     } else {
-        Err(format!("HOOKLINE_CONSOLE_PUBLIC_URL: `{s}` must start with https:// or http://"))
+        Err(SettingError::PublicUrl(s.to_owned()))
     }
 }
 
