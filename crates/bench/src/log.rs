@@ -38,7 +38,7 @@ pub struct Args {
 
 /// Rows of a `--quick` run.
 const QUICK_ROWS: usize = 100_000;
-/// The console's endpoint view, every variant, at p99 (issue 19).
+/// The console's endpoint view, every variant, at p99: the target the page is held to.
 const VIEW_TARGET_MS: f64 = 50.0;
 
 const TENANT: &str = "bench";
