@@ -10,7 +10,7 @@ use maud::{Markup, html};
 
 use super::{
     layout, notice_text, q, state_name,
-    tenant::{WINDOWS, stats_cell, target},
+    tenant::{WINDOWS, per_window, stats_cell, target},
     when,
 };
 use crate::web::{Ctx, Fields, PageError, Posted, Query, see_other};
@@ -70,46 +70,46 @@ async fn render(
     let event_type = EventType::parse(q.get("type")).map(|t| t.as_str().to_owned()).unwrap_or_default();
     let filtered = !states.is_empty() || !event_type.is_empty() || !from.is_empty() || !to.is_empty();
     let page_token = q.get("page").to_owned();
-    let log = ctx
-        .app
-        .backend
-        .delivery()
-        .list_deliveries(dpb::ListDeliveriesRequest {
-            tenant_id: tenant.to_string(),
-            endpoint_id: e.id.clone(),
-            states,
-            event_type: event_type.clone(),
-            created_after: from,
-            created_before: to,
-            replayed: None,
-            page_size: PAGE_SIZE,
-            page_token: page_token.clone(),
-            test: None,
-        })
-        .await?
-        .into_inner();
-    let job = match q.get("job") {
-        "" => None,
-        id => ctx
-            .app
-            .backend
-            .delivery()
-            .get_recover_job(dpb::GetRecoverJobRequest { tenant_id: tenant.to_string(), job_id: id.to_owned() })
-            .await
-            .ok()
-            .map(|j| j.into_inner()),
+    let mut log_client = ctx.app.backend.delivery();
+    let log = log_client.list_deliveries(dpb::ListDeliveriesRequest {
+        tenant_id: tenant.to_string(),
+        endpoint_id: e.id.clone(),
+        states,
+        event_type: event_type.clone(),
+        created_after: from,
+        created_before: to,
+        replayed: None,
+        page_size: PAGE_SIZE,
+        page_token: page_token.clone(),
+        test: None,
+    });
+    let job = async {
+        match q.get("job") {
+            "" => None,
+            id => ctx
+                .app
+                .backend
+                .delivery()
+                .get_recover_job(dpb::GetRecoverJobRequest { tenant_id: tenant.to_string(), job_id: id.to_owned() })
+                .await
+                .ok()
+                .map(|j| j.into_inner()),
+        }
     };
     // Statistics may be unavailable (Postgres down): the page shows the rest.
-    let mut stats = Vec::new();
-    for (window, label) in WINDOWS {
+    let stats = per_window(|window| {
+        let mut delivery = ctx.app.backend.delivery();
         let request = dpb::GetEndpointStatsRequest {
             tenant_id: tenant.to_string(),
             endpoint_id: e.id.clone(),
             window: window.into(),
         };
-        let answer = ctx.app.backend.delivery().get_endpoint_stats(request).await.ok().map(|s| s.into_inner());
-        stats.push((label, answer));
-    }
+        async move { delivery.get_endpoint_stats(request).await.ok().map(|s| s.into_inner()) }
+    });
+    // The log, the recover job and the statistics are asked for at once.
+    let (log, job, stats) = tokio::join!(log, job, stats);
+    let log = log?.into_inner();
+    let stats: Vec<_> = WINDOWS.iter().map(|(_, label)| *label).zip(stats).collect();
     let base = format!("/t/{tenant}/endpoints/{}", e.id);
     let filters = filter_query(q);
     let live = page_token.is_empty() && !filtered;

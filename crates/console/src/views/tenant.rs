@@ -14,6 +14,14 @@ use crate::web::{Ctx, PageError, Posted, Query, see_other};
 pub const WINDOWS: [(dpb::StatsWindow, &str); 3] =
     [(dpb::StatsWindow::Last24h, "24 h"), (dpb::StatsWindow::Last7d, "7 d"), (dpb::StatsWindow::Last30d, "30 d")];
 
+/// `call` for each of [`WINDOWS`], all at once: a page waits for the
+/// slowest statistics query, not for the three in turn.
+pub async fn per_window<T, F: Future<Output = T>>(call: impl Fn(dpb::StatsWindow) -> F) -> [T; 3] {
+    let [a, b, c] = WINDOWS.map(|(window, _)| call(window));
+    let (a, b, c) = tokio::join!(a, b, c);
+    [a, b, c]
+}
+
 pub async fn view(ctx: Ctx, Path(tenant): Path<String>, Query(q): Query) -> Result<Response, PageError> {
     let tenant = ctx.tenant(&tenant)?;
     let mut subs = ctx.app.backend.subscriptions();
@@ -22,18 +30,15 @@ pub async fn view(ctx: Ctx, Path(tenant): Path<String>, Query(q): Query) -> Resu
         subs.list_endpoints(spb::ListEndpointsRequest { tenant_id: tenant.to_string() }).await?.into_inner().endpoints;
     // Statistics come from Postgres, which may lag or be down: the page
     // shows the endpoints anyway and says the numbers are unavailable.
-    let mut stats: Vec<Option<HashMap<String, dpb::Stats>>> = Vec::new();
-    for (window, _) in WINDOWS {
-        let answer = ctx
-            .app
-            .backend
-            .delivery()
-            .get_tenant_stats(dpb::GetTenantStatsRequest { tenant_id: tenant.to_string(), window: window.into() })
-            .await;
-        stats.push(
-            answer.ok().map(|s| s.into_inner().endpoints.into_iter().map(|e| (e.endpoint_id.clone(), e)).collect()),
-        );
-    }
+    let stats: [Option<HashMap<String, dpb::Stats>>; 3] = per_window(|window| {
+        let (mut delivery, tenant_id) = (ctx.app.backend.delivery(), tenant.to_string());
+        async move {
+            let answer =
+                delivery.get_tenant_stats(dpb::GetTenantStatsRequest { tenant_id, window: window.into() }).await;
+            answer.ok().map(|s| s.into_inner().endpoints.into_iter().map(|e| (e.endpoint_id.clone(), e)).collect())
+        }
+    })
+    .await;
     let at_limit = t.endpoint_count >= t.endpoint_limit;
     let base = format!("/t/{tenant}");
     let body = html! {
