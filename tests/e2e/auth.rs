@@ -16,11 +16,10 @@ use crate::common::*;
 const OPERATOR: &str = "op-token-for-tests-7f3a";
 
 fn with<T>(msg: T, token: Option<&str>) -> Request<T> {
-    let mut r = Request::new(msg);
-    if let Some(t) = token {
-        r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+    match token {
+        Some(t) => with_bearer(msg, t),
+        None => Request::new(msg),
     }
-    r
 }
 
 fn denied<T: std::fmt::Debug>(what: &str, r: Result<tonic::Response<T>, Status>, codes: &[Code]) {

@@ -131,6 +131,13 @@ pub fn json_request(tenant: &str, event: &Value) -> PublishRequest {
     PublishRequest { tenant_id: tenant.into(), payload: Some(P::Json(event.to_string())), ..Default::default() }
 }
 
+/// `msg` as a gRPC request carrying `authorization: Bearer <token>`.
+pub fn with_bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
 pub async fn tenant(c: &mut SubscriptionServiceClient<Channel>, id: &str, plan: spb::Plan, on: bool) {
     c.create_tenant(spb::CreateTenantRequest { tenant_id: id.into(), plan: plan.into(), webhooks_enabled: on })
         .await

@@ -23,9 +23,7 @@ async fn console_stack() -> Stack {
 }
 
 fn op<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-    r
+    with_bearer(msg, TOKEN)
 }
 
 async fn operator(s: &Stack) -> ConsoleClient {

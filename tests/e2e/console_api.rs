@@ -15,13 +15,7 @@ use crate::common::*;
 const OPERATOR: &str = "op-token-for-console-tests-5d1c";
 
 fn as_operator<T>(msg: T) -> Request<T> {
-    bearer(msg, OPERATOR)
-}
-
-fn bearer<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
+    with_bearer(msg, OPERATOR)
 }
 
 fn refused<T: std::fmt::Debug>(what: &str, r: Result<tonic::Response<T>, Status>, code: Code) -> String {
@@ -139,11 +133,11 @@ async fn operators_search_and_page_tenants_by_id_and_tenant_keys_are_denied_ever
         .unwrap()
         .into_inner();
     let q = spb::ListTenantsRequest::default();
-    refused("ListTenants with a key", subs.list_tenants(bearer(q, &key)).await, Code::PermissionDenied);
+    refused("ListTenants with a key", subs.list_tenants(with_bearer(q, &key)).await, Code::PermissionDenied);
     let r = spb::CreatePortalLinkRequest { tenant_id: "clinic-bern".into(), ttl_seconds: 0 };
-    refused("CreatePortalLink with a key", subs.create_portal_link(bearer(r, &key)).await, Code::PermissionDenied);
+    refused("CreatePortalLink with a key", subs.create_portal_link(with_bearer(r, &key)).await, Code::PermissionDenied);
     let r = spb::RedeemPortalLinkRequest { token: link.token.clone() };
-    refused("RedeemPortalLink with a key", subs.redeem_portal_link(bearer(r, &key)).await, Code::PermissionDenied);
+    refused("RedeemPortalLink with a key", subs.redeem_portal_link(with_bearer(r, &key)).await, Code::PermissionDenied);
     let r = spb::RedeemPortalLinkRequest { token: link.token };
     refused("RedeemPortalLink without a token", subs.redeem_portal_link(r).await, Code::Unauthenticated);
 }
@@ -307,7 +301,7 @@ async fn portal_links_survive_restarts_and_rotations_when_a_master_key_or_operat
         dev_on(&s, &[("HOOKLINE_OPERATOR_TOKEN", ROTATED), ("HOOKLINE_OPERATOR_TOKEN_PREVIOUS", OPERATOR)]).await;
     let mut subs = rotated.subscriptions_client().await;
     let redeemed =
-        subs.redeem_portal_link(bearer(spb::RedeemPortalLinkRequest { token: before.token.clone() }, ROTATED));
+        subs.redeem_portal_link(with_bearer(spb::RedeemPortalLinkRequest { token: before.token.clone() }, ROTATED));
     assert_eq!(redeemed.await.unwrap().into_inner().tenant_id, "acme");
     drop(rotated);
 
@@ -519,9 +513,9 @@ async fn test_events_are_refused_with_the_field_named_for_unknown_types_and_endp
         .unwrap()
         .into_inner()
         .key;
-    let r = log.send_test_event(bearer(send_test("acme", &ep, "customer.created"), &key)).await;
+    let r = log.send_test_event(with_bearer(send_test("acme", &ep, "customer.created"), &key)).await;
     refused("another tenant's key", r, Code::NotFound);
-    let r = log.send_test_event(bearer(send_test("other", &ep, "customer.created"), &key)).await;
+    let r = log.send_test_event(with_bearer(send_test("other", &ep, "customer.created"), &key)).await;
     refused("the endpoint under the key's own tenant", r, Code::NotFound);
 
     // Disabled: refused, naming why; its own tenant's key may send once enabled.
@@ -561,7 +555,7 @@ async fn test_events_are_refused_with_the_field_named_for_unknown_types_and_endp
         .unwrap()
         .into_inner()
         .key;
-    log.send_test_event(bearer(send_test("acme", &ep, "customer.created"), &acme_key)).await.unwrap();
+    log.send_test_event(with_bearer(send_test("acme", &ep, "customer.created"), &acme_key)).await.unwrap();
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     assert_eq!(got[0].header("hookline-test"), Some("true"));
     assert_eq!(receiver.count(), 1, "only the accepted test was sent");

@@ -25,9 +25,7 @@ const HEADER_VALUE: &str = "Bearer hv-never-shown-8d2f6a";
 
 /// A gRPC request carrying the operator token.
 fn op<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {OPERATOR}").parse().unwrap());
-    r
+    with_bearer(msg, OPERATOR)
 }
 
 async fn console(env: &[(&str, &str)]) -> (Stack, String) {
