@@ -81,12 +81,15 @@ struct Losses {
 }
 
 /// Ids of the events `HOOKLINE_EVENTS` holds, read through an ephemeral
-/// consumer that acknowledges nothing.
+/// consumer that acknowledges nothing. Reading ends when the consumer has
+/// nothing pending, not at the first empty fetch: right after the faults a
+/// fetch can come back empty while a leader settles, which read as "the
+/// stream holds nothing".
 async fn event_ids_in_stream(cluster: &NatsCluster) -> anyhow::Result<HashSet<String>> {
     use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
     use futures_util::StreamExt;
     let js = async_nats::jetstream::new(cluster.client().await?);
-    let consumer = js
+    let mut consumer = js
         .get_stream("HOOKLINE_EVENTS")
         .await?
         .create_consumer(pull::Config {
@@ -95,19 +98,24 @@ async fn event_ids_in_stream(cluster: &NatsCluster) -> anyhow::Result<HashSet<St
             ..Default::default()
         })
         .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut ids = HashSet::new();
     loop {
-        let before = ids.len();
         let mut batch = consumer.fetch().max_messages(10_000).expires(Duration::from_secs(1)).messages().await?;
-        while let Some(Ok(m)) = batch.next().await {
+        while let Some(m) = batch.next().await {
+            // A fetch that fails part way is read again from where the
+            // consumer stands, so its error only ends this batch.
+            let Ok(m) = m else { break };
             // The header ingest stamps every event with (`EVENT_ID_HEADER`).
             if let Some(id) = m.headers.as_ref().and_then(|h| h.get("Hookline-Event-Id")) {
                 ids.insert(id.as_str().to_owned());
             }
         }
-        if ids.len() == before {
+        let pending = consumer.info().await?.num_pending;
+        if pending == 0 {
             return Ok(ids);
         }
+        anyhow::ensure!(Instant::now() < deadline, "still {pending} messages pending after 60 s; read {}", ids.len());
     }
 }
 
