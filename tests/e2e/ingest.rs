@@ -195,9 +195,15 @@ async fn bursts_over_the_tenant_rate_are_refused_or_delayed_never_dropped() {
     s.create_tenant("calm", Plan::Basic, true).await;
     let mut ingest = s.hookline.ingest_client().await;
     let (mut accepted, mut refused) = (0, 0);
-    for _ in 0..6 {
+    // The six batches go at once: sent one after another on a loaded
+    // machine, they take long enough for the bucket to refill.
+    let batches = (0..6).map(|_| {
+        let mut ingest = ingest.clone();
         let events = (0..50).map(|_| json_request("acme", &fresh("customer.created"))).collect();
-        match ingest.publish_batch(PublishBatchRequest { events }).await {
+        async move { ingest.publish_batch(PublishBatchRequest { events }).await }
+    });
+    for answer in futures_util::future::join_all(batches).await {
+        match answer {
             Ok(r) => accepted += r.into_inner().results.len(),
             Err(e) => {
                 assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
