@@ -82,9 +82,13 @@ async fn a_retry_due_later_waits_in_the_retry_store_holds_no_ack_pending_slot_an
     let js = s.nats.jetstream().await;
     s.publish_json("acme", &fresh("customer.updated")).await;
 
+    // The retry due in about 1 s waits on the workers' consumer, as before.
+    rx.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 0, "a retry due soon is not in the retry store");
+    assert_eq!(workers_ack_pending(&js).await, 1, "a retry due soon waits on the workers' consumer");
     rx.wait_for(2, Duration::from_secs(20)).await.unwrap();
     let second_failed = Instant::now();
-    assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 0, "the 1 s retry did not go to the retry store");
     retries_waiting(&js, 1, Duration::from_secs(5)).await;
     let subjects = retry_subjects(&js).await;
     let due: u64 = subjects[0].split('.').nth(2).unwrap().parse().unwrap();
@@ -115,7 +119,12 @@ async fn a_retry_due_later_waits_in_the_retry_store_holds_no_ack_pending_slot_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_waiting_while_the_delivery_process_is_killed_are_delivered_exactly_once_after_restart() {
     const EVENTS: usize = 30;
-    let mut s = stack_with(&[("HOOKLINE_RETRY_SCHEDULE", "0s,4s"), ("HOOKLINE_RETRY_STORE_AFTER", "2s")]).await;
+    let mut s = stack_with(&[
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,4s"),
+        ("HOOKLINE_RETRY_STORE_AFTER", "2s"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "100000"),
+    ])
+    .await;
     let rx = Receiver::with_script(vec![Reply::new(500); EVENTS]).await;
     s.create_tenant("acme", Plan::Professional, true).await;
     s.create_endpoint("acme", &rx.url(), &[], PayloadLayout::Envelope).await;
@@ -179,4 +188,71 @@ async fn two_delivery_processes_moving_the_same_seconds_deliver_each_retry_exact
     }
     eprintln!("retries moved by each delivery process (repeats included): {moved:?}");
     assert!(moved.iter().sum::<f64>() >= EVENTS as f64, "every retry was moved: {moved:?}");
+}
+
+/// nats-server's resident memory, from /proc.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim_end_matches("kB").trim().parse().unwrap();
+    kib / 1024.0
+}
+
+/// The cost of retries waiting, for BENCHMARKS.md: `HOOKLINE_MEASURE_RETRIES`
+/// deliveries (100,000 by default) fail once and wait for a retry two hours
+/// away; then nats-server's RSS and the `workers` consumer's ack-pending
+/// count are printed. Run it against another build with `HOOKLINE_BIN` to
+/// compare (the retry store disabled in effect: a build without it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: minutes of load; run it by name"]
+async fn measure_what_waiting_retries_cost_nats_and_the_workers_consumer() {
+    let n: usize = std::env::var("HOOKLINE_MEASURE_RETRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    const ENDPOINTS: usize = 10;
+    let s = stack_with(&[
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,2h"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "100000000"),
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "64"),
+        ("HOOKLINE_TENANT_RATE", "0"),
+        ("HOOKLINE_LOG", "warn"),
+    ])
+    .await;
+    let pid = s.nats.pid().unwrap();
+    let rx = Receiver::start().await;
+    rx.set_default(500);
+    s.create_tenant("acme", Plan::Enterprise, true).await;
+    for _ in 0..ENDPOINTS {
+        s.create_endpoint("acme", &rx.url(), &[], PayloadLayout::Envelope).await;
+    }
+    let js = s.nats.jetstream().await;
+    let idle = rss_mib(pid);
+    let started = Instant::now();
+    let events = n.div_ceil(ENDPOINTS);
+    let mut ingest = s.hookline.ingest_client().await;
+    for chunk in (0..events).collect::<Vec<_>>().chunks(500) {
+        let events = chunk.iter().map(|_| json_request("acme", &fresh("customer.updated"))).collect();
+        ingest.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
+    }
+    let deliveries = (events * ENDPOINTS) as u64;
+    eventually(Duration::from_secs(1800), "every first attempt recorded", || async {
+        (messages(&js, "HOOKLINE_OUTCOMES").await >= deliveries).then_some(())
+    })
+    .await
+    .unwrap();
+    let attempted = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (retry, dispatch) = (messages(&js, "HOOKLINE_RETRY").await, messages(&js, "HOOKLINE_DISPATCH").await);
+    let ack_pending = workers_ack_pending(&js).await;
+    let waiting_rss = rss_mib(pid);
+    // A minute on: what the waiting costs while nothing else happens.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let later_rss = rss_mib(pid);
+    let later_ack_pending = workers_ack_pending(&js).await;
+    let requests = rx.count();
+    eprintln!(
+        "waiting retries: {deliveries} deliveries failed once in {attempted:.0?} ({requests} requests); \
+         HOOKLINE_RETRY {retry} messages, HOOKLINE_DISPATCH {dispatch}; workers num_ack_pending {ack_pending} \
+         (a minute later {later_ack_pending}); nats-server RSS idle {idle:.0} MiB, with the retries waiting \
+         {waiting_rss:.0} MiB, a minute later {later_rss:.0} MiB"
+    );
+    assert!(requests as u64 >= deliveries);
 }
