@@ -213,7 +213,7 @@ async fn measure_what_waiting_retries_cost_nats_and_the_workers_consumer() {
         ("HOOKLINE_BREAKER_THRESHOLD", "100000000"),
         ("HOOKLINE_ENDPOINT_CONCURRENCY", "64"),
         ("HOOKLINE_TENANT_RATE", "0"),
-        ("HOOKLINE_LOG", "warn"),
+        ("HOOKLINE_LOG", "warn,hookline::serve=info"),
     ])
     .await;
     let pid = s.nats.pid().unwrap();
