@@ -117,8 +117,10 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(),
         WORKERS_CONSUMER,
         pull::Config {
             ack_wait: settings.ack_wait,
-            // Deferred tasks (retry delay, busy endpoint) are pending while
-            // they wait: keep the cap far above any backlog.
+            // Tasks handed back with a delay (a retry due within
+            // HOOKLINE_RETRY_STORE_AFTER, a busy endpoint) are pending while
+            // they wait; retries due later wait in HOOKLINE_RETRY instead,
+            // so this cap is never the size of a retry backlog.
             max_ack_pending: 1_000_000,
             ..Default::default()
         },
