@@ -32,7 +32,7 @@ use serde_json::json;
 
 use crate::common::*;
 
-const STREAMS: [&str; 7] = [
+const STREAMS: [&str; 8] = [
     "HOOKLINE_INTAKE",
     "HOOKLINE_EVENTS",
     "HOOKLINE_REJECTED",
@@ -40,6 +40,7 @@ const STREAMS: [&str; 7] = [
     "HOOKLINE_DISPATCH",
     "HOOKLINE_OUTCOMES",
     "HOOKLINE_PARKED",
+    "HOOKLINE_RETRY",
 ];
 
 /// Each process gets the server list in its own order, so they spread over

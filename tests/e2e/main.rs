@@ -20,6 +20,7 @@ mod log;
 mod nats_accounts;
 mod ops;
 mod replicas;
+mod retry_store;
 mod secrets;
 mod ssrf;
 mod subscriptions;

@@ -31,6 +31,11 @@ pub const OUTCOMES_STREAM: &str = "HOOKLINE_OUTCOMES";
 /// Tasks of an endpoint that is stuck or whose breaker is open, waiting
 /// apart from the others (work queue). `hookline.parked.<tenant>.<endpoint>`.
 pub const PARKED_STREAM: &str = "HOOKLINE_PARKED";
+/// Retries due later, each under the second it is due, until the mover in
+/// every delivery process moves its second's tasks to HOOKLINE_DISPATCH
+/// (limits retention, read by subject and purged).
+/// `hookline.retry.<due second>.<tenant>.<endpoint>`.
+pub const RETRY_STREAM: &str = "HOOKLINE_RETRY";
 
 /// Durable consumer of ingest on the intake stream.
 pub const INGEST_CONSUMER: &str = "ingest";
@@ -47,6 +52,7 @@ pub const REJECTED_ALL: &str = "hookline.rejected.>";
 pub const OUTCOMES_ALL: &str = "hookline.outcomes.>";
 pub const DISPATCH_ALL: &str = "hookline.dispatch.>";
 pub const PARKED_ALL: &str = "hookline.parked.>";
+pub const RETRY_ALL: &str = "hookline.retry.>";
 
 /// JetStream's de-duplication header.
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -96,6 +102,57 @@ pub fn outcomes_subject(tenant: &TenantId, endpoint: &EndpointId) -> String {
 pub fn parked_subject(tenant: &TenantId, endpoint: &EndpointId) -> String {
     format!("hookline.parked.{}.{}", tenant.as_str(), endpoint.as_str())
 }
+/// A retry due in second `due` (Unix seconds, the bucket the mover reads
+/// once that second has passed).
+pub fn retry_subject(due: RetryBucket, tenant: &TenantId, endpoint: &EndpointId) -> String {
+    format!("hookline.retry.{}.{}.{}", due.0, tenant.as_str(), endpoint.as_str())
+}
+/// Every retry due in second `due`, whatever its tenant and endpoint.
+pub fn retry_bucket_filter(due: RetryBucket) -> String {
+    format!("hookline.retry.{}.>", due.0)
+}
+/// Every waiting retry of `tenant`, whenever due: what purging a tenant
+/// from HOOKLINE_RETRY filters on.
+pub fn retry_tenant_filter(tenant: &TenantId) -> String {
+    format!("hookline.retry.*.{}.>", tenant.as_str())
+}
+/// The tenant and endpoint tokens of `hookline.retry.<due>.<tenant>.<endpoint>`.
+pub fn retry_tenant_and_endpoint_of(subject: &str) -> Option<(&str, &str)> {
+    let mut tokens = subject.strip_prefix("hookline.retry.")?.split('.').skip(1);
+    match (tokens.next(), tokens.next(), tokens.next()) {
+        (Some(tenant), Some(endpoint), None) => Some((tenant, endpoint)),
+        _ => None,
+    }
+}
+
+/// One bucket of HOOKLINE_RETRY: the Unix second its retries are due in.
+/// It is due once it has passed, at `self + 1` s, so nothing in it is moved
+/// before its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RetryBucket(pub u64);
+
+impl RetryBucket {
+    /// The bucket of a task due at `unix_millis`.
+    pub fn of_millis(unix_millis: i64) -> Self {
+        Self(u64::try_from(unix_millis.div_euclid(1000)).unwrap_or(0))
+    }
+
+    /// The newest bucket that is due at `now_millis` (its second has passed).
+    pub fn last_due_at(now_millis: i64) -> Self {
+        Self(Self::of_millis(now_millis).0.saturating_sub(1))
+    }
+
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
+
+impl std::fmt::Display for RetryBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The durable consumer that drains one endpoint's parked tasks.
 pub fn parked_consumer(endpoint: &EndpointId) -> String {
     format!("parked_{}", endpoint.as_str())
@@ -237,12 +294,26 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
             duplicate_window: Duration::from_secs(600),
             ..base
         },
+        // No max age: a waiting retry leaves only when it is moved (or its
+        // tenant is purged). The window absorbs a retry stored twice by an
+        // attempt repeated after a lost ack.
+        RETRY_STREAM => {
+            stream::Config { subjects: vec![RETRY_ALL.into()], duplicate_window: Duration::from_secs(600), ..base }
+        }
         _ => unreachable!("unknown stream {name}"),
     }
 }
 
-pub const ALL_STREAMS: [&str; 7] =
-    [INTAKE_STREAM, EVENTS_STREAM, REJECTED_STREAM, CONFIG_STREAM, DISPATCH_STREAM, OUTCOMES_STREAM, PARKED_STREAM];
+pub const ALL_STREAMS: [&str; 8] = [
+    INTAKE_STREAM,
+    EVENTS_STREAM,
+    REJECTED_STREAM,
+    CONFIG_STREAM,
+    DISPATCH_STREAM,
+    OUTCOMES_STREAM,
+    PARKED_STREAM,
+    RETRY_STREAM,
+];
 
 /// How [`ensure_streams`] sets streams up.
 #[derive(Debug, Clone, Default)]
@@ -608,5 +679,24 @@ mod tests {
         assert_eq!(tenant_and_endpoint_of(&d), Some(("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0")));
         assert_eq!(tenant_and_endpoint_of("hookline.parked.t"), None);
         assert_eq!(tenant_and_endpoint_of("hookline.parked.t.e.x"), None);
+    }
+
+    #[test]
+    fn retry_subjects_name_the_due_second_and_purge_by_tenant() {
+        let tenant = TenantId::parse("acme-dental_01").unwrap();
+        let endpoint = EndpointId::parse("ep_01JABCDEFGHJKMNPQRSTVWXYZ0").unwrap();
+        let due = RetryBucket::of_millis(1_733_480_000_999);
+        assert_eq!(due, RetryBucket(1_733_480_000));
+        let s = retry_subject(due, &tenant, &endpoint);
+        assert_eq!(s, "hookline.retry.1733480000.acme-dental_01.ep_01JABCDEFGHJKMNPQRSTVWXYZ0");
+        assert_eq!(retry_tenant_and_endpoint_of(&s), Some(("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0")));
+        assert_eq!(retry_bucket_filter(due), "hookline.retry.1733480000.>");
+        assert_eq!(retry_tenant_filter(&tenant), "hookline.retry.*.acme-dental_01.>");
+        assert_eq!(retry_tenant_and_endpoint_of("hookline.retry.1.t"), None);
+        assert_eq!(retry_tenant_and_endpoint_of("hookline.parked.t.e"), None);
+        // A bucket is due once its whole second has passed.
+        assert_eq!(RetryBucket::last_due_at(1_733_480_001_000), due);
+        assert_eq!(RetryBucket::last_due_at(1_733_480_000_999), RetryBucket(1_733_479_999));
+        assert_eq!(due.next(), RetryBucket(1_733_480_001));
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_nats::jetstream::{
     consumer::{StreamError, pull::BatchError},
     context::PublishError,
-    stream::{ConsumerError, InfoError, RawMessageError},
+    stream::{ConsumerError, InfoError, PurgeError, RawMessageError},
 };
 
 /// A task, an outcome or a parked copy that is not stored: the message
@@ -47,6 +47,30 @@ pub enum SweepError {
     Publish(#[from] PublishError),
     #[error("no stream sequence in the reply subject")]
     NoSequence,
+}
+
+/// Why one round of moving due retries from HOOKLINE_RETRY stopped; the
+/// next round tries again from the same second.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    #[error("reading the stream state: {0}")]
+    Info(#[from] InfoError),
+    #[error("looking into a second: {0}")]
+    Look(#[from] RawMessageError),
+    #[error("creating the reader of a second: {0}")]
+    Consumer(#[from] ConsumerError),
+    #[error("reading a second: {0}")]
+    Fetch(#[from] BatchError),
+    #[error("reading a second: {0}")]
+    Read(#[source] async_nats::Error),
+    #[error("storing a task in HOOKLINE_DISPATCH: {0}")]
+    Publish(#[from] PublishError),
+    #[error("purging what was moved: {0}")]
+    Purge(#[from] PurgeError),
+    #[error("no stream sequence in the reply subject")]
+    NoSequence,
+    #[error("the batch of second {due} was read over a minute ago; reading it again")]
+    Late { due: u64 },
 }
 
 /// A `HOOKLINE_SUBSCRIPTIONS_URL` fan-out cannot make a client for.

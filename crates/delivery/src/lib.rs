@@ -9,6 +9,8 @@
 //! * [`guard`]: per-endpoint in-flight cap and circuit breaker.
 //! * [`park`]: HOOKLINE_PARKED, where a stuck or broken endpoint's tasks wait, and the sweeper
 //!   that moves them back as it recovers.
+//! * [`retry_store`]: HOOKLINE_RETRY, where retries due later wait under their due second,
+//!   and the mover that takes each second's retries to HOOKLINE_DISPATCH once it has passed.
 //! * [`sender`]: the HTTP request itself and the classification of failures.
 //! * [`mailer`]: the e-mail attempt.
 //! * [`resolve`]: fan-out's coalesced `Resolve` client.
@@ -17,8 +19,9 @@
 //! The delivery log (the gRPC `DeliveryService`, replays, recover jobs,
 //! auto-disable) is `hookline-delivery-log`, over Postgres.
 //!
-//! **Invariant:** retries live in JetStream (`Nak` with a delay), never in
-//! process memory; a task is acked only after its outcome is stored.
+//! **Invariant:** retries live in JetStream (in HOOKLINE_RETRY, or `Nak`ed
+//! with a delay when due soon), never in process memory; a task is acked
+//! only after its outcome and its next attempt's task are stored.
 //!
 //! **Invariant:** nothing here reads Postgres: endpoints come from the
 //! in-memory Directory, events from the streams. `sqlx` is not among this
@@ -30,6 +33,7 @@ pub mod guard;
 pub mod mailer;
 pub mod park;
 pub mod resolve;
+pub mod retry_store;
 pub mod sender;
 pub mod settings;
 pub mod worker;

@@ -95,6 +95,10 @@ impl FromStr for RetrySchedule {
 #[derive(Clone)]
 pub struct DeliverySettings {
     pub retry_schedule: RetrySchedule,
+    /// A retry due at least this far ahead waits in HOOKLINE_RETRY, one due
+    /// sooner in HOOKLINE_DISPATCH (`HOOKLINE_RETRY_STORE_AFTER`, see
+    /// [`crate::retry_store`]).
+    pub retry_store_after: Duration,
     /// Whole-request timeout of one attempt.
     pub request_timeout: Duration,
     /// How long JetStream waits for a worker's ack before redelivering the
@@ -130,6 +134,7 @@ impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
             retry_schedule: RetrySchedule::default(),
+            retry_store_after: Duration::from_secs(30),
             request_timeout: Duration::from_secs(15),
             ack_wait: Duration::from_secs(60),
             concurrency: 256,

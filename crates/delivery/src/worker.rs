@@ -1,10 +1,12 @@
 //! Workers: execute dispatch tasks, record outcomes, schedule retries.
 //!
 //! A retry is a new task for the next attempt, due at `not_before`, stored
-//! with the outcome before the current task is acked; until it is due it
-//! waits in JetStream (`Nak` with the remaining delay). Tasks for a busy
-//! endpoint or an open breaker are handed back the same way, so they never
-//! use up an attempt and never wait in memory.
+//! with the outcome before the current task is acked. One due at least
+//! `HOOKLINE_RETRY_STORE_AFTER` ahead waits in HOOKLINE_RETRY until the
+//! mover brings it back ([`crate::retry_store`]); one due sooner, or brought
+//! back a little early, waits in HOOKLINE_DISPATCH (`Nak` with the remaining
+//! delay). Tasks for a busy endpoint are handed back the same way, so they
+//! never use up an attempt and never wait in memory.
 
 use std::{sync::Arc, time::Duration};
 
@@ -115,8 +117,10 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(),
         WORKERS_CONSUMER,
         pull::Config {
             ack_wait: settings.ack_wait,
-            // Deferred tasks (retry delay, busy endpoint) are pending while
-            // they wait: keep the cap far above any backlog.
+            // Tasks handed back with a delay (a retry due within
+            // HOOKLINE_RETRY_STORE_AFTER, a busy endpoint) are pending while
+            // they wait; retries due later wait in HOOKLINE_RETRY instead,
+            // so this cap is never the size of a retry backlog.
             max_ack_pending: 1_000_000,
             ..Default::default()
         },
@@ -540,7 +544,8 @@ impl Worker {
             Some(task) => {
                 let payload = serde_json::to_vec(task).expect("tasks serialise").into();
                 let publish = crate::task_message(payload, Some(&trace.to_string()), task.msg_id());
-                let subject = dispatch_subject(&task.event.tenant_id, &task.endpoint_id);
+                // Due later: the retry store, so it holds no slot on `workers` while it waits.
+                let subject = crate::retry_store::next_task_subject(task, self.settings.retry_store_after);
                 Some(self.js.send_publish(subject, publish).await?)
             }
             None => None,

@@ -359,6 +359,10 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
             async move { Ok(hookline_delivery::park::run(js, directory, guard, shutdown).await?) }
         });
         tasks.spawn({
+            let (js, shutdown) = (js.clone(), shutdown.clone());
+            async move { Ok(hookline_delivery::retry_store::run(js, shutdown).await?) }
+        });
+        tasks.spawn({
             let shutdown = shutdown.clone();
             async move { Ok(hookline_delivery::worker::run(worker, shutdown).await?) }
         });

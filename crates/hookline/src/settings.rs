@@ -92,6 +92,10 @@ pub enum SettingError {
         "HOOKLINE_ACK_WAIT: must be at least 1s longer than HOOKLINE_REQUEST_TIMEOUT ({request_timeout:?}), or attempts still queued or running are handed out twice"
     )]
     AckWait { request_timeout: Duration },
+    #[error(
+        "HOOKLINE_RETRY_STORE_AFTER: must be at least 1s (a retry stored sooner could land in a second the retry mover has already passed)"
+    )]
+    RetryStoreAfter,
     #[error("HOOKLINE_ARCHIVE_AFTER: must be at least 1s")]
     ArchiveAfter,
     #[error("HOOKLINE_AUTO_DISABLE_AFTER / HOOKLINE_AUTO_DISABLE_INTERVAL: must be at least 1s / 100ms")]
@@ -302,6 +306,12 @@ pub struct DeliveryArgs {
     /// Delays before each attempt, comma separated; its length is the number of attempts.
     #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE", default_value = "0s,5s,5m,30m,2h,5h,10h,14h,20h,24h", value_parser = retry_schedule)]
     pub retry_schedule: RetrySchedule,
+    /// A retry due at least this far ahead waits in the retry store
+    /// (HOOKLINE_RETRY) until its second has passed, holding no slot on the
+    /// workers' consumer; one due sooner waits in HOOKLINE_DISPATCH. The
+    /// delivery processes' clocks must agree to well within it.
+    #[arg(long, env = "HOOKLINE_RETRY_STORE_AFTER", default_value = "30s", value_parser = duration)]
+    pub retry_store_after: Duration,
     /// Timeout of one delivery attempt.
     #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT", default_value = "15s", value_parser = duration)]
     pub request_timeout: Duration,
@@ -656,6 +666,9 @@ impl DeliveryArgs {
         if self.ack_wait < self.request_timeout + Duration::from_secs(1) {
             return Err(SettingError::AckWait { request_timeout: self.request_timeout });
         }
+        if self.retry_store_after < Duration::from_secs(1) {
+            return Err(SettingError::RetryStoreAfter);
+        }
         if common.archive_after < Duration::from_secs(1) {
             return Err(SettingError::ArchiveAfter);
         }
@@ -677,6 +690,7 @@ impl DeliveryArgs {
         let tls_ca = self.tls_ca_pem()?;
         Ok(DeliverySettings {
             retry_schedule: self.retry_schedule.clone(),
+            retry_store_after: self.retry_store_after,
             request_timeout: self.request_timeout,
             ack_wait: self.ack_wait,
             concurrency: self.delivery_concurrency,

@@ -63,6 +63,10 @@ pub struct Metrics {
     pub deferrals: Family<Labels, Counter>,
     /// delivery: tasks waiting in HOOKLINE_PARKED, as the parking sweeper last saw them.
     pub parked: Gauge,
+    /// delivery: retries waiting in HOOKLINE_RETRY, as the retry mover last saw them.
+    pub retries_waiting: Gauge,
+    /// delivery: retries this process moved from HOOKLINE_RETRY to HOOKLINE_DISPATCH.
+    pub retries_moved: Counter,
     /// delivery: endpoints whose circuit breaker is open now.
     pub breakers_open: Gauge,
     /// delivery: endpoints disabled by Hookline, by `reason` (gone, failing).
@@ -103,6 +107,8 @@ impl Metrics {
             deferrals: Family::default(),
             breakers_open: Gauge::default(),
             parked: Gauge::default(),
+            retries_waiting: Gauge::default(),
+            retries_moved: Counter::default(),
             endpoints_disabled: Family::default(),
             in_flight: Gauge::default(),
             consumer_pending: Family::default(),
@@ -159,6 +165,16 @@ impl Metrics {
         );
         r.register("delivery_breakers_open", "Endpoints whose circuit breaker is open", m.breakers_open.clone());
         r.register("delivery_parked_tasks", "Tasks parked in HOOKLINE_PARKED", m.parked.clone());
+        r.register(
+            "delivery_retries_waiting",
+            "Retries waiting in HOOKLINE_RETRY until they are due",
+            m.retries_waiting.clone(),
+        );
+        r.register(
+            "delivery_retries_moved",
+            "Due retries moved from HOOKLINE_RETRY to HOOKLINE_DISPATCH by this process",
+            m.retries_moved.clone(),
+        );
         r.register("endpoints_disabled", "Endpoints disabled by Hookline", m.endpoints_disabled.clone());
         r.register("delivery_in_flight", "Delivery attempts in flight", m.in_flight.clone());
         r.register(

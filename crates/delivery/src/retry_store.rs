@@ -1,0 +1,280 @@
+//! The retry store: a retry due later waits in HOOKLINE_RETRY under the
+//! second it is due (`hookline.retry.<due second>.<tenant>.<endpoint>`),
+//! not in the shared `workers` consumer.
+//!
+//! Why: a task handed back to JetStream with a delay (`Nak`) stays
+//! delivered and unacknowledged on `workers` for its whole delay. Each one
+//! takes one of the consumer's `max_ack_pending` slots and one entry in
+//! nats-server's in-memory pending map, so with endpoints failing for hours
+//! a million waiting retries reach the cap (then the consumer hands out
+//! nothing, fresh deliveries included) and grow the server's memory. A
+//! stored message that no consumer has taken costs neither.
+//!
+//! Writers: a worker whose next attempt is due at least
+//! `HOOKLINE_RETRY_STORE_AFTER` ahead stores the task here, with the message
+//! id it has on HOOKLINE_DISPATCH (`<delivery>.<attempt>`), and acks its own
+//! task only once the store has acked. Sooner retries wait in
+//! HOOKLINE_DISPATCH (`Nak` with the rest of the delay), where they are
+//! short-lived.
+//!
+//! The mover ([`run`], in every delivery process) walks the due seconds in
+//! order; a second is due once it has passed. For a second that holds
+//! tasks, it reads them through an ephemeral consumer filtered on
+//! `hookline.retry.<second>.>` (no acks), stores each on HOOKLINE_DISPATCH
+//! under its message id, awaits those acks, then purges that second below
+//! the last sequence it read (`filter` and `seq`), so a task stored into it
+//! meanwhile stays. A crash between storing and purging repeats the move,
+//! and a second mover makes the same moves: HOOKLINE_DISPATCH's 10 minute
+//! duplicate window absorbs both while the repeat comes within it. A mover
+//! abandons a batch it read more than [`BATCH_DEADLINE`] ago, so two
+//! running movers stay well inside the window; a process killed between
+//! storing and purging that comes back more than 10 minutes later, with no
+//! other delivery process running meanwhile, sends those retries again (at
+//! least once, as everywhere).
+//!
+//! Clocks: a writer stores a task at least `HOOKLINE_RETRY_STORE_AFTER`
+//! ahead of its own clock; a mover reads a second once it has passed on its
+//! own clock. The delivery processes' clocks must agree to well within that
+//! setting (NTP keeps them within milliseconds); otherwise a writer may store
+//! into a second that a running mover has passed, where the task waits
+//! until a mover starts again.
+//!
+//! Start: the mover begins at the second the oldest stored message was
+//! stored (everything stored later is due later than that), so a mover that
+//! was down catches up, oldest first, at most [`MOVE_RATE`] tasks a second:
+//! a large backlog coming due does not crowd fresh deliveries out of the
+//! workers. A moved task keeps its `not_before`; one moved early (clock
+//! skew) waits its rest in HOOKLINE_DISPATCH.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{
+    Context,
+    consumer::{AckPolicy, DeliverPolicy, pull},
+    context::PublishAckFuture,
+    stream::{RawMessageErrorKind, Stream},
+};
+use futures_util::StreamExt;
+use hookline_bus::{
+    MSG_ID, RETRY_STREAM, RetryBucket, dispatch_subject, retry_bucket_filter, retry_subject,
+    retry_tenant_and_endpoint_of,
+};
+use hookline_domain::{
+    delivery::DispatchTask,
+    ids::{EndpointId, TenantId},
+};
+use hookline_telemetry::{metrics, trace::TRACEPARENT};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::MoveError;
+
+/// Tasks one process moves to HOOKLINE_DISPATCH per second at most.
+pub const MOVE_RATE: usize = 2_000;
+/// Tasks read and stored at once.
+const BATCH: usize = 500;
+/// A batch read longer ago than this is not stored: another mover may have
+/// moved and purged it meanwhile, and a repeat must come well within
+/// HOOKLINE_DISPATCH's duplicate window (10 min).
+pub const BATCH_DEADLINE: Duration = Duration::from_secs(60);
+/// Seconds looked at per round at most, so a long walk over empty seconds
+/// (after a restart) yields to shutdown and to the rate between rounds.
+const SECONDS_PER_ROUND: usize = 20_000;
+/// Rounds while there is a backlog, and while there is none.
+const BUSY_ROUND: Duration = Duration::from_millis(100);
+const IDLE_ROUND: Duration = Duration::from_millis(500);
+/// How far before the oldest message's stored time the walk starts: the
+/// writers' clocks may lag the server's a little.
+const CLOCK_MARGIN_SECS: u64 = 60;
+
+/// The subject the next attempt's task is stored on: the retry store's
+/// second when it is due at least `store_after` from now, else
+/// HOOKLINE_DISPATCH.
+pub(crate) fn next_task_subject(task: &DispatchTask, store_after: Duration) -> String {
+    let (tenant, endpoint) = (&task.event.tenant_id, &task.endpoint_id);
+    let due = task.not_before.as_ref().map(|t| t.parsed().timestamp_millis());
+    let now = chrono::Utc::now().timestamp_millis();
+    match due {
+        Some(due) if due.saturating_sub(now) >= i64::try_from(store_after.as_millis()).unwrap_or(i64::MAX) => {
+            retry_subject(RetryBucket::of_millis(due), tenant, endpoint)
+        }
+        _ => dispatch_subject(tenant, endpoint),
+    }
+}
+
+/// Move due retries to HOOKLINE_DISPATCH until `shutdown`.
+pub async fn run(js: Context, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
+    let err = |e| hookline_bus::BusError::Stream { stream: RETRY_STREAM, source: Box::new(e) };
+    let stream = js.get_stream(RETRY_STREAM).await.map_err(err)?;
+    let mut mover = Mover { js, stream, next: None };
+    let mut round = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(round) => {}
+        }
+        round = match mover.round(&shutdown).await {
+            Ok(Backlog::Behind) => BUSY_ROUND,
+            Ok(Backlog::CaughtUp) => IDLE_ROUND,
+            Err(e) => {
+                tracing::warn!(error = %e, "retry store: moving due retries failed; retrying");
+                IDLE_ROUND
+            }
+        };
+    }
+}
+
+/// Whether a round left due seconds for the next.
+enum Backlog {
+    Behind,
+    CaughtUp,
+}
+
+struct Mover {
+    js: Context,
+    stream: Stream,
+    /// The oldest second that may still hold due tasks; `None` until the
+    /// stream has been read once.
+    next: Option<RetryBucket>,
+}
+
+impl Mover {
+    async fn round(&mut self, shutdown: &CancellationToken) -> Result<Backlog, MoveError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let last_due = RetryBucket::last_due_at(now);
+        let state = self.stream.info().await?.state.clone();
+        metrics().retries_waiting.set(i64::try_from(state.messages).unwrap_or(i64::MAX));
+        let next = match self.next {
+            _ if state.messages == 0 => {
+                // Nothing waits: every second up to now is empty.
+                self.next = Some(last_due.next());
+                return Ok(Backlog::CaughtUp);
+            }
+            Some(next) => next,
+            None => {
+                let stored = u64::try_from(state.first_timestamp.unix_timestamp()).unwrap_or(0);
+                let start = RetryBucket(stored.saturating_sub(CLOCK_MARGIN_SECS)).min(last_due.next());
+                tracing::info!(waiting = state.messages, from = %start, "retry store: moving due retries from the oldest stored second");
+                start
+            }
+        };
+        let (started, mut budget, mut at, mut looked) = (Instant::now(), MOVE_RATE, next, 0);
+        while at <= last_due && budget > 0 && looked < SECONDS_PER_ROUND && !shutdown.is_cancelled() {
+            let (moved, emptied) = self.move_second(at, budget).await?;
+            budget -= moved;
+            looked += 1;
+            if !emptied {
+                break;
+            }
+            at = at.next();
+        }
+        self.next = Some(at);
+        // The rate: a round that moved a full budget waits out its second.
+        if budget == 0 {
+            let rest = Duration::from_secs(1).saturating_sub(started.elapsed());
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(rest) => {}
+            }
+        }
+        Ok(if at <= last_due { Backlog::Behind } else { Backlog::CaughtUp })
+    }
+
+    /// Move up to `budget` tasks of second `due`; returns how many moved and
+    /// whether the second is empty now.
+    async fn move_second(&self, due: RetryBucket, budget: usize) -> Result<(usize, bool), MoveError> {
+        let filter = retry_bucket_filter(due);
+        match self.stream.get_next_raw_message_by_subject(&filter).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => return Ok((0, true)),
+            Err(e) => return Err(e.into()),
+        }
+        let consumer = self
+            .stream
+            .create_consumer(pull::Config {
+                filter_subject: filter.clone(),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await?;
+        let moved = self.drain(&consumer, &filter, due, budget).await;
+        let name = consumer.cached_info().name.clone();
+        let _ = self.stream.delete_consumer(&name).await;
+        moved
+    }
+
+    async fn drain(
+        &self,
+        consumer: &async_nats::jetstream::consumer::Consumer<pull::Config>,
+        filter: &str,
+        due: RetryBucket,
+        budget: usize,
+    ) -> Result<(usize, bool), MoveError> {
+        let mut moved = 0;
+        loop {
+            let want = BATCH.min(budget - moved);
+            if want == 0 {
+                return Ok((moved, false));
+            }
+            let read_at = Instant::now();
+            let mut messages = consumer.fetch().max_messages(want).messages().await?;
+            let mut batch = Vec::with_capacity(want);
+            while let Some(msg) = messages.next().await {
+                batch.push(msg.map_err(MoveError::Read)?);
+            }
+            if batch.is_empty() {
+                return Ok((moved, true));
+            }
+            let _budget = hookline_bus::ack_budget(batch.len()).await;
+            let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(batch.len());
+            let mut last_seq = 0;
+            for msg in &batch {
+                if read_at.elapsed() > BATCH_DEADLINE {
+                    return Err(MoveError::Late { due: due.0 });
+                }
+                last_seq = hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or(MoveError::NoSequence)?;
+                let Some(subject) = dispatch_subject_of(&msg.subject) else {
+                    tracing::error!(subject = %msg.subject, "retry store: a message outside the retry subjects dropped");
+                    continue;
+                };
+                let headers = msg.headers.as_ref();
+                let Some(msg_id) = hookline_bus::header(headers, MSG_ID) else {
+                    tracing::error!(subject = %msg.subject, "retry store: a retry without a message id dropped");
+                    continue;
+                };
+                let traceparent = hookline_bus::header(headers, TRACEPARENT);
+                let publish = crate::task_message(msg.payload.clone(), traceparent, msg_id.to_owned());
+                acks.push(self.js.send_publish(subject, publish).await?);
+            }
+            for ack in acks {
+                ack.await?;
+            }
+            // Stored in HOOKLINE_DISPATCH: only what was read goes.
+            self.stream.purge().filter(filter).sequence(last_seq + 1).await?;
+            moved += batch.len();
+            metrics().retries_moved.inc_by(batch.len() as u64);
+            tracing::debug!(due = due.0, moved = batch.len(), "retry store: moved due retries to dispatch");
+        }
+    }
+}
+
+/// `hookline.dispatch.<tenant>.<endpoint>` for a retry stored on
+/// `hookline.retry.<due>.<tenant>.<endpoint>`.
+fn dispatch_subject_of(retry_subject: &str) -> Option<String> {
+    let (tenant, endpoint) = retry_tenant_and_endpoint_of(retry_subject)?;
+    Some(dispatch_subject(&TenantId::parse(tenant).ok()?, &EndpointId::parse(endpoint).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_subject_maps_to_its_endpoints_dispatch_subject() {
+        let s = "hookline.retry.1733480000.acme.ep_01JABCDEFGHJKMNPQRSTVWXYZ0";
+        assert_eq!(dispatch_subject_of(s).as_deref(), Some("hookline.dispatch.acme.ep_01JABCDEFGHJKMNPQRSTVWXYZ0"));
+        assert_eq!(dispatch_subject_of("hookline.retry.1.ACME!.ep_x"), None);
+        assert_eq!(dispatch_subject_of("hookline.retry.1.acme"), None);
+    }
+}
