@@ -5,6 +5,7 @@
 mod auth;
 mod cluster;
 mod common;
+mod compaction;
 mod console;
 mod console_api;
 mod console_browser;
@@ -22,5 +23,6 @@ mod ops;
 mod replicas;
 mod secrets;
 mod ssrf;
+mod startup;
 mod subscriptions;
 mod tls;
