@@ -27,10 +27,14 @@ async fn config_of(nats: &NatsServer, tenant: &str) -> Vec<Value> {
 /// What the subscriptions API says about `tenant`: the tenant (without its
 /// `version`, a stream sequence, which a snapshot moves on), its endpoints
 /// and every endpoint's secrets.
-async fn api_view(c: &mut SubscriptionServiceClient<Channel>, tenant: &str) -> (spb::Tenant, Vec<spb::Endpoint>, Vec<spb::EndpointSecret>) {
+async fn api_view(
+    c: &mut SubscriptionServiceClient<Channel>,
+    tenant: &str,
+) -> (spb::Tenant, Vec<spb::Endpoint>, Vec<spb::EndpointSecret>) {
     let t = c.get_tenant(spb::GetTenantRequest { tenant_id: tenant.into() }).await.unwrap().into_inner();
     let t = spb::Tenant { version: 0, ..t };
-    let eps = c.list_endpoints(spb::ListEndpointsRequest { tenant_id: tenant.into() }).await.unwrap().into_inner().endpoints;
+    let eps =
+        c.list_endpoints(spb::ListEndpointsRequest { tenant_id: tenant.into() }).await.unwrap().into_inner().endpoints;
     let mut secrets = Vec::new();
     for e in &eps {
         let req = spb::GetEndpointSecretRequest { tenant_id: tenant.into(), endpoint_id: e.id.clone() };
@@ -42,24 +46,34 @@ async fn api_view(c: &mut SubscriptionServiceClient<Channel>, tenant: &str) -> (
 /// The tenant's Postgres rows, without the `version` column (a stream
 /// sequence, which a snapshot moves on).
 async fn rows(pool: &sqlx::PgPool, tenant: &str) -> Vec<String> {
-    let tenants: Vec<(String, bool, String, String)> = sqlx::query_as(
-        "SELECT plan, webhooks_enabled, created_at::text, updated_at::text FROM tenants WHERE id = $1",
+    let tenants: Vec<(String, bool, String, String)> =
+        sqlx::query_as("SELECT plan, webhooks_enabled, created_at::text, updated_at::text FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    #[allow(clippy::type_complexity)]
+    let endpoints: Vec<(
+        String,
+        String,
+        Option<String>,
+        Vec<String>,
+        String,
+        bool,
+        String,
+        Option<String>,
+        String,
+        String,
+        bool,
+    )> = sqlx::query_as(
+        "SELECT id, url, auth_header_name, event_types, layout, enabled, description, disabled_reason,
+                    created_at::text, updated_at::text, deleted_at IS NOT NULL
+             FROM endpoints WHERE tenant_id = $1 ORDER BY id",
     )
     .bind(tenant)
     .fetch_all(pool)
     .await
     .unwrap();
-    #[allow(clippy::type_complexity)]
-    let endpoints: Vec<(String, String, Option<String>, Vec<String>, String, bool, String, Option<String>, String, String, bool)> =
-        sqlx::query_as(
-            "SELECT id, url, auth_header_name, event_types, layout, enabled, description, disabled_reason,
-                    created_at::text, updated_at::text, deleted_at IS NOT NULL
-             FROM endpoints WHERE tenant_id = $1 ORDER BY id",
-        )
-        .bind(tenant)
-        .fetch_all(pool)
-        .await
-        .unwrap();
     tenants.iter().map(|t| format!("{t:?}")).chain(endpoints.iter().map(|e| format!("{e:?}"))).collect()
 }
 
@@ -169,7 +183,7 @@ async fn a_long_history_compacts_to_one_snapshot_that_every_reader_and_every_res
     let mut d = delivery.clone();
     d.rebuild_projections(dpb::RebuildProjectionsRequest {}).await.unwrap();
     let live = |rows: &[String]| -> Vec<String> {
-        let tenant = rows[0].rsplitn(2, ", ").nth(1).unwrap().to_owned();
+        let tenant = rows[0].rsplit_once(", ").unwrap().0.to_owned();
         std::iter::once(tenant).chain(rows[1..].iter().filter(|r| r.ends_with("false)")).cloned()).collect()
     };
     let want = live(&rows_before);
@@ -200,13 +214,13 @@ async fn a_long_history_compacts_to_one_snapshot_that_every_reader_and_every_res
     };
     subs.update_endpoint(update).await.unwrap();
     let config = config_of(&split.nats, "acme").await;
-    assert_eq!(config.iter().map(|c| c["type"].as_str().unwrap()).collect::<Vec<_>>(), ["tenant.snapshot", "endpoint.updated"]);
+    assert_eq!(
+        config.iter().map(|c| c["type"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["tenant.snapshot", "endpoint.updated"]
+    );
     projected(&split.delivery_client().await).await;
-    let description: String = sqlx::query_scalar("SELECT description FROM endpoints WHERE id = $1")
-        .bind(&e2)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let description: String =
+        sqlx::query_scalar("SELECT description FROM endpoints WHERE id = $1").bind(&e2).fetch_one(&pool).await.unwrap();
     assert_eq!(description, "after compaction");
 }
 
@@ -225,7 +239,8 @@ async fn a_command_racing_a_compaction_on_another_replica_is_never_lost() {
         let mut created = Vec::new();
         for i in 0..40 {
             if i % 4 == 0 {
-                let (id, _) = endpoint(&mut cb, "acme", "https://erp.example.com/h", &[], PayloadLayout::Envelope).await;
+                let (id, _) =
+                    endpoint(&mut cb, "acme", "https://erp.example.com/h", &[], PayloadLayout::Envelope).await;
                 created.push(id);
             } else {
                 let update = spb::UpdateEndpointRequest {
@@ -256,7 +271,13 @@ async fn a_command_racing_a_compaction_on_another_replica_is_never_lost() {
         let eps = eps.into_inner().endpoints;
         assert_eq!(eps.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), created);
         let descriptions: Vec<&str> = eps.iter().map(|e| e.description.as_str()).collect();
-        assert_eq!(descriptions, ["write 3", "write 7", "write 11", "write 15", "write 19", "write 23", "write 27", "write 31", "write 35", "write 39"]);
+        assert_eq!(
+            descriptions,
+            [
+                "write 3", "write 7", "write 11", "write 15", "write 19", "write 23", "write 27", "write 31",
+                "write 35", "write 39"
+            ]
+        );
     }
     db.close().await.unwrap();
 }
@@ -286,9 +307,14 @@ async fn a_tenants_config_subject_stays_bounded_however_often_it_changes() {
     assert_eq!(config[0]["type"], "tenant.snapshot");
     assert_eq!(stream_messages(&s.nats, "HOOKLINE_CONFIG").await, config.len() as u64);
 
-    let e = subs.get_endpoint(spb::GetEndpointRequest { tenant_id: "acme".into(), endpoint_id: ep.clone(), ..Default::default() });
+    let e = subs.get_endpoint(spb::GetEndpointRequest {
+        tenant_id: "acme".into(),
+        endpoint_id: ep.clone(),
+        ..Default::default()
+    });
     assert_eq!(e.await.unwrap().into_inner().description, "revision 99");
-    let kept = subs.get_endpoint_secret(spb::GetEndpointSecretRequest { tenant_id: "acme".into(), endpoint_id: ep.clone() });
+    let kept =
+        subs.get_endpoint_secret(spb::GetEndpointSecretRequest { tenant_id: "acme".into(), endpoint_id: ep.clone() });
     assert_eq!(kept.await.unwrap().into_inner().secret, secret);
     projected(&s.delivery_client().await).await;
     let pool = s.db.pool().await;

@@ -66,11 +66,13 @@ fn tenants_and_endpoints() -> impl Iterator<Item = (String, &'static str, Value)
     (0..TENANTS).flat_map(|i| {
         let (plan, count) = ENDPOINTS_BY_PLAN[i % 4];
         let t = tenant_id(i);
-        let created = json!({"type": "tenant.created", "tenant_id": t, "plan": plan, "webhooks_enabled": true, "at": AT});
+        let created =
+            json!({"type": "tenant.created", "tenant_id": t, "plan": plan, "webhooks_enabled": true, "at": AT});
         let subject = format!("hookline.config.{t}");
         std::iter::once((subject.clone(), "tenant.created", created)).chain((0..count).map(move |j| {
             let n = i * 10 + j;
-            let body = json!({"type": "endpoint.created", "endpoint": endpoint_json(&format!("ep_{n:026}"), n, ""), "at": AT});
+            let body =
+                json!({"type": "endpoint.created", "endpoint": endpoint_json(&format!("ep_{n:026}"), n, ""), "at": AT});
             (subject.clone(), "endpoint.created", body)
         }))
     })
@@ -157,7 +159,9 @@ async fn ten_thousand_tenants_start_every_role_within_five_seconds_however_long_
         publish_all(&js, updates(round)).await;
     }
     let long = config_messages(&nats).await;
-    let history = start_each_role(&nats, &db, &format!("the same after {rounds} updates of every endpoint ({long} messages)")).await;
+    let history =
+        start_each_role(&nats, &db, &format!("the same after {rounds} updates of every endpoint ({long} messages)"))
+            .await;
 
     let subs = HooklineBuilder::new("subscriptions")
         .env("HOOKLINE_NATS_URL", &nats.url())

@@ -563,10 +563,10 @@ pub async fn endpoint_belongs(pool: &PgPool, tenant: &str, endpoint: &str) -> Re
         "SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND tenant_id = $2)
              OR EXISTS (SELECT 1 FROM deliveries WHERE endpoint_id = $1 AND tenant_id = $2)",
     )
-        .bind(endpoint)
-        .bind(tenant)
-        .fetch_one(pool)
-        .await?)
+    .bind(endpoint)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await?)
 }
 
 #[cfg(test)]

@@ -82,7 +82,12 @@ pub async fn sweep(commands: Commands, shutdown: tokio_util::sync::CancellationT
         }
         let report = commands.compact_all(commands.snapshot_after).await;
         if report != CompactionReport::default() {
-            tracing::info!(tenants = report.tenants, purged = report.purged, failed = report.failed, "config compaction sweep");
+            tracing::info!(
+                tenants = report.tenants,
+                purged = report.purged,
+                failed = report.failed,
+                "config compaction sweep"
+            );
         }
         wait = SWEEP_EVERY;
     }

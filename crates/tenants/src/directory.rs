@@ -176,7 +176,9 @@ impl Directory {
         self.wait_holds(tenant, seq, timeout)
             .await
             .map_err(|_| {
-                Error::unavailable(format!("config index did not reach sequence {seq} of `{tenant}` within {timeout:?}"))
+                Error::unavailable(format!(
+                    "config index did not reach sequence {seq} of `{tenant}` within {timeout:?}"
+                ))
             })?
             .map_err(|_| Error::unavailable("config follower stopped"))?;
         Ok(())
@@ -189,8 +191,10 @@ impl Directory {
         timeout: Duration,
     ) -> Result<Result<(), watch::error::RecvError>, tokio::time::error::Elapsed> {
         let mut rx = self.applied.clone();
-        tokio::time::timeout(timeout, async move { rx.wait_for(|applied| self.holds(tenant, seq, *applied)).await.map(drop) })
-            .await
+        tokio::time::timeout(timeout, async move {
+            rx.wait_for(|applied| self.holds(tenant, seq, *applied)).await.map(drop)
+        })
+        .await
     }
 
     /// Whether the index holds `tenant` as of its config sequence `seq`,
