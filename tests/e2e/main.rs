@@ -5,6 +5,7 @@
 mod auth;
 mod cluster;
 mod common;
+mod compaction;
 mod console;
 mod console_api;
 mod console_browser;
@@ -23,5 +24,6 @@ mod replicas;
 mod retry_store;
 mod secrets;
 mod ssrf;
+mod startup;
 mod subscriptions;
 mod tls;

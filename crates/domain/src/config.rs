@@ -49,6 +49,10 @@ pub enum ConfigEvent {
     /// Hookline (not the tenant) disabled the endpoint, e.g. after `410 Gone`.
     #[serde(rename = "endpoint.disabled")]
     EndpointDisabled { endpoint_id: EndpointId, reason: String, at: String },
+    /// The tenant's whole state as every event before it on the subject made
+    /// it; see [`Snapshot`].
+    #[serde(rename = "tenant.snapshot")]
+    TenantSnapshot { snapshot: Snapshot, at: String },
 }
 
 impl ConfigEvent {
@@ -64,6 +68,7 @@ impl ConfigEvent {
             Self::EndpointDisabled { .. } => "endpoint.disabled",
             Self::ApiKeyCreated { .. } => "api_key.created",
             Self::ApiKeyRevoked { .. } => "api_key.revoked",
+            Self::TenantSnapshot { .. } => "tenant.snapshot",
         }
     }
 }
@@ -81,6 +86,9 @@ pub struct TenantState {
     pub version: u64,
     /// Active API keys by id.
     pub api_keys: BTreeMap<String, ApiKey>,
+    /// Events applied since the tenant's last snapshot (all of them when it
+    /// has none): how much history compaction would remove.
+    pub events_since_snapshot: u64,
 }
 
 /// A tenant API key as stored: its hash, never the key.
@@ -90,6 +98,80 @@ pub struct ApiKey {
     /// Lower-case hex SHA-256 of the key.
     pub hash: String,
     pub created_at: String,
+}
+
+/// A tenant's whole state, written as one event on its own subject so that
+/// everything before it on that subject can be purged (compaction): a
+/// reader that starts at the snapshot, or skips purged events to reach it,
+/// ends with the same tenant as one that read the whole history. Secrets
+/// inside serialise as every [`SigningSecret`] and auth header does: sealed
+/// under the current master key, so a snapshot also re-seals them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub tenant_id: TenantId,
+    pub plan: Plan,
+    pub webhooks_enabled: bool,
+    pub created_at: String,
+    /// Ordered by id.
+    pub endpoints: Vec<EndpointConfig>,
+    pub api_keys: Vec<SnapshotApiKey>,
+    /// The stream sequence of the last event it summarises; the snapshot
+    /// is appended on condition that this is still the subject's last.
+    pub through: u64,
+}
+
+/// An API key inside a [`Snapshot`]: its hash, never the key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotApiKey {
+    pub key_id: String,
+    pub name: String,
+    pub hash: String,
+    pub created_at: String,
+}
+
+impl TenantState {
+    /// The event that replaces this tenant's history: its state now.
+    pub fn snapshot(&self) -> ConfigEvent {
+        let snapshot = Snapshot {
+            tenant_id: self.id.clone(),
+            plan: self.plan,
+            webhooks_enabled: self.webhooks_enabled,
+            created_at: self.created_at.clone(),
+            endpoints: self.endpoints.values().cloned().collect(),
+            api_keys: self
+                .api_keys
+                .iter()
+                .map(|(key_id, k)| SnapshotApiKey {
+                    key_id: key_id.clone(),
+                    name: k.name.clone(),
+                    hash: k.hash.clone(),
+                    created_at: k.created_at.clone(),
+                })
+                .collect(),
+            through: self.version,
+        };
+        ConfigEvent::TenantSnapshot { snapshot, at: now() }
+    }
+
+    fn from_snapshot(s: &Snapshot, seq: u64) -> Self {
+        TenantState {
+            id: s.tenant_id.clone(),
+            plan: s.plan,
+            webhooks_enabled: s.webhooks_enabled,
+            created_at: s.created_at.clone(),
+            endpoints: s.endpoints.iter().map(|e| (e.id.clone(), e.clone())).collect(),
+            version: seq,
+            api_keys: s
+                .api_keys
+                .iter()
+                .map(|k| {
+                    let key = ApiKey { name: k.name.clone(), hash: k.hash.clone(), created_at: k.created_at.clone() };
+                    (k.key_id.clone(), key)
+                })
+                .collect(),
+            events_since_snapshot: 0,
+        }
+    }
 }
 
 impl TenantState {
@@ -105,12 +187,15 @@ impl TenantState {
                 endpoints: BTreeMap::new(),
                 version: seq,
                 api_keys: BTreeMap::new(),
+                events_since_snapshot: 0,
             },
+            (_, ConfigEvent::TenantSnapshot { snapshot, .. }) => return Some(Self::from_snapshot(snapshot, seq)),
             (None, _) => return None,
             (Some(s), _) => s,
         };
         match event {
-            ConfigEvent::TenantCreated { .. } => {}
+            // Taken whole above.
+            ConfigEvent::TenantCreated { .. } | ConfigEvent::TenantSnapshot { .. } => {}
             ConfigEvent::PlanChanged { plan, .. } => s.plan = *plan,
             ConfigEvent::WebhooksToggled { enabled, .. } => s.webhooks_enabled = *enabled,
             ConfigEvent::EndpointCreated { endpoint, .. } | ConfigEvent::EndpointUpdated { endpoint, .. } => {
@@ -148,6 +233,7 @@ impl TenantState {
             }
         }
         s.version = seq;
+        s.events_since_snapshot += 1;
         Some(s)
     }
 
@@ -457,6 +543,73 @@ mod tests {
         let err = decide(&t, Some(&s), Command::UpdateTenant { plan: Some(Plan::Basic), webhooks_enabled: None })
             .unwrap_err();
         assert!(err.to_string().contains("allows 1 endpoint(s), while the tenant has 2"), "{err}");
+    }
+
+    fn run(events: &mut Vec<ConfigEvent>, t: &TenantId, cmd: Command) {
+        let s = given(events);
+        events.extend(decide(t, s.as_ref(), cmd).unwrap());
+    }
+
+    /// The state a history made, without the fields that say where it was read.
+    fn content(s: &TenantState) -> TenantState {
+        TenantState { version: 0, events_since_snapshot: 0, ..s.clone() }
+    }
+
+    #[test]
+    fn a_snapshot_makes_the_same_tenant_as_its_history_and_keeps_secrets_sealed() {
+        use base64::Engine;
+        let key = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+        crate::seal::install(crate::seal::Keyring::parse(&key(9), &[&key(7)], "HOOKLINE_MASTER_KEY").unwrap());
+        let t = TenantId::parse("acme").unwrap();
+        let mut events = Vec::new();
+        run(&mut events, &t, Command::CreateTenant { plan: Plan::Enterprise, webhooks_enabled: false });
+        for _ in 0..4 {
+            run(&mut events, &t, create_endpoint());
+        }
+        let ids: Vec<EndpointId> = given(&events).unwrap().endpoints.keys().cloned().collect();
+        run(&mut events, &t, Command::DeleteEndpoint { endpoint_id: ids[0].clone() });
+        let patch = EndpointPatch {
+            auth_header: Some(Some(AuthHeader::parse("Authorization", "Bearer erp-token-42").unwrap())),
+            ..Default::default()
+        };
+        run(&mut events, &t, Command::UpdateEndpoint { endpoint_id: ids[1].clone(), patch });
+        let grace = std::time::Duration::from_secs(3600);
+        run(&mut events, &t, Command::RotateSecret { endpoint_id: ids[1].clone(), secret: None, grace });
+        run(&mut events, &t, Command::DisableEndpoint { endpoint_id: ids[2].clone(), reason: "410 Gone".into() });
+        let hash = "ab".repeat(32);
+        run(&mut events, &t, Command::CreateApiKey { key_id: "k1".into(), name: "erp".into(), hash: hash.clone() });
+        run(&mut events, &t, Command::CreateApiKey { key_id: "k2".into(), name: "old".into(), hash: "cd".repeat(32) });
+        run(&mut events, &t, Command::RevokeApiKey { key_id: "k2".into() });
+        run(&mut events, &t, Command::UpdateTenant { plan: Some(Plan::Business), webhooks_enabled: Some(true) });
+        let before = given(&events).unwrap();
+        assert_eq!(before.events_since_snapshot, events.len() as u64);
+
+        let snapshot = before.snapshot();
+        let stored = serde_json::to_string(&snapshot).unwrap();
+        let ep = &before.endpoints[&ids[1]];
+        for clear in [ep.secret.expose(), ep.previous_secrets[0].secret.expose(), "erp-token-42"] {
+            assert!(!stored.contains(clear), "a secret is in clear in the snapshot");
+        }
+        assert!(stored.contains("sealed:v1:"), "{stored}");
+        let read: ConfigEvent = serde_json::from_str(&stored).unwrap();
+        assert_eq!(read.kind(), "tenant.snapshot");
+
+        // Read from the snapshot alone (history purged), or over a stale state.
+        let seq = events.len() as u64 + 1;
+        let fresh = TenantState::evolve(None, &read, seq).unwrap();
+        let stale = given(&events[..3]);
+        let over_stale = TenantState::evolve(stale, &read, seq).unwrap();
+        assert_eq!(content(&fresh), content(&before));
+        assert_eq!(fresh, over_stale);
+        assert_eq!((fresh.version, fresh.events_since_snapshot), (seq, 0));
+        assert_eq!(fresh.endpoints[&ids[1]].secret.key(), ep.secret.key());
+        assert_eq!(fresh.api_keys.keys().collect::<Vec<_>>(), ["k1"]);
+
+        // The tail after a snapshot applies on top of it.
+        let tail = decide(&t, Some(&fresh), Command::DeleteEndpoint { endpoint_id: ids[3].clone() }).unwrap();
+        let after = TenantState::evolve(Some(fresh), &tail[0], seq + 1).unwrap();
+        assert_eq!(after.endpoints.len(), 2);
+        assert_eq!(after.events_since_snapshot, 1);
     }
 
     #[test]

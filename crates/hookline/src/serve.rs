@@ -227,7 +227,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
             }
         });
         tasks.spawn({
-            let commands = Commands::new(js.clone(), directory.clone());
+            let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(args.config_snapshot_after);
             let (pool, shutdown, after, every) =
                 (pool.clone(), shutdown.clone(), d.auto_disable_after, d.auto_disable_interval);
             let ready = schema_ready.clone();
@@ -257,7 +257,14 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
                 "portal links are signed with a random key of this process: they stop working when it restarts (set HOOKLINE_MASTER_KEY or HOOKLINE_OPERATOR_TOKEN)"
             );
         }
-        let commands = Commands::new(js.clone(), directory.clone());
+        let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(args.config_snapshot_after);
+        tasks.spawn({
+            let (commands, shutdown) = (commands.clone(), shutdown.clone());
+            async move {
+                hookline_tenants::commands::sweep(commands, shutdown).await;
+                Ok(())
+            }
+        });
         let api = SubscriptionsApi::new(commands, directory.clone(), policy, dns, portal);
         grpc = grpc.add_service(SubscriptionServiceServer::with_interceptor(api, authenticator.clone()));
         readiness.register::<SubscriptionServiceServer<SubscriptionsApi>>(false).await;

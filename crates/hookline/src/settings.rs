@@ -258,6 +258,14 @@ pub struct CommonArgs {
     /// `/readyz` stay open for orchestrators' probes.
     #[arg(long, env = "HOOKLINE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Compact a tenant's config history once a change leaves it with this
+    /// many events since its last snapshot: one `tenant.snapshot` event
+    /// replaces the events before it, which are purged from HOOKLINE_CONFIG,
+    /// so start-up does not slow down as history grows. Subscriptions also
+    /// compacts due tenants every 10 minutes. 0: only `hookline admin
+    /// compact-config` compacts.
+    #[arg(long, env = "HOOKLINE_CONFIG_SNAPSHOT_AFTER", default_value_t = hookline_tenants::commands::DEFAULT_SNAPSHOT_AFTER)]
+    pub config_snapshot_after: u64,
 }
 
 /// Where endpoint URLs may point: subscriptions checks a URL when an

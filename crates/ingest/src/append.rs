@@ -81,7 +81,7 @@ impl Appender {
             return Ok(*seq);
         }
         let seq = self.directory.fresh_tenant_seq(tenant).await?;
-        self.directory.reach(seq, SYNC_WAIT, WaitReason::Ingest).await?;
+        self.directory.reach(tenant, seq, SYNC_WAIT, WaitReason::Ingest).await?;
         synced.0.insert(tenant.clone(), seq);
         Ok(seq)
     }

@@ -1,6 +1,9 @@
 //! HOOKLINE_CONFIG → `tenants`, `endpoints`. No secrets are projected.
 
-use hookline_domain::{config::ConfigEvent, endpoint::EndpointConfig};
+use hookline_domain::{
+    config::{ConfigEvent, Snapshot},
+    endpoint::EndpointConfig,
+};
 use sqlx::{Postgres, Transaction};
 
 use crate::StoreError;
@@ -78,6 +81,7 @@ pub(crate) async fn apply(
         ConfigEvent::EndpointCreated { endpoint, .. } | ConfigEvent::EndpointUpdated { endpoint, .. } => {
             return upsert_endpoint(tx, tenant, endpoint, seq).await;
         }
+        ConfigEvent::TenantSnapshot { snapshot, at } => return apply_snapshot(tx, tenant, snapshot, at, seq).await,
         ConfigEvent::EndpointDeleted { endpoint_id, at } => {
             sqlx::query("UPDATE endpoints SET deleted_at = $2::timestamptz, updated_at = $2::timestamptz, version = $3 WHERE id = $1")
                 .bind(endpoint_id.as_str())
@@ -99,5 +103,52 @@ pub(crate) async fn apply(
         .bind(seq as i64),
     };
     q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// A snapshot replaces the tenant's rows: the history before it may be
+/// purged, so a projector that was behind (or rebuilds) skips events and
+/// must still end with what the snapshot says. The tenant row and every
+/// endpoint in it are written whole; the tenant's endpoints it does not hold
+/// are marked deleted. `updated_at` of a row the snapshot does not change
+/// stays as it was.
+async fn apply_snapshot(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &str,
+    snapshot: &Snapshot,
+    at: &str,
+    seq: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO tenants (id, plan, webhooks_enabled, created_at, updated_at, version)
+         VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $6)
+         ON CONFLICT (id) DO UPDATE SET
+             updated_at = CASE WHEN (tenants.plan, tenants.webhooks_enabled) = (EXCLUDED.plan, EXCLUDED.webhooks_enabled)
+                               THEN tenants.updated_at ELSE EXCLUDED.updated_at END,
+             plan = EXCLUDED.plan, webhooks_enabled = EXCLUDED.webhooks_enabled,
+             created_at = EXCLUDED.created_at, version = EXCLUDED.version",
+    )
+    .bind(tenant)
+    .bind(snapshot.plan.as_str())
+    .bind(snapshot.webhooks_enabled)
+    .bind(&snapshot.created_at)
+    .bind(at)
+    .bind(seq as i64)
+    .execute(&mut **tx)
+    .await?;
+    for endpoint in &snapshot.endpoints {
+        upsert_endpoint(tx, tenant, endpoint, seq).await?;
+    }
+    let live: Vec<&str> = snapshot.endpoints.iter().map(|e| e.id.as_str()).collect();
+    sqlx::query(
+        "UPDATE endpoints SET deleted_at = $3::timestamptz, updated_at = $3::timestamptz, version = $4
+         WHERE tenant_id = $1 AND deleted_at IS NULL AND NOT (id = ANY($2))",
+    )
+    .bind(tenant)
+    .bind(live)
+    .bind(at)
+    .bind(seq as i64)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

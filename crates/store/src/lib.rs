@@ -98,8 +98,16 @@ pub async fn ensure_schema(pool: &PgPool) -> Result<(), StoreError> {
 
 /// Empty every projection and its offset in one transaction. Running
 /// projectors notice the moved offset and rebuild from sequence 1.
+///
+/// The offsets table is locked first, as a projector's batch writes its
+/// offset row before it touches the projections: the reset waits for a
+/// batch in flight (its first one included, whose offset row is not yet
+/// visible) and holds off the next one. In the other order a batch and the
+/// reset would each wait for the other (a deadlock Postgres breaks by
+/// failing one of them).
 pub async fn reset_projections(pool: &PgPool) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE projector_offsets IN EXCLUSIVE MODE").execute(&mut *tx).await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("TRUNCATE {}", PROJECTION_TABLES.join(", ")))).execute(&mut *tx).await?;
     sqlx::query("UPDATE projector_offsets SET last_seq = 0, updated_at = now()").execute(&mut *tx).await?;
     tx.commit().await?;

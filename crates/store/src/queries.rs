@@ -554,13 +554,19 @@ pub async fn projector_offsets(pool: &PgPool) -> Result<Vec<(String, i64)>, Stor
     Ok(sqlx::query_as("SELECT projector, last_seq FROM projector_offsets ORDER BY projector").fetch_all(pool).await?)
 }
 
-/// Whether `endpoint` is (or was) one of `tenant`'s endpoints.
+/// Whether `endpoint` is (or was) one of `tenant`'s endpoints: its row, or
+/// deliveries of the tenant to it. A deleted endpoint has no row once the
+/// projection was rebuilt from a compacted config stream (its history was
+/// purged behind the tenant's snapshot), but its deliveries stay listed.
 pub async fn endpoint_belongs(pool: &PgPool, tenant: &str, endpoint: &str) -> Result<bool, StoreError> {
-    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND tenant_id = $2)")
-        .bind(endpoint)
-        .bind(tenant)
-        .fetch_one(pool)
-        .await?)
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND tenant_id = $2)
+             OR EXISTS (SELECT 1 FROM deliveries WHERE endpoint_id = $1 AND tenant_id = $2)",
+    )
+    .bind(endpoint)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await?)
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ impl SubscriptionsApi {
     async fn resolve_tenant(&self, id: &TenantId, min_seq: u64) -> Result<std::sync::Arc<TenantState>, Status> {
         use hookline_tenants::directory::SYNC_WAIT;
         if min_seq > 0 {
-            self.directory.reach(min_seq, SYNC_WAIT, WaitReason::Resolve).await.map_err(status)?;
+            self.directory.reach(id, min_seq, SYNC_WAIT, WaitReason::Resolve).await.map_err(status)?;
         }
         if let Some(t) = self.directory.tenant(id) {
             return Ok(t);
@@ -464,6 +464,17 @@ impl SubscriptionService for SubscriptionsApi {
         }
         tracing::info!(tenants, endpoints, "secrets re-sealed under the current master key");
         Ok(Response::new(pb::ResealSecretsResponse { tenants, endpoints }))
+    }
+
+    async fn compact_config(
+        &self,
+        req: Request<pb::CompactConfigRequest>,
+    ) -> Result<Response<pb::CompactConfigResponse>, Status> {
+        auth::check_operator(&req)?;
+        let min_events = u64::from(req.into_inner().min_events);
+        let r = self.commands.compact_all(min_events).await;
+        tracing::info!(min_events, tenants = r.tenants, purged = r.purged, failed = r.failed, "config compacted");
+        Ok(Response::new(pb::CompactConfigResponse { tenants: r.tenants, purged: r.purged, failed: r.failed }))
     }
 
     async fn list_tenants(

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub config_commands: Family<Labels, Counter>,
     /// subscriptions: optimistic-concurrency conflicts retried.
     pub config_conflicts: Counter,
+    /// subscriptions: config messages purged by compaction (replaced by snapshots).
+    pub config_purged: Counter,
     /// Every service: time spent waiting for this process's config index to
     /// apply a change acknowledged elsewhere, by `reason` (command, read,
     /// resolve, ingest). Observed only when a wait was needed.
@@ -95,6 +97,7 @@ impl Metrics {
             events_rejected: Family::default(),
             config_commands: Family::default(),
             config_conflicts: Counter::default(),
+            config_purged: Counter::default(),
             config_wait: Family::new_with_constructor(fast_buckets),
             config_wait_timeouts: Family::default(),
             resolve_duration: fast_buckets(),
@@ -126,6 +129,11 @@ impl Metrics {
             "config_conflicts",
             "Optimistic-concurrency conflicts on config subjects",
             m.config_conflicts.clone(),
+        );
+        r.register(
+            "config_purged",
+            "Config messages purged by compaction, each replaced by its tenant's snapshot",
+            m.config_purged.clone(),
         );
         r.register_with_unit(
             "config_wait",

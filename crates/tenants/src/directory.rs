@@ -146,19 +146,19 @@ impl Directory {
         }
     }
 
-    /// Wait (up to `timeout`) until the index has applied `seq`. A wait is
-    /// observed in `hookline_config_wait_seconds{reason}`, a timeout counted
-    /// in `hookline_config_wait_timeouts_total{reason}` and answered
+    /// Wait (up to `timeout`) until the index holds `tenant` as of its
+    /// config sequence `seq` (see [`Self::holds`]). A wait is observed in
+    /// `hookline_config_wait_seconds{reason}`, a timeout counted in
+    /// `hookline_config_wait_timeouts_total{reason}` and answered
     /// [`Error::Lagging`].
-    pub async fn reach(&self, seq: u64, timeout: Duration, reason: WaitReason) -> Result<(), Error> {
-        if self.applied() >= seq {
+    pub async fn reach(&self, tenant: &TenantId, seq: u64, timeout: Duration, reason: WaitReason) -> Result<(), Error> {
+        if self.holds(tenant, seq, self.applied()) {
             return Ok(());
         }
         let started = Instant::now();
         let labels = hookline_telemetry::labels([("reason", reason.as_str())]);
         let m = hookline_telemetry::metrics();
-        let mut rx = self.applied.clone();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|s| *s >= seq)).await;
+        let reached = self.wait_holds(tenant, seq, timeout).await;
         m.config_wait.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         match reached {
             Ok(Ok(_)) => Ok(()),
@@ -170,12 +170,54 @@ impl Directory {
         }
     }
 
+    /// Wait until the index holds `tenant` as of its config sequence `seq`
+    /// (a command's own append); unavailable after `timeout`.
+    pub async fn wait_tenant(&self, tenant: &TenantId, seq: u64, timeout: Duration) -> Result<(), Error> {
+        self.wait_holds(tenant, seq, timeout)
+            .await
+            .map_err(|_| {
+                Error::unavailable(format!(
+                    "config index did not reach sequence {seq} of `{tenant}` within {timeout:?}"
+                ))
+            })?
+            .map_err(|_| Error::unavailable("config follower stopped"))?;
+        Ok(())
+    }
+
+    async fn wait_holds(
+        &self,
+        tenant: &TenantId,
+        seq: u64,
+        timeout: Duration,
+    ) -> Result<Result<(), watch::error::RecvError>, tokio::time::error::Elapsed> {
+        let mut rx = self.applied.clone();
+        tokio::time::timeout(timeout, async move {
+            rx.wait_for(|applied| self.holds(tenant, seq, *applied)).await.map(drop)
+        })
+        .await
+    }
+
+    /// Whether the index holds `tenant` as of its config sequence `seq`,
+    /// having applied the stream up to `applied`.
+    ///
+    /// A tenant's own version, not the stream position, decides: compaction
+    /// purges a tenant's events before its snapshot, so a follower may pass
+    /// `seq` without having seen the event at `seq`, whose effect it gets
+    /// only from the snapshot later on. A tenant the index does not hold is
+    /// waited for by stream position, as without compaction.
+    fn holds(&self, tenant: &TenantId, seq: u64, applied: u64) -> bool {
+        match self.tenants.read().expect("directory lock").tenants.get(tenant) {
+            Some(t) => t.version >= seq,
+            None => applied >= seq,
+        }
+    }
+
     /// Read-your-writes for one tenant: wait until the index holds every
     /// config event of `tenant` that the stream held when this was called.
     /// Returns that event's sequence (0: the tenant has none).
     pub async fn sync_tenant(&self, tenant: &TenantId, reason: WaitReason) -> Result<u64, Error> {
         let seq = self.tenant_last_seq(tenant).await?;
-        self.reach(seq, SYNC_WAIT, reason).await?;
+        self.reach(tenant, seq, SYNC_WAIT, reason).await?;
         Ok(seq)
     }
 
@@ -339,24 +381,25 @@ fn apply(index: &RwLock<Index>, subject: &str, event: &ConfigEvent, seq: u64) {
         tracing::error!(subject, "config follower: subject without a valid tenant skipped");
         return;
     };
-    let mut index = index.write().expect("directory lock");
-    let current = index.tenants.get(&id).cloned();
-    match TenantState::evolve(current.as_deref().cloned(), event, seq) {
+    let mut guard = index.write().expect("directory lock");
+    let index = &mut *guard;
+    // Taken out of the map so that, when no reader holds it (always during
+    // the replay at start), the state changes in place instead of being
+    // copied for every event.
+    let current = index.tenants.remove(&id).map(|old| {
+        index.endpoints -= old.endpoints.len();
+        for k in old.api_keys.values() {
+            index.keys.remove(&k.hash);
+        }
+        Arc::try_unwrap(old).unwrap_or_else(|shared| (*shared).clone())
+    });
+    match TenantState::evolve(current, event, seq) {
         Some(next) => {
-            if let Some(old) = &current {
-                index.endpoints -= old.endpoints.len();
-                for k in old.api_keys.values() {
-                    index.keys.remove(&k.hash);
-                }
-            }
             index.endpoints += next.endpoints.len();
             for k in next.api_keys.values() {
                 index.keys.insert(k.hash.clone(), id.clone());
             }
             index.tenants.insert(id, Arc::new(next));
-            let m = hookline_telemetry::metrics();
-            m.directory_tenants.set(index.tenants.len() as i64);
-            m.directory_endpoints.set(index.endpoints as i64);
         }
         None => tracing::error!(
             subject,
@@ -365,6 +408,9 @@ fn apply(index: &RwLock<Index>, subject: &str, event: &ConfigEvent, seq: u64) {
             "config follower: event for a tenant that does not exist"
         ),
     }
+    let m = hookline_telemetry::metrics();
+    m.directory_tenants.set(index.tenants.len() as i64);
+    m.directory_endpoints.set(index.endpoints as i64);
 }
 
 #[cfg(test)]
@@ -382,6 +428,7 @@ mod tests {
             endpoints: Default::default(),
             version: 1,
             api_keys: Default::default(),
+            events_since_snapshot: 1,
         })
     }
 

@@ -1,4 +1,4 @@
-//! `hookline admin rebuild-projections|projections|reseal`.
+//! `hookline admin rebuild-projections|projections|reseal|compact-config`.
 
 use clap::Subcommand;
 use hookline_proto::{delivery::v1 as dpb, subscriptions::v1 as spb};
@@ -15,6 +15,16 @@ pub enum AdminCmd {
     /// under the new key (the services must run with the new key first and
     /// the old one in HOOKLINE_MASTER_KEY_PREVIOUS).
     Reseal,
+    /// Compact the config stream: give each tenant with a long history one
+    /// snapshot of its state and purge the events before it, so services
+    /// start faster. Runs by itself too (HOOKLINE_CONFIG_SNAPSHOT_AFTER).
+    CompactConfig {
+        /// Only tenants with at least this many events since their last
+        /// snapshot; 0 compacts every tenant (after a master-key rotation:
+        /// no value sealed under a former key is left in the stream).
+        #[arg(long, default_value_t = 1)]
+        min_events: u32,
+    },
 }
 
 fn projections_human(p: &dpb::ProjectionStatus) -> String {
@@ -32,6 +42,17 @@ pub async fn admin(args: &ClientArgs, cmd: AdminCmd) -> anyhow::Result<()> {
         print(args.json, &r, format!("re-sealed {} endpoint(s) of {} tenant(s)", r.endpoints, r.tenants));
         return Ok(());
     }
+    if let AdminCmd::CompactConfig { min_events } = cmd {
+        let mut c = subscriptions(args).await?;
+        let r = c.compact_config(spb::CompactConfigRequest { min_events }).await.map_err(status)?.into_inner();
+        let failed = if r.failed > 0 { format!(", {} failed (run it again)", r.failed) } else { String::new() };
+        print(
+            args.json,
+            &r,
+            format!("compacted {} tenant(s), purged {} config message(s){failed}", r.tenants, r.purged),
+        );
+        return Ok(());
+    }
     let mut c = deliveries(args).await?;
     let mut st = match cmd {
         AdminCmd::Projections => {
@@ -42,7 +63,7 @@ pub async fn admin(args: &ClientArgs, cmd: AdminCmd) -> anyhow::Result<()> {
         AdminCmd::RebuildProjections => {
             c.rebuild_projections(dpb::RebuildProjectionsRequest {}).await.map_err(status)?.into_inner()
         }
-        AdminCmd::Reseal => unreachable!("handled above"),
+        AdminCmd::Reseal | AdminCmd::CompactConfig { .. } => unreachable!("handled above"),
     };
     loop {
         let (applied, total) =
