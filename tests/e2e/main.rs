@@ -23,4 +23,5 @@ mod replicas;
 mod secrets;
 mod ssrf;
 mod subscriptions;
+mod tenant_delete;
 mod tls;

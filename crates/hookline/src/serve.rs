@@ -258,6 +258,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
             );
         }
         let commands = Commands::new(js.clone(), directory.clone());
+        tasks.spawn(finish_deletions(commands.clone(), shutdown.clone()));
         let api = SubscriptionsApi::new(commands, directory.clone(), policy, dns, portal);
         grpc = grpc.add_service(SubscriptionServiceServer::with_interceptor(api, authenticator.clone()));
         readiness.register::<SubscriptionServiceServer<SubscriptionsApi>>(false).await;
@@ -523,4 +524,27 @@ where
         }),
     );
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await.context("health server")
+}
+
+/// Erase every deleted tenant once more at start, so an erasure that a
+/// crash or an outage cut short is finished; retried until it succeeds.
+async fn finish_deletions(commands: Commands, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut backoff = hookline_bus::Backoff::new();
+    loop {
+        match commands.finish_deletions().await {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                tracing::info!(tenants = n, "erasure of deleted tenants checked");
+                return Ok(());
+            }
+            Err(e) => {
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot finish erasing deleted tenants yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
 }

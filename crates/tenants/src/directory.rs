@@ -40,6 +40,9 @@ struct Index {
     /// API key hash → tenant, so authentication is one lookup, not a scan.
     keys: HashMap<String, TenantId>,
     endpoints: usize,
+    /// Deleted tenants (not created again since): the sequence of each
+    /// one's `tenant.deleted`, the tenant subject's last message.
+    deleted: HashMap<TenantId, u64>,
 }
 
 type Tenants = Arc<RwLock<Index>>;
@@ -227,6 +230,17 @@ impl Directory {
         self.tenants.read().expect("directory lock").keys.get(hash).cloned()
     }
 
+    /// The sequence of the tenant's `tenant.deleted` when the tenant was
+    /// deleted and not created again.
+    pub fn tombstone(&self, id: &TenantId) -> Option<u64> {
+        self.tenants.read().expect("directory lock").deleted.get(id).copied()
+    }
+
+    /// Every deleted tenant (not created again) with its tombstone's sequence.
+    pub fn tombstones(&self) -> Vec<(TenantId, u64)> {
+        self.tenants.read().expect("directory lock").deleted.iter().map(|(t, s)| (t.clone(), *s)).collect()
+    }
+
     pub fn tenant_ids(&self) -> Vec<TenantId> {
         self.tenants.read().expect("directory lock").tenants.keys().cloned().collect()
     }
@@ -341,14 +355,19 @@ fn apply(index: &RwLock<Index>, subject: &str, event: &ConfigEvent, seq: u64) {
     };
     let mut index = index.write().expect("directory lock");
     let current = index.tenants.get(&id).cloned();
+    if let Some(old) = &current {
+        index.endpoints -= old.endpoints.len();
+        for k in old.api_keys.values() {
+            index.keys.remove(&k.hash);
+        }
+    }
+    if let ConfigEvent::TenantDeleted { .. } = event {
+        forget(&mut index, id, seq);
+        return;
+    }
     match TenantState::evolve(current.as_deref().cloned(), event, seq) {
         Some(next) => {
-            if let Some(old) = &current {
-                index.endpoints -= old.endpoints.len();
-                for k in old.api_keys.values() {
-                    index.keys.remove(&k.hash);
-                }
-            }
+            index.deleted.remove(&id);
             index.endpoints += next.endpoints.len();
             for k in next.api_keys.values() {
                 index.keys.insert(k.hash.clone(), id.clone());
@@ -365,6 +384,17 @@ fn apply(index: &RwLock<Index>, subject: &str, event: &ConfigEvent, seq: u64) {
             "config follower: event for a tenant that does not exist"
         ),
     }
+}
+
+/// `tenant.deleted`: the tenant, its endpoints and its API keys leave the
+/// index (the caller has already uncounted them), and its tombstone is kept
+/// for the erasure and for a later `tenant.created` to append after.
+fn forget(index: &mut Index, id: TenantId, seq: u64) {
+    index.tenants.remove(&id);
+    index.deleted.insert(id, seq);
+    let m = hookline_telemetry::metrics();
+    m.directory_tenants.set(index.tenants.len() as i64);
+    m.directory_endpoints.set(index.endpoints as i64);
 }
 
 #[cfg(test)]
