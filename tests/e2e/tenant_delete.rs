@@ -306,8 +306,9 @@ async fn an_operator_deletes_a_tenant_in_the_console_only_after_typing_its_id() 
         .await
         .unwrap();
     }
+    let reader = subs.clone();
     let exists = |id: &'static str| {
-        let mut subs = subs.clone();
+        let mut subs = reader.clone();
         async move { subs.get_tenant(with_bearer(spb::GetTenantRequest { tenant_id: id.into() }, TOKEN)).await }
     };
     let mut c = ConsoleClient::new(&s.hookline.console_url());

@@ -528,13 +528,16 @@ where
 
 /// Erase every deleted tenant once more at start, so an erasure that a
 /// crash or an outage cut short is finished; retried until it succeeds.
+/// Then idle until shutdown, as every service task does.
 async fn finish_deletions(commands: Commands, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut backoff = hookline_bus::Backoff::new();
     loop {
         match commands.finish_deletions().await {
-            Ok(0) => return Ok(()),
             Ok(n) => {
-                tracing::info!(tenants = n, "erasure of deleted tenants checked");
+                if n > 0 {
+                    tracing::info!(tenants = n, "erasure of deleted tenants finished");
+                }
+                shutdown.cancelled().await;
                 return Ok(());
             }
             Err(e) => {
