@@ -415,6 +415,52 @@ mod tests {
         })
     }
 
+    #[test]
+    fn a_deleted_tenant_leaves_the_index_with_its_keys_and_endpoints_and_its_tombstone_stays_until_it_is_created_again()
+    {
+        use hookline_domain::{
+            config::{Command, decide},
+            endpoint::{EndpointUrl, Layout},
+        };
+        let index = RwLock::new(Index::default());
+        let id = TenantId::parse("acme").unwrap();
+        let mut seq = 0;
+        let mut run = |cmd: Command| {
+            let state = index.read().unwrap().tenants.get(&id).cloned();
+            for event in decide(&id, state.as_deref(), cmd).unwrap() {
+                seq += 1;
+                apply(&index, "hookline.config.acme", &event, seq);
+            }
+            seq
+        };
+        run(Command::CreateTenant { plan: Plan::Business, webhooks_enabled: true });
+        for _ in 0..2 {
+            run(Command::CreateEndpoint {
+                url: EndpointUrl::parse("https://erp.example.com/h").unwrap(),
+                email: None,
+                auth_header: None,
+                event_types: vec![],
+                layout: Layout::Envelope,
+                enabled: true,
+                description: String::new(),
+                rate_limit: None,
+            });
+        }
+        run(Command::CreateApiKey { key_id: "key_1".into(), name: "k".into(), hash: "ab12".into() });
+        assert_eq!((index.read().unwrap().endpoints, index.read().unwrap().keys.len()), (2, 1));
+        let tombstone = run(Command::DeleteTenant { confirm: "acme".into() });
+        {
+            let i = index.read().unwrap();
+            assert!(i.tenants.is_empty() && i.keys.is_empty(), "the tenant and its API key are gone");
+            assert_eq!(i.endpoints, 0);
+            assert_eq!(i.deleted.get(&id), Some(&tombstone));
+        }
+        run(Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: false });
+        let i = index.read().unwrap();
+        assert!(i.deleted.is_empty(), "created again, it is no longer deleted");
+        assert!(i.tenants[&id].endpoints.is_empty());
+    }
+
     fn ids(page: &TenantPage) -> Vec<&str> {
         page.tenants.iter().map(|t| t.id.as_str()).collect()
     }
