@@ -344,6 +344,9 @@ async fn an_operator_deletes_a_tenant_in_the_console_only_after_typing_its_id() 
         .unwrap()
         .into_inner()
         .key;
+    // Nor over gRPC with its API key: deleting is the operator's.
+    let denied = subs.delete_tenant(with_bearer(delete("salon-e", "salon-e"), &key)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
     let mut tenant = ConsoleClient::new(&s.hookline.console_url());
     assert_eq!(tenant.sign_in_tenant("salon-e", &key).await.unwrap().status, 303);
     let own = tenant.get("/t/salon-e").await.unwrap();
