@@ -355,3 +355,51 @@ async fn an_operator_deletes_a_tenant_in_the_console_only_after_typing_its_id() 
     assert_eq!(refused.status, 404, "{}", refused.text());
     assert!(exists("salon-e").await.is_ok());
 }
+
+/// With the services as separate processes, the deletion made through
+/// subscriptions reaches delivery through the config stream: its workers
+/// never send the deleted tenant's pending retries, and its projector
+/// deletes the tenant's rows, while the other tenant is still delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_through_subscriptions_stops_the_separate_delivery_process_sending_its_retries() {
+    let s = split(&[("HOOKLINE_RETRY_SCHEDULE", "0s,4s,4s"), ("HOOKLINE_BREAKER_THRESHOLD", "100")]).await;
+    let js = s.nats.jetstream().await;
+    let pool = s.db.pool().await;
+    s.create_tenant("salon-f", Plan::Basic, true).await;
+    s.create_tenant("salon-g", Plan::Basic, true).await;
+    let (failing, ok) = (Receiver::start().await, Receiver::start().await);
+    failing.set_default(503);
+    let (f_ep, _) = s.create_endpoint("salon-f", &failing.url(), &[], PayloadLayout::Envelope).await;
+    let (g_ep, _) = s.create_endpoint("salon-g", &ok.url(), &[], PayloadLayout::Envelope).await;
+    s.publish_batch((0..5).map(|_| json_request("salon-f", &fresh("customer.created"))).collect()).await;
+    failing.wait_for(5, Duration::from_secs(10)).await.unwrap();
+    eventually(Duration::from_secs(10), "salon-f's first attempts in the log", || async {
+        Ok::<_, anyhow::Error>(
+            (rows(&pool, "salon-f", std::slice::from_ref(&f_ep)).await["deliveries.tenant_id"] == 5).then_some(()),
+        )
+    })
+    .await
+    .unwrap();
+
+    let mut subs = s.subscriptions.subscriptions_client().await;
+    let deleted = subs.delete_tenant(delete("salon-f", "salon-f")).await.unwrap().into_inner();
+    assert_eq!((deleted.endpoints, deleted.already_deleted), (1, false));
+    let sent = failing.count();
+    failing.set_default(200);
+    let refused = s.ingest.ingest_client().await.publish(json_request("salon-f", &fresh("customer.created"))).await;
+    assert_eq!(refused.unwrap_err().code(), Code::NotFound);
+    s.publish_json("salon-g", &fresh("customer.created")).await;
+    ok.wait_for(1, Duration::from_secs(10)).await.unwrap();
+    // Longer than the retry schedule's next step.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(failing.count(), sent, "no retry of salon-f was sent after its deletion");
+    let left = counts(&js, "salon-f").await;
+    assert_eq!(left.values().sum::<u64>(), 1, "only the tombstone is left: {left:?}");
+    eventually(Duration::from_secs(10), "salon-f's rows deleted by the delivery process", || async {
+        Ok::<_, anyhow::Error>((total(&rows(&pool, "salon-f", std::slice::from_ref(&f_ep)).await) == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+    let g = rows(&pool, "salon-g", std::slice::from_ref(&g_ep)).await;
+    assert_eq!((g["tenants.id"], g["endpoints.tenant_id"]), (1, 1));
+}
