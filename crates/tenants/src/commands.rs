@@ -166,24 +166,24 @@ impl Commands {
     async fn execute_inner(&self, tenant: &TenantId, cmd: Command) -> Result<Arc<TenantState>, Error> {
         let lock = self.locks.lock().expect("locks").entry(tenant.clone()).or_default().clone();
         let _guard = lock.lock().await;
-        self.directory.sync_tenant(tenant, WaitReason::Command).await?;
+        let mut last = self.directory.sync_tenant(tenant, WaitReason::Command).await?;
         for _ in 0..MAX_ATTEMPTS {
             let state = self.directory.tenant(tenant);
             let events = decide(tenant, state.as_deref(), cmd.clone())?;
-            // A deleted tenant's subject ends with its tombstone, after which
-            // it may be created again.
-            let expected = state.as_ref().map_or_else(|| self.directory.tombstone(tenant).unwrap_or(0), |s| s.version);
+            // A tenant that does not exist now may have existed: its subject then
+            // ends with its tombstone, and a new `tenant.created` appends after it.
+            let expected = state.as_ref().map_or(last, |s| s.version);
             if events.is_empty() {
                 return state.ok_or_else(|| Error::unavailable("tenant vanished"));
             }
             match self.append(tenant, &events, expected).await {
-                Ok(last) => {
-                    self.directory.wait_applied(last, INDEX_WAIT).await?;
+                Ok(appended) => {
+                    self.directory.wait_applied(appended, INDEX_WAIT).await?;
                     return self.directory.tenant(tenant).ok_or_else(|| Error::unavailable("tenant vanished"));
                 }
                 Err(AppendError::Conflict) => {
                     hookline_telemetry::metrics().config_conflicts.inc();
-                    self.directory.sync_tenant(tenant, WaitReason::Command).await?;
+                    last = self.directory.sync_tenant(tenant, WaitReason::Command).await?;
                 }
                 Err(AppendError::Other(e)) => return Err(Error::unavailable(e)),
             }
