@@ -46,6 +46,7 @@ const PRINTED: &[&str] = &[
     ".hookline.subscriptions.v1.ApiKey",
     ".hookline.subscriptions.v1.ResealSecretsResponse",
     ".hookline.subscriptions.v1.CompactConfigResponse",
+    ".hookline.subscriptions.v1.DeleteTenantResponse",
     ".hookline.subscriptions.v1.ListTenantsResponse",
     ".hookline.subscriptions.v1.PortalLink",
     ".hookline.delivery.v1.Delivery",

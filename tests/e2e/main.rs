@@ -26,4 +26,5 @@ mod secrets;
 mod ssrf;
 mod startup;
 mod subscriptions;
+mod tenant_delete;
 mod tls;

@@ -172,8 +172,11 @@ pub fn tenant_of(subject: &str) -> Option<&str> {
     subject.split('.').nth(2)
 }
 
+mod erase;
 mod servers;
 mod setup;
+
+pub use erase::{EraseError, Erased, TenantFilter, erase_tenant, tenant_filters};
 
 pub use servers::{Credentials, NatsServers, NatsUrlError, mask_url_list};
 pub use setup::{Backoff, BadReplicas, Retry, StreamReplicas, StreamRequestError, chain};

@@ -155,6 +155,7 @@ pub fn router(app: App) -> Router {
         .route("/t/{tenant}", get(tenant::view))
         .route("/t/{tenant}/webhooks", post(tenant::switch_webhooks))
         .route("/t/{tenant}/plan", post(operator::change_plan))
+        .route("/t/{tenant}/delete", post(tenant::delete))
         .route("/t/{tenant}/portal-link", post(tenant::portal_link))
         .route("/t/{tenant}/preview", get(endpoint_form::preview))
         .route("/t/{tenant}/endpoints/new", get(endpoint_form::new))

@@ -53,6 +53,11 @@ pub enum ConfigEvent {
     /// it; see [`Snapshot`].
     #[serde(rename = "tenant.snapshot")]
     TenantSnapshot { snapshot: Snapshot, at: String },
+    /// The tombstone: the tenant, its endpoints, secrets and API keys are
+    /// gone. Every earlier event of the tenant is purged from the stream
+    /// after this one is stored; the id may be created again afterwards.
+    #[serde(rename = "tenant.deleted")]
+    TenantDeleted { at: String },
 }
 
 impl ConfigEvent {
@@ -69,6 +74,7 @@ impl ConfigEvent {
             Self::ApiKeyCreated { .. } => "api_key.created",
             Self::ApiKeyRevoked { .. } => "api_key.revoked",
             Self::TenantSnapshot { .. } => "tenant.snapshot",
+            Self::TenantDeleted { .. } => "tenant.deleted",
         }
     }
 }
@@ -177,8 +183,12 @@ impl TenantState {
 impl TenantState {
     /// Apply one event. Events that do not fit (e.g. on a missing endpoint)
     /// are ignored: the stream is the truth and was validated on write.
+    ///
+    /// `tenant.deleted` ends the tenant: the result is `None`, and a later
+    /// `tenant.created` starts it afresh.
     pub fn evolve(state: Option<Self>, event: &ConfigEvent, seq: u64) -> Option<Self> {
         let mut s = match (state, event) {
+            (_, ConfigEvent::TenantDeleted { .. }) => return None,
             (None, ConfigEvent::TenantCreated { tenant_id, plan, webhooks_enabled, at }) => TenantState {
                 id: tenant_id.clone(),
                 plan: *plan,
@@ -195,7 +205,7 @@ impl TenantState {
         };
         match event {
             // Taken whole above.
-            ConfigEvent::TenantCreated { .. } | ConfigEvent::TenantSnapshot { .. } => {}
+            ConfigEvent::TenantCreated { .. } | ConfigEvent::TenantSnapshot { .. } | ConfigEvent::TenantDeleted { .. } => {}
             ConfigEvent::PlanChanged { plan, .. } => s.plan = *plan,
             ConfigEvent::WebhooksToggled { enabled, .. } => s.webhooks_enabled = *enabled,
             ConfigEvent::EndpointCreated { endpoint, .. } | ConfigEvent::EndpointUpdated { endpoint, .. } => {
@@ -342,6 +352,11 @@ pub enum Command {
     RevokeApiKey {
         key_id: String,
     },
+    /// Delete the tenant with everything it holds. `confirm` must repeat
+    /// the tenant id: a guard against deleting the wrong tenant.
+    DeleteTenant {
+        confirm: String,
+    },
 }
 
 fn now() -> String {
@@ -362,6 +377,7 @@ impl Command {
             Command::CreateApiKey { .. } => "create_api_key",
             Command::Reseal => "reseal",
             Command::RevokeApiKey { .. } => "revoke_api_key",
+            Command::DeleteTenant { .. } => "delete_tenant",
         }
     }
 }
@@ -377,6 +393,10 @@ pub fn decide(
         return match cmd {
             Command::CreateTenant { plan, webhooks_enabled } => {
                 Ok(vec![ConfigEvent::TenantCreated { tenant_id: tenant_id.clone(), plan, webhooks_enabled, at }])
+            }
+            Command::DeleteTenant { confirm } => {
+                check_confirmation(tenant_id, &confirm)?;
+                Err(ConfigError::TenantNotFound(tenant_id.to_string()))
             }
             _ => Err(ConfigError::TenantNotFound(tenant_id.to_string())),
         };
@@ -499,7 +519,19 @@ pub fn decide(
             }
             Ok(vec![ConfigEvent::ApiKeyRevoked { key_id, at }])
         }
+        Command::DeleteTenant { confirm } => {
+            check_confirmation(tenant_id, &confirm)?;
+            Ok(vec![ConfigEvent::TenantDeleted { at }])
+        }
     }
+}
+
+/// A tenant is deleted only when the caller typed its id a second time.
+fn check_confirmation(tenant_id: &TenantId, confirm: &str) -> Result<(), ConfigError> {
+    if confirm != tenant_id.as_str() {
+        return Err(FieldError::new("confirm", format!("must repeat the tenant id `{tenant_id}` to delete it")).into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -610,6 +642,29 @@ mod tests {
         let after = TenantState::evolve(Some(fresh), &tail[0], seq + 1).unwrap();
         assert_eq!(after.endpoints.len(), 2);
         assert_eq!(after.events_since_snapshot, 1);
+    }
+
+    #[test]
+    fn a_deleted_tenant_has_no_state_needs_its_id_confirmed_and_can_be_created_again() {
+        let t = TenantId::parse("acme").unwrap();
+        let mut events = decide(&t, None, Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true }).unwrap();
+        let s = given(&events).unwrap();
+        events.extend(decide(&t, Some(&s), create_endpoint()).unwrap());
+        let s = given(&events).unwrap();
+        let refused = decide(&t, Some(&s), Command::DeleteTenant { confirm: "acm".into() }).unwrap_err();
+        assert!(refused.to_string().starts_with("confirm: must repeat the tenant id `acme`"), "{refused}");
+        events.extend(decide(&t, Some(&s), Command::DeleteTenant { confirm: "acme".into() }).unwrap());
+        assert_eq!(events.last().map(ConfigEvent::kind), Some("tenant.deleted"));
+        assert_eq!(given(&events), None);
+        assert_eq!(
+            decide(&t, None, Command::DeleteTenant { confirm: "acme".into() }),
+            Err(ConfigError::TenantNotFound("acme".into()))
+        );
+        events
+            .extend(decide(&t, None, Command::CreateTenant { plan: Plan::Business, webhooks_enabled: false }).unwrap());
+        let again = given(&events).unwrap();
+        assert!(again.endpoints.is_empty(), "nothing of the deleted tenant comes back");
+        assert_eq!(again.plan, Plan::Business);
     }
 
     #[test]

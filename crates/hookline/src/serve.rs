@@ -265,6 +265,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
                 Ok(())
             }
         });
+        tasks.spawn(finish_deletions(commands.clone(), shutdown.clone()));
         let api = SubscriptionsApi::new(commands, directory.clone(), policy, dns, portal);
         grpc = grpc.add_service(SubscriptionServiceServer::with_interceptor(api, authenticator.clone()));
         readiness.register::<SubscriptionServiceServer<SubscriptionsApi>>(false).await;
@@ -534,4 +535,30 @@ where
         }),
     );
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await.context("health server")
+}
+
+/// Erase every deleted tenant once more at start, so an erasure that a
+/// crash or an outage cut short is finished; retried until it succeeds.
+/// Then idle until shutdown, as every service task does.
+async fn finish_deletions(commands: Commands, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut backoff = hookline_bus::Backoff::new();
+    loop {
+        match commands.finish_deletions().await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(tenants = n, "erasure of deleted tenants finished");
+                }
+                shutdown.cancelled().await;
+                return Ok(());
+            }
+            Err(e) => {
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot finish erasing deleted tenants yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
 }

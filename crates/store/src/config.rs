@@ -1,4 +1,6 @@
-//! HOOKLINE_CONFIG → `tenants`, `endpoints`. No secrets are projected.
+//! HOOKLINE_CONFIG → `tenants`, `endpoints` (and, for `tenant.deleted`,
+//! the erasure of every row of the tenant: [`crate::erase`]). No secrets are
+//! projected.
 
 use hookline_domain::{
     config::{ConfigEvent, Snapshot},
@@ -52,7 +54,11 @@ pub(crate) async fn apply(
     event: &ConfigEvent,
     seq: u64,
 ) -> Result<(), StoreError> {
+    if let ConfigEvent::TenantCreated { .. } = event {
+        crate::erase::forget_deletion(tx, tenant).await?;
+    }
     let q = match event {
+        ConfigEvent::TenantDeleted { at } => return crate::erase::delete_tenant(tx, tenant, at, seq).await,
         // API keys are not projected: Postgres holds no credentials.
         ConfigEvent::ApiKeyCreated { .. } | ConfigEvent::ApiKeyRevoked { .. } => return Ok(()),
         ConfigEvent::TenantCreated { plan, webhooks_enabled, at, .. } => sqlx::query(

@@ -4,6 +4,7 @@
 //! changes nothing and a dropped table is rebuilt on the next start.
 
 mod config;
+mod erase;
 pub mod health;
 pub mod janitor;
 mod outcomes;
@@ -21,8 +22,8 @@ use sqlx::{
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Tables that are projections; if one is missing its projector starts over.
-pub const PROJECTION_TABLES: [&str; 6] =
-    ["tenants", "endpoints", "deliveries", "attempts", "endpoint_stats_hourly", "endpoint_health"];
+pub const PROJECTION_TABLES: [&str; 7] =
+    ["tenants", "endpoints", "deliveries", "attempts", "endpoint_stats_hourly", "endpoint_health", "deleted_tenants"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -215,6 +215,7 @@ async fn apply_batch(pool: &PgPool, projection: Projection, applied: u64, batch:
         }
     }
     if !outcomes.is_empty() {
+        let outcomes = crate::erase::without_deleted(&mut tx, outcomes).await?;
         crate::outcomes::apply(&mut tx, &outcomes).await?;
     }
     sqlx::query("UPDATE projector_offsets SET last_seq = $2, updated_at = now() WHERE projector = $1")

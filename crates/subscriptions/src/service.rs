@@ -253,6 +253,23 @@ impl SubscriptionService for SubscriptionsApi {
         Ok(Response::new(tenant_to_pb(&t)))
     }
 
+    async fn delete_tenant(
+        &self,
+        req: Request<pb::DeleteTenantRequest>,
+    ) -> Result<Response<pb::DeleteTenantResponse>, Status> {
+        auth::check_operator(&req)?;
+        let r = req.into_inner();
+        let id = tenant_id(&r.tenant_id)?;
+        let deletion = self.commands.delete_tenant(&id, r.confirm).await.map_err(status)?;
+        Ok(Response::new(pb::DeleteTenantResponse {
+            tenant_id: id.to_string(),
+            endpoints: deletion.tenant.as_ref().map_or(0, |t| t.endpoints.len() as u32),
+            already_deleted: deletion.tenant.is_none(),
+            messages_erased: deletion.erased.messages,
+            version: deletion.tombstone,
+        }))
+    }
+
     async fn create_endpoint(&self, req: Request<pb::CreateEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
         auth::check_tenant(&req, &req.get_ref().tenant_id)?;
         let r = req.into_inner();

@@ -16,7 +16,7 @@ use std::{
 use async_nats::jetstream::{Context, context::PublishErrorKind, message::PublishMessage};
 use hookline_bus::{CONFIG_STREAM, config_subject};
 use hookline_domain::{
-    config::{Command, ConfigEvent, TenantState, decide},
+    config::{Command, ConfigError, ConfigEvent, TenantState, decide},
     ids::TenantId,
 };
 
@@ -24,6 +24,20 @@ use crate::{Directory, Error, directory::WaitReason};
 
 const MAX_ATTEMPTS: usize = 10;
 const INDEX_WAIT: Duration = Duration::from_secs(5);
+/// How long after a deletion its erasure runs once more, longer than a
+/// delivery attempt takes to record its outcome.
+const LATE_ERASE: Duration = Duration::from_secs(120);
+
+/// What [`Commands::delete_tenant`] did.
+#[derive(Debug)]
+pub struct Deletion {
+    /// The tenant as it was before; `None` when it had been deleted already
+    /// (the erasure was run again).
+    pub tenant: Option<Arc<TenantState>>,
+    /// The sequence of its `tenant.deleted` on HOOKLINE_CONFIG.
+    pub tombstone: u64,
+    pub erased: hookline_bus::Erased,
+}
 
 /// After how many events since its last snapshot a tenant is compacted,
 /// unless set otherwise (`HOOKLINE_CONFIG_SNAPSHOT_AFTER`).
@@ -134,20 +148,113 @@ impl Commands {
         result
     }
 
-    async fn execute_inner(&self, tenant: &TenantId, cmd: Command) -> Result<Arc<TenantState>, Error> {
+    /// Delete a tenant ([`Command::DeleteTenant`]): append `tenant.deleted`,
+    /// then erase the tenant's messages from every stream
+    /// ([`hookline_bus::erase_tenant`]). A tenant already deleted is erased
+    /// again, which finishes an erasure cut short; a tenant that never
+    /// existed is `NOT_FOUND`.
+    pub async fn delete_tenant(&self, tenant: &TenantId, confirm: String) -> Result<Deletion, Error> {
+        let result = self.delete_inner(tenant, confirm).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Error::Config(_)) => "refused",
+            Err(_) => "error",
+        };
+        let labels = hookline_telemetry::labels([("command", "delete_tenant"), ("result", outcome)]);
+        hookline_telemetry::metrics().config_commands.get_or_create(&labels).inc();
+        result
+    }
+
+    async fn delete_inner(&self, tenant: &TenantId, confirm: String) -> Result<Deletion, Error> {
         let lock = self.lock(tenant);
         let _guard = lock.lock().await;
         self.directory.sync_tenant(tenant, WaitReason::Command).await?;
+        let cmd = Command::DeleteTenant { confirm };
+        for _ in 0..MAX_ATTEMPTS {
+            let state = self.directory.tenant(tenant);
+            let (tombstone, deleted) = match (decide(tenant, state.as_deref(), cmd.clone()), &state) {
+                (Ok(events), Some(s)) => match self.append(tenant, &events, s.version).await {
+                    Ok(last) => {
+                        self.directory.wait_applied(last, INDEX_WAIT).await?;
+                        (last, state)
+                    }
+                    Err(AppendError::Conflict) => {
+                        hookline_telemetry::metrics().config_conflicts.inc();
+                        self.directory.sync_tenant(tenant, WaitReason::Command).await?;
+                        continue;
+                    }
+                    Err(AppendError::Other(e)) => return Err(Error::unavailable(e)),
+                },
+                (Err(ConfigError::TenantNotFound(_)), None) => match self.directory.tombstone(tenant) {
+                    Some(seq) => (seq, None),
+                    None => return Err(ConfigError::TenantNotFound(tenant.to_string()).into()),
+                },
+                (Err(e), _) => return Err(e.into()),
+                (Ok(_), None) => unreachable!("decide refuses to delete a tenant that does not exist"),
+            };
+            let erased = hookline_bus::erase_tenant(&self.js, tenant, tombstone).await.map_err(Error::unavailable)?;
+            tracing::info!(
+                tenant = %tenant,
+                tombstone,
+                messages = erased.messages,
+                consumers = erased.consumers,
+                again = deleted.is_none(),
+                "tenant deleted and its messages erased"
+            );
+            self.erase_late(tenant.clone(), tombstone);
+            return Ok(Deletion { tenant: deleted, tombstone, erased });
+        }
+        Err(Error::Contention(tenant.to_string()))
+    }
+
+    /// Erase the tenant once more after [`LATE_ERASE`]: a task a worker was
+    /// sending while the tenant was deleted may still record its outcome.
+    /// Skipped when the tenant was created again meanwhile.
+    fn erase_late(&self, tenant: TenantId, tombstone: u64) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(LATE_ERASE).await;
+            if this.directory.tombstone(&tenant) != Some(tombstone) {
+                return;
+            }
+            if let Err(e) = hookline_bus::erase_tenant(&this.js, &tenant, tombstone).await {
+                tracing::warn!(tenant = %tenant, error = %e, "late erasure of a deleted tenant failed; the next start finishes it");
+            }
+        });
+    }
+
+    /// Erase every deleted tenant again: finishes erasures a crash or an
+    /// outage cut short. Run when subscriptions starts.
+    pub async fn finish_deletions(&self) -> Result<usize, Error> {
+        let tombstones = self.directory.tombstones();
+        for (tenant, tombstone) in &tombstones {
+            let lock = self.lock(tenant);
+            let _guard = lock.lock().await;
+            // Created again since the list was read: nothing of the old one is left to erase.
+            if self.directory.tombstone(tenant) != Some(*tombstone) {
+                continue;
+            }
+            hookline_bus::erase_tenant(&self.js, tenant, *tombstone).await.map_err(Error::unavailable)?;
+        }
+        Ok(tombstones.len())
+    }
+
+    async fn execute_inner(&self, tenant: &TenantId, cmd: Command) -> Result<Arc<TenantState>, Error> {
+        let lock = self.lock(tenant);
+        let _guard = lock.lock().await;
+        let mut last = self.directory.sync_tenant(tenant, WaitReason::Command).await?;
         for _ in 0..MAX_ATTEMPTS {
             let state = self.directory.tenant(tenant);
             let events = decide(tenant, state.as_deref(), cmd.clone())?;
-            let expected = state.as_ref().map_or(0, |s| s.version);
+            // A tenant that does not exist now may have existed: its subject then
+            // ends with its tombstone, and a new `tenant.created` appends after it.
+            let expected = state.as_ref().map_or(last, |s| s.version);
             if events.is_empty() {
                 return state.ok_or_else(|| Error::unavailable("tenant vanished"));
             }
             match self.append(tenant, &events, expected).await {
-                Ok(last) => {
-                    self.directory.wait_tenant(tenant, last, INDEX_WAIT).await?;
+                Ok(appended) => {
+                    self.directory.wait_tenant(tenant, appended, INDEX_WAIT).await?;
                     let after = self.directory.tenant(tenant).ok_or_else(|| Error::unavailable("tenant vanished"))?;
                     if self.snapshot_after > 0 && after.events_since_snapshot >= self.snapshot_after {
                         // The command is done; a compaction that fails is
@@ -160,7 +267,7 @@ impl Commands {
                 }
                 Err(AppendError::Conflict) => {
                     hookline_telemetry::metrics().config_conflicts.inc();
-                    self.directory.sync_tenant(tenant, WaitReason::Command).await?;
+                    last = self.directory.sync_tenant(tenant, WaitReason::Command).await?;
                 }
                 Err(AppendError::Other(e)) => return Err(Error::unavailable(e)),
             }

@@ -40,6 +40,9 @@ struct Index {
     /// API key hash → tenant, so authentication is one lookup, not a scan.
     keys: HashMap<String, TenantId>,
     endpoints: usize,
+    /// Deleted tenants (not created again since): the sequence of each
+    /// one's `tenant.deleted`, the tenant subject's last message.
+    deleted: HashMap<TenantId, u64>,
 }
 
 type Tenants = Arc<RwLock<Index>>;
@@ -269,6 +272,17 @@ impl Directory {
         self.tenants.read().expect("directory lock").keys.get(hash).cloned()
     }
 
+    /// The sequence of the tenant's `tenant.deleted` when the tenant was
+    /// deleted and not created again.
+    pub fn tombstone(&self, id: &TenantId) -> Option<u64> {
+        self.tenants.read().expect("directory lock").deleted.get(id).copied()
+    }
+
+    /// Every deleted tenant (not created again) with its tombstone's sequence.
+    pub fn tombstones(&self) -> Vec<(TenantId, u64)> {
+        self.tenants.read().expect("directory lock").deleted.iter().map(|(t, s)| (t.clone(), *s)).collect()
+    }
+
     pub fn tenant_ids(&self) -> Vec<TenantId> {
         self.tenants.read().expect("directory lock").tenants.keys().cloned().collect()
     }
@@ -393,8 +407,13 @@ fn apply(index: &RwLock<Index>, subject: &str, event: &ConfigEvent, seq: u64) {
         }
         Arc::try_unwrap(old).unwrap_or_else(|shared| (*shared).clone())
     });
+    if let ConfigEvent::TenantDeleted { .. } = event {
+        forget(index, id, seq);
+        return;
+    }
     match TenantState::evolve(current, event, seq) {
         Some(next) => {
+            index.deleted.remove(&id);
             index.endpoints += next.endpoints.len();
             for k in next.api_keys.values() {
                 index.keys.insert(k.hash.clone(), id.clone());
@@ -408,6 +427,17 @@ fn apply(index: &RwLock<Index>, subject: &str, event: &ConfigEvent, seq: u64) {
             "config follower: event for a tenant that does not exist"
         ),
     }
+    let m = hookline_telemetry::metrics();
+    m.directory_tenants.set(index.tenants.len() as i64);
+    m.directory_endpoints.set(index.endpoints as i64);
+}
+
+/// `tenant.deleted`: the tenant, its endpoints and its API keys leave the
+/// index (the caller has already uncounted them), and its tombstone is kept
+/// for the erasure and for a later `tenant.created` to append after.
+fn forget(index: &mut Index, id: TenantId, seq: u64) {
+    index.tenants.remove(&id);
+    index.deleted.insert(id, seq);
     let m = hookline_telemetry::metrics();
     m.directory_tenants.set(index.tenants.len() as i64);
     m.directory_endpoints.set(index.endpoints as i64);
@@ -430,6 +460,52 @@ mod tests {
             api_keys: Default::default(),
             events_since_snapshot: 1,
         })
+    }
+
+    #[test]
+    fn a_deleted_tenant_leaves_the_index_with_its_keys_and_endpoints_and_its_tombstone_stays_until_it_is_created_again()
+    {
+        use hookline_domain::{
+            config::{Command, decide},
+            endpoint::{EndpointUrl, Layout},
+        };
+        let index = RwLock::new(Index::default());
+        let id = TenantId::parse("acme").unwrap();
+        let mut seq = 0;
+        let mut run = |cmd: Command| {
+            let state = index.read().unwrap().tenants.get(&id).cloned();
+            for event in decide(&id, state.as_deref(), cmd).unwrap() {
+                seq += 1;
+                apply(&index, "hookline.config.acme", &event, seq);
+            }
+            seq
+        };
+        run(Command::CreateTenant { plan: Plan::Business, webhooks_enabled: true });
+        for _ in 0..2 {
+            run(Command::CreateEndpoint {
+                url: EndpointUrl::parse("https://erp.example.com/h").unwrap(),
+                email: None,
+                auth_header: None,
+                event_types: vec![],
+                layout: Layout::Envelope,
+                enabled: true,
+                description: String::new(),
+                rate_limit: None,
+            });
+        }
+        run(Command::CreateApiKey { key_id: "key_1".into(), name: "k".into(), hash: "ab12".into() });
+        assert_eq!((index.read().unwrap().endpoints, index.read().unwrap().keys.len()), (2, 1));
+        let tombstone = run(Command::DeleteTenant { confirm: "acme".into() });
+        {
+            let i = index.read().unwrap();
+            assert!(i.tenants.is_empty() && i.keys.is_empty(), "the tenant and its API key are gone");
+            assert_eq!(i.endpoints, 0);
+            assert_eq!(i.deleted.get(&id), Some(&tombstone));
+        }
+        run(Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: false });
+        let i = index.read().unwrap();
+        assert!(i.deleted.is_empty(), "created again, it is no longer deleted");
+        assert!(i.tenants[&id].endpoints.is_empty());
     }
 
     fn ids(page: &TenantPage) -> Vec<&str> {

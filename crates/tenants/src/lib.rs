@@ -12,7 +12,8 @@
 //! * [`commands`]: decides commands against the index and appends the events
 //!   with optimistic concurrency (`Nats-Expected-Last-Subject-Sequence`).
 //!   Subscriptions runs every tenant and endpoint command through it;
-//!   delivery uses it to disable endpoints.
+//!   delivery uses it to disable endpoints. Deleting a tenant also erases
+//!   its messages from every stream (`hookline_bus::erase_tenant`).
 //!
 //! No gRPC here: each service maps [`Error`] to its answers itself.
 

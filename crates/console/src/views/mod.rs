@@ -80,6 +80,7 @@ pub fn notice_text(key: &str) -> Option<&'static str> {
         "webhooks-off" => "Webhooks disabled.",
         "plan" => "Plan changed.",
         "tenant" => "Tenant created.",
+        "tenant-deleted" => "Tenant deleted.",
         "test-sent" => "Test event sent.",
         _ => return None,
     })

@@ -126,8 +126,53 @@ pub async fn view(ctx: Ctx, Path(tenant): Path<String>, Query(q): Query) -> Resu
             }
         }
     };
+    let body = html! {
+        (body)
+        @if ctx.is_operator() { (delete_section(&ctx, &tenant, &base, q.get("delete") == "unconfirmed")) }
+    };
     let title = format!("Webhooks of {tenant}");
     Ok(layout::page(&ctx, &title, notice_text(q.get("notice")), body))
+}
+
+/// The operator's "Delete tenant": the form posts only when the tenant id
+/// is typed again, and the service checks it once more.
+fn delete_section(ctx: &Ctx, tenant: &impl std::fmt::Display, base: &str, unconfirmed: bool) -> Markup {
+    let error = unconfirmed.then(|| format!("Tenant ID: type {tenant} exactly to delete this tenant."));
+    html! {
+        section.danger-zone aria-labelledby="delete-tenant-heading" {
+            h2 id="delete-tenant-heading" { "Delete tenant" }
+            p.hint {
+                "Deletes the tenant with its endpoints, signing secrets, API keys, stored and queued events "
+                "and delivery log, at once and for good. Type the tenant ID to confirm."
+            }
+            form method="post" action={ (base) "/delete" } id="delete-tenant-form" {
+                (layout::csrf(ctx))
+                label for="confirm-tenant" { "Tenant ID" }
+                input id="confirm-tenant" name="confirm" type="text" autocomplete="off" required
+                    aria-invalid=[error.as_ref().map(|_| "true")]
+                    aria-describedby=[error.as_ref().map(|_| "confirm-error")];
+                @if let Some(error) = &error { p.field-error id="confirm-error" role="alert" { (error) } }
+                button.danger type="submit" id="delete-tenant" { "Delete tenant" }
+            }
+        }
+    }
+}
+
+/// `POST /t/<tenant>/delete` (operator): delete the tenant when the typed id
+/// matches; otherwise back to the tenant with the reason beside the field.
+pub async fn delete(Path(tenant): Path<String>, Posted { ctx, form }: Posted) -> Result<Response, PageError> {
+    if !ctx.is_operator() {
+        return Err(PageError::NotFound);
+    }
+    let tenant = ctx.tenant(&tenant)?;
+    let request = spb::DeleteTenantRequest { tenant_id: tenant.to_string(), confirm: form.get("confirm").to_owned() };
+    match ctx.app.backend.subscriptions().delete_tenant(request).await {
+        Ok(_) => Ok(see_other("/tenants?notice=tenant-deleted")),
+        Err(s) if s.code() == tonic::Code::InvalidArgument && s.message().starts_with("confirm: ") => {
+            Ok(see_other(&format!("/t/{tenant}?delete=unconfirmed#delete-tenant-heading")))
+        }
+        Err(s) => Err(s.into()),
+    }
 }
 
 /// What an endpoint sends to: its URL (query values masked), or "E-mail".

@@ -1,4 +1,4 @@
-//! `hookline tenant create|get|set|list`.
+//! `hookline tenant create|get|set|list|delete`.
 
 use clap::{Subcommand, ValueEnum};
 use hookline_proto::{json::plan_name, subscriptions::v1 as spb};
@@ -63,6 +63,17 @@ pub enum TenantCmd {
         #[arg(long, value_enum)]
         webhooks: Option<OnOff>,
     },
+    /// Delete a tenant with its endpoints, secrets, API keys, stored and
+    /// queued events and delivery log (operator only). Cannot be undone.
+    ///
+    /// Deleting a deleted tenant again finishes an erasure that was cut
+    /// short. The id may be created again afterwards; it starts empty.
+    Delete {
+        tenant: String,
+        /// The tenant id once more, to confirm the deletion.
+        #[arg(long, value_name = "TENANT")]
+        confirm: String,
+    },
 }
 
 fn tenant_line(t: &spb::Tenant) -> String {
@@ -111,6 +122,23 @@ pub async fn tenant(args: &ClientArgs, cmd: TenantCmd) -> anyhow::Result<()> {
                 .map_err(status)?
                 .into_inner();
             print(args.json, &page, tenant_table(&page));
+            return Ok(());
+        }
+        TenantCmd::Delete { tenant, confirm } => {
+            let d = c
+                .delete_tenant(spb::DeleteTenantRequest { tenant_id: tenant, confirm })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let human = if d.already_deleted {
+                format!("tenant {} was deleted already; erased {} more message(s)", d.tenant_id, d.messages_erased)
+            } else {
+                format!(
+                    "deleted tenant {} with {} endpoint(s); erased {} message(s)",
+                    d.tenant_id, d.endpoints, d.messages_erased
+                )
+            };
+            print(args.json, &d, human);
             return Ok(());
         }
         TenantCmd::Get { tenant } => {

@@ -1,0 +1,153 @@
+//! Erasing one tenant from JetStream: every stream's subjects carry the
+//! tenant id, so a purge with a subject filter removes the tenant's
+//! messages at once and leaves every other tenant's untouched.
+//!
+//! [`tenant_filters`] is the one list of where a tenant's messages live; a
+//! new stream with tenant subjects belongs in it. Erasing is idempotent: a
+//! purge of subjects that hold nothing purges nothing, so an erasure cut
+//! short (a crash, NATS unavailable) is finished by running it again.
+
+use async_nats::jetstream::{
+    Context, ErrorCode,
+    stream::{ConsumerErrorKind, PurgeError, PurgeErrorKind},
+};
+use futures_util::TryStreamExt;
+use hookline_domain::ids::TenantId;
+
+use crate::{
+    CONFIG_STREAM, DISPATCH_STREAM, EVENTS_STREAM, INTAKE_STREAM, OUTCOMES_STREAM, PARKED_STREAM, REJECTED_STREAM,
+    Source, config_subject, intake_subject, rejected_subject,
+};
+
+/// The time-bucketed retry store, `hookline.retry.<bucket>.<tenant>.<endpoint>`.
+/// It may not exist on a deployment (it is created by the delivery role that
+/// uses it); erasure skips a stream that does not exist.
+const RETRY_STREAM: &str = "HOOKLINE_RETRY";
+
+/// Where one tenant's messages live: a stream and a subject filter that
+/// matches exactly the tenant's subjects in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantFilter {
+    pub stream: &'static str,
+    pub subject: String,
+}
+
+/// Every (stream, filter) holding messages of `tenant`, HOOKLINE_CONFIG
+/// last: its tombstone (`tenant.deleted`) is kept, everything before it goes.
+pub fn tenant_filters(tenant: &TenantId) -> Vec<TenantFilter> {
+    let t = tenant.as_str();
+    let filter = |stream, subject: String| TenantFilter { stream, subject };
+    vec![
+        filter(INTAKE_STREAM, intake_subject(t)),
+        filter(REJECTED_STREAM, rejected_subject(t)),
+        filter(EVENTS_STREAM, format!("hookline.events.{t}.>")),
+        filter(DISPATCH_STREAM, format!("hookline.dispatch.{t}.>")),
+        filter(RETRY_STREAM, format!("hookline.retry.*.{t}.>")),
+        filter(PARKED_STREAM, format!("hookline.parked.{t}.>")),
+        filter(OUTCOMES_STREAM, format!("hookline.outcomes.{t}.>")),
+        filter(CONFIG_STREAM, config_subject(tenant)),
+    ]
+}
+
+/// What one erasure removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Erased {
+    /// Messages purged from every stream.
+    pub messages: u64,
+    /// Durable consumers of the tenant's parked tasks deleted.
+    pub consumers: u64,
+}
+
+/// Why an erasure stopped before it was done; running it again resumes it.
+#[derive(Debug, thiserror::Error)]
+pub enum EraseError {
+    #[error("reading stream {stream}: {source}")]
+    Stream {
+        stream: &'static str,
+        #[source]
+        source: Source,
+    },
+    #[error("purging `{subject}` from {stream}: {source}")]
+    Purge {
+        stream: &'static str,
+        subject: String,
+        #[source]
+        source: Source,
+    },
+    #[error("deleting consumer {consumer} of {stream}: {source}")]
+    Consumer {
+        stream: &'static str,
+        consumer: String,
+        #[source]
+        source: Source,
+    },
+}
+
+/// Erase `tenant`'s messages from every stream, and the durable consumers
+/// of its parked tasks. On HOOKLINE_CONFIG only the messages before
+/// `tombstone` (the sequence of its `tenant.deleted`) go, so every process
+/// still learns that the tenant is gone and a later `tenant.created` is
+/// kept.
+pub async fn erase_tenant(js: &Context, tenant: &TenantId, tombstone: u64) -> Result<Erased, EraseError> {
+    let mut erased = Erased::default();
+    for TenantFilter { stream: name, subject } in tenant_filters(tenant) {
+        let stream =
+            js.get_stream_no_info(name).await.map_err(|e| EraseError::Stream { stream: name, source: e.into() })?;
+        let purge = stream.purge().filter(subject.clone());
+        let purged = if name == CONFIG_STREAM { purge.sequence(tombstone).await } else { purge.await };
+        match purged {
+            Ok(r) => erased.messages += r.purged,
+            Err(e) if is_missing_purge(&e) => {}
+            Err(e) => return Err(EraseError::Purge { stream: name, subject, source: e.into() }),
+        }
+    }
+    erased.consumers = delete_parked_consumers(js, tenant).await?;
+    Ok(erased)
+}
+
+/// The sweeper makes one durable consumer per parked endpoint; those of
+/// the tenant's endpoints are found by their filter subject.
+async fn delete_parked_consumers(js: &Context, tenant: &TenantId) -> Result<u64, EraseError> {
+    let err = |source: Source| EraseError::Stream { stream: PARKED_STREAM, source };
+    let stream = js.get_stream_no_info(PARKED_STREAM).await.map_err(|e| err(e.into()))?;
+    let prefix = format!("hookline.parked.{}.", tenant.as_str());
+    let infos: Vec<_> = stream.consumers().try_collect().await.map_err(|e| err(e.into()))?;
+    let mut deleted = 0;
+    for info in infos.into_iter().filter(|i| i.config.filter_subject.starts_with(&prefix)) {
+        match stream.delete_consumer(&info.name).await {
+            Ok(_) => deleted += 1,
+            // The sweeper deletes drained consumers too: one gone already is done.
+            Err(e) if matches!(e.kind(), ConsumerErrorKind::JetStream(j) if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) =>
+                {}
+            Err(e) => {
+                return Err(EraseError::Consumer { stream: PARKED_STREAM, consumer: info.name, source: e.into() });
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// A stream that does not exist holds nothing to erase.
+fn is_missing_purge(e: &PurgeError) -> bool {
+    matches!(e.kind(), PurgeErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_filter_names_only_the_tenants_subjects_and_config_comes_last() {
+        let tenant = TenantId::parse("salon-1").unwrap();
+        let filters = tenant_filters(&tenant);
+        for f in &filters {
+            let tokens: Vec<&str> = f.subject.split('.').collect();
+            assert!(tokens.contains(&"salon-1"), "{f:?} names the tenant");
+            assert!(!f.subject.contains("salon-1*"), "{f:?} is not a prefix match");
+        }
+        assert_eq!(filters.last().map(|f| f.stream), Some(CONFIG_STREAM));
+        let streams: std::collections::BTreeSet<&str> = filters.iter().map(|f| f.stream).collect();
+        let all: std::collections::BTreeSet<&str> = crate::ALL_STREAMS.into_iter().chain([RETRY_STREAM]).collect();
+        assert_eq!(streams, all, "every stream with tenant subjects is erased");
+    }
+}
