@@ -16,13 +16,8 @@ use hookline_domain::ids::TenantId;
 
 use crate::{
     CONFIG_STREAM, DISPATCH_STREAM, EVENTS_STREAM, INTAKE_STREAM, OUTCOMES_STREAM, PARKED_STREAM, REJECTED_STREAM,
-    Source, config_subject, intake_subject, rejected_subject,
+    RETRY_STREAM, Source, config_subject, intake_subject, rejected_subject, retry_tenant_filter,
 };
-
-/// The time-bucketed retry store, `hookline.retry.<bucket>.<tenant>.<endpoint>`.
-/// It may not exist on a deployment (it is created by the delivery role that
-/// uses it); erasure skips a stream that does not exist.
-const RETRY_STREAM: &str = "HOOKLINE_RETRY";
 
 /// Where one tenant's messages live: a stream and a subject filter that
 /// matches exactly the tenant's subjects in it.
@@ -42,7 +37,7 @@ pub fn tenant_filters(tenant: &TenantId) -> Vec<TenantFilter> {
         filter(REJECTED_STREAM, rejected_subject(t)),
         filter(EVENTS_STREAM, format!("hookline.events.{t}.>")),
         filter(DISPATCH_STREAM, format!("hookline.dispatch.{t}.>")),
-        filter(RETRY_STREAM, format!("hookline.retry.*.{t}.>")),
+        filter(RETRY_STREAM, retry_tenant_filter(tenant)),
         filter(PARKED_STREAM, format!("hookline.parked.{t}.>")),
         filter(OUTCOMES_STREAM, format!("hookline.outcomes.{t}.>")),
         filter(CONFIG_STREAM, config_subject(tenant)),
@@ -147,7 +142,7 @@ mod tests {
         }
         assert_eq!(filters.last().map(|f| f.stream), Some(CONFIG_STREAM));
         let streams: std::collections::BTreeSet<&str> = filters.iter().map(|f| f.stream).collect();
-        let all: std::collections::BTreeSet<&str> = crate::ALL_STREAMS.into_iter().chain([RETRY_STREAM]).collect();
+        let all: std::collections::BTreeSet<&str> = crate::ALL_STREAMS.into_iter().collect();
         assert_eq!(streams, all, "every stream with tenant subjects is erased");
     }
 }
