@@ -54,6 +54,9 @@ fn role(cluster: &NatsCluster, db: &TestDb, role: &str, order: usize) -> Hooklin
         .env("HOOKLINE_DATABASE_URL", db.url())
         .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
         .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s,2s,4s,8s,8s,8s,8s,8s,8s,8s,8s")
+        // The 4 s and 8 s retries wait in the retry store, whose mover then
+        // meets the same faults as everything else.
+        .env("HOOKLINE_RETRY_STORE_AFTER", "3s")
         .env("HOOKLINE_REQUEST_TIMEOUT", "2s")
         .env("HOOKLINE_ACK_WAIT", "5s")
         .env("HOOKLINE_TENANT_RATE", "0")
