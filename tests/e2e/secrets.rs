@@ -147,7 +147,7 @@ async fn rotation_signs_with_old_and_new_during_the_grace_period() {
     assert!(err.message().starts_with("grace_period_seconds: must be at most"), "{}", err.message());
 }
 
-fn grep_dir(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+pub(crate) fn grep_dir(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();

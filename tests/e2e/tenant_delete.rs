@@ -403,3 +403,40 @@ async fn a_deletion_through_subscriptions_stops_the_separate_delivery_process_se
     let g = rows(&pool, "salon-g", std::slice::from_ref(&g_ep)).await;
     assert_eq!((g["tenants.id"], g["endpoints.tenant_id"]), (1, 1));
 }
+
+/// Without a master key the signing secret is in clear in the config
+/// stream's files; after the deletion those bytes are overwritten, not
+/// only dropped from the stream's index (which is all a purge does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_tenants_signing_secret_is_overwritten_in_the_nats_files() {
+    let s = stack().await;
+    s.create_tenant("salon-p", Plan::Basic, true).await;
+    s.create_tenant("salon-q", Plan::Basic, true).await;
+    let (_, p_secret) = s.create_endpoint("salon-p", "https://p.example.com/h", &[], PayloadLayout::Envelope).await;
+    let (_, q_secret) = s.create_endpoint("salon-q", "https://q.example.com/h", &[], PayloadLayout::Envelope).await;
+    let store = s.nats.log_path().parent().unwrap().join("store");
+    let on_disk = |needle: &str| crate::secrets::grep_dir(&store, needle.as_bytes()).len();
+    let secret = |s: &str| s.strip_prefix("whsec_").unwrap().to_owned();
+    let (p_secret, q_secret) = (secret(&p_secret), secret(&q_secret));
+    eventually(Duration::from_secs(5), "both secrets written to the store", || async {
+        (on_disk(&p_secret) > 0 && on_disk(&q_secret) > 0).then_some(())
+    })
+    .await
+    .unwrap();
+    let mut subs = s.hookline.subscriptions_client().await;
+    subs.delete_tenant(delete("salon-p", "salon-p")).await.unwrap();
+    assert_eq!(on_disk(&p_secret), 0, "salon-p's secret is gone from the NATS files");
+    assert!(on_disk(&q_secret) > 0, "salon-q's secret is untouched");
+    let q_endpoint = subs
+        .list_endpoints(spb::ListEndpointsRequest { tenant_id: "salon-q".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoints
+        .remove(0)
+        .id;
+    let q = subs
+        .get_endpoint_secret(spb::GetEndpointSecretRequest { tenant_id: "salon-q".into(), endpoint_id: q_endpoint })
+        .await;
+    assert_eq!(secret(&q.unwrap().into_inner().secret), q_secret);
+}

@@ -9,7 +9,7 @@
 
 use async_nats::jetstream::{
     Context, ErrorCode,
-    stream::{ConsumerErrorKind, PurgeError, PurgeErrorKind},
+    stream::{ConsumerErrorKind, DeleteMessageErrorKind, PurgeError, PurgeErrorKind},
 };
 use futures_util::TryStreamExt;
 use hookline_domain::ids::TenantId;
@@ -88,6 +88,9 @@ pub async fn erase_tenant(js: &Context, tenant: &TenantId, tombstone: u64) -> Re
     for TenantFilter { stream: name, subject } in tenant_filters(tenant) {
         let stream =
             js.get_stream_no_info(name).await.map_err(|e| EraseError::Stream { stream: name, source: e.into() })?;
+        if name == CONFIG_STREAM {
+            erased.messages += overwrite_before(&stream, &subject, tombstone).await?;
+        }
         let purge = stream.purge().filter(subject.clone());
         let purged = if name == CONFIG_STREAM { purge.sequence(tombstone).await } else { purge.await };
         match purged {
@@ -98,6 +101,54 @@ pub async fn erase_tenant(js: &Context, tenant: &TenantId, tombstone: u64) -> Re
     }
     erased.consumers = delete_parked_consumers(js, tenant).await?;
     Ok(erased)
+}
+
+/// Delete each message on `subject` before sequence `before` one by one,
+/// which makes the server overwrite it in its files (a purge only drops it
+/// from the index: its bytes stay in the block file until NATS compacts or
+/// removes the block). Used for the config history, which holds the
+/// endpoints' secrets and is short (tens of events per tenant).
+async fn overwrite_before<I>(
+    stream: &async_nats::jetstream::stream::Stream<I>,
+    subject: &str,
+    before: u64,
+) -> Result<u64, EraseError> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    use futures_util::StreamExt;
+    let err = |source: Source| EraseError::Purge { stream: CONFIG_STREAM, subject: subject.to_owned(), source };
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: DeliverPolicy::All,
+            headers_only: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(e.into()))?;
+    let mut messages = consumer.messages().await.map_err(|e| err(e.into()))?;
+    let mut sequences = Vec::new();
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
+        let Ok(Some(msg)) = next else { break };
+        let msg = msg.map_err(|e| err(e.into()))?;
+        let info = msg.info().map_err(|e| err(e.to_string().into()))?;
+        if info.stream_sequence < before {
+            sequences.push(info.stream_sequence);
+        }
+        if info.pending == 0 {
+            break;
+        }
+    }
+    let mut overwritten = 0;
+    for seq in sequences {
+        match stream.delete_message(seq).await {
+            Ok(_) => overwritten += 1,
+            // Gone already (a concurrent erasure): nothing left to overwrite.
+            Err(e) if matches!(e.kind(), DeleteMessageErrorKind::JetStream(_)) => {}
+            Err(e) => return Err(err(e.into())),
+        }
+    }
+    Ok(overwritten)
 }
 
 /// The sweeper makes one durable consumer per parked endpoint; those of
