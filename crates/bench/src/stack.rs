@@ -38,9 +38,18 @@ impl Nats {
 
 /// Peak resident set size (`VmHWM`) of a process, in MiB.
 pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+/// Resident set size now (`VmRSS`) of a process, in MiB.
+pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
-    let kib: f64 = line.split_whitespace().nth(1).context("VmHWM value")?.parse()?;
+    let line = status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field}"))?;
+    let kib: f64 = line.split_whitespace().nth(1).with_context(|| format!("{field} value"))?.parse()?;
     Ok(kib / 1024.0)
 }
 
