@@ -36,6 +36,16 @@ impl Nats {
     }
 }
 
+/// The Go soft memory limit the bench gives its single nats-server, as
+/// deploy/ recommends operators do (README.md, "Memory of nats-server"):
+/// without it the Go runtime lets the heap grow to twice the live data
+/// before it collects. `GOMEMLIMIT` in the bench's own environment wins.
+pub const NATS_GOMEMLIMIT: &str = "192MiB";
+
+fn nats_env() -> Vec<(&'static str, &'static str)> {
+    if std::env::var_os("GOMEMLIMIT").is_some() { Vec::new() } else { vec![("GOMEMLIMIT", NATS_GOMEMLIMIT)] }
+}
+
 /// Peak resident set size (`VmHWM`) of a process, in MiB.
 pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     status_mib(pid, "VmHWM:")
@@ -122,7 +132,7 @@ impl Stack {
         s.db = Some(TestDb::create_on(postgres, "hookline_bench").await?);
         // Ready once JetStream answers (on every node: a meta leader is elected).
         let procs = match nats {
-            Nats::Single => NatsProcs::Single(NatsServer::start()?),
+            Nats::Single => NatsProcs::Single(NatsServer::start_with_env(&nats_env())?),
             Nats::ClusterR3 => NatsProcs::Cluster(NatsCluster::start()?),
         };
         s.nats_url = match &procs {
