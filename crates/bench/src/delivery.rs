@@ -28,7 +28,7 @@ use tonic::{Code, transport::Channel};
 use crate::{
     receiver::{Arrivals, Key, Receiver, black_hole},
     report::{Percentiles, Report, Row, percentiles},
-    stack::{Stack, cpu_secs, machine_ticks, peak_rss_mib},
+    stack::{Stack, cpu_secs, machine_ticks, peak_rss_mib, rss_mib},
 };
 
 #[derive(clap::Args)]
@@ -373,6 +373,10 @@ impl Bench {
             }
             deferrals.push_str(&format!("; {:.0} Resolve calls", a.resolves - b.resolves));
         }
+        // Where nats-server's memory stands after each phase (the peak row
+        // alone cannot say which phase grew it).
+        let nats_rss = self.stack.nats_pids().into_iter().filter_map(|pid| rss_mib(pid).ok()).fold(0.0, f64::max);
+        deferrals.push_str(&format!("; nats-server RSS {nats_rss:.0} MiB"));
         let wall = (after.at - before.at).as_secs_f64();
         let busy = (after.machine.0 - before.machine.0) / (after.machine.1 - before.machine.1).max(1.0);
         let per: Vec<String> = after
@@ -554,7 +558,8 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
         report.push(if svc.role == "delivery" { row.target("< 150 MiB", rss < 150.0) } else { row });
     }
     for pid in b.stack.nats_pids() {
-        report.push(Row::new("  peak RSS nats-server", peak_rss_mib(pid)?, "MiB"));
+        let rss = peak_rss_mib(pid)?;
+        report.push(Row::new("  peak RSS nats-server", rss, "MiB").target("< 256 MiB", rss < 256.0));
     }
     report.push(Row::new("duplicate deliveries (whole run)", rx.total_duplicates() as f64, ""));
     report.notes.append(&mut b.notes);

@@ -36,11 +36,30 @@ impl Nats {
     }
 }
 
+/// The Go soft memory limit the bench gives its single nats-server, as
+/// deploy/ recommends operators do (README.md, "Memory of nats-server"):
+/// without it the Go runtime lets the heap grow to twice the live data
+/// before it collects. `GOMEMLIMIT` in the bench's own environment wins.
+pub const NATS_GOMEMLIMIT: &str = "192MiB";
+
+fn nats_env() -> Vec<(&'static str, &'static str)> {
+    if std::env::var_os("GOMEMLIMIT").is_some() { Vec::new() } else { vec![("GOMEMLIMIT", NATS_GOMEMLIMIT)] }
+}
+
 /// Peak resident set size (`VmHWM`) of a process, in MiB.
 pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+/// Resident set size now (`VmRSS`) of a process, in MiB.
+pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
-    let kib: f64 = line.split_whitespace().nth(1).context("VmHWM value")?.parse()?;
+    let line = status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field}"))?;
+    let kib: f64 = line.split_whitespace().nth(1).with_context(|| format!("{field} value"))?.parse()?;
     Ok(kib / 1024.0)
 }
 
@@ -113,7 +132,7 @@ impl Stack {
         s.db = Some(TestDb::create_on(postgres, "hookline_bench").await?);
         // Ready once JetStream answers (on every node: a meta leader is elected).
         let procs = match nats {
-            Nats::Single => NatsProcs::Single(NatsServer::start()?),
+            Nats::Single => NatsProcs::Single(NatsServer::start_with_env(&nats_env())?),
             Nats::ClusterR3 => NatsProcs::Cluster(NatsCluster::start()?),
         };
         s.nats_url = match &procs {

@@ -41,13 +41,22 @@ pub struct NatsServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Extra environment of the process (kept across restarts).
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
     /// Start on a free port with a fresh store; returns once JetStream answers.
     /// Retries on another port if the chosen one was taken meanwhile.
     pub fn start() -> anyhow::Result<Self> {
-        let mut s = Self { port: free_port(), dir: temp_dir("hookline-nats"), child: None };
+        Self::start_with_env(&[])
+    }
+
+    /// [`start`](Self::start) with extra environment for the server process,
+    /// such as the `GOMEMLIMIT` the bench runs it with.
+    pub fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut s = Self { port: free_port(), dir: temp_dir("hookline-nats"), child: None, env };
         let mut attempt = 1;
         loop {
             match s.spawn() {
@@ -64,6 +73,7 @@ impl NatsServer {
         let mut child = Command::new(&bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(self.dir.join("store"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
