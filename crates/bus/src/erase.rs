@@ -113,32 +113,50 @@ async fn overwrite_before<I>(
     subject: &str,
     before: u64,
 ) -> Result<u64, EraseError> {
-    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
     use futures_util::StreamExt;
     let err = |source: Source| EraseError::Purge { stream: CONFIG_STREAM, subject: subject.to_owned(), source };
-    let consumer = stream
-        .create_consumer(OrderedConfig {
+    // A pull consumer read until it has nothing pending: a read that stops
+    // at a quiet moment would leave secrets unoverwritten and say nothing.
+    let mut consumer = stream
+        .create_consumer(pull::Config {
             filter_subject: subject.to_owned(),
             deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
             headers_only: true,
+            inactive_threshold: std::time::Duration::from_secs(60),
             ..Default::default()
         })
         .await
         .map_err(|e| err(e.into()))?;
-    let mut messages = consumer.messages().await.map_err(|e| err(e.into()))?;
     let mut sequences = Vec::new();
-    loop {
-        let next = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
-        let Ok(Some(msg)) = next else { break };
-        let msg = msg.map_err(|e| err(e.into()))?;
-        let info = msg.info().map_err(|e| err(e.to_string().into()))?;
-        if info.stream_sequence < before {
-            sequences.push(info.stream_sequence);
+    for round in 1.. {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1_000)
+            .expires(std::time::Duration::from_secs(1))
+            .messages()
+            .await
+            .map_err(|e| err(e.into()))?;
+        while let Some(msg) = batch.next().await {
+            let msg = msg.map_err(|e| err(e.into()))?;
+            let info = msg.info().map_err(|e| err(e.to_string().into()))?;
+            if info.stream_sequence < before {
+                sequences.push(info.stream_sequence);
+            }
         }
-        if info.pending == 0 {
+        let pending = consumer.info().await.map_err(|e| err(e.into()))?.num_pending;
+        if pending == 0 {
             break;
         }
+        if round == 30 {
+            return Err(err(format!("{pending} messages still unread after {round} fetches").into()));
+        }
     }
+    let name = consumer.cached_info().name.clone();
+    // An ephemeral consumer goes by itself after its inactive threshold;
+    // deleting it now only saves the server that wait.
+    let _ = stream.delete_consumer(&name).await;
     let mut overwritten = 0;
     for seq in sequences {
         match stream.delete_message(seq).await {
