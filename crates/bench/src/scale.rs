@@ -256,8 +256,22 @@ impl Scale {
 
     /// Publish for `audience` at `deliveries_per_sec` (to healthy endpoints)
     /// for `secs`.
-    fn publisher(&self, audience: Audience, events_per_sec: f64, limit: usize, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<anyhow::Result<Sent>> {
-        tokio::spawn(paced(self.ingest.clone(), self.events.clone(), self.model.clone(), audience, events_per_sec, limit, stop))
+    fn publisher(
+        &self,
+        audience: Audience,
+        events_per_sec: f64,
+        limit: usize,
+        stop: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<anyhow::Result<Sent>> {
+        tokio::spawn(paced(
+            self.ingest.clone(),
+            self.events.clone(),
+            self.model.clone(),
+            audience,
+            events_per_sec,
+            limit,
+            stop,
+        ))
     }
 
     /// Events/s that make `deliveries` per second to healthy endpoints.
@@ -284,10 +298,14 @@ impl Scale {
     fn arrived(&self, from: usize, sent: &Sent, start: Instant, end: Instant, keep: impl Fn(u32) -> bool) -> Arrived {
         let warm = Duration::from_secs((end - start).as_secs() / 6).min(Duration::from_secs(10));
         let window = (start + warm, end);
-        let at: HashMap<&str, Instant> =
-            sent.iter().filter(|(_, t0)| *t0 >= window.0 && *t0 <= window.1).map(|(id, t0)| (id.as_str(), *t0)).collect();
+        let at: HashMap<&str, Instant> = sent
+            .iter()
+            .filter(|(_, t0)| *t0 >= window.0 && *t0 <= window.1)
+            .map(|(id, t0)| (id.as_str(), *t0))
+            .collect();
         self.rx.with_hits(from, |hits| {
-            let mut a = Arrived { deliveries: 0, rate: 0.0, receipt: Vec::new(), answered: Vec::new(), own: Vec::new() };
+            let mut a =
+                Arrived { deliveries: 0, rate: 0.0, receipt: Vec::new(), answered: Vec::new(), own: Vec::new() };
             let mut in_window = 0usize;
             for h in hits.iter().filter(|h| h.ep != RAW && keep(h.ep)) {
                 a.deliveries += 1;
@@ -419,8 +437,7 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let initial_ready: Vec<(&'static str, Duration)> = stack.services.iter().map(|s| (s.role, s.ready_after)).collect();
     let subs = SubscriptionServiceClient::connect(stack.services[0].grpc_url.clone()).await?;
     let ingest = IngestServiceClient::connect(stack.services[1].grpc_url.clone()).await?;
-    let mut procs: Vec<Proc> =
-        stack.services.iter().map(|s| Proc { label: s.role.to_owned(), pid: s.pid() }).collect();
+    let mut procs: Vec<Proc> = stack.services.iter().map(|s| Proc { label: s.role.to_owned(), pid: s.pid() }).collect();
     procs.extend(stack.nats_pids().into_iter().map(|pid| Proc { label: "nats-server".into(), pid }));
     let sampler = Sampler::start(rx.clone(), procs);
     let nats = async_nats::connect(&stack.nats_url).await?;
@@ -468,7 +485,8 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let attempts = attempts - attempts_before;
     if attempts > 0.0 {
         let per_million = (db_now - db_empty) / attempts * 1e6;
-        let row = Row::new(format!("Postgres growth per million attempts ({attempts:.0} attempts)"), per_million, "MiB");
+        let row =
+            Row::new(format!("Postgres growth per million attempts ({attempts:.0} attempts)"), per_million, "MiB");
         s.report.push(row.beside(db_empty));
         s.notes.push(format!(
             "database {db_empty:.1} MiB after setup (the baseline column), {db_now:.1} MiB at the end; \
@@ -606,7 +624,11 @@ async fn raw_client(rx: &Receivers, n: usize, secs: f64) -> anyhow::Result<f64> 
 
 /// One paced run for the population at `deliveries` per second for `secs`,
 /// drained afterwards; what arrived at endpoints `keep` admits.
-async fn population_run(s: &Scale, deliveries: f64, keep: impl Fn(u32) -> bool) -> anyhow::Result<(Arrived, Instant, Instant, Sent)> {
+async fn population_run(
+    s: &Scale,
+    deliveries: f64,
+    keep: impl Fn(u32) -> bool,
+) -> anyhow::Result<(Arrived, Instant, Instant, Sent)> {
     let from = s.rx.hits();
     let secs = s.args.secs;
     let rate = s.event_rate(deliveries);
@@ -617,7 +639,7 @@ async fn population_run(s: &Scale, deliveries: f64, keep: impl Fn(u32) -> bool) 
     stop.store(true, Ordering::Relaxed);
     let sent = publisher.await??;
     let end = Instant::now();
-    s.drain(Duration::from_secs(60)).await;
+    s.drain(Duration::from_secs(2 * secs).min(Duration::from_secs(60))).await;
     let a = s.arrived(from, &sent, start, end, keep);
     println!(
         "  {} events at {rate:.0}/s; {} deliveries, {:.0}/s while publishing (after warm-up)",
@@ -639,6 +661,8 @@ async fn slow_phase(s: &mut Scale) -> anyhow::Result<()> {
     let raw_in_flight = s.sampler.in_flight(t0 + Duration::from_secs(1), Instant::now());
     println!("  raw client, {n} concurrent: {raw:.0}/s, in flight mean {:.0}", raw_in_flight.mean);
     let procs = s.procs();
+    let delivery = procs.iter().position(|p| p.label == "delivery").context("no delivery")?;
+    let idle_rss = probe::mem_mib(procs[delivery].pid, "VmRSS:");
     let cpu = Cpu::now(&procs);
     let keep = s.healthy();
     let (a, start, end, _) = population_run(s, f64::from(s.args.rate), keep).await?;
@@ -649,13 +673,24 @@ async fn slow_phase(s: &mut Scale) -> anyhow::Result<()> {
     let inflight = s.sampler.in_flight(start + warm, end);
     let row = Row::new(format!("slow: deliveries/s, 100 ms receivers (raw: {n} concurrent)"), a.rate, "/s").vs(raw);
     s.report.push(row.target(">= 5000 /s", a.rate >= 5000.0));
-    let row = Row::new(format!("slow: requests in flight at the receiver, mean (max {:.0})", inflight.max), inflight.mean, "");
+    let row = Row::new(
+        format!("slow: requests in flight at the receiver, mean (max {:.0})", inflight.max),
+        inflight.mean,
+        "",
+    );
     s.report.push(row.beside(raw_in_flight.mean).target(">= 500", inflight.mean >= 500.0));
+    // What a request in flight costs delivery: its RSS above idle, per request waiting.
+    let busy_rss = s.sampler.rss(delivery, start + warm, end).mean;
+    let per_request = (busy_rss - idle_rss) * 1024.0 / inflight.mean.max(1.0);
+    let row = Row::new("slow: delivery RSS above idle per request in flight (KiB; beside: idle MiB)", per_request, "");
+    s.report.push(row.beside(idle_rss));
     let (receipt, own) = (percentiles(&mut a.receipt.clone()), percentiles(&mut a.own.clone()));
     let answered = percentiles(&mut a.answered.clone());
     s.report.push(Row::new("slow: publish -> receipt p50", receipt.p50, "ms"));
     s.report.push(Row::new("slow: publish -> receipt p99", receipt.p99, "ms"));
-    s.report.push(Row::new("slow: publish -> answered p99 (beside: receivers' own p99)", answered.p99, "ms").beside(own.p99));
+    s.report.push(
+        Row::new("slow: publish -> answered p99 (beside: receivers' own p99)", answered.p99, "ms").beside(own.p99),
+    );
     s.resources("slow", start, end).await?;
     s.stack.check_alive()
 }
@@ -688,7 +723,8 @@ async fn neighbours_phase(s: &mut Scale) -> anyhow::Result<()> {
     let row = Row::new("neighbours: publish -> answered p99 with them (beside: receivers' own p99)", w.p99, "ms");
     s.report.push(row.beside(own.p99).target("<= own p99 + 50 ms", w.p99 <= own.p99 + 50.0));
     let (r, ro) = (percentiles(&mut with.receipt.clone()), percentiles(&mut without.receipt.clone()));
-    s.report.push(Row::new("neighbours: publish -> receipt p50 with them (beside: without)", r.p50, "ms").beside(ro.p50));
+    s.report
+        .push(Row::new("neighbours: publish -> receipt p50 with them (beside: without)", r.p50, "ms").beside(ro.p50));
     s.resources("neighbours", start, end).await?;
     s.set_enabled(&bad, false).await?;
     s.rx.set_latency(Latency::Fixed);
@@ -700,7 +736,12 @@ async fn neighbours_phase(s: &mut Scale) -> anyhow::Result<()> {
 /// concurrency cap implies, and the other endpoints' deliveries meanwhile.
 async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     let (k, rate) = (s.args.recovery_events, f64::from(s.args.recovery_rate));
-    let cap = s.args.env.iter().find_map(|kv| kv.split_once("HOOKLINE_ENDPOINT_CONCURRENCY=")).map_or(Ok(10), |(_, v)| v.parse::<u32>())?;
+    let cap = s
+        .args
+        .env
+        .iter()
+        .find_map(|kv| kv.split_once("HOOKLINE_ENDPOINT_CONCURRENCY="))
+        .map_or(Ok(10), |(_, v)| v.parse::<u32>())?;
     let latency = Duration::from_millis(s.args.recovery_latency_ms);
     let implied = k as f64 * latency.as_secs_f64().max(1e-3) / f64::from(cap);
     println!("(4) recovery: {k} events at {rate:.0}/s for an endpoint that is down, then back");
@@ -721,7 +762,8 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     s.rx.set_down(false);
     println!("  {} events published while down ({:.1} s); endpoint back", piled.len(), (t_up - t_down).as_secs_f64());
     let wanted: std::collections::HashSet<&str> = piled.iter().map(|(id, _)| id.as_str()).collect();
-    let timeout = Duration::from_secs_f64((3.0 * implied).max(120.0) + 60.0);
+    // Implied time, plus the breaker's cooldown (30 s) before a probe finds it back, three times over.
+    let timeout = Duration::from_secs_f64(3.0 * (implied + 30.0)).min(Duration::from_secs(20 * s.args.secs.max(3)));
     let (mut at50, mut at99, mut at100) = (None, None, None);
     let mut got = std::collections::HashSet::with_capacity(k);
     let mut cursor = from;
@@ -754,17 +796,26 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     let during = s.arrived(from, &sent, t_up, t_caught, &keep);
     let caught = at100.or(at99).unwrap_or(f64::NAN);
     let what = if at100.is_some() { "all" } else { "99 %" };
-    let row = Row::new(format!("recovery: catch-up of {k} events ({what}; beside: K x latency / cap {cap})"), caught, "s");
-    s.report.push(row.beside(implied).target("<= 1.5 x implied + 30 s breaker cooldown", caught <= 1.5 * implied + 30.0));
-    s.report.push(Row::new("  recovery: 50 % / 99 % caught up after (s)", at50.unwrap_or(f64::NAN), "s").beside(at99.unwrap_or(f64::NAN)));
+    let row =
+        Row::new(format!("recovery: catch-up of {k} events ({what}; beside: K x latency / cap {cap})"), caught, "s");
+    s.report
+        .push(row.beside(implied).target("<= 1.5 x implied + 30 s breaker cooldown", caught <= 1.5 * implied + 30.0));
+    s.report.push(
+        Row::new("  recovery: 50 % / 99 % caught up after (s)", at50.unwrap_or(f64::NAN), "s")
+            .beside(at99.unwrap_or(f64::NAN)),
+    );
     s.report.push(Row::new("  recovery: delivered of the piled-up events", got.len() as f64, "").beside(k as f64));
     let ratio = during.rate / before.rate.max(1e-9);
     let row = Row::new("recovery: others' deliveries/s while catching up (vs before the outage)", during.rate, "/s");
     s.report.push(row.vs(before.rate).target(">= 0.9 x before", ratio >= 0.9));
     let (d, b) = (percentiles(&mut during.receipt.clone()), percentiles(&mut before.receipt.clone()));
-    s.report.push(Row::new("recovery: others' publish -> receipt p99 while catching up (vs before)", d.p99, "ms").beside(b.p99));
+    s.report.push(
+        Row::new("recovery: others' publish -> receipt p99 while catching up (vs before)", d.p99, "ms").beside(b.p99),
+    );
     s.resources("recovery", t_down, t_caught).await?;
-    // `hookline stats` for the endpoint, as an operator would look.
+    // `hookline stats` for the endpoint, as an operator would look, once
+    // the outcomes are in Postgres.
+    s.settle().await;
     let delivery = s.stack.services.iter().find(|x| x.role == "delivery").context("no delivery")?;
     let out = hookline_testkit::hookline_command()?
         .args(["stats", "--tenant", "scale-recovery", &s.recovery_id, "--delivery-url", &delivery.grpc_url])
@@ -784,7 +835,8 @@ async fn startup_phase(s: &mut Scale, initial: &[(&'static str, Duration)]) -> a
         s.stack.restart(i).await?;
         let took = s.stack.services[i].ready_after;
         println!("  {role}: ready after {:.2} s (empty: {:.2} s)", took.as_secs_f64(), first.as_secs_f64());
-        let row = Row::new(format!("start-up: hookline {role} ready after restart (beside: empty)"), took.as_secs_f64(), "s");
+        let row =
+            Row::new(format!("start-up: hookline {role} ready after restart (beside: empty)"), took.as_secs_f64(), "s");
         s.report.push(row.beside(first.as_secs_f64()).target("< 5 s", took < Duration::from_secs(5)));
     }
     s.stack.check_alive()

@@ -168,7 +168,15 @@ impl Stack {
             .context("spawning hookline console")?;
         let url = format!("http://{addr}");
         let (ready_after, spawned) = (Duration::ZERO, Instant::now());
-        let svc = Service { role: "console", grpc_url: String::new(), http_url: url.clone(), ready_after, spawned, log, child };
+        let svc = Service {
+            role: "console",
+            grpc_url: String::new(),
+            http_url: url.clone(),
+            ready_after,
+            spawned,
+            log,
+            child,
+        };
         self.services.push(svc);
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -40,7 +40,12 @@ impl Endpoint {
         if self.types == ALL_TYPES {
             return Vec::new();
         }
-        EventType::ALL.iter().enumerate().filter(|(i, _)| self.types & (1 << i) != 0).map(|(_, t)| t.as_str().to_owned()).collect()
+        EventType::ALL
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.types & (1 << i) != 0)
+            .map(|(_, t)| t.as_str().to_owned())
+            .collect()
     }
 }
 

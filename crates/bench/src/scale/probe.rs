@@ -165,7 +165,8 @@ pub async fn jetstream(nats: &async_nats::Client) -> anyhow::Result<(Vec<JsSize>
         let list = ask(nats, format!("$JS.API.CONSUMER.LIST.{name}")).await?;
         for c in list["consumers"].as_array().into_iter().flatten() {
             let label = format!("{name}/{}", c["name"].as_str().unwrap_or("?"));
-            let (ack, pending) = (c["num_ack_pending"].as_f64().unwrap_or(0.0), c["num_pending"].as_f64().unwrap_or(0.0));
+            let (ack, pending) =
+                (c["num_ack_pending"].as_f64().unwrap_or(0.0), c["num_pending"].as_f64().unwrap_or(0.0));
             consumers.push(JsSize { name: label, a: ack, b: pending });
         }
     }

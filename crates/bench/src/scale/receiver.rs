@@ -137,7 +137,12 @@ async fn answer(State(s): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> a
 impl Receivers {
     /// Serve `kinds` (by endpoint index) and the recovering endpoint
     /// `recovery`, which answers after `recovery_latency` while up.
-    pub async fn start(kinds: Vec<Kind>, latency: Latency, recovery: u32, recovery_latency: Duration) -> anyhow::Result<Self> {
+    pub async fn start(
+        kinds: Vec<Kind>,
+        latency: Latency,
+        recovery: u32,
+        recovery_latency: Duration,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
