@@ -472,13 +472,16 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     setup(&mut s, &hole.to_string()).await?;
     let (db_empty, attempts_before) = s.db_and_attempts().await?;
     if s.args.only.contains(&Phase::Slow) {
-        slow_phase(&mut s).await?;
+        let result = slow_phase(&mut s).await;
+        failed(&mut s, "slow", result);
     }
     if s.args.only.contains(&Phase::Neighbours) {
-        neighbours_phase(&mut s).await?;
+        let result = neighbours_phase(&mut s).await;
+        failed(&mut s, "neighbours", result);
     }
     if s.args.only.contains(&Phase::Recovery) {
-        recovery_phase(&mut s).await?;
+        let result = recovery_phase(&mut s).await;
+        failed(&mut s, "recovery", result);
     }
     s.settle().await;
     let (db_now, attempts) = s.db_and_attempts().await?;
@@ -494,7 +497,8 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
         ));
     }
     if s.args.only.contains(&Phase::Startup) {
-        startup_phase(&mut s, &initial_ready).await?;
+        let result = startup_phase(&mut s, &initial_ready).await;
+        failed(&mut s, "startup", result);
     }
     hole_task.abort();
     let (failed, throttled, refused) = s.rx.refusals();
@@ -504,6 +508,16 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     report.notes.append(&mut notes);
     stack.finish().await?;
     Ok(report)
+}
+
+/// A phase that failed is reported as such, and the run goes on to the
+/// next: the figures of the others still count.
+fn failed(s: &mut Scale, phase: &str, result: anyhow::Result<()>) {
+    if let Err(e) = result {
+        let note = format!("{phase} phase FAILED: {e:#}");
+        println!("  {note}");
+        s.notes.push(note);
+    }
 }
 
 /// Create every tenant and endpoint through gRPC, `--setup-concurrency`
