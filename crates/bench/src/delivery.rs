@@ -320,7 +320,7 @@ struct Counters {
 }
 
 /// The sum of every sample whose line starts with `prefix`.
-fn metric_sum(text: &str, prefix: &str) -> f64 {
+pub(crate) fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
@@ -401,7 +401,7 @@ impl Bench {
 
 /// CPU seconds of every `postgres` process (the server is shared; during a
 /// run it mostly works for this benchmark's database).
-fn postgres_cpu_secs() -> f64 {
+pub(crate) fn postgres_cpu_secs() -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
     dir.filter_map(Result::ok)
         .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres"))
@@ -410,7 +410,7 @@ fn postgres_cpu_secs() -> f64 {
 }
 
 /// The 1, 5 and 15 minute load averages.
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

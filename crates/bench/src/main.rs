@@ -6,11 +6,14 @@
 //! - `log`: the delivery-log and statistics queries on a filled database.
 //! - `cluster`: the delivery runs on one nats-server and on a three-node
 //!   cluster with replicated streams, side by side.
+//! - `scale`: thousands of tenants and endpoints, slow and misbehaving
+//!   receivers, an endpoint recovering from an outage, restarts.
 
 mod delivery;
 mod log;
 mod receiver;
 mod report;
+mod scale;
 mod stack;
 
 use std::path::PathBuf;
@@ -39,6 +42,10 @@ enum Command {
     /// What replication costs: fan-out 1, fan-out 10 and latency on one
     /// nats-server (R1) and on a three-node cluster (R3), in one run.
     Cluster(delivery::cluster::Args),
+    /// Real-world load: many tenants and endpoints, receivers that answer
+    /// slowly, fail, hang or throttle, an endpoint catching up after an
+    /// outage, and restarts with the whole configuration present.
+    Scale(scale::Args),
 }
 
 #[tokio::main]
@@ -49,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Delivery(args) => delivery::run(args, &cli.postgres).await?,
         Command::Log(args) => log::run(args, &cli.postgres).await?,
         Command::Cluster(args) => delivery::cluster::run(args, &cli.postgres).await?,
+        Command::Scale(args) => scale::run(args, &cli.postgres).await?,
     };
     report.print();
     if let Some(path) = cli.json_out {

@@ -86,6 +86,9 @@ pub struct Service {
     pub role: &'static str,
     pub grpc_url: String,
     pub http_url: String,
+    /// How long the latest start took until `/readyz` answered 200.
+    pub ready_after: Duration,
+    spawned: Instant,
     log: PathBuf,
     child: Child,
 }
@@ -140,12 +143,12 @@ impl Stack {
             NatsProcs::Cluster(c) => c.urls(&(0..NatsCluster::SIZE).collect::<Vec<_>>()),
         };
         s.nats = Some(procs);
-        let subscriptions = s.spawn("subscriptions", None)?;
+        let subscriptions = s.spawn("subscriptions", None, None)?;
         s.services.push(subscriptions);
         s.wait_ready(0).await?;
         let subs_url = s.services[0].grpc_url.clone();
         for role in ["ingest", "delivery"] {
-            let svc = s.spawn(role, Some(&subs_url))?;
+            let svc = s.spawn(role, Some(&subs_url), None)?;
             s.services.push(svc);
         }
         s.wait_ready(1).await?;
@@ -183,7 +186,17 @@ impl Stack {
             .spawn()
             .context("spawning hookline console")?;
         let url = format!("http://{addr}");
-        self.services.push(Service { role: "console", grpc_url: String::new(), http_url: url.clone(), log, child });
+        let (ready_after, spawned) = (Duration::ZERO, Instant::now());
+        let svc = Service {
+            role: "console",
+            grpc_url: String::new(),
+            http_url: url.clone(),
+            ready_after,
+            spawned,
+            log,
+            child,
+        };
+        self.services.push(svc);
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -207,8 +220,15 @@ impl Stack {
         }
     }
 
-    fn spawn(&self, role: &'static str, subscriptions_url: Option<&str>) -> anyhow::Result<Service> {
-        let (grpc, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    /// Start `hookline role`; on `addrs` (gRPC, HTTP) when given, else on free ports.
+    fn spawn(
+        &self,
+        role: &'static str,
+        subscriptions_url: Option<&str>,
+        addrs: Option<(String, String)>,
+    ) -> anyhow::Result<Service> {
+        let (grpc, http) =
+            addrs.unwrap_or_else(|| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())));
         let log = self.dir.join(format!("{role}.log"));
         let db = self.db.as_ref().context("no database")?;
         let mut cmd = hookline_command()?;
@@ -241,7 +261,22 @@ impl Stack {
             .stderr(File::options().append(true).open(&log)?)
             .spawn()
             .with_context(|| format!("spawning hookline {role}"))?;
-        Ok(Service { role, grpc_url: format!("http://{grpc}"), http_url: format!("http://{http}"), log, child })
+        let (grpc_url, http_url) = (format!("http://{grpc}"), format!("http://{http}"));
+        Ok(Service { role, grpc_url, http_url, ready_after: Duration::ZERO, spawned: Instant::now(), log, child })
+    }
+
+    /// Stop service `i` (SIGKILL) and start it again on the same addresses;
+    /// returns once it is ready, with how long that took in
+    /// [`Service::ready_after`].
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let svc = &mut self.services[i];
+        let _ = svc.child.kill();
+        let _ = svc.child.wait();
+        let addrs = (svc.grpc_url.replace("http://", ""), svc.http_url.replace("http://", ""));
+        let subs = (svc.role != "subscriptions").then(|| self.services[0].grpc_url.clone());
+        let fresh = self.spawn(self.services[i].role, subs.as_deref(), Some(addrs))?;
+        self.services[i] = fresh;
+        self.wait_ready(i).await
     }
 
     async fn wait_ready(&mut self, i: usize) -> anyhow::Result<()> {
@@ -251,6 +286,7 @@ impl Stack {
         loop {
             let ready = client.get(format!("{}/readyz", svc.http_url)).send().await;
             if matches!(ready, Ok(r) if r.status() == 200) {
+                svc.ready_after = svc.spawned.elapsed();
                 return Ok(());
             }
             if let Some(status) = svc.child.try_wait()? {

@@ -17,7 +17,12 @@ use tracing::Instrument;
 
 use crate::{DeliverySettings, resolve::Resolver, worker::Worker};
 
-const CONCURRENCY: usize = 128;
+/// Events fanned out at once, at least: fan-out makes fast endpoints' first
+/// attempts itself and holds each event until they are recorded, so with
+/// slow receivers (100 ms) the events in fan-out bound the requests in
+/// flight. It follows `HOOKLINE_DELIVERY_CONCURRENCY` above this floor, so
+/// raising that setting raises both.
+const MIN_CONCURRENCY: usize = 128;
 
 pub async fn run(
     js: Context,
@@ -25,13 +30,14 @@ pub async fn run(
     worker: Arc<Worker>,
     shutdown: CancellationToken,
 ) -> Result<(), hookline_bus::BusError> {
+    let concurrency = settings.concurrency.max(MIN_CONCURRENCY);
     let consumer = hookline_bus::durable(
         &js,
         EVENTS_STREAM,
         FANOUT_CONSUMER,
         pull::Config {
             ack_wait: settings.ack_wait,
-            max_ack_pending: 4 * CONCURRENCY as i64,
+            max_ack_pending: 4 * concurrency as i64,
             filter_subject: hookline_bus::EVENTS_ALL.into(),
             ..Default::default()
         },
@@ -50,7 +56,7 @@ pub async fn run(
     .connect_lazy();
     let resolver = Resolver::new(SubscriptionServiceClient::new(channel), settings.operator_token.as_deref());
     // First attempts made here get as long to finish on shutdown as the workers' do.
-    let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency: CONCURRENCY, drain: crate::worker::DRAIN };
+    let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency, drain: crate::worker::DRAIN };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
         let (resolver, worker) = (resolver.clone(), worker.clone());
         async move { fan_out(&resolver, &worker, msg).await }

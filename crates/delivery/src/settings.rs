@@ -137,7 +137,7 @@ impl Default for DeliverySettings {
             retry_store_after: Duration::from_secs(30),
             request_timeout: Duration::from_secs(15),
             ack_wait: Duration::from_secs(60),
-            concurrency: 256,
+            concurrency: 1024,
             archive_after: Duration::from_secs(60 * 24 * 3600),
             subscriptions_url: "http://127.0.0.1:50051".into(),
             operator_token: None,

@@ -1,0 +1,180 @@
+//! What a scale phase reads besides the receiver: the processes' memory
+//! (sampled in the background with the receiver's requests in flight),
+//! their CPU, JetStream's stream and consumer sizes, and the database size.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::receiver::Receivers;
+use crate::{
+    delivery::postgres_cpu_secs,
+    stack::{cpu_secs, machine_ticks},
+};
+
+/// A process the run watches.
+#[derive(Clone)]
+pub struct Proc {
+    pub label: String,
+    pub pid: u32,
+}
+
+/// `VmRSS` or `VmHWM` of a process in MiB (0 when it is gone).
+pub fn mem_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+struct Sample {
+    at: Instant,
+    in_flight: i64,
+    rss: Vec<f64>,
+}
+
+/// Every 100 ms: the receiver's requests in flight and each process's RSS.
+#[derive(Clone)]
+pub struct Sampler {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    pub procs: Vec<Proc>,
+}
+
+/// Max and mean of a sampled figure over a window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaxMean {
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Sampler {
+    pub fn start(rx: Receivers, procs: Vec<Proc>) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
+        let (into, pids): (_, Vec<u32>) = (samples.clone(), procs.iter().map(|p| p.pid).collect());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let rss = pids.iter().map(|&p| mem_mib(p, "VmRSS:")).collect();
+                into.lock().unwrap().push(Sample { at: Instant::now(), in_flight: rx.in_flight(), rss });
+            }
+        });
+        Self { samples, procs }
+    }
+
+    fn over(&self, from: Instant, to: Instant, f: impl Fn(&Sample) -> f64) -> MaxMean {
+        let samples = self.samples.lock().unwrap();
+        let xs: Vec<f64> = samples.iter().filter(|s| s.at >= from && s.at <= to).map(f).collect();
+        if xs.is_empty() {
+            return MaxMean::default();
+        }
+        MaxMean { max: xs.iter().copied().fold(0.0, f64::max), mean: xs.iter().sum::<f64>() / xs.len() as f64 }
+    }
+
+    pub fn in_flight(&self, from: Instant, to: Instant) -> MaxMean {
+        self.over(from, to, |s| s.in_flight as f64)
+    }
+
+    /// RSS of process `i` of [`Sampler::procs`].
+    pub fn rss(&self, i: usize, from: Instant, to: Instant) -> MaxMean {
+        self.over(from, to, |s| s.rss.get(i).copied().unwrap_or(0.0))
+    }
+}
+
+/// CPU seconds of the watched processes, the bench, Postgres, and the
+/// machine's busy/total ticks, at one instant.
+pub struct Cpu {
+    procs: Vec<f64>,
+    bench: f64,
+    postgres: f64,
+    machine: (f64, f64),
+    at: Instant,
+}
+
+impl Cpu {
+    pub fn now(procs: &[Proc]) -> Self {
+        Self {
+            procs: procs.iter().map(|p| cpu_secs(&p.pid.to_string())).collect(),
+            bench: cpu_secs("self"),
+            postgres: postgres_cpu_secs(),
+            machine: machine_ticks(),
+            at: Instant::now(),
+        }
+    }
+
+    /// Share of one core each used since `self`, and the machine's load
+    /// from other processes (everything this run does not account for).
+    pub fn since(&self, procs: &[Proc]) -> String {
+        let now = Cpu::now(procs);
+        let wall = now.at.duration_since(self.at).as_secs_f64().max(1e-3);
+        let cores = std::thread::available_parallelism().map_or(2.0, |n| n.get() as f64);
+        let (busy, total) = (now.machine.0 - self.machine.0, now.machine.1 - self.machine.1);
+        let busy = if total > 0.0 { busy / total } else { 0.0 };
+        let mut per: Vec<String> = procs
+            .iter()
+            .zip(now.procs.iter().zip(&self.procs))
+            .map(|(p, (b, a))| format!("{} {:.0} %", p.label, 100.0 * (b - a) / wall))
+            .collect();
+        let bench = (now.bench - self.bench) / wall;
+        let postgres = (now.postgres - self.postgres) / wall;
+        per.push(format!("bench (receiver, publisher) {:.0} %", 100.0 * bench));
+        per.push(format!("postgres (all) {:.0} %", 100.0 * postgres));
+        let ours: f64 = now.procs.iter().zip(&self.procs).map(|(b, a)| (b - a) / wall).sum::<f64>() + bench + postgres;
+        format!(
+            "{wall:.0} s, machine {:.0} % busy of {cores} cores, other processes ~{:.0} %; per process (of one core): {}",
+            100.0 * busy,
+            (100.0 * (busy - ours / cores)).max(0.0),
+            per.join(", ")
+        )
+    }
+}
+
+/// A stream's or a consumer's size.
+pub struct JsSize {
+    pub name: String,
+    /// Stream: messages, bytes. Consumer: ack pending, pending.
+    pub a: f64,
+    pub b: f64,
+}
+
+/// Every stream's messages and bytes and every consumer's `num_ack_pending`
+/// and `num_pending`, from the JetStream API.
+pub async fn jetstream(nats: &async_nats::Client) -> anyhow::Result<(Vec<JsSize>, Vec<JsSize>)> {
+    async fn ask(nats: &async_nats::Client, subject: String) -> anyhow::Result<Value> {
+        let reply = nats.request(subject.clone(), "".into()).await.with_context(|| subject.clone())?;
+        serde_json::from_slice(&reply.payload).with_context(|| subject)
+    }
+    let names = ask(nats, "$JS.API.STREAM.NAMES".into()).await?;
+    let mut names: Vec<String> =
+        names["streams"].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect();
+    names.sort();
+    let (mut streams, mut consumers) = (Vec::new(), Vec::new());
+    for name in names {
+        let info = ask(nats, format!("$JS.API.STREAM.INFO.{name}")).await?;
+        let state = &info["state"];
+        let (messages, bytes) = (state["messages"].as_f64().unwrap_or(0.0), state["bytes"].as_f64().unwrap_or(0.0));
+        streams.push(JsSize { name: name.clone(), a: messages, b: bytes });
+        let list = ask(nats, format!("$JS.API.CONSUMER.LIST.{name}")).await?;
+        for c in list["consumers"].as_array().into_iter().flatten() {
+            let label = format!("{name}/{}", c["name"].as_str().unwrap_or("?"));
+            let (ack, pending) =
+                (c["num_ack_pending"].as_f64().unwrap_or(0.0), c["num_pending"].as_f64().unwrap_or(0.0));
+            consumers.push(JsSize { name: label, a: ack, b: pending });
+        }
+    }
+    Ok((streams, consumers))
+}
+
+/// The scratch database's size in MiB.
+pub async fn database_mib(db: &sqlx::PgPool) -> anyhow::Result<f64> {
+    let bytes: i64 = sqlx::query_scalar("select pg_database_size(current_database())").fetch_one(db).await?;
+    Ok(bytes as f64 / (1024.0 * 1024.0))
+}
