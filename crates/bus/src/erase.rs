@@ -139,7 +139,7 @@ async fn overwrite_before<I>(
             .await
             .map_err(|e| err(e.into()))?;
         while let Some(msg) = batch.next().await {
-            let msg = msg.map_err(|e| err(e.into()))?;
+            let msg = msg.map_err(&err)?;
             let info = msg.info().map_err(|e| err(e.to_string().into()))?;
             if info.stream_sequence < before {
                 sequences.push(info.stream_sequence);

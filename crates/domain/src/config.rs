@@ -205,7 +205,9 @@ impl TenantState {
         };
         match event {
             // Taken whole above.
-            ConfigEvent::TenantCreated { .. } | ConfigEvent::TenantSnapshot { .. } | ConfigEvent::TenantDeleted { .. } => {}
+            ConfigEvent::TenantCreated { .. }
+            | ConfigEvent::TenantSnapshot { .. }
+            | ConfigEvent::TenantDeleted { .. } => {}
             ConfigEvent::PlanChanged { plan, .. } => s.plan = *plan,
             ConfigEvent::WebhooksToggled { enabled, .. } => s.webhooks_enabled = *enabled,
             ConfigEvent::EndpointCreated { endpoint, .. } | ConfigEvent::EndpointUpdated { endpoint, .. } => {
