@@ -171,6 +171,26 @@ pub async fn endpoint(
     (e.id, secret)
 }
 
+/// Every message a stream holds now, read one by one (for streams of a
+/// test's size).
+pub async fn stored_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let mut stream = js.get_stream(stream).await.unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    let mut messages = Vec::new();
+    if state.messages == 0 {
+        return messages;
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            messages.push(m);
+        }
+    }
+    messages
+}
+
 pub async fn stream_messages(nats: &NatsServer, stream: &str) -> u64 {
     let js = async_nats::jetstream::new(nats.client().await);
     js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages

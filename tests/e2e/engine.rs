@@ -373,34 +373,22 @@ async fn failing_endpoint_with_parked_tasks(s: &Stack, n: usize, parked: u64) ->
     down
 }
 
-/// The messages in HOOKLINE_PARKED.
-async fn parked_messages(js: &async_nats::jetstream::Context) -> Vec<async_nats::jetstream::message::StreamMessage> {
-    let mut stream = js.get_stream("HOOKLINE_PARKED").await.unwrap();
-    let state = stream.info().await.unwrap().state.clone();
-    let mut messages = Vec::new();
-    if state.messages == 0 {
-        return messages;
-    }
-    for seq in state.first_sequence..=state.last_sequence {
-        if let Ok(m) = stream.get_raw_message(seq).await {
-            messages.push(m);
-        }
-    }
-    messages
-}
-
 /// Tasks waiting in HOOKLINE_PARKED: a batch that fan-out parked counts
 /// its tasks (header `Hookline-Parked-Tasks`).
 async fn parked_tasks(js: &async_nats::jetstream::Context) -> u64 {
     let batch = |m: &async_nats::jetstream::message::StreamMessage| {
         m.headers.get("Hookline-Parked-Tasks").and_then(|v| v.as_str().parse().ok()).unwrap_or(1)
     };
-    parked_messages(js).await.iter().map(batch).sum()
+    stored_messages(js, "HOOKLINE_PARKED").await.iter().map(batch).sum()
 }
 
 /// The payloads in HOOKLINE_PARKED.
 async fn parked_payloads(js: &async_nats::jetstream::Context) -> Vec<String> {
-    parked_messages(js).await.into_iter().map(|m| String::from_utf8(m.payload.to_vec()).unwrap()).collect()
+    stored_messages(js, "HOOKLINE_PARKED")
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+        .collect()
 }
 
 /// A task parked longer than its event is kept (archived, or purged by an

@@ -14,20 +14,9 @@ use hookline_proto::subscriptions::v1::{PayloadLayout, Plan};
 
 use crate::common::*;
 
-/// Tasks waiting in HOOKLINE_RETRY, and their subjects.
+/// Subjects of the tasks waiting in HOOKLINE_RETRY.
 async fn retry_subjects(js: &async_nats::jetstream::Context) -> Vec<String> {
-    let mut stream = js.get_stream("HOOKLINE_RETRY").await.unwrap();
-    let state = stream.info().await.unwrap().state.clone();
-    let mut subjects = Vec::new();
-    if state.messages == 0 {
-        return subjects;
-    }
-    for seq in state.first_sequence..=state.last_sequence {
-        if let Ok(m) = stream.get_raw_message(seq).await {
-            subjects.push(m.subject.to_string());
-        }
-    }
-    subjects
+    stored_messages(js, "HOOKLINE_RETRY").await.into_iter().map(|m| m.subject.to_string()).collect()
 }
 
 async fn messages(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
