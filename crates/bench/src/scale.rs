@@ -336,7 +336,7 @@ impl Scale {
         let procs = self.procs();
         for (i, p) in procs.iter().enumerate() {
             let rss = self.sampler.rss(i, from, to);
-            let hwm = probe::mem_mib(p.pid, "VmHWM:");
+            let hwm = crate::stack::peak_rss_mib(p.pid).unwrap_or(0.0);
             let row = Row::new(format!("{phase}: RSS {} (max sampled; mean {:.0})", p.label, rss.mean), rss.max, "MiB");
             let row = row.beside(hwm);
             self.report.push(if p.label == "delivery" { row.target("< 200 MiB", rss.max < 200.0) } else { row });
@@ -678,7 +678,7 @@ async fn slow_phase(s: &mut Scale) -> anyhow::Result<()> {
     println!("  raw client, {n} concurrent: {raw:.0}/s, in flight mean {:.0}", raw_in_flight.mean);
     let procs = s.procs();
     let delivery = procs.iter().position(|p| p.label == "delivery").context("no delivery")?;
-    let idle_rss = probe::mem_mib(procs[delivery].pid, "VmRSS:");
+    let idle_rss = crate::stack::rss_mib(procs[delivery].pid).unwrap_or(0.0);
     let cpu = Cpu::now(&procs);
     let keep = s.healthy();
     let (a, start, end, _) = population_run(s, f64::from(s.args.rate), keep).await?;

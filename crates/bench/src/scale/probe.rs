@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::receiver::Receivers;
 use crate::{
     delivery::postgres_cpu_secs,
-    stack::{cpu_secs, machine_ticks},
+    stack::{cpu_secs, machine_ticks, rss_mib},
 };
 
 /// A process the run watches.
@@ -21,18 +21,6 @@ use crate::{
 pub struct Proc {
     pub label: String,
     pub pid: u32,
-}
-
-/// `VmRSS` or `VmHWM` of a process in MiB (0 when it is gone).
-pub fn mem_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }
 
 struct Sample {
@@ -63,7 +51,7 @@ impl Sampler {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
-                let rss = pids.iter().map(|&p| mem_mib(p, "VmRSS:")).collect();
+                let rss = pids.iter().map(|&p| rss_mib(p).unwrap_or(0.0)).collect();
                 into.lock().unwrap().push(Sample { at: Instant::now(), in_flight: rx.in_flight(), rss });
             }
         });
