@@ -240,18 +240,31 @@ async fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus() {
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
-            let v = eventually(Duration::from_secs(20), expr, || async {
+            // A panel shows something only if a series has a number to draw.
+            // A rate needs two scrapes that saw the counter move, so a
+            // quantile of rates is NaN until then: wait for a finite value.
+            let drawable = |v: &serde_json::Value| {
+                v["data"]["result"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(f64::is_finite))
+            };
+            let last = std::sync::Mutex::new(serde_json::Value::Null);
+            eventually(Duration::from_secs(30), expr, || async {
                 let v = prom_query(&prom, expr).await;
-                Ok((!v["data"]["result"].as_array().unwrap().is_empty()).then_some(v))
+                let ok = drawable(&v);
+                *last.lock().unwrap() = v;
+                Ok(ok.then_some(()))
             })
             .await
-            .unwrap_or_else(|e| panic!("panel `{}` returns no series: {e}", panel["title"]));
-            // A panel shows something only if a series has a number to draw.
-            let series = v["data"]["result"].as_array().unwrap();
-            let drawable = series
-                .iter()
-                .any(|s| s["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(f64::is_finite));
-            assert!(drawable, "panel `{}`: `{expr}` has no finite value: {v}", panel["title"]);
+            .unwrap_or_else(|e| {
+                panic!(
+                    "panel `{}`: `{expr}` has no finite value: {e}; last answer {}",
+                    panel["title"],
+                    last.lock().unwrap()
+                )
+            });
             checked += 1;
         }
     }
