@@ -191,6 +191,21 @@ pub async fn stored_messages(
     messages
 }
 
+/// Resident memory of process `pid` now (`VmRSS`) and at its peak
+/// (`VmHWM`), in MiB; 0 for a process that is gone.
+pub fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+}
+
 pub async fn stream_messages(nats: &NatsServer, stream: &str) -> u64 {
     let js = async_nats::jetstream::new(nats.client().await);
     js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hookline_e2e::{HooklineBuilder, NatsServer, Receiver, Reply, TestDb, eventually};
+use hookline_e2e::{NatsServer, Receiver, Reply, TestDb, eventually};
 use hookline_proto::subscriptions::v1::{PayloadLayout, Plan};
 
 use crate::common::*;
@@ -137,13 +137,16 @@ async fn two_delivery_processes_moving_the_same_seconds_deliver_each_retry_exact
     let nats = NatsServer::start().unwrap();
     let db = TestDb::create().await.unwrap();
     let base = |role: &str| {
-        HooklineBuilder::new(role)
-            .env("HOOKLINE_NATS_URL", &nats.url())
-            .env("HOOKLINE_DATABASE_URL", db.url())
-            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
-            .env("HOOKLINE_RETRY_SCHEDULE", "0s,5s")
-            .env("HOOKLINE_RETRY_STORE_AFTER", "2s")
-            .env("HOOKLINE_BREAKER_THRESHOLD", "100000")
+        split_role(
+            &nats,
+            &db,
+            role,
+            &[
+                ("HOOKLINE_RETRY_SCHEDULE", "0s,5s"),
+                ("HOOKLINE_RETRY_STORE_AFTER", "2s"),
+                ("HOOKLINE_BREAKER_THRESHOLD", "100000"),
+            ],
+        )
     };
     let subscriptions = base("subscriptions").spawn().await.unwrap();
     let ingest = base("ingest").spawn().await.unwrap();
@@ -180,13 +183,6 @@ async fn two_delivery_processes_moving_the_same_seconds_deliver_each_retry_exact
 }
 
 /// nats-server's resident memory, from /proc.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim_end_matches("kB").trim().parse().unwrap();
-    kib / 1024.0
-}
-
 /// The cost of retries waiting, for BENCHMARKS.md: `HOOKLINE_MEASURE_RETRIES`
 /// deliveries (100,000 by default) fail once and wait for a retry two hours
 /// away; then nats-server's RSS and the `workers` consumer's ack-pending
@@ -213,7 +209,7 @@ async fn measure_what_waiting_retries_cost_nats_and_the_workers_consumer() {
         s.create_endpoint("acme", &rx.url(), &[], PayloadLayout::Envelope).await;
     }
     let js = s.nats.jetstream().await;
-    let idle = rss_mib(pid);
+    let idle = memory_mib(pid).0;
     let started = Instant::now();
     let events = n.div_ceil(ENDPOINTS);
     let mut ingest = s.hookline.ingest_client().await;
@@ -236,10 +232,10 @@ async fn measure_what_waiting_retries_cost_nats_and_the_workers_consumer() {
     };
     let dispatch = messages(&js, "HOOKLINE_DISPATCH").await;
     let ack_pending = workers_ack_pending(&js).await;
-    let waiting_rss = rss_mib(pid);
+    let waiting_rss = memory_mib(pid).0;
     // A minute on: what the waiting costs while nothing else happens.
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let later_rss = rss_mib(pid);
+    let later_rss = memory_mib(pid).0;
     let later_ack_pending = workers_ack_pending(&js).await;
     let requests = rx.count();
     eprintln!(

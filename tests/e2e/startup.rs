@@ -90,20 +90,6 @@ fn updates(round: usize) -> impl Iterator<Item = (String, &'static str, Value)> 
     })
 }
 
-/// Resident memory of `pid` now and at its peak, in MiB.
-fn rss_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
-}
-
 struct Started {
     role: &'static str,
     ready: Duration,
@@ -123,7 +109,7 @@ async fn start_each_role(nats: &NatsServer, db: &TestDb, label: &str) -> Vec<Sta
             .await
             .unwrap();
         let ready = began.elapsed();
-        let (rss, peak) = rss_mib(proc.pid().unwrap());
+        let (rss, peak) = memory_mib(proc.pid().unwrap());
         out.push(Started { role, ready, rss, peak });
         drop(proc);
     }
