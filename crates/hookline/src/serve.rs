@@ -277,6 +277,13 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
         grpc = grpc.add_service(IngestServiceServer::with_interceptor(api, authenticator.clone()));
         readiness.register::<IngestServiceServer<IngestApi>>(false).await;
         tasks.spawn({
+            let (limiter, shutdown) = (limiter.clone(), shutdown.clone());
+            async move {
+                limiter.forget_idle_until(shutdown).await;
+                Ok(())
+            }
+        });
+        tasks.spawn({
             let (js, shutdown) = (js.clone(), shutdown.clone());
             async move { Ok(hookline_ingest::intake::run(js, appender, limiter, shutdown).await?) }
         });
@@ -519,8 +526,10 @@ where
                 );
             }
         }
-        let body = hookline_telemetry::metrics().encode();
-        (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+        let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+        let (content_type, body) =
+            hookline_telemetry::metrics().encode_as(hookline_telemetry::Format::negotiate(accept));
+        (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, content_type)], body)
     });
     let app = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", metrics).route(
         "/readyz",

@@ -1,10 +1,18 @@
 //! Operational telemetry wiring: gRPC request metrics as a tower layer, and
 //! a poller that turns JetStream consumer state and projector offsets into
 //! gauges.
+//!
+//! gRPC metrics carry the labels operators know from other gRPC servers:
+//! `grpc_service` and `grpc_method` as the protos spell them, and
+//! `grpc_code` as the gRPC spec does (`OK`, `NOT_FOUND`, ...). Service and
+//! method come from the descriptor sets this binary serves, so a request
+//! for any other path counts under `unknown` and cannot add label values.
 
 use std::{
+    collections::HashMap,
     future::Future,
     pin::Pin,
+    sync::LazyLock,
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -44,26 +52,107 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.uri().path().to_owned();
+        let (service, method) = GRPC_METHODS.labels(req.uri().path());
         let started = Instant::now();
         let call = self.inner.call(req);
         Box::pin(async move {
             let result = call.await;
             // Errors are "trailers-only" responses with the status in the
-            // headers; a success carries it in trailers, as OK.
+            // headers; a success carries it in trailers, as OK. No response
+            // at all has no gRPC status: the client sees UNKNOWN.
             let code = match &result {
                 Ok(r) => r
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
-                    .map_or_else(|| "Ok".to_owned(), |c| format!("{:?}", tonic::Code::from(c))),
-                Err(_) => "Transport".to_owned(),
+                    .map_or(tonic::Code::Ok, tonic::Code::from),
+                Err(_) => tonic::Code::Unknown,
             };
             let m = metrics();
-            m.grpc_requests.get_or_create(&labels([("method", &method), ("code", &code)])).inc();
-            m.grpc_duration.get_or_create(&labels([("method", &method)])).observe(started.elapsed().as_secs_f64());
+            m.grpc_requests
+                .get_or_create(&labels([
+                    ("grpc_service", service),
+                    ("grpc_method", method),
+                    ("grpc_code", grpc_code_name(code)),
+                ]))
+                .inc();
+            m.grpc_duration
+                .get_or_create(&labels([("grpc_service", service), ("grpc_method", method)]))
+                .observe(started.elapsed().as_secs_f64());
             result
         })
+    }
+}
+
+/// Label value for requests whose path names no served method.
+pub const UNKNOWN: &str = "unknown";
+
+/// The code's name as the gRPC spec spells it (`doc/statuscodes.md`).
+pub fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Every method of the services this binary can serve: Hookline's own,
+/// gRPC health and reflection (both versions), by request path.
+static GRPC_METHODS: LazyLock<GrpcMethods> = LazyLock::new(|| {
+    GrpcMethods::from_descriptor_sets(&[
+        hookline_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ])
+});
+
+/// Request path (`/package.Service/Method`) → (`package.Service`, `Method`).
+pub struct GrpcMethods(HashMap<String, (String, String)>);
+
+impl GrpcMethods {
+    /// The methods of every service in these encoded `FileDescriptorSet`s.
+    pub fn from_descriptor_sets(sets: &[&[u8]]) -> Self {
+        use prost::Message as _;
+        let mut methods = HashMap::new();
+        for set in sets {
+            let set = prost_types::FileDescriptorSet::decode(*set).expect("compiled-in descriptor sets decode");
+            for file in set.file {
+                let package = file.package();
+                for service in &file.service {
+                    let service_name = match package {
+                        "" => service.name().to_owned(),
+                        p => format!("{p}.{}", service.name()),
+                    };
+                    for method in &service.method {
+                        let path = format!("/{service_name}/{}", method.name());
+                        methods.insert(path, (service_name.clone(), method.name().to_owned()));
+                    }
+                }
+            }
+        }
+        Self(methods)
+    }
+
+    /// `grpc_service` and `grpc_method` for a request path; [`UNKNOWN`] for
+    /// both when no served service has that method.
+    pub fn labels(&self, path: &str) -> (&str, &str) {
+        self.0.get(path).map_or((UNKNOWN, UNKNOWN), |(s, m)| (s.as_str(), m.as_str()))
     }
 }
 
@@ -107,5 +196,34 @@ pub async fn poll(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_paths_name_service_and_method_and_others_are_unknown() {
+        let m = &*GRPC_METHODS;
+        assert_eq!(
+            m.labels("/hookline.ingest.v1.IngestService/Publish"),
+            ("hookline.ingest.v1.IngestService", "Publish")
+        );
+        assert_eq!(m.labels("/grpc.health.v1.Health/Check"), ("grpc.health.v1.Health", "Check"));
+        assert_eq!(
+            m.labels("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            ("grpc.reflection.v1.ServerReflection", "ServerReflectionInfo")
+        );
+        for path in ["/hookline.ingest.v1.IngestService/Nope", "/x/y", "/", "/hookline.ingest.v1.IngestService/"] {
+            assert_eq!(m.labels(path), (UNKNOWN, UNKNOWN), "{path}");
+        }
+    }
+
+    #[test]
+    fn codes_are_spelled_as_in_the_grpc_spec() {
+        assert_eq!(grpc_code_name(tonic::Code::NotFound), "NOT_FOUND");
+        assert_eq!(grpc_code_name(tonic::Code::from(8)), "RESOURCE_EXHAUSTED");
+        assert_eq!(grpc_code_name(tonic::Code::from(99)), "UNKNOWN");
     }
 }

@@ -57,6 +57,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The tenant the event was checked against: one the Directory holds.
+    pub fn tenant(&self) -> &TenantId {
+        &self.event.tenant_id
+    }
+
     /// Continue the producer's trace (a `traceparent` header or metadata).
     pub fn traced(mut self, traceparent: Option<&str>) -> Self {
         self.trace = TraceParent::continue_or_start(traceparent);
@@ -72,6 +77,12 @@ pub struct Synced(std::collections::HashMap<TenantId, u64>);
 impl Appender {
     pub fn new(js: Context, directory: Directory) -> Self {
         Self { js, directory }
+    }
+
+    /// Whether this process's Directory holds `tenant` now (no stream read:
+    /// a tenant created a moment ago elsewhere may not be there yet).
+    pub fn knows_locally(&self, tenant: &TenantId) -> bool {
+        self.directory.tenant(tenant).is_some()
     }
 
     /// The tenant's last config sequence, read from the stream after this

@@ -2,14 +2,18 @@
 //! form and parsed by the same code as NATS intake, so both paths enforce
 //! exactly the same rules.
 
-use hookline_domain::{FieldError, event_type::EventType, events::NewEvent};
+use hookline_domain::{FieldError, event_type::EventType, events::NewEvent, ids::TenantId};
 use hookline_proto::ingest::v1::{self as pb, ingest_service_server::IngestService, publish_request::Payload as P};
 use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 
 use hookline_auth::check_tenant;
 
-use crate::{Appender, Error, append::Accepted, limit::TenantLimiter};
+use crate::{
+    Appender, Error,
+    append::Accepted,
+    limit::{Refusal, TenantLimiter},
+};
 
 /// Most events one `PublishBatch` takes.
 pub const MAX_BATCH: usize = 500;
@@ -25,11 +29,22 @@ impl IngestApi {
         Self { appender, limiter }
     }
 
-    fn admit(&self, tenant: &str, n: usize) -> Result<(), Error> {
-        self.limiter.take(tenant, n).map_err(|wait| Error::RateLimited {
-            tenant: tenant.to_owned(),
-            per_second: self.limiter.per_second(),
-            retry_after_ms: wait.as_millis().max(1),
+    /// Take `n` events of a tenant from its rate. Callers pass only tenants
+    /// that [`Appender::prepare`] found, so unknown ids never reach the limiter.
+    fn admit(&self, tenant: &TenantId, n: usize) -> Result<(), Error> {
+        self.limiter.take(tenant, n).map_err(|refusal| match refusal {
+            Refusal::Wait(wait) => Error::RateLimited {
+                tenant: tenant.to_string(),
+                per_second: self.limiter.per_second(),
+                retry_after_ms: wait.as_millis().max(1),
+            },
+            Refusal::OverBurst { burst } => Error::Invalid(FieldError::new(
+                "events",
+                format!(
+                    "holds {n} events of tenant `{tenant}`, more than HOOKLINE_TENANT_BURST ({burst}) lets through at \
+                     once; send at most {burst} per batch"
+                ),
+            )),
         })
     }
 }
@@ -117,13 +132,13 @@ impl IngestService for IngestApi {
         let traceparent = traceparent(&req);
         let r = req.into_inner();
         let event = parse_request(&r).map_err(Error::from).inspect_err(|e| e.count("grpc"))?;
-        self.admit(&r.tenant_id, 1).inspect_err(|e| e.count("grpc"))?;
         let prepared = self
             .appender
             .prepare(&mut Default::default(), "grpc", &r.tenant_id, event, None)
             .await
             .inspect_err(|e| e.count("grpc"))?
             .traced(traceparent.as_deref());
+        self.admit(prepared.tenant(), 1).inspect_err(|e| e.count("grpc"))?;
         Ok(Response::new(response(self.appender.append(&prepared).await?)))
     }
 
@@ -154,9 +169,9 @@ impl IngestService for IngestApi {
             )?;
             prepared.push(p.traced(traceparent.as_deref()));
         }
-        let mut per_tenant = std::collections::BTreeMap::<&str, usize>::new();
-        for e in &r.events {
-            *per_tenant.entry(e.tenant_id.as_str()).or_default() += 1;
+        let mut per_tenant = std::collections::BTreeMap::<&TenantId, usize>::new();
+        for p in &prepared {
+            *per_tenant.entry(p.tenant()).or_default() += 1;
         }
         for (tenant, n) in per_tenant {
             self.admit(tenant, n).inspect_err(|e| e.count("grpc"))?;

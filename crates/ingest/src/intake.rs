@@ -11,11 +11,14 @@ use std::time::Duration;
 use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
 use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
 use hookline_bus::{INGEST_CONSUMER, INTAKE_STREAM, rejected_subject, tenant_of};
-use hookline_domain::events::NewEvent;
+use hookline_domain::{events::NewEvent, ids::TenantId};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Appender, Error, limit::TenantLimiter};
+use crate::{
+    Appender, Error,
+    limit::{Refusal, TenantLimiter},
+};
 
 /// Intake messages processed at once.
 const CONCURRENCY: usize = 64;
@@ -86,9 +89,14 @@ async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg:
     }
     let seq = origin.map(|o| o.sequence).unwrap_or_default();
     let tenant = tenant_of(msg.subject.as_str()).unwrap_or_default().to_owned();
-    // Over the tenant's rate: the event waits in the intake stream.
-    if let Err(wait) = limiter.take(&tenant, 1) {
-        let _ = msg.ack_with(AckKind::Nak(Some(wait.max(Duration::from_millis(10))))).await;
+    // A tenant this process holds takes its rate before the stream read of
+    // `prepare`, so events waiting for room cost no read on each redelivery.
+    // Any other id is checked against the stream first: unknown tenants are
+    // refused and never get a limiter entry.
+    let known = TenantId::parse(&tenant).ok().filter(|t| appender.knows_locally(t));
+    if let Some(t) = &known
+        && over_rate(limiter, t, &msg).await
+    {
         return;
     }
     let outcome = match NewEvent::from_json(&msg.payload) {
@@ -98,6 +106,12 @@ async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg:
             .map(|p| p.traced(hookline_bus::header(msg.headers.as_ref(), hookline_telemetry::trace::TRACEPARENT))),
         Err(e) => Err(Error::from(e)),
     };
+    if known.is_none()
+        && let Ok(prepared) = &outcome
+        && over_rate(limiter, prepared.tenant(), &msg).await
+    {
+        return;
+    }
     let result = match outcome {
         Ok(prepared) => appender.append(&prepared).await.map(|_| ()),
         Err(Error::Unavailable(e)) => Err(Error::Unavailable(e)),
@@ -117,6 +131,19 @@ async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg:
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
         }
     }
+}
+
+/// Over the tenant's rate, the event waits in the intake stream: the
+/// message is handed back to come again once there is room.
+async fn over_rate(limiter: &TenantLimiter, tenant: &TenantId, msg: &Message) -> bool {
+    let wait = match limiter.take(tenant, 1) {
+        Ok(()) => return false,
+        Err(Refusal::Wait(wait)) => wait,
+        // One event always fits a burst of at least 1; wait a second should the settings ever allow less.
+        Err(Refusal::OverBurst { .. }) => Duration::from_secs(1),
+    };
+    let _ = msg.ack_with(AckKind::Nak(Some(wait.max(Duration::from_millis(10))))).await;
+    true
 }
 
 async fn reject(

@@ -1,9 +1,19 @@
 //! Telemetry shared by every Hookline service.
 //!
 //! * [`metrics()`]: the process's Prometheus metrics, served on `/metrics`.
-//!   Labels are bounded sets (event type, outcome, error kind, method, code,
-//!   stream, consumer, projector): tenant and endpoint ids are never labels,
-//!   since each would create a series per customer and blow up Prometheus.
+//!   Labels are bounded sets (event type, outcome, error kind, gRPC service,
+//!   method and code, stream, consumer, projector): tenant and endpoint ids
+//!   are never labels, since each would create a series per customer and
+//!   blow up Prometheus.
+//! * [`Format`]: `/metrics` negotiates its format from the `Accept` header.
+//!   A scraper that asks for OpenMetrics (Prometheus does, by default) gets
+//!   OpenMetrics 1.0.0, the registry's native output, under its own media
+//!   type. Everything else (curl, older scrapers, agents that only know the
+//!   classic format) gets the Prometheus text format 0.0.4, which any client
+//!   parses: no `# EOF` or `# UNIT` lines, and each counter's `# TYPE` names
+//!   its `_total` samples. Serving OpenMetrics alone would break those
+//!   clients; serving text alone would lose nothing today but makes
+//!   Prometheus fall back and log it, so both are offered.
 //! * [`trace`]: W3C `traceparent` values carried through every NATS hop.
 
 pub mod otlp;
@@ -36,6 +46,8 @@ pub struct Metrics {
     pub events_accepted: Family<Labels, Counter>,
     /// ingest: events refused, by `reason` (invalid, unknown_tenant) and `source`.
     pub events_rejected: Family<Labels, Counter>,
+    /// ingest: tenants the per-tenant publish limiter holds an entry for.
+    pub ingest_rate_limiter_keys: Gauge,
     /// subscriptions: config commands by `command` and `result` (ok, refused, error).
     pub config_commands: Family<Labels, Counter>,
     /// subscriptions: optimistic-concurrency conflicts retried.
@@ -95,6 +107,7 @@ impl Metrics {
         let m = Self {
             events_accepted: Family::default(),
             events_rejected: Family::default(),
+            ingest_rate_limiter_keys: Gauge::default(),
             config_commands: Family::default(),
             config_conflicts: Counter::default(),
             config_purged: Counter::default(),
@@ -124,6 +137,11 @@ impl Metrics {
         };
         r.register("events_accepted", "Events appended to HOOKLINE_EVENTS", m.events_accepted.clone());
         r.register("events_rejected", "Events refused by validation", m.events_rejected.clone());
+        r.register(
+            "ingest_rate_limiter_keys",
+            "Tenants the per-tenant publish limiter holds an entry for (idle ones are dropped)",
+            m.ingest_rate_limiter_keys.clone(),
+        );
         r.register("config_commands", "Tenant and endpoint commands", m.config_commands.clone());
         r.register(
             "config_conflicts",
@@ -213,12 +231,100 @@ impl Metrics {
         Self { registry: r, ..m }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics 1.0.0 exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("encoding into a String cannot fail");
         out
     }
+
+    /// Every metric in `format`, with the `Content-Type` to send it under.
+    pub fn encode_as(&self, format: Format) -> (&'static str, String) {
+        let open = self.encode();
+        match format {
+            Format::OpenMetrics => (format.content_type(), open),
+            Format::Text => (format.content_type(), openmetrics_to_text(&open)),
+        }
+    }
+}
+
+/// The exposition formats `/metrics` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4.
+    Text,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// The format an `Accept` header asks for: OpenMetrics when it accepts
+    /// `application/openmetrics-text` (version 1.0.0 or any) with a quality
+    /// above zero and at least that of the text format; else text.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let (mut open, mut text) = (0.0_f32, 0.0_f32);
+        for range in accept.unwrap_or_default().split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let (mut q, mut version) = (1.0_f32, None);
+            for param in parts {
+                let Some((k, v)) = param.split_once('=') else { continue };
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = v.trim().parse().unwrap_or(0.0),
+                    "version" => version = Some(v.trim().trim_matches('"').to_owned()),
+                    _ => {}
+                }
+            }
+            match media.as_str() {
+                "application/openmetrics-text" if version.as_deref().is_none_or(|v| v == "1.0.0") => {
+                    open = open.max(q);
+                }
+                "text/plain" if version.as_deref().is_none_or(|v| v == "0.0.4") => text = text.max(q),
+                "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if open > 0.0 && open >= text { Format::OpenMetrics } else { Format::Text }
+    }
+}
+
+/// The OpenMetrics text `prometheus-client` writes, in the Prometheus text
+/// format 0.0.4: a counter family `x` is `# TYPE x_total counter` there
+/// (its samples are `x_total` in both), `unknown` is `untyped`, and
+/// `# UNIT` and `# EOF` do not exist. The registry holds no exemplars, info
+/// or state sets, so nothing else differs.
+fn openmetrics_to_text(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        open.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(open.len());
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(if prefix == "# TYPE " && tail == "unknown" { "untyped" } else { tail });
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -248,5 +354,49 @@ mod tests {
         );
         assert!(text.contains("hookline_delivery_attempt_duration_seconds_bucket"), "{text}");
         assert!(text.contains("# TYPE hookline_delivery_in_flight gauge"), "{text}");
+    }
+
+    #[test]
+    fn the_text_format_has_total_in_counter_types_and_no_openmetrics_lines() {
+        let m = metrics();
+        m.config_conflicts.inc();
+        m.resolve_duration.observe(0.001);
+        let (open_type, open) = m.encode_as(Format::OpenMetrics);
+        assert!(open_type.starts_with("application/openmetrics-text; version=1.0.0"));
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        assert!(open.contains("# TYPE hookline_config_conflicts counter\n"), "{open}");
+        let (text_type, text) = m.encode_as(Format::Text);
+        assert_eq!(text_type, "text/plain; version=0.0.4; charset=utf-8");
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+        assert!(text.contains("# HELP hookline_config_conflicts_total Optimistic"), "{text}");
+        assert!(text.contains("# TYPE hookline_config_conflicts_total counter\nhookline_config_conflicts_total "));
+        assert!(text.contains("# TYPE hookline_resolve_duration_seconds histogram\n"), "{text}");
+        assert!(text.contains("hookline_resolve_duration_seconds_bucket{le=\"+Inf\"} "), "{text}");
+        // Every sample line follows the # TYPE line of its family.
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap().to_owned();
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with(&family), "`{line}` outside its family `{family}`");
+            }
+        }
+    }
+
+    #[test]
+    fn openmetrics_is_served_only_to_clients_that_ask_for_it() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        for (accept, want) in [
+            (Some(prometheus), Format::OpenMetrics),
+            (Some("application/openmetrics-text"), Format::OpenMetrics),
+            (Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"), Format::Text),
+            (Some("application/openmetrics-text; version=0.0.1"), Format::Text),
+            (Some("application/openmetrics-text;q=0"), Format::Text),
+            (Some("*/*"), Format::Text),
+            (Some("text/plain"), Format::Text),
+            (None, Format::Text),
+        ] {
+            assert_eq!(Format::negotiate(accept), want, "{accept:?}");
+        }
     }
 }
