@@ -46,14 +46,10 @@ async fn metrics_families_exist_per_service_and_move_with_traffic() {
     let accepted = "hookline_events_accepted_total{event_type=\"customer.created\",source=\"grpc\"}";
     assert_eq!(sample(&ing, accepted) - sample(&before.0, accepted), 3.0, "{ing}");
     assert_eq!(sample(&ing, "hookline_events_rejected_total{reason=\"unknown_tenant\",source=\"grpc\"}"), 1.0);
-    assert!(
-        sample(&ing, "hookline_grpc_requests_total{method=\"/hookline.ingest.v1.IngestService/Publish\",code=\"Ok\"}")
-            >= 3.0,
-        "{ing}"
-    );
-    assert!(ing.contains(
-        "hookline_grpc_requests_total{method=\"/hookline.ingest.v1.IngestService/Publish\",code=\"NotFound\"}"
-    ));
+    let publish = "grpc_service=\"hookline.ingest.v1.IngestService\",grpc_method=\"Publish\"";
+    assert!(sample(&ing, &format!("hookline_grpc_requests_total{{{publish},grpc_code=\"OK\"}}")) >= 3.0, "{ing}");
+    assert!(ing.contains(&format!("hookline_grpc_requests_total{{{publish},grpc_code=\"NOT_FOUND\"}}")), "{ing}");
+    assert!(ing.contains(&format!("hookline_grpc_request_duration_seconds_count{{{publish}}}")), "{ing}");
 
     let sub = scrape(&subscriptions.http_url()).await;
     assert_eq!(sample(&sub, "hookline_config_commands_total{command=\"create_endpoint\",result=\"ok\"}"), 2.0, "{sub}");
@@ -85,6 +81,73 @@ async fn metrics_families_exist_per_service_and_move_with_traffic() {
     // No tenant or endpoint ids as labels.
     for text in [&ing, &sub, &del] {
         assert!(!text.contains("acme") && !text.contains("ep_"), "ids must not be metric labels");
+    }
+}
+
+/// `/metrics` answers OpenMetrics under its media type to a client that asks
+/// for it (as Prometheus does), and the text format 0.0.4 otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_openmetrics_when_asked_for_and_the_text_format_otherwise() {
+    let s = stack().await;
+    let url = format!("{}/metrics", s.hookline.http_url());
+    let content_type =
+        |headers: &[(String, String)]| headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone());
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                      text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (status, headers, open) = hookline_e2e::http_get_with(&url, &[("Accept", prometheus)]).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(content_type(&headers).as_deref(), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    assert!(open.contains("# TYPE hookline_config_conflicts counter\n"), "{open}");
+
+    for accept in [None, Some("*/*"), Some("text/plain")] {
+        let headers_in: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+        let (status, headers, text) = hookline_e2e::http_get_with(&url, &headers_in).await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(content_type(&headers).as_deref(), Some("text/plain; version=0.0.4; charset=utf-8"), "{accept:?}");
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{accept:?}: {text}");
+        assert!(text.contains("# TYPE hookline_config_conflicts_total counter\nhookline_config_conflicts_total "));
+        assert!(text.contains("# TYPE hookline_delivery_in_flight gauge\n"), "{text}");
+    }
+}
+
+/// Calls to paths no served service has count under one `unknown` label
+/// value, whatever the path, and known methods under their service and name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_grpc_paths_add_no_label_values() {
+    let s = stack().await;
+    let channel = tonic::transport::Endpoint::from_shared(s.hookline.grpc_url()).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    for i in 0..50 {
+        grpc.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::try_from(format!("/made.up.Service{i}/Method{i}")).unwrap();
+        let answer: Result<tonic::Response<()>, tonic::Status> =
+            grpc.unary(tonic::Request::new(()), path, tonic_prost::ProstCodec::<(), ()>::default()).await;
+        assert_eq!(answer.unwrap_err().code(), tonic::Code::Unimplemented);
+    }
+    let _ = s.hookline.ingest_client().await.publish(json_request("ghost", &fresh("customer.created"))).await;
+    let text = scrape(&s.hookline.http_url()).await;
+    let grpc_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("hookline_grpc_requests_total{")).collect();
+    assert!(!text.contains("made.up") && !text.contains("Method7"), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "hookline_grpc_requests_total{grpc_service=\"unknown\",grpc_method=\"unknown\",grpc_code=\"UNIMPLEMENTED\"}"
+        ),
+        50.0,
+        "{grpc_lines:#?}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "hookline_grpc_requests_total{grpc_service=\"hookline.ingest.v1.IngestService\",grpc_method=\"Publish\",grpc_code=\"NOT_FOUND\"}"
+        ),
+        1.0,
+        "{grpc_lines:#?}"
+    );
+    // Every series' labels come from the known set.
+    for line in &grpc_lines {
+        assert!(line.contains("grpc_code=\"") && !line.contains("method=\"/"), "{line}");
     }
 }
 
@@ -154,6 +217,21 @@ async fn one_trace_id_follows_an_event_through_all_three_services() {
     }
     let delivery_log = delivery.log_contents();
     assert!(delivery_log.lines().any(|l| l.contains(trace_id) && l.contains(&ep) && l.contains("attempt finished")));
+}
+
+/// The anchor GitHub gives a heading: lower case, punctuation dropped,
+/// spaces as hyphens.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
 fn percent_encode(s: &str) -> String {
@@ -230,16 +308,39 @@ async fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus() {
     let _ = client.publish(json_request("nobody", &fresh("customer.created"))).await;
     ok.wait_for(4, Duration::from_secs(20)).await.unwrap();
     gone.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    // A gRPC method's series appear with its first call: calls spread over
+    // later scrapes give its latency histogram a rate to draw.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        client.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    }
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{root}/deploy/grafana/dashboards/hookline.json")).unwrap(),
     )
     .unwrap();
+    // The data source is the dashboard's variable, never a fixed uid.
+    let variables = dashboard["templating"]["list"].as_array().expect("dashboard variables");
+    assert!(
+        variables.iter().any(|v| v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "prometheus"),
+        "a Prometheus data source variable: {variables:?}"
+    );
     let mut checked = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "panel {}", panel["title"]);
         for target in panel["targets"].as_array().unwrap() {
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "panel {}", panel["title"]);
             let expr = target["expr"].as_str().unwrap();
+            // Rates over Grafana's $__rate_interval, never a fixed window.
+            for (i, _) in expr.match_indices("rate(") {
+                let window = expr[i..].split_once('[').and_then(|(_, w)| w.split_once(']')).map(|(w, _)| w);
+                assert_eq!(window, Some("$__rate_interval"), "panel {}: `{expr}`", panel["title"]);
+            }
+            // Grafana puts at least four scrape intervals there, more when
+            // zoomed out; five minutes cover all of this test's traffic, as
+            // the dashboard's default 6 h view would.
+            let expr = &expr.replace("$__rate_interval", "5m");
             // A panel shows something only if a series has a number to draw.
             // A rate needs two scrapes that saw the counter move, so a
             // quantile of rates is NaN until then: wait for a finite value.
@@ -268,16 +369,34 @@ async fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus() {
             checked += 1;
         }
     }
-    assert!(checked >= 18, "every panel checked");
+    assert!(checked >= 22, "every panel checked: {checked}");
 
     // Every alert rule loaded, healthy, and its expression evaluates.
     let (_, rules) = http_get(&format!("{prom}/api/v1/rules")).await.unwrap();
     let rules: serde_json::Value = serde_json::from_str(&rules).unwrap();
     let loaded = rules["data"]["groups"][0]["rules"].as_array().unwrap();
     assert_eq!(loaded.len(), 6, "{rules}");
+    let runbook = std::fs::read_to_string(format!("{root}/docs/RUNBOOK.md")).unwrap();
+    let anchors: Vec<String> = runbook.lines().filter_map(|l| l.strip_prefix("## ")).map(github_anchor).collect();
     for rule in loaded {
         prom_query(&prom, rule["query"].as_str().unwrap()).await;
         assert_ne!(rule["health"], "err", "{rule}");
+        // Every rule tells the person paged what it means and where to read on.
+        let name = rule["name"].as_str().unwrap();
+        let notes = &rule["annotations"];
+        for key in ["summary", "description", "runbook_url"] {
+            assert!(notes[key].as_str().is_some_and(|v| v.len() > 20), "{name}: no {key}: {rule}");
+        }
+        let url = notes["runbook_url"].as_str().unwrap();
+        let (file, anchor) = url.split_once('#').unwrap_or_else(|| panic!("{name}: no anchor in {url}"));
+        assert_eq!(file, "docs/RUNBOOK.md", "{name}");
+        assert_eq!(anchor, github_anchor(name), "{name}: one section per alert, named after it");
+        assert!(anchors.iter().any(|a| a == anchor), "{name}: docs/RUNBOOK.md has no section #{anchor}");
+        let section = runbook.split("\n## ").find(|s| github_anchor(s.lines().next().unwrap()) == anchor).unwrap();
+        assert!(
+            section.contains("**Check:**") && section.contains("**Do:**"),
+            "{name}: the section says what to check and do"
+        );
     }
     // The endpoint disabled by the 410 raises its alert.
     eventually(Duration::from_secs(20), "HooklineEndpointDisabled firing", || async {

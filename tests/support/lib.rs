@@ -61,6 +61,25 @@ pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
     http_request("GET", url, &[], b"").await
 }
 
+/// `GET url` with extra headers: (status, response headers with lower-case
+/// names, body).
+pub async fn http_get_with(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, Vec<(String, String)>, String)> {
+    let raw = http_exchange("GET", url, headers, b"", None).await?;
+    let (status, body) = parse_response(&raw).with_context(|| format!("GET {url}: unparsable response"))?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("no end of headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let fields = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok((status, fields, body))
+}
+
 /// `POST url` with extra headers and a body over a raw TCP stream: (status, body).
 pub async fn http_post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> anyhow::Result<(u16, String)> {
     http_request("POST", url, headers, body).await
@@ -102,6 +121,18 @@ async fn http_request_tls(
     body: &[u8],
     ca_pem: Option<&[u8]>,
 ) -> anyhow::Result<(u16, String)> {
+    let raw = http_exchange(method, url, headers, body, ca_pem).await?;
+    parse_response(&raw).with_context(|| format!("{method} {url}: unparsable response"))
+}
+
+/// One request and the raw response, 10 s overall.
+async fn http_exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    ca_pem: Option<&[u8]>,
+) -> anyhow::Result<Vec<u8>> {
     let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://"), ca_pem) {
         (Some(rest), _, _) => (None, rest),
         (_, Some(rest), Some(ca)) => (Some(tls_connector(ca)?), rest),
@@ -135,11 +166,10 @@ async fn http_request_tls(
         stream.read_to_end(&mut buf).await?;
         anyhow::Ok(buf)
     };
-    let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
+    tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
         .with_context(|| format!("{method} {url}: no answer within 10 s"))?
-        .with_context(|| format!("{method} {url}"))?;
-    parse_response(&raw).with_context(|| format!("{method} {url}: unparsable response"))
+        .with_context(|| format!("{method} {url}"))
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
