@@ -327,3 +327,141 @@ async fn a_hundred_concurrent_full_batches_all_complete() {
     assert_eq!(all, 50_000);
     assert_eq!(s.events_stored().await, 50_000);
 }
+
+/// The ingest process's resident memory, from `/proc`.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `hookline_ingest_rate_limiter_keys` as the process serves it now.
+async fn limiter_keys(http_url: &str) -> f64 {
+    let (status, text) = hookline_e2e::http_get(&format!("{http_url}/metrics")).await.unwrap();
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|l| l.strip_prefix("hookline_ingest_rate_limiter_keys "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no hookline_ingest_rate_limiter_keys in {text}"))
+}
+
+/// A flood of publishes for random, unknown tenant ids (over gRPC and NATS
+/// intake) is refused before the publish limiter: the limiter holds only
+/// the known tenant, its rate still holds, memory stays flat, and the
+/// known tenant's entry is dropped once it has been idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unknown_tenant_ids_leaves_the_limiter_and_memory_flat() {
+    use futures_util::StreamExt;
+    const GRPC: usize = 50_000;
+    const NATS: usize = 50_000;
+    let s = stack_with(&[
+        ("HOOKLINE_TENANT_RATE", "10"),
+        ("HOOKLINE_TENANT_BURST", "20"),
+        ("HOOKLINE_LOG", "warn,hookline::serve=info"),
+    ])
+    .await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    let http_url = s.hookline.http_url();
+    let ingest = s.hookline.ingest_client().await;
+    ingest.clone().publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    assert_eq!(limiter_keys(&http_url).await, 1.0, "the known tenant has an entry");
+    // The gauge follows every admission; watch it all through the flood.
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watch = tokio::spawn({
+        let (http_url, flooding) = (http_url.clone(), flooding.clone());
+        async move {
+            let (mut most, mut looks) = (0.0_f64, 0);
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(limiter_keys(&http_url).await);
+                looks += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (most, looks)
+        }
+    });
+    let pid = s.hookline.pid().unwrap();
+    let rss_before = rss_kib(pid);
+    let started = std::time::Instant::now();
+    let body = fresh("customer.created").to_string();
+
+    // gRPC: every unknown id is NOT_FOUND, 64 calls at once.
+    let refused = futures_util::stream::iter(0..GRPC)
+        .map(|i| {
+            let mut ingest = ingest.clone();
+            let body = body.clone();
+            async move {
+                let tenant = format!("ghost-{i}-{:08x}", rand_u32(i));
+                let req = PublishRequest { tenant_id: tenant, payload: Some(P::Json(body)), ..Default::default() };
+                ingest.publish(req).await.unwrap_err().code()
+            }
+        })
+        .buffer_unordered(64)
+        .filter(|code| std::future::ready(*code == Code::NotFound))
+        .count()
+        .await;
+    assert_eq!(refused, GRPC, "every unknown tenant is NOT_FOUND");
+    let grpc_took = started.elapsed();
+
+    // NATS intake: published pipelined, each refused into HOOKLINE_REJECTED.
+    let js = async_nats::jetstream::new(s.nats.client().await);
+    let rejected_before = stream_messages(&s.nats, "HOOKLINE_REJECTED").await;
+    let acks = futures_util::stream::iter(0..NATS)
+        .map(|i| {
+            let (js, body) = (js.clone(), body.clone());
+            async move {
+                let subject = format!("hookline.intake.phantom-{i}-{:08x}", rand_u32(i + GRPC));
+                js.publish(subject, body.into()).await.unwrap().await.unwrap();
+            }
+        })
+        .buffer_unordered(256)
+        .count()
+        .await;
+    assert_eq!(acks, NATS);
+    hookline_e2e::eventually(Duration::from_secs(300), "every intake message rejected", || async {
+        let rejected = stream_messages(&s.nats, "HOOKLINE_REJECTED").await - rejected_before;
+        Ok((rejected >= NATS as u64).then_some(()))
+    })
+    .await
+    .unwrap();
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (most, looks) = watch.await.unwrap();
+    // The known tenant's entry, until it is dropped as idle; never another.
+    assert!(most <= 1.0, "the limiter held {most} tenants during the flood");
+    assert!(looks >= 10, "the gauge was read {looks} times during the flood");
+    let rss_after = rss_kib(pid);
+    eprintln!(
+        "flood: {GRPC} gRPC publishes in {:.1} s, {NATS} intake messages, all refused in {:.1} s; limiter keys at most {most} ({looks} looks); \
+         RSS {rss_before} KiB before, {rss_after} KiB after ({:+} KiB)",
+        grpc_took.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        rss_after as i64 - rss_before as i64
+    );
+    // The old limiter kept a String key and a bucket per id; a few hundred
+    // bytes each would be tens of MiB here. Allocator and connection
+    // buffers move RSS by a few MiB at most.
+    assert!(rss_after < rss_before + 24 * 1024, "RSS grew from {rss_before} to {rss_after} KiB");
+
+    // The known tenant's rate still holds: a burst's worth goes through, the
+    // next batch is refused.
+    let batch = |n: usize| PublishBatchRequest {
+        events: (0..n).map(|_| json_request("acme", &fresh("customer.created"))).collect(),
+    };
+    ingest.clone().publish_batch(batch(20)).await.unwrap();
+    let over = ingest.clone().publish_batch(batch(20)).await.unwrap_err();
+    assert_eq!(over.code(), Code::ResourceExhausted, "{}", over.message());
+    let too_big = ingest.clone().publish_batch(batch(21)).await.unwrap_err();
+    assert_eq!(too_big.code(), Code::InvalidArgument, "{}", too_big.message());
+    assert!(too_big.message().contains("events") && too_big.message().contains("HOOKLINE_TENANT_BURST"));
+
+    // Idle, its entry goes too (refilled after 2 s, dropped within 10 s more).
+    hookline_e2e::eventually(Duration::from_secs(20), "the idle tenant's entry dropped", || async {
+        Ok((limiter_keys(&http_url).await == 0.0).then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
+/// A spread of hex digits per index, so ids do not share long prefixes.
+fn rand_u32(i: usize) -> u32 {
+    (i as u32).wrapping_mul(2_654_435_761).rotate_left(13)
+}
