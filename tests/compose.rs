@@ -829,10 +829,11 @@ fn grafana_provisioning_is_where_its_mounts_put_it() {
             })
             .collect()
     };
-    let mut uids = BTreeSet::new();
+    let (mut uids, mut types) = (BTreeSet::new(), BTreeSet::new());
     for (rel, doc) in yml("datasources") {
         for ds in doc.get("datasources").map(Yaml::items).unwrap_or_default() {
             uids.extend(ds.get("uid").and_then(Yaml::str).map(str::to_owned));
+            types.extend(ds.get("type").and_then(Yaml::str).map(str::to_owned));
             let url = ds.get("url").and_then(Yaml::str).unwrap_or_default();
             let (host, port, _) =
                 split_url(url).unwrap_or_else(|| panic!("{rel}: data source url `{url}` has no host:port"));
@@ -867,7 +868,22 @@ fn grafana_provisioning_is_where_its_mounts_put_it() {
                     .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
                 let panels = json["panels"].as_array().unwrap_or_else(|| panic!("{}: no panels", file.display()));
                 for p in panels {
-                    if let Some(uid) = p["datasource"]["uid"].as_str() {
+                    let Some(uid) = p["datasource"]["uid"].as_str() else { continue };
+                    // `${name}`: the dashboard's data source variable, which
+                    // offers every provisioned data source of its type.
+                    if let Some(name) = uid.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+                        let variables = json["templating"]["list"].as_array().cloned().unwrap_or_default();
+                        let var = variables.iter().find(|v| v["name"] == name).unwrap_or_else(|| {
+                            panic!("{}: panel `{}` uses `{uid}`, no such variable", file.display(), p["title"])
+                        });
+                        assert_eq!(var["type"], "datasource", "{}: variable `{name}`", file.display());
+                        let kind = var["query"].as_str().unwrap_or_default();
+                        assert!(
+                            types.contains(kind),
+                            "{}: variable `{name}` offers `{kind}` data sources, none provisioned ({types:?})",
+                            file.display()
+                        );
+                    } else {
                         assert!(
                             uids.contains(uid),
                             "{}: panel `{}` uses data source `{uid}`, not provisioned ({uids:?})",
