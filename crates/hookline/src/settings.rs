@@ -295,7 +295,8 @@ pub struct IngestArgs {
     /// their stream. 0 turns the limit off.
     #[arg(long, env = "HOOKLINE_TENANT_RATE", default_value_t = 1000.0)]
     pub tenant_rate: f64,
-    /// Events a tenant may publish at once above the rate.
+    /// Events a tenant may publish at once above the rate; a PublishBatch
+    /// with more events of one tenant is refused (INVALID_ARGUMENT).
     #[arg(long, env = "HOOKLINE_TENANT_BURST", default_value_t = 2000.0)]
     pub tenant_burst: f64,
 }
