@@ -59,7 +59,9 @@ where
             let result = call.await;
             // Errors are "trailers-only" responses with the status in the
             // headers; a success carries it in trailers, as OK. No response
-            // at all has no gRPC status: the client sees UNKNOWN.
+            // at all has no gRPC status: the client sees UNKNOWN. A streaming
+            // call that fails after its first message has its code in the
+            // trailers, which this does not read: it counts as OK.
             let code = match &result {
                 Ok(r) => r
                     .headers()
