@@ -290,7 +290,7 @@ pub fn row(tenant: &TenantId, d: &dpb::Delivery) -> Markup {
         tr id={ "delivery-" (d.id) } class=(if archived { "archived" } else { "" }) {
             td {
                 time datetime=(d.created_at) { (when(&d.created_at)) }
-                @if archived { div.archived-note { "Archived" } }
+                @if archived { div.archived-note id={ "archived-" (d.id) } { "Archived" } }
                 @if d.test { div { span.badge.test { "Test" } } }
                 @if !d.replay_of.is_empty() { div { span.badge { "Replayed" } } }
                 @else if d.replay_count > 0 { div { span.badge { "Triggered again ×" (d.replay_count) } } }
@@ -301,9 +301,11 @@ pub fn row(tenant: &TenantId, d: &dpb::Delivery) -> Markup {
             td { (d.attempt_count) }
             td.actions {
                 @if archived {
-                    button type="button" disabled { "Raw" }
-                    button type="button" disabled { "Download" }
-                    button type="button" disabled { "Replay" }
+                    // Named as ever, described by the row's "Archived" note.
+                    @let note = format!("archived-{}", d.id);
+                    button type="button" disabled aria-describedby=(note) { "Raw" }
+                    button type="button" disabled aria-describedby=(note) { "Download" }
+                    button type="button" disabled aria-describedby=(note) { "Replay" }
                 } @else {
                     a href={ (base) "/raw" } { "Raw" }
                     a href={ (base) "/download" } download { "Download" }
