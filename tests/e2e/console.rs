@@ -657,7 +657,9 @@ async fn operators_search_and_page_through_tenants_and_send_test_events() {
 
 #[tokio::test]
 async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_enabled_and_recovered() {
-    let s = console_stack().await;
+    // The failures below open the endpoint's breaker; the recovered
+    // deliveries go out once it lets a probe through.
+    let s = stack_with(&[("HOOKLINE_OPERATOR_TOKEN", TOKEN), ("HOOKLINE_BREAKER_COOLDOWN", "1s")]).await;
     let receiver = Receiver::start().await;
     let mut c = operator(&s).await;
     create_tenant(&mut c, "acme", "basic").await;
@@ -714,14 +716,21 @@ async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_
     assert!(!c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text().contains("This endpoint is disabled"));
 
     receiver.set_default(200);
+    // Every attempt of the two failed deliveries reached the receiver already.
+    let before = receiver.count();
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let page = c.post(&format!("/t/acme/endpoints/{ep}/recover"), &[("since", &today)]).await.unwrap();
     assert_eq!(page.status, 303);
     let job_page = page.location().unwrap().to_owned();
     assert!(job_page.contains("?job=job_"), "{job_page}");
-    receiver.wait_for(4, Duration::from_secs(30)).await.unwrap();
-    let page = c.get(&job_page).await.unwrap().text();
-    assert!(page.contains("id=\"recover-job\"") && page.contains("of 2 failed deliveries"), "{page}");
+    let got = receiver.wait_for(before + 2, Duration::from_secs(30)).await.unwrap();
+    assert!(got[before..].iter().all(|r| r.status == 200), "the recovered deliveries were accepted");
+    let what = "the recover job's end on its page";
+    let page = page_once(&s, &c, &job_page, what, Duration::from_secs(30), |page| {
+        page.contains("2 of 2 failed deliveries queued again (completed)")
+    })
+    .await;
+    assert!(page.contains("<progress value=\"2\" max=\"2\""), "{page}");
 }
 
 async fn signing_secret(s: &Stack, tenant: &str, endpoint: &str) -> String {

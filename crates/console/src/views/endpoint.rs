@@ -162,8 +162,14 @@ async fn render(
             h2 id="recover-heading" { "Recover" }
             @if let Some(j) = &job {
                 div id="recover-job" role="status" data-live-job=(j.state == "running") {
-                    p { "Recovering: " (j.done) " of " (j.total) " failed deliveries queued again (" (j.state) ")." }
-                    progress value=(j.done) max=(j.total.max(1)) aria-label="Recover progress" {}
+                    @if j.state == "running" && j.total == 0 {
+                        // The job has not counted the failed deliveries yet.
+                        p { "Recovering: finding the failed deliveries since " (recover_since(&j.since)) "…" }
+                        progress aria-label="Recover progress" {}
+                    } @else {
+                        p { "Recovering: " (j.done) " of " (j.total) " failed deliveries queued again (" (j.state) ")." }
+                        progress value=(j.done) max=(j.total.max(1)) aria-label="Recover progress" {}
+                    }
                     @if !j.error.is_empty() { p.error { (j.error) } }
                 }
             }
@@ -268,6 +274,13 @@ fn recover_from(disabled_reason: &str) -> String {
         .unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(7))
         .format("%Y-%m-%d")
         .to_string()
+}
+
+/// The day a recover job starts at, from its RFC 3339 `since`.
+fn recover_since(since: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(since)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| since.to_owned())
 }
 
 /// The filters of `q` as a query string, for paging links.
