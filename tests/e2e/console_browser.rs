@@ -774,17 +774,29 @@ async fn portal_links_tampered_or_expired_open_nothing_and_a_link_for_one_tenant
     let [_, (beta_ep, beta_dlv)] = two_tenants_with_a_delivery(&s, &receiver).await;
     let b = Browser::start().await.unwrap();
 
-    // Tampered and expired links open nothing.
-    let (link, expires) = portal_link(&s, &console, "alpha", "1s").await;
+    // A short link opens alpha until it expires; a tampered copy, in a
+    // browser of its own, opens nothing.
+    let (link, expires) = portal_link(&s, &console, "alpha", "10s").await;
+    b.goto(&link).await.unwrap();
+    b.wait_for_text("1 of 1 endpoints").await.unwrap();
     let tampered = format!("{}{}", &link[..link.len() - 2], if link.ends_with("AA") { "BB" } else { "AA" });
-    b.goto(&tampered).await.unwrap();
-    assert!(!b.text().await.unwrap().contains("Enable Webhooks"), "a tampered link opened the tenant");
+    let other = Browser::start().await.unwrap();
+    other.goto(&tampered).await.unwrap();
+    assert!(!other.text().await.unwrap().contains("Enable Webhooks"), "a tampered link opened the tenant");
+    other.goto(&format!("{console}/t/alpha")).await.unwrap();
+    assert!(other.url().await.unwrap().ends_with("/signin"), "a tampered link left a session");
+    drop(other);
+
+    // After the link's expiry (which the link carries), the session it
+    // opened is over, and the same link presented again opens nothing.
     let wait = (expires - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1);
-    tokio::time::sleep(wait).await; // until the link's own expiry, which the link carries
+    tokio::time::sleep(wait).await;
+    b.goto(&format!("{console}/t/alpha")).await.unwrap();
+    assert!(b.url().await.unwrap().ends_with("/signin"), "the portal session outlived its link");
     b.goto(&link).await.unwrap();
     assert!(!b.text().await.unwrap().contains("Enable Webhooks"), "an expired link opened the tenant");
     b.goto(&format!("{console}/t/alpha")).await.unwrap();
-    assert!(b.url().await.unwrap().ends_with("/signin"), "no session after refused links");
+    assert!(b.url().await.unwrap().ends_with("/signin"), "no session after an expired link");
 
     // A link for alpha, in a browser fresh to the console, opens nothing of beta's.
     drop(b);
