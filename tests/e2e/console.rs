@@ -120,6 +120,9 @@ async fn deliveries(s: &Stack, tenant: &str, endpoint: &str, n: usize) -> Vec<dp
 #[tokio::test]
 async fn operators_and_tenants_sign_in_and_a_wrong_token_or_key_is_refused() {
     let s = console_stack().await;
+    // `hookline dev` says where its console is, on stdout, for the person who ran it.
+    let printed = format!("console: {}\n", s.hookline.console_url());
+    assert!(s.hookline.log_contents().contains(&printed), "dev did not print {printed:?}");
     let mut anonymous = ConsoleClient::new(&s.hookline.console_url());
     let page = anonymous.get("/tenants").await.unwrap();
     assert_eq!((page.status, page.location()), (303, Some("/signin")), "pages need a session");
@@ -237,7 +240,38 @@ async fn a_tenant_session_gets_404_for_every_page_id_and_download_of_another_ten
     for path in posts {
         assert_eq!(alpha.post(&path, &[("webhooks_enabled", "false")]).await.unwrap().status, 404, "POST {path}");
     }
-    assert_eq!(receiver.count(), 1, "no replay reached bravo's receiver");
+    // Bravo's ids under alpha's own URLs: every action is "Not found" too.
+    let bravo_secret = signing_secret(&s, "bravo", &bravo_ep).await;
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let actions: [(String, Vec<(&str, &str)>); 8] = [
+        (format!("/t/alpha/endpoints/{bravo_ep}"), vec![("url", "https://attacker.example/hook"), ("action", "save")]),
+        (format!("/t/alpha/endpoints/{bravo_ep}/enable"), vec![]),
+        (format!("/t/alpha/endpoints/{bravo_ep}/recover"), vec![("since", &today)]),
+        (format!("/t/alpha/endpoints/{bravo_ep}/secret"), vec![]),
+        (format!("/t/alpha/endpoints/{bravo_ep}/secret/rotate"), vec![("grace_seconds", "0")]),
+        (format!("/t/alpha/endpoints/{bravo_ep}/test"), vec![("event_type", "customer.created")]),
+        (format!("/t/alpha/deliveries/{bravo_dlv}/replay"), vec![]),
+        (format!("/t/alpha/endpoints/{bravo_ep}/delete"), vec![]),
+    ];
+    for (path, fields) in actions {
+        let page = alpha.post(&path, &fields).await.unwrap();
+        assert_eq!(page.status, 404, "POST {path}: {}", page.text());
+        assert!(!page.text().contains(&bravo_secret), "POST {path} shows bravo's secret");
+    }
+    let kept = subscriptions(&s)
+        .await
+        .get_endpoint(op(spb::GetEndpointRequest {
+            tenant_id: "bravo".into(),
+            endpoint_id: bravo_ep.clone(),
+            reveal_url: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kept.url, url, "bravo's endpoint unchanged");
+    assert_eq!(signing_secret(&s, "bravo", &bravo_ep).await, bravo_secret, "bravo's secret unchanged");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.count(), 1, "no replay, recovery or test event reached bravo's receiver");
 }
 
 #[tokio::test]
@@ -333,6 +367,50 @@ async fn the_header_value_never_appears_in_a_page_after_saving_and_field_errors_
     publish(&s, "acme", &fresh("customer.created")).await;
     deliveries(&s, "acme", &ep, 2).await;
     assert_eq!(receiver.requests()[1].header("authorization"), Some(secret_value));
+}
+
+#[tokio::test]
+async fn without_javascript_show_preview_redraws_the_form_with_the_chosen_preview_and_saves_nothing() {
+    let s = console_stack().await;
+    let mut c = operator(&s).await;
+    create_tenant(&mut c, "acme", "professional").await;
+    let form = c.get("/t/acme/endpoints/new").await.unwrap().text();
+    assert!(form.contains("id=\"show-preview\""), "the form has a no-script preview button");
+    let page = c
+        .post(
+            "/t/acme/endpoints",
+            &[
+                ("url", "https://erp.example.com/hook"),
+                ("header_key", "Authorization"),
+                ("header_value", "Bearer never-echoed-77"),
+                ("event_types", "event.booking.created"),
+                ("layout", "flat"),
+                ("preview_type", "event.booking.cancelled"),
+                ("action", "preview"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    let preview = html.split("id=\"preview\"").nth(1).unwrap().split('>').skip(1).collect::<Vec<_>>().join(">");
+    let preview = preview.split("</pre>").next().unwrap().replace("&quot;", "\"").replace("&amp;", "&");
+    let preview: Value = serde_json::from_str(&preview).unwrap_or_else(|e| panic!("{e}: {preview}"));
+    assert_eq!(preview["type"], "event.booking.cancelled", "the type chosen: {preview}");
+    assert!(preview.get("data").is_none(), "the hierarchy chosen (flat): {preview}");
+    assert!(html.contains("value=\"https://erp.example.com/hook\""), "what was typed stays");
+    assert!(html.contains("value=\"event.booking.created\" checked"), "ticked types stay ticked");
+    assert!(!html.contains("never-echoed-77"), "the Header Value is not sent back");
+    let tenant = subscriptions(&s).await.get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() })).await;
+    assert_eq!(tenant.unwrap().into_inner().endpoint_count, 0, "a preview saves nothing");
+
+    // The script's own preview source answers the same for the same choice.
+    let live = c.get("/t/acme/preview?type=event.booking.cancelled&layout=flat").await.unwrap();
+    let live: Value = serde_json::from_str(&live.text()).unwrap();
+    let (mut a, mut b) = (live, preview);
+    a.as_object_mut().unwrap().remove("timestamp");
+    b.as_object_mut().unwrap().remove("timestamp");
+    assert_eq!(a, b);
 }
 
 #[tokio::test]
@@ -579,7 +657,9 @@ async fn operators_search_and_page_through_tenants_and_send_test_events() {
 
 #[tokio::test]
 async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_enabled_and_recovered() {
-    let s = console_stack().await;
+    // The failures below open the endpoint's breaker; the recovered
+    // deliveries go out once it lets a probe through.
+    let s = stack_with(&[("HOOKLINE_OPERATOR_TOKEN", TOKEN), ("HOOKLINE_BREAKER_COOLDOWN", "1s")]).await;
     let receiver = Receiver::start().await;
     let mut c = operator(&s).await;
     create_tenant(&mut c, "acme", "basic").await;
@@ -636,14 +716,21 @@ async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_
     assert!(!c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text().contains("This endpoint is disabled"));
 
     receiver.set_default(200);
+    // Every attempt of the two failed deliveries reached the receiver already.
+    let before = receiver.count();
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let page = c.post(&format!("/t/acme/endpoints/{ep}/recover"), &[("since", &today)]).await.unwrap();
     assert_eq!(page.status, 303);
     let job_page = page.location().unwrap().to_owned();
     assert!(job_page.contains("?job=job_"), "{job_page}");
-    receiver.wait_for(4, Duration::from_secs(30)).await.unwrap();
-    let page = c.get(&job_page).await.unwrap().text();
-    assert!(page.contains("id=\"recover-job\"") && page.contains("of 2 failed deliveries"), "{page}");
+    let got = receiver.wait_for(before + 2, Duration::from_secs(30)).await.unwrap();
+    assert!(got[before..].iter().all(|r| r.status == 200), "the recovered deliveries were accepted");
+    let what = "the recover job's end on its page";
+    let page = page_once(&s, &c, &job_page, what, Duration::from_secs(30), |page| {
+        page.contains("2 of 2 failed deliveries queued again (completed)")
+    })
+    .await;
+    assert!(page.contains("<progress value=\"2\" max=\"2\""), "{page}");
 }
 
 async fn signing_secret(s: &Stack, tenant: &str, endpoint: &str) -> String {

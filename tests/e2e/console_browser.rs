@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hookline_e2e::{
     Receiver,
-    browser::{Browser, DESKTOP_WIDTH, Element, Key, Locator, PHONE_WIDTH, Role},
+    browser::{Browser, DESKTOP_WIDTH, Element, Key, Locator, PHONE_WIDTH, Role, WAIT},
     eventually,
 };
 use hookline_proto::{
@@ -228,7 +228,13 @@ async fn the_product_walk_through_from_enabling_webhooks_to_an_archived_row_work
         let opacity: f64 = action.css_value("opacity").await.unwrap().parse().unwrap();
         let color = action.css_value("color").await.unwrap();
         assert!(opacity < 1.0 || color != text_color, "{name} is not greyed out (opacity {opacity}, {color})");
+        // A screen reader hears why it is greyed out: the row's "Archived".
+        let note = action.attr("aria-describedby").await.unwrap().expect("the greyed-out action says why");
+        assert_eq!(b.css(&format!("#{note}")).await.unwrap().text().await.unwrap(), "Archived", "{name}");
     }
+    let filters = b.find(Role::Region, "Filter the log").await.unwrap();
+    let status = b.field_within(&filters, "Status").await.unwrap();
+    assert!(status.text().await.unwrap().contains("Archived"), "the status filter offers Archived");
     let before = b.url().await.unwrap();
     let _ = row_action(&b, &row, "Raw").await.click().await;
     assert_eq!(b.url().await.unwrap(), before, "clicking a greyed-out action went somewhere");
@@ -432,6 +438,7 @@ async fn forms_without_the_csrf_token_are_refused_and_event_data_renders_as_text
 async fn the_main_flow_works_with_the_keyboard_alone_and_every_control_is_named() {
     let (s, console) = console(&[]).await;
     create_tenant(&s, "acme", Plan::Professional, false).await;
+    let receiver = Receiver::start().await;
     let b = Browser::start().await.unwrap();
 
     // Sign in: Tab to the token, type it, Tab to the button, Enter.
@@ -462,7 +469,7 @@ async fn the_main_flow_works_with_the_keyboard_alone_and_every_control_is_named(
     b.field("URL").await.unwrap();
     assert_unnamed_none(&b).await;
     b.tab_to("URL", 20).await.unwrap();
-    b.type_text("https://erp.example.com/hooks").await.unwrap();
+    b.type_text(&receiver.url()).await.unwrap();
     b.tab_to("Header Key", 5).await.unwrap();
     b.type_text("X-Api-Key").await.unwrap();
     b.tab_to("Header Value", 5).await.unwrap();
@@ -475,9 +482,44 @@ async fn the_main_flow_works_with_the_keyboard_alone_and_every_control_is_named(
     assert_unnamed_none(&b).await;
     let saved = endpoints(&s, "acme").await;
     assert_eq!(saved.len(), 1);
-    assert_eq!(saved[0].url, "https://erp.example.com/hooks");
+    assert_eq!(saved[0].url, receiver.url());
     assert_eq!(saved[0].event_types, ["customer.created"]);
     assert_eq!(saved[0].auth_header.as_ref().map(|h| h.name.as_str()), Some("X-Api-Key"));
+
+    // Send test event: its type defaults to the endpoint's first, Enter sends it.
+    b.tab_to("Send test event", 60).await.unwrap();
+    b.press(Key::Enter).await.unwrap();
+    b.wait_for_text("Test event sent.").await.unwrap();
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    let webhook_id = got[0].header("webhook-id").unwrap().to_owned();
+    log_row(&b, "Succeeded", Duration::from_secs(20)).await;
+    assert_unnamed_none(&b).await;
+
+    // Raw with Tab and Enter, and back to the log.
+    b.tab_to("Raw", 80).await.unwrap();
+    b.press(Key::Enter).await.unwrap();
+    b.wait_for_text("Request headers").await.unwrap();
+    assert!(b.text().await.unwrap().contains(&webhook_id), "Raw names the webhook-id");
+    assert_unnamed_none(&b).await;
+    b.tab_to("← Delivery log", 20).await.unwrap();
+    b.press(Key::Enter).await.unwrap();
+    b.wait_for_text("Delivery log").await.unwrap();
+
+    // Download, then the row's next control, Replay, and the confirmation's Replay.
+    b.tab_to("Download", 80).await.unwrap();
+    b.press(Key::Enter).await.unwrap();
+    let (_, bytes) = b.downloaded(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(bytes, got[0].body.to_vec(), "the download is what the receiver got");
+    b.tab_to("Replay", 2).await.unwrap();
+    b.press(Key::Enter).await.unwrap();
+    b.wait_for_text("again?").await.unwrap();
+    assert_unnamed_none(&b).await;
+    b.tab_to("Replay", 20).await.unwrap();
+    b.press(Key::Enter).await.unwrap();
+    b.wait_for_text("Replay queued").await.unwrap();
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(got[1].header("webhook-id"), Some(webhook_id.as_str()), "the replay keeps the webhook-id");
+    log_row(&b, "Replayed", Duration::from_secs(20)).await;
 }
 
 /// Every displayed control on the page has an accessible name.
@@ -732,17 +774,29 @@ async fn portal_links_tampered_or_expired_open_nothing_and_a_link_for_one_tenant
     let [_, (beta_ep, beta_dlv)] = two_tenants_with_a_delivery(&s, &receiver).await;
     let b = Browser::start().await.unwrap();
 
-    // Tampered and expired links open nothing.
-    let (link, expires) = portal_link(&s, &console, "alpha", "1s").await;
+    // A short link opens alpha until it expires; a tampered copy, in a
+    // browser of its own, opens nothing.
+    let (link, expires) = portal_link(&s, &console, "alpha", "10s").await;
+    b.goto(&link).await.unwrap();
+    b.wait_for_text("1 of 1 endpoints").await.unwrap();
     let tampered = format!("{}{}", &link[..link.len() - 2], if link.ends_with("AA") { "BB" } else { "AA" });
-    b.goto(&tampered).await.unwrap();
-    assert!(!b.text().await.unwrap().contains("Enable Webhooks"), "a tampered link opened the tenant");
+    let other = Browser::start().await.unwrap();
+    other.goto(&tampered).await.unwrap();
+    assert!(!other.text().await.unwrap().contains("Enable Webhooks"), "a tampered link opened the tenant");
+    other.goto(&format!("{console}/t/alpha")).await.unwrap();
+    assert!(other.url().await.unwrap().ends_with("/signin"), "a tampered link left a session");
+    drop(other);
+
+    // After the link's expiry (which the link carries), the session it
+    // opened is over, and the same link presented again opens nothing.
     let wait = (expires - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1);
-    tokio::time::sleep(wait).await; // until the link's own expiry, which the link carries
+    tokio::time::sleep(wait).await;
+    b.goto(&format!("{console}/t/alpha")).await.unwrap();
+    assert!(b.url().await.unwrap().ends_with("/signin"), "the portal session outlived its link");
     b.goto(&link).await.unwrap();
     assert!(!b.text().await.unwrap().contains("Enable Webhooks"), "an expired link opened the tenant");
     b.goto(&format!("{console}/t/alpha")).await.unwrap();
-    assert!(b.url().await.unwrap().ends_with("/signin"), "no session after refused links");
+    assert!(b.url().await.unwrap().ends_with("/signin"), "no session after an expired link");
 
     // A link for alpha, in a browser fresh to the console, opens nothing of beta's.
     drop(b);
@@ -789,4 +843,282 @@ async fn a_portal_link_opens_its_tenant_in_a_browser_that_has_seen_the_sign_in_p
             .collect();
         panic!("the portal link did not open alpha; the browser holds {cookies:?}: {e:#}");
     }
+}
+
+/// `body` without its `timestamp`, the one field that differs between two
+/// renderings of the same example (the moment it was rendered).
+fn without_timestamp(mut body: serde_json::Value) -> serde_json::Value {
+    body.as_object_mut().expect("a JSON object").remove("timestamp");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_follows_the_chosen_type_and_hierarchy_as_you_choose_and_is_what_a_receiver_gets() {
+    let (s, console) = console(&[]).await;
+    create_tenant(&s, "acme", Plan::Professional, true).await;
+    let receiver = Receiver::start().await;
+    let b = Browser::start().await.unwrap();
+    sign_in_as_operator(&b, &console).await;
+    b.goto(&format!("{console}/t/acme")).await.unwrap();
+    b.click_link("Add endpoint").await.unwrap();
+
+    // With the script, the preview follows the choices without a button.
+    let preview_json = || async {
+        let text = b.css("#preview").await.ok()?.text().await.ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()
+    };
+    let first = eventually(Duration::from_secs(10), "a JSON preview", || async { preview_json().await }).await.unwrap();
+    assert_eq!(first["type"], "appointment.booking.created", "{first}");
+    assert!(first["data"].is_object(), "envelope by default: {first}");
+    assert!(!b.has(Role::Button, "Show preview").await.unwrap(), "the script hides the no-script button");
+    b.field("Preview for").await.unwrap().select_by_value("customer.created").await.unwrap();
+    let envelope = eventually(Duration::from_secs(10), "the preview of customer.created", || async {
+        preview_json().await.filter(|p| p["type"] == "customer.created")
+    })
+    .await
+    .unwrap();
+    assert!(envelope["data"]["customer"].is_object(), "{envelope}");
+    b.field("Flat").await.unwrap().click().await.unwrap();
+    let flat = eventually(Duration::from_secs(10), "the flat preview", || async {
+        preview_json().await.filter(|p| p.get("data").is_none())
+    })
+    .await
+    .unwrap();
+    assert_eq!(flat["type"], "customer.created");
+    assert_eq!(flat["customer_email"], envelope["data"]["customer"]["email"], "{flat}");
+    assert!(b.url().await.unwrap().ends_with("/endpoints/new"), "choosing changed the page");
+
+    // The previewed body is what a receiver of that type gets: save the
+    // endpoint as previewed and send a test event of the type.
+    b.fill("URL", &receiver.url()).await.unwrap();
+    b.field("customer.created").await.unwrap().click().await.unwrap();
+    b.click_button("Save").await.unwrap();
+    b.wait_for_text("Endpoint added.").await.unwrap();
+    let test = b.find(Role::Region, "Send test event").await.unwrap();
+    let kind = b.field_within(&test, "Event type").await.unwrap();
+    assert_eq!(kind.prop("value").await.unwrap().as_deref(), Some("customer.created"), "the endpoint's type first");
+    b.find_within(&test, Role::Button, "Send test event").await.unwrap().click().await.unwrap();
+    b.wait_for_text("Test event sent.").await.unwrap();
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(without_timestamp(got[0].json().unwrap()), without_timestamp(flat), "the receiver got the preview");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_with_an_e_mail_address_gets_the_json_by_mail_and_no_http_request() {
+    let sink = SmtpSink::start(None);
+    let (s, console) = console(&[("HOOKLINE_SMTP_URL", &format!("smtp://127.0.0.1:{}", sink.port))]).await;
+    create_tenant(&s, "acme", Plan::Professional, true).await;
+    let receiver = Receiver::start().await;
+    let b = Browser::start().await.unwrap();
+    sign_in_as_operator(&b, &console).await;
+    b.goto(&format!("{console}/t/acme")).await.unwrap();
+    b.click_link("Add endpoint").await.unwrap();
+    b.fill("URL", &receiver.url()).await.unwrap();
+    b.fill("E-mail address (optional)", "erp-inbox@example.com").await.unwrap();
+    b.click_button("Save").await.unwrap();
+    b.wait_for_text("Endpoint added.").await.unwrap();
+    assert!(b.text().await.unwrap().contains("E-mail: erp-inbox@example.com"), "the endpoint says where it sends");
+    assert_eq!(endpoints(&s, "acme").await[0].email, "erp-inbox@example.com");
+
+    publish(&s, "acme", &fresh("appointment.booking.created")).await;
+    let mail = eventually(Duration::from_secs(20), "an e-mail", || async { sink.messages().into_iter().next() })
+        .await
+        .unwrap();
+    assert_eq!(mail["rcpt_to"], serde_json::json!(["erp-inbox@example.com"]));
+    let body: serde_json::Value = serde_json::from_str(mail["text"].as_str().unwrap()).unwrap();
+    assert_eq!(body["type"], "appointment.booking.created");
+    let row = log_row(&b, "Succeeded", Duration::from_secs(20)).await;
+    assert!(row.text().await.unwrap().contains("250"), "the log shows the relay's 250");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.count(), 0, "an e-mail endpoint made an HTTP request");
+}
+
+async fn signing_secret(s: &Stack, tenant: &str, endpoint: &str) -> String {
+    let request = spb::GetEndpointSecretRequest { tenant_id: tenant.into(), endpoint_id: endpoint.into() };
+    let mut c = s.hookline.subscriptions_client().await;
+    c.get_endpoint_secret(op(request)).await.unwrap().into_inner().secret
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_shows_when_revealed_rotates_with_a_grace_period_and_a_disabled_endpoint_recovers_with_progress() {
+    let (s, console) = console(&[]).await;
+    create_tenant(&s, "acme", Plan::Professional, true).await;
+    let receiver = Receiver::start().await;
+    let ep = s
+        .hookline
+        .subscriptions_client()
+        .await
+        .create_endpoint(op(spb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            url: receiver.url(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let old = signing_secret(&s, "acme", &ep).await;
+    let b = Browser::start().await.unwrap();
+    sign_in_as_operator(&b, &console).await;
+    b.goto(&format!("{console}/t/acme/endpoints/{ep}")).await.unwrap();
+
+    // Not on the page until asked for; then shown, with a copy button.
+    b.wait_for_text("Signing secret").await.unwrap();
+    assert!(!b.source().await.unwrap().contains(&old), "the secret is on the page unasked");
+    b.click_button("Reveal signing secret").await.unwrap();
+    let shown = b.css("#signing-secret").await.unwrap().text().await.unwrap();
+    assert_eq!(shown, old);
+    b.find(Role::Button, "Copy").await.unwrap();
+
+    // Rotate, keeping the old secret for an hour: confirmed in a dialog,
+    // and the next request is signed with both.
+    b.field("Old secret keeps signing for").await.unwrap().select_by_value("3600").await.unwrap();
+    b.click_button("Rotate signing secret").await.unwrap();
+    let question = eventually(WAIT, "the confirmation", || async { b.alert_text().await.ok().flatten() }).await;
+    assert_eq!(question.unwrap(), "Rotate the signing secret?");
+    b.accept_alert().await.unwrap();
+    b.wait_for_text("Signing secret rotated.").await.unwrap();
+    let new = signing_secret(&s, "acme", &ep).await;
+    assert_ne!(new, old, "rotated");
+    let page = b.source().await.unwrap();
+    assert!(!page.contains(&old) && !page.contains(&new), "a secret is on the page after rotating");
+    publish(&s, "acme", &fresh("customer.created")).await;
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    assert!(got[0].verify(&new) && got[0].verify(&old), "signed with the new and, for the grace period, the old");
+
+    // The receiver answers 410: the endpoint is disabled, and says why.
+    receiver.set_default(410);
+    publish(&s, "acme", &fresh("customer.updated")).await;
+    let gone = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap()[1].clone();
+    let reason = eventually(Duration::from_secs(30), "the page to say the endpoint is disabled", || async {
+        b.client().refresh().await.ok()?;
+        b.css_all("#disabled-reason").await.ok()?.into_iter().next()?.text().await.ok()
+    })
+    .await
+    .unwrap();
+    assert!(reason.contains("410"), "{reason}");
+    receiver.set_default(200);
+    b.click_button("Re-enable").await.unwrap();
+    b.wait_for_text("Endpoint enabled again.").await.unwrap();
+    assert!(endpoints(&s, "acme").await[0].enabled);
+
+    // "Recover failed since" a date typed into the page: the failed delivery
+    // goes out again, and the page shows the job's progress to its end.
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+    b.fill_date("Recover failed since", yesterday).await.unwrap();
+    b.click_button("Recover").await.unwrap();
+    let job = b.wait_for_text("failed deliveries queued again").await.unwrap();
+    assert!(job.contains("Recovering:"), "{job}");
+    let progress = b.find(Role::Any, "Recover progress").await.unwrap();
+    assert_eq!(progress.attr("max").await.unwrap().as_deref(), Some("1"));
+    let again = receiver.wait_for(3, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(again[2].header("webhook-id"), gone.header("webhook-id"), "the failed event went out again");
+    // The script refreshes the progress while the job runs; a reload shows it too.
+    let done = eventually(Duration::from_secs(20), "the job's end", || async {
+        b.client().refresh().await.ok()?;
+        b.text().await.ok().filter(|t| t.contains("1 of 1 failed deliveries queued again (completed)"))
+    })
+    .await;
+    done.unwrap();
+    let progress = b.find(Role::Any, "Recover progress").await.unwrap();
+    assert_eq!(progress.attr("value").await.unwrap().as_deref(), Some("1"), "the bar is full");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_pages_newest_first_and_filters_by_status_event_type_and_date_range() {
+    let (s, console) = console(&[]).await;
+    create_tenant(&s, "acme", Plan::Professional, true).await;
+    let receiver = Receiver::start().await;
+    let ep = s
+        .hookline
+        .subscriptions_client()
+        .await
+        .create_endpoint(op(spb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            url: receiver.url(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    // 26 accepted customer.created, then 2 customer.deleted the receiver refuses.
+    for _ in 0..26 {
+        publish(&s, "acme", &fresh("customer.created")).await;
+    }
+    receiver.wait_for(26, Duration::from_secs(30)).await.unwrap();
+    receiver.set_default(500);
+    for _ in 0..2 {
+        publish(&s, "acme", &fresh("customer.deleted")).await;
+    }
+    let b = Browser::start().await.unwrap();
+    sign_in_as_operator(&b, &console).await;
+    let log = format!("{console}/t/acme/endpoints/{ep}");
+    b.goto(&log).await.unwrap();
+    let rows = || async {
+        let mut out = Vec::new();
+        for row in b.css_all("#log-rows tr[id^='delivery-']").await.unwrap() {
+            let stamp = row.find(Locator::Css("time")).await.unwrap().attr("datetime").await.unwrap().unwrap();
+            out.push((stamp, row.text().await.unwrap()));
+        }
+        out
+    };
+    // Both refused deliveries final (retries exhausted) on the newest page.
+    let first = eventually(Duration::from_secs(60), "two failed rows on the first page", || async {
+        b.client().refresh().await.ok()?;
+        let rows = rows().await;
+        (rows.iter().filter(|(_, t)| t.contains("Failed")).count() == 2).then_some(rows)
+    })
+    .await
+    .unwrap();
+
+    // 25 a page, newest first; "Older" shows the rest, "Newest" goes back.
+    assert_eq!(first.len(), 25);
+    assert!(first.windows(2).all(|w| w[0].0 >= w[1].0), "newest first: {first:?}");
+    assert!(first[0].1.contains("customer.deleted") && first[1].1.contains("customer.deleted"));
+    b.click_link("Older").await.unwrap();
+    b.wait_for_text("Newest").await.unwrap();
+    let older = rows().await;
+    assert_eq!(older.len(), 3, "28 rows: 25 and 3");
+    assert!(older[0].0 <= first[24].0, "the older page continues where the first ended");
+    assert!(!b.has(Role::Link, "Older").await.unwrap(), "no page after the last");
+    b.click_link("Newest").await.unwrap();
+    b.wait_for_text("Older").await.unwrap();
+
+    // Filters, chosen on the page.
+    let filters = b.find(Role::Region, "Filter the log").await.unwrap();
+    b.field_within(&filters, "Status").await.unwrap().select_by_value("failed").await.unwrap();
+    b.click_button("Filter").await.unwrap();
+    b.wait_for_text("Clear").await.unwrap();
+    let failed = rows().await;
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed.iter().all(|(_, t)| t.contains("Failed") && t.contains("500")), "{failed:?}");
+    b.click_link("Clear").await.unwrap();
+
+    let filters = b.find(Role::Region, "Filter the log").await.unwrap();
+    b.field_within(&filters, "Event type").await.unwrap().select_by_value("customer.created").await.unwrap();
+    b.click_button("Filter").await.unwrap();
+    b.wait_for_text("Clear").await.unwrap();
+    let created = rows().await;
+    assert_eq!(created.len(), 25, "a full page of customer.created");
+    assert!(created.iter().all(|(_, t)| t.contains("customer.created") && t.contains("Succeeded")));
+    b.click_link("Older").await.unwrap();
+    b.wait_for_text("Newest").await.unwrap();
+    assert_eq!(rows().await.len(), 1, "paging keeps the filter: 26 customer.created");
+    b.click_link("Clear").await.unwrap();
+
+    // Date range: today holds all 28; a range that ends yesterday none.
+    let today = chrono::Utc::now().date_naive();
+    let yesterday = today - chrono::Duration::days(1);
+    b.fill_date("From", today).await.unwrap();
+    b.fill_date("To", today).await.unwrap();
+    b.click_button("Filter").await.unwrap();
+    b.wait_for_text("Clear").await.unwrap();
+    assert_eq!(rows().await.len(), 25);
+    assert!(b.has(Role::Link, "Older").await.unwrap());
+    b.fill_date("From", yesterday - chrono::Duration::days(6)).await.unwrap();
+    b.fill_date("To", yesterday).await.unwrap();
+    b.click_button("Filter").await.unwrap();
+    b.wait_for_text("No deliveries match.").await.unwrap();
+    assert!(rows().await.is_empty());
 }

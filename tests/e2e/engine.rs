@@ -650,67 +650,6 @@ async fn disabled(
     .unwrap()
 }
 
-/// A real SMTP server process (tests/peers/smtp_sink.py) writing each
-/// message it accepts as JSON into a directory.
-struct SmtpSink {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: std::process::Child,
-}
-
-impl SmtpSink {
-    fn start(reject: Option<u16>) -> Self {
-        let args: Vec<String> = reject.map(|code| vec!["--reject".into(), code.to_string()]).unwrap_or_default();
-        Self::spawn(&args)
-    }
-
-    /// STARTTLS and AUTH required, with the test CA's `localhost` certificate.
-    fn start_secure(user: &str, password: &str) -> Self {
-        let fixture = |f: &str| format!("{}/tests/fixtures/tls/{f}", env!("CARGO_MANIFEST_DIR"));
-        Self::spawn(&["--secure".into(), fixture("server.pem"), fixture("server.key"), user.into(), password.into()])
-    }
-
-    fn spawn(args: &[String]) -> Self {
-        let port = hookline_e2e::free_port();
-        let dir = std::env::temp_dir().join(format!("hookline-smtp-{port}-{}", rand_suffix()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = format!("{}/tests/peers/smtp_sink.py", env!("CARGO_MANIFEST_DIR"));
-        let mut cmd = std::process::Command::new("python3");
-        cmd.arg(&script).arg(port.to_string()).arg(&dir).args(args).stdout(std::process::Stdio::null());
-        let child = cmd.spawn().expect("python3");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "SMTP sink did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { port, dir, child }
-    }
-
-    fn messages(&self) -> Vec<serde_json::Value> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|x| x == "json") && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-            })
-            .collect();
-        files.sort();
-        files.iter().map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()).collect()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_endpoints_get_the_json_by_smtp_and_no_http_request() {
     let sink = SmtpSink::start(None);

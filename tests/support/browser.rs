@@ -54,7 +54,7 @@ pub const TEST_DOMAIN: &str = "test";
 pub enum Role {
     Button,
     Link,
-    /// Text inputs and text areas.
+    /// Text, number and date inputs, and text areas.
     TextBox,
     CheckBox,
     /// A checkbox styled as an on/off switch (`role="switch"`).
@@ -78,7 +78,7 @@ impl Role {
             Role::Link => "a[href], [role=link]",
             Role::TextBox => {
                 "input:not([type]), input[type=text], input[type=url], input[type=email], input[type=password], \
-                 input[type=search], input[type=number], input[type=tel], textarea, [role=textbox]"
+                 input[type=search], input[type=number], input[type=tel], input[type=date], textarea, [role=textbox]"
             }
             Role::CheckBox => "input[type=checkbox], [role=checkbox]",
             Role::Switch => "[role=switch]",
@@ -330,6 +330,19 @@ impl Browser {
         let field = self.field(label).await?;
         field.clear().await?;
         field.send_keys(value).await?;
+        Ok(())
+    }
+
+    /// Type `date` into the date field labelled `label` as a person does
+    /// (month, day, year, for the browser's `en-US`), and check the field
+    /// now holds it.
+    pub async fn fill_date(&self, label: &str, date: chrono::NaiveDate) -> anyhow::Result<()> {
+        let field = self.field(label).await?;
+        field.send_keys(&date.format("%m%d%Y").to_string()).await?;
+        let value = field.prop("value").await?.unwrap_or_default();
+        if value != date.format("%Y-%m-%d").to_string() {
+            bail!("typed {date} into {label:?}, which holds {value:?}");
+        }
         Ok(())
     }
 
@@ -588,6 +601,8 @@ async fn connect(port: u16, dir: &Path, downloads: &Path) -> anyhow::Result<Clie
                 format!("--window-size={DESKTOP_WIDTH},{HEIGHT}"),
                 format!("--user-data-dir={}", dir.join("profile").display()),
                 format!("--host-resolver-rules=MAP *.{TEST_DOMAIN} 127.0.0.1"),
+                // Date fields read and take dates as month/day/year (see `fill_date`).
+                "--lang=en-US",
                 "--no-first-run",
                 "--no-default-browser-check",
                 "--disable-background-networking",

@@ -162,8 +162,14 @@ async fn render(
             h2 id="recover-heading" { "Recover" }
             @if let Some(j) = &job {
                 div id="recover-job" role="status" data-live-job=(j.state == "running") {
-                    p { "Recovering: " (j.done) " of " (j.total) " failed deliveries queued again (" (j.state) ")." }
-                    progress value=(j.done) max=(j.total.max(1)) aria-label="Recover progress" {}
+                    @if j.state == "running" && j.total == 0 {
+                        // The job has not counted the failed deliveries yet.
+                        p { "Recovering: finding the failed deliveries since " (recover_since(&j.since)) "…" }
+                        progress aria-label="Recover progress" {}
+                    } @else {
+                        p { "Recovering: " (j.done) " of " (j.total) " failed deliveries queued again (" (j.state) ")." }
+                        progress value=(j.done) max=(j.total.max(1)) aria-label="Recover progress" {}
+                    }
                     @if !j.error.is_empty() { p.error { (j.error) } }
                 }
             }
@@ -270,6 +276,13 @@ fn recover_from(disabled_reason: &str) -> String {
         .to_string()
 }
 
+/// The day a recover job starts at, from its RFC 3339 `since`.
+fn recover_since(since: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(since)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| since.to_owned())
+}
+
 /// The filters of `q` as a query string, for paging links.
 fn filter_query(q: &Fields) -> String {
     ["status", "type", "from", "to"]
@@ -290,7 +303,7 @@ pub fn row(tenant: &TenantId, d: &dpb::Delivery) -> Markup {
         tr id={ "delivery-" (d.id) } class=(if archived { "archived" } else { "" }) {
             td {
                 time datetime=(d.created_at) { (when(&d.created_at)) }
-                @if archived { div.archived-note { "Archived" } }
+                @if archived { div.archived-note id={ "archived-" (d.id) } { "Archived" } }
                 @if d.test { div { span.badge.test { "Test" } } }
                 @if !d.replay_of.is_empty() { div { span.badge { "Replayed" } } }
                 @else if d.replay_count > 0 { div { span.badge { "Triggered again ×" (d.replay_count) } } }
@@ -301,9 +314,11 @@ pub fn row(tenant: &TenantId, d: &dpb::Delivery) -> Markup {
             td { (d.attempt_count) }
             td.actions {
                 @if archived {
-                    button type="button" disabled { "Raw" }
-                    button type="button" disabled { "Download" }
-                    button type="button" disabled { "Replay" }
+                    // Named as ever, described by the row's "Archived" note.
+                    @let note = format!("archived-{}", d.id);
+                    button type="button" disabled aria-describedby=(note) { "Raw" }
+                    button type="button" disabled aria-describedby=(note) { "Download" }
+                    button type="button" disabled aria-describedby=(note) { "Replay" }
                 } @else {
                     a href={ (base) "/raw" } { "Raw" }
                     a href={ (base) "/download" } download { "Download" }
