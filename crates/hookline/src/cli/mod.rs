@@ -15,11 +15,13 @@ mod admin;
 mod api_key;
 mod delivery;
 mod endpoint;
+pub mod error;
 mod portal;
 mod publish;
 mod recover;
 mod stats;
 mod tenant;
+mod when;
 
 use std::{
     io::{IsTerminal, Write},
@@ -126,7 +128,7 @@ impl tonic::service::Interceptor for Bearer {
 type Authed = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
 
 /// A channel to `url` whose calls carry the token, named after `setting` in errors.
-async fn connect(url: &str, setting: &str, token: Option<&str>, tls: &Tls) -> anyhow::Result<(Channel, Bearer)> {
+async fn connect(url: &str, setting: &'static str, token: Option<&str>, tls: &Tls) -> anyhow::Result<(Channel, Bearer)> {
     let bearer = match token {
         Some(t) => Some(format!("Bearer {t}").parse().context("--token / HOOKLINE_TOKEN: not a valid header value")?),
         None => None,
@@ -136,7 +138,7 @@ async fn connect(url: &str, setting: &str, token: Option<&str>, tls: &Tls) -> an
         .with_context(|| format!("{setting}: `{url}` is not a URL"))?
         .connect()
         .await
-        .with_context(|| format!("cannot reach {url} ({setting})"))?;
+        .map_err(|source| error::Unreachable { url: url.to_owned(), setting, source })?;
     Ok((channel, Bearer(bearer)))
 }
 
@@ -158,8 +160,10 @@ async fn ingest(args: &ClientArgs) -> anyhow::Result<IngestServiceClient<Authed>
     Ok(IngestServiceClient::with_interceptor(channel, bearer))
 }
 
+/// A refused call, with the status's details kept for the report and the
+/// exit code ([`error::report`]).
 fn status(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+    error::Refused::from(s).into()
 }
 
 /// Print `value` as JSON with `--json`, else the `human` summary.
@@ -171,6 +175,18 @@ fn print<T: Serialize + ?Sized>(json_out: bool, value: &T, human: String) {
     } else {
         println!("{human}");
     }
+}
+
+/// Rows under a header, in aligned columns without borders: easy to read
+/// and to cut with `awk`. comfy-table measures wide characters; without
+/// its terminal feature it never queries or wraps to the terminal.
+fn table<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = [String; N]>) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING).set_header(header).add_rows(rows);
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
+    }
+    t.lines().map(|l| l.trim_end().to_owned()).collect::<Vec<_>>().join("\n")
 }
 
 /// How often long-running commands poll.
@@ -201,6 +217,15 @@ mod tests {
 
     fn printed<T: serde::Serialize>(v: &T) -> Value {
         serde_json::to_value(v).unwrap()
+    }
+
+    #[test]
+    fn tables_have_a_header_and_aligned_columns() {
+        let t = super::table(
+            ["ID", "STATE", "ATTEMPTS"],
+            [["dlv_1".into(), "succeeded".into(), "1".into()], ["dlv_22".into(), "failing".into(), "12".into()]],
+        );
+        assert_eq!(t, "ID      STATE      ATTEMPTS\ndlv_1   succeeded  1\ndlv_22  failing    12");
     }
 
     #[test]
