@@ -100,7 +100,10 @@ impl tonic::service::Interceptor for Authenticator {
 
 /// The caller, as the interceptor recorded it.
 pub fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
-    req.extensions().get::<Principal>().cloned().ok_or_else(|| Refusal::new(Reason::Internal, "unauthenticated route").into())
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Refusal::new(Reason::Internal, "unauthenticated route").into())
 }
 
 /// The caller may act on `tenant`. Another tenant's id reads as not found,
@@ -109,9 +112,9 @@ pub fn check_tenant<T>(req: &Request<T>, tenant: &str) -> Result<(), Status> {
     match principal(req)? {
         Principal::Operator => Ok(()),
         Principal::Tenant(t) if t.as_str() == tenant => Ok(()),
-        Principal::Tenant(_) => {
-            Err(Refusal::new(Reason::TenantNotFound, format!("tenant `{tenant}` not found")).with("tenant_id", tenant).into())
-        }
+        Principal::Tenant(_) => Err(Refusal::new(Reason::TenantNotFound, format!("tenant `{tenant}` not found"))
+            .with("tenant_id", tenant)
+            .into()),
     }
 }
 

@@ -228,18 +228,18 @@ impl From<&ConfigError> for Refusal {
         match e {
             ConfigError::Invalid(f) => Refusal::invalid([f.clone()]),
             ConfigError::TenantNotFound(t) => Refusal::new(Reason::TenantNotFound, message).with("tenant_id", t),
-            ConfigError::EndpointNotFound(id) => Refusal::new(Reason::EndpointNotFound, message).with("endpoint_id", id),
+            ConfigError::EndpointNotFound(id) => {
+                Refusal::new(Reason::EndpointNotFound, message).with("endpoint_id", id)
+            }
             ConfigError::ApiKeyNotFound(id) => Refusal::new(Reason::ApiKeyNotFound, message).with("key_id", id),
             ConfigError::TenantExists(t) => Refusal::new(Reason::TenantAlreadyExists, message).with("tenant_id", t),
             ConfigError::PlanLimit { plan, limit } => {
                 Refusal::new(Reason::PlanLimitReached, message).with("plan", plan).with("limit", limit)
             }
-            ConfigError::PlanBelowCount { plan, limit, count } => {
-                Refusal::new(Reason::PlanBelowEndpointCount, message)
-                    .with("plan", plan)
-                    .with("limit", limit)
-                    .with("count", count)
-            }
+            ConfigError::PlanBelowCount { plan, limit, count } => Refusal::new(Reason::PlanBelowEndpointCount, message)
+                .with("plan", plan)
+                .with("limit", limit)
+                .with("count", count),
         }
     }
 }
@@ -320,7 +320,7 @@ mod tests {
     #[test]
     fn every_reason_is_distinct_and_listed_in_the_readme_and_the_proto() {
         let readme = include_str!("../../../README.md");
-        let proto = include_str!("../../../proto/hookline/errors.proto");
+        let proto = include_str!("../../../proto/hookline/errors/v1/errors.proto");
         let mut seen = std::collections::HashSet::new();
         for r in Reason::ALL {
             assert!(seen.insert(r.as_str()), "{} twice", r.as_str());

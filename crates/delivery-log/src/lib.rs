@@ -96,9 +96,9 @@ impl From<Error> for Status {
             Error::Invalid(f) => Refusal::invalid([f]),
             Error::DeliveryNotFound(id) => Refusal::new(Reason::DeliveryNotFound, message).with("delivery_id", id),
             Error::EndpointNotFound(id) => Refusal::new(Reason::EndpointNotFound, message).with("endpoint_id", id),
-            Error::AttemptNotFound { delivery, attempt } => Refusal::new(Reason::AttemptNotFound, message)
-                .with("delivery_id", delivery)
-                .with("attempt", attempt),
+            Error::AttemptNotFound { delivery, attempt } => {
+                Refusal::new(Reason::AttemptNotFound, message).with("delivery_id", delivery).with("attempt", attempt)
+            }
             Error::JobNotFound(id) => Refusal::new(Reason::RecoverJobNotFound, message).with("job_id", id),
             Error::Archived { delivery, .. } => {
                 Refusal::new(Reason::DeliveryArchived, message).with("delivery_id", delivery)

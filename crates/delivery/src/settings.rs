@@ -32,7 +32,7 @@ impl Default for RetrySchedule {
 }
 
 /// Why a text is not a duration; `text` is the value as written (trimmed).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DurationError {
     #[error("`{text}` is not a duration like 90 (seconds), 500ms, 5m, 1h30m or 2d: {source}")]
     Invalid {
@@ -53,9 +53,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     if let Ok(secs) = s.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|_| DurationError::OutOfRange { text: s.to_owned() });
     }
-    humantime::parse_duration(s).or_else(|source| {
-        decimal_with_unit(s).ok_or_else(|| DurationError::Invalid { text: s.to_owned(), source })
-    })
+    humantime::parse_duration(s)
+        .or_else(|source| decimal_with_unit(s).ok_or_else(|| DurationError::Invalid { text: s.to_owned(), source }))
 }
 
 /// `1.5h`, `0.5s`: a fraction humantime does not read.
@@ -71,7 +70,7 @@ fn decimal_with_unit(s: &str) -> Option<Duration> {
 }
 
 /// Why a text is not a [`RetrySchedule`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScheduleError {
     #[error(transparent)]
     Delay(#[from] DurationError),

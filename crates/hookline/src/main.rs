@@ -228,9 +228,11 @@ fn main() -> std::process::ExitCode {
         };
     }
     let json_out = wants_json(&matches);
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(run(
-        cli, file, json_out,
-    ))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(run(cli, file, json_out))
 }
 
 /// The tenant and endpoint of `hookline stats`: `stats acme [ep_1]`, or the
@@ -247,7 +249,7 @@ fn stats_target(
             eprintln!("warning: `stats --tenant T` is deprecated; write `hookline stats T [ENDPOINT]`");
             Ok((tenant, endpoint))
         }
-        (Some(_), Some(_), Some(_)) => {
+        (Some(_), _, Some(_)) => {
             anyhow::bail!("stats: give the tenant once, first (`hookline stats TENANT [ENDPOINT]`), without --tenant")
         }
         (None, None, _) => anyhow::bail!("stats: the tenant id is required (`hookline stats TENANT [ENDPOINT]`)"),
@@ -288,10 +290,12 @@ async fn run(cli: Cli, file: config::SettingsFile, json_out: bool) -> std::proce
         Command::Tenant { client, cmd } => cli::tenant(&client, cmd).await,
         Command::Endpoint { client, cmd } => cli::endpoint(&client, cmd).await,
         Command::Publish { client, tenant, file } => cli::publish(&client, tenant, file).await,
-        Command::Stats { client, tenant, endpoint, tenant_flag, window } => match stats_target(tenant, endpoint, tenant_flag) {
-            Ok((tenant, endpoint)) => cli::stats(&client, tenant, endpoint, window).await,
-            Err(e) => Err(e),
-        },
+        Command::Stats { client, tenant, endpoint, tenant_flag, window } => {
+            match stats_target(tenant, endpoint, tenant_flag) {
+                Ok((tenant, endpoint)) => cli::stats(&client, tenant, endpoint, window).await,
+                Err(e) => Err(e),
+            }
+        }
         Command::Admin { client, cmd } => cli::admin(&client, cmd).await,
         Command::ApiKey { client, cmd } => cli::api_key(&client, cmd).await,
         Command::Portal { client, cmd } => cli::portal(&client, cmd).await,

@@ -207,11 +207,8 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
         EndpointCmd::List { tenant } => {
             let list =
                 c.list_endpoints(spb::ListEndpointsRequest { tenant_id: tenant }).await.map_err(status)?.into_inner();
-            let human = if list.endpoints.is_empty() {
-                "no endpoints".to_owned()
-            } else {
-                endpoint_table(&list.endpoints)
-            };
+            let human =
+                if list.endpoints.is_empty() { "no endpoints".to_owned() } else { endpoint_table(&list.endpoints) };
             print(args.json, &list.endpoints, human);
         }
         EndpointCmd::Update { tenant, endpoint, fields, clear_auth_header, enable, disable } => {

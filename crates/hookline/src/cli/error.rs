@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn each_class_of_error_has_its_exit_code() {
-        let info = |reason: &str| ErrorDetails::with_error_info(reason, "hookline", Default::default());
+        let info = |reason: &str| ErrorDetails::with_error_info(reason, "hookline", std::collections::HashMap::new());
         let cases = [
             (Code::InvalidArgument, "INVALID_FIELD", 3),
             (Code::NotFound, "TENANT_NOT_FOUND", 4),
@@ -207,12 +207,15 @@ mod tests {
 
     #[test]
     fn a_bad_request_prints_each_field_and_a_rate_refusal_its_delay() {
-        let mut d = ErrorDetails::with_error_info("INVALID_FIELD", "hookline", Default::default());
+        let mut d = ErrorDetails::with_error_info("INVALID_FIELD", "hookline", std::collections::HashMap::new());
         d.add_bad_request_violation("url", "must start with https://");
         let e = refused(Code::InvalidArgument, d);
         assert_eq!(format!("{e:#}"), "it broke (INVALID_ARGUMENT, INVALID_FIELD)\n  url: must start with https://");
         let v = to_json(&e);
-        assert_eq!(v["error"]["field_violations"], json!([{"field": "url", "description": "must start with https://"}]));
+        assert_eq!(
+            v["error"]["field_violations"],
+            json!([{"field": "url", "description": "must start with https://"}])
+        );
         assert_eq!((&v["error"]["code"], &v["error"]["exit_code"]), (&json!("INVALID_ARGUMENT"), &json!(3)));
 
         let e = refused(Code::ResourceExhausted, ErrorDetails::with_retry_info(Some(Duration::from_millis(1500))));

@@ -128,7 +128,12 @@ impl tonic::service::Interceptor for Bearer {
 type Authed = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
 
 /// A channel to `url` whose calls carry the token, named after `setting` in errors.
-async fn connect(url: &str, setting: &'static str, token: Option<&str>, tls: &Tls) -> anyhow::Result<(Channel, Bearer)> {
+async fn connect(
+    url: &str,
+    setting: &'static str,
+    token: Option<&str>,
+    tls: &Tls,
+) -> anyhow::Result<(Channel, Bearer)> {
     let bearer = match token {
         Some(t) => Some(format!("Bearer {t}").parse().context("--token / HOOKLINE_TOKEN: not a valid header value")?),
         None => None,
@@ -182,7 +187,7 @@ fn print<T: Serialize + ?Sized>(json_out: bool, value: &T, human: String) {
 /// its terminal feature it never queries or wraps to the terminal.
 fn table<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = [String; N]>) -> String {
     let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::NOTHING).set_header(header).add_rows(rows);
+    t.load_style(comfy_table::presets::NOTHING).set_header(header).add_rows(rows);
     for c in t.column_iter_mut() {
         c.set_padding((0, 2));
     }

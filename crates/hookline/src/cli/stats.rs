@@ -75,7 +75,8 @@ pub async fn stats(
             let total = t.total.get_or_insert_default();
             let human = table(
                 STATS_HEADER,
-                std::iter::once(stats_row("total", total)).chain(t.endpoints.iter().map(|s| stats_row(&s.endpoint_id, s))),
+                std::iter::once(stats_row("total", total))
+                    .chain(t.endpoints.iter().map(|s| stats_row(&s.endpoint_id, s))),
             );
             print(args.json, &t, human);
         }
