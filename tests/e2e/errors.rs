@@ -226,12 +226,38 @@ async fn lists_print_headers_durations_read_one_way_and_the_tenant_comes_first_e
     assert_eq!(lines[0].find("URL"), lines[1].find("http://127.0.0.1:9/hook"), "{table}");
     assert!(lines[1].starts_with(&ep), "{table}");
 
+    let file = std::env::temp_dir().join(format!("hookline-table-{}.json", std::process::id()));
+    std::fs::write(&file, fresh("customer.created").to_string()).unwrap();
+    let (code, out, stderr) = cli(&s, &["publish", "acme", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("EVENT ") && lines[0].contains(" TYPE"), "{out}");
+    assert!(lines[1].starts_with("evt_") && lines[1].contains("customer.created"), "{out}");
+    assert_eq!(lines[0].find("TYPE"), lines[1].find("customer.created"), "{out}");
+
     // Durations: seconds or spans for the grace period, a span ago for --since.
     for grace in ["3600", "1h30m"] {
         let (code, _, stderr) = cli(&s, &["endpoint", "rotate-secret", "acme", &ep, "--grace-period", grace]);
         assert_eq!(code, 0, "--grace-period {grace}: {stderr}");
     }
-    let (code, out, stderr) = cli(&s, &["log", "list", "acme", &ep, "--since", "2h"]);
+    // The published event's delivery was created within the last 2 h (the
+    // projection trails by moments), and none before 1 h ago.
+    let mut listed = String::new();
+    for _ in 0..50 {
+        let (code, out, stderr) = cli(&s, &["log", "list", "acme", &ep, "--since", "2h"]);
+        assert_eq!(code, 0, "{stderr}");
+        listed = out;
+        if listed.lines().count() > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        listed.starts_with("DELIVERY ") && listed.lines().nth(1).is_some_and(|l| l.starts_with("dlv_")),
+        "{listed}"
+    );
+    let (code, out, stderr) = cli(&s, &["log", "list", "acme", &ep, "--until", "1h"]);
     assert_eq!((code, out.trim()), (0, "no deliveries"), "{stderr}");
 
     // The tenant first in `stats` too; the former `--tenant` still works.

@@ -140,10 +140,16 @@ fn delivery_line(d: &dpb::Delivery) -> String {
     format!("{id}  {created}  {state:<9}  {attempts:>2} attempt{plural}  {last:<18}  {labels}").trim_end().to_owned()
 }
 
-fn attempt_line(a: &dpb::Attempt) -> String {
+fn attempt_row(a: &dpb::Attempt) -> [String; 6] {
     let result = if a.status_code != 0 { a.status_code.to_string() } else { a.error_kind.clone() };
-    let error = if a.error.is_empty() { String::new() } else { format!("  {}", a.error) };
-    format!("  #{:<2} {}  {:>6} ms  {:<18}  {}{error}", a.number, a.started_at, a.duration_ms, result, a.outcome)
+    [
+        format!("#{}", a.number),
+        a.started_at.clone(),
+        format!("{} ms", a.duration_ms),
+        result,
+        a.outcome.clone(),
+        a.error.clone(),
+    ]
 }
 
 pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
@@ -200,10 +206,11 @@ pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
                 .into_inner();
             // Absent, the delivery prints empty, never as `null`.
             let row = d.delivery.get_or_insert_default();
-            let human = std::iter::once(format!("{}  {}  {}", delivery_line(row), row.event_id, row.event_type))
-                .chain(d.attempts.iter().map(attempt_line))
-                .collect::<Vec<_>>()
-                .join("\n");
+            let attempts = table(
+                ["ATTEMPT", "STARTED", "DURATION", "RESULT", "OUTCOME", "ERROR"],
+                d.attempts.iter().map(attempt_row),
+            );
+            let human = format!("{}  {}  {}\n{attempts}", delivery_line(row), row.event_id, row.event_type);
             print(client.json, &d, human);
         }
         DeliveryCmd::Raw { client, tenant, delivery, attempt, reveal_url } => {
