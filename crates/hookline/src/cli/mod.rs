@@ -182,16 +182,32 @@ fn print<T: Serialize + ?Sized>(json_out: bool, value: &T, human: String) {
     }
 }
 
-/// Rows under a header, in aligned columns without borders: easy to read
-/// and to cut with `awk`. comfy-table measures wide characters; without
-/// its terminal feature it never queries or wraps to the terminal.
+/// Rows under a header, in aligned columns two spaces apart, without
+/// borders: easy to read and to cut with `awk`. Widths count characters;
+/// what the CLI prints in tables is ids, times, numbers and URLs, so no
+/// display-width library is needed.
 fn table<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = [String; N]>) -> String {
-    let mut t = comfy_table::Table::new();
-    t.load_style(comfy_table::presets::NOTHING).set_header(header).add_rows(rows);
-    for c in t.column_iter_mut() {
-        c.set_padding((0, 2));
+    let rows: Vec<[String; N]> = rows.into_iter().collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
     }
-    t.lines().map(|l| l.trim_end().to_owned()).collect::<Vec<_>>().join("\n")
+    let line = |cells: [&str; N]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            out.push_str(cell);
+            if i + 1 < N {
+                out.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    std::iter::once(line(header))
+        .chain(rows.iter().map(|r| line(std::array::from_fn(|i| r[i].as_str()))))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// How often long-running commands poll.
@@ -231,6 +247,8 @@ mod tests {
             [["dlv_1".into(), "succeeded".into(), "1".into()], ["dlv_22".into(), "failing".into(), "12".into()]],
         );
         assert_eq!(t, "ID      STATE      ATTEMPTS\ndlv_1   succeeded  1\ndlv_22  failing    12");
+        let t = super::table(["A", "B"], [["replayed 2×".into(), "".into()], ["x".into(), "y".into()]]);
+        assert_eq!(t, "A            B\nreplayed 2×\nx            y", "widths count characters, not bytes");
     }
 
     #[test]
