@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", root.display());
     let files = [
         "hookline/events/v1/events.proto",
+        "hookline/errors/v1/errors.proto",
         "hookline/ingest/v1/ingest.proto",
         "hookline/subscriptions/v1/subscriptions.proto",
         "hookline/delivery/v1/delivery.proto",

@@ -11,6 +11,7 @@ mod console_api;
 mod console_browser;
 mod delivery;
 mod engine;
+mod errors;
 mod fault_suite;
 mod faults;
 mod health;

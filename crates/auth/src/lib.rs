@@ -12,6 +12,7 @@
 //! own so that the services share it without depending on one another.
 
 pub mod portal;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Status, metadata::MetadataMap};
 
 use hookline_tenants::Directory;
+pub use status::{Reason, Refusal};
 
 pub const API_KEY_PREFIX: &str = "hlk_";
 
@@ -74,7 +76,7 @@ impl Authenticator {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>`"))?;
+            .ok_or_else(|| Refusal::new(Reason::MissingToken, "missing `authorization: Bearer <token>`"))?;
         let h = hash(token.trim());
         if &h == operator.as_ref() || self.previous.contains(&h) {
             return Ok(Principal::Operator);
@@ -84,7 +86,7 @@ impl Authenticator {
         {
             return Ok(Principal::Tenant(tenant));
         }
-        Err(Status::unauthenticated("unknown or revoked token"))
+        Err(Refusal::new(Reason::InvalidToken, "unknown or revoked token").into())
     }
 }
 
@@ -98,7 +100,10 @@ impl tonic::service::Interceptor for Authenticator {
 
 /// The caller, as the interceptor recorded it.
 pub fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
-    req.extensions().get::<Principal>().cloned().ok_or_else(|| Status::permission_denied("unauthenticated route"))
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Refusal::new(Reason::Internal, "unauthenticated route").into())
 }
 
 /// The caller may act on `tenant`. Another tenant's id reads as not found,
@@ -107,13 +112,15 @@ pub fn check_tenant<T>(req: &Request<T>, tenant: &str) -> Result<(), Status> {
     match principal(req)? {
         Principal::Operator => Ok(()),
         Principal::Tenant(t) if t.as_str() == tenant => Ok(()),
-        Principal::Tenant(_) => Err(Status::not_found(format!("tenant `{tenant}` not found"))),
+        Principal::Tenant(_) => Err(Refusal::new(Reason::TenantNotFound, format!("tenant `{tenant}` not found"))
+            .with("tenant_id", tenant)
+            .into()),
     }
 }
 
 pub fn check_operator<T>(req: &Request<T>) -> Result<(), Status> {
     match principal(req)? {
         Principal::Operator => Ok(()),
-        Principal::Tenant(_) => Err(Status::permission_denied("this call needs the operator token")),
+        Principal::Tenant(_) => Err(Refusal::new(Reason::OperatorOnly, "this call needs the operator token").into()),
     }
 }

@@ -834,11 +834,11 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     s.settle().await;
     let delivery = s.stack.services.iter().find(|x| x.role == "delivery").context("no delivery")?;
     let out = hookline_testkit::hookline_command()?
-        .args(["stats", "--tenant", "scale-recovery", &s.recovery_id, "--delivery-url", &delivery.grpc_url])
+        .args(["stats", "scale-recovery", &s.recovery_id, "--delivery-url", &delivery.grpc_url])
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned() + String::from_utf8_lossy(&out.stderr).trim();
     println!("  hookline stats: {text}");
-    s.notes.push(format!("recovery: `hookline stats --tenant scale-recovery {}`: {text}", s.recovery_id));
+    s.notes.push(format!("recovery: `hookline stats scale-recovery {}`: {text}", s.recovery_id));
     s.stack.check_alive()
 }
 

@@ -16,6 +16,7 @@ pub mod replay;
 
 pub use api::DeliveryApi;
 
+use hookline_auth::{Reason, Refusal};
 use hookline_domain::FieldError;
 use hookline_store::StoreError;
 use tonic::Status;
@@ -88,26 +89,41 @@ fn because(reason: Option<&str>) -> String {
 }
 
 impl From<Error> for Status {
+    /// Reasons, codes and details come from [`hookline_auth::status`].
     fn from(e: Error) -> Status {
-        match &e {
-            Error::Invalid(_) => Status::invalid_argument(e.to_string()),
-            Error::DeliveryNotFound(_)
-            | Error::EndpointNotFound(_)
-            | Error::AttemptNotFound { .. }
-            | Error::JobNotFound(_) => Status::not_found(e.to_string()),
-            Error::Archived { .. }
-            | Error::PayloadGone(_)
-            | Error::PayloadChanged(_)
-            | Error::NothingSent { .. }
-            | Error::EndpointDisabled { .. } => Status::failed_precondition(e.to_string()),
-            Error::Unavailable(_) | Error::Store(_) => {
-                tracing::warn!(error = %e, "delivery log unavailable");
-                Status::unavailable(e.to_string())
+        let message = e.to_string();
+        let refusal = match e {
+            Error::Invalid(f) => Refusal::invalid([f]),
+            Error::DeliveryNotFound(id) => Refusal::new(Reason::DeliveryNotFound, message).with("delivery_id", id),
+            Error::EndpointNotFound(id) => Refusal::new(Reason::EndpointNotFound, message).with("endpoint_id", id),
+            Error::AttemptNotFound { delivery, attempt } => {
+                Refusal::new(Reason::AttemptNotFound, message).with("delivery_id", delivery).with("attempt", attempt)
+            }
+            Error::JobNotFound(id) => Refusal::new(Reason::RecoverJobNotFound, message).with("job_id", id),
+            Error::Archived { delivery, .. } => {
+                Refusal::new(Reason::DeliveryArchived, message).with("delivery_id", delivery)
+            }
+            Error::PayloadGone(id) => Refusal::new(Reason::PayloadArchived, message).with("delivery_id", id),
+            Error::PayloadChanged(id) => Refusal::new(Reason::PayloadChanged, message).with("delivery_id", id),
+            Error::NothingSent { delivery, .. } => {
+                Refusal::new(Reason::NothingSent, message).with("delivery_id", delivery)
+            }
+            Error::EndpointDisabled { endpoint, .. } => {
+                Refusal::new(Reason::EndpointDisabled, message).with("endpoint_id", endpoint)
+            }
+            Error::Unavailable(_) => {
+                tracing::warn!(error = %message, "delivery log unavailable");
+                Refusal::new(Reason::StreamUnavailable, message)
+            }
+            Error::Store(_) => {
+                tracing::warn!(error = %message, "delivery log unavailable");
+                Refusal::new(Reason::DatabaseUnavailable, message)
             }
             Error::Corrupt(_) => {
-                tracing::error!(error = %e, "delivery log: unreadable record");
-                Status::internal(e.to_string())
+                tracing::error!(error = %message, "delivery log: unreadable record");
+                Refusal::new(Reason::UnreadableRecord, message)
             }
-        }
+        };
+        refusal.into()
     }
 }

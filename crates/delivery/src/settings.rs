@@ -32,42 +32,45 @@ impl Default for RetrySchedule {
 }
 
 /// Why a text is not a duration; `text` is the value as written (trimmed).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DurationError {
-    #[error("`{text}` is not a duration like 500ms, 5s, 5m, 2h or 1d")]
-    NotANumber {
+    #[error("`{text}` is not a duration like 90 (seconds), 500ms, 5m, 1h30m or 2d: {source}")]
+    Invalid {
         text: String,
         #[source]
-        source: std::num::ParseFloatError,
+        source: humantime::DurationError,
     },
-    #[error("`{text}` has an unknown unit; use ms, s, m, h or d")]
-    Unit { text: String },
-    #[error("`{text}` must be a non-negative duration")]
+    #[error("`{text}` must be a non-negative, finite number of seconds")]
     OutOfRange { text: String },
 }
 
-/// Parse `90`, `90s`, `500ms`, `5m`, `2h`, `1d`.
+/// The one way Hookline reads a duration, in settings and CLI flags alike:
+/// humantime's spans (`500ms`, `5m`, `1h30m`, `2d`, `1h 30m`), or a bare
+/// number of seconds (`90`, `1.5`) as before. One decimal number with one
+/// unit (`1.5h`) also stays accepted, as the settings always took it.
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|source| DurationError::NotANumber { text: s.to_owned(), source })?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => return Err(DurationError::Unit { text: s.to_owned() }),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(DurationError::OutOfRange { text: s.to_owned() });
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| DurationError::OutOfRange { text: s.to_owned() });
     }
-    Ok(Duration::from_secs_f64(secs))
+    humantime::parse_duration(s)
+        .or_else(|source| decimal_with_unit(s).ok_or_else(|| DurationError::Invalid { text: s.to_owned(), source }))
+}
+
+/// `1.5h`, `0.5s`: a fraction humantime does not read.
+fn decimal_with_unit(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (num, unit) = s.split_at(split);
+    if !num.contains('.') {
+        return None;
+    }
+    let n: f64 = num.parse().ok()?;
+    let unit = humantime::parse_duration(&format!("1{unit}")).ok()?;
+    Duration::try_from_secs_f64(n * unit.as_secs_f64()).ok()
 }
 
 /// Why a text is not a [`RetrySchedule`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScheduleError {
     #[error(transparent)]
     Delay(#[from] DurationError),
@@ -165,7 +168,41 @@ mod tests {
         assert!("1x".parse::<RetrySchedule>().is_err());
         assert_eq!("5s,10s".parse::<RetrySchedule>(), Err(ScheduleError::FirstNotImmediate));
         assert!(ScheduleError::FirstNotImmediate.to_string().ends_with("must be 0s"));
-        assert!(matches!("0s,5x".parse::<RetrySchedule>(), Err(ScheduleError::Delay(DurationError::Unit { .. }))));
+        assert!(matches!("0s,5x".parse::<RetrySchedule>(), Err(ScheduleError::Delay(DurationError::Invalid { .. }))));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        let s: RetrySchedule = "0s,1h30m,2d".parse().unwrap();
+        assert_eq!(s.delay_after(2), Some(Duration::from_secs(2 * 86400)));
+    }
+
+    #[test]
+    fn durations_read_as_humantime_spans_and_as_bare_seconds() {
+        let cases = [
+            ("90", 90_000),
+            ("1.5", 1_500),
+            ("500ms", 500),
+            ("5s", 5_000),
+            ("1h30m", 5_400_000),
+            ("1h 30m", 5_400_000),
+            ("2d", 172_800_000),
+            ("1.5h", 5_400_000),
+            (" 15m ", 900_000),
+        ];
+        for (text, ms) in cases {
+            assert_eq!(parse_duration(text).unwrap(), Duration::from_millis(ms), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bad_duration_says_what_was_written_and_the_rule() {
+        for text in ["soon", "5x", "1h30", "-5", "h"] {
+            let e = parse_duration(text).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("`{text}`")), "{e}");
+            assert!(e.contains("like 90 (seconds), 500ms, 5m, 1h30m or 2d") || e.contains("non-negative"), "{e}");
+        }
+        assert_eq!(
+            parse_duration("-5").unwrap_err(),
+            DurationError::OutOfRange { text: "-5".into() },
+            "a negative number of seconds"
+        );
     }
 }

@@ -21,7 +21,8 @@ use tracing_subscriber::{EnvFilter, fmt};
 #[command(
     name = "hookline",
     version,
-    about = "Signed, retried, logged webhooks from booking events, on NATS JetStream."
+    about = "Signed, retried, logged webhooks from booking events, on NATS JetStream.",
+    after_help = cli::error::EXIT_CODES
 )]
 struct Cli {
     /// TOML file with settings (keys: HOOKLINE_* names in lower case without
@@ -98,11 +99,15 @@ enum Command {
     Stats {
         #[command(flatten)]
         client: cli::ClientArgs,
-        /// Tenant id.
-        #[arg(long)]
-        tenant: String,
+        /// Tenant id (first, as every command takes it).
+        #[arg(required_unless_present = "tenant_flag")]
+        tenant: Option<String>,
         /// Endpoint id; without it, the tenant total and one line per endpoint.
         endpoint: Option<String>,
+        /// Deprecated: the tenant id as a flag (`stats --tenant acme ep_1`);
+        /// give it first instead (`stats acme ep_1`).
+        #[arg(long = "tenant", value_name = "TENANT", hide = true)]
+        tenant_flag: Option<String>,
         /// Window ending now.
         #[arg(long, value_enum, default_value = "24h")]
         window: cli::WindowArg,
@@ -129,6 +134,37 @@ enum Command {
         /// Path to the JSON event, or `-` for stdin.
         file: String,
     },
+    /// Print a shell completion script for every command and flag, e.g.
+    /// `hookline completions bash > /etc/bash_completion.d/hookline`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, generated from this command line's definitions
+    /// (`hookline man | man -l -`); with --out-dir, write hookline.1 and one
+    /// page per command (hookline-tenant.1, ...) there instead.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// `hookline completions` and `hookline man`: both from the clap definitions,
+/// so they always match what the parser accepts.
+fn generate(command: &Command) -> std::io::Result<()> {
+    let mut cmd = Cli::command();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "hookline", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(cmd, dir)
+        }
+        Command::Man { out_dir: None } => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+        _ => unreachable!("only completions and man"),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,10 +218,55 @@ fn main() -> std::process::ExitCode {
         let sub = matches.subcommand_matches("config").and_then(|m| m.subcommand_matches("show"));
         return config::show(service, *role, *json, sub, &file.applied());
     }
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(run(cli, file))
+    if matches!(cli.command, Command::Completions { .. } | Command::Man { .. }) {
+        return match generate(&cli.command) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let json_out = wants_json(&matches);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(run(cli, file, json_out))
 }
 
-async fn run(cli: Cli, file: config::SettingsFile) -> std::process::ExitCode {
+/// The tenant and endpoint of `hookline stats`: `stats acme [ep_1]`, or the
+/// deprecated `stats --tenant acme [ep_1]`, where the one positional is the
+/// endpoint.
+fn stats_target(
+    first: Option<String>,
+    second: Option<String>,
+    flag: Option<String>,
+) -> anyhow::Result<(String, Option<String>)> {
+    match (flag, first, second) {
+        (None, Some(tenant), endpoint) => Ok((tenant, endpoint)),
+        (Some(tenant), endpoint, None) => {
+            eprintln!("warning: `stats --tenant T` is deprecated; write `hookline stats T [ENDPOINT]`");
+            Ok((tenant, endpoint))
+        }
+        (Some(_), _, Some(_)) => {
+            anyhow::bail!("stats: give the tenant once, first (`hookline stats TENANT [ENDPOINT]`), without --tenant")
+        }
+        (None, None, _) => anyhow::bail!("stats: the tenant id is required (`hookline stats TENANT [ENDPOINT]`)"),
+    }
+}
+
+/// Whether the innermost command was given `--json` (a global flag of every
+/// CLI verb), so an error prints as JSON too.
+fn wants_json(matches: &clap::ArgMatches) -> bool {
+    let mut m = matches;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    matches!(m.try_get_one::<bool>("json"), Ok(Some(true)))
+}
+
+async fn run(cli: Cli, file: config::SettingsFile, json_out: bool) -> std::process::ExitCode {
     let service = match &cli.command {
         Command::Dev(_) => "dev",
         Command::Ingest(_) => "ingest",
@@ -209,17 +290,21 @@ async fn run(cli: Cli, file: config::SettingsFile) -> std::process::ExitCode {
         Command::Tenant { client, cmd } => cli::tenant(&client, cmd).await,
         Command::Endpoint { client, cmd } => cli::endpoint(&client, cmd).await,
         Command::Publish { client, tenant, file } => cli::publish(&client, tenant, file).await,
-        Command::Stats { client, tenant, endpoint, window } => cli::stats(&client, tenant, endpoint, window).await,
+        Command::Stats { client, tenant, endpoint, tenant_flag, window } => {
+            match stats_target(tenant, endpoint, tenant_flag) {
+                Ok((tenant, endpoint)) => cli::stats(&client, tenant, endpoint, window).await,
+                Err(e) => Err(e),
+            }
+        }
         Command::Admin { client, cmd } => cli::admin(&client, cmd).await,
         Command::ApiKey { client, cmd } => cli::api_key(&client, cmd).await,
         Command::Portal { client, cmd } => cli::portal(&client, cmd).await,
-        Command::Config { .. } => unreachable!("handled before the runtime starts"),
+        Command::Config { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => cli::error::report(&e, json_out),
     }
 }

@@ -725,3 +725,40 @@ impl DeliveryArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Delivery {
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+    }
+
+    #[test]
+    fn duration_settings_take_humantime_spans_and_a_bad_one_names_the_setting() {
+        let d = Delivery::try_parse_from([
+            "t",
+            "--retry-schedule",
+            "0s,90,1h30m,2d",
+            "--retry-store-after",
+            "1m30s",
+            "--auto-disable-after",
+            "2d12h",
+        ])
+        .unwrap()
+        .delivery;
+        assert_eq!(d.retry_schedule.delay_after(2), Some(Duration::from_secs(5400)));
+        assert_eq!(d.retry_schedule.delay_after(3), Some(Duration::from_secs(2 * 86400)));
+        assert_eq!(d.retry_store_after, Duration::from_secs(90));
+        assert_eq!(d.auto_disable_after, Duration::from_secs(60 * 3600));
+
+        let e = Delivery::try_parse_from(["t", "--retry-store-after", "1h30"]).unwrap_err().to_string();
+        assert!(e.contains("--retry-store-after") && e.contains("`1h30` is not a duration like 90 (seconds)"), "{e}");
+        let e = Delivery::try_parse_from(["t", "--retry-schedule", "0s,5 parsecs"]).unwrap_err().to_string();
+        assert!(e.contains("--retry-schedule") && e.contains("`5 parsecs` is not a duration"), "{e}");
+    }
+}

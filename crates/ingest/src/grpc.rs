@@ -157,9 +157,23 @@ impl IngestService for IngestApi {
         }
         let mut prepared = Vec::with_capacity(r.events.len());
         let mut synced = crate::append::Synced::default();
+        // Every event is parsed before the call is refused, so the answer
+        // names each bad field at once (one BadRequest violation each).
+        let mut events = Vec::with_capacity(r.events.len());
+        let mut bad = Vec::new();
         for (i, e) in r.events.iter().enumerate() {
+            match parse_request(e) {
+                Ok(event) => events.push(event),
+                Err(err) => bad.push(err.under(&format!("events[{i}]"))),
+            }
+        }
+        if !bad.is_empty() {
+            let e = Error::InvalidBatch(bad);
+            e.count("grpc");
+            return Err(e.into());
+        }
+        for ((i, e), event) in r.events.iter().enumerate().zip(events) {
             let at = format!("events[{i}]");
-            let event = parse_request(e).map_err(|err| Error::from(err.under(&at))).inspect_err(|e| e.count("grpc"))?;
             let p = self.appender.prepare(&mut synced, "grpc", &e.tenant_id, event, None).await.map_err(
                 |err| match err {
                     Error::Invalid(f) => Error::Invalid(f.under(&at)),

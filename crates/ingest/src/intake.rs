@@ -157,6 +157,7 @@ async fn reject(
         Error::Invalid(f) => (f.field.clone(), f.rule.clone()),
         Error::UnknownTenant(t) => ("tenant_id".to_owned(), format!("tenant `{t}` not found")),
         Error::Unavailable(_) | Error::RateLimited { .. } => unreachable!("retried, not rejected"),
+        Error::InvalidBatch(_) => unreachable!("intake takes one event per message"),
     };
     let seq = origin.map(|o| o.sequence).unwrap_or_default();
     tracing::info!(tenant, seq, field = %field, rule = %rule, "intake event rejected");

@@ -18,6 +18,7 @@ pub mod limit;
 pub use append::Appender;
 pub use grpc::IngestApi;
 
+use hookline_auth::{Reason, Refusal};
 use hookline_domain::FieldError;
 use tonic::Status;
 
@@ -25,6 +26,9 @@ use tonic::Status;
 pub enum Error {
     #[error("{0}")]
     Invalid(FieldError),
+    /// Every bad field of a refused batch, in event order.
+    #[error("{}", joined(.0))]
+    InvalidBatch(Vec<FieldError>),
     #[error("tenant_id: tenant `{0}` not found")]
     UnknownTenant(String),
     #[error("NATS JetStream unavailable: {0}")]
@@ -33,6 +37,11 @@ pub enum Error {
         "tenant `{tenant}` publishes faster than {per_second} events/s (HOOKLINE_TENANT_RATE); retry in {retry_after_ms} ms"
     )]
     RateLimited { tenant: String, per_second: f64, retry_after_ms: u128 },
+}
+
+/// `field: rule; field: rule`.
+fn joined(fields: &[FieldError]) -> String {
+    fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl From<hookline_tenants::Error> for Error {
@@ -52,7 +61,7 @@ impl Error {
     /// Count a refusal in `hookline_events_rejected_total`.
     pub fn count(&self, source: &'static str) {
         let reason = match self {
-            Error::Invalid(_) => "invalid",
+            Error::Invalid(_) | Error::InvalidBatch(_) => "invalid",
             Error::UnknownTenant(_) => "unknown_tenant",
             Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable(_) => return,
@@ -65,15 +74,22 @@ impl Error {
 }
 
 impl From<Error> for Status {
+    /// Reasons, codes and details come from [`hookline_auth::status`].
     fn from(e: Error) -> Status {
-        match e {
-            Error::Invalid(_) => Status::invalid_argument(e.to_string()),
-            Error::UnknownTenant(_) => Status::not_found(e.to_string()),
-            Error::RateLimited { .. } => Status::resource_exhausted(e.to_string()),
+        let message = e.to_string();
+        let refusal = match e {
+            Error::Invalid(f) => Refusal::invalid([f]),
+            Error::InvalidBatch(fields) => Refusal::invalid(fields),
+            Error::UnknownTenant(t) => Refusal::new(Reason::TenantNotFound, message).with("tenant_id", t),
+            Error::RateLimited { tenant, per_second, retry_after_ms } => Refusal::new(Reason::RateLimited, message)
+                .with("tenant_id", tenant)
+                .with("per_second", per_second)
+                .retry_after(std::time::Duration::from_millis(retry_after_ms.try_into().unwrap_or(u64::MAX))),
             Error::Unavailable(_) => {
-                tracing::warn!(error = %e, "event store unavailable");
-                Status::unavailable(e.to_string())
+                tracing::warn!(error = %message, "event store unavailable");
+                Refusal::new(Reason::StreamUnavailable, message)
             }
-        }
+        };
+        refusal.into()
     }
 }

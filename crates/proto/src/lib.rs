@@ -12,6 +12,12 @@ pub mod events {
         tonic::include_proto!("hookline.events.v1");
     }
 }
+/// `ErrorInfo.reason` values of every refusal (see `errors.proto`).
+pub mod errors {
+    pub mod v1 {
+        tonic::include_proto!("hookline.errors.v1");
+    }
+}
 pub mod ingest {
     pub mod v1 {
         tonic::include_proto!("hookline.ingest.v1");

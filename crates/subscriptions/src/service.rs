@@ -2,7 +2,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookline_auth::{
-    self as auth,
+    self as auth, Reason, Refusal,
     portal::{PortalKeys, PortalLinkError, PortalToken},
 };
 use hookline_domain::{
@@ -293,7 +293,7 @@ impl SubscriptionService for SubscriptionsApi {
             .values()
             .filter(|e| before.as_ref().is_none_or(|b| !b.endpoints.contains_key(&e.id)))
             .max_by(|a, b| a.id.cmp(&b.id))
-            .ok_or_else(|| Status::internal("created endpoint not found in index"))?;
+            .ok_or_else(|| Refusal::new(Reason::Internal, "created endpoint not found in index"))?;
         tracing::info!(tenant = %id, endpoint = %created.id, "endpoint created");
         Ok(Response::new(endpoint_to_pb(&id, created)))
     }
@@ -353,7 +353,7 @@ impl SubscriptionService for SubscriptionsApi {
             rate_limit: r.rate_limit.map(rate_limit).transpose()?,
         };
         let tenant = self.run(&t, Command::UpdateEndpoint { endpoint_id: e.clone(), patch }).await?;
-        let ep = tenant.endpoints.get(&e).ok_or_else(|| Status::not_found(format!("endpoint `{e}` not found")))?;
+        let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.to_string()).into()))?;
         Ok(Response::new(endpoint_to_pb(&t, ep)))
     }
 
@@ -393,7 +393,7 @@ impl SubscriptionService for SubscriptionsApi {
             Some(_) => return Err(invalid(FieldError::new("grace_period_seconds", "must be at most 604800 (7 days)"))),
         };
         let tenant = self.run(&t, Command::RotateSecret { endpoint_id: e.clone(), secret, grace }).await?;
-        let ep = tenant.endpoints.get(&e).ok_or_else(|| Status::not_found(format!("endpoint `{e}` not found")))?;
+        let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.to_string()).into()))?;
         tracing::info!(tenant = %t, endpoint = %e, "signing secret rotated");
         Ok(Response::new(pb::EndpointSecret { endpoint_id: e.to_string(), secret: ep.secret.expose().to_owned() }))
     }
@@ -554,7 +554,7 @@ impl SubscriptionService for SubscriptionsApi {
         auth::check_operator(&req)?;
         let refused = |why: String| {
             tracing::info!(why, "portal link refused");
-            Status::unauthenticated(why)
+            Status::from(Refusal::new(Reason::InvalidPortalLink, why))
         };
         let token = PortalToken::parse(&req.get_ref().token).map_err(|e| refused(e.to_string()))?;
         let grant = self.portal.verify(&token).map_err(|e| match e {

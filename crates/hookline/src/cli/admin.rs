@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use hookline_proto::{delivery::v1 as dpb, subscriptions::v1 as spb};
 
-use super::{ClientArgs, POLL, deliveries, print, progress, progress_end, status, subscriptions};
+use super::{ClientArgs, POLL, deliveries, print, progress, progress_end, status, subscriptions, table};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCmd {
@@ -28,11 +28,12 @@ pub enum AdminCmd {
 }
 
 fn projections_human(p: &dpb::ProjectionStatus) -> String {
-    p.projectors
-        .iter()
-        .map(|s| format!("{:<9}  applied {}/{}  lag {}", s.projector, s.applied_sequence, s.stream_sequence, s.lag))
-        .collect::<Vec<_>>()
-        .join("\n")
+    table(
+        ["PROJECTOR", "APPLIED", "STREAM", "LAG"],
+        p.projectors.iter().map(|s| {
+            [s.projector.clone(), s.applied_sequence.to_string(), s.stream_sequence.to_string(), s.lag.to_string()]
+        }),
+    )
 }
 
 pub async fn admin(args: &ClientArgs, cmd: AdminCmd) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@ use clap::Subcommand;
 use hookline_proto::subscriptions::v1 as spb;
 use serde_json::json;
 
-use super::{ClientArgs, print, status, subscriptions};
+use super::{ClientArgs, print, status, subscriptions, table};
 
 #[derive(Debug, Subcommand)]
 pub enum ApiKeyCmd {
@@ -36,12 +36,15 @@ pub async fn api_key(args: &ClientArgs, cmd: ApiKeyCmd) -> anyhow::Result<()> {
         ApiKeyCmd::List { tenant } => {
             let keys =
                 c.list_api_keys(spb::ListApiKeysRequest { tenant_id: tenant }).await.map_err(status)?.into_inner().keys;
-            let human = keys
-                .iter()
-                .map(|k| format!("{}  {}  {}", k.key_id, k.created_at, k.name))
-                .collect::<Vec<_>>()
-                .join("\n");
-            print(args.json, &keys, if human.is_empty() { "no API keys".into() } else { human });
+            let human = if keys.is_empty() {
+                "no API keys".to_owned()
+            } else {
+                table(
+                    ["KEY", "CREATED", "NAME"],
+                    keys.iter().map(|k| [k.key_id.clone(), k.created_at.clone(), k.name.clone()]),
+                )
+            };
+            print(args.json, &keys, human);
         }
         ApiKeyCmd::Revoke { tenant, key_id } => {
             c.revoke_api_key(spb::RevokeApiKeyRequest { tenant_id: tenant, key_id: key_id.clone() })

@@ -5,7 +5,7 @@ use clap::{Subcommand, ValueEnum};
 use hookline_proto::{delivery::v1 as dpb, json::delivery_state_name};
 use serde_json::json;
 
-use super::{ClientArgs, deliveries, print, status};
+use super::{ClientArgs, deliveries, print, status, table};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StateArg {
@@ -42,11 +42,11 @@ pub enum DeliveryCmd {
         /// Only this event type.
         #[arg(long)]
         event_type: Option<String>,
-        /// Created at or after, RFC 3339.
-        #[arg(long)]
+        /// Created at or after: RFC 3339, or a duration ago like 2h or 1d.
+        #[arg(long, value_parser = super::when::instant)]
         since: Option<String>,
-        /// Created before, RFC 3339.
-        #[arg(long)]
+        /// Created before: RFC 3339, or a duration ago like 30m.
+        #[arg(long, value_parser = super::when::instant)]
         until: Option<String>,
         /// `true`: only replays; `false`: only originals.
         #[arg(long)]
@@ -101,13 +101,25 @@ pub enum DeliveryCmd {
     },
 }
 
-/// `id  created  state  attempts  last result  replay label`.
-fn delivery_line(d: &dpb::Delivery) -> String {
+/// The list's columns: id, created, state, attempts, last result, labels.
+fn delivery_row(d: &dpb::Delivery) -> [String; 6] {
     let last = match (d.last_status_code, d.last_error_kind.as_str()) {
         (0, "") => "-".to_owned(),
         (0, kind) => kind.to_owned(),
         (code, _) => code.to_string(),
     };
+    [
+        d.id.clone(),
+        d.created_at.clone(),
+        delivery_state_name(d.state).to_owned(),
+        d.attempt_count.to_string(),
+        last,
+        labels(d),
+    ]
+}
+
+/// `test`, `replay of dlv_…`, `replayed 2×`.
+fn labels(d: &dpb::Delivery) -> String {
     let mut labels = Vec::new();
     if d.test {
         labels.push("test".to_owned());
@@ -118,24 +130,26 @@ fn delivery_line(d: &dpb::Delivery) -> String {
     if d.replay_count > 0 {
         labels.push(format!("replayed {}×", d.replay_count));
     }
-    format!(
-        "{}  {}  {:<9}  {:>2} attempt{}  {:<18}  {}",
-        d.id,
-        d.created_at,
-        delivery_state_name(d.state),
-        d.attempt_count,
-        if d.attempt_count == 1 { " " } else { "s" },
-        last,
-        labels.join(", ")
-    )
-    .trim_end()
-    .to_owned()
+    labels.join(", ")
 }
 
-fn attempt_line(a: &dpb::Attempt) -> String {
+/// `id  created  state  attempts  last result  replay label`, for one delivery.
+fn delivery_line(d: &dpb::Delivery) -> String {
+    let [id, created, state, attempts, last, labels] = delivery_row(d);
+    let plural = if d.attempt_count == 1 { " " } else { "s" };
+    format!("{id}  {created}  {state:<9}  {attempts:>2} attempt{plural}  {last:<18}  {labels}").trim_end().to_owned()
+}
+
+fn attempt_row(a: &dpb::Attempt) -> [String; 6] {
     let result = if a.status_code != 0 { a.status_code.to_string() } else { a.error_kind.clone() };
-    let error = if a.error.is_empty() { String::new() } else { format!("  {}", a.error) };
-    format!("  #{:<2} {}  {:>6} ms  {:<18}  {}{error}", a.number, a.started_at, a.duration_ms, result, a.outcome)
+    [
+        format!("#{}", a.number),
+        a.started_at.clone(),
+        format!("{} ms", a.duration_ms),
+        result,
+        a.outcome.clone(),
+        a.error.clone(),
+    ]
 }
 
 pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
@@ -170,10 +184,14 @@ pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            let mut lines: Vec<String> = page.deliveries.iter().map(delivery_line).collect();
-            if lines.is_empty() {
-                lines.push("no deliveries".into());
-            }
+            let mut lines = vec![if page.deliveries.is_empty() {
+                "no deliveries".to_owned()
+            } else {
+                table(
+                    ["DELIVERY", "CREATED", "STATE", "ATTEMPTS", "LAST", "LABELS"],
+                    page.deliveries.iter().map(delivery_row),
+                )
+            }];
             if !page.next_page_token.is_empty() {
                 lines.push(format!("more: --page-token {}", page.next_page_token));
             }
@@ -188,10 +206,11 @@ pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
                 .into_inner();
             // Absent, the delivery prints empty, never as `null`.
             let row = d.delivery.get_or_insert_default();
-            let human = std::iter::once(format!("{}  {}  {}", delivery_line(row), row.event_id, row.event_type))
-                .chain(d.attempts.iter().map(attempt_line))
-                .collect::<Vec<_>>()
-                .join("\n");
+            let attempts = table(
+                ["ATTEMPT", "STARTED", "DURATION", "RESULT", "OUTCOME", "ERROR"],
+                d.attempts.iter().map(attempt_row),
+            );
+            let human = format!("{}  {}  {}\n{attempts}", delivery_line(row), row.event_id, row.event_type);
             print(client.json, &d, human);
         }
         DeliveryCmd::Raw { client, tenant, delivery, attempt, reveal_url } => {

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use hookline_proto::{delivery::v1 as dpb, json::layout_name, subscriptions::v1 as spb};
 use serde_json::json;
 
-use super::{ClientArgs, deliveries, print, status, subscriptions};
+use super::{ClientArgs, deliveries, print, status, subscriptions, table};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LayoutArg {
@@ -95,8 +95,9 @@ pub enum EndpointCmd {
         endpoint: String,
         #[arg(long)]
         secret: Option<String>,
-        /// Seconds the old secret keeps signing (default 86400; 0 = stop at once).
-        #[arg(long)]
+        /// How long the old secret keeps signing: seconds (default 86400;
+        /// 0 = stop at once) or a duration like 12h or 1d.
+        #[arg(long, value_parser = super::when::grace_period)]
         grace_period: Option<u32>,
     },
     /// Send an example event of one type to this endpoint only, through the
@@ -114,8 +115,9 @@ pub enum EndpointCmd {
     Recover {
         tenant: String,
         endpoint: String,
-        /// Failed deliveries created at or after this, RFC 3339.
-        #[arg(long)]
+        /// Failed deliveries created at or after this: RFC 3339, or a
+        /// duration ago like 2h or 1d.
+        #[arg(long, value_parser = super::when::instant)]
         since: String,
     },
 }
@@ -132,6 +134,21 @@ fn endpoint_line(e: &spb::Endpoint) -> String {
         if e.rate_limit > 0 { format!("  rate<={}/s", e.rate_limit) } else { String::new() },
         e.auth_header.as_ref().map(|h| format!("  {}: {}", h.name, h.value)).unwrap_or_default()
     )
+}
+
+fn endpoint_table(endpoints: &[spb::Endpoint]) -> String {
+    let rows = endpoints.iter().map(|e| {
+        [
+            e.id.clone(),
+            if e.enabled { "enabled" } else { "disabled" }.to_owned(),
+            e.url.clone(),
+            layout_name(e.layout).to_owned(),
+            if e.event_types.is_empty() { "all".to_owned() } else { e.event_types.join(",") },
+            if e.rate_limit > 0 { format!("{}/s", e.rate_limit) } else { "-".to_owned() },
+            e.auth_header.as_ref().map(|h| format!("{}: {}", h.name, h.value)).unwrap_or_else(|| "-".to_owned()),
+        ]
+    });
+    table(["ENDPOINT", "STATE", "URL", "LAYOUT", "TYPES", "RATE", "AUTH HEADER"], rows)
 }
 
 fn auth_header(s: &str) -> anyhow::Result<spb::AuthHeader> {
@@ -190,11 +207,8 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
         EndpointCmd::List { tenant } => {
             let list =
                 c.list_endpoints(spb::ListEndpointsRequest { tenant_id: tenant }).await.map_err(status)?.into_inner();
-            let human = if list.endpoints.is_empty() {
-                "no endpoints".to_owned()
-            } else {
-                list.endpoints.iter().map(endpoint_line).collect::<Vec<_>>().join("\n")
-            };
+            let human =
+                if list.endpoints.is_empty() { "no endpoints".to_owned() } else { endpoint_table(&list.endpoints) };
             print(args.json, &list.endpoints, human);
         }
         EndpointCmd::Update { tenant, endpoint, fields, clear_auth_header, enable, disable } => {

@@ -15,11 +15,13 @@ mod admin;
 mod api_key;
 mod delivery;
 mod endpoint;
+pub mod error;
 mod portal;
 mod publish;
 mod recover;
 mod stats;
 mod tenant;
+mod when;
 
 use std::{
     io::{IsTerminal, Write},
@@ -126,7 +128,12 @@ impl tonic::service::Interceptor for Bearer {
 type Authed = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
 
 /// A channel to `url` whose calls carry the token, named after `setting` in errors.
-async fn connect(url: &str, setting: &str, token: Option<&str>, tls: &Tls) -> anyhow::Result<(Channel, Bearer)> {
+async fn connect(
+    url: &str,
+    setting: &'static str,
+    token: Option<&str>,
+    tls: &Tls,
+) -> anyhow::Result<(Channel, Bearer)> {
     let bearer = match token {
         Some(t) => Some(format!("Bearer {t}").parse().context("--token / HOOKLINE_TOKEN: not a valid header value")?),
         None => None,
@@ -136,7 +143,7 @@ async fn connect(url: &str, setting: &str, token: Option<&str>, tls: &Tls) -> an
         .with_context(|| format!("{setting}: `{url}` is not a URL"))?
         .connect()
         .await
-        .with_context(|| format!("cannot reach {url} ({setting})"))?;
+        .map_err(|source| error::Unreachable { url: url.to_owned(), setting, source })?;
     Ok((channel, Bearer(bearer)))
 }
 
@@ -158,8 +165,10 @@ async fn ingest(args: &ClientArgs) -> anyhow::Result<IngestServiceClient<Authed>
     Ok(IngestServiceClient::with_interceptor(channel, bearer))
 }
 
+/// A refused call, with the status's details kept for the report and the
+/// exit code ([`error::report`]).
 fn status(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+    error::Refused::from(s).into()
 }
 
 /// Print `value` as JSON with `--json`, else the `human` summary.
@@ -171,6 +180,34 @@ fn print<T: Serialize + ?Sized>(json_out: bool, value: &T, human: String) {
     } else {
         println!("{human}");
     }
+}
+
+/// Rows under a header, in aligned columns two spaces apart, without
+/// borders: easy to read and to cut with `awk`. Widths count characters;
+/// what the CLI prints in tables is ids, times, numbers and URLs, so no
+/// display-width library is needed.
+fn table<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = [String; N]>) -> String {
+    let rows: Vec<[String; N]> = rows.into_iter().collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            out.push_str(cell);
+            if i + 1 < N {
+                out.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    std::iter::once(line(header))
+        .chain(rows.iter().map(|r| line(std::array::from_fn(|i| r[i].as_str()))))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// How often long-running commands poll.
@@ -201,6 +238,17 @@ mod tests {
 
     fn printed<T: serde::Serialize>(v: &T) -> Value {
         serde_json::to_value(v).unwrap()
+    }
+
+    #[test]
+    fn tables_have_a_header_and_aligned_columns() {
+        let t = super::table(
+            ["ID", "STATE", "ATTEMPTS"],
+            [["dlv_1".into(), "succeeded".into(), "1".into()], ["dlv_22".into(), "failing".into(), "12".into()]],
+        );
+        assert_eq!(t, "ID      STATE      ATTEMPTS\ndlv_1   succeeded  1\ndlv_22  failing    12");
+        let t = super::table(["A", "B"], [["replayed 2×".into(), "".into()], ["x".into(), "y".into()]]);
+        assert_eq!(t, "A            B\nreplayed 2×\nx            y", "widths count characters, not bytes");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use hookline_proto::ingest::v1 as ipb;
 use serde_json::Value;
 
-use super::{ClientArgs, ingest, print, status};
+use super::{ClientArgs, ingest, print, status, table};
 
 /// `hookline publish <tenant> <file|->`: one JSON event, or a JSON array of
 /// events sent as one all-or-nothing batch.
@@ -37,18 +37,13 @@ pub async fn publish(args: &ClientArgs, tenant: String, file: String) -> anyhow:
     } else {
         c.publish_batch(ipb::PublishBatchRequest { events: requests }).await.map_err(status)?.into_inner().results
     };
-    let human = results
-        .iter()
-        .map(|r| {
-            format!(
-                "{}  {}{}",
-                r.event_id,
-                r.event_type,
-                if r.duplicate { "  (duplicate: already accepted)" } else { "" }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let human = table(
+        ["EVENT", "TYPE", "NOTE"],
+        results.iter().map(|r| {
+            let note = if r.duplicate { "duplicate: already accepted" } else { "" };
+            [r.event_id.clone(), r.event_type.clone(), note.to_owned()]
+        }),
+    );
     print(args.json, &results, human);
     Ok(())
 }

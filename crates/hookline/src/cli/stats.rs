@@ -3,7 +3,7 @@
 use clap::ValueEnum;
 use hookline_proto::delivery::v1 as dpb;
 
-use super::{ClientArgs, deliveries, print, status};
+use super::{ClientArgs, deliveries, print, status, table};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum WindowArg {
@@ -25,25 +25,28 @@ impl From<WindowArg> for dpb::StatsWindow {
     }
 }
 
-fn stats_line(name: &str, s: &dpb::Stats) -> String {
+const STATS_HEADER: [&str; 12] =
+    ["ENDPOINT", "ATTEMPTS", "ACCEPTED", "SUCCESS", "2XX", "3XX", "4XX", "5XX", "P50 MS", "P95 MS", "P99 MS", "ERRORS"];
+
+fn stats_row(name: &str, s: &dpb::Stats) -> [String; 12] {
     let errors: Vec<String> = s.errors.iter().map(|e| format!("{} {}", e.kind, e.count)).collect();
-    format!(
-        "{name}  {} attempts  {} accepted ({:.1}%)  2xx {} 3xx {} 4xx {} 5xx {}  p50 {} ms  p95 {} ms  p99 {} ms{}",
-        s.attempts,
-        s.accepted,
-        s.success_rate * 100.0,
-        s.status_2xx,
-        s.status_3xx,
-        s.status_4xx,
-        s.status_5xx,
-        s.latency_p50_ms,
-        s.latency_p95_ms,
-        s.latency_p99_ms,
-        if errors.is_empty() { String::new() } else { format!("  errors: {}", errors.join(", ")) }
-    )
+    [
+        name.to_owned(),
+        s.attempts.to_string(),
+        s.accepted.to_string(),
+        format!("{:.1}%", s.success_rate * 100.0),
+        s.status_2xx.to_string(),
+        s.status_3xx.to_string(),
+        s.status_4xx.to_string(),
+        s.status_5xx.to_string(),
+        s.latency_p50_ms.to_string(),
+        s.latency_p95_ms.to_string(),
+        s.latency_p99_ms.to_string(),
+        if errors.is_empty() { "-".to_owned() } else { errors.join(", ") },
+    ]
 }
 
-/// `hookline stats --tenant <t> [<endpoint>]`: one endpoint, or the tenant
+/// `hookline stats <tenant> [<endpoint>]`: one endpoint, or the tenant
 /// total with a line per endpoint.
 pub async fn stats(
     args: &ClientArgs,
@@ -60,7 +63,7 @@ pub async fn stats(
                 .await
                 .map_err(status)?
                 .into_inner();
-            print(args.json, &s, stats_line(&s.endpoint_id, &s));
+            print(args.json, &s, table(STATS_HEADER, [stats_row(&s.endpoint_id, &s)]));
         }
         None => {
             let mut t = c
@@ -70,10 +73,11 @@ pub async fn stats(
                 .into_inner();
             // Absent, the total prints empty, never as `null`.
             let total = t.total.get_or_insert_default();
-            let human = std::iter::once(stats_line("total", total))
-                .chain(t.endpoints.iter().map(|s| stats_line(&s.endpoint_id, s)))
-                .collect::<Vec<_>>()
-                .join("\n");
+            let human = table(
+                STATS_HEADER,
+                std::iter::once(stats_row("total", total))
+                    .chain(t.endpoints.iter().map(|s| stats_row(&s.endpoint_id, s))),
+            );
             print(args.json, &t, human);
         }
     }

@@ -3,7 +3,7 @@
 use clap::{Subcommand, ValueEnum};
 use hookline_proto::{json::plan_name, subscriptions::v1 as spb};
 
-use super::{ClientArgs, print, status, subscriptions};
+use super::{ClientArgs, print, status, subscriptions, table};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PlanArg {
@@ -93,14 +93,16 @@ fn print_tenant(args: &ClientArgs, t: &spb::Tenant) {
 
 /// A table of the page, then how many match and the next page's token.
 fn tenant_table(page: &spb::ListTenantsResponse) -> String {
-    let width = page.tenants.iter().map(|t| t.id.len()).max().unwrap_or(0).max("TENANT".len());
-    let mut out = format!("{:width$}  {:12}  {:8}  ENDPOINTS\n", "TENANT", "PLAN", "WEBHOOKS");
-    for t in &page.tenants {
-        let webhooks = if t.webhooks_enabled { "on" } else { "off" };
-        let plan = plan_name(t.plan);
-        out.push_str(&format!("{:width$}  {plan:12}  {webhooks:8}  {}/{}\n", t.id, t.endpoint_count, t.endpoint_limit));
-    }
-    out.push_str(&format!("{} of {} matching", page.tenants.len(), page.total_matching));
+    let rows = page.tenants.iter().map(|t| {
+        [
+            t.id.clone(),
+            plan_name(t.plan).to_owned(),
+            if t.webhooks_enabled { "on" } else { "off" }.to_owned(),
+            format!("{}/{}", t.endpoint_count, t.endpoint_limit),
+        ]
+    });
+    let mut out = table(["TENANT", "PLAN", "WEBHOOKS", "ENDPOINTS"], rows);
+    out.push_str(&format!("\n{} of {} matching", page.tenants.len(), page.total_matching));
     if !page.next_page_token.is_empty() {
         out.push_str(&format!("; next page: --page-token {}", page.next_page_token));
     }
