@@ -100,6 +100,11 @@ pub struct Args {
     /// next attempt, due hours ahead).
     #[arg(long, default_value_t = 1_000_000)]
     backlog_retries: usize,
+    /// Seconds the backlog phase waits at its end before it reads
+    /// nats-server's RSS once more: past HOOKLINE_RETRY's duplicate window
+    /// (counted from the seeding), the message ids it holds are gone.
+    #[arg(long, default_value_t = 0)]
+    backlog_hold: u64,
     /// Run only these phases (repeatable); setup always runs.
     #[arg(long, value_enum)]
     only: Vec<Phase>,

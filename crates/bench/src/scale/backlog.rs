@@ -13,7 +13,7 @@
 //! measures is what the backlog costs while it waits, and the waiting tasks
 //! are the same bytes either way.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -26,7 +26,7 @@ use hookline_domain::{
 use serde_json::Value;
 
 use super::{Scale, model::Kind, population_run, probe::Cpu, receiver::Latency};
-use crate::report::Row;
+use crate::{report::Row, stack::rss_mib};
 
 const RETRY_STREAM: &str = "HOOKLINE_RETRY";
 /// Events read back from HOOKLINE_EVENTS to wrap the tasks around.
@@ -48,6 +48,9 @@ pub(super) async fn phase(s: &mut Scale) -> anyhow::Result<()> {
     let seeded = t_seed.elapsed().as_secs_f64();
     let (msgs, bytes) = retry_state(&js).await?;
     let waiting = msgs.saturating_sub(msgs_before);
+    let nats_pids: Vec<u32> = s.procs().iter().filter(|p| p.label == "nats-server").map(|p| p.pid).collect();
+    let nats_rss = move || nats_pids.iter().map(|&pid| rss_mib(pid).unwrap_or(0.0)).fold(0.0, f64::max);
+    let rss_seeded = nats_rss();
     println!("  {waiting} retries stored in {seeded:.1} s; HOOKLINE_RETRY {msgs} msgs, {:.0} MiB", bytes / 1048576.0);
     s.report.push(
         Row::new(format!("backlog: {n} waiting retries stored (s; beside: per second)"), seeded, "s")
@@ -89,6 +92,19 @@ pub(super) async fn phase(s: &mut Scale) -> anyhow::Result<()> {
             .target("0", reached.is_empty()),
     );
     s.resources("backlog", t_seed, end).await?;
+    let rss_end = nats_rss();
+    s.report
+        .push(Row::new("backlog: nats-server RSS once stored (beside: at the end)", rss_seeded, "MiB").beside(rss_end));
+    if s.args.backlog_hold > 0 {
+        tokio::time::sleep(Duration::from_secs(s.args.backlog_hold)).await;
+        let after = t_seed.elapsed().as_secs();
+        let row = Row::new(
+            format!("backlog: nats-server RSS {after} s after storing (beside: once stored)"),
+            nats_rss(),
+            "MiB",
+        );
+        s.report.push(row.beside(rss_seeded));
+    }
     // Seeded retries are due hours from now: they leave with the run's
     // nats-server, not through the endpoints.
     s.stack.check_alive()
