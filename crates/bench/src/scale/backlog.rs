@@ -57,7 +57,6 @@ pub(super) async fn phase(s: &mut Scale) -> anyhow::Result<()> {
     let per_retry = (bytes - bytes_before) / (waiting.max(1) as f64);
     s.report.push(Row::new("backlog: HOOKLINE_RETRY bytes per waiting retry", per_retry, "B"));
     s.report.push(Row::new("backlog: HOOKLINE_RETRY size with the backlog", bytes / 1048576.0, "MiB"));
-    s.report.push(Row::new("backlog: nats-server RSS once the backlog is stored", rss_seeded, "MiB"));
 
     let procs = s.procs();
     let cpu = Cpu::now(&procs);
