@@ -10,13 +10,11 @@
 //! - neighbours: the same paced load without, then with, the failing,
 //!   black-holed and throttled endpoints;
 //! - recovery: one endpoint down while its events pile up, then back;
+//! - backlog: the slow phase's load without, then beside, a million
+//!   retries waiting in the retry store (HOOKLINE_RETRY) hours ahead;
 //! - startup: each service restarted with everything present.
-//!
-//! A retry-backlog phase (a million deliveries waiting for a retry) fits
-//! beside `recovery`: publish to the failing endpoints with a long retry
-//! schedule (`--env delivery:HOOKLINE_RETRY_SCHEDULE=0s,2h`), then run the
-//! slow phase's load again and compare.
 
+mod backlog;
 mod model;
 mod probe;
 mod receiver;
@@ -98,6 +96,15 @@ pub struct Args {
     /// gRPC calls in flight while creating tenants and endpoints.
     #[arg(long, default_value_t = 64)]
     setup_concurrency: usize,
+    /// Retries the backlog phase stores as waiting (a failing endpoint's
+    /// next attempt, due hours ahead).
+    #[arg(long, default_value_t = 1_000_000)]
+    backlog_retries: usize,
+    /// Seconds the backlog phase waits at its end before it reads
+    /// nats-server's RSS once more: past HOOKLINE_RETRY's duplicate window
+    /// (counted from the seeding), the message ids it holds are gone.
+    #[arg(long, default_value_t = 0)]
+    backlog_hold: u64,
     /// Run only these phases (repeatable); setup always runs.
     #[arg(long, value_enum)]
     only: Vec<Phase>,
@@ -105,7 +112,7 @@ pub struct Args {
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
     /// Smoke run (under 2 minutes): 200 tenants, 600 endpoints, 10 s runs,
-    /// 1,000 deliveries/s, 2,000 recovery events.
+    /// 1,000 deliveries/s, 2,000 recovery events, 20,000 waiting retries.
     #[arg(long)]
     quick: bool,
 }
@@ -121,6 +128,7 @@ pub enum Phase {
     Slow,
     Neighbours,
     Recovery,
+    Backlog,
     Startup,
 }
 
@@ -417,9 +425,10 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
         args.recovery_events = args.recovery_events.min(2_000);
         args.recovery_rate = args.recovery_rate.min(1_000);
         args.recovery_base_rate = args.recovery_base_rate.min(500);
+        args.backlog_retries = args.backlog_retries.min(20_000);
     }
     if args.only.is_empty() {
-        args.only = vec![Phase::Slow, Phase::Neighbours, Phase::Recovery, Phase::Startup];
+        args.only = vec![Phase::Slow, Phase::Neighbours, Phase::Recovery, Phase::Backlog, Phase::Startup];
     }
     let env: Vec<(String, String)> = args
         .env
@@ -450,7 +459,8 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
         "hookline-bench scale",
         json!({"tenants": args.tenants, "endpoints": args.endpoints, "secs": args.secs, "rate": args.rate,
                "latency": format!("{:?}", args.latency), "skew": format!("{:?}", args.skew),
-               "recovery_events": args.recovery_events, "quick": args.quick, "env": args.env}),
+               "recovery_events": args.recovery_events, "backlog_retries": args.backlog_retries,
+               "quick": args.quick, "env": args.env}),
     );
     let mut s = Scale {
         stack,
@@ -482,6 +492,10 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     if s.args.only.contains(&Phase::Recovery) {
         let result = recovery_phase(&mut s).await;
         failed(&mut s, "recovery", result);
+    }
+    if s.args.only.contains(&Phase::Backlog) {
+        let result = backlog::phase(&mut s).await;
+        failed(&mut s, "backlog", result);
     }
     s.settle().await;
     let (db_now, attempts) = s.db_and_attempts().await?;

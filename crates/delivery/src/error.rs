@@ -57,6 +57,10 @@ pub enum MoveError {
     Info(#[from] InfoError),
     #[error("looking into a second: {0}")]
     Look(#[from] RawMessageError),
+    #[error("asking which of a span of seconds hold tasks: {0}")]
+    Span(#[source] async_nats::jetstream::context::RequestError),
+    #[error("asking which of a span of seconds hold tasks: {0}")]
+    SpanRefused(#[source] async_nats::jetstream::Error),
     #[error("creating the reader of a second: {0}")]
     Consumer(#[from] ConsumerError),
     #[error("reading a second: {0}")]

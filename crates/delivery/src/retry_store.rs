@@ -45,6 +45,16 @@
 //! a large backlog coming due does not crowd fresh deliveries out of the
 //! workers. A moved task keeps its `not_before`; one moved early (clock
 //! skew) waits its rest in HOOKLINE_DISPATCH.
+//!
+//! Finding the due seconds that hold tasks: with a retry schedule of days
+//! the oldest stored message is days old, so after a restart the seconds to
+//! look at number in the hundred thousands, nearly all empty. The mover asks
+//! the stream about [`SPAN`] seconds at once (an ephemeral consumer filtered
+//! on each of their subjects, whose `num_pending` counts their tasks
+//! without delivering any) and halves a span that holds tasks down to its
+//! first non-empty second: a day behind costs a few hundred requests, not
+//! one per second. Caught up, it looks at the second or two that came due
+//! since its last round, one message get each.
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +62,7 @@ use async_nats::jetstream::{
     Context,
     consumer::{AckPolicy, DeliverPolicy, pull},
     context::PublishAckFuture,
+    response::Response,
     stream::{RawMessageErrorKind, Stream},
 };
 use futures_util::StreamExt;
@@ -78,7 +89,11 @@ const BATCH: usize = 500;
 pub const BATCH_DEADLINE: Duration = Duration::from_secs(60);
 /// Seconds looked at per round at most, so a long walk over empty seconds
 /// (after a restart) yields to shutdown and to the rate between rounds.
-const SECONDS_PER_ROUND: usize = 20_000;
+const SECONDS_PER_ROUND: u64 = 20_000;
+/// Seconds one request asks about when the mover is behind: one consumer
+/// filter subject each, so one create request stays well under NATS's
+/// 1 MiB payload limit and the server's check of its filters stays cheap.
+pub const SPAN: u64 = 256;
 /// Rounds while there is a backlog, and while there is none.
 const BUSY_ROUND: Duration = Duration::from_millis(100);
 const IDLE_ROUND: Duration = Duration::from_millis(500);
@@ -103,9 +118,19 @@ pub(crate) fn next_task_subject(task: &DispatchTask, store_after: Duration) -> S
 
 /// Move due retries to HOOKLINE_DISPATCH until `shutdown`.
 pub async fn run(js: Context, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
+    run_with_clock(js, shutdown, || chrono::Utc::now().timestamp_millis()).await
+}
+
+/// [`run`] with the clock the mover reads due seconds by (Unix
+/// milliseconds): a test moves it a day ahead to start a mover a day late.
+pub async fn run_with_clock(
+    js: Context,
+    shutdown: CancellationToken,
+    clock: impl Fn() -> i64 + Send,
+) -> Result<(), hookline_bus::BusError> {
     let err = |e| hookline_bus::BusError::Stream { stream: RETRY_STREAM, source: Box::new(e) };
     let stream = js.get_stream(RETRY_STREAM).await.map_err(err)?;
-    let mut mover = Mover { js, stream, next: None };
+    let mut mover = Mover { js, stream, next: None, clock };
     let mut round = Duration::ZERO;
     loop {
         tokio::select! {
@@ -129,17 +154,18 @@ enum Backlog {
     CaughtUp,
 }
 
-struct Mover {
+struct Mover<C> {
     js: Context,
     stream: Stream,
     /// The oldest second that may still hold due tasks; `None` until the
     /// stream has been read once.
     next: Option<RetryBucket>,
+    clock: C,
 }
 
-impl Mover {
+impl<C: Fn() -> i64> Mover<C> {
     async fn round(&mut self, shutdown: &CancellationToken) -> Result<Backlog, MoveError> {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = (self.clock)();
         let last_due = RetryBucket::last_due_at(now);
         let state = self.stream.info().await?.state.clone();
         metrics().retries_waiting.set(i64::try_from(state.messages).unwrap_or(i64::MAX));
@@ -159,6 +185,21 @@ impl Mover {
         };
         let (started, mut budget, mut at, mut looked) = (Instant::now(), MOVE_RATE, next, 0);
         while at <= last_due && budget > 0 && looked < SECONDS_PER_ROUND && !shutdown.is_cancelled() {
+            // More than one second to look at: skip the empty ones a span at a time.
+            let to = RetryBucket(last_due.0.min(at.0 + (SECONDS_PER_ROUND - looked) - 1));
+            if to > at {
+                match self.first_waiting(at, to).await? {
+                    Some(found) => {
+                        looked += found.0 - at.0;
+                        at = found;
+                    }
+                    None => {
+                        looked += to.0 - at.0 + 1;
+                        at = to.next();
+                        continue;
+                    }
+                }
+            }
             let (moved, emptied) = self.move_second(at, budget).await?;
             budget -= moved;
             looked += 1;
@@ -177,6 +218,85 @@ impl Mover {
             }
         }
         Ok(if at <= last_due { Backlog::Behind } else { Backlog::CaughtUp })
+    }
+
+    /// The first second in `from..=to` that holds tasks, if any: spans of
+    /// [`SPAN`] seconds asked about at once, the first one holding tasks
+    /// halved down to its first non-empty second.
+    async fn first_waiting(&self, from: RetryBucket, to: RetryBucket) -> Result<Option<RetryBucket>, MoveError> {
+        let mut start = from.0;
+        while start <= to.0 {
+            let end = to.0.min(start + SPAN - 1);
+            if !self.any_waiting(start, end).await? {
+                start = end + 1;
+                continue;
+            }
+            // `lo..=hi` holds tasks; halve it until it is one second.
+            let (mut lo, mut hi) = (start, end);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.any_waiting(lo, mid).await? {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            return Ok(Some(RetryBucket(lo)));
+        }
+        Ok(None)
+    }
+
+    /// Whether any task waits in the seconds `from..=to`: one message get
+    /// for one second; for more, an ephemeral consumer filtered on each of
+    /// them, whose pending count answers without delivering a message.
+    async fn any_waiting(&self, from: u64, to: u64) -> Result<bool, MoveError> {
+        if from == to {
+            return match self.stream.get_next_raw_message_by_subject(&retry_bucket_filter(RetryBucket(from))).await {
+                Ok(_) => Ok(true),
+                Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        }
+        // The request by hand: async-nats's consumer config has no
+        // `filter_subjects` without its `server_2_10` feature, which
+        // changes every consumer request the services make.
+        #[derive(serde::Serialize)]
+        struct Create {
+            stream_name: &'static str,
+            config: SpanConfig,
+        }
+        #[derive(serde::Serialize)]
+        struct SpanConfig {
+            filter_subjects: Vec<String>,
+            deliver_policy: &'static str,
+            ack_policy: &'static str,
+            mem_storage: bool,
+            /// Nanoseconds: a consumer left behind by a crash goes by itself.
+            inactive_threshold: u64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Created {
+            name: String,
+            num_pending: u64,
+        }
+        let create = Create {
+            stream_name: RETRY_STREAM,
+            config: SpanConfig {
+                filter_subjects: (from..=to).map(|s| retry_bucket_filter(RetryBucket(s))).collect(),
+                deliver_policy: "all",
+                ack_policy: "none",
+                mem_storage: true,
+                inactive_threshold: 30_000_000_000,
+            },
+        };
+        let subject = format!("CONSUMER.CREATE.{RETRY_STREAM}");
+        let created = match self.js.request(subject, &create).await.map_err(MoveError::Span)? {
+            Response::Ok(created) => created,
+            Response::Err { error } => return Err(MoveError::SpanRefused(error)),
+        };
+        let Created { name, num_pending } = created;
+        let _ = self.stream.delete_consumer(&name).await;
+        Ok(num_pending > 0)
     }
 
     /// Move up to `budget` tasks of second `due`; returns how many moved and

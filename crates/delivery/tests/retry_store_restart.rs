@@ -1,0 +1,97 @@
+//! The retry store's mover started a day after its retries were stored,
+//! against a real nats-server: it finds the due seconds that hold tasks
+//! without asking about every second since the oldest stored retry.
+//!
+//! This test lives beside the delivery crate, not in `tests/e2e`, because
+//! it moves the mover's clock a day ahead (`run_with_clock`), which only
+//! an in-process mover allows; the end-to-end tests run the binary.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use hookline_bus::{RetryBucket, StreamSettings, retry_subject};
+use hookline_domain::ids::{EndpointId, TenantId};
+use hookline_testkit::NatsServer;
+use tokio_util::sync::CancellationToken;
+
+const DAY: i64 = 24 * 3600;
+
+async fn messages(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
+    js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mover_started_a_day_late_moves_every_due_retry_oldest_first_with_a_few_hundred_requests() {
+    let nats = NatsServer::start().unwrap();
+    let js = nats.jetstream().await;
+    let settings = StreamSettings { retention: Default::default(), replicas: None, apply_retention: false };
+    hookline_bus::ensure_streams(&js, &settings, &CancellationToken::new()).await.unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    let endpoint = EndpointId::generate();
+    // One retry due every hour of the coming day, stored now.
+    let now = chrono::Utc::now().timestamp();
+    const RETRIES: i64 = 24;
+    for h in 0..RETRIES {
+        let due = RetryBucket((now + 60 + h * 3600) as u64);
+        let publish = async_nats::jetstream::message::PublishMessage::build()
+            .payload(format!("{{\"hour\":{h}}}").into())
+            .message_id(format!("d{h}.2"));
+        js.send_publish(retry_subject(due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
+    }
+    assert_eq!(messages(&js, "HOOKLINE_RETRY").await, RETRIES as u64);
+
+    // Every JetStream API request the mover makes, counted on the server.
+    let watcher = nats.client().await;
+    let mut api = watcher.subscribe("$JS.API.>").await.unwrap();
+    watcher.flush().await.unwrap();
+    let requests = Arc::new(AtomicU64::new(0));
+    let counter = tokio::spawn({
+        let requests = requests.clone();
+        async move {
+            while api.next().await.is_some() {
+                requests.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+
+    // A day and two minutes later: every retry is due, the oldest stored a day ago.
+    let shutdown = CancellationToken::new();
+    let mover =
+        tokio::spawn(hookline_delivery::retry_store::run_with_clock(nats.jetstream().await, shutdown.clone(), || {
+            chrono::Utc::now().timestamp_millis() + (DAY + 120) * 1000
+        }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while messages(&js, "HOOKLINE_DISPATCH").await < RETRIES as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "every due retry moved within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The mover's next rounds, caught up, look at a second or two each.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    shutdown.cancel();
+    mover.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    counter.abort();
+    let requests = requests.load(Ordering::Relaxed);
+
+    assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 0, "the retry store is empty");
+    assert_eq!(messages(&js, "HOOKLINE_DISPATCH").await, RETRIES as u64, "each retry moved once");
+    // Oldest first: HOOKLINE_DISPATCH holds them in the order they were due.
+    let dispatch = js.get_stream("HOOKLINE_DISPATCH").await.unwrap();
+    for (seq, h) in (1..=RETRIES as u64).zip(0..RETRIES) {
+        let msg = dispatch.get_raw_message(seq).await.unwrap();
+        assert_eq!(&msg.payload[..], format!("{{\"hour\":{h}}}").as_bytes(), "message {seq} is hour {h}'s retry");
+    }
+    // A walk over every second since the oldest stored retry asks 86,520
+    // times; skipping empty spans of seconds, about 2 × 86,520 / SPAN plus
+    // a halving and a move per non-empty second.
+    let seconds = (DAY + 180) as u64;
+    let bound = 2 * seconds / hookline_delivery::retry_store::SPAN + RETRIES as u64 * 40 + 100;
+    eprintln!("JetStream API requests while moving {RETRIES} retries a day late: {requests} (bound {bound})");
+    assert!(requests <= bound, "{requests} requests; at most {bound} expected (one per second would be {seconds})");
+}
