@@ -126,6 +126,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(),
         },
     )
     .await?;
+    tokio::spawn(breaker_gauge(worker.guard.clone(), shutdown.clone()));
     let concurrency = settings.concurrency;
     let pull = hookline_bus::Pull { name: WORKERS_CONSUMER, concurrency, drain: DRAIN };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
@@ -135,6 +136,25 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(),
     .await;
     Ok(())
 }
+
+/// Keep `hookline_delivery_breakers_open` current. Counting walks every
+/// endpoint the process has attempted (tens of thousands at scale), so it
+/// runs on a clock rather than once per attempt; the clock also lets the
+/// gauge fall when a cooldown ends with no attempt made.
+async fn breaker_gauge(guard: Guard, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(BREAKER_GAUGE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                metrics().breakers_open.set(guard.open_breakers() as i64);
+            }
+        }
+    }
+}
+
+const BREAKER_GAUGE_EVERY: Duration = Duration::from_secs(1);
 
 /// Ack a task whose successor (its outcome and next task, or its parked
 /// copy) is stored, with the server's confirmation when `confirm`; hand it
@@ -501,7 +521,6 @@ impl Worker {
                 outcome.error = Some(if deleted { "endpoint was deleted" } else { "endpoint is disabled" }.into());
             }
         }
-        metrics().breakers_open.set(self.guard.open_breakers() as i64);
         let outcome_label = match outcome.state {
             AttemptState::Succeeded => "succeeded",
             AttemptState::Retrying => "retrying",
