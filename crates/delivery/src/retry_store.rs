@@ -130,7 +130,7 @@ pub async fn run_with_clock(
 ) -> Result<(), hookline_bus::BusError> {
     let err = |e| hookline_bus::BusError::Stream { stream: RETRY_STREAM, source: Box::new(e) };
     let stream = js.get_stream(RETRY_STREAM).await.map_err(err)?;
-    let mut mover = Mover { js, stream, next: None, clock };
+    let mut mover = Mover { js, stream, next: None, clock, spans: true };
     let mut round = Duration::ZERO;
     loop {
         tokio::select! {
@@ -148,6 +148,14 @@ pub async fn run_with_clock(
     }
 }
 
+/// What a span of seconds holds.
+enum Span {
+    FirstAt(RetryBucket),
+    Empty,
+    /// The server cannot filter a consumer on several subjects.
+    Unsupported,
+}
+
 /// Whether a round left due seconds for the next.
 enum Backlog {
     Behind,
@@ -161,6 +169,10 @@ struct Mover<C> {
     /// stream has been read once.
     next: Option<RetryBucket>,
     clock: C,
+    /// Whether the server filters a consumer on several subjects
+    /// (nats-server 2.10 and later); without it each second is looked at
+    /// on its own.
+    spans: bool,
 }
 
 impl<C: Fn() -> i64> Mover<C> {
@@ -187,16 +199,22 @@ impl<C: Fn() -> i64> Mover<C> {
         while at <= last_due && budget > 0 && looked < SECONDS_PER_ROUND && !shutdown.is_cancelled() {
             // More than one second to look at: skip the empty ones a span at a time.
             let to = RetryBucket(last_due.0.min(at.0 + (SECONDS_PER_ROUND - looked) - 1));
-            if to > at {
+            if to > at && self.spans {
                 match self.first_waiting(at, to).await? {
-                    Some(found) => {
+                    Span::FirstAt(found) => {
                         looked += found.0 - at.0;
                         at = found;
                     }
-                    None => {
+                    Span::Empty => {
                         looked += to.0 - at.0 + 1;
                         at = to.next();
                         continue;
+                    }
+                    Span::Unsupported => {
+                        tracing::info!(
+                            "retry store: this nats-server filters a consumer on one subject only; looking at each second on its own"
+                        );
+                        self.spans = false;
                     }
                 }
             }
@@ -223,37 +241,43 @@ impl<C: Fn() -> i64> Mover<C> {
     /// The first second in `from..=to` that holds tasks, if any: spans of
     /// [`SPAN`] seconds asked about at once, the first one holding tasks
     /// halved down to its first non-empty second.
-    async fn first_waiting(&self, from: RetryBucket, to: RetryBucket) -> Result<Option<RetryBucket>, MoveError> {
+    async fn first_waiting(&self, from: RetryBucket, to: RetryBucket) -> Result<Span, MoveError> {
         let mut start = from.0;
         while start <= to.0 {
             let end = to.0.min(start + SPAN - 1);
-            if !self.any_waiting(start, end).await? {
-                start = end + 1;
-                continue;
+            match self.any_waiting(start, end).await? {
+                None => return Ok(Span::Unsupported),
+                Some(false) => {
+                    start = end + 1;
+                    continue;
+                }
+                Some(true) => {}
             }
             // `lo..=hi` holds tasks; halve it until it is one second.
             let (mut lo, mut hi) = (start, end);
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
-                if self.any_waiting(lo, mid).await? {
-                    hi = mid;
-                } else {
-                    lo = mid + 1;
+                match self.any_waiting(lo, mid).await? {
+                    None => return Ok(Span::Unsupported),
+                    Some(true) => hi = mid,
+                    Some(false) => lo = mid + 1,
                 }
             }
-            return Ok(Some(RetryBucket(lo)));
+            return Ok(Span::FirstAt(RetryBucket(lo)));
         }
-        Ok(None)
+        Ok(Span::Empty)
     }
 
     /// Whether any task waits in the seconds `from..=to`: one message get
     /// for one second; for more, an ephemeral consumer filtered on each of
     /// them, whose pending count answers without delivering a message.
-    async fn any_waiting(&self, from: u64, to: u64) -> Result<bool, MoveError> {
+    /// `None` when the server ignored the filters (before 2.10), so the
+    /// count would be the whole stream's.
+    async fn any_waiting(&self, from: u64, to: u64) -> Result<Option<bool>, MoveError> {
         if from == to {
             return match self.stream.get_next_raw_message_by_subject(&retry_bucket_filter(RetryBucket(from))).await {
-                Ok(_) => Ok(true),
-                Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => Ok(false),
+                Ok(_) => Ok(Some(true)),
+                Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => Ok(Some(false)),
                 Err(e) => Err(e.into()),
             };
         }
@@ -278,6 +302,12 @@ impl<C: Fn() -> i64> Mover<C> {
         struct Created {
             name: String,
             num_pending: u64,
+            config: CreatedConfig,
+        }
+        #[derive(serde::Deserialize)]
+        struct CreatedConfig {
+            #[serde(default)]
+            filter_subjects: Vec<String>,
         }
         let create = Create {
             stream_name: RETRY_STREAM,
@@ -294,9 +324,9 @@ impl<C: Fn() -> i64> Mover<C> {
             Response::Ok(created) => created,
             Response::Err { error } => return Err(MoveError::SpanRefused(error)),
         };
-        let Created { name, num_pending } = created;
+        let Created { name, num_pending, config } = created;
         let _ = self.stream.delete_consumer(&name).await;
-        Ok(num_pending > 0)
+        Ok((!config.filter_subjects.is_empty()).then_some(num_pending > 0))
     }
 
     /// Move up to `budget` tasks of second `due`; returns how many moved and

@@ -90,8 +90,23 @@ async fn a_mover_started_a_day_late_moves_every_due_retry_oldest_first_with_a_fe
     // A walk over every second since the oldest stored retry asks 86,520
     // times; skipping empty spans of seconds, about 2 × 86,520 / SPAN plus
     // a halving and a move per non-empty second.
+    // A server before 2.10 ignores a consumer's several filters, so the
+    // mover falls back to that walk there; it must still move every retry
+    // (checked above), and ask no more than the walk does.
     let seconds = (DAY + 180) as u64;
-    let bound = 2 * seconds / hookline_delivery::retry_store::SPAN + RETRIES as u64 * 40 + 100;
+    let (major, minor) = server_version(&nats.client().await);
+    let bound = if (major, minor) >= (2, 10) {
+        2 * seconds / hookline_delivery::retry_store::SPAN + RETRIES as u64 * 40 + 100
+    } else {
+        seconds + RETRIES as u64 * 40 + 1000
+    };
     eprintln!("JetStream API requests while moving {RETRIES} retries a day late: {requests} (bound {bound})");
     assert!(requests <= bound, "{requests} requests; at most {bound} expected (one per second would be {seconds})");
+}
+
+/// The server's (major, minor) version, from what it told the client.
+fn server_version(nats: &async_nats::Client) -> (u32, u32) {
+    let version = nats.server_info().version;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
