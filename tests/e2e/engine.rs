@@ -180,6 +180,7 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
         ("HOOKLINE_DELIVERY_CONCURRENCY", "16"),
         ("HOOKLINE_BREAKER_THRESHOLD", "4"),
         ("HOOKLINE_BREAKER_COOLDOWN", "60s"),
+        ("HOOKLINE_BREAKER_FIRST_COOLDOWN", "60s"),
     ])
     .await;
     s.create_tenant("acme", Plan::Professional, true).await;
@@ -312,6 +313,7 @@ async fn parked_tasks_survive_a_crash_of_the_delivery_process() {
     let mut s = stack_with(&[
         ("HOOKLINE_BREAKER_THRESHOLD", "3"),
         ("HOOKLINE_BREAKER_COOLDOWN", "60s"),
+        ("HOOKLINE_BREAKER_FIRST_COOLDOWN", "60s"),
         ("HOOKLINE_DELIVERY_CONCURRENCY", "16"),
         ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
     ])
@@ -506,6 +508,39 @@ async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
     assert_eq!(delivered_ids(&down).len(), 300, "no event delivered twice");
     assert!(drained_in < Duration::from_secs(20), "the backlog took {drained_in:?} to drain");
     parking_lot_empties(&s).await;
+}
+
+/// The breaker's cooldown starts short and backs off: an endpoint that
+/// comes back after a few seconds down is found by a probe within about as
+/// long, and its parked backlog drains at its cap, long before the longest
+/// cooldown (60 s here) would have let a probe through; while it was down,
+/// the backed-off probes cost only a few attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_endpoint_is_caught_up_without_waiting_the_longest_breaker_cooldown() {
+    let s = stack_with(&[
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "3"),
+        ("HOOKLINE_BREAKER_COOLDOWN", "60s"),
+        ("HOOKLINE_BREAKER_FIRST_COOLDOWN", "500ms"),
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
+    ])
+    .await;
+    let down = failing_endpoint_with_parked_tasks(&s, 300, 280).await;
+    let parked_at = down.count();
+    // Probes after 0.5, 1, 2 and 4 s of cooldown, and no more.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let failed_while_down = down.count();
+    assert!(failed_while_down > parked_at, "a probe within the first cooldowns: {parked_at} then {failed_while_down}");
+    assert!(failed_while_down < 30, "{failed_while_down} attempts against an open breaker");
+    down.set_default(200);
+    let recovered = Instant::now();
+    every_event_delivered(&down, 300).await;
+    let drained_in = recovered.elapsed();
+    assert!(drained_in < Duration::from_secs(15), "caught up {drained_in:?} after it came back, not after 60 s");
+    assert_eq!(delivered_ids(&down).len(), 300, "no event delivered twice");
+    parking_lot_empties(&s).await;
+    let log = s.hookline.log_contents();
+    assert!(log.contains("circuit breaker opened"), "the breaker did open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

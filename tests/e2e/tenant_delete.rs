@@ -97,6 +97,7 @@ async fn deleting_a_tenant_erases_it_from_every_stream_and_table_and_leaves_the_
         ("HOOKLINE_RETRY_SCHEDULE", "0s,8s,8s"),
         ("HOOKLINE_BREAKER_THRESHOLD", "3"),
         ("HOOKLINE_BREAKER_COOLDOWN", "60s"),
+        ("HOOKLINE_BREAKER_FIRST_COOLDOWN", "60s"),
         ("HOOKLINE_ENDPOINT_CONCURRENCY", "2"),
     ])
     .await;

@@ -146,7 +146,12 @@ impl Default for DeliverySettings {
             operator_token: None,
             tls_ca: None,
             tls_identity: None,
-            guard: GuardSettings { per_endpoint: 10, breaker_threshold: 5, breaker_cooldown: Duration::from_secs(30) },
+            guard: GuardSettings {
+                per_endpoint: 10,
+                breaker_threshold: 5,
+                breaker_cooldown: Duration::from_secs(30),
+                breaker_first_cooldown: Duration::from_secs(1),
+            },
             address_policy: AddressPolicy::default(),
             dns: hookline_dns::Resolver::system(),
             mailer: None,

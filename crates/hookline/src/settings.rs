@@ -108,6 +108,8 @@ pub enum SettingError {
     EndpointConcurrency,
     #[error("HOOKLINE_BREAKER_THRESHOLD: must be at least 1")]
     BreakerThreshold,
+    #[error("HOOKLINE_BREAKER_FIRST_COOLDOWN: must be at least 10ms")]
+    BreakerFirstCooldown,
     #[error(transparent)]
     Mailer(#[from] MailerError),
 }
@@ -339,9 +341,16 @@ pub struct DeliveryArgs {
     /// Consecutive failed attempts that open an endpoint's circuit breaker.
     #[arg(long, env = "HOOKLINE_BREAKER_THRESHOLD", default_value_t = 5)]
     pub breaker_threshold: u32,
-    /// How long an open breaker waits before letting one probe through.
+    /// How long an open breaker waits before letting one probe through, at
+    /// most: the wait starts at HOOKLINE_BREAKER_FIRST_COOLDOWN and doubles
+    /// with each failed probe up to this.
     #[arg(long, env = "HOOKLINE_BREAKER_COOLDOWN", default_value = "30s", value_parser = duration)]
     pub breaker_cooldown: Duration,
+    /// How long a breaker that just opened waits before its first probe, so
+    /// a receiver that was down briefly is found back (and its parked tasks
+    /// delivered) within about this; capped at HOOKLINE_BREAKER_COOLDOWN.
+    #[arg(long, env = "HOOKLINE_BREAKER_FIRST_COOLDOWN", default_value = "1s", value_parser = duration)]
+    pub breaker_first_cooldown: Duration,
     /// SMTP relay for e-mail endpoints: `smtp://[user:pass@]host:port` (add
     /// `?tls=required` for STARTTLS) or `smtps://...` for implicit TLS.
     #[arg(long, env = "HOOKLINE_SMTP_URL")]
@@ -698,6 +707,10 @@ impl DeliveryArgs {
         if self.breaker_threshold == 0 {
             return Err(SettingError::BreakerThreshold);
         }
+        // Zero would double to zero: a probe with every attempt, never an open breaker.
+        if self.breaker_first_cooldown < Duration::from_millis(10) {
+            return Err(SettingError::BreakerFirstCooldown);
+        }
         let tls_ca = self.tls_ca_pem()?;
         Ok(DeliverySettings {
             retry_schedule: self.retry_schedule.clone(),
@@ -712,6 +725,7 @@ impl DeliveryArgs {
                 per_endpoint: self.endpoint_concurrency,
                 breaker_threshold: self.breaker_threshold,
                 breaker_cooldown: self.breaker_cooldown,
+                breaker_first_cooldown: self.breaker_first_cooldown,
             },
             address_policy: address.address_policy(dev),
             dns: address.dns_resolver(),

@@ -6,6 +6,12 @@
 //! probe of a half-open breaker, and everything else still waits: a probe
 //! that succeeds closes the breaker, one that fails opens it for another
 //! cooldown. A success of any attempt closes it.
+//!
+//! The cooldown backs off: the first is short, and each failed probe
+//! doubles it up to the longest ([`Cooldown`]). A receiver that was down
+//! for a moment (a restart, a deploy) is found back within about the first
+//! cooldown, so its backlog drains at its cap instead of waiting out the
+//! longest; one that stays down costs a probe per longest cooldown.
 
 use std::time::{Duration, Instant};
 
@@ -42,16 +48,34 @@ enum State {
     },
 }
 
+/// How long an open breaker waits before its next probe: `first` after it
+/// opens, doubled by each failed probe, at most `longest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cooldown {
+    pub first: Duration,
+    pub longest: Duration,
+}
+
+impl Cooldown {
+    /// The cooldown after `failed_probes` probes in a row failed.
+    fn after(&self, failed_probes: u32) -> Duration {
+        let first = self.first.min(self.longest);
+        first.saturating_mul(1u32.checked_shl(failed_probes).unwrap_or(u32::MAX)).min(self.longest)
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Breaker {
     /// Consecutive failures, reset by a success.
     failures: u32,
+    /// Probes that failed since the breaker last closed: the cooldown's back-off.
+    failed_probes: u32,
     state: State,
 }
 
 impl Default for Breaker {
     fn default() -> Self {
-        Self { failures: 0, state: State::Closed }
+        Self { failures: 0, failed_probes: 0, state: State::Closed }
     }
 }
 
@@ -119,20 +143,24 @@ impl Breaker {
     }
 
     /// Record an attempt's outcome. A failed probe opens the breaker again
-    /// whatever the count.
-    pub(super) fn record(&mut self, probe: bool, outcome: Outcome, threshold: u32, cooldown: Duration, now: Instant) {
+    /// whatever the count, for a cooldown twice as long as the last.
+    pub(super) fn record(&mut self, probe: bool, outcome: Outcome, threshold: u32, cooldown: Cooldown, now: Instant) {
         if probe {
             self.probe_not_made();
         }
         match outcome {
             Outcome::Succeeded => {
                 self.failures = 0;
+                self.failed_probes = 0;
                 self.state = State::Closed;
             }
             Outcome::Failed => {
                 self.failures += 1;
+                if probe && !self.is_closed() {
+                    self.failed_probes = self.failed_probes.saturating_add(1);
+                }
                 if probe || self.failures >= threshold {
-                    let until = now + cooldown;
+                    let until = now + cooldown.after(self.failed_probes);
                     self.state = match self.state {
                         State::Closed => {
                             tracing::warn!(failures = self.failures, "circuit breaker opened");
@@ -156,7 +184,7 @@ mod tests {
     const COOLDOWN: Duration = Duration::from_secs(10);
 
     fn record(b: &mut Breaker, probe: bool, outcome: Outcome, now: Instant) {
-        b.record(probe, outcome, THRESHOLD, COOLDOWN, now);
+        b.record(probe, outcome, THRESHOLD, Cooldown { first: COOLDOWN, longest: COOLDOWN }, now);
     }
 
     /// A breaker opened at `now` by the threshold's failures.
@@ -288,5 +316,43 @@ mod tests {
         record(&mut b, false, Outcome::Succeeded, now);
         assert!(b.is_closed());
         assert!(!b.cooling_down(now));
+    }
+
+    #[test]
+    fn the_cooldown_doubles_with_each_failed_probe_up_to_the_longest_and_a_success_starts_it_again() {
+        let cooldown = Cooldown { first: Duration::from_secs(1), longest: Duration::from_secs(5) };
+        let start = Instant::now();
+        let mut b = Breaker::default();
+        for _ in 0..THRESHOLD {
+            b.record(false, Outcome::Failed, THRESHOLD, cooldown, start);
+        }
+        let mut now = start;
+        let mut waited = Vec::new();
+        for _ in 0..5 {
+            let opened = now;
+            while b.admit(now) != Admission::Probe {
+                now += Duration::from_millis(100);
+            }
+            waited.push((now - opened).as_millis());
+            b.record(true, Outcome::Failed, THRESHOLD, cooldown, now);
+        }
+        assert_eq!(waited, [1000, 2000, 4000, 5000, 5000], "first, doubled, capped at the longest");
+        while b.admit(now) != Admission::Probe {
+            now += Duration::from_millis(100);
+        }
+        b.record(true, Outcome::Succeeded, THRESHOLD, cooldown, now);
+        assert!(b.is_closed());
+        for _ in 0..THRESHOLD {
+            b.record(false, Outcome::Failed, THRESHOLD, cooldown, now);
+        }
+        assert!(b.turns_away(now + Duration::from_millis(900)));
+        assert_eq!(b.admit(now + cooldown.first), Admission::Probe, "opened again: the first cooldown");
+    }
+
+    #[test]
+    fn a_first_cooldown_longer_than_the_longest_is_the_longest() {
+        let cooldown = Cooldown { first: Duration::from_secs(1), longest: Duration::from_millis(50) };
+        assert_eq!(cooldown.after(0), Duration::from_millis(50));
+        assert_eq!(cooldown.after(40), Duration::from_millis(50), "no overflow");
     }
 }

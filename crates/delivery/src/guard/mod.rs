@@ -44,7 +44,7 @@ use hookline_domain::{endpoint::RateLimit, ids::EndpointId};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use self::{
-    breaker::{Admission, Outcome},
+    breaker::{Admission, Cooldown, Outcome},
     gate::{ABANDONED, Gate, QUEUED, Queued, STARTED},
 };
 
@@ -54,8 +54,11 @@ pub struct GuardSettings {
     pub per_endpoint: usize,
     /// Consecutive failures that open the breaker.
     pub breaker_threshold: u32,
-    /// How long an open breaker waits before one probe is let through.
+    /// How long an open breaker waits before one probe is let through, at
+    /// most: each failed probe doubles the wait, from `breaker_first_cooldown`.
     pub breaker_cooldown: Duration,
+    /// How long a breaker that just opened waits before its first probe.
+    pub breaker_first_cooldown: Duration,
 }
 
 /// How long a task waits for a busy endpoint before going back to JetStream.
@@ -306,7 +309,9 @@ impl Guard {
         gate.finished.fetch_add(1, Ordering::Relaxed);
         let took = took.as_micros().min(u64::MAX as u128) as u64;
         let _ = gate.latency_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| Some((avg * 7 + took) / 8));
-        let (threshold, cooldown) = (self.settings.breaker_threshold, self.settings.breaker_cooldown);
+        let threshold = self.settings.breaker_threshold;
+        let cooldown =
+            Cooldown { first: self.settings.breaker_first_cooldown, longest: self.settings.breaker_cooldown };
         gate.breaker.lock().expect("breaker lock").record(probe, outcome, threshold, cooldown, now);
     }
 }
@@ -346,7 +351,12 @@ mod tests {
     use super::*;
 
     fn guard() -> Guard {
-        Guard::new(GuardSettings { per_endpoint: 2, breaker_threshold: 3, breaker_cooldown: Duration::from_millis(50) })
+        Guard::new(GuardSettings {
+            per_endpoint: 2,
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_millis(50),
+            breaker_first_cooldown: Duration::from_millis(50),
+        })
     }
 
     /// An attempt that holds its slot until told how it went.
