@@ -30,7 +30,6 @@ use hookline_telemetry::{
 };
 use hookline_tenants::{Commands, Directory};
 use rand::RngExt;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -405,7 +404,7 @@ impl Worker {
         trace: &TraceParent,
     ) -> (String, futures_util::future::BoxFuture<'static, TimedResult>) {
         let body = layout::render(&task.event, ep.layout);
-        let body_sha256 = format!("{:x}", Sha256::digest(&body));
+        let body_sha256 = hookline_domain::signing::sha256_hex(&body);
         let (ep, attempts, http) = (ep.clone(), self.attempts.clone(), self.http.clone());
         let mailer = self.settings.mailer.clone();
         let target = self.targets.get(ep.url.as_str(), &self.settings.address_policy);
