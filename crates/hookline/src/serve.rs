@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    readiness::Readiness,
+    readiness::{Needs, Readiness},
     settings::{OperatorAuth, RoleSettings},
 };
 
@@ -245,7 +245,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
     if let Some(pool) = &pool {
         let api = DeliveryApi::new(pool.clone(), js.clone(), args.archive_after, directory.clone());
         grpc = grpc.add_service(DeliveryServiceServer::with_interceptor(api, authenticator.clone()));
-        readiness.register::<DeliveryServiceServer<DeliveryApi>>(true).await;
+        readiness.register::<DeliveryServiceServer<DeliveryApi>>(Needs::NatsAndPostgres).await;
     }
     if role.has(Role::Subscriptions)
         && let Some(address) = &address
@@ -268,14 +268,14 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
         tasks.spawn(finish_deletions(commands.clone(), shutdown.clone()));
         let api = SubscriptionsApi::new(commands, directory.clone(), policy, dns, portal);
         grpc = grpc.add_service(SubscriptionServiceServer::with_interceptor(api, authenticator.clone()));
-        readiness.register::<SubscriptionServiceServer<SubscriptionsApi>>(false).await;
+        readiness.register::<SubscriptionServiceServer<SubscriptionsApi>>(Needs::Nats).await;
     }
     if let Some(tenant_rate) = tenant_rate {
         let appender = Appender::new(js.clone(), directory.clone());
         let limiter = hookline_ingest::limit::TenantLimiter::new(tenant_rate);
         let api = IngestApi::new(appender.clone(), limiter.clone());
         grpc = grpc.add_service(IngestServiceServer::with_interceptor(api, authenticator.clone()));
-        readiness.register::<IngestServiceServer<IngestApi>>(false).await;
+        readiness.register::<IngestServiceServer<IngestApi>>(Needs::Nats).await;
         tasks.spawn({
             let (js, shutdown) = (js.clone(), shutdown.clone());
             async move { Ok(hookline_ingest::intake::run(js, appender, limiter, shutdown).await?) }
