@@ -63,7 +63,10 @@ pub async fn shutdown_signal() {
 /// Run `role` with its settings: `settings` carries a group exactly when
 /// the role runs the part that reads it (see `crate::settings`).
 pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let RoleSettings { common: args, address, delivery: delivery_args, ingest, console } = settings;
+    let RoleSettings { common: args, address, config_history, delivery: delivery_args, ingest, console } = settings;
+    // Only the roles that write config events (subscriptions, delivery) take it.
+    let snapshot_after =
+        config_history.map_or(hookline_tenants::commands::DEFAULT_SNAPSHOT_AFTER, |c| c.config_snapshot_after);
     // A `SettingError`'s message already names its cause; `Error::msg` keeps
     // `{:#}` from printing the cause a second time.
     let tls = args.tls_identity().map_err(anyhow::Error::msg)?;
@@ -227,7 +230,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
             }
         });
         tasks.spawn({
-            let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(args.config_snapshot_after);
+            let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(snapshot_after);
             let (pool, shutdown, after, every) =
                 (pool.clone(), shutdown.clone(), d.auto_disable_after, d.auto_disable_interval);
             let ready = schema_ready.clone();
@@ -257,7 +260,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
                 "portal links are signed with a random key of this process: they stop working when it restarts (set HOOKLINE_MASTER_KEY or HOOKLINE_OPERATOR_TOKEN)"
             );
         }
-        let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(args.config_snapshot_after);
+        let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(snapshot_after);
         tasks.spawn({
             let (commands, shutdown) = (commands.clone(), shutdown.clone());
             async move {
