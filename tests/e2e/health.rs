@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use hookline_e2e::{HooklineProc, Receiver, eventually, free_port, http_get};
+use hookline_e2e::{HooklineProc, Receiver, eventually, http_get};
 use hookline_proto::subscriptions::v1::{PayloadLayout, Plan};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -133,7 +133,7 @@ struct PostgresLink {
 
 impl PostgresLink {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port())).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let open = Arc::new(AtomicBool::new(true));
         let (cut, _) = tokio::sync::watch::channel(0u64);

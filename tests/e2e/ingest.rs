@@ -231,7 +231,7 @@ async fn bursts_over_the_tenant_rate_are_refused_or_delayed_never_dropped() {
     assert_eq!(s.events_stored().await, before + 300);
 }
 
-/// Issue 7's publisher burst at full size: 100,000 events in 10 s to one
+/// A publisher's burst at full size: 100,000 events in 10 s to one
 /// tenant (200 batches of 500, one every 50 ms, each sent on its tick
 /// whatever the previous one is doing). Each batch is accepted with an id per
 /// event or refused whole with RESOURCE_EXHAUSTED; the stream then holds
@@ -302,7 +302,7 @@ async fn a_burst_of_100000_events_in_10_s_is_accepted_or_refused_never_dropped()
 /// 100 batches of 500 at once, no rate limit: each batch publishes all its
 /// events before awaiting their acks, and the NATS client bounds acks in
 /// flight (5,000 by default). Batches holding part of that bound while
-/// waiting for the rest used to deadlock; every batch must now complete.
+/// waiting for the rest must not deadlock: every batch completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_full_batches_all_complete() {
     let s = stack_with(&[("HOOKLINE_TENANT_RATE", "0")]).await;

@@ -1,4 +1,4 @@
-//! Issue 17: per-endpoint limits across delivery replicas. The cap, the
+//! Per-endpoint limits across delivery replicas. The cap, the
 //! breaker and the rate limit live in each delivery process's memory (a
 //! shared counter would put a network round trip in front of every
 //! attempt), so N delivery processes let an endpoint get up to N times its

@@ -555,10 +555,9 @@ async fn list_range(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_date_range_lists_exactly_the_deliveries_created_in_it_on_every_page() {
     let s = stack_with(&log_stack()).await;
-    let mut subs = s.hookline.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
-    let (ep, _) = endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let mut c = s.delivery_client().await;
     publish_n(&s, "acme", 3).await;
     let earlier = settled(&mut c, "acme", &ep, 3).await;

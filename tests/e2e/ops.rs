@@ -259,8 +259,7 @@ async fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus() {
     let s = split(&[("HOOKLINE_RETRY_SCHEDULE", "0s,1s")]).await;
     let Split { subscriptions, ingest, delivery, .. } = &s;
 
-    let dir = std::env::temp_dir().join(format!("hookline-prom-{}", hookline_e2e::free_port()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = hookline_e2e::temp_dir("hookline-prom");
     let port = hookline_e2e::free_port();
     let targets: Vec<String> =
         [&subscriptions, &ingest, &delivery].iter().map(|p| format!("\"{}\"", p.http_addr())).collect();

@@ -235,9 +235,9 @@ async fn secrets_are_sealed_in_the_nats_store_and_absent_from_postgres() {
     assert_eq!(resealed["endpoints"], 1);
     let config = read_subject_raw(&s.nats, "HOOKLINE_CONFIG", "hookline.config.acme").await;
     let last = config.last().unwrap();
-    let k2_id = {
+    let k2_id: String = {
         use sha2::Digest;
-        format!("{:x}", sha2::Sha256::digest([2u8; 32]))[..8].to_owned()
+        sha2::Sha256::digest([2u8; 32])[..4].iter().map(|b| format!("{b:02x}")).collect()
     };
     assert!(
         last.contains(&format!("sealed:v1:{k2_id}:")),

@@ -179,7 +179,7 @@ async fn bad_tls_settings_stop_start_up_with_the_key_named() {
     }
 }
 
-/// Issue 5: HTTP/2 where the receiver offers it. Deliveries to an `https://`
+/// HTTP/2 where the receiver offers it. Deliveries to an `https://`
 /// receiver offering `h2` by ALPN go over HTTP/2, to one offering only
 /// `http/1.1` over HTTP/1.1, and both verify. On Linux the platform verifier
 /// takes extra roots from `SSL_CERT_FILE`, which is how delivery trusts the

@@ -33,7 +33,7 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 pub use bytes::Bytes;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use hookline_proto::{
     ingest::v1::ingest_service_client::IngestServiceClient,
     subscriptions::v1::subscription_service_client::SubscriptionServiceClient,

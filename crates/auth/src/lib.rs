@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookline_domain::ids::TenantId;
-use sha2::{Digest, Sha256};
 use tonic::{Request, Status, metadata::MetadataMap};
 
 use hookline_tenants::Directory;
@@ -41,7 +40,7 @@ pub fn generate_key() -> (String, String) {
 }
 
 pub fn hash(token: &str) -> String {
-    format!("{:x}", Sha256::digest(token.as_bytes()))
+    hookline_domain::signing::sha256_hex(token.as_bytes())
 }
 
 /// The tonic interceptor; also usable directly.

@@ -21,7 +21,7 @@
 //! behind TLS; the CSRF token, not SameSite, is what protects their forms.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use hookline_domain::ids::TenantId;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;

@@ -18,7 +18,6 @@ use hookline_store::{
     projector::Projection,
     queries::{self, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, JobRow, Stats},
 };
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -132,7 +131,7 @@ impl DeliveryApi {
         };
         let event = replay::load_event(&self.js, &row).await?;
         let body = layout::render(&event, sent.layout);
-        if format!("{:x}", Sha256::digest(&body)) != sent.body_sha256 {
+        if hookline_domain::signing::sha256_hex(&body) != sent.body_sha256 {
             return Err(Error::PayloadChanged(row.id.clone()));
         }
         Ok(pb::RawRequest {

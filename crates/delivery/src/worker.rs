@@ -30,7 +30,6 @@ use hookline_telemetry::{
 };
 use hookline_tenants::{Commands, Directory};
 use rand::RngExt;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -101,7 +100,7 @@ impl Worker {
     pub fn attempts_in_fan_out(&self, endpoint: &EndpointConfig) -> bool {
         endpoint.enabled
             && self.attempts.available_permits() > 0
-            && self.guard.fast(&endpoint.id, FAN_OUT_ATTEMPT_MAX_LATENCY)
+            && self.guard.answers_within(&endpoint.id, FAN_OUT_ATTEMPT_MAX_LATENCY)
     }
 }
 
@@ -156,13 +155,25 @@ async fn breaker_gauge(guard: Guard, shutdown: CancellationToken) {
 
 const BREAKER_GAUGE_EVERY: Duration = Duration::from_secs(1);
 
+/// How a task whose successor is stored is acked.
+#[derive(Clone, Copy)]
+enum Ack {
+    /// Fire and forget: a lost ack costs one repeated attempt.
+    Plain,
+    /// Confirmed by the server before the task counts as settled.
+    Confirmed,
+}
+
 /// Ack a task whose successor (its outcome and next task, or its parked
-/// copy) is stored, with the server's confirmation when `confirm`; hand it
-/// back for 1 s when storing failed.
-async fn settle(msg: Message, stored: Result<(), NotStored>, confirm: bool) {
+/// copy) is stored, the way `ack` says; hand it back for 1 s when storing
+/// failed.
+async fn settle(msg: Message, stored: Result<(), NotStored>, ack: Ack) {
     match stored {
         Ok(()) => {
-            let acked = if confirm { msg.double_ack().await } else { msg.ack().await };
+            let acked = match ack {
+                Ack::Plain => msg.ack().await,
+                Ack::Confirmed => msg.double_ack().await,
+            };
             if let Err(e) = acked {
                 tracing::warn!(error = %e, "workers: ack failed; the task may be attempted again");
             }
@@ -286,7 +297,7 @@ impl Worker {
         // Past the archive age: recorded as failed, never sent late.
         if expired(&task.event, self.settings.archive_after) {
             let stored = self.conclude(&task, Attempted::Expired, &trace).instrument(span).await;
-            settle(msg, stored, false).await;
+            settle(msg, stored, Ack::Plain).await;
             return;
         }
         let endpoint = self.endpoint(&task).await;
@@ -312,7 +323,7 @@ impl Worker {
         // so a lost ack costs one repeated attempt, not a round trip per
         // delivery. A graceful stop flushes the connection.
         let stored = self.conclude(&task, attempted, &trace).instrument(span).await;
-        settle(msg, stored, false).await;
+        settle(msg, stored, Ack::Plain).await;
     }
 
     /// Fan-out's first attempt at a fast endpoint: made in one of its slots
@@ -400,7 +411,7 @@ impl Worker {
         .await;
         // Confirmed by the server: a crash right after parking must not
         // leave the task both parked and due here (two attempts).
-        settle(msg, stored, true).await;
+        settle(msg, stored, Ack::Confirmed).await;
     }
 
     /// The body's digest, and the attempt itself: everything it needs is
@@ -413,7 +424,7 @@ impl Worker {
         trace: &TraceParent,
     ) -> (String, futures_util::future::BoxFuture<'static, TimedResult>) {
         let body = layout::render(&task.event, ep.layout);
-        let body_sha256 = format!("{:x}", Sha256::digest(&body));
+        let body_sha256 = hookline_domain::signing::sha256_hex(&body);
         let (ep, attempts, http) = (ep.clone(), self.attempts.clone(), self.http.clone());
         let mailer = self.settings.mailer.clone();
         let target = self.targets.get(ep.url.as_str(), &self.settings.address_policy);

@@ -12,7 +12,6 @@ use chacha20poly1305::{
     ChaCha20Poly1305, Key, Nonce,
     aead::{Aead, KeyInit},
 };
-use sha2::{Digest, Sha256};
 
 const PREFIX: &str = "sealed:v1:";
 
@@ -34,7 +33,7 @@ impl Keyring {
             if bytes.len() != 32 {
                 return Err(KeyError::Length { setting, key });
             }
-            let id = format!("{:x}", Sha256::digest(&bytes))[..8].to_owned();
+            let id = crate::signing::sha256_hex(&bytes)[..8].to_owned();
             keys.push(SealKey { id, cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)) });
         }
         Ok(Self(keys))

@@ -1,8 +1,9 @@
-//! Standard Webhooks signatures: `v1,` + base64(HMAC-SHA256(key, "id.timestamp.body")).
+//! Standard Webhooks signatures: `v1,` + base64(HMAC-SHA256(key, "id.timestamp.body")),
+//! and the hex SHA-256 digest that names a body or a token.
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
 
 use crate::endpoint::SigningSecret;
 
@@ -26,6 +27,17 @@ pub fn signature_header<'a>(
     body: &[u8],
 ) -> String {
     secrets.into_iter().map(|s| sign(s, msg_id, timestamp, body)).collect::<Vec<_>>().join(" ")
+}
+
+/// The SHA-256 digest of `bytes` in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(bytes) {
+        hex.push(DIGITS[usize::from(b >> 4)] as char);
+        hex.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    hex
 }
 
 /// Check a `webhook-signature` header against a secret (constant time per entry).
@@ -53,6 +65,12 @@ mod tests {
         assert!(verify(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, &sig));
         assert!(!verify(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, body, &sig));
         assert!(!verify(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b"{}", &sig));
+    }
+
+    /// FIPS 180-2's one-block example.
+    #[test]
+    fn sha256_hex_is_the_lower_case_digest() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

@@ -279,6 +279,24 @@ pub fn mask_url(url: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `hookline <role> --help` shows, and clap accepts, exactly these.
+    #[test]
+    fn each_role_takes_only_the_settings_of_the_parts_it_runs() {
+        let takes = |role: Role, prefix: &str| role_env(role).iter().any(|e| e.starts_with(prefix));
+        let smtp = "HOOKLINE_SMTP_";
+        let (history, rate, allow) =
+            ("HOOKLINE_CONFIG_SNAPSHOT_AFTER", "HOOKLINE_TENANT_RATE", "HOOKLINE_DELIVERY_ALLOW_CIDRS");
+        assert!(!takes(Role::Ingest, smtp) && !takes(Role::Ingest, history) && !takes(Role::Ingest, allow));
+        assert!(takes(Role::Ingest, rate) && takes(Role::Ingest, "HOOKLINE_NATS_URL"));
+        assert!(!takes(Role::Subscriptions, smtp) && !takes(Role::Subscriptions, rate));
+        assert!(takes(Role::Subscriptions, history) && takes(Role::Subscriptions, allow));
+        assert!(takes(Role::Delivery, smtp) && takes(Role::Delivery, history) && !takes(Role::Delivery, rate));
+        assert!(!takes(Role::Delivery, "HOOKLINE_CONSOLE_"));
+        for part in [smtp, history, rate, allow, "HOOKLINE_CONSOLE_"] {
+            assert!(takes(Role::Dev, part), "dev runs every part, so it takes {part}");
+        }
+    }
+
     #[test]
     fn masks_passwords_only() {
         assert_eq!(mask_url("postgres://app:s3cret@db:5432/hookline"), "postgres://app:********@db:5432/hookline");

@@ -64,14 +64,23 @@ impl std::fmt::Display for NotReady {
 
 impl std::error::Error for NotReady {}
 
+/// What a service needs to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// NATS only (ingest, subscriptions).
+    Nats,
+    /// NATS and Postgres (the delivery log).
+    NatsAndPostgres,
+}
+
 impl State {
-    /// Whether a service can serve; `uses_postgres` for one that reads Postgres.
-    pub fn check(&self, uses_postgres: bool) -> Result<(), NotReady> {
+    /// Whether a service that needs `needs` can serve.
+    pub fn check(&self, needs: Needs) -> Result<(), NotReady> {
         match self.phase {
             Phase::Starting => Err(NotReady::Starting),
             Phase::Draining => Err(NotReady::Draining),
             Phase::Running if !self.nats_connected => Err(NotReady::NatsDisconnected),
-            Phase::Running if uses_postgres && self.postgres_answers != Some(true) => {
+            Phase::Running if needs == Needs::NatsAndPostgres && self.postgres_answers != Some(true) => {
                 Err(NotReady::PostgresUnreachable)
             }
             Phase::Running => Ok(()),
@@ -80,7 +89,7 @@ impl State {
 
     /// The whole process: everything it runs (what `/readyz` and `""` answer).
     pub fn overall(&self) -> Result<(), NotReady> {
-        self.check(self.postgres_answers.is_some())
+        self.check(if self.postgres_answers.is_some() { Needs::NatsAndPostgres } else { Needs::Nats })
     }
 }
 
@@ -106,7 +115,7 @@ pub struct Readiness {
 struct Health {
     reporter: HealthReporter,
     /// gRPC service names and whether each reads Postgres.
-    services: Vec<(&'static str, bool)>,
+    services: Vec<(&'static str, Needs)>,
 }
 
 impl Readiness {
@@ -133,8 +142,8 @@ impl Readiness {
     }
 
     /// Report the gRPC service `S` on health from now on.
-    pub async fn register<S: NamedService>(&self, uses_postgres: bool) {
-        self.health.lock().await.services.push((S::NAME, uses_postgres));
+    pub async fn register<S: NamedService>(&self, needs: Needs) {
+        self.health.lock().await.services.push((S::NAME, needs));
         self.publish().await;
     }
 
@@ -198,8 +207,8 @@ impl Readiness {
         let health = self.health.lock().await;
         let state = self.state();
         health.reporter.set_service_status("", status(state.overall())).await;
-        for (name, uses_postgres) in &health.services {
-            health.reporter.set_service_status(*name, status(state.check(*uses_postgres))).await;
+        for (name, needs) in &health.services {
+            health.reporter.set_service_status(*name, status(state.check(*needs))).await;
         }
     }
 }
@@ -215,16 +224,19 @@ mod tests {
     #[test]
     fn nats_down_stops_every_service_postgres_down_only_those_that_read_it() {
         let all_up = running(true, Some(true));
-        assert_eq!((all_up.check(false), all_up.check(true), all_up.overall()), (Ok(()), Ok(()), Ok(())));
+        assert_eq!(
+            (all_up.check(Needs::Nats), all_up.check(Needs::NatsAndPostgres), all_up.overall()),
+            (Ok(()), Ok(()), Ok(()))
+        );
 
         let nats_down = running(false, Some(true));
-        assert_eq!(nats_down.check(false), Err(NotReady::NatsDisconnected));
-        assert_eq!(nats_down.check(true), Err(NotReady::NatsDisconnected));
+        assert_eq!(nats_down.check(Needs::Nats), Err(NotReady::NatsDisconnected));
+        assert_eq!(nats_down.check(Needs::NatsAndPostgres), Err(NotReady::NatsDisconnected));
         assert_eq!(nats_down.overall(), Err(NotReady::NatsDisconnected));
 
         let postgres_down = running(true, Some(false));
-        assert_eq!(postgres_down.check(false), Ok(()), "ingest and subscriptions do not read Postgres");
-        assert_eq!(postgres_down.check(true), Err(NotReady::PostgresUnreachable));
+        assert_eq!(postgres_down.check(Needs::Nats), Ok(()), "ingest and subscriptions do not read Postgres");
+        assert_eq!(postgres_down.check(Needs::NatsAndPostgres), Err(NotReady::PostgresUnreachable));
         assert_eq!(postgres_down.overall(), Err(NotReady::PostgresUnreachable));
 
         let no_postgres = running(true, None);
@@ -236,7 +248,10 @@ mod tests {
         for phase in [Phase::Starting, Phase::Draining] {
             let s = State { phase, nats_connected: true, postgres_answers: Some(true) };
             let why = if phase == Phase::Starting { NotReady::Starting } else { NotReady::Draining };
-            assert_eq!((s.check(false), s.check(true), s.overall()), (Err(why), Err(why), Err(why)));
+            assert_eq!(
+                (s.check(Needs::Nats), s.check(Needs::NatsAndPostgres), s.overall()),
+                (Err(why), Err(why), Err(why))
+            );
         }
         assert_eq!(NotReady::Draining.to_string(), "draining");
         assert_eq!(status(Err(NotReady::NatsDisconnected)), ServingStatus::NotServing);

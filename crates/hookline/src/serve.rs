@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    readiness::Readiness,
+    readiness::{Needs, Readiness},
     settings::{OperatorAuth, RoleSettings},
 };
 
@@ -63,7 +63,10 @@ pub async fn shutdown_signal() {
 /// Run `role` with its settings: `settings` carries a group exactly when
 /// the role runs the part that reads it (see `crate::settings`).
 pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let RoleSettings { common: args, address, delivery: delivery_args, ingest, console } = settings;
+    let RoleSettings { common: args, address, config_history, delivery: delivery_args, ingest, console } = settings;
+    // Only the roles that write config events (subscriptions, delivery) take it.
+    let snapshot_after =
+        config_history.map_or(hookline_tenants::commands::DEFAULT_SNAPSHOT_AFTER, |c| c.config_snapshot_after);
     // A `SettingError`'s message already names its cause; `Error::msg` keeps
     // `{:#}` from printing the cause a second time.
     let tls = args.tls_identity().map_err(anyhow::Error::msg)?;
@@ -227,7 +230,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
             }
         });
         tasks.spawn({
-            let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(args.config_snapshot_after);
+            let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(snapshot_after);
             let (pool, shutdown, after, every) =
                 (pool.clone(), shutdown.clone(), d.auto_disable_after, d.auto_disable_interval);
             let ready = schema_ready.clone();
@@ -245,7 +248,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
     if let Some(pool) = &pool {
         let api = DeliveryApi::new(pool.clone(), js.clone(), args.archive_after, directory.clone());
         grpc = grpc.add_service(DeliveryServiceServer::with_interceptor(api, authenticator.clone()));
-        readiness.register::<DeliveryServiceServer<DeliveryApi>>(true).await;
+        readiness.register::<DeliveryServiceServer<DeliveryApi>>(Needs::NatsAndPostgres).await;
     }
     if role.has(Role::Subscriptions)
         && let Some(address) = &address
@@ -257,7 +260,7 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
                 "portal links are signed with a random key of this process: they stop working when it restarts (set HOOKLINE_MASTER_KEY or HOOKLINE_OPERATOR_TOKEN)"
             );
         }
-        let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(args.config_snapshot_after);
+        let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(snapshot_after);
         tasks.spawn({
             let (commands, shutdown) = (commands.clone(), shutdown.clone());
             async move {
@@ -268,14 +271,14 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
         tasks.spawn(finish_deletions(commands.clone(), shutdown.clone()));
         let api = SubscriptionsApi::new(commands, directory.clone(), policy, dns, portal);
         grpc = grpc.add_service(SubscriptionServiceServer::with_interceptor(api, authenticator.clone()));
-        readiness.register::<SubscriptionServiceServer<SubscriptionsApi>>(false).await;
+        readiness.register::<SubscriptionServiceServer<SubscriptionsApi>>(Needs::Nats).await;
     }
     if let Some(tenant_rate) = tenant_rate {
         let appender = Appender::new(js.clone(), directory.clone());
         let limiter = hookline_ingest::limit::TenantLimiter::new(tenant_rate);
         let api = IngestApi::new(appender.clone(), limiter.clone());
         grpc = grpc.add_service(IngestServiceServer::with_interceptor(api, authenticator.clone()));
-        readiness.register::<IngestServiceServer<IngestApi>>(false).await;
+        readiness.register::<IngestServiceServer<IngestApi>>(Needs::Nats).await;
         tasks.spawn({
             let (limiter, shutdown) = (limiter.clone(), shutdown.clone());
             async move {

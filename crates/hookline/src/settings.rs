@@ -12,6 +12,7 @@
 //! | [`CommonArgs`]     |  x  |   x    |       x       |    x     |
 //! | [`IngestArgs`]     |  x  |   x    |               |          |
 //! | [`AddressArgs`]    |  x  |        |       x       |    x     |
+//! | [`ConfigHistoryArgs`] | x |       |       x       |    x     |
 //! | [`DeliveryArgs`]   |  x  |        |               |    x     |
 //! | [`ConsoleArgs`]    |  x  |        |               |          |
 //!
@@ -260,6 +261,13 @@ pub struct CommonArgs {
     /// `/readyz` stay open for orchestrators' probes.
     #[arg(long, env = "HOOKLINE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+}
+
+/// How the roles that write config events (subscriptions for the API,
+/// delivery when it disables an endpoint) keep the config stream short.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Config history settings (subscriptions, delivery)")]
+pub struct ConfigHistoryArgs {
     /// Compact a tenant's config history once a change leaves it with this
     /// many events since its last snapshot: one `tenant.snapshot` event
     /// replaces the events before it, which are purged from HOOKLINE_CONFIG,
@@ -504,6 +512,8 @@ pub struct SubscriptionsRole {
     pub common: CommonArgs,
     #[command(flatten)]
     pub address: AddressArgs,
+    #[command(flatten)]
+    pub config_history: ConfigHistoryArgs,
 }
 
 /// `hookline delivery` (the service; its log verbs take client settings).
@@ -513,6 +523,8 @@ pub struct DeliveryRole {
     pub common: CommonArgs,
     #[command(flatten)]
     pub address: AddressArgs,
+    #[command(flatten)]
+    pub config_history: ConfigHistoryArgs,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
 }
@@ -525,6 +537,8 @@ pub struct ServiceArgs {
     pub common: CommonArgs,
     #[command(flatten)]
     pub address: AddressArgs,
+    #[command(flatten)]
+    pub config_history: ConfigHistoryArgs,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
     #[command(flatten)]
@@ -539,6 +553,7 @@ pub struct ServiceArgs {
 pub struct RoleSettings {
     pub common: CommonArgs,
     pub address: Option<AddressArgs>,
+    pub config_history: Option<ConfigHistoryArgs>,
     pub delivery: Option<DeliveryArgs>,
     pub ingest: Option<IngestArgs>,
     pub console: Option<ConsoleArgs>,
@@ -549,6 +564,7 @@ impl From<ServiceArgs> for RoleSettings {
         Self {
             common: a.common,
             address: Some(a.address),
+            config_history: Some(a.config_history),
             delivery: Some(a.delivery),
             ingest: Some(a.ingest),
             console: Some(a.console),
@@ -558,19 +574,40 @@ impl From<ServiceArgs> for RoleSettings {
 
 impl From<IngestRole> for RoleSettings {
     fn from(a: IngestRole) -> Self {
-        Self { common: a.common, address: None, delivery: None, ingest: Some(a.ingest), console: None }
+        Self {
+            common: a.common,
+            address: None,
+            config_history: None,
+            delivery: None,
+            ingest: Some(a.ingest),
+            console: None,
+        }
     }
 }
 
 impl From<SubscriptionsRole> for RoleSettings {
     fn from(a: SubscriptionsRole) -> Self {
-        Self { common: a.common, address: Some(a.address), delivery: None, ingest: None, console: None }
+        Self {
+            common: a.common,
+            address: Some(a.address),
+            config_history: Some(a.config_history),
+            delivery: None,
+            ingest: None,
+            console: None,
+        }
     }
 }
 
 impl From<DeliveryRole> for RoleSettings {
     fn from(a: DeliveryRole) -> Self {
-        Self { common: a.common, address: Some(a.address), delivery: Some(a.delivery), ingest: None, console: None }
+        Self {
+            common: a.common,
+            address: Some(a.address),
+            config_history: Some(a.config_history),
+            delivery: Some(a.delivery),
+            ingest: None,
+            console: None,
+        }
     }
 }
 

@@ -342,22 +342,19 @@ pub struct TenantPage {
 async fn follow(js: Context, tenants: Tenants, tx: watch::Sender<u64>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         let start = *tx.borrow() + 1;
-        let consumer = match js.get_stream(CONFIG_STREAM).await {
-            Ok(stream) => stream
+        let messages = async {
+            let consumer = js
+                .get_stream(CONFIG_STREAM)
+                .await?
                 .create_consumer(OrderedConfig {
                     filter_subject: hookline_bus::CONFIG_ALL.into(),
                     deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
                     ..Default::default()
                 })
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+                .await?;
+            Ok::<_, hookline_bus::Source>(consumer.messages().await?)
         };
-        let messages = match consumer {
-            Ok(c) => c.messages().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        let mut messages = match messages {
+        let mut messages = match messages.await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "config follower: cannot consume; retrying");

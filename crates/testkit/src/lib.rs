@@ -5,7 +5,7 @@
 //! # Layout
 //! * [`free_port`], [`temp_dir`], [`tail`], [`eventually`]: small helpers.
 //! * [`find_hookline_bin`], [`hookline_command`]: the `hookline` binary under test.
-//! * [`nats`]: [`NatsServer`], a private `nats-server -js` on a free port.
+//! * [`nats`]: [`NatsServer`], a private `nats-server -js` on a port it binds itself.
 //! * [`cluster`]: [`cluster::NatsCluster`], three routed nodes on loopback.
 //! * [`db`]: [`TestDb`], a scratch database on Postgres, dropped afterwards.
 //!
@@ -31,7 +31,8 @@ pub use nats::{NatsServer, nats_server_bin};
 // ---------------------------------------------------------------- helpers
 
 /// A loopback port nobody listens on right now (bind :0, read, release), for
-/// processes that need their address before they start.
+/// peers that must be told their address before they start (cluster routes,
+/// chromedriver); whatever can bind port 0 and report it does that instead.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("binding 127.0.0.1:0").port()
 }

