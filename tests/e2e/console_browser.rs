@@ -45,6 +45,12 @@ async fn create_tenant(s: &Stack, id: &str, plan: Plan, on: bool) {
         .unwrap();
 }
 
+/// An endpoint of `tenant` posting to `url`, created as the operator; its id.
+async fn create_endpoint(s: &Stack, tenant: &str, url: String) -> String {
+    let request = spb::CreateEndpointRequest { tenant_id: tenant.into(), url, ..Default::default() };
+    s.hookline.subscriptions_client().await.create_endpoint(op(request)).await.unwrap().into_inner().id
+}
+
 async fn get_tenant(s: &Stack, id: &str) -> spb::Tenant {
     let mut c = s.hookline.subscriptions_client().await;
     c.get_tenant(op(spb::GetTenantRequest { tenant_id: id.into() })).await.unwrap().into_inner()
@@ -267,16 +273,7 @@ async fn the_plan_limit_disables_the_plus_with_its_reason_and_field_errors_show_
     create_tenant(&s, "full", Plan::Basic, true).await;
     create_tenant(&s, "room", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
-    s.hookline
-        .subscriptions_client()
-        .await
-        .create_endpoint(op(spb::CreateEndpointRequest {
-            tenant_id: "full".into(),
-            url: receiver.url(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    create_endpoint(&s, "full", receiver.url()).await;
     let b = Browser::start().await.unwrap();
     sign_in_as_operator(&b, &console).await;
 
@@ -392,19 +389,7 @@ async fn forms_without_the_csrf_token_are_refused_and_event_data_renders_as_text
         }))
         .await
         .unwrap();
-    let ep = s
-        .hookline
-        .subscriptions_client()
-        .await
-        .create_endpoint(op(spb::CreateEndpointRequest {
-            tenant_id: "acme".into(),
-            url: receiver.url(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let ep = create_endpoint(&s, "acme", receiver.url()).await;
     const SCRIPT: &str = "<script>alert(1)</script>";
     const IMG: &str = r#""><img src=x onerror=alert(1)>"#;
     let mut event = fresh("customer.created");
@@ -585,19 +570,7 @@ async fn two_tenants_with_a_delivery(s: &Stack, receiver: &Receiver) -> [(String
     let mut out = Vec::new();
     for t in ["alpha", "beta"] {
         create_tenant(s, t, Plan::Basic, true).await;
-        let ep = s
-            .hookline
-            .subscriptions_client()
-            .await
-            .create_endpoint(op(spb::CreateEndpointRequest {
-                tenant_id: t.into(),
-                url: receiver.url(),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .id;
+        let ep = create_endpoint(s, t, receiver.url()).await;
         publish(s, t, &fresh("customer.created")).await;
         let log = DeliveryServiceClient::new(s.hookline.channel().await);
         let delivery = eventually(Duration::from_secs(20), "the delivery in the log", || {
@@ -944,19 +917,7 @@ async fn the_secret_shows_when_revealed_rotates_with_a_grace_period_and_a_disabl
     let (s, console) = console(&[]).await;
     create_tenant(&s, "acme", Plan::Professional, true).await;
     let receiver = Receiver::start().await;
-    let ep = s
-        .hookline
-        .subscriptions_client()
-        .await
-        .create_endpoint(op(spb::CreateEndpointRequest {
-            tenant_id: "acme".into(),
-            url: receiver.url(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let ep = create_endpoint(&s, "acme", receiver.url()).await;
     let old = signing_secret(&s, "acme", &ep).await;
     let b = Browser::start().await.unwrap();
     sign_in_as_operator(&b, &console).await;
@@ -1029,19 +990,7 @@ async fn the_log_pages_newest_first_and_filters_by_status_event_type_and_date_ra
     let (s, console) = console(&[]).await;
     create_tenant(&s, "acme", Plan::Professional, true).await;
     let receiver = Receiver::start().await;
-    let ep = s
-        .hookline
-        .subscriptions_client()
-        .await
-        .create_endpoint(op(spb::CreateEndpointRequest {
-            tenant_id: "acme".into(),
-            url: receiver.url(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let ep = create_endpoint(&s, "acme", receiver.url()).await;
     // 26 accepted customer.created, then 2 customer.deleted the receiver refuses.
     for _ in 0..26 {
         publish(&s, "acme", &fresh("customer.created")).await;

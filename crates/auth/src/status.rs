@@ -256,9 +256,40 @@ impl From<&hookline_tenants::Error> for Refusal {
     }
 }
 
+/// The code's name as the gRPC spec spells it (`doc/statuscodes.md`).
+pub fn code_name(code: Code) -> &'static str {
+    use Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_are_spelled_as_in_the_grpc_spec() {
+        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
+        assert_eq!(code_name(Code::from(8)), "RESOURCE_EXHAUSTED");
+        assert_eq!(code_name(Code::from(99)), "UNKNOWN");
+    }
 
     #[test]
     fn a_bad_field_becomes_a_violation_with_its_path_and_the_same_message() {
@@ -303,18 +334,6 @@ mod tests {
         let info = status.get_details_error_info().unwrap();
         assert_eq!(info.reason, "PLAN_LIMIT_REACHED");
         assert_eq!((info.metadata["plan"].as_str(), info.metadata["limit"].as_str()), ("basic", "1"));
-    }
-
-    /// `FailedPrecondition` as the gRPC spec writes it: `FAILED_PRECONDITION`.
-    fn code_name(code: Code) -> String {
-        let mut out = String::new();
-        for (i, c) in format!("{code:?}").chars().enumerate() {
-            if c.is_uppercase() && i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_uppercase());
-        }
-        out
     }
 
     #[test]

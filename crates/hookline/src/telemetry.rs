@@ -75,7 +75,7 @@ where
                 .get_or_create(&labels([
                     ("grpc_service", service),
                     ("grpc_method", method),
-                    ("grpc_code", grpc_code_name(code)),
+                    ("grpc_code", hookline_auth::status::code_name(code)),
                 ]))
                 .inc();
             m.grpc_duration
@@ -88,30 +88,6 @@ where
 
 /// Label value for requests whose path names no served method.
 pub const UNKNOWN: &str = "unknown";
-
-/// The code's name as the gRPC spec spells it (`doc/statuscodes.md`).
-pub fn grpc_code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code as C;
-    match code {
-        C::Ok => "OK",
-        C::Cancelled => "CANCELLED",
-        C::Unknown => "UNKNOWN",
-        C::InvalidArgument => "INVALID_ARGUMENT",
-        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        C::NotFound => "NOT_FOUND",
-        C::AlreadyExists => "ALREADY_EXISTS",
-        C::PermissionDenied => "PERMISSION_DENIED",
-        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        C::FailedPrecondition => "FAILED_PRECONDITION",
-        C::Aborted => "ABORTED",
-        C::OutOfRange => "OUT_OF_RANGE",
-        C::Unimplemented => "UNIMPLEMENTED",
-        C::Internal => "INTERNAL",
-        C::Unavailable => "UNAVAILABLE",
-        C::DataLoss => "DATA_LOSS",
-        C::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
 
 /// Every method of the services this binary can serve: Hookline's own,
 /// gRPC health and reflection (both versions), by request path.
@@ -220,12 +196,5 @@ mod tests {
         for path in ["/hookline.ingest.v1.IngestService/Nope", "/x/y", "/", "/hookline.ingest.v1.IngestService/"] {
             assert_eq!(m.labels(path), (UNKNOWN, UNKNOWN), "{path}");
         }
-    }
-
-    #[test]
-    fn codes_are_spelled_as_in_the_grpc_spec() {
-        assert_eq!(grpc_code_name(tonic::Code::NotFound), "NOT_FOUND");
-        assert_eq!(grpc_code_name(tonic::Code::from(8)), "RESOURCE_EXHAUSTED");
-        assert_eq!(grpc_code_name(tonic::Code::from(99)), "UNKNOWN");
     }
 }

@@ -76,7 +76,7 @@ impl From<tonic::Status> for Refused {
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}", self.message, code_name(self.code))?;
+        write!(f, "{} ({}", self.message, hookline_auth::status::code_name(self.code))?;
         if let Some(reason) = &self.reason {
             write!(f, ", {reason}")?;
         }
@@ -101,18 +101,6 @@ pub struct Unreachable {
     pub setting: &'static str,
     #[source]
     pub source: tonic::transport::Error,
-}
-
-/// `FailedPrecondition` as the gRPC spec writes it: `FAILED_PRECONDITION`.
-pub fn code_name(code: Code) -> String {
-    let mut out = String::new();
-    for (i, c) in format!("{code:?}").chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
 }
 
 fn round_ms(d: Duration) -> Duration {
@@ -151,7 +139,7 @@ pub fn to_json(e: &anyhow::Error) -> Value {
     };
     let metadata: serde_json::Map<String, Value> = r.metadata.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     json!({"error": {
-        "code": code_name(r.code),
+        "code": hookline_auth::status::code_name(r.code),
         "reason": r.reason,
         "domain": r.reason.as_ref().map(|_| "hookline"),
         "message": r.message,
