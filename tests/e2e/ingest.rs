@@ -352,8 +352,8 @@ async fn limiter_keys(http_url: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unknown_tenant_ids_leaves_the_limiter_and_memory_flat() {
     use futures_util::StreamExt;
-    const GRPC: usize = 50_000;
-    const NATS: usize = 50_000;
+    const GRPC: usize = 20_000;
+    const NATS: usize = 20_000;
     let s = stack_with(&[
         ("HOOKLINE_TENANT_RATE", "10"),
         ("HOOKLINE_TENANT_BURST", "20"),
