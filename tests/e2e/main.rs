@@ -3,6 +3,7 @@
 //! the real `hookline` binary, and loopback HTTP receivers.
 
 mod auth;
+mod catalog;
 mod cluster;
 mod common;
 mod compaction;

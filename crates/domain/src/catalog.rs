@@ -1,7 +1,9 @@
 //! The event type catalog as the product presents it: each type's group
 //! and its description. Pages group the twelve types under the product's
 //! three headings and show each with the product's own description. (The
-//! example data of each type is [`crate::event_type::example`].)
+//! example data of each type is [`crate::event_type::example`].) The API's
+//! `ListEventTypes` serves the same catalog, with each type's JSON Schema and
+//! a whole example event, so producers and receivers read it from one place.
 
 use crate::event_type::EventType;
 
@@ -64,6 +66,12 @@ pub fn description(t: EventType) -> &'static str {
         CustomerUpdated => "A customer was updated.",
         CustomerDeleted => "A customer was deleted.",
     }
+}
+
+/// An example producer event of type `t`, whole (`{"type": ..., "data": ...}`),
+/// as a publisher sends it.
+pub fn example_event(t: EventType) -> serde_json::Value {
+    serde_json::json!({ "type": t.as_str(), "data": crate::event_type::example(t) })
 }
 
 #[cfg(test)]

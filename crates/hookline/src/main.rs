@@ -81,6 +81,14 @@ enum Command {
         #[command(subcommand)]
         cmd: cli::EndpointCmd,
     },
+    /// The event type catalog: each type's group, description, JSON Schema
+    /// and example event (`list`, `show <type>`).
+    EventType {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: cli::EventTypeCmd,
+    },
     /// Manage tenant API keys (operator only).
     ApiKey {
         #[command(flatten)]
@@ -298,6 +306,7 @@ async fn run(cli: Cli, file: config::SettingsFile, json_out: bool) -> std::proce
         }
         Command::Admin { client, cmd } => cli::admin(&client, cmd).await,
         Command::ApiKey { client, cmd } => cli::api_key(&client, cmd).await,
+        Command::EventType { client, cmd } => cli::event_type(&client, cmd).await,
         Command::Portal { client, cmd } => cli::portal(&client, cmd).await,
         Command::Config { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled before the runtime starts")

@@ -6,11 +6,11 @@ use hookline_auth::{
     portal::{PortalKeys, PortalLinkError, PortalToken},
 };
 use hookline_domain::{
-    FieldError,
+    FieldError, catalog,
     config::{Command, ConfigError, EndpointPatch, TenantState},
     endpoint::{self, AuthHeader, EndpointConfig, EndpointUrl, Layout, Plan, Secret, SigningSecret},
     event_type::EventType,
-    events::Email,
+    events::{Email, Payload},
     ids::{EndpointId, TenantId},
     ssrf::AddressPolicy,
 };
@@ -492,6 +492,24 @@ impl SubscriptionService for SubscriptionsApi {
         let r = self.commands.compact_all(min_events).await;
         tracing::info!(min_events, tenants = r.tenants, purged = r.purged, failed = r.failed, "config compacted");
         Ok(Response::new(pb::CompactConfigResponse { tenants: r.tenants, purged: r.purged, failed: r.failed }))
+    }
+
+    async fn list_event_types(
+        &self,
+        req: Request<pb::ListEventTypesRequest>,
+    ) -> Result<Response<pb::ListEventTypesResponse>, Status> {
+        auth::principal(&req)?;
+        let event_types = EventType::ALL
+            .into_iter()
+            .map(|t| pb::EventTypeInfo {
+                name: t.as_str().to_owned(),
+                group: catalog::group(t).title().to_owned(),
+                description: catalog::description(t).to_owned(),
+                json_schema: Payload::json_schema(t).to_string(),
+                example: catalog::example_event(t).to_string(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListEventTypesResponse { event_types }))
     }
 
     async fn list_tenants(

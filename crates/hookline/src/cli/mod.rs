@@ -16,6 +16,7 @@ mod api_key;
 mod delivery;
 mod endpoint;
 pub mod error;
+mod event_type;
 mod portal;
 mod publish;
 mod recover;
@@ -43,6 +44,7 @@ pub use self::{
     api_key::{ApiKeyCmd, api_key},
     delivery::{DeliveryCmd, delivery},
     endpoint::{EndpointCmd, endpoint},
+    event_type::{EventTypeCmd, event_type},
     portal::{PortalCmd, portal},
     publish::publish,
     stats::{WindowArg, stats},
