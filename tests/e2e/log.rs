@@ -586,3 +586,81 @@ async fn a_date_range_lists_exactly_the_deliveries_created_in_it_on_every_page()
         assert!(list_range(&mut c, &ep, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", page_size).await.is_empty());
     }
 }
+
+/// Every page of `tenant`'s whole log (no endpoint), `page_size` rows a page.
+async fn list_tenant(
+    c: &mut DeliveryServiceClient<Channel>,
+    tenant: &str,
+    states: &[DeliveryState],
+    page_size: u32,
+) -> Vec<dpb::Delivery> {
+    let (mut out, mut token) = (Vec::new(), String::new());
+    loop {
+        let request = ListDeliveriesRequest {
+            tenant_id: tenant.into(),
+            states: states.iter().map(|&s| s as i32).collect(),
+            page_token: token.clone(),
+            page_size,
+            ..Default::default()
+        };
+        let page = c.list_deliveries(request).await.unwrap().into_inner();
+        out.extend(page.deliveries);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_wide_list_shows_every_endpoints_deliveries_newest_first_and_the_failed_ones_alone() {
+    let s = stack_with(&log_stack()).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
+    s.create_tenant("other", Plan::Professional, true).await;
+    let ok = Receiver::start().await;
+    let refusing = Receiver::start().await;
+    refusing.set_default(404);
+    let (good, _) = s.create_endpoint("acme", &ok.url(), &[], PayloadLayout::Envelope).await;
+    let (bad, _) = s.create_endpoint("acme", &refusing.url(), &[], PayloadLayout::Envelope).await;
+    let (others, _) = s.create_endpoint("other", &ok.url(), &[], PayloadLayout::Envelope).await;
+    publish_n(&s, "acme", 3).await;
+    publish_n(&s, "other", 1).await;
+    let mut c = s.delivery_client().await;
+    settled(&mut c, "acme", &good, 3).await;
+    settled(&mut c, "acme", &bad, 3).await;
+    settled(&mut c, "other", &others, 1).await;
+
+    // Paged two at a time, the tenant's six deliveries, newest first, none of the other tenant's.
+    let all = list_tenant(&mut c, "acme", &[], 2).await;
+    assert_eq!(all.len(), 6, "{all:?}");
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let endpoints: std::collections::BTreeSet<&str> = all.iter().map(|d| d.endpoint_id.as_str()).collect();
+    assert_eq!(endpoints, [good.as_str(), bad.as_str()].into_iter().collect());
+    // The failed ones, from whichever endpoint.
+    let failed = list_tenant(&mut c, "acme", &[DeliveryState::Failed], 50).await;
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert!(failed.iter().all(|d| d.endpoint_id == bad && d.state == DeliveryState::Failed as i32));
+    // An unknown tenant is not found, naming it.
+    let unknown = c
+        .list_deliveries(ListDeliveriesRequest { tenant_id: "nobody".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    assert!(unknown.message().contains("nobody"), "{}", unknown.message());
+
+    // The CLI: `log list <tenant>` without an endpoint, with an ENDPOINT column.
+    let out = hookline_e2e::hookline_command()
+        .unwrap()
+        .args(["log", "list", "acme", "--state", "failed"])
+        .env("HOOKLINE_DELIVERY_URL", s.hookline.grpc_url())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().take(2).collect();
+    assert_eq!(header, ["DELIVERY", "ENDPOINT"], "{text}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows.iter().all(|r| r.split_whitespace().nth(1) == Some(bad.as_str())), "{text}");
+}

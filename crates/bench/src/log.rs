@@ -179,7 +179,8 @@ async fn measure(args: &Args, stack: &mut Stack) -> anyhow::Result<Report> {
     let n = args.iterations;
     let filter = DeliveryFilter::default();
     let select1 = time(n, || async { Ok(sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool).await?) }).await?;
-    let first = time(n, || async { Ok(list_deliveries(&pool, TENANT, &endpoint, &filter, PAGE, None).await?) }).await?;
+    let first =
+        time(n, || async { Ok(list_deliveries(&pool, TENANT, Some(&endpoint), &filter, PAGE, None).await?) }).await?;
     // The cursor of page 100: the id of the last row of page 99.
     let cursor: String =
         sqlx::query_scalar("SELECT id FROM deliveries WHERE endpoint_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1")
@@ -188,7 +189,7 @@ async fn measure(args: &Args, stack: &mut Stack) -> anyhow::Result<Report> {
             .fetch_one(&pool)
             .await?;
     let page100 = time(n, || async {
-        let page = list_deliveries(&pool, TENANT, &endpoint, &filter, PAGE, Some(&cursor)).await?;
+        let page = list_deliveries(&pool, TENANT, Some(&endpoint), &filter, PAGE, Some(&cursor)).await?;
         anyhow::ensure!(page.rows.len() == PAGE as usize, "page 100 has {} rows", page.rows.len());
         Ok(page)
     })

@@ -66,8 +66,19 @@ impl DeliveryApi {
 
     async fn list(&self, r: pb::ListDeliveriesRequest) -> Result<pb::ListDeliveriesResponse, Error> {
         let tenant = tenant_id(&r.tenant_id)?;
-        let endpoint = endpoint_id(&r.endpoint_id)?;
-        self.own_endpoint(&tenant, &endpoint).await?;
+        let endpoint = match r.endpoint_id.as_str() {
+            "" => {
+                if self.directory.tenant(&tenant).is_none() {
+                    return Err(Error::TenantNotFound(tenant.to_string()));
+                }
+                None
+            }
+            _ => {
+                let endpoint = endpoint_id(&r.endpoint_id)?;
+                self.own_endpoint(&tenant, &endpoint).await?;
+                Some(endpoint)
+            }
+        };
         let page_size = match r.page_size {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => return Err(FieldError::new("page_size", format!("must be 1-{MAX_PAGE}")).into()),
@@ -91,7 +102,7 @@ impl DeliveryApi {
         let page = queries::list_deliveries(
             &self.pool,
             tenant.as_str(),
-            endpoint.as_str(),
+            endpoint.as_ref().map(|e| e.as_str()),
             &filter,
             page_size,
             after.as_ref().map(|a| a.as_str()),

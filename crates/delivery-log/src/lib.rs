@@ -30,6 +30,8 @@ pub enum Error {
     DeliveryNotFound(String),
     #[error("endpoint `{0}` not found")]
     EndpointNotFound(String),
+    #[error("tenant `{0}` not found")]
+    TenantNotFound(String),
     #[error("attempt {attempt} of delivery `{delivery}` not found")]
     AttemptNotFound { delivery: String, attempt: u32 },
     #[error("recover job `{0}` not found")]
@@ -96,6 +98,7 @@ impl From<Error> for Status {
             Error::Invalid(f) => Refusal::invalid([f]),
             Error::DeliveryNotFound(id) => Refusal::new(Reason::DeliveryNotFound, message).with("delivery_id", id),
             Error::EndpointNotFound(id) => Refusal::new(Reason::EndpointNotFound, message).with("endpoint_id", id),
+            Error::TenantNotFound(id) => Refusal::new(Reason::TenantNotFound, message).with("tenant_id", id),
             Error::AttemptNotFound { delivery, attempt } => {
                 Refusal::new(Reason::AttemptNotFound, message).with("delivery_id", delivery).with("attempt", attempt)
             }

@@ -144,13 +144,19 @@ const DELIVERY_COLUMNS: &str = "id, tenant_id, endpoint_id, event_id, event_type
 pub async fn list_deliveries(
     pool: &PgPool,
     tenant: &str,
-    endpoint: &str,
+    endpoint: Option<&str>,
     filter: &DeliveryFilter,
     page_size: u32,
     after_id: Option<&str>,
 ) -> Result<DeliveryPage, StoreError> {
     let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = "));
-    q.push_bind(tenant.to_owned()).push(" AND endpoint_id = ").push_bind(endpoint.to_owned());
+    q.push_bind(tenant.to_owned());
+    // Without an endpoint, the whole tenant's log: the (tenant_id, id DESC)
+    // and (tenant_id, state, id DESC) indexes serve it as the endpoint's
+    // serve one endpoint's.
+    if let Some(endpoint) = endpoint {
+        q.push(" AND endpoint_id = ").push_bind(endpoint.to_owned());
+    }
     // One state as `=`, so the (endpoint_id, state, id DESC) index yields
     // the page in order; `= ANY` would leave the planner walking the whole
     // log newest first when the state's rows are all old (archived).

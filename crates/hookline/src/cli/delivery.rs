@@ -35,7 +35,8 @@ pub enum DeliveryCmd {
         #[command(flatten)]
         client: ClientArgs,
         tenant: String,
-        endpoint: String,
+        /// The endpoint; without it, the whole tenant's log (every endpoint).
+        endpoint: Option<String>,
         /// Only deliveries in this state (repeat for several).
         #[arg(long, value_enum)]
         state: Vec<StateArg>,
@@ -171,7 +172,7 @@ pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
                 .await?
                 .list_deliveries(dpb::ListDeliveriesRequest {
                     tenant_id: tenant,
-                    endpoint_id: endpoint,
+                    endpoint_id: endpoint.clone().unwrap_or_default(),
                     states: state.into_iter().map(|s| dpb::DeliveryState::from(s).into()).collect(),
                     event_type: event_type.unwrap_or_default(),
                     created_after: since.unwrap_or_default(),
@@ -186,10 +187,18 @@ pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
                 .into_inner();
             let mut lines = vec![if page.deliveries.is_empty() {
                 "no deliveries".to_owned()
-            } else {
+            } else if endpoint.is_some() {
                 table(
                     ["DELIVERY", "CREATED", "STATE", "ATTEMPTS", "LAST", "LABELS"],
                     page.deliveries.iter().map(delivery_row),
+                )
+            } else {
+                table(
+                    ["DELIVERY", "ENDPOINT", "CREATED", "STATE", "ATTEMPTS", "LAST", "LABELS"],
+                    page.deliveries.iter().map(|d| {
+                        let [id, created, state, attempts, last, labels] = delivery_row(d);
+                        [id, d.endpoint_id.clone(), created, state, attempts, last, labels]
+                    }),
                 )
             }];
             if !page.next_page_token.is_empty() {
