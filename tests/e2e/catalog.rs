@@ -17,21 +17,6 @@ use crate::common::*;
 
 const OPERATOR: &str = "op-token-for-the-catalog-tests";
 
-const PRODUCT_ORDER: [&str; 12] = [
-    "appointment.booking.created",
-    "appointment.booking.cancelled",
-    "appointment.updated",
-    "appointment.manual.booking.created",
-    "appointment.booking.rebooked",
-    "event.booking.created",
-    "event.booking.cancelled",
-    "event.manual.booking.created",
-    "event.booking.rebooked",
-    "customer.created",
-    "customer.updated",
-    "customer.deleted",
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_serves_the_twelve_types_with_their_schemas_and_examples_that_publish_accepts_and_receivers_get() {
     let s = stack_with(&[("HOOKLINE_OPERATOR_TOKEN", OPERATOR)]).await;
@@ -50,7 +35,7 @@ async fn the_catalog_serves_the_twelve_types_with_their_schemas_and_examples_tha
     assert_eq!(types, for_tenant, "the catalog is the same for a tenant's key");
     let types = types.event_types;
     let names: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, PRODUCT_ORDER, "the twelve types in the product's order");
+    assert_eq!(names, TYPES, "the twelve types in the product's order");
 
     let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     for t in &types {
@@ -114,7 +99,7 @@ async fn the_catalog_serves_the_twelve_types_with_their_schemas_and_examples_tha
     let mut lines = table.lines();
     assert!(lines.next().unwrap().starts_with("NAME"), "a header: {table}");
     let listed: Vec<&str> = lines.map(|l| l.split_whitespace().next().unwrap()).collect();
-    assert_eq!(listed, PRODUCT_ORDER);
+    assert_eq!(listed, TYPES);
     let one: Value = serde_json::from_str(&cli(&["event-type", "show", "customer.deleted", "--json"])).unwrap();
     assert_eq!(one["name"], "customer.deleted");
     assert_eq!(one["json_schema"]["properties"]["type"]["const"], "customer.deleted");

@@ -985,6 +985,14 @@ async fn the_secret_shows_when_revealed_rotates_with_a_grace_period_and_a_disabl
     assert_eq!(progress.attr("value").await.unwrap().as_deref(), Some("1"), "the bar is full");
 }
 
+/// Choose `value` in the log's filter `label` and apply it.
+async fn filter_log(b: &Browser, label: &str, value: &str) {
+    let filters = b.find(Role::Region, "Filter the log").await.unwrap();
+    b.field_within(&filters, label).await.unwrap().select_by_value(value).await.unwrap();
+    b.click_button("Filter").await.unwrap();
+    b.wait_for_text("Clear").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_pages_newest_first_and_filters_by_status_event_type_and_date_range() {
     let (s, console) = console(&[]).await;
@@ -1035,19 +1043,13 @@ async fn the_log_pages_newest_first_and_filters_by_status_event_type_and_date_ra
     b.wait_for_text("Older").await.unwrap();
 
     // Filters, chosen on the page.
-    let filters = b.find(Role::Region, "Filter the log").await.unwrap();
-    b.field_within(&filters, "Status").await.unwrap().select_by_value("failed").await.unwrap();
-    b.click_button("Filter").await.unwrap();
-    b.wait_for_text("Clear").await.unwrap();
+    filter_log(&b, "Status", "failed").await;
     let failed = rows().await;
     assert_eq!(failed.len(), 2, "{failed:?}");
     assert!(failed.iter().all(|(_, t)| t.contains("Failed") && t.contains("500")), "{failed:?}");
     b.click_link("Clear").await.unwrap();
 
-    let filters = b.find(Role::Region, "Filter the log").await.unwrap();
-    b.field_within(&filters, "Event type").await.unwrap().select_by_value("customer.created").await.unwrap();
-    b.click_button("Filter").await.unwrap();
-    b.wait_for_text("Clear").await.unwrap();
+    filter_log(&b, "Event type", "customer.created").await;
     let created = rows().await;
     assert_eq!(created.len(), 25, "a full page of customer.created");
     assert!(created.iter().all(|(_, t)| t.contains("customer.created") && t.contains("Succeeded")));
