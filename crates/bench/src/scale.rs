@@ -923,16 +923,14 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
 /// A duration from `--env [role:]KEY=VALUE` (`500ms`, `30s`, `2m`), in
 /// seconds, or `default`.
 fn env_secs(env: &[String], key: &str, default: f64) -> anyhow::Result<f64> {
-    let Some((_, v)) = env.iter().find_map(|kv| kv.split_once(&format!("{key}="))) else { return Ok(default) };
-    let (n, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len()));
-    let n: f64 = n.parse().with_context(|| format!("{key}: not a duration: {v}"))?;
-    Ok(match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => bail!("{key}: not a duration: {v}"),
-    })
+    let Some(v) = env.iter().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')) else { return Ok(default) };
+    // As the services read it: bare seconds, or a humantime span.
+    match v.parse::<f64>() {
+        Ok(secs) => Ok(secs),
+        Err(_) => {
+            Ok(humantime::parse_duration(v).with_context(|| format!("{key}: not a duration: {v}"))?.as_secs_f64())
+        }
+    }
 }
 
 /// The breaker cooldown running once an endpoint has been down for
