@@ -710,15 +710,12 @@ async fn an_export_writes_exactly_the_deliveries_of_its_time_range_as_ndjson_wit
     settled(&mut c, "acme", &two, 5).await;
     let all = list_tenant(&mut c, "acme", &[], 200).await;
     assert_eq!(all.len(), 10);
-    let later_ids: Vec<String> = all.iter().filter(|d| !earlier.iter().any(|e| e.event_id == d.event_id)).map(|d| d.id.clone()).collect();
+    let later_ids: Vec<String> =
+        all.iter().filter(|d| !earlier.iter().any(|e| e.event_id == d.event_id)).map(|d| d.id.clone()).collect();
     assert_eq!(later_ids.len(), 4, "two events to two endpoints");
     let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
-    let first_later = all
-        .iter()
-        .filter(|d| later_ids.contains(&d.id))
-        .map(|d| d.created_at.clone())
-        .min_by_key(|t| at(t))
-        .unwrap();
+    let first_later =
+        all.iter().filter(|d| later_ids.contains(&d.id)).map(|d| d.created_at.clone()).min_by_key(|t| at(t)).unwrap();
 
     // The whole tenant to a file: its ten deliveries (none of the other
     // tenant's), newest first, each with its attempts; progress on stderr.
@@ -738,7 +735,10 @@ async fn an_export_writes_exactly_the_deliveries_of_its_time_range_as_ndjson_wit
         assert_eq!((d["event_type"].as_str(), d["endpoint_id"].is_string()), (Some("customer.updated"), true));
         let attempts = line["attempts"].as_array().unwrap_or_else(|| panic!("{id}: no attempts in {line}"));
         assert_eq!(attempts.len(), 1, "{line}");
-        assert_eq!((&attempts[0]["number"], &attempts[0]["status_code"], &attempts[0]["outcome"]), (&serde_json::json!(1), &serde_json::json!(200), &serde_json::json!("succeeded")));
+        assert_eq!(
+            (&attempts[0]["number"], &attempts[0]["status_code"], &attempts[0]["outcome"]),
+            (&serde_json::json!(1), &serde_json::json!(200), &serde_json::json!("succeeded"))
+        );
     }
 
     // A range that leaves the earlier ones out, to stdout.

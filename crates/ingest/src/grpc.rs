@@ -94,10 +94,8 @@ fn optional_time(s: &str, field: &str) -> Result<Option<chrono::DateTime<chrono:
 }
 
 fn rejected_pb(r: rejected::Rejected) -> Result<pb::RejectedEvent, Error> {
-    let (payload, payload_truncated) = r.record.payload.bytes().map_err(|e| Error::Unreadable {
-        sequence: r.sequence,
-        source: Box::new(e),
-    })?;
+    let (payload, payload_truncated) =
+        r.record.payload.bytes().map_err(|e| Error::Unreadable { sequence: r.sequence, source: Box::new(e) })?;
     Ok(pb::RejectedEvent {
         sequence: r.sequence,
         rejected_at: r.stored_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

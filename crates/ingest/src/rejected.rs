@@ -283,7 +283,11 @@ mod tests {
                 intake_sequence: 7,
                 tenant_id: "acme".into(),
                 rejected_at: "2026-11-29T04:02:47.769Z".into(),
-                error: Refused { field: "type".into(), rule: "is required".into(), message: "type: is required".into() },
+                error: Refused {
+                    field: "type".into(),
+                    rule: "is required".into(),
+                    message: "type: is required".into(),
+                },
                 payload_bytes: bytes.len() as u64,
                 intake_stored_at: None,
                 payload: Kept::of(&bytes),

@@ -223,7 +223,8 @@ const ATTEMPT_COLUMNS: &str = "delivery_id, attempt, started_at, duration_ms, st
 /// delivery id, then attempt, in one query. Callers pass ids read under the
 /// tenant.
 pub async fn attempts_of(pool: &PgPool, delivery_ids: &[String]) -> Result<Vec<AttemptRow>, StoreError> {
-    let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt");
+    let sql =
+        format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt");
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(delivery_ids).fetch_all(pool).await?)
 }
 

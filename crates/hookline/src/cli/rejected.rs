@@ -33,7 +33,8 @@ pub enum RejectedCmd {
 /// the payload's size.
 fn row(e: &ipb::RejectedEvent) -> [String; 5] {
     let field = if e.field.is_empty() { "-".to_owned() } else { e.field.clone() };
-    let size = if e.payload_truncated { format!("{} B (truncated)", e.payload_size) } else { format!("{} B", e.payload_size) };
+    let size =
+        if e.payload_truncated { format!("{} B (truncated)", e.payload_size) } else { format!("{} B", e.payload_size) };
     [e.rejected_at.clone(), e.intake_sequence.to_string(), field, e.rule.clone(), size]
 }
 
