@@ -136,11 +136,12 @@ impl DeliveryApi {
             done: false,
         };
         Ok(Box::pin(futures_util::stream::unfold(export, |mut export| async move {
-            if export.page.is_empty() && !export.done {
-                if let Err(e) = export.next_page().await {
-                    export.done = true;
-                    return Some((Err(Status::from(e)), export));
-                }
+            if export.page.is_empty()
+                && !export.done
+                && let Err(e) = export.next_page().await
+            {
+                export.done = true;
+                return Some((Err(Status::from(e)), export));
             }
             let detail = export.page.pop_front()?;
             Some((Ok(detail), export))
