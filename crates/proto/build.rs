@@ -39,6 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// The messages the CLI prints as JSON.
 const PRINTED: &[&str] = &[
     ".hookline.ingest.v1.PublishResponse",
+    ".hookline.ingest.v1.RejectedEvent",
+    ".hookline.ingest.v1.ListRejectedEventsResponse",
     ".hookline.subscriptions.v1.Tenant",
     ".hookline.subscriptions.v1.AuthHeader",
     ".hookline.subscriptions.v1.Endpoint",
@@ -86,6 +88,9 @@ const PRINTED_AS: &[(&str, &str)] = &[
     (".hookline.delivery.v1.ListDeliveriesResponse.next_page_token", "empty_as_null"),
     (".hookline.subscriptions.v1.ListTenantsResponse.next_page_token", "empty_as_null"),
     (".hookline.delivery.v1.RawRequest.body", "lossy_text"),
+    (".hookline.ingest.v1.RejectedEvent.payload", "lossy_text"),
+    (".hookline.ingest.v1.RejectedEvent.intake_stored_at", "empty_as_null"),
+    (".hookline.ingest.v1.ListRejectedEventsResponse.next_page_token", "empty_as_null"),
     (".hookline.delivery.v1.RecoverJob.error", "empty_as_null"),
     (".hookline.delivery.v1.Stats.endpoint_id", "empty_as_null"),
     (".hookline.delivery.v1.Stats.errors", "error_counts"),

@@ -1,13 +1,18 @@
 //! The NATS intake's edges: a refused event is kept whole, byte
 //! for byte, with its reason; keyless events get ids that survive a
-//! re-creation of HOOKLINE_INTAKE and still de-duplicate redeliveries.
+//! re-creation of HOOKLINE_INTAKE and still de-duplicate redeliveries;
+//! `ListRejectedEvents` and `hookline rejected list` show the refusals.
 
 use std::time::Duration;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use hookline_e2e::eventually;
-use hookline_proto::subscriptions::v1::Plan;
+use hookline_proto::{
+    ingest::v1::{ListRejectedEventsRequest, RejectedEvent},
+    subscriptions::v1::{self as spb, Plan},
+};
 use serde_json::{Value, json};
+use tonic::Code;
 
 use crate::common::*;
 
@@ -150,4 +155,148 @@ async fn a_keyless_intake_message_processed_again_is_not_appended_twice() {
     .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(s.events_stored().await, before + 2, "no second append");
+}
+
+const OPERATOR: &str = "op-token-for-the-rejected-tests";
+
+/// Every rejection record of `tenant` `ListRejectedEvents` pages through,
+/// `page_size` at a time, with `bearer`.
+async fn list_rejected(
+    s: &Stack,
+    bearer: &str,
+    request: ListRejectedEventsRequest,
+) -> Result<Vec<RejectedEvent>, tonic::Status> {
+    let mut ingest = s.hookline.ingest_client().await;
+    let (mut out, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = ListRejectedEventsRequest { page_token: token.clone(), ..request.clone() };
+        let page = ingest.list_rejected_events(with_bearer(page, bearer)).await?.into_inner();
+        out.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Wait until `tenant` has `n` rejection records listed.
+async fn rejected_listed(s: &Stack, tenant: &str, n: usize) -> Vec<RejectedEvent> {
+    eventually(Duration::from_secs(15), &format!("{n} rejected events of {tenant}"), || async move {
+        let all =
+            list_rejected(s, OPERATOR, ListRejectedEventsRequest { tenant_id: tenant.into(), ..Default::default() })
+                .await?;
+        Ok((all.len() >= n).then_some(all))
+    })
+    .await
+    .unwrap()
+}
+
+/// `hookline rejected <args>` with `token`: (success, stdout, stderr).
+fn rejected_cli(s: &Stack, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = hookline_e2e::hookline_command()
+        .unwrap()
+        .arg("rejected")
+        .args(args)
+        .env("HOOKLINE_INGEST_URL", s.hookline.grpc_url())
+        .env("HOOKLINE_TOKEN", token)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_intake_events_are_listed_newest_first_with_field_and_rule_and_only_to_their_tenant() {
+    let s = stack_with(&[("HOOKLINE_OPERATOR_TOKEN", OPERATOR)]).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    let mut keys = std::collections::HashMap::new();
+    for t in ["acme", "globex"] {
+        let tenant = spb::CreateTenantRequest { tenant_id: t.into(), plan: Plan::Basic.into(), webhooks_enabled: true };
+        subs.create_tenant(with_bearer(tenant, OPERATOR)).await.unwrap();
+        let key = spb::CreateApiKeyRequest { tenant_id: t.into(), name: "ERP".into() };
+        keys.insert(t, subs.create_api_key(with_bearer(key, OPERATOR)).await.unwrap().into_inner().key);
+    }
+
+    // acme: a bad e-mail, then (once it is recorded) an event without a type;
+    // a valid one between them is appended, not listed.
+    let mut bad_email = fresh("customer.created");
+    bad_email["data"]["customer"]["email"] = json!("nope");
+    let bad_email = serde_json::to_vec_pretty(&bad_email).unwrap();
+    intake_raw(&s.nats, "acme", bad_email.clone()).await.unwrap();
+    rejected_listed(&s, "acme", 1).await;
+    intake_raw(&s.nats, "acme", fresh("customer.updated").to_string().into_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let untyped = br#"{"data": {}}"#.to_vec();
+    intake_raw(&s.nats, "acme", untyped.clone()).await.unwrap();
+    let mut globex_bad = fresh("customer.deleted");
+    globex_bad["occurred_at"] = json!("yesterday");
+    intake_raw(&s.nats, "globex", globex_bad.to_string().into_bytes()).await.unwrap();
+    // An id no tenant has: recorded under it, listed to the operator.
+    intake_raw(&s.nats, "nobody", fresh("customer.updated").to_string().into_bytes()).await.unwrap();
+
+    let acme = rejected_listed(&s, "acme", 2).await;
+    assert_eq!(acme.len(), 2, "the valid event is not listed: {acme:#?}");
+    let (newest, oldest) = (&acme[0], &acme[1]);
+    assert_eq!((newest.field.as_str(), newest.rule.as_str()), ("type", "is required"), "newest first: {newest:?}");
+    assert_eq!(newest.payload, untyped);
+    assert_eq!(oldest.field, "data.customer.email", "{oldest:?}");
+    assert!(oldest.rule.contains("e-mail"), "{oldest:?}");
+    assert_eq!(oldest.message, format!("data.customer.email: {}", oldest.rule));
+    assert_eq!((oldest.payload.clone(), oldest.payload_size), (bad_email.clone(), bad_email.len() as u64));
+    assert!(newest.sequence > oldest.sequence && oldest.intake_sequence > 0 && !oldest.intake_stored_at.is_empty());
+    let globex = rejected_listed(&s, "globex", 1).await;
+    assert_eq!(globex[0].field, "occurred_at", "{globex:?}");
+    let nobody = rejected_listed(&s, "nobody", 1).await;
+    assert_eq!((nobody[0].field.as_str(), nobody[0].rule.as_str()), ("tenant_id", "tenant `nobody` not found"));
+
+    // One a page, and the time range: each bound at the newest's time.
+    let request = |after: &str, before: &str, page_size: u32| ListRejectedEventsRequest {
+        tenant_id: "acme".into(),
+        rejected_after: after.into(),
+        rejected_before: before.into(),
+        page_size,
+        page_token: String::new(),
+    };
+    let paged = list_rejected(&s, OPERATOR, request("", "", 1)).await.unwrap();
+    assert_eq!(paged, acme, "page by page, the same records");
+    let since_newest = list_rejected(&s, OPERATOR, request(&newest.rejected_at, "", 1)).await.unwrap();
+    assert_eq!(since_newest, vec![newest.clone()]);
+    let before_newest = list_rejected(&s, OPERATOR, request("", &newest.rejected_at, 1)).await.unwrap();
+    assert_eq!(before_newest, vec![oldest.clone()]);
+    assert!(
+        list_rejected(&s, OPERATOR, request("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", 0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bad = list_rejected(&s, OPERATOR, request("yesterday", "", 0)).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().starts_with("rejected_after: "), "{}", bad.message());
+
+    // A tenant's key: its own records, never another tenant's.
+    let own = list_rejected(&s, &keys["acme"], request("", "", 0)).await.unwrap();
+    assert_eq!(own, acme);
+    let other = list_rejected(&s, &keys["globex"], request("", "", 0)).await.unwrap_err();
+    assert_eq!(other.code(), Code::NotFound, "{other:?}");
+
+    // The CLI: a table with a header, JSON, `--since` as a duration ago.
+    let (ok, out, err) = rejected_cli(&s, &keys["acme"], &["list", "acme", "--since", "1h"]);
+    assert!(ok, "{err}");
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split("  ").filter(|c| !c.is_empty()).map(str::trim).collect();
+    assert_eq!(header, ["REJECTED", "INTAKE SEQ", "FIELD", "RULE", "PAYLOAD"], "{out}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    let field = |row: &str| row.split_whitespace().nth(2).unwrap_or_default().to_owned();
+    assert_eq!((field(rows[0]), field(rows[1])), ("type".into(), "data.customer.email".into()), "{out}");
+    assert!(rows[0].contains("is required") && rows[1].contains("e-mail"), "{out}");
+    let (ok, out, err) = rejected_cli(&s, &keys["acme"], &["list", "acme", "--json", "--limit", "1"]);
+    assert!(ok, "{err}");
+    let page: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["events"][0]["field"], "type", "{page}");
+    assert!(page["next_page_token"].is_string(), "a second page follows: {page}");
+    let (ok, out, _) = rejected_cli(&s, &keys["acme"], &["list", "acme", "--until", "1h"]);
+    assert!(ok && out.trim() == "no rejected events", "{out}");
+    let (ok, _, err) = rejected_cli(&s, &keys["globex"], &["list", "acme"]);
+    assert!(!ok && err.contains("not found"), "{err}");
 }

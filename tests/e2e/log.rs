@@ -664,3 +664,105 @@ async fn a_tenant_wide_list_shows_every_endpoints_deliveries_newest_first_and_th
     assert_eq!(rows.len(), 3, "{text}");
     assert!(rows.iter().all(|r| r.split_whitespace().nth(1) == Some(bad.as_str())), "{text}");
 }
+
+/// `hookline log export <args>` against the stack: (success, stdout, stderr).
+fn export(s: &Stack, args: &[&str]) -> (bool, String, String) {
+    let out = hookline_e2e::hookline_command()
+        .unwrap()
+        .args(["log", "export"])
+        .args(args)
+        .env("HOOKLINE_DELIVERY_URL", s.hookline.grpc_url())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// The NDJSON lines of an export, each parsed, as (delivery id, the line).
+fn exported(ndjson: &str) -> Vec<(String, serde_json::Value)> {
+    ndjson
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            (v["delivery"]["id"].as_str().unwrap_or_else(|| panic!("no delivery.id: {line}")).to_owned(), v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_writes_exactly_the_deliveries_of_its_time_range_as_ndjson_with_progress_on_stderr() {
+    let s = stack_with(&log_stack()).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
+    s.create_tenant("other", Plan::Professional, true).await;
+    let receiver = Receiver::start().await;
+    let (one, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let (two, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let (others, _) = s.create_endpoint("other", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let mut c = s.delivery_client().await;
+    publish_n(&s, "acme", 3).await;
+    publish_n(&s, "other", 2).await;
+    let earlier = settled(&mut c, "acme", &one, 3).await;
+    settled(&mut c, "acme", &two, 3).await;
+    settled(&mut c, "other", &others, 2).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    publish_n(&s, "acme", 2).await;
+    settled(&mut c, "acme", &one, 5).await;
+    settled(&mut c, "acme", &two, 5).await;
+    let all = list_tenant(&mut c, "acme", &[], 200).await;
+    assert_eq!(all.len(), 10);
+    let later_ids: Vec<String> =
+        all.iter().filter(|d| !earlier.iter().any(|e| e.event_id == d.event_id)).map(|d| d.id.clone()).collect();
+    assert_eq!(later_ids.len(), 4, "two events to two endpoints");
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    let first_later =
+        all.iter().filter(|d| later_ids.contains(&d.id)).map(|d| d.created_at.clone()).min_by_key(|t| at(t)).unwrap();
+
+    // The whole tenant to a file: its ten deliveries (none of the other
+    // tenant's), newest first, each with its attempts; progress on stderr.
+    let dir = hookline_e2e::temp_dir("hookline-export");
+    let file = dir.join("acme.ndjson");
+    let (ok, stdout, stderr) = export(&s, &["acme", "--output", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.is_empty(), "the lines go to the file: {stdout}");
+    assert!(stderr.contains("exported 10 deliveries"), "progress on stderr: {stderr}");
+    assert!(!dir.join("acme.ndjson.partial").exists(), "renamed once whole");
+    let lines = exported(&std::fs::read_to_string(&file).unwrap());
+    let ids: Vec<&str> = lines.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, all.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), "every delivery once, newest first");
+    for (id, line) in &lines {
+        let d = &line["delivery"];
+        assert_eq!(d["state"], "succeeded", "{line}");
+        assert_eq!((d["event_type"].as_str(), d["endpoint_id"].is_string()), (Some("customer.updated"), true));
+        let attempts = line["attempts"].as_array().unwrap_or_else(|| panic!("{id}: no attempts in {line}"));
+        assert_eq!(attempts.len(), 1, "{line}");
+        assert_eq!(
+            (&attempts[0]["number"], &attempts[0]["status_code"], &attempts[0]["outcome"]),
+            (&serde_json::json!(1), &serde_json::json!(200), &serde_json::json!("succeeded"))
+        );
+    }
+
+    // A range that leaves the earlier ones out, to stdout.
+    let (ok, stdout, stderr) = export(&s, &["acme", "--since", &first_later]);
+    assert!(ok, "{stderr}");
+    let ids: Vec<String> = exported(&stdout).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, later_ids, "exactly the later four");
+    assert!(stderr.contains("exported 4 deliveries"), "{stderr}");
+    // One endpoint, before them, quietly; a duration ago takes them all.
+    let (ok, stdout, stderr) = export(&s, &["acme", &one, "--until", &first_later, "--quiet"]);
+    assert!(ok, "{stderr}");
+    let ids: Vec<String> = exported(&stdout).into_iter().map(|(id, _)| id).collect();
+    let earlier_one: Vec<String> = earlier.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(ids, earlier_one, "the endpoint's three earlier ones");
+    assert!(stderr.is_empty(), "--quiet: {stderr}");
+    let (ok, stdout, _) = export(&s, &["acme", "--since", "1h", "--quiet"]);
+    assert!(ok);
+    assert_eq!(stdout.lines().count(), 10);
+    let (ok, stdout, _) = export(&s, &["acme", "--until", "1h", "--quiet"]);
+    assert!(ok && stdout.is_empty(), "nothing is an hour old: {stdout}");
+
+    // An unknown tenant is refused before anything is written.
+    let missing = dir.join("nobody.ndjson");
+    let (ok, _, stderr) = export(&s, &["nobody", "--output", missing.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("nobody"), "{stderr}");
+    assert!(!missing.exists() && !dir.join("nobody.ndjson.partial").exists(), "no file is left");
+}

@@ -64,21 +64,23 @@ impl DeliveryApi {
         }
     }
 
+    /// The endpoint a log request names, checked as the tenant's; `None`
+    /// (the whole tenant's log) when it names none, once the tenant is known.
+    async fn scope(&self, tenant: &TenantId, endpoint: &str) -> Result<Option<EndpointId>, Error> {
+        if endpoint.is_empty() {
+            if self.directory.tenant(tenant).is_none() {
+                return Err(Error::TenantNotFound(tenant.to_string()));
+            }
+            return Ok(None);
+        }
+        let endpoint = endpoint_id(endpoint)?;
+        self.own_endpoint(tenant, &endpoint).await?;
+        Ok(Some(endpoint))
+    }
+
     async fn list(&self, r: pb::ListDeliveriesRequest) -> Result<pb::ListDeliveriesResponse, Error> {
         let tenant = tenant_id(&r.tenant_id)?;
-        let endpoint = match r.endpoint_id.as_str() {
-            "" => {
-                if self.directory.tenant(&tenant).is_none() {
-                    return Err(Error::TenantNotFound(tenant.to_string()));
-                }
-                None
-            }
-            _ => {
-                let endpoint = endpoint_id(&r.endpoint_id)?;
-                self.own_endpoint(&tenant, &endpoint).await?;
-                Some(endpoint)
-            }
-        };
+        let endpoint = self.scope(&tenant, &r.endpoint_id).await?;
         let page_size = match r.page_size {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => return Err(FieldError::new("page_size", format!("must be 1-{MAX_PAGE}")).into()),
@@ -112,6 +114,38 @@ impl DeliveryApi {
             deliveries: page.rows.into_iter().map(delivery_pb).collect(),
             next_page_token: page.next_after.unwrap_or_default(),
         })
+    }
+
+    /// Check the request, then stream the deliveries page by page as the
+    /// client reads them.
+    async fn export(&self, r: pb::ExportDeliveriesRequest) -> Result<ExportStream, Error> {
+        let tenant = tenant_id(&r.tenant_id)?;
+        let endpoint = self.scope(&tenant, &r.endpoint_id).await?;
+        let filter = DeliveryFilter {
+            created_after: optional_time(&r.created_after, "created_after")?,
+            created_before: optional_time(&r.created_before, "created_before")?,
+            ..Default::default()
+        };
+        let export = Export {
+            pool: self.pool.clone(),
+            tenant,
+            endpoint,
+            filter,
+            after: None,
+            page: std::collections::VecDeque::new(),
+            done: false,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(export, |mut export| async move {
+            if export.page.is_empty()
+                && !export.done
+                && let Err(e) = export.next_page().await
+            {
+                export.done = true;
+                return Some((Err(Status::from(e)), export));
+            }
+            let detail = export.page.pop_front()?;
+            Some((Ok(detail), export))
+        })))
     }
 
     async fn detail(&self, r: pb::GetDeliveryRequest) -> Result<pb::DeliveryDetail, Error> {
@@ -263,6 +297,52 @@ impl DeliveryApi {
     }
 }
 
+/// Deliveries an export reads from Postgres at once.
+const EXPORT_PAGE: u32 = 500;
+
+/// What `ExportDeliveries` answers with.
+type ExportStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::DeliveryDetail, Status>> + Send>>;
+
+/// An export under way: the keyset position and the page not yet sent.
+struct Export {
+    pool: PgPool,
+    tenant: TenantId,
+    endpoint: Option<EndpointId>,
+    filter: DeliveryFilter,
+    /// The last id read; the next page starts below it.
+    after: Option<String>,
+    page: std::collections::VecDeque<pb::DeliveryDetail>,
+    /// No page follows.
+    done: bool,
+}
+
+impl Export {
+    /// Read the next page of deliveries and, in one more query, their attempts.
+    async fn next_page(&mut self) -> Result<(), Error> {
+        let page = queries::list_deliveries(
+            &self.pool,
+            self.tenant.as_str(),
+            self.endpoint.as_ref().map(|e| e.as_str()),
+            &self.filter,
+            EXPORT_PAGE,
+            self.after.as_deref(),
+        )
+        .await?;
+        let ids: Vec<String> = page.rows.iter().map(|d| d.id.clone()).collect();
+        let mut attempts: HashMap<String, Vec<pb::Attempt>> = HashMap::with_capacity(ids.len());
+        for a in queries::attempts_of(&self.pool, &ids).await? {
+            attempts.entry(a.delivery_id.clone()).or_default().push(attempt_pb(a));
+        }
+        self.done = page.next_after.is_none();
+        self.after = page.next_after;
+        self.page.extend(page.rows.into_iter().map(|d| pb::DeliveryDetail {
+            attempts: attempts.remove(&d.id).unwrap_or_default(),
+            delivery: Some(delivery_pb(d)),
+        }));
+        Ok(())
+    }
+}
+
 use hookline_auth::{check_operator, check_tenant};
 
 #[tonic::async_trait]
@@ -334,6 +414,16 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<pb::SendTestEventResponse>, Status> {
         check_tenant(&req, &req.get_ref().tenant_id)?;
         Ok(Response::new(self.send_test(req.into_inner()).await?))
+    }
+
+    type ExportDeliveriesStream = ExportStream;
+
+    async fn export_deliveries(
+        &self,
+        req: Request<pb::ExportDeliveriesRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
+        Ok(Response::new(self.export(req.into_inner()).await?))
     }
 
     async fn get_projection_status(

@@ -62,7 +62,7 @@ enum Command {
         #[command(subcommand)]
         cmd: Option<Box<cli::DeliveryCmd>>,
     },
-    /// Read the delivery log: list, get, raw, download, replay.
+    /// Read the delivery log: list, get, raw, download, replay, export (NDJSON).
     Log {
         #[command(subcommand)]
         cmd: Box<cli::DeliveryCmd>,
@@ -88,6 +88,14 @@ enum Command {
         client: cli::ClientArgs,
         #[command(subcommand)]
         cmd: cli::EventTypeCmd,
+    },
+    /// What the NATS intake refused and why: `list <tenant>`, newest first,
+    /// with the field and the rule each event broke.
+    Rejected {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: cli::RejectedCmd,
     },
     /// Manage tenant API keys (operator only).
     ApiKey {
@@ -307,6 +315,7 @@ async fn run(cli: Cli, file: config::SettingsFile, json_out: bool) -> std::proce
         Command::Admin { client, cmd } => cli::admin(&client, cmd).await,
         Command::ApiKey { client, cmd } => cli::api_key(&client, cmd).await,
         Command::EventType { client, cmd } => cli::event_type(&client, cmd).await,
+        Command::Rejected { client, cmd } => cli::rejected(&client, cmd).await,
         Command::Portal { client, cmd } => cli::portal(&client, cmd).await,
         Command::Config { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled before the runtime starts")

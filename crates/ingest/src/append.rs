@@ -79,6 +79,11 @@ impl Appender {
         Self { js, directory }
     }
 
+    /// The JetStream context events are appended through.
+    pub(crate) fn jetstream(&self) -> &Context {
+        &self.js
+    }
+
     /// Whether this process's Directory holds `tenant` now (no stream read:
     /// a tenant created a moment ago elsewhere may not be there yet).
     pub fn knows_locally(&self, tenant: &TenantId) -> bool {

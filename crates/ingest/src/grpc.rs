@@ -13,6 +13,7 @@ use crate::{
     Appender, Error,
     append::Accepted,
     limit::{Refusal, TenantLimiter},
+    rejected,
 };
 
 /// Most events one `PublishBatch` takes.
@@ -48,6 +49,65 @@ impl IngestApi {
             )),
         })
     }
+}
+
+/// Rejection records per page unless asked otherwise, and the most a page may hold.
+const DEFAULT_REJECTED_PAGE: u32 = 20;
+const MAX_REJECTED_PAGE: u32 = 100;
+
+/// A `ListRejectedEvents` request as the stream is read.
+fn rejected_query(r: &pb::ListRejectedEventsRequest) -> Result<rejected::Query, FieldError> {
+    let tenant = TenantId::parse(&r.tenant_id).map_err(|e| e.under("tenant_id"))?;
+    let page_size = match r.page_size {
+        0 => DEFAULT_REJECTED_PAGE,
+        n if n > MAX_REJECTED_PAGE => {
+            return Err(FieldError::new("page_size", format!("must be 1-{MAX_REJECTED_PAGE}")));
+        }
+        n => n,
+    };
+    let before_sequence = match r.page_token.as_str() {
+        "" => None,
+        t => Some(
+            t.parse::<u64>()
+                .ok()
+                .filter(|&s| s > 0)
+                .ok_or_else(|| FieldError::new("page_token", "is not a token of this list"))?,
+        ),
+    };
+    Ok(rejected::Query {
+        tenant,
+        after: optional_time(&r.rejected_after, "rejected_after")?,
+        before: optional_time(&r.rejected_before, "rejected_before")?,
+        before_sequence,
+        page_size: page_size as usize,
+    })
+}
+
+/// An optional RFC 3339 time; empty means not given.
+fn optional_time(s: &str, field: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, FieldError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| Some(t.to_utc()))
+        .map_err(|_| FieldError::new(field, "must be an RFC 3339 timestamp such as 2026-11-29T10:00:00Z"))
+}
+
+fn rejected_pb(r: rejected::Rejected) -> Result<pb::RejectedEvent, Error> {
+    let (payload, payload_truncated) =
+        r.record.payload.bytes().map_err(|e| Error::Unreadable { sequence: r.sequence, source: Box::new(e) })?;
+    Ok(pb::RejectedEvent {
+        sequence: r.sequence,
+        rejected_at: r.stored_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        field: r.record.error.field,
+        rule: r.record.error.rule,
+        message: r.record.error.message,
+        intake_sequence: r.record.intake_sequence,
+        intake_stored_at: r.record.intake_stored_at.unwrap_or_default(),
+        payload,
+        payload_size: r.record.payload_bytes,
+        payload_truncated,
+    })
 }
 
 /// Drop what proto3 cannot tell from "absent": empty strings, zero numbers,
@@ -210,5 +270,18 @@ impl IngestService for IngestApi {
             results.push(response(self.appender.confirm(p, ack).await?));
         }
         Ok(Response::new(pb::PublishBatchResponse { results }))
+    }
+
+    async fn list_rejected_events(
+        &self,
+        req: Request<pb::ListRejectedEventsRequest>,
+    ) -> Result<Response<pb::ListRejectedEventsResponse>, Status> {
+        check_tenant(&req, &req.get_ref().tenant_id)?;
+        let query = rejected_query(req.get_ref()).map_err(Error::from)?;
+        let page = rejected::page(self.appender.jetstream(), &query).await?;
+        Ok(Response::new(pb::ListRejectedEventsResponse {
+            events: page.records.into_iter().map(rejected_pb).collect::<Result<_, _>>()?,
+            next_page_token: page.next_before.map(|s| s.to_string()).unwrap_or_default(),
+        }))
     }
 }

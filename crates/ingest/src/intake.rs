@@ -9,15 +9,14 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
-use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
 use hookline_bus::{INGEST_CONSUMER, INTAKE_STREAM, rejected_subject, tenant_of};
 use hookline_domain::{events::NewEvent, ids::TenantId};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     Appender, Error,
     limit::{Refusal, TenantLimiter},
+    rejected::{Kept, Record, Refused},
 };
 
 /// Intake messages processed at once.
@@ -158,22 +157,22 @@ async fn reject(
         Error::UnknownTenant(t) => ("tenant_id".to_owned(), format!("tenant `{t}` not found")),
         Error::Unavailable(_) | Error::RateLimited { .. } => unreachable!("retried, not rejected"),
         Error::InvalidBatch(_) => unreachable!("intake takes one event per message"),
+        Error::Unreadable { .. } => unreachable!("a read of HOOKLINE_REJECTED, not a refusal"),
     };
     let seq = origin.map(|o| o.sequence).unwrap_or_default();
     tracing::info!(tenant, seq, field = %field, rule = %rule, "intake event rejected");
-    let mut record = json!({
-        "intake_sequence": seq,
-        "tenant_id": tenant,
-        "rejected_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "error": {"field": field, "rule": rule, "message": refusal.to_string()},
-        "payload_bytes": payload.len(),
-    });
-    if let Some(o) = origin {
-        let stored = chrono::DateTime::from_timestamp_nanos(o.stored_at_nanos as i64);
-        record["intake_stored_at"] = json!(stored.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
-    }
-    let (key, value) = kept_payload(payload);
-    record[key] = value;
+    let record = Record {
+        intake_sequence: seq,
+        tenant_id: tenant.to_owned(),
+        rejected_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        error: Refused { field, rule, message: refusal.to_string() },
+        payload_bytes: payload.len() as u64,
+        intake_stored_at: origin.map(|o| {
+            let stored = chrono::DateTime::from_timestamp_nanos(o.stored_at_nanos as i64);
+            stored.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        }),
+        payload: Kept::of(payload),
+    };
     let mut publish = async_nats::jetstream::message::PublishMessage::build()
         .payload(serde_json::to_vec(&record).expect("JSON serialises").into());
     if let Some(o) = origin {
@@ -187,67 +186,9 @@ async fn reject(
     Ok(())
 }
 
-/// Largest payload a rejection record keeps whole: the intake's own limit,
-/// so every message HOOKLINE_INTAKE took fits.
-const MAX_KEPT_BYTES: usize = hookline_bus::INTAKE_MAX_MESSAGE_BYTES as usize;
-
-/// The payload as the record keeps it, exactly as published: `payload`, a
-/// JSON string of the text, when it is UTF-8 with no control characters but
-/// tab, line feed and carriage return (every JSON document, and at most
-/// twice its size once escaped); else `payload_base64`. A payload above
-/// [`MAX_KEPT_BYTES`] (only possible if an operator raised the intake's
-/// limit) keeps its first bytes as `payload_base64_truncated`, so the record
-/// still fits in a NATS message.
-fn kept_payload(payload: &[u8]) -> (&'static str, serde_json::Value) {
-    if payload.len() > MAX_KEPT_BYTES {
-        return ("payload_base64_truncated", json!(BASE64.encode(&payload[..MAX_KEPT_BYTES])));
-    }
-    match std::str::from_utf8(payload) {
-        Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) => {
-            ("payload", json!(text))
-        }
-        _ => ("payload_base64", json!(BASE64.encode(payload))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_rejected_payload_comes_back_byte_for_byte() {
-        let json_text = "{\"type\": \"customer.created\",\n\t\"data\": {\"note\": \"caf\u{e9} \\\" \u{1f600}\"}}  ";
-        let not_utf8 = b"{\"type\": \"\xff\xfe\"}".to_vec();
-        let control = "a\u{0}b\u{1b}c".as_bytes().to_vec();
-        for (bytes, key) in [
-            (json_text.as_bytes().to_vec(), "payload"),
-            (not_utf8, "payload_base64"),
-            (control, "payload_base64"),
-            (Vec::new(), "payload"),
-        ] {
-            let (k, v) = kept_payload(&bytes);
-            assert_eq!(k, key, "{bytes:?}");
-            // Through a serialised record and back, as a reader sees it.
-            let read: serde_json::Value =
-                serde_json::from_slice(&serde_json::to_vec(&json!({ k: v })).unwrap()).unwrap();
-            let back = match k {
-                "payload" => read[k].as_str().unwrap().as_bytes().to_vec(),
-                _ => BASE64.decode(read[k].as_str().unwrap()).unwrap(),
-            };
-            assert_eq!(back, bytes);
-        }
-    }
-
-    #[test]
-    fn the_intake_limit_keeps_every_event_and_its_record_fits_a_nats_message() {
-        const { assert!(MAX_KEPT_BYTES >= hookline_domain::events::MAX_EVENT_BYTES) };
-        // Worst case: every byte escaped to two, plus the record's other fields.
-        let worst = "\"".repeat(MAX_KEPT_BYTES);
-        let (_, v) = kept_payload(worst.as_bytes());
-        assert!(serde_json::to_vec(&v).unwrap().len() + 4096 < 1024 * 1024);
-        let (k, _) = kept_payload(&vec![b'x'; MAX_KEPT_BYTES + 1]);
-        assert_eq!(k, "payload_base64_truncated");
-    }
 
     #[test]
     fn keyless_ids_differ_across_stream_incarnations_and_not_across_redeliveries() {

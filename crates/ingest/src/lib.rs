@@ -6,6 +6,8 @@
 //! * [`append`]: the one path every accepted event takes into the stream.
 //! * [`grpc`]: `Publish` / `PublishBatch`.
 //! * [`intake`]: the durable consumer on HOOKLINE_INTAKE.
+//! * [`rejected`]: the records intake keeps of what it refused, and the
+//!   newest-first pages `ListRejectedEvents` reads of them.
 //!
 //! **Invariant:** an event is either appended whole or refused with the
 //! field and rule it broke; ingest never appends an event it did not parse.
@@ -14,6 +16,7 @@ pub mod append;
 pub mod grpc;
 pub mod intake;
 pub mod limit;
+pub mod rejected;
 
 pub use append::Appender;
 pub use grpc::IngestApi;
@@ -37,6 +40,13 @@ pub enum Error {
         "tenant `{tenant}` publishes faster than {per_second} events/s (HOOKLINE_TENANT_RATE); retry in {retry_after_ms} ms"
     )]
     RateLimited { tenant: String, per_second: f64, retry_after_ms: u128 },
+    /// A record on HOOKLINE_REJECTED that does not read back.
+    #[error("{stream} sequence {sequence}: unreadable rejection record: {source}", stream = hookline_bus::REJECTED_STREAM)]
+    Unreadable {
+        sequence: u64,
+        #[source]
+        source: hookline_bus::Source,
+    },
 }
 
 /// `field: rule; field: rule`.
@@ -64,7 +74,7 @@ impl Error {
             Error::Invalid(_) | Error::InvalidBatch(_) => "invalid",
             Error::UnknownTenant(_) => "unknown_tenant",
             Error::RateLimited { .. } => "rate_limited",
-            Error::Unavailable(_) => return,
+            Error::Unavailable(_) | Error::Unreadable { .. } => return,
         };
         hookline_telemetry::metrics()
             .events_rejected
@@ -88,6 +98,10 @@ impl From<Error> for Status {
             Error::Unavailable(_) => {
                 tracing::warn!(error = %message, "event store unavailable");
                 Refusal::new(Reason::StreamUnavailable, message)
+            }
+            Error::Unreadable { .. } => {
+                tracing::error!(error = %message, "unreadable record");
+                Refusal::new(Reason::UnreadableRecord, message)
             }
         };
         refusal.into()

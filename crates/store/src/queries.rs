@@ -212,14 +212,20 @@ pub async fn get_delivery(pool: &PgPool, tenant: &str, delivery_id: &str) -> Res
 /// Every attempt of a delivery, oldest first. Callers check the tenant with
 /// [`get_delivery`] first.
 pub async fn attempts(pool: &PgPool, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, outcome,
-                response_excerpt, request, trace_id
-         FROM attempts WHERE delivery_id = $1 ORDER BY attempt",
-    )
-    .bind(delivery_id)
-    .fetch_all(pool)
-    .await?)
+    let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = $1 ORDER BY attempt");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(delivery_id).fetch_all(pool).await?)
+}
+
+const ATTEMPT_COLUMNS: &str = "delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, \
+    outcome, response_excerpt, request, trace_id";
+
+/// Every attempt of several deliveries (a page of the log), ordered by
+/// delivery id, then attempt, in one query. Callers pass ids read under the
+/// tenant.
+pub async fn attempts_of(pool: &PgPool, delivery_ids: &[String]) -> Result<Vec<AttemptRow>, StoreError> {
+    let sql =
+        format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(delivery_ids).fetch_all(pool).await?)
 }
 
 /// Failed original deliveries of an endpoint created at or after `since`,

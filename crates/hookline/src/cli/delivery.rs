@@ -1,11 +1,11 @@
-//! `hookline delivery list|get|raw|download|replay`: the delivery log.
+//! `hookline log list|get|raw|download|replay|export`: the delivery log.
 
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 use hookline_proto::{delivery::v1 as dpb, json::delivery_state_name};
 use serde_json::json;
 
-use super::{ClientArgs, deliveries, print, status, table};
+use super::{ClientArgs, deliveries, export, print, status, table};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StateArg {
@@ -99,6 +99,30 @@ pub enum DeliveryCmd {
         client: ClientArgs,
         tenant: String,
         delivery: String,
+    },
+    /// Export the log as NDJSON: one line per delivery, `{"delivery": {...},
+    /// "attempts": [...]}` as `log get --json` prints it, newest first.
+    /// Streamed: neither the service nor the CLI holds the whole log. Progress
+    /// (count so far, rate) goes to stderr.
+    Export {
+        #[command(flatten)]
+        client: ClientArgs,
+        tenant: String,
+        /// The endpoint; without it, every endpoint of the tenant.
+        endpoint: Option<String>,
+        /// Created at or after: RFC 3339, or a duration ago like 2h or 1d.
+        #[arg(long, value_parser = super::when::instant)]
+        since: Option<String>,
+        /// Created before: RFC 3339, or a duration ago like 30m.
+        #[arg(long, value_parser = super::when::instant)]
+        until: Option<String>,
+        /// Write to this file instead of stdout. It appears whole when the
+        /// export has finished (written as `<FILE>.partial` until then).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+        /// No progress on stderr.
+        #[arg(short, long)]
+        quiet: bool,
     },
 }
 
@@ -254,6 +278,16 @@ pub async fn delivery(cmd: DeliveryCmd) -> anyhow::Result<()> {
             std::fs::write(&path, &r.body).with_context(|| format!("writing {}", path.display()))?;
             let shown = path.display().to_string();
             print(client.json, &json!({"path": shown, "bytes": r.body.len()}), shown.clone());
+        }
+        DeliveryCmd::Export { client, tenant, endpoint, since, until, output, quiet } => {
+            let request = dpb::ExportDeliveriesRequest {
+                tenant_id: tenant,
+                endpoint_id: endpoint.unwrap_or_default(),
+                created_after: since.unwrap_or_default(),
+                created_before: until.unwrap_or_default(),
+            };
+            let stream = deliveries(&client).await?.export_deliveries(request).await.map_err(status)?.into_inner();
+            export::run(stream, output.as_deref(), quiet).await?;
         }
         DeliveryCmd::Replay { client, tenant, delivery } => {
             let r = deliveries(&client)

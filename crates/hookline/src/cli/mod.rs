@@ -6,7 +6,7 @@
 //!   token, TLS), connecting, and printing.
 //! * one module per verb group: `tenant`, `endpoint` (with `recover`),
 //!   `api_key`, `portal` (portal links), `publish`, `delivery` (the delivery
-//!   log), `stats`, `admin`.
+//!   log), `rejected` (what the NATS intake refused), `stats`, `admin`.
 //!
 //! JSON output is the API's messages as they are: they derive `Serialize`
 //! (see `hookline_proto::json`), and [`print`] prints whatever it is given.
@@ -17,9 +17,11 @@ mod delivery;
 mod endpoint;
 pub mod error;
 mod event_type;
+mod export;
 mod portal;
 mod publish;
 mod recover;
+mod rejected;
 mod stats;
 mod tenant;
 mod when;
@@ -47,6 +49,7 @@ pub use self::{
     event_type::{EventTypeCmd, event_type},
     portal::{PortalCmd, portal},
     publish::publish,
+    rejected::{RejectedCmd, rejected},
     stats::{WindowArg, stats},
     tenant::{TenantCmd, tenant},
 };
