@@ -207,6 +207,19 @@ enum ConfigCmd {
     },
 }
 
+/// Log lines on stderr: one JSON object each, or text.
+fn log_layer<S>(json: bool) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer as _;
+    if json {
+        fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr).boxed()
+    } else {
+        fmt::layer().with_writer(std::io::stderr).boxed()
+    }
+}
+
 /// Logs to stderr (JSON with HOOKLINE_LOG_FORMAT=json), and spans to an
 /// OTLP collector when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or the deprecated
@@ -217,11 +230,6 @@ fn init_tracing(service: &str, file: &config::SettingsFile) -> Option<hookline_t
     let filter =
         file.lookup("HOOKLINE_LOG").and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new("info"));
     let json = file.lookup("HOOKLINE_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
-    let logs = if json {
-        fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr).boxed()
-    } else {
-        fmt::layer().with_writer(std::io::stderr).boxed()
-    };
     let endpoint = hookline_telemetry::otlp::Endpoint::from_env(|name| match name {
         "HOOKLINE_OTLP_ENDPOINT" => file.lookup(name),
         _ => std::env::var(name).ok(),
@@ -231,9 +239,21 @@ fn init_tracing(service: &str, file: &config::SettingsFile) -> Option<hookline_t
         Some(Err(e)) => (None, None, Some(e)),
         None => (None, None, None),
     };
-    tracing_subscriber::registry().with(logs.with_filter(filter)).with(otel).init();
+    match otel {
+        // HOOKLINE_LOG filters the logs only, so it cannot hide spans from the export.
+        Some(otel) => tracing_subscriber::registry().with(log_layer(json).with_filter(filter)).with(otel).init(),
+        None => tracing_subscriber::registry().with(filter).with(log_layer(json)).init(),
+    }
     if let Some(e) = failed {
         tracing::error!(error = %anyhow::Error::from(e), "tracing: spans are not exported");
+    }
+    for name in ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] {
+        if let Ok(p) = std::env::var(name)
+            && tracing.is_some()
+            && p != "http/protobuf"
+        {
+            tracing::warn!(setting = name, value = %p, "tracing: only http/protobuf is offered; spans are sent with it");
+        }
     }
     tracing
 }
