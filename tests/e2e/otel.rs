@@ -5,7 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use hookline_e2e::{
-    Receiver,
+    Receiver, eventually,
     otlp::{CollectedSpan, Collector},
 };
 use hookline_proto::subscriptions::v1::{PayloadLayout, Plan};
@@ -29,7 +29,7 @@ async fn trace_with(collector: &Collector, trace_id: &str, names: &[&str]) -> Ve
         Ok(names.iter().all(|n| spans.iter().any(|s| s.name == *n)).then_some(spans))
     })
     .await
-    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}; {} exports: {:#?}", collector.exports(), collector.spans()))
 }
 
 /// The one span named `name`, with the trace shown when that fails.
@@ -138,12 +138,9 @@ async fn otel_service_name_names_the_resource() {
 async fn the_always_off_sampler_exports_nothing() {
     let collector = Collector::start().await;
     let endpoint = collector.endpoint();
-    let mut s = stack_with(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-        ("OTEL_TRACES_SAMPLER", "always_off"),
-        FAST_EXPORT,
-    ])
-    .await;
+    let mut s =
+        stack_with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_TRACES_SAMPLER", "always_off"), FAST_EXPORT])
+            .await;
     let receiver = Receiver::start().await;
     s.create_tenant("acme", Plan::Basic, true).await;
     s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;

@@ -78,7 +78,8 @@ async fn fan_out(resolver: &Resolver, worker: &Worker, msg: Message) {
         tenant = %event.tenant_id, event_type = event.event_type.as_str());
     // The stored event carries the `ingest` span's context; the tasks carry
     // this span's, so every attempt of the event is a child of `fanout`.
-    let trace = hookline_telemetry::trace::start(&span, header(msg.headers.as_ref(), TRACEPARENT).and_then(TraceParent::parse));
+    let trace =
+        hookline_telemetry::trace::start(&span, header(msg.headers.as_ref(), TRACEPARENT).and_then(TraceParent::parse));
     span.record("trace_id", tracing::field::display(trace.trace_id_display()));
     dispatch(resolver, worker, msg, event, trace).instrument(span).await
 }

@@ -477,8 +477,9 @@ impl Worker {
                         // span when spans are exported, else the attempt.
                         let span = hookline_telemetry::trace::when_exporting(|| http_span(&url));
                         let traceparent = TraceParent::of(&span).unwrap_or(trace).to_string();
-                        let result =
-                            sender::send(&http, url, &ep, &msg_id, body, &traceparent, test).instrument(span.clone()).await;
+                        let result = sender::send(&http, url, &ep, &msg_id, body, &traceparent, test)
+                            .instrument(span.clone())
+                            .await;
                         record_http(&span, &result);
                         result
                     }

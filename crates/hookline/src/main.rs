@@ -234,11 +234,12 @@ fn init_tracing(service: &str, file: &config::SettingsFile) -> Option<hookline_t
         "HOOKLINE_OTLP_ENDPOINT" => file.lookup(name),
         _ => std::env::var(name).ok(),
     });
-    let (otel, tracing, failed) = match endpoint.map(|e| hookline_telemetry::otlp::layer(&e, &format!("hookline-{service}"))) {
-        Some(Ok((layer, tracing))) => (Some(layer), Some(tracing), None),
-        Some(Err(e)) => (None, None, Some(e)),
-        None => (None, None, None),
-    };
+    let (otel, tracing, failed) =
+        match endpoint.map(|e| hookline_telemetry::otlp::layer(&e, &format!("hookline-{service}"))) {
+            Some(Ok((layer, tracing))) => (Some(layer), Some(tracing), None),
+            Some(Err(e)) => (None, None, Some(e)),
+            None => (None, None, None),
+        };
     match otel {
         // HOOKLINE_LOG filters the logs only, so it cannot hide spans from the export.
         Some(otel) => tracing_subscriber::registry().with(log_layer(json).with_filter(filter)).with(otel).init(),

@@ -4,8 +4,8 @@
 
 use hookline_domain::{FieldError, event_type::EventType, events::NewEvent, ids::TenantId};
 use hookline_proto::ingest::v1::{self as pb, ingest_service_server::IngestService, publish_request::Payload as P};
-use serde_json::{Map, Value, json};
 use hookline_telemetry::trace::TraceParent;
+use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
@@ -124,9 +124,13 @@ fn publish_span<T>(req: &Request<T>, method: &'static str) -> (tracing::Span, Tr
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
     let span = hookline_telemetry::trace::when_exporting(|| {
-        tracing::info_span!("publish", otel.name = %format_args!("hookline.ingest.v1.IngestService/{method}"),
-            otel.kind = "server", rpc.system = "grpc", rpc.service = "hookline.ingest.v1.IngestService",
-            rpc.method = method)
+        tracing::info_span!(
+            "publish",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "hookline.ingest.v1.IngestService",
+            rpc.method = method
+        )
     });
     let trace = hookline_telemetry::trace::start(&span, caller);
     (span, trace)

@@ -105,9 +105,8 @@ async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg:
     let producer = hookline_bus::header(msg.headers.as_ref(), hookline_telemetry::trace::TRACEPARENT)
         .and_then(hookline_telemetry::trace::TraceParent::parse);
     let span = hookline_telemetry::trace::when_exporting(|| {
-        tracing::info_span!("publish", otel.name = %format_args!("{} process", msg.subject), otel.kind = "consumer",
-            messaging.system = "nats", messaging.operation.type = "process",
-            messaging.destination.name = msg.subject.as_str())
+        tracing::info_span!("publish", otel.kind = "consumer", messaging.system = "nats",
+            messaging.operation.type = "process", messaging.destination.name = msg.subject.as_str())
     });
     let trace = hookline_telemetry::trace::start(&span, producer);
     let outcome = match NewEvent::from_json(&msg.payload) {

@@ -82,11 +82,12 @@ where
     let named = std::env::var_os("OTEL_SERVICE_NAME").is_some_and(|v| !v.is_empty())
         || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
     let resource = if named { Resource::builder() } else { Resource::builder().with_service_name(service.to_owned()) };
-    let processor =
-        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(exporter, runtime::Tokio)
-            .build();
-    let provider =
-        SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.build()).build();
+    let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+        exporter,
+        runtime::Tokio,
+    )
+    .build();
+    let provider = SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.build()).build();
     let tracer = provider.tracer("hookline");
     let only_ours = Targets::new().with_target("hookline", LevelFilter::INFO);
     let layer = tracing_opentelemetry::layer()
@@ -95,6 +96,7 @@ where
         .with_target(false)
         .with_threads(false)
         .with_location(false)
+        .with_tracked_inactivity(false)
         .with_filter(only_ours);
     crate::trace::set_exporting();
     Ok((layer, Tracing { provider }))
