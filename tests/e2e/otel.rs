@@ -32,6 +32,26 @@ async fn trace_with(collector: &Collector, trace_id: &str, names: &[&str]) -> Ve
     .unwrap_or_else(|e| panic!("{e}; {} exports: {:#?}", collector.exports(), collector.spans()))
 }
 
+/// A collector, `hookline dev` exporting to it (`endpoint_var` names the
+/// collector; `env` besides), and tenant `acme` with one endpoint on a receiver.
+async fn exporting_stack(endpoint_var: &str, env: &[(&str, &str)]) -> (Collector, Stack, Receiver) {
+    let collector = Collector::start().await;
+    let endpoint = collector.endpoint();
+    let mut all = vec![(endpoint_var, endpoint.as_str()), FAST_EXPORT];
+    all.extend_from_slice(env);
+    let s = stack_with(&all).await;
+    let receiver = Receiver::start().await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    (collector, s, receiver)
+}
+
+/// The `traceparent` of the receiver's first request, in parts.
+async fn received_traceparent(receiver: &Receiver) -> (String, String, String) {
+    let got = receiver.wait_for(1, Duration::from_secs(15)).await.unwrap();
+    traceparent_parts(got[0].header("traceparent").unwrap())
+}
+
 /// The one span named `name`, with the trace shown when that fails.
 fn one<'a>(spans: &'a [CollectedSpan], name: &str) -> &'a CollectedSpan {
     let found: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
@@ -50,8 +70,7 @@ async fn one_event_is_one_trace_from_the_publish_to_the_receivers_request_across
 
     // No traceparent from the caller: the publish starts the trace.
     s.ingest.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let got = receiver.wait_for(1, Duration::from_secs(15)).await.unwrap();
-    let (trace_id, parent_id, flags) = traceparent_parts(got[0].header("traceparent").unwrap());
+    let (trace_id, parent_id, flags) = received_traceparent(&receiver).await;
     assert_eq!(flags, "01", "sampled");
 
     let spans = trace_with(&collector, &trace_id, &["publish", "ingest", "fanout", "attempt", "POST"]).await;
@@ -85,13 +104,7 @@ async fn one_event_is_one_trace_from_the_publish_to_the_receivers_request_across
 /// `publish` span is its child, and the tree goes on to the receiver.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_from_nats_intake_continues_the_producers_trace() {
-    let collector = Collector::start().await;
-    let endpoint = collector.endpoint();
-    let s = stack_with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), FAST_EXPORT]).await;
-    let receiver = Receiver::start().await;
-    s.create_tenant("acme", Plan::Basic, true).await;
-    s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
-
+    let (collector, s, receiver) = exporting_stack("OTEL_EXPORTER_OTLP_ENDPOINT", &[]).await;
     let (trace_id, producer_span) = ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174");
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("traceparent", format!("00-{trace_id}-{producer_span}-01").as_str());
@@ -99,8 +112,7 @@ async fn an_event_from_nats_intake_continues_the_producers_trace() {
     let body = serde_json::to_vec(&fresh("customer.created")).unwrap();
     js.publish_with_headers("hookline.intake.acme", headers, body.into()).await.unwrap().await.unwrap();
 
-    let got = receiver.wait_for(1, Duration::from_secs(15)).await.unwrap();
-    let (received_trace, parent_id, _) = traceparent_parts(got[0].header("traceparent").unwrap());
+    let (received_trace, parent_id, _) = received_traceparent(&receiver).await;
     assert_eq!(received_trace, trace_id, "the receiver gets the producer's trace");
     let spans = trace_with(&collector, trace_id, &["publish", "ingest", "fanout", "attempt", "POST"]).await;
     let publish = one(&spans, "publish");
@@ -114,20 +126,10 @@ async fn an_event_from_nats_intake_continues_the_producers_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otel_service_name_names_the_resource() {
-    let collector = Collector::start().await;
-    let endpoint = collector.endpoint();
-    let s = stack_with(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-        ("OTEL_SERVICE_NAME", "bookings-webhooks"),
-        FAST_EXPORT,
-    ])
-    .await;
-    let receiver = Receiver::start().await;
-    s.create_tenant("acme", Plan::Basic, true).await;
-    s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let service = [("OTEL_SERVICE_NAME", "bookings-webhooks")];
+    let (collector, s, receiver) = exporting_stack("OTEL_EXPORTER_OTLP_ENDPOINT", &service).await;
     s.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let got = receiver.wait_for(1, Duration::from_secs(15)).await.unwrap();
-    let (trace_id, _, _) = traceparent_parts(got[0].header("traceparent").unwrap());
+    let (trace_id, _, _) = received_traceparent(&receiver).await;
     let spans = trace_with(&collector, &trace_id, &["publish", "POST"]).await;
     assert!(spans.iter().all(|s| s.service == "bookings-webhooks"), "{spans:#?}");
 }
@@ -136,17 +138,10 @@ async fn otel_service_name_names_the_resource() {
 /// and the receiver's `traceparent` says "not sampled".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_always_off_sampler_exports_nothing() {
-    let collector = Collector::start().await;
-    let endpoint = collector.endpoint();
-    let mut s =
-        stack_with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_TRACES_SAMPLER", "always_off"), FAST_EXPORT])
-            .await;
-    let receiver = Receiver::start().await;
-    s.create_tenant("acme", Plan::Basic, true).await;
-    s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let sampler = [("OTEL_TRACES_SAMPLER", "always_off")];
+    let (collector, mut s, receiver) = exporting_stack("OTEL_EXPORTER_OTLP_ENDPOINT", &sampler).await;
     s.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let got = receiver.wait_for(1, Duration::from_secs(15)).await.unwrap();
-    let (_, _, flags) = traceparent_parts(got[0].header("traceparent").unwrap());
+    let (_, _, flags) = received_traceparent(&receiver).await;
     assert_eq!(flags, "00", "not sampled");
     s.hookline.terminate();
     assert!(s.hookline.wait_exit(Duration::from_secs(30)).await.is_some(), "a graceful stop");
@@ -158,17 +153,13 @@ async fn the_always_off_sampler_exports_nothing() {
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` would, and a caller's trace is continued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deprecated_hookline_otlp_endpoint_still_exports_the_callers_trace() {
-    let collector = Collector::start().await;
-    let endpoint = collector.endpoint();
-    let s = stack_with(&[("HOOKLINE_OTLP_ENDPOINT", &endpoint), FAST_EXPORT]).await;
-    let receiver = Receiver::start().await;
-    s.create_tenant("acme", Plan::Basic, true).await;
-    s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    let (collector, s, receiver) = exporting_stack("HOOKLINE_OTLP_ENDPOINT", &[]).await;
     let (trace_id, caller_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
     let mut req = tonic::Request::new(json_request("acme", &fresh("customer.created")));
     req.metadata_mut().insert("traceparent", format!("00-{trace_id}-{caller_span}-01").parse().unwrap());
     s.hookline.ingest_client().await.publish(req).await.unwrap();
-    receiver.wait_for(1, Duration::from_secs(15)).await.unwrap();
+    let (received_trace, _, _) = received_traceparent(&receiver).await;
+    assert_eq!(received_trace, trace_id);
     let spans = trace_with(&collector, trace_id, &["publish", "ingest", "fanout", "attempt", "POST"]).await;
     assert_eq!(one(&spans, "publish").parent_span_id, caller_span, "the caller's span is the parent");
 }

@@ -6,14 +6,12 @@
 //! and `OTEL_EXPORTER_OTLP_TIMEOUT`. The deprecated `HOOKLINE_OTLP_ENDPOINT`
 //! is read as `OTEL_EXPORTER_OTLP_ENDPOINT` when neither is set.
 //!
-//! Spans are batched on the Tokio runtime and sent with the process's
-//! async reqwest client (one HTTP stack): a slow or absent collector drops
-//! spans, never slows delivery. [`Tracing::shutdown`] flushes what is left.
-
-use std::time::Duration;
+//! Spans are batched on the Tokio runtime and sent with an async reqwest
+//! client (the reqwest the process already has: one HTTP stack): a slow or
+//! absent collector drops spans, never slows delivery. [`Tracing::shutdown`] flushes what is left.
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{Resource, runtime, trace::SdkTracerProvider};
 use tracing::{Subscriber, level_filters::LevelFilter};
 use tracing_subscriber::{Layer, filter::Targets, registry::LookupSpan};
@@ -70,15 +68,14 @@ pub fn layer<S>(endpoint: &Endpoint, service: &str) -> Result<(impl Layer<S> + u
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(Error::Client)?;
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-        .with_http_client(client);
+    // The exporter builds its async reqwest client (our reqwest, rustls with
+    // the process's crypto provider) with OTEL_EXPORTER_OTLP_TIMEOUT.
+    let mut exporter =
+        opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
     if let Endpoint::Deprecated(base) = endpoint {
         exporter = exporter.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
     }
-    let exporter = exporter.build().map_err(Error::Exporter)?;
+    let exporter = exporter.build()?;
     let named = std::env::var_os("OTEL_SERVICE_NAME").is_some_and(|v| !v.is_empty())
         || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
     let resource = if named { Resource::builder() } else { Resource::builder().with_service_name(service.to_owned()) };
@@ -104,10 +101,8 @@ where
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the OTLP exporter's HTTP client")]
-    Client(#[source] reqwest::Error),
     #[error("the OTLP exporter")]
-    Exporter(#[source] opentelemetry_otlp::ExporterBuildError),
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
 }
 
 #[cfg(test)]
