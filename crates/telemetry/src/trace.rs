@@ -187,6 +187,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn without_export_no_span_is_made_and_the_trace_still_continues() {
+        assert!(!exporting(), "nothing in these tests sets up an exporter");
+        let span = when_exporting(|| unreachable!("no span is made when nothing is exported"));
+        assert!(span.is_disabled());
+        let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let own = start(&span, Some(parent));
+        assert_eq!(own.trace_id(), parent.trace_id());
+        assert_eq!(own.trace_id_display().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(own, parent, "a child id");
+        assert_eq!(TraceParent::of(&span), None);
+        assert_eq!(start(&span, None).to_string().len(), 55, "a new trace");
+    }
+
+    #[test]
     fn round_trip_and_children_keep_the_trace() {
         let p = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         assert_eq!(p.to_string(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
