@@ -163,3 +163,33 @@ async fn the_deprecated_hookline_otlp_endpoint_still_exports_the_callers_trace()
     let spans = trace_with(&collector, trace_id, &["publish", "ingest", "fanout", "attempt", "POST"]).await;
     assert_eq!(one(&spans, "publish").parent_span_id, caller_span, "the caller's span is the parent");
 }
+
+/// A retry is another `attempt` under the same `fanout`, with its own
+/// request span, and each request's `traceparent` names its own span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_another_attempt_under_the_same_fan_out() {
+    let (collector, s, receiver) = exporting_stack("OTEL_EXPORTER_OTLP_ENDPOINT", &[]).await;
+    receiver.script([hookline_e2e::Reply::new(500)]);
+    s.hookline.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
+    let parents: Vec<_> = got.iter().map(|r| traceparent_parts(r.header("traceparent").unwrap())).collect();
+    assert_eq!(parents[0].0, parents[1].0, "one trace");
+    let trace_id = &parents[0].0;
+    let spans = eventually(Duration::from_secs(20), "two attempts and two requests", || async {
+        let spans = collector.trace(trace_id)?;
+        let count = |name: &str| spans.iter().filter(|s| s.name == name).count();
+        Ok((count("attempt") == 2 && count("POST") == 2).then_some(spans))
+    })
+    .await
+    .unwrap();
+    let fanout = one(&spans, "fanout");
+    let attempts: Vec<_> = spans.iter().filter(|s| s.name == "attempt").collect();
+    assert!(attempts.iter().all(|a| a.parent_span_id == fanout.span_id), "both under fan-out: {spans:#?}");
+    for (_, parent_id, _) in &parents {
+        let post = spans.iter().find(|s| &s.span_id == parent_id).expect("the request's span is exported");
+        assert_eq!(post.name, "POST");
+        assert!(attempts.iter().any(|a| a.span_id == post.parent_span_id), "under an attempt");
+    }
+    let statuses: Vec<_> = spans.iter().filter_map(|s| s.attribute("http.response.status_code")).collect();
+    assert!(statuses.contains(&"500") && statuses.contains(&"200"), "{statuses:?}");
+}
