@@ -22,6 +22,7 @@ mod limits;
 mod log;
 mod nats_accounts;
 mod ops;
+mod otel;
 mod replicas;
 mod retry_store;
 mod secrets;

@@ -14,6 +14,7 @@
 //! * [`http_get`], [`http_post`]: a raw HTTP client for probes.
 //! * [`browser::Browser`]: headless chromium over WebDriver, for page tests.
 //! * [`console::ConsoleClient`]: a cookie-keeping, form-posting client of the webhooks console.
+//! * [`otlp::Collector`]: an OTLP/HTTP collector that decodes the exported spans (protobuf).
 
 use std::{
     collections::VecDeque,
@@ -48,6 +49,7 @@ use tonic::transport::Channel;
 pub mod browser;
 pub mod console;
 pub mod dns;
+pub mod otlp;
 
 pub use hookline_testkit::*;
 

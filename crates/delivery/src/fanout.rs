@@ -74,9 +74,13 @@ async fn fan_out(resolver: &Resolver, worker: &Worker, msg: Message) {
             return;
         }
     };
-    let trace = TraceParent::continue_or_start(header(msg.headers.as_ref(), TRACEPARENT));
-    let span = tracing::info_span!("fanout", trace_id = %trace.trace_id(), event_id = %event.id,
+    let span = tracing::info_span!("fanout", trace_id = tracing::field::Empty, event_id = %event.id,
         tenant = %event.tenant_id, event_type = event.event_type.as_str());
+    // The stored event carries the `ingest` span's context; the tasks carry
+    // this span's, so every attempt of the event is a child of `fanout`.
+    let trace =
+        hookline_telemetry::trace::start(&span, header(msg.headers.as_ref(), TRACEPARENT).and_then(TraceParent::parse));
+    span.record("trace_id", tracing::field::display(trace.trace_id_display()));
     dispatch(resolver, worker, msg, event, trace).instrument(span).await
 }
 
@@ -102,7 +106,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
     }
     // 0 for events stored before ingest stamped them: resolved as before.
     let min_seq = header(msg.headers.as_ref(), CONFIG_SEQUENCE_HEADER).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let resolved = resolver.resolve(event.tenant_id.as_str(), event.event_type.as_str(), min_seq, trace.child()).await;
+    let resolved = resolver.resolve(event.tenant_id.as_str(), event.event_type.as_str(), min_seq, trace).await;
     let endpoints = match resolved {
         Ok(endpoints) => endpoints,
         Err(s) => {
@@ -131,7 +135,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
             not_before: None,
             event_type: Some(event.event_type),
         };
-        let traceparent = trace.child();
+        let traceparent = trace;
         // A stuck endpoint's or an open breaker's task is parked at once, so
         // it never cycles through the workers, and without a copy of the event.
         if let Some(wait) = blocked {

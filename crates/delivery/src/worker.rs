@@ -254,10 +254,38 @@ pub(crate) fn expired_outcome(
     }
 }
 
-fn attempt_span(task: &DispatchTask, trace: &TraceParent) -> tracing::Span {
+/// The `attempt` span, a child of `parent` (fan-out's span, carried by the
+/// task), and the trace context the attempt continues.
+fn attempt_span(task: &DispatchTask, parent: Option<TraceParent>) -> (tracing::Span, TraceParent) {
     let event = &task.event;
-    tracing::info_span!("attempt", trace_id = %trace.trace_id(), delivery_id = %task.delivery_id,
-        event_id = %event.id, endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt = task.attempt)
+    let span = tracing::info_span!("attempt", trace_id = tracing::field::Empty, delivery_id = %task.delivery_id,
+        event_id = %event.id, endpoint_id = %task.endpoint_id, tenant = %event.tenant_id, attempt = task.attempt);
+    let trace = hookline_telemetry::trace::start(&span, parent);
+    span.record("trace_id", tracing::field::display(trace.trace_id_display()));
+    (span, trace)
+}
+
+/// The HTTP client span of a webhook request, as OpenTelemetry's HTTP
+/// conventions name it; the URL's path and query are left out (they may
+/// hold a receiver's token).
+fn http_span(url: &http::Uri) -> tracing::Span {
+    tracing::info_span!("POST", otel.kind = "client", http.request.method = "POST",
+        server.address = url.host().unwrap_or_default(), server.port = url.port_u16(),
+        url.scheme = url.scheme_str().unwrap_or_default(), http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty, otel.status_code = tracing::field::Empty)
+}
+
+fn record_http(span: &tracing::Span, result: &sender::AttemptResult) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(code) = result.status_code {
+        span.record("http.response.status_code", code);
+    }
+    if let Some(kind) = result.error_kind {
+        span.record("error.type", kind.as_str());
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 /// ±20 % jitter, so retries of many deliveries do not arrive in lockstep.
@@ -286,8 +314,10 @@ impl Worker {
             let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
             return;
         }
-        let trace = TraceParent::continue_or_start(hookline_bus::header(msg.headers.as_ref(), TRACEPARENT));
-        let span = attempt_span(&task, &trace);
+        let parent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT).and_then(TraceParent::parse);
+        let (span, trace) = attempt_span(&task, parent);
+        // A retry continues under the same parent, a sibling of this attempt.
+        let parent = parent.unwrap_or(trace);
         // Tasks handed back while they wait come again by design, so this is
         // a debug line; it also shows tasks whose ack was lost.
         let delivered = hookline_bus::delivery_count(msg.reply.as_deref()).unwrap_or(1);
@@ -296,7 +326,7 @@ impl Worker {
         }
         // Past the archive age: recorded as failed, never sent late.
         if expired(&task.event, self.settings.archive_after) {
-            let stored = self.conclude(&task, Attempted::Expired, &trace).instrument(span).await;
+            let stored = self.conclude(&task, Attempted::Expired, &parent).instrument(span).await;
             settle(msg, stored, Ack::Plain).await;
             return;
         }
@@ -322,7 +352,7 @@ impl Worker {
         // A plain ack: the outcome and the next attempt are already stored,
         // so a lost ack costs one repeated attempt, not a round trip per
         // delivery. A graceful stop flushes the connection.
-        let stored = self.conclude(&task, attempted, &trace).instrument(span).await;
+        let stored = self.conclude(&task, attempted, &parent).instrument(span).await;
         settle(msg, stored, Ack::Plain).await;
     }
 
@@ -336,8 +366,8 @@ impl Worker {
         ep: EndpointConfig,
         trace: TraceParent,
     ) -> Result<(), NotStored> {
-        let span = attempt_span(&task, &trace);
-        match self.attempt(&task, ep, &trace, &span).await {
+        let (span, own) = attempt_span(&task, Some(trace));
+        match self.attempt(&task, ep, &own, &span).await {
             Ok(finished) => {
                 metrics().direct_attempts.inc();
                 self.conclude(&task, finished, &trace).instrument(span).await
@@ -429,7 +459,7 @@ impl Worker {
         let mailer = self.settings.mailer.clone();
         let target = self.targets.get(ep.url.as_str(), &self.settings.address_policy);
         let event = ep.email.is_some().then(|| task.event.clone());
-        let (msg_id, traceparent, test) = (task.event.id.to_string(), trace.to_string(), task.event.test);
+        let (msg_id, trace, test) = (task.event.id.to_string(), *trace, task.event.test);
         // Boxed once here, so the queue and the slot move a pointer.
         let job = Box::pin(async move {
             let _permit = attempts.acquire_owned().await.expect("the attempts semaphore is never closed");
@@ -442,7 +472,17 @@ impl Worker {
                     "this endpoint delivers by e-mail but HOOKLINE_SMTP_URL is not set".into(),
                 ),
                 (None, _) => match target {
-                    Ok(url) => sender::send(&http, url, &ep, &msg_id, body, &traceparent, test).await,
+                    Ok(url) => {
+                        // The receiver's `traceparent` names this request's
+                        // span when spans are exported, else the attempt.
+                        let span = hookline_telemetry::trace::when_exporting(|| http_span(&url));
+                        let traceparent = TraceParent::of(&span).unwrap_or(trace).to_string();
+                        let result = sender::send(&http, url, &ep, &msg_id, body, &traceparent, test)
+                            .instrument(span.clone())
+                            .await;
+                        record_http(&span, &result);
+                        result
+                    }
                     Err(why) => sender::AttemptResult::refused(why.to_string()),
                 },
             };

@@ -38,24 +38,39 @@ struct Cli {
     command: Command,
 }
 
+/// Trace export, read from the environment (the OpenTelemetry standard).
+const TRACING_HELP: &str = "\
+Tracing (OpenTelemetry, OTLP/HTTP protobuf; off unless an endpoint is set):
+  OTEL_EXPORTER_OTLP_ENDPOINT         collector base URL; spans go to <url>/v1/traces
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  full traces URL, used as is
+  OTEL_SERVICE_NAME                   resource service.name (default hookline-<role>)
+  OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
+                                      e.g. parentbased_traceidratio and 0.1; always_off
+  HOOKLINE_OTLP_ENDPOINT              deprecated: read as OTEL_EXPORTER_OTLP_ENDPOINT
+                                      when neither OTEL_ endpoint is set";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run ingest, subscriptions and delivery in one process (gRPC on
     /// HOOKLINE_GRPC_ADDR, health on HOOKLINE_HTTP_ADDR) with the webhooks
     /// console (HOOKLINE_CONSOLE_ADDR); creates the database and streams if
     /// missing; allows deliveries to loopback.
+    #[command(after_help = TRACING_HELP)]
     Dev(settings::ServiceArgs),
     /// Run the webhooks console (pages for operators and tenants, portal
     /// links) on HOOKLINE_CONSOLE_ADDR: a gRPC client of subscriptions and
     /// delivery, as the CLI is.
     Console(settings::ConsoleRole),
     /// Run the ingest service alone (gRPC IngestService + NATS intake).
+    #[command(after_help = TRACING_HELP)]
     Ingest(settings::IngestRole),
     /// Run the subscriptions service alone (gRPC SubscriptionService, API keys).
+    #[command(after_help = TRACING_HELP)]
     Subscriptions(settings::SubscriptionsRole),
     /// Run the delivery service alone (fan-out, workers, projections and the
     /// delivery log API). With a verb, read the delivery log: deprecated
     /// spelling of `hookline log <verb>`.
+    #[command(after_help = TRACING_HELP)]
     Delivery {
         #[command(flatten)]
         service: settings::DeliveryRole,
@@ -200,23 +215,56 @@ enum ConfigCmd {
     },
 }
 
+/// Log lines on stderr: one JSON object each, or text.
+fn log_layer<S>(json: bool) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer as _;
+    if json {
+        fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr).boxed()
+    } else {
+        fmt::layer().with_writer(std::io::stderr).boxed()
+    }
+}
+
 /// Logs to stderr (JSON with HOOKLINE_LOG_FORMAT=json), and spans to an
-/// OTLP collector when HOOKLINE_OTLP_ENDPOINT is set.
-fn init_tracing(service: &str, file: &config::SettingsFile) {
+/// OTLP collector when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or the deprecated
+/// `HOOKLINE_OTLP_ENDPOINT`) is set. The logs' filter (`HOOKLINE_LOG`) does
+/// not decide which spans are exported.
+fn init_tracing(service: &str, file: &config::SettingsFile) -> Option<hookline_telemetry::otlp::Tracing> {
     use tracing_subscriber::prelude::*;
     let filter =
         file.lookup("HOOKLINE_LOG").and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new("info"));
     let json = file.lookup("HOOKLINE_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
-    let logs = if json {
-        fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr).boxed()
-    } else {
-        fmt::layer().with_writer(std::io::stderr).boxed()
-    };
-    let otlp = file
-        .lookup("HOOKLINE_OTLP_ENDPOINT")
-        .filter(|e| !e.is_empty())
-        .map(|e| hookline_telemetry::otlp::OtlpLayer::new(&e, &format!("hookline-{service}")));
-    tracing_subscriber::registry().with(filter).with(logs).with(otlp).init();
+    let endpoint = hookline_telemetry::otlp::Endpoint::from_env(|name| match name {
+        "HOOKLINE_OTLP_ENDPOINT" => file.lookup(name),
+        _ => std::env::var(name).ok(),
+    });
+    let (otel, tracing, failed) =
+        match endpoint.map(|e| hookline_telemetry::otlp::layer(&e, &format!("hookline-{service}"))) {
+            Some(Ok((layer, tracing))) => (Some(layer), Some(tracing), None),
+            Some(Err(e)) => (None, None, Some(e)),
+            None => (None, None, None),
+        };
+    match otel {
+        // HOOKLINE_LOG filters the logs only, so it cannot hide spans from the export.
+        Some(otel) => tracing_subscriber::registry().with(log_layer(json).with_filter(filter)).with(otel).init(),
+        None => tracing_subscriber::registry().with(filter).with(log_layer(json)).init(),
+    }
+    if let Some(e) = failed {
+        tracing::error!(error = %anyhow::Error::from(e), "tracing: spans are not exported");
+    }
+    for name in ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] {
+        if let Ok(p) = std::env::var(name)
+            && tracing.is_some()
+            && p != "http/protobuf"
+        {
+            tracing::warn!(setting = name, value = %p, "tracing: only http/protobuf is offered; spans are sent with it");
+        }
+    }
+    tracing
 }
 
 fn main() -> std::process::ExitCode {
@@ -293,7 +341,7 @@ async fn run(cli: Cli, file: config::SettingsFile, json_out: bool) -> std::proce
     };
     // Before anything builds an HTTP client (the OTLP exporter does, in init_tracing).
     rustls::crypto::ring::default_provider().install_default().expect("one crypto provider");
-    init_tracing(service, &file);
+    let tracing = init_tracing(service, &file);
     let result = match cli.command {
         Command::Dev(a) => serve::run(serve::Role::Dev, a.into(), serve::shutdown_signal()).await,
         Command::Console(a) => serve::run_console(a, serve::shutdown_signal()).await,
@@ -321,6 +369,10 @@ async fn run(cli: Cli, file: config::SettingsFile, json_out: bool) -> std::proce
             unreachable!("handled before the runtime starts")
         }
     };
+    // The last spans, flushed while the runtime still drives the exporter.
+    if let Some(tracing) = tracing {
+        let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => cli::error::report(&e, json_out),

@@ -52,8 +52,11 @@ pub struct Prepared {
     webhooks_off: bool,
     /// The tenant's last HOOKLINE_CONFIG sequence when the event was checked.
     config_seq: u64,
-    /// W3C trace context, continued from the producer when it sent one.
+    /// W3C trace context of the `ingest` span, which the stored event
+    /// carries to fan-out.
     trace: TraceParent,
+    /// `ingest`: from the check to the stream's ack.
+    span: tracing::Span,
 }
 
 impl Prepared {
@@ -62,10 +65,19 @@ impl Prepared {
         &self.event.tenant_id
     }
 
-    /// Continue the producer's trace (a `traceparent` header or metadata).
-    pub fn traced(mut self, traceparent: Option<&str>) -> Self {
-        self.trace = TraceParent::continue_or_start(traceparent);
+    /// Continue the trace of `parent` (the `publish` span, itself under the
+    /// producer's `traceparent` header or metadata): the `ingest` span.
+    pub fn traced(mut self, parent: Option<TraceParent>) -> Self {
+        self.span = tracing::info_span!("ingest", trace_id = tracing::field::Empty, tenant = %self.event.tenant_id,
+            event_type = self.event.event_type.as_str());
+        self.trace = hookline_telemetry::trace::start(&self.span, parent);
+        self.span.record("trace_id", tracing::field::display(self.trace.trace_id_display()));
         self
+    }
+
+    /// The `ingest` span, for the calls that publish this event.
+    pub fn span(&self) -> tracing::Span {
+        self.span.clone()
     }
 }
 
@@ -127,6 +139,7 @@ impl Appender {
             webhooks_off: !state.webhooks_enabled,
             config_seq,
             trace: TraceParent::new_root(),
+            span: tracing::Span::none(),
         })
     }
 
@@ -178,8 +191,6 @@ impl Appender {
     }
 
     pub async fn append(&self, p: &Prepared) -> Result<Accepted, Error> {
-        let span = tracing::info_span!("ingest", trace_id = %p.trace.trace_id(), tenant = %p.event.tenant_id,
-            event_type = p.event.event_type.as_str());
-        tracing::Instrument::instrument(async { self.confirm(p, self.send(p).await?).await }, span).await
+        tracing::Instrument::instrument(async { self.confirm(p, self.send(p).await?).await }, p.span()).await
     }
 }

@@ -4,8 +4,10 @@
 
 use hookline_domain::{FieldError, event_type::EventType, events::NewEvent, ids::TenantId};
 use hookline_proto::ingest::v1::{self as pb, ingest_service_server::IngestService, publish_request::Payload as P};
+use hookline_telemetry::trace::TraceParent;
 use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use hookline_auth::check_tenant;
 
@@ -172,9 +174,26 @@ pub fn parse_request(r: &pb::PublishRequest) -> Result<NewEvent, FieldError> {
     NewEvent::from_json(&serde_json::to_vec(&event).expect("JSON serialises"))
 }
 
-/// The caller's W3C `traceparent` metadata, if any.
-fn traceparent<T>(req: &Request<T>) -> Option<String> {
-    req.metadata().get(hookline_telemetry::trace::TRACEPARENT)?.to_str().ok().map(str::to_owned)
+/// The call's `publish` span (made only when spans are exported), under
+/// the caller's W3C `traceparent` metadata when it sent one, and the trace
+/// context its events continue.
+fn publish_span<T>(req: &Request<T>, method: &'static str) -> (tracing::Span, TraceParent) {
+    let caller = req
+        .metadata()
+        .get(hookline_telemetry::trace::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse);
+    let span = hookline_telemetry::trace::when_exporting(|| {
+        tracing::info_span!(
+            "publish",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "hookline.ingest.v1.IngestService",
+            rpc.method = method
+        )
+    });
+    let trace = hookline_telemetry::trace::start(&span, caller);
+    (span, trace)
 }
 
 fn response(a: Accepted) -> pb::PublishResponse {
@@ -189,8 +208,26 @@ fn response(a: Accepted) -> pb::PublishResponse {
 #[tonic::async_trait]
 impl IngestService for IngestApi {
     async fn publish(&self, req: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
+        let (span, trace) = publish_span(&req, "Publish");
+        self.publish_one(req, trace).instrument(span).await
+    }
+
+    async fn publish_batch(
+        &self,
+        req: Request<pb::PublishBatchRequest>,
+    ) -> Result<Response<pb::PublishBatchResponse>, Status> {
+        let (span, trace) = publish_span(&req, "PublishBatch");
+        self.publish_many(req, trace).instrument(span).await
+    }
+}
+
+impl IngestApi {
+    async fn publish_one(
+        &self,
+        req: Request<pb::PublishRequest>,
+        trace: TraceParent,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
         check_tenant(&req, &req.get_ref().tenant_id)?;
-        let traceparent = traceparent(&req);
         let r = req.into_inner();
         let event = parse_request(&r).map_err(Error::from).inspect_err(|e| e.count("grpc"))?;
         // A tenant this process holds takes its rate before the stream read
@@ -205,21 +242,21 @@ impl IngestService for IngestApi {
             .prepare(&mut Default::default(), "grpc", &r.tenant_id, event, None)
             .await
             .inspect_err(|e| e.count("grpc"))?
-            .traced(traceparent.as_deref());
+            .traced(Some(trace));
         if known.is_none() {
             self.admit(prepared.tenant(), 1).inspect_err(|e| e.count("grpc"))?;
         }
         Ok(Response::new(response(self.appender.append(&prepared).await?)))
     }
 
-    async fn publish_batch(
+    async fn publish_many(
         &self,
         req: Request<pb::PublishBatchRequest>,
+        trace: TraceParent,
     ) -> Result<Response<pb::PublishBatchResponse>, Status> {
         for e in &req.get_ref().events {
             check_tenant(&req, &e.tenant_id)?;
         }
-        let traceparent = traceparent(&req);
         let r = req.into_inner();
         if r.events.is_empty() || r.events.len() > MAX_BATCH {
             let e = FieldError::new("events", format!("must hold 1 to {MAX_BATCH} events, got {}", r.events.len()));
@@ -251,7 +288,7 @@ impl IngestService for IngestApi {
                     other => other,
                 },
             )?;
-            prepared.push(p.traced(traceparent.as_deref()));
+            prepared.push(p.traced(Some(trace)));
         }
         let mut per_tenant = std::collections::BTreeMap::<&TenantId, usize>::new();
         for p in &prepared {
@@ -263,11 +300,11 @@ impl IngestService for IngestApi {
         let _budget = hookline_bus::ack_budget(prepared.len()).await;
         let mut acks = Vec::with_capacity(prepared.len());
         for p in &prepared {
-            acks.push(self.appender.send(p).await?);
+            acks.push(self.appender.send(p).instrument(p.span()).await?);
         }
         let mut results = Vec::with_capacity(prepared.len());
         for (p, ack) in prepared.iter().zip(acks) {
-            results.push(response(self.appender.confirm(p, ack).await?));
+            results.push(response(self.appender.confirm(p, ack).instrument(p.span()).await?));
         }
         Ok(Response::new(pb::PublishBatchResponse { results }))
     }

@@ -12,6 +12,7 @@ use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
 use hookline_bus::{INGEST_CONSUMER, INTAKE_STREAM, rejected_subject, tenant_of};
 use hookline_domain::{events::NewEvent, ids::TenantId};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::{
     Appender, Error,
@@ -98,11 +99,21 @@ async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg:
     {
         return;
     }
+    // The producer's trace, continued by a `publish` span (made only when
+    // spans are exported) that covers the check and the append.
+    let producer = hookline_bus::header(msg.headers.as_ref(), hookline_telemetry::trace::TRACEPARENT)
+        .and_then(hookline_telemetry::trace::TraceParent::parse);
+    let span = hookline_telemetry::trace::when_exporting(|| {
+        tracing::info_span!("publish", otel.kind = "consumer", messaging.system = "nats",
+            messaging.operation.type = "process", messaging.destination.name = msg.subject.as_str())
+    });
+    let trace = hookline_telemetry::trace::start(&span, producer);
     let outcome = match NewEvent::from_json(&msg.payload) {
         Ok(event) => appender
             .prepare(&mut Default::default(), "nats", &tenant, event, origin.map(|o| o.event_msg_id()))
+            .instrument(span.clone())
             .await
-            .map(|p| p.traced(hookline_bus::header(msg.headers.as_ref(), hookline_telemetry::trace::TRACEPARENT))),
+            .map(|p| p.traced(Some(trace))),
         Err(e) => Err(Error::from(e)),
     };
     if known.is_none()
@@ -112,7 +123,7 @@ async fn handle(js: &Context, appender: &Appender, limiter: &TenantLimiter, msg:
         return;
     }
     let result = match outcome {
-        Ok(prepared) => appender.append(&prepared).await.map(|_| ()),
+        Ok(prepared) => appender.append(&prepared).instrument(span).await.map(|_| ()),
         Err(Error::Unavailable(e)) => Err(Error::Unavailable(e)),
         Err(refusal) => {
             refusal.count("nats");

@@ -15,6 +15,8 @@
 //!   clients; serving text alone would lose nothing today but makes
 //!   Prometheus fall back and log it, so both are offered.
 //! * [`trace`]: W3C `traceparent` values carried through every NATS hop.
+//! * [`otlp`]: OpenTelemetry export of those traces over OTLP, when the
+//!   standard `OTEL_EXPORTER_OTLP_*` variables ask for it.
 
 pub mod otlp;
 pub mod trace;

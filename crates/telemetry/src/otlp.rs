@@ -1,111 +1,140 @@
-//! Optional OTLP export (HTTP/JSON, `POST <endpoint>/v1/traces`): spans that
-//! carry a W3C `trace_id` field (ingest's append, fan-out, each delivery
-//! attempt) are batched and sent to the collector in
-//! `HOOKLINE_OTLP_ENDPOINT`. Export is best effort: a slow or absent
-//! collector drops spans, never slows delivery.
+//! OpenTelemetry trace export over OTLP/HTTP protobuf, configured by the
+//! standard variables: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is) or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended), `OTEL_SERVICE_NAME`
+//! (default `hookline-<role>`), `OTEL_RESOURCE_ATTRIBUTES`,
+//! `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, `OTEL_EXPORTER_OTLP_HEADERS`
+//! and `OTEL_EXPORTER_OTLP_TIMEOUT`. The deprecated `HOOKLINE_OTLP_ENDPOINT`
+//! is read as `OTEL_EXPORTER_OTLP_ENDPOINT` when neither is set.
+//!
+//! Spans are batched on the Tokio runtime and sent with an async reqwest
+//! client (the reqwest the process already has: one HTTP stack): a slow or
+//! absent collector drops spans, never slows delivery. [`Tracing::shutdown`] flushes what is left.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{Resource, runtime, trace::SdkTracerProvider};
+use tracing::{Subscriber, level_filters::LevelFilter};
+use tracing_subscriber::{Layer, filter::Targets, registry::LookupSpan};
 
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tracing::{Subscriber, field::Visit, span};
-use tracing_subscriber::{Layer, layer::Context, registry::LookupSpan};
-
-/// Spans buffered before export; beyond it, spans are dropped.
-const QUEUE: usize = 4096;
-
-struct Fields {
-    trace_id: Option<String>,
-    attributes: Vec<(String, String)>,
-    start: u128,
+/// Where spans go, from the environment; `None`: no export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`:
+    /// the exporter reads them itself.
+    Standard,
+    /// Only the deprecated `HOOKLINE_OTLP_ENDPOINT`: a base URL.
+    Deprecated(String),
 }
 
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        let text = format!("{value:?}").trim_matches('"').to_owned();
-        if field.name() == "trace_id" {
-            self.trace_id = Some(text);
-        } else {
-            self.attributes.push((field.name().to_owned(), text));
+impl Endpoint {
+    /// `env` looks a variable up (the process environment, or Hookline's
+    /// settings file for `HOOKLINE_*`). `OTEL_SDK_DISABLED=true` and
+    /// `OTEL_TRACES_EXPORTER=none` turn export off, as in other SDKs.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+            || set("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"))
+        {
+            return None;
         }
-    }
-
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.record_debug(field, &value);
-    }
-}
-
-fn now_nanos() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
-}
-
-pub struct OtlpLayer {
-    tx: mpsc::Sender<Value>,
-}
-
-impl OtlpLayer {
-    /// Start the exporter task (needs a Tokio runtime) for `service`.
-    pub fn new(endpoint: &str, service: &str) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(export(format!("{}/v1/traces", endpoint.trim_end_matches('/')), service.to_owned(), rx));
-        Self { tx }
-    }
-}
-
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for OtlpLayer {
-    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        let mut fields = Fields { trace_id: None, attributes: Vec::new(), start: now_nanos() };
-        attrs.record(&mut fields);
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(fields);
+        if set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT")).is_some() {
+            return Some(Self::Standard);
         }
-    }
-
-    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else { return };
-        let ext = span.extensions();
-        let Some(fields) = ext.get::<Fields>() else { return };
-        let Some(trace_id) = &fields.trace_id else { return };
-        let span_id: [u8; 8] = rand::random();
-        let attributes: Vec<Value> =
-            fields.attributes.iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})).collect();
-        let record = json!({
-            "traceId": trace_id,
-            "spanId": span_id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            "name": span.name(),
-            "kind": 1,
-            "startTimeUnixNano": fields.start.to_string(),
-            "endTimeUnixNano": now_nanos().to_string(),
-            "attributes": attributes,
-        });
-        let _ = self.tx.try_send(record);
+        set("HOOKLINE_OTLP_ENDPOINT").map(Self::Deprecated)
     }
 }
 
-async fn export(url: String, service: String, mut rx: mpsc::Receiver<Value>) {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client builds");
-    let mut batch = Vec::new();
-    loop {
-        let closed = match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-            Ok(Some(span)) => {
-                batch.push(span);
-                if batch.len() < 512 {
-                    continue;
-                }
-                false
-            }
-            Ok(None) => true,
-            Err(_) => false,
+/// The running export; shut it down to flush the last batch.
+pub struct Tracing {
+    provider: SdkTracerProvider,
+}
+
+impl Tracing {
+    /// Export the spans still queued, then stop. Blocks until the export
+    /// task answers: call it off the runtime's worker threads
+    /// (`spawn_blocking`), with the runtime still running.
+    pub fn shutdown(self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// The tracing layer that turns Hookline's spans into OpenTelemetry spans,
+/// and its exporter (needs a Tokio runtime). `service` names the resource
+/// unless `OTEL_SERVICE_NAME` (or `service.name` in
+/// `OTEL_RESOURCE_ATTRIBUTES`) does. Marks the process as exporting
+/// ([`crate::trace::exporting`]). It sees only Hookline's own spans, at
+/// info and above, whatever `HOOKLINE_LOG` lets the logs show.
+pub fn layer<S>(endpoint: &Endpoint, service: &str) -> Result<(impl Layer<S> + use<S>, Tracing), Error>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    // The exporter builds its async reqwest client (our reqwest, rustls with
+    // the process's crypto provider) with OTEL_EXPORTER_OTLP_TIMEOUT.
+    let mut exporter =
+        opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+    if let Endpoint::Deprecated(base) = endpoint {
+        exporter = exporter.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
+    }
+    let exporter = exporter.build()?;
+    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some_and(|v| !v.is_empty())
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
+    let resource = if named { Resource::builder() } else { Resource::builder().with_service_name(service.to_owned()) };
+    let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+        exporter,
+        runtime::Tokio,
+    )
+    .build();
+    let provider = SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.build()).build();
+    let tracer = provider.tracer("hookline");
+    let only_ours = Targets::new().with_target("hookline", LevelFilter::INFO);
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_level(false)
+        .with_target(false)
+        .with_threads(false)
+        .with_location(false)
+        .with_tracked_inactivity(false)
+        .with_filter(only_ours);
+    crate::trace::set_exporting();
+    Ok((layer, Tracing { provider }))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the OTLP exporter")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_variables_win_and_the_deprecated_one_still_works() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
         };
-        if !batch.is_empty() {
-            let body = json!({"resourceSpans": [{
-                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
-                "scopeSpans": [{"scope": {"name": "hookline"}, "spans": std::mem::take(&mut batch)}],
-            }]});
-            let _ = client.post(&url).header("content-type", "application/json").body(body.to_string()).send().await;
+        assert_eq!(Endpoint::from_env(env(&[])), None);
+        assert_eq!(Endpoint::from_env(env(&[("HOOKLINE_OTLP_ENDPOINT", " ")])), None);
+        assert_eq!(
+            Endpoint::from_env(env(&[("HOOKLINE_OTLP_ENDPOINT", "http://c:4318")])),
+            Some(Endpoint::Deprecated("http://c:4318".into()))
+        );
+        for standard in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
+            let pairs: &'static [(&str, &str)] = if standard.contains("TRACES") {
+                &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://a/v1/traces"), ("HOOKLINE_OTLP_ENDPOINT", "http://b")]
+            } else {
+                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a"), ("HOOKLINE_OTLP_ENDPOINT", "http://b")]
+            };
+            assert_eq!(Endpoint::from_env(env(pairs)), Some(Endpoint::Standard), "{standard}");
         }
-        if closed {
-            return;
-        }
+        assert_eq!(
+            Endpoint::from_env(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a"), ("OTEL_SDK_DISABLED", "true")])),
+            None
+        );
+        assert_eq!(
+            Endpoint::from_env(env(&[("HOOKLINE_OTLP_ENDPOINT", "http://a"), ("OTEL_TRACES_EXPORTER", "none")])),
+            None
+        );
     }
 }

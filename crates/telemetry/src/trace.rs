@@ -1,9 +1,55 @@
-//! W3C Trace Context (`traceparent`) without an OpenTelemetry SDK: ingest
-//! starts or continues a trace, every NATS message carries the header, and
-//! the outgoing webhook request sends it on, so one trace id follows an
-//! event through all three services' logs and into its attempt records.
+//! W3C Trace Context (`traceparent`): ingest starts or continues a trace,
+//! every NATS message carries the header, and the outgoing webhook request
+//! sends it on, so one trace id follows an event through all three
+//! services' logs and into its attempt records.
+//!
+//! When spans are exported ([`crate::otlp`]), each `traceparent` is the
+//! OpenTelemetry context of the span that sent it, so the exported spans
+//! form one tree per event. When they are not, no OpenTelemetry span exists
+//! at all: [`start`] only derives a child id, so the hot path pays nothing
+//! for tracing it does not export.
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports spans (set once, at start).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+pub(crate) fn set_exporting() {
+    EXPORTING.store(true, Ordering::Relaxed);
+}
+
+/// `make()`'s span when this process exports spans, else a disabled one:
+/// for spans that only the trace needs (logs have their own lines).
+pub fn when_exporting(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if exporting() { make() } else { tracing::Span::none() }
+}
+
+/// Begin `span` as a child of `parent` (the remote caller's context, when
+/// there is one) and return the `traceparent` that `span`'s own children
+/// continue. Exporting: `span`'s OpenTelemetry context. Otherwise: a child
+/// id of `parent`'s trace, or a new trace.
+pub fn start(span: &tracing::Span, parent: Option<TraceParent>) -> TraceParent {
+    if exporting() && !span.is_disabled() {
+        if let Some(p) = parent {
+            // Fails only for a span already started, which has its parent.
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(p.span_context()));
+        }
+        if let Some(own) = TraceParent::of(span) {
+            return own;
+        }
+    }
+    parent.map_or_else(TraceParent::new_root, |p| p.child())
+}
 
 /// NATS and HTTP header name.
 pub const TRACEPARENT: &str = "traceparent";
@@ -82,6 +128,47 @@ impl TraceParent {
     pub fn trace_id(&self) -> String {
         hex(&self.trace_id)
     }
+
+    /// The trace id, printed without allocating (for span fields).
+    pub fn trace_id_display(&self) -> impl fmt::Display + use<> {
+        TraceIdHex(self.trace_id)
+    }
+
+    /// `span`'s OpenTelemetry context, when spans are exported and `span`
+    /// has one.
+    pub fn of(span: &tracing::Span) -> Option<Self> {
+        if !exporting() || span.is_disabled() {
+            return None;
+        }
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        sc.is_valid().then(|| Self {
+            trace_id: sc.trace_id().to_bytes(),
+            span_id: sc.span_id().to_bytes(),
+            sampled: sc.is_sampled(),
+        })
+    }
+
+    fn span_context(&self) -> SpanContext {
+        let flags = if self.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        SpanContext::new(
+            TraceId::from_bytes(self.trace_id),
+            SpanId::from_bytes(self.span_id),
+            flags,
+            true,
+            TraceState::default(),
+        )
+    }
+}
+
+struct TraceIdHex([u8; 16]);
+
+impl fmt::Display for TraceIdHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 32];
+        hex_into(&self.0, &mut buf);
+        f.write_str(std::str::from_utf8(&buf).expect("hex digits are ASCII"))
+    }
 }
 
 impl fmt::Display for TraceParent {
@@ -98,6 +185,20 @@ impl fmt::Display for TraceParent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_export_no_span_is_made_and_the_trace_still_continues() {
+        assert!(!exporting(), "nothing in these tests sets up an exporter");
+        let span = when_exporting(|| unreachable!("no span is made when nothing is exported"));
+        assert!(span.is_disabled());
+        let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let own = start(&span, Some(parent));
+        assert_eq!(own.trace_id(), parent.trace_id());
+        assert_eq!(own.trace_id_display().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(own, parent, "a child id");
+        assert_eq!(TraceParent::of(&span), None);
+        assert_eq!(start(&span, None).to_string().len(), 55, "a new trace");
+    }
 
     #[test]
     fn round_trip_and_children_keep_the_trace() {
