@@ -219,6 +219,13 @@ impl IngestService for IngestApi {
         let (span, trace) = publish_span(&req, "PublishBatch");
         self.publish_many(req, trace).instrument(span).await
     }
+
+    async fn list_rejected_events(
+        &self,
+        req: Request<pb::ListRejectedEventsRequest>,
+    ) -> Result<Response<pb::ListRejectedEventsResponse>, Status> {
+        self.list_rejected(req).await
+    }
 }
 
 impl IngestApi {
@@ -309,7 +316,7 @@ impl IngestApi {
         Ok(Response::new(pb::PublishBatchResponse { results }))
     }
 
-    async fn list_rejected_events(
+    async fn list_rejected(
         &self,
         req: Request<pb::ListRejectedEventsRequest>,
     ) -> Result<Response<pb::ListRejectedEventsResponse>, Status> {
