@@ -7,7 +7,7 @@ use serde::{Serialize, Serializer, ser::SerializeMap};
 
 use crate::{
     delivery::v1::{DeliveryState, ErrorKindCount},
-    subscriptions::v1::{FilterOperator, PayloadLayout, Plan},
+    subscriptions::v1::{FilterCondition, FilterOperator, PayloadLayout, Plan},
 };
 
 /// The plan's name, as the CLI takes and prints it.
@@ -37,6 +37,17 @@ pub fn filter_operator_name(op: i32) -> &'static str {
         Ok(FilterOperator::Exists) => "exists",
         _ => "unspecified",
     }
+}
+
+/// An endpoint's payload filter as the CLI's `--filter` takes it, the
+/// conditions joined by ` AND `: `channel="widget" AND customer.email exists`.
+pub fn filter_text(conditions: &[FilterCondition]) -> String {
+    let one = |c: &FilterCondition| match FilterOperator::try_from(c.operator) {
+        Ok(FilterOperator::Exists) => format!("{} exists", c.path),
+        Ok(FilterOperator::In) => format!("{} in {}", c.path, c.values.join(",")),
+        _ => format!("{}={}", c.path, c.values.join(",")),
+    };
+    conditions.iter().map(one).collect::<Vec<_>>().join(" AND ")
 }
 
 pub fn delivery_state_name(state: i32) -> &'static str {

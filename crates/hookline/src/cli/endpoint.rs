@@ -3,7 +3,11 @@
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use hookline_proto::{delivery::v1 as dpb, json::layout_name, subscriptions::v1 as spb};
+use hookline_proto::{
+    delivery::v1 as dpb,
+    json::{filter_text, layout_name},
+    subscriptions::v1 as spb,
+};
 use serde_json::json;
 
 use super::{ClientArgs, deliveries, print, status, subscriptions, table};
@@ -160,16 +164,6 @@ fn json_scalar(v: &str) -> String {
         Ok(j) if !j.is_array() && !j.is_object() => v.to_owned(),
         _ => serde_json::Value::from(v).to_string(),
     }
-}
-
-/// The filter as `--filter` takes it, conditions joined by ` AND `.
-fn filter_text(conditions: &[spb::FilterCondition]) -> String {
-    let one = |c: &spb::FilterCondition| match spb::FilterOperator::try_from(c.operator) {
-        Ok(spb::FilterOperator::Exists) => format!("{} exists", c.path),
-        Ok(spb::FilterOperator::In) => format!("{} in {}", c.path, c.values.join(",")),
-        _ => format!("{}={}", c.path, c.values.join(",")),
-    };
-    conditions.iter().map(one).collect::<Vec<_>>().join(" AND ")
 }
 
 fn endpoint_line(e: &spb::Endpoint) -> String {
