@@ -173,17 +173,17 @@ async fn a_filter_that_does_not_fit_the_schema_is_refused_naming_the_field_and_n
             "filters[1].path",
             "`event.capacity` is not a field of `appointment.booking.created`",
         ),
-        (
-            condition("customer.email", spb::FilterOperator::Equals, &["42"]),
-            "filters[1].values[0]",
-            "must be string",
-        ),
+        (condition("customer.email", spb::FilterOperator::Equals, &["42"]), "filters[1].values[0]", "must be string"),
         (
             condition("appointment.location.kind", spb::FilterOperator::In, &[r#""onsite""#, r#""moon""#]),
             "filters[1].values[1]",
             r#"must be one of "onsite", "online", "phone""#,
         ),
-        (condition("channel", spb::FilterOperator::Unspecified, &[]), "filters[1].operator", "must be FILTER_OPERATOR_"),
+        (
+            condition("channel", spb::FilterOperator::Unspecified, &[]),
+            "filters[1].operator",
+            "must be FILTER_OPERATOR_",
+        ),
         (spb::FilterCondition { operator: 9, ..ok.clone() }, "filters[1].operator", "must be FILTER_OPERATOR_"),
         (condition("customer", spb::FilterOperator::Equals, &[r#""x""#]), "filters[1].operator", "is an object"),
     ] {

@@ -118,7 +118,9 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
     // all of them. Endpoints without a filter cost nothing here.
     let filtered = if endpoints.iter().any(|e| e.filtered) {
         match worker.tenant_config(&event.tenant_id, min_seq).await {
-            Ok(config) => config.map(|c| (c, serde_json::from_str::<serde_json::Value>(event.data.get()).unwrap_or_default())),
+            Ok(config) => {
+                config.map(|c| (c, serde_json::from_str::<serde_json::Value>(event.data.get()).unwrap_or_default()))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "fanout: config for filters not read; retrying in 1s");
                 let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;

@@ -86,9 +86,7 @@ impl Scalar {
     fn json_type(&self) -> &'static str {
         match self {
             Scalar::Bool(_) => "boolean",
-            Scalar::Number(n) if n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
-                "integer"
-            }
+            Scalar::Number(n) if n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => "integer",
             Scalar::Number(_) => "number",
             Scalar::String(_) => "string",
         }
@@ -211,7 +209,8 @@ fn parse_path(path: &str) -> Result<String, FieldError> {
     if segments.len() > MAX_PATH_DEPTH {
         return Err(FieldError::new("", format!("must have at most {MAX_PATH_DEPTH} segments")));
     }
-    if let Some(bad) = segments.iter().find(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    if let Some(bad) =
+        segments.iter().find(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
     {
         return Err(FieldError::new(
             "",
@@ -352,7 +351,8 @@ fn field_shape(schema: &Value, path: &str) -> Option<FieldShape> {
     let mut allowed = Vec::new();
     let mut every_branch_lists = true;
     for leaf in nodes.iter().flat_map(|n| branches(n, defs)) {
-        let listed = leaf.get("enum").and_then(Value::as_array).cloned().or_else(|| leaf.get("const").map(|c| vec![c.clone()]));
+        let listed =
+            leaf.get("enum").and_then(Value::as_array).cloned().or_else(|| leaf.get("const").map(|c| vec![c.clone()]));
         let types: Vec<String> = match leaf.get("type") {
             Some(Value::String(s)) => vec![s.clone()],
             Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
@@ -499,7 +499,8 @@ mod tests {
         ok(cond("appointment.id", OperatorKind::Equals, &[r#""apt_1""#]), &[]);
 
         let refused = |c, types: &[T]| check(c, types).unwrap_err();
-        let e = refused(cond("appointment.id", OperatorKind::Exists, &[]), &[T::AppointmentUpdated, T::CustomerCreated]);
+        let e =
+            refused(cond("appointment.id", OperatorKind::Exists, &[]), &[T::AppointmentUpdated, T::CustomerCreated]);
         assert!(e.starts_with("filters[0].path: `appointment.id` is not a field of `customer.created`"), "{e}");
         let e = refused(cond("booking.status", OperatorKind::Exists, &[]), &[]);
         assert!(e.starts_with("filters[0].path: `booking.status` is not a field of any event type"), "{e}");
