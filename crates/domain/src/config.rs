@@ -695,6 +695,38 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_stored_before_filters_read_with_none_and_a_type_change_is_held_to_the_filter() {
+        use crate::filter::{Condition, OperatorKind};
+        let t = TenantId::parse("acme").unwrap();
+        let mut events = Vec::new();
+        run(&mut events, &t, Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true });
+        run(&mut events, &t, create_endpoint());
+        let mut stored = serde_json::to_value(&events[1]).unwrap();
+        assert!(stored["endpoint"].get("filters").is_none(), "no filter, no key: {stored}");
+        stored["endpoint"].as_object_mut().unwrap().remove("filters");
+        let read: ConfigEvent = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, events[1]);
+
+        let s = given(&events).unwrap();
+        let id = s.endpoints.keys().next().unwrap().clone();
+        let channel = Condition::parse("channel", OperatorKind::Equals, &[r#""widget""#.into()]).unwrap();
+        let patch = |types: Option<Vec<EventType>>, filters: Option<Vec<Condition>>| EndpointPatch {
+            event_types: types,
+            filters,
+            ..Default::default()
+        };
+        let update = |patch| Command::UpdateEndpoint { endpoint_id: id.clone(), patch };
+        let booked = vec![EventType::AppointmentBookingCreated];
+        run(&mut events, &t, update(patch(Some(booked), Some(vec![channel.clone()]))));
+        let s = given(&events).unwrap();
+        assert_eq!(s.endpoints[&id].filters, [channel]);
+        let refused = decide(&t, Some(&s), update(patch(Some(vec![EventType::CustomerDeleted]), None))).unwrap_err();
+        assert!(refused.to_string().starts_with("filters[0].path: `channel` is not a field of `customer.deleted`"));
+        run(&mut events, &t, update(patch(None, Some(vec![]))));
+        assert!(given(&events).unwrap().endpoints[&id].filters.is_empty(), "an empty list removes the filter");
+    }
+
+    #[test]
     fn webhooks_off_resolves_nothing() {
         let t = TenantId::parse("acme").unwrap();
         let mut events =
