@@ -2,7 +2,7 @@
 //! the event types' schemas on save, applied at fan-out (an event filtered
 //! out reaches no receiver and leaves no delivery), shown by `endpoint get`.
 
-use std::{collections::HashSet, process::Output, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use hookline_e2e::Receiver;
 use hookline_proto::{
@@ -13,20 +13,7 @@ use serde_json::{Value, json};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::common::*;
-
-/// `hookline <args>` against the stack: (exit code, stdout, stderr).
-fn cli(s: &Stack, args: &[&str]) -> (i32, String, String) {
-    let out: Output = hookline_e2e::hookline_command()
-        .unwrap()
-        .args(args)
-        .env("HOOKLINE_SUBSCRIPTIONS_URL", s.hookline.grpc_url())
-        .env("HOOKLINE_DELIVERY_URL", s.hookline.grpc_url())
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().expect("exited"), text(&out.stdout), text(&out.stderr))
-}
+use crate::{common::*, errors::cli};
 
 /// An `appointment.booking.created` event built from the example by `edit`.
 fn booking(edit: impl FnOnce(&mut Value)) -> Value {
