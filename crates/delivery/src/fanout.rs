@@ -113,9 +113,10 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         }
     };
     // Payload filters, read only when an endpoint has one: its conditions
-    // come precompiled from delivery's own config index (as of at least
-    // the event's config sequence) and the event's data is parsed once for
-    // all of them. Endpoints without a filter cost nothing here.
+    // come parsed (once per config change) from delivery's own config
+    // index, as of at least the event's config sequence, and the event's
+    // data (JSON, as ingest checked it) is parsed once for all of them.
+    // Endpoints without a filter cost nothing here.
     let filtered = if endpoints.iter().any(|e| e.filtered) {
         match worker.tenant_config(&event.tenant_id, min_seq).await {
             Ok(config) => {
