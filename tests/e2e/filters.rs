@@ -236,3 +236,66 @@ async fn a_filter_that_does_not_fit_the_schema_is_refused_naming_the_field_and_n
     let kept = subs.get_endpoint(get).await.unwrap().into_inner();
     assert_eq!((kept.event_types, kept.filters), (vec!["appointment.booking.created".to_owned()], vec![ok]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_services_in_separate_processes_events_published_right_after_a_save_meet_its_filter() {
+    // Delivery reads filters from its own config index, which the event's
+    // config sequence makes it wait for (here it is rarely behind: the test
+    // shows the path across processes, not a forced lag).
+    let s = split(&[]).await;
+    s.create_tenant("acme", Plan::Business, true).await;
+    let receiver = Receiver::start().await;
+    let mut subs = s.subscriptions_proc().subscriptions_client().await;
+    let mut events = Vec::new();
+    for round in 0..3 {
+        let channel = if round % 2 == 0 { "widget" } else { "manual" };
+        let condition = spb::FilterCondition {
+            path: "channel".into(),
+            operator: spb::FilterOperator::Equals.into(),
+            values: vec![format!("\"{channel}\"")],
+        };
+        let ep = subs
+            .create_endpoint(spb::CreateEndpointRequest {
+                tenant_id: "acme".into(),
+                url: format!("{}/{round}", receiver.url()),
+                filters: vec![condition],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .id;
+        // At once: one event that meets the filter, one that does not.
+        let other = if channel == "widget" { "manual" } else { "widget" };
+        let hit = s.publish_json("acme", &booking(|d| d["channel"] = json!(channel))).await.event_id;
+        let miss = s.publish_json("acme", &booking(|d| d["channel"] = json!(other))).await.event_id;
+        events.push((ep, hit, miss));
+    }
+    // Wait until each endpoint has its own matching event, then check that
+    // none has the event published right after its save that does not match.
+    hookline_e2e::eventually(Duration::from_secs(60), "every hit is recorded", || {
+        let (s, events) = (&s, &events);
+        async move {
+            for (ep, hit, _) in events {
+                let recorded: HashSet<String> = s
+                    .outcomes("acme", ep)
+                    .await
+                    .iter()
+                    .filter_map(|o| o["event_id"].as_str().map(str::to_owned))
+                    .collect();
+                if !recorded.contains(hit) {
+                    return Ok::<_, anyhow::Error>(None);
+                }
+            }
+            Ok(Some(()))
+        }
+    })
+    .await
+    .unwrap();
+    for (i, (ep, hit, miss)) in events.iter().enumerate() {
+        let recorded: HashSet<String> =
+            s.outcomes("acme", ep).await.iter().filter_map(|o| o["event_id"].as_str().map(str::to_owned)).collect();
+        assert!(recorded.contains(hit), "round {i}: its matching event was delivered");
+        assert!(!recorded.contains(miss), "round {i}: the event published right after the save was filtered out");
+    }
+}
