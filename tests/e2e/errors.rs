@@ -12,7 +12,7 @@ use tonic_types::StatusExt;
 use crate::common::*;
 
 /// `hookline <args>` against the stack's single process: (exit code, stdout, stderr).
-fn cli(s: &Stack, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn cli(s: &Stack, args: &[&str]) -> (i32, String, String) {
     let out: Output = hookline_e2e::hookline_command()
         .unwrap()
         .args(args)

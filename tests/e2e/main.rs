@@ -15,6 +15,7 @@ mod engine;
 mod errors;
 mod fault_suite;
 mod faults;
+mod filters;
 mod health;
 mod ingest;
 mod intake;

@@ -8,6 +8,7 @@ use hookline_bus::{CONFIG_SEQUENCE_HEADER, EVENTS_STREAM, FANOUT_CONSUMER, WEBHO
 use hookline_domain::{
     delivery::TaskRef,
     events::StoredEvent,
+    filter,
     ids::{DeliveryId, EndpointId},
 };
 use hookline_proto::subscriptions::v1::subscription_service_client::SubscriptionServiceClient;
@@ -115,6 +116,25 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
             return;
         }
     };
+    // Payload filters, read only when an endpoint has one: its conditions
+    // come parsed (once per config change) from delivery's own config
+    // index, as of at least the event's config sequence, and the event's
+    // data (JSON, as ingest checked it) is parsed once for all of them.
+    // Endpoints without a filter cost nothing here.
+    let filtered = if endpoints.iter().any(|e| e.filtered) {
+        match worker.tenant_config(&event.tenant_id, min_seq).await {
+            Ok(config) => {
+                config.map(|c| (c, serde_json::from_str::<serde_json::Value>(event.data.get()).unwrap_or_default()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "fanout: config for filters not read; retrying in 1s");
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let event_seq = hookline_bus::stream_sequence(msg.reply.as_deref()).unwrap_or_default();
     let created_at = hookline_domain::events::Timestamp::now();
     let _budget = hookline_bus::ack_budget(endpoints.len()).await;
@@ -123,6 +143,15 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
             continue;
         };
+        if ep.filtered
+            && let Some((config, data)) = &filtered
+            && let Some(endpoint) = config.endpoints.get(&endpoint_id)
+            && !filter::matches_all(&endpoint.filters, data)
+        {
+            // Filtered out: no task, no delivery, nothing in the log.
+            tracing::debug!(endpoint = %endpoint_id, "fanout: event filtered out");
+            continue;
+        }
         let blocked = worker.guard().blocked(&endpoint_id);
         let head = TaskRef {
             delivery_id: DeliveryId::original(&event.id, &endpoint_id),

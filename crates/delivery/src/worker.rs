@@ -17,7 +17,7 @@ use async_nats::jetstream::{
 };
 use hookline_bus::{DISPATCH_STREAM, WORKERS_CONSUMER, dispatch_subject, outcomes_subject};
 use hookline_domain::{
-    config::Command,
+    config::{Command, TenantState},
     delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest, TaskRef},
     endpoint::EndpointConfig,
     events::Timestamp,
@@ -28,7 +28,10 @@ use hookline_telemetry::{
     labels, metrics,
     trace::{TRACEPARENT, TraceParent},
 };
-use hookline_tenants::{Commands, Directory};
+use hookline_tenants::{
+    Commands, Directory,
+    directory::{SYNC_WAIT, WaitReason},
+};
 use rand::RngExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -92,6 +95,24 @@ impl Worker {
         }
         let _ = self.directory.catch_up().await;
         self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id)
+    }
+
+    /// The tenant's config for reading payload filters: as of at least
+    /// `min_seq` (the event's config sequence), so an event meets the
+    /// filters its endpoints had when it was published, or newer ones.
+    /// Without a sequence (events stored before ingest stamped them), as
+    /// of the stream's last change to the tenant.
+    pub async fn tenant_config(
+        &self,
+        tenant: &TenantId,
+        min_seq: u64,
+    ) -> Result<Option<Arc<TenantState>>, hookline_tenants::Error> {
+        if min_seq > 0 {
+            self.directory.reach(tenant, min_seq, SYNC_WAIT, WaitReason::Fanout).await?;
+        } else {
+            self.directory.sync_tenant(tenant, WaitReason::Fanout).await?;
+        }
+        Ok(self.directory.tenant(tenant))
     }
 
     /// Whether fan-out makes the first attempt at `endpoint` itself: only

@@ -12,6 +12,7 @@ use crate::{
     endpoint::{AuthHeader, EndpointConfig, EndpointUrl, ExpiringSecret, Layout, Plan, RateLimit, SigningSecret},
     event_type::EventType,
     events::Email,
+    filter::{self, Condition},
     ids::{EndpointId, TenantId},
 };
 
@@ -303,6 +304,8 @@ pub struct EndpointPatch {
     pub description: Option<String>,
     /// `Some(None)` removes the limit.
     pub rate_limit: Option<Option<RateLimit>>,
+    /// Replaces the conditions; `Some(vec![])` removes them.
+    pub filters: Option<Vec<Condition>>,
 }
 
 /// A request to change a tenant, already parsed.
@@ -325,6 +328,7 @@ pub enum Command {
         enabled: bool,
         description: String,
         rate_limit: Option<RateLimit>,
+        filters: Vec<Condition>,
     },
     UpdateEndpoint {
         endpoint_id: EndpointId,
@@ -425,7 +429,18 @@ pub fn decide(
             }
             Ok(events)
         }
-        Command::CreateEndpoint { url, email, auth_header, event_types, layout, enabled, description, rate_limit } => {
+        Command::CreateEndpoint {
+            url,
+            email,
+            auth_header,
+            event_types,
+            layout,
+            enabled,
+            description,
+            rate_limit,
+            filters,
+        } => {
+            filter::check_against_schemas(&filters, &event_types)?;
             let limit = state.endpoint_limit();
             if state.endpoints.len() >= limit {
                 return Err(ConfigError::PlanLimit { plan: state.plan.as_str(), limit });
@@ -440,6 +455,7 @@ pub fn decide(
                 enabled,
                 description,
                 rate_limit,
+                filters,
                 secret: SigningSecret::generate(),
                 previous_secrets: Vec::new(),
                 created_at: at.clone(),
@@ -468,6 +484,14 @@ pub fn decide(
             }
             if let Some(r) = patch.rate_limit {
                 ep.rate_limit = r;
+            }
+            // A new type list is held to the filters kept, and new filters
+            // to the types, so the saved pair always fits the schemas.
+            if patch.filters.is_some() || ep.event_types != before.event_types {
+                if let Some(f) = patch.filters {
+                    ep.filters = f;
+                }
+                filter::check_against_schemas(&ep.filters, &ep.event_types)?;
             }
             if let Some(e) = patch.enabled {
                 if e {
@@ -554,6 +578,7 @@ mod tests {
             enabled: true,
             description: String::new(),
             rate_limit: None,
+            filters: Vec::new(),
         }
     }
 
@@ -667,6 +692,38 @@ mod tests {
         let again = given(&events).unwrap();
         assert!(again.endpoints.is_empty(), "nothing of the deleted tenant comes back");
         assert_eq!(again.plan, Plan::Business);
+    }
+
+    #[test]
+    fn endpoints_stored_before_filters_read_with_none_and_a_type_change_is_held_to_the_filter() {
+        use crate::filter::{Condition, OperatorKind};
+        let t = TenantId::parse("acme").unwrap();
+        let mut events = Vec::new();
+        run(&mut events, &t, Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true });
+        run(&mut events, &t, create_endpoint());
+        let mut stored = serde_json::to_value(&events[1]).unwrap();
+        assert!(stored["endpoint"].get("filters").is_none(), "no filter, no key: {stored}");
+        stored["endpoint"].as_object_mut().unwrap().remove("filters");
+        let read: ConfigEvent = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, events[1]);
+
+        let s = given(&events).unwrap();
+        let id = s.endpoints.keys().next().unwrap().clone();
+        let channel = Condition::parse("channel", OperatorKind::Equals, &[r#""widget""#.into()]).unwrap();
+        let patch = |types: Option<Vec<EventType>>, filters: Option<Vec<Condition>>| EndpointPatch {
+            event_types: types,
+            filters,
+            ..Default::default()
+        };
+        let update = |patch| Command::UpdateEndpoint { endpoint_id: id.clone(), patch };
+        let booked = vec![EventType::AppointmentBookingCreated];
+        run(&mut events, &t, update(patch(Some(booked), Some(vec![channel.clone()]))));
+        let s = given(&events).unwrap();
+        assert_eq!(s.endpoints[&id].filters, [channel]);
+        let refused = decide(&t, Some(&s), update(patch(Some(vec![EventType::CustomerDeleted]), None))).unwrap_err();
+        assert!(refused.to_string().starts_with("filters[0].path: `channel` is not a field of `customer.deleted`"));
+        run(&mut events, &t, update(patch(None, Some(vec![]))));
+        assert!(given(&events).unwrap().endpoints[&id].filters.is_empty(), "an empty list removes the filter");
     }
 
     #[test]

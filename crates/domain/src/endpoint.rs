@@ -391,6 +391,11 @@ pub struct EndpointConfig {
     /// Attempts a second at most, per delivery process; none when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Conditions on `data` that an event must all meet to be delivered
+    /// here; none: every subscribed event. Absent in config events written
+    /// before filters existed, which read as none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<crate::filter::Condition>,
     pub secret: SigningSecret,
     /// Secrets replaced by a rotation that still sign until they expire, so
     /// receivers can switch without missing a webhook.

@@ -6,6 +6,7 @@
 //! * [`catalog`]: their groups and descriptions, as pages show them.
 //! * [`events`]: typed payloads, parsing of producer JSON, the stored event.
 //! * [`endpoint`]: endpoint settings that cannot hold an invalid value.
+//! * [`filter`]: payload filters: conditions on `data` an endpoint's events must meet.
 //! * [`config`]: the tenant aggregate: config events, `decide` and `evolve`.
 //! * [`delivery`]: dispatch tasks and attempt outcomes.
 //! * [`signing`]: Standard Webhooks signatures.
@@ -21,6 +22,7 @@ pub mod delivery;
 pub mod endpoint;
 pub mod event_type;
 pub mod events;
+pub mod filter;
 pub mod ids;
 pub mod layout;
 pub mod seal;

@@ -7,7 +7,7 @@ use serde::{Serialize, Serializer, ser::SerializeMap};
 
 use crate::{
     delivery::v1::{DeliveryState, ErrorKindCount},
-    subscriptions::v1::{PayloadLayout, Plan},
+    subscriptions::v1::{FilterCondition, FilterOperator, PayloadLayout, Plan},
 };
 
 /// The plan's name, as the CLI takes and prints it.
@@ -29,6 +29,27 @@ pub fn layout_name(layout: i32) -> &'static str {
     }
 }
 
+/// A filter operator's name, as the CLI takes and prints it.
+pub fn filter_operator_name(op: i32) -> &'static str {
+    match FilterOperator::try_from(op) {
+        Ok(FilterOperator::Equals) => "equals",
+        Ok(FilterOperator::In) => "in",
+        Ok(FilterOperator::Exists) => "exists",
+        _ => "unspecified",
+    }
+}
+
+/// An endpoint's payload filter as the CLI's `--filter` takes it, the
+/// conditions joined by ` AND `: `channel="widget" AND customer.email exists`.
+pub fn filter_text(conditions: &[FilterCondition]) -> String {
+    let one = |c: &FilterCondition| match FilterOperator::try_from(c.operator) {
+        Ok(FilterOperator::Exists) => format!("{} exists", c.path),
+        Ok(FilterOperator::In) => format!("{} in {}", c.path, c.values.join(",")),
+        _ => format!("{}={}", c.path, c.values.join(",")),
+    };
+    conditions.iter().map(one).collect::<Vec<_>>().join(" AND ")
+}
+
 pub fn delivery_state_name(state: i32) -> &'static str {
     match DeliveryState::try_from(state) {
         Ok(DeliveryState::Succeeded) => "succeeded",
@@ -45,6 +66,24 @@ pub(crate) fn plan<S: Serializer>(plan: &i32, s: S) -> Result<S::Ok, S::Error> {
 
 pub(crate) fn layout<S: Serializer>(layout: &i32, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(layout_name(*layout))
+}
+
+pub(crate) fn filter_operator<S: Serializer>(op: &i32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(filter_operator_name(*op))
+}
+
+/// Values held as JSON text print as the JSON they are (text that does not
+/// parse prints as a string).
+pub(crate) fn json_texts<S: Serializer>(values: &[String], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(values.len()))?;
+    for v in values {
+        match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(parsed) => seq.serialize_element(&parsed)?,
+            Err(_) => seq.serialize_element(v)?,
+        }
+    }
+    seq.end()
 }
 
 pub(crate) fn delivery_state<S: Serializer>(state: &i32, s: S) -> Result<S::Ok, S::Error> {

@@ -11,6 +11,7 @@ use hookline_domain::{
     endpoint::{self, AuthHeader, EndpointConfig, EndpointUrl, Layout, Plan, Secret, SigningSecret},
     event_type::EventType,
     events::{Email, Payload},
+    filter::{self, Condition, OperatorKind},
     ids::{EndpointId, TenantId},
     ssrf::AddressPolicy,
 };
@@ -148,6 +149,38 @@ fn rate_limit(per_second: u32) -> Result<Option<endpoint::RateLimit>, Status> {
     endpoint::RateLimit::parse(per_second).map_err(invalid)
 }
 
+/// A request's filter conditions; errors name `filters[n].<field>`.
+fn filters(conditions: &[pb::FilterCondition]) -> Result<Vec<Condition>, Status> {
+    let parts = conditions.iter().map(|c| {
+        let kind = match pb::FilterOperator::try_from(c.operator) {
+            Ok(pb::FilterOperator::Equals) => OperatorKind::Equals,
+            Ok(pb::FilterOperator::In) => OperatorKind::In,
+            Ok(pb::FilterOperator::Exists) => OperatorKind::Exists,
+            _ => {
+                return Err(FieldError::new(
+                    "operator",
+                    "must be FILTER_OPERATOR_EQUALS, FILTER_OPERATOR_IN or FILTER_OPERATOR_EXISTS",
+                ));
+            }
+        };
+        Ok((c.path.as_str(), kind, c.values.as_slice()))
+    });
+    filter::parse_conditions(parts).map_err(invalid)
+}
+
+fn filter_to_pb(c: &Condition) -> pb::FilterCondition {
+    let operator = match c.operator() {
+        filter::Operator::Equals { .. } => pb::FilterOperator::Equals,
+        filter::Operator::In { .. } => pb::FilterOperator::In,
+        filter::Operator::Exists => pb::FilterOperator::Exists,
+    };
+    pb::FilterCondition {
+        path: c.path().to_owned(),
+        operator: operator.into(),
+        values: c.operator().values().iter().map(filter::Scalar::to_json).collect(),
+    }
+}
+
 pub fn tenant_to_pb(t: &TenantState) -> pb::Tenant {
     pb::Tenant {
         id: t.id.to_string(),
@@ -180,6 +213,7 @@ pub fn endpoint_to_pb(tenant: &TenantId, e: &EndpointConfig) -> pb::Endpoint {
         disabled_reason: e.disabled_reason.clone().unwrap_or_default(),
         email: e.email.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
         rate_limit: e.rate_limit.map_or(0, endpoint::RateLimit::per_second),
+        filters: e.filters.iter().map(filter_to_pb).collect(),
     }
 }
 
@@ -285,6 +319,7 @@ impl SubscriptionService for SubscriptionsApi {
             enabled: !r.disabled,
             description: description(&r.description)?,
             rate_limit: rate_limit(r.rate_limit)?,
+            filters: filters(&r.filters)?,
         };
         let before = self.tenant(&id).await.ok();
         let t = self.run(&id, cmd).await?;
@@ -351,6 +386,7 @@ impl SubscriptionService for SubscriptionsApi {
             enabled: r.enabled,
             description: r.description.as_deref().map(description).transpose()?,
             rate_limit: r.rate_limit.map(rate_limit).transpose()?,
+            filters: r.filters.as_ref().map(|l| filters(&l.conditions)).transpose()?,
         };
         let tenant = self.run(&t, Command::UpdateEndpoint { endpoint_id: e.clone(), patch }).await?;
         let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.to_string()).into()))?;
@@ -419,6 +455,7 @@ impl SubscriptionService for SubscriptionsApi {
                 url: e.url.redacted().into_owned(),
                 layout: layout_to_pb(e.layout).into(),
                 email: e.email.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
+                filtered: !e.filters.is_empty(),
             })
             .collect();
         Ok(Response::new(pb::ResolveResponse { webhooks_enabled: tenant.webhooks_enabled, endpoints }))

@@ -59,6 +59,9 @@ pub enum WaitReason {
     Resolve,
     /// Ingest, before it checks an event's tenant.
     Ingest,
+    /// Fan-out, before it reads an endpoint's payload filter for an event
+    /// stamped with a newer config sequence.
+    Fanout,
 }
 
 impl WaitReason {
@@ -68,6 +71,7 @@ impl WaitReason {
             WaitReason::Read => "read",
             WaitReason::Resolve => "resolve",
             WaitReason::Ingest => "ingest",
+            WaitReason::Fanout => "fanout",
         }
     }
 }
@@ -488,6 +492,7 @@ mod tests {
                 enabled: true,
                 description: String::new(),
                 rate_limit: None,
+                filters: Vec::new(),
             });
         }
         run(Command::CreateApiKey { key_id: "key_1".into(), name: "k".into(), hash: "ab12".into() });

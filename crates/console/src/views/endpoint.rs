@@ -127,6 +127,10 @@ async fn render(
                 dt { "Hierarchy" }
                 dd { @if e.layout == spb::PayloadLayout::Flat as i32 { "Flat" } @else { "Envelope" } }
                 @if e.rate_limit > 0 { dt { "Rate limit" } dd { (e.rate_limit) " per second" } }
+                @if !e.filters.is_empty() {
+                    dt { "Payload filter" }
+                    dd id="endpoint-filter" { code { (hookline_proto::json::filter_text(&e.filters)) } }
+                }
             }
             div.actions {
                 a.button href={ (base) "/edit" } id="edit-endpoint" { "Edit" }

@@ -317,6 +317,8 @@ pub async fn create(Path(tenant): Path<String>, Posted { ctx, form }: Posted) ->
         description: draft.description.clone(),
         email: draft.email.clone(),
         rate_limit,
+        // Filters are set with the CLI or the API; the endpoint page shows them.
+        filters: Vec::new(),
     };
     match ctx.app.backend.subscriptions().create_endpoint(request).await {
         Ok(e) => Ok(see_other(&format!("/t/{tenant}/endpoints/{}?notice=created", e.into_inner().id))),
@@ -364,6 +366,8 @@ pub async fn update(
         description: Some(draft.description.clone()),
         email: Some(draft.email.clone()),
         rate_limit: Some(rate_limit),
+        // The form does not edit filters: they stay as they are.
+        filters: None,
     };
     match ctx.app.backend.subscriptions().update_endpoint(request).await {
         Ok(_) => Ok(see_other(&format!("/t/{tenant}/endpoints/{}?notice=saved", stored.id))),

@@ -3,7 +3,11 @@
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use hookline_proto::{delivery::v1 as dpb, json::layout_name, subscriptions::v1 as spb};
+use hookline_proto::{
+    delivery::v1 as dpb,
+    json::{filter_text, layout_name},
+    subscriptions::v1 as spb,
+};
 use serde_json::json;
 
 use super::{ClientArgs, deliveries, print, status, subscriptions, table};
@@ -47,6 +51,13 @@ pub struct EndpointFields {
     /// process (1 to 10000; 0 on update: no limit). Attempts over it wait in JetStream.
     #[arg(long, value_name = "PER_SECOND")]
     rate_limit: Option<u32>,
+    /// Payload filter: deliver only events whose data meets the condition
+    /// (repeat; all must hold). `PATH=VALUE`, `PATH in V1,V2,...` or
+    /// `PATH exists`, PATH a dotted field of the event's data
+    /// (`customer.email`); a value is JSON (`12`, `true`, `"12"`) or else a
+    /// plain string (`widget`). On update, replaces the endpoint's filter.
+    #[arg(long = "filter", value_name = "CONDITION", value_parser = filter_condition)]
+    filters: Vec<spb::FilterCondition>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +90,9 @@ pub enum EndpointCmd {
         /// Remove the auth header.
         #[arg(long, conflicts_with = "auth_header")]
         clear_auth_header: bool,
+        /// Remove the payload filter: every subscribed event is delivered.
+        #[arg(long, conflicts_with = "filters")]
+        clear_filters: bool,
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
         #[arg(long)]
@@ -122,17 +136,48 @@ pub enum EndpointCmd {
     },
 }
 
+/// One `--filter` condition, in the syntax `endpoint get` prints it.
+fn filter_condition(s: &str) -> Result<spb::FilterCondition, String> {
+    let s = s.trim();
+    let condition = |path: &str, op: spb::FilterOperator, values: Vec<String>| spb::FilterCondition {
+        path: path.trim().to_owned(),
+        operator: op.into(),
+        values,
+    };
+    if let Some(path) = s.strip_suffix(" exists") {
+        return Ok(condition(path, spb::FilterOperator::Exists, vec![]));
+    }
+    if let Some((path, values)) = s.split_once(" in ") {
+        let values = values.split(',').map(|v| json_scalar(v.trim())).collect();
+        return Ok(condition(path, spb::FilterOperator::In, values));
+    }
+    if let Some((path, value)) = s.split_once('=') {
+        return Ok(condition(path, spb::FilterOperator::Equals, vec![json_scalar(value.trim())]));
+    }
+    Err("expected `PATH=VALUE`, `PATH in V1,V2,...` or `PATH exists`".to_owned())
+}
+
+/// A value as JSON text: as given when it is a JSON scalar, else quoted as
+/// a string (so `widget` means `"widget"`).
+fn json_scalar(v: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(j) if !j.is_array() && !j.is_object() => v.to_owned(),
+        _ => serde_json::Value::from(v).to_string(),
+    }
+}
+
 fn endpoint_line(e: &spb::Endpoint) -> String {
     let types = if e.event_types.is_empty() { "all".to_owned() } else { e.event_types.join(",") };
     format!(
-        "{}  {}  {}  layout={}  types={}{}{}",
+        "{}  {}  {}  layout={}  types={}{}{}{}",
         e.id,
         if e.enabled { "enabled " } else { "disabled" },
         e.url,
         layout_name(e.layout),
         types,
         if e.rate_limit > 0 { format!("  rate<={}/s", e.rate_limit) } else { String::new() },
-        e.auth_header.as_ref().map(|h| format!("  {}: {}", h.name, h.value)).unwrap_or_default()
+        e.auth_header.as_ref().map(|h| format!("  {}: {}", h.name, h.value)).unwrap_or_default(),
+        if e.filters.is_empty() { String::new() } else { format!("  filter: {}", filter_text(&e.filters)) },
     )
 }
 
@@ -146,9 +191,10 @@ fn endpoint_table(endpoints: &[spb::Endpoint]) -> String {
             if e.event_types.is_empty() { "all".to_owned() } else { e.event_types.join(",") },
             if e.rate_limit > 0 { format!("{}/s", e.rate_limit) } else { "-".to_owned() },
             e.auth_header.as_ref().map(|h| format!("{}: {}", h.name, h.value)).unwrap_or_else(|| "-".to_owned()),
+            if e.filters.is_empty() { "-".to_owned() } else { filter_text(&e.filters) },
         ]
     });
-    table(["ENDPOINT", "STATE", "URL", "LAYOUT", "TYPES", "RATE", "AUTH HEADER"], rows)
+    table(["ENDPOINT", "STATE", "URL", "LAYOUT", "TYPES", "RATE", "AUTH HEADER", "FILTER"], rows)
 }
 
 fn auth_header(s: &str) -> anyhow::Result<spb::AuthHeader> {
@@ -190,6 +236,7 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                     description: fields.description.unwrap_or_default(),
                     email: fields.email.unwrap_or_default(),
                     rate_limit: fields.rate_limit.unwrap_or_default(),
+                    filters: fields.filters,
                 })
                 .await
                 .map_err(status)?
@@ -211,7 +258,9 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                 if list.endpoints.is_empty() { "no endpoints".to_owned() } else { endpoint_table(&list.endpoints) };
             print(args.json, &list.endpoints, human);
         }
-        EndpointCmd::Update { tenant, endpoint, fields, clear_auth_header, enable, disable } => {
+        EndpointCmd::Update { tenant, endpoint, fields, clear_auth_header, clear_filters, enable, disable } => {
+            let filters = (clear_filters || !fields.filters.is_empty())
+                .then(|| spb::FilterList { conditions: fields.filters.clone() });
             let e = c
                 .update_endpoint(spb::UpdateEndpointRequest {
                     tenant_id: tenant,
@@ -232,6 +281,7 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
                     description: fields.description,
                     email: fields.email,
                     rate_limit: fields.rate_limit,
+                    filters,
                 })
                 .await
                 .map_err(status)?
@@ -268,4 +318,28 @@ pub async fn endpoint(args: &ClientArgs, cmd: EndpointCmd) -> anyhow::Result<()>
         EndpointCmd::Recover { .. } | EndpointCmd::Test { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_conditions_parse_and_print_in_one_syntax() {
+        let c = filter_condition("channel=widget").unwrap();
+        assert_eq!((c.path.as_str(), c.operator, c.values.clone()), ("channel", 1, vec![r#""widget""#.to_owned()]));
+        let c = filter_condition("appointment.location.kind in onsite, online").unwrap();
+        assert_eq!(c.values, [r#""onsite""#, r#""online""#]);
+        let n = filter_condition("event.capacity=12").unwrap();
+        assert_eq!(n.values, ["12"], "JSON scalars stay as they are");
+        let quoted = filter_condition(r#"customer.id="12""#).unwrap();
+        assert_eq!(quoted.values, [r#""12""#]);
+        let e = filter_condition("customer.email exists").unwrap();
+        assert_eq!((e.path.as_str(), e.operator, e.values.len()), ("customer.email", 3, 0));
+        assert!(filter_condition("customer.email").is_err());
+        assert_eq!(
+            filter_text(&[filter_condition("channel=widget").unwrap(), c, e]),
+            r#"channel="widget" AND appointment.location.kind in "onsite","online" AND customer.email exists"#
+        );
+    }
 }

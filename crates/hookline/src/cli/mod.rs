@@ -269,7 +269,7 @@ mod tests {
             printed(&e),
             json!({"id": "ep_1", "tenant_id": "", "url": "", "auth_header": null, "event_types": "all",
                 "layout": "envelope", "enabled": false, "description": "", "disabled_reason": null,
-                "rate_limit": null, "created_at": "", "updated_at": ""}),
+                "rate_limit": null, "created_at": "", "updated_at": "", "filters": []}),
             "the e-mail address is not printed"
         );
         let e = spb::Endpoint {
