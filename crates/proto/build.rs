@@ -43,6 +43,7 @@ const PRINTED: &[&str] = &[
     ".hookline.subscriptions.v1.AuthHeader",
     ".hookline.subscriptions.v1.Endpoint",
     ".hookline.subscriptions.v1.EndpointSecret",
+    ".hookline.subscriptions.v1.TenantNoticeSecret",
     ".hookline.subscriptions.v1.CreatedApiKey",
     ".hookline.subscriptions.v1.ApiKey",
     ".hookline.subscriptions.v1.ResealSecretsResponse",

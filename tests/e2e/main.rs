@@ -21,6 +21,7 @@ mod intake;
 mod limits;
 mod log;
 mod nats_accounts;
+mod notices;
 mod ops;
 mod replicas;
 mod retry_store;
