@@ -91,7 +91,11 @@ async fn a_failing_endpoint_notifies_each_threshold_once_then_its_disabling_by_s
             let mut subs = subs.clone();
             async move {
                 let e = subs
-                    .get_endpoint(spb::GetEndpointRequest { tenant_id: tenant.into(), endpoint_id: id.clone() })
+                    .get_endpoint(spb::GetEndpointRequest {
+                        tenant_id: tenant.into(),
+                        endpoint_id: id.clone(),
+                        ..Default::default()
+                    })
                     .await?
                     .into_inner();
                 Ok((!e.enabled).then_some(()))
