@@ -36,6 +36,7 @@ async fn stack_for_notices(sink: &SmtpSink) -> Stack {
         ("HOOKLINE_AUTO_DISABLE_AFTER", WINDOW),
         ("HOOKLINE_AUTO_DISABLE_INTERVAL", "200ms"),
         ("HOOKLINE_BREAKER_THRESHOLD", "1000"),
+        ("HOOKLINE_LOG", "debug"),
     ])
     .await
 }
@@ -159,6 +160,10 @@ async fn a_failing_endpoint_notifies_each_threshold_once_then_its_disabling_by_s
     }
     let subjects: Vec<&str> = mails.iter().map(|m| m["headers"]["subject"].as_str().unwrap()).collect();
     assert!(subjects[0].contains("50 %") && subjects[3].contains("was disabled"), "{subjects:?}");
+
+    let log = s.hookline.log_contents();
+    assert!(log.contains("operational notice sent"), "the service log was captured");
+    assert!(!log.contains(secret.trim_start_matches("whsec_")), "the notice secret appears in the service log");
 
     // The tenant without a contact heard nothing.
     let everything =
