@@ -265,6 +265,10 @@ async fn send<T: Transport>(pool: &PgPool, directory: &Directory, transport: &T,
             );
             Sent::Delivered
         }
+        Err(e @ Failure::Gone(_)) => {
+            tracing::info!(endpoint_id = %notice.key.endpoint_id, channel = notice.key.channel.as_str(), error = %e, "operational notice dropped");
+            Sent::GaveUp(e.to_string())
+        }
         Err(e) if notice.attempts >= MAX_ATTEMPTS => {
             tracing::warn!(endpoint_id = %notice.key.endpoint_id, channel = notice.key.channel.as_str(), error = %e, "operational notice given up");
             Sent::GaveUp(e.to_string())
@@ -281,10 +285,21 @@ async fn send<T: Transport>(pool: &PgPool, directory: &Directory, transport: &T,
     }
 }
 
+/// Why one try did not send a notice.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// Nowhere to send it any more (the tenant or its contact is gone):
+    /// trying again cannot help.
+    #[error("{0}")]
+    Gone(&'static str),
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
 /// One try: the contact is read now, so a changed or removed contact is
 /// honoured by later tries.
-async fn attempt<T: Transport>(directory: &Directory, transport: &T, due: &DueNotice) -> Result<(), SendError> {
-    let gone = |what: &str| SendError { kind: ErrorKind::EndpointUnavailable, message: what.to_owned() };
+async fn attempt<T: Transport>(directory: &Directory, transport: &T, due: &DueNotice) -> Result<(), Failure> {
+    let gone = Failure::Gone;
     let tenant = TenantId::parse(&due.tenant_id).map_err(|_| gone("unknown tenant"))?;
     let tenant = directory.tenant(&tenant).ok_or_else(|| gone("the tenant no longer exists"))?;
     let contact = &tenant.contact;
@@ -294,15 +309,13 @@ async fn attempt<T: Transport>(directory: &Directory, transport: &T, due: &DueNo
     match due.key.channel {
         Channel::Webhook => {
             let url = contact.webhook_url.as_ref().ok_or_else(|| gone("the operational webhook URL was removed"))?;
-            transport.post(url, signed).await
+            Ok(transport.post(url, signed).await?)
         }
         Channel::Email => {
             let to = contact.email.as_ref().ok_or_else(|| gone("the operational e-mail address was removed"))?;
-            let notice: Notice = serde_json::from_str(&due.body).map_err(|e| SendError {
-                kind: ErrorKind::EndpointUnavailable,
-                message: format!("unreadable notice: {e}"),
-            })?;
-            transport.mail(to, &notice.subject(), notice.text(), signed).await
+            let notice: Notice =
+                serde_json::from_str(&due.body).map_err(|_| gone("the stored notice is unreadable"))?;
+            Ok(transport.mail(to, &notice.subject(), notice.text(), signed).await?)
         }
     }
 }
