@@ -46,6 +46,7 @@ const PRINTED: &[&str] = &[
     ".hookline.subscriptions.v1.Endpoint",
     ".hookline.subscriptions.v1.FilterCondition",
     ".hookline.subscriptions.v1.EndpointSecret",
+    ".hookline.subscriptions.v1.TenantNoticeSecret",
     ".hookline.subscriptions.v1.CreatedApiKey",
     ".hookline.subscriptions.v1.ApiKey",
     ".hookline.subscriptions.v1.ResealSecretsResponse",
@@ -71,6 +72,8 @@ const PRINTED: &[&str] = &[
 /// enum by its name, "nothing" (0 or "") as `null`, left out (`skip`).
 const PRINTED_AS: &[(&str, &str)] = &[
     (".hookline.subscriptions.v1.Tenant.plan", "plan"),
+    (".hookline.subscriptions.v1.Tenant.operational_email", "empty_as_null"),
+    (".hookline.subscriptions.v1.Tenant.operational_webhook_url", "empty_as_null"),
     (".hookline.subscriptions.v1.Endpoint.event_types", "all_if_empty"),
     (".hookline.subscriptions.v1.Endpoint.layout", "layout"),
     (".hookline.subscriptions.v1.Endpoint.disabled_reason", "empty_as_null"),

@@ -48,7 +48,12 @@ async fn tenant_keys_reach_only_their_tenant_and_unauthenticated_calls_are_refus
     let mut keys = Vec::new();
     for t in ["alpha", "beta"] {
         subs.create_tenant(with(
-            spb::CreateTenantRequest { tenant_id: t.into(), plan: Plan::Basic.into(), webhooks_enabled: true },
+            spb::CreateTenantRequest {
+                tenant_id: t.into(),
+                plan: Plan::Basic.into(),
+                webhooks_enabled: true,
+                ..Default::default()
+            },
             op,
         ))
         .await
@@ -109,7 +114,12 @@ async fn tenant_keys_reach_only_their_tenant_and_unauthenticated_calls_are_refus
     denied(
         "CreateTenant",
         subs.create_tenant(with(
-            spb::CreateTenantRequest { tenant_id: "gamma".into(), plan: Plan::Basic.into(), webhooks_enabled: true },
+            spb::CreateTenantRequest {
+                tenant_id: "gamma".into(),
+                plan: Plan::Basic.into(),
+                webhooks_enabled: true,
+                ..Default::default()
+            },
             a,
         ))
         .await,
@@ -440,8 +450,12 @@ async fn a_rotated_operator_token_keeps_working_beside_the_new_one_until_it_is_d
     let env = [("HOOKLINE_OPERATOR_TOKEN", NEW), ("HOOKLINE_OPERATOR_TOKEN_PREVIOUS", OLD)];
     let mut subscriptions = crate::common::split_role(&nats, &db, "subscriptions", &env).spawn().await.unwrap();
     let mut subs = subscriptions.subscriptions_client().await;
-    let create =
-        |id: &str| spb::CreateTenantRequest { tenant_id: id.into(), plan: Plan::Basic.into(), webhooks_enabled: true };
+    let create = |id: &str| spb::CreateTenantRequest {
+        tenant_id: id.into(),
+        plan: Plan::Basic.into(),
+        webhooks_enabled: true,
+        ..Default::default()
+    };
     subs.create_tenant(with(create("by-new"), Some(NEW))).await.unwrap();
     subs.create_tenant(with(create("by-old"), Some(OLD))).await.unwrap();
     denied(

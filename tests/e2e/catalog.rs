@@ -21,8 +21,12 @@ const OPERATOR: &str = "op-token-for-the-catalog-tests";
 async fn the_catalog_serves_the_twelve_types_with_their_schemas_and_examples_that_publish_accepts_and_receivers_get() {
     let s = stack_with(&[("HOOKLINE_OPERATOR_TOKEN", OPERATOR)]).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    let tenant =
-        spb::CreateTenantRequest { tenant_id: "acme".into(), plan: Plan::Professional.into(), webhooks_enabled: true };
+    let tenant = spb::CreateTenantRequest {
+        tenant_id: "acme".into(),
+        plan: Plan::Professional.into(),
+        webhooks_enabled: true,
+        ..Default::default()
+    };
     subs.create_tenant(with_bearer(tenant, OPERATOR)).await.unwrap();
     let key = spb::CreateApiKeyRequest { tenant_id: "acme".into(), name: "ERP".into() };
     let key = subs.create_api_key(with_bearer(key, OPERATOR)).await.unwrap().into_inner().key;

@@ -139,9 +139,14 @@ pub fn with_bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
 }
 
 pub async fn tenant(c: &mut SubscriptionServiceClient<Channel>, id: &str, plan: spb::Plan, on: bool) {
-    c.create_tenant(spb::CreateTenantRequest { tenant_id: id.into(), plan: plan.into(), webhooks_enabled: on })
-        .await
-        .unwrap();
+    c.create_tenant(spb::CreateTenantRequest {
+        tenant_id: id.into(),
+        plan: plan.into(),
+        webhooks_enabled: on,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
 }
 
 pub async fn endpoint(
@@ -449,4 +454,18 @@ impl Drop for SmtpSink {
 
 fn rand_suffix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// `hookline <args>` against the stack's single process: (exit code, stdout, stderr).
+pub fn cli(s: &Stack, args: &[&str]) -> (i32, String, String) {
+    let out = hookline_e2e::hookline_command()
+        .unwrap()
+        .args(args)
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", s.hookline.grpc_url())
+        .env("HOOKLINE_INGEST_URL", s.hookline.grpc_url())
+        .env("HOOKLINE_DELIVERY_URL", s.hookline.grpc_url())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().expect("exited"), text(&out.stdout), text(&out.stderr))
 }

@@ -615,6 +615,7 @@ async fn operators_search_and_page_through_tenants_and_send_test_events() {
                 tenant_id: id,
                 plan: spb::Plan::Basic.into(),
                 webhooks_enabled: false,
+                ..Default::default()
             }))
             .await
             .unwrap();

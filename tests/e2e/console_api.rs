@@ -33,6 +33,7 @@ async fn create_tenant(subs: &mut SubscriptionServiceClient<Channel>, id: &str) 
         tenant_id: id.into(),
         plan: Plan::Professional.into(),
         webhooks_enabled: true,
+        ..Default::default()
     }))
     .await
     .unwrap();

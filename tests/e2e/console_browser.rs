@@ -40,7 +40,12 @@ async fn create_tenant(s: &Stack, id: &str, plan: Plan, on: bool) {
     s.hookline
         .subscriptions_client()
         .await
-        .create_tenant(op(spb::CreateTenantRequest { tenant_id: id.into(), plan: plan.into(), webhooks_enabled: on }))
+        .create_tenant(op(spb::CreateTenantRequest {
+            tenant_id: id.into(),
+            plan: plan.into(),
+            webhooks_enabled: on,
+            ..Default::default()
+        }))
         .await
         .unwrap();
 }
@@ -386,6 +391,7 @@ async fn forms_without_the_csrf_token_are_refused_and_event_data_renders_as_text
             tenant_id: "acme".into(),
             plan: None,
             webhooks_enabled: Some(true),
+            ..Default::default()
         }))
         .await
         .unwrap();

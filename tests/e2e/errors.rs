@@ -2,7 +2,7 @@
 //! puts on its statuses, and what the real `hookline` CLI makes of them
 //! (exit codes, JSON on stderr), plus its completions, man page and tables.
 
-use std::{path::Path, process::Output, time::Duration};
+use std::{path::Path, time::Duration};
 
 use hookline_proto::subscriptions::v1::{self as spb, Plan};
 use serde_json::{Value, json};
@@ -10,20 +10,6 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::common::*;
-
-/// `hookline <args>` against the stack's single process: (exit code, stdout, stderr).
-pub(crate) fn cli(s: &Stack, args: &[&str]) -> (i32, String, String) {
-    let out: Output = hookline_e2e::hookline_command()
-        .unwrap()
-        .args(args)
-        .env("HOOKLINE_SUBSCRIPTIONS_URL", s.hookline.grpc_url())
-        .env("HOOKLINE_INGEST_URL", s.hookline.grpc_url())
-        .env("HOOKLINE_DELIVERY_URL", s.hookline.grpc_url())
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().expect("exited"), text(&out.stdout), text(&out.stderr))
-}
 
 /// `hookline <args>` needing no server.
 fn offline(args: &[&str]) -> (i32, String, String) {
@@ -89,6 +75,7 @@ async fn a_refused_batch_names_every_bad_field_in_bad_request_with_the_paths_of_
             tenant_id: "acme".into(),
             plan: Plan::Basic.into(),
             webhooks_enabled: true,
+            ..Default::default()
         })
         .await
         .unwrap_err();

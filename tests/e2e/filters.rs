@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::{common::*, errors::cli};
+use crate::common::*;
 
 /// An `appointment.booking.created` event built from the example by `edit`.
 fn booking(edit: impl FnOnce(&mut Value)) -> Value {

@@ -22,6 +22,7 @@ mod intake;
 mod limits;
 mod log;
 mod nats_accounts;
+mod notices;
 mod ops;
 mod otel;
 mod replicas;

@@ -127,8 +127,12 @@ async fn a_change_acknowledged_by_one_subscriptions_replica_is_seen_by_the_other
         async move {
             let mut failures = Vec::new();
             let t = format!("tenant-{round}");
-            let create =
-                spb::CreateTenantRequest { tenant_id: t.clone(), plan: Plan::Basic.into(), webhooks_enabled: true };
+            let create = spb::CreateTenantRequest {
+                tenant_id: t.clone(),
+                plan: Plan::Basic.into(),
+                webhooks_enabled: true,
+                ..Default::default()
+            };
             a.create_tenant(create).await.unwrap();
             // Listed at once by the other replica.
             let list = spb::ListTenantsRequest { query: t.clone(), ..Default::default() };

@@ -148,6 +148,22 @@ async fn a_name_that_resolves_to_loopback_when_saved_is_refused_naming_the_url_f
         assert!(dns.queries_for(name) >= 1, "{name} was asked of the configured nameserver");
     }
     subs.create_endpoint(create("https://hooks.public.test/hook")).await.expect("a public answer is accepted");
+
+    // A tenant's operational notification URL is checked the same way.
+    let contact = |url: &str| spb::UpdateTenantRequest {
+        tenant_id: "acme".into(),
+        operational_webhook_url: Some(url.into()),
+        ..Default::default()
+    };
+    let err = subs.update_tenant(contact("https://hooks.loopback.test/notices")).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("operational_webhook_url: `hooks.loopback.test` resolves to 127.0.0.1"),
+        "{}",
+        err.message()
+    );
+    let t = subs.update_tenant(contact("https://hooks.public.test/notices")).await.unwrap().into_inner();
+    assert_eq!(t.operational_webhook_url, "https://hooks.public.test/notices");
 }
 
 #[tokio::test]

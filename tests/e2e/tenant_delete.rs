@@ -301,7 +301,12 @@ async fn an_operator_deletes_a_tenant_in_the_console_only_after_typing_its_id() 
     let mut subs = s.hookline.subscriptions_client().await;
     for id in ["salon-d", "salon-e"] {
         subs.create_tenant(with_bearer(
-            spb::CreateTenantRequest { tenant_id: id.into(), plan: Plan::Basic.into(), webhooks_enabled: true },
+            spb::CreateTenantRequest {
+                tenant_id: id.into(),
+                plan: Plan::Basic.into(),
+                webhooks_enabled: true,
+                ..Default::default()
+            },
             TOKEN,
         ))
         .await

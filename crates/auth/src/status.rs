@@ -68,11 +68,13 @@ pub enum Reason {
     UnreadableRecord,
     /// Anything else that is the service's fault.
     Internal,
+    /// The tenant has no operational contact, so no notice secret.
+    NoticeSecretNotFound,
 }
 
 impl Reason {
     /// Every reason, in the order the README lists them.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::InvalidField,
         Reason::TenantNotFound,
         Reason::EndpointNotFound,
@@ -99,6 +101,7 @@ impl Reason {
         Reason::DatabaseUnavailable,
         Reason::UnreadableRecord,
         Reason::Internal,
+        Reason::NoticeSecretNotFound,
     ];
 
     /// The `ErrorInfo.reason` text.
@@ -130,6 +133,7 @@ impl Reason {
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Reason::UnreadableRecord => "UNREADABLE_RECORD",
             Reason::Internal => "INTERNAL",
+            Reason::NoticeSecretNotFound => "NOTICE_SECRET_NOT_FOUND",
         }
     }
 
@@ -142,7 +146,8 @@ impl Reason {
             | Reason::ApiKeyNotFound
             | Reason::DeliveryNotFound
             | Reason::AttemptNotFound
-            | Reason::RecoverJobNotFound => Code::NotFound,
+            | Reason::RecoverJobNotFound
+            | Reason::NoticeSecretNotFound => Code::NotFound,
             Reason::TenantAlreadyExists => Code::AlreadyExists,
             Reason::PlanLimitReached
             | Reason::PlanBelowEndpointCount

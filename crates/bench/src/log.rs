@@ -149,6 +149,7 @@ async fn create_endpoint(stack: &Stack) -> anyhow::Result<EndpointId> {
         tenant_id: TENANT.into(),
         plan: spb::Plan::Basic.into(),
         webhooks_enabled: true,
+        ..Default::default()
     })
     .await?;
     let e = c

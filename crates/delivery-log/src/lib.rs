@@ -8,10 +8,14 @@
 //!   statistics and projection status.
 //! * [`replay`]: re-reads an event from HOOKLINE_EVENTS and queues it as a new
 //!   delivery; queues test events; runs and resumes recover jobs.
-//! * [`autodisable`]: disables endpoints that have failed for too long.
+//! * [`autodisable`]: disables endpoints that have failed for too long, and
+//!   records operational notices on the way.
+//! * [`notices`]: the operational notices to a tenant's contact, and their
+//!   sender.
 
 pub mod api;
 pub mod autodisable;
+pub mod notices;
 pub mod replay;
 
 pub use api::DeliveryApi;

@@ -92,9 +92,6 @@ impl Mailer {
             signing::signature_header(endpoint.signing_secrets(chrono::Utc::now()), msg_id, timestamp, &body);
         let tag = if event.test { "Hookline test" } else { "Hookline" };
         let subject = format!("[{tag}] {} for tenant {}", event.event_type, event.tenant_id);
-        let raw = |name: &str, value: String| {
-            HeaderValue::new(HeaderName::new_from_ascii(name.to_owned()).expect("static header names"), value)
-        };
         let mut headers = vec![
             ("to".to_owned(), to.to_owned()),
             ("subject".to_owned(), subject.clone()),
@@ -113,24 +110,8 @@ impl Mailer {
             return refused(format!("`{to}` is not a deliverable address"));
         };
         let text = String::from_utf8_lossy(&body).into_owned();
-        let mut message = Message::builder()
-            .from(self.from.clone())
-            .to(to_box)
-            .subject(subject)
-            .message_id(Some(format!("<{msg_id}.{timestamp}@hookline>")))
-            .raw_header(raw("Webhook-Id", msg_id.to_owned()))
-            .raw_header(raw("Webhook-Timestamp", timestamp.to_string()))
-            .raw_header(raw("Webhook-Signature", signature));
-        if event.test {
-            message = message.raw_header(raw("Hookline-Test", "true".to_owned()));
-        }
-        let message = message.multipart(
-            MultiPart::mixed().singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text)).singlepart(
-                Attachment::new(format!("{msg_id}.json"))
-                    .body(body, ContentType::parse("application/json").expect("valid content type")),
-            ),
-        );
-        let message = match message {
+        let signed = SignedMail { msg_id, timestamp, signature, test: event.test };
+        let message = match self.message(to_box, subject, &signed, text, body) {
             Ok(m) => m,
             Err(e) => return refused(format!("cannot build the e-mail: {e}")),
         };
@@ -159,4 +140,72 @@ impl Mailer {
         result.request_headers = headers;
         result
     }
+
+    /// A message with the Standard Webhooks headers, `text` as its body and
+    /// `json` attached as `<msg_id>.json`.
+    fn message(
+        &self,
+        to: Mailbox,
+        subject: String,
+        signed: &SignedMail<'_>,
+        text: String,
+        json: Vec<u8>,
+    ) -> Result<Message, lettre::error::Error> {
+        let raw = |name: &str, value: String| {
+            HeaderValue::new(HeaderName::new_from_ascii(name.to_owned()).expect("static header names"), value)
+        };
+        let SignedMail { msg_id, timestamp, .. } = *signed;
+        let mut message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(Some(format!("<{msg_id}.{timestamp}@hookline>")))
+            .raw_header(raw("Webhook-Id", msg_id.to_owned()))
+            .raw_header(raw("Webhook-Timestamp", timestamp.to_string()))
+            .raw_header(raw("Webhook-Signature", signed.signature.clone()));
+        if signed.test {
+            message = message.raw_header(raw("Hookline-Test", "true".to_owned()));
+        }
+        message.multipart(
+            MultiPart::mixed().singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text)).singlepart(
+                Attachment::new(format!("{msg_id}.json"))
+                    .body(json, ContentType::parse("application/json").expect("valid content type")),
+            ),
+        )
+    }
+
+    /// Send an operational notice: `text` for a person, the notice's JSON
+    /// attached, signed with `secret` as webhooks are. `Err` is the relay's
+    /// refusal or the transport's failure.
+    pub async fn send_notice(
+        &self,
+        to: &str,
+        subject: String,
+        text: String,
+        msg_id: &str,
+        secret: &hookline_domain::endpoint::SigningSecret,
+        json: Vec<u8>,
+    ) -> Result<(), (ErrorKind, String)> {
+        let to: Mailbox = to.parse().map_err(|_| (ErrorKind::Smtp, format!("`{to}` is not a deliverable address")))?;
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = signing::signature_header([secret], msg_id, timestamp, &json);
+        let signed = SignedMail { msg_id, timestamp, signature, test: false };
+        let message = self
+            .message(to, subject, &signed, text, json)
+            .map_err(|e| (ErrorKind::Smtp, format!("cannot build the e-mail: {e}")))?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err((if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Smtp }, e.to_string())),
+        }
+    }
+}
+
+/// What a message is signed as.
+struct SignedMail<'a> {
+    msg_id: &'a str,
+    timestamp: i64,
+    /// The `webhook-signature` value.
+    signature: String,
+    /// Adds `Hookline-Test: true`.
+    test: bool,
 }

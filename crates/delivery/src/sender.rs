@@ -14,7 +14,7 @@ use std::{
 use bytes::Bytes;
 use hookline_domain::{
     delivery::{ErrorKind, parse_retry_after},
-    endpoint::{EndpointConfig, Secret},
+    endpoint::{AuthHeader, EndpointConfig, Secret, SigningSecret},
     signing,
     ssrf::AddressPolicy,
 };
@@ -234,8 +234,30 @@ pub async fn send(
     test: bool,
 ) -> AttemptResult {
     let now = chrono::Utc::now();
-    let timestamp = now.timestamp();
-    let signature = signing::signature_header(endpoint.signing_secrets(now), msg_id, timestamp, &body);
+    let signer = Signer { secrets: endpoint.signing_secrets(now), auth_header: endpoint.auth_header.as_ref() };
+    post(http, url, &signer, msg_id, body, Some(traceparent), test).await
+}
+
+/// Who signs a POST, and the receiver's own header, if any.
+pub struct Signer<'a> {
+    /// One `webhook-signature` entry each.
+    pub secrets: Vec<&'a SigningSecret>,
+    pub auth_header: Option<&'a AuthHeader>,
+}
+
+/// POST `body` signed by `signer` for `msg_id`: what [`send`] does for an
+/// endpoint, and what operational notices do for a tenant's notification URL.
+pub async fn post(
+    http: &Http,
+    url: Uri,
+    signer: &Signer<'_>,
+    msg_id: &str,
+    body: Vec<u8>,
+    traceparent: Option<&str>,
+    test: bool,
+) -> AttemptResult {
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = signing::signature_header(signer.secrets.iter().copied(), msg_id, timestamp, &body);
     let length = body.len();
     let mut request = Request::new(Full::new(Bytes::from(body)));
     *request.method_mut() = Method::POST;
@@ -248,20 +270,22 @@ pub async fn send(
     headers.insert("webhook-id", ascii(msg_id));
     headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
     headers.insert("webhook-signature", ascii(&signature));
-    headers.insert("traceparent", ascii(traceparent));
     // What Raw shows: the headers as sent, secrets redacted.
     let mut sent = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         ("webhook-id".to_owned(), msg_id.to_owned()),
         ("webhook-timestamp".to_owned(), timestamp.to_string()),
         ("webhook-signature".to_owned(), Secret::MASK.to_owned()),
-        ("traceparent".to_owned(), traceparent.to_owned()),
     ];
+    if let Some(traceparent) = traceparent {
+        headers.insert("traceparent", ascii(traceparent));
+        sent.push(("traceparent".to_owned(), traceparent.to_owned()));
+    }
     if test {
         headers.insert(TEST_HEADER, HeaderValue::from_static("true"));
         sent.push((TEST_HEADER.to_owned(), "true".to_owned()));
     }
-    if let Some(h) = &endpoint.auth_header {
+    if let Some(h) = signer.auth_header {
         let mut value = HeaderValue::from_str(h.value().expose()).expect("auth header value checked on input");
         value.set_sensitive(true);
         headers.insert(

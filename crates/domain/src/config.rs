@@ -26,6 +26,10 @@ pub enum ConfigEvent {
     PlanChanged { plan: Plan, at: String },
     #[serde(rename = "tenant.webhooks_toggled")]
     WebhooksToggled { enabled: bool, at: String },
+    /// Carries the whole operational contact as it is after the change
+    /// (its secret sealed like endpoint secrets).
+    #[serde(rename = "tenant.contact_changed")]
+    ContactChanged { contact: OperationalContact, at: String },
     #[serde(rename = "endpoint.created")]
     EndpointCreated { endpoint: EndpointConfig, at: String },
     /// Carries the whole endpoint as it is after the change.
@@ -67,6 +71,7 @@ impl ConfigEvent {
             Self::TenantCreated { .. } => "tenant.created",
             Self::PlanChanged { .. } => "tenant.plan_changed",
             Self::WebhooksToggled { .. } => "tenant.webhooks_toggled",
+            Self::ContactChanged { .. } => "tenant.contact_changed",
             Self::EndpointCreated { .. } => "endpoint.created",
             Self::EndpointUpdated { .. } => "endpoint.updated",
             Self::EndpointDeleted { .. } => "endpoint.deleted",
@@ -96,6 +101,50 @@ pub struct TenantState {
     /// Events applied since the tenant's last snapshot (all of them when it
     /// has none): how much history compaction would remove.
     pub events_since_snapshot: u64,
+    /// Who hears about failing and disabled endpoints.
+    pub contact: OperationalContact,
+}
+
+/// Where Hookline sends a tenant's operational notices (an endpoint failing
+/// for part of the auto-disable window, an endpoint disabled): an e-mail
+/// address, a notification URL, or both.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperationalContact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<EndpointUrl>,
+    /// Signs every notice (Standard Webhooks headers, on the POST and on
+    /// the e-mail). Made when the first contact is set, kept while one is,
+    /// dropped with the last, so removing and setting a contact again gives
+    /// a new secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SigningSecret>,
+}
+
+impl OperationalContact {
+    /// No address to send notices to.
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none() && self.webhook_url.is_none()
+    }
+
+    /// The contact after a change: `None` leaves a field as it is,
+    /// `Some(None)` removes it.
+    fn patched(&self, email: Option<Option<Email>>, webhook_url: Option<Option<EndpointUrl>>) -> Self {
+        let mut next = self.clone();
+        if let Some(email) = email {
+            next.email = email;
+        }
+        if let Some(url) = webhook_url {
+            next.webhook_url = url;
+        }
+        next.secret = match (next.is_empty(), next.secret) {
+            (true, _) => None,
+            (false, Some(secret)) => Some(secret),
+            (false, None) => Some(SigningSecret::generate()),
+        };
+        next
+    }
 }
 
 /// A tenant API key as stored: its hash, never the key.
@@ -122,6 +171,8 @@ pub struct Snapshot {
     /// Ordered by id.
     pub endpoints: Vec<EndpointConfig>,
     pub api_keys: Vec<SnapshotApiKey>,
+    #[serde(default, skip_serializing_if = "OperationalContact::is_empty")]
+    pub contact: OperationalContact,
     /// The stream sequence of the last event it summarises; the snapshot
     /// is appended on condition that this is still the subject's last.
     pub through: u64,
@@ -155,6 +206,7 @@ impl TenantState {
                     created_at: k.created_at.clone(),
                 })
                 .collect(),
+            contact: self.contact.clone(),
             through: self.version,
         };
         ConfigEvent::TenantSnapshot { snapshot, at: now() }
@@ -177,6 +229,7 @@ impl TenantState {
                 })
                 .collect(),
             events_since_snapshot: 0,
+            contact: s.contact.clone(),
         }
     }
 }
@@ -199,6 +252,7 @@ impl TenantState {
                 version: seq,
                 api_keys: BTreeMap::new(),
                 events_since_snapshot: 0,
+                contact: OperationalContact::default(),
             },
             (_, ConfigEvent::TenantSnapshot { snapshot, .. }) => return Some(Self::from_snapshot(snapshot, seq)),
             (None, _) => return None,
@@ -211,6 +265,7 @@ impl TenantState {
             | ConfigEvent::TenantDeleted { .. } => {}
             ConfigEvent::PlanChanged { plan, .. } => s.plan = *plan,
             ConfigEvent::WebhooksToggled { enabled, .. } => s.webhooks_enabled = *enabled,
+            ConfigEvent::ContactChanged { contact, .. } => s.contact = contact.clone(),
             ConfigEvent::EndpointCreated { endpoint, .. } | ConfigEvent::EndpointUpdated { endpoint, .. } => {
                 s.endpoints.insert(endpoint.id.clone(), endpoint.clone());
             }
@@ -308,16 +363,34 @@ pub struct EndpointPatch {
     pub filters: Option<Vec<Condition>>,
 }
 
+/// Changes to a tenant's [`OperationalContact`]; `None` leaves a field as
+/// it is, `Some(None)` removes it.
+#[derive(Debug, Default, Clone)]
+pub struct ContactPatch {
+    pub email: Option<Option<Email>>,
+    pub webhook_url: Option<Option<EndpointUrl>>,
+}
+
+impl ContactPatch {
+    /// The `tenant.contact_changed` event, if the patch changes anything.
+    fn decide(self, current: &OperationalContact, at: &str) -> Option<ConfigEvent> {
+        let next = current.patched(self.email, self.webhook_url);
+        (next != *current).then(|| ConfigEvent::ContactChanged { contact: next, at: at.to_owned() })
+    }
+}
+
 /// A request to change a tenant, already parsed.
 #[derive(Debug, Clone)]
 pub enum Command {
     CreateTenant {
         plan: Plan,
         webhooks_enabled: bool,
+        contact: ContactPatch,
     },
     UpdateTenant {
         plan: Option<Plan>,
         webhooks_enabled: Option<bool>,
+        contact: ContactPatch,
     },
     CreateEndpoint {
         url: EndpointUrl,
@@ -397,8 +470,10 @@ pub fn decide(
     let at = now();
     let Some(state) = state else {
         return match cmd {
-            Command::CreateTenant { plan, webhooks_enabled } => {
-                Ok(vec![ConfigEvent::TenantCreated { tenant_id: tenant_id.clone(), plan, webhooks_enabled, at }])
+            Command::CreateTenant { plan, webhooks_enabled, contact } => {
+                let contact = contact.decide(&OperationalContact::default(), &at);
+                let created = ConfigEvent::TenantCreated { tenant_id: tenant_id.clone(), plan, webhooks_enabled, at };
+                Ok(std::iter::once(created).chain(contact).collect())
             }
             Command::DeleteTenant { confirm } => {
                 check_confirmation(tenant_id, &confirm)?;
@@ -411,7 +486,7 @@ pub fn decide(
         |id: &EndpointId| state.endpoints.get(id).ok_or_else(|| ConfigError::EndpointNotFound(id.to_string()));
     match cmd {
         Command::CreateTenant { .. } => Err(ConfigError::TenantExists(tenant_id.to_string())),
-        Command::UpdateTenant { plan, webhooks_enabled } => {
+        Command::UpdateTenant { plan, webhooks_enabled, contact } => {
             let mut events = Vec::new();
             if let Some(plan) = plan.filter(|p| *p != state.plan) {
                 let count = state.endpoints.len();
@@ -425,8 +500,9 @@ pub fn decide(
                 events.push(ConfigEvent::PlanChanged { plan, at: at.clone() });
             }
             if let Some(enabled) = webhooks_enabled.filter(|e| *e != state.webhooks_enabled) {
-                events.push(ConfigEvent::WebhooksToggled { enabled, at });
+                events.push(ConfigEvent::WebhooksToggled { enabled, at: at.clone() });
             }
+            events.extend(contact.decide(&state.contact, &at));
             Ok(events)
         }
         Command::CreateEndpoint {
@@ -585,22 +661,35 @@ mod tests {
     #[test]
     fn plan_limit_holds_and_downgrade_below_count_is_refused() {
         let t = TenantId::parse("acme").unwrap();
-        let mut events = decide(&t, None, Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true }).unwrap();
+        let mut events = decide(
+            &t,
+            None,
+            Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true, contact: ContactPatch::default() },
+        )
+        .unwrap();
         let s = given(&events).unwrap();
         events.extend(decide(&t, Some(&s), create_endpoint()).unwrap());
         let s = given(&events).unwrap();
         assert_eq!(s.endpoints.len(), 1);
         assert!(matches!(decide(&t, Some(&s), create_endpoint()), Err(ConfigError::PlanLimit { limit: 1, .. })));
 
-        let mut events =
-            decide(&t, None, Command::CreateTenant { plan: Plan::Business, webhooks_enabled: true }).unwrap();
+        let mut events = decide(
+            &t,
+            None,
+            Command::CreateTenant { plan: Plan::Business, webhooks_enabled: true, contact: ContactPatch::default() },
+        )
+        .unwrap();
         for _ in 0..2 {
             let s = given(&events).unwrap();
             events.extend(decide(&t, Some(&s), create_endpoint()).unwrap());
         }
         let s = given(&events).unwrap();
-        let err = decide(&t, Some(&s), Command::UpdateTenant { plan: Some(Plan::Basic), webhooks_enabled: None })
-            .unwrap_err();
+        let err = decide(
+            &t,
+            Some(&s),
+            Command::UpdateTenant { plan: Some(Plan::Basic), webhooks_enabled: None, contact: ContactPatch::default() },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("allows 1 endpoint(s), while the tenant has 2"), "{err}");
     }
 
@@ -621,7 +710,11 @@ mod tests {
         crate::seal::install(crate::seal::Keyring::parse(&key(9), &[&key(7)], "HOOKLINE_MASTER_KEY").unwrap());
         let t = TenantId::parse("acme").unwrap();
         let mut events = Vec::new();
-        run(&mut events, &t, Command::CreateTenant { plan: Plan::Enterprise, webhooks_enabled: false });
+        run(
+            &mut events,
+            &t,
+            Command::CreateTenant { plan: Plan::Enterprise, webhooks_enabled: false, contact: ContactPatch::default() },
+        );
         for _ in 0..4 {
             run(&mut events, &t, create_endpoint());
         }
@@ -639,14 +732,23 @@ mod tests {
         run(&mut events, &t, Command::CreateApiKey { key_id: "k1".into(), name: "erp".into(), hash: hash.clone() });
         run(&mut events, &t, Command::CreateApiKey { key_id: "k2".into(), name: "old".into(), hash: "cd".repeat(32) });
         run(&mut events, &t, Command::RevokeApiKey { key_id: "k2".into() });
-        run(&mut events, &t, Command::UpdateTenant { plan: Some(Plan::Business), webhooks_enabled: Some(true) });
+        let contact = ContactPatch {
+            email: Some(Some(Email::parse("ops@acme.example").unwrap())),
+            webhook_url: Some(Some(EndpointUrl::parse("https://ops.acme.example/notices").unwrap())),
+        };
+        run(
+            &mut events,
+            &t,
+            Command::UpdateTenant { plan: Some(Plan::Business), webhooks_enabled: Some(true), contact },
+        );
         let before = given(&events).unwrap();
         assert_eq!(before.events_since_snapshot, events.len() as u64);
 
         let snapshot = before.snapshot();
         let stored = serde_json::to_string(&snapshot).unwrap();
         let ep = &before.endpoints[&ids[1]];
-        for clear in [ep.secret.expose(), ep.previous_secrets[0].secret.expose(), "erp-token-42"] {
+        let notice_secret = before.contact.secret.as_ref().expect("a contact has a secret").expose();
+        for clear in [ep.secret.expose(), ep.previous_secrets[0].secret.expose(), "erp-token-42", notice_secret] {
             assert!(!stored.contains(clear), "a secret is in clear in the snapshot");
         }
         assert!(stored.contains("sealed:v1:"), "{stored}");
@@ -674,7 +776,12 @@ mod tests {
     #[test]
     fn a_deleted_tenant_has_no_state_needs_its_id_confirmed_and_can_be_created_again() {
         let t = TenantId::parse("acme").unwrap();
-        let mut events = decide(&t, None, Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true }).unwrap();
+        let mut events = decide(
+            &t,
+            None,
+            Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true, contact: ContactPatch::default() },
+        )
+        .unwrap();
         let s = given(&events).unwrap();
         events.extend(decide(&t, Some(&s), create_endpoint()).unwrap());
         let s = given(&events).unwrap();
@@ -687,8 +794,18 @@ mod tests {
             decide(&t, None, Command::DeleteTenant { confirm: "acme".into() }),
             Err(ConfigError::TenantNotFound("acme".into()))
         );
-        events
-            .extend(decide(&t, None, Command::CreateTenant { plan: Plan::Business, webhooks_enabled: false }).unwrap());
+        events.extend(
+            decide(
+                &t,
+                None,
+                Command::CreateTenant {
+                    plan: Plan::Business,
+                    webhooks_enabled: false,
+                    contact: ContactPatch::default(),
+                },
+            )
+            .unwrap(),
+        );
         let again = given(&events).unwrap();
         assert!(again.endpoints.is_empty(), "nothing of the deleted tenant comes back");
         assert_eq!(again.plan, Plan::Business);
@@ -727,16 +844,57 @@ mod tests {
     }
 
     #[test]
+    fn the_notice_secret_is_made_with_the_first_contact_kept_while_one_is_set_and_dropped_with_the_last() {
+        let t = TenantId::parse("acme").unwrap();
+        let email = || Some(Some(Email::parse("ops@acme.example").unwrap()));
+        let url = |u: &str| Some(Some(EndpointUrl::parse(u).unwrap()));
+        let create = Command::CreateTenant {
+            plan: Plan::Basic,
+            webhooks_enabled: true,
+            contact: ContactPatch { email: email(), webhook_url: None },
+        };
+        let mut events = decide(&t, None, create).unwrap();
+        assert_eq!(
+            events.iter().map(ConfigEvent::kind).collect::<Vec<_>>(),
+            ["tenant.created", "tenant.contact_changed"]
+        );
+        let first = given(&events).unwrap().contact.secret.expect("a secret with the first contact");
+        let update = |contact| Command::UpdateTenant { plan: None, webhooks_enabled: None, contact };
+        run(&mut events, &t, update(ContactPatch { email: None, webhook_url: url("https://ops.acme.example/n") }));
+        let s = given(&events).unwrap();
+        assert_eq!(s.contact.secret.as_ref().map(SigningSecret::expose), Some(first.expose()), "the secret is kept");
+        assert_eq!(s.contact.webhook_url.as_ref().map(EndpointUrl::as_str), Some("https://ops.acme.example/n"));
+        // The same contact again changes nothing.
+        assert!(decide(&t, Some(&s), update(ContactPatch { email: email(), webhook_url: None })).unwrap().is_empty());
+        run(&mut events, &t, update(ContactPatch { email: Some(None), webhook_url: Some(None) }));
+        let s = given(&events).unwrap();
+        assert_eq!(s.contact, OperationalContact::default(), "no contact, no secret");
+        run(&mut events, &t, update(ContactPatch { email: email(), webhook_url: None }));
+        let again = given(&events).unwrap().contact.secret.unwrap();
+        assert_ne!(again.expose(), first.expose(), "setting a contact again makes a new secret");
+    }
+
+    #[test]
     fn webhooks_off_resolves_nothing() {
         let t = TenantId::parse("acme").unwrap();
-        let mut events =
-            decide(&t, None, Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: false }).unwrap();
+        let mut events = decide(
+            &t,
+            None,
+            Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: false, contact: ContactPatch::default() },
+        )
+        .unwrap();
         let s = given(&events).unwrap();
         events.extend(decide(&t, Some(&s), create_endpoint()).unwrap());
         let s = given(&events).unwrap();
         assert_eq!(s.resolve(EventType::CustomerCreated).count(), 0);
-        events
-            .extend(decide(&t, Some(&s), Command::UpdateTenant { plan: None, webhooks_enabled: Some(true) }).unwrap());
+        events.extend(
+            decide(
+                &t,
+                Some(&s),
+                Command::UpdateTenant { plan: None, webhooks_enabled: Some(true), contact: ContactPatch::default() },
+            )
+            .unwrap(),
+        );
         assert_eq!(given(&events).unwrap().resolve(EventType::CustomerCreated).count(), 1);
     }
 }

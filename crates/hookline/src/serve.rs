@@ -231,16 +231,27 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
         });
         tasks.spawn({
             let commands = Commands::new(js.clone(), directory.clone()).with_snapshot_after(snapshot_after);
-            let (pool, shutdown, after, every) =
-                (pool.clone(), shutdown.clone(), d.auto_disable_after, d.auto_disable_interval);
+            let (pool, directory, shutdown, after, every) =
+                (pool.clone(), directory.clone(), shutdown.clone(), d.auto_disable_after, d.auto_disable_interval);
             let ready = schema_ready.clone();
             async move {
                 if ready.await {
-                    hookline_delivery_log::autodisable::run(pool, commands, after, every, shutdown).await;
+                    hookline_delivery_log::autodisable::run(pool, commands, directory, after, every, shutdown).await;
                 }
                 Ok(())
             }
         });
+        if let Some(settings) = &delivery {
+            let transport = std::sync::Arc::new(crate::notices::DeliveryTransport::new(settings));
+            let (pool, directory, shutdown) = (pool.clone(), directory.clone(), shutdown.clone());
+            let ready = schema_ready.clone();
+            tasks.spawn(async move {
+                if ready.await {
+                    hookline_delivery_log::notices::run(pool, directory, transport, shutdown).await;
+                }
+                Ok(())
+            });
+        }
         Some(pool)
     } else {
         None

@@ -59,8 +59,12 @@ pub(crate) async fn apply(
     }
     let q = match event {
         ConfigEvent::TenantDeleted { at } => return crate::erase::delete_tenant(tx, tenant, at, seq).await,
-        // API keys are not projected: Postgres holds no credentials.
-        ConfigEvent::ApiKeyCreated { .. } | ConfigEvent::ApiKeyRevoked { .. } => return Ok(()),
+        // API keys and the operational contact (with its notice secret) are
+        // not projected: Postgres holds no credentials, and notices read the
+        // contact from the in-memory Directory.
+        ConfigEvent::ApiKeyCreated { .. } | ConfigEvent::ApiKeyRevoked { .. } | ConfigEvent::ContactChanged { .. } => {
+            return Ok(());
+        }
         ConfigEvent::TenantCreated { plan, webhooks_enabled, at, .. } => sqlx::query(
             "INSERT INTO tenants (id, plan, webhooks_enabled, created_at, updated_at, version)
              VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz, $5) ON CONFLICT (id) DO NOTHING",

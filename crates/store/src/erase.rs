@@ -15,7 +15,8 @@ use sqlx::{Postgres, Transaction};
 use crate::{StoreError, outcomes::Recorded};
 
 /// Delete every row of `tenant` (tenants, endpoints, deliveries, attempts,
-/// statistics, endpoint health, recover jobs) and record its tombstone.
+/// statistics, endpoint health, recover jobs, operational notices) and
+/// record its tombstone.
 pub(crate) async fn delete_tenant(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &str,
@@ -48,7 +49,7 @@ pub(crate) async fn delete_tenant(
         .await?;
     sqlx::query("DELETE FROM deliveries WHERE endpoint_id = ANY($1)").bind(&endpoints).execute(&mut **tx).await?;
     sqlx::query("DELETE FROM endpoint_health WHERE endpoint_id = ANY($1)").bind(&endpoints).execute(&mut **tx).await?;
-    for table in ["endpoint_stats_hourly", "recover_jobs", "endpoints"] {
+    for table in ["endpoint_stats_hourly", "recover_jobs", "operational_notices", "endpoints"] {
         let sql = format!("DELETE FROM {table} WHERE tenant_id = $1");
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).execute(&mut **tx).await?;
     }

@@ -7,6 +7,7 @@ mod config;
 mod erase;
 pub mod health;
 pub mod janitor;
+pub mod notices;
 mod outcomes;
 pub mod projector;
 pub mod queries;

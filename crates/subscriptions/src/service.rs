@@ -7,7 +7,7 @@ use hookline_auth::{
 };
 use hookline_domain::{
     FieldError, catalog,
-    config::{Command, ConfigError, EndpointPatch, TenantState},
+    config::{Command, ConfigError, ContactPatch, EndpointPatch, TenantState},
     endpoint::{self, AuthHeader, EndpointConfig, EndpointUrl, Layout, Plan, Secret, SigningSecret},
     event_type::EventType,
     events::{Email, Payload},
@@ -47,6 +47,30 @@ impl SubscriptionsApi {
     /// See [`crate::target::check_target`].
     async fn check_target(&self, url: &EndpointUrl) -> Result<(), Status> {
         crate::target::check_target(url.as_str(), &self.policy, &self.dns).await.map_err(invalid)
+    }
+
+    /// The contact fields of CreateTenant and UpdateTenant: `None` leaves a
+    /// field as it is, `""` removes it. The URL is checked as endpoint URLs
+    /// are, since notices are sent the way webhooks are.
+    async fn contact(&self, email: Option<&str>, webhook_url: Option<&str>) -> Result<ContactPatch, Status> {
+        const EMAIL: &str = "operational_email";
+        const URL: &str = "operational_webhook_url";
+        let email = email
+            .map(|e| if e.is_empty() { Ok(None) } else { Email::parse(e).map(Some) })
+            .transpose()
+            .map_err(|e| invalid(FieldError::new(EMAIL, e.rule)))?;
+        let webhook_url = match webhook_url {
+            None => None,
+            Some("") => Some(None),
+            Some(u) => {
+                let parsed = EndpointUrl::parse(u).map_err(|e| invalid(e.under(URL)))?;
+                crate::target::check_target(parsed.as_str(), &self.policy, &self.dns)
+                    .await
+                    .map_err(|e| invalid(FieldError::new(URL, e.rule)))?;
+                Some(Some(parsed))
+            }
+        };
+        Ok(ContactPatch { email, webhook_url })
     }
 }
 
@@ -190,6 +214,8 @@ pub fn tenant_to_pb(t: &TenantState) -> pb::Tenant {
         endpoint_count: t.endpoints.len() as u32,
         created_at: t.created_at.clone(),
         version: t.version,
+        operational_email: t.contact.email.as_ref().map(|e| e.as_str().to_owned()).unwrap_or_default(),
+        operational_webhook_url: t.contact.webhook_url.as_ref().map(|u| u.redacted().into_owned()).unwrap_or_default(),
     }
 }
 
@@ -262,7 +288,9 @@ impl SubscriptionService for SubscriptionsApi {
         auth::check_operator(&req)?;
         let r = req.into_inner();
         let id = tenant_id(&r.tenant_id)?;
-        let cmd = Command::CreateTenant { plan: plan(r.plan)?, webhooks_enabled: r.webhooks_enabled };
+        let (email, url) = (Some(r.operational_email.as_str()), Some(r.operational_webhook_url.as_str()));
+        let contact = self.contact(email.filter(|e| !e.is_empty()), url.filter(|u| !u.is_empty())).await?;
+        let cmd = Command::CreateTenant { plan: plan(r.plan)?, webhooks_enabled: r.webhooks_enabled, contact };
         let t = self.run(&id, cmd).await?;
         Ok(Response::new(tenant_to_pb(&t)))
     }
@@ -282,9 +310,28 @@ impl SubscriptionService for SubscriptionsApi {
         }
         let r = req.into_inner();
         let id = tenant_id(&r.tenant_id)?;
-        let cmd = Command::UpdateTenant { plan: r.plan.map(plan).transpose()?, webhooks_enabled: r.webhooks_enabled };
+        let contact = self.contact(r.operational_email.as_deref(), r.operational_webhook_url.as_deref()).await?;
+        let cmd = Command::UpdateTenant {
+            plan: r.plan.map(plan).transpose()?,
+            webhooks_enabled: r.webhooks_enabled,
+            contact,
+        };
         let t = self.run(&id, cmd).await?;
         Ok(Response::new(tenant_to_pb(&t)))
+    }
+
+    async fn get_tenant_notice_secret(
+        &self,
+        req: Request<pb::GetTenantNoticeSecretRequest>,
+    ) -> Result<Response<pb::TenantNoticeSecret>, Status> {
+        auth::check_tenant(&req, &req.get_ref().tenant_id)?;
+        let id = tenant_id(&req.get_ref().tenant_id)?;
+        let t = self.tenant(&id).await?;
+        let Some(secret) = &t.contact.secret else {
+            let why = format!("tenant `{id}` has no operational contact, so no notice secret");
+            return Err(Refusal::new(Reason::NoticeSecretNotFound, why).with("tenant_id", &id).into());
+        };
+        Ok(Response::new(pb::TenantNoticeSecret { tenant_id: id.to_string(), secret: secret.expose().to_owned() }))
     }
 
     async fn delete_tenant(

@@ -460,6 +460,7 @@ mod tests {
             version: 1,
             api_keys: Default::default(),
             events_since_snapshot: 1,
+            contact: Default::default(),
         })
     }
 
@@ -481,7 +482,7 @@ mod tests {
             }
             seq
         };
-        run(Command::CreateTenant { plan: Plan::Business, webhooks_enabled: true });
+        run(Command::CreateTenant { plan: Plan::Business, webhooks_enabled: true, contact: Default::default() });
         for _ in 0..2 {
             run(Command::CreateEndpoint {
                 url: EndpointUrl::parse("https://erp.example.com/h").unwrap(),
@@ -504,7 +505,7 @@ mod tests {
             assert_eq!(i.endpoints, 0);
             assert_eq!(i.deleted.get(&id), Some(&tombstone));
         }
-        run(Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: false });
+        run(Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: false, contact: Default::default() });
         let i = index.read().unwrap();
         assert!(i.deleted.is_empty(), "created again, it is no longer deleted");
         assert!(i.tenants[&id].endpoints.is_empty());

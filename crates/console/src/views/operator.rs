@@ -127,6 +127,7 @@ pub async fn create(Posted { ctx, form }: Posted) -> Result<Response, PageError>
         tenant_id: form.get("tenant_id").to_owned(),
         plan: plan.into(),
         webhooks_enabled: form.get("webhooks_enabled") == "true",
+        ..Default::default()
     };
     match ctx.app.backend.subscriptions().create_tenant(request).await {
         Ok(t) => Ok(see_other(&format!("/t/{}?notice=tenant", t.into_inner().id))),
@@ -166,6 +167,7 @@ pub async fn change_plan(Path(tenant): Path<String>, Posted { ctx, form }: Poste
             tenant_id: tenant.to_string(),
             plan: Some(plan.into()),
             webhooks_enabled: None,
+            ..Default::default()
         })
         .await?;
     Ok(see_other(&format!("/t/{tenant}?notice=plan")))

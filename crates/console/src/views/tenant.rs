@@ -242,6 +242,7 @@ pub async fn switch_webhooks(Path(tenant): Path<String>, Posted { ctx, form }: P
             tenant_id: tenant.to_string(),
             plan: None,
             webhooks_enabled: Some(on),
+            ..Default::default()
         })
         .await?;
     Ok(see_other(&format!("/t/{tenant}?notice={}", if on { "webhooks-on" } else { "webhooks-off" })))

@@ -262,7 +262,8 @@ mod tests {
         assert_eq!(
             printed(&t),
             json!({"id": "acme", "plan": "professional", "webhooks_enabled": false, "endpoint_limit": 0,
-                "endpoint_count": 0, "created_at": "", "version": 0})
+                "endpoint_count": 0, "created_at": "", "version": 0, "operational_email": null,
+                "operational_webhook_url": null})
         );
         let e = spb::Endpoint { id: "ep_1".into(), email: "ops@example.com".into(), ..Default::default() };
         assert_eq!(

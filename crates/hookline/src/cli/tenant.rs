@@ -1,4 +1,4 @@
-//! `hookline tenant create|get|set|list|delete`.
+//! `hookline tenant create|get|set (update)|list|delete|notice-secret`.
 
 use clap::{Subcommand, ValueEnum};
 use hookline_proto::{json::plan_name, subscriptions::v1 as spb};
@@ -40,6 +40,8 @@ pub enum TenantCmd {
         /// Switch webhooks on or off at creation (default off).
         #[arg(long, value_enum, default_value = "off")]
         webhooks: OnOff,
+        #[command(flatten)]
+        contact: ContactArgs,
     },
     /// Show a tenant.
     Get { tenant: String },
@@ -55,14 +57,21 @@ pub enum TenantCmd {
         #[arg(long, default_value = "", hide_default_value = true)]
         page_token: String,
     },
-    /// Change a tenant's plan or switch its webhooks on or off.
+    /// Change a tenant's plan, switch its webhooks on or off, or set its
+    /// operational contact.
+    #[command(visible_alias = "update")]
     Set {
         tenant: String,
         #[arg(long, value_enum)]
         plan: Option<PlanArg>,
         #[arg(long, value_enum)]
         webhooks: Option<OnOff>,
+        #[command(flatten)]
+        contact: ContactArgs,
     },
+    /// Print the secret that signs the tenant's operational notices (made
+    /// when the first operational contact is set).
+    NoticeSecret { tenant: String },
     /// Delete a tenant with its endpoints, secrets, API keys, stored and
     /// queued events and delivery log (operator only). Cannot be undone.
     ///
@@ -76,15 +85,44 @@ pub enum TenantCmd {
     },
 }
 
+/// The operational contact: who hears, by e-mail and/or a signed POST, when
+/// one of the tenant's endpoints has failed for 50 %, 75 % and 90 % of the
+/// auto-disable window (HOOKLINE_AUTO_DISABLE_AFTER) and when it is
+/// disabled. Verify the POST's `webhook-signature` with `tenant
+/// notice-secret`.
+#[derive(Debug, clap::Args)]
+pub struct ContactArgs {
+    /// E-mail address for operational notices ("" removes it).
+    #[arg(long, value_name = "ADDRESS")]
+    ops_email: Option<String>,
+    /// URL that gets operational notices as signed JSON POSTs, checked as
+    /// endpoint URLs are ("" removes it).
+    #[arg(long, value_name = "URL")]
+    ops_webhook: Option<String>,
+}
+
+impl ContactArgs {
+    fn is_empty(&self) -> bool {
+        self.ops_email.is_none() && self.ops_webhook.is_none()
+    }
+}
+
 fn tenant_line(t: &spb::Tenant) -> String {
-    format!(
+    let mut line = format!(
         "tenant {}  plan {}  webhooks {}  endpoints {}/{}",
         t.id,
         plan_name(t.plan),
         if t.webhooks_enabled { "on" } else { "off" },
         t.endpoint_count,
         t.endpoint_limit
-    )
+    );
+    if !t.operational_email.is_empty() {
+        line.push_str(&format!("  ops e-mail {}", t.operational_email));
+    }
+    if !t.operational_webhook_url.is_empty() {
+        line.push_str(&format!("  ops webhook {}", t.operational_webhook_url));
+    }
+    line
 }
 
 fn print_tenant(args: &ClientArgs, t: &spb::Tenant) {
@@ -112,11 +150,22 @@ fn tenant_table(page: &spb::ListTenantsResponse) -> String {
 pub async fn tenant(args: &ClientArgs, cmd: TenantCmd) -> anyhow::Result<()> {
     let mut c = subscriptions(args).await?;
     let t = match cmd {
-        TenantCmd::Create { tenant, plan, webhooks } => c.create_tenant(spb::CreateTenantRequest {
+        TenantCmd::Create { tenant, plan, webhooks, contact } => c.create_tenant(spb::CreateTenantRequest {
             tenant_id: tenant,
             plan: spb::Plan::from(plan).into(),
             webhooks_enabled: matches!(webhooks, OnOff::On),
+            operational_email: contact.ops_email.unwrap_or_default(),
+            operational_webhook_url: contact.ops_webhook.unwrap_or_default(),
         }),
+        TenantCmd::NoticeSecret { tenant } => {
+            let s = c
+                .get_tenant_notice_secret(spb::GetTenantNoticeSecretRequest { tenant_id: tenant })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print(args.json, &s, s.secret.clone());
+            return Ok(());
+        }
         TenantCmd::List { query, page_size, page_token } => {
             let page = c
                 .list_tenants(spb::ListTenantsRequest { query, page_size, page_token })
@@ -148,15 +197,17 @@ pub async fn tenant(args: &ClientArgs, cmd: TenantCmd) -> anyhow::Result<()> {
             print_tenant(args, &t);
             return Ok(());
         }
-        TenantCmd::Set { tenant, plan, webhooks } => {
-            if plan.is_none() && webhooks.is_none() {
-                anyhow::bail!("nothing to change: give --plan and/or --webhooks");
+        TenantCmd::Set { tenant, plan, webhooks, contact } => {
+            if plan.is_none() && webhooks.is_none() && contact.is_empty() {
+                anyhow::bail!("nothing to change: give --plan, --webhooks, --ops-email and/or --ops-webhook");
             }
             let t = c
                 .update_tenant(spb::UpdateTenantRequest {
                     tenant_id: tenant,
                     plan: plan.map(|p| spb::Plan::from(p).into()),
                     webhooks_enabled: webhooks.map(|w| matches!(w, OnOff::On)),
+                    operational_email: contact.ops_email,
+                    operational_webhook_url: contact.ops_webhook,
                 })
                 .await
                 .map_err(status)?
