@@ -79,10 +79,6 @@ impl Peers {
     }
 }
 
-pub fn split_role(nats: &NatsServer, db: &TestDb, role: &str, env: &[(&str, &str)]) -> HooklineBuilder {
-    role_on(nats, db, role).envs(&[LOOPBACK]).envs(env)
-}
-
 /// `hookline <role>` on `nats` and `db`.
 fn role_on(nats: &NatsServer, db: &TestDb, role: &str) -> HooklineBuilder {
     HooklineBuilder::new(role).env("HOOKLINE_NATS_URL", &nats.url()).env("HOOKLINE_DATABASE_URL", db.url())
