@@ -184,6 +184,22 @@ pub async fn tenant(c: &mut SubscriptionServiceClient<Channel>, id: &str, plan: 
         .unwrap();
 }
 
+/// A `CreateEndpoint` of `url` for `types` (all when empty) in `layout`.
+pub fn endpoint_request(
+    tenant: &str,
+    url: &str,
+    types: &[&str],
+    layout: spb::PayloadLayout,
+) -> spb::CreateEndpointRequest {
+    spb::CreateEndpointRequest {
+        tenant_id: tenant.into(),
+        url: url.into(),
+        event_types: types.iter().map(|s| s.to_string()).collect(),
+        layout: layout.into(),
+        ..Default::default()
+    }
+}
+
 pub async fn endpoint(
     c: &mut SubscriptionServiceClient<Channel>,
     tenant: &str,
@@ -191,17 +207,7 @@ pub async fn endpoint(
     types: &[&str],
     layout: spb::PayloadLayout,
 ) -> (String, String) {
-    let e = c
-        .create_endpoint(spb::CreateEndpointRequest {
-            tenant_id: tenant.into(),
-            url: url.into(),
-            event_types: types.iter().map(|s| s.to_string()).collect(),
-            layout: layout.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let e = c.create_endpoint(endpoint_request(tenant, url, types, layout)).await.unwrap().into_inner();
     let secret = c
         .get_endpoint_secret(spb::GetEndpointSecretRequest { tenant_id: tenant.into(), endpoint_id: e.id.clone() })
         .await
@@ -285,8 +291,9 @@ async fn intake_publish(nats: &NatsServer, tenant: &str, body: &Value) {
 
 /// The API a test drives, as methods on the running processes (zero2prod's
 /// `TestApp`): one `hookline dev` ([`Stack`]) or the split services
-/// ([`Split`]) answer the same calls. Each call opens its own gRPC channel
-/// and panics on an error, like the free functions above it wraps.
+/// ([`Split`]) answer the same calls. Each call opens its own gRPC channel,
+/// carries the operator token the processes were started with, and panics
+/// on an error.
 pub trait App {
     /// The process serving `SubscriptionService`.
     fn subscriptions_proc(&self) -> &HooklineProc;
@@ -297,9 +304,31 @@ pub trait App {
     /// The nats-server the processes run on.
     fn nats_server(&self) -> &NatsServer;
 
+    /// A `SubscriptionService` client on the subscriptions process; calls
+    /// through [`as_operator`](Self::as_operator) carry its operator token.
+    async fn subscriptions_client(&self) -> SubscriptionServiceClient<Channel> {
+        self.subscriptions_proc().subscriptions_client().await
+    }
+
+    /// `msg` as a request carrying the operator token the processes were
+    /// started with (`HOOKLINE_OPERATOR_TOKEN`), if any.
+    fn as_operator<T>(&self, msg: T) -> tonic::Request<T> {
+        match self.subscriptions_proc().var("HOOKLINE_OPERATOR_TOKEN") {
+            "" => tonic::Request::new(msg),
+            token => with_bearer(msg, token),
+        }
+    }
+
     /// Create tenant `id` on `plan`, with webhooks `on` or off.
     async fn create_tenant(&self, id: &str, plan: spb::Plan, on: bool) {
-        tenant(&mut self.subscriptions_proc().subscriptions_client().await, id, plan, on).await
+        let request = spb::CreateTenantRequest { tenant_id: id.into(), plan: plan.into(), webhooks_enabled: on };
+        self.subscriptions_client().await.create_tenant(self.as_operator(request)).await.unwrap();
+    }
+
+    /// Tenant `id` as `GetTenant` answers.
+    async fn get_tenant(&self, id: &str) -> spb::Tenant {
+        let request = spb::GetTenantRequest { tenant_id: id.into() };
+        self.subscriptions_client().await.get_tenant(self.as_operator(request)).await.unwrap().into_inner()
     }
 
     /// Create an endpoint; returns (endpoint id, signing secret).
@@ -310,12 +339,33 @@ pub trait App {
         types: &[&str],
         layout: spb::PayloadLayout,
     ) -> (String, String) {
-        endpoint(&mut self.subscriptions_proc().subscriptions_client().await, tenant, url, types, layout).await
+        let e = self.create_endpoint_as(endpoint_request(tenant, url, types, layout)).await;
+        let secret = self.signing_secret(tenant, &e.id).await;
+        (e.id, secret)
+    }
+
+    /// The signing secret of `endpoint` of `tenant`, as `GetEndpointSecret` reveals it.
+    async fn signing_secret(&self, tenant: &str, endpoint: &str) -> String {
+        let request = spb::GetEndpointSecretRequest { tenant_id: tenant.into(), endpoint_id: endpoint.into() };
+        let secret = self.subscriptions_client().await.get_endpoint_secret(self.as_operator(request)).await.unwrap();
+        secret.into_inner().secret
     }
 
     /// A `CreateEndpoint` with every field the test chose.
     async fn create_endpoint_as(&self, request: spb::CreateEndpointRequest) -> spb::Endpoint {
-        self.subscriptions_proc().subscriptions_client().await.create_endpoint(request).await.unwrap().into_inner()
+        self.subscriptions_client().await.create_endpoint(self.as_operator(request)).await.unwrap().into_inner()
+    }
+
+    /// Every endpoint of `tenant`.
+    async fn endpoints(&self, tenant: &str) -> Vec<spb::Endpoint> {
+        let request = spb::ListEndpointsRequest { tenant_id: tenant.into() };
+        self.subscriptions_client()
+            .await
+            .list_endpoints(self.as_operator(request))
+            .await
+            .unwrap()
+            .into_inner()
+            .endpoints
     }
 
     /// A `DeliveryService` client on the delivery process.
@@ -325,7 +375,7 @@ pub trait App {
 
     /// A gRPC `Publish`.
     async fn publish(&self, request: PublishRequest) -> PublishResponse {
-        self.ingest_proc().ingest_client().await.publish(request).await.unwrap().into_inner()
+        self.ingest_proc().ingest_client().await.publish(self.as_operator(request)).await.unwrap().into_inner()
     }
 
     /// A gRPC `PublishBatch` of `events`.
@@ -333,7 +383,7 @@ pub trait App {
         self.ingest_proc()
             .ingest_client()
             .await
-            .publish_batch(PublishBatchRequest { events })
+            .publish_batch(self.as_operator(PublishBatchRequest { events }))
             .await
             .unwrap()
             .into_inner()
