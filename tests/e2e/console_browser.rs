@@ -240,7 +240,7 @@ async fn the_plan_limit_disables_the_plus_with_its_reason_and_field_errors_show_
     s.create_tenant("full", Plan::Basic, true).await;
     s.create_tenant("room", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
-    s.create_endpoint("full", &receiver.url(), &[], PayloadLayout::Envelope).await.0;
+    s.create_endpoint("full", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let b = Browser::start().await.unwrap();
     sign_in_as_operator(&b, &console).await;
 
