@@ -480,11 +480,16 @@ impl HooklineBuilder {
         Self(self.0.envs(pairs))
     }
 
+    /// Start without waiting for readiness (see [`HooklineProc::wait_ready`]).
+    pub fn start(self) -> anyhow::Result<HooklineProc> {
+        Ok(HooklineProc(self.0.start()?))
+    }
+
     /// Start and wait (up to 30 s) until `GET /readyz` answers 200 (the
     /// console: `GET /healthz` on its address); see [`process::Builder::start`]
     /// for the defaults and the ports.
     pub async fn spawn(self) -> anyhow::Result<HooklineProc> {
-        let mut p = HooklineProc(self.0.start()?);
+        let mut p = self.start()?;
         p.wait_ready().await?;
         Ok(p)
     }

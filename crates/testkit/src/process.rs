@@ -249,6 +249,25 @@ impl Process {
         }
     }
 
+    /// Wait up to `timeout` until the running incarnation has logged the
+    /// address of listener `key` (`HOOKLINE_HTTP_ADDR`, ...), which it does
+    /// before it is ready: for probing a process that waits for a dependency.
+    pub async fn wait_listening(&mut self, key: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        while !self.learn_port(key)? {
+            self.check_alive()?;
+            if Instant::now() > deadline {
+                bail!(
+                    "hookline {} logged no listening line for {key} within {timeout:?}:\n{}",
+                    self.mode,
+                    self.tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(self.var(key).to_owned())
+    }
+
     /// Whether the address in `key` is known: set with a port, or bound on
     /// port 0 and named by the running incarnation's `<label> listening on
     /// <address>` log line (text or JSON). A learned address replaces the 0,
