@@ -417,24 +417,20 @@ async fn reflection_and_metrics_want_credentials_while_health_stays_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_services_refuse_to_start_without_an_operator_token_unless_explicitly_open() {
-    let nats = hookline_e2e::NatsServer::start().unwrap();
-    let db = hookline_e2e::TestDb::create().await.unwrap();
+    let peers = Peers::start().await;
     for role in ["ingest", "subscriptions", "delivery"] {
-        let closed = crate::common::split_role(&nats, &db, role, &[("HOOKLINE_ALLOW_UNAUTHENTICATED", "false")]);
+        let closed = peers.role(role, &[("HOOKLINE_ALLOW_UNAUTHENTICATED", "false")]);
         let err = format!("{:#}", closed.spawn().await.err().unwrap_or_else(|| panic!("{role} started open")));
         assert!(
             err.contains("HOOKLINE_OPERATOR_TOKEN: is required") && err.contains("HOOKLINE_ALLOW_UNAUTHENTICATED"),
             "{role}: the refusal names the key and the way out: {err}"
         );
-        let short = crate::common::split_role(&nats, &db, role, &[("HOOKLINE_OPERATOR_TOKEN", "short")]);
+        let short = peers.role(role, &[("HOOKLINE_OPERATOR_TOKEN", "short")]);
         let err = format!("{:#}", short.spawn().await.err().unwrap_or_else(|| panic!("{role} took a short token")));
         assert!(err.contains("HOOKLINE_OPERATOR_TOKEN: must be at least 16 characters"), "{role}: {err}");
     }
     // Opened on purpose: it starts, says so loudly, and anyone is the operator.
-    let open = crate::common::split_role(&nats, &db, "subscriptions", &[("HOOKLINE_ALLOW_UNAUTHENTICATED", "true")])
-        .spawn()
-        .await
-        .unwrap();
+    let open = peers.role("subscriptions", &[("HOOKLINE_ALLOW_UNAUTHENTICATED", "true")]).spawn().await.unwrap();
     assert!(open.log_contents().contains("ERROR") && open.log_contents().contains("AUTHENTICATION IS OFF"));
     let mut subs = open.subscriptions_client().await;
     let err = subs.get_tenant(spb::GetTenantRequest { tenant_id: "nobody".into() }).await.unwrap_err();
@@ -445,10 +441,9 @@ async fn separate_services_refuse_to_start_without_an_operator_token_unless_expl
 async fn a_rotated_operator_token_keeps_working_beside_the_new_one_until_it_is_dropped() {
     const OLD: &str = "old-operator-token-0123456789";
     const NEW: &str = "new-operator-token-9876543210";
-    let nats = hookline_e2e::NatsServer::start().unwrap();
-    let db = hookline_e2e::TestDb::create().await.unwrap();
+    let peers = Peers::start().await;
     let env = [("HOOKLINE_OPERATOR_TOKEN", NEW), ("HOOKLINE_OPERATOR_TOKEN_PREVIOUS", OLD)];
-    let mut subscriptions = crate::common::split_role(&nats, &db, "subscriptions", &env).spawn().await.unwrap();
+    let mut subscriptions = peers.role("subscriptions", &env).spawn().await.unwrap();
     let mut subs = subscriptions.subscriptions_client().await;
     let create = |id: &str| spb::CreateTenantRequest {
         tenant_id: id.into(),
@@ -467,10 +462,7 @@ async fn a_rotated_operator_token_keeps_working_beside_the_new_one_until_it_is_d
 
     // The rotation ends: the old token is dropped from the settings.
     subscriptions.kill9();
-    let mut subscriptions = crate::common::split_role(&nats, &db, "subscriptions", &[("HOOKLINE_OPERATOR_TOKEN", NEW)])
-        .spawn()
-        .await
-        .unwrap();
+    let mut subscriptions = peers.role("subscriptions", &[("HOOKLINE_OPERATOR_TOKEN", NEW)]).spawn().await.unwrap();
     let mut subs = subscriptions.subscriptions_client().await;
     denied(
         "the old token",

@@ -29,6 +29,64 @@ pub const TYPES: [&str; 12] = [
     "customer.deleted",
 ];
 
+/// A nats-server and a scratch database with no hookline process on them
+/// yet: what [`split`] and [`stack_with`] start their processes on, and the
+/// ground of tests that start roles themselves (two subscriptions replicas,
+/// a role that must refuse to start, a role without loopback allowed).
+pub struct Peers {
+    pub nats: NatsServer,
+    pub db: TestDb,
+}
+
+impl Peers {
+    pub async fn start() -> Self {
+        Self { nats: NatsServer::start().unwrap(), db: TestDb::create().await.unwrap() }
+    }
+
+    /// `hookline <role>` on these peers with `env` and nothing else set
+    /// (no loopback receivers allowed, the default retry schedule).
+    pub fn bare(&self, role: &str, env: &[(&str, &str)]) -> HooklineBuilder {
+        role_on(&self.nats, &self.db, role).envs(env)
+    }
+
+    /// `hookline <role>` as [`Split`] starts it: loopback receivers allowed
+    /// explicitly (this is not dev mode), then `env`.
+    pub fn role(&self, role: &str, env: &[(&str, &str)]) -> HooklineBuilder {
+        role_on(&self.nats, &self.db, role).envs(&[LOOPBACK]).envs(env)
+    }
+
+    /// The three services as separate processes, each with `env`.
+    pub async fn split(self, env: &[(&str, &str)]) -> Split {
+        let subscriptions = self.role("subscriptions", env).spawn().await.unwrap();
+        let ingest = self.role("ingest", env).spawn().await.unwrap();
+        let delivery = self
+            .role("delivery", env)
+            .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
+            .spawn()
+            .await
+            .unwrap();
+        let Self { nats, db } = self;
+        Split { nats, db, subscriptions, ingest, delivery }
+    }
+
+    /// One `hookline dev` with a fast retry schedule, then `env`.
+    pub async fn stack(self, env: &[(&str, &str)]) -> Stack {
+        let fast =
+            [("HOOKLINE_RETRY_SCHEDULE", "0s,1s,2s"), ("HOOKLINE_REQUEST_TIMEOUT", "3s"), ("HOOKLINE_ACK_WAIT", "5s")];
+        let hookline = self.bare("dev", &fast).envs(env).spawn().await.unwrap();
+        let Self { nats, db } = self;
+        Stack { nats, db, hookline }
+    }
+}
+
+/// `hookline <role>` on `nats` and `db`.
+fn role_on(nats: &NatsServer, db: &TestDb, role: &str) -> HooklineBuilder {
+    HooklineBuilder::new(role).env("HOOKLINE_NATS_URL", &nats.url()).env("HOOKLINE_DATABASE_URL", db.url())
+}
+
+/// Loopback receivers allowed, as outside dev mode they must be explicitly.
+const LOOPBACK: (&str, &str) = ("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8");
+
 /// The three services as separate processes on their own nats-server and
 /// database, delivering to loopback (allowed explicitly: this is not dev mode).
 pub struct Split {
@@ -39,28 +97,21 @@ pub struct Split {
     pub delivery: HooklineProc,
 }
 
-pub fn split_role(nats: &NatsServer, db: &TestDb, role: &str, env: &[(&str, &str)]) -> HooklineBuilder {
-    let mut b = HooklineBuilder::new(role)
-        .env("HOOKLINE_NATS_URL", &nats.url())
-        .env("HOOKLINE_DATABASE_URL", db.url())
-        .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8");
-    for (k, v) in env {
-        b = b.env(k, v);
-    }
-    b
+/// [`Peers::split`] on fresh peers.
+pub async fn split(env: &[(&str, &str)]) -> Split {
+    Peers::start().await.split(env).await
 }
 
-pub async fn split(env: &[(&str, &str)]) -> Split {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let subscriptions = split_role(&nats, &db, "subscriptions", env).spawn().await.unwrap();
-    let ingest = split_role(&nats, &db, "ingest", env).spawn().await.unwrap();
-    let delivery = split_role(&nats, &db, "delivery", env)
-        .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
-        .spawn()
-        .await
-        .unwrap();
-    Split { nats, db, subscriptions, ingest, delivery }
+impl Split {
+    /// One more process of `role` beside the three, on the same peers, with
+    /// `env` (a second delivery process, another subscriptions replica); a
+    /// delivery process resolves through the split's subscriptions.
+    pub fn another(&self, role: &str, env: &[(&str, &str)]) -> HooklineBuilder {
+        let b = role_on(&self.nats, &self.db, role).envs(&[LOOPBACK]);
+        let b =
+            if role == "delivery" { b.env("HOOKLINE_SUBSCRIPTIONS_URL", &self.subscriptions.grpc_url()) } else { b };
+        b.envs(env)
+    }
 }
 
 pub struct Stack {
@@ -74,20 +125,9 @@ pub async fn stack() -> Stack {
     stack_with(&[]).await
 }
 
+/// [`Peers::stack`] on fresh peers.
 pub async fn stack_with(env: &[(&str, &str)]) -> Stack {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let mut b = HooklineBuilder::new("dev")
-        .env("HOOKLINE_NATS_URL", &nats.url())
-        .env("HOOKLINE_DATABASE_URL", db.url())
-        .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s,2s")
-        .env("HOOKLINE_REQUEST_TIMEOUT", "3s")
-        .env("HOOKLINE_ACK_WAIT", "5s");
-    for (k, v) in env {
-        b = b.env(k, v);
-    }
-    let hookline = b.spawn().await.unwrap();
-    Stack { nats, db, hookline }
+    Peers::start().await.stack(env).await
 }
 
 pub fn example(event_type: &str) -> Value {
@@ -149,6 +189,22 @@ pub async fn tenant(c: &mut SubscriptionServiceClient<Channel>, id: &str, plan: 
     .unwrap();
 }
 
+/// A `CreateEndpoint` of `url` for `types` (all when empty) in `layout`.
+pub fn endpoint_request(
+    tenant: &str,
+    url: &str,
+    types: &[&str],
+    layout: spb::PayloadLayout,
+) -> spb::CreateEndpointRequest {
+    spb::CreateEndpointRequest {
+        tenant_id: tenant.into(),
+        url: url.into(),
+        event_types: types.iter().map(|s| s.to_string()).collect(),
+        layout: layout.into(),
+        ..Default::default()
+    }
+}
+
 pub async fn endpoint(
     c: &mut SubscriptionServiceClient<Channel>,
     tenant: &str,
@@ -156,17 +212,7 @@ pub async fn endpoint(
     types: &[&str],
     layout: spb::PayloadLayout,
 ) -> (String, String) {
-    let e = c
-        .create_endpoint(spb::CreateEndpointRequest {
-            tenant_id: tenant.into(),
-            url: url.into(),
-            event_types: types.iter().map(|s| s.to_string()).collect(),
-            layout: layout.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let e = c.create_endpoint(endpoint_request(tenant, url, types, layout)).await.unwrap().into_inner();
     let secret = c
         .get_endpoint_secret(spb::GetEndpointSecretRequest { tenant_id: tenant.into(), endpoint_id: e.id.clone() })
         .await
@@ -199,20 +245,18 @@ pub async fn stored_messages(
 /// Resident memory of process `pid` now (`VmRSS`) and at its peak
 /// (`VmHWM`), in MiB; 0 for a process that is gone.
 pub fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+    let mib = |field| hookline_e2e::status_mib(pid, field).unwrap_or(0.0);
+    (mib("VmRSS:"), mib("VmHWM:"))
 }
 
+/// How many messages `stream` holds, read on a fresh client.
 pub async fn stream_messages(nats: &NatsServer, stream: &str) -> u64 {
-    let js = async_nats::jetstream::new(nats.client().await);
+    messages_in(&nats.jetstream().await, stream).await
+}
+
+/// How many messages `stream` holds, read through `js` (a context of the
+/// test's own, or one with credentials).
+pub async fn messages_in(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
     js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages
 }
 
@@ -252,8 +296,9 @@ async fn intake_publish(nats: &NatsServer, tenant: &str, body: &Value) {
 
 /// The API a test drives, as methods on the running processes (zero2prod's
 /// `TestApp`): one `hookline dev` ([`Stack`]) or the split services
-/// ([`Split`]) answer the same calls. Each call opens its own gRPC channel
-/// and panics on an error, like the free functions above it wraps.
+/// ([`Split`]) answer the same calls. Each call opens its own gRPC channel,
+/// carries the operator token the processes were started with, and panics
+/// on an error.
 pub trait App {
     /// The process serving `SubscriptionService`.
     fn subscriptions_proc(&self) -> &HooklineProc;
@@ -264,9 +309,31 @@ pub trait App {
     /// The nats-server the processes run on.
     fn nats_server(&self) -> &NatsServer;
 
+    /// A `SubscriptionService` client on the subscriptions process; calls
+    /// through [`as_operator`](Self::as_operator) carry its operator token.
+    async fn subscriptions_client(&self) -> SubscriptionServiceClient<Channel> {
+        self.subscriptions_proc().subscriptions_client().await
+    }
+
+    /// `msg` as a request carrying the operator token the processes were
+    /// started with (`HOOKLINE_OPERATOR_TOKEN`), if any.
+    fn as_operator<T>(&self, msg: T) -> tonic::Request<T> {
+        match self.subscriptions_proc().var("HOOKLINE_OPERATOR_TOKEN") {
+            "" => tonic::Request::new(msg),
+            token => with_bearer(msg, token),
+        }
+    }
+
     /// Create tenant `id` on `plan`, with webhooks `on` or off.
     async fn create_tenant(&self, id: &str, plan: spb::Plan, on: bool) {
-        tenant(&mut self.subscriptions_proc().subscriptions_client().await, id, plan, on).await
+        let request = spb::CreateTenantRequest { tenant_id: id.into(), plan: plan.into(), webhooks_enabled: on };
+        self.subscriptions_client().await.create_tenant(self.as_operator(request)).await.unwrap();
+    }
+
+    /// Tenant `id` as `GetTenant` answers.
+    async fn get_tenant(&self, id: &str) -> spb::Tenant {
+        let request = spb::GetTenantRequest { tenant_id: id.into() };
+        self.subscriptions_client().await.get_tenant(self.as_operator(request)).await.unwrap().into_inner()
     }
 
     /// Create an endpoint; returns (endpoint id, signing secret).
@@ -277,7 +344,33 @@ pub trait App {
         types: &[&str],
         layout: spb::PayloadLayout,
     ) -> (String, String) {
-        endpoint(&mut self.subscriptions_proc().subscriptions_client().await, tenant, url, types, layout).await
+        let e = self.create_endpoint_as(endpoint_request(tenant, url, types, layout)).await;
+        let secret = self.signing_secret(tenant, &e.id).await;
+        (e.id, secret)
+    }
+
+    /// The signing secret of `endpoint` of `tenant`, as `GetEndpointSecret` reveals it.
+    async fn signing_secret(&self, tenant: &str, endpoint: &str) -> String {
+        let request = spb::GetEndpointSecretRequest { tenant_id: tenant.into(), endpoint_id: endpoint.into() };
+        let secret = self.subscriptions_client().await.get_endpoint_secret(self.as_operator(request)).await.unwrap();
+        secret.into_inner().secret
+    }
+
+    /// A `CreateEndpoint` with every field the test chose.
+    async fn create_endpoint_as(&self, request: spb::CreateEndpointRequest) -> spb::Endpoint {
+        self.subscriptions_client().await.create_endpoint(self.as_operator(request)).await.unwrap().into_inner()
+    }
+
+    /// Every endpoint of `tenant`.
+    async fn endpoints(&self, tenant: &str) -> Vec<spb::Endpoint> {
+        let request = spb::ListEndpointsRequest { tenant_id: tenant.into() };
+        self.subscriptions_client()
+            .await
+            .list_endpoints(self.as_operator(request))
+            .await
+            .unwrap()
+            .into_inner()
+            .endpoints
     }
 
     /// A `DeliveryService` client on the delivery process.
@@ -287,7 +380,7 @@ pub trait App {
 
     /// A gRPC `Publish`.
     async fn publish(&self, request: PublishRequest) -> PublishResponse {
-        self.ingest_proc().ingest_client().await.publish(request).await.unwrap().into_inner()
+        self.ingest_proc().ingest_client().await.publish(self.as_operator(request)).await.unwrap().into_inner()
     }
 
     /// A gRPC `PublishBatch` of `events`.
@@ -295,7 +388,7 @@ pub trait App {
         self.ingest_proc()
             .ingest_client()
             .await
-            .publish_batch(PublishBatchRequest { events })
+            .publish_batch(self.as_operator(PublishBatchRequest { events }))
             .await
             .unwrap()
             .into_inner()
@@ -319,6 +412,15 @@ pub trait App {
     /// Every outcome event recorded so far for `endpoint` of `tenant`.
     async fn outcomes(&self, tenant: &str, endpoint: &str) -> Vec<Value> {
         read_subject(self.nats_server(), "HOOKLINE_OUTCOMES", &format!("hookline.outcomes.{tenant}.{endpoint}")).await
+    }
+
+    /// The first outcome event of `endpoint` of `tenant`, waited for up to `within`.
+    async fn first_outcome(&self, tenant: &str, endpoint: &str, within: Duration) -> Value {
+        hookline_e2e::eventually(within, &format!("an outcome of {tenant}/{endpoint}"), || async {
+            self.outcomes(tenant, endpoint).await.into_iter().next()
+        })
+        .await
+        .unwrap()
     }
 }
 

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use hookline_e2e::{NatsServer, Receiver, TestDb, eventually};
+use hookline_e2e::{NatsServer, Receiver, eventually};
 use hookline_proto::{
     delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient},
     subscriptions::v1::{self as spb, PayloadLayout, Plan, subscription_service_client::SubscriptionServiceClient},
@@ -43,6 +43,10 @@ async fn api_view(
     (t, eps, secrets)
 }
 
+/// An `endpoints` row as [`rows`] selects it.
+type EndpointRow =
+    (String, String, Option<String>, Vec<String>, String, bool, String, Option<String>, String, String, bool);
+
 /// The tenant's Postgres rows, without the `version` column (a stream
 /// sequence, which a snapshot moves on).
 async fn rows(pool: &sqlx::PgPool, tenant: &str) -> Vec<String> {
@@ -52,20 +56,7 @@ async fn rows(pool: &sqlx::PgPool, tenant: &str) -> Vec<String> {
             .fetch_all(pool)
             .await
             .unwrap();
-    #[allow(clippy::type_complexity)]
-    let endpoints: Vec<(
-        String,
-        String,
-        Option<String>,
-        Vec<String>,
-        String,
-        bool,
-        String,
-        Option<String>,
-        String,
-        String,
-        bool,
-    )> = sqlx::query_as(
+    let endpoints: Vec<EndpointRow> = sqlx::query_as(
         "SELECT id, url, auth_header_name, event_types, layout, enabled, description, disabled_reason,
                     created_at::text, updated_at::text, deleted_at IS NOT NULL
              FROM endpoints WHERE tenant_id = $1 ORDER BY id",
@@ -226,11 +217,10 @@ async fn a_long_history_compacts_to_one_snapshot_that_every_reader_and_every_res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_racing_a_compaction_on_another_replica_is_never_lost() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
+    let peers = Peers::start().await;
     let env = [("HOOKLINE_CONFIG_SNAPSHOT_AFTER", "0")];
-    let a = split_role(&nats, &db, "subscriptions", &env).spawn().await.unwrap();
-    let b = split_role(&nats, &db, "subscriptions", &env).spawn().await.unwrap();
+    let a = peers.role("subscriptions", &env).spawn().await.unwrap();
+    let b = peers.role("subscriptions", &env).spawn().await.unwrap();
     let (mut ca, mut cb) = (a.subscriptions_client().await, b.subscriptions_client().await);
     tenant(&mut ca, "acme", Plan::Enterprise, true).await;
 
@@ -264,7 +254,7 @@ async fn a_command_racing_a_compaction_on_another_replica_is_never_lost() {
     assert!(snapshots >= 3, "compactions raced the writes: {snapshots}");
 
     // Every acknowledged write is there, on both replicas and on a new one.
-    let c = split_role(&nats, &db, "subscriptions", &env).spawn().await.unwrap();
+    let c = peers.role("subscriptions", &env).spawn().await.unwrap();
     for p in [&a, &b, &c] {
         let mut client = p.subscriptions_client().await;
         let eps = client.list_endpoints(spb::ListEndpointsRequest { tenant_id: "acme".into() }).await.unwrap();
@@ -279,7 +269,7 @@ async fn a_command_racing_a_compaction_on_another_replica_is_never_lost() {
             ]
         );
     }
-    db.close().await.unwrap();
+    peers.db.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,7 @@ use std::time::Duration;
 use hookline_e2e::{Receiver, console::ConsoleClient, eventually};
 use hookline_proto::{
     delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient},
-    ingest::v1::ingest_service_client::IngestServiceClient,
-    subscriptions::v1::{self as spb, subscription_service_client::SubscriptionServiceClient},
+    subscriptions::v1 as spb,
 };
 use serde_json::Value;
 use tonic::Request;
@@ -49,22 +48,14 @@ async fn add_endpoint(c: &mut ConsoleClient, tenant: &str, fields: &[(&str, &str
     to.split("/endpoints/").nth(1).unwrap().split('?').next().unwrap().to_owned()
 }
 
-async fn subscriptions(s: &Stack) -> SubscriptionServiceClient<tonic::transport::Channel> {
-    s.hookline.subscriptions_client().await
-}
-
 async fn api_key(s: &Stack, tenant: &str) -> String {
-    subscriptions(s)
+    s.subscriptions_client()
         .await
         .create_api_key(op(spb::CreateApiKeyRequest { tenant_id: tenant.into(), name: "console".into() }))
         .await
         .unwrap()
         .into_inner()
         .key
-}
-
-async fn publish(s: &Stack, tenant: &str, event: &Value) {
-    IngestServiceClient::new(s.hookline.channel().await).publish(op(json_request(tenant, event))).await.unwrap();
 }
 
 /// The endpoint's deliveries once `n` exist and are final.
@@ -149,7 +140,7 @@ async fn operators_and_tenants_sign_in_and_a_wrong_token_or_key_is_refused() {
     assert_eq!(tenant.post("/tenants", &[("tenant_id", "mine"), ("plan", "basic")]).await.unwrap().status, 404);
     assert_eq!(tenant.post("/t/acme/plan", &[("plan", "enterprise")]).await.unwrap().status, 404, "nor its plan");
     assert_eq!(tenant.post("/t/acme/portal-link", &[("ttl_seconds", "3600")]).await.unwrap().status, 404);
-    let plan = subscriptions(&s).await.get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() })).await;
+    let plan = s.subscriptions_client().await.get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() })).await;
     assert_eq!(plan.unwrap().into_inner().plan, spb::Plan::Professional as i32);
 
     let mut bad = ConsoleClient::new(&s.hookline.console_url());
@@ -171,11 +162,12 @@ async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
     let page =
         c.post_exactly("/tenants", &[("tenant_id", "forged"), ("plan", "basic"), ("csrf", "guessed")]).await.unwrap();
     assert_eq!(page.status, 403);
-    let err = subscriptions(&s).await.get_tenant(op(spb::GetTenantRequest { tenant_id: "forged".into() })).await;
+    let err = s.subscriptions_client().await.get_tenant(op(spb::GetTenantRequest { tenant_id: "forged".into() })).await;
     assert_eq!(err.unwrap_err().code(), tonic::Code::NotFound, "the tenant was not created");
 
     create_tenant(&mut c, "acme", "basic").await;
-    let before = subscriptions(&s)
+    let before = s
+        .subscriptions_client()
         .await
         .get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() }))
         .await
@@ -183,7 +175,8 @@ async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
         .into_inner();
     let page = c.post_exactly("/t/acme/webhooks", &[("webhooks_enabled", "false")]).await.unwrap();
     assert_eq!(page.status, 403);
-    let after = subscriptions(&s)
+    let after = s
+        .subscriptions_client()
         .await
         .get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() }))
         .await
@@ -209,7 +202,7 @@ async fn a_tenant_session_gets_404_for_every_page_id_and_download_of_another_ten
     create_tenant(&mut c, "bravo", "basic").await;
     let url = receiver.url();
     let bravo_ep = add_endpoint(&mut c, "bravo", &[("url", &url), ("layout", "envelope")]).await;
-    publish(&s, "bravo", &fresh("customer.created")).await;
+    s.publish_json("bravo", &fresh("customer.created")).await;
     let bravo_dlv = deliveries(&s, "bravo", &bravo_ep, 1).await.remove(0).id;
 
     let key = api_key(&s, "alpha").await;
@@ -241,7 +234,7 @@ async fn a_tenant_session_gets_404_for_every_page_id_and_download_of_another_ten
         assert_eq!(alpha.post(&path, &[("webhooks_enabled", "false")]).await.unwrap().status, 404, "POST {path}");
     }
     // Bravo's ids under alpha's own URLs: every action is "Not found" too.
-    let bravo_secret = signing_secret(&s, "bravo", &bravo_ep).await;
+    let bravo_secret = s.signing_secret("bravo", &bravo_ep).await;
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let actions: [(String, Vec<(&str, &str)>); 8] = [
         (format!("/t/alpha/endpoints/{bravo_ep}"), vec![("url", "https://attacker.example/hook"), ("action", "save")]),
@@ -258,7 +251,8 @@ async fn a_tenant_session_gets_404_for_every_page_id_and_download_of_another_ten
         assert_eq!(page.status, 404, "POST {path}: {}", page.text());
         assert!(!page.text().contains(&bravo_secret), "POST {path} shows bravo's secret");
     }
-    let kept = subscriptions(&s)
+    let kept = s
+        .subscriptions_client()
         .await
         .get_endpoint(op(spb::GetEndpointRequest {
             tenant_id: "bravo".into(),
@@ -269,7 +263,7 @@ async fn a_tenant_session_gets_404_for_every_page_id_and_download_of_another_ten
         .unwrap()
         .into_inner();
     assert_eq!(kept.url, url, "bravo's endpoint unchanged");
-    assert_eq!(signing_secret(&s, "bravo", &bravo_ep).await, bravo_secret, "bravo's secret unchanged");
+    assert_eq!(s.signing_secret("bravo", &bravo_ep).await, bravo_secret, "bravo's secret unchanged");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.count(), 1, "no replay, recovery or test event reached bravo's receiver");
 }
@@ -306,7 +300,8 @@ async fn the_header_value_never_appears_in_a_page_after_saving_and_field_errors_
     assert!(html.contains("value=\"ftp://erp.example.com/hook\""), "what was typed stays");
     assert!(html.contains("value=\"customer.created\" checked"), "ticked types stay ticked");
     assert!(!html.contains(secret_value), "the header value is not sent back");
-    let count = subscriptions(&s)
+    let count = s
+        .subscriptions_client()
         .await
         .get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() }))
         .await
@@ -331,7 +326,7 @@ async fn the_header_value_never_appears_in_a_page_after_saving_and_field_errors_
         &[("url", &url), ("header_key", "Authorization"), ("header_value", secret_value), ("layout", "flat")],
     )
     .await;
-    publish(&s, "acme", &fresh("customer.created")).await;
+    s.publish_json("acme", &fresh("customer.created")).await;
     let dlv = deliveries(&s, "acme", &ep, 1).await.remove(0).id;
     assert_eq!(receiver.requests()[0].header("authorization"), Some(secret_value), "the receiver got it");
     for path in [
@@ -364,7 +359,7 @@ async fn the_header_value_never_appears_in_a_page_after_saving_and_field_errors_
         .await
         .unwrap();
     assert_eq!(page.status, 303, "{}", page.text());
-    publish(&s, "acme", &fresh("customer.created")).await;
+    s.publish_json("acme", &fresh("customer.created")).await;
     deliveries(&s, "acme", &ep, 2).await;
     assert_eq!(receiver.requests()[1].header("authorization"), Some(secret_value));
 }
@@ -401,7 +396,8 @@ async fn without_javascript_show_preview_redraws_the_form_with_the_chosen_previe
     assert!(html.contains("value=\"https://erp.example.com/hook\""), "what was typed stays");
     assert!(html.contains("value=\"event.booking.created\" checked"), "ticked types stay ticked");
     assert!(!html.contains("never-echoed-77"), "the Header Value is not sent back");
-    let tenant = subscriptions(&s).await.get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() })).await;
+    let tenant =
+        s.subscriptions_client().await.get_tenant(op(spb::GetTenantRequest { tenant_id: "acme".into() })).await;
     assert_eq!(tenant.unwrap().into_inner().endpoint_count, 0, "a preview saves nothing");
 
     // The script's own preview source answers the same for the same choice.
@@ -424,7 +420,7 @@ async fn event_data_with_script_shows_as_text_and_download_is_byte_identical_to_
     let mut event = fresh("customer.created");
     event["data"]["customer"]["first_name"] = "<script>alert(1)</script>".into();
     event["data"]["customer"]["last_name"] = "\"><img src=x onerror=alert(2)>".into();
-    publish(&s, "acme", &event).await;
+    s.publish_json("acme", &event).await;
     let d = deliveries(&s, "acme", &ep, 1).await.remove(0);
 
     let raw = c.get(&format!("/t/acme/deliveries/{}/raw", d.id)).await.unwrap();
@@ -532,7 +528,7 @@ fn page_assets(html: &str) -> Vec<String> {
 }
 
 async fn portal_link(s: &Stack, tenant: &str, ttl_seconds: u32) -> String {
-    subscriptions(s)
+    s.subscriptions_client()
         .await
         .create_portal_link(op(spb::CreatePortalLinkRequest { tenant_id: tenant.into(), ttl_seconds }))
         .await
@@ -609,7 +605,7 @@ async fn operators_search_and_page_through_tenants_and_send_test_events() {
     let mut c = operator(&s).await;
     for i in 0..30 {
         let id = format!("tenant-{i:02}");
-        subscriptions(&s)
+        s.subscriptions_client()
             .await
             .create_tenant(op(spb::CreateTenantRequest {
                 tenant_id: id,
@@ -665,7 +661,7 @@ async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_
     let mut c = operator(&s).await;
     create_tenant(&mut c, "acme", "basic").await;
     let ep = add_endpoint(&mut c, "acme", &[("url", &receiver.url())]).await;
-    let first = signing_secret(&s, "acme", &ep).await;
+    let first = s.signing_secret("acme", &ep).await;
     let view = c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap().text();
     assert!(!view.contains(&first), "not shown unasked");
     let revealed = c.post(&format!("/t/acme/endpoints/{ep}/secret"), &[]).await.unwrap();
@@ -674,15 +670,15 @@ async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_
     assert_eq!(revealed.header("cache-control"), Some("no-store"));
     let page = c.post(&format!("/t/acme/endpoints/{ep}/secret/rotate"), &[("grace_seconds", "3600")]).await.unwrap();
     assert_eq!(page.status, 303);
-    assert_ne!(signing_secret(&s, "acme", &ep).await, first, "rotated");
+    assert_ne!(s.signing_secret("acme", &ep).await, first, "rotated");
     let page =
         c.post(&format!("/t/acme/endpoints/{ep}/secret/rotate"), &[("grace_seconds", "99999999")]).await.unwrap();
     assert_eq!(page.status, 400, "only the periods offered");
 
     // Failed deliveries while the receiver answers 500, then the endpoint is disabled.
     receiver.set_default(500);
-    publish(&s, "acme", &fresh("customer.created")).await;
-    publish(&s, "acme", &fresh("customer.updated")).await;
+    s.publish_json("acme", &fresh("customer.created")).await;
+    s.publish_json("acme", &fresh("customer.updated")).await;
     deliveries(&s, "acme", &ep, 2).await;
     let failed = c.get(&format!("/t/acme/endpoints/{ep}?status=failed")).await.unwrap().text();
     assert_eq!(failed.matches("id=\"delivery-dlv_").count(), 2, "{failed}");
@@ -691,7 +687,7 @@ async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_
     let none = c.get(&format!("/t/acme/endpoints/{ep}?status=succeeded")).await.unwrap().text();
     assert!(none.contains("No deliveries match."));
 
-    subscriptions(&s)
+    s.subscriptions_client()
         .await
         .update_endpoint(op(spb::UpdateEndpointRequest {
             tenant_id: "acme".into(),
@@ -732,19 +728,6 @@ async fn the_signing_secret_shows_only_when_asked_and_a_disabled_endpoint_is_re_
     })
     .await;
     assert!(page.contains("<progress value=\"2\" max=\"2\""), "{page}");
-}
-
-async fn signing_secret(s: &Stack, tenant: &str, endpoint: &str) -> String {
-    subscriptions(s)
-        .await
-        .get_endpoint_secret(op(spb::GetEndpointSecretRequest {
-            tenant_id: tenant.into(),
-            endpoint_id: endpoint.into(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .secret
 }
 
 #[tokio::test]
@@ -796,7 +779,7 @@ async fn an_endpoint_that_answered_410_says_why_it_is_disabled_and_re_enables() 
     let mut c = operator(&s).await;
     create_tenant(&mut c, "acme", "basic").await;
     let ep = add_endpoint(&mut c, "acme", &[("url", &receiver.url())]).await;
-    publish(&s, "acme", &fresh("customer.created")).await;
+    s.publish_json("acme", &fresh("customer.created")).await;
     let page = page_once(
         &s,
         &c,
@@ -812,7 +795,7 @@ async fn an_endpoint_that_answered_410_says_why_it_is_disabled_and_re_enables() 
     receiver.set_default(200);
     c.get(&format!("/t/acme/endpoints/{ep}")).await.unwrap();
     assert_eq!(c.post(&format!("/t/acme/endpoints/{ep}/enable"), &[]).await.unwrap().status, 303);
-    publish(&s, "acme", &fresh("customer.updated")).await;
+    s.publish_json("acme", &fresh("customer.updated")).await;
     let got = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap();
     assert_eq!(got[1].json().unwrap()["type"], "customer.updated", "delivering again");
 }

@@ -28,17 +28,6 @@ fn refused<T: std::fmt::Debug>(what: &str, r: Result<tonic::Response<T>, Status>
     }
 }
 
-async fn create_tenant(subs: &mut SubscriptionServiceClient<Channel>, id: &str) {
-    subs.create_tenant(as_operator(spb::CreateTenantRequest {
-        tenant_id: id.into(),
-        plan: Plan::Professional.into(),
-        webhooks_enabled: true,
-        ..Default::default()
-    }))
-    .await
-    .unwrap();
-}
-
 fn list(query: &str, page_size: u32, page_token: &str) -> Request<spb::ListTenantsRequest> {
     as_operator(spb::ListTenantsRequest { query: query.into(), page_size, page_token: page_token.into() })
 }
@@ -55,7 +44,7 @@ async fn operators_search_and_page_tenants_by_id_and_tenant_keys_are_denied_ever
     let mut created: Vec<String> = (0..57).rev().map(|i| format!("salon-{i:03}")).collect();
     created.extend(["clinic-bern", "clinic-basel", "physio-zurich"].map(String::from));
     for id in &created {
-        create_tenant(&mut subs, id).await;
+        s.create_tenant(id, Plan::Professional, true).await;
     }
     created.sort();
 
@@ -175,8 +164,8 @@ fn seconds_until(rfc3339: &str) -> i64 {
 async fn portal_links_open_one_tenant_until_they_expire_and_altered_links_are_refused() {
     let s = stack_with(&[("HOOKLINE_OPERATOR_TOKEN", OPERATOR)]).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    create_tenant(&mut subs, "alpha").await;
-    create_tenant(&mut subs, "beta").await;
+    s.create_tenant("alpha", Plan::Professional, true).await;
+    s.create_tenant("beta", Plan::Professional, true).await;
 
     // A link opens its tenant (and only it) for the default hour.
     let link = mint(&mut subs, "alpha", 0).await;
@@ -280,7 +269,7 @@ async fn portal_links_survive_restarts_and_rotations_when_a_master_key_or_operat
     // Signed under the operator token: a restart keeps links working.
     let mut s = stack_with(&[("HOOKLINE_OPERATOR_TOKEN", OPERATOR)]).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    create_tenant(&mut subs, "acme").await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let before = mint(&mut subs, "acme", 0).await;
     s.hookline.respawn().await.unwrap();
     let mut subs = s.hookline.subscriptions_client().await;
@@ -347,10 +336,6 @@ async fn portal_links_survive_restarts_and_rotations_when_a_master_key_or_operat
     assert!(open.log_contents().contains("portal links are signed with a random key of this process"));
 }
 
-async fn deliveries_client(s: &Stack) -> DeliveryServiceClient<Channel> {
-    DeliveryServiceClient::connect(s.hookline.grpc_url()).await.unwrap()
-}
-
 fn send_test(tenant: &str, endpoint: &str, event_type: &str) -> dpb::SendTestEventRequest {
     dpb::SendTestEventRequest { tenant_id: tenant.into(), endpoint_id: endpoint.into(), event_type: event_type.into() }
 }
@@ -376,7 +361,7 @@ async fn test_rows(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_event_reaches_only_its_endpoint_signed_retried_and_logged_as_a_test() {
     let s = stack().await;
-    let mut log = deliveries_client(&s).await;
+    let mut log = s.delivery_client().await;
     s.create_tenant("acme", Plan::Professional, true).await;
     // The first attempt fails: the test event is retried like any other.
     let target = Receiver::with_script(vec![Reply::new(503)]).await;
@@ -470,9 +455,9 @@ async fn a_test_event_reaches_only_its_endpoint_signed_retried_and_logged_as_a_t
 async fn test_events_are_refused_with_the_field_named_for_unknown_types_and_endpoints_and_disabled_endpoints() {
     let s = stack_with(&[("HOOKLINE_OPERATOR_TOKEN", OPERATOR)]).await;
     let mut subs = s.hookline.subscriptions_client().await;
-    let mut log = deliveries_client(&s).await;
-    create_tenant(&mut subs, "acme").await;
-    create_tenant(&mut subs, "other").await;
+    let mut log = s.delivery_client().await;
+    s.create_tenant("acme", Plan::Professional, true).await;
+    s.create_tenant("other", Plan::Professional, true).await;
     let receiver = Receiver::start().await;
     let ep = subs
         .create_endpoint(as_operator(spb::CreateEndpointRequest {
@@ -566,7 +551,7 @@ async fn test_events_are_refused_with_the_field_named_for_unknown_types_and_endp
 async fn recovering_an_endpoint_replays_its_missed_events_but_not_its_failed_test_events() {
     // The breaker stays closed, so every attempt is made and both end `failed`.
     let s = stack_with(&[("HOOKLINE_BREAKER_THRESHOLD", "100")]).await;
-    let mut log = deliveries_client(&s).await;
+    let mut log = s.delivery_client().await;
     s.create_tenant("acme", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
     receiver.set_default(500);

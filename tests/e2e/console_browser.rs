@@ -11,10 +11,7 @@ use hookline_e2e::{
     browser::{Browser, DESKTOP_WIDTH, Element, Key, Locator, PHONE_WIDTH, Role, WAIT},
     eventually,
 };
-use hookline_proto::{
-    ingest::v1::PublishRequest,
-    subscriptions::v1::{self as spb, Plan},
-};
+use hookline_proto::subscriptions::v1::{self as spb, PayloadLayout, Plan};
 use tonic::Request;
 
 use crate::common::*;
@@ -34,41 +31,6 @@ async fn console(env: &[(&str, &str)]) -> (Stack, String) {
     let s = stack_with(&all).await;
     let url = s.hookline.console_url();
     (s, url)
-}
-
-async fn create_tenant(s: &Stack, id: &str, plan: Plan, on: bool) {
-    s.hookline
-        .subscriptions_client()
-        .await
-        .create_tenant(op(spb::CreateTenantRequest {
-            tenant_id: id.into(),
-            plan: plan.into(),
-            webhooks_enabled: on,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-}
-
-/// An endpoint of `tenant` posting to `url`, created as the operator; its id.
-async fn create_endpoint(s: &Stack, tenant: &str, url: String) -> String {
-    let request = spb::CreateEndpointRequest { tenant_id: tenant.into(), url, ..Default::default() };
-    s.hookline.subscriptions_client().await.create_endpoint(op(request)).await.unwrap().into_inner().id
-}
-
-async fn get_tenant(s: &Stack, id: &str) -> spb::Tenant {
-    let mut c = s.hookline.subscriptions_client().await;
-    c.get_tenant(op(spb::GetTenantRequest { tenant_id: id.into() })).await.unwrap().into_inner()
-}
-
-async fn endpoints(s: &Stack, tenant: &str) -> Vec<spb::Endpoint> {
-    let mut c = s.hookline.subscriptions_client().await;
-    c.list_endpoints(op(spb::ListEndpointsRequest { tenant_id: tenant.into() })).await.unwrap().into_inner().endpoints
-}
-
-async fn publish(s: &Stack, tenant: &str, event: &serde_json::Value) {
-    let request: PublishRequest = json_request(tenant, event);
-    s.hookline.ingest_client().await.publish(op(request)).await.unwrap();
 }
 
 /// Sign in on the page with the operator token, as an operator types it.
@@ -141,7 +103,7 @@ async fn the_product_walk_through_from_enabling_webhooks_to_an_archived_row_work
     b.wait_for_text("Webhooks enabled.").await.unwrap();
     let switch = b.find(Role::Switch, "Enable Webhooks").await.unwrap();
     assert_eq!(switch.attr("aria-checked").await.unwrap().as_deref(), Some("true"));
-    assert!(get_tenant(&s, "acme").await.webhooks_enabled, "the switch changed the tenant");
+    assert!(s.get_tenant("acme").await.webhooks_enabled, "the switch changed the tenant");
 
     // "+": the endpoint form, filled as the product describes it.
     b.click_link("Add endpoint").await.unwrap();
@@ -155,14 +117,14 @@ async fn the_product_walk_through_from_enabling_webhooks_to_an_archived_row_work
     b.wait_for_text("Endpoint added.").await.unwrap();
     let page = b.source().await.unwrap();
     assert!(!page.contains(HEADER_VALUE) && !page.contains("hv-never-shown"), "the Header Value is in the page");
-    let saved = endpoints(&s, "acme").await;
+    let saved = s.endpoints("acme").await;
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].url, receiver.url());
     assert_eq!(saved[0].event_types, ["appointment.booking.created"]);
     assert_eq!(saved[0].layout, spb::PayloadLayout::Flat as i32);
 
     // An event, published by the producer, arrives with the header and flat.
-    publish(&s, "acme", &fresh("appointment.booking.created")).await;
+    s.publish_json("acme", &fresh("appointment.booking.created")).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     assert_eq!(got[0].header("authorization"), Some(HEADER_VALUE));
     let body = got[0].json().unwrap();
@@ -275,10 +237,10 @@ async fn marked_invalid(b: &Browser, label: &str) -> Element {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_limit_disables_the_plus_with_its_reason_and_field_errors_show_beside_their_fields() {
     let (s, console) = console(&[]).await;
-    create_tenant(&s, "full", Plan::Basic, true).await;
-    create_tenant(&s, "room", Plan::Basic, true).await;
+    s.create_tenant("full", Plan::Basic, true).await;
+    s.create_tenant("room", Plan::Basic, true).await;
     let receiver = Receiver::start().await;
-    create_endpoint(&s, "full", receiver.url()).await;
+    s.create_endpoint("full", &receiver.url(), &[], PayloadLayout::Envelope).await;
     let b = Browser::start().await.unwrap();
     sign_in_as_operator(&b, &console).await;
 
@@ -318,7 +280,7 @@ async fn the_plan_limit_disables_the_plus_with_its_reason_and_field_errors_show_
     );
     assert_eq!(b.field("Header Value").await.unwrap().prop("value").await.unwrap().as_deref(), Some(""));
     assert!(!b.source().await.unwrap().contains("hv-never-shown"), "the refused form echoes the Header Value");
-    assert!(endpoints(&s, "room").await.is_empty(), "a refused save stored something");
+    assert!(s.endpoints("room").await.is_empty(), "a refused save stored something");
 
     // A rate limit the API refuses is shown beside its own field.
     b.fill("URL", &receiver.url()).await.unwrap();
@@ -327,7 +289,7 @@ async fn the_plan_limit_disables_the_plus_with_its_reason_and_field_errors_show_
     b.click_button("Save").await.unwrap();
     marked_invalid(&b, "Rate limit").await;
     assert_eq!(b.field("URL").await.unwrap().attr("aria-invalid").await.unwrap(), None);
-    assert!(endpoints(&s, "room").await.is_empty());
+    assert!(s.endpoints("room").await.is_empty());
 
     // Corrected, it saves, and the value stays write-only.
     b.fill("Rate limit", "5").await.unwrap();
@@ -338,14 +300,14 @@ async fn the_plan_limit_disables_the_plus_with_its_reason_and_field_errors_show_
     b.click_link("Edit").await.unwrap();
     assert_eq!(b.field("Header Value").await.unwrap().prop("value").await.unwrap().as_deref(), Some(""));
     assert!(!b.source().await.unwrap().contains("hv-never-shown"), "the edit form shows the Header Value");
-    let saved = endpoints(&s, "room").await;
+    let saved = s.endpoints("room").await;
     assert_eq!((saved.len(), saved[0].rate_limit), (1, 5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_without_the_csrf_token_are_refused_and_event_data_renders_as_text() {
     let (s, console) = console(&[]).await;
-    create_tenant(&s, "acme", Plan::Professional, false).await;
+    s.create_tenant("acme", Plan::Professional, false).await;
     let receiver = Receiver::start().await;
     let b = Browser::start().await.unwrap();
     sign_in_as_operator(&b, &console).await;
@@ -364,7 +326,7 @@ async fn forms_without_the_csrf_token_are_refused_and_event_data_renders_as_text
     assert_eq!(removed, 1, "the form carries one CSRF token");
     switch.click().await.unwrap();
     b.wait_for_text("Refused").await.unwrap();
-    assert!(!get_tenant(&s, "acme").await.webhooks_enabled, "a form without its token changed the tenant");
+    assert!(!s.get_tenant("acme").await.webhooks_enabled, "a form without its token changed the tenant");
 
     // The same post from a page on another origin, where the token cannot be read.
     let attacker = CrossSitePage::serve(format!(
@@ -381,7 +343,7 @@ async fn forms_without_the_csrf_token_are_refused_and_event_data_renders_as_text
     .await
     .unwrap();
     assert!(!b.text().await.unwrap().contains("Webhooks enabled."));
-    assert!(!get_tenant(&s, "acme").await.webhooks_enabled, "a cross-site post changed the tenant");
+    assert!(!s.get_tenant("acme").await.webhooks_enabled, "a cross-site post changed the tenant");
 
     // An event whose data carries markup: shown as text in the log and Raw.
     s.hookline
@@ -395,14 +357,14 @@ async fn forms_without_the_csrf_token_are_refused_and_event_data_renders_as_text
         }))
         .await
         .unwrap();
-    let ep = create_endpoint(&s, "acme", receiver.url()).await;
+    let ep = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await.0;
     const SCRIPT: &str = "<script>alert(1)</script>";
     const IMG: &str = r#""><img src=x onerror=alert(1)>"#;
     let mut event = fresh("customer.created");
     event["data"]["customer"]["first_name"] = SCRIPT.into();
     event["data"]["customer"]["last_name"] = IMG.into();
     event["data"]["customer"]["company"] = format!("{SCRIPT}{IMG}").into();
-    publish(&s, "acme", &event).await;
+    s.publish_json("acme", &event).await;
     receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
 
     b.goto(&format!("{console}/t/acme/endpoints/{ep}")).await.unwrap();
@@ -428,7 +390,7 @@ async fn forms_without_the_csrf_token_are_refused_and_event_data_renders_as_text
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_main_flow_works_with_the_keyboard_alone_and_every_control_is_named() {
     let (s, console) = console(&[]).await;
-    create_tenant(&s, "acme", Plan::Professional, false).await;
+    s.create_tenant("acme", Plan::Professional, false).await;
     let receiver = Receiver::start().await;
     let b = Browser::start().await.unwrap();
 
@@ -452,7 +414,7 @@ async fn the_main_flow_works_with_the_keyboard_alone_and_every_control_is_named(
     b.tab_to("Enable Webhooks", 20).await.unwrap();
     b.press(Key::Space).await.unwrap();
     b.wait_for_text("Webhooks enabled.").await.unwrap();
-    assert!(get_tenant(&s, "acme").await.webhooks_enabled);
+    assert!(s.get_tenant("acme").await.webhooks_enabled);
 
     // "+" with Enter, then the form.
     b.tab_to("Add endpoint", 20).await.unwrap();
@@ -471,7 +433,7 @@ async fn the_main_flow_works_with_the_keyboard_alone_and_every_control_is_named(
     b.press(Key::Enter).await.unwrap();
     b.wait_for_text("Endpoint added.").await.unwrap();
     assert_unnamed_none(&b).await;
-    let saved = endpoints(&s, "acme").await;
+    let saved = s.endpoints("acme").await;
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].url, receiver.url());
     assert_eq!(saved[0].event_types, ["customer.created"]);
@@ -575,9 +537,9 @@ async fn two_tenants_with_a_delivery(s: &Stack, receiver: &Receiver) -> [(String
     use hookline_proto::delivery::v1::{ListDeliveriesRequest, delivery_service_client::DeliveryServiceClient};
     let mut out = Vec::new();
     for t in ["alpha", "beta"] {
-        create_tenant(s, t, Plan::Basic, true).await;
-        let ep = create_endpoint(s, t, receiver.url()).await;
-        publish(s, t, &fresh("customer.created")).await;
+        s.create_tenant(t, Plan::Basic, true).await;
+        let ep = s.create_endpoint(t, &receiver.url(), &[], PayloadLayout::Envelope).await.0;
+        s.publish_json(t, &fresh("customer.created")).await;
         let log = DeliveryServiceClient::new(s.hookline.channel().await);
         let delivery = eventually(Duration::from_secs(20), "the delivery in the log", || {
             let (mut log, ep) = (log.clone(), ep.clone());
@@ -723,7 +685,7 @@ async fn a_portal_link_works_in_an_iframe_on_a_listed_origin_and_the_browser_ref
     assert!(!b.has(Role::Button, "Sign out").await.unwrap(), "a portal session has nothing to sign out of");
     b.find(Role::Switch, "Enable Webhooks").await.unwrap().click().await.unwrap();
     b.wait_for_text("Webhooks disabled.").await.unwrap();
-    assert!(!get_tenant(&s, "alpha").await.webhooks_enabled, "the switch in the frame did not change the tenant");
+    assert!(!s.get_tenant("alpha").await.webhooks_enabled, "the switch in the frame did not change the tenant");
     b.click_link(&receiver.url()).await.unwrap();
     b.wait_for_text("Delivery log").await.unwrap();
     // (The WebDriver URL is the top page's; the frame's own is the document's.)
@@ -804,7 +766,7 @@ async fn a_portal_link_opens_its_tenant_in_a_browser_that_has_seen_the_sign_in_p
     let host = CrossSitePage::serve(String::new()).await;
     let (s, console) = console(&[("HOOKLINE_CONSOLE_FRAME_ANCESTORS", &host.origin("partner"))]).await;
     let console = console.replace("127.0.0.1", "localhost");
-    create_tenant(&s, "alpha", Plan::Basic, true).await;
+    s.create_tenant("alpha", Plan::Basic, true).await;
     let b = Browser::start().await.unwrap();
     // The sign-in page gives every visitor an anonymous session (for its CSRF token).
     b.goto(&format!("{console}/signin")).await.unwrap();
@@ -834,7 +796,7 @@ fn without_timestamp(mut body: serde_json::Value) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_preview_follows_the_chosen_type_and_hierarchy_as_you_choose_and_is_what_a_receiver_gets() {
     let (s, console) = console(&[]).await;
-    create_tenant(&s, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let receiver = Receiver::start().await;
     let b = Browser::start().await.unwrap();
     sign_in_as_operator(&b, &console).await;
@@ -886,7 +848,7 @@ async fn the_preview_follows_the_chosen_type_and_hierarchy_as_you_choose_and_is_
 async fn an_endpoint_with_an_e_mail_address_gets_the_json_by_mail_and_no_http_request() {
     let sink = SmtpSink::start(None);
     let (s, console) = console(&[("HOOKLINE_SMTP_URL", &format!("smtp://127.0.0.1:{}", sink.port))]).await;
-    create_tenant(&s, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let receiver = Receiver::start().await;
     let b = Browser::start().await.unwrap();
     sign_in_as_operator(&b, &console).await;
@@ -897,9 +859,9 @@ async fn an_endpoint_with_an_e_mail_address_gets_the_json_by_mail_and_no_http_re
     b.click_button("Save").await.unwrap();
     b.wait_for_text("Endpoint added.").await.unwrap();
     assert!(b.text().await.unwrap().contains("E-mail: erp-inbox@example.com"), "the endpoint says where it sends");
-    assert_eq!(endpoints(&s, "acme").await[0].email, "erp-inbox@example.com");
+    assert_eq!(s.endpoints("acme").await[0].email, "erp-inbox@example.com");
 
-    publish(&s, "acme", &fresh("appointment.booking.created")).await;
+    s.publish_json("acme", &fresh("appointment.booking.created")).await;
     let mail = eventually(Duration::from_secs(20), "an e-mail", || async { sink.messages().into_iter().next() })
         .await
         .unwrap();
@@ -912,19 +874,13 @@ async fn an_endpoint_with_an_e_mail_address_gets_the_json_by_mail_and_no_http_re
     assert_eq!(receiver.count(), 0, "an e-mail endpoint made an HTTP request");
 }
 
-async fn signing_secret(s: &Stack, tenant: &str, endpoint: &str) -> String {
-    let request = spb::GetEndpointSecretRequest { tenant_id: tenant.into(), endpoint_id: endpoint.into() };
-    let mut c = s.hookline.subscriptions_client().await;
-    c.get_endpoint_secret(op(request)).await.unwrap().into_inner().secret
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secret_shows_when_revealed_rotates_with_a_grace_period_and_a_disabled_endpoint_recovers_with_progress() {
     let (s, console) = console(&[]).await;
-    create_tenant(&s, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let receiver = Receiver::start().await;
-    let ep = create_endpoint(&s, "acme", receiver.url()).await;
-    let old = signing_secret(&s, "acme", &ep).await;
+    let ep = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await.0;
+    let old = s.signing_secret("acme", &ep).await;
     let b = Browser::start().await.unwrap();
     sign_in_as_operator(&b, &console).await;
     b.goto(&format!("{console}/t/acme/endpoints/{ep}")).await.unwrap();
@@ -945,17 +901,17 @@ async fn the_secret_shows_when_revealed_rotates_with_a_grace_period_and_a_disabl
     assert_eq!(question.unwrap(), "Rotate the signing secret?");
     b.accept_alert().await.unwrap();
     b.wait_for_text("Signing secret rotated.").await.unwrap();
-    let new = signing_secret(&s, "acme", &ep).await;
+    let new = s.signing_secret("acme", &ep).await;
     assert_ne!(new, old, "rotated");
     let page = b.source().await.unwrap();
     assert!(!page.contains(&old) && !page.contains(&new), "a secret is on the page after rotating");
-    publish(&s, "acme", &fresh("customer.created")).await;
+    s.publish_json("acme", &fresh("customer.created")).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await.unwrap();
     assert!(got[0].verify(&new) && got[0].verify(&old), "signed with the new and, for the grace period, the old");
 
     // The receiver answers 410: the endpoint is disabled, and says why.
     receiver.set_default(410);
-    publish(&s, "acme", &fresh("customer.updated")).await;
+    s.publish_json("acme", &fresh("customer.updated")).await;
     let gone = receiver.wait_for(2, Duration::from_secs(20)).await.unwrap()[1].clone();
     let reason = eventually(Duration::from_secs(30), "the page to say the endpoint is disabled", || async {
         b.client().refresh().await.ok()?;
@@ -967,7 +923,7 @@ async fn the_secret_shows_when_revealed_rotates_with_a_grace_period_and_a_disabl
     receiver.set_default(200);
     b.click_button("Re-enable").await.unwrap();
     b.wait_for_text("Endpoint enabled again.").await.unwrap();
-    assert!(endpoints(&s, "acme").await[0].enabled);
+    assert!(s.endpoints("acme").await[0].enabled);
 
     // "Recover failed since" a date typed into the page: the failed delivery
     // goes out again, and the page shows the job's progress to its end.
@@ -1002,17 +958,17 @@ async fn filter_log(b: &Browser, label: &str, value: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_pages_newest_first_and_filters_by_status_event_type_and_date_range() {
     let (s, console) = console(&[]).await;
-    create_tenant(&s, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     let receiver = Receiver::start().await;
-    let ep = create_endpoint(&s, "acme", receiver.url()).await;
+    let ep = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await.0;
     // 26 accepted customer.created, then 2 customer.deleted the receiver refuses.
     for _ in 0..26 {
-        publish(&s, "acme", &fresh("customer.created")).await;
+        s.publish_json("acme", &fresh("customer.created")).await;
     }
     receiver.wait_for(26, Duration::from_secs(30)).await.unwrap();
     receiver.set_default(500);
     for _ in 0..2 {
-        publish(&s, "acme", &fresh("customer.deleted")).await;
+        s.publish_json("acme", &fresh("customer.deleted")).await;
     }
     let b = Browser::start().await.unwrap();
     sign_in_as_operator(&b, &console).await;

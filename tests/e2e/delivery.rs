@@ -1,12 +1,11 @@
 //! Every event type reaches its subscribers, signed, in the chosen
 //! layout; retries keep the webhook-id; SIGKILL loses nothing.
 //!
-//! The tests on a [`Stack`] or [`Split`] drive it through [`App`]'s methods;
-//! the SIGKILL test builds its own processes.
+//! The tests drive a [`Stack`] or [`Split`] through [`App`]'s methods.
 
 use std::{collections::HashSet, time::Duration};
 
-use hookline_e2e::{HooklineBuilder, NatsServer, Receiver, Recorded, Reply, TestDb};
+use hookline_e2e::{Receiver, Recorded, Reply};
 use hookline_proto::{
     ingest::v1::{PublishBatchRequest, PublishRequest},
     subscriptions::v1::PayloadLayout,
@@ -131,36 +130,21 @@ async fn failures_retry_with_the_same_webhook_id_and_record_every_attempt() {
     assert_eq!(outcomes[0]["error_kind"], "http_status");
 }
 
-/// Acceptance 5: SIGKILL of the delivery process with 1000 events in flight.
+/// SIGKILL of the delivery process with 1000 events in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_delivery_with_1000_in_flight_loses_nothing() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let common = |role: &str| {
-        HooklineBuilder::new(role)
-            .env("HOOKLINE_NATS_URL", &nats.url())
-            .env("HOOKLINE_DATABASE_URL", db.url())
-            .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s,2s,4s")
-            .env("HOOKLINE_REQUEST_TIMEOUT", "2s")
-            .env("HOOKLINE_ACK_WAIT", "3s")
-            // Not dev mode: loopback receivers must be allowed explicitly.
-            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
-    };
-    let subscriptions = common("subscriptions").spawn().await.unwrap();
-    let ingest = common("ingest").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn().await.unwrap();
-    let mut delivery = common("delivery")
-        .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
-        .env("HOOKLINE_DELIVERY_CONCURRENCY", "32")
-        .spawn()
-        .await
-        .unwrap();
+    let mut s = split(&[
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,2s,4s"),
+        ("HOOKLINE_REQUEST_TIMEOUT", "2s"),
+        ("HOOKLINE_ACK_WAIT", "3s"),
+        ("HOOKLINE_DELIVERY_CONCURRENCY", "32"),
+    ])
+    .await;
     let receiver = Receiver::start().await;
     receiver.set_delay(Duration::from_millis(20));
-    let mut subs = subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Basic, true).await;
-    endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    s.create_tenant("acme", Plan::Basic, true).await;
+    s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
 
-    let mut client = ingest.ingest_client().await;
     let mut published = HashSet::new();
     for batch in 0..2 {
         let events = (0..500)
@@ -170,16 +154,15 @@ async fn sigkill_of_delivery_with_1000_in_flight_loses_nothing() {
                 json_request("acme", &e)
             })
             .collect();
-        let r = client.publish_batch(PublishBatchRequest { events }).await.unwrap().into_inner();
-        published.extend(r.results.into_iter().map(|r| r.event_id));
+        published.extend(s.publish_batch(events).await.results.into_iter().map(|r| r.event_id));
     }
     assert_eq!(published.len(), 1000);
 
     receiver.wait_for(100, Duration::from_secs(30)).await.unwrap();
-    delivery.kill9();
+    s.delivery.kill9();
     let at_kill = receiver.count();
     assert!(at_kill < 1000, "the kill must land with work in flight ({at_kill} already delivered)");
-    delivery.respawn().await.unwrap();
+    s.delivery.respawn().await.unwrap();
 
     let all = hookline_e2e::eventually(Duration::from_secs(120), "every event delivered", || {
         let (receiver, published) = (&receiver, &published);

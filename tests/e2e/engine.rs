@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hookline_e2e::{HooklineBuilder, NatsServer, Receiver, TestDb, eventually};
+use hookline_e2e::{Receiver, eventually};
 use hookline_proto::subscriptions::v1::{self as spb, PayloadLayout, Plan};
 use serde_json::json;
 use tonic::Code;
@@ -210,10 +210,10 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
     .await
     .unwrap();
     assert_eq!(parked, 100);
-    assert_eq!(stream_messages(&js, "HOOKLINE_DISPATCH").await, 0, "nothing left cycling through the workers");
+    assert_eq!(messages_in(&js, "HOOKLINE_DISPATCH").await, 0, "nothing left cycling through the workers");
     // Fan-out parks in batches, so fewer messages than tasks are stored;
     // the gauge shows the stored messages.
-    let stored = stream_messages(&js, "HOOKLINE_PARKED").await;
+    let stored = messages_in(&js, "HOOKLINE_PARKED").await;
     assert!((1..=100).contains(&stored), "{stored} parked messages");
     let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
     assert!(metrics.contains(&format!("hookline_delivery_parked_tasks {stored}\n")), "the parked gauge shows them");
@@ -351,7 +351,7 @@ async fn every_event_delivered(rx: &Receiver, n: usize) -> Vec<String> {
 async fn parking_lot_empties(s: &Stack) {
     let js = s.nats.jetstream().await;
     eventually(Duration::from_secs(10), "the parking lot empty", || async {
-        (stream_messages(&js, "HOOKLINE_PARKED").await == 0).then_some(())
+        (messages_in(&js, "HOOKLINE_PARKED").await == 0).then_some(())
     })
     .await
     .unwrap();
@@ -476,10 +476,6 @@ async fn deliveries_whose_events_expire_while_the_endpoint_fails_end_failed_in_t
     let _ = &mut log;
 }
 
-async fn stream_messages(js: &async_nats::jetstream::Context, name: &str) -> u64 {
-    js.get_stream(name).await.unwrap().info().await.unwrap().state.messages
-}
-
 /// An endpoint that fails until its breaker opens has its tasks parked;
 /// once it answers again, the probe closes the breaker and every parked task
 /// is delivered, once.
@@ -545,15 +541,9 @@ async fn a_recovered_endpoint_is_caught_up_without_waiting_the_longest_breaker_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_and_loopback_targets_are_refused_outside_dev_mode() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let base = |role: &str| {
-        HooklineBuilder::new(role)
-            .env("HOOKLINE_NATS_URL", &nats.url())
-            .env("HOOKLINE_DATABASE_URL", db.url())
-            .env("HOOKLINE_RETRY_SCHEDULE", "0s")
-    };
-    let subscriptions = base("subscriptions").spawn().await.unwrap();
+    let peers = Peers::start().await;
+    let one_attempt = [("HOOKLINE_RETRY_SCHEDULE", "0s")];
+    let subscriptions = peers.bare("subscriptions", &one_attempt).spawn().await.unwrap();
     let mut subs = subscriptions.subscriptions_client().await;
     tenant(&mut subs, "acme", Plan::Enterprise, true).await;
     for url in [
@@ -587,19 +577,20 @@ async fn private_and_loopback_targets_are_refused_outside_dev_mode() {
         );
     }
     // Subscriptions allows loopback here, delivery does not: the send-time check refuses it.
-    let open_subs = base("subscriptions").env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8").spawn().await.unwrap();
-    let ingest = base("ingest").spawn().await.unwrap();
-    let _delivery = base("delivery").env("HOOKLINE_SUBSCRIPTIONS_URL", &open_subs.grpc_url()).spawn().await.unwrap();
+    let open_subs = peers.role("subscriptions", &one_attempt).spawn().await.unwrap();
+    let ingest = peers.bare("ingest", &one_attempt).spawn().await.unwrap();
+    let delivery = peers
+        .bare("delivery", &one_attempt)
+        .env("HOOKLINE_SUBSCRIPTIONS_URL", &open_subs.grpc_url())
+        .spawn()
+        .await
+        .unwrap();
+    let Peers { nats, db } = peers;
+    let s = Split { nats, db, subscriptions: open_subs, ingest, delivery };
     let receiver = Receiver::start().await;
-    let mut open = open_subs.subscriptions_client().await;
-    let (ep, _) = endpoint(&mut open, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
-    ingest.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let outcome = eventually(Duration::from_secs(15), "refused outcome", || {
-        let (nats, subject) = (&nats, format!("hookline.outcomes.acme.{ep}"));
-        async move { Ok(read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await.into_iter().next()) }
-    })
-    .await
-    .unwrap();
+    let (ep, _) = s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+    s.publish_json("acme", &fresh("customer.created")).await;
+    let outcome = s.first_outcome("acme", &ep, Duration::from_secs(15)).await;
     assert_eq!(outcome["error_kind"], "ssrf", "{outcome}");
     assert!(outcome["error"].as_str().unwrap().contains("loopback"), "{outcome}");
     assert_eq!(receiver.count(), 0, "nothing reached the loopback receiver");
@@ -607,28 +598,14 @@ async fn private_and_loopback_targets_are_refused_outside_dev_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_two_delivery_processes_share_the_work() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let base = |role: &str| {
-        HooklineBuilder::new(role)
-            .env("HOOKLINE_NATS_URL", &nats.url())
-            .env("HOOKLINE_DATABASE_URL", db.url())
-            .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
-            .env("HOOKLINE_ACK_WAIT", "20s")
-    };
-    let subscriptions = base("subscriptions").spawn().await.unwrap();
-    let ingest = base("ingest").spawn().await.unwrap();
-    let delivery = |_: u8| base("delivery").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn();
-    let mut first = delivery(1).await.unwrap();
-    let second = delivery(2).await.unwrap();
+    let mut s = split(&[("HOOKLINE_ACK_WAIT", "20s")]).await;
+    let second = s.another("delivery", &[("HOOKLINE_ACK_WAIT", "20s")]).spawn().await.unwrap();
     let receiver = Receiver::start().await;
     receiver.set_delay(Duration::from_millis(30));
-    let mut subs = subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
+    s.create_tenant("acme", Plan::Professional, true).await;
     for _ in 0..2 {
-        endpoint(&mut subs, "acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
+        s.create_endpoint("acme", &receiver.url(), &[], PayloadLayout::Envelope).await;
     }
-    let mut client = ingest.ingest_client().await;
     let mut published = HashSet::new();
     for i in 0..2 {
         let events = (0..250)
@@ -638,13 +615,12 @@ async fn sigterm_drains_and_two_delivery_processes_share_the_work() {
                 json_request("acme", &e)
             })
             .collect();
-        let r = client.publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events }).await.unwrap();
-        published.extend(r.into_inner().results.into_iter().map(|r| r.event_id));
+        published.extend(s.publish_batch(events).await.results.into_iter().map(|r| r.event_id));
     }
     receiver.wait_for(100, Duration::from_secs(30)).await.unwrap();
     // A graceful stop of one process mid-flight: exits 0 quickly, hands work back.
-    first.terminate();
-    let status = first.wait_exit(Duration::from_secs(25)).await.expect("exits within the drain deadline");
+    s.delivery.terminate();
+    let status = s.delivery.wait_exit(Duration::from_secs(25)).await.expect("exits within the drain deadline");
     assert!(status.success(), "exit status {status:?}");
     let got = receiver.wait_for(1000, Duration::from_secs(60)).await.unwrap();
     let pairs: HashSet<(String, String)> = got
@@ -661,7 +637,7 @@ async fn sigterm_drains_and_two_delivery_processes_share_the_work() {
         pairs.len()
     );
     assert_eq!(duplicates, 0, "a graceful stop causes no duplicate deliveries");
-    let logs = [first.log_contents(), second.log_contents()];
+    let logs = [s.delivery.log_contents(), second.log_contents()];
     assert!(logs.iter().all(|l| l.contains("attempt finished")), "both processes delivered");
 }
 

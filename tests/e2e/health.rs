@@ -172,9 +172,9 @@ impl PostgresLink {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_health_follows_postgres_while_ingest_and_subscriptions_keep_serving() {
     let link = PostgresLink::start().await;
-    let db = hookline_e2e::TestDb::create().await.unwrap();
-    let url = format!("postgres://postgres@127.0.0.1:{}/{}", link.port, db.name());
-    let s = stack_with(&[("HOOKLINE_DATABASE_URL", &url)]).await;
+    let peers = Peers::start().await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", link.port, peers.db.name());
+    let s = peers.stack(&[("HOOKLINE_DATABASE_URL", &url)]).await;
     let channel = s.hookline.channel().await;
     wait_for(&s.hookline, &channel, &ALL, ServingStatus::Serving, (200, "ready")).await.unwrap();
 

@@ -8,11 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use hookline_e2e::{HooklineProc, NatsServer, Receiver, TestDb};
-use hookline_proto::{
-    ingest::v1::PublishBatchRequest,
-    subscriptions::v1::{self as spb, Plan},
-};
+use hookline_e2e::{HooklineProc, Receiver};
+use hookline_proto::subscriptions::v1::{self as spb, Plan};
 
 use crate::common::*;
 
@@ -58,45 +55,25 @@ impl std::fmt::Display for Arrivals {
 /// processes; an endpoint limited to [`RATE`] attempts a second; [`EVENTS`]
 /// events published in one batch; returns once each has arrived.
 async fn deliver_through(deliveries: usize) -> Arrivals {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
     let env = [("HOOKLINE_TENANT_RATE", "0"), ("HOOKLINE_LOG", "warn,hookline=info")];
-    let subscriptions = split_role(&nats, &db, "subscriptions", &env).spawn().await.unwrap();
-    let ingest = split_role(&nats, &db, "ingest", &env).spawn().await.unwrap();
-    let mut processes: Vec<HooklineProc> = Vec::new();
-    for _ in 0..deliveries {
-        let p = split_role(&nats, &db, "delivery", &env)
-            .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
-            .spawn()
-            .await
-            .unwrap();
-        processes.push(p);
+    let s = split(&env).await;
+    let mut more: Vec<HooklineProc> = Vec::new();
+    for _ in 1..deliveries {
+        more.push(s.another("delivery", &env).spawn().await.unwrap());
     }
     let receiver = Receiver::start().await;
-    let mut subs = subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
-    subs.create_endpoint(spb::CreateEndpointRequest {
+    s.create_tenant("acme", Plan::Professional, true).await;
+    s.create_endpoint_as(spb::CreateEndpointRequest {
         tenant_id: "acme".into(),
         url: receiver.url(),
         rate_limit: RATE,
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
 
     let published = Instant::now();
     let events = (0..EVENTS).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    let ids: Vec<String> = ingest
-        .ingest_client()
-        .await
-        .publish_batch(PublishBatchRequest { events })
-        .await
-        .unwrap()
-        .into_inner()
-        .results
-        .into_iter()
-        .map(|r| r.event_id)
-        .collect();
+    let ids: Vec<String> = s.publish_batch(events).await.results.into_iter().map(|r| r.event_id).collect();
     assert_eq!(ids.len(), EVENTS);
     // One process needs about (200 - 10) / 10 = 19 s; give it twice that.
     let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();

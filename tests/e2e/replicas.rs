@@ -5,7 +5,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use hookline_e2e::{HooklineProc, NatsServer, Receiver, TestDb, eventually};
+use hookline_e2e::{HooklineProc, Receiver, eventually};
 use hookline_proto::{
     delivery::v1::{self as dpb, delivery_service_client::DeliveryServiceClient},
     subscriptions::v1::{self as spb, PayloadLayout, Plan},
@@ -14,8 +14,7 @@ use hookline_proto::{
 use crate::common::*;
 
 struct Replicas {
-    nats: NatsServer,
-    db: TestDb,
+    peers: Peers,
     subs_a: HooklineProc,
     subs_b: HooklineProc,
     ingest_1: HooklineProc,
@@ -27,24 +26,22 @@ struct Replicas {
 /// Delivery resolves through subscriptions A; endpoints are created
 /// through B, so A is the replica that may lag behind them.
 async fn replicas(env: &[(&str, &str)]) -> Replicas {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
+    let peers = Peers::start().await;
     // Each subscriptions replica hears from NATS over a jittery link, so
     // sometimes one, sometimes the other follows the config stream behind.
-    let (link_a, link_b) = (Jittery::start(nats.port(), 170).await, Jittery::start(nats.port(), 230).await);
-    let subs_a =
-        split_role(&nats, &db, "subscriptions", env).env("HOOKLINE_NATS_URL", &link_a.url()).spawn().await.unwrap();
-    let subs_b =
-        split_role(&nats, &db, "subscriptions", env).env("HOOKLINE_NATS_URL", &link_b.url()).spawn().await.unwrap();
-    let ingest_1 = split_role(&nats, &db, "ingest", env).spawn().await.unwrap();
-    let ingest_2 = split_role(&nats, &db, "ingest", env).spawn().await.unwrap();
-    let delivery = split_role(&nats, &db, "delivery", env)
+    let (link_a, link_b) = (Jittery::start(peers.nats.port(), 170).await, Jittery::start(peers.nats.port(), 230).await);
+    let subs_a = peers.role("subscriptions", env).env("HOOKLINE_NATS_URL", &link_a.url()).spawn().await.unwrap();
+    let subs_b = peers.role("subscriptions", env).env("HOOKLINE_NATS_URL", &link_b.url()).spawn().await.unwrap();
+    let ingest_1 = peers.role("ingest", env).spawn().await.unwrap();
+    let ingest_2 = peers.role("ingest", env).spawn().await.unwrap();
+    let delivery = peers
+        .role("delivery", env)
         .env("HOOKLINE_SUBSCRIPTIONS_URL", &subs_a.grpc_url())
         .env("HOOKLINE_RETRY_SCHEDULE", "0s,1s,2s")
         .spawn()
         .await
         .unwrap();
-    Replicas { nats, db, subs_a, subs_b, ingest_1, ingest_2, delivery, _links: [link_a, link_b] }
+    Replicas { peers, subs_a, subs_b, ingest_1, ingest_2, delivery, _links: [link_a, link_b] }
 }
 
 /// A TCP relay to nats-server whose replies are held back by 0 or
@@ -229,7 +226,7 @@ async fn a_change_acknowledged_by_one_subscriptions_replica_is_seen_by_the_other
     }
     eprintln!("config index waits on the subscriptions replicas: {waits}");
     assert!(waits > 0.0, "no replica ever waited for its index: the test did not exercise lag");
-    let _ = (&r.nats, &r.db, &r.ingest_1, &mut log);
+    let _ = (&r.peers, &r.ingest_1, &mut log);
 }
 
 /// A recover job outlives the process running it: killed mid-job, it is

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hookline_e2e::{NatsServer, Receiver, Reply, TestDb, eventually};
+use hookline_e2e::{Receiver, Reply, eventually};
 use hookline_proto::subscriptions::v1::{PayloadLayout, Plan};
 
 use crate::common::*;
@@ -17,10 +17,6 @@ use crate::common::*;
 /// Subjects of the tasks waiting in HOOKLINE_RETRY.
 async fn retry_subjects(js: &async_nats::jetstream::Context) -> Vec<String> {
     stored_messages(js, "HOOKLINE_RETRY").await.into_iter().map(|m| m.subject.to_string()).collect()
-}
-
-async fn messages(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
-    js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages
 }
 
 /// Tasks delivered to the `workers` consumer and not yet acked (the slots
@@ -43,7 +39,7 @@ fn statuses_by_id(rx: &Receiver) -> HashMap<String, Vec<u16>> {
 /// Wait until HOOKLINE_RETRY holds `n` tasks.
 async fn retries_waiting(js: &async_nats::jetstream::Context, n: u64, within: Duration) {
     eventually(within, &format!("{n} retries waiting in HOOKLINE_RETRY"), || async {
-        (messages(js, "HOOKLINE_RETRY").await == n).then_some(())
+        (messages_in(js, "HOOKLINE_RETRY").await == n).then_some(())
     })
     .await
     .unwrap();
@@ -74,7 +70,7 @@ async fn a_retry_due_later_waits_in_the_retry_store_holds_no_ack_pending_slot_an
     // The retry due in about 1 s waits on the workers' consumer, as before.
     rx.wait_for(1, Duration::from_secs(20)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 0, "a retry due soon is not in the retry store");
+    assert_eq!(messages_in(&js, "HOOKLINE_RETRY").await, 0, "a retry due soon is not in the retry store");
     assert_eq!(workers_ack_pending(&js).await, 1, "a retry due soon waits on the workers' consumer");
     rx.wait_for(2, Duration::from_secs(20)).await.unwrap();
     let second_failed = Instant::now();
@@ -87,7 +83,7 @@ async fn a_retry_due_later_waits_in_the_retry_store_holds_no_ack_pending_slot_an
     // While it waits, nothing of it is on the workers' consumer.
     for _ in 0..3 {
         assert_eq!(workers_ack_pending(&js).await, 0, "a waiting retry holds no ack-pending slot");
-        assert_eq!(messages(&js, "HOOKLINE_DISPATCH").await, 0);
+        assert_eq!(messages_in(&js, "HOOKLINE_DISPATCH").await, 0);
         assert_eq!(rx.count(), 2, "not before it is due");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -128,47 +124,29 @@ async fn retries_waiting_while_the_delivery_process_is_killed_are_delivered_exac
     s.hookline.respawn().await.unwrap();
 
     each_retried_exactly_once(&rx, EVENTS).await;
-    assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 0, "the retry store is empty");
+    assert_eq!(messages_in(&js, "HOOKLINE_RETRY").await, 0, "the retry store is empty");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_delivery_processes_moving_the_same_seconds_deliver_each_retry_exactly_once() {
     const EVENTS: usize = 200;
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let base = |role: &str| {
-        split_role(
-            &nats,
-            &db,
-            role,
-            &[
-                ("HOOKLINE_RETRY_SCHEDULE", "0s,5s"),
-                ("HOOKLINE_RETRY_STORE_AFTER", "2s"),
-                ("HOOKLINE_BREAKER_THRESHOLD", "100000"),
-            ],
-        )
-    };
-    let subscriptions = base("subscriptions").spawn().await.unwrap();
-    let ingest = base("ingest").spawn().await.unwrap();
-    let delivery = || base("delivery").env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url()).spawn();
-    let (first, second) = (delivery().await.unwrap(), delivery().await.unwrap());
+    let env = [
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,5s"),
+        ("HOOKLINE_RETRY_STORE_AFTER", "2s"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "100000"),
+    ];
+    let s = split(&env).await;
+    let second = s.another("delivery", &env).spawn().await.unwrap();
     let rx = Receiver::with_script(vec![Reply::new(500); EVENTS]).await;
-    let mut subs = subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Professional, true).await;
-    endpoint(&mut subs, "acme", &rx.url(), &[], PayloadLayout::Envelope).await;
-    let events = (0..EVENTS).map(|_| json_request("acme", &fresh("customer.updated"))).collect();
-    ingest
-        .ingest_client()
-        .await
-        .publish_batch(hookline_proto::ingest::v1::PublishBatchRequest { events })
-        .await
-        .unwrap();
+    s.create_tenant("acme", Plan::Professional, true).await;
+    s.create_endpoint("acme", &rx.url(), &[], PayloadLayout::Envelope).await;
+    s.publish_batch((0..EVENTS).map(|_| json_request("acme", &fresh("customer.updated"))).collect()).await;
 
     each_retried_exactly_once(&rx, EVENTS).await;
-    let js = nats.jetstream().await;
-    assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 0, "the retry store is empty");
+    let js = s.nats.jetstream().await;
+    assert_eq!(messages_in(&js, "HOOKLINE_RETRY").await, 0, "the retry store is empty");
     let mut moved = Vec::new();
-    for p in [&first, &second] {
+    for p in [&s.delivery, &second] {
         let (_, text) = hookline_e2e::http_get(&format!("{}/metrics", p.http_url())).await.unwrap();
         let n: f64 = text
             .lines()
@@ -182,7 +160,6 @@ async fn two_delivery_processes_moving_the_same_seconds_deliver_each_retry_exact
     assert!(moved.iter().sum::<f64>() >= EVENTS as f64, "every retry was moved: {moved:?}");
 }
 
-/// nats-server's resident memory, from /proc.
 /// The cost of retries waiting, for BENCHMARKS.md: `HOOKLINE_MEASURE_RETRIES`
 /// deliveries (100,000 by default) fail once and wait for a retry two hours
 /// away; then nats-server's RSS and the `workers` consumer's ack-pending
@@ -219,7 +196,7 @@ async fn measure_what_waiting_retries_cost_nats_and_the_workers_consumer() {
     }
     let deliveries = (events * ENDPOINTS) as u64;
     eventually(Duration::from_secs(1800), "every first attempt recorded", || async {
-        (messages(&js, "HOOKLINE_OUTCOMES").await >= deliveries).then_some(())
+        (messages_in(&js, "HOOKLINE_OUTCOMES").await >= deliveries).then_some(())
     })
     .await
     .unwrap();
@@ -230,7 +207,7 @@ async fn measure_what_waiting_retries_cost_nats_and_the_workers_consumer() {
         Ok(mut stream) => stream.info().await.unwrap().state.messages,
         Err(_) => 0,
     };
-    let dispatch = messages(&js, "HOOKLINE_DISPATCH").await;
+    let dispatch = messages_in(&js, "HOOKLINE_DISPATCH").await;
     let ack_pending = workers_ack_pending(&js).await;
     let waiting_rss = memory_mib(pid).0;
     // A minute on: what the waiting costs while nothing else happens.

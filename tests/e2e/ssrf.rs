@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use hookline_e2e::{NatsServer, TestDb, dns::DnsServer, eventually};
+use hookline_e2e::dns::DnsServer;
 use hookline_proto::subscriptions::v1::{self as spb, PayloadLayout, Plan};
 use tonic::Code;
 
@@ -83,33 +83,19 @@ async fn a_name_that_rebinds_to_loopback_after_saving_is_refused_at_send_time() 
     let tripwire = Tripwire::start().await;
     let settings = guarded(&dns);
     let env = env(&settings);
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let subscriptions = split_role(&nats, &db, "subscriptions", &env).spawn().await.unwrap();
-    let ingest = split_role(&nats, &db, "ingest", &env).spawn().await.unwrap();
-    let _delivery = split_role(&nats, &db, "delivery", &env)
-        .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions.grpc_url())
-        .spawn()
-        .await
-        .unwrap();
-    let mut subs = subscriptions.subscriptions_client().await;
-    tenant(&mut subs, "acme", Plan::Enterprise, true).await;
+    let s = split(&env).await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
 
     // Saved while the name resolves to a public address: accepted.
     let url = format!("http://{name}:{}/hook", tripwire.port);
-    let (ep, _) = endpoint(&mut subs, "acme", &url, &[], PayloadLayout::Envelope).await;
+    let (ep, _) = s.create_endpoint("acme", &url, &[], PayloadLayout::Envelope).await;
     let at_save = dns.queries_for(name);
     assert!(at_save >= 1, "the save-time check asked the configured nameserver");
 
     // The name now points at the loopback listener.
     dns.set_answer(name, "127.0.0.1".parse().unwrap());
-    ingest.ingest_client().await.publish(json_request("acme", &fresh("customer.created"))).await.unwrap();
-    let outcome = eventually(Duration::from_secs(20), "refused outcome", || {
-        let (nats, subject) = (&nats, format!("hookline.outcomes.acme.{ep}"));
-        async move { Ok(read_subject(nats, "HOOKLINE_OUTCOMES", &subject).await.into_iter().next()) }
-    })
-    .await
-    .unwrap();
+    s.publish_json("acme", &fresh("customer.created")).await;
+    let outcome = s.first_outcome("acme", &ep, Duration::from_secs(20)).await;
     assert_eq!(outcome["state"], "failed", "{outcome}");
     assert_eq!(outcome["error_kind"], "ssrf", "{outcome}");
     let error = outcome["error"].as_str().unwrap();
@@ -128,9 +114,8 @@ async fn a_name_that_resolves_to_loopback_when_saved_is_refused_naming_the_url_f
     dns.set_answer("hooks.metadata6.test", "::ffff:169.254.169.254".parse::<IpAddr>().unwrap());
     dns.set_answer("hooks.public.test", PUBLIC.parse().unwrap());
     let settings = guarded(&dns);
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let subscriptions = split_role(&nats, &db, "subscriptions", &env(&settings)).spawn().await.unwrap();
+    let peers = Peers::start().await;
+    let subscriptions = peers.role("subscriptions", &env(&settings)).spawn().await.unwrap();
     let mut subs = subscriptions.subscriptions_client().await;
     tenant(&mut subs, "acme", Plan::Enterprise, true).await;
     let create =
@@ -168,10 +153,8 @@ async fn a_name_that_resolves_to_loopback_when_saved_is_refused_naming_the_url_f
 
 #[tokio::test]
 async fn a_malformed_dns_servers_setting_stops_the_start_naming_the_key() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
-    let started =
-        split_role(&nats, &db, "subscriptions", &[("HOOKLINE_DNS_SERVERS", "10.0.0.53,dns.example.com")]).spawn().await;
+    let peers = Peers::start().await;
+    let started = peers.role("subscriptions", &[("HOOKLINE_DNS_SERVERS", "10.0.0.53,dns.example.com")]).spawn().await;
     let err = format!("{:#}", started.err().expect("the start fails"));
     assert!(err.contains("HOOKLINE_DNS_SERVERS: `dns.example.com` is not a nameserver address"), "{err}");
 }

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use hookline_e2e::{HooklineBuilder, NatsServer, TestDb};
+use hookline_e2e::NatsServer;
 use hookline_proto::subscriptions::v1 as spb;
 use serde_json::{Value, json};
 
@@ -97,17 +97,11 @@ struct Started {
     peak: f64,
 }
 
-async fn start_each_role(nats: &NatsServer, db: &TestDb, label: &str) -> Vec<Started> {
+async fn start_each_role(peers: &Peers, label: &str) -> Vec<Started> {
     let mut out = Vec::new();
     for role in ["subscriptions", "ingest", "delivery", "dev"] {
         let began = Instant::now();
-        let proc = HooklineBuilder::new(role)
-            .env("HOOKLINE_NATS_URL", &nats.url())
-            .env("HOOKLINE_DATABASE_URL", db.url())
-            .env("HOOKLINE_LOG", "info")
-            .spawn()
-            .await
-            .unwrap();
+        let proc = peers.bare(role, &[("HOOKLINE_LOG", "info")]).spawn().await.unwrap();
         let ready = began.elapsed();
         let (rss, peak) = memory_mib(proc.pid().unwrap());
         out.push(Started { role, ready, rss, peak });
@@ -129,32 +123,26 @@ async fn config_messages(nats: &NatsServer) -> u64 {
 #[tokio::test]
 #[ignore = "a measurement of several minutes: run with --ignored --nocapture"]
 async fn ten_thousand_tenants_start_every_role_within_five_seconds_however_long_their_history() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::create().await.unwrap();
+    let peers = Peers::start().await;
+    let nats = &peers.nats;
     // One process creates the streams; its start on an empty stream is the baseline.
-    let empty = start_each_role(&nats, &db, "empty config stream (baseline)").await;
+    let empty = start_each_role(&peers, "empty config stream (baseline)").await;
     let js = nats.jetstream().await;
 
     let began = Instant::now();
     publish_all(&js, tenants_and_endpoints()).await;
-    println!("\nwrote {} config messages in {:.1} s", config_messages(&nats).await, began.elapsed().as_secs_f64());
-    let fresh = start_each_role(&nats, &db, "10,000 tenants, 30,000 endpoints").await;
+    println!("\nwrote {} config messages in {:.1} s", config_messages(nats).await, began.elapsed().as_secs_f64());
+    let fresh = start_each_role(&peers, "10,000 tenants, 30,000 endpoints").await;
 
     let rounds: usize = std::env::var("HOOKLINE_STARTUP_UPDATES").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     for round in 0..rounds {
         publish_all(&js, updates(round)).await;
     }
-    let long = config_messages(&nats).await;
+    let long = config_messages(nats).await;
     let history =
-        start_each_role(&nats, &db, &format!("the same after {rounds} updates of every endpoint ({long} messages)"))
-            .await;
+        start_each_role(&peers, &format!("the same after {rounds} updates of every endpoint ({long} messages)")).await;
 
-    let subs = HooklineBuilder::new("subscriptions")
-        .env("HOOKLINE_NATS_URL", &nats.url())
-        .env("HOOKLINE_CONFIG_SNAPSHOT_AFTER", "0")
-        .spawn()
-        .await
-        .unwrap();
+    let subs = peers.bare("subscriptions", &[("HOOKLINE_CONFIG_SNAPSHOT_AFTER", "0")]).spawn().await.unwrap();
     let began = Instant::now();
     let r = subs
         .subscriptions_client()
@@ -165,7 +153,7 @@ async fn ten_thousand_tenants_start_every_role_within_five_seconds_however_long_
         .into_inner();
     let compacted_in = began.elapsed();
     drop(subs);
-    let left = config_messages(&nats).await;
+    let left = config_messages(nats).await;
     println!(
         "\ncompacted {} tenants in {:.1} s: purged {}, {left} messages left",
         r.tenants,
@@ -174,7 +162,7 @@ async fn ten_thousand_tenants_start_every_role_within_five_seconds_however_long_
     );
     assert_eq!((r.tenants, r.failed), (TENANTS as u64, 0));
     assert_eq!(left, TENANTS as u64, "one snapshot per tenant");
-    let compacted = start_each_role(&nats, &db, "the same history, compacted").await;
+    let compacted = start_each_role(&peers, "the same history, compacted").await;
 
     for (i, s) in compacted.iter().enumerate() {
         let directory = s.rss - empty[i].rss;
@@ -188,5 +176,5 @@ async fn ten_thousand_tenants_start_every_role_within_five_seconds_however_long_
         assert!(s.ready < Duration::from_secs(5), "{} took {:?} to be ready", s.role, s.ready);
         assert!(directory < 100.0, "{}: the directory takes {directory:.0} MiB", s.role);
     }
-    db.close().await.unwrap();
+    peers.db.close().await.unwrap();
 }

@@ -18,10 +18,7 @@
 
 use std::{
     collections::VecDeque,
-    io::Write as _,
     net::SocketAddr,
-    path::PathBuf,
-    process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -464,116 +461,62 @@ pub fn verify_standard_webhook(
 
 // --------------------------------------------------------------- hookline
 
-/// The listen addresses the kit fills in, and the label of the log line a
-/// process prints once it listens there (`<label> listening on <address>`).
-const LISTENERS: [(&str, &str); 3] =
-    [("HOOKLINE_GRPC_ADDR", "gRPC"), ("HOOKLINE_HTTP_ADDR", "HTTP"), ("HOOKLINE_CONSOLE_ADDR", "console")];
-
-/// The listeners a `hookline <mode>` process has.
-fn listeners(mode: &str) -> &'static [&'static str] {
-    match mode {
-        "dev" => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR", "HOOKLINE_CONSOLE_ADDR"],
-        "console" => &["HOOKLINE_CONSOLE_ADDR"],
-        _ => &["HOOKLINE_GRPC_ADDR", "HOOKLINE_HTTP_ADDR"],
-    }
-}
-
-/// Builds a `hookline <mode>` child process with a hermetic environment:
-/// inherited `HOOKLINE_*` variables are dropped, and the process listens on
-/// ports the system picks (port 0), which the kit reads from its log.
-pub struct HooklineBuilder {
-    mode: String,
-    env: Vec<(String, String)>,
-}
+/// Builds a `hookline <mode>` child process: the kit's
+/// [`process::Builder`] (hermetic environment, port 0), started and waited
+/// for by [`spawn`](Self::spawn).
+pub struct HooklineBuilder(process::Builder);
 
 impl HooklineBuilder {
-    /// `mode` is the subcommand: `dev`, `ingest`, `subscriptions`, `delivery`
-    /// or `console` (the webhooks console alone; give it
-    /// `HOOKLINE_SUBSCRIPTIONS_URL`, `HOOKLINE_DELIVERY_URL` and
-    /// `HOOKLINE_OPERATOR_TOKEN`).
+    /// See [`process::Builder::new`].
     pub fn new(mode: &str) -> Self {
-        Self { mode: mode.into(), env: Vec::new() }
+        Self(process::Builder::new(mode))
     }
 
     /// Set an environment variable (the last value for a key wins).
-    pub fn env(mut self, key: &str, value: &str) -> Self {
-        self.env.retain(|(k, _)| k != key);
-        self.env.push((key.into(), value.into()));
-        self
+    pub fn env(self, key: &str, value: &str) -> Self {
+        Self(self.0.env(key, value))
+    }
+
+    /// [`env`](Self::env) for each pair, in order.
+    pub fn envs(self, pairs: &[(&str, &str)]) -> Self {
+        Self(self.0.envs(pairs))
+    }
+
+    /// Start without waiting for readiness (see [`HooklineProc::wait_ready`]).
+    pub fn start(self) -> anyhow::Result<HooklineProc> {
+        Ok(HooklineProc(self.0.start()?))
     }
 
     /// Start and wait (up to 30 s) until `GET /readyz` answers 200 (the
-    /// console: `GET /healthz` on its address). The listen addresses of the
-    /// mode (`HOOKLINE_GRPC_ADDR`/`HOOKLINE_HTTP_ADDR`, and for `dev` and
-    /// `console` `HOOKLINE_CONSOLE_ADDR`) default to `127.0.0.1:0`: the
-    /// process binds free ports and the kit reads them from its `… listening
-    /// on <address>` log lines (so `HOOKLINE_LOG` must keep `hookline::serve`
-    /// at `info` unless all are given), then keeps them for
-    /// [`respawn`](HooklineProc::respawn). `HOOKLINE_LOG` defaults to
-    /// `info,hookline=debug`, `NO_COLOR` to `1` and, for the separate services,
-    /// `HOOKLINE_ALLOW_UNAUTHENTICATED` to `true` (set it to `false` to see a
-    /// service refuse to start without a token).
+    /// console: `GET /healthz` on its address); see [`process::Builder::start`]
+    /// for the defaults and the ports.
     pub async fn spawn(self) -> anyhow::Result<HooklineProc> {
-        let dir = temp_dir("hookline-proc");
-        let log = dir.join("hookline.log");
-        let mut p = HooklineProc { mode: self.mode, env: self.env, log, log_from: 0, dir, child: None };
-        p.set_default("HOOKLINE_LOG", "info,hookline=debug");
-        p.set_default("NO_COLOR", "1"); // plain text in the log file, greppable by tests
-        // The separate services refuse to start without an operator token;
-        // tests that are not about authentication opt out explicitly.
-        if p.mode != "dev" && p.mode != "console" {
-            p.set_default("HOOKLINE_ALLOW_UNAUTHENTICATED", "true");
-        }
-        for key in listeners(&p.mode) {
-            p.set_default(key, "127.0.0.1:0");
-        }
-        p.respawn().await?;
+        let mut p = self.start()?;
+        p.wait_ready().await?;
         Ok(p)
     }
 }
 
-/// A running `hookline` process with its log in a temp dir; killed on drop
-/// (which prints the log's tail if the test is panicking).
-pub struct HooklineProc {
-    mode: String,
-    env: Vec<(String, String)>,
-    dir: PathBuf,
-    log: PathBuf,
-    /// Where the running incarnation's output starts in `log`.
-    log_from: usize,
-    child: Option<Child>,
+/// A running `hookline` process ([`process::Process`]: log, ports, signals)
+/// with the tests' gRPC clients and a readiness probe that speaks TLS to a
+/// process that serves it.
+pub struct HooklineProc(process::Process);
+
+impl std::ops::Deref for HooklineProc {
+    type Target = process::Process;
+
+    fn deref(&self) -> &process::Process {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for HooklineProc {
+    fn deref_mut(&mut self) -> &mut process::Process {
+        &mut self.0
+    }
 }
 
 impl HooklineProc {
-    fn var(&self, key: &str) -> &str {
-        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or_default()
-    }
-
-    fn set(&mut self, key: &str, value: &str) {
-        self.env.retain(|(k, _)| k != key);
-        self.env.push((key.into(), value.into()));
-    }
-
-    fn set_default(&mut self, key: &str, value: &str) {
-        if !self.env.iter().any(|(k, _)| k == key) {
-            self.set(key, value);
-        }
-    }
-
-    fn scheme(&self) -> &'static str {
-        if self.var("HOOKLINE_TLS_CERT").is_empty() { "http" } else { "https" }
-    }
-
-    /// `http://<HOOKLINE_GRPC_ADDR>` (`https://` when HOOKLINE_TLS_CERT is set).
-    pub fn grpc_url(&self) -> String {
-        format!("{}://{}", self.scheme(), self.var("HOOKLINE_GRPC_ADDR"))
-    }
-
-    /// `http://<HOOKLINE_HTTP_ADDR>` (health and metrics; `https://` with TLS).
-    pub fn http_url(&self) -> String {
-        format!("{}://{}", self.scheme(), self.var("HOOKLINE_HTTP_ADDR"))
-    }
-
     /// The process's `HOOKLINE_TLS_CA` file, read, if it has one.
     fn ca_pem(&self) -> Option<Vec<u8>> {
         Some(self.var("HOOKLINE_TLS_CA")).filter(|p| !p.is_empty()).map(|p| std::fs::read(p).expect("HOOKLINE_TLS_CA"))
@@ -589,31 +532,6 @@ impl HooklineProc {
         Some((read("HOOKLINE_TLS_CERT"), read("HOOKLINE_TLS_KEY")))
     }
 
-    /// `http://<HOOKLINE_CONSOLE_ADDR>`: the webhooks console of a `dev` or
-    /// `console` process.
-    pub fn console_url(&self) -> String {
-        format!("http://{}", self.var("HOOKLINE_CONSOLE_ADDR"))
-    }
-
-    /// `host:port` of the health/metrics listener.
-    pub fn http_addr(&self) -> String {
-        self.var("HOOKLINE_HTTP_ADDR").to_owned()
-    }
-
-    /// The OS process id, while running.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// Everything the process (and its earlier incarnations) wrote to stdout/stderr.
-    pub fn log_contents(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn tail(&self, n: usize) -> String {
-        tail(&self.log, n)
-    }
-
     /// Start (again) with the same environment and ports, appending to the same
     /// log; kills a still-running incarnation first. Waits for `/readyz`.
     pub async fn respawn(&mut self) -> anyhow::Result<()> {
@@ -621,125 +539,20 @@ impl HooklineProc {
         self.wait_ready().await
     }
 
-    /// Start (again) without waiting for readiness, e.g. while a dependency is down.
-    pub fn respawn_unready(&mut self) -> anyhow::Result<()> {
-        self.kill9();
-        let mut log = append(&self.log)?;
-        self.log_from = usize::try_from(log.metadata()?.len())?;
-        writeln!(log, "===== hookline {} starting =====", self.mode)?;
-        let mut cmd = hookline_command()?;
-        let child = cmd
-            .arg(&self.mode)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
     /// Wait up to 30 s for `/readyz` (the console: `/healthz`) to answer
-    /// 200; learns the ports a process started on port 0 listens on (see
-    /// [`HooklineBuilder::spawn`]).
+    /// 200, over TLS trusting the process's `HOOKLINE_TLS_CA` when it has one
+    /// (the console alone: plain HTTP).
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        // The console alone has no health listener: its own `/healthz` says it is up.
-        let (probe_key, ca) = match self.mode.as_str() {
-            "console" => ("HOOKLINE_CONSOLE_ADDR", None),
-            _ => ("HOOKLINE_HTTP_ADDR", self.ca_pem()),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if self.learn_port(probe_key)? {
-                let probe = match probe_key {
-                    "HOOKLINE_CONSOLE_ADDR" => format!("{}/healthz", self.console_url()),
-                    _ => format!("{}/readyz", self.http_url()),
-                };
-                if let Ok((200, _)) = http_request_tls("GET", &probe, &[], b"", ca.as_deref()).await {
-                    // Every other listener is bound before the process answers 200.
-                    for key in listeners(&self.mode) {
-                        if !self.learn_port(key)? {
-                            bail!(
-                                "hookline {} is ready but logged no listening line for {key}:\n{}",
-                                self.mode,
-                                self.tail(40)
-                            );
-                        }
-                    }
-                    return Ok(());
-                }
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
-                self.child = None;
-                bail!("hookline {} exited with {status} before ready:\n{}", self.mode, self.tail(40));
-            }
-            if Instant::now() > deadline {
-                self.kill9();
-                if self.var(probe_key).ends_with(":0") {
-                    bail!(
-                        "hookline {} logged no listening line for {probe_key} within 30 s (does HOOKLINE_LOG \
-                         hide hookline::serve at info?):\n{}",
-                        self.mode,
-                        self.tail(40)
-                    );
-                }
-                bail!("hookline {} not ready within 30 s:\n{}", self.mode, self.tail(40));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let ca = if self.mode() == "console" { None } else { self.ca_pem() };
+        self.0
+            .wait_ready_with(Duration::from_secs(30), |url| {
+                let ca = ca.clone();
+                async move { matches!(http_request_tls("GET", &url, &[], b"", ca.as_deref()).await, Ok((200, _))) }
+            })
+            .await
     }
 
-    /// Whether the address in `key` is known: set with a port, or bound on
-    /// port 0 and named by the running incarnation's `<label> listening on
-    /// <address>` log line (text or JSON). A learned address replaces the 0,
-    /// so a respawn binds the same port again.
-    fn learn_port(&mut self, key: &str) -> anyhow::Result<bool> {
-        if !self.var(key).ends_with(":0") {
-            return Ok(true);
-        }
-        let label = LISTENERS.iter().find(|(k, _)| *k == key).map(|(_, l)| *l).context("not a listener")?;
-        let marker = format!("{label} listening on ");
-        let log = std::fs::read(&self.log).unwrap_or_default();
-        let log = String::from_utf8_lossy(log.get(self.log_from..).unwrap_or_default());
-        let Some((_, rest)) = log.split_once(&marker) else { return Ok(false) };
-        let addr = rest.split(|c: char| c.is_whitespace() || c == '"').next().unwrap_or_default();
-        let addr: SocketAddr = addr.parse().with_context(|| format!("{key}: `{marker}{addr}` in the log"))?;
-        self.set(key, &addr.to_string());
-        Ok(true)
-    }
-
-    /// SIGKILL: no graceful anything; simulates a crash.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            sigkill(&mut c);
-        }
-    }
-
-    /// SIGTERM: ask for a graceful stop (see [`wait_exit`](Self::wait_exit)).
-    pub fn terminate(&mut self) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-        }
-    }
-
-    /// Wait up to `timeout` for the process to exit; `None` if it is still
-    /// running (or was not running).
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.as_mut()?.try_wait().ok()? {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// An ingest gRPC client on [`grpc_url`](Self::grpc_url); panics if unreachable.
+    /// An ingest gRPC client on [`grpc_url`](process::Process::grpc_url); panics if unreachable.
     pub async fn ingest_client(&self) -> IngestServiceClient<Channel> {
         IngestServiceClient::new(self.channel().await)
     }
@@ -753,20 +566,9 @@ impl HooklineProc {
         endpoint.connect().await.unwrap_or_else(|e| panic!("connecting to {url}: {e:?}"))
     }
 
-    /// A subscriptions gRPC client on [`grpc_url`](Self::grpc_url); panics if unreachable.
+    /// A subscriptions gRPC client on [`grpc_url`](process::Process::grpc_url); panics if unreachable.
     pub async fn subscriptions_client(&self) -> SubscriptionServiceClient<Channel> {
         SubscriptionServiceClient::new(self.channel().await)
-    }
-}
-
-impl Drop for HooklineProc {
-    fn drop(&mut self) {
-        self.kill9();
-        if std::thread::panicking() {
-            eprintln!("--- hookline {} log ({}) ---\n{}", self.mode, self.log.display(), self.tail(60));
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 

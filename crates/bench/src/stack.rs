@@ -4,18 +4,22 @@
 //! also on error. The services' logs are kept (and their place printed)
 //! after a failure.
 //!
-//! The processes, ports and the database come from the test kit
-//! (`hookline-testkit`), as in the end-to-end tests.
+//! The processes (on ports they bind themselves), the nats-servers and the
+//! database come from the test kit (`hookline-testkit`), as in the
+//! end-to-end tests.
 
 use std::{
-    fs::File,
     path::PathBuf,
-    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
-use hookline_testkit::{NatsServer, TestDb, cluster::NatsCluster, free_port, hookline_command, tail};
+use anyhow::Context;
+use hookline_testkit::{
+    NatsServer, TestDb,
+    cluster::NatsCluster,
+    process::{Builder, Process},
+    status_mib,
+};
 
 /// What the services run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,13 +60,6 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     status_mib(pid, "VmRSS:")
 }
 
-fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field}"))?;
-    let kib: f64 = line.split_whitespace().nth(1).with_context(|| format!("{field} value"))?.parse()?;
-    Ok(kib / 1024.0)
-}
-
 /// CPU time (user + system) of a process so far, in seconds (100 ticks/s).
 pub fn cpu_secs(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -88,14 +85,20 @@ pub struct Service {
     pub http_url: String,
     /// How long the latest start took until `/readyz` answered 200.
     pub ready_after: Duration,
-    spawned: Instant,
-    log: PathBuf,
-    child: Child,
+    /// When the latest start began.
+    started: Instant,
+    process: Process,
 }
 
 impl Service {
+    /// A service just started; its URLs are known once [`wait_ready`] returns.
+    fn new(role: &'static str, process: Process) -> Self {
+        let (grpc_url, http_url) = (String::new(), String::new());
+        Self { role, grpc_url, http_url, ready_after: Duration::ZERO, started: Instant::now(), process }
+    }
+
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid().unwrap_or_default()
     }
 }
 
@@ -143,16 +146,18 @@ impl Stack {
             NatsProcs::Cluster(c) => c.urls(&(0..NatsCluster::SIZE).collect::<Vec<_>>()),
         };
         s.nats = Some(procs);
-        let subscriptions = s.spawn("subscriptions", None, None)?;
+        let mut subscriptions = s.spawn("subscriptions", None)?;
+        wait_ready(&mut subscriptions).await?;
+        let subs_url = subscriptions.grpc_url.clone();
         s.services.push(subscriptions);
-        s.wait_ready(0).await?;
-        let subs_url = s.services[0].grpc_url.clone();
+        // Ingest and delivery start side by side.
         for role in ["ingest", "delivery"] {
-            let svc = s.spawn(role, Some(&subs_url), None)?;
+            let svc = s.spawn(role, Some(&subs_url))?;
             s.services.push(svc);
         }
-        s.wait_ready(1).await?;
-        s.wait_ready(2).await?;
+        for svc in &mut s.services[1..] {
+            wait_ready(svc).await?;
+        }
         Ok(s)
     }
 
@@ -161,54 +166,25 @@ impl Stack {
         self.db.as_ref().map(TestDb::url)
     }
 
-    /// Start `hookline console` on a free port against this stack's
-    /// subscriptions and delivery, with `token` as its operator token (the
-    /// services take any caller); returns the console's URL once `/healthz`
-    /// answers.
+    /// Start `hookline console` against this stack's subscriptions and
+    /// delivery, with `token` as its operator token (the services take any
+    /// caller); returns the console's URL once `/healthz` answers.
     pub async fn start_console(&mut self, token: &str) -> anyhow::Result<String> {
         let url_of = |role: &str| self.services.iter().find(|s| s.role == role).map(|s| s.grpc_url.clone());
         let subscriptions = url_of("subscriptions").context("no subscriptions service")?;
         let delivery = url_of("delivery").context("no delivery service")?;
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = self.dir.join("console.log");
-        let mut cmd = hookline_command()?;
-        cmd.arg("console")
-            .env("HOOKLINE_CONSOLE_ADDR", &addr)
-            .env("HOOKLINE_SUBSCRIPTIONS_URL", subscriptions)
-            .env("HOOKLINE_DELIVERY_URL", delivery)
+        let process = Builder::new("console")
+            .env("HOOKLINE_SUBSCRIPTIONS_URL", &subscriptions)
+            .env("HOOKLINE_DELIVERY_URL", &delivery)
             .env("HOOKLINE_OPERATOR_TOKEN", token)
-            .env("HOOKLINE_LOG", "warn")
-            .env("NO_COLOR", "1");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(File::create(&log)?)
-            .stderr(File::options().append(true).open(&log)?)
-            .spawn()
-            .context("spawning hookline console")?;
-        let url = format!("http://{addr}");
-        let (ready_after, spawned) = (Duration::ZERO, Instant::now());
-        let svc = Service {
-            role: "console",
-            grpc_url: String::new(),
-            http_url: url.clone(),
-            ready_after,
-            spawned,
-            log,
-            child,
-        };
+            .env("HOOKLINE_LOG", QUIET)
+            .log_to(self.dir.join("console.log"))
+            .start()?;
+        let mut svc = Service::new("console", process);
+        wait_ready(&mut svc).await?;
+        let url = svc.process.console_url();
         self.services.push(svc);
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if matches!(client.get(format!("{url}/healthz")).send().await, Ok(r) if r.status() == 200) {
-                return Ok(url);
-            }
-            self.check_alive()?;
-            if Instant::now() > deadline {
-                bail!("hookline console not up within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        Ok(url)
     }
 
     /// Every nats-server process of the stack.
@@ -220,93 +196,46 @@ impl Stack {
         }
     }
 
-    /// Start `hookline role`; on `addrs` (gRPC, HTTP) when given, else on free ports.
-    fn spawn(
-        &self,
-        role: &'static str,
-        subscriptions_url: Option<&str>,
-        addrs: Option<(String, String)>,
-    ) -> anyhow::Result<Service> {
-        let (grpc, http) =
-            addrs.unwrap_or_else(|| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())));
-        let log = self.dir.join(format!("{role}.log"));
+    /// Start `hookline role` on ports it binds itself (see [`wait_ready`]).
+    fn spawn(&self, role: &'static str, subscriptions_url: Option<&str>) -> anyhow::Result<Service> {
         let db = self.db.as_ref().context("no database")?;
-        let mut cmd = hookline_command()?;
-        cmd.arg(role)
+        let mut b = Builder::new(role)
             .env("HOOKLINE_NATS_URL", &self.nats_url)
             .env("HOOKLINE_DATABASE_URL", db.url())
-            .env("HOOKLINE_GRPC_ADDR", &grpc)
-            .env("HOOKLINE_HTTP_ADDR", &http)
             .env("HOOKLINE_DELIVERY_ALLOW_CIDRS", "127.0.0.0/8")
             // The benchmark publishes as fast as it can: no per-tenant rate limit.
             .env("HOOKLINE_TENANT_RATE", "0")
             // Its gRPC clients carry no token: loopback-only scratch stack.
             .env("HOOKLINE_ALLOW_UNAUTHENTICATED", "true")
-            .env("HOOKLINE_LOG", "warn")
-            .env("NO_COLOR", "1");
+            .env("HOOKLINE_LOG", QUIET)
+            .log_to(self.dir.join(format!("{role}.log")));
         if let Some(url) = subscriptions_url {
-            cmd.env("HOOKLINE_SUBSCRIPTIONS_URL", url);
+            b = b.env("HOOKLINE_SUBSCRIPTIONS_URL", url);
         }
         // `role:KEY` applies to that service only.
         for (k, v) in &self.env {
             match k.split_once(':') {
-                Some((r, key)) if r == role => cmd.env(key, v),
-                Some(_) => &mut cmd,
-                None => cmd.env(k, v),
-            };
+                Some((r, key)) if r == role => b = b.env(key, v),
+                Some(_) => {}
+                None => b = b.env(k, v),
+            }
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(File::create(&log)?)
-            .stderr(File::options().append(true).open(&log)?)
-            .spawn()
-            .with_context(|| format!("spawning hookline {role}"))?;
-        let (grpc_url, http_url) = (format!("http://{grpc}"), format!("http://{http}"));
-        Ok(Service { role, grpc_url, http_url, ready_after: Duration::ZERO, spawned: Instant::now(), log, child })
+        Ok(Service::new(role, b.start()?))
     }
 
-    /// Stop service `i` (SIGKILL) and start it again on the same addresses;
+    /// Stop service `i` (SIGKILL) and start it again on the same ports;
     /// returns once it is ready, with how long that took in
     /// [`Service::ready_after`].
     pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         let svc = &mut self.services[i];
-        let _ = svc.child.kill();
-        let _ = svc.child.wait();
-        let addrs = (svc.grpc_url.replace("http://", ""), svc.http_url.replace("http://", ""));
-        let subs = (svc.role != "subscriptions").then(|| self.services[0].grpc_url.clone());
-        let fresh = self.spawn(self.services[i].role, subs.as_deref(), Some(addrs))?;
-        self.services[i] = fresh;
-        self.wait_ready(i).await
-    }
-
-    async fn wait_ready(&mut self, i: usize) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
-        let svc = &mut self.services[i];
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = client.get(format!("{}/readyz", svc.http_url)).send().await;
-            if matches!(ready, Ok(r) if r.status() == 200) {
-                svc.ready_after = svc.spawned.elapsed();
-                return Ok(());
-            }
-            if let Some(status) = svc.child.try_wait()? {
-                bail!("hookline {} exited with {status}:\n{}", svc.role, tail(&svc.log, 30));
-            }
-            if Instant::now() > deadline {
-                bail!("hookline {} not ready within 60 s:\n{}", svc.role, tail(&svc.log, 30));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        svc.started = Instant::now();
+        svc.process.respawn_unready()?;
+        wait_ready(svc).await
     }
 
     /// Fail if a service died meanwhile.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        for svc in &mut self.services {
-            if let Some(status) = svc.child.try_wait()? {
-                bail!("hookline {} exited with {status}:\n{}", svc.role, tail(&svc.log, 30));
-            }
-        }
-        Ok(())
+        self.services.iter_mut().try_for_each(|svc| svc.process.check_alive())
     }
 
     /// Stop everything and drop the database; logs are removed.
@@ -321,8 +250,7 @@ impl Stack {
 
     fn kill(&mut self) {
         for svc in &mut self.services {
-            let _ = svc.child.kill();
-            let _ = svc.child.wait();
+            svc.process.kill9();
         }
         match &mut self.nats {
             Some(NatsProcs::Single(n)) => n.kill(),
@@ -330,6 +258,26 @@ impl Stack {
             None => {}
         }
     }
+}
+
+/// The services' log level: warnings, and the `… listening on` lines the
+/// kit learns their ports from.
+const QUIET: &str = "warn,hookline::serve=info";
+
+/// Wait (up to 60 s) until `svc` answers 200 on its readiness URL; record
+/// how long its start took and the URLs it listens on.
+async fn wait_ready(svc: &mut Service) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    svc.process
+        .wait_ready_with(Duration::from_secs(60), |url| {
+            let client = client.clone();
+            async move { matches!(client.get(url).send().await, Ok(r) if r.status() == 200) }
+        })
+        .await?;
+    svc.ready_after = svc.started.elapsed();
+    svc.grpc_url = svc.process.grpc_url();
+    svc.http_url = svc.process.http_url();
+    Ok(())
 }
 
 impl Drop for Stack {

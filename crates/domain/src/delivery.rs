@@ -77,7 +77,7 @@ pub struct TaskRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Timestamp>,
     /// The event's type, so a task whose event expired while parked can
-    /// still be recorded (refs parked before this field existed lack it).
+    /// still be recorded; optional, so a stored ref without it still reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_type: Option<EventType>,
 }

@@ -62,7 +62,7 @@ mod tests {
     use super::*;
 
     /// The envelope copies the stored data as text; it must be the same bytes
-    /// as printing the parsed tree, which is what bodies recorded before were.
+    /// as printing the parsed tree, so a body recorded either way compares equal.
     #[test]
     fn envelope_of_raw_data_equals_the_printed_tree() {
         let data = json!({"customer": {"id": "c1", "name": "Zoë \"Q\" <x>", "n": 1.5e3}, "tags": ["a", 1, null]});

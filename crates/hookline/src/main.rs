@@ -138,7 +138,7 @@ enum Command {
         endpoint: Option<String>,
         /// Deprecated: the tenant id as a flag (`stats --tenant acme ep_1`);
         /// give it first instead (`stats acme ep_1`).
-        #[arg(long = "tenant", value_name = "TENANT", hide = true)]
+        #[arg(long = "tenant", value_name = "TENANT")]
         tenant_flag: Option<String>,
         /// Window ending now.
         #[arg(long, value_enum, default_value = "24h")]

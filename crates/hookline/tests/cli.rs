@@ -32,6 +32,9 @@ fn verbs_are_all_there() {
         assert!(help(&[group[0], "list"]).contains("HOOKLINE_DELIVERY_URL"));
     }
     assert!(help(&[]).contains("deprecated spelling of `hookline log <verb>`"));
+    // Former spellings show in --help, marked deprecated.
+    assert!(help(&["stats"]).contains("Deprecated: the tenant id as a flag"));
+    assert!(help(&["tenant", "list"]).contains("Deprecated: the former name of --settings-file"));
     let dev = help(&["dev"]);
     for key in [
         "HOOKLINE_NATS_URL",

@@ -77,8 +77,8 @@ pub struct CompactionReport {
 }
 
 /// How often the subscriptions role compacts the tenants a command did not
-/// (history written before compaction existed, or by a process with
-/// `HOOKLINE_CONFIG_SNAPSHOT_AFTER=0`).
+/// (a history written by a process with `HOOKLINE_CONFIG_SNAPSHOT_AFTER=0`
+/// or by a build without compaction).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// Compact every tenant due (see [`Commands::with_snapshot_after`]) shortly

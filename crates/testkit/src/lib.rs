@@ -1,6 +1,7 @@
 //! Hookline's test kit: real peers as processes, no mocks. Shared by the
 //! end-to-end tests (`hookline-e2e`, which re-exports it and adds HTTP
-//! receivers and the `hookline` process handle) and by `hookline-bench`.
+//! receivers and gRPC clients on the `hookline` processes) and by
+//! `hookline-bench`.
 //!
 //! # Layout
 //! * [`free_port`], [`temp_dir`], [`tail`], [`eventually`]: small helpers.
@@ -8,6 +9,8 @@
 //! * [`nats`]: [`NatsServer`], a private `nats-server -js` on a port it binds itself.
 //! * [`cluster`]: [`cluster::NatsCluster`], three routed nodes on loopback.
 //! * [`db`]: [`TestDb`], a scratch database on Postgres, dropped afterwards.
+//! * [`process`]: [`process::Process`], `hookline <mode>` as a child process
+//!   on ports it binds itself, waited for through the caller's HTTP probe.
 //!
 //! Client connections (`NatsServer::client`, `NatsCluster::stream_info`, ...)
 //! need the `nats-client` feature, so the bench does not build async-nats.
@@ -24,6 +27,7 @@ use anyhow::{Context as _, bail};
 pub mod cluster;
 pub mod db;
 pub mod nats;
+pub mod process;
 
 pub use db::TestDb;
 pub use nats::{NatsServer, nats_server_bin};
@@ -53,6 +57,15 @@ pub fn tail(path: &Path, n: usize) -> String {
 
 pub fn append(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// A memory figure of process `pid` from `/proc/<pid>/status` (`field` is
+/// `VmRSS:` for resident memory now, `VmHWM:` for its peak), in MiB.
+pub fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field}"))?;
+    let kib: f64 = line.split_whitespace().nth(1).with_context(|| format!("{field} value"))?.parse()?;
+    Ok(kib / 1024.0)
 }
 
 /// SIGKILL (what `Child::kill` sends on Unix) and reap.

@@ -44,6 +44,8 @@ pub struct NatsServer {
     child: Option<Child>,
     /// Extra environment of the process (kept across restarts).
     env: Vec<(String, String)>,
+    /// A configuration file the server runs with instead of `-js -sd`.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -57,7 +59,20 @@ impl NatsServer {
     /// such as the `GOMEMLIMIT` the bench runs it with.
     pub fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let mut s = Self { port: 0, dir: temp_dir("hookline-nats"), child: None, env };
+        let mut s = Self { port: 0, dir: temp_dir("hookline-nats"), child: None, env, config: None };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    /// Start with the configuration `conf` returns for the server's temp dir
+    /// (accounts, users, a JetStream store under that dir, removed with it),
+    /// on a port the server binds itself; returns once the server logs that
+    /// it is ready (its JetStream answers only users the configuration names).
+    pub fn start_with_config(conf: impl FnOnce(&Path) -> String) -> anyhow::Result<Self> {
+        let dir = temp_dir("hookline-nats");
+        let file = dir.join("nats.conf");
+        std::fs::write(&file, conf(&dir)).with_context(|| format!("writing {}", file.display()))?;
+        let mut s = Self { port: 0, dir, child: None, env: Vec::new(), config: Some(file) };
         s.spawn()?;
         Ok(s)
     }
@@ -69,9 +84,13 @@ impl NatsServer {
         // and processes pointed at `url()` find the server again.
         let port = if self.port == 0 { "-1".to_owned() } else { self.port.to_string() };
         let logged = std::fs::metadata(self.log_path()).map_or(0, |m| m.len());
-        let mut child = Command::new(&bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
-            .arg(self.dir.join("store"))
+        let mut command = Command::new(&bin);
+        match &self.config {
+            Some(file) => command.arg("-c").arg(file),
+            None => command.arg("-js").arg("-sd").arg(self.dir.join("store")),
+        };
+        let mut child = command
+            .args(["-a", "127.0.0.1", "-p", &port])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -86,7 +105,11 @@ impl NatsServer {
             if self.port == 0 {
                 self.port = listening_port(&self.log_path(), logged).unwrap_or(0);
             }
-            if self.port != 0 && jetstream_ready(self.port) {
+            let ready = match self.config {
+                Some(_) => logged_since(&self.log_path(), logged, "Server is ready"),
+                None => self.port != 0 && jetstream_ready(self.port),
+            };
+            if self.port != 0 && ready {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -149,6 +172,14 @@ impl Drop for NatsServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// True if the server's log holds `line` after byte `from`.
+fn logged_since(log: &Path, from: u64, line: &str) -> bool {
+    std::fs::read(log)
+        .ok()
+        .and_then(|l| l.get(from as usize..).map(|l| String::from_utf8_lossy(l).contains(line)))
+        .unwrap_or(false)
 }
 
 /// The client port in the server's `Listening for client connections on
