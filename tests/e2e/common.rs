@@ -326,7 +326,12 @@ pub trait App {
 
     /// Create tenant `id` on `plan`, with webhooks `on` or off.
     async fn create_tenant(&self, id: &str, plan: spb::Plan, on: bool) {
-        let request = spb::CreateTenantRequest { tenant_id: id.into(), plan: plan.into(), webhooks_enabled: on };
+        let request = spb::CreateTenantRequest {
+            tenant_id: id.into(),
+            plan: plan.into(),
+            webhooks_enabled: on,
+            ..Default::default()
+        };
         self.subscriptions_client().await.create_tenant(self.as_operator(request)).await.unwrap();
     }
 

@@ -211,7 +211,12 @@ async fn rejected_intake_events_are_listed_newest_first_with_field_and_rule_and_
     let mut subs = s.hookline.subscriptions_client().await;
     let mut keys = std::collections::HashMap::new();
     for t in ["acme", "globex"] {
-        let tenant = spb::CreateTenantRequest { tenant_id: t.into(), plan: Plan::Basic.into(), webhooks_enabled: true };
+        let tenant = spb::CreateTenantRequest {
+            tenant_id: t.into(),
+            plan: Plan::Basic.into(),
+            webhooks_enabled: true,
+            ..Default::default()
+        };
         subs.create_tenant(with_bearer(tenant, OPERATOR)).await.unwrap();
         let key = spb::CreateApiKeyRequest { tenant_id: t.into(), name: "ERP".into() };
         keys.insert(t, subs.create_api_key(with_bearer(key, OPERATOR)).await.unwrap().into_inner().key);

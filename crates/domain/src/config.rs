@@ -816,7 +816,11 @@ mod tests {
         use crate::filter::{Condition, OperatorKind};
         let t = TenantId::parse("acme").unwrap();
         let mut events = Vec::new();
-        run(&mut events, &t, Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true });
+        run(
+            &mut events,
+            &t,
+            Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true, contact: ContactPatch::default() },
+        );
         run(&mut events, &t, create_endpoint());
         let mut stored = serde_json::to_value(&events[1]).unwrap();
         assert!(stored["endpoint"].get("filters").is_none(), "no filter, no key: {stored}");
