@@ -5,10 +5,7 @@
 
 use std::time::Duration;
 
-use hookline_domain::{
-    config::Command,
-    ids::{EndpointId, TenantId},
-};
+use hookline_domain::config::Command;
 use hookline_tenants::Commands;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -18,16 +15,12 @@ pub async fn run(pool: PgPool, commands: Commands, after: Duration, every: Durat
         match hookline_store::health::failing_for(&pool, after).await {
             Ok(failing) => {
                 for f in failing {
-                    let (Ok(tenant), Ok(endpoint_id)) =
-                        (TenantId::parse(&f.tenant_id), EndpointId::parse(&f.endpoint_id))
-                    else {
-                        continue;
-                    };
+                    let endpoint_id = f.endpoint_id.clone();
                     let reason = format!(
                         "every attempt failed since {} (longer than HOOKLINE_AUTO_DISABLE_AFTER)",
                         f.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     );
-                    match commands.execute(&tenant, Command::DisableEndpoint { endpoint_id, reason }).await {
+                    match commands.execute(&f.tenant_id, Command::DisableEndpoint { endpoint_id, reason }).await {
                         Ok(_) => {
                             let m = hookline_telemetry::metrics();
                             m.endpoints_disabled

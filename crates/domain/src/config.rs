@@ -11,7 +11,7 @@ use crate::{
     FieldError,
     endpoint::{AuthHeader, EndpointConfig, EndpointUrl, ExpiringSecret, Layout, Plan, RateLimit, SigningSecret},
     event_type::EventType,
-    events::Email,
+    events::{Email, Timestamp},
     ids::{EndpointId, TenantId},
 };
 
@@ -20,44 +20,44 @@ use crate::{
 #[serde(tag = "type")]
 pub enum ConfigEvent {
     #[serde(rename = "tenant.created")]
-    TenantCreated { tenant_id: TenantId, plan: Plan, webhooks_enabled: bool, at: String },
+    TenantCreated { tenant_id: TenantId, plan: Plan, webhooks_enabled: bool, at: Timestamp },
     #[serde(rename = "tenant.plan_changed")]
-    PlanChanged { plan: Plan, at: String },
+    PlanChanged { plan: Plan, at: Timestamp },
     #[serde(rename = "tenant.webhooks_toggled")]
-    WebhooksToggled { enabled: bool, at: String },
+    WebhooksToggled { enabled: bool, at: Timestamp },
     #[serde(rename = "endpoint.created")]
-    EndpointCreated { endpoint: EndpointConfig, at: String },
+    EndpointCreated { endpoint: EndpointConfig, at: Timestamp },
     /// Carries the whole endpoint as it is after the change.
     #[serde(rename = "endpoint.updated")]
-    EndpointUpdated { endpoint: EndpointConfig, at: String },
+    EndpointUpdated { endpoint: EndpointConfig, at: Timestamp },
     #[serde(rename = "endpoint.deleted")]
-    EndpointDeleted { endpoint_id: EndpointId, at: String },
+    EndpointDeleted { endpoint_id: EndpointId, at: Timestamp },
     #[serde(rename = "endpoint.secret_rotated")]
     SecretRotated {
         endpoint_id: EndpointId,
         secret: SigningSecret,
         /// Until when the replaced secret keeps signing (absent: not at all).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        previous_expires_at: Option<String>,
-        at: String,
+        previous_expires_at: Option<Timestamp>,
+        at: Timestamp,
     },
     /// A tenant API key; only its SHA-256 hash is ever stored.
     #[serde(rename = "api_key.created")]
-    ApiKeyCreated { key_id: String, name: String, hash: String, at: String },
+    ApiKeyCreated { key_id: String, name: String, hash: String, at: Timestamp },
     #[serde(rename = "api_key.revoked")]
-    ApiKeyRevoked { key_id: String, at: String },
+    ApiKeyRevoked { key_id: String, at: Timestamp },
     /// Hookline (not the tenant) disabled the endpoint, e.g. after `410 Gone`.
     #[serde(rename = "endpoint.disabled")]
-    EndpointDisabled { endpoint_id: EndpointId, reason: String, at: String },
+    EndpointDisabled { endpoint_id: EndpointId, reason: String, at: Timestamp },
     /// The tenant's whole state as every event before it on the subject made
     /// it; see [`Snapshot`].
     #[serde(rename = "tenant.snapshot")]
-    TenantSnapshot { snapshot: Snapshot, at: String },
+    TenantSnapshot { snapshot: Snapshot, at: Timestamp },
     /// The tombstone: the tenant, its endpoints, secrets and API keys are
     /// gone. Every earlier event of the tenant is purged from the stream
     /// after this one is stored; the id may be created again afterwards.
     #[serde(rename = "tenant.deleted")]
-    TenantDeleted { at: String },
+    TenantDeleted { at: Timestamp },
 }
 
 impl ConfigEvent {
@@ -85,7 +85,7 @@ pub struct TenantState {
     pub id: TenantId,
     pub plan: Plan,
     pub webhooks_enabled: bool,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// Ordered by id, hence by creation time.
     pub endpoints: BTreeMap<EndpointId, EndpointConfig>,
     /// Stream sequence of the last applied event; the OCC token.
@@ -103,7 +103,7 @@ pub struct ApiKey {
     pub name: String,
     /// Lower-case hex SHA-256 of the key.
     pub hash: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// A tenant's whole state, written as one event on its own subject so that
@@ -117,7 +117,7 @@ pub struct Snapshot {
     pub tenant_id: TenantId,
     pub plan: Plan,
     pub webhooks_enabled: bool,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// Ordered by id.
     pub endpoints: Vec<EndpointConfig>,
     pub api_keys: Vec<SnapshotApiKey>,
@@ -132,7 +132,7 @@ pub struct SnapshotApiKey {
     pub key_id: String,
     pub name: String,
     pub hash: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 impl TenantState {
@@ -156,7 +156,7 @@ impl TenantState {
                 .collect(),
             through: self.version,
         };
-        ConfigEvent::TenantSnapshot { snapshot, at: now() }
+        ConfigEvent::TenantSnapshot { snapshot, at: Timestamp::now() }
     }
 
     fn from_snapshot(s: &Snapshot, seq: u64) -> Self {
@@ -219,7 +219,7 @@ impl TenantState {
             ConfigEvent::SecretRotated { endpoint_id, secret, previous_expires_at, at } => {
                 if let Some(ep) = s.endpoints.get_mut(endpoint_id) {
                     // Expired former secrets are dropped here, so the list stays short.
-                    ep.previous_secrets.retain(|p| p.expires_at.as_str() > at.as_str());
+                    ep.previous_secrets.retain(|p| p.expires_at.parsed() > at.parsed());
                     if let Some(expires_at) = previous_expires_at {
                         let old = std::mem::replace(&mut ep.secret, secret.clone());
                         ep.previous_secrets.push(ExpiringSecret { secret: old, expires_at: expires_at.clone() });
@@ -361,10 +361,6 @@ pub enum Command {
     },
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 impl Command {
     /// Metric label of the command.
     pub fn name(&self) -> &'static str {
@@ -390,7 +386,7 @@ pub fn decide(
     state: Option<&TenantState>,
     cmd: Command,
 ) -> Result<Vec<ConfigEvent>, ConfigError> {
-    let at = now();
+    let at = Timestamp::now();
     let Some(state) = state else {
         return match cmd {
             Command::CreateTenant { plan, webhooks_enabled } => {
@@ -493,7 +489,7 @@ pub fn decide(
             let secret = secret.unwrap_or_else(SigningSecret::generate);
             let previous_expires_at = (!grace.is_zero()).then(|| {
                 let until = chrono::Utc::now() + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::days(7));
-                until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                Timestamp::from_utc(until)
             });
             Ok(vec![ConfigEvent::SecretRotated { endpoint_id, secret, previous_expires_at, at }])
         }
@@ -681,5 +677,74 @@ mod tests {
         events
             .extend(decide(&t, Some(&s), Command::UpdateTenant { plan: None, webhooks_enabled: Some(true) }).unwrap());
         assert_eq!(given(&events).unwrap().resolve(EventType::CustomerCreated).count(), 1);
+    }
+
+    /// Config events as the stream has held them: their times read into
+    /// [`Timestamp`] and print back as the very text they were stored as.
+    #[test]
+    fn stored_config_events_read_and_print_back_byte_for_byte() {
+        for stored in [
+            r#"{"type":"tenant.created","tenant_id":"acme","plan":"basic","webhooks_enabled":true,"at":"2026-11-29T10:00:00.123Z"}"#,
+            r#"{"type":"tenant.plan_changed","plan":"business","at":"2026-11-29T10:00:01.000Z"}"#,
+            r#"{"type":"endpoint.deleted","endpoint_id":"ep_01KB0000000000000000000000","at":"2026-11-29T11:00:02+01:00"}"#,
+            r#"{"type":"api_key.created","key_id":"key_0123456789abcdef","name":"erp","hash":"ab12","at":"2026-11-29T10:00:03.5Z"}"#,
+            r#"{"type":"endpoint.disabled","endpoint_id":"ep_01KB0000000000000000000000","reason":"410 Gone","at":"2026-11-29T10:00:04.000Z"}"#,
+            r#"{"type":"tenant.deleted","at":"2026-11-29T10:00:05.000Z"}"#,
+        ] {
+            let event: ConfigEvent = serde_json::from_str(stored).unwrap();
+            assert_eq!(serde_json::to_string(&event).unwrap(), stored);
+        }
+        // Events with secrets print them sealed under whatever key a test
+        // installed, so only their times are compared.
+        let secret = format!("whsec_{}", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3");
+        let rotated = format!(
+            r#"{{"type":"endpoint.secret_rotated","endpoint_id":"ep_01KB0000000000000000000000","secret":"{secret}","previous_expires_at":"2026-12-06T10:00:00.000Z","at":"2026-11-29T10:00:06.000Z"}}"#
+        );
+        let created = format!(
+            r#"{{"type":"endpoint.created","endpoint":{{"id":"ep_01KB0000000000000000000000","url":"https://erp.example.com/h","event_types":[],"layout":"envelope","enabled":true,"description":"","secret":"{secret}","previous_secrets":[{{"secret":"{secret}","expires_at":"2026-12-01T00:00:00.000Z"}}],"created_at":"2026-11-29T10:00:07.000Z","updated_at":"2026-11-29T10:00:08.000Z"}},"at":"2026-11-29T10:00:08.000Z"}}"#
+        );
+        for stored in [rotated, created] {
+            let event: ConfigEvent = serde_json::from_str(&stored).unwrap();
+            let times = |v: &serde_json::Value| {
+                let mut found = Vec::new();
+                for key in ["at", "previous_expires_at"] {
+                    found.push(v[key].clone());
+                }
+                for key in ["created_at", "updated_at"] {
+                    found.push(v["endpoint"][key].clone());
+                }
+                found.push(v["endpoint"]["previous_secrets"][0]["expires_at"].clone());
+                found
+            };
+            let printed = serde_json::to_value(&event).unwrap();
+            assert_eq!(times(&printed), times(&serde_json::from_str(&stored).unwrap()));
+        }
+        let bad = r#"{"type":"tenant.plan_changed","plan":"business","at":"noon"}"#;
+        let e = serde_json::from_str::<ConfigEvent>(bad).unwrap_err().to_string();
+        assert!(e.contains("must be an RFC 3339 date-time"), "{e}");
+    }
+
+    #[test]
+    fn a_former_secret_signs_until_its_time_whatever_offset_wrote_it() {
+        let t = TenantId::parse("acme").unwrap();
+        let mut events = decide(&t, None, Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true }).unwrap();
+        events.extend(decide(&t, given(&events).as_ref(), create_endpoint()).unwrap());
+        let id = given(&events).unwrap().endpoints.keys().next().unwrap().clone();
+        let rotate = Command::RotateSecret {
+            endpoint_id: id.clone(),
+            secret: None,
+            grace: std::time::Duration::from_secs(3600),
+        };
+        events.extend(decide(&t, given(&events).as_ref(), rotate).unwrap());
+        let ep = given(&events).unwrap().endpoints[&id].clone();
+        let now = chrono::Utc::now();
+        assert_eq!(ep.signing_secrets(now).len(), 2);
+        assert_eq!(ep.signing_secrets(now + chrono::TimeDelta::hours(2)).len(), 1);
+        // The same instant written with another offset is still in force.
+        let mut shifted = ep.clone();
+        let expires = shifted.previous_secrets[0].expires_at.parsed();
+        let text = expires.with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap()).to_rfc3339();
+        shifted.previous_secrets[0].expires_at = text.parse().unwrap();
+        assert_eq!(shifted.signing_secrets(now).len(), 2);
     }
 }

@@ -155,7 +155,7 @@ pub fn tenant_to_pb(t: &TenantState) -> pb::Tenant {
         webhooks_enabled: t.webhooks_enabled,
         endpoint_limit: t.endpoint_limit() as u32,
         endpoint_count: t.endpoints.len() as u32,
-        created_at: t.created_at.clone(),
+        created_at: t.created_at.to_string(),
         version: t.version,
     }
 }
@@ -175,8 +175,8 @@ pub fn endpoint_to_pb(tenant: &TenantId, e: &EndpointConfig) -> pb::Endpoint {
         layout: layout_to_pb(e.layout).into(),
         enabled: e.enabled,
         description: e.description.clone(),
-        created_at: e.created_at.clone(),
-        updated_at: e.updated_at.clone(),
+        created_at: e.created_at.to_string(),
+        updated_at: e.updated_at.to_string(),
         disabled_reason: e.disabled_reason.clone().unwrap_or_default(),
         email: e.email.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
         rate_limit: e.rate_limit.map_or(0, endpoint::RateLimit::per_second),
@@ -435,7 +435,7 @@ impl SubscriptionService for SubscriptionsApi {
         let key_id = format!("key_{}", &auth::hash(&key)[..16]);
         let cmd = Command::CreateApiKey { key_id: key_id.clone(), name: r.name.clone(), hash };
         let tenant = self.run(&t, cmd).await?;
-        let created_at = tenant.api_keys.get(&key_id).map(|k| k.created_at.clone()).unwrap_or_default();
+        let created_at = tenant.api_keys.get(&key_id).map(|k| k.created_at.to_string()).unwrap_or_default();
         tracing::info!(tenant = %t, key_id, "API key created");
         Ok(Response::new(pb::CreatedApiKey { key_id, name: r.name, key, created_at }))
     }
@@ -450,7 +450,11 @@ impl SubscriptionService for SubscriptionsApi {
         let mut keys: Vec<pb::ApiKey> = tenant
             .api_keys
             .iter()
-            .map(|(id, k)| pb::ApiKey { key_id: id.clone(), name: k.name.clone(), created_at: k.created_at.clone() })
+            .map(|(id, k)| pb::ApiKey {
+                key_id: id.clone(),
+                name: k.name.clone(),
+                created_at: k.created_at.to_string(),
+            })
             .collect();
         keys.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         Ok(Response::new(pb::ListApiKeysResponse { keys }))

@@ -102,12 +102,6 @@ checked_string!(
     }
 );
 checked_string!(
-    /// An RFC 3339 date-time with offset, kept exactly as sent.
-    Timestamp, Some("date-time"), |s| chrono::DateTime::parse_from_rfc3339(&s)
-        .map(|_| ())
-        .map_err(|source| RuleBroken::NotTimestamp { got: s.clone(), source })
-);
-checked_string!(
     /// An IANA time zone name such as `Europe/Zurich` or `UTC`.
     TimeZone, Some("iana-time-zone"), |s| {
         let ok = !s.is_empty() && s.len() <= 64
@@ -133,9 +127,23 @@ impl Email {
     }
 }
 
+/// An RFC 3339 date-time with offset, kept exactly as sent (the text is
+/// what receivers and stored records see, byte for byte) and parsed once,
+/// when it is read: workers compare task times on every attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Timestamp {
+    text: String,
+    at: chrono::DateTime<chrono::FixedOffset>,
+}
+
 impl Timestamp {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     pub fn parsed(&self) -> chrono::DateTime<chrono::FixedOffset> {
-        chrono::DateTime::parse_from_rfc3339(&self.0).expect("checked on construction")
+        self.at
     }
 
     pub fn now() -> Self {
@@ -143,7 +151,81 @@ impl Timestamp {
     }
 
     /// `t` in UTC with milliseconds, as Hookline stamps what it records.
+    /// The time is cut to the milliseconds of the text, so it compares as
+    /// it will once read back.
     pub fn from_utc(t: chrono::DateTime<chrono::Utc>) -> Self {
-        Self(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        use chrono::SubsecRound;
+        Self { text: t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), at: t.trunc_subsecs(3).fixed_offset() }
+    }
+}
+
+impl TryFrom<String> for Timestamp {
+    type Error = RuleBroken;
+    fn try_from(text: String) -> Result<Self, RuleBroken> {
+        match chrono::DateTime::parse_from_rfc3339(&text) {
+            Ok(at) => Ok(Self { text, at }),
+            Err(source) => Err(RuleBroken::NotTimestamp { got: text, source }),
+        }
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = RuleBroken;
+    fn from_str(s: &str) -> Result<Self, RuleBroken> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<Timestamp> for String {
+    fn from(t: Timestamp) -> String {
+        t.text
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The text as it came, without copying it first (as `into = "String"` would).
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl JsonSchema for Timestamp {
+    fn schema_name() -> Cow<'static, str> {
+        "Timestamp".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "minLength": 1, "format": "date-time"})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_their_text_and_compare_by_time() {
+        let t: Timestamp = "2026-11-29T11:00:00.5+01:00".parse().unwrap();
+        assert_eq!(serde_json::to_string(&t).unwrap(), r#""2026-11-29T11:00:00.5+01:00""#);
+        let utc: Timestamp = serde_json::from_str(r#""2026-11-29T10:00:00.500Z""#).unwrap();
+        assert_eq!(t.parsed(), utc.parsed());
+        assert_ne!(t, utc, "the same time written otherwise is another text");
+    }
+
+    #[test]
+    fn hookline_stamps_read_back_as_the_same_time() {
+        let now = chrono::Utc::now();
+        let stamp = Timestamp::from_utc(now);
+        let back: Timestamp = stamp.as_str().parse().unwrap();
+        assert_eq!(back, stamp);
+        assert!(back.parsed() <= now && now - back.parsed().to_utc() < chrono::TimeDelta::milliseconds(1));
     }
 }
