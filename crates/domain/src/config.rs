@@ -272,11 +272,11 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(#[from] FieldError),
     #[error("tenant `{0}` not found")]
-    TenantNotFound(String),
+    TenantNotFound(TenantId),
     #[error("tenant `{0}` already exists")]
-    TenantExists(String),
+    TenantExists(TenantId),
     #[error("endpoint `{0}` not found")]
-    EndpointNotFound(String),
+    EndpointNotFound(EndpointId),
     #[error("API key `{0}` not found")]
     ApiKeyNotFound(String),
     #[error(
@@ -394,15 +394,14 @@ pub fn decide(
             }
             Command::DeleteTenant { confirm } => {
                 check_confirmation(tenant_id, &confirm)?;
-                Err(ConfigError::TenantNotFound(tenant_id.to_string()))
+                Err(ConfigError::TenantNotFound(tenant_id.clone()))
             }
-            _ => Err(ConfigError::TenantNotFound(tenant_id.to_string())),
+            _ => Err(ConfigError::TenantNotFound(tenant_id.clone())),
         };
     };
-    let endpoint =
-        |id: &EndpointId| state.endpoints.get(id).ok_or_else(|| ConfigError::EndpointNotFound(id.to_string()));
+    let endpoint = |id: &EndpointId| state.endpoints.get(id).ok_or_else(|| ConfigError::EndpointNotFound(id.clone()));
     match cmd {
-        Command::CreateTenant { .. } => Err(ConfigError::TenantExists(tenant_id.to_string())),
+        Command::CreateTenant { .. } => Err(ConfigError::TenantExists(tenant_id.clone())),
         Command::UpdateTenant { plan, webhooks_enabled } => {
             let mut events = Vec::new();
             if let Some(plan) = plan.filter(|p| *p != state.plan) {
@@ -656,7 +655,7 @@ mod tests {
         assert_eq!(given(&events), None);
         assert_eq!(
             decide(&t, None, Command::DeleteTenant { confirm: "acme".into() }),
-            Err(ConfigError::TenantNotFound("acme".into()))
+            Err(ConfigError::TenantNotFound(t.clone()))
         );
         events
             .extend(decide(&t, None, Command::CreateTenant { plan: Plan::Business, webhooks_enabled: false }).unwrap());

@@ -92,7 +92,9 @@ fn parsed_optional<T: FromStr<Err = FieldError>>(row: &PgRow, column: &'static s
 }
 
 fn parse_text<T: FromStr<Err = FieldError>>(column: &'static str, text: &str) -> Result<T, sqlx::Error> {
-    text.parse().map_err(|source| undecodable(column, UnreadableValue { column, value: text.to_owned(), source }))
+    text.parse().map_err(|source: FieldError| {
+        undecodable(column, UnreadableValue { column, value: text.to_owned(), source: source.under(column) })
+    })
 }
 
 /// State column `column` read into its enum.

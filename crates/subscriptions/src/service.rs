@@ -188,12 +188,12 @@ impl SubscriptionsApi {
     /// ago through another replica included).
     async fn tenant(&self, id: &TenantId) -> Result<std::sync::Arc<TenantState>, Status> {
         self.directory.sync_tenant(id, WaitReason::Read).await.map_err(status)?;
-        self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.to_string()).into()))
+        self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.clone()).into()))
     }
 
     async fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<EndpointConfig, Status> {
         let t = self.tenant(tenant).await?;
-        t.endpoints.get(id).cloned().ok_or_else(|| status(ConfigError::EndpointNotFound(id.to_string()).into()))
+        t.endpoints.get(id).cloned().ok_or_else(|| status(ConfigError::EndpointNotFound(id.clone()).into()))
     }
 
     /// The tenant for `Resolve`: as of at least `min_seq` (the config
@@ -214,7 +214,7 @@ impl SubscriptionsApi {
         if min_seq == 0 {
             self.directory.sync_tenant(id, WaitReason::Resolve).await.map_err(status)?;
         }
-        self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.to_string()).into()))
+        self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.clone()).into()))
     }
 
     async fn run(&self, tenant: &TenantId, cmd: Command) -> Result<std::sync::Arc<TenantState>, Status> {
@@ -353,7 +353,7 @@ impl SubscriptionService for SubscriptionsApi {
             rate_limit: r.rate_limit.map(rate_limit).transpose()?,
         };
         let tenant = self.run(&t, Command::UpdateEndpoint { endpoint_id: e.clone(), patch }).await?;
-        let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.to_string()).into()))?;
+        let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.clone()).into()))?;
         Ok(Response::new(endpoint_to_pb(&t, ep)))
     }
 
@@ -393,7 +393,7 @@ impl SubscriptionService for SubscriptionsApi {
             Some(_) => return Err(invalid(FieldError::new("grace_period_seconds", "must be at most 604800 (7 days)"))),
         };
         let tenant = self.run(&t, Command::RotateSecret { endpoint_id: e.clone(), secret, grace }).await?;
-        let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.to_string()).into()))?;
+        let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.clone()).into()))?;
         tracing::info!(tenant = %t, endpoint = %e, "signing secret rotated");
         Ok(Response::new(pb::EndpointSecret { endpoint_id: e.to_string(), secret: ep.secret.expose().to_owned() }))
     }
