@@ -159,9 +159,33 @@ impl Timestamp {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form Hookline stamps times in, read
+/// without the general RFC 3339 parser: fan-out and the workers read two or
+/// three of them with every event and task. `None` for anything else (a
+/// producer's own form, a leap second), which the general parser reads.
+fn hookline_stamp(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let b = text.as_bytes();
+    let shape = b.len() == 24
+        && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')]
+            .iter()
+            .all(|&(i, c)| b[i] == c);
+    if !shape {
+        return None;
+    }
+    let n = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(n(0, 4)? as i32, n(5, 7)?, n(8, 10)?)?;
+    let time = chrono::NaiveTime::from_hms_milli_opt(n(11, 13)?, n(14, 16)?, n(17, 19)?, n(20, 23)?)?;
+    Some(date.and_time(time).and_utc().fixed_offset())
+}
+
 impl TryFrom<String> for Timestamp {
     type Error = RuleBroken;
     fn try_from(text: String) -> Result<Self, RuleBroken> {
+        if let Some(at) = hookline_stamp(&text) {
+            return Ok(Self { text, at });
+        }
         match chrono::DateTime::parse_from_rfc3339(&text) {
             Ok(at) => Ok(Self { text, at }),
             Err(source) => Err(RuleBroken::NotTimestamp { got: text, source }),
@@ -218,6 +242,37 @@ mod tests {
         let utc: Timestamp = serde_json::from_str(r#""2026-11-29T10:00:00.500Z""#).unwrap();
         assert_eq!(t.parsed(), utc.parsed());
         assert_ne!(t, utc, "the same time written otherwise is another text");
+    }
+
+    #[test]
+    fn hookline_stamps_read_as_the_general_parser_reads_them() {
+        let mut t = chrono::DateTime::parse_from_rfc3339("1970-01-01T00:00:00Z").unwrap().to_utc();
+        // Every month and day of a leap and a common year, and times across the day.
+        for step in 0..(2 * 366 * 24) {
+            let text = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let general = chrono::DateTime::parse_from_rfc3339(&text).unwrap();
+            assert_eq!(hookline_stamp(&text), Some(general), "{text}");
+            t += chrono::TimeDelta::milliseconds(3_600_000 + 61_001 * (step % 7) + step % 1000)
+                + chrono::TimeDelta::days(10 * (step % 3));
+        }
+        for other in [
+            "2026-11-29T10:00:00Z",
+            "2026-11-29T10:00:00.5Z",
+            "2026-11-29T11:00:00.000+01:00",
+            "2026-11-29t10:00:00.000z",
+            "2016-12-31T23:59:60.000Z",
+            "2026-02-30T10:00:00.000Z",
+            "2026-11-29T24:00:00.000Z",
+            "2026-1a-29T10:00:00.000Z",
+        ] {
+            assert_eq!(hookline_stamp(other), None, "{other}");
+        }
+        // Those the stamp does not read still parse as before (or fail as before).
+        assert_eq!(
+            Timestamp::try_from("2016-12-31T23:59:60.000Z".to_owned()).map(|t| t.parsed()).ok(),
+            chrono::DateTime::parse_from_rfc3339("2016-12-31T23:59:60.000Z").ok()
+        );
+        assert!(Timestamp::try_from("2026-02-30T10:00:00.000Z".to_owned()).is_err());
     }
 
     #[test]
