@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::Context as _;
 use chrono::{TimeDelta, Utc};
-use hookline_domain::ids::EndpointId;
+use hookline_domain::ids::{DeliveryId, EndpointId, TenantId};
 use hookline_store::queries::{DeliveryFilter, endpoint_stats, list_deliveries};
 use serde_json::json;
 use sqlx::PgPool;
@@ -178,26 +178,30 @@ async fn measure(args: &Args, stack: &mut Stack) -> anyhow::Result<Report> {
     println!("  filled in {fill_secs:.1} s; deliveries table with indexes: {size}");
 
     let n = args.iterations;
+    let tenant = TenantId::parse(TENANT)?;
     let filter = DeliveryFilter::default();
     let select1 = time(n, || async { Ok(sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool).await?) }).await?;
     let first =
-        time(n, || async { Ok(list_deliveries(&pool, TENANT, Some(&endpoint), &filter, PAGE, None).await?) }).await?;
-    // The cursor of page 100: the id of the last row of page 99.
-    let cursor: String =
-        sqlx::query_scalar("SELECT id FROM deliveries WHERE endpoint_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1")
-            .bind(&endpoint)
-            .bind(i64::from(PAGE) * 99 - 1)
-            .fetch_one(&pool)
+        time(n, || async { Ok(list_deliveries(&pool, &tenant, Some(&endpoint_id), &filter, PAGE, None).await?) })
             .await?;
+    // The cursor of page 100: the id of the last row of page 99.
+    let cursor: DeliveryId = sqlx::query_scalar::<_, String>(
+        "SELECT id FROM deliveries WHERE endpoint_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1",
+    )
+    .bind(&endpoint)
+    .bind(i64::from(PAGE) * 99 - 1)
+    .fetch_one(&pool)
+    .await?
+    .parse()?;
     let page100 = time(n, || async {
-        let page = list_deliveries(&pool, TENANT, Some(&endpoint), &filter, PAGE, Some(&cursor)).await?;
+        let page = list_deliveries(&pool, &tenant, Some(&endpoint_id), &filter, PAGE, Some(&cursor)).await?;
         anyhow::ensure!(page.rows.len() == PAGE as usize, "page 100 has {} rows", page.rows.len());
         Ok(page)
     })
     .await?;
     let since = Utc::now() - TimeDelta::days(30);
     let stats = time(n, || async {
-        let s = endpoint_stats(&pool, TENANT, &endpoint, since).await?;
+        let s = endpoint_stats(&pool, &tenant, &endpoint_id, since).await?;
         anyhow::ensure!(s.attempts > 0, "no statistics");
         Ok(s)
     })

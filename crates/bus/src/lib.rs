@@ -116,13 +116,10 @@ pub fn retry_bucket_filter(due: RetryBucket) -> String {
 pub fn retry_tenant_filter(tenant: &TenantId) -> String {
     format!("hookline.retry.*.{}.>", tenant.as_str())
 }
-/// The tenant and endpoint tokens of `hookline.retry.<due>.<tenant>.<endpoint>`.
-pub fn retry_tenant_and_endpoint_of(subject: &str) -> Option<(&str, &str)> {
-    let mut tokens = subject.strip_prefix("hookline.retry.")?.split('.').skip(1);
-    match (tokens.next(), tokens.next(), tokens.next()) {
-        (Some(tenant), Some(endpoint), None) => Some((tenant, endpoint)),
-        _ => None,
-    }
+/// The tenant and endpoint of `hookline.retry.<due>.<tenant>.<endpoint>`;
+/// `None` unless both tokens are ids.
+pub fn retry_tenant_and_endpoint_of(subject: &str) -> Option<(TenantId, EndpointId)> {
+    ids_of(subject.strip_prefix("hookline.retry.")?.split('.').skip(1))
 }
 
 /// One bucket of HOOKLINE_RETRY: the Unix second its retries are due in.
@@ -158,16 +155,26 @@ pub fn parked_consumer(endpoint: &EndpointId) -> String {
     format!("parked_{}", endpoint.as_str())
 }
 
-/// The tenant and endpoint tokens of `hookline.<kind>.<tenant>.<endpoint>`.
-pub fn tenant_and_endpoint_of(subject: &str) -> Option<(&str, &str)> {
-    let mut tokens = subject.split('.').skip(2);
+/// The tenant and endpoint of `hookline.<kind>.<tenant>.<endpoint>`;
+/// `None` unless both tokens are ids.
+pub fn tenant_and_endpoint_of(subject: &str) -> Option<(TenantId, EndpointId)> {
+    ids_of(subject.split('.').skip(2))
+}
+
+/// The last two of `tokens`, when there are exactly two and they are a
+/// tenant and an endpoint id.
+fn ids_of<'a>(mut tokens: impl Iterator<Item = &'a str>) -> Option<(TenantId, EndpointId)> {
     match (tokens.next(), tokens.next(), tokens.next()) {
-        (Some(tenant), Some(endpoint), None) => Some((tenant, endpoint)),
+        (Some(tenant), Some(endpoint), None) => {
+            Some((TenantId::parse(tenant).ok()?, EndpointId::parse(endpoint).ok()?))
+        }
         _ => None,
     }
 }
 
-/// The tenant token of `hookline.<kind>.<tenant>[...]`.
+/// The tenant token of `hookline.<kind>.<tenant>[...]`, as text: intake
+/// subjects carry whatever a publisher named, which ingest checks itself
+/// (and records on HOOKLINE_REJECTED when it is no tenant id).
 pub fn tenant_of(subject: &str) -> Option<&str> {
     subject.split('.').nth(2)
 }
@@ -676,12 +683,15 @@ mod tests {
     fn subjects_split_back_into_tenant_and_endpoint() {
         let tenant = TenantId::parse("acme-dental_01").unwrap();
         let endpoint = EndpointId::parse("ep_01JABCDEFGHJKMNPQRSTVWXYZ0").unwrap();
+        let both = Some((tenant.clone(), endpoint.clone()));
         let s = parked_subject(&tenant, &endpoint);
-        assert_eq!(tenant_and_endpoint_of(&s), Some(("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0")));
+        assert_eq!(tenant_and_endpoint_of(&s), both);
         let d = dispatch_subject(&tenant, &endpoint);
-        assert_eq!(tenant_and_endpoint_of(&d), Some(("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0")));
+        assert_eq!(tenant_and_endpoint_of(&d), both);
         assert_eq!(tenant_and_endpoint_of("hookline.parked.t"), None);
         assert_eq!(tenant_and_endpoint_of("hookline.parked.t.e.x"), None);
+        assert_eq!(tenant_and_endpoint_of("hookline.parked.ACME.ep_01JABCDEFGHJKMNPQRSTVWXYZ0"), None);
+        assert_eq!(tenant_and_endpoint_of("hookline.parked.acme.ep_x"), None);
     }
 
     #[test]
@@ -692,7 +702,7 @@ mod tests {
         assert_eq!(due, RetryBucket(1_733_480_000));
         let s = retry_subject(due, &tenant, &endpoint);
         assert_eq!(s, "hookline.retry.1733480000.acme-dental_01.ep_01JABCDEFGHJKMNPQRSTVWXYZ0");
-        assert_eq!(retry_tenant_and_endpoint_of(&s), Some(("acme-dental_01", "ep_01JABCDEFGHJKMNPQRSTVWXYZ0")));
+        assert_eq!(retry_tenant_and_endpoint_of(&s), Some((tenant.clone(), endpoint.clone())));
         assert_eq!(retry_bucket_filter(due), "hookline.retry.1733480000.>");
         assert_eq!(retry_tenant_filter(&tenant), "hookline.retry.*.acme-dental_01.>");
         assert_eq!(retry_tenant_and_endpoint_of("hookline.retry.1.t"), None);

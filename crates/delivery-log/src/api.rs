@@ -49,18 +49,18 @@ impl DeliveryApi {
     }
 
     /// The tenant's delivery, or NOT_FOUND (also for another tenant's id).
-    async fn delivery(&self, tenant: &str, id: &str) -> Result<DeliveryRow, Error> {
-        queries::get_delivery(&self.pool, tenant, id).await?.ok_or_else(|| Error::DeliveryNotFound(id.to_owned()))
+    async fn delivery(&self, tenant: &TenantId, id: &DeliveryId) -> Result<DeliveryRow, Error> {
+        queries::get_delivery(&self.pool, tenant, id).await?.ok_or_else(|| Error::DeliveryNotFound(id.clone()))
     }
 
     /// Another tenant's endpoint id answers NOT_FOUND, like a missing one.
     async fn own_endpoint(&self, tenant: &TenantId, endpoint: &EndpointId) -> Result<(), Error> {
         if self.directory.endpoint(tenant, endpoint).is_some()
-            || queries::endpoint_belongs(&self.pool, tenant.as_str(), endpoint.as_str()).await?
+            || queries::endpoint_belongs(&self.pool, tenant, endpoint).await?
         {
             Ok(())
         } else {
-            Err(Error::EndpointNotFound(endpoint.to_string()))
+            Err(Error::EndpointNotFound(endpoint.clone()))
         }
     }
 
@@ -69,7 +69,7 @@ impl DeliveryApi {
     async fn scope(&self, tenant: &TenantId, endpoint: &str) -> Result<Option<EndpointId>, Error> {
         if endpoint.is_empty() {
             if self.directory.tenant(tenant).is_none() {
-                return Err(Error::TenantNotFound(tenant.to_string()));
+                return Err(Error::TenantNotFound(tenant.clone()));
             }
             return Ok(None);
         }
@@ -94,25 +94,18 @@ impl DeliveryApi {
             states: r.states.iter().map(|&s| state_name(s)).collect::<Result<_, _>>()?,
             event_type: match r.event_type.as_str() {
                 "" => None,
-                t => Some(EventType::parse(t).map_err(|e| e.under("event_type"))?.as_str().to_owned()),
+                t => Some(EventType::parse(t).map_err(|e| e.under("event_type"))?),
             },
             created_after: optional_time(&r.created_after, "created_after")?,
             created_before: optional_time(&r.created_before, "created_before")?,
             replayed: r.replayed,
             test: r.test,
         };
-        let page = queries::list_deliveries(
-            &self.pool,
-            tenant.as_str(),
-            endpoint.as_ref().map(|e| e.as_str()),
-            &filter,
-            page_size,
-            after.as_ref().map(|a| a.as_str()),
-        )
-        .await?;
+        let page = queries::list_deliveries(&self.pool, &tenant, endpoint.as_ref(), &filter, page_size, after.as_ref())
+            .await?;
         Ok(pb::ListDeliveriesResponse {
             deliveries: page.rows.into_iter().map(delivery_pb).collect(),
-            next_page_token: page.next_after.unwrap_or_default(),
+            next_page_token: page.next_after.map(String::from).unwrap_or_default(),
         })
     }
 
@@ -150,7 +143,7 @@ impl DeliveryApi {
 
     async fn detail(&self, r: pb::GetDeliveryRequest) -> Result<pb::DeliveryDetail, Error> {
         let (tenant, id) = (tenant_id(&r.tenant_id)?, delivery_id(&r.delivery_id)?);
-        let row = self.delivery(tenant.as_str(), id.as_str()).await?;
+        let row = self.delivery(&tenant, &id).await?;
         let attempts = queries::attempts(&self.pool, &row.id).await?;
         Ok(pb::DeliveryDetail {
             delivery: Some(delivery_pb(row)),
@@ -162,7 +155,7 @@ impl DeliveryApi {
     /// the stored event and checked against the recorded hash.
     async fn raw(&self, r: pb::GetDeliveryRawRequest) -> Result<pb::RawRequest, Error> {
         let (tenant, id) = (tenant_id(&r.tenant_id)?, delivery_id(&r.delivery_id)?);
-        let row = self.delivery(tenant.as_str(), id.as_str()).await?;
+        let row = self.delivery(&tenant, &id).await?;
         replay::payload_kept(&row, self.archive_after)?;
         let attempts = queries::attempts(&self.pool, &row.id).await?;
         let attempt = match r.attempt {
@@ -194,10 +187,10 @@ impl DeliveryApi {
 
     async fn replay(&self, r: pb::ReplayDeliveryRequest) -> Result<pb::ReplayDeliveryResponse, Error> {
         let (tenant, id) = (tenant_id(&r.tenant_id)?, delivery_id(&r.delivery_id)?);
-        let row = self.delivery(tenant.as_str(), id.as_str()).await?;
+        let row = self.delivery(&tenant, &id).await?;
         let new = replay::replay(&self.js, &tenant, &row, self.archive_after).await?;
         tracing::info!(tenant = %tenant, delivery = %new, replay_of = %row.id, "replay queued");
-        Ok(pb::ReplayDeliveryResponse { delivery_id: new.to_string(), replay_of: row.id })
+        Ok(pb::ReplayDeliveryResponse { delivery_id: new.into(), replay_of: row.id.into() })
     }
 
     /// Queue a test event of the asked type for the endpoint alone.
@@ -214,12 +207,9 @@ impl DeliveryApi {
             self.directory.catch_up().await.map_err(|e| Error::Unavailable(e.into()))?;
             found = self.directory.endpoint(&tenant, &endpoint);
         }
-        let config = found.ok_or_else(|| Error::EndpointNotFound(endpoint.to_string()))?;
+        let config = found.ok_or_else(|| Error::EndpointNotFound(endpoint.clone()))?;
         if !config.enabled {
-            return Err(Error::EndpointDisabled {
-                endpoint: endpoint.to_string(),
-                reason: config.disabled_reason.clone(),
-            });
+            return Err(Error::EndpointDisabled { endpoint: endpoint.clone(), reason: config.disabled_reason.clone() });
         }
         let (delivery, event) = replay::send_test(&self.js, &tenant, &endpoint, event_type).await?;
         tracing::info!(tenant = %tenant, endpoint_id = %endpoint, delivery = %delivery, event_id = %event,
@@ -233,7 +223,7 @@ impl DeliveryApi {
         self.own_endpoint(&tenant, &endpoint).await?;
         let since = optional_time(&r.since, "since")?.ok_or_else(|| FieldError::new("since", "is required"))?;
         let id = JobId::generate();
-        let job = queries::create_job(&self.pool, id.as_str(), tenant.as_str(), endpoint.as_str(), since).await?;
+        let job = queries::create_job(&self.pool, &id, &tenant, &endpoint, since).await?;
         let span = tracing::info_span!("recover", job = %id, tenant = %tenant, endpoint_id = %endpoint);
         let run = replay::run_recover(
             self.pool.clone(),
@@ -251,21 +241,21 @@ impl DeliveryApi {
     async fn job(&self, r: pb::GetRecoverJobRequest) -> Result<pb::RecoverJob, Error> {
         let tenant = tenant_id(&r.tenant_id)?;
         let id = JobId::parse(&r.job_id).map_err(|e| e.under("job_id"))?;
-        let job = queries::get_job(&self.pool, tenant.as_str(), id.as_str()).await?;
-        Ok(job_pb(job.ok_or_else(|| Error::JobNotFound(id.to_string()))?))
+        let job = queries::get_job(&self.pool, &tenant, &id).await?;
+        Ok(job_pb(job.ok_or_else(|| Error::JobNotFound(id))?))
     }
 
     async fn endpoint_stats(&self, r: pb::GetEndpointStatsRequest) -> Result<pb::Stats, Error> {
         let (tenant, endpoint) = (tenant_id(&r.tenant_id)?, endpoint_id(&r.endpoint_id)?);
         self.own_endpoint(&tenant, &endpoint).await?;
         let since = Utc::now() - window(r.window)?;
-        Ok(stats_pb(&queries::endpoint_stats(&self.pool, tenant.as_str(), endpoint.as_str(), since).await?))
+        Ok(stats_pb(&queries::endpoint_stats(&self.pool, &tenant, &endpoint, since).await?))
     }
 
     async fn tenant_stats(&self, r: pb::GetTenantStatsRequest) -> Result<pb::TenantStats, Error> {
         let tenant = tenant_id(&r.tenant_id)?;
         let since = Utc::now() - window(r.window)?;
-        let stats = queries::tenant_stats(&self.pool, tenant.as_str(), since).await?;
+        let stats = queries::tenant_stats(&self.pool, &tenant, since).await?;
         Ok(pb::TenantStats {
             total: Some(stats_pb(&stats.total)),
             endpoints: stats.endpoints.iter().filter(|s| s.attempts > 0).map(stats_pb).collect(),
@@ -310,7 +300,7 @@ struct Export {
     endpoint: Option<EndpointId>,
     filter: DeliveryFilter,
     /// The last id read; the next page starts below it.
-    after: Option<String>,
+    after: Option<DeliveryId>,
     page: std::collections::VecDeque<pb::DeliveryDetail>,
     /// No page follows.
     done: bool,
@@ -321,15 +311,15 @@ impl Export {
     async fn next_page(&mut self) -> Result<(), Error> {
         let page = queries::list_deliveries(
             &self.pool,
-            self.tenant.as_str(),
-            self.endpoint.as_ref().map(|e| e.as_str()),
+            &self.tenant,
+            self.endpoint.as_ref(),
             &self.filter,
             EXPORT_PAGE,
-            self.after.as_deref(),
+            self.after.as_ref(),
         )
         .await?;
-        let ids: Vec<String> = page.rows.iter().map(|d| d.id.clone()).collect();
-        let mut attempts: HashMap<String, Vec<pb::Attempt>> = HashMap::with_capacity(ids.len());
+        let ids: Vec<DeliveryId> = page.rows.iter().map(|d| d.id.clone()).collect();
+        let mut attempts: HashMap<DeliveryId, Vec<pb::Attempt>> = HashMap::with_capacity(ids.len());
         for a in queries::attempts_of(&self.pool, &ids).await? {
             attempts.entry(a.delivery_id.clone()).or_default().push(attempt_pb(a));
         }
@@ -506,17 +496,17 @@ fn delivery_pb(d: DeliveryRow) -> pb::Delivery {
         DeliveryState::Archived => pb::DeliveryState::Archived,
     };
     pb::Delivery {
-        id: d.id,
-        event_id: d.event_id,
-        event_type: d.event_type,
-        endpoint_id: d.endpoint_id,
+        id: d.id.into(),
+        event_id: d.event_id.into(),
+        event_type: d.event_type.as_str().to_owned(),
+        endpoint_id: d.endpoint_id.into(),
         created_at: ts(d.created_at),
         last_attempt_at: ts(d.last_attempt_at),
         attempt_count: count(d.attempt_count) as u32,
         last_status_code: count(d.last_status_code.unwrap_or(0)) as u32,
         last_error_kind: d.last_error_kind.unwrap_or_default(),
         state: state.into(),
-        replay_of: d.replay_of.unwrap_or_default(),
+        replay_of: d.replay_of.map(String::from).unwrap_or_default(),
         replay_count: count(d.replay_count) as u32,
         archived_at: d.archived_at.map(ts).unwrap_or_default(),
         test: d.test,
@@ -539,7 +529,7 @@ fn attempt_pb(a: AttemptRow) -> pb::Attempt {
 
 fn stats_pb(s: &Stats) -> pb::Stats {
     pb::Stats {
-        endpoint_id: s.endpoint_id.clone(),
+        endpoint_id: s.endpoint_id.as_ref().map(|e| e.to_string()).unwrap_or_default(),
         attempts: count(s.attempts),
         accepted: count(s.accepted),
         not_accepted: count(s.attempts - s.accepted),
@@ -561,8 +551,8 @@ fn stats_pb(s: &Stats) -> pb::Stats {
 
 fn job_pb(j: JobRow) -> pb::RecoverJob {
     pb::RecoverJob {
-        id: j.id,
-        endpoint_id: j.endpoint_id,
+        id: j.id.into(),
+        endpoint_id: j.endpoint_id.into(),
         since: ts(j.since),
         total: count(j.total) as u32,
         done: count(j.done) as u32,
@@ -596,9 +586,13 @@ mod tests {
 
     #[test]
     fn errors_map_to_codes() {
-        let s = status(Error::DeliveryNotFound("dlv_X".into()));
-        assert_eq!((s.code(), s.message()), (tonic::Code::NotFound, "delivery `dlv_X` not found"));
-        assert_eq!(status(Error::PayloadGone("dlv_X".into())).code(), tonic::Code::FailedPrecondition);
+        let id = DeliveryId::parse("dlv_01KB0000000000000000000000").unwrap();
+        let s = status(Error::DeliveryNotFound(id.clone()));
+        assert_eq!(
+            (s.code(), s.message()),
+            (tonic::Code::NotFound, "delivery `dlv_01KB0000000000000000000000` not found")
+        );
+        assert_eq!(status(Error::PayloadGone(id)).code(), tonic::Code::FailedPrecondition);
         assert_eq!(status(Error::Unavailable("down".into())).code(), tonic::Code::Unavailable);
     }
 
@@ -606,11 +600,11 @@ mod tests {
     fn rows_become_messages() {
         let t = DateTime::parse_from_rfc3339("2026-11-29T10:00:00.5Z").unwrap().with_timezone(&Utc);
         let d = delivery_pb(DeliveryRow {
-            id: "dlv_1".into(),
-            tenant_id: "acme".into(),
-            endpoint_id: "ep_1".into(),
-            event_id: "evt_1".into(),
-            event_type: "customer.updated".into(),
+            id: DeliveryId::generate(),
+            tenant_id: TenantId::parse("acme").unwrap(),
+            endpoint_id: EndpointId::generate(),
+            event_id: hookline_domain::ids::EventId::generate(),
+            event_type: EventType::CustomerUpdated,
             event_seq: 3,
             created_at: t,
             last_attempt_at: t,
@@ -629,12 +623,15 @@ mod tests {
             ("2026-11-29T10:00:00.500Z", "2026-11-29T10:00:00.500Z")
         );
         assert_eq!((d.last_status_code, d.last_error_kind.as_str(), d.replay_count), (0, "timeout", 1));
-        let mut s = Stats::new("ep_1");
+        let endpoint = EndpointId::generate();
+        let mut s = Stats::new(Some(endpoint.clone()));
         s.attempts = 5;
         s.accepted = 4;
         s.errors.insert("http_status".into(), 1);
         let p = stats_pb(&s);
         assert_eq!((p.attempts, p.accepted, p.not_accepted, p.errors.len()), (5, 4, 1, 1));
+        assert_eq!(p.endpoint_id, endpoint.as_str());
+        assert_eq!(stats_pb(&Stats::new(None)).endpoint_id, "", "a tenant's total names no endpoint");
         assert!((p.success_rate - 0.8).abs() < 1e-9);
     }
 }

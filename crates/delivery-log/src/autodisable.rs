@@ -36,11 +36,7 @@ pub async fn run(
         match hookline_store::health::failing_for(&pool, after / 2).await {
             Ok(failing) => {
                 for f in failing {
-                    let (Ok(tenant), Ok(endpoint_id)) =
-                        (TenantId::parse(&f.tenant_id), EndpointId::parse(&f.endpoint_id))
-                    else {
-                        continue;
-                    };
+                    let (tenant, endpoint_id) = (f.tenant_id.clone(), f.endpoint_id.clone());
                     let failed_for = (Utc::now() - f.since).to_std().unwrap_or_default();
                     if failed_for >= after {
                         disable(&pool, &commands, &directory, &tenant, endpoint_id, &f, after).await;

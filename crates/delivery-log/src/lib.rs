@@ -21,7 +21,10 @@ pub mod replay;
 pub use api::DeliveryApi;
 
 use hookline_auth::{Reason, Refusal};
-use hookline_domain::FieldError;
+use hookline_domain::{
+    FieldError,
+    ids::{DeliveryId, EndpointId, JobId, TenantId},
+};
 use hookline_store::StoreError;
 use tonic::Status;
 
@@ -31,25 +34,28 @@ pub enum Error {
     #[error("{0}")]
     Invalid(#[from] FieldError),
     #[error("delivery `{0}` not found")]
-    DeliveryNotFound(String),
+    DeliveryNotFound(DeliveryId),
     #[error("endpoint `{0}` not found")]
-    EndpointNotFound(String),
+    EndpointNotFound(EndpointId),
     #[error("tenant `{0}` not found")]
-    TenantNotFound(String),
+    TenantNotFound(TenantId),
     #[error("attempt {attempt} of delivery `{delivery}` not found")]
-    AttemptNotFound { delivery: String, attempt: u32 },
+    AttemptNotFound { delivery: DeliveryId, attempt: u32 },
     #[error("recover job `{0}` not found")]
-    JobNotFound(String),
-    #[error("delivery {delivery} was archived on {on}: its payload and raw requests are deleted")]
-    Archived { delivery: String, on: String },
+    JobNotFound(JobId),
+    #[error(
+        "delivery {delivery} was archived on {}: its payload and raw requests are deleted",
+        on.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    )]
+    Archived { delivery: DeliveryId, on: chrono::DateTime<chrono::Utc> },
     #[error("delivery {0}: its payload was archived (it left HOOKLINE_EVENTS with the stream's retention)")]
-    PayloadGone(String),
+    PayloadGone(DeliveryId),
     #[error("delivery {0}: the stored payload no longer matches the body that was sent")]
-    PayloadChanged(String),
+    PayloadChanged(DeliveryId),
     #[error("attempt {attempt} of delivery {delivery} sent no request: the endpoint was unavailable")]
-    NothingSent { delivery: String, attempt: u32 },
+    NothingSent { delivery: DeliveryId, attempt: u32 },
     #[error("endpoint `{endpoint}` is disabled{}: enable it first", because(reason.as_deref()))]
-    EndpointDisabled { endpoint: String, reason: Option<String> },
+    EndpointDisabled { endpoint: EndpointId, reason: Option<String> },
     #[error("NATS JetStream unavailable: {0}")]
     Unavailable(#[source] hookline_bus::Source),
     #[error("delivery log unavailable: {0}")]
@@ -68,17 +74,10 @@ pub enum Unreadable {
         #[source]
         source: serde_json::Error,
     },
-    /// An id in a delivery's log row.
-    #[error("delivery {delivery}: {source}")]
-    Id {
-        delivery: String,
-        #[source]
-        source: FieldError,
-    },
     /// A delivery's `event_seq` that is no stream sequence (negative).
     #[error("delivery {delivery}: event_seq {seq}")]
     EventSeq {
-        delivery: String,
+        delivery: DeliveryId,
         seq: i64,
         #[source]
         source: std::num::TryFromIntError,
@@ -122,13 +121,15 @@ impl From<Error> for Status {
                 tracing::warn!(error = %message, "delivery log unavailable");
                 Refusal::new(Reason::StreamUnavailable, message)
             }
+            // A log row whose id or state does not parse is as unreadable
+            // as a stored event that does not: asking again will not help.
+            Error::Corrupt(_) | Error::Store(StoreError::Db(sqlx::Error::ColumnDecode { .. })) => {
+                tracing::error!(error = %message, "delivery log: unreadable record");
+                Refusal::new(Reason::UnreadableRecord, message)
+            }
             Error::Store(_) => {
                 tracing::warn!(error = %message, "delivery log unavailable");
                 Refusal::new(Reason::DatabaseUnavailable, message)
-            }
-            Error::Corrupt(_) => {
-                tracing::error!(error = %message, "delivery log: unreadable record");
-                Refusal::new(Reason::UnreadableRecord, message)
             }
         };
         refusal.into()

@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{Context, message::PublishMessage, stream::RawMessageErrorKind};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use hookline_bus::{EVENTS_STREAM, dispatch_subject, events_subject};
 use hookline_domain::{
     delivery::DispatchTask,
@@ -48,7 +48,7 @@ pub fn payload_kept(row: &DeliveryRow, archive_after: Duration) -> Result<(), Er
         (None, Some(due)) if due <= Utc::now() => due,
         _ => return Ok(()),
     };
-    Err(Error::Archived { delivery: row.id.clone(), on: on.to_rfc3339_opts(SecondsFormat::Millis, true) })
+    Err(Error::Archived { delivery: row.id.clone(), on })
 }
 
 /// The delivery's event, read from HOOKLINE_EVENTS at its sequence.
@@ -65,7 +65,7 @@ pub async fn load_event(js: &Context, row: &DeliveryRow) -> Result<StoredEvent, 
     let event: StoredEvent =
         serde_json::from_slice(&msg.payload).map_err(|source| Unreadable::Event { seq, source })?;
     // A re-created stream reuses sequences: another event there means ours is gone.
-    if event.id.as_str() != row.event_id {
+    if event.id != row.event_id {
         return Err(Error::PayloadGone(row.id.clone()));
     }
     Ok(event)
@@ -92,13 +92,12 @@ async fn replay_as(
 ) -> Result<DeliveryId, Error> {
     payload_kept(row, archive_after)?;
     let event = load_event(js, row).await?;
-    let corrupt = |source| Unreadable::Id { delivery: row.id.clone(), source };
     let task = DispatchTask {
         delivery_id,
         created_at: hookline_domain::events::Timestamp::now(),
-        endpoint_id: EndpointId::parse(&row.endpoint_id).map_err(corrupt)?,
+        endpoint_id: row.endpoint_id.clone(),
         event_seq: event_seq(row)?,
-        replay_of: Some(DeliveryId::parse(&row.id).map_err(corrupt)?),
+        replay_of: Some(row.id.clone()),
         attempt: 1,
         not_before: None,
         event,
@@ -175,19 +174,18 @@ pub async fn run_recover(
 ) {
     // The heartbeat says this process still runs the job.
     let beat = tokio::spawn({
-        let (pool, job) = (pool.clone(), job.to_string());
+        let (pool, job) = (pool.clone(), job.clone());
         async move {
             loop {
                 tokio::time::sleep(HEARTBEAT_EVERY).await;
                 if let Err(e) = queries::heartbeat_job(&pool, &job).await {
-                    tracing::warn!(job, error = %e, "recover job: heartbeat not stored");
+                    tracing::warn!(job = %job, error = %e, "recover job: heartbeat not stored");
                 }
             }
         }
     });
     let result = recover(&pool, &js, archive_after, &tenant, &endpoint, since, &job).await;
     beat.abort();
-    let job = job.to_string();
     let (state, error) = match result {
         Ok(0) => (JobState::Completed, None),
         Ok(skipped) => (JobState::Completed, Some(format!("{skipped} skipped: payload archived"))),
@@ -207,30 +205,24 @@ async fn recover(
     tenant: &TenantId,
     endpoint: &EndpointId,
     since: DateTime<Utc>,
-    job_id: &JobId,
+    job: &JobId,
 ) -> Result<u32, Error> {
-    let job = job_id.as_str();
-    let rows = queries::failed_deliveries_since(pool, tenant.as_str(), endpoint.as_str(), since).await?;
+    let rows = queries::failed_deliveries_since(pool, tenant, endpoint, since).await?;
     // Leave out originals a replay already covers (this job's own before a
     // crash included): a second run sends nothing twice.
-    let originals: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let ours: Vec<String> = rows
-        .iter()
-        .filter_map(|r| DeliveryId::parse(&r.id).ok())
-        .map(|d| DeliveryId::recovery(job_id, &d).to_string())
-        .collect();
-    let covered = queries::replayed(pool, endpoint.as_str(), &originals, &ours).await?;
+    let originals: Vec<DeliveryId> = rows.iter().map(|r| r.id.clone()).collect();
+    let ours: Vec<DeliveryId> = originals.iter().map(|d| DeliveryId::recovery(job, d)).collect();
+    let covered = queries::replayed(pool, endpoint, &originals, &ours).await?;
     let rows: Vec<&DeliveryRow> = rows.iter().filter(|r| !covered.contains(&r.id)).collect();
     let total = i32::try_from(rows.len()).unwrap_or(i32::MAX);
     queries::update_job_progress(pool, job, total, 0).await?;
     let (mut done, mut skipped, mut saved) = (0, 0, Instant::now());
     for row in rows {
-        let corrupt = |source| Unreadable::Id { delivery: row.id.clone(), source };
-        let id = DeliveryId::recovery(job_id, &DeliveryId::parse(&row.id).map_err(corrupt)?);
+        let id = DeliveryId::recovery(job, &row.id);
         match replay_as(js, tenant, row, archive_after, id).await {
             Ok(_) => done += 1,
             Err(e @ (Error::Archived { .. } | Error::PayloadGone(_))) => {
-                tracing::warn!(job, error = %e, "recover job: delivery skipped");
+                tracing::warn!(job = %job, error = %e, "recover job: delivery skipped");
                 skipped += 1;
             }
             Err(e) => {
@@ -265,12 +257,7 @@ pub async fn resume_jobs(pool: PgPool, js: Context, archive_after: Duration, shu
             }
         };
         for job in jobs {
-            let (Ok(id), Ok(tenant), Ok(endpoint)) =
-                (JobId::parse(&job.id), TenantId::parse(&job.tenant_id), EndpointId::parse(&job.endpoint_id))
-            else {
-                tracing::error!(job = job.id, "recover jobs: unreadable job row");
-                continue;
-            };
+            let (id, tenant, endpoint) = (job.id, job.tenant_id, job.endpoint_id);
             tracing::warn!(job = %id, done = job.done, total = job.total, "recover job interrupted; resuming it here");
             let span = tracing::info_span!("recover", job = %id, tenant = %tenant, endpoint_id = %endpoint);
             let run = run_recover(pool.clone(), js.clone(), archive_after, tenant, endpoint, job.since, id);
@@ -288,11 +275,11 @@ mod tests {
     fn row(created_ago: chrono::Duration, archived_at: Option<DateTime<Utc>>) -> DeliveryRow {
         let now = Utc::now();
         DeliveryRow {
-            id: "dlv_01KB0000000000000000000000".into(),
-            tenant_id: "acme".into(),
-            endpoint_id: "ep_01KB0000000000000000000000".into(),
-            event_id: "evt_01KB0000000000000000000000".into(),
-            event_type: "customer.updated".into(),
+            id: DeliveryId::parse("dlv_01KB0000000000000000000000").unwrap(),
+            tenant_id: TenantId::parse("acme").unwrap(),
+            endpoint_id: EndpointId::parse("ep_01KB0000000000000000000000").unwrap(),
+            event_id: EventId::parse("evt_01KB0000000000000000000000").unwrap(),
+            event_type: EventType::CustomerUpdated,
             event_seq: 7,
             created_at: now - created_ago,
             last_attempt_at: now,

@@ -231,9 +231,9 @@ async fn sweep(
     let parked: Vec<(String, usize)> = stream.info_with_subjects(PARKED_ALL).await?.try_collect().await?;
     metrics().parked.set(parked.iter().map(|(_, n)| *n as i64).sum());
     // A drained endpoint's consumer goes; it is made again if tasks return.
-    let waiting: std::collections::HashSet<&str> =
+    let waiting: std::collections::HashSet<EndpointId> =
         parked.iter().filter_map(|(s, _)| hookline_bus::tenant_and_endpoint_of(s).map(|(_, e)| e)).collect();
-    let drained: Vec<EndpointId> = queues.keys().filter(|e| !waiting.contains(e.as_str())).cloned().collect();
+    let drained: Vec<EndpointId> = queues.keys().filter(|e| !waiting.contains(*e)).cloned().collect();
     for endpoint in drained {
         queues.remove(&endpoint);
         let _ = stream.delete_consumer(&parked_consumer(&endpoint)).await;
@@ -243,10 +243,7 @@ async fn sweep(
         if shutdown.is_cancelled() {
             break;
         }
-        let Some((tenant, endpoint)) = hookline_bus::tenant_and_endpoint_of(&subject) else { continue };
-        let (Ok(tenant_id), Ok(endpoint_id)) = (TenantId::parse(tenant), EndpointId::parse(endpoint)) else {
-            continue;
-        };
+        let Some((tenant_id, endpoint_id)) = hookline_bus::tenant_and_endpoint_of(&subject) else { continue };
         let available = directory.endpoint(&tenant_id, &endpoint_id).is_some_and(|ep| ep.enabled);
         let queue = match queues.get_mut(&endpoint_id) {
             Some(queue) => queue,
@@ -269,7 +266,7 @@ async fn sweep(
         match unpark(js, events, &queue.consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
             Ok(n) => moved += n,
             Err(e) => {
-                tracing::warn!(endpoint_id = endpoint, error = %e, "parking: could not move tasks back");
+                tracing::warn!(endpoint_id = %endpoint_id, error = %e, "parking: could not move tasks back");
                 queues.remove(&endpoint_id);
             }
         }

@@ -70,10 +70,7 @@ use hookline_bus::{
     MSG_ID, RETRY_STREAM, RetryBucket, dispatch_subject, retry_bucket_filter, retry_subject,
     retry_tenant_and_endpoint_of,
 };
-use hookline_domain::{
-    delivery::DispatchTask,
-    ids::{EndpointId, TenantId},
-};
+use hookline_domain::delivery::DispatchTask;
 use hookline_telemetry::{metrics, trace::TRACEPARENT};
 use tokio_util::sync::CancellationToken;
 
@@ -413,7 +410,7 @@ impl<C: Fn() -> i64> Mover<C> {
 /// `hookline.retry.<due>.<tenant>.<endpoint>`.
 fn dispatch_subject_of(retry_subject: &str) -> Option<String> {
     let (tenant, endpoint) = retry_tenant_and_endpoint_of(retry_subject)?;
-    Some(dispatch_subject(&TenantId::parse(tenant).ok()?, &EndpointId::parse(endpoint).ok()?))
+    Some(dispatch_subject(&tenant, &endpoint))
 }
 
 #[cfg(test)]

@@ -230,7 +230,7 @@ enum Attempted {
 /// Whether `event` is past the archive age, when HOOKLINE_EVENTS drops it:
 /// a task that still carries it must not deliver it later than that.
 fn expired(event: &hookline_domain::events::StoredEvent, archive_after: Duration) -> bool {
-    let Ok(received) = chrono::DateTime::parse_from_rfc3339(&event.received_at) else { return false };
+    let received = event.received_at.parsed();
     chrono::Duration::from_std(archive_after)
         .ok()
         .and_then(|age| received.with_timezone(&chrono::Utc).checked_add_signed(age))

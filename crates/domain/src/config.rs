@@ -11,7 +11,7 @@ use crate::{
     FieldError,
     endpoint::{AuthHeader, EndpointConfig, EndpointUrl, ExpiringSecret, Layout, Plan, RateLimit, SigningSecret},
     event_type::EventType,
-    events::Email,
+    events::{Email, Timestamp},
     filter::{self, Condition},
     ids::{EndpointId, TenantId},
 };
@@ -21,48 +21,48 @@ use crate::{
 #[serde(tag = "type")]
 pub enum ConfigEvent {
     #[serde(rename = "tenant.created")]
-    TenantCreated { tenant_id: TenantId, plan: Plan, webhooks_enabled: bool, at: String },
+    TenantCreated { tenant_id: TenantId, plan: Plan, webhooks_enabled: bool, at: Timestamp },
     #[serde(rename = "tenant.plan_changed")]
-    PlanChanged { plan: Plan, at: String },
+    PlanChanged { plan: Plan, at: Timestamp },
     #[serde(rename = "tenant.webhooks_toggled")]
-    WebhooksToggled { enabled: bool, at: String },
+    WebhooksToggled { enabled: bool, at: Timestamp },
     /// Carries the whole operational contact as it is after the change
     /// (its secret sealed like endpoint secrets).
     #[serde(rename = "tenant.contact_changed")]
-    ContactChanged { contact: OperationalContact, at: String },
+    ContactChanged { contact: OperationalContact, at: Timestamp },
     #[serde(rename = "endpoint.created")]
-    EndpointCreated { endpoint: EndpointConfig, at: String },
+    EndpointCreated { endpoint: EndpointConfig, at: Timestamp },
     /// Carries the whole endpoint as it is after the change.
     #[serde(rename = "endpoint.updated")]
-    EndpointUpdated { endpoint: EndpointConfig, at: String },
+    EndpointUpdated { endpoint: EndpointConfig, at: Timestamp },
     #[serde(rename = "endpoint.deleted")]
-    EndpointDeleted { endpoint_id: EndpointId, at: String },
+    EndpointDeleted { endpoint_id: EndpointId, at: Timestamp },
     #[serde(rename = "endpoint.secret_rotated")]
     SecretRotated {
         endpoint_id: EndpointId,
         secret: SigningSecret,
         /// Until when the replaced secret keeps signing (absent: not at all).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        previous_expires_at: Option<String>,
-        at: String,
+        previous_expires_at: Option<Timestamp>,
+        at: Timestamp,
     },
     /// A tenant API key; only its SHA-256 hash is ever stored.
     #[serde(rename = "api_key.created")]
-    ApiKeyCreated { key_id: String, name: String, hash: String, at: String },
+    ApiKeyCreated { key_id: String, name: String, hash: String, at: Timestamp },
     #[serde(rename = "api_key.revoked")]
-    ApiKeyRevoked { key_id: String, at: String },
+    ApiKeyRevoked { key_id: String, at: Timestamp },
     /// Hookline (not the tenant) disabled the endpoint, e.g. after `410 Gone`.
     #[serde(rename = "endpoint.disabled")]
-    EndpointDisabled { endpoint_id: EndpointId, reason: String, at: String },
+    EndpointDisabled { endpoint_id: EndpointId, reason: String, at: Timestamp },
     /// The tenant's whole state as every event before it on the subject made
     /// it; see [`Snapshot`].
     #[serde(rename = "tenant.snapshot")]
-    TenantSnapshot { snapshot: Snapshot, at: String },
+    TenantSnapshot { snapshot: Snapshot, at: Timestamp },
     /// The tombstone: the tenant, its endpoints, secrets and API keys are
     /// gone. Every earlier event of the tenant is purged from the stream
     /// after this one is stored; the id may be created again afterwards.
     #[serde(rename = "tenant.deleted")]
-    TenantDeleted { at: String },
+    TenantDeleted { at: Timestamp },
 }
 
 impl ConfigEvent {
@@ -91,7 +91,7 @@ pub struct TenantState {
     pub id: TenantId,
     pub plan: Plan,
     pub webhooks_enabled: bool,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// Ordered by id, hence by creation time.
     pub endpoints: BTreeMap<EndpointId, EndpointConfig>,
     /// Stream sequence of the last applied event; the OCC token.
@@ -153,7 +153,7 @@ pub struct ApiKey {
     pub name: String,
     /// Lower-case hex SHA-256 of the key.
     pub hash: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// A tenant's whole state, written as one event on its own subject so that
@@ -167,7 +167,7 @@ pub struct Snapshot {
     pub tenant_id: TenantId,
     pub plan: Plan,
     pub webhooks_enabled: bool,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// Ordered by id.
     pub endpoints: Vec<EndpointConfig>,
     pub api_keys: Vec<SnapshotApiKey>,
@@ -184,7 +184,7 @@ pub struct SnapshotApiKey {
     pub key_id: String,
     pub name: String,
     pub hash: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 impl TenantState {
@@ -209,7 +209,7 @@ impl TenantState {
             contact: self.contact.clone(),
             through: self.version,
         };
-        ConfigEvent::TenantSnapshot { snapshot, at: now() }
+        ConfigEvent::TenantSnapshot { snapshot, at: Timestamp::now() }
     }
 
     fn from_snapshot(s: &Snapshot, seq: u64) -> Self {
@@ -275,7 +275,7 @@ impl TenantState {
             ConfigEvent::SecretRotated { endpoint_id, secret, previous_expires_at, at } => {
                 if let Some(ep) = s.endpoints.get_mut(endpoint_id) {
                     // Expired former secrets are dropped here, so the list stays short.
-                    ep.previous_secrets.retain(|p| p.expires_at.as_str() > at.as_str());
+                    ep.previous_secrets.retain(|p| p.expires_at.parsed() > at.parsed());
                     if let Some(expires_at) = previous_expires_at {
                         let old = std::mem::replace(&mut ep.secret, secret.clone());
                         ep.previous_secrets.push(ExpiringSecret { secret: old, expires_at: expires_at.clone() });
@@ -328,11 +328,11 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(#[from] FieldError),
     #[error("tenant `{0}` not found")]
-    TenantNotFound(String),
+    TenantNotFound(TenantId),
     #[error("tenant `{0}` already exists")]
-    TenantExists(String),
+    TenantExists(TenantId),
     #[error("endpoint `{0}` not found")]
-    EndpointNotFound(String),
+    EndpointNotFound(EndpointId),
     #[error("API key `{0}` not found")]
     ApiKeyNotFound(String),
     #[error(
@@ -373,9 +373,9 @@ pub struct ContactPatch {
 
 impl ContactPatch {
     /// The `tenant.contact_changed` event, if the patch changes anything.
-    fn decide(self, current: &OperationalContact, at: &str) -> Option<ConfigEvent> {
+    fn decide(self, current: &OperationalContact, at: &Timestamp) -> Option<ConfigEvent> {
         let next = current.patched(self.email, self.webhook_url);
-        (next != *current).then(|| ConfigEvent::ContactChanged { contact: next, at: at.to_owned() })
+        (next != *current).then(|| ConfigEvent::ContactChanged { contact: next, at: at.clone() })
     }
 }
 
@@ -438,10 +438,6 @@ pub enum Command {
     },
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 impl Command {
     /// Metric label of the command.
     pub fn name(&self) -> &'static str {
@@ -467,7 +463,7 @@ pub fn decide(
     state: Option<&TenantState>,
     cmd: Command,
 ) -> Result<Vec<ConfigEvent>, ConfigError> {
-    let at = now();
+    let at = Timestamp::now();
     let Some(state) = state else {
         return match cmd {
             Command::CreateTenant { plan, webhooks_enabled, contact } => {
@@ -477,15 +473,14 @@ pub fn decide(
             }
             Command::DeleteTenant { confirm } => {
                 check_confirmation(tenant_id, &confirm)?;
-                Err(ConfigError::TenantNotFound(tenant_id.to_string()))
+                Err(ConfigError::TenantNotFound(tenant_id.clone()))
             }
-            _ => Err(ConfigError::TenantNotFound(tenant_id.to_string())),
+            _ => Err(ConfigError::TenantNotFound(tenant_id.clone())),
         };
     };
-    let endpoint =
-        |id: &EndpointId| state.endpoints.get(id).ok_or_else(|| ConfigError::EndpointNotFound(id.to_string()));
+    let endpoint = |id: &EndpointId| state.endpoints.get(id).ok_or_else(|| ConfigError::EndpointNotFound(id.clone()));
     match cmd {
-        Command::CreateTenant { .. } => Err(ConfigError::TenantExists(tenant_id.to_string())),
+        Command::CreateTenant { .. } => Err(ConfigError::TenantExists(tenant_id.clone())),
         Command::UpdateTenant { plan, webhooks_enabled, contact } => {
             let mut events = Vec::new();
             if let Some(plan) = plan.filter(|p| *p != state.plan) {
@@ -593,7 +588,7 @@ pub fn decide(
             let secret = secret.unwrap_or_else(SigningSecret::generate);
             let previous_expires_at = (!grace.is_zero()).then(|| {
                 let until = chrono::Utc::now() + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::days(7));
-                until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                Timestamp::from_utc(until)
             });
             Ok(vec![ConfigEvent::SecretRotated { endpoint_id, secret, previous_expires_at, at }])
         }
@@ -792,7 +787,7 @@ mod tests {
         assert_eq!(given(&events), None);
         assert_eq!(
             decide(&t, None, Command::DeleteTenant { confirm: "acme".into() }),
-            Err(ConfigError::TenantNotFound("acme".into()))
+            Err(ConfigError::TenantNotFound(t.clone()))
         );
         events.extend(
             decide(
@@ -900,5 +895,76 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(given(&events).unwrap().resolve(EventType::CustomerCreated).count(), 1);
+    }
+
+    /// Config events as the stream has held them: their times read into
+    /// [`Timestamp`] and print back as the very text they were stored as.
+    #[test]
+    fn stored_config_events_read_and_print_back_byte_for_byte() {
+        for stored in [
+            r#"{"type":"tenant.created","tenant_id":"acme","plan":"basic","webhooks_enabled":true,"at":"2026-11-29T10:00:00.123Z"}"#,
+            r#"{"type":"tenant.plan_changed","plan":"business","at":"2026-11-29T10:00:01.000Z"}"#,
+            r#"{"type":"endpoint.deleted","endpoint_id":"ep_01KB0000000000000000000000","at":"2026-11-29T11:00:02+01:00"}"#,
+            r#"{"type":"api_key.created","key_id":"key_0123456789abcdef","name":"erp","hash":"ab12","at":"2026-11-29T10:00:03.5Z"}"#,
+            r#"{"type":"endpoint.disabled","endpoint_id":"ep_01KB0000000000000000000000","reason":"410 Gone","at":"2026-11-29T10:00:04.000Z"}"#,
+            r#"{"type":"tenant.deleted","at":"2026-11-29T10:00:05.000Z"}"#,
+        ] {
+            let event: ConfigEvent = serde_json::from_str(stored).unwrap();
+            assert_eq!(serde_json::to_string(&event).unwrap(), stored);
+        }
+        // Events with secrets print them sealed under whatever key a test
+        // installed, so only their times are compared.
+        let secret = format!("whsec_{}", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3");
+        let rotated = format!(
+            r#"{{"type":"endpoint.secret_rotated","endpoint_id":"ep_01KB0000000000000000000000","secret":"{secret}","previous_expires_at":"2026-12-06T10:00:00.000Z","at":"2026-11-29T10:00:06.000Z"}}"#
+        );
+        let created = format!(
+            r#"{{"type":"endpoint.created","endpoint":{{"id":"ep_01KB0000000000000000000000","url":"https://erp.example.com/h","event_types":[],"layout":"envelope","enabled":true,"description":"","secret":"{secret}","previous_secrets":[{{"secret":"{secret}","expires_at":"2026-12-01T00:00:00.000Z"}}],"created_at":"2026-11-29T10:00:07.000Z","updated_at":"2026-11-29T10:00:08.000Z"}},"at":"2026-11-29T10:00:08.000Z"}}"#
+        );
+        for stored in [rotated, created] {
+            let event: ConfigEvent = serde_json::from_str(&stored).unwrap();
+            let times = |v: &serde_json::Value| {
+                let mut found = Vec::new();
+                for key in ["at", "previous_expires_at"] {
+                    found.push(v[key].clone());
+                }
+                for key in ["created_at", "updated_at"] {
+                    found.push(v["endpoint"][key].clone());
+                }
+                found.push(v["endpoint"]["previous_secrets"][0]["expires_at"].clone());
+                found
+            };
+            let printed = serde_json::to_value(&event).unwrap();
+            assert_eq!(times(&printed), times(&serde_json::from_str(&stored).unwrap()));
+        }
+        let bad = r#"{"type":"tenant.plan_changed","plan":"business","at":"noon"}"#;
+        let e = serde_json::from_str::<ConfigEvent>(bad).unwrap_err().to_string();
+        assert!(e.contains("must be an RFC 3339 date-time"), "{e}");
+    }
+
+    #[test]
+    fn a_former_secret_signs_until_its_time_whatever_offset_wrote_it() {
+        let t = TenantId::parse("acme").unwrap();
+        let create =
+            Command::CreateTenant { plan: Plan::Basic, webhooks_enabled: true, contact: ContactPatch::default() };
+        let mut events = decide(&t, None, create).unwrap();
+        events.extend(decide(&t, given(&events).as_ref(), create_endpoint()).unwrap());
+        let id = given(&events).unwrap().endpoints.keys().next().unwrap().clone();
+        let rotate = Command::RotateSecret {
+            endpoint_id: id.clone(),
+            secret: None,
+            grace: std::time::Duration::from_secs(3600),
+        };
+        events.extend(decide(&t, given(&events).as_ref(), rotate).unwrap());
+        let ep = given(&events).unwrap().endpoints[&id].clone();
+        let now = chrono::Utc::now();
+        assert_eq!(ep.signing_secrets(now).len(), 2);
+        assert_eq!(ep.signing_secrets(now + chrono::TimeDelta::hours(2)).len(), 1);
+        // The same instant written with another offset is still in force.
+        let mut shifted = ep.clone();
+        let expires = shifted.previous_secrets[0].expires_at.parsed();
+        let text = expires.with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap()).to_rfc3339();
+        shifted.previous_secrets[0].expires_at = text.parse().unwrap();
+        assert_eq!(shifted.signing_secrets(now).len(), 2);
     }
 }

@@ -401,8 +401,8 @@ pub struct EndpointConfig {
     /// receivers can switch without missing a webhook.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_secrets: Vec<ExpiringSecret>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: crate::events::Timestamp,
+    pub updated_at: crate::events::Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
 }
@@ -411,16 +411,14 @@ pub struct EndpointConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExpiringSecret {
     pub secret: SigningSecret,
-    pub expires_at: String,
+    pub expires_at: crate::events::Timestamp,
 }
 
 impl EndpointConfig {
     /// The secrets to sign with at `now`: the current one first, then every
     /// former one still in its grace period.
     pub fn signing_secrets(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&SigningSecret> {
-        let live = self.previous_secrets.iter().filter(|p| {
-            chrono::DateTime::parse_from_rfc3339(&p.expires_at).is_ok_and(|t| t.with_timezone(&chrono::Utc) > now)
-        });
+        let live = self.previous_secrets.iter().filter(|p| p.expires_at.parsed() > now);
         std::iter::once(&self.secret).chain(live.map(|p| &p.secret)).collect()
     }
 

@@ -216,6 +216,13 @@ impl From<TenantId> for String {
     }
 }
 
+impl FromStr for TenantId {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, FieldError> {
+        Self::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,11 @@ pub fn render(event: &StoredEvent, layout: Layout) -> Vec<u8> {
             let mut body = Vec::with_capacity(event.data.get().len() + 128);
             serde_json::to_writer(
                 &mut body,
-                &Envelope { event_type: event.event_type.as_str(), timestamp: &event.occurred_at, data: &event.data },
+                &Envelope {
+                    event_type: event.event_type.as_str(),
+                    timestamp: event.occurred_at.as_str(),
+                    data: &event.data,
+                },
             )
             .map(|()| body)
         }
@@ -31,7 +35,7 @@ pub fn render(event: &StoredEvent, layout: Layout) -> Vec<u8> {
             let data: Value = serde_json::from_str(event.data.get()).expect("stored data is JSON");
             let mut out = Map::new();
             out.insert("type".into(), event.event_type.as_str().into());
-            out.insert("timestamp".into(), event.occurred_at.clone().into());
+            out.insert("timestamp".into(), event.occurred_at.as_str().into());
             flatten_into("", &data, &mut out);
             serde_json::to_vec(&Value::Object(out))
         }
@@ -70,8 +74,8 @@ mod tests {
             id: crate::ids::EventId::generate(),
             tenant_id: crate::ids::TenantId::parse("acme").unwrap(),
             event_type: crate::event_type::EventType::CustomerCreated,
-            occurred_at: "2026-11-29T10:00:00Z".into(),
-            received_at: "2026-11-29T10:00:01Z".into(),
+            occurred_at: "2026-11-29T10:00:00Z".parse().unwrap(),
+            received_at: "2026-11-29T10:00:01Z".parse().unwrap(),
             idempotency_key: None,
             data: serde_json::value::to_raw_value(&data).unwrap(),
             test: false,

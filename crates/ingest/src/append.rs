@@ -127,7 +127,7 @@ impl Appender {
     ) -> Result<Prepared, Error> {
         let tenant = TenantId::parse(tenant).map_err(|e| e.under("tenant_id"))?;
         let config_seq = self.sync(synced, &tenant).await?;
-        let state = self.directory.tenant(&tenant).ok_or_else(|| Error::UnknownTenant(tenant.to_string()))?;
+        let state = self.directory.tenant(&tenant).ok_or_else(|| Error::UnknownTenant(tenant.clone()))?;
         let msg_id = match &event.idempotency_key {
             Some(key) => Some(format!("idem:{tenant}:{}", key.as_str())),
             None => fallback_msg_id,

@@ -33,7 +33,7 @@ pub enum Error {
     #[error("{}", joined(.0))]
     InvalidBatch(Vec<FieldError>),
     #[error("tenant_id: tenant `{0}` not found")]
-    UnknownTenant(String),
+    UnknownTenant(hookline_domain::ids::TenantId),
     #[error("NATS JetStream unavailable: {0}")]
     Unavailable(#[source] hookline_bus::Source),
     #[error(

@@ -5,6 +5,8 @@
 use hookline_domain::{
     config::{ConfigEvent, Snapshot},
     endpoint::EndpointConfig,
+    events::Timestamp,
+    ids::TenantId,
 };
 use sqlx::{Postgres, Transaction};
 
@@ -12,7 +14,7 @@ use crate::StoreError;
 
 async fn upsert_endpoint(
     tx: &mut Transaction<'_, Postgres>,
-    tenant: &str,
+    tenant: &TenantId,
     e: &EndpointConfig,
     seq: u64,
 ) -> Result<(), StoreError> {
@@ -29,7 +31,7 @@ async fn upsert_endpoint(
              rate_limit = EXCLUDED.rate_limit",
     )
     .bind(e.id.as_str())
-    .bind(tenant)
+    .bind(tenant.as_str())
     .bind(e.url.as_str())
     .bind(e.auth_header.as_ref().map(|h| h.name().to_owned()))
     .bind(types)
@@ -37,8 +39,8 @@ async fn upsert_endpoint(
     .bind(e.enabled)
     .bind(&e.description)
     .bind(e.disabled_reason.as_deref())
-    .bind(&e.created_at)
-    .bind(&e.updated_at)
+    .bind(e.created_at.as_str())
+    .bind(e.updated_at.as_str())
     .bind(seq as i64)
     .bind(e.email.as_ref().map(|m| m.as_str().to_owned()))
     .bind(e.rate_limit.map(|r| r.per_second() as i32))
@@ -50,7 +52,7 @@ async fn upsert_endpoint(
 /// Apply one config event inside the projector's batch transaction.
 pub(crate) async fn apply(
     tx: &mut Transaction<'_, Postgres>,
-    tenant: &str,
+    tenant: &TenantId,
     event: &ConfigEvent,
     seq: u64,
 ) -> Result<(), StoreError> {
@@ -69,24 +71,24 @@ pub(crate) async fn apply(
             "INSERT INTO tenants (id, plan, webhooks_enabled, created_at, updated_at, version)
              VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz, $5) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(plan.as_str())
         .bind(*webhooks_enabled)
-        .bind(at)
+        .bind(at.as_str())
         .bind(seq as i64),
         ConfigEvent::PlanChanged { plan, at } => {
             sqlx::query("UPDATE tenants SET plan = $2, updated_at = $3::timestamptz, version = $4 WHERE id = $1")
-                .bind(tenant)
+                .bind(tenant.as_str())
                 .bind(plan.as_str())
-                .bind(at)
+                .bind(at.as_str())
                 .bind(seq as i64)
         }
         ConfigEvent::WebhooksToggled { enabled, at } => sqlx::query(
             "UPDATE tenants SET webhooks_enabled = $2, updated_at = $3::timestamptz, version = $4 WHERE id = $1",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(*enabled)
-        .bind(at)
+        .bind(at.as_str())
         .bind(seq as i64),
         ConfigEvent::EndpointCreated { endpoint, .. } | ConfigEvent::EndpointUpdated { endpoint, .. } => {
             return upsert_endpoint(tx, tenant, endpoint, seq).await;
@@ -95,13 +97,13 @@ pub(crate) async fn apply(
         ConfigEvent::EndpointDeleted { endpoint_id, at } => {
             sqlx::query("UPDATE endpoints SET deleted_at = $2::timestamptz, updated_at = $2::timestamptz, version = $3 WHERE id = $1")
                 .bind(endpoint_id.as_str())
-                .bind(at)
+                .bind(at.as_str())
                 .bind(seq as i64)
         }
         ConfigEvent::SecretRotated { endpoint_id, at, .. } => {
             sqlx::query("UPDATE endpoints SET updated_at = $2::timestamptz, version = $3 WHERE id = $1")
                 .bind(endpoint_id.as_str())
-                .bind(at)
+                .bind(at.as_str())
                 .bind(seq as i64)
         }
         ConfigEvent::EndpointDisabled { endpoint_id, reason, at } => sqlx::query(
@@ -109,7 +111,7 @@ pub(crate) async fn apply(
         )
         .bind(endpoint_id.as_str())
         .bind(reason)
-        .bind(at)
+        .bind(at.as_str())
         .bind(seq as i64),
     };
     q.execute(&mut **tx).await?;
@@ -124,9 +126,9 @@ pub(crate) async fn apply(
 /// stays as it was.
 async fn apply_snapshot(
     tx: &mut Transaction<'_, Postgres>,
-    tenant: &str,
+    tenant: &TenantId,
     snapshot: &Snapshot,
-    at: &str,
+    at: &Timestamp,
     seq: u64,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -138,11 +140,11 @@ async fn apply_snapshot(
              plan = EXCLUDED.plan, webhooks_enabled = EXCLUDED.webhooks_enabled,
              created_at = EXCLUDED.created_at, version = EXCLUDED.version",
     )
-    .bind(tenant)
+    .bind(tenant.as_str())
     .bind(snapshot.plan.as_str())
     .bind(snapshot.webhooks_enabled)
-    .bind(&snapshot.created_at)
-    .bind(at)
+    .bind(snapshot.created_at.as_str())
+    .bind(at.as_str())
     .bind(seq as i64)
     .execute(&mut **tx)
     .await?;
@@ -154,9 +156,9 @@ async fn apply_snapshot(
         "UPDATE endpoints SET deleted_at = $3::timestamptz, updated_at = $3::timestamptz, version = $4
          WHERE tenant_id = $1 AND deleted_at IS NULL AND NOT (id = ANY($2))",
     )
-    .bind(tenant)
+    .bind(tenant.as_str())
     .bind(live)
-    .bind(at)
+    .bind(at.as_str())
     .bind(seq as i64)
     .execute(&mut **tx)
     .await?;

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 
+use hookline_domain::{events::Timestamp, ids::TenantId};
 use sqlx::{Postgres, Transaction};
 
 use crate::{StoreError, outcomes::Recorded};
@@ -19,16 +20,16 @@ use crate::{StoreError, outcomes::Recorded};
 /// record its tombstone.
 pub(crate) async fn delete_tenant(
     tx: &mut Transaction<'_, Postgres>,
-    tenant: &str,
-    at: &str,
+    tenant: &TenantId,
+    at: &Timestamp,
     seq: u64,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO deleted_tenants (id, deleted_at, version) VALUES ($1, $2::timestamptz, $3)
          ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at, version = EXCLUDED.version",
     )
-    .bind(tenant)
-    .bind(at)
+    .bind(tenant.as_str())
+    .bind(at.as_str())
     .bind(seq as i64)
     .execute(&mut **tx)
     .await?;
@@ -38,7 +39,7 @@ pub(crate) async fn delete_tenant(
         "SELECT id FROM endpoints WHERE tenant_id = $1
          UNION SELECT DISTINCT endpoint_id FROM endpoint_stats_hourly WHERE tenant_id = $1",
     )
-    .bind(tenant)
+    .bind(tenant.as_str())
     .fetch_all(&mut **tx)
     .await?;
     // By endpoint, through the indexes the log pages with (deliveries have
@@ -51,16 +52,16 @@ pub(crate) async fn delete_tenant(
     sqlx::query("DELETE FROM endpoint_health WHERE endpoint_id = ANY($1)").bind(&endpoints).execute(&mut **tx).await?;
     for table in ["endpoint_stats_hourly", "recover_jobs", "operational_notices", "endpoints"] {
         let sql = format!("DELETE FROM {table} WHERE tenant_id = $1");
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).execute(&mut **tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str()).execute(&mut **tx).await?;
     }
-    sqlx::query("DELETE FROM tenants WHERE id = $1").bind(tenant).execute(&mut **tx).await?;
-    tracing::info!(tenant, endpoints = endpoints.len(), "deleted tenant's rows deleted");
+    sqlx::query("DELETE FROM tenants WHERE id = $1").bind(tenant.as_str()).execute(&mut **tx).await?;
+    tracing::info!(tenant = %tenant, endpoints = endpoints.len(), "deleted tenant's rows deleted");
     Ok(())
 }
 
 /// `tenant.created` of an id deleted before: it is a tenant again.
-pub(crate) async fn forget_deletion(tx: &mut Transaction<'_, Postgres>, tenant: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM deleted_tenants WHERE id = $1").bind(tenant).execute(&mut **tx).await?;
+pub(crate) async fn forget_deletion(tx: &mut Transaction<'_, Postgres>, tenant: &TenantId) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM deleted_tenants WHERE id = $1").bind(tenant.as_str()).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -4,16 +4,27 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use hookline_domain::ids::{EndpointId, TenantId};
+use sqlx::{FromRow, PgPool, Row, postgres::PgRow};
 
-use crate::StoreError;
+use crate::{StoreError, queries::parsed};
 
 /// An endpoint failing without a success since `since`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct FailingEndpoint {
-    pub endpoint_id: String,
-    pub tenant_id: String,
+    pub endpoint_id: EndpointId,
+    pub tenant_id: TenantId,
     pub since: DateTime<Utc>,
+}
+
+impl FromRow<'_, PgRow> for FailingEndpoint {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(FailingEndpoint {
+            endpoint_id: parsed(row, "endpoint_id")?,
+            tenant_id: parsed(row, "tenant_id")?,
+            since: row.try_get("since")?,
+        })
+    }
 }
 
 /// An endpoint's row in `endpoint_health`, which the outcomes projector keeps.

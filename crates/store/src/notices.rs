@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hookline_domain::ids::EndpointId;
 use sqlx::PgPool;
 
 use crate::StoreError;
@@ -155,11 +156,11 @@ pub async fn finish(pool: &PgPool, key: &NoticeKey, sent: &Sent) -> Result<(), S
 }
 
 /// The error of the endpoint's latest failed attempt.
-pub async fn last_error(pool: &PgPool, endpoint_id: &str) -> Result<Option<String>, StoreError> {
+pub async fn last_error(pool: &PgPool, endpoint_id: &EndpointId) -> Result<Option<String>, StoreError> {
     let error = sqlx::query_scalar::<_, Option<String>>(
         "SELECT error FROM attempts WHERE endpoint_id = $1 AND error IS NOT NULL ORDER BY started_at DESC LIMIT 1",
     )
-    .bind(endpoint_id)
+    .bind(endpoint_id.as_str())
     .fetch_optional(pool)
     .await?;
     Ok(error.flatten())

@@ -14,7 +14,7 @@ use async_nats::jetstream::{
 };
 use futures_util::StreamExt;
 use hookline_bus::{CONFIG_ALL, CONFIG_STREAM, OUTCOMES_ALL, OUTCOMES_STREAM};
-use hookline_domain::config::ConfigEvent;
+use hookline_domain::{config::ConfigEvent, ids::TenantId};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -203,8 +203,12 @@ async fn apply_batch(pool: &PgPool, projection: Projection, applied: u64, batch:
         match projection {
             Projection::Config => {
                 let tenant = hookline_bus::tenant_of(msg.subject.as_str()).unwrap_or_default();
+                let Ok(tenant) = TenantId::parse(tenant) else {
+                    tracing::error!(seq, subject = %msg.subject, "config projector: event of no tenant skipped");
+                    continue;
+                };
                 match serde_json::from_slice::<ConfigEvent>(&msg.payload) {
-                    Ok(event) => crate::config::apply(&mut tx, tenant, &event, seq).await?,
+                    Ok(event) => crate::config::apply(&mut tx, &tenant, &event, seq).await?,
                     Err(e) => tracing::error!(seq, error = %e, "config projector: unreadable event skipped"),
                 }
             }

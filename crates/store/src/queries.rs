@@ -5,36 +5,108 @@
 
 use std::collections::BTreeMap;
 
+use std::{collections::HashSet, str::FromStr};
+
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hookline_domain::{
+    FieldError,
     delivery::{AttemptState, SentRequest},
-    ids::DeliveryId,
+    event_type::EventType,
+    ids::{DeliveryId, EndpointId, EventId, JobId, TenantId},
 };
-use sqlx::{PgPool, Postgres, QueryBuilder, types::Json};
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder, Row, postgres::PgRow, types::Json};
 
 use crate::{StoreError, stats};
 
-/// One row of `deliveries`.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// One row of `deliveries`, its ids and state parsed once, as it is read.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryRow {
-    pub id: String,
-    pub tenant_id: String,
-    pub endpoint_id: String,
-    pub event_id: String,
-    pub event_type: String,
+    pub id: DeliveryId,
+    pub tenant_id: TenantId,
+    pub endpoint_id: EndpointId,
+    pub event_id: EventId,
+    pub event_type: EventType,
     pub event_seq: i64,
     pub created_at: DateTime<Utc>,
     pub last_attempt_at: DateTime<Utc>,
     pub attempt_count: i32,
     pub last_status_code: Option<i32>,
+    /// An [`hookline_domain::delivery::ErrorKind`] as recorded: text, since
+    /// rows written before a kind was renamed hold its old name
+    /// (`forbidden_address`), and the log shows what was recorded.
     pub last_error_kind: Option<String>,
-    #[sqlx(try_from = "String")]
     pub state: DeliveryState,
-    pub replay_of: Option<String>,
+    pub replay_of: Option<DeliveryId>,
     pub replay_count: i32,
     pub archived_at: Option<DateTime<Utc>>,
     /// A test event's delivery (`SendTestEvent`).
     pub test: bool,
+}
+
+impl FromRow<'_, PgRow> for DeliveryRow {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(DeliveryRow {
+            id: parsed(row, "id")?,
+            tenant_id: parsed(row, "tenant_id")?,
+            endpoint_id: parsed(row, "endpoint_id")?,
+            event_id: parsed(row, "event_id")?,
+            event_type: parsed(row, "event_type")?,
+            event_seq: row.try_get("event_seq")?,
+            created_at: row.try_get("created_at")?,
+            last_attempt_at: row.try_get("last_attempt_at")?,
+            attempt_count: row.try_get("attempt_count")?,
+            last_status_code: row.try_get("last_status_code")?,
+            last_error_kind: row.try_get("last_error_kind")?,
+            state: state(row, "state")?,
+            replay_of: parsed_optional(row, "replay_of")?,
+            replay_count: row.try_get("replay_count")?,
+            archived_at: row.try_get("archived_at")?,
+            test: row.try_get("test")?,
+        })
+    }
+}
+
+/// A text column holding a value its type refuses (an id of the wrong
+/// kind, an unknown event type): a row written by something other than
+/// this code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{column} holds `{value}`")]
+pub struct UnreadableValue {
+    pub column: &'static str,
+    pub value: String,
+    #[source]
+    pub source: FieldError,
+}
+
+/// Text column `column` parsed into `T`; a value `T` refuses fails the row
+/// as sqlx's `ColumnDecode`, naming the column and the value.
+pub(crate) fn parsed<T: FromStr<Err = FieldError>>(row: &PgRow, column: &'static str) -> Result<T, sqlx::Error> {
+    let text: &str = row.try_get(column)?;
+    parse_text(column, text)
+}
+
+/// [`parsed`] for a nullable column.
+fn parsed_optional<T: FromStr<Err = FieldError>>(row: &PgRow, column: &'static str) -> Result<Option<T>, sqlx::Error> {
+    let text: Option<&str> = row.try_get(column)?;
+    text.map(|text| parse_text(column, text)).transpose()
+}
+
+fn parse_text<T: FromStr<Err = FieldError>>(column: &'static str, text: &str) -> Result<T, sqlx::Error> {
+    text.parse().map_err(|source: FieldError| {
+        undecodable(column, UnreadableValue { column, value: text.to_owned(), source: source.under(column) })
+    })
+}
+
+/// State column `column` read into its enum.
+fn state<T: TryFrom<String, Error: std::error::Error + Send + Sync + 'static>>(
+    row: &PgRow,
+    column: &'static str,
+) -> Result<T, sqlx::Error> {
+    T::try_from(row.try_get::<String, _>(column)?).map_err(|e| undecodable(column, e))
+}
+
+fn undecodable(column: &str, source: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(source) }
 }
 
 /// Where a delivery stands: `deliveries.state`, a text column.
@@ -86,16 +158,17 @@ pub struct UnknownState {
 }
 
 /// One row of `attempts`.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRow {
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     pub attempt: i32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i64,
     pub status_code: Option<i32>,
+    /// As recorded, for the reason given at [`DeliveryRow::last_error_kind`].
     pub error_kind: Option<String>,
+    /// Human-readable, as the attempt recorded it.
     pub error: Option<String>,
-    #[sqlx(try_from = "String")]
     pub outcome: AttemptState,
     /// `None` once archived.
     pub response_excerpt: Option<String>,
@@ -105,12 +178,30 @@ pub struct AttemptRow {
     pub trace_id: Option<String>,
 }
 
+impl FromRow<'_, PgRow> for AttemptRow {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(AttemptRow {
+            delivery_id: parsed(row, "delivery_id")?,
+            attempt: row.try_get("attempt")?,
+            started_at: row.try_get("started_at")?,
+            duration_ms: row.try_get("duration_ms")?,
+            status_code: row.try_get("status_code")?,
+            error_kind: row.try_get("error_kind")?,
+            error: row.try_get("error")?,
+            outcome: state(row, "outcome")?,
+            response_excerpt: row.try_get("response_excerpt")?,
+            request: row.try_get("request")?,
+            trace_id: row.try_get("trace_id")?,
+        })
+    }
+}
+
 /// Optional narrowing of [`list_deliveries`]; the default lists everything.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     /// Any of these states; empty means all.
     pub states: Vec<DeliveryState>,
-    pub event_type: Option<String>,
+    pub event_type: Option<EventType>,
     /// Created at or after.
     pub created_after: Option<DateTime<Utc>>,
     /// Created strictly before.
@@ -126,7 +217,7 @@ pub struct DeliveryFilter {
 pub struct DeliveryPage {
     pub rows: Vec<DeliveryRow>,
     /// The id to pass as `after_id` for the next page; `None` on the last.
-    pub next_after: Option<String>,
+    pub next_after: Option<DeliveryId>,
 }
 
 /// How far the clock of the host that made a delivery's id (ingest, for an
@@ -143,19 +234,19 @@ const DELIVERY_COLUMNS: &str = "id, tenant_id, endpoint_id, event_id, event_type
 /// more than asked tells whether another page exists.
 pub async fn list_deliveries(
     pool: &PgPool,
-    tenant: &str,
-    endpoint: Option<&str>,
+    tenant: &TenantId,
+    endpoint: Option<&EndpointId>,
     filter: &DeliveryFilter,
     page_size: u32,
-    after_id: Option<&str>,
+    after_id: Option<&DeliveryId>,
 ) -> Result<DeliveryPage, StoreError> {
     let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = "));
-    q.push_bind(tenant.to_owned());
+    q.push_bind(tenant.to_string());
     // Without an endpoint, the whole tenant's log: the (tenant_id, id DESC)
     // and (tenant_id, state, id DESC) indexes serve it as the endpoint's
     // serve one endpoint's.
     if let Some(endpoint) = endpoint {
-        q.push(" AND endpoint_id = ").push_bind(endpoint.to_owned());
+        q.push(" AND endpoint_id = ").push_bind(endpoint.to_string());
     }
     // One state as `=`, so the (endpoint_id, state, id DESC) index yields
     // the page in order; `= ANY` would leave the planner walking the whole
@@ -171,7 +262,7 @@ pub async fn list_deliveries(
         }
     }
     if let Some(t) = &filter.event_type {
-        q.push(" AND event_type = ").push_bind(t.clone());
+        q.push(" AND event_type = ").push_bind(t.as_str());
     }
     if let Some(t) = filter.created_after {
         q.push(" AND created_at >= ").push_bind(t);
@@ -193,7 +284,7 @@ pub async fn list_deliveries(
         q.push(if test { " AND test" } else { " AND NOT test" });
     }
     if let Some(after) = after_id {
-        q.push(" AND id < ").push_bind(after.to_owned());
+        q.push(" AND id < ").push_bind(after.to_string());
     }
     q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page_size) + 1);
     let mut rows: Vec<DeliveryRow> = q.build_query_as().fetch_all(pool).await?;
@@ -204,16 +295,24 @@ pub async fn list_deliveries(
 }
 
 /// One delivery of `tenant`; another tenant's id reads as `None`.
-pub async fn get_delivery(pool: &PgPool, tenant: &str, delivery_id: &str) -> Result<Option<DeliveryRow>, StoreError> {
+pub async fn get_delivery(
+    pool: &PgPool,
+    tenant: &TenantId,
+    delivery_id: &DeliveryId,
+) -> Result<Option<DeliveryRow>, StoreError> {
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1 AND id = $2");
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(delivery_id).fetch_optional(pool).await?)
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.as_str())
+        .bind(delivery_id.as_str())
+        .fetch_optional(pool)
+        .await?)
 }
 
 /// Every attempt of a delivery, oldest first. Callers check the tenant with
 /// [`get_delivery`] first.
-pub async fn attempts(pool: &PgPool, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+pub async fn attempts(pool: &PgPool, delivery_id: &DeliveryId) -> Result<Vec<AttemptRow>, StoreError> {
     let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = $1 ORDER BY attempt");
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(delivery_id).fetch_all(pool).await?)
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(delivery_id.as_str()).fetch_all(pool).await?)
 }
 
 const ATTEMPT_COLUMNS: &str = "delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, \
@@ -222,10 +321,11 @@ const ATTEMPT_COLUMNS: &str = "delivery_id, attempt, started_at, duration_ms, st
 /// Every attempt of several deliveries (a page of the log), ordered by
 /// delivery id, then attempt, in one query. Callers pass ids read under the
 /// tenant.
-pub async fn attempts_of(pool: &PgPool, delivery_ids: &[String]) -> Result<Vec<AttemptRow>, StoreError> {
+pub async fn attempts_of(pool: &PgPool, delivery_ids: &[DeliveryId]) -> Result<Vec<AttemptRow>, StoreError> {
+    let ids: Vec<&str> = delivery_ids.iter().map(DeliveryId::as_str).collect();
     let sql =
         format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt");
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(delivery_ids).fetch_all(pool).await?)
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(ids).fetch_all(pool).await?)
 }
 
 /// Failed original deliveries of an endpoint created at or after `since`,
@@ -234,15 +334,20 @@ pub async fn attempts_of(pool: &PgPool, delivery_ids: &[String]) -> Result<Vec<A
 /// the booking platform's events a receiver missed.
 pub async fn failed_deliveries_since(
     pool: &PgPool,
-    tenant: &str,
-    endpoint: &str,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
     since: DateTime<Utc>,
 ) -> Result<Vec<DeliveryRow>, StoreError> {
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1 AND endpoint_id = $2 AND state = 'failed'
          AND replay_of IS NULL AND NOT test AND created_at >= $3 ORDER BY id"
     );
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(endpoint).bind(since).fetch_all(pool).await?)
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.as_str())
+        .bind(endpoint.as_str())
+        .bind(since)
+        .fetch_all(pool)
+        .await?)
 }
 
 // ------------------------------------------------------------------ stats
@@ -250,23 +355,24 @@ pub async fn failed_deliveries_since(
 /// Attempt statistics summed over hours (one endpoint, or several).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stats {
-    /// The endpoint; empty for a tenant total.
-    pub endpoint_id: String,
+    /// The endpoint; `None` for a tenant total.
+    pub endpoint_id: Option<EndpointId>,
     pub attempts: i64,
     /// Attempts answered 2xx.
     pub accepted: i64,
     /// Attempts answered 2xx, 3xx, 4xx, 5xx.
     pub status: [i64; 4],
-    /// Failed attempts by error kind.
+    /// Failed attempts by error kind, as recorded (see
+    /// [`DeliveryRow::last_error_kind`]).
     pub errors: BTreeMap<String, i64>,
     /// Counts per [`stats::BUCKETS_MS`] bucket.
     pub latency: Vec<i64>,
 }
 
 impl Stats {
-    pub fn new(endpoint_id: impl Into<String>) -> Self {
+    pub fn new(endpoint_id: Option<EndpointId>) -> Self {
         Self {
-            endpoint_id: endpoint_id.into(),
+            endpoint_id,
             attempts: 0,
             accepted: 0,
             status: [0; 4],
@@ -319,9 +425,8 @@ pub struct TenantStats {
     pub endpoints: Vec<Stats>,
 }
 
-#[derive(sqlx::FromRow)]
 struct HourRow {
-    endpoint_id: String,
+    endpoint_id: EndpointId,
     attempts: i64,
     accepted: i64,
     status_2xx: i64,
@@ -332,13 +437,29 @@ struct HourRow {
     latency: Vec<i64>,
 }
 
+impl FromRow<'_, PgRow> for HourRow {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(HourRow {
+            endpoint_id: parsed(row, "endpoint_id")?,
+            attempts: row.try_get("attempts")?,
+            accepted: row.try_get("accepted")?,
+            status_2xx: row.try_get("status_2xx")?,
+            status_3xx: row.try_get("status_3xx")?,
+            status_4xx: row.try_get("status_4xx")?,
+            status_5xx: row.try_get("status_5xx")?,
+            errors: row.try_get("errors")?,
+            latency: row.try_get("latency")?,
+        })
+    }
+}
+
 impl From<HourRow> for Stats {
     fn from(r: HourRow) -> Self {
         // Counts summed in SQL come back as JSON numbers that may not be integers.
         let errors = r.errors.as_object().into_iter().flatten();
         let errors = errors.map(|(k, v)| (k.clone(), v.as_i64().or(v.as_f64().map(|f| f as i64)).unwrap_or(0)));
         Stats {
-            endpoint_id: r.endpoint_id,
+            endpoint_id: Some(r.endpoint_id),
             attempts: r.attempts,
             accepted: r.accepted,
             status: [r.status_2xx, r.status_3xx, r.status_4xx, r.status_5xx],
@@ -356,8 +477,8 @@ pub fn window_start(since: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Sum hour rows per endpoint (sorted by id) and in total.
 pub fn sum_by_endpoint(rows: impl IntoIterator<Item = Stats>) -> TenantStats {
-    let mut total = Stats::new("");
-    let mut per: BTreeMap<String, Stats> = BTreeMap::new();
+    let mut total = Stats::new(None);
+    let mut per: BTreeMap<Option<EndpointId>, Stats> = BTreeMap::new();
     for row in rows {
         total.add(&row);
         per.entry(row.endpoint_id.clone()).or_insert_with(|| Stats::new(row.endpoint_id.clone())).add(&row);
@@ -371,20 +492,20 @@ const HOUR_COLUMNS: &str =
 /// One endpoint's statistics since `since` (whole hours).
 pub async fn endpoint_stats(
     pool: &PgPool,
-    tenant: &str,
-    endpoint: &str,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
     since: DateTime<Utc>,
 ) -> Result<Stats, StoreError> {
     let sql = format!(
         "SELECT {HOUR_COLUMNS} FROM endpoint_stats_hourly WHERE tenant_id = $1 AND endpoint_id = $2 AND hour >= $3"
     );
     let rows: Vec<HourRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(tenant)
-        .bind(endpoint)
+        .bind(tenant.as_str())
+        .bind(endpoint.as_str())
         .bind(window_start(since))
         .fetch_all(pool)
         .await?;
-    let mut sum = Stats::new(endpoint);
+    let mut sum = Stats::new(Some(endpoint.clone()));
     for row in rows {
         sum.add(&row.into());
     }
@@ -393,10 +514,13 @@ pub async fn endpoint_stats(
 
 /// A tenant's statistics since `since` (whole hours), with one entry per
 /// endpoint that had attempts.
-pub async fn tenant_stats(pool: &PgPool, tenant: &str, since: DateTime<Utc>) -> Result<TenantStats, StoreError> {
+pub async fn tenant_stats(pool: &PgPool, tenant: &TenantId, since: DateTime<Utc>) -> Result<TenantStats, StoreError> {
     let sql = format!("SELECT {HOUR_COLUMNS} FROM endpoint_stats_hourly WHERE tenant_id = $1 AND hour >= $2");
-    let rows: Vec<HourRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(window_start(since)).fetch_all(pool).await?;
+    let rows: Vec<HourRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.as_str())
+        .bind(window_start(since))
+        .fetch_all(pool)
+        .await?;
     Ok(sum_by_endpoint(rows.into_iter().map(Stats::from)))
 }
 
@@ -434,18 +558,34 @@ impl TryFrom<String> for JobState {
 }
 
 /// One row of `recover_jobs`.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobRow {
-    pub id: String,
-    pub tenant_id: String,
-    pub endpoint_id: String,
+    pub id: JobId,
+    pub tenant_id: TenantId,
+    pub endpoint_id: EndpointId,
     pub since: DateTime<Utc>,
     pub total: i32,
     pub done: i32,
-    #[sqlx(try_from = "String")]
     pub state: JobState,
+    /// Why the job failed, or what it skipped: a sentence for the operator.
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+impl FromRow<'_, PgRow> for JobRow {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(JobRow {
+            id: parsed(row, "id")?,
+            tenant_id: parsed(row, "tenant_id")?,
+            endpoint_id: parsed(row, "endpoint_id")?,
+            since: row.try_get("since")?,
+            total: row.try_get("total")?,
+            done: row.try_get("done")?,
+            state: state(row, "state")?,
+            error: row.try_get("error")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
 }
 
 const JOB_COLUMNS: &str = "id, tenant_id, endpoint_id, since, total, done, state, error, created_at";
@@ -453,9 +593,9 @@ const JOB_COLUMNS: &str = "id, tenant_id, endpoint_id, since, total, done, state
 /// Record a new running job.
 pub async fn create_job(
     pool: &PgPool,
-    id: &str,
-    tenant: &str,
-    endpoint: &str,
+    id: &JobId,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
     since: DateTime<Utc>,
 ) -> Result<JobRow, StoreError> {
     let sql = format!(
@@ -463,9 +603,9 @@ pub async fn create_job(
          RETURNING {JOB_COLUMNS}"
     );
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(tenant)
-        .bind(endpoint)
+        .bind(id.as_str())
+        .bind(tenant.as_str())
+        .bind(endpoint.as_str())
         .bind(since)
         .bind(JobState::Running.as_str())
         .fetch_one(pool)
@@ -474,9 +614,9 @@ pub async fn create_job(
 
 /// Store how many deliveries the job found and how many it has queued
 /// (renewing its heartbeat).
-pub async fn update_job_progress(pool: &PgPool, id: &str, total: i32, done: i32) -> Result<(), StoreError> {
+pub async fn update_job_progress(pool: &PgPool, id: &JobId, total: i32, done: i32) -> Result<(), StoreError> {
     sqlx::query("UPDATE recover_jobs SET total = $2, done = $3, heartbeat_at = now() WHERE id = $1")
-        .bind(id)
+        .bind(id.as_str())
         .bind(total)
         .bind(done)
         .execute(pool)
@@ -485,9 +625,9 @@ pub async fn update_job_progress(pool: &PgPool, id: &str, total: i32, done: i32)
 }
 
 /// End the job as completed or failed, with the reason.
-pub async fn finish_job(pool: &PgPool, id: &str, state: JobState, error: Option<&str>) -> Result<(), StoreError> {
+pub async fn finish_job(pool: &PgPool, id: &JobId, state: JobState, error: Option<&str>) -> Result<(), StoreError> {
     sqlx::query("UPDATE recover_jobs SET state = $2, error = $3 WHERE id = $1")
-        .bind(id)
+        .bind(id.as_str())
         .bind(state.as_str())
         .bind(error)
         .execute(pool)
@@ -496,9 +636,9 @@ pub async fn finish_job(pool: &PgPool, id: &str, state: JobState, error: Option<
 }
 
 /// Renew a running job's heartbeat: it is alive in this process.
-pub async fn heartbeat_job(pool: &PgPool, id: &str) -> Result<(), StoreError> {
+pub async fn heartbeat_job(pool: &PgPool, id: &JobId) -> Result<(), StoreError> {
     sqlx::query("UPDATE recover_jobs SET heartbeat_at = now() WHERE id = $1 AND state = 'running'")
-        .bind(id)
+        .bind(id.as_str())
         .execute(pool)
         .await?;
     Ok(())
@@ -537,26 +677,27 @@ pub async fn claim_stale_jobs(
 /// `failed`), or any replay with an id in `ours` (this job's own).
 pub async fn replayed(
     pool: &PgPool,
-    endpoint: &str,
-    originals: &[String],
-    ours: &[String],
-) -> Result<std::collections::HashSet<String>, StoreError> {
-    let rows: Vec<(String,)> = sqlx::query_as(
+    endpoint: &EndpointId,
+    originals: &[DeliveryId],
+    ours: &[DeliveryId],
+) -> Result<HashSet<DeliveryId>, StoreError> {
+    let texts = |ids: &[DeliveryId]| ids.iter().map(|id| id.as_str().to_owned()).collect::<Vec<String>>();
+    let rows = sqlx::query(
         "SELECT DISTINCT replay_of FROM deliveries
          WHERE endpoint_id = $1 AND replay_of = ANY($2) AND (state <> 'failed' OR id = ANY($3))",
     )
-    .bind(endpoint)
-    .bind(originals)
-    .bind(ours)
+    .bind(endpoint.as_str())
+    .bind(texts(originals))
+    .bind(texts(ours))
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    Ok(rows.iter().map(|row| parsed(row, "replay_of")).collect::<Result<_, _>>()?)
 }
 
 /// One job of `tenant`; another tenant's id reads as `None`.
-pub async fn get_job(pool: &PgPool, tenant: &str, id: &str) -> Result<Option<JobRow>, StoreError> {
+pub async fn get_job(pool: &PgPool, tenant: &TenantId, id: &JobId) -> Result<Option<JobRow>, StoreError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM recover_jobs WHERE tenant_id = $1 AND id = $2");
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(pool).await?)
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await?)
 }
 
 // -------------------------------------------------------------- projectors
@@ -570,13 +711,13 @@ pub async fn projector_offsets(pool: &PgPool) -> Result<Vec<(String, i64)>, Stor
 /// deliveries of the tenant to it. A deleted endpoint has no row once the
 /// projection was rebuilt from a compacted config stream (its history was
 /// purged behind the tenant's snapshot), but its deliveries stay listed.
-pub async fn endpoint_belongs(pool: &PgPool, tenant: &str, endpoint: &str) -> Result<bool, StoreError> {
+pub async fn endpoint_belongs(pool: &PgPool, tenant: &TenantId, endpoint: &EndpointId) -> Result<bool, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND tenant_id = $2)
              OR EXISTS (SELECT 1 FROM deliveries WHERE endpoint_id = $1 AND tenant_id = $2)",
     )
-    .bind(endpoint)
-    .bind(tenant)
+    .bind(endpoint.as_str())
+    .bind(tenant.as_str())
     .fetch_one(pool)
     .await?)
 }
@@ -598,8 +739,12 @@ mod tests {
         assert_eq!(unknown.to_string(), "deliveries.state holds unknown value `retrying`");
     }
 
-    fn hour(endpoint: &str, attempts: i64, accepted: i64, errors: &[(&str, i64)], latency: &[(usize, i64)]) -> Stats {
-        let mut s = Stats::new(endpoint);
+    fn ep(n: u8) -> EndpointId {
+        EndpointId::parse(&format!("ep_01KB00000000000000000000{n:02}")).unwrap()
+    }
+
+    fn hour(endpoint: u8, attempts: i64, accepted: i64, errors: &[(&str, i64)], latency: &[(usize, i64)]) -> Stats {
+        let mut s = Stats::new(Some(ep(endpoint)));
         s.attempts = attempts;
         s.accepted = accepted;
         s.status = [accepted, 0, 0, attempts - accepted];
@@ -613,30 +758,30 @@ mod tests {
     #[test]
     fn sums_merge_counters_errors_and_histograms() {
         let rows = vec![
-            hour("ep_b", 3, 2, &[("timeout", 1)], &[(0, 2), (19, 1)]),
-            hour("ep_a", 2, 1, &[("http_status", 1)], &[(stats::bucket(120), 2)]),
-            hour("ep_b", 5, 4, &[("timeout", 1)], &[(0, 5)]),
+            hour(2, 3, 2, &[("timeout", 1)], &[(0, 2), (19, 1)]),
+            hour(1, 2, 1, &[("http_status", 1)], &[(stats::bucket(120), 2)]),
+            hour(2, 5, 4, &[("timeout", 1)], &[(0, 5)]),
         ];
         let t = sum_by_endpoint(rows);
-        assert_eq!(t.endpoints.iter().map(|s| s.endpoint_id.as_str()).collect::<Vec<_>>(), ["ep_a", "ep_b"]);
+        assert_eq!(t.endpoints.iter().map(|s| s.endpoint_id.clone()).collect::<Vec<_>>(), [Some(ep(1)), Some(ep(2))]);
         let b = &t.endpoints[1];
         assert_eq!((b.attempts, b.accepted, b.status), (8, 6, [6, 0, 0, 2]));
         assert_eq!(b.errors_by_count(), vec![("timeout", 2)]);
         assert_eq!((b.latency[0], b.latency[19]), (7, 1));
-        assert_eq!((t.total.endpoint_id.as_str(), t.total.attempts, t.total.accepted), ("", 10, 7));
+        assert_eq!((&t.total.endpoint_id, t.total.attempts, t.total.accepted), (&None, 10, 7));
         assert_eq!(t.total.errors_by_count(), vec![("timeout", 2), ("http_status", 1)]);
         assert!((t.total.success_rate() - 0.7).abs() < 1e-9);
         assert_eq!(t.total.latency_ms(0.5), 5);
         assert_eq!(t.total.latency_ms(0.9), 150);
         assert_eq!(t.total.latency_ms(0.95), 30000);
-        assert_eq!(Stats::new("x").success_rate(), 0.0);
+        assert_eq!(Stats::new(None).success_rate(), 0.0);
     }
 
     #[test]
     fn short_histograms_are_padded() {
-        let mut s = Stats::new("ep");
+        let mut s = Stats::new(Some(ep(1)));
         s.latency.clear();
-        s.add(&hour("ep", 1, 1, &[], &[(3, 1)]));
+        s.add(&hour(1, 1, 1, &[], &[(3, 1)]));
         assert_eq!(s.latency.len(), stats::BUCKETS);
         assert_eq!(s.latency[3], 1);
     }
@@ -644,7 +789,7 @@ mod tests {
     #[test]
     fn hour_rows_read_sql_summed_error_counts() {
         let row = HourRow {
-            endpoint_id: "ep".into(),
+            endpoint_id: ep(1),
             attempts: 4,
             accepted: 1,
             status_2xx: 1,

@@ -212,7 +212,7 @@ pub fn tenant_to_pb(t: &TenantState) -> pb::Tenant {
         webhooks_enabled: t.webhooks_enabled,
         endpoint_limit: t.endpoint_limit() as u32,
         endpoint_count: t.endpoints.len() as u32,
-        created_at: t.created_at.clone(),
+        created_at: t.created_at.to_string(),
         version: t.version,
         operational_email: t.contact.email.as_ref().map(|e| e.as_str().to_owned()).unwrap_or_default(),
         operational_webhook_url: t.contact.webhook_url.as_ref().map(|u| u.redacted().into_owned()).unwrap_or_default(),
@@ -234,8 +234,8 @@ pub fn endpoint_to_pb(tenant: &TenantId, e: &EndpointConfig) -> pb::Endpoint {
         layout: layout_to_pb(e.layout).into(),
         enabled: e.enabled,
         description: e.description.clone(),
-        created_at: e.created_at.clone(),
-        updated_at: e.updated_at.clone(),
+        created_at: e.created_at.to_string(),
+        updated_at: e.updated_at.to_string(),
         disabled_reason: e.disabled_reason.clone().unwrap_or_default(),
         email: e.email.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
         rate_limit: e.rate_limit.map_or(0, endpoint::RateLimit::per_second),
@@ -248,12 +248,12 @@ impl SubscriptionsApi {
     /// ago through another replica included).
     async fn tenant(&self, id: &TenantId) -> Result<std::sync::Arc<TenantState>, Status> {
         self.directory.sync_tenant(id, WaitReason::Read).await.map_err(status)?;
-        self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.to_string()).into()))
+        self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.clone()).into()))
     }
 
     async fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<EndpointConfig, Status> {
         let t = self.tenant(tenant).await?;
-        t.endpoints.get(id).cloned().ok_or_else(|| status(ConfigError::EndpointNotFound(id.to_string()).into()))
+        t.endpoints.get(id).cloned().ok_or_else(|| status(ConfigError::EndpointNotFound(id.clone()).into()))
     }
 
     /// The tenant for `Resolve`: as of at least `min_seq` (the config
@@ -274,7 +274,7 @@ impl SubscriptionsApi {
         if min_seq == 0 {
             self.directory.sync_tenant(id, WaitReason::Resolve).await.map_err(status)?;
         }
-        self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.to_string()).into()))
+        self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.clone()).into()))
     }
 
     async fn run(&self, tenant: &TenantId, cmd: Command) -> Result<std::sync::Arc<TenantState>, Status> {
@@ -436,7 +436,7 @@ impl SubscriptionService for SubscriptionsApi {
             filters: r.filters.as_ref().map(|l| filters(&l.conditions)).transpose()?,
         };
         let tenant = self.run(&t, Command::UpdateEndpoint { endpoint_id: e.clone(), patch }).await?;
-        let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.to_string()).into()))?;
+        let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.clone()).into()))?;
         Ok(Response::new(endpoint_to_pb(&t, ep)))
     }
 
@@ -476,7 +476,7 @@ impl SubscriptionService for SubscriptionsApi {
             Some(_) => return Err(invalid(FieldError::new("grace_period_seconds", "must be at most 604800 (7 days)"))),
         };
         let tenant = self.run(&t, Command::RotateSecret { endpoint_id: e.clone(), secret, grace }).await?;
-        let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.to_string()).into()))?;
+        let ep = tenant.endpoints.get(&e).ok_or_else(|| status(ConfigError::EndpointNotFound(e.clone()).into()))?;
         tracing::info!(tenant = %t, endpoint = %e, "signing secret rotated");
         Ok(Response::new(pb::EndpointSecret { endpoint_id: e.to_string(), secret: ep.secret.expose().to_owned() }))
     }
@@ -519,7 +519,7 @@ impl SubscriptionService for SubscriptionsApi {
         let key_id = format!("key_{}", &auth::hash(&key)[..16]);
         let cmd = Command::CreateApiKey { key_id: key_id.clone(), name: r.name.clone(), hash };
         let tenant = self.run(&t, cmd).await?;
-        let created_at = tenant.api_keys.get(&key_id).map(|k| k.created_at.clone()).unwrap_or_default();
+        let created_at = tenant.api_keys.get(&key_id).map(|k| k.created_at.to_string()).unwrap_or_default();
         tracing::info!(tenant = %t, key_id, "API key created");
         Ok(Response::new(pb::CreatedApiKey { key_id, name: r.name, key, created_at }))
     }
@@ -534,7 +534,11 @@ impl SubscriptionService for SubscriptionsApi {
         let mut keys: Vec<pb::ApiKey> = tenant
             .api_keys
             .iter()
-            .map(|(id, k)| pb::ApiKey { key_id: id.clone(), name: k.name.clone(), created_at: k.created_at.clone() })
+            .map(|(id, k)| pb::ApiKey {
+                key_id: id.clone(),
+                name: k.name.clone(),
+                created_at: k.created_at.to_string(),
+            })
             .collect();
         keys.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         Ok(Response::new(pb::ListApiKeysResponse { keys }))

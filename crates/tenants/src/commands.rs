@@ -187,7 +187,7 @@ impl Commands {
                 },
                 (Err(ConfigError::TenantNotFound(_)), None) => match self.directory.tombstone(tenant) {
                     Some(seq) => (seq, None),
-                    None => return Err(ConfigError::TenantNotFound(tenant.to_string()).into()),
+                    None => return Err(ConfigError::TenantNotFound(tenant.clone()).into()),
                 },
                 (Err(e), _) => return Err(e.into()),
                 (Ok(_), None) => unreachable!("decide refuses to delete a tenant that does not exist"),
@@ -204,7 +204,7 @@ impl Commands {
             self.erase_late(tenant.clone(), tombstone);
             return Ok(Deletion { tenant: deleted, tombstone, erased });
         }
-        Err(Error::Contention(tenant.to_string()))
+        Err(Error::Contention(tenant.clone()))
     }
 
     /// Erase the tenant once more after [`LATE_ERASE`]: a task a worker was
@@ -272,7 +272,7 @@ impl Commands {
                 Err(AppendError::Other(e)) => return Err(Error::unavailable(e)),
             }
         }
-        Err(Error::Contention(tenant.to_string()))
+        Err(Error::Contention(tenant.clone()))
     }
 
     /// Replace the tenant's history with one snapshot: append
@@ -321,7 +321,7 @@ impl Commands {
                 Err(AppendError::Other(e)) => return Err(Error::unavailable(e)),
             }
         }
-        Err(Error::Contention(tenant.to_string()))
+        Err(Error::Contention(tenant.clone()))
     }
 
     /// Compact every tenant with at least `min_events` events since its last

@@ -455,7 +455,7 @@ mod tests {
             id: TenantId::parse(id).unwrap(),
             plan: Plan::Basic,
             webhooks_enabled: false,
-            created_at: "2026-12-06T00:00:00.000Z".into(),
+            created_at: "2026-12-06T00:00:00.000Z".parse().unwrap(),
             endpoints: Default::default(),
             version: 1,
             api_keys: Default::default(),

@@ -35,7 +35,7 @@ pub enum Error {
     #[error("NATS JetStream unavailable: {0}")]
     Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
     #[error("too many concurrent changes to tenant `{0}`; retry")]
-    Contention(String),
+    Contention(hookline_domain::ids::TenantId),
     /// This replica's config index is behind a change acknowledged
     /// elsewhere and did not catch up in time; a retry (here or on another
     /// replica) succeeds once it has.
