@@ -115,6 +115,12 @@ impl Answers {
             self.tenants.remove(&evicted);
         }
         let kept = self.tenants.entry(tenant.clone()).or_default();
+        // Types often resolve to the same endpoints (those taking every
+        // type): one list serves them all.
+        let endpoints = match kept.iter().find(|k| k.endpoints == endpoints) {
+            Some(same) => same.endpoints.clone(),
+            None => endpoints,
+        };
         match kept.iter_mut().find(|k| k.event_type == event_type) {
             Some(k) if k.seq <= seq => *k = Kept { event_type, seq, endpoints },
             Some(_) => {}
@@ -349,6 +355,15 @@ mod tests {
         answers.put(&tenant("acme"), CREATED, 20, newer.clone());
         answers.put(&tenant("acme"), CREATED, 15, endpoints(1));
         assert_eq!(answers.get(&tenant("acme"), CREATED, 20, Some(20)), Some(newer));
+    }
+
+    #[test]
+    fn types_that_resolve_alike_share_one_list() {
+        let (mut answers, kept) = with_answer();
+        let same: Endpoints = kept.iter().cloned().collect();
+        answers.put(&tenant("acme"), CANCELLED, 10, same);
+        let shared = answers.get(&tenant("acme"), CANCELLED, 10, Some(10)).unwrap();
+        assert!(Arc::ptr_eq(&shared, &kept));
     }
 
     #[test]
