@@ -28,12 +28,22 @@ async fn messages(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
     js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mover_started_a_day_late_moves_every_due_retry_oldest_first_with_a_few_hundred_requests() {
+/// A nats-server with Hookline's streams.
+async fn with_streams() -> (NatsServer, async_nats::jetstream::Context) {
     let nats = NatsServer::start().unwrap();
     let js = nats.jetstream().await;
+    ensure_streams(&js).await;
+    (nats, js)
+}
+
+async fn ensure_streams(js: &async_nats::jetstream::Context) {
     let settings = StreamSettings { retention: Default::default(), replicas: None, apply_retention: false };
-    hookline_bus::ensure_streams(&js, &settings, &CancellationToken::new()).await.unwrap();
+    hookline_bus::ensure_streams(js, &settings, &CancellationToken::new()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mover_started_a_day_late_moves_every_due_retry_oldest_first_with_a_few_hundred_requests() {
+    let (nats, js) = with_streams().await;
     let tenant = TenantId::parse("acme").unwrap();
     let endpoint = EndpointId::generate();
     // One retry due every hour of the coming day, stored now.
@@ -128,8 +138,7 @@ async fn a_retry_stream_made_with_a_longer_duplicate_window_is_shortened_on_star
     })
     .await
     .unwrap();
-    let settings = StreamSettings { retention: Default::default(), replicas: None, apply_retention: false };
-    hookline_bus::ensure_streams(&js, &settings, &CancellationToken::new()).await.unwrap();
+    ensure_streams(&js).await;
     let info = js.get_stream("HOOKLINE_RETRY").await.unwrap().get_info().await.unwrap();
     assert_eq!(info.config.duplicate_window, hookline_bus::RETRY_DUPLICATE_WINDOW);
 }
@@ -141,10 +150,7 @@ async fn a_retry_stream_made_with_a_longer_duplicate_window_is_shortened_on_star
 /// to 1 s so that the second copy is not refused at the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_stored_twice_outside_the_retry_window_reaches_dispatch_once() {
-    let nats = NatsServer::start().unwrap();
-    let js = nats.jetstream().await;
-    let settings = StreamSettings { retention: Default::default(), replicas: None, apply_retention: false };
-    hookline_bus::ensure_streams(&js, &settings, &CancellationToken::new()).await.unwrap();
+    let (nats, js) = with_streams().await;
     let mut config = js.get_stream("HOOKLINE_RETRY").await.unwrap().get_info().await.unwrap().config;
     config.duplicate_window = Duration::from_secs(1);
     js.update_stream(config).await.unwrap();
