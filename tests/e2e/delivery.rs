@@ -8,8 +8,7 @@ use std::{collections::HashSet, time::Duration};
 use hookline_e2e::{Receiver, Recorded, Reply};
 use hookline_proto::{
     ingest::v1::{PublishBatchRequest, PublishRequest},
-    subscriptions::v1::PayloadLayout,
-    subscriptions::v1::Plan,
+    subscriptions::v1::{self as spb, PayloadLayout, Plan},
 };
 use serde_json::{Value, json};
 
@@ -237,4 +236,80 @@ async fn events_published_after_an_endpoint_is_created_reach_it_under_load() {
         "{} events published after the endpoint existed never reached it",
         missing.len()
     );
+}
+
+/// Fan-out keeps `Resolve` answers and reuses them for later events of the
+/// same tenant and type; a change made just before a publish must still
+/// count. With an answer for `customer.created` kept (an event delivered),
+/// an endpoint re-typed to take that type, an endpoint created, and an
+/// endpoint disabled, each at once followed by a publish: the event reaches
+/// exactly the endpoints subscribed and enabled when it was published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_changes_made_just_before_a_publish_count_though_fan_out_keeps_answers() {
+    let s = split(&[]).await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
+    let (a, b, c) = (Receiver::start().await, Receiver::start().await, Receiver::start().await);
+    let (a_id, _) = s.create_endpoint("acme", &a.url(), &[], PayloadLayout::Envelope).await;
+    let (b_id, _) = s.create_endpoint("acme", &b.url(), &["customer.updated"], PayloadLayout::Envelope).await;
+    let mut subs = s.subscriptions.subscriptions_client().await;
+
+    // The answer for `customer.created` ([a]) is kept once this is delivered.
+    let warm = s.publish_json("acme", &fresh("customer.created")).await.event_id;
+    arrives(&a, &warm, "the first event at a").await.unwrap();
+
+    // b re-typed to take `customer.created`.
+    let retype = spb::UpdateEndpointRequest {
+        tenant_id: "acme".into(),
+        endpoint_id: b_id.clone(),
+        event_types: Some(spb::EventTypeList { event_types: vec!["customer.created".into()] }),
+        ..Default::default()
+    };
+    subs.update_endpoint(retype).await.unwrap();
+    let after_retype = s.publish_json("acme", &fresh("customer.created")).await.event_id;
+    arrives(&b, &after_retype, "the event published after b was re-typed, at b").await.unwrap();
+
+    // c created.
+    s.create_endpoint("acme", &c.url(), &[], PayloadLayout::Envelope).await;
+    let after_create = s.publish_json("acme", &fresh("customer.created")).await.event_id;
+    arrives(&c, &after_create, "the event published after c was created, at c").await.unwrap();
+
+    // a disabled: its delivery is logged as not sent, and no request reaches it.
+    let disable = spb::UpdateEndpointRequest {
+        tenant_id: "acme".into(),
+        endpoint_id: a_id.clone(),
+        enabled: Some(false),
+        ..Default::default()
+    };
+    subs.update_endpoint(disable).await.unwrap();
+    let after_disable = s.publish_json("acme", &fresh("customer.created")).await.event_id;
+    arrives(&b, &after_disable, "the event published after a was disabled, at b").await.unwrap();
+    let log = s.delivery_client().await;
+    let logged = hookline_e2e::eventually(Duration::from_secs(30), "a's delivery of it logged", || {
+        let (mut log, a_id, event) = (log.clone(), a_id.clone(), after_disable.clone());
+        async move {
+            let rows = log
+                .list_deliveries(hookline_proto::delivery::v1::ListDeliveriesRequest {
+                    tenant_id: "acme".into(),
+                    endpoint_id: a_id,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .deliveries;
+            Ok(rows.into_iter().find(|d| d.event_id == event).map(|d| d.state))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(logged, hookline_proto::delivery::v1::DeliveryState::Failed as i32, "logged as not sent");
+    assert!(!got(&a, &after_disable), "a disabled endpoint got a request");
+}
+
+fn got(r: &Receiver, webhook_id: &str) -> bool {
+    r.requests().iter().any(|q| q.header("webhook-id") == Some(webhook_id))
+}
+
+/// Wait (30 s at most) until `r` got the event `webhook_id`.
+async fn arrives(r: &Receiver, webhook_id: &str, what: &str) -> anyhow::Result<()> {
+    hookline_e2e::eventually(Duration::from_secs(30), what, || async { got(r, webhook_id).then_some(()) }).await
 }

@@ -70,6 +70,16 @@ pub const WEBHOOKS_HEADER: &str = "Hookline-Webhooks";
 /// How long an idempotency key de-duplicates, and JetStream's window for it.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
+/// HOOKLINE_RETRY's duplicate window. Every id in it costs nats-server
+/// about 160 bytes of memory, and a burst of failures stores ids as fast as
+/// attempts fail, so it is kept short. It absorbs a retry stored twice within
+/// it: a publish the writer repeats, or an attempt repeated after a lost ack
+/// under the default `HOOKLINE_ACK_WAIT` (60 s) with a short attempt. A copy
+/// stored later waits beside the first, due about that much later; the
+/// mover stores both on HOOKLINE_DISPATCH under the same message id, and
+/// HOOKLINE_DISPATCH's 10 min window drops the second.
+pub const RETRY_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
 /// Largest message HOOKLINE_INTAKE stores (payload and headers): an event's
 /// limit (256 KiB of JSON, `hookline_domain::events::MAX_EVENT_BYTES`) plus
 /// 4 KiB for headers such as `traceparent`. A larger publish is refused at
@@ -305,10 +315,9 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
             ..base
         },
         // No max age: a waiting retry leaves only when it is moved (or its
-        // tenant is purged). The window absorbs a retry stored twice by an
-        // attempt repeated after a lost ack.
+        // tenant is purged).
         RETRY_STREAM => {
-            stream::Config { subjects: vec![RETRY_ALL.into()], duplicate_window: Duration::from_secs(600), ..base }
+            stream::Config { subjects: vec![RETRY_ALL.into()], duplicate_window: RETRY_DUPLICATE_WINDOW, ..base }
         }
         _ => unreachable!("unknown stream {name}"),
     }
@@ -418,6 +427,13 @@ async fn ensure_stream(js: &Context, name: &'static str, settings: &StreamSettin
     if name == EVENTS_STREAM && settings.apply_retention && current.max_age != config.max_age {
         tracing::info!(stream = name, max_age = ?config.max_age, "applying HOOKLINE_ARCHIVE_AFTER to the stream");
         let updated = stream::Config { max_age: config.max_age, duplicate_window: config.duplicate_window, ..current };
+        js.update_stream(updated).await.map_err(StreamRequestError::Update)?;
+        return Ok(());
+    }
+    // Retry streams made with a longer window get the shorter one.
+    if name == RETRY_STREAM && current.duplicate_window > config.duplicate_window {
+        tracing::info!(stream = name, duplicate_window = ?config.duplicate_window, "shortening the duplicate window");
+        let updated = stream::Config { duplicate_window: config.duplicate_window, ..current };
         js.update_stream(updated).await.map_err(StreamRequestError::Update)?;
         return Ok(());
     }

@@ -5,12 +5,7 @@ use std::{sync::Arc, time::Duration};
 use async_nats::jetstream::{AckKind, Context, consumer::pull, message::Message};
 use futures_util::future::Either;
 use hookline_bus::{CONFIG_SEQUENCE_HEADER, EVENTS_STREAM, FANOUT_CONSUMER, WEBHOOKS_HEADER, header};
-use hookline_domain::{
-    delivery::TaskRef,
-    events::StoredEvent,
-    filter,
-    ids::{DeliveryId, EndpointId},
-};
+use hookline_domain::{delivery::TaskRef, events::StoredEvent, filter, ids::DeliveryId};
 use hookline_proto::subscriptions::v1::subscription_service_client::SubscriptionServiceClient;
 use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 use tokio_util::sync::CancellationToken;
@@ -55,7 +50,11 @@ pub async fn run(
     })?
     .connect_timeout(Duration::from_secs(5))
     .connect_lazy();
-    let resolver = Resolver::new(SubscriptionServiceClient::new(channel), settings.operator_token.as_deref());
+    let resolver = Resolver::new(
+        SubscriptionServiceClient::new(channel),
+        settings.operator_token.as_deref(),
+        worker.directory().clone(),
+    );
     // First attempts made here get as long to finish on shutdown as the workers' do.
     let pull = hookline_bus::Pull { name: FANOUT_CONSUMER, concurrency, drain: crate::worker::DRAIN };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
@@ -107,7 +106,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
     }
     // 0 for events stored before ingest stamped them: resolved as before.
     let min_seq = header(msg.headers.as_ref(), CONFIG_SEQUENCE_HEADER).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let resolved = resolver.resolve(event.tenant_id.as_str(), event.event_type.as_str(), min_seq, trace).await;
+    let resolved = resolver.resolve(&event.tenant_id, event.event_type, min_seq, trace).await;
     let endpoints = match resolved {
         Ok(endpoints) => endpoints,
         Err(s) => {
@@ -139,10 +138,8 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
     let created_at = hookline_domain::events::Timestamp::now();
     let _budget = hookline_bus::ack_budget(endpoints.len()).await;
     let (mut attempted_here, mut stored) = (Vec::new(), Vec::new());
-    for ep in &endpoints {
-        let Ok(endpoint_id) = EndpointId::parse(&ep.endpoint_id) else {
-            continue;
-        };
+    for ep in endpoints.iter() {
+        let endpoint_id = ep.id.clone();
         if ep.filtered
             && let Some((config, data)) = &filtered
             && let Some(endpoint) = config.endpoints.get(&endpoint_id)

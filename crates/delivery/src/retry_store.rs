@@ -15,7 +15,13 @@
 //! id it has on HOOKLINE_DISPATCH (`<delivery>.<attempt>`), and acks its own
 //! task only once the store has acked. Sooner retries wait in
 //! HOOKLINE_DISPATCH (`Nak` with the rest of the delay), where they are
-//! short-lived.
+//! short-lived. HOOKLINE_RETRY's duplicate window is short (2 min,
+//! [`hookline_bus::RETRY_DUPLICATE_WINDOW`]): each id in it costs
+//! nats-server memory, and a burst of failures stores them as fast as
+//! attempts fail. A task stored twice (an attempt repeated after a lost
+//! ack, later than the window) waits as two copies due about that much
+//! apart; the mover stores both on HOOKLINE_DISPATCH under the same message
+//! id, and HOOKLINE_DISPATCH's 10 minute window keeps one.
 //!
 //! The mover ([`run`], in every delivery process) walks the due seconds in
 //! order; a second is due once it has passed. For a second that holds

@@ -82,6 +82,11 @@ impl Worker {
         })
     }
 
+    /// Delivery's config follower.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
     pub fn guard(&self) -> &Guard {
         &self.guard
     }

@@ -1,8 +1,10 @@
 //! The retry store's mover started a day after its retries were stored,
 //! against a real nats-server: it finds the due seconds that hold tasks
-//! without asking about every second since the oldest stored retry.
+//! without asking about every second since the oldest stored retry. And
+//! HOOKLINE_RETRY's short duplicate window: set on streams made with a
+//! longer one, and a copy stored outside it reaches HOOKLINE_DISPATCH once.
 //!
-//! This test lives beside the delivery crate, not in `tests/e2e`, because
+//! These tests live beside the delivery crate, not in `tests/e2e`, because
 //! it moves the mover's clock a day ahead (`run_with_clock`), which only
 //! an in-process mover allows; the end-to-end tests run the binary.
 
@@ -26,12 +28,22 @@ async fn messages(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
     js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mover_started_a_day_late_moves_every_due_retry_oldest_first_with_a_few_hundred_requests() {
+/// A nats-server with Hookline's streams.
+async fn with_streams() -> (NatsServer, async_nats::jetstream::Context) {
     let nats = NatsServer::start().unwrap();
     let js = nats.jetstream().await;
+    ensure_streams(&js).await;
+    (nats, js)
+}
+
+async fn ensure_streams(js: &async_nats::jetstream::Context) {
     let settings = StreamSettings { retention: Default::default(), replicas: None, apply_retention: false };
-    hookline_bus::ensure_streams(&js, &settings, &CancellationToken::new()).await.unwrap();
+    hookline_bus::ensure_streams(js, &settings, &CancellationToken::new()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mover_started_a_day_late_moves_every_due_retry_oldest_first_with_a_few_hundred_requests() {
+    let (nats, js) = with_streams().await;
     let tenant = TenantId::parse("acme").unwrap();
     let endpoint = EndpointId::generate();
     // One retry due every hour of the coming day, stored now.
@@ -109,4 +121,66 @@ fn server_version(nats: &async_nats::Client) -> (u32, u32) {
     let version = nats.server_info().version;
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// A HOOKLINE_RETRY made with the 10 minute window (before it was
+/// shortened) gets the short one when the streams are set up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_stream_made_with_a_longer_duplicate_window_is_shortened_on_start() {
+    let nats = NatsServer::start().unwrap();
+    let js = nats.jetstream().await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "HOOKLINE_RETRY".into(),
+        subjects: vec![hookline_bus::RETRY_ALL.into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(600),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    ensure_streams(&js).await;
+    let info = js.get_stream("HOOKLINE_RETRY").await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.config.duplicate_window, hookline_bus::RETRY_DUPLICATE_WINDOW);
+}
+
+/// A retry stored twice further apart than HOOKLINE_RETRY's duplicate
+/// window (an attempt repeated after a lost ack) waits as two copies; the
+/// mover stores both on HOOKLINE_DISPATCH under their one message id, and
+/// HOOKLINE_DISPATCH keeps one. The test shortens the retry store's window
+/// to 1 s so that the second copy is not refused at the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_stored_twice_outside_the_retry_window_reaches_dispatch_once() {
+    let (nats, js) = with_streams().await;
+    let mut config = js.get_stream("HOOKLINE_RETRY").await.unwrap().get_info().await.unwrap().config;
+    config.duplicate_window = Duration::from_secs(1);
+    js.update_stream(config).await.unwrap();
+    let (tenant, endpoint) = (TenantId::parse("acme").unwrap(), EndpointId::generate());
+    let now = chrono::Utc::now().timestamp();
+    // The first copy, and the repeat stored later and due later.
+    for (copy, due_in) in [(1, 60), (2, 120)] {
+        let publish = async_nats::jetstream::message::PublishMessage::build()
+            .payload(format!("{{\"copy\":{copy}}}").into())
+            .message_id("dlv_repeated.2");
+        let due = RetryBucket((now + due_in) as u64);
+        js.send_publish(retry_subject(due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 2, "both copies wait");
+
+    // Ten minutes later both are due.
+    let shutdown = CancellationToken::new();
+    let mover =
+        tokio::spawn(hookline_delivery::retry_store::run_with_clock(nats.jetstream().await, shutdown.clone(), || {
+            chrono::Utc::now().timestamp_millis() + 600_000
+        }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while messages(&js, "HOOKLINE_RETRY").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "both copies moved within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.cancel();
+    mover.await.unwrap().unwrap();
+    assert_eq!(messages(&js, "HOOKLINE_DISPATCH").await, 1, "the second copy is a duplicate on dispatch");
+    let first = js.get_stream("HOOKLINE_DISPATCH").await.unwrap().get_raw_message(1).await.unwrap();
+    assert_eq!(&first.payload[..], b"{\"copy\":1}");
 }
