@@ -10,11 +10,36 @@
 #
 # The binaries are taken from $CARGO_TARGET_DIR/release (else target/release).
 #
-# `delivery` (and the other two roles) runs `hookline-bench delivery --quick
-# --only throughput` with the chosen service under valgrind, zeroes the
-# counters when the throughput phase starts and dumps them after the third
-# fan-out 1 run (6,000 deliveries): one tenant, one fast endpoint. Takes
-# about 3 minutes.
+# `delivery` runs `hookline-bench delivery --only latency` with delivery
+# under valgrind: one tenant, one fast endpoint, events published one by
+# one at DELIVERY_RATE events/s (default 40). It zeroes the counters once 5 s
+# of the paced run have passed, dumps them DELIVERY_WINDOW seconds later
+# (default 100) and divides by the attempts delivery's /metrics counted
+# meanwhile; it prints how many fan-out made itself and how many tasks were
+# deferred. The pace is well below what delivery makes under valgrind even
+# on a loaded machine, so each event takes the same path whatever the load:
+# fan-out makes its one attempt in a free slot, and nothing waits. A flood
+# (the throughput runs) would put the one endpoint at its cap of 10 under
+# valgrind; how long tasks then wait for a slot depends on how much CPU
+# valgrind gets, and each task handed back and taken again renders and
+# hashes its body once more, so such a count grows with the machine's load
+# (to twice the quiet machine's at load 20). The endpoint's cap is raised
+# to 128 too (HOOKLINE_ENDPOINT_CONCURRENCY, which every build reads), so
+# the events that pile up while valgrind gets no CPU for a moment find free
+# slots instead of being deferred. More than 1 % deferred: the figure is
+# flagged; lower DELIVERY_RATE. The window also counts the services'
+# background work (timers, heartbeats, the gauges' clock). What still moves
+# with the load is batching: the less CPU delivery gets, the more events
+# its projector writes in one Postgres batch and its runtime handles per
+# wake-up, so one build's count varies by about ±8 % between hours of
+# different load. Two builds counted side by side (the script may run
+# twice at once) agree to 1-2 %: compare builds that way. Takes about 4
+# minutes.
+#
+# `ingest` and `subscriptions` run `hookline-bench delivery --quick --only
+# throughput` with that service under valgrind, zero the counters when the
+# throughput phase starts and dump them after the third fan-out 1 run
+# (6,000 events): one tenant, one fast endpoint. About 3 minutes.
 #
 # `scale` runs `hookline-bench scale --only slow` with delivery under
 # valgrind: 1,000 tenants and 3,000 endpoints (SCALE_TENANTS,
@@ -60,10 +85,17 @@ EOF
 chmod +x "$work/hookline"
 
 log=$work/bench.log
+rate=${DELIVERY_RATE:-40}
+window=${DELIVERY_WINDOW:-100}
 if [ "$mode" = scale ]; then
   HOOKLINE_BIN=$work/hookline "$release/hookline-bench" scale --only slow \
     --tenants "${SCALE_TENANTS:-1000}" --endpoints "${SCALE_ENDPOINTS:-3000}" \
     --rate "${SCALE_RATE:-300}" --secs 90 --raw-concurrency 100 >"$log" 2>&1 &
+elif [ "$mode" = delivery ]; then
+  # Publishing outlasts the warm-up, the 5 s before the window and the window.
+  HOOKLINE_BIN=$work/hookline "$release/hookline-bench" delivery --only latency \
+    --rate "$rate" --latency-secs $((window + 30)) \
+    --env delivery:HOOKLINE_ENDPOINT_CONCURRENCY=128 >"$log" 2>&1 &
 else
   HOOKLINE_BIN=$work/hookline "$release/hookline-bench" delivery --quick --only throughput >"$log" 2>&1 &
 fi
@@ -77,11 +109,14 @@ wait_for() {
   echo "timed out waiting for: $1" >&2
   exit 1
 }
-# Attempts delivery has made so far, from its /metrics.
-attempts() {
+# The sum of one metric's series in delivery's /metrics so far: its
+# attempts (attempt_duration_seconds_count), first attempts made in fan-out
+# (direct_attempts_total), tasks handed back or parked (deferrals_total).
+metric() {
   curl -s "http://$(cat "$work/http_addr")/metrics" |
-    awk '/^hookline_delivery_attempt_duration_seconds_count/ {s += $NF} END {printf "%d\n", s}'
+    awk -v name="hookline_delivery_$1" '$1 == name || index($1, name "{") == 1 {s += $NF} END {printf "%d\n", s}'
 }
+attempts() { metric attempt_duration_seconds_count; }
 if [ "$mode" = scale ]; then
   wait_for "raw client, "
   sleep 10 # fan-out fills up
@@ -92,6 +127,28 @@ if [ "$mode" = scale ]; then
   deliveries=$(($(attempts) - before))
   [ "$deliveries" -gt 0 ] || { echo "no attempts in the window" >&2; cat "$log" >&2; exit 1; }
   echo "scale: $deliveries attempts in ${SCALE_WINDOW:-40} s under valgrind"
+elif [ "$mode" = delivery ]; then
+  wait_for "(3) end-to-end latency"
+  # The warm-up's events and 5 s of the paced run, before the window opens.
+  start=$(attempts)
+  until [ $(($(attempts) - start)) -ge $((rate * 5)) ]; do
+    kill -0 "$bench" 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 1
+  done
+  callgrind_control -z "$(cat "$work/pid")" >/dev/null
+  before=$(attempts) direct=$(metric direct_attempts_total) deferred=$(metric deferrals_total)
+  sleep "$window"
+  callgrind_control -d "$(cat "$work/pid")" >/dev/null
+  deliveries=$(($(attempts) - before))
+  direct=$(($(metric direct_attempts_total) - direct))
+  deferred=$(($(metric deferrals_total) - deferred))
+  [ "$deliveries" -gt 0 ] || { echo "no attempts in the window" >&2; cat "$log" >&2; exit 1; }
+  echo "delivery: $deliveries attempts in $window s at $rate events/s under valgrind;" \
+    "$direct made in fan-out, $deferred deferred"
+  if [ $((deferred * 100)) -gt "$deliveries" ]; then
+    echo "WARNING: more than 1 % deferred: delivery fell behind the pace; the figure is not comparable" \
+      "(lower DELIVERY_RATE)" >&2
+  fi
 else
   wait_for "(2) end-to-end"
   callgrind_control -z "$(cat "$work/pid")" >/dev/null
@@ -108,7 +165,11 @@ echo "$mode: $((total / deliveries)) instructions per delivery; without SHA-256:
 out=${CARGO_TARGET_DIR:-target}/callgrind.$mode.out
 cp "$dump" "$out"
 echo "profile kept in $out (callgrind_annotate --inclusive=yes it)"
-if [ "$mode" = scale ]; then
+if [ "$mode" = delivery ]; then
+  # How far behind the pace delivery was, per 5 s of publishing.
+  wait "$bench" || true
+  grep -E "^ +[0-9]+-[0-9]+ +s: " "$log" || true
+elif [ "$mode" = scale ]; then
   # The bench stops on its own once delivery is gone; its figures are not the point here.
   kill "$(cat "$work/pid")"
   wait "$bench" || true
