@@ -11,7 +11,7 @@ use hookline_domain::{
     endpoint::redact_query,
     event_type::EventType,
     ids::{DeliveryId, EndpointId, JobId, TenantId},
-    layout,
+    layout, optional_time,
 };
 use hookline_proto::delivery::v1::{self as pb, delivery_service_server::DeliveryService};
 use hookline_store::{
@@ -445,16 +445,6 @@ fn endpoint_id(s: &str) -> Result<EndpointId, Error> {
 
 fn delivery_id(s: &str) -> Result<DeliveryId, Error> {
     Ok(DeliveryId::parse(s).map_err(|e| e.under("delivery_id"))?)
-}
-
-/// An optional RFC 3339 timestamp; empty means not given.
-fn optional_time(s: &str, field: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| Some(t.with_timezone(&Utc)))
-        .map_err(|_| FieldError::new(field, "must be an RFC 3339 timestamp such as 2026-11-29T10:00:00Z"))
 }
 
 /// The `deliveries.state` a requested state filter means.

@@ -56,3 +56,14 @@ impl FieldError {
         self
     }
 }
+
+/// An optional time bound of a request (`created_after`, `rejected_before`,
+/// ...): empty means none; anything else must be RFC 3339.
+pub fn optional_time(s: &str, field: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, FieldError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| Some(t.to_utc()))
+        .map_err(|_| FieldError::new(field, "must be an RFC 3339 timestamp such as 2026-11-29T10:00:00Z"))
+}

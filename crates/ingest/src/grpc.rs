@@ -2,7 +2,7 @@
 //! form and parsed by the same code as NATS intake, so both paths enforce
 //! exactly the same rules.
 
-use hookline_domain::{FieldError, event_type::EventType, events::NewEvent, ids::TenantId};
+use hookline_domain::{FieldError, event_type::EventType, events::NewEvent, ids::TenantId, optional_time};
 use hookline_proto::ingest::v1::{self as pb, ingest_service_server::IngestService, publish_request::Payload as P};
 use hookline_telemetry::trace::TraceParent;
 use serde_json::{Map, Value, json};
@@ -83,16 +83,6 @@ fn rejected_query(r: &pb::ListRejectedEventsRequest) -> Result<rejected::Query, 
         before_sequence,
         page_size: page_size as usize,
     })
-}
-
-/// An optional RFC 3339 time; empty means not given.
-fn optional_time(s: &str, field: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, FieldError> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| Some(t.to_utc()))
-        .map_err(|_| FieldError::new(field, "must be an RFC 3339 timestamp such as 2026-11-29T10:00:00Z"))
 }
 
 fn rejected_pb(r: rejected::Rejected) -> Result<pb::RejectedEvent, Error> {
