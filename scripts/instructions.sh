@@ -8,6 +8,10 @@
 #   scripts/instructions.sh scale                             # delivery, many tenants, slow receivers
 #   HOOKLINE_BIN=/tmp/hookline-old scripts/instructions.sh       # another build
 #
+# The bench starts the services on port 0 and reads their addresses from the
+# `listening` log line; a build older than that line is driven by a bench
+# built at 5ae491c (point CARGO_TARGET_DIR at its target directory).
+#
 # The binaries are taken from $CARGO_TARGET_DIR/release (else target/release).
 #
 # `delivery` runs `hookline-bench delivery --only latency` with delivery
