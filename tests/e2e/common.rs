@@ -565,9 +565,15 @@ fn rand_suffix() -> u64 {
 
 /// `hookline <args>` against the stack's single process: (exit code, stdout, stderr).
 pub fn cli(s: &Stack, args: &[&str]) -> (i32, String, String) {
+    cli_with(s, &[], args)
+}
+
+/// [`cli`] with more environment (a `HOOKLINE_TOKEN`, say).
+pub fn cli_with(s: &Stack, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let out = hookline_e2e::hookline_command()
         .unwrap()
         .args(args)
+        .envs(env.iter().copied())
         .env("HOOKLINE_SUBSCRIPTIONS_URL", s.hookline.grpc_url())
         .env("HOOKLINE_INGEST_URL", s.hookline.grpc_url())
         .env("HOOKLINE_DELIVERY_URL", s.hookline.grpc_url())

@@ -193,16 +193,8 @@ async fn rejected_listed(s: &Stack, tenant: &str, n: usize) -> Vec<RejectedEvent
 
 /// `hookline rejected <args>` with `token`: (success, stdout, stderr).
 fn rejected_cli(s: &Stack, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = hookline_e2e::hookline_command()
-        .unwrap()
-        .arg("rejected")
-        .args(args)
-        .env("HOOKLINE_INGEST_URL", s.hookline.grpc_url())
-        .env("HOOKLINE_TOKEN", token)
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+    let (code, out, err) = cli_with(s, &[("HOOKLINE_TOKEN", token)], &[&["rejected"], args].concat());
+    (code == 0, out, err)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

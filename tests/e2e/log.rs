@@ -667,15 +667,8 @@ async fn a_tenant_wide_list_shows_every_endpoints_deliveries_newest_first_and_th
 
 /// `hookline log export <args>` against the stack: (success, stdout, stderr).
 fn export(s: &Stack, args: &[&str]) -> (bool, String, String) {
-    let out = hookline_e2e::hookline_command()
-        .unwrap()
-        .args(["log", "export"])
-        .args(args)
-        .env("HOOKLINE_DELIVERY_URL", s.hookline.grpc_url())
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+    let (code, out, err) = cli(s, &[&["log", "export"], args].concat());
+    (code == 0, out, err)
 }
 
 /// The NDJSON lines of an export, each parsed, as (delivery id, the line).

@@ -75,16 +75,9 @@ fn delete(tenant: &str, confirm: &str) -> spb::DeleteTenantRequest {
 }
 
 /// `hookline tenant delete ...` against the stack: (success, stdout, stderr).
-fn cli(s: &Stack, args: &[&str]) -> (bool, String, String) {
-    let out = hookline_e2e::hookline_command()
-        .unwrap()
-        .args(["tenant", "delete"])
-        .args(args)
-        .env("HOOKLINE_SUBSCRIPTIONS_URL", s.hookline.grpc_url())
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+fn delete_cli(s: &Stack, args: &[&str]) -> (bool, String, String) {
+    let (code, out, err) = cli(s, &[&["tenant", "delete"], args].concat());
+    (code == 0, out, err)
 }
 
 /// Tenant `salon-a` with three endpoints: one that accepts, one that fails
@@ -154,13 +147,13 @@ async fn deleting_a_tenant_erases_it_from_every_stream_and_table_and_leaves_the_
         assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
         assert!(refused.message().starts_with("confirm: must repeat the tenant id `salon-a`"), "{refused:?}");
     }
-    let (done, _, stderr) = cli(&s, &["salon-a"]);
+    let (done, _, stderr) = delete_cli(&s, &["salon-a"]);
     assert!(!done && stderr.contains("--confirm"), "the CLI asks for --confirm: {stderr}");
-    let (done, _, stderr) = cli(&s, &["salon-a", "--confirm", "salon-b"]);
+    let (done, _, stderr) = delete_cli(&s, &["salon-a", "--confirm", "salon-b"]);
     assert!(!done && stderr.contains("confirm: must repeat the tenant id"), "{stderr}");
     assert_eq!(counts(&js, "salon-a").await["HOOKLINE_CONFIG"], a_before["HOOKLINE_CONFIG"], "nothing was appended");
 
-    let (done, stdout, stderr) = cli(&s, &["salon-a", "--confirm", "salon-a", "--json"]);
+    let (done, stdout, stderr) = delete_cli(&s, &["salon-a", "--confirm", "salon-a", "--json"]);
     assert!(done, "{stderr}");
     let printed: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(printed["tenant_id"], "salon-a");
