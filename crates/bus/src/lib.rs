@@ -80,6 +80,18 @@ pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// HOOKLINE_DISPATCH's 10 min window drops the second.
 pub const RETRY_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// HOOKLINE_OUTCOMES's duplicate window. Every outcome is stored with its
+/// id (`<delivery>.<attempt>`), and every id in the window costs
+/// nats-server about 120 bytes: at 3,500 outcomes/s a 2 minute window held
+/// 50 MiB of them. The window only has to absorb a publish repeated at once
+/// (a worker or fan-out retrying a store whose ack it did not get); an
+/// attempt repeated later (a task redelivered after `HOOKLINE_ACK_WAIT`)
+/// makes a second outcome for the same delivery and attempt, which the
+/// projector already ignores (the attempt's row is keyed on both, and
+/// statistics count only rows it inserts). Readers of the stream de-duplicate
+/// on that pair (`Nats-Msg-Id`) too.
+pub const OUTCOMES_DUPLICATE_WINDOW: Duration = Duration::from_secs(20);
+
 /// Largest message HOOKLINE_INTAKE stores (payload and headers): an event's
 /// limit (256 KiB of JSON, `hookline_domain::events::MAX_EVENT_BYTES`) plus
 /// 4 KiB for headers such as `traceparent`. A larger publish is refused at
@@ -307,7 +319,12 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
             duplicate_window: Duration::from_secs(600),
             ..base
         },
-        OUTCOMES_STREAM => stream::Config { subjects: vec![OUTCOMES_ALL.into()], max_age: OUTCOMES_MAX_AGE, ..base },
+        OUTCOMES_STREAM => stream::Config {
+            subjects: vec![OUTCOMES_ALL.into()],
+            max_age: OUTCOMES_MAX_AGE,
+            duplicate_window: OUTCOMES_DUPLICATE_WINDOW,
+            ..base
+        },
         PARKED_STREAM => stream::Config {
             subjects: vec![PARKED_ALL.into()],
             retention: RetentionPolicy::WorkQueue,
@@ -430,8 +447,8 @@ async fn ensure_stream(js: &Context, name: &'static str, settings: &StreamSettin
         js.update_stream(updated).await.map_err(StreamRequestError::Update)?;
         return Ok(());
     }
-    // Retry streams made with a longer window get the shorter one.
-    if name == RETRY_STREAM && current.duplicate_window > config.duplicate_window {
+    // Retry and outcome streams made with a longer window get the shorter one.
+    if matches!(name, RETRY_STREAM | OUTCOMES_STREAM) && current.duplicate_window > config.duplicate_window {
         tracing::info!(stream = name, duplicate_window = ?config.duplicate_window, "shortening the duplicate window");
         let updated = stream::Config { duplicate_window: config.duplicate_window, ..current };
         js.update_stream(updated).await.map_err(StreamRequestError::Update)?;

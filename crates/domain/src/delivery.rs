@@ -284,7 +284,9 @@ pub struct SentRequest {
 }
 
 impl<R> AttemptOutcome<R> {
-    /// `Nats-Msg-Id`: a re-published outcome of the same attempt is dropped.
+    /// `Nats-Msg-Id`: an outcome of the same attempt published again within
+    /// HOOKLINE_OUTCOMES's duplicate window is dropped; a later copy is
+    /// stored, and readers (the projector) keep the first.
     pub fn msg_id(&self) -> String {
         format!("{}.{}", self.delivery_id, self.attempt)
     }
