@@ -1,9 +1,10 @@
 //! Appending accepted events to HOOKLINE_EVENTS, with idempotency.
 //!
-//! Before an event is checked against its tenant, ingest reads the tenant's
-//! last config sequence from the stream leader (coalesced per tenant) and
-//! lets its Directory catch up to it, so a tenant created or changed a
-//! moment ago through another replica is known. The event carries that
+//! Before an event is checked against its tenant, ingest reads the config
+//! stream's last sequence from the stream leader (one read per request,
+//! shared by the requests waiting meanwhile) and lets its Directory catch
+//! up to it, so a tenant created or changed a moment ago through another
+//! replica is known. The event carries that
 //! sequence (`Hookline-Config-Sequence`) to fan-out, which resolves it
 //! against a subscriptions replica that has applied at least as much: an
 //! endpoint acknowledged before the event was published always gets it.
@@ -22,7 +23,7 @@ use hookline_domain::{
 use hookline_telemetry::trace::{TRACEPARENT, TraceParent};
 use hookline_tenants::{
     Directory,
-    directory::{SYNC_WAIT, WaitReason},
+    directory::{FreshRead, WaitReason},
 };
 
 use crate::Error;
@@ -81,10 +82,13 @@ impl Prepared {
     }
 }
 
-/// The config sequences read for one request (a batch reads each tenant's
-/// once): tenant → its last config sequence, applied locally.
+/// The config stream's position read for one request (a batch reads it
+/// once), and each tenant's last config sequence as of it.
 #[derive(Default)]
-pub struct Synced(std::collections::HashMap<TenantId, u64>);
+pub struct Synced {
+    read: Option<FreshRead>,
+    tenants: std::collections::HashMap<TenantId, u64>,
+}
 
 impl Appender {
     pub fn new(js: Context, directory: Directory) -> Self {
@@ -102,15 +106,18 @@ impl Appender {
         self.directory.tenant(tenant).is_some()
     }
 
-    /// The tenant's last config sequence, read from the stream after this
-    /// call began (once per request and tenant) and applied locally.
+    /// The tenant's last config sequence as of a read of the stream made
+    /// after this request began (once per request), applied locally.
     async fn sync(&self, synced: &mut Synced, tenant: &TenantId) -> Result<u64, Error> {
-        if let Some(seq) = synced.0.get(tenant) {
+        if let Some(seq) = synced.tenants.get(tenant) {
             return Ok(*seq);
         }
-        let seq = self.directory.fresh_tenant_seq(tenant).await?;
-        self.directory.reach(tenant, seq, SYNC_WAIT, WaitReason::Ingest).await?;
-        synced.0.insert(tenant.clone(), seq);
+        let read = match synced.read {
+            Some(read) => read,
+            None => *synced.read.insert(self.directory.fresh_stream_seq().await?),
+        };
+        let seq = self.directory.tenant_seq_as_of(tenant, read, WaitReason::Ingest).await?;
+        synced.tenants.insert(tenant.clone(), seq);
         Ok(seq)
     }
 

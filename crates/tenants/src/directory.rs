@@ -7,11 +7,21 @@
 //! through another replica), the caller first asks the stream leader for
 //! the tenant's last config sequence ([`Directory::sync_tenant`]) and waits,
 //! bounded, until the index has applied it: read-your-writes across
-//! replicas, at the price of one small request. Ingest's reads are
-//! coalesced per tenant ([`Directory::fresh_tenant_seq`]).
+//! replicas, at the price of one small request.
+//!
+//! Ingest needs this for every event, so it reads the whole stream's last
+//! sequence instead, one read shared by every request waiting meanwhile
+//! ([`Directory::fresh_stream_seq`]), and takes the tenant's sequence from
+//! the index once it has applied that much ([`Directory::tenant_seq_as_of`]).
+//! A message read per event cost nats-server about a tenth of its CPU and
+//! kept the config stream's blocks in its cache (BENCHMARKS.md). The one case
+//! where the index can pass a sequence without holding a tenant's change is
+//! a compaction that purged the change before this follower read it; the
+//! follower notes every gap in the sequences it reads, and a tenant whose
+//! range a gap crossed is read on its own as before.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
@@ -82,14 +92,40 @@ pub const SYNC_WAIT: Duration = Duration::from_secs(3);
 
 type Answer = Result<u64, Error>;
 
-/// Coalesced reads of one tenant's last config sequence: one in flight;
-/// callers arriving meanwhile wait for the next one, which starts after
-/// they arrived (so it sees every change acknowledged before they asked).
+/// Coalesced reads of the stream's last sequence: one in flight; callers
+/// arriving meanwhile wait for the next one, which starts after they
+/// arrived (so it sees every change acknowledged before they asked).
 #[derive(Default)]
 struct ReadQueue {
     running: bool,
     waiting: Vec<oneshot::Sender<Answer>>,
 }
+
+/// The stream's last sequence, read after `asked_at`.
+#[derive(Debug, Clone, Copy)]
+pub struct FreshRead {
+    pub seq: u64,
+    pub asked_at: Instant,
+}
+
+/// Sequences the follower passed without reading them (purged before it
+/// got there), and when it noticed.
+#[derive(Debug, Clone, Copy)]
+struct Gap {
+    noticed: Instant,
+    from: u64,
+    to: u64,
+}
+
+/// How long noticed gaps are kept: longer than any caller waits for the
+/// index ([`SYNC_WAIT`]) after its read.
+const GAP_MEMORY: Duration = Duration::from_secs(10);
+/// Gaps kept apart at most; more (a replay over purged history at start)
+/// are merged into one that covers them all, which only sends more
+/// tenants to the leader for a few seconds.
+const MAX_GAPS: usize = 256;
+
+type Gaps = Arc<Mutex<VecDeque<Gap>>>;
 
 /// Shared, cheaply clonable handle to the index.
 #[derive(Clone)]
@@ -100,7 +136,8 @@ pub struct Directory {
     js: Context,
     /// HOOKLINE_CONFIG, for last-by-subject reads (served by the stream leader).
     stream: Stream<()>,
-    reads: Arc<Mutex<HashMap<TenantId, ReadQueue>>>,
+    stream_reads: Arc<Mutex<ReadQueue>>,
+    gaps: Gaps,
 }
 
 impl Directory {
@@ -109,9 +146,16 @@ impl Directory {
     pub async fn start(js: &Context, shutdown: CancellationToken) -> Result<Self, Error> {
         let (tx, applied) = watch::channel(0u64);
         let stream = js.get_stream_no_info(CONFIG_STREAM).await.map_err(Error::unavailable)?;
-        let dir = Self { tenants: Arc::default(), applied, js: js.clone(), stream, reads: Arc::default() };
+        let dir = Self {
+            tenants: Arc::default(),
+            applied,
+            js: js.clone(),
+            stream,
+            stream_reads: Arc::default(),
+            gaps: Arc::default(),
+        };
         let last = dir.stream_last_seq().await?;
-        tokio::spawn(follow(js.clone(), dir.tenants.clone(), tx, shutdown));
+        tokio::spawn(follow(js.clone(), dir.tenants.clone(), tx, dir.gaps.clone(), shutdown));
         dir.wait_applied(last, Duration::from_secs(60)).await?;
         Ok(dir)
     }
@@ -228,39 +272,77 @@ impl Directory {
         Ok(seq)
     }
 
-    /// [`Self::tenant_last_seq`], coalesced: concurrent callers for one
-    /// tenant share a read that started after each of them called. Ingest
-    /// calls this for every event, so a burst costs two reads, not one per
-    /// event.
-    pub async fn fresh_tenant_seq(&self, tenant: &TenantId) -> Result<u64, Error> {
+    /// The stream's last sequence, read from the stream leader after this
+    /// call began, one read shared by every caller that arrives while
+    /// another is in flight: a burst of events for ten thousand tenants
+    /// costs a read per round trip, not one per tenant.
+    pub async fn fresh_stream_seq(&self) -> Result<FreshRead, Error> {
+        let asked_at = Instant::now();
         let (tx, rx) = oneshot::channel();
         let lead = {
-            let mut reads = self.reads.lock().expect("reads lock");
-            let queue = reads.entry(tenant.clone()).or_default();
+            let mut queue = self.stream_reads.lock().expect("reads lock");
             queue.waiting.push(tx);
             !std::mem::replace(&mut queue.running, true)
         };
         if lead {
-            let (this, tenant) = (self.clone(), tenant.clone());
+            let this = self.clone();
             tokio::spawn(async move {
                 loop {
                     let waiters = {
-                        let mut reads = this.reads.lock().expect("reads lock");
-                        let queue = reads.get_mut(&tenant).expect("a running queue exists");
+                        let mut queue = this.stream_reads.lock().expect("reads lock");
                         if queue.waiting.is_empty() {
-                            reads.remove(&tenant);
+                            queue.running = false;
                             return;
                         }
                         std::mem::take(&mut queue.waiting)
                     };
-                    let answer = this.tenant_last_seq(&tenant).await;
+                    let answer = this.stream_last_seq().await;
                     for w in waiters {
                         let _ = w.send(answer.clone());
                     }
                 }
             });
         }
-        rx.await.unwrap_or_else(|_| Err(Error::unavailable("config sequence read was cancelled")))
+        let seq = rx.await.unwrap_or_else(|_| Err(Error::unavailable("config sequence read was cancelled")))?;
+        Ok(FreshRead { seq, asked_at })
+    }
+
+    /// The tenant's last config sequence as the stream held it at `read`
+    /// (0: none), once the index holds it: what [`Self::sync_tenant`]
+    /// answers, without a read per tenant. The index applies the stream in
+    /// order, so having applied `read.seq` it holds each of the tenant's
+    /// changes up to it, unless compaction purged one before the follower
+    /// read it (the snapshot with its effect then comes later): a gap
+    /// noticed since `read` in the tenant's range sends this tenant to the
+    /// stream leader on its own.
+    pub async fn tenant_seq_as_of(&self, tenant: &TenantId, read: FreshRead, reason: WaitReason) -> Result<u64, Error> {
+        if self.applied() < read.seq {
+            let started = Instant::now();
+            let labels = hookline_telemetry::labels([("reason", reason.as_str())]);
+            let m = hookline_telemetry::metrics();
+            let reached = self.wait_applied(read.seq, SYNC_WAIT).await;
+            m.config_wait.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+            if reached.is_err() {
+                m.config_wait_timeouts.get_or_create(&labels).inc();
+                return Err(Error::Lagging { wanted: read.seq, applied: self.applied(), waited: SYNC_WAIT });
+            }
+        }
+        let seq = self.version_of(tenant);
+        if skipped_since(&self.gaps.lock().expect("gaps lock"), read.asked_at, seq, read.seq) {
+            tracing::debug!(tenant = %tenant, "config index passed a purged sequence; reading the tenant's own");
+            return self.sync_tenant(tenant, reason).await;
+        }
+        Ok(seq)
+    }
+
+    /// The sequence of the tenant's last config event the index applied:
+    /// its state's version, its tombstone's, or 0.
+    fn version_of(&self, tenant: &TenantId) -> u64 {
+        let index = self.tenants.read().expect("directory lock");
+        match index.tenants.get(tenant) {
+            Some(t) => t.version,
+            None => index.deleted.get(tenant).copied().unwrap_or(0),
+        }
     }
 
     pub fn tenant(&self, id: &TenantId) -> Option<Arc<TenantState>> {
@@ -343,7 +425,7 @@ pub struct TenantPage {
 
 /// Apply the stream to the index for as long as the process runs; if the
 /// consumer ends, a new one resumes after the last applied sequence.
-async fn follow(js: Context, tenants: Tenants, tx: watch::Sender<u64>, shutdown: CancellationToken) {
+async fn follow(js: Context, tenants: Tenants, tx: watch::Sender<u64>, gaps: Gaps, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         let start = *tx.borrow() + 1;
         let messages = async {
@@ -381,6 +463,12 @@ async fn follow(js: Context, tenants: Tenants, tx: watch::Sender<u64>, shutdown:
                 None => break,
             };
             let Ok(seq) = msg.info().map(|i| i.stream_sequence) else { continue };
+            let previous = *tx.borrow();
+            if seq > previous + 1 {
+                // Noted before the sequence is published, so a caller woken
+                // by it sees the gap.
+                note_gap(&gaps, previous + 1, seq - 1);
+            }
             match serde_json::from_slice::<ConfigEvent>(&msg.payload) {
                 Ok(event) => apply(&tenants, msg.subject.as_str(), &event, seq),
                 Err(e) => tracing::error!(seq, error = %e, "config follower: unreadable config event skipped"),
@@ -388,6 +476,27 @@ async fn follow(js: Context, tenants: Tenants, tx: watch::Sender<u64>, shutdown:
             tx.send_replace(seq);
         }
         tracing::warn!("config follower: consumer ended; resuming");
+    }
+}
+
+/// Whether the follower, since `since`, passed a purged sequence in
+/// `(after, upto]`.
+fn skipped_since(gaps: &VecDeque<Gap>, since: Instant, after: u64, upto: u64) -> bool {
+    gaps.iter().any(|g| g.noticed >= since && g.to > after && g.from <= upto)
+}
+
+fn note_gap(gaps: &Mutex<VecDeque<Gap>>, from: u64, to: u64) {
+    let now = Instant::now();
+    let mut gaps = gaps.lock().expect("gaps lock");
+    while gaps.front().is_some_and(|g| now.duration_since(g.noticed) > GAP_MEMORY) {
+        gaps.pop_front();
+    }
+    if gaps.len() >= MAX_GAPS {
+        let first = gaps.front().map_or(from, |g| g.from);
+        gaps.clear();
+        gaps.push_back(Gap { noticed: now, from: first, to });
+    } else {
+        gaps.push_back(Gap { noticed: now, from, to });
     }
 }
 
@@ -446,6 +555,34 @@ fn forget(index: &mut Index, id: TenantId, seq: u64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_gap_noticed_after_the_read_within_the_tenants_range_sends_it_to_the_leader() {
+        use super::{Gap, MAX_GAPS, VecDeque, note_gap, skipped_since};
+        use std::{sync::Mutex, time::Instant};
+        let before = Instant::now();
+        let gaps = Mutex::new(VecDeque::new());
+        note_gap(&gaps, 10, 12);
+        let after = Instant::now();
+        let gaps = gaps.into_inner().unwrap();
+        // The tenant's version 9, the stream read at 20: sequences 10..=12
+        // may have been its own.
+        assert!(skipped_since(&gaps, before, 9, 20));
+        assert!(skipped_since(&gaps, before, 11, 20), "a gap reaching past the version");
+        assert!(!skipped_since(&gaps, before, 12, 20), "the tenant's own change is past the gap");
+        assert!(!skipped_since(&gaps, before, 3, 9), "the read ended before the gap");
+        assert!(!skipped_since(&gaps, after, 9, 20), "noticed before the read began");
+
+        let many = Mutex::new(VecDeque::new());
+        for i in 0..(MAX_GAPS as u64 + 5) {
+            note_gap(&many, 10 * i + 1, 10 * i + 2);
+        }
+        let many = many.into_inner().unwrap();
+        assert!(many.len() < MAX_GAPS, "merged, not grown without bound");
+        let Gap { from, to, .. } = *many.front().unwrap();
+        assert!(from <= 1 && to >= 10 * MAX_GAPS as u64 + 2, "the merged gap still covers every one: {from}..={to}");
+        assert!(skipped_since(&many, before, 40, 45));
+    }
+
     use hookline_domain::endpoint::Plan;
 
     use super::*;
