@@ -17,7 +17,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use hookline_bus::{RetryBucket, StreamSettings, retry_subject};
+use hookline_bus::{RetryBucket, StreamSettings, retry_subject_whole};
 use hookline_domain::ids::{EndpointId, TenantId};
 use hookline_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +54,7 @@ async fn a_mover_started_a_day_late_moves_every_due_retry_oldest_first_with_a_fe
         let publish = async_nats::jetstream::message::PublishMessage::build()
             .payload(format!("{{\"hour\":{h}}}").into())
             .message_id(format!("d{h}.2"));
-        js.send_publish(retry_subject(due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
+        js.send_publish(retry_subject_whole(due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
     }
     assert_eq!(messages(&js, "HOOKLINE_RETRY").await, RETRIES as u64);
 
@@ -162,7 +162,7 @@ async fn a_retry_stored_twice_outside_the_retry_window_reaches_dispatch_once() {
             .payload(format!("{{\"copy\":{copy}}}").into())
             .message_id("dlv_repeated.2");
         let due = RetryBucket((now + due_in) as u64);
-        js.send_publish(retry_subject(due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
+        js.send_publish(retry_subject_whole(due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 2, "both copies wait");
