@@ -9,8 +9,8 @@
 //! subjects in nats-server's memory), with the tenant in a header; erasing
 //! reads those headers (headers only, no payloads) and deletes the tenant's
 //! retries one by one ([`delete_tenant_retries`]). That read grows with the
-//! number of waiting retries (about a million headers a minute here), which
-//! an erasure, rare and run in the background, can afford; the retries hold
+//! number of waiting retries (not yet measured at a million), which an
+//! erasure, rare and operator-driven, can afford; the retries hold
 //! a reference to an event, not the event, and the event is purged first,
 //! so a retry the read has not reached yet has nothing left to send.
 //! Erasing is idempotent: a

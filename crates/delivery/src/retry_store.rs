@@ -22,7 +22,7 @@
 //! of nats-server RSS; one subject per second is at most 86,400 a day
 //! whatever the number of tenants and endpoints (BENCHMARKS.md has the
 //! figures). The reference also cuts a retry from about 1.1 KB to about
-//! 400 bytes on disk, and the mover reads the event back when it moves the
+//! 460 bytes on disk, and the mover reads the event back when it moves the
 //! task. A retry whose event is gone by then (archived: waiting longer than
 //! `HOOKLINE_ARCHIVE_AFTER`; or purged) cannot be sent: the mover records
 //! its outcome instead, `failed` with error kind `event_expired`, as the
