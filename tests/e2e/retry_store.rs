@@ -1,5 +1,5 @@
 //! The retry store (HOOKLINE_RETRY): a retry due later waits there under
-//! its due second, holding no ack-pending slot on the `workers` consumer,
+//! its due second (a reference to its event), holding no ack-pending slot on the `workers` consumer,
 //! and the mover in every delivery process brings it back to
 //! HOOKLINE_DISPATCH once that second has passed: after a crash, and with
 //! two movers at the same seconds, exactly once.
@@ -77,7 +77,13 @@ async fn a_retry_due_later_waits_in_the_retry_store_holds_no_ack_pending_slot_an
     retries_waiting(&js, 1, Duration::from_secs(5)).await;
     let subjects = retry_subjects(&js).await;
     let due: u64 = subjects[0].split('.').nth(2).unwrap().parse().unwrap();
-    assert_eq!(subjects[0], format!("hookline.retry.{due}.acme.{ep}"));
+    assert_eq!(subjects[0], format!("hookline.retry.{due}.ref"), "one subject per due second, for every endpoint");
+    let stored = stored_messages(&js, "HOOKLINE_RETRY").await.remove(0);
+    assert_eq!(stored.headers.get("Hookline-Tenant").map(|v| v.as_str()), Some("acme"));
+    assert!(stored.headers.get("Nats-Msg-Id").is_none(), "no message id held in the retry store's window");
+    let waiting: serde_json::Value = serde_json::from_slice(&stored.payload).unwrap();
+    assert_eq!(waiting["endpoint_id"], ep.as_str());
+    assert!(waiting.get("event").is_none(), "a reference to the event, not the event: {waiting}");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     assert!((now + 4..=now + 11).contains(&due), "due second {due} is about 8 s (±20 %) after {now}");
     // While it waits, nothing of it is on the workers' consumer.

@@ -41,6 +41,22 @@ async fn counts(js: &async_nats::jetstream::Context, tenant: &str) -> HashMap<&'
     out
 }
 
+/// The tenant's retries waiting in HOOKLINE_RETRY: the ones stored as a
+/// reference (one subject per due second for every tenant, the tenant in a
+/// header), and the whole tasks an older version stored on
+/// `hookline.retry.<due>.<tenant>.<endpoint>`, read message by message.
+async fn waiting_retries(js: &async_nats::jetstream::Context, tenant: &str) -> u64 {
+    stored_messages(js, "HOOKLINE_RETRY")
+        .await
+        .iter()
+        .filter(|m| {
+            let by_header = m.headers.get("Hookline-Tenant").map(|v| v.as_str()) == Some(tenant);
+            let by_subject = m.subject.split('.').nth(3) == Some(tenant) && m.subject.split('.').count() == 5;
+            by_header || by_subject
+        })
+        .count() as u64
+}
+
 /// Rows of the tenant in every table, keyed `table.column`: by `tenant_id`
 /// in each table that has that column, by `endpoint_id` (the tenant's
 /// endpoints) in each that has that one, and `tenants.id`.
@@ -81,13 +97,14 @@ fn delete_cli(s: &Stack, args: &[&str]) -> (bool, String, String) {
 }
 
 /// Tenant `salon-a` with three endpoints: one that accepts, one that fails
-/// (its tasks wait for a retry) and one whose breaker opens (its tasks are
-/// parked); tenant `salon-b` with one that accepts. Both deliver; then A is
-/// deleted with `hookline tenant delete`.
+/// (its tasks wait for a retry an hour away in the retry store) and one
+/// whose breaker opens (its tasks are parked); tenant `salon-b` with one
+/// that accepts and one that fails (its retries wait too). Both deliver;
+/// then A is deleted with `hookline tenant delete`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_tenant_erases_it_from_every_stream_and_table_and_leaves_the_other_tenant_untouched() {
     let s = stack_with(&[
-        ("HOOKLINE_RETRY_SCHEDULE", "0s,8s,8s"),
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,1h,1h"),
         ("HOOKLINE_BREAKER_THRESHOLD", "3"),
         ("HOOKLINE_BREAKER_COOLDOWN", "60s"),
         ("HOOKLINE_BREAKER_FIRST_COOLDOWN", "60s"),
@@ -97,7 +114,7 @@ async fn deleting_a_tenant_erases_it_from_every_stream_and_table_and_leaves_the_
     let js = s.nats.jetstream().await;
     let pool = s.db.pool().await;
     s.create_tenant("salon-a", Plan::Professional, true).await;
-    s.create_tenant("salon-b", Plan::Basic, true).await;
+    s.create_tenant("salon-b", Plan::Professional, true).await;
     let (a_ok, a_retrying, a_down, b_ok) =
         (Receiver::start().await, Receiver::start().await, Receiver::start().await, Receiver::start().await);
     a_retrying.set_default(500);
@@ -108,6 +125,10 @@ async fn deleting_a_tenant_erases_it_from_every_stream_and_table_and_leaves_the_
     let (down_ep, _) =
         s.create_endpoint("salon-a", &a_down.url(), &["customer.updated"], PayloadLayout::Envelope).await;
     let (b_ep, _) = s.create_endpoint("salon-b", &b_ok.url(), &[], PayloadLayout::Envelope).await;
+    let b_retrying = Receiver::start().await;
+    b_retrying.set_default(500);
+    let (b_retry_ep, _) =
+        s.create_endpoint("salon-b", &b_retrying.url(), &["customer.created"], PayloadLayout::Envelope).await;
     let a_endpoints = vec![ok_ep.clone(), retry_ep.clone(), down_ep.clone()];
 
     let mut batch: Vec<_> = (0..2).map(|_| json_request("salon-a", &fresh("customer.created"))).collect();
@@ -117,6 +138,22 @@ async fn deleting_a_tenant_erases_it_from_every_stream_and_table_and_leaves_the_
     a_ok.wait_for(32, Duration::from_secs(20)).await.unwrap();
     a_retrying.wait_for(2, Duration::from_secs(10)).await.unwrap();
     b_ok.wait_for(3, Duration::from_secs(10)).await.unwrap();
+    b_retrying.wait_for(3, Duration::from_secs(10)).await.unwrap();
+    // And one retry of each stored whole by an older version, on its
+    // endpoint's own subject.
+    let due = chrono::Utc::now().timestamp() + 3600;
+    for (tenant, ep) in [("salon-a", &retry_ep), ("salon-b", &b_retry_ep)] {
+        let publish = async_nats::jetstream::message::PublishMessage::build()
+            .payload(format!("{{\"tenant\":\"{tenant}\"}}").into())
+            .message_id(format!("old-{tenant}"));
+        js.send_publish(format!("hookline.retry.{due}.{tenant}.{ep}"), publish).await.unwrap().await.unwrap();
+    }
+    eventually(Duration::from_secs(20), "both tenants' retries waiting in the retry store", || async {
+        let (a, b) = (waiting_retries(&js, "salon-a").await, waiting_retries(&js, "salon-b").await);
+        Ok::<_, anyhow::Error>((a >= 3 && b == 4).then_some(()))
+    })
+    .await
+    .unwrap();
     eventually(Duration::from_secs(20), "salon-a's tasks parked behind the open breaker", || async {
         Ok::<_, anyhow::Error>((counts(&js, "salon-a").await["HOOKLINE_PARKED"] > 0).then_some(()))
     })
@@ -126,7 +163,7 @@ async fn deleting_a_tenant_erases_it_from_every_stream_and_table_and_leaves_the_
         let (a, b) =
             (rows(&pool, "salon-a", &a_endpoints).await, rows(&pool, "salon-b", std::slice::from_ref(&b_ep)).await);
         Ok::<_, anyhow::Error>(
-            (a["deliveries.tenant_id"] >= 34 && a["attempts.endpoint_id"] >= 34 && b["deliveries.tenant_id"] == 3)
+            (a["deliveries.tenant_id"] >= 34 && a["attempts.endpoint_id"] >= 34 && b["deliveries.tenant_id"] == 6)
                 .then_some(()),
         )
     })
@@ -169,6 +206,8 @@ async fn deleting_a_tenant_erases_it_from_every_stream_and_table_and_leaves_the_
         let left = if *stream == "HOOKLINE_CONFIG" { 1 } else { 0 };
         assert_eq!(*n, left, "salon-a's messages in {stream} after the deletion: {a_after:?}");
     }
+    assert_eq!(waiting_retries(&js, "salon-a").await, 0, "none of salon-a's waiting retries is left");
+    assert_eq!(waiting_retries(&js, "salon-b").await, 4, "salon-b's waiting retries stay");
     let tombstone = read_subject(&s.nats, "HOOKLINE_CONFIG", "hookline.config.salon-a").await;
     assert_eq!(tombstone.len(), 1);
     assert_eq!(tombstone[0]["type"], "tenant.deleted");

@@ -105,6 +105,17 @@ pub struct Args {
     /// (counted from the seeding), the message ids it holds are gone.
     #[arg(long, default_value_t = 0)]
     backlog_hold: u64,
+    /// Seconds the backlog phase waits between storing the retries and the
+    /// run beside them, so that what the store does after the burst is
+    /// measured apart from what the waiting retries cost.
+    #[arg(long, default_value_t = 0)]
+    backlog_pause: u64,
+    /// How the backlog phase stores its retries: as this build's workers do
+    /// (`ref`: one subject per due second, a reference to the event, no
+    /// message id), or as versions before it did (`whole`: one subject per
+    /// second, tenant and endpoint, the whole task, a message id).
+    #[arg(long, value_enum, default_value_t = BacklogLayout::Ref)]
+    backlog_layout: BacklogLayout,
     /// Run only these phases (repeatable); setup always runs.
     #[arg(long, value_enum)]
     only: Vec<Phase>,
@@ -460,6 +471,7 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
         json!({"tenants": args.tenants, "endpoints": args.endpoints, "secs": args.secs, "rate": args.rate,
                "latency": format!("{:?}", args.latency), "skew": format!("{:?}", args.skew),
                "recovery_events": args.recovery_events, "backlog_retries": args.backlog_retries,
+               "backlog_pause": args.backlog_pause, "backlog_layout": format!("{:?}", args.backlog_layout),
                "quick": args.quick, "env": args.env}),
     );
     let mut s = Scale {
@@ -959,4 +971,11 @@ async fn startup_phase(s: &mut Scale, initial: &[(&'static str, Duration)]) -> a
         s.report.push(row.beside(first.as_secs_f64()).target("< 5 s", took < Duration::from_secs(5)));
     }
     s.stack.check_alive()
+}
+
+/// How the backlog phase stores its waiting retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BacklogLayout {
+    Ref,
+    Whole,
 }

@@ -3,7 +3,17 @@
 //! messages at once and leaves every other tenant's untouched.
 //!
 //! [`tenant_filters`] is the one list of where a tenant's messages live; a
-//! new stream with tenant subjects belongs in it. Erasing is idempotent: a
+//! new stream with tenant subjects belongs in it. The one exception:
+//! waiting retries are stored one subject per due second for every tenant
+//! (`hookline.retry.<due>.ref`, so that a million of them are not a million
+//! subjects in nats-server's memory), with the tenant in a header; erasing
+//! reads those headers (headers only, no payloads) and deletes the tenant's
+//! retries one by one ([`delete_tenant_retries`]). That read grows with the
+//! number of waiting retries (not yet measured at a million), which an
+//! erasure, rare and operator-driven, can afford; the retries hold
+//! a reference to an event, not the event, and the event is purged first,
+//! so a retry the read has not reached yet has nothing left to send.
+//! Erasing is idempotent: a
 //! purge of subjects that hold nothing purges nothing, so an erasure cut
 //! short (a crash, NATS unavailable) is finished by running it again.
 
@@ -16,7 +26,8 @@ use hookline_domain::ids::TenantId;
 
 use crate::{
     CONFIG_STREAM, DISPATCH_STREAM, EVENTS_STREAM, INTAKE_STREAM, OUTCOMES_STREAM, PARKED_STREAM, REJECTED_STREAM,
-    RETRY_STREAM, Source, config_subject, intake_subject, rejected_subject, retry_tenant_filter,
+    RETRY_REFS, RETRY_STREAM, RETRY_TENANT_HEADER, Source, config_subject, intake_subject, rejected_subject,
+    retry_tenant_filter,
 };
 
 /// Where one tenant's messages live: a stream and a subject filter that
@@ -98,6 +109,9 @@ pub async fn erase_tenant(js: &Context, tenant: &TenantId, tombstone: u64) -> Re
             Err(e) if is_missing_purge(&e) => {}
             Err(e) => return Err(EraseError::Purge { stream: name, subject, source: e.into() }),
         }
+        if name == RETRY_STREAM {
+            erased.messages += delete_tenant_retries(&stream, tenant).await?;
+        }
     }
     erased.consumers = delete_parked_consumers(js, tenant).await?;
     Ok(erased)
@@ -167,6 +181,73 @@ async fn overwrite_before<I>(
         }
     }
     Ok(overwritten)
+}
+
+/// Delete the tenant's reference-layout retries from HOOKLINE_RETRY: their
+/// subjects name the due second only, so they are found by
+/// [`RETRY_TENANT_HEADER`], read headers only.
+async fn delete_tenant_retries<I>(
+    stream: &async_nats::jetstream::stream::Stream<I>,
+    tenant: &TenantId,
+) -> Result<u64, EraseError> {
+    use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+    use futures_util::StreamExt;
+    let err = |source: Source| EraseError::Purge { stream: RETRY_STREAM, subject: RETRY_REFS.to_owned(), source };
+    let mut consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: RETRY_REFS.to_owned(),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            headers_only: true,
+            memory_storage: true,
+            inactive_threshold: std::time::Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(e.into()))?;
+    let mut deleted = 0;
+    // Until nothing is pending: a read that stopped at a quiet moment would
+    // leave retries behind and say nothing. Messages stored after the
+    // consumer was made count as pending too, so the reading ends once it
+    // has caught up with the writers, who store nothing for a deleted tenant.
+    let mut idle = 0;
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(10_000)
+            .expires(std::time::Duration::from_secs(1))
+            .messages()
+            .await
+            .map_err(|e| err(e.into()))?;
+        let mut mine = Vec::new();
+        let mut read = 0;
+        while let Some(msg) = batch.next().await {
+            let msg = msg.map_err(&err)?;
+            read += 1;
+            if crate::header(msg.headers.as_ref(), RETRY_TENANT_HEADER) == Some(tenant.as_str()) {
+                mine.push(crate::stream_sequence(msg.reply.as_deref()).ok_or_else(|| err("no sequence".into()))?);
+            }
+        }
+        for seq in mine {
+            match stream.delete_message(seq).await {
+                Ok(_) => deleted += 1,
+                // Moved (and purged) by the mover meanwhile.
+                Err(e) if matches!(e.kind(), DeleteMessageErrorKind::JetStream(_)) => {}
+                Err(e) => return Err(err(e.into())),
+            }
+        }
+        let pending = consumer.info().await.map_err(|e| err(e.into()))?.num_pending;
+        if pending == 0 {
+            break;
+        }
+        idle = if read == 0 { idle + 1 } else { 0 };
+        if idle == 30 {
+            return Err(err(format!("{pending} retries still unread after 30 empty fetches").into()));
+        }
+    }
+    let name = consumer.cached_info().name.clone();
+    let _ = stream.delete_consumer(&name).await;
+    Ok(deleted)
 }
 
 /// The sweeper makes one durable consumer per parked endpoint; those of

@@ -34,7 +34,9 @@ pub const PARKED_STREAM: &str = "HOOKLINE_PARKED";
 /// Retries due later, each under the second it is due, until the mover in
 /// every delivery process moves its second's tasks to HOOKLINE_DISPATCH
 /// (limits retention, read by subject and purged).
-/// `hookline.retry.<due second>.<tenant>.<endpoint>`.
+/// `hookline.retry.<due second>.ref` (a [`TaskRef`](hookline_domain::delivery::TaskRef),
+/// the tenant in [`RETRY_TENANT_HEADER`]); retries stored by older versions
+/// wait on `hookline.retry.<due second>.<tenant>.<endpoint>` (the whole task).
 pub const RETRY_STREAM: &str = "HOOKLINE_RETRY";
 
 /// Durable consumer of ingest on the intake stream.
@@ -66,18 +68,17 @@ pub const CONFIG_EVENT_HEADER: &str = "Hookline-Config-Event";
 pub const CONFIG_SEQUENCE_HEADER: &str = "Hookline-Config-Sequence";
 /// Set to `off` on events published while the tenant had webhooks off.
 pub const WEBHOOKS_HEADER: &str = "Hookline-Webhooks";
+/// On a retry stored as a reference (`hookline.retry.<due>.ref`): its
+/// tenant, which the subject no longer names. Erasing a tenant reads it.
+pub const RETRY_TENANT_HEADER: &str = "Hookline-Tenant";
 
 /// How long an idempotency key de-duplicates, and JetStream's window for it.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
-/// HOOKLINE_RETRY's duplicate window. Every id in it costs nats-server
-/// about 160 bytes of memory, and a burst of failures stores ids as fast as
-/// attempts fail, so it is kept short. It absorbs a retry stored twice within
-/// it: a publish the writer repeats, or an attempt repeated after a lost ack
-/// under the default `HOOKLINE_ACK_WAIT` (60 s) with a short attempt. A copy
-/// stored later waits beside the first, due about that much later; the
-/// mover stores both on HOOKLINE_DISPATCH under the same message id, and
-/// HOOKLINE_DISPATCH's 10 min window drops the second.
+/// HOOKLINE_RETRY's duplicate window. Retries are stored without a message
+/// id (see `hookline_delivery::retry_store`), so it holds only the ids of
+/// retries an older version stores during a rolling upgrade. Every id in it
+/// costs nats-server about 120 bytes of memory, so it is kept short.
 pub const RETRY_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// HOOKLINE_OUTCOMES's duplicate window. Every outcome is stored with its
@@ -125,16 +126,29 @@ pub fn parked_subject(tenant: &TenantId, endpoint: &EndpointId) -> String {
     format!("hookline.parked.{}.{}", tenant.as_str(), endpoint.as_str())
 }
 /// A retry due in second `due` (Unix seconds, the bucket the mover reads
-/// once that second has passed).
-pub fn retry_subject(due: RetryBucket, tenant: &TenantId, endpoint: &EndpointId) -> String {
+/// once that second has passed), stored as a reference to its event: one
+/// subject per second, whatever the tenant and endpoint, so a million
+/// waiting retries are a few thousand subjects in nats-server's index.
+pub fn retry_subject(due: RetryBucket) -> String {
+    format!("hookline.retry.{}.ref", due.0)
+}
+/// Every reference-layout retry, whenever due: what erasing a tenant reads
+/// (by [`RETRY_TENANT_HEADER`]).
+pub const RETRY_REFS: &str = "hookline.retry.*.ref";
+/// A whole task due in second `due` on its tenant's and endpoint's subject:
+/// the layout older versions store (one subject per retry, in effect).
+/// Still read by the mover and purged by tenant; written only by tests and
+/// older versions.
+pub fn retry_subject_whole(due: RetryBucket, tenant: &TenantId, endpoint: &EndpointId) -> String {
     format!("hookline.retry.{}.{}.{}", due.0, tenant.as_str(), endpoint.as_str())
 }
-/// Every retry due in second `due`, whatever its tenant and endpoint.
+/// Every retry due in second `due`, in either layout.
 pub fn retry_bucket_filter(due: RetryBucket) -> String {
     format!("hookline.retry.{}.>", due.0)
 }
-/// Every waiting retry of `tenant`, whenever due: what purging a tenant
-/// from HOOKLINE_RETRY filters on.
+/// Every waiting retry of `tenant` in the older whole-task layout, whenever
+/// due: what purging a tenant from HOOKLINE_RETRY filters on. (Its
+/// reference-layout retries are found by [`RETRY_TENANT_HEADER`].)
 pub fn retry_tenant_filter(tenant: &TenantId) -> String {
     format!("hookline.retry.*.{}.>", tenant.as_str())
 }
@@ -733,8 +747,10 @@ mod tests {
         let endpoint = EndpointId::parse("ep_01JABCDEFGHJKMNPQRSTVWXYZ0").unwrap();
         let due = RetryBucket::of_millis(1_733_480_000_999);
         assert_eq!(due, RetryBucket(1_733_480_000));
-        let s = retry_subject(due, &tenant, &endpoint);
+        let s = retry_subject_whole(due, &tenant, &endpoint);
         assert_eq!(s, "hookline.retry.1733480000.acme-dental_01.ep_01JABCDEFGHJKMNPQRSTVWXYZ0");
+        assert_eq!(retry_subject(due), "hookline.retry.1733480000.ref");
+        assert_eq!(retry_tenant_and_endpoint_of(&retry_subject(due)), None);
         assert_eq!(retry_tenant_and_endpoint_of(&s), Some((tenant.clone(), endpoint.clone())));
         assert_eq!(retry_bucket_filter(due), "hookline.retry.1733480000.>");
         assert_eq!(retry_tenant_filter(&tenant), "hookline.retry.*.acme-dental_01.>");

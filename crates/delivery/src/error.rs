@@ -75,6 +75,8 @@ pub enum MoveError {
     NoSequence,
     #[error("the batch of second {due} was read over a minute ago; reading it again")]
     Late { due: u64 },
+    #[error("reading a retry's event back: {0}")]
+    Restore(#[source] SweepError),
 }
 
 /// A `HOOKLINE_SUBSCRIPTIONS_URL` fan-out cannot make a client for.

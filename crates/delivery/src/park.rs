@@ -355,8 +355,8 @@ async fn unpark(
 /// Events read back from HOOKLINE_EVENTS at once while a batch is moved.
 const EVENT_READS: usize = 32;
 
-/// What became of a parked line.
-enum Restored {
+/// What became of a parked line (or a retry stored as a reference).
+pub(crate) enum Restored {
     /// The whole task, ready for HOOKLINE_DISPATCH.
     Task(bytes::Bytes),
     /// Its event is gone: the outcome that ends the delivery.
@@ -368,7 +368,7 @@ enum Restored {
 /// A batch line's task, whole again: its event read back for a
 /// [`TaskRef`] (a line holding a whole task is taken as it is), or, when
 /// the event is gone, the outcome that records so.
-async fn restore(events: &Stream, tenant: &TenantId, line: &[u8]) -> Result<Restored, SweepError> {
+pub(crate) async fn restore(events: &Stream, tenant: &TenantId, line: &[u8]) -> Result<Restored, SweepError> {
     #[derive(serde::Deserialize)]
     struct Line {
         event: Option<serde::de::IgnoredAny>,
@@ -376,7 +376,7 @@ async fn restore(events: &Stream, tenant: &TenantId, line: &[u8]) -> Result<Rest
     // An unreadable line is dropped as the workers drop an unreadable task,
     // rather than holding up the endpoint's parked tasks for good.
     let unreadable = |e: serde_json::Error| {
-        tracing::error!(error = %e, "parking: unreadable parked task dropped");
+        tracing::error!(error = %e, "unreadable parked or waiting task dropped");
         Ok(Restored::Dropped)
     };
     let whole = match serde_json::from_slice::<Line>(line) {
@@ -394,11 +394,11 @@ async fn restore(events: &Stream, tenant: &TenantId, line: &[u8]) -> Result<Rest
     let gone = || {
         let Some(event_type) = parked.event_type else {
             tracing::warn!(delivery_id = %delivery, event_seq = seq,
-                "parking: the task's event is no longer in {EVENTS_STREAM} (archived); the task, parked without its type, is dropped");
+                "the task's event is no longer in {EVENTS_STREAM} (archived or purged); the task, stored without its type, is dropped");
             return Ok(Restored::Dropped);
         };
         tracing::warn!(delivery_id = %delivery, event_seq = seq,
-            "parking: the task's event is no longer in {EVENTS_STREAM} (archived); recorded as failed, event_expired");
+            "the task's event is no longer in {EVENTS_STREAM} (archived or purged); recorded as failed, event_expired");
         Ok(Restored::Expired(Box::new(crate::worker::expired_outcome(&parked, tenant, event_type, None))))
     };
     let msg = match events.get_raw_message(seq).await {
@@ -410,7 +410,7 @@ async fn restore(events: &Stream, tenant: &TenantId, line: &[u8]) -> Result<Rest
         Ok(event) => event,
         Err(e) => return unreadable(e),
     };
-    if event.id != parked.event_id {
+    if event.id != parked.event_id || event.tenant_id != *tenant {
         return gone();
     }
     Ok(Restored::Task(serde_json::to_vec(&parked.into_task(event)).expect("tasks serialise").into()))

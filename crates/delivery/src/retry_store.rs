@@ -1,6 +1,6 @@
 //! The retry store: a retry due later waits in HOOKLINE_RETRY under the
-//! second it is due (`hookline.retry.<due second>.<tenant>.<endpoint>`),
-//! not in the shared `workers` consumer.
+//! second it is due (`hookline.retry.<due second>.ref`), not in the shared
+//! `workers` consumer.
 //!
 //! Why: a task handed back to JetStream with a delay (`Nak`) stays
 //! delivered and unacknowledged on `workers` for its whole delay. Each one
@@ -10,18 +10,52 @@
 //! nothing, fresh deliveries included) and grow the server's memory. A
 //! stored message that no consumer has taken costs neither.
 //!
+//! What a waiting retry is, and why: a [`TaskRef`] (the task without its
+//! event, which stays in HOOKLINE_EVENTS at `event_seq`, as parked tasks
+//! hold it), its tenant in the header [`RETRY_TENANT_HEADER`] and its
+//! traceparent, on the one subject of its due second, with no message id.
+//! What nats-server keeps in memory for a stored message is per subject
+//! (about 170 bytes while the blocks just written are cached, 50 after) and
+//! per message id in the duplicate window (about 120 bytes); the payload
+//! stays on disk. One subject per retry (`<due>.<tenant>.<endpoint>`, the
+//! layout before) and one id each took a million waiting retries to 469 MiB
+//! of nats-server RSS; one subject per second is at most 86,400 a day
+//! whatever the number of tenants and endpoints (BENCHMARKS.md has the
+//! figures). The reference also cuts a retry from about 1.1 KB to about
+//! 460 bytes on disk, and the mover reads the event back when it moves the
+//! task. A retry whose event is gone by then (archived: waiting longer than
+//! `HOOKLINE_ARCHIVE_AFTER`; or purged) cannot be sent: the mover records
+//! its outcome instead, `failed` with error kind `event_expired`, as the
+//! parking sweeper does, so the delivery log shows how it ended.
+//!
+//! Without a message id, duplicates are absorbed one step later. A retry
+//! stored twice waits as two copies: a publish the writer repeats (same
+//! second), or an attempt repeated after a lost ack, whose retry the
+//! workers schedule with the same jitter (drawn from the delivery id and
+//! attempt, not at random), so it is due later by only as long as the repeat
+//! came later (`HOOKLINE_ACK_WAIT`, a minute by default). The mover stores
+//! both copies on HOOKLINE_DISPATCH under the task's one message id
+//! (`<delivery>.<attempt>`), and HOOKLINE_DISPATCH's 10 minute duplicate
+//! window keeps the first: copies moved within ten minutes of each other
+//! are one attempt. An id per retry in HOOKLINE_RETRY's own window would
+//! absorb them earlier, at a cost of memory proportional to the rate of
+//! failures, which is what a burst of them must not cost.
+//!
+//! Erasing a tenant: the subject no longer names it, so `DeleteTenant`
+//! reads HOOKLINE_RETRY's headers and deletes the tenant's retries one by
+//! one (`hookline_bus::erase_tenant`); it purges the tenant's events first,
+//! so a retry it has not reached yet has nothing left to send.
+//!
+//! Retries an older version stored (`hookline.retry.<due>.<tenant>.<endpoint>`,
+//! the whole task, with its message id) wait under the same seconds; the
+//! mover reads both layouts through the same filter (`hookline.retry.<due>.>`)
+//! and moves an old one as it is.
+//!
 //! Writers: a worker whose next attempt is due at least
-//! `HOOKLINE_RETRY_STORE_AFTER` ahead stores the task here, with the message
-//! id it has on HOOKLINE_DISPATCH (`<delivery>.<attempt>`), and acks its own
+//! `HOOKLINE_RETRY_STORE_AFTER` ahead stores the task here and acks its own
 //! task only once the store has acked. Sooner retries wait in
 //! HOOKLINE_DISPATCH (`Nak` with the rest of the delay), where they are
-//! short-lived. HOOKLINE_RETRY's duplicate window is short (2 min,
-//! [`hookline_bus::RETRY_DUPLICATE_WINDOW`]): each id in it costs
-//! nats-server memory, and a burst of failures stores them as fast as
-//! attempts fail. A task stored twice (an attempt repeated after a lost
-//! ack, later than the window) waits as two copies due about that much
-//! apart; the mover stores both on HOOKLINE_DISPATCH under the same message
-//! id, and HOOKLINE_DISPATCH's 10 minute window keeps one.
+//! short-lived.
 //!
 //! The mover ([`run`], in every delivery process) walks the due seconds in
 //! order; a second is due once it has passed. For a second that holds
@@ -60,10 +94,14 @@
 //! without delivering any) and halves a span that holds tasks down to its
 //! first non-empty second: a day behind costs a few hundred requests, not
 //! one per second. Caught up, it looks at the second or two that came due
-//! since its last round, one message get each.
+//! since its last round, one message get each. The stream's state (for the
+//! `retries_waiting` gauge) is read once every [`INFO_EVERY`], not every
+//! round: on a stream with a million messages and the holes that purging by
+//! second leaves, it is the one request whose work grows with the stream.
 
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{
     Context,
     consumer::{AckPolicy, DeliverPolicy, pull},
@@ -73,14 +111,20 @@ use async_nats::jetstream::{
 };
 use futures_util::StreamExt;
 use hookline_bus::{
-    MSG_ID, RETRY_STREAM, RetryBucket, dispatch_subject, retry_bucket_filter, retry_subject,
-    retry_tenant_and_endpoint_of,
+    EVENTS_STREAM, MSG_ID, RETRY_STREAM, RETRY_TENANT_HEADER, RetryBucket, dispatch_subject, outcomes_subject,
+    retry_bucket_filter, retry_subject, retry_tenant_and_endpoint_of,
 };
-use hookline_domain::delivery::DispatchTask;
+use hookline_domain::{
+    delivery::{DispatchTask, TaskRef},
+    ids::TenantId,
+};
 use hookline_telemetry::{metrics, trace::TRACEPARENT};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::MoveError;
+use crate::{
+    error::MoveError,
+    park::{Restored, restore},
+};
 
 /// Tasks one process moves to HOOKLINE_DISPATCH per second at most.
 pub const MOVE_RATE: usize = 2_000;
@@ -103,20 +147,42 @@ const IDLE_ROUND: Duration = Duration::from_millis(500);
 /// How far before the oldest message's stored time the walk starts: the
 /// writers' clocks may lag the server's a little.
 const CLOCK_MARGIN_SECS: u64 = 60;
+/// How often the mover reads the stream's state (the gauge of waiting
+/// retries, and whether the stream is empty).
+pub const INFO_EVERY: Duration = Duration::from_secs(10);
+/// Events read back from HOOKLINE_EVENTS at once while a batch is moved.
+const EVENT_READS: usize = 32;
 
-/// The subject the next attempt's task is stored on: the retry store's
-/// second when it is due at least `store_after` from now, else
-/// HOOKLINE_DISPATCH.
-pub(crate) fn next_task_subject(task: &DispatchTask, store_after: Duration) -> String {
+/// The next attempt's task as it is stored: on the retry store's second
+/// when it is due at least `store_after` from now (a [`TaskRef`], see the
+/// module doc), else whole on HOOKLINE_DISPATCH under its message id.
+pub(crate) fn next_task_message(
+    task: &DispatchTask,
+    traceparent: &str,
+    store_after: Duration,
+) -> (String, PublishMessage) {
     let (tenant, endpoint) = (&task.event.tenant_id, &task.endpoint_id);
     let due = task.not_before.as_ref().map(|t| t.parsed().timestamp_millis());
     let now = chrono::Utc::now().timestamp_millis();
     match due {
         Some(due) if due.saturating_sub(now) >= i64::try_from(store_after.as_millis()).unwrap_or(i64::MAX) => {
-            retry_subject(RetryBucket::of_millis(due), tenant, endpoint)
+            let payload = serde_json::to_vec(&TaskRef::from(task)).expect("tasks serialise");
+            (retry_subject(RetryBucket::of_millis(due)), stored_ref(payload.into(), tenant, traceparent))
         }
-        _ => dispatch_subject(tenant, endpoint),
+        _ => {
+            let payload = serde_json::to_vec(task).expect("tasks serialise").into();
+            (dispatch_subject(tenant, endpoint), crate::task_message(payload, Some(traceparent), task.msg_id()))
+        }
     }
+}
+
+/// A retry stored as a reference: its tenant and traceparent in headers,
+/// no message id (see the module doc).
+pub fn stored_ref(task_ref: bytes::Bytes, tenant: &TenantId, traceparent: &str) -> PublishMessage {
+    PublishMessage::build()
+        .payload(task_ref)
+        .header(RETRY_TENANT_HEADER, tenant.as_str())
+        .header(TRACEPARENT, traceparent)
 }
 
 /// Move due retries to HOOKLINE_DISPATCH until `shutdown`.
@@ -133,7 +199,8 @@ pub async fn run_with_clock(
 ) -> Result<(), hookline_bus::BusError> {
     let err = |e| hookline_bus::BusError::Stream { stream: RETRY_STREAM, source: Box::new(e) };
     let stream = js.get_stream(RETRY_STREAM).await.map_err(err)?;
-    let mut mover = Mover { js, stream, next: None, clock, spans: true };
+    let events = js.get_stream(EVENTS_STREAM).await.map_err(err)?;
+    let mut mover = Mover { js, stream, events, next: None, clock, spans: true, info_at: None };
     let mut round = Duration::ZERO;
     loop {
         tokio::select! {
@@ -168,6 +235,10 @@ enum Backlog {
 struct Mover<C> {
     js: Context,
     stream: Stream,
+    /// Where a retry stored as a reference finds its event.
+    events: Stream,
+    /// When the stream's state was last read (every [`INFO_EVERY`]).
+    info_at: Option<Instant>,
     /// The oldest second that may still hold due tasks; `None` until the
     /// stream has been read once.
     next: Option<RetryBucket>,
@@ -182,16 +253,23 @@ impl<C: Fn() -> i64> Mover<C> {
     async fn round(&mut self, shutdown: &CancellationToken) -> Result<Backlog, MoveError> {
         let now = (self.clock)();
         let last_due = RetryBucket::last_due_at(now);
-        let state = self.stream.info().await?.state.clone();
-        metrics().retries_waiting.set(i64::try_from(state.messages).unwrap_or(i64::MAX));
-        let next = match self.next {
-            _ if state.messages == 0 => {
+        let state = if self.next.is_none() || self.info_at.is_none_or(|at| at.elapsed() >= INFO_EVERY) {
+            let state = self.stream.info().await?.state.clone();
+            self.info_at = Some(Instant::now());
+            metrics().retries_waiting.set(i64::try_from(state.messages).unwrap_or(i64::MAX));
+            Some(state)
+        } else {
+            None
+        };
+        let next = match (self.next, state) {
+            (_, Some(state)) if state.messages == 0 => {
                 // Nothing waits: every second up to now is empty.
                 self.next = Some(last_due.next());
                 return Ok(Backlog::CaughtUp);
             }
-            Some(next) => next,
-            None => {
+            (Some(next), _) => next,
+            (None, state) => {
+                let state = state.expect("read when the walk has not started");
                 let stored = u64::try_from(state.first_timestamp.unix_timestamp()).unwrap_or(0);
                 let start = RetryBucket(stored.saturating_sub(CLOCK_MARGIN_SECS)).min(last_due.next());
                 tracing::info!(waiting = state.messages, from = %start, "retry store: moving due retries from the oldest stored second");
@@ -382,23 +460,17 @@ impl<C: Fn() -> i64> Mover<C> {
             let _budget = hookline_bus::ack_budget(batch.len()).await;
             let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(batch.len());
             let mut last_seq = 0;
-            for msg in &batch {
+            for chunk in batch.chunks(EVENT_READS) {
+                let moves = futures_util::future::try_join_all(chunk.iter().map(|m| self.move_of(m))).await?;
                 if read_at.elapsed() > BATCH_DEADLINE {
                     return Err(MoveError::Late { due: due.0 });
                 }
-                last_seq = hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or(MoveError::NoSequence)?;
-                let Some(subject) = dispatch_subject_of(&msg.subject) else {
-                    tracing::error!(subject = %msg.subject, "retry store: a message outside the retry subjects dropped");
-                    continue;
-                };
-                let headers = msg.headers.as_ref();
-                let Some(msg_id) = hookline_bus::header(headers, MSG_ID) else {
-                    tracing::error!(subject = %msg.subject, "retry store: a retry without a message id dropped");
-                    continue;
-                };
-                let traceparent = hookline_bus::header(headers, TRACEPARENT);
-                let publish = crate::task_message(msg.payload.clone(), traceparent, msg_id.to_owned());
-                acks.push(self.js.send_publish(subject, publish).await?);
+                for (msg, to) in chunk.iter().zip(moves) {
+                    last_seq = hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or(MoveError::NoSequence)?;
+                    if let Some((subject, publish)) = to {
+                        acks.push(self.js.send_publish(subject, publish).await?);
+                    }
+                }
             }
             for ack in acks {
                 ack.await?;
@@ -409,6 +481,55 @@ impl<C: Fn() -> i64> Mover<C> {
             metrics().retries_moved.inc_by(batch.len() as u64);
             tracing::debug!(due = due.0, moved = batch.len(), "retry store: moved due retries to dispatch");
         }
+    }
+}
+
+impl<C> Mover<C> {
+    /// Where a waiting retry goes and as what: the whole task to
+    /// HOOKLINE_DISPATCH (a reference with its event read back; an older
+    /// version's whole task as it is), or, when its event is gone, its
+    /// `event_expired` outcome to HOOKLINE_OUTCOMES. `None`: dropped
+    /// (unreadable), with an error logged.
+    async fn move_of(
+        &self,
+        msg: &async_nats::jetstream::Message,
+    ) -> Result<Option<(String, PublishMessage)>, MoveError> {
+        let headers = msg.headers.as_ref();
+        let traceparent = hookline_bus::header(headers, TRACEPARENT);
+        let Some(tenant) = hookline_bus::header(headers, RETRY_TENANT_HEADER) else {
+            // Stored by an older version: the whole task, on its endpoint's subject.
+            let Some(subject) = dispatch_subject_of(&msg.subject) else {
+                tracing::error!(subject = %msg.subject, "retry store: a message outside the retry subjects dropped");
+                return Ok(None);
+            };
+            let Some(msg_id) = hookline_bus::header(headers, MSG_ID) else {
+                tracing::error!(subject = %msg.subject, "retry store: a retry without a message id dropped");
+                return Ok(None);
+            };
+            return Ok(Some((subject, crate::task_message(msg.payload.clone(), traceparent, msg_id.to_owned()))));
+        };
+        let Ok(tenant) = TenantId::parse(tenant) else {
+            tracing::error!(tenant, "retry store: a retry with an unreadable tenant dropped");
+            return Ok(None);
+        };
+        let Ok(task_ref) = serde_json::from_slice::<TaskRef>(&msg.payload) else {
+            tracing::error!(subject = %msg.subject, "retry store: an unreadable retry dropped");
+            return Ok(None);
+        };
+        let (endpoint, msg_id) = (task_ref.endpoint_id.clone(), task_ref.msg_id());
+        Ok(match restore(&self.events, &tenant, &msg.payload).await.map_err(MoveError::Restore)? {
+            Restored::Task(task) => {
+                Some((dispatch_subject(&tenant, &endpoint), crate::task_message(task, traceparent, msg_id)))
+            }
+            Restored::Expired(outcome) => {
+                let payload = serde_json::to_vec(&outcome).expect("outcomes serialise");
+                let publish = PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id());
+                let labels = hookline_telemetry::labels([("outcome", "failed"), ("error_kind", "event_expired")]);
+                metrics().attempts.get_or_create(&labels).inc();
+                Some((outcomes_subject(&tenant, &endpoint), publish))
+            }
+            Restored::Dropped => None,
+        })
     }
 }
 

@@ -32,7 +32,6 @@ use hookline_tenants::{
     Commands, Directory,
     directory::{SYNC_WAIT, WaitReason},
 };
-use rand::RngExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -314,12 +313,22 @@ fn record_http(span: &tracing::Span, result: &sender::AttemptResult) {
     }
 }
 
-/// ±20 % jitter, so retries of many deliveries do not arrive in lockstep.
-fn jitter(d: Duration) -> Duration {
+/// ±20 % jitter, so retries of many deliveries do not arrive in lockstep;
+/// drawn from the delivery and attempt, not at random, so an attempt
+/// repeated after a lost ack schedules its retry as the first did, and the
+/// two copies come due as far apart as the attempts were (see
+/// [`crate::retry_store`]: HOOKLINE_DISPATCH's window then keeps one).
+fn jitter(d: Duration, delivery: &hookline_domain::ids::DeliveryId, attempt: u32) -> Duration {
     if d.is_zero() {
         return d;
     }
-    d.mul_f64(rand::rng().random_range(0.8..1.2))
+    // FNV-1a: stable across builds and processes, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in delivery.as_str().bytes().chain(attempt.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let unit = (h >> 11) as f64 / (1u64 << 53) as f64;
+    d.mul_f64(0.8 + 0.4 * unit)
 }
 
 impl Worker {
@@ -578,7 +587,7 @@ impl Worker {
                     // Retry-After is honoured up to the scheduled retry's upper bound.
                     let delay = match result.retry_after {
                         Some(asked) => asked.min(delay.mul_f64(1.2)),
-                        None => jitter(delay),
+                        None => jitter(delay, &task.delivery_id, attempt),
                     };
                     let due = Timestamp::from_utc(chrono::Utc::now() + delay);
                     outcome.state = AttemptState::Retrying;
@@ -638,10 +647,9 @@ impl Worker {
         let stored = self.js.send_publish(outcomes_subject(&outcome.tenant_id, &outcome.endpoint_id), publish).await?;
         let next = match retry {
             Some(task) => {
-                let payload = serde_json::to_vec(task).expect("tasks serialise").into();
-                let publish = crate::task_message(payload, Some(&trace.to_string()), task.msg_id());
                 // Due later: the retry store, so it holds no slot on `workers` while it waits.
-                let subject = crate::retry_store::next_task_subject(task, self.settings.retry_store_after);
+                let (subject, publish) =
+                    crate::retry_store::next_task_message(task, &trace.to_string(), self.settings.retry_store_after);
                 Some(self.js.send_publish(subject, publish).await?)
             }
             None => None,
@@ -651,5 +659,24 @@ impl Worker {
             next.await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_the_same_for_a_repeated_attempt_and_spread_across_deliveries() {
+        let hour = Duration::from_secs(3600);
+        let (a, b) = (hookline_domain::ids::DeliveryId::generate(), hookline_domain::ids::DeliveryId::generate());
+        assert_eq!(jitter(hour, &a, 2), jitter(hour, &a, 2), "a repeated attempt is due at the same delay");
+        let spread: std::collections::BTreeSet<u64> = (0..200)
+            .map(|_| jitter(hour, &hookline_domain::ids::DeliveryId::generate(), 2).as_secs())
+            .inspect(|s| assert!((2880..=4320).contains(s), "{s} s is within ±20 % of an hour"))
+            .collect();
+        assert!(spread.len() > 100, "deliveries spread over the window: {} distinct delays", spread.len());
+        assert_ne!(jitter(hour, &a, 2), jitter(hour, &b, 2));
+        assert_eq!(jitter(Duration::ZERO, &a, 2), Duration::ZERO);
     }
 }

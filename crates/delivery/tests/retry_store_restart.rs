@@ -4,6 +4,12 @@
 //! HOOKLINE_RETRY's short duplicate window: set on streams made with a
 //! longer one, and a copy stored outside it reaches HOOKLINE_DISPATCH once.
 //!
+//! And the two layouts a waiting retry has: a reference to its event
+//! (`hookline.retry.<due>.ref`, what this version stores), read back whole
+//! when moved or recorded as `event_expired` when the event is gone; and
+//! the whole task an older version stored on
+//! `hookline.retry.<due>.<tenant>.<endpoint>`, moved as it is.
+//!
 //! These tests live beside the delivery crate, not in `tests/e2e`, because
 //! it moves the mover's clock a day ahead (`run_with_clock`), which only
 //! an in-process mover allows; the end-to-end tests run the binary.
@@ -17,7 +23,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use hookline_bus::{RetryBucket, StreamSettings, retry_subject};
+use hookline_bus::{RetryBucket, StreamSettings, retry_subject_whole};
 use hookline_domain::ids::{EndpointId, TenantId};
 use hookline_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +60,7 @@ async fn a_mover_started_a_day_late_moves_every_due_retry_oldest_first_with_a_fe
         let publish = async_nats::jetstream::message::PublishMessage::build()
             .payload(format!("{{\"hour\":{h}}}").into())
             .message_id(format!("d{h}.2"));
-        js.send_publish(retry_subject(due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
+        js.send_publish(retry_subject_whole(due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
     }
     assert_eq!(messages(&js, "HOOKLINE_RETRY").await, RETRIES as u64);
 
@@ -162,7 +168,7 @@ async fn a_retry_stored_twice_outside_the_retry_window_reaches_dispatch_once() {
             .payload(format!("{{\"copy\":{copy}}}").into())
             .message_id("dlv_repeated.2");
         let due = RetryBucket((now + due_in) as u64);
-        js.send_publish(retry_subject(due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
+        js.send_publish(retry_subject_whole(due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 2, "both copies wait");
@@ -183,4 +189,164 @@ async fn a_retry_stored_twice_outside_the_retry_window_reaches_dispatch_once() {
     assert_eq!(messages(&js, "HOOKLINE_DISPATCH").await, 1, "the second copy is a duplicate on dispatch");
     let first = js.get_stream("HOOKLINE_DISPATCH").await.unwrap().get_raw_message(1).await.unwrap();
     assert_eq!(&first.payload[..], b"{\"copy\":1}");
+}
+
+/// An event stored on HOOKLINE_EVENTS for `tenant`: (its sequence, the event).
+async fn store_event(js: &async_nats::jetstream::Context, tenant: &str) -> (u64, hookline_domain::events::StoredEvent) {
+    let now = hookline_domain::events::Timestamp::now();
+    let event: hookline_domain::events::StoredEvent = serde_json::from_value(serde_json::json!({
+        "id": hookline_domain::ids::EventId::generate(),
+        "tenant_id": tenant,
+        "type": "customer.created",
+        "occurred_at": now,
+        "received_at": now,
+        "data": {"customer_id": "cus_1", "name": "Ada"},
+    }))
+    .unwrap();
+    let subject = format!("hookline.events.{tenant}.customer.created");
+    let ack = js.publish(subject, serde_json::to_vec(&event).unwrap().into()).await.unwrap().await.unwrap();
+    (ack.sequence, event)
+}
+
+/// The task for attempt 2 of a delivery of `event` to `endpoint`, due at `due`.
+fn retry_task(
+    seq: u64,
+    event: &hookline_domain::events::StoredEvent,
+    endpoint: &EndpointId,
+    due: RetryBucket,
+) -> hookline_domain::delivery::DispatchTask {
+    let due = chrono::DateTime::from_timestamp(due.0 as i64, 0).unwrap();
+    hookline_domain::delivery::DispatchTask {
+        delivery_id: hookline_domain::ids::DeliveryId::generate(),
+        created_at: hookline_domain::events::Timestamp::now(),
+        endpoint_id: endpoint.clone(),
+        event_seq: seq,
+        replay_of: None,
+        attempt: 2,
+        not_before: Some(hookline_domain::events::Timestamp::from_utc(due)),
+        event: event.clone(),
+    }
+}
+
+/// Store `task` in the retry store as this version's workers do: a
+/// reference on its due second's subject, the tenant in a header.
+async fn store_ref(
+    js: &async_nats::jetstream::Context,
+    task: &hookline_domain::delivery::DispatchTask,
+    due: RetryBucket,
+) {
+    let task_ref = serde_json::to_vec(&hookline_domain::delivery::TaskRef::from(task)).unwrap();
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let publish = hookline_delivery::retry_store::stored_ref(task_ref.into(), &task.event.tenant_id, tp);
+    js.send_publish(hookline_bus::retry_subject(due), publish).await.unwrap().await.unwrap();
+}
+
+/// Run a mover whose clock is `ahead_ms` ahead until HOOKLINE_RETRY is empty.
+async fn move_everything(nats: &NatsServer, js: &async_nats::jetstream::Context, ahead_ms: i64) {
+    let shutdown = CancellationToken::new();
+    let mover = tokio::spawn(hookline_delivery::retry_store::run_with_clock(
+        nats.jetstream().await,
+        shutdown.clone(),
+        move || chrono::Utc::now().timestamp_millis() + ahead_ms,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while messages(js, "HOOKLINE_RETRY").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "every retry moved within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.cancel();
+    mover.await.unwrap().unwrap();
+}
+
+/// Every message of `stream`, in order.
+async fn all_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let s = js.get_stream(stream).await.unwrap();
+    let state = s.get_info().await.unwrap().state;
+    let mut out = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(m) = s.get_raw_message(seq).await {
+            out.push(m);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_stored_as_references_and_whole_by_an_older_version_both_reach_dispatch_as_whole_tasks() {
+    let (nats, js) = with_streams().await;
+    let (tenant, endpoint) = (TenantId::parse("acme").unwrap(), EndpointId::generate());
+    let (seq, event) = store_event(&js, "acme").await;
+    let now = chrono::Utc::now().timestamp() as u64;
+    let (old_due, new_due) = (RetryBucket(now + 60), RetryBucket(now + 61));
+    // An older version's retry: the whole task with its message id on the
+    // endpoint's own subject.
+    let old = retry_task(seq, &event, &endpoint, old_due);
+    let publish = async_nats::jetstream::message::PublishMessage::build()
+        .payload(serde_json::to_vec(&old).unwrap().into())
+        .message_id(old.msg_id());
+    js.send_publish(retry_subject_whole(old_due, &tenant, &endpoint), publish).await.unwrap().await.unwrap();
+    // This version's: a reference on the second's one subject.
+    let new = retry_task(seq, &event, &endpoint, new_due);
+    store_ref(&js, &new, new_due).await;
+    let stored = all_messages(&js, "HOOKLINE_RETRY").await;
+    assert_eq!(stored[1].subject.as_str(), format!("hookline.retry.{}.ref", new_due.0));
+    assert!(!String::from_utf8_lossy(&stored[1].payload).contains("Ada"), "the reference holds no payload");
+    assert!(stored[1].headers.get("Nats-Msg-Id").is_none(), "and no message id");
+
+    move_everything(&nats, &js, 600_000).await;
+    let moved = all_messages(&js, "HOOKLINE_DISPATCH").await;
+    assert_eq!(moved.len(), 2, "both retries moved");
+    for (msg, task) in moved.iter().zip([&old, &new]) {
+        assert_eq!(msg.subject.as_str(), format!("hookline.dispatch.acme.{endpoint}"));
+        let got: hookline_domain::delivery::DispatchTask = serde_json::from_slice(&msg.payload).unwrap();
+        assert_eq!(got.delivery_id, task.delivery_id);
+        assert_eq!((got.attempt, got.not_before.as_ref()), (2, task.not_before.as_ref()));
+        assert_eq!(got.event.id, event.id, "the event is in the task again");
+        assert_eq!(got.event.data.get(), event.data.get());
+        assert_eq!(msg.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned()), Some(task.msg_id()));
+    }
+    assert!(moved[1].headers.get("traceparent").is_some(), "the trace continues");
+    assert_eq!(messages(&js, "HOOKLINE_OUTCOMES").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_retry_whose_event_was_purged_is_recorded_as_event_expired_not_lost() {
+    let (nats, js) = with_streams().await;
+    let endpoint = EndpointId::generate();
+    let (seq, event) = store_event(&js, "acme").await;
+    let due = RetryBucket(chrono::Utc::now().timestamp() as u64 + 60);
+    let task = retry_task(seq, &event, &endpoint, due);
+    store_ref(&js, &task, due).await;
+    js.get_stream("HOOKLINE_EVENTS").await.unwrap().purge().await.unwrap();
+
+    move_everything(&nats, &js, 600_000).await;
+    assert_eq!(messages(&js, "HOOKLINE_DISPATCH").await, 0, "nothing to send");
+    let outcomes = all_messages(&js, "HOOKLINE_OUTCOMES").await;
+    assert_eq!(outcomes.len(), 1, "the retry's end is recorded");
+    assert_eq!(outcomes[0].subject.as_str(), format!("hookline.outcomes.acme.{endpoint}"));
+    let outcome: serde_json::Value = serde_json::from_slice(&outcomes[0].payload).unwrap();
+    assert_eq!(outcome["delivery_id"], task.delivery_id.as_str());
+    assert_eq!(outcome["state"], "failed");
+    assert_eq!(outcome["error_kind"], "event_expired");
+    assert_eq!(outcome["attempt"], 2);
+}
+
+/// The same retry stored twice as a reference (no message id; an attempt
+/// repeated after a lost ack, its copy due as much later as the repeat
+/// came) reaches HOOKLINE_DISPATCH once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_retry_stored_twice_a_minute_apart_reaches_dispatch_once() {
+    let (nats, js) = with_streams().await;
+    let endpoint = EndpointId::generate();
+    let (seq, event) = store_event(&js, "acme").await;
+    let now = chrono::Utc::now().timestamp() as u64;
+    let task = retry_task(seq, &event, &endpoint, RetryBucket(now + 60));
+    store_ref(&js, &task, RetryBucket(now + 60)).await;
+    store_ref(&js, &task, RetryBucket(now + 120)).await;
+    assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 2, "both copies wait");
+    move_everything(&nats, &js, 600_000).await;
+    assert_eq!(messages(&js, "HOOKLINE_DISPATCH").await, 1, "the second copy is a duplicate on dispatch");
 }

@@ -4,10 +4,13 @@
 //! them.
 //!
 //! How the backlog is made: the bench stores each waiting retry itself, as
-//! a worker does when an attempt fails (the task for attempt 2, its message
-//! id, its traceparent, on `hookline.retry.<due second>.<tenant>.<endpoint>`
-//! of one of the model's failing endpoints, due 2 to 3 hours ahead), around
-//! events read back from HOOKLINE_EVENTS. Making a million of them through
+//! a worker does when an attempt fails (the task for attempt 2 of one of the
+//! model's failing endpoints, due 2 to 3 hours ahead, for events read back
+//! from HOOKLINE_EVENTS): by default as this build's workers store it
+//! (`hookline.retry.<due second>.ref`, a reference to the event, the tenant
+//! and traceparent in headers, no message id); with `--backlog-layout whole`
+//! as versions before it did (the whole task with its message id on
+//! `hookline.retry.<due second>.<tenant>.<endpoint>`), for the comparison. Making a million of them through
 //! failing HTTP attempts costs a million attempts, outcomes and dispatch
 //! tasks first, about ten minutes of both cores here; what the phase
 //! measures is what the backlog costs while it waits, and the waiting tasks
@@ -19,13 +22,13 @@ use anyhow::Context;
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use hookline_domain::{
-    delivery::DispatchTask,
+    delivery::{DispatchTask, TaskRef},
     events::{StoredEvent, Timestamp},
     ids::{DeliveryId, EndpointId, TenantId},
 };
 use serde_json::Value;
 
-use super::{Scale, model::Kind, population_run, probe::Cpu, receiver::Latency};
+use super::{BacklogLayout, Scale, model::Kind, population_run, probe::Cpu, receiver::Latency};
 use crate::{report::Row, stack::rss_mib};
 
 const RETRY_STREAM: &str = "HOOKLINE_RETRY";
@@ -57,6 +60,16 @@ pub(super) async fn phase(s: &mut Scale) -> anyhow::Result<()> {
     let per_retry = (bytes - bytes_before) / (waiting.max(1) as f64);
     s.report.push(Row::new("backlog: HOOKLINE_RETRY bytes per waiting retry", per_retry, "B"));
     s.report.push(Row::new("backlog: HOOKLINE_RETRY size with the backlog", bytes / 1048576.0, "MiB"));
+    if s.args.backlog_pause > 0 {
+        println!("  pausing {} s before the run beside the backlog", s.args.backlog_pause);
+        tokio::time::sleep(Duration::from_secs(s.args.backlog_pause)).await;
+        let row = Row::new(
+            format!("backlog: nats-server RSS {} s after storing (beside: once stored)", t_seed.elapsed().as_secs()),
+            nats_rss(),
+            "MiB",
+        );
+        s.report.push(row.beside(rss_seeded));
+    }
 
     let procs = s.procs();
     let cpu = Cpu::now(&procs);
@@ -127,7 +140,7 @@ async fn seed(s: &Scale, js: &jetstream::Context, n: usize) -> anyhow::Result<()
     let events = sample_events(js).await?;
     let now = chrono::Utc::now();
     let created = Timestamp::from_utc(now - chrono::Duration::minutes(5));
-    let (js, failing, events) = (js.clone(), &failing, &events);
+    let (js, failing, events, layout) = (js.clone(), &failing, &events, s.args.backlog_layout);
     stream::iter(0..n)
         .map(|i| {
             let (tenant, endpoint) = &failing[i % failing.len()];
@@ -143,13 +156,25 @@ async fn seed(s: &Scale, js: &jetstream::Context, n: usize) -> anyhow::Result<()
                 not_before: Some(Timestamp::from_utc(due)),
                 event: StoredEvent { tenant_id: tenant.clone(), ..event.clone() },
             };
-            let subject = format!("hookline.retry.{}.{}.{}", due.timestamp(), tenant.as_str(), endpoint.as_str());
             let traceparent = format!("00-{:032x}-{:016x}-01", rand::random::<u128>(), rand::random::<u64>());
-            let payload = serde_json::to_vec(&task).expect("tasks serialise");
-            let publish = PublishMessage::build()
-                .payload(payload.into())
-                .message_id(task.msg_id())
-                .header("traceparent", traceparent);
+            let (subject, publish) = match layout {
+                BacklogLayout::Ref => {
+                    let payload = serde_json::to_vec(&TaskRef::from(&task)).expect("tasks serialise");
+                    let publish = PublishMessage::build()
+                        .payload(payload.into())
+                        .header("Hookline-Tenant", tenant.as_str())
+                        .header("traceparent", traceparent);
+                    (format!("hookline.retry.{}.ref", due.timestamp()), publish)
+                }
+                BacklogLayout::Whole => {
+                    let payload = serde_json::to_vec(&task).expect("tasks serialise");
+                    let publish = PublishMessage::build()
+                        .payload(payload.into())
+                        .message_id(task.msg_id())
+                        .header("traceparent", traceparent);
+                    (format!("hookline.retry.{}.{}.{}", due.timestamp(), tenant.as_str(), endpoint.as_str()), publish)
+                }
+            };
             let js = js.clone();
             async move { js.send_publish(subject, publish).await?.await.map(|_| ()).context("storing a retry") }
         })
