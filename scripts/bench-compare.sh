@@ -28,6 +28,24 @@
 #   (space-separated KEY=VALUE) add `--env` settings for one build only:
 #   for a default that differs between the builds, when the comparison is
 #   to hold it equal (say so beside the figures).
+#   Defaults that differ between 6d7a6eb (before issue 20) and main:
+#   * HOOKLINE_DELIVERY_CONCURRENCY 256 -> 1024, and fan-out's events at
+#     once from a fixed 128 to that setting (at least 128; its consumer's
+#     max_ack_pending is 4x it). No one value equals both builds: ENV_B=
+#     "HOOKLINE_DELIVERY_CONCURRENCY=128" gives main 6d7a6eb's fan-out
+#     (128, 512 pending) and 128 attempt permits instead of 256, which
+#     this bench's at most 100 attempts at once (10 endpoints, 10 each)
+#     do not reach.
+#   * HOOKLINE_BREAKER_FIRST_COOLDOWN (new, 1s): 6d7a6eb waits a constant
+#     HOOKLINE_BREAKER_COOLDOWN (30s) before each probe of an open breaker.
+#     `--env HOOKLINE_BREAKER_FIRST_COOLDOWN=30s` for both equals them (a
+#     build ignores a setting it does not know). The isolation phase only.
+#   * HOOKLINE_RETRY_STORE_AFTER (new, 30s): retries due that far ahead
+#     wait in HOOKLINE_RETRY, not HOOKLINE_DISPATCH; `--env
+#     HOOKLINE_RETRY_STORE_AFTER=25h` (past the schedule's last 24h) stores
+#     none. The isolation phase only (the black hole's retries).
+#   The shipped defaults are what a regression check compares; a run with
+#   them held equal says which of them a difference comes from.
 # - the same nats-server (HOOKLINE_NATS_SERVER, printed), Postgres and
 #   GOMEMLIMIT (the bench's own default unless set here).
 # - REST seconds (default 15) of idle time before each run, so one run's
