@@ -7,6 +7,10 @@
 #   scripts/bench-compare.sh A_HOOKLINE B_HOOKLINE HOOKLINE_BENCH [-- delivery options...]
 #   PAIRS=1 scripts/bench-compare.sh old/hookline new/hookline bench -- --quick   # a smoke pair
 #
+# A full pair takes up to 10 minutes (a run 4-5 minutes at load 10, less on
+# a quiet machine), so the default 3 pairs about half an hour; a --quick
+# run under a minute.
+#
 # Why this way: a regression check between two builds ("no regression of
 # `hookline-bench delivery`") holds only on the same machine under the same
 # run conditions. This machine's speed drifts by a quarter within minutes
