@@ -423,9 +423,8 @@ impl Scale {
         let dispatch: Value = serde_json::from_slice(&reply.payload)?;
         let delivery = self.stack.services.iter().find(|s| s.role == "delivery").context("no delivery")?;
         let text = reqwest::get(format!("{}/metrics", delivery.http_url)).await?.text().await?;
-        let deferred = |reason: &str| {
-            metric_sum(&text, &format!("hookline_delivery_deferrals_total{{reason=\"{reason}\"}}"))
-        };
+        let deferred =
+            |reason: &str| metric_sum(&text, &format!("hookline_delivery_deferrals_total{{reason=\"{reason}\"}}"));
         Ok(DrainCounts {
             api: info["api"]["total"].as_f64().unwrap_or(f64::NAN),
             dispatch: dispatch["state"]["last_seq"].as_f64().unwrap_or(f64::NAN),
@@ -955,8 +954,12 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
         .beside(counts.single_reads),
     );
     s.report.push(
-        Row::new("  recovery: HOOKLINE_DISPATCH messages per piled-up event (beside: tasks unparked)", per(counts.dispatch), "")
-            .beside(counts.unparked),
+        Row::new(
+            "  recovery: HOOKLINE_DISPATCH messages per piled-up event (beside: tasks unparked)",
+            per(counts.dispatch),
+            "",
+        )
+        .beside(counts.unparked),
     );
     s.report.push(
         Row::new("  recovery: tasks handed back busy during the catch-up (beside: parked again)", counts.busy, "")

@@ -12,8 +12,19 @@
 //! tasks (stream info with subject counts) and moves back to
 //! HOOKLINE_DISPATCH as many as [`Guard::room`] allows: none while the
 //! endpoint is stuck or its breaker open, one when the cooldown is over (the
-//! probe), then more as the endpoint finishes them. The tasks of a disabled
-//! or deleted endpoint all go back, so that workers record them as dropped.
+//! probe). The tasks of a disabled or deleted endpoint all go back, so that
+//! workers record them as dropped.
+//!
+//! Once the endpoint takes its attempts again (breaker closed, not stuck,
+//! no rate limit), a *drain* of its own takes over ([`drain`]): it keeps
+//! [`Guard::drain_window`] of its tasks moved and not yet finished (its cap
+//! plus 200 ms of attempts at the pace they have been taking) and tops up
+//! as they finish, every 10 ms, rather than a round's worth every 0.25 s.
+//! Rounds with a slow start left a recovered endpoint's slots idle between
+//! them and drained a backlog at about half its cap (BENCHMARKS.md); a
+//! window that holds more than the slots can take within the workers'
+//! half-second wait would hand tasks back busy instead. A rate-limited
+//! endpoint stays with the rounds, which return what its bucket allows.
 //!
 //! Each endpoint is drained through its own durable consumer
 //! (`parked_<endpoint>`), so replicas share the work and a task is acked
@@ -31,7 +42,9 @@
 //! A batched task is parked without its event ([`TaskRef`]): the sweeper
 //! reads the event back from HOOKLINE_EVENTS when it moves the task, so a
 //! parked task costs a couple of hundred bytes, not a copy of the payload.
-//! A task whose event is gone by then (archived: parked for longer than
+//! It reads a step's events in one batched direct get ([`EventReader`]):
+//! one JetStream API request per task made the read-back, not the
+//! endpoint, the bound of a large drain. A task whose event is gone by then (archived: parked for longer than
 //! `HOOKLINE_ARCHIVE_AFTER`, or purged) cannot be sent; the sweeper records
 //! its outcome instead, `failed` with error kind `event_expired`, so the
 //! delivery log shows how it ended.
@@ -475,7 +488,8 @@ async fn unpark(
     // again): a lost ack only moves a task again, and its message id
     // de-duplicates that. Messages fetched but not reached are handed back.
     for (i, msg) in batch.iter().enumerate() {
-        let _ = if i < reached { msg.ack().await } else { msg.ack_with(async_nats::jetstream::AckKind::Nak(None)).await };
+        let _ =
+            if i < reached { msg.ack().await } else { msg.ack_with(async_nats::jetstream::AckKind::Nak(None)).await };
     }
     Ok(m)
 }
@@ -583,7 +597,8 @@ impl EventReader {
             }
         }
         // What batches did not settle, one by one from the stream's leader.
-        let single: Vec<u64> = passed.into_iter().chain(rest.iter().copied()).filter(|s| !found.contains_key(s)).collect();
+        let single: Vec<u64> =
+            passed.into_iter().chain(rest.iter().copied()).filter(|s| !found.contains_key(s)).collect();
         for chunk in single.chunks(EVENT_READS) {
             let got = futures_util::future::try_join_all(chunk.iter().map(|seq| self.single(*seq))).await?;
             found.extend(chunk.iter().copied().zip(got).filter_map(|(seq, payload)| Some((seq, payload?))));

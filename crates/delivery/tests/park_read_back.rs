@@ -63,6 +63,9 @@ async fn parked_tasks_events_are_read_back_in_a_few_batches_each_its_own_and_a_d
         assert_eq!(singles, 3, "only the events the batches passed over are asked one by one");
     } else {
         assert!(!reader.batched(), "a server without batches is noticed");
-        assert!(batches <= 1 && singles >= 297, "one by one after the first answer: {batches} batches, {singles} single");
+        assert!(
+            batches <= 1 && singles >= 297,
+            "one by one after the first answer: {batches} batches, {singles} single"
+        );
     }
 }

@@ -613,8 +613,8 @@ mod tests {
         // About 2 slots x 200 ms / 10 ms ahead, beside the 2 in the slots;
         // the average starts from zero, so the first attempt counts an eighth.
         assert!(window > 40 && window <= MAX_DRAIN_WINDOW, "a fast endpoint's window: {window}");
-        let slow = async { tokio::time::sleep(Duration::from_millis(400)).await };
         for _ in 0..8 {
+            let slow = async { tokio::time::sleep(Duration::from_millis(400)).await };
             g.run(&a, None, slow, |_| true).await.unwrap();
         }
         assert_eq!(g.drain_window(&a), Some(4), "a slow one gets twice its cap: {:?}", g.drain_window(&a));
