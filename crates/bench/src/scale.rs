@@ -940,14 +940,14 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     let cap_rate = f64::from(cap) / latency.as_secs_f64().max(1e-3);
     let row = Row::new("  recovery: drain rate after the first delivery (vs the cap's rate)", k as f64 / drain, "/s");
     s.report.push(row.vs(cap_rate));
-    let per = |n: f64| n / k.max(1) as f64;
+    let per = |n: f64| 1000.0 * n / k.max(1) as f64;
     s.report.push(
-        Row::new("  recovery: JetStream API requests per piled-up event, catch-up (beside: all)", per(counts.api), "")
+        Row::new("  recovery: JetStream API requests per 1,000 piled-up events (beside: all)", per(counts.api), "")
             .beside(counts.api),
     );
     s.report.push(
         Row::new(
-            "  recovery: event read-back requests per piled-up event (beside: of them single gets)",
+            "  recovery: event read-back requests per 1,000 piled-up events (beside: of them single gets)",
             per(counts.batch_reads + counts.single_reads),
             "",
         )
@@ -955,7 +955,7 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     );
     s.report.push(
         Row::new(
-            "  recovery: HOOKLINE_DISPATCH messages per piled-up event (beside: tasks unparked)",
+            "  recovery: HOOKLINE_DISPATCH messages per 1,000 piled-up events (beside: tasks unparked)",
             per(counts.dispatch),
             "",
         )
@@ -977,6 +977,27 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     // `hookline stats` for the endpoint, as an operator would look, once
     // the outcomes are in Postgres.
     s.settle().await;
+    // Whether the drain kept the cap busy: the endpoint's attempts as
+    // delivery timed them (the receiver's answer time, plus the client's
+    // side of each request), and the slots they filled while it drained.
+    let (attempts, mean_ms): (i64, Option<f64>) = sqlx::query_as(
+        "select count(*), avg(duration_ms)::float8 from attempts where endpoint_id = $1 and status_code = 200",
+    )
+    .bind(&s.recovery_id)
+    .fetch_one(&s.db)
+    .await?;
+    let mean_ms = mean_ms.unwrap_or(f64::NAN);
+    let row = Row::new(
+        "  recovery: its attempts as delivery timed them, mean (beside: the receiver's answer)",
+        mean_ms,
+        "ms",
+    );
+    s.report.push(row.beside(latency.as_secs_f64() * 1e3));
+    let busy = attempts as f64 * mean_ms / 1e3 / drain;
+    s.report.push(
+        Row::new("  recovery: its slots busy while it drained, mean (beside: the cap)", busy, "")
+            .beside(f64::from(cap)),
+    );
     let delivery = s.stack.services.iter().find(|x| x.role == "delivery").context("no delivery")?;
     let out = hookline_testkit::hookline_command()?
         .args(["stats", "scale-recovery", &s.recovery_id, "--delivery-url", &delivery.grpc_url])
