@@ -332,7 +332,8 @@ const DRAIN_STALL: Duration = Duration::from_secs(1);
 /// attempts: keep [`Guard::drain_window`] of its tasks moved back and not
 /// yet finished, topping up as its attempts finish, so its slots stay busy
 /// without a pause between sweeper rounds and without so many queued that
-/// they are handed back busy. Ends when the endpoint's parked tasks are
+/// they are handed back busy. The window opens from twice the cap, by two
+/// for each attempt finished, within the first few dozen attempts. Ends when the endpoint's parked tasks are
 /// gone, or it must not drain (breaker open, stuck, rate-limited,
 /// disabled): the sweeper's rounds take over.
 async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: TenantId, endpoint: EndpointId) {
@@ -344,6 +345,10 @@ async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: 
     tracing::info!(endpoint_id = %endpoint, "parking: draining the endpoint's parked tasks at its cap");
     while !shutdown.is_cancelled() {
         let Some(window) = guard.drain_window(&endpoint) else { break };
+        // The window opens from twice the cap as attempts finish: the
+        // attempt time it is sized by is, at first, that of the failures
+        // that opened the breaker (often answered at once).
+        let window = window.min(2 * guard.per_endpoint() + 2 * done as usize);
         if !directory.endpoint(&tenant, &endpoint).is_some_and(|ep| ep.enabled) {
             break;
         }

@@ -331,6 +331,11 @@ impl Guard {
         Some((cap + ahead).clamp(2 * cap, MAX_DRAIN_WINDOW.max(2 * cap)))
     }
 
+    /// `HOOKLINE_ENDPOINT_CONCURRENCY`: attempts in flight per endpoint at most.
+    pub fn per_endpoint(&self) -> usize {
+        self.settings.per_endpoint
+    }
+
     /// Attempts at `endpoint` finished in this process so far.
     pub fn finished(&self, endpoint: &EndpointId) -> u64 {
         self.existing(endpoint).map_or(0, |gate| gate.finished.load(Ordering::Relaxed))
