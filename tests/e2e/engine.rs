@@ -504,6 +504,17 @@ async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
     assert_eq!(delivered_ids(&down).len(), 300, "no event delivered twice");
     assert!(drained_in < Duration::from_secs(20), "the backlog took {drained_in:?} to drain");
     parking_lot_empties(&s).await;
+    // The parked tasks' events came back in batches, not one request each.
+    let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
+    let reads = |how: &str| -> f64 {
+        let line = format!("hookline_delivery_parked_event_reads_total{{how=\"{how}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(line.as_str())).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    let (batches, singles) = (reads("batch"), reads("single"));
+    assert!(
+        batches >= 1.0 && batches + singles <= 60.0,
+        "{batches} batched and {singles} single reads for 280+ parked tasks"
+    );
 }
 
 /// The breaker's cooldown starts short and backs off: an endpoint that

@@ -178,6 +178,32 @@ enum Audience {
     One(String),
 }
 
+/// Counters read before and after a catch-up (see [`Scale::drain_counts`]).
+#[derive(Debug, Clone, Copy)]
+struct DrainCounts {
+    api: f64,
+    dispatch: f64,
+    unparked: f64,
+    batch_reads: f64,
+    single_reads: f64,
+    busy: f64,
+    parked_again: f64,
+}
+
+impl DrainCounts {
+    fn since(&self, before: &DrainCounts) -> DrainCounts {
+        DrainCounts {
+            api: self.api - before.api,
+            dispatch: self.dispatch - before.dispatch,
+            unparked: self.unparked - before.unparked,
+            batch_reads: self.batch_reads - before.batch_reads,
+            single_reads: self.single_reads - before.single_reads,
+            busy: self.busy - before.busy,
+            parked_again: self.parked_again - before.parked_again,
+        }
+    }
+}
+
 /// `(event id, send instant)` of every event published.
 type Sent = Vec<(String, Instant)>;
 
@@ -397,6 +423,28 @@ impl Scale {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// JetStream API requests so far (the account's count), messages
+    /// stored in HOOKLINE_DISPATCH, and delivery's parking counters.
+    async fn drain_counts(&self) -> anyhow::Result<DrainCounts> {
+        let info = self.nats.request("$JS.API.INFO", "".into()).await.context("$JS.API.INFO")?;
+        let info: Value = serde_json::from_slice(&info.payload)?;
+        let reply = self.nats.request("$JS.API.STREAM.INFO.HOOKLINE_DISPATCH", "".into()).await?;
+        let dispatch: Value = serde_json::from_slice(&reply.payload)?;
+        let delivery = self.stack.services.iter().find(|s| s.role == "delivery").context("no delivery")?;
+        let text = reqwest::get(format!("{}/metrics", delivery.http_url)).await?.text().await?;
+        let deferred =
+            |reason: &str| metric_sum(&text, &format!("hookline_delivery_deferrals_total{{reason=\"{reason}\"}}"));
+        Ok(DrainCounts {
+            api: info["api"]["total"].as_f64().unwrap_or(f64::NAN),
+            dispatch: dispatch["state"]["last_seq"].as_f64().unwrap_or(f64::NAN),
+            unparked: metric_sum(&text, "hookline_delivery_unparked_total"),
+            batch_reads: metric_sum(&text, "hookline_delivery_parked_event_reads_total{how=\"batch\"}"),
+            single_reads: metric_sum(&text, "hookline_delivery_parked_event_reads_total{how=\"single\"}"),
+            busy: deferred("endpoint_busy"),
+            parked_again: deferred("endpoint_stuck") + deferred("breaker_open"),
+        })
     }
 
     async fn set_enabled(&mut self, kinds: &[Kind], enabled: bool) -> anyhow::Result<usize> {
@@ -832,6 +880,7 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     s.rx.set_down(true);
     let never = Arc::new(AtomicBool::new(false));
     let piled = s.publisher(Audience::One("scale-recovery".into()), rate, k, never).await??;
+    let counts_before = s.drain_counts().await?;
     let t_up = Instant::now();
     s.rx.set_down(false);
     let outage = (t_up - t_down).as_secs_f64();
@@ -870,6 +919,7 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
         }
     }
     let t_caught = Instant::now();
+    let counts = s.drain_counts().await?.since(&counts_before);
     stop.store(true, Ordering::Relaxed);
     let sent = others.await??;
     let before = s.arrived(from, &sent, t_before, t_down, &keep);
@@ -897,6 +947,36 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
         Row::new("  recovery: 50 % / 99 % caught up after (s)", at50.unwrap_or(f64::NAN), "s")
             .beside(at99.unwrap_or(f64::NAN)),
     );
+    // The drain's pace against the cap's (cap / answer time), and what it
+    // cost per piled-up event: counts, which hold on a loaded machine.
+    let cap_rate = f64::from(cap) / latency.as_secs_f64().max(1e-3);
+    let row = Row::new("  recovery: drain rate after the first delivery (vs the cap's rate)", k as f64 / drain, "/s");
+    s.report.push(row.vs(cap_rate));
+    let per = |n: f64| 1000.0 * n / k.max(1) as f64;
+    s.report.push(
+        Row::new("  recovery: JetStream API requests per 1,000 piled-up events (beside: all)", per(counts.api), "")
+            .beside(counts.api),
+    );
+    s.report.push(
+        Row::new(
+            "  recovery: event read-back requests per 1,000 piled-up events (beside: of them single gets)",
+            per(counts.batch_reads + counts.single_reads),
+            "",
+        )
+        .beside(counts.single_reads),
+    );
+    s.report.push(
+        Row::new(
+            "  recovery: HOOKLINE_DISPATCH messages per 1,000 piled-up events (beside: tasks unparked)",
+            per(counts.dispatch),
+            "",
+        )
+        .beside(counts.unparked),
+    );
+    s.report.push(
+        Row::new("  recovery: tasks handed back busy during the catch-up (beside: parked again)", counts.busy, "")
+            .beside(counts.parked_again),
+    );
     s.report.push(Row::new("  recovery: delivered of the piled-up events", got.len() as f64, "").beside(k as f64));
     let ratio = during.rate / before.rate.max(1e-9);
     let row = Row::new("recovery: others' deliveries/s while catching up (vs before the outage)", during.rate, "/s");
@@ -909,6 +989,27 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     // `hookline stats` for the endpoint, as an operator would look, once
     // the outcomes are in Postgres.
     s.settle().await;
+    // Whether the drain kept the cap busy: the endpoint's attempts as
+    // delivery timed them (the receiver's answer time, plus the client's
+    // side of each request), and the slots they filled while it drained.
+    let (attempts, mean_ms): (i64, Option<f64>) = sqlx::query_as(
+        "select count(*), avg(duration_ms)::float8 from attempts where endpoint_id = $1 and status_code = 200",
+    )
+    .bind(&s.recovery_id)
+    .fetch_one(&s.db)
+    .await?;
+    let mean_ms = mean_ms.unwrap_or(f64::NAN);
+    let row = Row::new(
+        "  recovery: its attempts as delivery timed them, mean (beside: the receiver's answer)",
+        mean_ms,
+        "ms",
+    );
+    s.report.push(row.beside(latency.as_secs_f64() * 1e3));
+    let busy = attempts as f64 * mean_ms / 1e3 / drain;
+    s.report.push(
+        Row::new("  recovery: its slots busy while it drained, mean (beside: the cap)", busy, "")
+            .beside(f64::from(cap)),
+    );
     let delivery = s.stack.services.iter().find(|x| x.role == "delivery").context("no delivery")?;
     let out = hookline_testkit::hookline_command()?
         .args(["stats", "scale-recovery", &s.recovery_id, "--delivery-url", &delivery.grpc_url])

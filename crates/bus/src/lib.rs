@@ -321,6 +321,10 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
             max_age: retention.events_max_age,
             // JetStream refuses a window longer than the stream's max age.
             duplicate_window: IDEMPOTENCY_WINDOW.min(retention.events_max_age),
+            // The parking sweeper reads parked tasks' events back by
+            // batched direct get, which only a stream that allows direct
+            // gets answers (delivery's `park`).
+            allow_direct: true,
             ..base
         },
         REJECTED_STREAM => stream::Config { subjects: vec![REJECTED_ALL.into()], max_age: 30 * day, ..base },
@@ -457,8 +461,19 @@ async fn ensure_stream(js: &Context, name: &'static str, settings: &StreamSettin
     let current = setup::create_or_scale(js, &config, settings.replicas).await?;
     if name == EVENTS_STREAM && settings.apply_retention && current.max_age != config.max_age {
         tracing::info!(stream = name, max_age = ?config.max_age, "applying HOOKLINE_ARCHIVE_AFTER to the stream");
-        let updated = stream::Config { max_age: config.max_age, duplicate_window: config.duplicate_window, ..current };
+        let updated = stream::Config {
+            max_age: config.max_age,
+            duplicate_window: config.duplicate_window,
+            allow_direct: true,
+            ..current
+        };
         js.update_stream(updated).await.map_err(StreamRequestError::Update)?;
+        return Ok(());
+    }
+    // Events streams made before the sweeper read by direct get.
+    if name == EVENTS_STREAM && settings.apply_retention && !current.allow_direct {
+        tracing::info!(stream = name, "allowing direct gets, with which parked tasks' events are read back");
+        js.update_stream(stream::Config { allow_direct: true, ..current }).await.map_err(StreamRequestError::Update)?;
         return Ok(());
     }
     // Retry and outcome streams made with a longer window get the shorter one.

@@ -47,6 +47,25 @@ pub enum SweepError {
     Publish(#[from] PublishError),
     #[error("no stream sequence in the reply subject")]
     NoSequence,
+    #[error("reading events back from HOOKLINE_EVENTS: {0}")]
+    Events(#[from] EventsError),
+}
+
+/// Why a batched direct get of parked tasks' events from HOOKLINE_EVENTS
+/// failed (answers that show the server does not offer it are not errors:
+/// the reader then asks for one event at a time).
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("subscribing to the reply inbox: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    #[error("sending the request: {0}")]
+    Send(#[from] async_nats::PublishError),
+    #[error("no answer within {0:?}")]
+    TimedOut(std::time::Duration),
+    #[error("an answer without its Nats-Sequence header")]
+    NoSequence,
+    #[error("answered {status}: {description}")]
+    Refused { status: u16, description: String },
 }
 
 /// Why one round of moving due retries from HOOKLINE_RETRY stopped; the

@@ -12,8 +12,19 @@
 //! tasks (stream info with subject counts) and moves back to
 //! HOOKLINE_DISPATCH as many as [`Guard::room`] allows: none while the
 //! endpoint is stuck or its breaker open, one when the cooldown is over (the
-//! probe), then more as the endpoint finishes them. The tasks of a disabled
-//! or deleted endpoint all go back, so that workers record them as dropped.
+//! probe). The tasks of a disabled or deleted endpoint all go back, so that
+//! workers record them as dropped.
+//!
+//! Once the endpoint takes its attempts again (breaker closed, not stuck,
+//! no rate limit), a *drain* of its own takes over ([`drain`]): it keeps
+//! [`Guard::drain_window`] of its tasks moved and not yet finished (its cap
+//! plus 200 ms of attempts at the pace they have been taking) and tops up
+//! as they finish, every 10 ms, rather than a round's worth every 0.25 s.
+//! Rounds with a slow start left a recovered endpoint's slots idle between
+//! them and drained a backlog at about half its cap (BENCHMARKS.md); a
+//! window that holds more than the slots can take within the workers'
+//! half-second wait would hand tasks back busy instead. A rate-limited
+//! endpoint stays with the rounds, which return what its bucket allows.
 //!
 //! Each endpoint is drained through its own durable consumer
 //! (`parked_<endpoint>`), so replicas share the work and a task is acked
@@ -31,7 +42,9 @@
 //! A batched task is parked without its event ([`TaskRef`]): the sweeper
 //! reads the event back from HOOKLINE_EVENTS when it moves the task, so a
 //! parked task costs a couple of hundred bytes, not a copy of the payload.
-//! A task whose event is gone by then (archived: parked for longer than
+//! It reads a step's events in one batched direct get ([`EventReader`]):
+//! one JetStream API request per task made the read-back, not the
+//! endpoint, the bound of a large drain. A task whose event is gone by then (archived: parked for longer than
 //! `HOOKLINE_ARCHIVE_AFTER`, or purged) cannot be sent; the sweeper records
 //! its outcome instead, `failed` with error kind `event_expired`, so the
 //! delivery log shows how it ended.
@@ -60,7 +73,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    error::{NotStored, SweepError},
+    error::{EventsError, NotStored, SweepError},
     guard::Guard,
 };
 
@@ -188,6 +201,23 @@ struct ParkedQueue {
     consumer: Consumer<pull::Config>,
     /// The endpoint's finished attempts at the last look (see [`Guard::room`]).
     seen: Option<u64>,
+    /// Its continuous drain, while one runs (see [`drain`]).
+    drain: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ParkedQueue {
+    fn draining(&self) -> bool {
+        self.drain.as_ref().is_some_and(|d| !d.is_finished())
+    }
+}
+
+/// What the sweeper and its drains share.
+struct Sweeper {
+    js: Context,
+    reader: EventReader,
+    directory: Directory,
+    guard: Guard,
+    shutdown: CancellationToken,
 }
 
 /// Move parked tasks back to HOOKLINE_DISPATCH as their endpoints recover,
@@ -201,14 +231,16 @@ pub async fn run(
     let err = |e| hookline_bus::BusError::Stream { stream: PARKED_STREAM, source: Box::new(e) };
     let stream = js.get_stream(PARKED_STREAM).await.map_err(err)?;
     let events = js.get_stream(EVENTS_STREAM).await.map_err(err)?;
+    let reader = EventReader::new(&js, events);
+    let sweeper = Arc::new(Sweeper { js, reader, directory, guard, shutdown });
     let mut queues: HashMap<EndpointId, ParkedQueue> = HashMap::new();
     let mut round = IDLE_ROUND;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = sweeper.shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(round) => {}
         }
-        round = match sweep(&js, [&stream, &events], &directory, &guard, &mut queues, &shutdown).await {
+        round = match sweep(&sweeper, &stream, &mut queues).await {
             Ok(0) => IDLE_ROUND,
             Ok(_) => BUSY_ROUND,
             Err(e) => {
@@ -219,21 +251,21 @@ pub async fn run(
     }
 }
 
-/// One round: returns how many tasks went back to HOOKLINE_DISPATCH.
+/// One round: returns how many tasks went back to HOOKLINE_DISPATCH (a
+/// drain started counts as one: its endpoint is busy).
 async fn sweep(
-    js: &Context,
-    [stream, events]: [&Stream; 2],
-    directory: &Directory,
-    guard: &Guard,
+    sweeper: &Arc<Sweeper>,
+    stream: &Stream,
     queues: &mut HashMap<EndpointId, ParkedQueue>,
-    shutdown: &CancellationToken,
 ) -> Result<usize, SweepError> {
+    let Sweeper { js, reader, directory, guard, shutdown } = &**sweeper;
     let parked: Vec<(String, usize)> = stream.info_with_subjects(PARKED_ALL).await?.try_collect().await?;
     metrics().parked.set(parked.iter().map(|(_, n)| *n as i64).sum());
     // A drained endpoint's consumer goes; it is made again if tasks return.
     let waiting: std::collections::HashSet<EndpointId> =
         parked.iter().filter_map(|(s, _)| hookline_bus::tenant_and_endpoint_of(s).map(|(_, e)| e)).collect();
-    let drained: Vec<EndpointId> = queues.keys().filter(|e| !waiting.contains(*e)).cloned().collect();
+    let drained: Vec<EndpointId> =
+        queues.iter().filter(|(e, q)| !waiting.contains(*e) && !q.draining()).map(|(e, _)| e.clone()).collect();
     for endpoint in drained {
         queues.remove(&endpoint);
         let _ = stream.delete_consumer(&parked_consumer(&endpoint)).await;
@@ -255,16 +287,28 @@ async fn sweep(
                     ..Default::default()
                 };
                 let consumer = stream.create_consumer(config).await?;
-                queues.entry(endpoint_id.clone()).or_insert(ParkedQueue { consumer, seen: None })
+                queues.entry(endpoint_id.clone()).or_insert(ParkedQueue { consumer, seen: None, drain: None })
             }
         };
+        if queue.draining() {
+            moved += 1;
+            continue;
+        }
+        // An endpoint taking its attempts is drained continuously, at its
+        // cap, rather than a round's worth at a time.
+        if available && guard.drain_window(&endpoint_id).is_some() {
+            let drain = drain(sweeper.clone(), queue.consumer.clone(), tenant_id, endpoint_id);
+            queue.drain = Some(tokio::spawn(drain));
+            moved += 1;
+            continue;
+        }
         let room = if available { guard.room(&endpoint_id, &mut queue.seen) } else { UNAVAILABLE_ROOM };
         // `count` is of messages, and a batch holds many tasks.
         if room.min(count) == 0 {
             continue;
         }
-        match unpark(js, events, &queue.consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
-            Ok(n) => moved += n,
+        match unpark(js, reader, &queue.consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
+            Ok(m) => moved += m.taken,
             Err(e) => {
                 tracing::warn!(endpoint_id = %endpoint_id, error = %e, "parking: could not move tasks back");
                 queues.remove(&endpoint_id);
@@ -277,49 +321,153 @@ async fn sweep(
     Ok(moved)
 }
 
+/// How often a drain looks whether its endpoint has room for more.
+const DRAIN_TICK: Duration = Duration::from_millis(10);
+/// A drain whose endpoint finished nothing here for this long, with tasks
+/// moved, stops counting those: another replica's workers took them, or
+/// they were parked again.
+const DRAIN_STALL: Duration = Duration::from_secs(1);
+
+/// Drain one endpoint's parked tasks continuously while it takes its
+/// attempts: keep [`Guard::drain_window`] of its tasks moved back and not
+/// yet finished, topping up as its attempts finish, so its slots stay busy
+/// without a pause between sweeper rounds and without so many queued that
+/// they are handed back busy. The window opens from twice the cap, by two
+/// for each attempt finished, within the first few dozen attempts. Ends when the endpoint's parked tasks are
+/// gone, or it must not drain (breaker open, stuck, rate-limited,
+/// disabled): the sweeper's rounds take over.
+async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: TenantId, endpoint: EndpointId) {
+    let Sweeper { js, reader, directory, guard, shutdown } = &*sweeper;
+    let mut base = guard.finished(&endpoint);
+    let (mut sent, mut done, mut progress) = (0u64, 0u64, std::time::Instant::now());
+    // Tasks per parked message, so a fetch takes about as many as wanted.
+    let mut per_message = 1.0f64;
+    tracing::info!(endpoint_id = %endpoint, "parking: draining the endpoint's parked tasks at its cap");
+    while !shutdown.is_cancelled() {
+        let Some(window) = guard.drain_window(&endpoint) else { break };
+        // The window opens from twice the cap as attempts finish: the
+        // attempt time it is sized by is, at first, that of the failures
+        // that opened the breaker (often answered at once).
+        let window = window.min(2 * guard.per_endpoint() + 2 * done as usize);
+        if !directory.endpoint(&tenant, &endpoint).is_some_and(|ep| ep.enabled) {
+            break;
+        }
+        let finished = guard.finished(&endpoint) - base;
+        if finished != done {
+            (done, progress) = (finished, std::time::Instant::now());
+        } else if sent > done && progress.elapsed() > DRAIN_STALL {
+            (base, sent, done, progress) = (guard.finished(&endpoint), 0, 0, std::time::Instant::now());
+        }
+        let want = window.saturating_sub(sent.saturating_sub(done) as usize);
+        // Top up in steps of a quarter window, so each step reads its
+        // events back in a batch or two.
+        if want < (window / 4).max(1) {
+            tokio::time::sleep(DRAIN_TICK).await;
+            continue;
+        }
+        let messages = ((want as f64 / per_message).ceil() as usize).clamp(1, want);
+        match unpark(js, reader, &consumer, &tenant, &endpoint, messages, want).await {
+            Ok(m) if m.messages == 0 => break,
+            Ok(m) => {
+                sent += m.dispatched as u64;
+                per_message = (per_message + m.lines as f64 / m.messages as f64) / 2.0;
+            }
+            Err(e) => {
+                tracing::warn!(endpoint_id = %endpoint, error = %e, "parking: drain stopped; the sweeper retries");
+                break;
+            }
+        }
+    }
+    tracing::info!(endpoint_id = %endpoint, "parking: drain ended");
+}
+
+/// What one [`unpark`] did.
+#[derive(Debug, Default)]
+struct Moved {
+    /// Parked messages fetched.
+    messages: usize,
+    /// Tasks in the messages it reached (moved, or parked again as a split batch's rest).
+    lines: usize,
+    /// Tasks taken: stored in HOOKLINE_DISPATCH, recorded `event_expired`, or dropped.
+    taken: usize,
+    /// Of those, stored in HOOKLINE_DISPATCH.
+    dispatched: usize,
+}
+
+/// A task of a fetched parked message, on its way back.
+enum Planned<'a> {
+    /// A whole task parked by the workers, moved as it is.
+    Whole { payload: bytes::Bytes, traceparent: Option<&'a str>, msg_id: String },
+    /// A line of a batch: its event is read back first.
+    Line { msg_id: &'a str, traceparent: &'a str, parsed: ParsedLine },
+    /// The rest of a batch with more tasks than wanted, parked again.
+    Rest(Vec<u8>, usize),
+}
+
 /// Move up to `n` of one endpoint's parked tasks, from at most `messages`
-/// parked messages, back to HOOKLINE_DISPATCH. A batch with more tasks than
-/// are wanted is split: the rest is parked again as a new batch before the
-/// old one is acked.
+/// parked messages, back to HOOKLINE_DISPATCH, reading their events back
+/// in batches ([`EventReader`]). A batch with more tasks than are wanted
+/// is split: the rest is parked again as a new batch before the old one is
+/// acked.
 async fn unpark(
     js: &Context,
-    events: &Stream,
+    reader: &EventReader,
     consumer: &Consumer<pull::Config>,
     tenant: &TenantId,
     endpoint: &EndpointId,
     messages: usize,
     n: usize,
-) -> Result<usize, SweepError> {
+) -> Result<Moved, SweepError> {
     let batch: Vec<_> =
         consumer.fetch().max_messages(messages).messages().await?.filter_map(|m| async move { m.ok() }).collect().await;
-    // At most `n` tasks moved, plus one split batch's rest parked again.
-    let _budget = hookline_bus::ack_budget(n + 1).await;
-    let (mut acks, mut moved, mut taken) = (Vec::with_capacity(batch.len()), 0, 0);
-    let subject = dispatch_subject(tenant, endpoint);
+    let mut m = Moved { messages: batch.len(), ..Moved::default() };
+    let (mut plan, mut reached) = (Vec::with_capacity(n), 0);
     for msg in &batch {
-        if moved >= n {
+        if m.taken >= n {
             break;
         }
-        taken += 1;
+        reached += 1;
         if hookline_bus::header(msg.headers.as_ref(), BATCH_HEADER).is_none() {
             let seq = hookline_bus::stream_sequence(msg.reply.as_deref()).ok_or(SweepError::NoSequence)?;
             let traceparent = hookline_bus::header(msg.headers.as_ref(), TRACEPARENT);
-            let publish = crate::task_message(msg.payload.clone(), traceparent, format!("p{seq}"));
-            acks.push(js.send_publish(subject.clone(), publish).await?);
-            moved += 1;
+            plan.push(Planned::Whole { payload: msg.payload.clone(), traceparent, msg_id: format!("p{seq}") });
+            (m.taken, m.lines) = (m.taken + 1, m.lines + 1);
             continue;
         }
         let lines: Vec<_> = batch_lines(&msg.payload).collect();
-        let now = lines.len().min(n.saturating_sub(moved).max(1));
-        let mut tasks = Vec::with_capacity(now);
-        for chunk in lines[..now].chunks(EVENT_READS) {
-            tasks.extend(futures_util::future::try_join_all(chunk.iter().map(|l| restore(events, tenant, l.2))).await?);
+        let now = lines.len().min(n.saturating_sub(m.taken).max(1));
+        for (msg_id, traceparent, line) in &lines[..now] {
+            plan.push(Planned::Line { msg_id, traceparent, parsed: parse_line(line) });
         }
-        for ((msg_id, traceparent, _), task) in lines[..now].iter().zip(tasks) {
-            match task {
+        if now < lines.len() {
+            let rest: Vec<u8> = lines[now..].iter().flat_map(|(id, tp, task)| batch_line(id, tp, task)).collect();
+            plan.push(Planned::Rest(rest, lines.len() - now));
+        }
+        (m.taken, m.lines) = (m.taken + now, m.lines + lines.len());
+    }
+    let seqs: Vec<u64> = plan
+        .iter()
+        .filter_map(|p| match p {
+            Planned::Line { parsed: ParsedLine::Ref(r), .. } => Some(r.event_seq),
+            _ => None,
+        })
+        .collect();
+    let events = if seqs.is_empty() { HashMap::new() } else { reader.read(tenant, &seqs).await? };
+    // At most `n` tasks moved, plus one split batch's rest parked again.
+    let _budget = hookline_bus::ack_budget(plan.len()).await;
+    let mut acks = Vec::with_capacity(plan.len());
+    let subject = dispatch_subject(tenant, endpoint);
+    for planned in plan {
+        match planned {
+            Planned::Whole { payload, traceparent, msg_id } => {
+                acks.push(js.send_publish(subject.clone(), crate::task_message(payload, traceparent, msg_id)).await?);
+                m.dispatched += 1;
+            }
+            Planned::Line { msg_id, traceparent, parsed } => match restored(parsed, &events, tenant) {
                 Restored::Task(task) => {
                     let publish = crate::task_message(task, Some(traceparent), format!("f{msg_id}"));
                     acks.push(js.send_publish(subject.clone(), publish).await?);
+                    m.dispatched += 1;
                 }
                 Restored::Expired(outcome) => {
                     let payload = serde_json::to_vec(&outcome).expect("outcomes serialise");
@@ -330,30 +478,197 @@ async fn unpark(
                     metrics().attempts.get_or_create(&labels).inc();
                 }
                 Restored::Dropped => {}
+            },
+            Planned::Rest(rest, count) => {
+                let publish = PublishMessage::build().payload(rest.into()).header(BATCH_HEADER, count.to_string());
+                acks.push(js.send_publish(parked_subject(tenant, endpoint), publish).await?);
             }
-        }
-        moved += now;
-        if now < lines.len() {
-            let rest: Vec<u8> = lines[now..].iter().flat_map(|(id, tp, task)| batch_line(id, tp, task)).collect();
-            let count = (lines.len() - now).to_string();
-            let publish = PublishMessage::build().payload(rest.into()).header(BATCH_HEADER, count);
-            acks.push(js.send_publish(parked_subject(tenant, endpoint), publish).await?);
         }
     }
     for ack in acks {
         ack.await?;
     }
+    metrics().unparked.inc_by(m.dispatched as u64);
     // Stored in HOOKLINE_DISPATCH (and the rest of a split batch parked
     // again): a lost ack only moves a task again, and its message id
     // de-duplicates that. Messages fetched but not reached are handed back.
     for (i, msg) in batch.iter().enumerate() {
-        let _ = if i < taken { msg.ack().await } else { msg.ack_with(async_nats::jetstream::AckKind::Nak(None)).await };
+        let _ =
+            if i < reached { msg.ack().await } else { msg.ack_with(async_nats::jetstream::AckKind::Nak(None)).await };
     }
-    Ok(moved)
+    Ok(m)
 }
 
-/// Events read back from HOOKLINE_EVENTS at once while a batch is moved.
+/// Events read back at once with single gets, where batches are not offered.
 const EVENT_READS: usize = 32;
+/// The most events one batched direct get asks for.
+const BATCH_READ_MAX: usize = 256;
+/// Batched gets one read makes before it asks for what is left one by one
+/// (a tenant whose other endpoints' events lie thick between this one's).
+const BATCH_READ_ROUNDS: usize = 4;
+/// How long a batched direct get may take to answer.
+const BATCH_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads parked tasks' events back from HOOKLINE_EVENTS: many in one
+/// request where the server offers batched direct gets (nats-server 2.11
+/// and later, on a stream that allows direct gets, which delivery sets),
+/// else one request per event, as before.
+///
+/// A batch asks for the tenant's events (`hookline.events.<tenant>.>`)
+/// from the lowest sequence wanted, as many as are wanted: a recovering
+/// endpoint's events are most of its tenant's, so one batch brings back
+/// most of a step's events, in order. An event a batch passes over is
+/// gone, or held by a replica that lags (a direct get may be answered by
+/// any replica): it is asked of the stream's leader before it counts as
+/// gone.
+#[derive(Clone)]
+pub struct EventReader {
+    client: async_nats::Client,
+    events: Stream,
+    /// Whether batched direct gets are answered here; cleared the first
+    /// time an answer shows they are not (a server before 2.11 answers
+    /// one message, a stream without direct gets none).
+    batched: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests made: batched direct gets, single gets.
+    requests: Arc<[std::sync::atomic::AtomicU64; 2]>,
+}
+
+/// What one batched direct get brought back.
+enum BatchAnswer {
+    /// Events at or after the sequence asked, oldest first; `exhausted`
+    /// when the tenant has none after the last of them.
+    Events { events: Vec<(u64, bytes::Bytes)>, exhausted: bool },
+    /// Batches are not offered: what the answer held, if anything.
+    Unsupported(Option<(u64, bytes::Bytes)>),
+}
+
+impl EventReader {
+    pub fn new(js: &Context, events: Stream) -> Self {
+        Self { client: js.client(), events, batched: Arc::new(true.into()), requests: Arc::default() }
+    }
+
+    /// Requests it has made: (batched direct gets, single gets).
+    pub fn requests(&self) -> (u64, u64) {
+        let [batch, single] = &*self.requests;
+        (batch.load(std::sync::atomic::Ordering::Relaxed), single.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Whether it still reads in batches.
+    pub fn batched(&self) -> bool {
+        self.batched.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The stored payloads of `tenant`'s events at `seqs`, by sequence; a
+    /// sequence missing from the answer is gone from the stream.
+    pub async fn read(&self, tenant: &TenantId, seqs: &[u64]) -> Result<HashMap<u64, bytes::Bytes>, SweepError> {
+        let mut wanted = seqs.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut found = HashMap::with_capacity(wanted.len());
+        let mut passed = Vec::new();
+        let mut rest = &wanted[..];
+        // Messages a batch returns per wanted one it finds: 1 when the
+        // endpoint's events are all its tenant's.
+        let mut spread = 1;
+        for _ in 0..BATCH_READ_ROUNDS {
+            if rest.is_empty() || !self.batched() {
+                break;
+            }
+            let size = (rest.len() * spread).clamp(1, BATCH_READ_MAX);
+            match self.batch(tenant, rest[0], size).await? {
+                BatchAnswer::Unsupported(one) => {
+                    self.batched.store(false, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!("parking: batched direct gets are not answered; reading events back one by one");
+                    if let Some((seq, payload)) = one.filter(|(seq, _)| rest.binary_search(seq).is_ok()) {
+                        found.insert(seq, payload);
+                    }
+                }
+                BatchAnswer::Events { events, exhausted } => {
+                    let returned = events.len();
+                    let last = events.last().map_or(0, |(seq, _)| *seq);
+                    for (seq, payload) in events {
+                        if rest.binary_search(&seq).is_ok() {
+                            found.insert(seq, payload);
+                        }
+                    }
+                    // Wanted sequences the answer reached and did not hold.
+                    let upto = if exhausted { u64::MAX } else { last };
+                    let cut = rest.partition_point(|seq| *seq <= upto);
+                    let hits = rest[..cut].iter().filter(|seq| found.contains_key(seq)).count();
+                    passed.extend(rest[..cut].iter().filter(|seq| !found.contains_key(seq)));
+                    rest = &rest[cut..];
+                    spread = if hits == 0 { spread * 4 } else { returned.div_ceil(hits) }.clamp(1, BATCH_READ_MAX);
+                }
+            }
+        }
+        // What batches did not settle, one by one from the stream's leader.
+        let single: Vec<u64> =
+            passed.into_iter().chain(rest.iter().copied()).filter(|s| !found.contains_key(s)).collect();
+        for chunk in single.chunks(EVENT_READS) {
+            let got = futures_util::future::try_join_all(chunk.iter().map(|seq| self.single(*seq))).await?;
+            found.extend(chunk.iter().copied().zip(got).filter_map(|(seq, payload)| Some((seq, payload?))));
+        }
+        Ok(found)
+    }
+
+    /// One event from the stream's leader; `None` when it is gone.
+    async fn single(&self, seq: u64) -> Result<Option<bytes::Bytes>, SweepError> {
+        metrics().parked_event_reads.get_or_create(&hookline_telemetry::labels([("how", "single")])).inc();
+        self.requests[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.events.get_raw_message(seq).await {
+            Ok(msg) => Ok(Some(msg.payload)),
+            Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One batched direct get: up to `size` of `tenant`'s events from
+    /// sequence `from` on.
+    async fn batch(&self, tenant: &TenantId, from: u64, size: usize) -> Result<BatchAnswer, EventsError> {
+        metrics().parked_event_reads.get_or_create(&hookline_telemetry::labels([("how", "batch")])).inc();
+        self.requests[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let inbox = self.client.new_inbox();
+        let mut answers = self.client.subscribe(inbox.clone()).await?;
+        let request = serde_json::json!({
+            "seq": from,
+            "batch": size,
+            "next_by_subj": format!("hookline.events.{}.>", tenant.as_str()),
+        });
+        let subject = format!("$JS.API.DIRECT.GET.{EVENTS_STREAM}");
+        self.client.publish_with_reply(subject, inbox, request.to_string().into()).await?;
+        let mut events = Vec::with_capacity(size);
+        loop {
+            let answer = tokio::time::timeout(BATCH_READ_TIMEOUT, answers.next())
+                .await
+                .map_err(|_| EventsError::TimedOut(BATCH_READ_TIMEOUT))?
+                .ok_or(EventsError::TimedOut(BATCH_READ_TIMEOUT))?;
+            let header = |name| hookline_bus::header(answer.headers.as_ref(), name);
+            match answer.status.map(|s| s.as_u16()) {
+                None | Some(200) => {
+                    let seq = header("Nats-Sequence").and_then(|s| s.parse().ok()).ok_or(EventsError::NoSequence)?;
+                    // Every message of a batch says how many are left.
+                    if header("Nats-Num-Pending").is_none() {
+                        return Ok(BatchAnswer::Unsupported(Some((seq, answer.payload))));
+                    }
+                    events.push((seq, answer.payload));
+                }
+                // End of the batch.
+                Some(204) => {
+                    let left: u64 = header("Nats-Num-Pending").and_then(|s| s.parse().ok()).unwrap_or(1);
+                    return Ok(BatchAnswer::Events { events, exhausted: left == 0 });
+                }
+                // Nothing at or after `from`.
+                Some(404) => return Ok(BatchAnswer::Events { events, exhausted: true }),
+                // No responder (a stream without direct gets), or a request
+                // the server does not take.
+                Some(503) | Some(408) => return Ok(BatchAnswer::Unsupported(None)),
+                Some(status) => {
+                    return Err(EventsError::Refused { status, description: answer.description.unwrap_or_default() });
+                }
+            }
+        }
+    }
+}
 
 /// What became of a parked line (or a retry stored as a reference).
 pub(crate) enum Restored {
@@ -365,55 +680,86 @@ pub(crate) enum Restored {
     Dropped,
 }
 
-/// A batch line's task, whole again: its event read back for a
-/// [`TaskRef`] (a line holding a whole task is taken as it is), or, when
-/// the event is gone, the outcome that records so.
+/// One line (a parked task, or a retry waiting in HOOKLINE_RETRY), whole
+/// again: its event read back from the stream's leader when it holds a
+/// [`TaskRef`]. The retry mover restores its retries one at a time with it.
 pub(crate) async fn restore(events: &Stream, tenant: &TenantId, line: &[u8]) -> Result<Restored, SweepError> {
+    let parsed = parse_line(line);
+    let mut read = HashMap::new();
+    if let ParsedLine::Ref(parked) = &parsed {
+        match events.get_raw_message(parked.event_seq).await {
+            Ok(msg) => {
+                read.insert(parked.event_seq, msg.payload);
+            }
+            Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(restored(parsed, &read, tenant))
+}
+
+/// A batch line, read.
+enum ParsedLine {
+    /// A whole task (parked with its event), taken as it is.
+    Whole(bytes::Bytes),
+    /// A task without its event, which is read back.
+    Ref(Box<TaskRef>),
+    /// Not a task: dropped as the workers drop an unreadable task, rather
+    /// than holding up the endpoint's parked tasks for good.
+    Unreadable,
+}
+
+fn parse_line(line: &[u8]) -> ParsedLine {
     #[derive(serde::Deserialize)]
     struct Line {
         event: Option<serde::de::IgnoredAny>,
     }
-    // An unreadable line is dropped as the workers drop an unreadable task,
-    // rather than holding up the endpoint's parked tasks for good.
     let unreadable = |e: serde_json::Error| {
         tracing::error!(error = %e, "unreadable parked or waiting task dropped");
-        Ok(Restored::Dropped)
+        ParsedLine::Unreadable
     };
-    let whole = match serde_json::from_slice::<Line>(line) {
-        Ok(l) => l.event.is_some(),
-        Err(e) => return unreadable(e),
-    };
-    if whole {
-        return Ok(Restored::Task(bytes::Bytes::copy_from_slice(line)));
+    match serde_json::from_slice::<Line>(line) {
+        Ok(l) if l.event.is_some() => ParsedLine::Whole(bytes::Bytes::copy_from_slice(line)),
+        Ok(_) => match serde_json::from_slice(line) {
+            Ok(parked) => ParsedLine::Ref(Box::new(parked)),
+            Err(e) => unreadable(e),
+        },
+        Err(e) => unreadable(e),
     }
-    let parked: TaskRef = match serde_json::from_slice(line) {
-        Ok(p) => p,
-        Err(e) => return unreadable(e),
+}
+
+/// A batch line's task, whole again with its event from `events` (read
+/// back by [`EventReader::read`]), or, when the event is gone, the outcome
+/// that records so.
+fn restored(parsed: ParsedLine, events: &HashMap<u64, bytes::Bytes>, tenant: &TenantId) -> Restored {
+    let parked = match parsed {
+        ParsedLine::Whole(task) => return Restored::Task(task),
+        ParsedLine::Unreadable => return Restored::Dropped,
+        ParsedLine::Ref(parked) => *parked,
     };
     let (seq, delivery) = (parked.event_seq, parked.delivery_id.clone());
-    let gone = || {
+    let gone = |parked: &TaskRef| {
         let Some(event_type) = parked.event_type else {
             tracing::warn!(delivery_id = %delivery, event_seq = seq,
                 "the task's event is no longer in {EVENTS_STREAM} (archived or purged); the task, stored without its type, is dropped");
-            return Ok(Restored::Dropped);
+            return Restored::Dropped;
         };
         tracing::warn!(delivery_id = %delivery, event_seq = seq,
             "the task's event is no longer in {EVENTS_STREAM} (archived or purged); recorded as failed, event_expired");
-        Ok(Restored::Expired(Box::new(crate::worker::expired_outcome(&parked, tenant, event_type, None))))
+        Restored::Expired(Box::new(crate::worker::expired_outcome(parked, tenant, event_type, None)))
     };
-    let msg = match events.get_raw_message(seq).await {
-        Ok(msg) => msg,
-        Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => return gone(),
-        Err(e) => return Err(e.into()),
-    };
-    let event: StoredEvent = match serde_json::from_slice(&msg.payload) {
+    let Some(payload) = events.get(&seq) else { return gone(&parked) };
+    let event: StoredEvent = match serde_json::from_slice(payload) {
         Ok(event) => event,
-        Err(e) => return unreadable(e),
+        Err(e) => {
+            tracing::error!(error = %e, "parking: unreadable event; its parked task is dropped");
+            return Restored::Dropped;
+        }
     };
     if event.id != parked.event_id || event.tenant_id != *tenant {
-        return gone();
+        return gone(&parked);
     }
-    Ok(Restored::Task(serde_json::to_vec(&parked.into_task(event)).expect("tasks serialise").into()))
+    Restored::Task(serde_json::to_vec(&parked.into_task(event)).expect("tasks serialise").into())
 }
 
 #[cfg(test)]

@@ -79,6 +79,12 @@ pub struct Metrics {
     pub deferrals: Family<Labels, Counter>,
     /// delivery: tasks waiting in HOOKLINE_PARKED, as the parking sweeper last saw them.
     pub parked: Gauge,
+    /// delivery: parked tasks this process moved back to HOOKLINE_DISPATCH.
+    pub unparked: Counter,
+    /// delivery: requests the parking sweeper made to read parked tasks'
+    /// events back from HOOKLINE_EVENTS, by `how` (batch: one batched
+    /// direct get for many events; single: one event each).
+    pub parked_event_reads: Family<Labels, Counter>,
     /// delivery: retries waiting in HOOKLINE_RETRY, as the retry mover last saw them.
     pub retries_waiting: Gauge,
     /// delivery: retries this process moved from HOOKLINE_RETRY to HOOKLINE_DISPATCH.
@@ -125,6 +131,8 @@ impl Metrics {
             deferrals: Family::default(),
             breakers_open: Gauge::default(),
             parked: Gauge::default(),
+            unparked: Counter::default(),
+            parked_event_reads: Family::default(),
             retries_waiting: Gauge::default(),
             retries_moved: Counter::default(),
             endpoints_disabled: Family::default(),
@@ -193,6 +201,16 @@ impl Metrics {
         );
         r.register("delivery_breakers_open", "Endpoints whose circuit breaker is open", m.breakers_open.clone());
         r.register("delivery_parked_tasks", "Tasks parked in HOOKLINE_PARKED", m.parked.clone());
+        r.register(
+            "delivery_unparked",
+            "Parked tasks moved back to HOOKLINE_DISPATCH by this process",
+            m.unparked.clone(),
+        );
+        r.register(
+            "delivery_parked_event_reads",
+            "Requests reading parked tasks' events back from HOOKLINE_EVENTS, by how (batch, single)",
+            m.parked_event_reads.clone(),
+        );
         r.register(
             "delivery_retries_waiting",
             "Retries waiting in HOOKLINE_RETRY until they are due",

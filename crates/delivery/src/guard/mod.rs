@@ -64,6 +64,17 @@ pub struct GuardSettings {
 /// How long a task waits for a busy endpoint before going back to JetStream.
 const MAX_WAIT: Duration = Duration::from_millis(500);
 
+/// How far ahead a draining endpoint's slots are kept fed: the time a
+/// moved task takes to reach them (stored in HOOKLINE_DISPATCH, pulled by
+/// `workers`), with room to spare, and well under [`MAX_WAIT`], so tasks
+/// that arrive together are all taken before any is handed back busy.
+pub const DRAIN_AHEAD: Duration = Duration::from_millis(200);
+/// The shortest attempt time a drain window is sized for: an endpoint
+/// never tried (or answering in microseconds) is not sent thousands at once.
+const DRAIN_LATENCY_FLOOR: Duration = Duration::from_millis(5);
+/// The most parked tasks one endpoint's drain has moved and not finished.
+const MAX_DRAIN_WINDOW: usize = 500;
+
 /// The most parked tasks one endpoint gets back per round of the parking
 /// sweeper, however fast it has been finishing them.
 const MAX_ROOM: usize = 2_000;
@@ -294,6 +305,40 @@ impl Guard {
         // A rate-limited endpoint gets back what its bucket lets through
         // before the sweeper's next look.
         gate.pace.room(crate::park::BUSY_ROUND).map_or(room, |r| r.min(MAX_ROOM))
+    }
+
+    /// How many of `endpoint`'s parked tasks a continuous drain may have
+    /// moved back and not yet seen finished here: enough to keep its cap
+    /// busy for [`DRAIN_AHEAD`] beyond the attempts in its slots, at the
+    /// pace its attempts have been taking, so its slots never wait for the
+    /// next task and no task queues long enough to be handed back busy
+    /// (see [`crate::park`]). `None` while it must not drain: breaker not
+    /// closed, stuck, or rate-limited (the sweeper's rounds return those
+    /// tasks one probe, or one bucket's worth, at a time).
+    pub fn drain_window(&self, endpoint: &EndpointId) -> Option<usize> {
+        let cap = self.settings.per_endpoint;
+        let Some(gate) = self.existing(endpoint) else {
+            return Some(2 * cap);
+        };
+        if !gate.breaker.lock().expect("breaker lock").is_closed() || gate.stuck() {
+            return None;
+        }
+        if gate.pace.room(Duration::ZERO).is_some() {
+            return None;
+        }
+        let latency = Duration::from_micros(gate.latency_us.load(Ordering::Relaxed)).max(DRAIN_LATENCY_FLOOR);
+        let ahead = (cap as f64 * DRAIN_AHEAD.as_secs_f64() / latency.as_secs_f64()) as usize;
+        Some((cap + ahead).clamp(2 * cap, MAX_DRAIN_WINDOW.max(2 * cap)))
+    }
+
+    /// `HOOKLINE_ENDPOINT_CONCURRENCY`: attempts in flight per endpoint at most.
+    pub fn per_endpoint(&self) -> usize {
+        self.settings.per_endpoint
+    }
+
+    /// Attempts at `endpoint` finished in this process so far.
+    pub fn finished(&self, endpoint: &EndpointId) -> u64 {
+        self.existing(endpoint).map_or(0, |gate| gate.finished.load(Ordering::Relaxed))
     }
 
     /// Endpoints whose breaker is open now.
@@ -560,6 +605,32 @@ mod tests {
         }
         assert_eq!(g.room(&a, &mut seen), 2 + 10, "twice what finished since the last look");
         assert_eq!(g.room(&a, &mut seen), 2);
+    }
+
+    #[tokio::test]
+    async fn a_drain_keeps_a_fast_endpoint_fed_for_a_moment_and_stops_while_its_breaker_is_open() {
+        let g = guard();
+        let a = EndpointId::generate();
+        assert_eq!(g.drain_window(&a), Some(4), "never tried: twice the cap");
+        let quick = async { tokio::time::sleep(Duration::from_millis(10)).await };
+        g.run(&a, None, quick, |_| true).await.unwrap();
+        let window = g.drain_window(&a).unwrap();
+        // About 2 slots x 200 ms / 10 ms ahead, beside the 2 in the slots;
+        // the average starts from zero, so the first attempt counts an eighth.
+        assert!(window > 40 && window <= MAX_DRAIN_WINDOW, "a fast endpoint's window: {window}");
+        for _ in 0..8 {
+            let slow = async { tokio::time::sleep(Duration::from_millis(400)).await };
+            g.run(&a, None, slow, |_| true).await.unwrap();
+        }
+        assert_eq!(g.drain_window(&a), Some(4), "a slow one gets twice its cap: {:?}", g.drain_window(&a));
+        assert_eq!(g.finished(&a), 9);
+        for _ in 0..3 {
+            attempt(&g, &a, false).await.unwrap();
+        }
+        assert_eq!(g.drain_window(&a), None, "breaker open: no drain");
+        let limited = EndpointId::generate();
+        g.run(&limited, RateLimit::parse(10).unwrap(), async {}, |_| true).await.unwrap();
+        assert_eq!(g.drain_window(&limited), None, "rate-limited: the sweeper's rounds pace it");
     }
 
     #[tokio::test]
