@@ -470,12 +470,7 @@ async fn unpark(
                     m.dispatched += 1;
                 }
                 Restored::Expired(outcome) => {
-                    let payload = serde_json::to_vec(&outcome).expect("outcomes serialise");
-                    let publish = PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id());
-                    let to = outcomes_subject(tenant, endpoint);
-                    acks.push(js.send_publish(to, publish).await?);
-                    let labels = hookline_telemetry::labels([("outcome", "failed"), ("error_kind", "event_expired")]);
-                    metrics().attempts.get_or_create(&labels).inc();
+                    acks.push(js.send_publish(outcomes_subject(tenant, endpoint), expired_message(&outcome)).await?);
                 }
                 Restored::Dropped => {}
             },
@@ -680,22 +675,29 @@ pub(crate) enum Restored {
     Dropped,
 }
 
-/// One line (a parked task, or a retry waiting in HOOKLINE_RETRY), whole
-/// again: its event read back from the stream's leader when it holds a
-/// [`TaskRef`]. The retry mover restores its retries one at a time with it.
-pub(crate) async fn restore(events: &Stream, tenant: &TenantId, line: &[u8]) -> Result<Restored, SweepError> {
-    let parsed = parse_line(line);
+/// A retry waiting in HOOKLINE_RETRY as a [`TaskRef`], whole again: its
+/// event read back from the stream's leader, or, when the event is gone,
+/// the outcome that records so. The retry mover restores its retries one at
+/// a time with it.
+pub(crate) async fn restore_ref(events: &Stream, tenant: &TenantId, task_ref: TaskRef) -> Result<Restored, SweepError> {
     let mut read = HashMap::new();
-    if let ParsedLine::Ref(parked) = &parsed {
-        match events.get_raw_message(parked.event_seq).await {
-            Ok(msg) => {
-                read.insert(parked.event_seq, msg.payload);
-            }
-            Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => {}
-            Err(e) => return Err(e.into()),
+    match events.get_raw_message(task_ref.event_seq).await {
+        Ok(msg) => {
+            read.insert(task_ref.event_seq, msg.payload);
         }
+        Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => {}
+        Err(e) => return Err(e.into()),
     }
-    Ok(restored(parsed, &read, tenant))
+    Ok(restored(ParsedLine::Ref(Box::new(task_ref)), &read, tenant))
+}
+
+/// The `event_expired` outcome of a task whose event is gone, as stored on
+/// HOOKLINE_OUTCOMES, counted among the attempts.
+pub(crate) fn expired_message(outcome: &hookline_domain::delivery::AttemptOutcome) -> PublishMessage {
+    let labels = hookline_telemetry::labels([("outcome", "failed"), ("error_kind", "event_expired")]);
+    metrics().attempts.get_or_create(&labels).inc();
+    let payload = serde_json::to_vec(outcome).expect("outcomes serialise");
+    PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id())
 }
 
 /// A batch line, read.

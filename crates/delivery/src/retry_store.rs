@@ -123,7 +123,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::MoveError,
-    park::{Restored, restore},
+    park::{Restored, expired_message, restore_ref},
 };
 
 /// Tasks one process moves to HOOKLINE_DISPATCH per second at most.
@@ -517,17 +517,11 @@ impl<C> Mover<C> {
             return Ok(None);
         };
         let (endpoint, msg_id) = (task_ref.endpoint_id.clone(), task_ref.msg_id());
-        Ok(match restore(&self.events, &tenant, &msg.payload).await.map_err(MoveError::Restore)? {
+        Ok(match restore_ref(&self.events, &tenant, task_ref).await.map_err(MoveError::Restore)? {
             Restored::Task(task) => {
                 Some((dispatch_subject(&tenant, &endpoint), crate::task_message(task, traceparent, msg_id)))
             }
-            Restored::Expired(outcome) => {
-                let payload = serde_json::to_vec(&outcome).expect("outcomes serialise");
-                let publish = PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id());
-                let labels = hookline_telemetry::labels([("outcome", "failed"), ("error_kind", "event_expired")]);
-                metrics().attempts.get_or_create(&labels).inc();
-                Some((outcomes_subject(&tenant, &endpoint), publish))
-            }
+            Restored::Expired(outcome) => Some((outcomes_subject(&tenant, &endpoint), expired_message(&outcome))),
             Restored::Dropped => None,
         })
     }
