@@ -206,10 +206,23 @@ impl Directory {
         if self.holds(tenant, seq, self.applied()) {
             return Ok(());
         }
+        self.observed_wait(seq, timeout, reason, self.wait_holds(tenant, seq, timeout)).await
+    }
+
+    /// Wait for `until` (bounded by `timeout`, for sequence `seq`),
+    /// observed in `hookline_config_wait_seconds{reason}`; a timeout is
+    /// counted and answered [`Error::Lagging`].
+    async fn observed_wait(
+        &self,
+        seq: u64,
+        timeout: Duration,
+        reason: WaitReason,
+        until: impl std::future::Future<Output = Result<Result<(), watch::error::RecvError>, tokio::time::error::Elapsed>>,
+    ) -> Result<(), Error> {
         let started = Instant::now();
         let labels = hookline_telemetry::labels([("reason", reason.as_str())]);
         let m = hookline_telemetry::metrics();
-        let reached = self.wait_holds(tenant, seq, timeout).await;
+        let reached = until.await;
         m.config_wait.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         match reached {
             Ok(Ok(_)) => Ok(()),
@@ -317,15 +330,10 @@ impl Directory {
     /// stream leader on its own.
     pub async fn tenant_seq_as_of(&self, tenant: &TenantId, read: FreshRead, reason: WaitReason) -> Result<u64, Error> {
         if self.applied() < read.seq {
-            let started = Instant::now();
-            let labels = hookline_telemetry::labels([("reason", reason.as_str())]);
-            let m = hookline_telemetry::metrics();
-            let reached = self.wait_applied(read.seq, SYNC_WAIT).await;
-            m.config_wait.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-            if reached.is_err() {
-                m.config_wait_timeouts.get_or_create(&labels).inc();
-                return Err(Error::Lagging { wanted: read.seq, applied: self.applied(), waited: SYNC_WAIT });
-            }
+            let mut rx = self.applied.clone();
+            let applied =
+                tokio::time::timeout(SYNC_WAIT, async move { rx.wait_for(|s| *s >= read.seq).await.map(drop) });
+            self.observed_wait(read.seq, SYNC_WAIT, reason, applied).await?;
         }
         let seq = self.version_of(tenant);
         if skipped_since(&self.gaps.lock().expect("gaps lock"), read.asked_at, seq, read.seq) {
