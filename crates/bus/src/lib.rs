@@ -83,8 +83,8 @@ pub const RETRY_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// HOOKLINE_OUTCOMES's duplicate window. Every outcome is stored with its
 /// id (`<delivery>.<attempt>`), and every id in the window costs
-/// nats-server about 120 bytes: at 3,500 outcomes/s a 2 minute window held
-/// 50 MiB of them. The window only has to absorb a publish repeated at once
+/// nats-server about 120 bytes: at 3,500 outcomes/s a 2 minute window would
+/// hold 50 MiB of them. The window only has to absorb a publish repeated at once
 /// (a worker or fan-out retrying a store whose ack it did not get); an
 /// attempt repeated later (a task redelivered after `HOOKLINE_ACK_WAIT`)
 /// makes a second outcome for the same delivery and attempt, which the

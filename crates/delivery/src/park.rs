@@ -43,9 +43,10 @@
 //! reads the event back from HOOKLINE_EVENTS when it moves the task, so a
 //! parked task costs a couple of hundred bytes, not a copy of the payload.
 //! It reads a step's events in one batched direct get ([`EventReader`]):
-//! one JetStream API request per task made the read-back, not the
-//! endpoint, the bound of a large drain. A task whose event is gone by then (archived: parked for longer than
-//! `HOOKLINE_ARCHIVE_AFTER`, or purged) cannot be sent; the sweeper records
+//! with one JetStream API request per task, the read-back, not the
+//! endpoint, would bound a large drain. A task whose event is gone by then
+//! (archived: parked for longer than `HOOKLINE_ARCHIVE_AFTER`, or purged)
+//! cannot be sent; the sweeper records
 //! its outcome instead, `failed` with error kind `event_expired`, so the
 //! delivery log shows how it ended.
 

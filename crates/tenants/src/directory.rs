@@ -13,8 +13,8 @@
 //! sequence instead, one read shared by every request waiting meanwhile
 //! ([`Directory::fresh_stream_seq`]), and takes the tenant's sequence from
 //! the index once it has applied that much ([`Directory::tenant_seq_as_of`]).
-//! A message read per event cost nats-server about a tenth of its CPU and
-//! kept the config stream's blocks in its cache (BENCHMARKS.md). The one case
+//! A message read per event would cost nats-server about a tenth of its CPU
+//! and keep the config stream's blocks in its cache (BENCHMARKS.md). The one case
 //! where the index can pass a sequence without holding a tenant's change is
 //! a compaction that purged the change before this follower read it; the
 //! follower notes every gap in the sequences it reads, and a tenant whose
