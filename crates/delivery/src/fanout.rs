@@ -175,10 +175,14 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         // A fast endpoint: make the first attempt here (queueing briefly for
         // a slot) and spare the task its trip through HOOKLINE_DISPATCH.
         if let Some(endpoint) = worker.endpoint(&task).await
-            && worker.attempts_in_fan_out(&endpoint)
+            && let Some(permit) = worker.fan_out_attempt(&endpoint)
         {
             // Boxed: the attempt's future is large, and join_all moves it.
-            attempted_here.push(Box::pin(worker.first_attempt(task, endpoint, traceparent)));
+            attempted_here.push(Box::pin(async move {
+                let attempted = worker.first_attempt(task, endpoint, traceparent).await;
+                drop(permit);
+                attempted
+            }));
             continue;
         }
         stored.push(Either::Right(async move { worker.hand_off(&task, None, &traceparent.to_string()).await }));

@@ -57,6 +57,12 @@ pub struct Worker {
     /// `HOOKLINE_DELIVERY_CONCURRENCY`: attempts in flight in this process,
     /// whichever of the two makes them.
     attempts: Arc<tokio::sync::Semaphore>,
+    /// First attempts fan-out holds at once, queued or in flight, also
+    /// `HOOKLINE_DELIVERY_CONCURRENCY`: an event fans out to many endpoints,
+    /// so without this bound one fan-out slot would hold an attempt (its
+    /// future, body and copy of the event) per endpoint, and memory would
+    /// follow events × fan-out rather than the setting.
+    fan_out_attempts: Arc<tokio::sync::Semaphore>,
     parker: park::Parker,
     targets: sender::Targets,
 }
@@ -72,6 +78,7 @@ impl Worker {
             )),
             commands: Commands::new(js.clone(), directory.clone()),
             attempts: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
+            fan_out_attempts: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
             parker: park::Parker::start(js.clone()),
             targets: sender::Targets::default(),
             guard,
@@ -92,7 +99,7 @@ impl Worker {
 
     /// The endpoint as the Directory knows it, catching up once on a miss
     /// (perhaps it was created a moment ago through another replica).
-    pub async fn endpoint(&self, task: &DispatchTask) -> Option<EndpointConfig> {
+    pub async fn endpoint(&self, task: &DispatchTask) -> Option<Arc<EndpointConfig>> {
         let found = self.directory.endpoint(&task.event.tenant_id, &task.endpoint_id);
         if found.is_some() {
             return found;
@@ -119,13 +126,20 @@ impl Worker {
         Ok(self.directory.tenant(tenant))
     }
 
-    /// Whether fan-out makes the first attempt at `endpoint` itself: only
-    /// while attempt permits are free, since fan-out holds its event (on a
-    /// clock of `HOOKLINE_ACK_WAIT`) until the attempt is recorded.
-    pub fn attempts_in_fan_out(&self, endpoint: &EndpointConfig) -> bool {
-        endpoint.enabled
-            && self.attempts.available_permits() > 0
-            && self.guard.answers_within(&endpoint.id, FAN_OUT_ATTEMPT_MAX_LATENCY)
+    /// Whether fan-out makes the first attempt at `endpoint` itself, and
+    /// if so its permit, held until the attempt is recorded: only while
+    /// attempt permits are free, since fan-out holds its event (on a clock
+    /// of `HOOKLINE_ACK_WAIT`) until then, and only within the bound on
+    /// fan-out's own attempts. Otherwise the task goes to the workers, and
+    /// waits in JetStream rather than here.
+    pub fn fan_out_attempt(&self, endpoint: &EndpointConfig) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if !endpoint.enabled
+            || self.attempts.available_permits() == 0
+            || !self.guard.answers_within(&endpoint.id, FAN_OUT_ATTEMPT_MAX_LATENCY)
+        {
+            return None;
+        }
+        self.fan_out_attempts.clone().try_acquire_owned().ok()
     }
 }
 
@@ -219,7 +233,7 @@ type TimedResult = (chrono::DateTime<chrono::Utc>, sender::AttemptResult);
 enum Attempted {
     /// The attempt was made (whether it reached the endpoint or not).
     Finished {
-        ep: EndpointConfig,
+        ep: Arc<EndpointConfig>,
         body_sha256: String,
         started_at: chrono::DateTime<chrono::Utc>,
         result: sender::AttemptResult,
@@ -398,7 +412,7 @@ impl Worker {
     pub async fn first_attempt(
         &self,
         task: DispatchTask,
-        ep: EndpointConfig,
+        ep: Arc<EndpointConfig>,
         trace: TraceParent,
     ) -> Result<(), NotStored> {
         let (span, own) = attempt_span(&task, Some(trace));
@@ -415,7 +429,7 @@ impl Worker {
     async fn attempt(
         &self,
         task: &DispatchTask,
-        ep: EndpointConfig,
+        ep: Arc<EndpointConfig>,
         trace: &TraceParent,
         span: &tracing::Span,
     ) -> Result<Attempted, Wait> {
@@ -485,7 +499,7 @@ impl Worker {
     fn prepare(
         &self,
         task: &DispatchTask,
-        ep: &EndpointConfig,
+        ep: &Arc<EndpointConfig>,
         trace: &TraceParent,
     ) -> (String, futures_util::future::BoxFuture<'static, TimedResult>) {
         let body = layout::render(&task.event, ep.layout);

@@ -3,7 +3,7 @@
 //! cannot fail. The config stream holds the events; everything else (the
 //! in-memory index, Postgres projections) is derived from them.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -92,8 +92,11 @@ pub struct TenantState {
     pub plan: Plan,
     pub webhooks_enabled: bool,
     pub created_at: Timestamp,
-    /// Ordered by id, hence by creation time.
-    pub endpoints: BTreeMap<EndpointId, EndpointConfig>,
+    /// Ordered by id, hence by creation time. Shared, not inline: a B-tree
+    /// node holds room for eleven values, so inline configs cost every
+    /// tenant several KiB however few endpoints it has; and a change to one
+    /// endpoint copies the tenant's map, which then copies pointers.
+    pub endpoints: BTreeMap<EndpointId, Arc<EndpointConfig>>,
     /// Stream sequence of the last applied event; the OCC token.
     pub version: u64,
     /// Active API keys by id.
@@ -195,7 +198,7 @@ impl TenantState {
             plan: self.plan,
             webhooks_enabled: self.webhooks_enabled,
             created_at: self.created_at.clone(),
-            endpoints: self.endpoints.values().cloned().collect(),
+            endpoints: self.endpoints.values().map(|e| EndpointConfig::clone(e)).collect(),
             api_keys: self
                 .api_keys
                 .iter()
@@ -218,7 +221,7 @@ impl TenantState {
             plan: s.plan,
             webhooks_enabled: s.webhooks_enabled,
             created_at: s.created_at.clone(),
-            endpoints: s.endpoints.iter().map(|e| (e.id.clone(), e.clone())).collect(),
+            endpoints: s.endpoints.iter().map(|e| (e.id.clone(), Arc::new(e.clone()))).collect(),
             version: seq,
             api_keys: s
                 .api_keys
@@ -267,13 +270,13 @@ impl TenantState {
             ConfigEvent::WebhooksToggled { enabled, .. } => s.webhooks_enabled = *enabled,
             ConfigEvent::ContactChanged { contact, .. } => s.contact = contact.clone(),
             ConfigEvent::EndpointCreated { endpoint, .. } | ConfigEvent::EndpointUpdated { endpoint, .. } => {
-                s.endpoints.insert(endpoint.id.clone(), endpoint.clone());
+                s.endpoints.insert(endpoint.id.clone(), Arc::new(endpoint.clone()));
             }
             ConfigEvent::EndpointDeleted { endpoint_id, .. } => {
                 s.endpoints.remove(endpoint_id);
             }
             ConfigEvent::SecretRotated { endpoint_id, secret, previous_expires_at, at } => {
-                if let Some(ep) = s.endpoints.get_mut(endpoint_id) {
+                if let Some(ep) = s.endpoints.get_mut(endpoint_id).map(Arc::make_mut) {
                     // Expired former secrets are dropped here, so the list stays short.
                     ep.previous_secrets.retain(|p| p.expires_at.parsed() > at.parsed());
                     if let Some(expires_at) = previous_expires_at {
@@ -293,7 +296,7 @@ impl TenantState {
                 s.api_keys.remove(key_id);
             }
             ConfigEvent::EndpointDisabled { endpoint_id, reason, at } => {
-                if let Some(ep) = s.endpoints.get_mut(endpoint_id) {
+                if let Some(ep) = s.endpoints.get_mut(endpoint_id).map(Arc::make_mut) {
                     ep.enabled = false;
                     ep.disabled_reason = Some(reason.clone());
                     ep.updated_at = at.clone();
@@ -316,7 +319,7 @@ impl TenantState {
 
     /// As [`Self::resolve`], with disabled subscribers too when `include_disabled`.
     pub fn resolve_all(&self, event_type: EventType, include_disabled: bool) -> impl Iterator<Item = &EndpointConfig> {
-        self.endpoints.values().filter(move |e| {
+        self.endpoints.values().map(|e| &**e).filter(move |e| {
             self.webhooks_enabled && if include_disabled { e.subscribed(event_type) } else { e.wants(event_type) }
         })
     }
@@ -536,7 +539,7 @@ pub fn decide(
             Ok(vec![ConfigEvent::EndpointCreated { endpoint, at }])
         }
         Command::UpdateEndpoint { endpoint_id, patch } => {
-            let mut ep = endpoint(&endpoint_id)?.clone();
+            let mut ep = EndpointConfig::clone(endpoint(&endpoint_id)?);
             let before = ep.clone();
             if let Some(url) = patch.url {
                 ep.url = url;
@@ -602,7 +605,7 @@ pub fn decide(
         Command::Reseal => Ok(state
             .endpoints
             .values()
-            .map(|e| ConfigEvent::EndpointUpdated { endpoint: e.clone(), at: at.clone() })
+            .map(|e| ConfigEvent::EndpointUpdated { endpoint: EndpointConfig::clone(e), at: at.clone() })
             .collect()),
         Command::CreateApiKey { key_id, name, hash } => {
             if name.chars().count() > 100 {

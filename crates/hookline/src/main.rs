@@ -11,9 +11,34 @@ mod tls;
 
 /// glibc's malloc spends a large share of the delivery process's CPU (arena
 /// locks, consolidation) on the many short-lived buffers per delivery; see
-/// BENCHMARKS.md.
+/// BENCHMARKS.md. The `system-allocator` feature keeps glibc's, for heap
+/// profilers that hook malloc.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's delay before it returns freed pages to the system, in ms,
+/// unless `MIMALLOC_PURGE_DELAY` says otherwise. Its own default (10 ms,
+/// and ten times that for whole arenas) kept about 35 MiB of freed pages
+/// in delivery after a burst of attempts in `hookline-bench delivery` and
+/// 40 MiB under `hookline-bench scale`, at no measured difference in
+/// deliveries/s when they are returned at once (BENCHMARKS.md).
+#[cfg(not(feature = "system-allocator"))]
+const PURGE_DELAY_MS: std::ffi::c_long = 0;
+
+#[cfg(not(feature = "system-allocator"))]
+fn tune_allocator() {
+    /// `mi_option_purge_delay` in mimalloc's option enum (v2 and v3).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: called first thing in main, before any other thread
+        // exists (mimalloc's option setters are not thread-safe).
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    }
+}
+
+#[cfg(feature = "system-allocator")]
+fn tune_allocator() {}
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::{EnvFilter, fmt};
@@ -269,6 +294,7 @@ fn init_tracing(service: &str, file: &config::SettingsFile) -> Option<hookline_t
 }
 
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     // The file layer becomes clap defaults; the environment is only read.
     let file = match config::SettingsFile::load() {
         Ok(file) => file,

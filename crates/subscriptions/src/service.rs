@@ -251,7 +251,7 @@ impl SubscriptionsApi {
         self.directory.tenant(id).ok_or_else(|| status(ConfigError::TenantNotFound(id.clone()).into()))
     }
 
-    async fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<EndpointConfig, Status> {
+    async fn endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<std::sync::Arc<EndpointConfig>, Status> {
         let t = self.tenant(tenant).await?;
         t.endpoints.get(id).cloned().ok_or_else(|| status(ConfigError::EndpointNotFound(id.clone()).into()))
     }
@@ -412,7 +412,7 @@ impl SubscriptionService for SubscriptionsApi {
         }
         // A client that read the endpoint and sends its URL back unchanged
         // sends the masked form: that keeps the stored URL, tokens and all.
-        let current_url = self.endpoint(&t, &e).await.ok().map(|ep| ep.url);
+        let current_url = self.endpoint(&t, &e).await.ok().map(|ep| ep.url.clone());
         let unchanged = |given: &str| current_url.as_ref().is_some_and(|u| u.redacted() == given);
         let patch = EndpointPatch {
             url: match r.url.as_deref().filter(|u| !unchanged(u)).map(url).transpose()? {

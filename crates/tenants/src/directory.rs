@@ -357,7 +357,8 @@ impl Directory {
         self.tenants.read().expect("directory lock").tenants.get(id).cloned()
     }
 
-    pub fn endpoint(&self, tenant: &TenantId, endpoint: &EndpointId) -> Option<EndpointConfig> {
+    /// Shared with the index: an attempt holds a pointer, not a copy.
+    pub fn endpoint(&self, tenant: &TenantId, endpoint: &EndpointId) -> Option<Arc<EndpointConfig>> {
         self.tenant(tenant)?.endpoints.get(endpoint).cloned()
     }
 
