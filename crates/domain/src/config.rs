@@ -964,7 +964,7 @@ mod tests {
         assert_eq!(ep.signing_secrets(now).len(), 2);
         assert_eq!(ep.signing_secrets(now + chrono::TimeDelta::hours(2)).len(), 1);
         // The same instant written with another offset is still in force.
-        let mut shifted = ep.clone();
+        let mut shifted = EndpointConfig::clone(&ep);
         let expires = shifted.previous_secrets[0].expires_at.parsed();
         let text = expires.with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap()).to_rfc3339();
         shifted.previous_secrets[0].expires_at = text.parse().unwrap();
