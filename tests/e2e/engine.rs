@@ -220,8 +220,13 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
     // the gauge shows the stored messages.
     let stored = messages_in(&js, "HOOKLINE_PARKED").await;
     assert!((1..=100).contains(&stored), "{stored} parked messages");
-    let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
-    assert!(metrics.contains(&format!("hookline_delivery_parked_tasks {stored}\n")), "the parked gauge shows them");
+    // The gauge follows the sweeper's rounds.
+    let metrics = eventually(Duration::from_secs(5), "the parked gauge shows them", || async {
+        let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
+        metrics.contains(&format!("hookline_delivery_parked_tasks {stored}\n")).then_some(metrics)
+    })
+    .await
+    .unwrap();
     // The healthy endpoint's first attempts were made by fan-out itself, at least while it had free slots.
     let direct: f64 = metrics
         .lines()
