@@ -194,11 +194,16 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
     healthy.wait_for(100, Duration::from_secs(20)).await.unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "healthy deliveries took {took:?} beside a black hole");
-    assert!(hole.peak.load(Ordering::SeqCst) <= 4, "black hole held {} slots", hole.peak.load(Ordering::SeqCst));
-    // After 4 timeouts the breaker is open: no new connections for a while.
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let log = s.hookline.log_contents();
-    assert!(log.contains("circuit breaker opened"), "breaker opened");
+    // Slow start: no answer yet, so one attempt at a time, not its cap of 4.
+    assert_eq!(hole.peak.load(Ordering::SeqCst), 1, "black hole held more than one slot");
+    // After 4 timeouts, one after the other, the breaker is open: no new
+    // connections for a while.
+    eventually(Duration::from_secs(25), "the breaker opened", || async {
+        s.hookline.log_contents().contains("circuit breaker opened").then_some(())
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(hole.open.load(Ordering::SeqCst), 0, "no attempts while the breaker is open");
     // The hole's tasks wait in HOOKLINE_PARKED (100 first attempts, less the
     // 4 made, plus those 4's retries), not cycling through the workers.
@@ -215,8 +220,13 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
     // the gauge shows the stored messages.
     let stored = messages_in(&js, "HOOKLINE_PARKED").await;
     assert!((1..=100).contains(&stored), "{stored} parked messages");
-    let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
-    assert!(metrics.contains(&format!("hookline_delivery_parked_tasks {stored}\n")), "the parked gauge shows them");
+    // The gauge follows the sweeper's rounds.
+    let metrics = eventually(Duration::from_secs(5), "the parked gauge shows them", || async {
+        let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
+        metrics.contains(&format!("hookline_delivery_parked_tasks {stored}\n")).then_some(metrics)
+    })
+    .await
+    .unwrap();
     // The healthy endpoint's first attempts were made by fan-out itself, at least while it had free slots.
     let direct: f64 = metrics
         .lines()
@@ -227,6 +237,55 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
         (1.0..=104.0).contains(&direct),
         "{direct} first attempts made by fan-out (100 healthy, at most 4 to the hole)"
     );
+}
+
+/// Black holes beside a healthy endpoint, with fewer attempt permits
+/// (`HOOKLINE_DELIVERY_CONCURRENCY`) than the holes' caps add up to: each
+/// hole holds one permit while its attempt waits out the request timeout
+/// (slow start: one slot until an answer), and once they have gone
+/// unanswered they share an eighth of the permits, so the healthy endpoint
+/// keeps getting every event within moments of its publication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn black_holes_take_one_permit_each_and_leave_the_rest_to_an_endpoint_that_answers() {
+    let s = stack_with(&[
+        ("HOOKLINE_REQUEST_TIMEOUT", "4s"),
+        ("HOOKLINE_ACK_WAIT", "10s"),
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+        // 8 holes x 4 slots would be twice the permits.
+        ("HOOKLINE_DELIVERY_CONCURRENCY", "16"),
+    ])
+    .await;
+    s.create_tenant("acme", Plan::Enterprise, true).await;
+    let hole = BlackHole::start().await;
+    let healthy = Receiver::start().await;
+    for i in 0..8 {
+        s.create_endpoint("acme", &format!("{}{i}", hole.url()), &[], PayloadLayout::Envelope).await;
+    }
+    s.create_endpoint("acme", &healthy.url(), &[], PayloadLayout::Envelope).await;
+    // An event every 150 ms for 9 s: past the holes' first timeouts and
+    // their retries.
+    let mut published = std::collections::HashMap::new();
+    let n = 60;
+    for _ in 0..n {
+        let id = s.publish(json_request("acme", &fresh("customer.updated"))).await.event_id;
+        published.insert(id, Instant::now());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let got = healthy.wait_for(n, Duration::from_secs(30)).await.unwrap();
+    let mut late: Vec<Duration> =
+        got.iter().map(|r| r.received_at.duration_since(published[r.header("webhook-id").unwrap()])).collect();
+    late.sort();
+    let slowest = *late.last().unwrap();
+    assert!(slowest < Duration::from_secs(1), "healthy deliveries came this long after publication: {late:?}");
+    let peak = hole.peak.load(Ordering::SeqCst);
+    assert!(peak <= 8, "the 8 holes held {peak} attempts at once, more than one each");
+    let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
+    let unanswered: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookline_delivery_deferrals_total{reason=\"endpoint_unanswered\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(unanswered > 0.0, "once unanswered, the holes' tasks were parked for want of the share:\n{metrics}");
 }
 
 /// A per-endpoint rate limit: 60 events to an endpoint limited to 5 a

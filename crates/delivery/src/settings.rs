@@ -151,6 +151,7 @@ impl Default for DeliverySettings {
                 breaker_threshold: 5,
                 breaker_cooldown: Duration::from_secs(30),
                 breaker_first_cooldown: Duration::from_secs(1),
+                unanswered: GuardSettings::unanswered_share(1024),
             },
             address_policy: AddressPolicy::default(),
             dns: hookline_dns::Resolver::system(),

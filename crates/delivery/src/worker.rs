@@ -38,7 +38,7 @@ use tracing::Instrument;
 use crate::{
     DeliverySettings,
     error::NotStored,
-    guard::{Guard, Wait},
+    guard::{Guard, Verdict, Wait},
     park, sender,
 };
 
@@ -224,6 +224,16 @@ async fn settle(msg: Message, stored: Result<(), NotStored>, ack: Ack) {
     }
 }
 
+/// How the guard counts an attempt: a timeout is the one failure that
+/// held its slot (and an attempt permit) for the whole request timeout.
+fn verdict(result: &sender::AttemptResult) -> Verdict {
+    match result.error_kind {
+        None => Verdict::Succeeded,
+        Some(ErrorKind::Timeout) => Verdict::Unanswered,
+        Some(_) => Verdict::Failed,
+    }
+}
+
 /// When an attempt started, and how it went.
 type TimedResult = (chrono::DateTime<chrono::Utc>, sender::AttemptResult);
 
@@ -391,7 +401,7 @@ impl Worker {
                         Wait::Busy(d) => {
                             let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
                         }
-                        Wait::Stuck | Wait::Open | Wait::Limited => self.park(msg, &task).await,
+                        Wait::Stuck | Wait::Open | Wait::Limited | Wait::Unanswered => self.park(msg, &task).await,
                     }
                     return;
                 }
@@ -434,10 +444,8 @@ impl Worker {
         span: &tracing::Span,
     ) -> Result<Attempted, Wait> {
         let (body_sha256, job) = self.prepare(task, &ep, trace);
-        let (started_at, result) = self
-            .guard
-            .run(&task.endpoint_id, ep.rate_limit, job.instrument(span.clone()), |(_, r)| r.succeeded())
-            .await?;
+        let (started_at, result) =
+            self.guard.run(&task.endpoint_id, ep.rate_limit, job.instrument(span.clone()), |(_, r)| verdict(r)).await?;
         Ok(Attempted::Finished { ep, body_sha256, started_at, result })
     }
 

@@ -339,7 +339,8 @@ pub struct DeliveryArgs {
     pub ack_wait: Duration,
     /// Delivery attempts in flight per process (also the events fan-out
     /// handles at once, at least 128); 1,024 lets receivers that answer in
-    /// 100 ms take over 5,000 deliveries/s.
+    /// 100 ms take over 5,000 deliveries/s. Endpoints whose last attempt
+    /// timed out share an eighth of it.
     #[arg(long, env = "HOOKLINE_DELIVERY_CONCURRENCY", default_value_t = 1024)]
     pub delivery_concurrency: usize,
     /// Delivery attempts in flight per endpoint and process; a slow endpoint
@@ -763,6 +764,7 @@ impl DeliveryArgs {
                 breaker_threshold: self.breaker_threshold,
                 breaker_cooldown: self.breaker_cooldown,
                 breaker_first_cooldown: self.breaker_first_cooldown,
+                unanswered: GuardSettings::unanswered_share(self.delivery_concurrency),
             },
             address_policy: address.address_policy(dev),
             dns: address.dns_resolver(),

@@ -1,5 +1,13 @@
 //! One endpoint's slots and the attempts queued for them, with its breaker,
 //! its rate limit and how it has been doing.
+//!
+//! Of its cap of slots an endpoint may use only its *window* at once
+//! (slow start): one until an attempt is answered, one more for every
+//! attempt answered since, and back to one when an attempt gets no answer
+//! within the request timeout. An endpoint that never answers therefore
+//! holds one of the process's attempt permits for the whole timeout, not
+//! its cap of them, while one that answers reaches its cap after as many
+//! answers.
 
 use std::{
     collections::VecDeque,
@@ -7,7 +15,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU8, AtomicU64},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -16,13 +24,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{breaker::Breaker, bucket::Pace};
 
-/// An endpoint with no attempt finished for this long, and its cap in
+/// An endpoint with no attempt finished for this long, and its window in
 /// flight, is stuck: its tasks are parked.
 const STUCK: Duration = Duration::from_millis(250);
 
-/// An attempt waiting for a slot; its future says whether it succeeded.
+/// An attempt waiting for a slot; its future says how it went.
 pub(super) struct Queued {
-    pub(super) job: Pin<Box<dyn Future<Output = bool> + Send>>,
+    pub(super) job: Pin<Box<dyn Future<Output = super::Verdict> + Send>>,
     /// Whether it is the probe of a half-open breaker.
     pub(super) probe: bool,
     /// [`QUEUED`], then [`STARTED`] by the slot that takes it or
@@ -50,6 +58,13 @@ pub(super) struct Gate {
     /// Moving average of attempt durations, in microseconds.
     pub(super) latency_us: AtomicU64,
     pub(super) pace: Pace,
+    /// The cap: slots the semaphore was made with.
+    cap: usize,
+    /// Slots it may use at once now, 1 to `cap` (see the module's doc).
+    window: AtomicUsize,
+    /// Its last finished attempt got no answer within the request timeout:
+    /// its attempts draw on the process's share for such endpoints.
+    pub(super) unanswered: AtomicBool,
 }
 
 impl Gate {
@@ -62,14 +77,44 @@ impl Gate {
             finished: AtomicU64::new(0),
             latency_us: AtomicU64::new(0),
             pace: Pace::default(),
+            cap: slots,
+            window: AtomicUsize::new(1),
+            unanswered: AtomicBool::new(false),
+        }
+    }
+
+    /// Attempts in its slots now (a permit passed on counts as one).
+    pub(super) fn in_flight(&self) -> usize {
+        self.cap - self.slots.available_permits()
+    }
+
+    pub(super) fn window(&self) -> usize {
+        self.window.load(Ordering::Relaxed)
+    }
+
+    /// Whether another attempt may start now: its window is not full.
+    pub(super) fn has_room(&self) -> bool {
+        self.in_flight() < self.window()
+    }
+
+    /// Record whether a finished attempt was answered: the window grows by
+    /// one per answer (up to the cap), and falls back to one without.
+    pub(super) fn answered(&self, answered: bool) {
+        self.unanswered.store(!answered, Ordering::Relaxed);
+        if answered {
+            let _ = self.window.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| Some((w + 1).min(self.cap)));
+        } else {
+            self.window.store(1, Ordering::Relaxed);
         }
     }
 
     /// The next queued attempt, with `permit`; or `permit` is freed, under
-    /// the queue lock, so no attempt is left queued beside a free slot.
+    /// the queue lock, so no attempt is left queued beside a free slot. A
+    /// window that shrank below the attempts in flight frees it too.
     pub(super) fn next_or_free(&self, permit: OwnedSemaphorePermit) -> Option<(OwnedSemaphorePermit, Queued)> {
         let mut queue = self.queue.lock().expect("queue lock");
-        match queue.pop_front() {
+        let next = if self.in_flight() <= self.window() { queue.pop_front() } else { None };
+        match next {
             Some(queued) => Some((permit, queued)),
             None => {
                 drop(permit);
@@ -85,8 +130,8 @@ impl Gate {
         }
     }
 
-    /// Every slot taken and nothing finished for a while.
+    /// Its window full and nothing finished for a while.
     pub(super) fn stuck(&self) -> bool {
-        self.slots.available_permits() == 0 && self.last_release.lock().expect("release lock").elapsed() > STUCK
+        !self.has_room() && self.last_release.lock().expect("release lock").elapsed() > STUCK
     }
 }

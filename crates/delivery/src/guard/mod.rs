@@ -21,6 +21,19 @@
 //! and its waiting work costs neither memory here nor pulls from the shared
 //! consumer.
 //!
+//! An endpoint uses its slots by slow start (see [`gate`]): one until an
+//! attempt is answered, growing by one per answer to its cap, and back to
+//! one when an attempt goes unanswered for the whole request timeout. A
+//! black-holed endpoint thus holds one of the process's attempt permits
+//! (`HOOKLINE_DELIVERY_CONCURRENCY`) instead of its cap of them, and its
+//! other tasks are parked while that one waits. Endpoints whose last
+//! attempt went unanswered also share a bounded part of the process's
+//! permits ([`GuardSettings::unanswered`], an eighth): each of their
+//! attempts takes one of those besides its own, and when none is free
+//! their tasks are parked. Hundreds of black holes, each costing a permit
+//! for the whole timeout, then leave the rest of the permits to endpoints
+//! that answer, however many there are.
+//!
 //! An endpoint with a rate limit also spaces its attempts: each reserves
 //! the next free moment of its bucket and waits for it when that is near;
 //! when it is further off, the task is parked and comes back at the pace
@@ -41,7 +54,7 @@ use std::{
 };
 
 use hookline_domain::{endpoint::RateLimit, ids::EndpointId};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use self::{
     breaker::{Admission, Cooldown, Outcome},
@@ -59,6 +72,18 @@ pub struct GuardSettings {
     pub breaker_cooldown: Duration,
     /// How long a breaker that just opened waits before its first probe.
     pub breaker_first_cooldown: Duration,
+    /// Attempts in flight at most, across all endpoints whose last attempt
+    /// went unanswered (timed out): a share of the process's attempt
+    /// permits, so those endpoints cannot take the rest.
+    pub unanswered: usize,
+}
+
+impl GuardSettings {
+    /// The share of `HOOKLINE_DELIVERY_CONCURRENCY` that endpoints whose
+    /// last attempt went unanswered may hold: an eighth, at least one.
+    pub fn unanswered_share(concurrency: usize) -> usize {
+        (concurrency / 8).max(1)
+    }
 }
 
 /// How long a task waits for a busy endpoint before going back to JetStream.
@@ -83,6 +108,26 @@ const MAX_ROOM: usize = 2_000;
 pub struct Guard {
     settings: GuardSettings,
     gates: Arc<Mutex<HashMap<EndpointId, Arc<Gate>>>>,
+    /// Permits for attempts at endpoints whose last attempt went unanswered.
+    unanswered: Arc<Semaphore>,
+}
+
+/// How an attempt went, as the guard counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted (2xx).
+    Succeeded,
+    /// Answered otherwise, or failed fast: the breaker counts a failure.
+    Failed,
+    /// No answer within the request timeout: a failure that also shrinks
+    /// the endpoint's window to one and puts it among the unanswered.
+    Unanswered,
+}
+
+impl From<bool> for Verdict {
+    fn from(succeeded: bool) -> Self {
+        if succeeded { Verdict::Succeeded } else { Verdict::Failed }
+    }
 }
 
 /// A slot held by an attempt made in its caller's task; report the result
@@ -109,6 +154,9 @@ pub enum Wait {
     Open,
     /// The endpoint's rate limit has no room for it soon: park the task.
     Limited,
+    /// The endpoint's last attempt went unanswered and the share of
+    /// attempt permits for such endpoints is taken: park the task.
+    Unanswered,
 }
 
 impl Wait {
@@ -119,6 +167,7 @@ impl Wait {
             Wait::Stuck => "endpoint_stuck",
             Wait::Open => "breaker_open",
             Wait::Limited => "rate_limited",
+            Wait::Unanswered => "endpoint_unanswered",
         }
     }
 }
@@ -131,7 +180,8 @@ fn turned_away(_: oneshot::error::RecvError) -> Wait {
 
 impl Guard {
     pub fn new(settings: GuardSettings) -> Self {
-        Self { settings, gates: Arc::default() }
+        let unanswered = Arc::new(Semaphore::new(settings.unanswered.max(1)));
+        Self { settings, gates: Arc::default(), unanswered }
     }
 
     fn gate(&self, endpoint: &EndpointId) -> Arc<Gate> {
@@ -150,18 +200,32 @@ impl Guard {
     /// moment for a slot (none at all when the endpoint is stuck). With a
     /// slot free, the attempt is made in the caller's task. With a `limit`,
     /// the attempt first waits for its moment in the endpoint's bucket.
-    pub async fn run<R: Send + 'static>(
+    pub async fn run<R: Send + 'static, V: Into<Verdict>>(
         &self,
         endpoint: &EndpointId,
         limit: Option<RateLimit>,
         job: impl Future<Output = R> + Send + 'static,
-        ok: impl FnOnce(&R) -> bool + Send + 'static,
+        ok: impl FnOnce(&R) -> V + Send + 'static,
     ) -> Result<R, Wait> {
         let gate = self.gate(endpoint);
         let probe = match gate.breaker.lock().expect("breaker lock").admit(Instant::now()) {
             Admission::Through => false,
             Admission::Probe => true,
             Admission::TurnedAway => return Err(Wait::Open),
+        };
+        // An endpoint that last went unanswered makes its attempt only with
+        // one of the share of permits such endpoints have; it holds it
+        // until the attempt is over (or dropped unmade).
+        let share = if gate.unanswered.load(Ordering::Relaxed) {
+            match self.unanswered.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    gate.drop_probe(probe);
+                    return Err(Wait::Unanswered);
+                }
+            }
+        } else {
+            None
         };
         match gate.pace.reserve(limit, MAX_WAIT) {
             Some(wait) if wait.is_zero() => {}
@@ -175,23 +239,25 @@ impl Guard {
         let state = Arc::new(AtomicU8::new(QUEUED));
         let queued = Queued {
             job: Box::pin(async move {
+                let _share = share;
                 let result = job.await;
-                let succeeded = ok(&result);
+                let verdict = ok(&result).into();
                 let _ = tx.send(result);
-                succeeded
+                verdict
             }),
             probe,
             state: state.clone(),
         };
         let admitted = {
             let mut queue = gate.queue.lock().expect("queue lock");
-            match gate.slots.clone().try_acquire_owned() {
-                Ok(permit) => Some((permit, queued)),
-                Err(_) if gate.stuck() => {
+            let free = if gate.has_room() { gate.slots.clone().try_acquire_owned().ok() } else { None };
+            match free {
+                Some(permit) => Some((permit, queued)),
+                None if gate.stuck() => {
                     gate.drop_probe(probe);
                     return Err(Wait::Stuck);
                 }
-                Err(_) => {
+                None => {
                     queue.push_back(queued);
                     None
                 }
@@ -201,8 +267,8 @@ impl Guard {
             // A free slot: the attempt is made right here.
             Some((permit, queued)) => {
                 let slot = Slot::new(self, gate, probe, permit);
-                let succeeded = queued.job.await;
-                slot.finish(succeeded);
+                let verdict = queued.job.await;
+                slot.finish(verdict);
                 rx.await.map_err(turned_away)
             }
             None => self.wait_for(&gate, probe, state, rx).await,
@@ -240,8 +306,10 @@ impl Guard {
             let open = !probe && !gate.breaker.lock().expect("breaker lock").is_closed();
             if taken && !open {
                 let started = Instant::now();
-                let succeeded = job.await;
-                self.release(&gate, probe, started.elapsed(), Outcome::from(succeeded));
+                let verdict = job.await;
+                self.release(&gate, probe, started.elapsed(), Some(verdict));
+                // An answer widened the window: more queued attempts may start.
+                self.start_queued(&gate);
             }
             match gate.next_or_free(permit) {
                 Some((p, queued)) => (permit, next) = (p, queued),
@@ -256,6 +324,25 @@ impl Guard {
         if let Some((permit, queued)) = gate.next_or_free(permit) {
             tokio::spawn(Box::pin(self.clone().serve(gate.clone(), permit, queued)));
         }
+        self.start_queued(gate);
+    }
+
+    /// Start queued attempts in slots of their own while the endpoint's
+    /// window has room for them (it grows with answers).
+    fn start_queued(&self, gate: &Arc<Gate>) {
+        loop {
+            let started = {
+                let mut queue = gate.queue.lock().expect("queue lock");
+                if queue.is_empty() || !gate.has_room() {
+                    return;
+                }
+                match gate.slots.clone().try_acquire_owned() {
+                    Ok(permit) => (permit, queue.pop_front().expect("not empty")),
+                    Err(_) => return,
+                }
+            };
+            tokio::spawn(Box::pin(self.clone().serve(gate.clone(), started.0, started.1)));
+        }
     }
 
     /// Whether `endpoint`'s breaker is closed and its attempts have been
@@ -264,6 +351,7 @@ impl Guard {
     pub fn answers_within(&self, endpoint: &EndpointId, max_latency: Duration) -> bool {
         let gate = self.gate(endpoint);
         gate.breaker.lock().expect("breaker lock").is_closed()
+            && !gate.unanswered.load(Ordering::Relaxed)
             && gate.latency_us.load(Ordering::Relaxed) <= max_latency.as_micros() as u64
     }
 
@@ -276,6 +364,8 @@ impl Guard {
             Some(Wait::Open)
         } else if gate.stuck() {
             Some(Wait::Stuck)
+        } else if gate.unanswered.load(Ordering::Relaxed) && self.unanswered.available_permits() == 0 {
+            Some(Wait::Unanswered)
         } else if gate.pace.waits_longer_than(MAX_WAIT) {
             Some(Wait::Limited)
         } else {
@@ -301,7 +391,12 @@ impl Guard {
         let finished = gate.finished.load(Ordering::Relaxed);
         let recent = finished - seen.unwrap_or(finished);
         *seen = Some(finished);
-        let room = (gate.slots.available_permits() + 2 * recent as usize).min(MAX_ROOM);
+        // Unanswered: one at a time, while the share has a permit for it.
+        if gate.unanswered.load(Ordering::Relaxed) {
+            return usize::from(gate.has_room() && self.unanswered.available_permits() > 0);
+        }
+        let free = gate.window().saturating_sub(gate.in_flight());
+        let room = (free + 2 * recent as usize).min(MAX_ROOM);
         // A rate-limited endpoint gets back what its bucket lets through
         // before the sweeper's next look.
         gate.pace.room(crate::park::BUSY_ROUND).map_or(room, |r| r.min(MAX_ROOM))
@@ -320,7 +415,10 @@ impl Guard {
         let Some(gate) = self.existing(endpoint) else {
             return Some(2 * cap);
         };
-        if !gate.breaker.lock().expect("breaker lock").is_closed() || gate.stuck() {
+        if !gate.breaker.lock().expect("breaker lock").is_closed()
+            || gate.stuck()
+            || gate.unanswered.load(Ordering::Relaxed)
+        {
             return None;
         }
         if gate.pace.room(Duration::ZERO).is_some() {
@@ -348,7 +446,17 @@ impl Guard {
         gates.values().filter(|g| g.breaker.lock().expect("breaker lock").cooling_down(now)).count()
     }
 
-    fn release(&self, gate: &Gate, probe: bool, took: Duration, outcome: Outcome) {
+    /// Record a finished attempt; `verdict` is `None` when it gave no
+    /// result (its future was dropped).
+    fn release(&self, gate: &Gate, probe: bool, took: Duration, verdict: Option<Verdict>) {
+        let outcome = match verdict {
+            Some(Verdict::Succeeded) => Outcome::Succeeded,
+            Some(Verdict::Failed | Verdict::Unanswered) => Outcome::Failed,
+            None => Outcome::Unknown,
+        };
+        if let Some(verdict) = verdict {
+            gate.answered(verdict != Verdict::Unanswered);
+        }
         let now = Instant::now();
         *gate.last_release.lock().expect("release lock") = now;
         gate.finished.fetch_add(1, Ordering::Relaxed);
@@ -371,17 +479,17 @@ impl Slot {
         Slot { guard: guard.clone(), gate, probe, finished: false, started: Instant::now(), permit: Some(permit) }
     }
 
-    /// Record the attempt's result (true = 2xx).
-    fn finish(mut self, success: bool) {
+    /// Record the attempt's result.
+    fn finish(mut self, verdict: Verdict) {
         self.finished = true;
-        self.guard.release(&self.gate, self.probe, self.started.elapsed(), Outcome::from(success));
+        self.guard.release(&self.gate, self.probe, self.started.elapsed(), Some(verdict));
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if !self.finished {
-            self.guard.release(&self.gate, self.probe, self.started.elapsed(), Outcome::Unknown);
+            self.guard.release(&self.gate, self.probe, self.started.elapsed(), None);
         }
         if let Some(permit) = self.permit.take() {
             self.guard.pass_slot_on(&self.gate, permit);
@@ -401,6 +509,7 @@ mod tests {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_millis(50),
             breaker_first_cooldown: Duration::from_millis(50),
+            unanswered: 2,
         })
     }
 
@@ -415,8 +524,16 @@ mod tests {
 
     type Held = (tokio::task::JoinHandle<Result<bool, Wait>>, oneshot::Sender<bool>);
 
+    /// One answered attempt: a new endpoint's window grows from one slot
+    /// to two, the test guard's cap.
+    async fn warm(g: &Guard, ep: &EndpointId) {
+        attempt(g, ep, true).await.unwrap();
+        assert_eq!(g.gate(ep).window(), 2);
+    }
+
     /// Both of `ep`'s slots held (the test guard's cap is 2).
     async fn fill(g: &Guard, ep: &EndpointId) -> [Held; 2] {
+        warm(g, ep).await;
         let held = [hold(g, ep), hold(g, ep)];
         settle().await;
         held
@@ -444,6 +561,7 @@ mod tests {
     async fn cap_limits_in_flight_per_endpoint() {
         let g = guard();
         let (a, b) = (EndpointId::generate(), EndpointId::generate());
+        warm(&g, &a).await;
         let (first, done1) = hold(&g, &a);
         let (_second, _done2) = hold(&g, &a);
         settle().await;
@@ -470,6 +588,103 @@ mod tests {
         done3.send(true).unwrap();
         assert_eq!(third.await.unwrap(), Ok(true));
         assert_eq!(waiter.await.unwrap(), Ok(true));
+    }
+
+    /// An attempt that holds its slot until told its verdict.
+    fn hold_verdict(
+        g: &Guard,
+        ep: &EndpointId,
+    ) -> (tokio::task::JoinHandle<Result<Verdict, Wait>>, oneshot::Sender<Verdict>) {
+        let (tx, rx) = oneshot::channel();
+        let (g, ep) = (g.clone(), ep.clone());
+        let job = async move { rx.await.unwrap_or(Verdict::Failed) };
+        (tokio::spawn(async move { g.run(&ep, None, job, |v| *v).await }), tx)
+    }
+
+    async fn unanswered(g: &Guard, ep: &EndpointId) -> Result<Verdict, Wait> {
+        g.run(ep, None, async { Verdict::Unanswered }, |v| *v).await
+    }
+
+    #[tokio::test]
+    async fn a_new_endpoint_has_one_attempt_in_flight_until_one_is_answered() {
+        let g = Guard::new(GuardSettings { per_endpoint: 4, ..guard().settings });
+        let a = EndpointId::generate();
+        let (first, done) = hold_verdict(&g, &a);
+        settle().await;
+        assert_eq!(g.gate(&a).in_flight(), 1);
+        // Its one attempt is out and nothing has finished: the next waits,
+        // then is parked, and fan-out parks new tasks at once.
+        let second = tokio::spawn({
+            let (g, a) = (g.clone(), a.clone());
+            async move { attempt(&g, &a, true).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(g.gate(&a).in_flight(), 1, "one slot until an answer");
+        assert_eq!(g.blocked(&a), Some(Wait::Stuck));
+        assert_eq!(g.room(&a, &mut None), 0);
+        // The answer frees the slot for the queued attempt and widens the window.
+        done.send(Verdict::Failed).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(Verdict::Failed));
+        assert_eq!(second.await.unwrap(), Ok(true), "the queued attempt was made");
+        assert_eq!(g.gate(&a).window(), 3, "one more slot per answer, failed or not");
+        let held: Vec<_> = (0..4).map(|_| hold_verdict(&g, &a)).collect();
+        settle().await;
+        assert_eq!(g.gate(&a).in_flight(), 3, "the window, not the cap");
+        let mut held = held.into_iter();
+        let (run, done) = held.next().unwrap();
+        done.send(Verdict::Succeeded).unwrap();
+        run.await.unwrap().unwrap();
+        settle().await;
+        assert_eq!(g.gate(&a).window(), 4, "grown to the cap");
+        assert_eq!(g.gate(&a).in_flight(), 3, "the queued one started in the slot freed");
+        let (run, done) = held.next().unwrap();
+        done.send(Verdict::Succeeded).unwrap();
+        run.await.unwrap().unwrap();
+        settle().await;
+        assert_eq!(g.gate(&a).window(), 4, "never beyond the cap");
+        for (run, done) in held {
+            done.send(Verdict::Succeeded).unwrap();
+            run.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn endpoints_that_go_unanswered_get_one_slot_each_and_share_a_bounded_part_of_the_permits() {
+        // The test guard gives unanswered endpoints 2 permits between them.
+        let g = guard();
+        let (a, b, c, healthy) =
+            (EndpointId::generate(), EndpointId::generate(), EndpointId::generate(), EndpointId::generate());
+        warm(&g, &a).await;
+        assert_eq!(unanswered(&g, &a).await, Ok(Verdict::Unanswered));
+        assert_eq!(g.gate(&a).window(), 1, "no answer: back to one slot");
+        assert!(!g.answers_within(&a, Duration::from_secs(1)), "fan-out leaves it to the workers");
+        assert_eq!(g.drain_window(&a), None, "and no drain");
+        for ep in [&b, &c] {
+            assert_eq!(unanswered(&g, ep).await, Ok(Verdict::Unanswered));
+        }
+        // a and b take the two permits; c's attempt is parked at once.
+        let (run_a, done_a) = hold_verdict(&g, &a);
+        let (run_b, done_b) = hold_verdict(&g, &b);
+        settle().await;
+        let asked = Instant::now();
+        assert_eq!(unanswered(&g, &c).await, Err(Wait::Unanswered));
+        assert!(asked.elapsed() < MAX_WAIT, "parked without waiting");
+        assert_eq!(Wait::Unanswered.reason(), "endpoint_unanswered");
+        assert_eq!(g.blocked(&c), Some(Wait::Unanswered), "fan-out parks it too");
+        assert_eq!(g.room(&c, &mut None), 0, "and nothing comes back");
+        for _ in 0..10 {
+            assert_eq!(attempt(&g, &healthy, true).await, Ok(true), "endpoints that answer are unaffected");
+        }
+        // An answer takes b out of the share: c gets a permit.
+        done_b.send(Verdict::Succeeded).unwrap();
+        assert_eq!(run_b.await.unwrap(), Ok(Verdict::Succeeded));
+        assert_eq!(g.room(&c, &mut None), 1, "one at a time while unanswered");
+        assert_eq!(g.blocked(&c), None);
+        assert_eq!(attempt(&g, &b, true).await, Ok(true), "b answered: no longer in the share");
+        assert!(g.gate(&b).window() >= 2);
+        done_a.send(Verdict::Unanswered).unwrap();
+        assert_eq!(run_a.await.unwrap(), Ok(Verdict::Unanswered));
+        assert_eq!(g.unanswered.available_permits(), 2, "the share is free again");
     }
 
     #[tokio::test]
@@ -583,7 +798,7 @@ mod tests {
         settle().await;
         for _ in 0..3 {
             // Three failures (of attempts made elsewhere) open the breaker.
-            g.release(&g.gate(&a), false, Duration::ZERO, Outcome::Failed);
+            g.release(&g.gate(&a), false, Duration::ZERO, Some(Verdict::Failed));
         }
         assert_eq!(free(held, false).await, [Ok(false), Ok(false)]);
         for run in queued {
