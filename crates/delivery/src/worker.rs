@@ -57,8 +57,8 @@ pub struct Worker {
     /// `HOOKLINE_DELIVERY_CONCURRENCY`: attempts in flight in this process,
     /// whichever of the two makes them.
     attempts: Arc<tokio::sync::Semaphore>,
-    /// First attempts fan-out holds at once, queued or in flight, also
-    /// `HOOKLINE_DELIVERY_CONCURRENCY`: an event fans out to many endpoints,
+    /// First attempts fan-out holds at once, queued or in flight: twice
+    /// `HOOKLINE_DELIVERY_CONCURRENCY`. An event fans out to many endpoints,
     /// so without this bound one fan-out slot would hold an attempt (its
     /// future, body and copy of the event) per endpoint, and memory would
     /// follow events × fan-out rather than the setting.
@@ -78,7 +78,7 @@ impl Worker {
             )),
             commands: Commands::new(js.clone(), directory.clone()),
             attempts: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
-            fan_out_attempts: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
+            fan_out_attempts: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_ATTEMPTS_PER_PERMIT * settings.concurrency)),
             parker: park::Parker::start(js.clone()),
             targets: sender::Targets::default(),
             guard,
@@ -142,6 +142,14 @@ impl Worker {
         self.fan_out_attempts.clone().try_acquire_owned().ok()
     }
 }
+
+/// First attempts fan-out may hold per attempt permit: twice as many as
+/// can be in flight, so that while attempts are answered quickly, fan-out
+/// never sends a task through HOOKLINE_DISPATCH only because its events
+/// fan out to more than one endpoint each (the population of
+/// `hookline-bench scale` averages 1.39), which costs nats-server a
+/// publish, a pull and an ack per task when it is busiest.
+const FAN_OUT_ATTEMPTS_PER_PERMIT: usize = 2;
 
 /// Fan-out makes an endpoint's first attempts itself only while they take
 /// less than this on average: it holds the event until they are recorded.

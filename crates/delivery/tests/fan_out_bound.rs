@@ -1,8 +1,8 @@
 //! Fan-out makes fast endpoints' first attempts itself and holds each one
 //! (its future, its body, its copy of the event) until it is recorded. An
 //! event may go to many endpoints, so what fan-out holds is bounded by
-//! attempts, not by events: at most `HOOKLINE_DELIVERY_CONCURRENCY` at
-//! once; beyond that a task goes to the workers and waits in JetStream.
+//! attempts, not by events: at most twice `HOOKLINE_DELIVERY_CONCURRENCY`
+//! at once; beyond that a task goes to the workers and waits in JetStream.
 
 use hookline_bus::StreamSettings;
 use hookline_delivery::{DeliverySettings, guard::Guard, worker::Worker};
@@ -27,7 +27,8 @@ fn endpoint() -> EndpointConfig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fan_out_holds_no_more_first_attempts_than_the_concurrency_setting_and_takes_one_again_when_one_is_recorded() {
+async fn fan_out_holds_no_more_first_attempts_than_twice_the_concurrency_setting_and_takes_one_again_when_one_is_recorded()
+ {
     // As the binary does at start; the worker's HTTP client needs one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let nats = NatsServer::start().unwrap();
@@ -38,17 +39,17 @@ async fn fan_out_holds_no_more_first_attempts_than_the_concurrency_setting_and_t
     let directory = Directory::start(&js, shutdown.clone()).await.unwrap();
     let settings = DeliverySettings { concurrency: 3, ..Default::default() };
     let worker = Worker::new(js, directory, settings.clone(), Guard::new(settings.guard.clone()));
-    // Three endpoints of one event, or three events: the bound is per attempt.
-    let endpoints = [endpoint(), endpoint(), endpoint(), endpoint()];
-    let mut held: Vec<_> = endpoints[..3]
+    // Six endpoints of one event, or six events: the bound is per attempt.
+    let endpoints: Vec<EndpointConfig> = (0..7).map(|_| endpoint()).collect();
+    let mut held: Vec<_> = endpoints[..6]
         .iter()
         .map(|ep| worker.fan_out_attempt(ep).expect("an attempt within the bound is made in fan-out"))
         .collect();
     assert!(
-        worker.fan_out_attempt(&endpoints[3]).is_none(),
-        "a fourth attempt goes to the workers while three are held"
+        worker.fan_out_attempt(&endpoints[6]).is_none(),
+        "a seventh attempt goes to the workers while six are held"
     );
     held.pop();
-    assert!(worker.fan_out_attempt(&endpoints[3]).is_some(), "a recorded attempt frees its place");
+    assert!(worker.fan_out_attempt(&endpoints[6]).is_some(), "a recorded attempt frees its place");
     shutdown.cancel();
 }

@@ -49,8 +49,9 @@ pub(super) struct Gate {
     /// it when nothing is queued: no attempt waits while a slot is free.
     pub(super) queue: Mutex<VecDeque<Queued>>,
     pub(super) breaker: Mutex<Breaker>,
-    /// When an attempt last finished (or the gate was made): waiting for a
-    /// slot only pays off while the endpoint is making progress.
+    /// When an attempt last finished, or the endpoint last went from idle
+    /// to busy (or the gate was made): waiting for a slot only pays off
+    /// while the endpoint is making progress.
     pub(super) last_release: Mutex<Instant>,
     /// Attempts finished so far, so the sweeper can return parked tasks at
     /// the pace the endpoint takes them.
@@ -95,6 +96,24 @@ impl Gate {
     /// Whether another attempt may start now: its window is not full.
     pub(super) fn has_room(&self) -> bool {
         self.in_flight() < self.window()
+    }
+
+    /// A slot, when the window has room for one more attempt. An idle
+    /// endpoint that takes one starts the clock of [`Self::stuck`] afresh:
+    /// progress counts from when it became busy, not from an attempt that
+    /// finished long ago, so an endpoint that gets a task every few seconds
+    /// is not taken for stuck when a second comes while its window is one.
+    /// Called under the queue lock.
+    pub(super) fn take_slot(&self) -> Option<OwnedSemaphorePermit> {
+        if !self.has_room() {
+            return None;
+        }
+        let idle = self.in_flight() == 0;
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        if idle {
+            *self.last_release.lock().expect("release lock") = Instant::now();
+        }
+        Some(permit)
     }
 
     /// Record whether a finished attempt was answered: the window grows by

@@ -250,8 +250,7 @@ impl Guard {
         };
         let admitted = {
             let mut queue = gate.queue.lock().expect("queue lock");
-            let free = if gate.has_room() { gate.slots.clone().try_acquire_owned().ok() } else { None };
-            match free {
+            match gate.take_slot() {
                 Some(permit) => Some((permit, queued)),
                 None if gate.stuck() => {
                     gate.drop_probe(probe);
@@ -333,12 +332,12 @@ impl Guard {
         loop {
             let started = {
                 let mut queue = gate.queue.lock().expect("queue lock");
-                if queue.is_empty() || !gate.has_room() {
+                if queue.is_empty() {
                     return;
                 }
-                match gate.slots.clone().try_acquire_owned() {
-                    Ok(permit) => (permit, queue.pop_front().expect("not empty")),
-                    Err(_) => return,
+                match gate.take_slot() {
+                    Some(permit) => (permit, queue.pop_front().expect("not empty")),
+                    None => return,
                 }
             };
             tokio::spawn(Box::pin(self.clone().serve(gate.clone(), started.0, started.1)));
@@ -603,6 +602,27 @@ mod tests {
 
     async fn unanswered(g: &Guard, ep: &EndpointId) -> Result<Verdict, Wait> {
         g.run(ep, None, async { Verdict::Unanswered }, |v| *v).await
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_idle_for_a_while_is_not_stuck_when_a_second_task_comes_during_its_one_attempt() {
+        let g = Guard::new(GuardSettings { per_endpoint: 4, ..guard().settings });
+        let a = EndpointId::generate();
+        // Attempted once long ago (the gate is made), then idle for longer
+        // than an endpoint may go without progress.
+        let _ = g.gate(&a);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (first, done) = hold_verdict(&g, &a);
+        settle().await;
+        assert_eq!(g.blocked(&a), None, "busy for a moment only: not stuck");
+        let second = tokio::spawn({
+            let (g, a) = (g.clone(), a.clone());
+            async move { attempt(&g, &a, true).await }
+        });
+        settle().await;
+        done.send(Verdict::Succeeded).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(Verdict::Succeeded));
+        assert_eq!(second.await.unwrap(), Ok(true), "queued for the slot and made, not parked");
     }
 
     #[tokio::test]
