@@ -19,10 +19,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's delay before it returns freed pages to the system, in ms,
 /// unless `MIMALLOC_PURGE_DELAY` says otherwise. Its own default (10 ms,
-/// and ten times that for whole arenas) kept about 35 MiB of freed pages
-/// in delivery after a burst of attempts in `hookline-bench delivery` and
-/// 40 MiB under `hookline-bench scale`, at no measured difference in
-/// deliveries/s when they are returned at once (BENCHMARKS.md).
+/// and ten times that for whole arenas) keeps 12–35 MiB of freed pages in
+/// delivery after bursts of attempts. Returning them at once bounds
+/// delivery's memory by what it holds, for a few per cent of deliveries/s
+/// on a machine already at capacity (BENCHMARKS.md has both figures).
 #[cfg(not(feature = "system-allocator"))]
 const PURGE_DELAY_MS: std::ffi::c_long = 0;
 
