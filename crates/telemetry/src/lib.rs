@@ -196,7 +196,7 @@ impl Metrics {
         );
         r.register(
             "delivery_deferrals",
-            "Tasks handed back to JetStream (busy endpoint) or parked (stuck endpoint, open breaker)",
+            "Tasks handed back to JetStream (busy endpoint) or parked (stuck or unanswered endpoint, open breaker, rate limit)",
             m.deferrals.clone(),
         );
         r.register("delivery_breakers_open", "Endpoints whose circuit breaker is open", m.breakers_open.clone());
@@ -239,7 +239,7 @@ impl Metrics {
         r.register_with_unit("grpc_request_duration", "gRPC request latency", Unit::Seconds, m.grpc_duration.clone());
         // Known label values start at zero, so rates and alerts see a series
         // before the first occurrence.
-        for reason in ["endpoint_busy", "endpoint_stuck", "breaker_open", "rate_limited"] {
+        for reason in ["endpoint_busy", "endpoint_stuck", "breaker_open", "rate_limited", "endpoint_unanswered"] {
             let _ = m.deferrals.get_or_create(&labels([("reason", reason)]));
         }
         for reason in ["command", "read", "resolve", "ingest"] {

@@ -65,7 +65,7 @@ pub(super) struct Gate {
     window: AtomicUsize,
     /// Its last finished attempt got no answer within the request timeout:
     /// its attempts draw on the process's share for such endpoints.
-    pub(super) unanswered: AtomicBool,
+    unanswered: AtomicBool,
 }
 
 impl Gate {
@@ -87,6 +87,11 @@ impl Gate {
     /// Attempts in its slots now (a permit passed on counts as one).
     pub(super) fn in_flight(&self) -> usize {
         self.cap - self.slots.available_permits()
+    }
+
+    /// Whether its last finished attempt went unanswered.
+    pub(super) fn is_unanswered(&self) -> bool {
+        self.unanswered.load(Ordering::Relaxed)
     }
 
     pub(super) fn window(&self) -> usize {

@@ -216,7 +216,7 @@ impl Guard {
         // An endpoint that last went unanswered makes its attempt only with
         // one of the share of permits such endpoints have; it holds it
         // until the attempt is over (or dropped unmade).
-        let share = if gate.unanswered.load(Ordering::Relaxed) {
+        let share = if gate.is_unanswered() {
             match self.unanswered.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
@@ -350,7 +350,7 @@ impl Guard {
     pub fn answers_within(&self, endpoint: &EndpointId, max_latency: Duration) -> bool {
         let gate = self.gate(endpoint);
         gate.breaker.lock().expect("breaker lock").is_closed()
-            && !gate.unanswered.load(Ordering::Relaxed)
+            && !gate.is_unanswered()
             && gate.latency_us.load(Ordering::Relaxed) <= max_latency.as_micros() as u64
     }
 
@@ -363,7 +363,7 @@ impl Guard {
             Some(Wait::Open)
         } else if gate.stuck() {
             Some(Wait::Stuck)
-        } else if gate.unanswered.load(Ordering::Relaxed) && self.unanswered.available_permits() == 0 {
+        } else if gate.is_unanswered() && self.unanswered.available_permits() == 0 {
             Some(Wait::Unanswered)
         } else if gate.pace.waits_longer_than(MAX_WAIT) {
             Some(Wait::Limited)
@@ -391,7 +391,7 @@ impl Guard {
         let recent = finished - seen.unwrap_or(finished);
         *seen = Some(finished);
         // Unanswered: one at a time, while the share has a permit for it.
-        if gate.unanswered.load(Ordering::Relaxed) {
+        if gate.is_unanswered() {
             return usize::from(gate.has_room() && self.unanswered.available_permits() > 0);
         }
         let free = gate.window().saturating_sub(gate.in_flight());
@@ -414,10 +414,7 @@ impl Guard {
         let Some(gate) = self.existing(endpoint) else {
             return Some(2 * cap);
         };
-        if !gate.breaker.lock().expect("breaker lock").is_closed()
-            || gate.stuck()
-            || gate.unanswered.load(Ordering::Relaxed)
-        {
+        if !gate.breaker.lock().expect("breaker lock").is_closed() || gate.stuck() || gate.is_unanswered() {
             return None;
         }
         if gate.pace.room(Duration::ZERO).is_some() {
