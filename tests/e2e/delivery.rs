@@ -176,8 +176,12 @@ async fn sigkill_of_delivery_with_1000_in_flight_loses_nothing() {
     assert_eq!(all.len(), 1000);
     let total = receiver.count();
     eprintln!("delivered at kill: {at_kill}; requests in all: {total}; duplicates: {}", total - 1000);
-    // Only attempts that were on the wire when the process died can repeat.
-    assert!(total - 1000 <= 64, "duplicates beyond the in-flight window: {}", total - 1000);
+    // Only attempts sent and not yet recorded when the process died can
+    // repeat: the 32 tasks the workers hold and the 64 first attempts
+    // fan-out holds (twice the concurrency). An attempt frees its permit
+    // when answered, so under load more of them wait for their record than
+    // are on the wire.
+    assert!(total - 1000 <= 3 * 32, "duplicates beyond the window of unrecorded attempts: {}", total - 1000);
 }
 
 /// Fan-out coalesces concurrent `Resolve` calls per tenant and type; an
