@@ -133,8 +133,8 @@ pub struct Directory {
     tenants: Tenants,
     /// Stream sequence of the last config message applied.
     applied: watch::Receiver<u64>,
-    js: Context,
-    /// HOOKLINE_CONFIG, for last-by-subject reads (served by the stream leader).
+    /// HOOKLINE_CONFIG, for its last sequence and last-by-subject reads
+    /// (both answered by the stream leader).
     stream: Stream<()>,
     stream_reads: Arc<Mutex<ReadQueue>>,
     gaps: Gaps,
@@ -146,14 +146,7 @@ impl Directory {
     pub async fn start(js: &Context, shutdown: CancellationToken) -> Result<Self, Error> {
         let (tx, applied) = watch::channel(0u64);
         let stream = js.get_stream_no_info(CONFIG_STREAM).await.map_err(Error::unavailable)?;
-        let dir = Self {
-            tenants: Arc::default(),
-            applied,
-            js: js.clone(),
-            stream,
-            stream_reads: Arc::default(),
-            gaps: Arc::default(),
-        };
+        let dir = Self { tenants: Arc::default(), applied, stream, stream_reads: Arc::default(), gaps: Arc::default() };
         let last = dir.stream_last_seq().await?;
         tokio::spawn(follow(js.clone(), dir.tenants.clone(), tx, dir.gaps.clone(), shutdown));
         dir.wait_applied(last, Duration::from_secs(60)).await?;
@@ -161,8 +154,9 @@ impl Directory {
     }
 
     async fn stream_last_seq(&self) -> Result<u64, Error> {
-        let stream = self.js.get_stream(CONFIG_STREAM).await.map_err(Error::unavailable)?;
-        Ok(stream.get_info().await.map_err(Error::unavailable)?.state.last_sequence)
+        // One STREAM.INFO on the handle held since start, not a lookup and
+        // then an info: this read is on every ingest request's path.
+        Ok(self.stream.get_info().await.map_err(Error::unavailable)?.state.last_sequence)
     }
 
     /// Wait until the index holds everything the stream holds now. For
