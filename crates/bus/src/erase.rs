@@ -127,60 +127,9 @@ async fn overwrite_before<I>(
     subject: &str,
     before: u64,
 ) -> Result<u64, EraseError> {
-    use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-    use futures_util::StreamExt;
     let err = |source: Source| EraseError::Purge { stream: CONFIG_STREAM, subject: subject.to_owned(), source };
-    // A pull consumer read until it has nothing pending: a read that stops
-    // at a quiet moment would leave secrets unoverwritten and say nothing.
-    let mut consumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject.to_owned(),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            headers_only: true,
-            inactive_threshold: std::time::Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| err(e.into()))?;
-    let mut sequences = Vec::new();
-    for round in 1.. {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1_000)
-            .expires(std::time::Duration::from_secs(1))
-            .messages()
-            .await
-            .map_err(|e| err(e.into()))?;
-        while let Some(msg) = batch.next().await {
-            let msg = msg.map_err(&err)?;
-            let info = msg.info().map_err(|e| err(e.to_string().into()))?;
-            if info.stream_sequence < before {
-                sequences.push(info.stream_sequence);
-            }
-        }
-        let pending = consumer.info().await.map_err(|e| err(e.into()))?.num_pending;
-        if pending == 0 {
-            break;
-        }
-        if round == 30 {
-            return Err(err(format!("{pending} messages still unread after {round} fetches").into()));
-        }
-    }
-    let name = consumer.cached_info().name.clone();
-    // An ephemeral consumer goes by itself after its inactive threshold;
-    // deleting it now only saves the server that wait.
-    let _ = stream.delete_consumer(&name).await;
-    let mut overwritten = 0;
-    for seq in sequences {
-        match stream.delete_message(seq).await {
-            Ok(_) => overwritten += 1,
-            // Gone already (a concurrent erasure): nothing left to overwrite.
-            Err(e) if matches!(e.kind(), DeleteMessageErrorKind::JetStream(_)) => {}
-            Err(e) => return Err(err(e.into())),
-        }
-    }
-    Ok(overwritten)
+    let read = HeaderRead { filter: subject, batch: 1_000, memory: false };
+    delete_read(stream, read, |seq, _| seq < before).await.map_err(err)
 }
 
 /// Delete the tenant's reference-layout retries from HOOKLINE_RETRY: their
@@ -190,61 +139,81 @@ async fn delete_tenant_retries<I>(
     stream: &async_nats::jetstream::stream::Stream<I>,
     tenant: &TenantId,
 ) -> Result<u64, EraseError> {
+    let err = |source: Source| EraseError::Purge { stream: RETRY_STREAM, subject: RETRY_REFS.to_owned(), source };
+    let read = HeaderRead { filter: RETRY_REFS, batch: 10_000, memory: true };
+    let mine = |_, headers: Option<&async_nats::HeaderMap>| {
+        crate::header(headers, RETRY_TENANT_HEADER) == Some(tenant.as_str())
+    };
+    delete_read(stream, read, mine).await.map_err(err)
+}
+
+/// What [`delete_read`] reads: the headers of every message on `filter`, in
+/// fetches of `batch`, through a consumer in memory or on disk.
+struct HeaderRead<'a> {
+    filter: &'a str,
+    batch: usize,
+    memory: bool,
+}
+
+/// Read the headers of every message `read` names and delete, a fetch at a
+/// time, those `pick` chooses by sequence and headers; how many it deleted.
+/// The read goes on until the consumer has nothing pending: one that
+/// stopped at a quiet moment would leave messages behind and say nothing.
+/// Messages stored after the consumer was made count as pending too, so
+/// the read ends once it has caught up with the writers, who store nothing
+/// more for a deleted tenant. Holds one fetch's sequences at a time, so a
+/// million waiting retries cost a fetch's worth of memory.
+async fn delete_read<I>(
+    stream: &async_nats::jetstream::stream::Stream<I>,
+    read: HeaderRead<'_>,
+    pick: impl Fn(u64, Option<&async_nats::HeaderMap>) -> bool,
+) -> Result<u64, Source> {
     use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
     use futures_util::StreamExt;
-    let err = |source: Source| EraseError::Purge { stream: RETRY_STREAM, subject: RETRY_REFS.to_owned(), source };
     let mut consumer = stream
         .create_consumer(pull::Config {
-            filter_subject: RETRY_REFS.to_owned(),
+            filter_subject: read.filter.to_owned(),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::None,
             headers_only: true,
-            memory_storage: true,
+            memory_storage: read.memory,
             inactive_threshold: std::time::Duration::from_secs(60),
             ..Default::default()
         })
-        .await
-        .map_err(|e| err(e.into()))?;
-    let mut deleted = 0;
-    // Until nothing is pending: a read that stopped at a quiet moment would
-    // leave retries behind and say nothing. Messages stored after the
-    // consumer was made count as pending too, so the reading ends once it
-    // has caught up with the writers, who store nothing for a deleted tenant.
-    let mut idle = 0;
+        .await?;
+    let (mut deleted, mut idle) = (0, 0);
     loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(10_000)
-            .expires(std::time::Duration::from_secs(1))
-            .messages()
-            .await
-            .map_err(|e| err(e.into()))?;
-        let mut mine = Vec::new();
-        let mut read = 0;
+        let mut batch =
+            consumer.fetch().max_messages(read.batch).expires(std::time::Duration::from_secs(1)).messages().await?;
+        let (mut picked, mut fetched) = (Vec::new(), 0);
         while let Some(msg) = batch.next().await {
-            let msg = msg.map_err(&err)?;
-            read += 1;
-            if crate::header(msg.headers.as_ref(), RETRY_TENANT_HEADER) == Some(tenant.as_str()) {
-                mine.push(crate::stream_sequence(msg.reply.as_deref()).ok_or_else(|| err("no sequence".into()))?);
+            let msg = msg?;
+            fetched += 1;
+            let seq = crate::stream_sequence(msg.reply.as_deref()).ok_or("a message without its stream sequence")?;
+            if pick(seq, msg.headers.as_ref()) {
+                picked.push(seq);
             }
         }
-        for seq in mine {
+        for seq in picked {
             match stream.delete_message(seq).await {
                 Ok(_) => deleted += 1,
-                // Moved (and purged) by the mover meanwhile.
+                // Gone already: moved by the retry mover, or erased by a
+                // concurrent erasure.
                 Err(e) if matches!(e.kind(), DeleteMessageErrorKind::JetStream(_)) => {}
-                Err(e) => return Err(err(e.into())),
+                Err(e) => return Err(e.into()),
             }
         }
-        let pending = consumer.info().await.map_err(|e| err(e.into()))?.num_pending;
+        let pending = consumer.info().await?.num_pending;
         if pending == 0 {
             break;
         }
-        idle = if read == 0 { idle + 1 } else { 0 };
+        idle = if fetched == 0 { idle + 1 } else { 0 };
         if idle == 30 {
-            return Err(err(format!("{pending} retries still unread after 30 empty fetches").into()));
+            return Err(format!("{pending} messages on {} still unread after 30 empty fetches", read.filter).into());
         }
     }
+    // An ephemeral consumer goes by itself after its inactive threshold;
+    // deleting it now only saves the server that wait.
     let name = consumer.cached_info().name.clone();
     let _ = stream.delete_consumer(&name).await;
     Ok(deleted)
