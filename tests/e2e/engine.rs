@@ -576,6 +576,49 @@ async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
     );
 }
 
+/// An endpoint failing behind an open breaker keeps no consumer on
+/// HOOKLINE_PARKED between its probes: one is made when the sweeper moves
+/// a task for a probe and goes a few seconds later. Endpoints failing for
+/// days would otherwise hold one each, in nats-server's memory and against
+/// its limit of consumers per stream. Once the endpoint answers again, its
+/// backlog drains through a consumer made for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_endpoint_keeps_no_parked_consumer_between_its_probes_and_drains_once_it_recovers() {
+    let s = stack_with(&[
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "3"),
+        ("HOOKLINE_BREAKER_COOLDOWN", "30s"),
+        ("HOOKLINE_BREAKER_FIRST_COOLDOWN", "1s"),
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
+    ])
+    .await;
+    let down = failing_endpoint_with_parked_tasks(&s, 100, 90).await;
+    let js = s.nats.jetstream().await;
+    let consumers = || async {
+        let mut parked = js.get_stream("HOOKLINE_PARKED").await.unwrap();
+        parked.info().await.unwrap().state.consumer_count
+    };
+    // Probes after 1, 2, 4, 8 and 16 s of cooldown; each one's consumer
+    // goes about 5 s after it, so the longer cooldowns pass without one.
+    let (probes, seen_one) = (std::cell::Cell::new(down.count()), std::cell::Cell::new(false));
+    eventually(Duration::from_secs(40), "a probe's consumer, then none while tasks stay parked", || async {
+        let (now, attempts) = (consumers().await, down.count());
+        seen_one.set(seen_one.get() || now > 0);
+        let probing = attempts > probes.replace(attempts);
+        (seen_one.get() && !probing && now == 0 && parked_tasks(&js).await >= 80).then_some(())
+    })
+    .await
+    .unwrap();
+    down.set_default(200);
+    every_event_delivered(&down, 100).await;
+    parking_lot_empties(&s).await;
+    eventually(Duration::from_secs(10), "no consumer left once drained", || async {
+        (consumers().await == 0).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
 /// The breaker's cooldown starts short and backs off: an endpoint that
 /// comes back after a few seconds down is found by a probe within about as
 /// long, and its parked backlog drains at its cap, long before the longest

@@ -300,6 +300,13 @@ impl Default for Retention {
     }
 }
 
+/// Consumers HOOKLINE_PARKED allows: one per endpoint whose parked tasks
+/// are being moved back (delivery's `park`). nats-server 2.15 gives a
+/// stream that sets no limit 1,000, fewer than the endpoints that may
+/// recover at once after an outage of a shared host; each consumer costs
+/// it about 47 KiB.
+pub const PARKED_MAX_CONSUMERS: i32 = 100_000;
+
 /// Outcomes carry no payloads, so the log can be rebuilt long after the
 /// payloads are archived.
 pub const OUTCOMES_MAX_AGE: Duration = Duration::from_secs(400 * 24 * 3600);
@@ -347,6 +354,7 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
             subjects: vec![PARKED_ALL.into()],
             retention: RetentionPolicy::WorkQueue,
             duplicate_window: Duration::from_secs(600),
+            max_consumers: PARKED_MAX_CONSUMERS,
             ..base
         },
         // No max age: a waiting retry leaves only when it is moved (or its
@@ -481,6 +489,18 @@ async fn ensure_stream(js: &Context, name: &'static str, settings: &StreamSettin
         tracing::info!(stream = name, duplicate_window = ?config.duplicate_window, "shortening the duplicate window");
         let updated = stream::Config { duplicate_window: config.duplicate_window, ..current };
         js.update_stream(updated).await.map_err(StreamRequestError::Update)?;
+        return Ok(());
+    }
+    // Parked streams made without a consumer limit get nats-server's
+    // default, 1,000 on 2.15. A server that cannot change the limit (2.9,
+    // whose default is none) keeps its own.
+    if name == PARKED_STREAM && current.max_consumers != PARKED_MAX_CONSUMERS {
+        let updated = stream::Config { max_consumers: PARKED_MAX_CONSUMERS, ..current };
+        match js.update_stream(updated).await {
+            Ok(_) => tracing::info!(stream = name, max_consumers = PARKED_MAX_CONSUMERS, "raised the consumer limit"),
+            Err(e) => tracing::warn!(stream = name, error = %chain(&e), max_consumers = PARKED_MAX_CONSUMERS,
+                "the server keeps the stream's consumer limit; parked endpoints beyond it wait for a consumer"),
+        }
         return Ok(());
     }
     // Intake streams made before the limit have none (or a larger one).

@@ -30,7 +30,12 @@
 //! (`parked_<endpoint>`), so replicas share the work and a task is acked
 //! only after its copy is stored in HOOKLINE_DISPATCH. The copy's message id
 //! is `p<parked sequence>`, so a move repeated after a crash is
-//! de-duplicated.
+//! de-duplicated. The consumer exists only while tasks are moved: made when
+//! the endpoint gets room or a drain, deleted when it has had neither for a
+//! few seconds. Endpoints failing for days would otherwise keep one each,
+//! about 47 KiB of nats-server's memory apiece, and nats-server 2.15 allows
+//! a stream 1,000 consumers unless it is configured for more
+//! ([`hookline_bus::PARKED_MAX_CONSUMERS`]).
 //!
 //! Fan-out parks new tasks in batches ([`Parker`]): one message per endpoint
 //! holds the tasks of every event fanned out within a couple of
@@ -198,19 +203,78 @@ fn batch_lines(payload: &[u8]) -> impl Iterator<Item = (&str, &str, &[u8])> {
 }
 
 /// The parked tasks of one endpoint, as the sweeper reads them.
+#[derive(Default)]
 struct ParkedQueue {
-    consumer: Consumer<pull::Config>,
+    /// Its durable consumer, while tasks are being moved: made when the
+    /// endpoint gets room or a drain, deleted when it has neither (see
+    /// [`sweep`]).
+    consumer: Option<Consumer<pull::Config>>,
     /// The endpoint's finished attempts at the last look (see [`Guard::room`]).
     seen: Option<u64>,
     /// Its continuous drain, while one runs (see [`drain`]).
     drain: Option<tokio::task::JoinHandle<()>>,
+    /// When the consumer was last handed out.
+    used: Option<std::time::Instant>,
 }
 
 impl ParkedQueue {
     fn draining(&self) -> bool {
         self.drain.as_ref().is_some_and(|d| !d.is_finished())
     }
+
+    /// The endpoint's consumer, made (or found: the create is idempotent,
+    /// and replicas share it) if this queue holds none.
+    async fn consumer(
+        &mut self,
+        stream: &Stream,
+        subject: &str,
+        endpoint: &EndpointId,
+    ) -> Result<Consumer<pull::Config>, SweepError> {
+        self.used = Some(std::time::Instant::now());
+        if let Some(consumer) = &self.consumer {
+            return Ok(consumer.clone());
+        }
+        let config = pull::Config {
+            durable_name: Some(parked_consumer(endpoint)),
+            filter_subject: subject.to_owned(),
+            ack_wait: Duration::from_secs(30),
+            // Gone by itself should the process that made it stop before it
+            // deleted it; the sweeper makes it again when it is wanted.
+            inactive_threshold: PARKED_CONSUMER_IDLE,
+            ..Default::default()
+        };
+        let consumer = stream.create_consumer(config).await?;
+        Ok(self.consumer.insert(consumer).clone())
+    }
+
+    /// Delete the endpoint's consumer, if this queue has used one since
+    /// its last release; its tasks stay parked.
+    async fn release(&mut self, stream: &Stream, endpoint: &EndpointId) {
+        self.consumer = None;
+        if self.used.take().is_some() {
+            let _ = stream.delete_consumer(&parked_consumer(endpoint)).await;
+        }
+    }
+
+    /// [`Self::release`] once the consumer has gone unused for
+    /// [`PARKED_CONSUMER_KEEP`]: a rate-limited endpoint whose bucket is
+    /// empty for a round or two keeps it.
+    async fn release_idle(&mut self, stream: &Stream, endpoint: &EndpointId) {
+        if self.used.is_some_and(|used| used.elapsed() >= PARKED_CONSUMER_KEEP) {
+            self.release(stream, endpoint).await;
+        }
+    }
 }
+
+/// How long the sweeper keeps a parked endpoint's consumer with nothing to
+/// move: a few rounds, not a breaker's cooldown. Making one and deleting it
+/// costs nats-server about 1.2 ms of CPU; keeping one, about 47 KiB.
+const PARKED_CONSUMER_KEEP: Duration = Duration::from_secs(5);
+
+/// How long a parked endpoint's consumer may go unused before nats-server
+/// deletes it (normally the sweeper deletes it first). Longer than a
+/// drain's waits for room, which fetch nothing meanwhile.
+const PARKED_CONSUMER_IDLE: Duration = Duration::from_secs(120);
 
 /// What the sweeper and its drains share.
 struct Sweeper {
@@ -268,8 +332,9 @@ async fn sweep(
     let drained: Vec<EndpointId> =
         queues.iter().filter(|(e, q)| !waiting.contains(*e) && !q.draining()).map(|(e, _)| e.clone()).collect();
     for endpoint in drained {
-        queues.remove(&endpoint);
-        let _ = stream.delete_consumer(&parked_consumer(&endpoint)).await;
+        if let Some(mut queue) = queues.remove(&endpoint) {
+            queue.release(stream, &endpoint).await;
+        }
     }
     let mut moved = 0;
     for (subject, count) in parked {
@@ -278,41 +343,53 @@ async fn sweep(
         }
         let Some((tenant_id, endpoint_id)) = hookline_bus::tenant_and_endpoint_of(&subject) else { continue };
         let available = directory.endpoint(&tenant_id, &endpoint_id).is_some_and(|ep| ep.enabled);
-        let queue = match queues.get_mut(&endpoint_id) {
-            Some(queue) => queue,
-            None => {
-                let config = pull::Config {
-                    durable_name: Some(parked_consumer(&endpoint_id)),
-                    filter_subject: subject.clone(),
-                    ack_wait: Duration::from_secs(30),
-                    ..Default::default()
-                };
-                let consumer = stream.create_consumer(config).await?;
-                queues.entry(endpoint_id.clone()).or_insert(ParkedQueue { consumer, seen: None, drain: None })
-            }
-        };
+        let queue = queues.entry(endpoint_id.clone()).or_default();
         if queue.draining() {
             moved += 1;
             continue;
         }
+        if queue.drain.take().is_some() {
+            // A drain that ended on an error may have lost its consumer
+            // (deleted by another replica): the next use makes it again
+            // (or finds it), and a release still deletes it.
+            queue.consumer = None;
+        }
         // An endpoint taking its attempts is drained continuously, at its
         // cap, rather than a round's worth at a time.
-        if available && guard.drain_window(&endpoint_id).is_some() {
-            let drain = drain(sweeper.clone(), queue.consumer.clone(), tenant_id, endpoint_id);
-            queue.drain = Some(tokio::spawn(drain));
+        let drains = available && guard.drain_window(&endpoint_id).is_some();
+        let room = match (drains, available) {
+            (true, _) => 0,
+            (false, true) => guard.room(&endpoint_id, &mut queue.seen),
+            (false, false) => UNAVAILABLE_ROOM,
+        };
+        // `count` is of messages, and a batch holds many tasks.
+        if !drains && room.min(count) == 0 {
+            // Nothing to move now (a breaker open, an endpoint stuck): its
+            // consumer goes, so that endpoints failing for days do not each
+            // keep one. nats-server holds about 47 KiB per consumer, and
+            // 2.15 refuses a stream's 1,001st unless the stream allows more.
+            queue.release_idle(stream, &endpoint_id).await;
+            continue;
+        }
+        // One endpoint's consumer refused (a limit, a moment without a
+        // leader) leaves the others' tasks moving.
+        let consumer = match queue.consumer(stream, &subject, &endpoint_id).await {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                tracing::warn!(endpoint_id = %endpoint_id, error = %e, "parking: no consumer for the endpoint's parked tasks; trying again next round");
+                continue;
+            }
+        };
+        if drains {
+            queue.drain = Some(tokio::spawn(drain(sweeper.clone(), consumer, tenant_id, endpoint_id)));
             moved += 1;
             continue;
         }
-        let room = if available { guard.room(&endpoint_id, &mut queue.seen) } else { UNAVAILABLE_ROOM };
-        // `count` is of messages, and a batch holds many tasks.
-        if room.min(count) == 0 {
-            continue;
-        }
-        match unpark(js, reader, &queue.consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
+        match unpark(js, reader, &consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
             Ok(m) => moved += m.taken,
             Err(e) => {
                 tracing::warn!(endpoint_id = %endpoint_id, error = %e, "parking: could not move tasks back");
-                queues.remove(&endpoint_id);
+                queue.consumer = None;
             }
         }
     }
