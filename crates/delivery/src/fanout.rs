@@ -171,20 +171,30 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
             ));
             continue;
         }
-        let task = head.into_task(event.clone());
         // A fast endpoint: make the first attempt here (queueing briefly for
-        // a slot) and spare the task its trip through HOOKLINE_DISPATCH.
-        if let Some(endpoint) = worker.endpoint(&task).await
-            && let Some(permit) = worker.fan_out_attempt(&endpoint)
+        // a place and a slot) and spare the task its trip through
+        // HOOKLINE_DISPATCH. The task, with its copy of the event, is made
+        // once it has a place.
+        if let Some(endpoint) = worker.endpoint_of(&event.tenant_id, &head.endpoint_id).await
+            && let Some(turn) = worker.fan_out_turn(&endpoint)
         {
+            let event = &event;
             // Boxed: the attempt's future is large, and join_all moves it.
             attempted_here.push(Box::pin(async move {
-                let attempted = worker.first_attempt(task, endpoint, traceparent).await;
-                drop(permit);
-                attempted
+                let place = turn.place().await;
+                let task = head.into_task(event.clone());
+                match place {
+                    Some(place) => {
+                        let attempted = worker.first_attempt(task, endpoint, traceparent).await;
+                        drop(place);
+                        attempted
+                    }
+                    None => worker.hand_off(&task, None, &traceparent.to_string()).await,
+                }
             }));
             continue;
         }
+        let task = head.into_task(event.clone());
         stored.push(Either::Right(async move { worker.hand_off(&task, None, &traceparent.to_string()).await }));
     }
     let (attempts, stored) =

@@ -2,7 +2,9 @@
 //! (its future, its body, its copy of the event) until it is recorded. An
 //! event may go to many endpoints, so what fan-out holds is bounded by
 //! attempts, not by events: at most twice `HOOKLINE_DELIVERY_CONCURRENCY`
-//! at once; beyond that a task goes to the workers and waits in JetStream.
+//! places at once. Up to eight times the setting more wait for a place,
+//! holding only their turn, for at most a quarter second; beyond either
+//! bound a task goes to the workers and waits in JetStream.
 
 use hookline_bus::StreamSettings;
 use hookline_delivery::{DeliverySettings, guard::Guard, worker::Worker};
@@ -27,7 +29,7 @@ fn endpoint() -> EndpointConfig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fan_out_holds_no_more_first_attempts_than_twice_the_concurrency_setting_and_takes_one_again_when_one_is_recorded()
+async fn fan_out_holds_twice_the_concurrency_in_places_and_eight_times_it_in_line_and_a_turn_gets_a_place_when_one_is_recorded()
  {
     // As the binary does at start; the worker's HTTP client needs one.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -40,16 +42,27 @@ async fn fan_out_holds_no_more_first_attempts_than_twice_the_concurrency_setting
     let settings = DeliverySettings { concurrency: 3, ..Default::default() };
     let worker = Worker::new(js, directory, settings.clone(), Guard::new(settings.guard.clone()));
     // Six endpoints of one event, or six events: the bound is per attempt.
-    let endpoints: Vec<EndpointConfig> = (0..7).map(|_| endpoint()).collect();
-    let mut held: Vec<_> = endpoints[..6]
-        .iter()
-        .map(|ep| worker.fan_out_attempt(ep).expect("an attempt within the bound is made in fan-out"))
-        .collect();
-    assert!(
-        worker.fan_out_attempt(&endpoints[6]).is_none(),
-        "a seventh attempt goes to the workers while six are held"
-    );
-    held.pop();
-    assert!(worker.fan_out_attempt(&endpoints[6]).is_some(), "a recorded attempt frees its place");
+    let endpoints: Vec<EndpointConfig> = (0..31).map(|_| endpoint()).collect();
+    let mut places = Vec::new();
+    for ep in &endpoints[..6] {
+        let turn = worker.fan_out_turn(ep).expect("a turn within the bound");
+        places.push(turn.place().await.expect("one of the six places, at once"));
+    }
+    // The next 24 wait in line; the 31st goes to the workers at once.
+    let line: Vec<_> =
+        endpoints[6..30].iter().map(|ep| worker.fan_out_turn(ep).expect("one of 24 turns in line")).collect();
+    assert!(worker.fan_out_turn(&endpoints[30]).is_none(), "a 31st goes to the workers while 24 wait");
+    let mut line = line.into_iter();
+    let first = tokio::spawn(line.next().unwrap().place());
+    places.pop();
+    let place = tokio::time::timeout(std::time::Duration::from_millis(100), first).await;
+    assert!(matches!(place, Ok(Ok(Some(_)))), "a recorded attempt's place goes to the first in line");
+    // With all six places held, a turn waits a quarter second and goes to the workers.
+    let started = tokio::time::Instant::now();
+    assert!(line.next().unwrap().place().await.is_none(), "no place freed: the task goes to the workers");
+    let waited = started.elapsed();
+    assert!(waited >= std::time::Duration::from_millis(240), "waited {waited:?} for a place");
+    assert!(worker.fan_out_turn(&endpoints[30]).is_some(), "a turn ended frees its place in line");
+    drop(places);
     shutdown.cancel();
 }
