@@ -179,17 +179,19 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
             && let Some(turn) = worker.fan_out_turn(&endpoint)
         {
             let event = &event;
-            // Boxed: the attempt's future is large, and join_all moves it.
+            // Boxed, and the attempt boxed on its own once it has a place:
+            // the attempt's future is large, join_all moves this one, and
+            // thousands may wait for a place holding only their turn.
             attempted_here.push(Box::pin(async move {
                 let place = turn.place().await;
                 let task = head.into_task(event.clone());
                 match place {
                     Some(place) => {
-                        let attempted = worker.first_attempt(task, endpoint, traceparent).await;
+                        let attempted = Box::pin(worker.first_attempt(task, endpoint, traceparent)).await;
                         drop(place);
                         attempted
                     }
-                    None => worker.hand_off(&task, None, &traceparent.to_string()).await,
+                    None => Box::pin(worker.hand_off(&task, None, &traceparent.to_string())).await,
                 }
             }));
             continue;

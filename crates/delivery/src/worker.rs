@@ -151,7 +151,16 @@ impl Worker {
             return None;
         }
         let waiting = self.fan_out_waiting.clone().try_acquire_owned().ok()?;
-        Some(FanOutTurn { _waiting: waiting, places: self.fan_out_attempts.clone() })
+        Some(FanOutTurn { _waiting: waiting, places: self.fan_out_attempts.clone(), wait: self.place_wait() })
+    }
+
+    /// How long a first attempt waits for one of fan-out's places: what
+    /// `HOOKLINE_ACK_WAIT` leaves beyond the request timeout and the wait
+    /// for an endpoint's slot (the event is held meanwhile), at most
+    /// [`FAN_OUT_PLACE_WAIT`].
+    fn place_wait(&self) -> Duration {
+        let spare = self.settings.ack_wait.saturating_sub(self.settings.request_timeout + crate::guard::MAX_WAIT);
+        spare.min(FAN_OUT_PLACE_WAIT)
     }
 }
 
@@ -159,14 +168,15 @@ impl Worker {
 pub struct FanOutTurn {
     _waiting: tokio::sync::OwnedSemaphorePermit,
     places: Arc<tokio::sync::Semaphore>,
+    wait: Duration,
 }
 
 impl FanOutTurn {
     /// The place to make the attempt in, held until it is recorded; `None`
-    /// when none came free within [`FAN_OUT_PLACE_WAIT`]: the task then
+    /// when none came free in time ([`Worker::fan_out_turn`]): the task then
     /// goes to the workers. Places are handed out in the order asked.
     pub async fn place(self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        tokio::time::timeout(FAN_OUT_PLACE_WAIT, self.places.acquire_owned()).await.ok()?.ok()
+        tokio::time::timeout(self.wait, self.places.acquire_owned()).await.ok()?.ok()
     }
 }
 
@@ -185,11 +195,11 @@ const FAN_OUT_ATTEMPTS_PER_PERMIT: usize = 2;
 /// itself (BENCHMARKS.md).
 const FAN_OUT_WAITING_PER_PERMIT: usize = 8;
 
-/// How long a first attempt waits for one of fan-out's places. With the
-/// half second it may then wait for one of its endpoint's slots, it stays
-/// within the second `HOOKLINE_ACK_WAIT` must leave beyond the request
-/// timeout.
-const FAN_OUT_PLACE_WAIT: Duration = Duration::from_millis(250);
+/// The longest a first attempt waits for one of fan-out's places: places
+/// come free as fast as the endpoints' slots take attempts, so a wait this
+/// long still costs less than a trip through HOOKLINE_DISPATCH, where the
+/// task would wait for the same slots.
+const FAN_OUT_PLACE_WAIT: Duration = Duration::from_secs(2);
 
 /// Fan-out makes an endpoint's first attempts itself only while they take
 /// less than this on average: it holds the event until they are recorded.

@@ -87,7 +87,7 @@ impl GuardSettings {
 }
 
 /// How long a task waits for a busy endpoint before going back to JetStream.
-const MAX_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const MAX_WAIT: Duration = Duration::from_millis(500);
 
 /// How far ahead a draining endpoint's slots are kept fed: the time a
 /// moved task takes to reach them (stored in HOOKLINE_DISPATCH, pulled by
