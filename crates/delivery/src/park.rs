@@ -355,19 +355,18 @@ async fn sweep(
             queue.consumer = None;
         }
         // An endpoint taking its attempts is drained continuously, at its
-        // cap, rather than a round's worth at a time.
-        let drains = available && guard.drain_window(&endpoint_id).is_some();
-        let room = match (drains, available) {
-            (true, _) => 0,
-            (false, true) => guard.room(&endpoint_id, &mut queue.seen),
-            (false, false) => UNAVAILABLE_ROOM,
+        // cap (no room: a drain), rather than a round's worth at a time.
+        let room = if available && guard.drain_window(&endpoint_id).is_some() {
+            None
+        } else if available {
+            Some(guard.room(&endpoint_id, &mut queue.seen))
+        } else {
+            Some(UNAVAILABLE_ROOM)
         };
         // `count` is of messages, and a batch holds many tasks.
-        if !drains && room.min(count) == 0 {
+        if room.is_some_and(|room| room.min(count) == 0) {
             // Nothing to move now (a breaker open, an endpoint stuck): its
-            // consumer goes, so that endpoints failing for days do not each
-            // keep one. nats-server holds about 47 KiB per consumer, and
-            // 2.15 refuses a stream's 1,001st unless the stream allows more.
+            // consumer goes (see the module's notes).
             queue.release_idle(stream, &endpoint_id).await;
             continue;
         }
@@ -380,11 +379,11 @@ async fn sweep(
                 continue;
             }
         };
-        if drains {
+        let Some(room) = room else {
             queue.drain = Some(tokio::spawn(drain(sweeper.clone(), consumer, tenant_id, endpoint_id)));
             moved += 1;
             continue;
-        }
+        };
         match unpark(js, reader, &consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
             Ok(m) => moved += m.taken,
             Err(e) => {

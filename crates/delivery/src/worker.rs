@@ -57,17 +57,21 @@ pub struct Worker {
     /// `HOOKLINE_DELIVERY_CONCURRENCY`: attempts in flight in this process,
     /// whichever of the two makes them.
     attempts: Arc<tokio::sync::Semaphore>,
-    /// First attempts fan-out holds at once, queued or in flight: twice
-    /// `HOOKLINE_DELIVERY_CONCURRENCY`. An event fans out to many endpoints,
-    /// so without this bound one fan-out slot would hold an attempt (its
-    /// future, body and copy of the event) per endpoint, and memory would
-    /// follow events × fan-out rather than the setting.
-    fan_out_attempts: Arc<tokio::sync::Semaphore>,
+    /// Fan-out's places: the first attempts it holds at once, queued or in
+    /// flight, twice `HOOKLINE_DELIVERY_CONCURRENCY`. An event fans out to
+    /// many endpoints, so without this bound one fan-out slot would hold an
+    /// attempt (its future, body and copy of the event) per endpoint, and
+    /// memory would follow events × fan-out rather than the setting.
+    fan_out_places: Arc<tokio::sync::Semaphore>,
     /// First attempts waiting for one of those places, eight times
     /// `HOOKLINE_DELIVERY_CONCURRENCY`: a wait holds the task's reference,
     /// not its body or copy of the event, and spares it a trip through
     /// HOOKLINE_DISPATCH.
     fan_out_waiting: Arc<tokio::sync::Semaphore>,
+    /// How long a turn waits for a place: what `HOOKLINE_ACK_WAIT` leaves
+    /// beyond the request timeout and the wait for an endpoint's slot (the
+    /// event is held meanwhile), at most [`FAN_OUT_PLACE_WAIT`].
+    fan_out_place_wait: Duration,
     parker: park::Parker,
     targets: sender::Targets,
 }
@@ -83,8 +87,12 @@ impl Worker {
             )),
             commands: Commands::new(js.clone(), directory.clone()),
             attempts: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
-            fan_out_attempts: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_ATTEMPTS_PER_PERMIT * settings.concurrency)),
+            fan_out_places: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_PLACES_PER_PERMIT * settings.concurrency)),
             fan_out_waiting: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_WAITING_PER_PERMIT * settings.concurrency)),
+            fan_out_place_wait: settings
+                .ack_wait
+                .saturating_sub(settings.request_timeout + crate::guard::MAX_WAIT)
+                .min(FAN_OUT_PLACE_WAIT),
             parker: park::Parker::start(js.clone()),
             targets: sender::Targets::default(),
             guard,
@@ -151,16 +159,7 @@ impl Worker {
             return None;
         }
         let waiting = self.fan_out_waiting.clone().try_acquire_owned().ok()?;
-        Some(FanOutTurn { _waiting: waiting, places: self.fan_out_attempts.clone(), wait: self.place_wait() })
-    }
-
-    /// How long a first attempt waits for one of fan-out's places: what
-    /// `HOOKLINE_ACK_WAIT` leaves beyond the request timeout and the wait
-    /// for an endpoint's slot (the event is held meanwhile), at most
-    /// [`FAN_OUT_PLACE_WAIT`].
-    fn place_wait(&self) -> Duration {
-        let spare = self.settings.ack_wait.saturating_sub(self.settings.request_timeout + crate::guard::MAX_WAIT);
-        spare.min(FAN_OUT_PLACE_WAIT)
+        Some(FanOutTurn { _waiting: waiting, places: self.fan_out_places.clone(), wait: self.fan_out_place_wait })
     }
 }
 
@@ -180,19 +179,19 @@ impl FanOutTurn {
     }
 }
 
-/// First attempts fan-out may hold per attempt permit: twice as many as
+/// Fan-out's places per attempt permit: twice as many first attempts as
 /// can be in flight, so that while attempts are answered quickly, fan-out
 /// never sends a task through HOOKLINE_DISPATCH only because its events
 /// fan out to more than one endpoint each (the population of
 /// `hookline-bench scale` averages 1.39), which costs nats-server a
 /// publish, a pull and an ack per task when it is busiest.
-const FAN_OUT_ATTEMPTS_PER_PERMIT: usize = 2;
+const FAN_OUT_PLACES_PER_PERMIT: usize = 2;
 
 /// First attempts that may wait for one of fan-out's places, per attempt
-/// permit. An event for ten endpoints asks for ten places at once: with
-/// none to wait for, fan-out 10 sent four in five of its tasks through
-/// HOOKLINE_DISPATCH, at 0.74 of the rate of a build that made them all
-/// itself (BENCHMARKS.md).
+/// permit. An event for ten endpoints asks for ten places at once; without
+/// a line to wait in, most of those tasks would go through
+/// HOOKLINE_DISPATCH, which costs nats-server a publish, a pull and an ack
+/// each and the delivery rate a quarter (BENCHMARKS.md).
 const FAN_OUT_WAITING_PER_PERMIT: usize = 8;
 
 /// The longest a first attempt waits for one of fan-out's places: places

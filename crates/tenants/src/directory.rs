@@ -154,8 +154,8 @@ impl Directory {
     }
 
     async fn stream_last_seq(&self) -> Result<u64, Error> {
-        // One STREAM.INFO on the handle held since start, not a lookup and
-        // then an info: this read is on every ingest request's path.
+        // One STREAM.INFO on the handle held since start: this read is on
+        // every ingest request's path.
         Ok(self.stream.get_info().await.map_err(Error::unavailable)?.state.last_sequence)
     }
 
