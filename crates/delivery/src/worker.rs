@@ -486,9 +486,12 @@ impl Worker {
         match self.attempt(&task, ep, &own, &span).await {
             Ok(finished) => {
                 metrics().direct_attempts.inc();
-                self.conclude(&task, finished, &trace).instrument(span).await
+                // Boxed once the attempt is made: the places fan-out holds
+                // wait for a slot, and each would otherwise carry the
+                // recording's state all the while.
+                Box::pin(self.conclude(&task, finished, &trace).instrument(span)).await
             }
-            Err(wait) => self.hand_off(&task, Some(wait), &trace.to_string()).await,
+            Err(wait) => Box::pin(self.hand_off(&task, Some(wait), &trace.to_string())).await,
         }
     }
 
@@ -574,13 +577,15 @@ impl Worker {
         let target = self.targets.get(ep.url.as_str(), &self.settings.address_policy);
         let event = ep.email.is_some().then(|| task.event.clone());
         let (msg_id, trace, test) = (task.event.id.to_string(), *trace, task.event.test);
-        // Boxed once here, so the queue and the slot move a pointer.
+        // Boxed here, so the queue and the slot move a pointer; what it
+        // sends by is boxed once it starts, so a queued attempt holds only
+        // what it captured (a few hundred bytes, not the request's state).
         let job = Box::pin(async move {
             let _permit = attempts.acquire_owned().await.expect("the attempts semaphore is never closed");
             metrics().in_flight.inc();
             let started_at = chrono::Utc::now();
             let result = match (event, &mailer) {
-                (Some(event), Some(mailer)) => mailer.send(&ep, &event, body).await,
+                (Some(event), Some(mailer)) => Box::pin(mailer.send(&ep, &event, body)).await,
                 (Some(_), None) => sender::AttemptResult::failed(
                     ErrorKind::Smtp,
                     "this endpoint delivers by e-mail but HOOKLINE_SMTP_URL is not set".into(),
@@ -591,9 +596,9 @@ impl Worker {
                         // span when spans are exported, else the attempt.
                         let span = hookline_telemetry::trace::when_exporting(|| http_span(&url));
                         let traceparent = TraceParent::of(&span).unwrap_or(trace).to_string();
-                        let result = sender::send(&http, url, &ep, &msg_id, body, &traceparent, test)
-                            .instrument(span.clone())
-                            .await;
+                        let result =
+                            Box::pin(sender::send(&http, url, &ep, &msg_id, body, &traceparent, test).instrument(span.clone()))
+                                .await;
                         record_http(&span, &result);
                         result
                     }
