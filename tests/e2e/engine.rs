@@ -485,6 +485,58 @@ async fn a_parked_task_whose_event_is_gone_ends_failed_as_event_expired() {
     assert!(expired >= 40 - sent, "{expired} outcomes event_expired for at least {} parked tasks", 40 - sent);
 }
 
+/// A disabled endpoint's parked tasks are recorded as dropped where they
+/// lie, as the workers record a disabled endpoint's task: nothing is sent,
+/// every delivery ends in the log, and none of their events is read back
+/// from HOOKLINE_EVENTS (an endpoint disabled after failing for days may
+/// have a million parked, and reading each back only to drop it fills
+/// nats-server's block cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_endpoints_parked_tasks_end_dropped_without_their_events_read_back() {
+    let s = stack_with(&[
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "3"),
+        ("HOOKLINE_BREAKER_COOLDOWN", "60s"),
+        ("HOOKLINE_BREAKER_FIRST_COOLDOWN", "60s"),
+    ])
+    .await;
+    let (n, parked) = (200, 190);
+    let down = failing_endpoint_with_parked_tasks(&s, n, parked).await;
+    let mut subs = s.hookline.subscriptions_client().await;
+    let listed = subs.list_endpoints(spb::ListEndpointsRequest { tenant_id: "acme".into() }).await.unwrap();
+    let ep = listed.into_inner().endpoints[0].id.clone();
+    let sent_before = down.count();
+    subs.update_endpoint(spb::UpdateEndpointRequest {
+        tenant_id: "acme".into(),
+        endpoint_id: ep,
+        enabled: Some(false),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    parking_lot_empties(&s).await;
+    let outcomes = eventually(Duration::from_secs(10), "a dropped outcome for every parked task", || async {
+        let outcomes = read_subject(&s.nats, "HOOKLINE_OUTCOMES", "hookline.outcomes.acme.>").await;
+        let dropped = outcomes
+            .iter()
+            .filter(|o| o["state"] == "dropped" && o["error_kind"] == "endpoint_unavailable")
+            .filter(|o| o["error"] == "endpoint is disabled")
+            .count();
+        (dropped as u64 >= parked).then_some(outcomes)
+    })
+    .await
+    .unwrap();
+    assert!(outcomes.iter().all(|o| o["event_type"] == "customer.updated"), "the parked task's type is recorded");
+    assert_eq!(down.count(), sent_before, "nothing is sent to a disabled endpoint");
+    let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
+    let reads: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("hookline_delivery_parked_event_reads_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(reads, 0.0, "no parked task's event was read back:\n{metrics}");
+}
+
 /// With a short archive age, events expire while their endpoint fails:
 /// every delivery, whether retrying (the task carries the event) or parked
 /// (the event is read back from the stream), ends `failed` with error kind

@@ -12,8 +12,10 @@
 //! tasks (stream info with subject counts) and moves back to
 //! HOOKLINE_DISPATCH as many as [`Guard::room`] allows: none while the
 //! endpoint is stuck or its breaker open, one when the cooldown is over (the
-//! probe). The tasks of a disabled or deleted endpoint all go back, so that
-//! workers record them as dropped.
+//! probe). The tasks of a disabled or deleted endpoint all come out at
+//! once: the sweeper records those parked as references as dropped itself,
+//! as the workers would, and sends only whole tasks back for the workers to
+//! drop.
 //!
 //! Once the endpoint takes its attempts again (breaker closed, not stuck,
 //! no rate limit), a *drain* of its own takes over ([`drain`]): it keeps
@@ -69,11 +71,14 @@ use hookline_bus::{
     EVENTS_STREAM, PARKED_ALL, PARKED_STREAM, dispatch_subject, outcomes_subject, parked_consumer, parked_subject,
 };
 use hookline_domain::{
-    delivery::TaskRef,
+    delivery::{AttemptOutcome, TaskRef},
     events::StoredEvent,
     ids::{EndpointId, TenantId},
 };
-use hookline_telemetry::{metrics, trace::TRACEPARENT};
+use hookline_telemetry::{
+    metrics,
+    trace::{TRACEPARENT, TraceParent},
+};
 use hookline_tenants::Directory;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -342,7 +347,8 @@ async fn sweep(
             break;
         }
         let Some((tenant_id, endpoint_id)) = hookline_bus::tenant_and_endpoint_of(&subject) else { continue };
-        let available = directory.endpoint(&tenant_id, &endpoint_id).is_some_and(|ep| ep.enabled);
+        let unavailable = unavailable(directory, &tenant_id, &endpoint_id).await;
+        let available = unavailable.is_none();
         let queue = queues.entry(endpoint_id.clone()).or_default();
         if queue.draining() {
             moved += 1;
@@ -384,7 +390,7 @@ async fn sweep(
             moved += 1;
             continue;
         };
-        match unpark(js, reader, &consumer, &tenant_id, &endpoint_id, room.min(count), room).await {
+        match unpark(js, reader, &consumer, &tenant_id, &endpoint_id, room.min(count), room, unavailable).await {
             Ok(m) => moved += m.taken,
             Err(e) => {
                 tracing::warn!(endpoint_id = %endpoint_id, error = %e, "parking: could not move tasks back");
@@ -396,6 +402,29 @@ async fn sweep(
         tracing::debug!(moved, "parking: tasks back to dispatch");
     }
     Ok(moved)
+}
+
+/// Why an endpoint takes no attempts at all.
+#[derive(Debug, Clone, Copy)]
+enum Unavailable {
+    Disabled,
+    Deleted,
+}
+
+/// Whether the endpoint is disabled or deleted, as this process's config
+/// follower knows it, caught up once before an endpoint counts as deleted
+/// (it may have been created a moment ago through another replica).
+async fn unavailable(directory: &Directory, tenant: &TenantId, endpoint: &EndpointId) -> Option<Unavailable> {
+    let mut found = directory.endpoint(tenant, endpoint);
+    if found.is_none() {
+        let _ = directory.catch_up().await;
+        found = directory.endpoint(tenant, endpoint);
+    }
+    match found {
+        Some(ep) if ep.enabled => None,
+        Some(_) => Some(Unavailable::Disabled),
+        None => Some(Unavailable::Deleted),
+    }
 }
 
 /// How often a drain looks whether its endpoint has room for more.
@@ -443,7 +472,7 @@ async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: 
             continue;
         }
         let messages = ((want as f64 / per_message).ceil() as usize).clamp(1, want);
-        match unpark(js, reader, &consumer, &tenant, &endpoint, messages, want).await {
+        match unpark(js, reader, &consumer, &tenant, &endpoint, messages, want, None).await {
             Ok(m) if m.messages == 0 => break,
             Ok(m) => {
                 sent += m.dispatched as u64;
@@ -479,13 +508,22 @@ enum Planned<'a> {
     Line { msg_id: &'a str, traceparent: &'a str, parsed: ParsedLine },
     /// The rest of a batch with more tasks than wanted, parked again.
     Rest(Vec<u8>, usize),
+    /// A line of a disabled or deleted endpoint: recorded as dropped where
+    /// it lies, as the workers would record it, without its event.
+    Unsent(Box<AttemptOutcome>),
 }
 
 /// Move up to `n` of one endpoint's parked tasks, from at most `messages`
 /// parked messages, back to HOOKLINE_DISPATCH, reading their events back
 /// in batches ([`EventReader`]). A batch with more tasks than are wanted
 /// is split: the rest is parked again as a new batch before the old one is
-/// acked.
+/// acked. The tasks of an `unavailable` endpoint parked as references are
+/// recorded as dropped instead: an endpoint disabled after failing for days
+/// may have a million, and reading each one's event back and sending it
+/// through HOOKLINE_DISPATCH only for the workers to drop it costs
+/// nats-server a block of HOOKLINE_EVENTS in its cache per few tasks and a
+/// message id per task in HOOKLINE_DISPATCH's window (BENCHMARKS.md).
+#[allow(clippy::too_many_arguments)]
 async fn unpark(
     js: &Context,
     reader: &EventReader,
@@ -494,6 +532,7 @@ async fn unpark(
     endpoint: &EndpointId,
     messages: usize,
     n: usize,
+    unavailable: Option<Unavailable>,
 ) -> Result<Moved, SweepError> {
     let batch: Vec<_> =
         consumer.fetch().max_messages(messages).messages().await?.filter_map(|m| async move { m.ok() }).collect().await;
@@ -514,7 +553,12 @@ async fn unpark(
         let lines: Vec<_> = batch_lines(&msg.payload).collect();
         let now = lines.len().min(n.saturating_sub(m.taken).max(1));
         for (msg_id, traceparent, line) in &lines[..now] {
-            plan.push(Planned::Line { msg_id, traceparent, parsed: parse_line(line) });
+            plan.push(match (unavailable, parse_line(line)) {
+                (Some(why), ParsedLine::Ref(task)) if task.event_type.is_some() => {
+                    Planned::Unsent(Box::new(unsent(&task, tenant, traceparent, why)))
+                }
+                (_, parsed) => Planned::Line { msg_id, traceparent, parsed },
+            });
         }
         if now < lines.len() {
             let rest: Vec<u8> = lines[now..].iter().flat_map(|(id, tp, task)| batch_line(id, tp, task)).collect();
@@ -547,10 +591,13 @@ async fn unpark(
                     m.dispatched += 1;
                 }
                 Restored::Expired(outcome) => {
-                    acks.push(js.send_publish(outcomes_subject(tenant, endpoint), expired_message(&outcome)).await?);
+                    acks.push(js.send_publish(outcomes_subject(tenant, endpoint), outcome_message(&outcome)).await?);
                 }
                 Restored::Dropped => {}
             },
+            Planned::Unsent(outcome) => {
+                acks.push(js.send_publish(outcomes_subject(tenant, endpoint), outcome_message(&outcome)).await?);
+            }
             Planned::Rest(rest, count) => {
                 let publish = PublishMessage::build().payload(rest.into()).header(BATCH_HEADER, count.to_string());
                 acks.push(js.send_publish(parked_subject(tenant, endpoint), publish).await?);
@@ -569,6 +616,15 @@ async fn unpark(
             if i < reached { msg.ack().await } else { msg.ack_with(async_nats::jetstream::AckKind::Nak(None)).await };
     }
     Ok(m)
+}
+
+/// A disabled or deleted endpoint's parked task's outcome (`task` has its
+/// event type: the callers check).
+fn unsent(task: &TaskRef, tenant: &TenantId, traceparent: &str, why: Unavailable) -> AttemptOutcome {
+    let event_type = task.event_type.expect("checked by the caller");
+    let mut outcome = crate::worker::unavailable_outcome(task, tenant, event_type, matches!(why, Unavailable::Deleted));
+    outcome.trace_id = TraceParent::parse(traceparent).map(|t| t.trace_id());
+    outcome
 }
 
 /// Events read back at once with single gets, where batches are not offered.
@@ -747,7 +803,7 @@ pub(crate) enum Restored {
     /// The whole task, ready for HOOKLINE_DISPATCH.
     Task(bytes::Bytes),
     /// Its event is gone: the outcome that ends the delivery.
-    Expired(Box<hookline_domain::delivery::AttemptOutcome>),
+    Expired(Box<AttemptOutcome>),
     /// Unreadable, or too old to record (see [`TaskRef::event_type`]).
     Dropped,
 }
@@ -768,10 +824,12 @@ pub(crate) async fn restore_ref(events: &Stream, tenant: &TenantId, task_ref: Ta
     Ok(restored(ParsedLine::Ref(Box::new(task_ref)), &read, tenant))
 }
 
-/// The `event_expired` outcome of a task whose event is gone, as stored on
-/// HOOKLINE_OUTCOMES, counted among the attempts.
-pub(crate) fn expired_message(outcome: &hookline_domain::delivery::AttemptOutcome) -> PublishMessage {
-    let labels = hookline_telemetry::labels([("outcome", "failed"), ("error_kind", "event_expired")]);
+/// The outcome of a task recorded without an attempt (its event gone, its
+/// endpoint disabled), as stored on HOOKLINE_OUTCOMES, counted among the
+/// attempts as the workers count theirs.
+pub(crate) fn outcome_message(outcome: &AttemptOutcome) -> PublishMessage {
+    let kind = outcome.error_kind.map_or("none", |k| k.as_str());
+    let labels = hookline_telemetry::labels([("outcome", outcome.state.as_str()), ("error_kind", kind)]);
     metrics().attempts.get_or_create(&labels).inc();
     let payload = serde_json::to_vec(outcome).expect("outcomes serialise");
     PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id())

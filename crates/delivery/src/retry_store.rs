@@ -123,7 +123,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::MoveError,
-    park::{Restored, expired_message, restore_ref},
+    park::{Restored, outcome_message, restore_ref},
 };
 
 /// Tasks one process moves to HOOKLINE_DISPATCH per second at most.
@@ -521,7 +521,7 @@ impl<C> Mover<C> {
             Restored::Task(task) => {
                 Some((dispatch_subject(&tenant, &endpoint), crate::task_message(task, traceparent, msg_id)))
             }
-            Restored::Expired(outcome) => Some((outcomes_subject(&tenant, &endpoint), expired_message(&outcome))),
+            Restored::Expired(outcome) => Some((outcomes_subject(&tenant, &endpoint), outcome_message(&outcome))),
             Restored::Dropped => None,
         })
     }

@@ -333,6 +333,45 @@ pub(crate) fn expired_outcome(
     trace_id: Option<String>,
 ) -> AttemptOutcome {
     AttemptOutcome {
+        state: AttemptState::Failed,
+        error_kind: Some(ErrorKind::EventExpired),
+        error: Some(format!(
+            "the event left {} at its archive age (HOOKLINE_ARCHIVE_AFTER) before this delivery was made; nothing was sent",
+            hookline_bus::EVENTS_STREAM
+        )),
+        trace_id,
+        ..unsent_outcome(task, tenant, event_type)
+    }
+}
+
+/// The outcome of a task whose endpoint is disabled or deleted, as the
+/// workers record it, made from the task's reference alone: the parking
+/// sweeper records a disabled endpoint's parked tasks so, without reading
+/// their events back or sending them through HOOKLINE_DISPATCH.
+pub(crate) fn unavailable_outcome(
+    task: &TaskRef,
+    tenant: &TenantId,
+    event_type: hookline_domain::event_type::EventType,
+    deleted: bool,
+) -> AttemptOutcome {
+    AttemptOutcome {
+        error_kind: Some(ErrorKind::EndpointUnavailable),
+        error: Some(unavailable_error(deleted).into()),
+        ..unsent_outcome(task, tenant, event_type)
+    }
+}
+
+fn unavailable_error(deleted: bool) -> &'static str {
+    if deleted { "endpoint was deleted" } else { "endpoint is disabled" }
+}
+
+/// A task's outcome with nothing sent (state dropped), from its reference.
+fn unsent_outcome(
+    task: &TaskRef,
+    tenant: &TenantId,
+    event_type: hookline_domain::event_type::EventType,
+) -> AttemptOutcome {
+    AttemptOutcome {
         delivery_id: task.delivery_id.clone(),
         delivery_created_at: task.created_at.clone(),
         replay_of: task.replay_of.clone(),
@@ -342,20 +381,17 @@ pub(crate) fn expired_outcome(
         endpoint_id: task.endpoint_id.clone(),
         event_type,
         attempt: task.attempt,
-        state: AttemptState::Failed,
+        state: AttemptState::Dropped,
         status_code: None,
-        error_kind: Some(ErrorKind::EventExpired),
-        error: Some(format!(
-            "the event left {} at its archive age (HOOKLINE_ARCHIVE_AFTER) before this delivery was made; nothing was sent",
-            hookline_bus::EVENTS_STREAM
-        )),
+        error_kind: None,
+        error: None,
         started_at: Timestamp::now(),
         duration_ms: 0,
         next_attempt_at: None,
         response_excerpt: None,
         request: None,
-        trace_id,
-        // The event, which says whether it was a test, is gone.
+        trace_id: None,
+        // Without the event, which says whether it was a test.
         test: false,
     }
 }
@@ -596,9 +632,10 @@ impl Worker {
                         // span when spans are exported, else the attempt.
                         let span = hookline_telemetry::trace::when_exporting(|| http_span(&url));
                         let traceparent = TraceParent::of(&span).unwrap_or(trace).to_string();
-                        let result =
-                            Box::pin(sender::send(&http, url, &ep, &msg_id, body, &traceparent, test).instrument(span.clone()))
-                                .await;
+                        let result = Box::pin(
+                            sender::send(&http, url, &ep, &msg_id, body, &traceparent, test).instrument(span.clone()),
+                        )
+                        .await;
                         record_http(&span, &result);
                         result
                     }
@@ -688,15 +725,10 @@ impl Worker {
             }
             Attempted::Unavailable { deleted } => {
                 outcome.error_kind = Some(ErrorKind::EndpointUnavailable);
-                outcome.error = Some(if deleted { "endpoint was deleted" } else { "endpoint is disabled" }.into());
+                outcome.error = Some(unavailable_error(deleted).into());
             }
         }
-        let outcome_label = match outcome.state {
-            AttemptState::Succeeded => "succeeded",
-            AttemptState::Retrying => "retrying",
-            AttemptState::Failed => "failed",
-            AttemptState::Dropped => "dropped",
-        };
+        let outcome_label = outcome.state.as_str();
         let kind = outcome.error_kind.map_or("none", |k| k.as_str());
         metrics().attempts.get_or_create(&labels([("outcome", outcome_label), ("error_kind", kind)])).inc();
         tracing::info!(state = ?outcome.state, status = outcome.status_code, error_kind = outcome.error_kind.map(|k| k.as_str()),
