@@ -553,11 +553,14 @@ async fn unpark(
         let lines: Vec<_> = batch_lines(&msg.payload).collect();
         let now = lines.len().min(n.saturating_sub(m.taken).max(1));
         for (msg_id, traceparent, line) in &lines[..now] {
-            plan.push(match (unavailable, parse_line(line)) {
-                (Some(why), ParsedLine::Ref(task)) if task.event_type.is_some() => {
-                    Planned::Unsent(Box::new(unsent(&task, tenant, traceparent, why)))
-                }
-                (_, parsed) => Planned::Line { msg_id, traceparent, parsed },
+            let parsed = parse_line(line);
+            let outcome = match (unavailable, &parsed) {
+                (Some(why), ParsedLine::Ref(task)) => unsent(task, tenant, traceparent, why),
+                _ => None,
+            };
+            plan.push(match outcome {
+                Some(outcome) => Planned::Unsent(Box::new(outcome)),
+                None => Planned::Line { msg_id, traceparent, parsed },
             });
         }
         if now < lines.len() {
@@ -618,13 +621,14 @@ async fn unpark(
     Ok(m)
 }
 
-/// A disabled or deleted endpoint's parked task's outcome (`task` has its
-/// event type: the callers check).
-fn unsent(task: &TaskRef, tenant: &TenantId, traceparent: &str, why: Unavailable) -> AttemptOutcome {
-    let event_type = task.event_type.expect("checked by the caller");
-    let mut outcome = crate::worker::unavailable_outcome(task, tenant, event_type, matches!(why, Unavailable::Deleted));
+/// A disabled or deleted endpoint's parked task's outcome; `None` for a
+/// task stored without its event type (by a version before it was kept),
+/// which goes back with its event for the workers to record.
+fn unsent(task: &TaskRef, tenant: &TenantId, traceparent: &str, why: Unavailable) -> Option<AttemptOutcome> {
+    let deleted = matches!(why, Unavailable::Deleted);
+    let mut outcome = crate::worker::unavailable_outcome(task, tenant, task.event_type?, deleted);
     outcome.trace_id = TraceParent::parse(traceparent).map(|t| t.trace_id());
-    outcome
+    Some(outcome)
 }
 
 /// Events read back at once with single gets, where batches are not offered.

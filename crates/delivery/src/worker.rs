@@ -615,7 +615,7 @@ impl Worker {
         let (msg_id, trace, test) = (task.event.id.to_string(), *trace, task.event.test);
         // Boxed here, so the queue and the slot move a pointer; what it
         // sends by is boxed once it starts, so a queued attempt holds only
-        // what it captured (a few hundred bytes, not the request's state).
+        // what it captured (about a kilobyte, not the request's state).
         let job = Box::pin(async move {
             let _permit = attempts.acquire_owned().await.expect("the attempts semaphore is never closed");
             metrics().in_flight.inc();
