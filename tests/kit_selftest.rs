@@ -140,6 +140,19 @@ async fn eventually_polls_options_and_results_and_reports_timeouts() {
     assert_ne!(free_port(), 0);
 }
 
+/// Ports for peers that start again on them (a killed cluster node) lie
+/// below the kernel's ephemeral range, where no port-0 bind or outgoing
+/// connection can take them meanwhile, and none is handed out twice.
+#[test]
+fn free_ports_are_distinct_and_below_the_ephemeral_range() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let ephemeral_from: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let ports: Vec<u16> = (0..500).map(|_| free_port()).collect();
+    assert!(ports.iter().all(|&p| (1_024..ephemeral_from).contains(&p)), "{ports:?} against {range}");
+    let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+    assert_eq!(distinct.len(), ports.len(), "a port handed out twice");
+}
+
 /// A tiny page server for the browser kit: a labelled form posting back a
 /// greeting, a download, and a page that opens an alert.
 async fn kit_pages() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {

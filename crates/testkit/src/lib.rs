@@ -34,10 +34,34 @@ pub use nats::{NatsServer, nats_server_bin};
 
 // ---------------------------------------------------------------- helpers
 
-/// A loopback port nobody listens on right now (bind :0, read, release), for
-/// peers that must be told their address before they start (cluster routes,
-/// chromedriver); whatever can bind port 0 and report it does that instead.
+/// A loopback port nobody listens on right now, for peers that must be told
+/// their address before they start (cluster routes, chromedriver) or that
+/// start again on it (a cluster node after a kill); whatever can bind port 0
+/// and report it does that instead.
+///
+/// It lies below the kernel's ephemeral range (`ip_local_port_range`),
+/// where port-0 binds and outgoing connections are never given a port: a
+/// node killed for a test keeps its port free until it restarts, however
+/// many connections the tests running beside it open meanwhile (a port from
+/// that range was taken so once, and the node could not restart). Each port
+/// is handed out once per test process, so two callers never share one.
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let from = ephemeral_from.saturating_sub(12_000).max(1_024);
+    let span = ephemeral_from.saturating_sub(from).max(1);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1_000 {
+        let port = from + rand::random::<u16>() % span;
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("binding 127.0.0.1:0").port()
 }
 
