@@ -42,8 +42,7 @@ pub use nats::{NatsServer, nats_server_bin};
 /// It lies below the kernel's ephemeral range (`ip_local_port_range`),
 /// where port-0 binds and outgoing connections are never given a port: a
 /// node killed for a test keeps its port free until it restarts, however
-/// many connections the tests running beside it open meanwhile (a port from
-/// that range was taken so once, and the node could not restart). Each port
+/// many connections the tests running beside it open meanwhile. Each port
 /// is handed out once per test process, so two callers never share one.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
