@@ -175,7 +175,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
         // a place and a slot) and spare the task its trip through
         // HOOKLINE_DISPATCH. The task, with its copy of the event, is made
         // once it has a place.
-        if let Some(endpoint) = worker.endpoint_of(&event.tenant_id, &head.endpoint_id).await
+        if let Some(endpoint) = worker.directory().find_endpoint(&event.tenant_id, &head.endpoint_id).await
             && let Some(turn) = worker.fan_out_turn(&endpoint)
         {
             let event = &event;

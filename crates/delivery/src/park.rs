@@ -86,6 +86,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     error::{EventsError, NotStored, SweepError},
     guard::Guard,
+    worker::Unavailable,
 };
 
 /// Parked tasks one endpoint gets back per round when it is disabled or deleted.
@@ -347,8 +348,6 @@ async fn sweep(
             break;
         }
         let Some((tenant_id, endpoint_id)) = hookline_bus::tenant_and_endpoint_of(&subject) else { continue };
-        let unavailable = unavailable(directory, &tenant_id, &endpoint_id).await;
-        let available = unavailable.is_none();
         let queue = queues.entry(endpoint_id.clone()).or_default();
         if queue.draining() {
             moved += 1;
@@ -362,12 +361,11 @@ async fn sweep(
         }
         // An endpoint taking its attempts is drained continuously, at its
         // cap (no room: a drain), rather than a round's worth at a time.
-        let room = if available && guard.drain_window(&endpoint_id).is_some() {
-            None
-        } else if available {
-            Some(guard.room(&endpoint_id, &mut queue.seen))
-        } else {
-            Some(UNAVAILABLE_ROOM)
+        let unavailable = Unavailable::of(directory.find_endpoint(&tenant_id, &endpoint_id).await.as_deref());
+        let room = match unavailable {
+            Some(_) => Some(UNAVAILABLE_ROOM),
+            None if guard.drain_window(&endpoint_id).is_some() => None,
+            None => Some(guard.room(&endpoint_id, &mut queue.seen)),
         };
         // `count` is of messages, and a batch holds many tasks.
         if room.is_some_and(|room| room.min(count) == 0) {
@@ -402,29 +400,6 @@ async fn sweep(
         tracing::debug!(moved, "parking: tasks back to dispatch");
     }
     Ok(moved)
-}
-
-/// Why an endpoint takes no attempts at all.
-#[derive(Debug, Clone, Copy)]
-enum Unavailable {
-    Disabled,
-    Deleted,
-}
-
-/// Whether the endpoint is disabled or deleted, as this process's config
-/// follower knows it, caught up once before an endpoint counts as deleted
-/// (it may have been created a moment ago through another replica).
-async fn unavailable(directory: &Directory, tenant: &TenantId, endpoint: &EndpointId) -> Option<Unavailable> {
-    let mut found = directory.endpoint(tenant, endpoint);
-    if found.is_none() {
-        let _ = directory.catch_up().await;
-        found = directory.endpoint(tenant, endpoint);
-    }
-    match found {
-        Some(ep) if ep.enabled => None,
-        Some(_) => Some(Unavailable::Disabled),
-        None => Some(Unavailable::Deleted),
-    }
 }
 
 /// How often a drain looks whether its endpoint has room for more.
@@ -625,8 +600,7 @@ async fn unpark(
 /// task stored without its event type (by a version before it was kept),
 /// which goes back with its event for the workers to record.
 fn unsent(task: &TaskRef, tenant: &TenantId, traceparent: &str, why: Unavailable) -> Option<AttemptOutcome> {
-    let deleted = matches!(why, Unavailable::Deleted);
-    let mut outcome = crate::worker::unavailable_outcome(task, tenant, task.event_type?, deleted);
+    let mut outcome = crate::worker::unavailable_outcome(task, tenant, task.event_type?, why);
     outcome.trace_id = TraceParent::parse(traceparent).map(|t| t.trace_id());
     Some(outcome)
 }
@@ -832,9 +806,7 @@ pub(crate) async fn restore_ref(events: &Stream, tenant: &TenantId, task_ref: Ta
 /// endpoint disabled), as stored on HOOKLINE_OUTCOMES, counted among the
 /// attempts as the workers count theirs.
 pub(crate) fn outcome_message(outcome: &AttemptOutcome) -> PublishMessage {
-    let kind = outcome.error_kind.map_or("none", |k| k.as_str());
-    let labels = hookline_telemetry::labels([("outcome", outcome.state.as_str()), ("error_kind", kind)]);
-    metrics().attempts.get_or_create(&labels).inc();
+    crate::worker::count_attempt(outcome);
     let payload = serde_json::to_vec(outcome).expect("outcomes serialise");
     PublishMessage::build().payload(payload.into()).message_id(outcome.msg_id())
 }

@@ -21,7 +21,7 @@ use hookline_domain::{
     delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest, TaskRef},
     endpoint::EndpointConfig,
     events::Timestamp,
-    ids::{EndpointId, TenantId},
+    ids::TenantId,
     layout,
 };
 use hookline_telemetry::{
@@ -111,20 +111,10 @@ impl Worker {
         &self.guard
     }
 
-    /// The endpoint as the Directory knows it, catching up once on a miss
-    /// (perhaps it was created a moment ago through another replica).
+    /// The task's endpoint as the Directory knows it
+    /// ([`Directory::find_endpoint`]).
     pub async fn endpoint(&self, task: &DispatchTask) -> Option<Arc<EndpointConfig>> {
-        self.endpoint_of(&task.event.tenant_id, &task.endpoint_id).await
-    }
-
-    /// [`Self::endpoint`] by the tenant's and the endpoint's ids.
-    pub async fn endpoint_of(&self, tenant: &TenantId, endpoint: &EndpointId) -> Option<Arc<EndpointConfig>> {
-        let found = self.directory.endpoint(tenant, endpoint);
-        if found.is_some() {
-            return found;
-        }
-        let _ = self.directory.catch_up().await;
-        self.directory.endpoint(tenant, endpoint)
+        self.directory.find_endpoint(&task.event.tenant_id, &task.endpoint_id).await
     }
 
     /// The tenant's config for reading payload filters: as of at least
@@ -305,9 +295,7 @@ enum Attempted {
         started_at: chrono::DateTime<chrono::Utc>,
         result: sender::AttemptResult,
     },
-    Unavailable {
-        deleted: bool,
-    },
+    Unavailable(Unavailable),
     /// The event outlived `HOOKLINE_ARCHIVE_AFTER` before it was delivered.
     Expired,
 }
@@ -352,17 +340,48 @@ pub(crate) fn unavailable_outcome(
     task: &TaskRef,
     tenant: &TenantId,
     event_type: hookline_domain::event_type::EventType,
-    deleted: bool,
+    why: Unavailable,
 ) -> AttemptOutcome {
     AttemptOutcome {
         error_kind: Some(ErrorKind::EndpointUnavailable),
-        error: Some(unavailable_error(deleted).into()),
+        error: Some(why.error().into()),
         ..unsent_outcome(task, tenant, event_type)
     }
 }
 
-fn unavailable_error(deleted: bool) -> &'static str {
-    if deleted { "endpoint was deleted" } else { "endpoint is disabled" }
+/// Count an attempt's outcome in `hookline_delivery_attempts_total`, by
+/// state and error kind, whoever records it (the workers, fan-out, the
+/// parking sweeper, the retry mover).
+pub(crate) fn count_attempt(outcome: &AttemptOutcome) {
+    let kind = outcome.error_kind.map_or("none", |k| k.as_str());
+    metrics().attempts.get_or_create(&labels([("outcome", outcome.state.as_str()), ("error_kind", kind)])).inc();
+}
+
+/// Why an endpoint takes no attempts at all.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Unavailable {
+    Disabled,
+    Deleted,
+}
+
+impl Unavailable {
+    /// Of an endpoint as [`Directory::find_endpoint`] found it; `None`
+    /// while it takes attempts.
+    pub(crate) fn of(found: Option<&EndpointConfig>) -> Option<Self> {
+        match found {
+            Some(ep) if ep.enabled => None,
+            Some(_) => Some(Self::Disabled),
+            None => Some(Self::Deleted),
+        }
+    }
+
+    /// The outcome's error text.
+    fn error(self) -> &'static str {
+        match self {
+            Self::Disabled => "endpoint is disabled",
+            Self::Deleted => "endpoint was deleted",
+        }
+    }
 }
 
 /// A task's outcome with nothing sent (state dropped), from its reference.
@@ -499,7 +518,7 @@ impl Worker {
                     return;
                 }
             },
-            ep => Attempted::Unavailable { deleted: ep.is_none() },
+            ep => Attempted::Unavailable(if ep.is_none() { Unavailable::Deleted } else { Unavailable::Disabled }),
         };
         // A plain ack: the outcome and the next attempt are already stored,
         // so a lost ack costs one repeated attempt, not a round trip per
@@ -723,14 +742,12 @@ impl Worker {
                 let trace_id = outcome.trace_id.take();
                 outcome = expired_outcome(&TaskRef::from(task), &event.tenant_id, event.event_type, trace_id);
             }
-            Attempted::Unavailable { deleted } => {
+            Attempted::Unavailable(why) => {
                 outcome.error_kind = Some(ErrorKind::EndpointUnavailable);
-                outcome.error = Some(unavailable_error(deleted).into());
+                outcome.error = Some(why.error().into());
             }
         }
-        let outcome_label = outcome.state.as_str();
-        let kind = outcome.error_kind.map_or("none", |k| k.as_str());
-        metrics().attempts.get_or_create(&labels([("outcome", outcome_label), ("error_kind", kind)])).inc();
+        count_attempt(&outcome);
         tracing::info!(state = ?outcome.state, status = outcome.status_code, error_kind = outcome.error_kind.map(|k| k.as_str()),
             duration_ms = outcome.duration_ms, "attempt finished");
         // The outcome and the next attempt are stored before the task (or

@@ -356,6 +356,18 @@ impl Directory {
         self.tenant(tenant)?.endpoints.get(endpoint).cloned()
     }
 
+    /// [`Self::endpoint`], catching up once on a miss: it may have been
+    /// created a moment ago through another replica. A miss after that is
+    /// an endpoint that does not exist (deleted).
+    pub async fn find_endpoint(&self, tenant: &TenantId, endpoint: &EndpointId) -> Option<Arc<EndpointConfig>> {
+        let found = self.endpoint(tenant, endpoint);
+        if found.is_some() {
+            return found;
+        }
+        let _ = self.catch_up().await;
+        self.endpoint(tenant, endpoint)
+    }
+
     /// The tenant owning the API key with this hash.
     pub fn tenant_of_key(&self, hash: &str) -> Option<TenantId> {
         self.tenants.read().expect("directory lock").keys.get(hash).cloned()
