@@ -160,6 +160,7 @@ async fn dispatch(resolver: &Resolver, worker: &Worker, msg: Message, event: Sto
             attempt: 1,
             not_before: None,
             event_type: Some(event.event_type),
+            test: event.test,
         };
         let traceparent = trace;
         // A stuck endpoint's or an open breaker's task is parked at once, so

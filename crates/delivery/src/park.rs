@@ -596,10 +596,11 @@ async fn unpark(
     Ok(m)
 }
 
-/// A disabled or deleted endpoint's parked task's outcome; `None` for a
-/// task stored without its event type (by a version before it was kept),
-/// which goes back with its event for the workers to record.
-fn unsent(task: &TaskRef, tenant: &TenantId, traceparent: &str, why: Unavailable) -> Option<AttemptOutcome> {
+/// A disabled or deleted endpoint's parked task's or waiting retry's
+/// outcome; `None` for a reference stored without its event type (by a
+/// version before it was kept), which goes back with its event for the
+/// workers to record.
+pub(crate) fn unsent(task: &TaskRef, tenant: &TenantId, traceparent: &str, why: Unavailable) -> Option<AttemptOutcome> {
     let mut outcome = crate::worker::unavailable_outcome(task, tenant, task.event_type?, why);
     outcome.trace_id = TraceParent::parse(traceparent).map(|t| t.trace_id());
     Some(outcome)

@@ -119,11 +119,13 @@ use hookline_domain::{
     ids::TenantId,
 };
 use hookline_telemetry::{metrics, trace::TRACEPARENT};
+use hookline_tenants::Directory;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::MoveError,
-    park::{Restored, outcome_message, restore_ref},
+    park::{Restored, outcome_message, restore_ref, unsent},
+    worker::Unavailable,
 };
 
 /// Tasks one process moves to HOOKLINE_DISPATCH per second at most.
@@ -185,22 +187,24 @@ pub fn stored_ref(task_ref: bytes::Bytes, tenant: &TenantId, traceparent: &str) 
         .header(TRACEPARENT, traceparent)
 }
 
-/// Move due retries to HOOKLINE_DISPATCH until `shutdown`.
-pub async fn run(js: Context, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
-    run_with_clock(js, shutdown, || chrono::Utc::now().timestamp_millis()).await
+/// Move due retries to HOOKLINE_DISPATCH until `shutdown`; `directory`
+/// (delivery's config follower) says which endpoints take no attempts.
+pub async fn run(js: Context, directory: Directory, shutdown: CancellationToken) -> Result<(), hookline_bus::BusError> {
+    run_with_clock(js, directory, shutdown, || chrono::Utc::now().timestamp_millis()).await
 }
 
 /// [`run`] with the clock the mover reads due seconds by (Unix
 /// milliseconds): a test moves it a day ahead to start a mover a day late.
 pub async fn run_with_clock(
     js: Context,
+    directory: Directory,
     shutdown: CancellationToken,
     clock: impl Fn() -> i64 + Send,
 ) -> Result<(), hookline_bus::BusError> {
     let err = |e| hookline_bus::BusError::Stream { stream: RETRY_STREAM, source: Box::new(e) };
     let stream = js.get_stream(RETRY_STREAM).await.map_err(err)?;
     let events = js.get_stream(EVENTS_STREAM).await.map_err(err)?;
-    let mut mover = Mover { js, stream, events, next: None, clock, spans: true, info_at: None };
+    let mut mover = Mover { js, stream, events, directory, next: None, clock, spans: true, info_at: None };
     let mut round = Duration::ZERO;
     loop {
         tokio::select! {
@@ -237,6 +241,9 @@ struct Mover<C> {
     stream: Stream,
     /// Where a retry stored as a reference finds its event.
     events: Stream,
+    /// Which endpoints are disabled or deleted: their retries are recorded,
+    /// not moved.
+    directory: Directory,
     /// When the stream's state was last read (every [`INFO_EVERY`]).
     info_at: Option<Instant>,
     /// The oldest second that may still hold due tasks; `None` until the
@@ -487,9 +494,17 @@ impl<C: Fn() -> i64> Mover<C> {
 impl<C> Mover<C> {
     /// Where a waiting retry goes and as what: the whole task to
     /// HOOKLINE_DISPATCH (a reference with its event read back; an older
-    /// version's whole task as it is), or, when its event is gone, its
-    /// `event_expired` outcome to HOOKLINE_OUTCOMES. `None`: dropped
-    /// (unreadable), with an error logged.
+    /// version's whole task as it is), or its outcome to HOOKLINE_OUTCOMES:
+    /// `dropped` when its endpoint is disabled or deleted, `event_expired`
+    /// when its event is gone. `None`: dropped (unreadable), with an error
+    /// logged.
+    ///
+    /// A disabled endpoint's retries are recorded from the reference, as
+    /// the workers would record them, without reading their events back:
+    /// an endpoint auto-disabled after days of failure may have a million
+    /// retries waiting, whose events lie scattered over the whole of
+    /// HOOKLINE_EVENTS, and every block such a read touches stays in
+    /// nats-server's memory for a while (README, "Memory of nats-server").
     async fn move_of(
         &self,
         msg: &async_nats::jetstream::Message,
@@ -517,6 +532,11 @@ impl<C> Mover<C> {
             return Ok(None);
         };
         let (endpoint, msg_id) = (task_ref.endpoint_id.clone(), task_ref.msg_id());
+        if let Some(why) = Unavailable::of(self.directory.find_endpoint(&tenant, &endpoint).await.as_deref())
+            && let Some(outcome) = unsent(&task_ref, &tenant, traceparent.unwrap_or_default(), why)
+        {
+            return Ok(Some((outcomes_subject(&tenant, &endpoint), outcome_message(&outcome))));
+        }
         Ok(match restore_ref(&self.events, &tenant, task_ref).await.map_err(MoveError::Restore)? {
             Restored::Task(task) => {
                 Some((dispatch_subject(&tenant, &endpoint), crate::task_message(task, traceparent, msg_id)))

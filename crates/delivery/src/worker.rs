@@ -410,8 +410,7 @@ fn unsent_outcome(
         response_excerpt: None,
         request: None,
         trace_id: None,
-        // Without the event, which says whether it was a test.
-        test: false,
+        test: task.test,
     }
 }
 

@@ -10,6 +10,9 @@
 //! the whole task an older version stored on
 //! `hookline.retry.<due>.<tenant>.<endpoint>`, moved as it is.
 //!
+//! And a disabled or deleted endpoint's retries: recorded `dropped` from
+//! their references when due, without their events read back.
+//!
 //! These tests live beside the delivery crate, not in `tests/e2e`, because
 //! it moves the mover's clock a day ahead (`run_with_clock`), which only
 //! an in-process mover allows; the end-to-end tests run the binary.
@@ -24,7 +27,12 @@ use std::{
 
 use futures_util::StreamExt;
 use hookline_bus::{RetryBucket, StreamSettings, retry_subject_whole};
-use hookline_domain::ids::{EndpointId, TenantId};
+use hookline_domain::{
+    config::{Command, ContactPatch},
+    endpoint::{EndpointUrl, Layout, Plan},
+    ids::{EndpointId, TenantId},
+};
+use hookline_tenants::{Commands, Directory};
 use hookline_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +53,67 @@ async fn with_streams() -> (NatsServer, async_nats::jetstream::Context) {
 async fn ensure_streams(js: &async_nats::jetstream::Context) {
     let settings = StreamSettings { retention: Default::default(), replicas: None, apply_retention: false };
     hookline_bus::ensure_streams(js, &settings, &CancellationToken::new()).await.unwrap();
+}
+
+/// A mover in a task of its own, on its own connection and config follower
+/// (as in a delivery process), its clock `ahead_ms` ahead of this one.
+async fn spawn_mover(
+    nats: &NatsServer,
+    shutdown: &CancellationToken,
+    ahead_ms: i64,
+) -> tokio::task::JoinHandle<Result<(), hookline_bus::BusError>> {
+    let js = nats.jetstream().await;
+    let directory = Directory::start(&js, shutdown.clone()).await.unwrap();
+    tokio::spawn(hookline_delivery::retry_store::run_with_clock(js, directory, shutdown.clone(), move || {
+        chrono::Utc::now().timestamp_millis() + ahead_ms
+    }))
+}
+
+/// The tenant `acme`, made as subscriptions makes tenants, and what
+/// subscriptions changes it with.
+struct Acme {
+    config: Commands,
+    directory: Directory,
+}
+
+impl Acme {
+    async fn create(js: &async_nats::jetstream::Context) -> Self {
+        let directory = Directory::start(js, CancellationToken::new()).await.unwrap();
+        let acme = Self { config: Commands::new(js.clone(), directory.clone()), directory };
+        acme.execute(Command::CreateTenant {
+            plan: Plan::Business,
+            webhooks_enabled: true,
+            contact: ContactPatch::default(),
+        })
+        .await;
+        acme
+    }
+
+    async fn execute(&self, command: Command) {
+        self.config.execute(&TenantId::parse("acme").unwrap(), command).await.unwrap();
+    }
+
+    /// A new enabled endpoint.
+    async fn endpoint(&self) -> EndpointId {
+        let endpoints = || -> Vec<EndpointId> {
+            let tenant = self.directory.tenant(&TenantId::parse("acme").unwrap()).unwrap();
+            tenant.endpoints.keys().cloned().collect()
+        };
+        let before = endpoints();
+        self.execute(Command::CreateEndpoint {
+            url: EndpointUrl::parse("https://erp.example.com/hooks").unwrap(),
+            email: None,
+            auth_header: None,
+            event_types: Vec::new(),
+            layout: Layout::Envelope,
+            enabled: true,
+            description: String::new(),
+            rate_limit: None,
+            filters: Vec::new(),
+        })
+        .await;
+        endpoints().into_iter().find(|e| !before.contains(e)).expect("the new endpoint")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,10 +149,7 @@ async fn a_mover_started_a_day_late_moves_every_due_retry_oldest_first_with_a_fe
 
     // A day and two minutes later: every retry is due, the oldest stored a day ago.
     let shutdown = CancellationToken::new();
-    let mover =
-        tokio::spawn(hookline_delivery::retry_store::run_with_clock(nats.jetstream().await, shutdown.clone(), || {
-            chrono::Utc::now().timestamp_millis() + (DAY + 120) * 1000
-        }));
+    let mover = spawn_mover(&nats, &shutdown, (DAY + 120) * 1000).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while messages(&js, "HOOKLINE_DISPATCH").await < RETRIES as u64 {
         assert!(tokio::time::Instant::now() < deadline, "every due retry moved within 60 s");
@@ -175,10 +241,7 @@ async fn a_retry_stored_twice_outside_the_retry_window_reaches_dispatch_once() {
 
     // Ten minutes later both are due.
     let shutdown = CancellationToken::new();
-    let mover =
-        tokio::spawn(hookline_delivery::retry_store::run_with_clock(nats.jetstream().await, shutdown.clone(), || {
-            chrono::Utc::now().timestamp_millis() + 600_000
-        }));
+    let mover = spawn_mover(&nats, &shutdown, 600_000).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while messages(&js, "HOOKLINE_RETRY").await > 0 {
         assert!(tokio::time::Instant::now() < deadline, "both copies moved within 60 s");
@@ -193,6 +256,15 @@ async fn a_retry_stored_twice_outside_the_retry_window_reaches_dispatch_once() {
 
 /// An event stored on HOOKLINE_EVENTS for `tenant`: (its sequence, the event).
 async fn store_event(js: &async_nats::jetstream::Context, tenant: &str) -> (u64, hookline_domain::events::StoredEvent) {
+    store_event_with(js, tenant, false).await
+}
+
+/// [`store_event`], a test event (`SendTestEvent`'s) when `test`.
+async fn store_event_with(
+    js: &async_nats::jetstream::Context,
+    tenant: &str,
+    test: bool,
+) -> (u64, hookline_domain::events::StoredEvent) {
     let now = hookline_domain::events::Timestamp::now();
     let event: hookline_domain::events::StoredEvent = serde_json::from_value(serde_json::json!({
         "id": hookline_domain::ids::EventId::generate(),
@@ -201,6 +273,7 @@ async fn store_event(js: &async_nats::jetstream::Context, tenant: &str) -> (u64,
         "occurred_at": now,
         "received_at": now,
         "data": {"customer_id": "cus_1", "name": "Ada"},
+        "test": test,
     }))
     .unwrap();
     let subject = format!("hookline.events.{tenant}.customer.created");
@@ -244,11 +317,7 @@ async fn store_ref(
 /// Run a mover whose clock is `ahead_ms` ahead until HOOKLINE_RETRY is empty.
 async fn move_everything(nats: &NatsServer, js: &async_nats::jetstream::Context, ahead_ms: i64) {
     let shutdown = CancellationToken::new();
-    let mover = tokio::spawn(hookline_delivery::retry_store::run_with_clock(
-        nats.jetstream().await,
-        shutdown.clone(),
-        move || chrono::Utc::now().timestamp_millis() + ahead_ms,
-    ));
+    let mover = spawn_mover(nats, &shutdown, ahead_ms).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while messages(js, "HOOKLINE_RETRY").await > 0 {
         assert!(tokio::time::Instant::now() < deadline, "every retry moved within 60 s");
@@ -277,7 +346,7 @@ async fn all_messages(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_stored_as_references_and_whole_by_an_older_version_both_reach_dispatch_as_whole_tasks() {
     let (nats, js) = with_streams().await;
-    let (tenant, endpoint) = (TenantId::parse("acme").unwrap(), EndpointId::generate());
+    let (tenant, endpoint) = (TenantId::parse("acme").unwrap(), Acme::create(&js).await.endpoint().await);
     let (seq, event) = store_event(&js, "acme").await;
     let now = chrono::Utc::now().timestamp() as u64;
     let (old_due, new_due) = (RetryBucket(now + 60), RetryBucket(now + 61));
@@ -315,7 +384,7 @@ async fn retries_stored_as_references_and_whole_by_an_older_version_both_reach_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_retry_whose_event_was_purged_is_recorded_as_event_expired_not_lost() {
     let (nats, js) = with_streams().await;
-    let endpoint = EndpointId::generate();
+    let endpoint = Acme::create(&js).await.endpoint().await;
     let (seq, event) = store_event(&js, "acme").await;
     let due = RetryBucket(chrono::Utc::now().timestamp() as u64 + 60);
     let task = retry_task(seq, &event, &endpoint, due);
@@ -340,7 +409,7 @@ async fn a_waiting_retry_whose_event_was_purged_is_recorded_as_event_expired_not
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reference_retry_stored_twice_a_minute_apart_reaches_dispatch_once() {
     let (nats, js) = with_streams().await;
-    let endpoint = EndpointId::generate();
+    let endpoint = Acme::create(&js).await.endpoint().await;
     let (seq, event) = store_event(&js, "acme").await;
     let now = chrono::Utc::now().timestamp() as u64;
     let task = retry_task(seq, &event, &endpoint, RetryBucket(now + 60));
@@ -349,4 +418,70 @@ async fn a_reference_retry_stored_twice_a_minute_apart_reaches_dispatch_once() {
     assert_eq!(messages(&js, "HOOKLINE_RETRY").await, 2, "both copies wait");
     move_everything(&nats, &js, 600_000).await;
     assert_eq!(messages(&js, "HOOKLINE_DISPATCH").await, 1, "the second copy is a duplicate on dispatch");
+}
+
+/// An endpoint disabled (auto-disabled after days of failure, say) or
+/// deleted while its retries wait: each is recorded `dropped`
+/// (`endpoint_unavailable`) from its reference when it comes due, as the
+/// workers would record it, without its event read back from
+/// HOOKLINE_EVENTS and without a trip through HOOKLINE_DISPATCH. A test
+/// event's retry says it was a test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_or_deleted_endpoints_due_retries_are_recorded_dropped_without_their_events_read_back() {
+    let (nats, js) = with_streams().await;
+    let acme = Acme::create(&js).await;
+    let (disabled, deleted) = (acme.endpoint().await, acme.endpoint().await);
+    let (seq, event) = store_event(&js, "acme").await;
+    let (test_seq, test_event) = store_event_with(&js, "acme", true).await;
+    let due = RetryBucket(chrono::Utc::now().timestamp() as u64 + 60);
+    let tasks = [
+        retry_task(seq, &event, &disabled, due),
+        retry_task(test_seq, &test_event, &disabled, due),
+        retry_task(seq, &event, &deleted, due),
+    ];
+    for task in &tasks {
+        store_ref(&js, task, due).await;
+    }
+    acme.execute(Command::DisableEndpoint { endpoint_id: disabled.clone(), reason: "failing for days".into() }).await;
+    acme.execute(Command::DeleteEndpoint { endpoint_id: deleted.clone() }).await;
+
+    // Every read of HOOKLINE_EVENTS (a message get, direct or not), counted on the server.
+    let watcher = nats.client().await;
+    let mut api = watcher.subscribe("$JS.API.>").await.unwrap();
+    watcher.flush().await.unwrap();
+    let reads = Arc::new(AtomicU64::new(0));
+    let counter = tokio::spawn({
+        let reads = reads.clone();
+        async move {
+            while let Some(request) = api.next().await {
+                if request.subject.contains("GET.HOOKLINE_EVENTS") {
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    move_everything(&nats, &js, 600_000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    counter.abort();
+
+    assert_eq!(messages(&js, "HOOKLINE_DISPATCH").await, 0, "nothing goes to the workers");
+    assert_eq!(reads.load(Ordering::Relaxed), 0, "no event was read back");
+    let outcomes = all_messages(&js, "HOOKLINE_OUTCOMES").await;
+    assert_eq!(outcomes.len(), tasks.len(), "each retry's end is recorded");
+    for (msg, task) in outcomes.iter().zip(&tasks) {
+        assert_eq!(msg.subject.as_str(), format!("hookline.outcomes.acme.{}", task.endpoint_id));
+        let outcome: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+        assert_eq!(outcome["delivery_id"], task.delivery_id.as_str());
+        assert_eq!((&outcome["state"], &outcome["error_kind"]), (&"dropped".into(), &"endpoint_unavailable".into()));
+        let why = if task.endpoint_id == disabled { "endpoint is disabled" } else { "endpoint was deleted" };
+        assert_eq!(outcome["error"], why);
+        assert_eq!((&outcome["attempt"], &outcome["event_type"]), (&2.into(), &"customer.created".into()));
+        assert_eq!(outcome["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "the trace continues");
+        assert_eq!(outcome.get("test").and_then(|t| t.as_bool()).unwrap_or(false), task.event.test);
+        assert_eq!(
+            msg.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned()),
+            Some(format!("{}.2", task.delivery_id)),
+            "the message id the workers would give it"
+        );
+    }
 }

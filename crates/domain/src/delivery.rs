@@ -80,6 +80,10 @@ pub struct TaskRef {
     /// still be recorded; optional, so a stored ref without it still reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_type: Option<EventType>,
+    /// Whether its event is a test event (`SendTestEvent`), so an outcome
+    /// recorded from the reference alone says so; absent reads as not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 impl TaskRef {
@@ -122,6 +126,7 @@ impl From<&DispatchTask> for TaskRef {
             attempt: t.attempt,
             not_before: t.not_before.clone(),
             event_type: Some(t.event.event_type),
+            test: t.event.test,
         }
     }
 }
@@ -322,6 +327,31 @@ mod tests {
         assert_eq!(ErrorKind::Ssrf.as_str(), "ssrf");
         let stored: ErrorKind = serde_json::from_str("\"forbidden_address\"").unwrap();
         assert_eq!(stored, ErrorKind::Ssrf);
+    }
+
+    #[test]
+    fn a_reference_keeps_whether_its_event_was_a_test_and_an_old_one_reads_as_not() {
+        let event = StoredEvent { test: true, ..event() };
+        let task = DispatchTask {
+            delivery_id: DeliveryId::original(&event.id, &EndpointId::generate()),
+            created_at: Timestamp::now(),
+            endpoint_id: EndpointId::generate(),
+            event_seq: 7,
+            replay_of: None,
+            attempt: 2,
+            not_before: None,
+            event,
+        };
+        let stored = serde_json::to_value(TaskRef::from(&task)).unwrap();
+        assert_eq!(stored["test"], true);
+        assert!(serde_json::from_value::<TaskRef>(stored.clone()).unwrap().test);
+        let mut old = stored.clone();
+        old.as_object_mut().unwrap().remove("test");
+        assert!(!serde_json::from_value::<TaskRef>(old).unwrap().test, "a ref stored without it is not a test");
+        let mut plain = task.clone();
+        plain.event.test = false;
+        let stored = serde_json::to_value(TaskRef::from(&plain)).unwrap();
+        assert!(stored.get("test").is_none(), "not written when false: {stored}");
     }
 
     #[test]

@@ -388,8 +388,8 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
             async move { Ok(hookline_delivery::park::run(js, directory, guard, shutdown).await?) }
         });
         tasks.spawn({
-            let (js, shutdown) = (js.clone(), shutdown.clone());
-            async move { Ok(hookline_delivery::retry_store::run(js, shutdown).await?) }
+            let (js, directory, shutdown) = (js.clone(), directory.clone(), shutdown.clone());
+            async move { Ok(hookline_delivery::retry_store::run(js, directory, shutdown).await?) }
         });
         tasks.spawn({
             let shutdown = shutdown.clone();
