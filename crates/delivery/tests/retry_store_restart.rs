@@ -69,6 +69,27 @@ async fn spawn_mover(
     }))
 }
 
+/// JetStream API requests whose subject `counts`, counted on the server
+/// from now until the returned task is aborted.
+async fn api_requests(nats: &NatsServer, counts: fn(&str) -> bool) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let watcher = nats.client().await;
+    let mut api = watcher.subscribe("$JS.API.>").await.unwrap();
+    watcher.flush().await.unwrap();
+    let requests = Arc::new(AtomicU64::new(0));
+    let counter = tokio::spawn({
+        let requests = requests.clone();
+        async move {
+            let _watcher = watcher;
+            while let Some(request) = api.next().await {
+                if counts(request.subject.as_str()) {
+                    requests.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    (requests, counter)
+}
+
 /// The tenant `acme`, made as subscriptions makes tenants, and what
 /// subscriptions changes it with.
 struct Acme {
@@ -134,18 +155,7 @@ async fn a_mover_started_a_day_late_moves_every_due_retry_oldest_first_with_a_fe
     assert_eq!(messages(&js, "HOOKLINE_RETRY").await, RETRIES as u64);
 
     // Every JetStream API request the mover makes, counted on the server.
-    let watcher = nats.client().await;
-    let mut api = watcher.subscribe("$JS.API.>").await.unwrap();
-    watcher.flush().await.unwrap();
-    let requests = Arc::new(AtomicU64::new(0));
-    let counter = tokio::spawn({
-        let requests = requests.clone();
-        async move {
-            while api.next().await.is_some() {
-                requests.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
+    let (requests, counter) = api_requests(&nats, |_| true).await;
 
     // A day and two minutes later: every retry is due, the oldest stored a day ago.
     let shutdown = CancellationToken::new();
@@ -446,20 +456,7 @@ async fn a_disabled_or_deleted_endpoints_due_retries_are_recorded_dropped_withou
     acme.execute(Command::DeleteEndpoint { endpoint_id: deleted.clone() }).await;
 
     // Every read of HOOKLINE_EVENTS (a message get, direct or not), counted on the server.
-    let watcher = nats.client().await;
-    let mut api = watcher.subscribe("$JS.API.>").await.unwrap();
-    watcher.flush().await.unwrap();
-    let reads = Arc::new(AtomicU64::new(0));
-    let counter = tokio::spawn({
-        let reads = reads.clone();
-        async move {
-            while let Some(request) = api.next().await {
-                if request.subject.contains("GET.HOOKLINE_EVENTS") {
-                    reads.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    });
+    let (reads, counter) = api_requests(&nats, |subject| subject.contains("GET.HOOKLINE_EVENTS")).await;
     move_everything(&nats, &js, 600_000).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     counter.abort();
