@@ -160,10 +160,13 @@ impl Directory {
     }
 
     /// Wait until the index holds everything the stream holds now. For
-    /// misses that may be a change made a moment ago through another replica.
+    /// misses that may be a change made a moment ago through another replica;
+    /// misses that come together (a deleted endpoint's tasks, taken by many
+    /// workers at once) share one read of the stream's position
+    /// ([`Self::fresh_stream_seq`]).
     pub async fn catch_up(&self) -> Result<(), Error> {
-        let last = self.stream_last_seq().await?;
-        self.wait_applied(last, Duration::from_secs(2)).await
+        let read = self.fresh_stream_seq().await?;
+        self.wait_applied(read.seq, Duration::from_secs(2)).await
     }
 
     /// Wait until the index has applied stream sequence `seq`.
