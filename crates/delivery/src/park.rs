@@ -75,10 +75,7 @@ use hookline_domain::{
     events::StoredEvent,
     ids::{EndpointId, TenantId},
 };
-use hookline_telemetry::{
-    metrics,
-    trace::{TRACEPARENT, TraceParent},
-};
+use hookline_telemetry::{metrics, trace::TRACEPARENT};
 use hookline_tenants::Directory;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -86,7 +83,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     error::{EventsError, NotStored, SweepError},
     guard::Guard,
-    worker::Unavailable,
+    worker::{Unavailable, unavailable_outcome, usable_endpoint},
 };
 
 /// Parked tasks one endpoint gets back per round when it is disabled or deleted.
@@ -361,7 +358,7 @@ async fn sweep(
         }
         // An endpoint taking its attempts is drained continuously, at its
         // cap (no room: a drain), rather than a round's worth at a time.
-        let unavailable = Unavailable::of(directory.find_endpoint(&tenant_id, &endpoint_id).await.as_deref());
+        let unavailable = usable_endpoint(directory, &tenant_id, &endpoint_id).await.err();
         let room = match unavailable {
             Some(_) => Some(UNAVAILABLE_ROOM),
             None if guard.drain_window(&endpoint_id).is_some() => None,
@@ -530,7 +527,7 @@ async fn unpark(
         for (msg_id, traceparent, line) in &lines[..now] {
             let parsed = parse_line(line);
             let outcome = match (unavailable, &parsed) {
-                (Some(why), ParsedLine::Ref(task)) => unsent(task, tenant, traceparent, why),
+                (Some(why), ParsedLine::Ref(task)) => unavailable_outcome(task, tenant, traceparent, why),
                 _ => None,
             };
             plan.push(match outcome {
@@ -594,16 +591,6 @@ async fn unpark(
             if i < reached { msg.ack().await } else { msg.ack_with(async_nats::jetstream::AckKind::Nak(None)).await };
     }
     Ok(m)
-}
-
-/// A disabled or deleted endpoint's parked task's or waiting retry's
-/// outcome; `None` for a reference stored without its event type (by a
-/// version before it was kept), which goes back with its event for the
-/// workers to record.
-pub(crate) fn unsent(task: &TaskRef, tenant: &TenantId, traceparent: &str, why: Unavailable) -> Option<AttemptOutcome> {
-    let mut outcome = crate::worker::unavailable_outcome(task, tenant, task.event_type?, why);
-    outcome.trace_id = TraceParent::parse(traceparent).map(|t| t.trace_id());
-    Some(outcome)
 }
 
 /// Events read back at once with single gets, where batches are not offered.

@@ -124,8 +124,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::MoveError,
-    park::{Restored, outcome_message, restore_ref, unsent},
-    worker::Unavailable,
+    park::{Restored, outcome_message, restore_ref},
+    worker::{unavailable_outcome, usable_endpoint},
 };
 
 /// Tasks one process moves to HOOKLINE_DISPATCH per second at most.
@@ -532,8 +532,8 @@ impl<C> Mover<C> {
             return Ok(None);
         };
         let (endpoint, msg_id) = (task_ref.endpoint_id.clone(), task_ref.msg_id());
-        if let Some(why) = Unavailable::of(self.directory.find_endpoint(&tenant, &endpoint).await.as_deref())
-            && let Some(outcome) = unsent(&task_ref, &tenant, traceparent.unwrap_or_default(), why)
+        if let Err(why) = usable_endpoint(&self.directory, &tenant, &endpoint).await
+            && let Some(outcome) = unavailable_outcome(&task_ref, &tenant, traceparent.unwrap_or_default(), why)
         {
             return Ok(Some((outcomes_subject(&tenant, &endpoint), outcome_message(&outcome))));
         }

@@ -21,7 +21,7 @@ use hookline_domain::{
     delivery::{AttemptOutcome, AttemptState, DispatchTask, ErrorKind, SentRequest, TaskRef},
     endpoint::EndpointConfig,
     events::Timestamp,
-    ids::TenantId,
+    ids::{EndpointId, TenantId},
     layout,
 };
 use hookline_telemetry::{
@@ -109,12 +109,6 @@ impl Worker {
 
     pub fn guard(&self) -> &Guard {
         &self.guard
-    }
-
-    /// The task's endpoint as the Directory knows it
-    /// ([`Directory::find_endpoint`]).
-    pub async fn endpoint(&self, task: &DispatchTask) -> Option<Arc<EndpointConfig>> {
-        self.directory.find_endpoint(&task.event.tenant_id, &task.endpoint_id).await
     }
 
     /// The tenant's config for reading payload filters: as of at least
@@ -334,19 +328,23 @@ pub(crate) fn expired_outcome(
 
 /// The outcome of a task whose endpoint is disabled or deleted, as the
 /// workers record it, made from the task's reference alone: the parking
-/// sweeper records a disabled endpoint's parked tasks so, without reading
-/// their events back or sending them through HOOKLINE_DISPATCH.
+/// sweeper records a disabled endpoint's parked tasks so, and the retry
+/// mover its waiting retries, without reading their events back or sending
+/// them through HOOKLINE_DISPATCH. `None` for a reference stored without
+/// its event type (by a version before it was kept), which goes back with
+/// its event for the workers to record.
 pub(crate) fn unavailable_outcome(
     task: &TaskRef,
     tenant: &TenantId,
-    event_type: hookline_domain::event_type::EventType,
+    traceparent: &str,
     why: Unavailable,
-) -> AttemptOutcome {
-    AttemptOutcome {
+) -> Option<AttemptOutcome> {
+    Some(AttemptOutcome {
         error_kind: Some(ErrorKind::EndpointUnavailable),
         error: Some(why.error().into()),
-        ..unsent_outcome(task, tenant, event_type)
-    }
+        trace_id: TraceParent::parse(traceparent).map(|t| t.trace_id()),
+        ..unsent_outcome(task, tenant, task.event_type?)
+    })
 }
 
 /// Count an attempt's outcome in `hookline_delivery_attempts_total`, by
@@ -364,17 +362,22 @@ pub(crate) enum Unavailable {
     Deleted,
 }
 
-impl Unavailable {
-    /// Of an endpoint as [`Directory::find_endpoint`] found it; `None`
-    /// while it takes attempts.
-    pub(crate) fn of(found: Option<&EndpointConfig>) -> Option<Self> {
-        match found {
-            Some(ep) if ep.enabled => None,
-            Some(_) => Some(Self::Disabled),
-            None => Some(Self::Deleted),
-        }
+/// The endpoint, if it takes attempts, as the Directory knows it
+/// ([`Directory::find_endpoint`]), or why it takes none. The workers, the
+/// parking sweeper and the retry mover each ask this before an attempt.
+pub(crate) async fn usable_endpoint(
+    directory: &Directory,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
+) -> Result<Arc<EndpointConfig>, Unavailable> {
+    match directory.find_endpoint(tenant, endpoint).await {
+        Some(ep) if ep.enabled => Ok(ep),
+        Some(_) => Err(Unavailable::Disabled),
+        None => Err(Unavailable::Deleted),
     }
+}
 
+impl Unavailable {
     /// The outcome's error text.
     fn error(self) -> &'static str {
         match self {
@@ -500,11 +503,10 @@ impl Worker {
             settle(msg, stored, Ack::Plain).await;
             return;
         }
-        let endpoint = self.endpoint(&task).await;
         // A disabled or deleted endpoint's task is recorded as dropped at
         // once; it takes no slot and never waits behind the breaker.
-        let attempted = match endpoint {
-            Some(ep) if ep.enabled => match self.attempt(&task, ep, &trace, &span).await {
+        let attempted = match usable_endpoint(&self.directory, &task.event.tenant_id, &task.endpoint_id).await {
+            Ok(ep) => match self.attempt(&task, ep, &trace, &span).await {
                 Ok(finished) => finished,
                 Err(wait) => {
                     metrics().deferrals.get_or_create(&labels([("reason", wait.reason())])).inc();
@@ -517,7 +519,7 @@ impl Worker {
                     return;
                 }
             },
-            ep => Attempted::Unavailable(if ep.is_none() { Unavailable::Deleted } else { Unavailable::Disabled }),
+            Err(why) => Attempted::Unavailable(why),
         };
         // A plain ack: the outcome and the next attempt are already stored,
         // so a lost ack costs one repeated attempt, not a round trip per
