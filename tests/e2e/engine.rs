@@ -243,7 +243,7 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
 /// (`HOOKLINE_DELIVERY_CONCURRENCY`) than the holes' caps add up to: each
 /// hole holds one permit while its attempt waits out the request timeout
 /// (slow start: one slot until an answer), and once they have gone
-/// unanswered they share an eighth of the permits, so the healthy endpoint
+/// unanswered they use permits of their own, so the healthy endpoint
 /// keeps getting every event within moments of its publication.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn black_holes_take_one_permit_each_and_leave_the_rest_to_an_endpoint_that_answers() {

@@ -147,6 +147,7 @@ impl Default for DeliverySettings {
             tls_ca: None,
             tls_identity: None,
             guard: GuardSettings {
+                attempts: 1024,
                 per_endpoint: 10,
                 breaker_threshold: 5,
                 breaker_cooldown: Duration::from_secs(30),

@@ -53,10 +53,9 @@ pub struct Worker {
     commands: Commands,
     settings: DeliverySettings,
     http: Arc<sender::Http>,
+    /// Per-endpoint slots, and the process's attempt permits
+    /// (`HOOKLINE_DELIVERY_CONCURRENCY`), whichever of the two makes them.
     guard: Guard,
-    /// `HOOKLINE_DELIVERY_CONCURRENCY`: attempts in flight in this process,
-    /// whichever of the two makes them.
-    attempts: Arc<tokio::sync::Semaphore>,
     /// Fan-out's places: the first attempts it holds at once, queued or in
     /// flight, twice `HOOKLINE_DELIVERY_CONCURRENCY`. An event fans out to
     /// many endpoints, so without this bound one fan-out slot would hold an
@@ -86,7 +85,6 @@ impl Worker {
                 settings.concurrency,
             )),
             commands: Commands::new(js.clone(), directory.clone()),
-            attempts: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
             fan_out_places: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_PLACES_PER_PERMIT * settings.concurrency)),
             fan_out_waiting: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_WAITING_PER_PERMIT * settings.concurrency)),
             fan_out_place_wait: settings
@@ -137,7 +135,7 @@ impl Worker {
     /// workers, and waits in JetStream rather than here.
     pub fn fan_out_turn(&self, endpoint: &EndpointConfig) -> Option<FanOutTurn> {
         if !endpoint.enabled
-            || self.attempts.available_permits() == 0
+            || !self.guard.has_free_permit()
             || !self.guard.answers_within(&endpoint.id, FAN_OUT_ATTEMPT_MAX_LATENCY)
         {
             return None;
@@ -619,7 +617,7 @@ impl Worker {
 
     /// The body's digest, and the attempt itself: everything it needs is
     /// made before it waits for a slot, so a slot only ever waits on the
-    /// endpoint (and for one of `HOOKLINE_DELIVERY_CONCURRENCY`).
+    /// endpoint (and for an attempt permit, which the guard gives it).
     fn prepare(
         &self,
         task: &DispatchTask,
@@ -628,7 +626,7 @@ impl Worker {
     ) -> (String, futures_util::future::BoxFuture<'static, TimedResult>) {
         let body = layout::render(&task.event, ep.layout);
         let body_sha256 = hookline_domain::signing::sha256_hex(&body);
-        let (ep, attempts, http) = (ep.clone(), self.attempts.clone(), self.http.clone());
+        let (ep, http) = (ep.clone(), self.http.clone());
         let mailer = self.settings.mailer.clone();
         let target = self.targets.get(ep.url.as_str(), &self.settings.address_policy);
         let event = ep.email.is_some().then(|| task.event.clone());
@@ -637,7 +635,6 @@ impl Worker {
         // sends by is boxed once it starts, so a queued attempt holds only
         // what it captured (about a kilobyte, not the request's state).
         let job = Box::pin(async move {
-            let _permit = attempts.acquire_owned().await.expect("the attempts semaphore is never closed");
             metrics().in_flight.inc();
             let started_at = chrono::Utc::now();
             let result = match (event, &mailer) {

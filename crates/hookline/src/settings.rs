@@ -340,7 +340,7 @@ pub struct DeliveryArgs {
     /// Delivery attempts in flight per process (also the events fan-out
     /// handles at once, at least 128); 1,024 lets receivers that answer in
     /// 100 ms take over 5,000 deliveries/s. Endpoints whose last attempt
-    /// timed out share an eighth of it.
+    /// timed out have an eighth as many of their own besides.
     #[arg(long, env = "HOOKLINE_DELIVERY_CONCURRENCY", default_value_t = 1024)]
     pub delivery_concurrency: usize,
     /// Delivery attempts in flight per endpoint and process; a slow endpoint
@@ -760,6 +760,7 @@ impl DeliveryArgs {
             subscriptions_url: self.subscriptions_url.clone(),
             operator_token: common.operator_token.clone(),
             guard: GuardSettings {
+                attempts: self.delivery_concurrency,
                 per_endpoint: self.endpoint_concurrency,
                 breaker_threshold: self.breaker_threshold,
                 breaker_cooldown: self.breaker_cooldown,

@@ -5,9 +5,8 @@
 //! (slow start): one until an attempt is answered, one more for every
 //! attempt answered since, and back to one when an attempt gets no answer
 //! within the request timeout. An endpoint that never answers therefore
-//! holds one of the process's attempt permits for the whole timeout, not
-//! its cap of them, while one that answers reaches its cap after as many
-//! answers.
+//! holds one attempt permit for the whole timeout, not its cap of them,
+//! while one that answers reaches its cap after as many answers.
 
 use std::{
     collections::VecDeque,
@@ -30,12 +29,18 @@ const STUCK: Duration = Duration::from_millis(250);
 
 /// An attempt waiting for a slot; its future says how it went.
 pub(super) struct Queued {
-    pub(super) job: Pin<Box<dyn Future<Output = super::Verdict> + Send>>,
+    pub(super) job: Pin<Box<dyn Future<Output = Made> + Send>>,
     /// Whether it is the probe of a half-open breaker.
     pub(super) probe: bool,
     /// [`QUEUED`], then [`STARTED`] by the slot that takes it or
     /// [`ABANDONED`] by its task, which stopped waiting.
     pub(super) state: Arc<AtomicU8>,
+}
+
+/// How a made attempt went, and how long it took from its permit on.
+pub(super) struct Made {
+    pub(super) verdict: super::Verdict,
+    pub(super) took: Duration,
 }
 
 pub(super) const QUEUED: u8 = 0;
@@ -56,7 +61,8 @@ pub(super) struct Gate {
     /// Attempts finished so far, so the sweeper can return parked tasks at
     /// the pace the endpoint takes them.
     pub(super) finished: AtomicU64,
-    /// Moving average of attempt durations, in microseconds.
+    /// Moving average of attempt durations, in microseconds, from the
+    /// attempt permit on (a wait for one is not the endpoint's).
     pub(super) latency_us: AtomicU64,
     pub(super) pace: Pace,
     /// The cap: slots the semaphore was made with.

@@ -24,15 +24,21 @@
 //! An endpoint uses its slots by slow start (see [`gate`]): one until an
 //! attempt is answered, growing by one per answer to its cap, and back to
 //! one when an attempt goes unanswered for the whole request timeout. A
-//! black-holed endpoint thus holds one of the process's attempt permits
-//! (`HOOKLINE_DELIVERY_CONCURRENCY`) instead of its cap of them, and its
-//! other tasks are parked while that one waits. Endpoints whose last
-//! attempt went unanswered also share a bounded part of the process's
-//! permits ([`GuardSettings::unanswered`], an eighth): each of their
-//! attempts takes one of those besides its own, and when none is free
-//! their tasks are parked. Hundreds of black holes, each costing a permit
-//! for the whole timeout, then leave the rest of the permits to endpoints
-//! that answer, however many there are.
+//! black-holed endpoint thus holds one attempt permit instead of its cap of
+//! them, and its other tasks are parked while that one waits.
+//!
+//! The guard also holds the process's attempt permits
+//! (`HOOKLINE_DELIVERY_CONCURRENCY`, [`GuardSettings::attempts`]). An
+//! attempt takes its permit in its slot, just before it starts, and is
+//! timed from then: a wait for a permit is the process's, and must not make
+//! an endpoint look slow (fan-out would leave its first attempts to the
+//! workers, and a drain would shrink its window). Endpoints whose last
+//! attempt went unanswered do not take those permits: they have a
+//! compartment of their own ([`GuardSettings::unanswered`], an eighth as
+//! many), each of their attempts takes one of its permits instead, and
+//! when none is free their tasks are parked. Hundreds of black holes, each
+//! costing a permit for the whole timeout, then take none of the permits
+//! endpoints that answer use, however many holes there are.
 //!
 //! An endpoint with a rate limit also spaces its attempts: each reserves
 //! the next free moment of its bucket and waits for it when that is near;
@@ -58,11 +64,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use self::{
     breaker::{Admission, Cooldown, Outcome},
-    gate::{ABANDONED, Gate, QUEUED, Queued, STARTED},
+    gate::{ABANDONED, Gate, Made, QUEUED, Queued, STARTED},
 };
 
 #[derive(Debug, Clone)]
 pub struct GuardSettings {
+    /// `HOOKLINE_DELIVERY_CONCURRENCY`: attempts in flight at most, across
+    /// all endpoints that answer.
+    pub attempts: usize,
     /// Attempts in flight per endpoint at most.
     pub per_endpoint: usize,
     /// Consecutive failures that open the breaker.
@@ -73,14 +82,15 @@ pub struct GuardSettings {
     /// How long a breaker that just opened waits before its first probe.
     pub breaker_first_cooldown: Duration,
     /// Attempts in flight at most, across all endpoints whose last attempt
-    /// went unanswered (timed out): a share of the process's attempt
-    /// permits, so those endpoints cannot take the rest.
+    /// went unanswered (timed out): permits of their own, besides
+    /// `attempts`, so those endpoints take none of the others'.
     pub unanswered: usize,
 }
 
 impl GuardSettings {
-    /// The share of `HOOKLINE_DELIVERY_CONCURRENCY` that endpoints whose
-    /// last attempt went unanswered may hold: an eighth, at least one.
+    /// The permits endpoints whose last attempt went unanswered have
+    /// besides `HOOKLINE_DELIVERY_CONCURRENCY`: an eighth as many, at
+    /// least one.
     pub fn unanswered_share(concurrency: usize) -> usize {
         (concurrency / 8).max(1)
     }
@@ -108,6 +118,8 @@ const MAX_ROOM: usize = 2_000;
 pub struct Guard {
     settings: GuardSettings,
     gates: Arc<Mutex<HashMap<EndpointId, Arc<Gate>>>>,
+    /// Permits for attempts at endpoints that answer.
+    attempts: Arc<Semaphore>,
     /// Permits for attempts at endpoints whose last attempt went unanswered.
     unanswered: Arc<Semaphore>,
 }
@@ -180,8 +192,16 @@ fn turned_away(_: oneshot::error::RecvError) -> Wait {
 
 impl Guard {
     pub fn new(settings: GuardSettings) -> Self {
+        let attempts = Arc::new(Semaphore::new(settings.attempts.max(1)));
         let unanswered = Arc::new(Semaphore::new(settings.unanswered.max(1)));
-        Self { settings, gates: Arc::default(), unanswered }
+        Self { settings, gates: Arc::default(), attempts, unanswered }
+    }
+
+    /// Whether one of the attempt permits of endpoints that answer is free
+    /// now: fan-out makes a first attempt itself only then (see
+    /// `Worker::fan_out_turn`).
+    pub fn has_free_permit(&self) -> bool {
+        self.attempts.available_permits() > 0
     }
 
     fn gate(&self, endpoint: &EndpointId) -> Arc<Gate> {
@@ -199,7 +219,8 @@ impl Guard {
     /// next queued attempt; the caller waits for the result, at most a
     /// moment for a slot (none at all when the endpoint is stuck). With a
     /// slot free, the attempt is made in the caller's task. With a `limit`,
-    /// the attempt first waits for its moment in the endpoint's bucket.
+    /// the attempt first waits for its moment in the endpoint's bucket. In
+    /// its slot, the job waits for an attempt permit before it starts.
     pub async fn run<R: Send + 'static, V: Into<Verdict>>(
         &self,
         endpoint: &EndpointId,
@@ -214,8 +235,8 @@ impl Guard {
             Admission::TurnedAway => return Err(Wait::Open),
         };
         // An endpoint that last went unanswered makes its attempt only with
-        // one of the share of permits such endpoints have; it holds it
-        // until the attempt is over (or dropped unmade).
+        // one of the permits such endpoints have, instead of one of the
+        // others'; it holds it until the attempt is over (or dropped unmade).
         let share = if gate.is_unanswered() {
             match self.unanswered.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
@@ -237,13 +258,18 @@ impl Guard {
         }
         let (tx, rx) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
+        let attempts = self.attempts.clone();
         let queued = Queued {
             job: Box::pin(async move {
-                let _share = share;
+                let _permit = match share {
+                    Some(share) => share,
+                    None => attempts.acquire_owned().await.expect("the attempt permits are never closed"),
+                };
+                let started = Instant::now();
                 let result = job.await;
                 let verdict = ok(&result).into();
                 let _ = tx.send(result);
-                verdict
+                Made { verdict, took: started.elapsed() }
             }),
             probe,
             state: state.clone(),
@@ -266,8 +292,8 @@ impl Guard {
             // A free slot: the attempt is made right here.
             Some((permit, queued)) => {
                 let slot = Slot::new(self, gate, probe, permit);
-                let verdict = queued.job.await;
-                slot.finish(verdict);
+                let made = queued.job.await;
+                slot.finish(made);
                 rx.await.map_err(turned_away)
             }
             None => self.wait_for(&gate, probe, state, rx).await,
@@ -304,9 +330,8 @@ impl Guard {
             // (dropping the job tells its task to park it).
             let open = !probe && !gate.breaker.lock().expect("breaker lock").is_closed();
             if taken && !open {
-                let started = Instant::now();
-                let verdict = job.await;
-                self.release(&gate, probe, started.elapsed(), Some(verdict));
+                let made = job.await;
+                self.release(&gate, probe, made.took, Some(made.verdict));
                 // An answer widened the window: more queued attempts may start.
                 self.start_queued(&gate);
             }
@@ -476,9 +501,9 @@ impl Slot {
     }
 
     /// Record the attempt's result.
-    fn finish(mut self, verdict: Verdict) {
+    fn finish(mut self, made: Made) {
         self.finished = true;
-        self.guard.release(&self.gate, self.probe, self.started.elapsed(), Some(verdict));
+        self.guard.release(&self.gate, self.probe, made.took, Some(made.verdict));
     }
 }
 
@@ -501,6 +526,7 @@ mod tests {
 
     fn guard() -> Guard {
         Guard::new(GuardSettings {
+            attempts: 64,
             per_endpoint: 2,
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_millis(50),
@@ -702,6 +728,56 @@ mod tests {
         done_a.send(Verdict::Unanswered).unwrap();
         assert_eq!(run_a.await.unwrap(), Ok(Verdict::Unanswered));
         assert_eq!(g.unanswered.available_permits(), 2, "the share is free again");
+    }
+
+    /// A guard with one attempt permit for endpoints that answer.
+    fn one_permit() -> Guard {
+        Guard::new(GuardSettings { attempts: 1, ..guard().settings })
+    }
+
+    #[tokio::test]
+    async fn an_attempt_waits_in_its_slot_for_a_permit_and_the_wait_is_not_counted_as_the_endpoints_latency() {
+        let g = one_permit();
+        let (slow, quick) = (EndpointId::generate(), EndpointId::generate());
+        let (held, done) = hold(&g, &slow);
+        settle().await;
+        assert!(!g.has_free_permit(), "the one permit is taken");
+        let waiting = tokio::spawn({
+            let (g, quick) = (g.clone(), quick.clone());
+            async move { g.run(&quick, None, tokio::time::sleep(Duration::from_millis(2)), |_| true).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "no permit: the attempt waits");
+        assert_eq!(g.gate(&quick).in_flight(), 1, "in its slot");
+        done.send(true).unwrap();
+        assert_eq!(held.await.unwrap(), Ok(true));
+        waiting.await.unwrap().unwrap();
+        // The moving average counts a first attempt an eighth: 300 ms of
+        // waiting would read as over 37 ms.
+        let latency = Duration::from_micros(g.gate(&quick).latency_us.load(Ordering::Relaxed));
+        assert!(latency < Duration::from_millis(5), "timed from its permit: {latency:?}");
+        assert!(g.answers_within(&quick, Duration::from_millis(5)));
+        assert!(g.has_free_permit());
+    }
+
+    #[tokio::test]
+    async fn endpoints_that_go_unanswered_use_permits_of_their_own_and_none_of_the_others() {
+        let g = one_permit();
+        let (hole, healthy) = (EndpointId::generate(), EndpointId::generate());
+        assert_eq!(unanswered(&g, &hole).await, Ok(Verdict::Unanswered));
+        let (run_hole, done_hole) = hold_verdict(&g, &hole);
+        settle().await;
+        assert_eq!(g.gate(&hole).in_flight(), 1, "the hole's next attempt is in flight");
+        assert_eq!(g.unanswered.available_permits(), 1, "on one of its share's permits");
+        assert!(g.has_free_permit(), "and on none of the others'");
+        for _ in 0..3 {
+            let made = tokio::time::timeout(Duration::from_millis(100), attempt(&g, &healthy, true)).await;
+            assert_eq!(made, Ok(Ok(true)), "an endpoint that answers is not kept waiting by the hole");
+        }
+        done_hole.send(Verdict::Unanswered).unwrap();
+        assert_eq!(run_hole.await.unwrap(), Ok(Verdict::Unanswered));
+        assert_eq!(g.unanswered.available_permits(), 2);
+        assert!(g.has_free_permit());
     }
 
     #[tokio::test]
