@@ -405,71 +405,46 @@ const DRAIN_TICK: Duration = Duration::from_millis(10);
 /// moved, stops counting those: another replica's workers took them, or
 /// they were parked again.
 const DRAIN_STALL: Duration = Duration::from_secs(1);
-/// Top-up steps a drain has in flight at most. A step (fetch the parked
-/// messages, read their events back, store the tasks, ack) takes tens of
-/// milliseconds on a busy server; one at a time, a step of a quarter window
-/// slower than a quarter of [`crate::guard::DRAIN_AHEAD`] leaves the
-/// endpoint's slots short of tasks. The second starts only while the first
-/// is that slow.
-const DRAIN_STEPS: usize = 2;
 
 /// Drain one endpoint's parked tasks continuously while it takes its
 /// attempts: keep [`Guard::drain_window`] of its tasks moved back and not
 /// yet finished, topping up as its attempts finish, so its slots stay busy
 /// without a pause between sweeper rounds and without so many queued that
 /// they are handed back busy. The window opens from twice the cap, by two
-/// for each attempt finished, within the first few dozen attempts. It tops
-/// up in steps of a quarter window, a second one beside it when half the
-/// window is wanted ([`DRAIN_STEPS`]). Ends when
-/// the endpoint's parked tasks are gone, or it must not drain (breaker
-/// open, stuck, rate-limited, disabled): the sweeper's rounds take over.
+/// for each attempt finished, within the first few dozen attempts. Ends when the endpoint's parked tasks are
+/// gone, or it must not drain (breaker open, stuck, rate-limited,
+/// disabled): the sweeper's rounds take over.
 async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: TenantId, endpoint: EndpointId) {
     let Sweeper { js, reader, directory, guard, shutdown } = &*sweeper;
-    let (consumer, tenant, endpoint) = (&consumer, &tenant, &endpoint);
-    let mut base = guard.finished(endpoint);
+    let mut base = guard.finished(&endpoint);
     let (mut sent, mut done, mut progress) = (0u64, 0u64, std::time::Instant::now());
     // Tasks per parked message, so a fetch takes about as many as wanted.
     let mut per_message = 1.0f64;
-    // Steps in flight, each with the tasks it was asked for; `asked` is their sum.
-    let mut steps = futures_util::stream::FuturesUnordered::new();
-    let mut asked = 0usize;
     tracing::info!(endpoint_id = %endpoint, "parking: draining the endpoint's parked tasks at its cap");
     while !shutdown.is_cancelled() {
-        let Some(window) = guard.drain_window(endpoint) else { break };
+        let Some(window) = guard.drain_window(&endpoint) else { break };
         // The window opens from twice the cap as attempts finish: the
         // attempt time it is sized by is, at first, that of the failures
         // that opened the breaker (often answered at once).
         let window = window.min(2 * guard.per_endpoint() + 2 * done as usize);
-        if !directory.endpoint(tenant, endpoint).is_some_and(|ep| ep.enabled) {
+        if !directory.endpoint(&tenant, &endpoint).is_some_and(|ep| ep.enabled) {
             break;
         }
-        let finished = guard.finished(endpoint) - base;
+        let finished = guard.finished(&endpoint) - base;
         if finished != done {
             (done, progress) = (finished, std::time::Instant::now());
         } else if sent > done && progress.elapsed() > DRAIN_STALL {
-            (base, sent, done, progress) = (guard.finished(endpoint), 0, 0, std::time::Instant::now());
+            (base, sent, done, progress) = (guard.finished(&endpoint), 0, 0, std::time::Instant::now());
         }
-        let want = window.saturating_sub(sent.saturating_sub(done) as usize + asked);
+        let want = window.saturating_sub(sent.saturating_sub(done) as usize);
         // Top up in steps of a quarter window, so each step reads its
-        // events back in a batch or two; a second step beside one in flight
-        // only once half the window is wanted (the first is slow), so a
-        // quick server still gets few, large steps.
-        let step_size = if steps.is_empty() { window / 4 } else { window / 2 };
-        if want >= step_size.max(1) && steps.len() < DRAIN_STEPS {
-            let messages = ((want as f64 / per_message).ceil() as usize).clamp(1, want);
-            asked += want;
-            steps.push(
-                async move { (want, unpark(js, reader, consumer, tenant, endpoint, messages, want, None).await) },
-            );
+        // events back in a batch or two.
+        if want < (window / 4).max(1) {
+            tokio::time::sleep(DRAIN_TICK).await;
             continue;
         }
-        let step = tokio::select! {
-            step = steps.next(), if !steps.is_empty() => step,
-            _ = tokio::time::sleep(DRAIN_TICK) => None,
-        };
-        let Some((wanted, moved)) = step else { continue };
-        asked -= wanted;
-        match moved {
+        let messages = ((want as f64 / per_message).ceil() as usize).clamp(1, want);
+        match unpark(js, reader, &consumer, &tenant, &endpoint, messages, want, None).await {
             Ok(m) if m.messages == 0 => break,
             Ok(m) => {
                 sent += m.dispatched as u64;
@@ -481,8 +456,6 @@ async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: 
             }
         }
     }
-    // A step still in flight has fetched its messages: let it store and ack them.
-    while steps.next().await.is_some() {}
     tracing::info!(endpoint_id = %endpoint, "parking: drain ended");
 }
 
