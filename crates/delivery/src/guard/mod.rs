@@ -166,8 +166,8 @@ pub enum Wait {
     Open,
     /// The endpoint's rate limit has no room for it soon: park the task.
     Limited,
-    /// The endpoint's last attempt went unanswered and the share of
-    /// attempt permits for such endpoints is taken: park the task.
+    /// The endpoint's last attempt went unanswered and the permits such
+    /// endpoints share are taken: park the task.
     Unanswered,
 }
 
@@ -692,7 +692,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn endpoints_that_go_unanswered_get_one_slot_each_and_share_a_bounded_part_of_the_permits() {
+    async fn endpoints_that_go_unanswered_get_one_slot_each_and_share_a_bounded_set_of_permits_of_their_own() {
         // The test guard gives unanswered endpoints 2 permits between them.
         let g = guard();
         let (a, b, c, healthy) =
