@@ -1,6 +1,7 @@
 //! The scale run's receivers: one HTTP/1.1 server on loopback where each
 //! endpoint has its own path (`/e/<index>`) and a behaviour, and the raw
-//! baseline's path (`/raw`). Healthy paths answer 200 after a delay drawn
+//! baselines' paths (`/raw`, answered like a healthy endpoint, and
+//! `/raw/recovery`, like the recovering endpoint once it is back). Healthy paths answer 200 after a delay drawn
 //! from the run's latency distribution; failing ones 500 and throttled ones
 //! 429 with `Retry-After` at once; the recovering endpoint 503 while it is
 //! down. Black holes are a separate listener (`receiver::black_hole`).
@@ -67,6 +68,9 @@ pub struct Hit {
 
 /// The endpoint index the raw baseline's requests are recorded under.
 pub const RAW: u32 = u32::MAX;
+/// The index of the recovery phase's raw baseline, answered after the
+/// recovering endpoint's latency.
+pub const RAW_RECOVERY: u32 = u32::MAX - 1;
 
 struct Shared {
     kinds: Vec<Kind>,
@@ -107,9 +111,12 @@ async fn answer(State(s): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> a
     let ep = match path.strip_prefix("/e/").and_then(|i| i.parse::<u32>().ok()) {
         Some(i) => i,
         None if path == "/raw" => RAW,
+        None if path == "/raw/recovery" => RAW_RECOVERY,
         None => return StatusCode::NOT_FOUND.into_response(),
     };
-    let delay = if ep == s.recovery {
+    let delay = if ep == RAW_RECOVERY {
+        s.recovery_latency
+    } else if ep == s.recovery {
         if s.down.load(Ordering::Relaxed) {
             s.refused.fetch_add(1, Ordering::Relaxed);
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -168,6 +175,11 @@ impl Receivers {
 
     pub fn raw_url(&self) -> String {
         format!("http://{}/raw", self.addr)
+    }
+
+    /// The raw path answered after the recovering endpoint's latency.
+    pub fn raw_recovery_url(&self) -> String {
+        format!("http://{}/raw/recovery", self.addr)
     }
 
     pub fn set_latency(&self, latency: Latency) {
