@@ -755,7 +755,6 @@ impl DeliveryArgs {
             retry_store_after: self.retry_store_after,
             request_timeout: self.request_timeout,
             ack_wait: self.ack_wait,
-            concurrency: self.delivery_concurrency,
             archive_after: common.archive_after,
             subscriptions_url: self.subscriptions_url.clone(),
             operator_token: common.operator_token.clone(),
