@@ -634,6 +634,31 @@ async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
     );
 }
 
+/// A drain holds at most `HOOKLINE_DELIVERY_CONCURRENCY` tasks (each with
+/// its event) in the process, however many endpoints recover at once: past
+/// those places, its tasks go through HOOKLINE_DISPATCH and the workers as
+/// before, and each is still delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_past_the_process_places_sends_the_rest_through_the_workers_and_delivers_each_once() {
+    let s = stack_with(&[
+        ("HOOKLINE_DELIVERY_CONCURRENCY", "4"),
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "3"),
+        ("HOOKLINE_BREAKER_COOLDOWN", "2s"),
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
+    ])
+    .await;
+    let down = failing_endpoint_with_parked_tasks(&s, 300, 280).await;
+    let js = s.nats.jetstream().await;
+    let dispatched_before = stored_ever(&js, "HOOKLINE_DISPATCH").await;
+    down.set_default(200);
+    every_event_delivered(&down, 300).await;
+    assert_eq!(delivered_ids(&down).len(), 300, "no event delivered twice");
+    parking_lot_empties(&s).await;
+    let dispatched = stored_ever(&js, "HOOKLINE_DISPATCH").await - dispatched_before;
+    assert!(dispatched >= 40, "only {dispatched} drained tasks went through HOOKLINE_DISPATCH with 4 places");
+}
+
 /// An endpoint failing behind an open breaker keeps no consumer on
 /// HOOKLINE_PARKED between its probes: one is made when the sweeper moves
 /// a task for a probe and goes a few seconds later. Endpoints failing for

@@ -618,13 +618,18 @@ async fn unpark(
             }
         };
         m.dispatched += 1;
-        // An unreadable task goes to the workers, which end it with a log line.
+        // An unreadable task goes to the workers, which end it with a log
+        // line; so does one past the process's drain places.
         if let Onward::Slots(worker, ep) = &to
             && let Ok(task) = serde_json::from_slice::<DispatchTask>(&task)
+            && let Some(place) = worker.drain_place()
         {
             let trace = traceparent.and_then(TraceParent::parse).unwrap_or_else(TraceParent::new_root);
             let (worker, ep) = (Arc::clone(worker), ep.clone());
-            attempts.push(tokio::spawn(async move { worker.attempt_here(task, ep, trace).await.map(drop) }));
+            attempts.push(tokio::spawn(async move {
+                let _place = place;
+                worker.attempt_here(task, ep, trace).await.map(drop)
+            }));
             continue;
         }
         acks.push(js.send_publish(subject.clone(), crate::task_message(task, traceparent, msg_id)).await?);

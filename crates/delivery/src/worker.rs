@@ -67,6 +67,12 @@ pub struct Worker {
     /// not its body or copy of the event, and spares it a trip through
     /// HOOKLINE_DISPATCH.
     fan_out_waiting: Arc<tokio::sync::Semaphore>,
+    /// Drained tasks held at once, across every endpoint draining here
+    /// (`HOOKLINE_DELIVERY_CONCURRENCY`): each holds its event, so however
+    /// many endpoints recover together, memory follows the setting; past
+    /// it, a drained task goes through HOOKLINE_DISPATCH (see
+    /// [`Worker::drain_place`]).
+    drain_places: Arc<tokio::sync::Semaphore>,
     /// How long a turn waits for a place: what `HOOKLINE_ACK_WAIT` leaves
     /// beyond the request timeout and the wait for an endpoint's slot (the
     /// event is held meanwhile), at most [`FAN_OUT_PLACE_WAIT`].
@@ -87,6 +93,7 @@ impl Worker {
             commands: Commands::new(js.clone(), directory.clone()),
             fan_out_places: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_PLACES_PER_PERMIT * settings.concurrency())),
             fan_out_waiting: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_WAITING_PER_PERMIT * settings.concurrency())),
+            drain_places: Arc::new(tokio::sync::Semaphore::new(settings.concurrency())),
             fan_out_place_wait: settings
                 .ack_wait
                 .saturating_sub(settings.request_timeout + crate::guard::MAX_WAIT)
@@ -107,6 +114,13 @@ impl Worker {
 
     pub fn guard(&self) -> &Guard {
         &self.guard
+    }
+
+    /// A place for one drained task, to hold until its attempt is recorded
+    /// ([`crate::park`]); `None` when every place is taken, and the task
+    /// goes to HOOKLINE_DISPATCH instead.
+    pub fn drain_place(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.drain_places.clone().try_acquire_owned().ok()
     }
 
     /// The tenant's config for reading payload filters: as of at least
