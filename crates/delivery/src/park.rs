@@ -91,7 +91,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::{EventsError, NotStored, SweepError},
-    guard::Guard,
+    guard::{DRAIN_AHEAD, Guard},
     worker::{Unavailable, Worker, unavailable_outcome, usable_endpoint},
 };
 
@@ -434,6 +434,7 @@ async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: 
     let (mut sent, mut done, mut progress) = (0u64, 0u64, std::time::Instant::now());
     // Tasks per parked message, so a fetch takes about as many as wanted.
     let mut per_message = 1.0f64;
+    let mut pace = DrainPace::new(base);
     tracing::info!(endpoint_id = %endpoint, "parking: draining the endpoint's parked tasks at its cap");
     while !shutdown.is_cancelled() {
         let Some(window) = guard.drain_window(&endpoint) else { break };
@@ -441,6 +442,7 @@ async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: 
         // attempt time it is sized by is, at first, that of the failures
         // that opened the breaker (often answered at once).
         let window = window.min(2 * guard.per_endpoint() + 2 * done as usize);
+        let window = pace.bound(window, guard.finished(&endpoint), guard.per_endpoint());
         // Disabled or deleted meanwhile: the sweeper's rounds end its tasks.
         let Ok(ep) = usable_endpoint(directory, &tenant, &endpoint).await else { break };
         let finished = guard.finished(&endpoint) - base;
@@ -471,6 +473,45 @@ async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: 
         }
     }
     tracing::info!(endpoint_id = %endpoint, "parking: drain ended");
+}
+
+/// How often a drain measures the pace its endpoint finishes attempts at.
+const PACE_EVERY: Duration = Duration::from_millis(500);
+
+/// The pace a draining endpoint finishes its attempts at here, measured.
+///
+/// Why: [`Guard::drain_window`] sizes the window by how long requests take,
+/// but on a process short of CPU an attempt holds its slot well beyond its
+/// request, and a window sized by requests alone queues more at the slots
+/// than they take before [`crate::guard::MAX_WAIT`] runs out; those tasks
+/// are handed back busy, through HOOKLINE_DISPATCH (BENCHMARKS.md).
+struct DrainPace {
+    at: std::time::Instant,
+    finished: u64,
+    /// Attempts finished a second, smoothed; `None` until first measured.
+    per_sec: Option<f64>,
+}
+
+impl DrainPace {
+    fn new(finished: u64) -> Self {
+        Self { at: std::time::Instant::now(), finished, per_sec: None }
+    }
+
+    /// `window`, at most the endpoint's cap plus what it finishes in
+    /// [`DRAIN_AHEAD`] at the measured pace (never under twice the cap);
+    /// `finished` is the endpoint's count of finished attempts now.
+    fn bound(&mut self, window: usize, finished: u64, cap: usize) -> usize {
+        let elapsed = self.at.elapsed();
+        if elapsed >= PACE_EVERY {
+            let rate = finished.saturating_sub(self.finished) as f64 / elapsed.as_secs_f64();
+            self.per_sec = Some(self.per_sec.map_or(rate, |r| (r + rate) / 2.0));
+            (self.at, self.finished) = (std::time::Instant::now(), finished);
+        }
+        match self.per_sec {
+            Some(rate) => window.min((cap as f64 + rate * DRAIN_AHEAD.as_secs_f64()).ceil() as usize).max(2 * cap),
+            None => window,
+        }
+    }
 }
 
 /// What one [`unpark`] did.
@@ -955,6 +996,25 @@ fn restored(parsed: ParsedLine, events: &HashMap<u64, bytes::Bytes>, tenant: &Te
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drain_queues_no_more_than_its_endpoint_finishes_in_the_time_ahead_at_the_pace_measured() {
+        let cap = 10;
+        let mut pace = DrainPace::new(0);
+        assert_eq!(pace.bound(117, 0, cap), 117, "unmeasured: the window by request times");
+        // 300 attempts finished in the last second: 300/s, 60 in 200 ms.
+        pace.at = std::time::Instant::now() - Duration::from_secs(1);
+        let bounded = pace.bound(117, 300, cap);
+        assert!((70..=71).contains(&bounded), "cap + 300/s x 200 ms, not {bounded}");
+        assert_eq!(pace.bound(40, 300, cap), 40, "a smaller window stands");
+        // Nothing finished for a second: the pace halves, the floor is twice the cap.
+        pace.at = std::time::Instant::now() - Duration::from_secs(1);
+        assert_eq!(pace.bound(117, 300, cap), 40, "cap + 150/s x 200 ms");
+        pace.at = std::time::Instant::now() - Duration::from_secs(5);
+        let _ = pace.bound(117, 300, cap);
+        pace.at = std::time::Instant::now() - Duration::from_secs(5);
+        assert_eq!(pace.bound(117, 300, cap), 2 * cap, "never under twice the cap");
+    }
 
     #[test]
     fn a_batch_reads_back_as_its_tasks() {
