@@ -953,10 +953,10 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
         caught,
         "s",
     );
-    s.report.push(row.beside(measured).target(
-        format!("<= 1.25 x measured + {probe_wait:.0} s cooldown"),
-        caught <= 1.25 * measured + probe_wait,
-    ));
+    s.report.push(
+        row.beside(measured)
+            .target(format!("<= 1.25 x measured + {probe_wait:.0} s cooldown"), caught <= 1.25 * measured + probe_wait),
+    );
     // The catch-up split in two: waiting for a probe to find the endpoint
     // back (the breaker's cooldown), then draining at the cap.
     let found = first_hit.map_or(f64::NAN, |t| (t - t_up).as_secs_f64());
