@@ -23,10 +23,10 @@
 //! plus 200 ms of attempts at the pace they have been taking) and tops up
 //! as they finish, every 10 ms, rather than a round's worth every 0.25 s.
 //! A drain makes the attempts itself ([`Worker::attempt_here`], as fan-out
-//! does): through HOOKLINE_DISPATCH, each drained task would cost a busy
-//! nats-server a stored message with its id, a delivery and an ack besides
-//! its outcome, and on a loaded machine those, not the endpoint, bounded
-//! the catch-up (BENCHMARKS.md).
+//! does): through HOOKLINE_DISPATCH, each drained task would cost
+//! nats-server, which is busiest while a backlog drains, a stored message
+//! with its id, a delivery and an ack besides its outcome (BENCHMARKS.md
+//! has the counts).
 //! Rounds with a slow start left a recovered endpoint's slots idle between
 //! them and drained a backlog at about half its cap (BENCHMARKS.md); a
 //! window that holds more than the slots can take within the workers'
@@ -483,8 +483,9 @@ const PACE_EVERY: Duration = Duration::from_millis(500);
 /// Why: [`Guard::drain_window`] sizes the window by how long requests take,
 /// but on a process short of CPU an attempt holds its slot well beyond its
 /// request, and a window sized by requests alone queues more at the slots
-/// than they take before [`crate::guard::MAX_WAIT`] runs out; those tasks
-/// are handed back busy, through HOOKLINE_DISPATCH (BENCHMARKS.md).
+/// than they take before [`crate::guard::MAX_WAIT`] runs out: those tasks
+/// go back through HOOKLINE_DISPATCH, or are parked again when the
+/// endpoint's slots stall meanwhile (BENCHMARKS.md).
 struct DrainPace {
     at: std::time::Instant,
     finished: u64,
