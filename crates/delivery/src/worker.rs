@@ -67,12 +67,6 @@ pub struct Worker {
     /// not its body or copy of the event, and spares it a trip through
     /// HOOKLINE_DISPATCH.
     fan_out_waiting: Arc<tokio::sync::Semaphore>,
-    /// Drained tasks held at once, across every endpoint draining here
-    /// (`HOOKLINE_DELIVERY_CONCURRENCY`): each holds its event, so however
-    /// many endpoints recover together, memory follows the setting; past
-    /// it, a drained task goes through HOOKLINE_DISPATCH (see
-    /// [`Worker::drain_place`]).
-    drain_places: Arc<tokio::sync::Semaphore>,
     /// How long a turn waits for a place: what `HOOKLINE_ACK_WAIT` leaves
     /// beyond the request timeout and the wait for an endpoint's slot (the
     /// event is held meanwhile), at most [`FAN_OUT_PLACE_WAIT`].
@@ -88,12 +82,11 @@ impl Worker {
                 settings.request_timeout,
                 Arc::new(settings.address_policy.clone()),
                 settings.dns.clone(),
-                settings.concurrency(),
+                settings.concurrency,
             )),
             commands: Commands::new(js.clone(), directory.clone()),
-            fan_out_places: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_PLACES_PER_PERMIT * settings.concurrency())),
-            fan_out_waiting: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_WAITING_PER_PERMIT * settings.concurrency())),
-            drain_places: Arc::new(tokio::sync::Semaphore::new(settings.concurrency())),
+            fan_out_places: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_PLACES_PER_PERMIT * settings.concurrency)),
+            fan_out_waiting: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_WAITING_PER_PERMIT * settings.concurrency)),
             fan_out_place_wait: settings
                 .ack_wait
                 .saturating_sub(settings.request_timeout + crate::guard::MAX_WAIT)
@@ -114,13 +107,6 @@ impl Worker {
 
     pub fn guard(&self) -> &Guard {
         &self.guard
-    }
-
-    /// A place for one drained task, to hold until its attempt is recorded
-    /// ([`crate::park`]); `None` when every place is taken, and the task
-    /// goes to HOOKLINE_DISPATCH instead.
-    pub fn drain_place(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.drain_places.clone().try_acquire_owned().ok()
     }
 
     /// The tenant's config for reading payload filters: as of at least
@@ -218,7 +204,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(),
     )
     .await?;
     tokio::spawn(breaker_gauge(worker.guard.clone(), shutdown.clone()));
-    let concurrency = settings.concurrency();
+    let concurrency = settings.concurrency;
     let pull = hookline_bus::Pull { name: WORKERS_CONSUMER, concurrency, drain: DRAIN };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
         let worker = worker.clone();
@@ -550,36 +536,16 @@ impl Worker {
         ep: Arc<EndpointConfig>,
         trace: TraceParent,
     ) -> Result<(), NotStored> {
-        if self.attempt_here(task, ep, trace).await? {
-            metrics().direct_attempts.inc();
-        }
-        Ok(())
-    }
-
-    /// Make `task`'s attempt here, in one of its endpoint's slots if one
-    /// frees up within a moment, and record it; otherwise store the task for
-    /// the workers, or park it. `Ok(true)`: attempted and recorded here;
-    /// `Ok(false)`: stored for later. Fan-out's first attempts and a
-    /// recovering endpoint's drain ([`crate::park`]) go this way.
-    pub async fn attempt_here(
-        &self,
-        task: DispatchTask,
-        ep: Arc<EndpointConfig>,
-        trace: TraceParent,
-    ) -> Result<bool, NotStored> {
         let (span, own) = attempt_span(&task, Some(trace));
         match self.attempt(&task, ep, &own, &span).await {
             Ok(finished) => {
+                metrics().direct_attempts.inc();
                 // Boxed once the attempt is made: the places fan-out holds
                 // wait for a slot, and each would otherwise carry the
                 // recording's state all the while.
-                Box::pin(self.conclude(&task, finished, &trace).instrument(span)).await?;
-                Ok(true)
+                Box::pin(self.conclude(&task, finished, &trace).instrument(span)).await
             }
-            Err(wait) => {
-                Box::pin(self.hand_off(&task, Some(wait), &trace.to_string())).await?;
-                Ok(false)
-            }
+            Err(wait) => Box::pin(self.hand_off(&task, Some(wait), &trace.to_string())).await,
         }
     }
 
@@ -747,8 +713,7 @@ impl Worker {
                 outcome.status_code = result.status_code;
                 outcome.error_kind = result.error_kind;
                 outcome.error = result.error;
-                // Rounded, not truncated: a mean read from the log is then not half a millisecond low.
-                outcome.duration_ms = ((result.duration.as_micros() + 500) / 1000) as u64;
+                outcome.duration_ms = result.duration.as_millis() as u64;
                 outcome.response_excerpt = result.response_excerpt;
                 if outcome.error_kind.is_none() {
                     outcome.state = AttemptState::Succeeded;
