@@ -688,6 +688,11 @@ async fn setup(s: &mut Scale, hole: &str) -> anyhow::Result<()> {
     s.stack.check_alive()
 }
 
+/// How long a raw baseline runs: a third of a measured run, 5 to 20 s.
+fn raw_secs(secs: u64) -> f64 {
+    (secs as f64 / 3.0).clamp(5.0, 20.0)
+}
+
 /// A raw baseline: `n` requests kept waiting on one of the receiver's raw
 /// paths (`url`) for `secs`; the rate.
 async fn raw_client(url: String, n: usize, secs: f64) -> anyhow::Result<f64> {
@@ -749,7 +754,7 @@ async fn slow_phase(s: &mut Scale) -> anyhow::Result<()> {
     println!("(2) slow receivers: every answer after 100 ms, {secs} s at {} deliveries/s", s.args.rate);
     s.rx.set_latency(Latency::Fixed);
     let (t0, n) = (Instant::now(), s.args.raw_concurrency);
-    let raw = raw_client(s.rx.raw_url(), n, (secs as f64 / 3.0).clamp(5.0, 20.0)).await?;
+    let raw = raw_client(s.rx.raw_url(), n, raw_secs(secs)).await?;
     let raw_in_flight = s.sampler.in_flight(t0 + Duration::from_secs(1), Instant::now());
     println!("  raw client, {n} concurrent: {raw:.0}/s, in flight mean {:.0}", raw_in_flight.mean);
     let procs = s.procs();
@@ -931,8 +936,7 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     // `cap` requests waiting on a path that answers after the same latency,
     // beside the others' same load, right after the catch-up. What loopback
     // and a loaded machine add to each request is in both.
-    let raw_secs = (s.args.secs as f64 / 3.0).clamp(5.0, 20.0);
-    let raw = raw_client(s.rx.raw_recovery_url(), cap as usize, raw_secs).await?;
+    let raw = raw_client(s.rx.raw_recovery_url(), cap as usize, raw_secs(s.args.secs)).await?;
     println!("  raw client, {cap} concurrent, {} ms answers: {raw:.0}/s", latency.as_millis());
     stop.store(true, Ordering::Relaxed);
     let sent = others.await??;
@@ -976,14 +980,15 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
     // The drain's pace against the cap's (cap / answer time), and what it
     // cost per piled-up event: counts, which hold on a loaded machine.
     let cap_rate = f64::from(cap) / latency.as_secs_f64().max(1e-3);
-    let row = Row::new("  recovery: drain rate after the first delivery (vs the cap's rate)", k as f64 / drain, "/s");
+    let drain_rate = k as f64 / drain;
+    let row = Row::new("  recovery: drain rate after the first delivery (vs the cap's rate)", drain_rate, "/s");
     s.report.push(row.vs(cap_rate));
     let row = Row::new(
         format!("  recovery: drain rate after the first delivery (vs the raw client's, {cap} concurrent)"),
-        k as f64 / drain,
+        drain_rate,
         "/s",
     );
-    s.report.push(row.vs(raw).target(">= 0.8 x raw", k as f64 / drain >= 0.8 * raw));
+    s.report.push(row.vs(raw).target(">= 0.8 x raw", drain_rate >= 0.8 * raw));
     let per = |n: f64| 1000.0 * n / k.max(1) as f64;
     s.report.push(
         Row::new("  recovery: JetStream API requests per 1,000 piled-up events (beside: all)", per(counts.api), "")

@@ -1,8 +1,8 @@
 //! The scale run's receivers: one HTTP/1.1 server on loopback where each
 //! endpoint has its own path (`/e/<index>`) and a behaviour, and the raw
 //! baselines' paths (`/raw`, answered like a healthy endpoint, and
-//! `/raw/recovery`, like the recovering endpoint once it is back). Healthy paths answer 200 after a delay drawn
-//! from the run's latency distribution; failing ones 500 and throttled ones
+//! `/raw/recovery`, like the recovering endpoint once it is back). Healthy
+//! paths answer 200 after a delay drawn from the run's latency distribution; failing ones 500 and throttled ones
 //! 429 with `Retry-After` at once; the recovering endpoint 503 while it is
 //! down. Black holes are a separate listener (`receiver::black_hole`).
 //!
