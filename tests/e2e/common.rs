@@ -260,6 +260,12 @@ pub async fn messages_in(js: &async_nats::jetstream::Context, stream: &str) -> u
     js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages
 }
 
+/// Messages `stream` has stored since it was made (its last sequence),
+/// including those already taken from a work queue.
+pub async fn stored_ever(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
+    js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.last_sequence
+}
+
 /// All messages on `subject` in `stream`, as JSON.
 pub async fn read_subject(nats: &NatsServer, stream: &str, subject: &str) -> Vec<Value> {
     use async_nats::jetstream::consumer::{DeliverPolicy, pull};

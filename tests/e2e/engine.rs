@@ -434,6 +434,29 @@ async fn failing_endpoint_with_parked_tasks(s: &Stack, n: usize, parked: u64) ->
     down
 }
 
+/// An endpoint's cap of 4, a breaker that opens after 3 failures and probes
+/// every 2 s, retries a second apart: a failing endpoint parks its tasks
+/// within moments, and a recovered one drains them within seconds.
+const QUICK_BREAKER: [(&str, &str); 4] = [
+    ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+    ("HOOKLINE_BREAKER_THRESHOLD", "3"),
+    ("HOOKLINE_BREAKER_COOLDOWN", "2s"),
+    ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
+];
+
+/// The endpoint of [`failing_endpoint_with_parked_tasks`] (300 events)
+/// answers again: each event arrives once and the parking lot empties.
+/// Returns how many tasks HOOKLINE_DISPATCH stored meanwhile.
+async fn recovers_with_its_300_events_delivered_once(s: &Stack, down: &Receiver) -> u64 {
+    let js = s.nats.jetstream().await;
+    let dispatched_before = stored_ever(&js, "HOOKLINE_DISPATCH").await;
+    down.set_default(200);
+    every_event_delivered(down, 300).await;
+    assert_eq!(delivered_ids(down).len(), 300, "no event delivered twice");
+    parking_lot_empties(s).await;
+    stored_ever(&js, "HOOKLINE_DISPATCH").await - dispatched_before
+}
+
 /// Tasks waiting in HOOKLINE_PARKED: a batch that fan-out parked counts
 /// its tasks (header `Hookline-Parked-Tasks`).
 async fn parked_tasks(js: &async_nats::jetstream::Context) -> u64 {
@@ -593,16 +616,11 @@ async fn deliveries_whose_events_expire_while_the_endpoint_fails_end_failed_in_t
 
 /// An endpoint that fails until its breaker opens has its tasks parked;
 /// once it answers again, the probe closes the breaker and every parked task
-/// is delivered, once.
+/// is delivered, once, by a drain that makes the attempts itself: the
+/// tasks do not pass through HOOKLINE_DISPATCH on their way back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
-    let s = stack_with(&[
-        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
-        ("HOOKLINE_BREAKER_THRESHOLD", "3"),
-        ("HOOKLINE_BREAKER_COOLDOWN", "2s"),
-        ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
-    ])
-    .await;
+    let s = stack_with(&QUICK_BREAKER).await;
     let down = failing_endpoint_with_parked_tasks(&s, 300, 280).await;
     // Fan-out parks tasks without their events: those stay in HOOKLINE_EVENTS.
     let js = s.nats.jetstream().await;
@@ -612,13 +630,13 @@ async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
     let failed_while_down = down.count();
     // The breaker opens after 3 (a few more were in flight); then one probe per 2 s cooldown.
     assert!(failed_while_down < 30, "{failed_while_down} attempts against an open breaker");
-    down.set_default(200);
     let recovered = Instant::now();
-    every_event_delivered(&down, 300).await;
+    let dispatched = recovers_with_its_300_events_delivered_once(&s, &down).await;
     let drained_in = recovered.elapsed();
-    assert_eq!(delivered_ids(&down).len(), 300, "no event delivered twice");
     assert!(drained_in < Duration::from_secs(20), "the backlog took {drained_in:?} to drain");
-    parking_lot_empties(&s).await;
+    // The probe goes through the workers; the drained tasks (a few handed
+    // back busy aside) go straight into the endpoint's slots.
+    assert!(dispatched < 40, "{dispatched} of the 280+ drained tasks passed through HOOKLINE_DISPATCH");
     // The parked tasks' events came back in batches, not one request each.
     let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
     let reads = |how: &str| -> f64 {
@@ -630,6 +648,85 @@ async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
         batches >= 1.0 && batches + singles <= 60.0,
         "{batches} batched and {singles} single reads for 280+ parked tasks"
     );
+}
+
+/// A drain holds at most `HOOKLINE_DELIVERY_CONCURRENCY` tasks (each with
+/// its event) in the process, however many endpoints recover at once: past
+/// those places, its tasks go through HOOKLINE_DISPATCH and the workers as
+/// before, and each is still delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_past_the_process_places_sends_the_rest_through_the_workers_and_delivers_each_once() {
+    let s = stack_with(&[QUICK_BREAKER.as_slice(), &[("HOOKLINE_DELIVERY_CONCURRENCY", "4")]].concat()).await;
+    let down = failing_endpoint_with_parked_tasks(&s, 300, 280).await;
+    let dispatched = recovers_with_its_300_events_delivered_once(&s, &down).await;
+    assert!(dispatched >= 40, "only {dispatched} drained tasks went through HOOKLINE_DISPATCH with 4 places");
+}
+
+/// A drained task the recovered endpoint's slots do not take in time (new
+/// events queue there too) goes to HOOKLINE_DISPATCH under the move's
+/// message id, never its own: here fan-out stored every task there under
+/// its own id (the endpoint answered too slowly for fan-out to attempt it)
+/// before the workers parked them whole behind the open breaker, and a
+/// second copy under that id within the duplicate window would be dropped
+/// and its event never delivered. With the task's own id this test loses
+/// events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_task_handed_back_busy_after_fan_out_stored_it_for_the_workers_is_delivered_once() {
+    let s = stack_with(&[
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "1"),
+        ("HOOKLINE_BREAKER_THRESHOLD", "3"),
+        ("HOOKLINE_BREAKER_COOLDOWN", "1s"),
+        ("HOOKLINE_RETRY_SCHEDULE", "0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"),
+    ])
+    .await;
+    s.create_tenant("acme", Plan::Professional, true).await;
+    let down = Receiver::start().await;
+    // Slower than fan-out's own attempts allow (250 ms), failing.
+    down.set_delay(Duration::from_millis(300));
+    down.set_default(500);
+    s.create_endpoint("acme", &down.url(), &[], PayloadLayout::Envelope).await;
+    let event = || json_request("acme", &fresh("customer.updated"));
+    s.publish_batch(vec![event()]).await;
+    down.wait_for(1, Duration::from_secs(10)).await.unwrap();
+    // Its slot free again: fan-out stores the rest for the workers.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let n = 13;
+    s.publish_batch((1..n).map(|_| event()).collect()).await;
+    let js = s.nats.jetstream().await;
+    eventually(Duration::from_secs(30), "tasks from HOOKLINE_DISPATCH parked whole", || {
+        let js = js.clone();
+        async move {
+            let parked = stored_messages(&js, "HOOKLINE_PARKED").await;
+            let whole = parked.iter().filter(|m| m.headers.get("Hookline-Parked-Tasks").is_none()).count();
+            (whole >= n - 5).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    // Answering again, in 100 ms, while new events keep its one slot's
+    // queue longer than the 0.5 s a drained task waits in it: the drain
+    // hands tasks back busy.
+    down.set_delay(Duration::from_millis(100));
+    down.set_default(200);
+    let more = 48;
+    for _ in 0..4 {
+        s.publish_batch((0..more / 4).map(|_| event()).collect()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eventually(Duration::from_secs(60), "every event delivered", || async {
+        (delivered_ids(&down).iter().collect::<HashSet<_>>().len() == n + more).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(delivered_ids(&down).len(), n + more, "no event delivered twice");
+    parking_lot_empties(&s).await;
+    let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
+    let handed_back: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookline_delivery_drained_total{how=\"handed_back\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(handed_back >= 1.0, "no drained task was handed back, so this test showed nothing:\n{metrics}");
 }
 
 /// An endpoint failing behind an open breaker keeps no consumer on

@@ -26,7 +26,7 @@ pub async fn run(
     worker: Arc<Worker>,
     shutdown: CancellationToken,
 ) -> Result<(), hookline_bus::BusError> {
-    let concurrency = settings.concurrency.max(MIN_CONCURRENCY);
+    let concurrency = settings.concurrency().max(MIN_CONCURRENCY);
     let consumer = hookline_bus::durable(
         &js,
         EVENTS_STREAM,

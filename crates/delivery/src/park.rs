@@ -22,6 +22,11 @@
 //! [`Guard::drain_window`] of its tasks moved and not yet finished (its cap
 //! plus 200 ms of attempts at the pace they have been taking) and tops up
 //! as they finish, every 10 ms, rather than a round's worth every 0.25 s.
+//! A drain makes the attempts itself ([`Worker::attempt_here`], as fan-out
+//! does): through HOOKLINE_DISPATCH, each drained task would cost
+//! nats-server, which is busiest while a backlog drains, a stored message
+//! with its id, a delivery and an ack besides its outcome (BENCHMARKS.md
+//! has the counts).
 //! Rounds with a slow start left a recovered endpoint's slots idle between
 //! them and drained a backlog at about half its cap (BENCHMARKS.md); a
 //! window that holds more than the slots can take within the workers'
@@ -60,7 +65,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
-    Context,
+    AckKind, Context,
     consumer::{Consumer, pull},
     context::{PublishAckFuture, PublishError},
     message::PublishMessage,
@@ -71,19 +76,23 @@ use hookline_bus::{
     EVENTS_STREAM, PARKED_ALL, PARKED_STREAM, dispatch_subject, outcomes_subject, parked_consumer, parked_subject,
 };
 use hookline_domain::{
-    delivery::{AttemptOutcome, TaskRef},
+    delivery::{AttemptOutcome, DispatchTask, TaskRef},
+    endpoint::EndpointConfig,
     events::StoredEvent,
     ids::{EndpointId, TenantId},
 };
-use hookline_telemetry::{metrics, trace::TRACEPARENT};
+use hookline_telemetry::{
+    metrics,
+    trace::{TRACEPARENT, TraceParent},
+};
 use hookline_tenants::Directory;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::{EventsError, NotStored, SweepError},
-    guard::Guard,
-    worker::{Unavailable, unavailable_outcome, usable_endpoint},
+    guard::{DRAIN_AHEAD, Guard},
+    worker::{Here, Unavailable, Worker, unavailable_outcome, usable_endpoint},
 };
 
 /// Parked tasks one endpoint gets back per round when it is disabled or deleted.
@@ -285,6 +294,8 @@ struct Sweeper {
     reader: EventReader,
     directory: Directory,
     guard: Guard,
+    /// Makes a drain's attempts (see [`drain`]).
+    worker: Arc<Worker>,
     shutdown: CancellationToken,
 }
 
@@ -293,14 +304,15 @@ struct Sweeper {
 pub async fn run(
     js: Context,
     directory: Directory,
-    guard: Guard,
+    worker: Arc<Worker>,
     shutdown: CancellationToken,
 ) -> Result<(), hookline_bus::BusError> {
+    let guard = worker.guard().clone();
     let err = |e| hookline_bus::BusError::Stream { stream: PARKED_STREAM, source: Box::new(e) };
     let stream = js.get_stream(PARKED_STREAM).await.map_err(err)?;
     let events = js.get_stream(EVENTS_STREAM).await.map_err(err)?;
     let reader = EventReader::new(&js, events);
-    let sweeper = Arc::new(Sweeper { js, reader, directory, guard, shutdown });
+    let sweeper = Arc::new(Sweeper { js, reader, directory, guard, worker, shutdown });
     let mut queues: HashMap<EndpointId, ParkedQueue> = HashMap::new();
     let mut round = IDLE_ROUND;
     loop {
@@ -326,7 +338,7 @@ async fn sweep(
     stream: &Stream,
     queues: &mut HashMap<EndpointId, ParkedQueue>,
 ) -> Result<usize, SweepError> {
-    let Sweeper { js, reader, directory, guard, shutdown } = &**sweeper;
+    let Sweeper { js, reader, directory, guard, shutdown, .. } = &**sweeper;
     let parked: Vec<(String, usize)> = stream.info_with_subjects(PARKED_ALL).await?.try_collect().await?;
     metrics().parked.set(parked.iter().map(|(_, n)| *n as i64).sum());
     // A drained endpoint's consumer goes; it is made again if tasks return.
@@ -385,7 +397,8 @@ async fn sweep(
             moved += 1;
             continue;
         };
-        match unpark(js, reader, &consumer, &tenant_id, &endpoint_id, room.min(count), room, unavailable).await {
+        let to = Onward::Dispatch(unavailable);
+        match unpark(js, reader, &consumer, &tenant_id, &endpoint_id, room.min(count), room, to).await {
             Ok(m) => moved += m.taken,
             Err(e) => {
                 tracing::warn!(endpoint_id = %endpoint_id, error = %e, "parking: could not move tasks back");
@@ -407,19 +420,21 @@ const DRAIN_TICK: Duration = Duration::from_millis(10);
 const DRAIN_STALL: Duration = Duration::from_secs(1);
 
 /// Drain one endpoint's parked tasks continuously while it takes its
-/// attempts: keep [`Guard::drain_window`] of its tasks moved back and not
-/// yet finished, topping up as its attempts finish, so its slots stay busy
-/// without a pause between sweeper rounds and without so many queued that
-/// they are handed back busy. The window opens from twice the cap, by two
-/// for each attempt finished, within the first few dozen attempts. Ends when the endpoint's parked tasks are
+/// attempts: keep [`Guard::drain_window`] of its tasks taken and not yet
+/// finished, their attempts queued at its slots here, topping up as they
+/// finish, so its slots stay busy without a pause between sweeper rounds
+/// and without so many queued that they are handed back busy. The window
+/// opens from twice the cap, by two for each attempt finished, within the
+/// first few dozen attempts. Ends when the endpoint's parked tasks are
 /// gone, or it must not drain (breaker open, stuck, rate-limited,
 /// disabled): the sweeper's rounds take over.
 async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: TenantId, endpoint: EndpointId) {
-    let Sweeper { js, reader, directory, guard, shutdown } = &*sweeper;
+    let Sweeper { js, reader, directory, guard, worker, shutdown } = &*sweeper;
     let mut base = guard.finished(&endpoint);
     let (mut sent, mut done, mut progress) = (0u64, 0u64, std::time::Instant::now());
     // Tasks per parked message, so a fetch takes about as many as wanted.
     let mut per_message = 1.0f64;
+    let mut pace = DrainPace::new(base);
     tracing::info!(endpoint_id = %endpoint, "parking: draining the endpoint's parked tasks at its cap");
     while !shutdown.is_cancelled() {
         let Some(window) = guard.drain_window(&endpoint) else { break };
@@ -427,9 +442,9 @@ async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: 
         // attempt time it is sized by is, at first, that of the failures
         // that opened the breaker (often answered at once).
         let window = window.min(2 * guard.per_endpoint() + 2 * done as usize);
-        if !directory.endpoint(&tenant, &endpoint).is_some_and(|ep| ep.enabled) {
-            break;
-        }
+        let window = pace.bound(window, guard.finished(&endpoint), guard.per_endpoint());
+        // Disabled or deleted meanwhile: the sweeper's rounds end its tasks.
+        let Ok(ep) = usable_endpoint(directory, &tenant, &endpoint).await else { break };
         let finished = guard.finished(&endpoint) - base;
         if finished != done {
             (done, progress) = (finished, std::time::Instant::now());
@@ -444,7 +459,8 @@ async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: 
             continue;
         }
         let messages = ((want as f64 / per_message).ceil() as usize).clamp(1, want);
-        match unpark(js, reader, &consumer, &tenant, &endpoint, messages, want, None).await {
+        let to = Onward::Slots(worker, ep);
+        match unpark(js, reader, &consumer, &tenant, &endpoint, messages, want, to).await {
             Ok(m) if m.messages == 0 => break,
             Ok(m) => {
                 sent += m.dispatched as u64;
@@ -457,6 +473,46 @@ async fn drain(sweeper: Arc<Sweeper>, consumer: Consumer<pull::Config>, tenant: 
         }
     }
     tracing::info!(endpoint_id = %endpoint, "parking: drain ended");
+}
+
+/// How often a drain measures the pace its endpoint finishes attempts at.
+const PACE_EVERY: Duration = Duration::from_millis(500);
+
+/// The pace a draining endpoint finishes its attempts at here, measured.
+///
+/// Why: [`Guard::drain_window`] sizes the window by how long requests take,
+/// but on a process short of CPU an attempt holds its slot well beyond its
+/// request, and a window sized by requests alone queues more at the slots
+/// than they take before [`crate::guard::MAX_WAIT`] runs out: those tasks
+/// go back through HOOKLINE_DISPATCH, or are parked again when the
+/// endpoint's slots stall meanwhile (BENCHMARKS.md).
+struct DrainPace {
+    at: std::time::Instant,
+    finished: u64,
+    /// Attempts finished a second, smoothed; `None` until first measured.
+    per_sec: Option<f64>,
+}
+
+impl DrainPace {
+    fn new(finished: u64) -> Self {
+        Self { at: std::time::Instant::now(), finished, per_sec: None }
+    }
+
+    /// `window`, at most the endpoint's cap plus what it finishes in
+    /// [`DRAIN_AHEAD`] at the measured pace (never under twice the cap);
+    /// `finished` is the endpoint's count of finished attempts now.
+    fn bound(&mut self, window: usize, finished: u64, cap: usize) -> usize {
+        let elapsed = self.at.elapsed();
+        if elapsed >= PACE_EVERY {
+            let rate = finished.saturating_sub(self.finished) as f64 / elapsed.as_secs_f64();
+            self.per_sec = Some(self.per_sec.map_or(rate, |r| (r + rate) / 2.0));
+            (self.at, self.finished) = (std::time::Instant::now(), finished);
+        }
+        match self.per_sec {
+            Some(rate) => window.min((cap as f64 + rate * DRAIN_AHEAD.as_secs_f64()).ceil() as usize).max(2 * cap),
+            None => window,
+        }
+    }
 }
 
 /// What one [`unpark`] did.
@@ -485,16 +541,41 @@ enum Planned<'a> {
     Unsent(Box<AttemptOutcome>),
 }
 
+/// Where [`unpark`] sends the tasks it takes.
+enum Onward<'a> {
+    /// To HOOKLINE_DISPATCH, for the workers (the sweeper's rounds: probes,
+    /// a rate limit's share, a slow endpoint's room). With `Some`, the
+    /// endpoint is disabled or deleted: its tasks parked as references are
+    /// recorded as dropped instead.
+    Dispatch(Option<Unavailable>),
+    /// Into the endpoint's slots here, as fan-out makes first attempts (a
+    /// drain): no trip through HOOKLINE_DISPATCH and the workers.
+    Slots(&'a Arc<Worker>, Arc<EndpointConfig>),
+}
+
+/// How often a drain step whose attempts are still being made tells
+/// nats-server its parked messages are in progress: well inside the parked
+/// consumer's 30 s ack wait, so a slow endpoint's step is not redelivered.
+const IN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// Move up to `n` of one endpoint's parked tasks, from at most `messages`
-/// parked messages, back to HOOKLINE_DISPATCH, reading their events back
-/// in batches ([`EventReader`]). A batch with more tasks than are wanted
-/// is split: the rest is parked again as a new batch before the old one is
-/// acked. The tasks of an `unavailable` endpoint parked as references are
-/// recorded as dropped instead: an endpoint disabled after failing for days
-/// may have a million, and reading each one's event back and sending it
-/// through HOOKLINE_DISPATCH only for the workers to drop it costs
-/// nats-server a block of HOOKLINE_EVENTS in its cache per few tasks and a
-/// message id per task in HOOKLINE_DISPATCH's window (BENCHMARKS.md).
+/// parked messages, onward (`to`), reading their events back in batches
+/// ([`EventReader`]). A batch with more tasks than are wanted is split: the
+/// rest is parked again as a new batch before the old one is acked. The
+/// tasks of an unavailable endpoint parked as references are recorded as
+/// dropped instead: an endpoint disabled after failing for days may have a
+/// million, and reading each one's event back and sending it through
+/// HOOKLINE_DISPATCH only for the workers to drop it costs nats-server a
+/// block of HOOKLINE_EVENTS in its cache per few tasks and a message id per
+/// task in HOOKLINE_DISPATCH's window (BENCHMARKS.md).
+///
+/// Sent to HOOKLINE_DISPATCH, a task is stored under a message id before
+/// its parked message is acked, so a move repeated after a crash is
+/// de-duplicated. Sent into the slots, the parked messages are acked only
+/// once every attempt taken from them is recorded (or its task stored in
+/// HOOKLINE_DISPATCH under this move's id, when the slots stayed busy or the
+/// endpoint is blocked again), and handed back if one is not: a crash
+/// meanwhile repeats those attempts (at least once, as everywhere).
 #[allow(clippy::too_many_arguments)]
 async fn unpark(
     js: &Context,
@@ -504,10 +585,14 @@ async fn unpark(
     endpoint: &EndpointId,
     messages: usize,
     n: usize,
-    unavailable: Option<Unavailable>,
+    to: Onward<'_>,
 ) -> Result<Moved, SweepError> {
-    let batch: Vec<_> =
+    let mut batch: Vec<_> =
         consumer.fetch().max_messages(messages).messages().await?.filter_map(|m| async move { m.ok() }).collect().await;
+    let unavailable = match to {
+        Onward::Dispatch(unavailable) => unavailable,
+        Onward::Slots(..) => None,
+    };
     let mut m = Moved { messages: batch.len(), ..Moved::default() };
     let (mut plan, mut reached) = (Vec::with_capacity(n), 0);
     for msg in &batch {
@@ -552,45 +637,116 @@ async fn unpark(
     // At most `n` tasks moved, plus one split batch's rest parked again.
     let _budget = hookline_bus::ack_budget(plan.len()).await;
     let mut acks = Vec::with_capacity(plan.len());
+    let mut attempts = Vec::new();
     let subject = dispatch_subject(tenant, endpoint);
     for planned in plan {
-        match planned {
-            Planned::Whole { payload, traceparent, msg_id } => {
-                acks.push(js.send_publish(subject.clone(), crate::task_message(payload, traceparent, msg_id)).await?);
-                m.dispatched += 1;
-            }
+        let (task, traceparent, msg_id) = match planned {
+            Planned::Whole { payload, traceparent, msg_id } => (payload, traceparent, msg_id),
             Planned::Line { msg_id, traceparent, parsed } => match restored(parsed, &events, tenant) {
-                Restored::Task(task) => {
-                    let publish = crate::task_message(task, Some(traceparent), format!("f{msg_id}"));
-                    acks.push(js.send_publish(subject.clone(), publish).await?);
-                    m.dispatched += 1;
-                }
+                Restored::Task(task) => (task, Some(traceparent), format!("f{msg_id}")),
                 Restored::Expired(outcome) => {
                     acks.push(js.send_publish(outcomes_subject(tenant, endpoint), outcome_message(&outcome)).await?);
+                    continue;
                 }
-                Restored::Dropped => {}
+                Restored::Dropped => continue,
             },
             Planned::Unsent(outcome) => {
                 acks.push(js.send_publish(outcomes_subject(tenant, endpoint), outcome_message(&outcome)).await?);
+                continue;
             }
             Planned::Rest(rest, count) => {
                 let publish = PublishMessage::build().payload(rest.into()).header(BATCH_HEADER, count.to_string());
                 acks.push(js.send_publish(parked_subject(tenant, endpoint), publish).await?);
+                continue;
+            }
+        };
+        m.dispatched += 1;
+        if let Onward::Slots(worker, ep) = &to {
+            // An unreadable task goes to the workers, which end it with a
+            // log line; so do one past the process's drain places, an
+            // expired one and a retry due later (see `Worker::due_now`).
+            let task_now = serde_json::from_slice::<DispatchTask>(&task).ok().filter(|t| worker.due_now(t));
+            match (task_now, worker.drain_place()) {
+                (Some(task), Some(place)) => {
+                    let trace = traceparent.and_then(TraceParent::parse).unwrap_or_else(TraceParent::new_root);
+                    let (worker, ep) = (Arc::clone(worker), ep.clone());
+                    attempts.push(tokio::spawn(async move {
+                        let _place = place;
+                        match worker.attempt_here(task, ep, trace).await? {
+                            Here::Made => {
+                                drained("here");
+                                Ok(())
+                            }
+                            // Under this move's id, as the sweeper's rounds
+                            // store a task: its own id may be the one its
+                            // first hand-off stored it under, and within the
+                            // duplicate window a second copy under that id
+                            // would be dropped, and the task lost.
+                            Here::NotNow(task, _) => {
+                                drained("handed_back");
+                                worker.dispatch(&task, &trace.to_string(), msg_id).await
+                            }
+                        }
+                    }));
+                    continue;
+                }
+                (Some(_), None) => drained("past_places"),
+                (None, _) => {}
             }
         }
+        acks.push(js.send_publish(subject.clone(), crate::task_message(task, traceparent, msg_id)).await?);
     }
     for ack in acks {
         ack.await?;
     }
     metrics().unparked.inc_by(m.dispatched as u64);
-    // Stored in HOOKLINE_DISPATCH (and the rest of a split batch parked
-    // again): a lost ack only moves a task again, and its message id
-    // de-duplicates that. Messages fetched but not reached are handed back.
-    for (i, msg) in batch.iter().enumerate() {
-        let _ =
-            if i < reached { msg.ack().await } else { msg.ack_with(async_nats::jetstream::AckKind::Nak(None)).await };
+    // Messages fetched but not reached are handed back.
+    for msg in batch.split_off(reached) {
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
+    }
+    if attempts.is_empty() {
+        // Stored in HOOKLINE_DISPATCH (and the rest of a split batch parked
+        // again): a lost ack only moves a task again, and its message id
+        // de-duplicates that.
+        for msg in &batch {
+            let _ = msg.ack().await;
+        }
+    } else {
+        tokio::spawn(ack_when_recorded(batch, attempts, endpoint.clone()));
     }
     Ok(m)
+}
+
+/// Count one task a drain took, by `how` it went on.
+fn drained(how: &'static str) {
+    metrics().drained.get_or_create(&hookline_telemetry::labels([("how", how)])).inc();
+}
+
+/// Ack a drain step's parked messages once every attempt taken from them is
+/// recorded (or its task stored again); hand them back if one is not.
+async fn ack_when_recorded(
+    batch: Vec<async_nats::jetstream::Message>,
+    attempts: Vec<tokio::task::JoinHandle<Result<(), NotStored>>>,
+    endpoint: EndpointId,
+) {
+    let all = futures_util::future::join_all(attempts);
+    tokio::pin!(all);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + IN_PROGRESS_EVERY, IN_PROGRESS_EVERY);
+    let results = loop {
+        tokio::select! {
+            results = &mut all => break results,
+            _ = ticks.tick() => for msg in &batch {
+                let _ = msg.ack_with(AckKind::Progress).await;
+            },
+        }
+    };
+    let recorded = results.iter().all(|r| matches!(r, Ok(Ok(()))));
+    if !recorded {
+        tracing::warn!(endpoint_id = %endpoint, "parking: a drained attempt was not recorded; its parked tasks are handed back and will be attempted again");
+    }
+    for msg in &batch {
+        let _ = if recorded { msg.ack().await } else { msg.ack_with(AckKind::Nak(None)).await };
+    }
 }
 
 /// Events read back at once with single gets, where batches are not offered.
@@ -866,6 +1022,25 @@ fn restored(parsed: ParsedLine, events: &HashMap<u64, bytes::Bytes>, tenant: &Te
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drain_queues_no_more_than_its_endpoint_finishes_in_the_time_ahead_at_the_pace_measured() {
+        let cap = 10;
+        let mut pace = DrainPace::new(0);
+        assert_eq!(pace.bound(117, 0, cap), 117, "unmeasured: the window by request times");
+        // 300 attempts finished in the last second: 300/s, 60 in 200 ms.
+        pace.at = std::time::Instant::now() - Duration::from_secs(1);
+        let bounded = pace.bound(117, 300, cap);
+        assert!((70..=71).contains(&bounded), "cap + 300/s x 200 ms, not {bounded}");
+        assert_eq!(pace.bound(40, 300, cap), 40, "a smaller window stands");
+        // Nothing finished for a second: the pace halves, the floor is twice the cap.
+        pace.at = std::time::Instant::now() - Duration::from_secs(1);
+        assert_eq!(pace.bound(117, 300, cap), 40, "cap + 150/s x 200 ms");
+        pace.at = std::time::Instant::now() - Duration::from_secs(5);
+        let _ = pace.bound(117, 300, cap);
+        pace.at = std::time::Instant::now() - Duration::from_secs(5);
+        assert_eq!(pace.bound(117, 300, cap), 2 * cap, "never under twice the cap");
+    }
 
     #[test]
     fn a_batch_reads_back_as_its_tasks() {

@@ -107,8 +107,6 @@ pub struct DeliverySettings {
     /// How long JetStream waits for a worker's ack before redelivering the
     /// task to another worker; must exceed `request_timeout`.
     pub ack_wait: Duration,
-    /// Attempts in flight per process.
-    pub concurrency: usize,
     /// How long HOOKLINE_EVENTS keeps an event (`HOOKLINE_ARCHIVE_AFTER`):
     /// a task still waiting at that age ends as `event_expired`.
     pub archive_after: Duration,
@@ -133,6 +131,16 @@ pub struct DeliverySettings {
     pub mailer: Option<crate::mailer::Mailer>,
 }
 
+impl DeliverySettings {
+    /// `HOOKLINE_DELIVERY_CONCURRENCY`: attempts in flight per process, at
+    /// endpoints that answer. The guard holds the permits
+    /// ([`GuardSettings::attempts`]); the HTTP pool, fan-out's places and
+    /// the consumers' pulls are sized from the same number.
+    pub fn concurrency(&self) -> usize {
+        self.guard.attempts
+    }
+}
+
 impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
@@ -140,7 +148,6 @@ impl Default for DeliverySettings {
             retry_store_after: Duration::from_secs(30),
             request_timeout: Duration::from_secs(15),
             ack_wait: Duration::from_secs(60),
-            concurrency: 1024,
             archive_after: Duration::from_secs(60 * 24 * 3600),
             subscriptions_url: "http://127.0.0.1:50051".into(),
             operator_token: None,

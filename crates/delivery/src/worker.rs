@@ -67,6 +67,12 @@ pub struct Worker {
     /// not its body or copy of the event, and spares it a trip through
     /// HOOKLINE_DISPATCH.
     fan_out_waiting: Arc<tokio::sync::Semaphore>,
+    /// Drained tasks held at once, across every endpoint draining here
+    /// (`HOOKLINE_DELIVERY_CONCURRENCY`): each holds its event, so however
+    /// many endpoints recover together, memory follows the setting; past
+    /// it, a drained task goes through HOOKLINE_DISPATCH (see
+    /// [`Worker::drain_place`]).
+    drain_places: Arc<tokio::sync::Semaphore>,
     /// How long a turn waits for a place: what `HOOKLINE_ACK_WAIT` leaves
     /// beyond the request timeout and the wait for an endpoint's slot (the
     /// event is held meanwhile), at most [`FAN_OUT_PLACE_WAIT`].
@@ -82,11 +88,12 @@ impl Worker {
                 settings.request_timeout,
                 Arc::new(settings.address_policy.clone()),
                 settings.dns.clone(),
-                settings.concurrency,
+                settings.concurrency(),
             )),
             commands: Commands::new(js.clone(), directory.clone()),
-            fan_out_places: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_PLACES_PER_PERMIT * settings.concurrency)),
-            fan_out_waiting: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_WAITING_PER_PERMIT * settings.concurrency)),
+            fan_out_places: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_PLACES_PER_PERMIT * settings.concurrency())),
+            fan_out_waiting: Arc::new(tokio::sync::Semaphore::new(FAN_OUT_WAITING_PER_PERMIT * settings.concurrency())),
+            drain_places: Arc::new(tokio::sync::Semaphore::new(settings.concurrency())),
             fan_out_place_wait: settings
                 .ack_wait
                 .saturating_sub(settings.request_timeout + crate::guard::MAX_WAIT)
@@ -107,6 +114,22 @@ impl Worker {
 
     pub fn guard(&self) -> &Guard {
         &self.guard
+    }
+
+    /// Whether `task` may be attempted now, outside the workers: its event
+    /// is within the archive age and it is no retry due later. The workers
+    /// record the one as expired and keep the other until it is due.
+    pub fn due_now(&self, task: &DispatchTask) -> bool {
+        let not_yet =
+            task.not_before.as_ref().is_some_and(|t| t.parsed().with_timezone(&chrono::Utc) > chrono::Utc::now());
+        !not_yet && !expired(&task.event, self.settings.archive_after)
+    }
+
+    /// A place for one drained task, to hold until its attempt is recorded
+    /// ([`crate::park`]); `None` when every place is taken, and the task
+    /// goes to HOOKLINE_DISPATCH instead.
+    pub fn drain_place(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.drain_places.clone().try_acquire_owned().ok()
     }
 
     /// The tenant's config for reading payload filters: as of at least
@@ -204,7 +227,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) -> Result<(),
     )
     .await?;
     tokio::spawn(breaker_gauge(worker.guard.clone(), shutdown.clone()));
-    let concurrency = settings.concurrency;
+    let concurrency = settings.concurrency();
     let pull = hookline_bus::Pull { name: WORKERS_CONSUMER, concurrency, drain: DRAIN };
     hookline_bus::consume(&consumer, pull, shutdown, move |msg| {
         let worker = worker.clone();
@@ -271,6 +294,16 @@ fn verdict(result: &sender::AttemptResult) -> Verdict {
         Some(ErrorKind::Timeout) => Verdict::Unanswered,
         Some(_) => Verdict::Failed,
     }
+}
+
+/// What [`Worker::attempt_here`] did with a task.
+#[allow(clippy::large_enum_variant)] // one per task, moved once
+pub enum Here {
+    /// Attempted here, and its outcome recorded.
+    Made,
+    /// Not attempted: the endpoint's slots did not free up in time, or it
+    /// is blocked. The task is the caller's to store.
+    NotNow(DispatchTask, Wait),
 }
 
 /// When an attempt started, and how it went.
@@ -536,16 +569,36 @@ impl Worker {
         ep: Arc<EndpointConfig>,
         trace: TraceParent,
     ) -> Result<(), NotStored> {
+        match self.attempt_here(task, ep, trace).await? {
+            Here::Made => {
+                metrics().direct_attempts.inc();
+                Ok(())
+            }
+            Here::NotNow(task, wait) => Box::pin(self.hand_off(&task, Some(wait), &trace.to_string())).await,
+        }
+    }
+
+    /// Make `task`'s attempt here, in one of its endpoint's slots if one
+    /// frees up within a moment, and record it; otherwise give the task
+    /// back, for the caller to store under the message id its own hand-off
+    /// uses. Fan-out's first attempts and a recovering endpoint's drain
+    /// ([`crate::park`]) go this way.
+    pub async fn attempt_here(
+        &self,
+        task: DispatchTask,
+        ep: Arc<EndpointConfig>,
+        trace: TraceParent,
+    ) -> Result<Here, NotStored> {
         let (span, own) = attempt_span(&task, Some(trace));
         match self.attempt(&task, ep, &own, &span).await {
             Ok(finished) => {
-                metrics().direct_attempts.inc();
                 // Boxed once the attempt is made: the places fan-out holds
                 // wait for a slot, and each would otherwise carry the
                 // recording's state all the while.
-                Box::pin(self.conclude(&task, finished, &trace).instrument(span)).await
+                Box::pin(self.conclude(&task, finished, &trace).instrument(span)).await?;
+                Ok(Here::Made)
             }
-            Err(wait) => Box::pin(self.hand_off(&task, Some(wait), &trace.to_string())).await,
+            Err(wait) => Ok(Here::NotNow(task, wait)),
         }
     }
 
@@ -571,17 +624,22 @@ impl Worker {
         blocked: Option<Wait>,
         traceparent: &str,
     ) -> Result<(), NotStored> {
-        let (tenant, endpoint) = (&task.event.tenant_id, &task.endpoint_id);
         match blocked {
-            None | Some(Wait::Busy(_)) => {
-                let payload = serde_json::to_vec(task).expect("tasks serialise");
-                let publish = crate::task_message(payload.into(), Some(traceparent), task.msg_id());
-                let sent = self.js.send_publish(dispatch_subject(tenant, endpoint), publish).await;
-                sent?.await?;
-                Ok(())
-            }
+            None | Some(Wait::Busy(_)) => self.dispatch(task, traceparent, task.msg_id()).await,
             Some(wait) => self.park_new(&task.event.tenant_id, &TaskRef::from(task), wait, traceparent).await,
         }
+    }
+
+    /// Store `task` in HOOKLINE_DISPATCH for the workers under `msg_id`,
+    /// which de-duplicates it there for the stream's duplicate window: a
+    /// task that may already have been stored under its own id (a drained
+    /// one) must be given the id of the move that brings it back instead.
+    pub async fn dispatch(&self, task: &DispatchTask, traceparent: &str, msg_id: String) -> Result<(), NotStored> {
+        let (tenant, endpoint) = (&task.event.tenant_id, &task.endpoint_id);
+        let payload = serde_json::to_vec(task).expect("tasks serialise");
+        let publish = crate::task_message(payload.into(), Some(traceparent), msg_id);
+        self.js.send_publish(dispatch_subject(tenant, endpoint), publish).await?.await?;
+        Ok(())
     }
 
     /// Park a new task of a blocked endpoint (stuck, or breaker open)
@@ -713,7 +771,8 @@ impl Worker {
                 outcome.status_code = result.status_code;
                 outcome.error_kind = result.error_kind;
                 outcome.error = result.error;
-                outcome.duration_ms = result.duration.as_millis() as u64;
+                // Rounded, not truncated: a mean read from the log is then not half a millisecond low.
+                outcome.duration_ms = ((result.duration.as_micros() + 500) / 1000) as u64;
                 outcome.response_excerpt = result.response_excerpt;
                 if outcome.error_kind.is_none() {
                     outcome.state = AttemptState::Succeeded;

@@ -39,7 +39,8 @@ async fn fan_out_holds_twice_the_concurrency_in_places_and_eight_times_it_in_lin
     let streams = StreamSettings { retention: Default::default(), replicas: None, apply_retention: true };
     hookline_bus::ensure_streams(&js, &streams, &shutdown).await.unwrap();
     let directory = Directory::start(&js, shutdown.clone()).await.unwrap();
-    let settings = DeliverySettings { concurrency: 3, ..Default::default() };
+    let mut settings = DeliverySettings::default();
+    settings.guard.attempts = 3;
     let worker = Worker::new(js, directory, settings.clone(), Guard::new(settings.guard.clone()));
     // Six endpoints of one event, or six events: the bound is per attempt.
     let endpoints: Vec<EndpointConfig> = (0..31).map(|_| endpoint()).collect();

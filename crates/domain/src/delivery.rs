@@ -257,6 +257,7 @@ pub struct AttemptOutcome<R = SentRequest> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub started_at: Timestamp,
+    /// How long the request took, to the nearest millisecond.
     pub duration_ms: u64,
     /// When the next attempt is due, for a `retrying` attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -384,8 +384,8 @@ pub async fn run(role: Role, settings: RoleSettings, signal: impl Future<Output 
             async move { Ok(hookline_delivery::fanout::run(js, settings, worker, shutdown).await?) }
         });
         tasks.spawn({
-            let (js, directory, shutdown) = (js.clone(), directory.clone(), shutdown.clone());
-            async move { Ok(hookline_delivery::park::run(js, directory, guard, shutdown).await?) }
+            let (js, directory, worker, shutdown) = (js.clone(), directory.clone(), worker.clone(), shutdown.clone());
+            async move { Ok(hookline_delivery::park::run(js, directory, worker, shutdown).await?) }
         });
         tasks.spawn({
             let (js, directory, shutdown) = (js.clone(), directory.clone(), shutdown.clone());

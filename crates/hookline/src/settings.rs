@@ -338,7 +338,8 @@ pub struct DeliveryArgs {
     #[arg(long, env = "HOOKLINE_ACK_WAIT", default_value = "60s", value_parser = duration)]
     pub ack_wait: Duration,
     /// Delivery attempts in flight per process (also the events fan-out
-    /// handles at once, at least 128); 1,024 lets receivers that answer in
+    /// handles at once, at least 128, and the parked tasks recovering
+    /// endpoints' drains hold at once); 1,024 lets receivers that answer in
     /// 100 ms take over 5,000 deliveries/s. Endpoints whose last attempt
     /// timed out have an eighth as many of their own besides.
     #[arg(long, env = "HOOKLINE_DELIVERY_CONCURRENCY", default_value_t = 1024)]
@@ -755,7 +756,6 @@ impl DeliveryArgs {
             retry_store_after: self.retry_store_after,
             request_timeout: self.request_timeout,
             ack_wait: self.ack_wait,
-            concurrency: self.delivery_concurrency,
             archive_after: common.archive_after,
             subscriptions_url: self.subscriptions_url.clone(),
             operator_token: common.operator_token.clone(),

@@ -79,8 +79,15 @@ pub struct Metrics {
     pub deferrals: Family<Labels, Counter>,
     /// delivery: tasks waiting in HOOKLINE_PARKED, as the parking sweeper last saw them.
     pub parked: Gauge,
-    /// delivery: parked tasks this process moved back to HOOKLINE_DISPATCH.
+    /// delivery: parked tasks this process moved back to HOOKLINE_DISPATCH
+    /// or, draining a recovered endpoint, into its slots.
     pub unparked: Counter,
+    /// delivery: tasks a recovered endpoint's drain took, by `how`: made in
+    /// its slots here (`here`), sent through HOOKLINE_DISPATCH because the
+    /// process's drain places were taken (`past_places`), or because the
+    /// slots did not take the task in time or the endpoint was blocked
+    /// again (`handed_back`).
+    pub drained: Family<Labels, Counter>,
     /// delivery: requests the parking sweeper made to read parked tasks'
     /// events back from HOOKLINE_EVENTS, by `how` (batch: one batched
     /// direct get for many events; single: one event each).
@@ -132,6 +139,7 @@ impl Metrics {
             breakers_open: Gauge::default(),
             parked: Gauge::default(),
             unparked: Counter::default(),
+            drained: Family::default(),
             parked_event_reads: Family::default(),
             retries_waiting: Gauge::default(),
             retries_moved: Counter::default(),
@@ -203,8 +211,13 @@ impl Metrics {
         r.register("delivery_parked_tasks", "Tasks parked in HOOKLINE_PARKED", m.parked.clone());
         r.register(
             "delivery_unparked",
-            "Parked tasks moved back to HOOKLINE_DISPATCH by this process",
+            "Parked tasks moved back to HOOKLINE_DISPATCH, or into a recovered endpoint's slots, by this process",
             m.unparked.clone(),
+        );
+        r.register(
+            "delivery_drained",
+            "Tasks a recovered endpoint's drain took, by how (here, past_places, handed_back)",
+            m.drained.clone(),
         );
         r.register(
             "delivery_parked_event_reads",

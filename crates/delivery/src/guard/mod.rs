@@ -100,9 +100,9 @@ impl GuardSettings {
 pub(crate) const MAX_WAIT: Duration = Duration::from_millis(500);
 
 /// How far ahead a draining endpoint's slots are kept fed: the time a
-/// moved task takes to reach them (stored in HOOKLINE_DISPATCH, pulled by
-/// `workers`), with room to spare, and well under [`MAX_WAIT`], so tasks
-/// that arrive together are all taken before any is handed back busy.
+/// drain step takes to bring tasks to them (fetch the parked messages, read
+/// their events back), with room to spare, and well under [`MAX_WAIT`], so
+/// tasks that arrive together are all taken before any is handed back busy.
 pub const DRAIN_AHEAD: Duration = Duration::from_millis(200);
 /// The shortest attempt time a drain window is sized for: an endpoint
 /// never tried (or answering in microseconds) is not sent thousands at once.
