@@ -120,11 +120,16 @@ impl Browser {
             let mut driver = spawn_chromedriver(port, &log)?;
             match wait_driver_ready(port, &mut driver).await {
                 Ok(()) => {
+                    // A driver that answered its status and then dropped the
+                    // session request (seen with several browsers starting at
+                    // once) is started again on another port, like one that
+                    // never answered.
                     let client = match connect(port, &dir, &downloads).await {
                         Ok(c) => c,
                         Err(e) => {
                             kill_group(&mut driver);
-                            bail!("{e:#}\nchromedriver log:\n{}", tail(&log, 30));
+                            last_error = Some(e);
+                            continue;
                         }
                     };
                     let shots = std::env::temp_dir().join("hookline-screenshots");
@@ -140,7 +145,7 @@ impl Browser {
             }
         }
         let e = last_error.expect("three attempts");
-        bail!("chromedriver did not start: {e:#}\n{}", tail(&log, 30))
+        bail!("chromedriver did not start or open a session, three times: {e:#}\n{}", tail(&log, 30))
     }
 
     /// The WebDriver client, for anything the helpers do not cover.
