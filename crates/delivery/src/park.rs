@@ -26,7 +26,10 @@
 //! does): through HOOKLINE_DISPATCH, each drained task would cost
 //! nats-server, which is busiest while a backlog drains, a stored message
 //! with its id, a delivery and an ack besides its outcome (BENCHMARKS.md
-//! has the counts).
+//! has the counts). A task the slots do not take in time goes there after
+//! all, under the message id a round would give it (below), never its own:
+//! fan-out may have stored it under that one before it was parked, and
+//! within the duplicate window the copy would be dropped and the task lost.
 //! Rounds with a slow start left a recovered endpoint's slots idle between
 //! them and drained a backlog at about half its cap (BENCHMARKS.md); a
 //! window that holds more than the slots can take within the workers'
@@ -35,7 +38,8 @@
 //!
 //! Each endpoint is drained through its own durable consumer
 //! (`parked_<endpoint>`), so replicas share the work and a task is acked
-//! only after its copy is stored in HOOKLINE_DISPATCH. The copy's message id
+//! only after its copy is stored in HOOKLINE_DISPATCH (or, drained, its
+//! attempt recorded). The copy's message id
 //! is `p<parked sequence>`, so a move repeated after a crash is
 //! de-duplicated. The consumer exists only while tasks are moved: made when
 //! the endpoint gets room or a drain, deleted when it has had neither for a
