@@ -266,6 +266,12 @@ pub async fn stored_ever(js: &async_nats::jetstream::Context, stream: &str) -> u
     js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.last_sequence
 }
 
+/// The value of one series in a `/metrics` text, named as it is printed
+/// (`name{label="value"}`); `None` when it is not there.
+pub fn metric(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// All messages on `subject` in `stream`, as JSON.
 pub async fn read_subject(nats: &NatsServer, stream: &str, subject: &str) -> Vec<Value> {
     use async_nats::jetstream::consumer::{DeliverPolicy, pull};

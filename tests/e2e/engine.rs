@@ -228,11 +228,7 @@ async fn a_black_holed_endpoint_holds_only_its_cap_and_cannot_slow_the_others() 
     .await
     .unwrap();
     // The healthy endpoint's first attempts were made by fan-out itself, at least while it had free slots.
-    let direct: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("hookline_delivery_direct_attempts_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let direct: f64 = metric(&metrics, "hookline_delivery_direct_attempts_total").unwrap();
     assert!(
         (1.0..=104.0).contains(&direct),
         "{direct} first attempts made by fan-out (100 healthy, at most 4 to the hole)"
@@ -280,11 +276,8 @@ async fn black_holes_take_one_permit_each_and_leave_the_rest_to_an_endpoint_that
     let peak = hole.peak.load(Ordering::SeqCst);
     assert!(peak <= 8, "the 8 holes held {peak} attempts at once, more than one each");
     let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
-    let unanswered: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("hookline_delivery_deferrals_total{reason=\"endpoint_unanswered\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let unanswered: f64 =
+        metric(&metrics, "hookline_delivery_deferrals_total{reason=\"endpoint_unanswered\"}").unwrap_or(0.0);
     assert!(unanswered > 0.0, "once unanswered, the holes' tasks were parked for want of the share:\n{metrics}");
 }
 
@@ -339,11 +332,7 @@ async fn a_rate_limited_endpoint_gets_its_events_spaced_and_none_lost() {
         .unwrap();
     assert!(busiest <= 12, "{busiest} arrivals within one second at 5/s (burst 5)");
     let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
-    let parked: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("hookline_delivery_deferrals_total{reason=\"rate_limited\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let parked: f64 = metric(&metrics, "hookline_delivery_deferrals_total{reason=\"rate_limited\"}").unwrap();
     assert!(parked >= 1.0, "tasks that could not wait were parked: {parked}");
 
     // Lifted: the next events go out at once.
@@ -721,11 +710,7 @@ async fn a_drained_task_handed_back_busy_after_fan_out_stored_it_for_the_workers
     assert_eq!(delivered_ids(&down).len(), n + more, "no event delivered twice");
     parking_lot_empties(&s).await;
     let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
-    let handed_back: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("hookline_delivery_drained_total{how=\"handed_back\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let handed_back: f64 = metric(&metrics, "hookline_delivery_drained_total{how=\"handed_back\"}").unwrap_or(0.0);
     assert!(handed_back >= 1.0, "no drained task was handed back, so this test showed nothing:\n{metrics}");
 }
 
