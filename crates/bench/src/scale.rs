@@ -444,7 +444,9 @@ impl Scale {
             unparked: metric_sum(&text, "hookline_delivery_unparked_total"),
             batch_reads: metric_sum(&text, "hookline_delivery_parked_event_reads_total{how=\"batch\"}"),
             single_reads: metric_sum(&text, "hookline_delivery_parked_event_reads_total{how=\"single\"}"),
-            busy: deferred("endpoint_busy"),
+            // The workers hand a task back busy; a drain hands back one its
+            // slots did not take (or found blocked) to the workers.
+            busy: deferred("endpoint_busy") + metric_sum(&text, "hookline_delivery_drained_total{how=\"handed_back\"}"),
             parked_again: deferred("endpoint_stuck") + deferred("breaker_open"),
         })
     }
@@ -1011,7 +1013,7 @@ async fn recovery_phase(s: &mut Scale) -> anyhow::Result<()> {
         .beside(counts.unparked),
     );
     s.report.push(
-        Row::new("  recovery: tasks handed back busy during the catch-up (beside: parked again)", counts.busy, "")
+        Row::new("  recovery: tasks handed back during the catch-up (beside: parked again)", counts.busy, "")
             .beside(counts.parked_again),
     );
     s.report.push(Row::new("  recovery: delivered of the piled-up events", got.len() as f64, "").beside(k as f64));

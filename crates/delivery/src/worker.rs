@@ -580,9 +580,10 @@ impl Worker {
 
     /// Make `task`'s attempt here, in one of its endpoint's slots if one
     /// frees up within a moment, and record it; otherwise give the task
-    /// back, for the caller to store under the message id its own hand-off
-    /// uses. Fan-out's first attempts and a recovering endpoint's drain
-    /// ([`crate::park`]) go this way.
+    /// back for the caller to store: fan-out under the task's own message
+    /// id, a drain under its move's ([`Worker::dispatch`]). Fan-out's first
+    /// attempts and a recovering endpoint's drain ([`crate::park`]) go this
+    /// way.
     pub async fn attempt_here(
         &self,
         task: DispatchTask,
