@@ -30,7 +30,8 @@ struct Arrivals {
     after_burst: f64,
     /// Most arrivals within any one second.
     peak: usize,
-    /// Seconds from publishing to the last arrival.
+    /// From publishing to the last arrival: every request the buckets let
+    /// through was let through within it.
     took: Duration,
 }
 
@@ -84,10 +85,9 @@ async fn deliver_through(deliveries: usize) -> Arrivals {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}: {} of {EVENTS} requests arrived", receiver.count()));
-    let took = published.elapsed();
-
     let requests = receiver.requests();
     let times: Vec<Instant> = requests.iter().map(|r| r.received_at).collect();
+    let took = *times.last().unwrap() - published;
     let distinct = requests.iter().filter_map(|r| r.header("webhook-id")).collect::<std::collections::HashSet<_>>();
     let span = *times.last().unwrap() - times[0];
     let peak = times
@@ -116,16 +116,19 @@ fn most_allowed(processes: usize, window: Duration) -> f64 {
 
 /// Deliver through `processes` delivery processes: every event arrives, and
 /// neither the whole run nor any one second exceeds what that many buckets
-/// allow.
+/// allow. The whole run is measured from publishing, not from the first
+/// arrival: the first request to a new endpoint opens its connections and
+/// can arrive a while after its bucket let it through, which would shorten
+/// the span by more than the slack of one request.
 async fn every_event_arrives_within_the_buckets_of(processes: usize) {
     let a = deliver_through(processes).await;
     eprintln!("limits: {processes} delivery process(es), rate_limit {RATE}/s, {EVENTS} events: {a}");
     assert_eq!(a.distinct, EVENTS, "every event arrived");
     assert!(
-        a.requests as f64 <= most_allowed(processes, a.span),
-        "{} requests in {:?} is more than {processes} bucket(s) allow",
+        a.requests as f64 <= most_allowed(processes, a.took),
+        "{} requests in the {:?} from publishing to the last arrival is more than {processes} bucket(s) allow",
         a.requests,
-        a.span
+        a.took
     );
     assert!(a.peak as f64 <= most_allowed(processes, Duration::from_secs(1)), "peak {} in one second", a.peak);
 }
