@@ -446,11 +446,14 @@ async fn recovers_with_its_300_events_delivered_once(s: &Stack, down: &Receiver)
     stored_ever(&js, "HOOKLINE_DISPATCH").await - dispatched_before
 }
 
+/// The header of a batch of tasks fan-out parked: how many it holds.
+const PARKED_BATCH_HEADER: &str = "Hookline-Parked-Tasks";
+
 /// Tasks waiting in HOOKLINE_PARKED: a batch that fan-out parked counts
 /// its tasks (header `Hookline-Parked-Tasks`).
 async fn parked_tasks(js: &async_nats::jetstream::Context) -> u64 {
     let batch = |m: &async_nats::jetstream::message::StreamMessage| {
-        m.headers.get("Hookline-Parked-Tasks").and_then(|v| v.as_str().parse().ok()).unwrap_or(1)
+        m.headers.get(PARKED_BATCH_HEADER).and_then(|v| v.as_str().parse().ok()).unwrap_or(1)
     };
     stored_messages(js, "HOOKLINE_PARKED").await.iter().map(batch).sum()
 }
@@ -463,7 +466,7 @@ async fn fanout_parked_batches(js: &async_nats::jetstream::Context) -> Vec<Strin
     stored_messages(js, "HOOKLINE_PARKED")
         .await
         .into_iter()
-        .filter(|m| m.headers.get("Hookline-Parked-Tasks").is_some())
+        .filter(|m| m.headers.get(PARKED_BATCH_HEADER).is_some())
         .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
         .collect()
 }
@@ -628,9 +631,8 @@ async fn parked_tasks_are_delivered_once_the_endpoint_recovers() {
     assert!(dispatched < 40, "{dispatched} of the 280+ drained tasks passed through HOOKLINE_DISPATCH");
     // The parked tasks' events came back in batches, not one request each.
     let metrics = hookline_e2e::http_get(&format!("{}/metrics", s.hookline.http_url())).await.unwrap().1;
-    let reads = |how: &str| -> f64 {
-        let line = format!("hookline_delivery_parked_event_reads_total{{how=\"{how}\"}} ");
-        metrics.lines().find_map(|l| l.strip_prefix(line.as_str())).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    let reads = |how: &str| {
+        metric(&metrics, &format!("hookline_delivery_parked_event_reads_total{{how=\"{how}\"}}")).unwrap_or(0.0)
     };
     let (batches, singles) = (reads("batch"), reads("single"));
     assert!(
@@ -686,7 +688,7 @@ async fn a_drained_task_handed_back_busy_after_fan_out_stored_it_for_the_workers
         let js = js.clone();
         async move {
             let parked = stored_messages(&js, "HOOKLINE_PARKED").await;
-            let whole = parked.iter().filter(|m| m.headers.get("Hookline-Parked-Tasks").is_none()).count();
+            let whole = parked.iter().filter(|m| m.headers.get(PARKED_BATCH_HEADER).is_none()).count();
             (whole >= n - 5).then_some(())
         }
     })

@@ -670,8 +670,8 @@ async fn unpark(
             // log line; so do one past the process's drain places, an
             // expired one and a retry due later (see `Worker::due_now`).
             let task_now = serde_json::from_slice::<DispatchTask>(&task).ok().filter(|t| worker.due_now(t));
-            match (task_now, worker.drain_place()) {
-                (Some(task), Some(place)) => {
+            match task_now.map(|task| (task, worker.drain_place())) {
+                Some((task, Some(place))) => {
                     let trace = traceparent.and_then(TraceParent::parse).unwrap_or_else(TraceParent::new_root);
                     let (worker, ep) = (Arc::clone(worker), ep.clone());
                     attempts.push(tokio::spawn(async move {
@@ -694,8 +694,8 @@ async fn unpark(
                     }));
                     continue;
                 }
-                (Some(_), None) => drained("past_places"),
-                (None, _) => {}
+                Some((_, None)) => drained("past_places"),
+                None => {}
             }
         }
         acks.push(js.send_publish(subject.clone(), crate::task_message(task, traceparent, msg_id)).await?);
