@@ -87,9 +87,10 @@ async fn deliver_through(deliveries: usize) -> Arrivals {
     .unwrap_or_else(|e| panic!("{e}: {} of {EVENTS} requests arrived", receiver.count()));
     let requests = receiver.requests();
     let times: Vec<Instant> = requests.iter().map(|r| r.received_at).collect();
-    let took = *times.last().unwrap() - published;
+    let last = *times.last().unwrap();
+    let took = last - published;
     let distinct = requests.iter().filter_map(|r| r.header("webhook-id")).collect::<std::collections::HashSet<_>>();
-    let span = *times.last().unwrap() - times[0];
+    let span = last - times[0];
     let peak = times
         .iter()
         .map(|start| times.iter().filter(|t| **t >= *start && **t - *start < Duration::from_secs(1)).count())

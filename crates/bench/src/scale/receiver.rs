@@ -2,9 +2,10 @@
 //! endpoint has its own path (`/e/<index>`) and a behaviour, and the raw
 //! baselines' paths (`/raw`, answered like a healthy endpoint, and
 //! `/raw/recovery`, like the recovering endpoint once it is back). Healthy
-//! paths answer 200 after a delay drawn from the run's latency distribution; failing ones 500 and throttled ones
-//! 429 with `Retry-After` at once; the recovering endpoint 503 while it is
-//! down. Black holes are a separate listener (`receiver::black_hole`).
+//! paths answer 200 after a delay drawn from the run's latency
+//! distribution; failing ones 500 and throttled ones 429 with `Retry-After`
+//! at once; the recovering endpoint 503 while it is down. Black holes are a
+//! separate listener (`receiver::black_hole`).
 //!
 //! It shares the two cores with everything it measures, so a healthy
 //! request costs one small record (endpoint index, `webhook-id`, arrival
