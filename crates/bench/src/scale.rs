@@ -45,7 +45,7 @@ use tonic::transport::Channel;
 
 use self::{
     model::{Kind, Model, Picker},
-    probe::{Cpu, Proc, Sampler},
+    probe::{Appended, Cpu, GoProfiler, Proc, Sampler},
     receiver::{Latency, RAW, Receivers},
 };
 use crate::{
@@ -388,6 +388,26 @@ impl Scale {
             let row = row.beside(hwm);
             self.report.push(if p.label == "delivery" { row.target("< 200 MiB", rss.max < 200.0) } else { row });
         }
+        // Above its live heap's needs, GOMEMLIMIT lets Go collect only as
+        // garbage doubles it; at or under them, the collector runs back to
+        // back and takes nats-server's CPU from the deliveries (README.md,
+        // "Memory of nats-server").
+        if let Some(live) = self.sampler.nats_live_heap().await {
+            let limit = std::env::var("GOMEMLIMIT").unwrap_or_else(|_| crate::stack::NATS_GOMEMLIMIT.into());
+            let row = Row::new(
+                format!("{phase}: nats-server live heap after a forced collection (GOMEMLIMIT {limit})"),
+                live,
+                "MiB",
+            );
+            self.report.push(row);
+            if let Some(share) = self.sampler.collector_share(from, to) {
+                self.report.push(Row::new(
+                    format!("{phase}: nats-server CPU taken by its Go collector"),
+                    100.0 * share,
+                    "%",
+                ));
+            }
+        }
         let (streams, consumers) = probe::jetstream(&self.nats).await?;
         let mut parts = Vec::new();
         for s in &streams {
@@ -416,15 +436,20 @@ impl Scale {
     /// Wait (up to 3 minutes) until delivery's projector has written every
     /// outcome to Postgres.
     async fn settle(&self) {
-        let Some(delivery) = self.stack.services.iter().find(|s| s.role == "delivery") else { return };
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(180) {
-            let text = async { reqwest::get(format!("{}/metrics", delivery.http_url)).await.ok()?.text().await.ok() };
-            if text.await.is_some_and(|t| metric_sum(&t, "hookline_projector_lag") == 0.0) {
+            if self.projector_lag().await == Some(0.0) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// Outcomes delivery's projector has still to write to Postgres.
+    async fn projector_lag(&self) -> Option<f64> {
+        let delivery = self.stack.services.iter().find(|s| s.role == "delivery")?;
+        let text = reqwest::get(format!("{}/metrics", delivery.http_url)).await.ok()?.text().await.ok()?;
+        Some(metric_sum(&text, "hookline_projector_lag"))
     }
 
     /// JetStream API requests so far (the account's count), messages
@@ -511,7 +536,8 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let ingest = IngestServiceClient::connect(stack.services[1].grpc_url.clone()).await?;
     let mut procs: Vec<Proc> = stack.services.iter().map(|s| Proc { label: s.role.to_owned(), pid: s.pid() }).collect();
     procs.extend(stack.nats_pids().into_iter().map(|pid| Proc { label: "nats-server".into(), pid }));
-    let sampler = Sampler::start(rx.clone(), procs);
+    let profiler = stack.nats_profile_url.clone().zip(stack.nats_pids().first().copied());
+    let sampler = Sampler::start(rx.clone(), procs, profiler.map(|(url, pid)| GoProfiler { url, pid }));
     let nats = async_nats::connect(&stack.nats_url).await?;
     let db = sqlx::PgPool::connect(stack.database_url().context("no database")?).await?;
     let picker = Arc::new(match args.skew {
@@ -802,7 +828,25 @@ async fn neighbours_phase(s: &mut Scale) -> anyhow::Result<()> {
     s.rx.set_latency(latency);
     let rate = f64::from(s.args.rate);
     let keep = s.healthy();
+    let procs = s.procs();
+    let cpu = Cpu::now(&procs);
+    let appended = Appended::now(&s.nats).await?;
     let (without, ..) = population_run(s, rate, keep).await?;
+    let appended_without = Appended::now(&s.nats).await?.per_1000_since(&appended, without.deliveries as f64);
+    let note = format!("neighbours (without): {}", cpu.since(&procs));
+    println!("  {note}");
+    s.notes.push(note);
+    // Over capacity, the run without them ends with outcomes still to
+    // write to the delivery log: that work is the first run's, and the
+    // second starts once it is done rather than paying for it.
+    let (lag, waited) = (s.projector_lag().await.unwrap_or(f64::NAN), Instant::now());
+    s.settle().await;
+    let note = format!(
+        "neighbours: {lag:.0} outcomes still to project when the run without them ended; written in {:.1} s before the run with them",
+        waited.elapsed().as_secs_f64()
+    );
+    println!("  {note}");
+    s.notes.push(note);
     let bad = [Kind::Failing, Kind::BlackHole, Kind::Throttled];
     let n = s.set_enabled(&bad, true).await?;
     println!("  {n} misbehaving endpoints enabled");
@@ -810,8 +854,26 @@ async fn neighbours_phase(s: &mut Scale) -> anyhow::Result<()> {
     let cpu = Cpu::now(&procs);
     let keep = s.healthy();
     let from = s.rx.hits();
+    let appended = Appended::now(&s.nats).await?;
     let (with, start, end, sent) = population_run(s, rate, keep).await?;
+    let appended_with = Appended::now(&s.nats).await?.per_1000_since(&appended, with.deliveries as f64);
     let note = format!("neighbours (with): {}", cpu.since(&procs));
+    println!("  {note}");
+    s.notes.push(note);
+    // Where nats-server's work goes: what each run appended to every
+    // stream, and its API requests, per 1,000 healthy deliveries.
+    let mut names: Vec<&String> = appended_without.iter().chain(&appended_with).map(|(n, _)| n).collect();
+    names.sort();
+    names.dedup();
+    let of = |run: &[(String, f64)], name: &str| run.iter().find(|(n, _)| n == name).map_or(0.0, |(_, x)| *x);
+    let parts: Vec<String> = names
+        .iter()
+        .map(|name| format!("{name} {:.0} -> {:.0}", of(&appended_without, name), of(&appended_with, name)))
+        .collect();
+    let note = format!(
+        "neighbours: JetStream appends per 1,000 healthy deliveries, without -> with them: {}",
+        parts.join("; ")
+    );
     println!("  {note}");
     s.notes.push(note);
     // Whether the run without them carried the asked rate: over capacity,

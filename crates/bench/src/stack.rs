@@ -114,6 +114,9 @@ pub struct Stack {
     db: Option<TestDb>,
     nats: Option<NatsProcs>,
     pub nats_url: String,
+    /// The single nats-server's Go profiler (`--profile`), where the scale
+    /// bench reads its heap and collector; none for a cluster.
+    pub nats_profile_url: Option<String>,
     pub services: Vec<Service>,
     env: Vec<(String, String)>,
     ok: bool,
@@ -134,11 +137,25 @@ impl Stack {
         if nats == Nats::ClusterR3 {
             env.push(("HOOKLINE_STREAM_REPLICAS".into(), "3".into()));
         }
-        let mut s = Self { dir, db: None, nats: None, nats_url: String::new(), services: Vec::new(), env, ok: false };
+        let mut s = Self {
+            dir,
+            db: None,
+            nats: None,
+            nats_url: String::new(),
+            nats_profile_url: None,
+            services: Vec::new(),
+            env,
+            ok: false,
+        };
         s.db = Some(TestDb::create_on(postgres, "hookline_bench").await?);
         // Ready once JetStream answers (on every node: a meta leader is elected).
         let procs = match nats {
-            Nats::Single => NatsProcs::Single(NatsServer::start_with_env(&nats_env())?),
+            Nats::Single => {
+                let port = hookline_testkit::free_port().to_string();
+                let server = NatsServer::start_with(&nats_env(), &["--profile", &port])?;
+                s.nats_profile_url = Some(format!("http://127.0.0.1:{port}"));
+                NatsProcs::Single(server)
+            }
             Nats::ClusterR3 => NatsProcs::Cluster(NatsCluster::start()?),
         };
         s.nats_url = match &procs {

@@ -44,6 +44,8 @@ pub struct NatsServer {
     child: Option<Child>,
     /// Extra environment of the process (kept across restarts).
     env: Vec<(String, String)>,
+    /// Extra arguments of the process (kept across restarts).
+    args: Vec<String>,
     /// A configuration file the server runs with instead of `-js -sd`.
     config: Option<PathBuf>,
 }
@@ -58,8 +60,15 @@ impl NatsServer {
     /// [`start`](Self::start) with extra environment for the server process,
     /// such as the `GOMEMLIMIT` the bench runs it with.
     pub fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with(env, &[])
+    }
+
+    /// [`start_with_env`](Self::start_with_env) with extra arguments, such
+    /// as the `--profile <port>` the bench reads the server's heap from.
+    pub fn start_with(env: &[(&str, &str)], args: &[&str]) -> anyhow::Result<Self> {
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let mut s = Self { port: 0, dir: temp_dir("hookline-nats"), child: None, env, config: None };
+        let args = args.iter().map(|a| (*a).to_owned()).collect();
+        let mut s = Self { port: 0, dir: temp_dir("hookline-nats"), child: None, env, args, config: None };
         s.spawn()?;
         Ok(s)
     }
@@ -72,7 +81,7 @@ impl NatsServer {
         let dir = temp_dir("hookline-nats");
         let file = dir.join("nats.conf");
         std::fs::write(&file, conf(&dir)).with_context(|| format!("writing {}", file.display()))?;
-        let mut s = Self { port: 0, dir, child: None, env: Vec::new(), config: Some(file) };
+        let mut s = Self { port: 0, dir, child: None, env: Vec::new(), args: Vec::new(), config: Some(file) };
         s.spawn()?;
         Ok(s)
     }
@@ -91,6 +100,7 @@ impl NatsServer {
         };
         let mut child = command
             .args(["-a", "127.0.0.1", "-p", &port])
+            .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -29,10 +29,13 @@ struct Sample {
     rss: Vec<f64>,
 }
 
-/// Every 100 ms: the receiver's requests in flight and each process's RSS.
+/// Every 100 ms: the receiver's requests in flight and each process's RSS;
+/// every 5 s, nats-server's Go collector, where its profiler answers.
 #[derive(Clone)]
 pub struct Sampler {
     samples: Arc<Mutex<Vec<Sample>>>,
+    heaps: Arc<Mutex<Vec<GoHeap>>>,
+    nats: Option<GoProfiler>,
     pub procs: Vec<Proc>,
 }
 
@@ -44,7 +47,8 @@ pub struct MaxMean {
 }
 
 impl Sampler {
-    pub fn start(rx: Receivers, procs: Vec<Proc>) -> Self {
+    /// `nats`: the single nats-server's profiler, if it has one.
+    pub fn start(rx: Receivers, procs: Vec<Proc>, nats: Option<GoProfiler>) -> Self {
         let samples = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
         let (into, pids): (_, Vec<u32>) = (samples.clone(), procs.iter().map(|p| p.pid).collect());
         tokio::spawn(async move {
@@ -55,7 +59,36 @@ impl Sampler {
                 into.lock().unwrap().push(Sample { at: Instant::now(), in_flight: rx.in_flight(), rss });
             }
         });
-        Self { samples, procs }
+        let heaps = Arc::new(Mutex::new(Vec::new()));
+        if let Some(nats) = nats.clone() {
+            let into = heaps.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    if let Ok(heap) = nats.read(false).await {
+                        into.lock().unwrap().push(heap);
+                    }
+                }
+            });
+        }
+        Self { samples, heaps, nats, procs }
+    }
+
+    /// The share of nats-server's CPU its Go collector took between the
+    /// samples nearest `from` and `to`.
+    pub fn collector_share(&self, from: Instant, to: Instant) -> Option<f64> {
+        let heaps = self.heaps.lock().unwrap();
+        let first = heaps.iter().find(|h| h.at >= from)?;
+        let last = heaps.iter().rev().find(|h| h.at <= to)?;
+        let cpu = last.cpu_secs - first.cpu_secs;
+        (cpu > 0.0).then(|| (last.gc_cpu_secs - first.gc_cpu_secs) / cpu)
+    }
+
+    /// nats-server's live heap now, in MiB: its heap in use right after a
+    /// collection the read forces.
+    pub async fn nats_live_heap(&self) -> Option<f64> {
+        Some(self.nats.as_ref()?.read(true).await.ok()?.heap_alloc_mib)
     }
 
     fn over(&self, from: Instant, to: Instant, f: impl Fn(&Sample) -> f64) -> MaxMean {
@@ -75,6 +108,59 @@ impl Sampler {
     pub fn rss(&self, i: usize, from: Instant, to: Instant) -> MaxMean {
         self.over(from, to, |s| s.rss.get(i).copied().unwrap_or(0.0))
     }
+}
+
+/// A Go process's profiler (nats-server's `--profile <port>`).
+#[derive(Clone)]
+pub struct GoProfiler {
+    pub url: String,
+    pub pid: u32,
+}
+
+/// What [`GoProfiler::read`] read.
+struct GoHeap {
+    at: Instant,
+    heap_alloc_mib: f64,
+    /// CPU seconds the collector took since the process started.
+    gc_cpu_secs: f64,
+    /// CPU seconds the process took since it started.
+    cpu_secs: f64,
+}
+
+impl GoProfiler {
+    /// The runtime's statistics at the end of its heap profile; with
+    /// `collect`, right after a collection it forces.
+    async fn read(&self, collect: bool) -> anyhow::Result<GoHeap> {
+        let url = format!("{}/debug/pprof/heap?debug=1{}", self.url, if collect { "&gc=1" } else { "" });
+        let text = reqwest::get(&url).await?.text().await?;
+        let stat = |name: &str| {
+            let prefix = format!("# {name} = ");
+            text.lines().find_map(|l| l.strip_prefix(&prefix)?.trim().parse::<f64>().ok())
+        };
+        let heap_alloc = stat("HeapAlloc").with_context(|| format!("no HeapAlloc in {url}"))?;
+        // The fraction is of the CPU time available since the process
+        // started: every core (Go's default GOMAXPROCS) all that while.
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        let gc_cpu_secs = stat("GCCPUFraction").unwrap_or(0.0) * cores * process_uptime_secs(self.pid);
+        Ok(GoHeap {
+            at: Instant::now(),
+            heap_alloc_mib: heap_alloc / 1048576.0,
+            gc_cpu_secs,
+            cpu_secs: cpu_secs(&self.pid.to_string()),
+        })
+    }
+}
+
+/// Seconds since process `pid` started (its start time in `/proc`, in
+/// clock ticks of 100 a second since boot, against the machine's uptime).
+fn process_uptime_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; the start time is field 22.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let started = rest.split_whitespace().nth(19).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    let uptime = uptime.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (uptime - started).max(0.0)
 }
 
 /// CPU seconds of the watched processes, the bench, Postgres, and the
@@ -165,4 +251,45 @@ pub async fn jetstream(nats: &async_nats::Client) -> anyhow::Result<(Vec<JsSize>
 pub async fn database_mib(db: &sqlx::PgPool) -> anyhow::Result<f64> {
     let bytes: i64 = sqlx::query_scalar("select pg_database_size(current_database())").fetch_one(db).await?;
     Ok(bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Messages ever appended to each stream (its last sequence) and the
+/// account's JetStream API requests, at one instant: the difference over a
+/// run is the work nats-server did for it, retention aside.
+pub struct Appended {
+    streams: Vec<(String, u64)>,
+    api: u64,
+}
+
+impl Appended {
+    pub async fn now(nats: &async_nats::Client) -> anyhow::Result<Self> {
+        let names = nats.request("$JS.API.STREAM.NAMES", "".into()).await.context("$JS.API.STREAM.NAMES")?;
+        let names: Value = serde_json::from_slice(&names.payload)?;
+        let mut streams = Vec::new();
+        for name in names["streams"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            let info = nats.request(format!("$JS.API.STREAM.INFO.{name}"), "".into()).await?;
+            let info: Value = serde_json::from_slice(&info.payload)?;
+            streams.push((name.to_owned(), info["state"]["last_seq"].as_u64().unwrap_or(0)));
+        }
+        streams.sort();
+        let info = nats.request("$JS.API.INFO", "".into()).await.context("$JS.API.INFO")?;
+        let info: Value = serde_json::from_slice(&info.payload)?;
+        Ok(Self { streams, api: info["api"]["total"].as_u64().unwrap_or(0) })
+    }
+
+    /// Appends per stream and API requests since `before`, per 1,000 of
+    /// `per` (deliveries, say), the streams that grew only.
+    pub fn per_1000_since(&self, before: &Appended, per: f64) -> Vec<(String, f64)> {
+        let per = per.max(1.0) / 1000.0;
+        let mut out: Vec<(String, f64)> = self
+            .streams
+            .iter()
+            .filter_map(|(name, seq)| {
+                let was = before.streams.iter().find(|(n, _)| n == name).map_or(0, |(_, s)| *s);
+                (*seq > was).then(|| (name.clone(), (seq - was) as f64 / per))
+            })
+            .collect();
+        out.push(("API requests".into(), self.api.saturating_sub(before.api) as f64 / per));
+        out
+    }
 }
