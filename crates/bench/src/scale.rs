@@ -388,9 +388,9 @@ impl Scale {
             let row = row.beside(hwm);
             self.report.push(if p.label == "delivery" { row.target("< 200 MiB", rss.max < 200.0) } else { row });
         }
-        // Above its live heap's needs, GOMEMLIMIT lets Go collect only as
-        // garbage doubles it; at or under them, the collector runs back to
-        // back and takes nats-server's CPU from the deliveries (README.md,
+        // With GOMEMLIMIT above its live heap, Go collects as garbage
+        // doubles the heap; at or under it, the collector runs back to back
+        // and takes nats-server's CPU from the deliveries (README.md,
         // "Memory of nats-server").
         if let Some(live) = self.sampler.nats_live_heap().await {
             let limit = std::env::var("GOMEMLIMIT").unwrap_or_else(|_| crate::stack::NATS_GOMEMLIMIT.into());
@@ -400,12 +400,9 @@ impl Scale {
                 "MiB",
             );
             self.report.push(row);
-            if let Some(share) = self.sampler.collector_share(from, to) {
-                self.report.push(Row::new(
-                    format!("{phase}: nats-server CPU taken by its Go collector"),
-                    100.0 * share,
-                    "%",
-                ));
+            if let Some(rate) = self.sampler.collections_per_sec(from, to) {
+                let row = Row::new(format!("{phase}: nats-server Go collections a second"), rate, "per s");
+                self.report.push(row);
             }
         }
         let (streams, consumers) = probe::jetstream(&self.nats).await?;
@@ -536,8 +533,8 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let ingest = IngestServiceClient::connect(stack.services[1].grpc_url.clone()).await?;
     let mut procs: Vec<Proc> = stack.services.iter().map(|s| Proc { label: s.role.to_owned(), pid: s.pid() }).collect();
     procs.extend(stack.nats_pids().into_iter().map(|pid| Proc { label: "nats-server".into(), pid }));
-    let profiler = stack.nats_profile_url.clone().zip(stack.nats_pids().first().copied());
-    let sampler = Sampler::start(rx.clone(), procs, profiler.map(|(url, pid)| GoProfiler { url, pid }));
+    let profiler = stack.nats_profile_url.clone().map(|url| GoProfiler { url });
+    let sampler = Sampler::start(rx.clone(), procs, profiler);
     let nats = async_nats::connect(&stack.nats_url).await?;
     let db = sqlx::PgPool::connect(stack.database_url().context("no database")?).await?;
     let picker = Arc::new(match args.skew {

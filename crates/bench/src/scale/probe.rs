@@ -75,14 +75,15 @@ impl Sampler {
         Self { samples, heaps, nats, procs }
     }
 
-    /// The share of nats-server's CPU its Go collector took between the
-    /// samples nearest `from` and `to`.
-    pub fn collector_share(&self, from: Instant, to: Instant) -> Option<f64> {
+    /// nats-server's Go collections a second between the samples nearest
+    /// `from` and `to`. (The runtime's own `GCCPUFraction` counts a
+    /// collector's wall time, not the CPU a busy machine gave it.)
+    pub fn collections_per_sec(&self, from: Instant, to: Instant) -> Option<f64> {
         let heaps = self.heaps.lock().unwrap();
         let first = heaps.iter().find(|h| h.at >= from)?;
         let last = heaps.iter().rev().find(|h| h.at <= to)?;
-        let cpu = last.cpu_secs - first.cpu_secs;
-        (cpu > 0.0).then(|| (last.gc_cpu_secs - first.gc_cpu_secs) / cpu)
+        let secs = last.at.duration_since(first.at).as_secs_f64();
+        (secs > 0.0).then(|| (last.num_gc - first.num_gc) / secs)
     }
 
     /// nats-server's live heap now, in MiB: its heap in use right after a
@@ -114,17 +115,14 @@ impl Sampler {
 #[derive(Clone)]
 pub struct GoProfiler {
     pub url: String,
-    pub pid: u32,
 }
 
 /// What [`GoProfiler::read`] read.
 struct GoHeap {
     at: Instant,
     heap_alloc_mib: f64,
-    /// CPU seconds the collector took since the process started.
-    gc_cpu_secs: f64,
-    /// CPU seconds the process took since it started.
-    cpu_secs: f64,
+    /// Collections since the process started.
+    num_gc: f64,
 }
 
 impl GoProfiler {
@@ -138,29 +136,9 @@ impl GoProfiler {
             text.lines().find_map(|l| l.strip_prefix(&prefix)?.trim().parse::<f64>().ok())
         };
         let heap_alloc = stat("HeapAlloc").with_context(|| format!("no HeapAlloc in {url}"))?;
-        // The fraction is of the CPU time available since the process
-        // started: every core (Go's default GOMAXPROCS) all that while.
-        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
-        let gc_cpu_secs = stat("GCCPUFraction").unwrap_or(0.0) * cores * process_uptime_secs(self.pid);
-        Ok(GoHeap {
-            at: Instant::now(),
-            heap_alloc_mib: heap_alloc / 1048576.0,
-            gc_cpu_secs,
-            cpu_secs: cpu_secs(&self.pid.to_string()),
-        })
+        let num_gc = stat("NumGC").with_context(|| format!("no NumGC in {url}"))?;
+        Ok(GoHeap { at: Instant::now(), heap_alloc_mib: heap_alloc / 1048576.0, num_gc })
     }
-}
-
-/// Seconds since process `pid` started (its start time in `/proc`, in
-/// clock ticks of 100 a second since boot, against the machine's uptime).
-fn process_uptime_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; the start time is field 22.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let started = rest.split_whitespace().nth(19).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
-    let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
-    let uptime = uptime.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (uptime - started).max(0.0)
 }
 
 /// CPU seconds of the watched processes, the bench, Postgres, and the
