@@ -393,7 +393,7 @@ impl Scale {
         // and takes nats-server's CPU from the deliveries (README.md,
         // "Memory of nats-server").
         if let Some(live) = self.sampler.nats_live_heap().await {
-            let limit = std::env::var("GOMEMLIMIT").unwrap_or_else(|_| crate::stack::NATS_GOMEMLIMIT.into());
+            let limit = crate::stack::nats_gomemlimit();
             let row = Row::new(
                 format!("{phase}: nats-server live heap after a forced collection (GOMEMLIMIT {limit})"),
                 live,
@@ -425,8 +425,7 @@ impl Scale {
     /// Database size now, and delivery's attempts so far (from `/metrics`).
     async fn db_and_attempts(&self) -> anyhow::Result<(f64, f64)> {
         let size = probe::database_mib(&self.db).await?;
-        let delivery = self.stack.services.iter().find(|s| s.role == "delivery").context("no delivery")?;
-        let text = reqwest::get(format!("{}/metrics", delivery.http_url)).await?.text().await?;
+        let text = self.delivery_metrics().await?;
         Ok((size, metric_sum(&text, "hookline_delivery_attempt_duration_seconds_count")))
     }
 
@@ -435,7 +434,7 @@ impl Scale {
     async fn settle(&self) {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(180) {
-            if self.projector_lag().await == Some(0.0) {
+            if self.projector_lag().await.is_ok_and(|lag| lag == 0.0) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -443,25 +442,26 @@ impl Scale {
     }
 
     /// Outcomes delivery's projector has still to write to Postgres.
-    async fn projector_lag(&self) -> Option<f64> {
-        let delivery = self.stack.services.iter().find(|s| s.role == "delivery")?;
-        let text = reqwest::get(format!("{}/metrics", delivery.http_url)).await.ok()?.text().await.ok()?;
-        Some(metric_sum(&text, "hookline_projector_lag"))
+    async fn projector_lag(&self) -> anyhow::Result<f64> {
+        Ok(metric_sum(&self.delivery_metrics().await?, "hookline_projector_lag"))
+    }
+
+    /// Delivery's `/metrics` text now.
+    async fn delivery_metrics(&self) -> anyhow::Result<String> {
+        let delivery = self.stack.services.iter().find(|s| s.role == "delivery").context("no delivery")?;
+        Ok(reqwest::get(format!("{}/metrics", delivery.http_url)).await?.text().await?)
     }
 
     /// JetStream API requests so far (the account's count), messages
     /// stored in HOOKLINE_DISPATCH, and delivery's parking counters.
     async fn drain_counts(&self) -> anyhow::Result<DrainCounts> {
-        let info = self.nats.request("$JS.API.INFO", "".into()).await.context("$JS.API.INFO")?;
-        let info: Value = serde_json::from_slice(&info.payload)?;
-        let reply = self.nats.request("$JS.API.STREAM.INFO.HOOKLINE_DISPATCH", "".into()).await?;
-        let dispatch: Value = serde_json::from_slice(&reply.payload)?;
-        let delivery = self.stack.services.iter().find(|s| s.role == "delivery").context("no delivery")?;
-        let text = reqwest::get(format!("{}/metrics", delivery.http_url)).await?.text().await?;
+        let api = probe::api_requests(&self.nats).await?;
+        let dispatch = probe::ask(&self.nats, "$JS.API.STREAM.INFO.HOOKLINE_DISPATCH").await?;
+        let text = self.delivery_metrics().await?;
         let deferred =
             |reason: &str| metric_sum(&text, &format!("hookline_delivery_deferrals_total{{reason=\"{reason}\"}}"));
         Ok(DrainCounts {
-            api: info["api"]["total"].as_f64().unwrap_or(f64::NAN),
+            api,
             dispatch: dispatch["state"]["last_seq"].as_f64().unwrap_or(f64::NAN),
             unparked: metric_sum(&text, "hookline_delivery_unparked_total"),
             batch_reads: metric_sum(&text, "hookline_delivery_parked_event_reads_total{how=\"batch\"}"),
@@ -859,13 +859,13 @@ async fn neighbours_phase(s: &mut Scale) -> anyhow::Result<()> {
     s.notes.push(note);
     // Where nats-server's work goes: what each run appended to every
     // stream, and its API requests, per 1,000 healthy deliveries.
-    let mut names: Vec<&String> = appended_without.iter().chain(&appended_with).map(|(n, _)| n).collect();
-    names.sort();
-    names.dedup();
-    let of = |run: &[(String, f64)], name: &str| run.iter().find(|(n, _)| n == name).map_or(0.0, |(_, x)| *x);
-    let parts: Vec<String> = names
+    // Streams are only ever added, so the second half names every stream
+    // the first did.
+    let parts: Vec<String> = appended_with
         .iter()
-        .map(|name| format!("{name} {:.0} -> {:.0}", of(&appended_without, name), of(&appended_with, name)))
+        .map(|(name, with)| (name, appended_without.iter().find(|(n, _)| n == name).map_or(0.0, |(_, x)| *x), *with))
+        .filter(|(_, without, with)| *without > 0.0 || *with > 0.0)
+        .map(|(name, without, with)| format!("{name} {without:.0} -> {with:.0}"))
         .collect();
     let note = format!(
         "neighbours: JetStream appends per 1,000 healthy deliveries, without -> with them: {}",

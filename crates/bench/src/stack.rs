@@ -50,6 +50,11 @@ fn nats_env() -> Vec<(&'static str, &'static str)> {
     if std::env::var_os("GOMEMLIMIT").is_some() { Vec::new() } else { vec![("GOMEMLIMIT", NATS_GOMEMLIMIT)] }
 }
 
+/// The `GOMEMLIMIT` the single nats-server runs with.
+pub fn nats_gomemlimit() -> String {
+    std::env::var("GOMEMLIMIT").unwrap_or_else(|_| NATS_GOMEMLIMIT.into())
+}
+
 /// Peak resident set size (`VmHWM`) of a process, in MiB.
 pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     status_mib(pid, "VmHWM:")

@@ -26,9 +26,14 @@ use hookline_domain::{
     events::{StoredEvent, Timestamp},
     ids::{DeliveryId, EndpointId, TenantId},
 };
-use serde_json::Value;
 
-use super::{BacklogLayout, Scale, model::Kind, population_run, probe::Cpu, receiver::Latency};
+use super::{
+    BacklogLayout, Scale,
+    model::Kind,
+    population_run,
+    probe::{Cpu, ask, stream_infos},
+    receiver::Latency,
+};
 use crate::{report::Row, stack::rss_mib};
 
 const RETRY_STREAM: &str = "HOOKLINE_RETRY";
@@ -201,15 +206,9 @@ async fn sample_events(js: &jetstream::Context) -> anyhow::Result<Vec<(u64, Stor
 /// Streams whose messages or bytes, and consumers whose ack-pending
 /// count, are at 90 % or more of a configured limit.
 async fn limits(nats: &async_nats::Client) -> anyhow::Result<Vec<String>> {
-    async fn ask(nats: &async_nats::Client, subject: String) -> anyhow::Result<Value> {
-        let reply = nats.request(subject.clone(), "".into()).await.with_context(|| subject.clone())?;
-        serde_json::from_slice(&reply.payload).with_context(|| subject)
-    }
     let near = |used: f64, limit: f64| limit > 0.0 && used >= 0.9 * limit;
-    let names = ask(nats, "$JS.API.STREAM.NAMES".into()).await?;
     let mut reached = Vec::new();
-    for name in names["streams"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-        let info = ask(nats, format!("$JS.API.STREAM.INFO.{name}")).await?;
+    for (name, info) in stream_infos(nats).await? {
         let (config, state) = (&info["config"], &info["state"]);
         for (used, limit, what) in
             [(&state["messages"], &config["max_msgs"], "messages"), (&state["bytes"], &config["max_bytes"], "bytes")]
@@ -219,7 +218,7 @@ async fn limits(nats: &async_nats::Client) -> anyhow::Result<Vec<String>> {
                 reached.push(format!("{name} {what} {used:.0} of {limit:.0}"));
             }
         }
-        let list = ask(nats, format!("$JS.API.CONSUMER.LIST.{name}")).await?;
+        let list = ask(nats, &format!("$JS.API.CONSUMER.LIST.{name}")).await?;
         for c in list["consumers"].as_array().into_iter().flatten() {
             let used = c["num_ack_pending"].as_f64().unwrap_or(0.0);
             let limit = c["config"]["max_ack_pending"].as_f64().unwrap_or(-1.0);

@@ -200,21 +200,12 @@ pub struct JsSize {
 /// Every stream's messages and bytes and every consumer's `num_ack_pending`
 /// and `num_pending`, from the JetStream API.
 pub async fn jetstream(nats: &async_nats::Client) -> anyhow::Result<(Vec<JsSize>, Vec<JsSize>)> {
-    async fn ask(nats: &async_nats::Client, subject: String) -> anyhow::Result<Value> {
-        let reply = nats.request(subject.clone(), "".into()).await.with_context(|| subject.clone())?;
-        serde_json::from_slice(&reply.payload).with_context(|| subject)
-    }
-    let names = ask(nats, "$JS.API.STREAM.NAMES".into()).await?;
-    let mut names: Vec<String> =
-        names["streams"].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect();
-    names.sort();
     let (mut streams, mut consumers) = (Vec::new(), Vec::new());
-    for name in names {
-        let info = ask(nats, format!("$JS.API.STREAM.INFO.{name}")).await?;
+    for (name, info) in stream_infos(nats).await? {
         let state = &info["state"];
         let (messages, bytes) = (state["messages"].as_f64().unwrap_or(0.0), state["bytes"].as_f64().unwrap_or(0.0));
         streams.push(JsSize { name: name.clone(), a: messages, b: bytes });
-        let list = ask(nats, format!("$JS.API.CONSUMER.LIST.{name}")).await?;
+        let list = ask(nats, &format!("$JS.API.CONSUMER.LIST.{name}")).await?;
         for c in list["consumers"].as_array().into_iter().flatten() {
             let label = format!("{name}/{}", c["name"].as_str().unwrap_or("?"));
             let (ack, pending) =
@@ -231,43 +222,60 @@ pub async fn database_mib(db: &sqlx::PgPool) -> anyhow::Result<f64> {
     Ok(bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// A JetStream API request's JSON answer.
+pub async fn ask(nats: &async_nats::Client, subject: &str) -> anyhow::Result<Value> {
+    let reply = nats.request(subject.to_owned(), "".into()).await.with_context(|| subject.to_owned())?;
+    serde_json::from_slice(&reply.payload).with_context(|| subject.to_owned())
+}
+
+/// Every stream's name and `$JS.API.STREAM.INFO` answer, by name.
+pub async fn stream_infos(nats: &async_nats::Client) -> anyhow::Result<Vec<(String, Value)>> {
+    let names = ask(nats, "$JS.API.STREAM.NAMES").await?;
+    let mut names: Vec<String> =
+        names["streams"].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect();
+    names.sort();
+    let mut infos = Vec::with_capacity(names.len());
+    for name in names {
+        let info = ask(nats, &format!("$JS.API.STREAM.INFO.{name}")).await?;
+        infos.push((name, info));
+    }
+    Ok(infos)
+}
+
+/// The account's JetStream API requests so far.
+pub async fn api_requests(nats: &async_nats::Client) -> anyhow::Result<f64> {
+    Ok(ask(nats, "$JS.API.INFO").await?["api"]["total"].as_f64().unwrap_or(f64::NAN))
+}
+
 /// Messages ever appended to each stream (its last sequence) and the
 /// account's JetStream API requests, at one instant: the difference over a
 /// run is the work nats-server did for it, retention aside.
 pub struct Appended {
     streams: Vec<(String, u64)>,
-    api: u64,
+    api: f64,
 }
 
 impl Appended {
     pub async fn now(nats: &async_nats::Client) -> anyhow::Result<Self> {
-        let names = nats.request("$JS.API.STREAM.NAMES", "".into()).await.context("$JS.API.STREAM.NAMES")?;
-        let names: Value = serde_json::from_slice(&names.payload)?;
-        let mut streams = Vec::new();
-        for name in names["streams"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-            let info = nats.request(format!("$JS.API.STREAM.INFO.{name}"), "".into()).await?;
-            let info: Value = serde_json::from_slice(&info.payload)?;
-            streams.push((name.to_owned(), info["state"]["last_seq"].as_u64().unwrap_or(0)));
-        }
-        streams.sort();
-        let info = nats.request("$JS.API.INFO", "".into()).await.context("$JS.API.INFO")?;
-        let info: Value = serde_json::from_slice(&info.payload)?;
-        Ok(Self { streams, api: info["api"]["total"].as_u64().unwrap_or(0) })
+        let streams = stream_infos(nats).await?;
+        let streams = streams.into_iter().map(|(name, info)| (name, info["state"]["last_seq"].as_u64().unwrap_or(0)));
+        Ok(Self { streams: streams.collect(), api: api_requests(nats).await? })
     }
 
-    /// Appends per stream and API requests since `before`, per 1,000 of
-    /// `per` (deliveries, say), the streams that grew only.
+    /// Appends per stream (every stream, by name, as `before` had them)
+    /// and API requests since `before`, per 1,000 of `per` (deliveries,
+    /// say).
     pub fn per_1000_since(&self, before: &Appended, per: f64) -> Vec<(String, f64)> {
         let per = per.max(1.0) / 1000.0;
-        let mut out: Vec<(String, f64)> = self
+        let mut out: Vec<(String, f64)> = before
             .streams
             .iter()
-            .filter_map(|(name, seq)| {
-                let was = before.streams.iter().find(|(n, _)| n == name).map_or(0, |(_, s)| *s);
-                (*seq > was).then(|| (name.clone(), (seq - was) as f64 / per))
+            .map(|(name, was)| {
+                let now = self.streams.iter().find(|(n, _)| n == name).map_or(*was, |(_, s)| *s);
+                (name.clone(), now.saturating_sub(*was) as f64 / per)
             })
             .collect();
-        out.push(("API requests".into(), self.api.saturating_sub(before.api) as f64 / per));
+        out.push(("API requests".into(), (self.api - before.api).max(0.0) / per));
         out
     }
 }
