@@ -45,6 +45,9 @@ enum Command {
     /// Real-world load: many tenants and endpoints, receivers that answer
     /// slowly, fail, hang or throttle, an endpoint catching up after an
     /// outage, and restarts with the whole configuration present.
+    /// nats-server runs with `GOMEMLIMIT=512MiB`, the size README.md gives
+    /// for 10,000 tenants (`delivery` and `log`: the compose files' 192MiB);
+    /// `GOMEMLIMIT` in the bench's environment overrides both.
     Scale(scale::Args),
 }
 

@@ -393,7 +393,7 @@ impl Scale {
         // and takes nats-server's CPU from the deliveries (README.md,
         // "Memory of nats-server").
         if let Some(live) = self.sampler.nats_live_heap().await {
-            let limit = crate::stack::nats_gomemlimit();
+            let limit = self.stack.nats_gomemlimit.as_deref().unwrap_or("unset");
             let row = Row::new(
                 format!("{phase}: nats-server live heap after a forced collection (GOMEMLIMIT {limit})"),
                 live,
@@ -527,7 +527,7 @@ pub async fn run(mut args: Args, postgres: &str) -> anyhow::Result<Report> {
     let rx = Receivers::start(kinds, Latency::Fixed, recovery, Duration::from_millis(args.recovery_latency_ms)).await?;
     let (hole, hole_task) = black_hole().await?;
     println!("starting nats-server, Postgres database and hookline subscriptions|ingest|delivery ...");
-    let stack = Stack::start(postgres, &env).await?;
+    let stack = Stack::start_with_nats_limit(postgres, &env, crate::stack::NATS_GOMEMLIMIT_AT_SCALE).await?;
     let initial_ready: Vec<(&'static str, Duration)> = stack.services.iter().map(|s| (s.role, s.ready_after)).collect();
     let subs = SubscriptionServiceClient::connect(stack.services[0].grpc_url.clone()).await?;
     let ingest = IngestServiceClient::connect(stack.services[1].grpc_url.clone()).await?;

@@ -43,16 +43,21 @@ impl Nats {
 /// The Go soft memory limit the bench gives its single nats-server, as
 /// deploy/ recommends operators do (README.md, "Memory of nats-server"):
 /// without it the Go runtime lets the heap grow to twice the live data
-/// before it collects. `GOMEMLIMIT` in the bench's own environment wins.
+/// before it collects. This is the compose files' value, which `delivery`
+/// and `log` run with. `GOMEMLIMIT` in the bench's own environment wins.
 pub const NATS_GOMEMLIMIT: &str = "192MiB";
 
-fn nats_env() -> Vec<(&'static str, &'static str)> {
-    if std::env::var_os("GOMEMLIMIT").is_some() { Vec::new() } else { vec![("GOMEMLIMIT", NATS_GOMEMLIMIT)] }
-}
+/// The limit `scale` runs nats-server with: what README.md sizes for
+/// 10,000 tenants. Their live heap alone reaches 250-294 MiB under load
+/// (BENCHMARKS.md), so below it Go collects back to back and takes
+/// nats-server's CPU from the deliveries; the bench would then measure a
+/// deployment sized against our own advice.
+pub const NATS_GOMEMLIMIT_AT_SCALE: &str = "512MiB";
 
-/// The `GOMEMLIMIT` the single nats-server runs with.
-pub fn nats_gomemlimit() -> String {
-    std::env::var("GOMEMLIMIT").unwrap_or_else(|_| NATS_GOMEMLIMIT.into())
+/// The `GOMEMLIMIT` a single nats-server runs with when the bench asks for
+/// `wanted`: the bench's own environment wins.
+fn nats_gomemlimit(wanted: &str) -> String {
+    std::env::var("GOMEMLIMIT").unwrap_or_else(|_| wanted.into())
 }
 
 /// Peak resident set size (`VmHWM`) of a process, in MiB.
@@ -122,6 +127,8 @@ pub struct Stack {
     /// The single nats-server's Go profiler (`--profile`), where the scale
     /// bench reads its heap and collector; none for a cluster.
     pub nats_profile_url: Option<String>,
+    /// The single nats-server's `GOMEMLIMIT`; none for a cluster.
+    pub nats_gomemlimit: Option<String>,
     pub services: Vec<Service>,
     env: Vec<(String, String)>,
     ok: bool,
@@ -134,8 +141,18 @@ impl Stack {
         Self::start_on(Nats::Single, postgres, env).await
     }
 
+    /// Start everything on one nats-server whose `GOMEMLIMIT` is `limit`
+    /// unless the bench's environment names one.
+    pub async fn start_with_nats_limit(postgres: &str, env: &[(String, String)], limit: &str) -> anyhow::Result<Self> {
+        Self::start_nats(Nats::Single, limit, postgres, env).await
+    }
+
     /// Start everything on `nats`.
     pub async fn start_on(nats: Nats, postgres: &str, env: &[(String, String)]) -> anyhow::Result<Self> {
+        Self::start_nats(nats, NATS_GOMEMLIMIT, postgres, env).await
+    }
+
+    async fn start_nats(nats: Nats, limit: &str, postgres: &str, env: &[(String, String)]) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("hookline-bench-{:08x}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir)?;
         let mut env = env.to_vec();
@@ -148,6 +165,7 @@ impl Stack {
             nats: None,
             nats_url: String::new(),
             nats_profile_url: None,
+            nats_gomemlimit: None,
             services: Vec::new(),
             env,
             ok: false,
@@ -157,8 +175,10 @@ impl Stack {
         let procs = match nats {
             Nats::Single => {
                 let port = hookline_testkit::free_port().to_string();
-                let server = NatsServer::start_with(&nats_env(), &["--profile", &port])?;
+                let limit = nats_gomemlimit(limit);
+                let server = NatsServer::start_with(&[("GOMEMLIMIT", limit.as_str())], &["--profile", &port])?;
                 s.nats_profile_url = Some(format!("http://127.0.0.1:{port}"));
+                s.nats_gomemlimit = Some(limit);
                 NatsProcs::Single(server)
             }
             Nats::ClusterR3 => NatsProcs::Cluster(NatsCluster::start()?),
