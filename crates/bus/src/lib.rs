@@ -93,6 +93,19 @@ pub const RETRY_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// on that pair (`Nats-Msg-Id`) too.
 pub const OUTCOMES_DUPLICATE_WINDOW: Duration = Duration::from_secs(20);
 
+/// HOOKLINE_DISPATCH's and HOOKLINE_PARKED's duplicate window. Every task
+/// is stored with an id (see ARCHITECTURE.md's message ids), and every id
+/// in the window costs nats-server about 190 bytes: at 3,400 tasks/s a
+/// 10 minute window held 2 million of them, some 380 MiB, more than all the
+/// rest of its live data (BENCHMARKS.md). The window has to absorb a store
+/// repeated after a task or event was handed out again, which comes
+/// `HOOKLINE_ACK_WAIT` (60 s by default) after the first, and a retry
+/// mover's repeat, which comes within its batch deadline (60 s); three
+/// minutes holds both with room. A repeat later than that (an ack wait
+/// set above two minutes, a mover back after a longer outage) makes a
+/// second attempt with the same `webhook-id`: at least once, as everywhere.
+pub const DISPATCH_DUPLICATE_WINDOW: Duration = Duration::from_secs(180);
+
 /// Largest message HOOKLINE_INTAKE stores (payload and headers): an event's
 /// limit (256 KiB of JSON, `hookline_domain::events::MAX_EVENT_BYTES`) plus
 /// 4 KiB for headers such as `traceparent`. A larger publish is refused at
@@ -341,7 +354,7 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
         DISPATCH_STREAM => stream::Config {
             subjects: vec![DISPATCH_ALL.into()],
             retention: RetentionPolicy::WorkQueue,
-            duplicate_window: Duration::from_secs(600),
+            duplicate_window: DISPATCH_DUPLICATE_WINDOW,
             ..base
         },
         OUTCOMES_STREAM => stream::Config {
@@ -353,7 +366,8 @@ fn stream_config(name: &'static str, retention: &Retention) -> stream::Config {
         PARKED_STREAM => stream::Config {
             subjects: vec![PARKED_ALL.into()],
             retention: RetentionPolicy::WorkQueue,
-            duplicate_window: Duration::from_secs(600),
+            // Parked batches are stored again by the same repeats as tasks.
+            duplicate_window: DISPATCH_DUPLICATE_WINDOW,
             max_consumers: PARKED_MAX_CONSUMERS,
             ..base
         },
@@ -466,7 +480,7 @@ fn is_replicas_refusal(e: &StreamRequestError) -> bool {
 
 async fn ensure_stream(js: &Context, name: &'static str, settings: &StreamSettings) -> Result<(), StreamRequestError> {
     let config = stream_config(name, &settings.retention);
-    let current = setup::create_or_scale(js, &config, settings.replicas).await?;
+    let mut current = setup::create_or_scale(js, &config, settings.replicas).await?;
     if name == EVENTS_STREAM && settings.apply_retention && current.max_age != config.max_age {
         tracing::info!(stream = name, max_age = ?config.max_age, "applying HOOKLINE_ARCHIVE_AFTER to the stream");
         let updated = stream::Config {
@@ -484,12 +498,15 @@ async fn ensure_stream(js: &Context, name: &'static str, settings: &StreamSettin
         js.update_stream(stream::Config { allow_direct: true, ..current }).await.map_err(StreamRequestError::Update)?;
         return Ok(());
     }
-    // Retry and outcome streams made with a longer window get the shorter one.
-    if matches!(name, RETRY_STREAM | OUTCOMES_STREAM) && current.duplicate_window > config.duplicate_window {
+    // Streams made with a longer window than this version's get the shorter
+    // one: every id in it costs nats-server memory. (A parked stream may
+    // need its consumer limit raised as well, below.)
+    if matches!(name, RETRY_STREAM | OUTCOMES_STREAM | DISPATCH_STREAM | PARKED_STREAM)
+        && current.duplicate_window > config.duplicate_window
+    {
         tracing::info!(stream = name, duplicate_window = ?config.duplicate_window, "shortening the duplicate window");
         let updated = stream::Config { duplicate_window: config.duplicate_window, ..current };
-        js.update_stream(updated).await.map_err(StreamRequestError::Update)?;
-        return Ok(());
+        current = js.update_stream(updated).await.map_err(StreamRequestError::Update)?.config;
     }
     // Parked streams made without a consumer limit get nats-server's
     // default, 1,000 on 2.15. A server that cannot change the limit (2.9,

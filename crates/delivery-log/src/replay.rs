@@ -8,7 +8,7 @@
 //! `failed` after [`MAX_RUNS`] starts. A job names each replay after itself
 //! and the original (`DeliveryId::recovery`), so what it queued before a
 //! crash is de-duplicated by its dispatch message id (within
-//! HOOKLINE_DISPATCH's 10-minute window) and, once attempted, skipped
+//! HOOKLINE_DISPATCH's 3-minute window) and, once attempted, skipped
 //! because the log shows it; and no job replays an original that a replay
 //! already delivered or is still delivering.
 

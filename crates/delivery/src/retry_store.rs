@@ -35,8 +35,8 @@
 //! attempt, not at random), so it is due later by only as long as the repeat
 //! came later (`HOOKLINE_ACK_WAIT`, a minute by default). The mover stores
 //! both copies on HOOKLINE_DISPATCH under the task's one message id
-//! (`<delivery>.<attempt>`), and HOOKLINE_DISPATCH's 10 minute duplicate
-//! window keeps the first: copies moved within ten minutes of each other
+//! (`<delivery>.<attempt>`), and HOOKLINE_DISPATCH's 3 minute duplicate
+//! window keeps the first: copies moved within three minutes of each other
 //! are one attempt. An id per retry in HOOKLINE_RETRY's own window would
 //! absorb them earlier, at a cost of memory proportional to the rate of
 //! failures, which is what a burst of them must not cost.
@@ -64,11 +64,11 @@
 //! under its message id, awaits those acks, then purges that second below
 //! the last sequence it read (`filter` and `seq`), so a task stored into it
 //! meanwhile stays. A crash between storing and purging repeats the move,
-//! and a second mover makes the same moves: HOOKLINE_DISPATCH's 10 minute
+//! and a second mover makes the same moves: HOOKLINE_DISPATCH's 3 minute
 //! duplicate window absorbs both while the repeat comes within it. A mover
 //! abandons a batch it read more than [`BATCH_DEADLINE`] ago, so two
 //! running movers stay well inside the window; a process killed between
-//! storing and purging that comes back more than 10 minutes later, with no
+//! storing and purging that comes back more than 3 minutes later, with no
 //! other delivery process running meanwhile, sends those retries again (at
 //! least once, as everywhere).
 //!
@@ -134,7 +134,7 @@ pub const MOVE_RATE: usize = 2_000;
 const BATCH: usize = 500;
 /// A batch read longer ago than this is not stored: another mover may have
 /// moved and purged it meanwhile, and a repeat must come well within
-/// HOOKLINE_DISPATCH's duplicate window (10 min).
+/// HOOKLINE_DISPATCH's duplicate window (3 min).
 pub const BATCH_DEADLINE: Duration = Duration::from_secs(60);
 /// Seconds looked at per round at most, so a long walk over empty seconds
 /// (after a restart) yields to shutdown and to the rate between rounds.

@@ -1,8 +1,9 @@
 //! The retry store's mover started a day after its retries were stored,
 //! against a real nats-server: it finds the due seconds that hold tasks
 //! without asking about every second since the oldest stored retry. And
-//! HOOKLINE_RETRY's short duplicate window: set on streams made with a
-//! longer one, and a copy stored outside it reaches HOOKLINE_DISPATCH once.
+//! the delivery streams' short duplicate windows: set on streams made with
+//! a longer one, and a retry copy stored outside HOOKLINE_RETRY's reaches
+//! HOOKLINE_DISPATCH once.
 //!
 //! And the two layouts a waiting retry has: a reference to its event
 //! (`hookline.retry.<due>.ref`, what this version stores), read back whole
@@ -26,7 +27,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use hookline_bus::{RetryBucket, StreamSettings, retry_subject_whole};
+use hookline_bus::{DISPATCH_DUPLICATE_WINDOW, RetryBucket, StreamSettings, retry_subject_whole};
 use hookline_domain::{
     config::{Command, ContactPatch},
     endpoint::{EndpointUrl, Layout, Plan},
@@ -205,24 +206,40 @@ fn server_version(nats: &async_nats::Client) -> (u32, u32) {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
-/// A HOOKLINE_RETRY made with the 10 minute window (before it was
-/// shortened) gets the short one when the streams are set up again.
+/// The delivery streams made with the 10 minute window of older versions
+/// get this version's shorter one when the streams are set up again (every
+/// id in a window costs nats-server memory), and a parked stream its
+/// consumer limit besides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_stream_made_with_a_longer_duplicate_window_is_shortened_on_start() {
+async fn streams_made_with_a_longer_duplicate_window_are_shortened_on_start() {
+    use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
     let nats = NatsServer::start().unwrap();
     let js = nats.jetstream().await;
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "HOOKLINE_RETRY".into(),
-        subjects: vec![hookline_bus::RETRY_ALL.into()],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        duplicate_window: Duration::from_secs(600),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let old = [
+        ("HOOKLINE_RETRY", hookline_bus::RETRY_ALL, RetentionPolicy::Limits, hookline_bus::RETRY_DUPLICATE_WINDOW),
+        ("HOOKLINE_DISPATCH", hookline_bus::DISPATCH_ALL, RetentionPolicy::WorkQueue, DISPATCH_DUPLICATE_WINDOW),
+        ("HOOKLINE_PARKED", hookline_bus::PARKED_ALL, RetentionPolicy::WorkQueue, DISPATCH_DUPLICATE_WINDOW),
+    ];
+    for (name, subjects, retention, _) in old {
+        let config = Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            retention,
+            storage: StorageType::File,
+            duplicate_window: Duration::from_secs(600),
+            ..Default::default()
+        };
+        js.create_stream(config).await.unwrap();
+    }
     ensure_streams(&js).await;
-    let info = js.get_stream("HOOKLINE_RETRY").await.unwrap().get_info().await.unwrap();
-    assert_eq!(info.config.duplicate_window, hookline_bus::RETRY_DUPLICATE_WINDOW);
+    for (name, _, _, window) in old {
+        let config = js.get_stream(name).await.unwrap().get_info().await.unwrap().config;
+        assert!(window < Duration::from_secs(600), "{name}: this version's window is the shorter one");
+        assert_eq!(config.duplicate_window, window, "{name}: the window is shortened");
+        if name == "HOOKLINE_PARKED" && server_version(&nats.client().await) >= (2, 10) {
+            assert_eq!(config.max_consumers, hookline_bus::PARKED_MAX_CONSUMERS, "and its consumer limit raised");
+        }
+    }
 }
 
 /// A retry stored twice further apart than HOOKLINE_RETRY's duplicate

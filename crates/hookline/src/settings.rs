@@ -335,6 +335,9 @@ pub struct DeliveryArgs {
     #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT", default_value = "15s", value_parser = duration)]
     pub request_timeout: Duration,
     /// How long JetStream waits for an ack before handing a task to another worker.
+    /// Keep it under 2 min: an event fanned out again later than
+    /// HOOKLINE_DISPATCH's 3 min duplicate window is a second attempt (same
+    /// webhook-id) rather than a task dropped as a duplicate.
     #[arg(long, env = "HOOKLINE_ACK_WAIT", default_value = "60s", value_parser = duration)]
     pub ack_wait: Duration,
     /// Delivery attempts in flight per process (also the events fan-out
