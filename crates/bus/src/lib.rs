@@ -95,9 +95,10 @@ pub const OUTCOMES_DUPLICATE_WINDOW: Duration = Duration::from_secs(20);
 
 /// HOOKLINE_DISPATCH's and HOOKLINE_PARKED's duplicate window. Every task
 /// is stored with an id (see ARCHITECTURE.md's message ids), and every id
-/// in the window costs nats-server about 190 bytes: at 3,400 tasks/s a
-/// 10 minute window held 2 million of them, some 380 MiB, more than all the
-/// rest of its live data (BENCHMARKS.md). The window has to absorb a store
+/// in the window costs nats-server memory, about 160 MiB a million
+/// (README.md, "Memory of nats-server"): at the 3,400 tasks/s of the scale
+/// bench's neighbours phase a 10 minute window holds 2 million of them,
+/// some 330 MiB (BENCHMARKS.md). The window has to absorb a store
 /// repeated after a task or event was handed out again, which comes
 /// `HOOKLINE_ACK_WAIT` (60 s by default) after the first, and a retry
 /// mover's repeat, which comes within its batch deadline (60 s); three
