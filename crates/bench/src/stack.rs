@@ -48,7 +48,7 @@ impl Nats {
 pub const NATS_GOMEMLIMIT: &str = "192MiB";
 
 /// The limit `scale` runs nats-server with: what README.md sizes for
-/// 10,000 tenants. Their live heap alone reaches 250-294 MiB under load
+/// 10,000 tenants. Their live heap alone reaches 200-480 MiB under load
 /// (BENCHMARKS.md), so below it Go collects back to back and takes
 /// nats-server's CPU from the deliveries; the bench would then measure a
 /// deployment sized against our own advice.
