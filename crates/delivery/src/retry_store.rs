@@ -134,8 +134,13 @@ pub const MOVE_RATE: usize = 2_000;
 const BATCH: usize = 500;
 /// A batch read longer ago than this is not stored: another mover may have
 /// moved and purged it meanwhile, and a repeat must come well within
-/// HOOKLINE_DISPATCH's duplicate window (3 min).
+/// HOOKLINE_DISPATCH's duplicate window
+/// ([`hookline_bus::DISPATCH_DUPLICATE_WINDOW`]), which the build checks.
 pub const BATCH_DEADLINE: Duration = Duration::from_secs(60);
+const _: () = assert!(
+    2 * BATCH_DEADLINE.as_secs() < hookline_bus::DISPATCH_DUPLICATE_WINDOW.as_secs(),
+    "a mover's repeat must come well within HOOKLINE_DISPATCH's duplicate window"
+);
 /// Seconds looked at per round at most, so a long walk over empty seconds
 /// (after a restart) yields to shutdown and to the rate between rounds.
 const SECONDS_PER_ROUND: u64 = 20_000;
